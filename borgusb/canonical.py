@@ -1,0 +1,136 @@
+"""Canonical JSON: the one byte form that signatures cover.
+
+Two nodes must turn the same message into the same bytes, so the form is
+strict: keys sorted, no insignificant whitespace, UTF-8, integers only within
+the range every JSON implementation represents exactly (±2**53), and no
+floats, NaN, Infinity or duplicate keys (each of those has more than one
+spelling or none at all). Parsing refuses what encoding would refuse, so a
+message that parses is one that re-encodes to a single canonical form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MAX_SAFE_INT = 2**53 - 1
+MAX_DEPTH = 32
+
+JSONValue = Any
+
+
+class CanonicalError(ValueError):
+    """The value or text is not canonical BorgUSB JSON."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalError(f"{name} is not allowed")
+
+
+def _reject_float(text: str) -> Any:
+    raise CanonicalError(f"floats are not allowed ({text[:20]})")
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 17:
+        raise CanonicalError("integer out of range")
+    value = int(text)
+    if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        return value
+    raise CanonicalError("integer out of range")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise CanonicalError(f"duplicate key {key[:40]!r}")
+        result[key] = value
+    return result
+
+
+_fast_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+_LONG_DIGITS = re.compile(rb"[:,\[]-?[0-9]{16}")  # an integer token of 16+ digits
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_float=_reject_float,
+    parse_int=_parse_int,
+    parse_constant=_reject_constant,
+)
+
+
+def check(value: JSONValue, depth: int = 0) -> None:
+    """Raise CanonicalError unless value holds only canonical JSON types."""
+    if depth > MAX_DEPTH:
+        raise CanonicalError("nesting too deep")
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise CanonicalError("integer out of range")
+        return
+    if isinstance(value, float):
+        raise CanonicalError("floats are not allowed")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalError("object keys must be strings")
+            check(item, depth + 1)
+        return
+    raise CanonicalError(f"{type(value).__name__} is not a JSON type")
+
+
+def dumps(value: JSONValue) -> bytes:
+    """Encode value in canonical form (checked first)."""
+    check(value)
+    return encode_unchecked(value)
+
+
+def encode_unchecked(value: JSONValue) -> bytes:
+    """Encode a value already known to be canonical (the hot path skips check)."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def loads(data: bytes | str) -> JSONValue:
+    """Parse canonical-compatible JSON; raises CanonicalError on anything else."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+        value = _decoder.decode(text)
+    except CanonicalError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise CanonicalError(f"not valid JSON: {str(exc)[:80]}") from None
+    check(value)
+    return value
+
+
+def loads_canonical(data: bytes) -> JSONValue:
+    """Parse bytes that must already be in canonical form (the wire form).
+
+    Faster than `loads` for the hot path: the C decoder parses, and
+    re-encoding must give back exactly the same bytes, which at once rules out
+    duplicate keys, unsorted keys, whitespace and alternative escapes.
+    """
+    try:
+        value = _fast_decoder.decode(bytes(data).decode("utf-8"))
+    except CanonicalError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise CanonicalError(f"not valid JSON: {str(exc)[:80]}") from None
+    try:
+        again = encode_unchecked(value)
+    except (ValueError, RecursionError):
+        raise CanonicalError("not encodable") from None
+    if again != data:
+        raise CanonicalError("not in canonical form (sorted keys, no spaces, UTF-8, no duplicates)")
+    if _LONG_DIGITS.search(data):  # maybe an integer beyond ±2**53: check properly
+        check(value)
+    return value

@@ -1,0 +1,332 @@
+"""The `borgusb` command line.
+
+Each command group lives in its own function that registers its sub-parser;
+commands that need heavy imports (the node runtime, aiohttp) import them
+inside the handler so `borgusb --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class CLIError(Exception):
+    """A failure to report to the person in one line, without a traceback."""
+
+
+# ---------------------------------------------------------------- passphrases
+
+
+def read_passphrase(args: argparse.Namespace, *, confirm: bool = False, prompt: str = "Keystore passphrase: ") -> str:
+    if getattr(args, "passphrase_file", None):
+        try:
+            text = Path(args.passphrase_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CLIError(f"cannot read the passphrase file: {exc.strerror}") from None
+        passphrase = text.splitlines()[0] if text else ""
+    else:
+        if not sys.stdin.isatty():
+            raise CLIError("no terminal to ask for the passphrase: use --passphrase-file")
+        passphrase = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat the passphrase: ") != passphrase:
+            raise CLIError("the two passphrases differ")
+    if not passphrase:
+        raise CLIError("the passphrase must not be empty")
+    return passphrase
+
+
+def read_bip39_passphrase(args: argparse.Namespace) -> str:
+    path = getattr(args, "bip39_passphrase_file", None)
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot read the BIP39 passphrase file: {exc.strerror}") from None
+    return text.splitlines()[0] if text else ""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+# ---------------------------------------------------------------- wallet
+
+
+def _show_words(words: list[str]) -> None:
+    print("\nYour 24 words. Write them down, in order, and keep them offline.")
+    print("They are the only way to restore this wallet; BorgUSB never shows them again.\n")
+    rows = (len(words) + 2) // 3
+    for r in range(rows):
+        cells = []
+        for c in range(3):
+            i = r + c * rows
+            if i < len(words):
+                cells.append(f"{i + 1:>2}. {words[i]:<10}")
+        print("   ".join(cells))
+    print()
+
+
+def _confirm_words(words: list[str]) -> None:
+    """Ask for three random words back, only on a terminal."""
+    if not sys.stdin.isatty():
+        return
+    for i in sorted(secrets.SystemRandom().sample(range(len(words)), 3)):
+        answer = input(f"Word {i + 1}? ").strip().lower()
+        if answer != words[i]:
+            raise CLIError(f"word {i + 1} does not match: nothing was written, run the command again")
+
+
+def _require_new_path(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise CLIError(f"{path} already exists: refusing to overwrite a keystore (use --force)")
+    if not path.parent.is_dir():
+        raise CLIError(f"the directory {path.parent} does not exist")
+
+
+def cmd_wallet_new(args: argparse.Namespace) -> int:
+    from .identity import Wallet
+    from .keystore import save_wallet
+
+    path = Path(args.keystore)
+    _require_new_path(path, args.force)
+    with Wallet.create(read_bip39_passphrase(args)) as wallet:
+        words = wallet.mnemonic().split()
+        _show_words(words)
+        _confirm_words(words)
+        passphrase = read_passphrase(args, confirm=True, prompt="Choose a keystore passphrase: ")
+        save_wallet(path, wallet, passphrase)
+        _report_identity(wallet.public.to_dict(), args, f"Wallet written to {path}")
+    return EXIT_OK
+
+
+def _read_words(args: argparse.Namespace) -> str:
+    if sys.stdin.isatty():
+        print("Type your words separated by spaces, then Enter:", file=sys.stderr)
+        return input()
+    return sys.stdin.read()
+
+
+def cmd_wallet_restore(args: argparse.Namespace) -> int:
+    from .identity import Wallet
+    from .keystore import save_wallet
+
+    path = Path(args.keystore)
+    _require_new_path(path, args.force)
+    with Wallet.from_mnemonic(_read_words(args), read_bip39_passphrase(args)) as wallet:
+        passphrase = read_passphrase(args, confirm=True, prompt="Choose a keystore passphrase: ")
+        save_wallet(path, wallet, passphrase)
+        _report_identity(wallet.public.to_dict(), args, f"Wallet restored to {path}")
+    return EXIT_OK
+
+
+def _report_identity(info: dict[str, str], args: argparse.Namespace, headline: str = "") -> None:
+    if getattr(args, "json", False):
+        _print_json(info)
+        return
+    if headline:
+        print(headline)
+    print(f"  Doge address : {info['doge_address']}")
+    print(f"  Public key   : {info['public_key']}")
+    print(f"  Fingerprint  : {info['fingerprint']}")
+    for key in ("mnemonic", "wif"):
+        if key in info:
+            print(f"  {key.upper():<13}: {info[key]}")
+
+
+def cmd_wallet_show(args: argparse.Namespace) -> int:
+    from .keystore import load_wallet
+
+    wallet = load_wallet(Path(args.keystore), read_passphrase(args))
+    with wallet:
+        info: dict[str, str] = wallet.public.to_dict()
+        if args.reveal:
+            info["mnemonic"] = wallet.mnemonic()
+            info["wif"] = wallet.wif()
+        _report_identity(info, args)
+    return EXIT_OK
+
+
+def cmd_wallet_derive(args: argparse.Namespace) -> int:
+    from .identity import derive_public
+
+    info = derive_public(sys.stdin.read(), read_bip39_passphrase(args)).to_dict()
+    _report_identity(info, args)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- envelope
+
+
+def cmd_envelope_sign(args: argparse.Namespace) -> int:
+    from . import canonical, envelope
+    from .clock import SystemClock
+    from .keystore import load_wallet
+
+    try:
+        payload = canonical.loads(sys.stdin.buffer.read())
+    except canonical.CanonicalError as exc:
+        raise CLIError(f"the payload on stdin is not allowed JSON: {exc}") from None
+    with load_wallet(Path(args.keystore), read_passphrase(args)) as wallet:
+        env = envelope.sign(wallet.key, args.type, payload, SystemClock(), ip=args.ip, port=args.port)
+    sys.stdout.write(envelope.encode(env).decode("utf-8") + "\n")
+    return EXIT_OK
+
+
+def cmd_envelope_verify(args: argparse.Namespace) -> int:
+    from . import envelope
+    from .clock import SystemClock
+
+    verifier = envelope.Verifier(SystemClock(), window_ms=args.window_ms)
+    data = sys.stdin.buffer.read().strip()
+    try:
+        env = verifier.verify(data, expected_signer=args.expect_signer)
+    except envelope.EnvelopeError as exc:
+        print(f"rejected ({exc.reason}): {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.json:
+        _print_json({"type": env.type, "signer": env.signer, "ts": env.ts, "payload": env.payload})
+    else:
+        _print_json(env.payload)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_passphrase_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="read the keystore passphrase from the first line of FILE (for scripts)",
+    )
+
+
+def _add_wallet(sub: argparse._SubParsersAction) -> None:
+    wallet = sub.add_parser("wallet", help="create, restore and inspect the wallet on the stick")
+    wsub = wallet.add_subparsers(dest="wallet_command", metavar="COMMAND", required=True)
+
+    def keystore_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--keystore", required=True, metavar="PATH", help="the keystore file")
+
+    new = wsub.add_parser("new", help="create a wallet: 24 new words, encrypted to the keystore")
+    keystore_arg(new)
+    _add_passphrase_args(new)
+    new.add_argument("--bip39-passphrase-file", metavar="FILE", help="optional BIP39 passphrase (the '25th word')")
+    new.add_argument("--force", action="store_true", help="overwrite an existing keystore")
+    new.add_argument("--json", action="store_true", help="print the public identity as JSON")
+    new.set_defaults(func=cmd_wallet_new)
+
+    restore = wsub.add_parser("restore", help="restore a wallet from its words (read from the terminal or stdin)")
+    keystore_arg(restore)
+    _add_passphrase_args(restore)
+    restore.add_argument("--bip39-passphrase-file", metavar="FILE", help="the BIP39 passphrase, if the wallet had one")
+    restore.add_argument("--force", action="store_true", help="overwrite an existing keystore")
+    restore.add_argument("--json", action="store_true", help="print the public identity as JSON")
+    restore.set_defaults(func=cmd_wallet_restore)
+
+    show = wsub.add_parser("show", help="public key, Doge address and fingerprint of a keystore")
+    keystore_arg(show)
+    _add_passphrase_args(show)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--reveal", action="store_true", help="also print the 24 words and the WIF private key")
+    show.set_defaults(func=cmd_wallet_show)
+
+    derive = wsub.add_parser(
+        "derive", help="read words on stdin, print public key and Doge address; writes nothing"
+    )
+    derive.add_argument("--bip39-passphrase-file", metavar="FILE", help="the BIP39 passphrase, if any")
+    derive.add_argument("--json", action="store_true", help="machine-readable output")
+    derive.set_defaults(func=cmd_wallet_derive)
+
+
+def _add_envelope(sub: argparse._SubParsersAction) -> None:
+    env = sub.add_parser("envelope", help="sign and verify BorgUSB message envelopes")
+    esub = env.add_subparsers(dest="envelope_command", metavar="COMMAND", required=True)
+
+    sign = esub.add_parser("sign", help="payload JSON on stdin → signed envelope on stdout")
+    sign.add_argument("--keystore", required=True, metavar="PATH", help="the signing wallet's keystore")
+    _add_passphrase_args(sign)
+    sign.add_argument("--type", default="app.message", help="message type (default: app.message)")
+    sign.add_argument("--ip", default="", help="sender IP to put in the envelope")
+    sign.add_argument("--port", type=int, default=0, help="sender port to put in the envelope")
+    sign.set_defaults(func=cmd_envelope_sign)
+
+    verify = esub.add_parser(
+        "verify", help="envelope on stdin; exit 0 and print the payload if valid, else exit 1 and the reason"
+    )
+    verify.add_argument("--expect-signer", metavar="PUBKEY", help="reject unless signed by this public key")
+    verify.add_argument("--window-ms", type=int, default=30_000, help="freshness window (default ±30000 ms)")
+    verify.add_argument("--json", action="store_true", help="print type, signer, time and payload")
+    verify.set_defaults(func=cmd_envelope_verify)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_wallet, _add_envelope]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="borgusb",
+        description=(
+            "BorgUSB: your identity on a USB stick, the network as your computer. "
+            "Every message is a signed, timestamped envelope; no logins, no servers."
+        ),
+        epilog="Run 'borgusb COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"borgusb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _REGISTRARS:
+        register(sub)
+    for name, module in _EXTERNAL_COMMANDS.items():
+        _add_external(sub, name, module)
+    return parser
+
+
+# Commands whose parsers live in their own modules: name → (module, help).
+_EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _add_external(sub: argparse._SubParsersAction, name: str, spec: tuple[str, str]) -> None:
+    module, help_text = spec
+    p = sub.add_parser(name, help=help_text, add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: _run_external(module, args.rest), external=True)
+
+
+def _run_external(module: str, argv: list[str]) -> int:
+    import importlib
+
+    return int(importlib.import_module(module).main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .identity import MnemonicError
+    from .keystore import KeystoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, KeystoreError, MnemonicError) as exc:
+        print(f"borgusb: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("borgusb: interrupted", file=sys.stderr)
+        return 130
+    except EOFError:
+        print("borgusb: no input", file=sys.stderr)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

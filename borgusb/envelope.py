@@ -1,0 +1,333 @@
+"""The signed envelope: every message at every layer, and the one door it passes.
+
+An envelope is a JSON object::
+
+    {"v": 1, "type": "tree.join", "payload": {...},
+     "sender": {"ip": "10.0.0.2", "port": 13350, "pubkey": "02ab..."},
+     "ts": 1764000000000, "nonce": "32 hex digits", "sig": "DER hex"}
+
+``sig`` is an ECDSA (secp256k1) signature by ``sender.pubkey`` over the
+canonical JSON (see canonical.py) of every other field, so nothing in the
+envelope, the payload included, can be changed without breaking it. This fixes
+the original BorgIOS, which signed only sha256(ip + time).
+
+`Verifier.verify` is the only way a received message becomes a `Envelope`
+object; it gives, in one call:
+
+* authentication and integrity: the signature checks;
+* freshness: ``ts`` within ±window of the local network clock;
+* replay protection: each (signer, nonce) is accepted once; the cache is
+  bounded (see `ReplayCache`);
+* authorization: an optional expected signer and expected message types.
+
+Every rejection raises one typed `EnvelopeError` subclass and is counted by
+reason in `Verifier.counters`, which a node shows on its monitoring port.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import Counter
+from collections.abc import Collection
+import re
+from typing import Any, NamedTuple
+
+from . import canonical
+from .clock import Clock
+from .keys import InvalidKey, SigningKey, parse_public_key
+
+VERSION = 1
+DEFAULT_WINDOW_MS = 30_000
+DEFAULT_MAX_BYTES = 1 << 20
+DEFAULT_REPLAY_CAPACITY = 200_000
+_FIELDS = frozenset(("v", "type", "payload", "sender", "ts", "nonce", "sig"))
+_SENDER_FIELDS = frozenset(("ip", "port", "pubkey"))
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_SIG = re.compile(r"[0-9a-f]{16,146}")
+_PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
+
+
+class EnvelopeError(Exception):
+    """A message was rejected; `reason` is the counter name."""
+
+    reason = "rejected"
+
+
+class Malformed(EnvelopeError):
+    reason = "malformed"
+
+
+class TooLarge(EnvelopeError):
+    reason = "too_large"
+
+
+class BadSignature(EnvelopeError):
+    reason = "bad_signature"
+
+
+class Stale(EnvelopeError):
+    reason = "stale"
+
+
+class FutureDated(EnvelopeError):
+    reason = "future_dated"
+
+
+class Replay(EnvelopeError):
+    reason = "replay"
+
+
+class WrongSigner(EnvelopeError):
+    reason = "wrong_signer"
+
+
+class WrongType(EnvelopeError):
+    reason = "wrong_type"
+
+
+REASONS = tuple(
+    cls.reason
+    for cls in (Malformed, TooLarge, BadSignature, Stale, FutureDated, Replay, WrongSigner, WrongType)
+)
+
+
+class Sender(NamedTuple):
+    ip: str
+    port: int
+    pubkey: str
+
+
+class Envelope(NamedTuple):
+    """A verified message. Only `Verifier.verify` should construct one."""
+
+    type: str
+    payload: Any
+    sender: Sender
+    ts: int
+    nonce: str
+    sig: str
+
+    @property
+    def signer(self) -> str:
+        return self.sender.pubkey
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "type": self.type,
+            "payload": self.payload,
+            "sender": {"ip": self.sender.ip, "port": self.sender.port, "pubkey": self.sender.pubkey},
+            "ts": self.ts,
+            "nonce": self.nonce,
+            "sig": self.sig,
+        }
+
+
+def sign(
+    key: SigningKey,
+    type: str,
+    payload: Any,
+    clock: Clock,
+    *,
+    ip: str = "",
+    port: int = 0,
+) -> dict[str, Any]:
+    """Build and sign an envelope (a dict, ready for `encode`)."""
+    canonical.check(payload)
+    body: dict[str, Any] = {
+        "v": VERSION,
+        "type": type,
+        "payload": payload,
+        "sender": {"ip": ip, "port": port, "pubkey": key.public_key_hex},
+        "ts": clock.now_ms(),
+        "nonce": os.urandom(16).hex(),
+    }
+    body["sig"] = key.sign(canonical.encode_unchecked(body)).hex()
+    return body
+
+
+def encode(envelope: dict[str, Any]) -> bytes:
+    """Wire bytes of an envelope (canonical JSON)."""
+    return canonical.encode_unchecked(envelope)
+
+
+def sign_bytes(key: SigningKey, type: str, payload: Any, clock: Clock, **sender: Any) -> bytes:
+    return encode(sign(key, type, payload, clock, **sender))
+
+
+class ReplayCache:
+    """Remembers accepted (signer, nonce) pairs for as long as they could be replayed.
+
+    An entry is needed only while its timestamp is inside the freshness
+    window; after that `Stale` rejects a replay anyway. Memory is bounded by
+    `capacity`: when a flood fills the cache, the oldest entry is evicted and
+    the cache's *floor* rises to its timestamp; from then on any message not
+    newer than the floor is rejected as a replay. So a replay is never
+    accepted, and under a flood the cost is that slightly older legitimate
+    messages are refused (the sender retries with a fresh envelope).
+    """
+
+    def __init__(self, capacity: int = DEFAULT_REPLAY_CAPACITY) -> None:
+        self.capacity = capacity
+        self._seen: set[str] = set()
+        self._heap: list[tuple[int, str]] = []
+        self.floor_ms = -(2**63)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def expire(self, older_than_ms: int) -> None:
+        heap, seen = self._heap, self._seen
+        while heap and heap[0][0] < older_than_ms:
+            seen.discard(heapq.heappop(heap)[1])
+
+    def seen_or_add(self, key: str, ts: int) -> bool:
+        """True when key was seen (or is at/below the floor); else remember it."""
+        if ts <= self.floor_ms or key in self._seen:
+            return True
+        while len(self._seen) >= self.capacity:
+            old_ts, old_key = heapq.heappop(self._heap)
+            self._seen.discard(old_key)
+            self.floor_ms = max(self.floor_ms, old_ts)
+            if ts <= self.floor_ms:
+                return True
+        self._seen.add(key)
+        heapq.heappush(self._heap, (ts, key))
+        return False
+
+
+class Verifier:
+    """The one verification path. One per node (it owns the replay cache)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        replay_capacity: int = DEFAULT_REPLAY_CAPACITY,
+    ) -> None:
+        self.clock = clock
+        self.window_ms = window_ms
+        self.max_bytes = max_bytes
+        self.replay = ReplayCache(replay_capacity)
+        self.counters: Counter[str] = Counter()
+
+    def verify(
+        self,
+        data: bytes | str | dict[str, Any],
+        *,
+        expected_signer: str | Collection[str] | None = None,
+        expected_type: str | Collection[str] | None = None,
+    ) -> Envelope:
+        """Return the verified envelope or raise an EnvelopeError (and count it)."""
+        try:
+            env = self._verify(data, expected_signer, expected_type)
+        except EnvelopeError as exc:
+            self.counters[exc.reason] += 1
+            raise
+        self.counters["accepted"] += 1
+        return env
+
+    def rejected(self) -> dict[str, int]:
+        return {reason: self.counters[reason] for reason in REASONS}
+
+    def _verify(
+        self,
+        data: bytes | str | dict[str, Any],
+        expected_signer: str | Collection[str] | None,
+        expected_type: str | Collection[str] | None,
+    ) -> Envelope:
+        if isinstance(data, dict):
+            try:
+                canonical.check(data)
+                wire = canonical.encode_unchecked(data)
+            except (canonical.CanonicalError, TypeError, ValueError) as exc:
+                raise Malformed(str(exc)) from None
+        elif isinstance(data, (bytes, bytearray, memoryview, str)):
+            wire = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        else:
+            raise Malformed(f"cannot verify a {type(data).__name__}")
+        if len(wire) > self.max_bytes:
+            raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
+        try:
+            doc = canonical.loads_canonical(wire) if not isinstance(data, dict) else data
+        except canonical.CanonicalError as exc:
+            raise Malformed(str(exc)) from None
+        env = _structure(doc)
+        if expected_type is not None:
+            allowed = (expected_type,) if isinstance(expected_type, str) else expected_type
+            if env.type not in allowed:
+                raise WrongType(f"message type {env.type!r} is not accepted here")
+        if expected_signer is not None:
+            allowed = (expected_signer,) if isinstance(expected_signer, str) else expected_signer
+            if env.signer not in allowed:
+                raise WrongSigner("the message is not signed by the expected key")
+        now = self.clock.now_ms()
+        if env.ts < now - self.window_ms:
+            raise Stale(f"message is {now - env.ts} ms old (window ±{self.window_ms} ms)")
+        if env.ts > now + self.window_ms:
+            raise FutureDated(f"message is {env.ts - now} ms in the future")
+        try:
+            pub = parse_public_key(env.signer)
+            signature = bytes.fromhex(env.sig)
+        except (InvalidKey, ValueError):
+            raise BadSignature("the public key or signature cannot be parsed") from None
+        try:
+            valid = pub.verify(signature, _signed_part(wire, env.sig))
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise BadSignature("the signature does not match the message")
+        self.replay.expire(now - self.window_ms)
+        if self.replay.seen_or_add(env.signer + env.nonce, env.ts):
+            raise Replay("this message was already received")
+        return env
+
+
+def _signed_part(wire: bytes, sig: str) -> bytes:
+    """The canonical bytes the signature covers: the wire form without its sig member.
+
+    In canonical form the top-level members are sorted, so ``"sig"`` is
+    followed by ``"ts"``, ``"type"`` and ``"v"``, none of which can contain an
+    unescaped quote sequence: the last occurrence is the top-level one.
+    Cutting it out equals re-encoding the envelope without ``sig``, minus a
+    second serialization on the hot path.
+    """
+    needle = b'"sig":"' + sig.encode("ascii") + b'",'
+    at = wire.rfind(needle)
+    if at < 0:
+        raise Malformed("signature member not found")
+    return wire[:at] + wire[at + len(needle) :]
+
+
+def _structure(doc: Any) -> Envelope:
+    """Check field presence and types; no cryptography yet."""
+    if not isinstance(doc, dict):
+        raise Malformed("an envelope is a JSON object")
+    keys = doc.keys()
+    if keys != _FIELDS:
+        missing = sorted(_FIELDS - keys)
+        extra = sorted(k[:20] for k in keys - _FIELDS)
+        raise Malformed(f"envelope fields wrong (missing {missing}, unexpected {extra})")
+    if doc["v"] != VERSION or isinstance(doc["v"], bool):
+        raise Malformed(f"unsupported envelope version {str(doc['v'])[:10]!r}")
+    mtype, ts, nonce, sig, sender = doc["type"], doc["ts"], doc["nonce"], doc["sig"], doc["sender"]
+    if not isinstance(mtype, str) or not 0 < len(mtype) <= 64:
+        raise Malformed("type must be a short non-empty string")
+    if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+        raise Malformed("ts must be a non-negative integer (ms)")
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise Malformed("nonce must be 32 lowercase hex digits")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise Malformed("sig must be a hex DER signature")
+    if not isinstance(sender, dict) or sender.keys() != _SENDER_FIELDS:
+        raise Malformed("sender must be {ip, port, pubkey}")
+    ip, port, pubkey = sender["ip"], sender["port"], sender["pubkey"]
+    if not isinstance(ip, str) or len(ip) > 64:
+        raise Malformed("sender.ip must be a string")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise Malformed("sender.port must be 0..65535")
+    if not isinstance(pubkey, str) or not _PUBKEY.fullmatch(pubkey):
+        raise Malformed("sender.pubkey must be a compressed public key in hex")
+    return Envelope(mtype, doc["payload"], Sender(ip, port, pubkey), ts, nonce, sig)

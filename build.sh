@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# BorgUSB: set-up, build, run and test, from a fresh Debian 12 machine.
+#
+#   ./build.sh            the main job (see `./build.sh help`)
+#   ./build.sh test       install what is missing, then run the whole test suite
+#   ./build.sh bench      run every benchmark and print its figures
+#   ./build.sh setup      only install what is missing
+#
+# Idempotent: every step checks before it acts. Caches live outside the
+# checkout (~/.cache/borgusb, pip's own cache).
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV="$ROOT/.venv"
+CACHE="${BORGUSB_CACHE:-$HOME/.cache/borgusb}"
+PY="$VENV/bin/python"
+APT_UPDATED=0
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() { printf '\nbuild.sh: error: %s\n' "$*" >&2; exit 1; }
+trap 'die "the step \"$BASH_COMMAND\" failed (line $LINENO); see the output above"' ERR
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "this step needs root: run as root or install sudo"; fi
+}
+
+# apt_install PKG... : install only the packages that are missing.
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    step "Installing Debian packages: ${missing[*]}"
+    if [ "$APT_UPDATED" = 0 ]; then
+        as_root apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        || die "could not install ${missing[*]}"
+}
+
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+setup_python() {
+    local python stamp want
+    python=$(find_python) || { apt_install python3; python=$(find_python) || die "Python 3.11 or newer is needed"; }
+    if [ ! -x "$PY" ]; then
+        step "Creating the virtual environment in .venv ($($python --version))"
+        if ! "$python" -m venv "$VENV" 2>/dev/null; then
+            rm -rf "$VENV"
+            apt_install python3-venv
+            "$python" -m venv "$VENV" || die "could not create .venv"
+        fi
+    fi
+    want=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    stamp="$VENV/.borgusb-installed"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        step "Installing BorgUSB and its Python dependencies into .venv"
+        "$PY" -m pip install -q --upgrade pip || die "pip could not upgrade itself (is PyPI reachable?)"
+        "$PY" -m pip install -q -e "$ROOT[test]" || die "pip install failed (see above)"
+        echo "$want" >"$stamp"
+    else
+        note "Python environment is up to date (.venv)"
+    fi
+}
+
+setup() {
+    mkdir -p "$CACHE"
+    apt_install ca-certificates
+    setup_python
+}
+
+cmd_test() {
+    setup
+    step "Running the test suite"
+    cd "$ROOT"
+    "$PY" -m pytest "$@"
+}
+
+cmd_bench() {
+    setup
+    local b
+    for b in "$ROOT"/benchmarks/bench_*.py; do
+        step "Benchmark $(basename "$b")"
+        "$PY" "$b"
+    done
+}
+
+cmd_main() {
+    setup
+    step "BorgUSB is installed"
+    note "Today the main job sets up the environment and checks the installation;"
+    note "the node, the conduit and the USB image join it as their issues land."
+    "$VENV/bin/borgusb" --help
+}
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+    "") cmd_main ;;
+    test) shift; cmd_test "$@" ;;
+    bench) cmd_bench ;;
+    setup) setup ;;
+    help | -h | --help) usage ;;
+    *) usage; die "unknown command: $1" ;;
+esac

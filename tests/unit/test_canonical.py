@@ -1,0 +1,41 @@
+"""Canonical JSON: one byte form per value, and refusal of everything ambiguous."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from borgusb import canonical
+from borgusb.canonical import CanonicalError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_sorted_compact_utf8() -> None:
+    assert canonical.dumps({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":1.5}', '{"a":NaN}', '{"a":Infinity}', '{"a":1,"a":2}', '{"a":9007199254740993}', "[" * 100 + "]" * 100, "\xff"],
+)
+def test_ambiguous_input_refused(text: str) -> None:
+    with pytest.raises(CanonicalError):
+        canonical.loads(text.encode("latin-1") if text == "\xff" else text)
+
+
+@pytest.mark.parametrize("value", [1.0, float("nan"), {1: "a"}, b"bytes", 2**60, {"a": object()}])
+def test_unencodable_values_refused(value) -> None:
+    with pytest.raises(CanonicalError):
+        canonical.dumps(value)
+
+
+@given(json_values)
+def test_round_trip_is_stable(value) -> None:
+    once = canonical.dumps(value)
+    assert canonical.dumps(canonical.loads(once)) == once

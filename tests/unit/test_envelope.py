@@ -1,0 +1,252 @@
+"""The one door: every way a message can be wrong is rejected, typed and counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from borgusb import canonical, envelope
+from borgusb.clock import ManualClock
+from borgusb.envelope import (
+    BadSignature,
+    EnvelopeError,
+    FutureDated,
+    Malformed,
+    Replay,
+    ReplayCache,
+    Stale,
+    TooLarge,
+    Verifier,
+    WrongSigner,
+    WrongType,
+)
+from borgusb.keys import SigningKey
+
+KEY = SigningKey.generate()
+OTHER = SigningKey.generate()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def verifier(clock: ManualClock) -> Verifier:
+    return Verifier(clock)
+
+
+def wire(doc) -> str:
+    """Canonical-looking text even for values canonical.dumps would refuse (so each check is reached)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def make(clock: ManualClock, payload=None, key: SigningKey = KEY, type: str = "app.test") -> dict:
+    return envelope.sign(key, type, {"n": 1} if payload is None else payload, clock, ip="127.0.0.2", port=13350)
+
+
+def test_valid_envelope_round_trip(clock, verifier) -> None:
+    env = verifier.verify(envelope.encode(make(clock, {"x": [1, "two"]})))
+    assert env.payload == {"x": [1, "two"]}
+    assert env.type == "app.test"
+    assert env.signer == KEY.public_key_hex
+    assert env.sender.ip == "127.0.0.2" and env.sender.port == 13350
+    assert verifier.counters["accepted"] == 1
+
+
+def test_accepts_dict_str_and_bytes(clock, verifier) -> None:
+    verifier.verify(make(clock))
+    verifier.verify(envelope.encode(make(clock)).decode())
+    verifier.verify(envelope.encode(make(clock)))
+    assert verifier.counters["accepted"] == 3
+
+
+TAMPERS = {
+    "type": lambda d: d.__setitem__("type", "app.other"),
+    "payload": lambda d: d["payload"].__setitem__("n", 2),
+    "payload-added-key": lambda d: d["payload"].__setitem__("evil", True),
+    "sender.ip": lambda d: d["sender"].__setitem__("ip", "10.6.6.6"),
+    "sender.port": lambda d: d["sender"].__setitem__("port", 1),
+    "sender.pubkey": lambda d: d["sender"].__setitem__("pubkey", OTHER.public_key_hex),
+    "ts": lambda d: d.__setitem__("ts", d["ts"] + 1),
+    "nonce": lambda d: d.__setitem__("nonce", "0" * 32),
+    "sig": lambda d: d.__setitem__("sig", KEY.sign(b"something else").hex()),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERS))
+def test_each_field_tampered_is_rejected(clock, verifier, field) -> None:
+    doc = make(clock)
+    TAMPERS[field](doc)
+    with pytest.raises(BadSignature):
+        verifier.verify(envelope.encode(doc))
+    assert verifier.counters["bad_signature"] == 1
+    assert verifier.counters["accepted"] == 0
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("nonce"),
+        lambda d: d.__setitem__("extra", 1),
+        lambda d: d.__setitem__("v", 2),
+        lambda d: d.__setitem__("ts", "now"),
+        lambda d: d.__setitem__("sender", "me"),
+        lambda d: d["sender"].__setitem__("pubkey", "zz" * 33),
+        lambda d: d.__setitem__("sig", "not hex"),
+        lambda d: d.__setitem__("type", ""),
+    ],
+)
+def test_structural_damage_is_malformed(clock, verifier, mutate) -> None:
+    doc = make(clock)
+    mutate(doc)
+    with pytest.raises(Malformed):
+        verifier.verify(wire(doc))
+    assert verifier.counters["malformed"] == 1
+
+
+def test_non_canonical_text_is_malformed(clock, verifier) -> None:
+    doc = make(clock)
+    with pytest.raises(Malformed, match="canonical"):
+        verifier.verify(json.dumps(doc))  # spaces after separators
+    dup = envelope.encode(doc).replace(b'{"nonce"', b'{"nonce":"' + b"0" * 32 + b'","nonce"', 1)
+    with pytest.raises(Malformed):
+        verifier.verify(dup)
+
+
+def test_replay_rejected(clock, verifier) -> None:
+    wire = envelope.encode(make(clock))
+    verifier.verify(wire)
+    with pytest.raises(Replay):
+        verifier.verify(wire)
+    assert verifier.counters["replay"] == 1
+
+
+def test_stale_and_future(clock, verifier) -> None:
+    old = make(clock)
+    clock.advance(30_001)
+    with pytest.raises(Stale):
+        verifier.verify(old)
+    future = make(clock)
+    clock.advance(-30_001)
+    with pytest.raises(FutureDated):
+        verifier.verify(future)
+    assert verifier.counters["stale"] == 1 and verifier.counters["future_dated"] == 1
+
+
+def test_edges_of_the_window_accepted(clock) -> None:
+    verifier = Verifier(clock, window_ms=5_000)
+    early = make(clock)
+    clock.advance(5_000)
+    verifier.verify(early)
+    late = make(clock)
+    clock.advance(-5_000)
+    verifier.verify(late)
+
+
+def test_wrong_signer_and_wrong_type(clock, verifier) -> None:
+    with pytest.raises(WrongSigner):
+        verifier.verify(make(clock, key=OTHER), expected_signer=KEY.public_key_hex)
+    with pytest.raises(WrongType):
+        verifier.verify(make(clock), expected_type={"tree.join", "tree.hb"})
+    env = verifier.verify(make(clock), expected_signer=[OTHER.public_key_hex, KEY.public_key_hex])
+    assert env.signer == KEY.public_key_hex
+
+
+def test_too_large(clock) -> None:
+    verifier = Verifier(clock, max_bytes=1000)
+    with pytest.raises(TooLarge):
+        verifier.verify(envelope.encode(make(clock, {"blob": "x" * 2000})))
+    with pytest.raises(TooLarge):
+        verifier.verify(make(clock, {"blob": "x" * 2000}))
+    assert verifier.counters["too_large"] == 2
+
+
+def test_floats_cannot_be_signed(clock) -> None:
+    with pytest.raises(canonical.CanonicalError):
+        make(clock, {"price": 1.5})
+
+
+def test_rejections_summary_lists_every_reason(clock, verifier) -> None:
+    with pytest.raises(Malformed):
+        verifier.verify(b"{")
+    summary = verifier.rejected()
+    assert summary["malformed"] == 1
+    assert set(summary) == set(envelope.REASONS)
+
+
+def test_replay_cache_stays_bounded_and_never_accepts_a_replay(clock) -> None:
+    verifier = Verifier(clock, replay_capacity=50)
+    sent = []
+    for _ in range(200):
+        clock.advance(1)
+        wire = envelope.encode(make(clock))
+        verifier.verify(wire)
+        sent.append(wire)
+        assert len(verifier.replay) <= 50
+    for wire in sent:  # every one of them, evicted or not, is refused the second time
+        with pytest.raises(Replay):
+            verifier.verify(wire)
+
+
+def test_replay_cache_forgets_expired_entries() -> None:
+    cache = ReplayCache(capacity=10)
+    assert not cache.seen_or_add("a", 100)
+    cache.expire(older_than_ms=101)
+    assert len(cache) == 0
+
+
+# --- fuzzing: nothing but the typed errors, ever ---
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1000)
+@given(st.one_of(st.binary(max_size=400), st.text(max_size=400)))
+def test_fuzz_bytes_and_text(data) -> None:
+    verifier = Verifier(ManualClock())
+    with pytest.raises(EnvelopeError):
+        verifier.verify(data)
+
+
+@settings(max_examples=1000)
+@given(json_values)
+def test_fuzz_json_values(value) -> None:
+    verifier = Verifier(ManualClock())
+    for form in (value, json.dumps(value), wire(value)):
+        try:
+            verifier.verify(form)
+        except EnvelopeError:
+            pass
+    assert verifier.counters["accepted"] == 0
+
+
+ENVELOPE_KEYS = st.sampled_from(["v", "type", "payload", "sender", "ts", "nonce", "sig", "ip", "port", "pubkey"])
+
+
+@settings(max_examples=1000)
+@given(st.data())
+def test_fuzz_mutated_valid_envelopes(data) -> None:
+    clock = ManualClock()
+    verifier = Verifier(clock)
+    doc = make(clock)
+    target = data.draw(st.sampled_from(["top", "sender", "payload"]))
+    where = doc if target == "top" else doc[target]
+    key = data.draw(ENVELOPE_KEYS)
+    if data.draw(st.booleans()):
+        where[key] = data.draw(json_values)
+    else:
+        where.pop(key, None)
+    try:
+        env = verifier.verify(wire(doc))
+    except EnvelopeError:
+        return
+    # only an untouched signed content may pass
+    assert env.payload == {"n": 1} and env.signer == KEY.public_key_hex
