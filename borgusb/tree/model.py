@@ -23,7 +23,8 @@ Design (what we chose and why)
   parent and to N's old parent, ``tree.parent`` to the hole's children.
 * **Root death, no election.**  The root's children hold a replica of the
   table.  A root child at position c takes over after the root has been silent
-  for ``(c-1)`` confirm periods, so the lowest *surviving* child acts first; it
+  for ``c`` confirm periods (always longer than the root's own child timeout),
+  so the lowest *surviving* child acts first; it
   runs the same move procedure for hole 1 and hands the table to node N with
   ``tree.promote``; N becomes root.  The coordinator also tells the other root
   children (``tree.parent``), which resets their timers.  If N is dead too the
@@ -35,7 +36,8 @@ Design (what we chose and why)
   in the table gets its own slot back and its parent is refreshed); a parent
   reports slots that should exist (from the size it learned) but stay vacant;
   a parent drops children beyond the current size; a node whose parent stays
-  silent for 3 confirm periods rejoins from scratch.
+  silent for k+3 confirm periods (longer than any takeover plus repair)
+  rejoins from scratch.
 * **Alone / split / merge.**  A joiner tries up to ``max_join_attempts``
   candidates (known root, old parent, contacts); if none assigns it a slot it
   becomes root of a fresh tree (random id from the injected rng).  Roots probe
@@ -128,6 +130,8 @@ class TreeNode:
         "seen", "bcast_seq", "counters", "_acts", "_now",
     )
 
+    MAX_CONTACTS = 256
+
     def __init__(self, me: Member, config: TreeConfig, rng: random.Random) -> None:
         if config.k < 1:
             raise ValueError("k must be >= 1")
@@ -210,7 +214,10 @@ class TreeNode:
         """Remember peers to join through and to probe for other trees."""
         for c in contacts:
             if c.node_id != self.me.node_id:
+                self.contacts.pop(c.node_id, None)
                 self.contacts[c.node_id] = c
+        while len(self.contacts) > self.MAX_CONTACTS:  # bounded: forget the oldest
+            del self.contacts[next(iter(self.contacts))]
 
     def view(self) -> dict[str, Any]:
         """Read-only monitoring snapshot (JSON-able)."""
@@ -322,6 +329,8 @@ class TreeNode:
 
     def _rejoin(self, first: list[Member]) -> None:
         """Drop our slot and look for a tree: ``first`` candidates, then contacts."""
+        # Remember the tree we are leaving: its members are the best contacts to find it again.
+        self.add_contacts([m for m in (self.root, self.parent, *self.children.values()) if m is not None])
         seen: set[str] = {self.me.node_id}
         cands: list[Member] = []
         extra = list(self.contacts.values())
@@ -488,6 +497,8 @@ class TreeNode:
         if node_id is not None and m.node_id == node_id:
             self._count("repairs")
             self._plan_remove(q)
+            # If it is merely cut off one way, this tells it to resync instead of lingering.
+            self._send(m, {"t": "tree.reject", "tree": self.tree_id, "pos": q})
             return
         # The reporter's picture of slot q is stale: re-send the truth to both ends.
         self._count("resyncs")
@@ -583,10 +594,10 @@ class TreeNode:
             self._send(self.parent, {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos})
         silence = now - self.last_seen.get(self.parent.node_id, now)
         if P.is_root_child(self.pos, self.k) and self.table and 1 in self.table:
-            if silence >= cfg.confirm_ms * (self.pos - 1):
+            if silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
                 self._takeover()
                 return
-        elif silence >= 3 * cfg.confirm_ms:
+        elif silence >= (self.k + 3) * cfg.confirm_ms:  # longer than any takeover + repair
             self._count("orphaned")
             self._rejoin([m for m in (self.root, self.parent) if m is not None])
             return

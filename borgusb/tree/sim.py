@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from collections import Counter, deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import positions as P
 from .messages import Action, Deliver, Member, Send
@@ -54,6 +54,8 @@ class Bus:
         self.sent: Counter[str] = Counter()
         self.delivered: Counter[str] = Counter()  # node_id -> Deliver count
         self.track_deliveries = True
+        #: test hook: return True to silently lose a message (slow/lossy link)
+        self.drop: Callable[[str, str, dict[str, Any]], bool] | None = None
 
     # -- population ---------------------------------------------------------------
 
@@ -103,6 +105,8 @@ class Bus:
         while q and limit:
             limit -= 1
             src, dst, msg = q.popleft()
+            if self.drop is not None and self.drop(src, dst, msg):
+                continue
             node = alive.get(dst)
             if node is None or group.get(dst) != group.get(src):
                 s = alive.get(src)

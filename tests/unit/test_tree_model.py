@@ -1,0 +1,309 @@
+"""PeerTree protocol state machine, driven through the in-memory bus."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from borgusb.tree.messages import Member, Send, StatusChanged
+from borgusb.tree.model import TreeConfig, TreeNode
+from borgusb.tree.sim import Bus
+
+CFG = TreeConfig(k=3)
+
+
+def build(n: int, k: int = 3, seed: int = 1) -> Bus:
+    """A bus with ``n`` nodes joined one after another through random members."""
+    bus = Bus(TreeConfig(k=k), seed=seed, check_json=True)
+    bus.add_node([])
+    for _ in range(n - 1):
+        bus.add_node([random.Random(len(bus.nodes)).choice(list(bus.nodes.values())).me])
+        bus.drain()
+    assert bus.run_until_consistent(60_000)
+    return bus
+
+
+def by_pos(bus: Bus) -> dict[int, TreeNode]:
+    return {n.pos: n for n in bus.alive.values() if n.pos is not None}
+
+
+# -- plain unit tests -------------------------------------------------------------
+
+
+def test_single_node_becomes_root() -> None:
+    node = TreeNode(Member("aa", "127.0.0.1", 1), CFG, random.Random(0))
+    acts = node.start(0, [])
+    assert StatusChanged("root") in acts
+    v = node.view()
+    assert v["status"] == "root" and v["position"] == 1 and v["size"] == 1 and v["depth"] == 0
+    assert v["root"] == "aa" and v["tree_id"]
+    json.dumps(v)
+
+
+def test_alone_node_founds_tree_after_contacts_fail() -> None:
+    bus = Bus(CFG, seed=3)
+    ghost = bus.add_node([], start=False)
+    bus.fail(ghost.me.node_id)
+    n = bus.add_node([ghost.me])
+    assert n.status == "joining"
+    bus.run(20_000)
+    assert n.status == "root" and n.counters["trees_founded"] == 1
+
+
+def test_second_node_joins_at_position_2() -> None:
+    bus = Bus(CFG, seed=2, check_json=True)
+    a = bus.add_node([])
+    b = bus.add_node([a.me])
+    bus.drain()
+    assert b.status == "joining"
+    bus.tick(300)
+    assert b.status == "online" and b.pos == 2 and b.parent == a.me and b.root == a.me
+    assert a.children == {2: b.me} and b.tree_id == a.tree_id and a.size == 2
+
+
+def test_join_via_non_root_contact_is_forwarded() -> None:
+    bus = build(5)
+    contact = by_pos(bus)[4]
+    j = bus.add_node([contact.me])
+    bus.run(1000)
+    assert j.pos == 6 and contact.counters.get("joins_forwarded") == 1
+    assert bus.consistent() is None
+
+
+def test_root_failure_last_node_becomes_root() -> None:
+    bus = build(8)
+    old = by_pos(bus)
+    last = old[8]
+    bus.fail(old[1].me.node_id)
+    assert bus.run_until_consistent(60_000)
+    assert last.status == "root" and last.pos == 1
+    assert old[2].counters.get("takeovers") == 1
+    assert len(bus.alive) == 7 and bus.broadcast_check(old[5])[0]
+
+
+def test_root_and_first_child_failure() -> None:
+    bus = build(10)
+    old = by_pos(bus)
+    bus.fail(old[1].me.node_id)
+    bus.fail(old[2].me.node_id)
+    assert bus.run_until_consistent(120_000)
+    assert bus.root().me.node_id in {old[9].me.node_id, old[10].me.node_id, old[8].me.node_id}
+
+
+def test_leaf_failure_moves_last_node() -> None:
+    bus = build(10)
+    old = by_pos(bus)
+    bus.fail(old[3].me.node_id)
+    assert bus.run_until_consistent(60_000)
+    assert old[10].pos == 3 and old[1].counters.get("repairs") == 1
+
+
+def test_slow_link_single_missed_heartbeat_causes_no_swap() -> None:
+    bus = build(6)
+    before = {p: n.me.node_id for p, n in by_pos(bus).items()}
+    victim = by_pos(bus)[5].me.node_id
+    dropped: list[int] = []
+
+    def drop(src: str, dst: str, msg: dict[str, Any]) -> bool:
+        if src == victim and msg["t"] == "tree.hb" and not dropped:
+            dropped.append(bus.now)
+            return True
+        return False
+
+    bus.drop = drop
+    bus.run(10_000)
+    assert dropped
+    assert {p: n.me.node_id for p, n in by_pos(bus).items()} == before
+    assert sum(n.counters.get("failures_reported", 0) for n in bus.alive.values()) == 0
+
+
+def test_three_missed_heartbeats_do_swap() -> None:
+    bus = build(6)
+    victim = by_pos(bus)[2]
+    bus.drop = lambda src, dst, msg: src == victim.me.node_id and msg["t"] == "tree.hb"
+    bus.run(6_000)
+    assert by_pos(bus)[1].counters.get("repairs") == 1
+
+
+def test_broadcast_exactly_once_from_any_node() -> None:
+    bus = build(13)
+    for n in list(bus.alive.values()):
+        ok, hops = bus.broadcast_check(n)
+        assert ok and hops == 2
+    assert sum(n.counters.get("duplicates", 0) for n in bus.alive.values()) == 0
+
+
+def test_duplicate_broadcast_is_counted_not_delivered() -> None:
+    bus = build(4)
+    child = by_pos(bus)[2]
+    root = by_pos(bus)[1]
+    msg = {"t": "tree.bcast", "tree": root.tree_id, "id": "x1", "payload": {}, "hops": 1, "up": False}
+    assert len([a for a in child.on_message(0, root.me, msg) if not isinstance(a, Send)]) == 1
+    assert [a for a in child.on_message(0, root.me, msg) if not isinstance(a, Send)] == []
+    assert child.counters["duplicates"] == 1
+
+
+def test_split_and_merge() -> None:
+    bus = build(12)
+    side = {nid: (1 if n.pos and n.pos in (3, 8, 9, 10) else 0) for nid, n in bus.alive.items()}
+    bus.partition(side)
+    bus.run(120_000)
+    assert len(bus.roots()) == 2
+    bus.heal()
+    assert bus.run_until_consistent(300_000, settle_ms=10_000)
+    assert len(bus.alive) == 12 and bus.broadcast_check(by_pos(bus)[7])[0]
+
+
+def test_two_trees_meet_smaller_resigns() -> None:
+    bus = Bus(CFG, seed=5)
+    a = bus.add_node([])
+    for _ in range(4):
+        bus.add_node([a.me])
+    b = bus.add_node([])
+    b2 = bus.add_node([b.me])
+    bus.run(2000)
+    assert a.size == 5 and b.size == 2 and a.tree_id != b.tree_id
+    b.add_contacts([a.me])
+    assert bus.run_until_consistent(60_000)
+    assert a.status == "root" and b.status == "online" and b2.status == "online"
+    assert b.counters.get("resigned") == 1 and a.size == 7
+
+
+# -- malformed and foreign input ------------------------------------------------------
+
+TYPES = ["tree.join", "tree.assign", "tree.children", "tree.parent", "tree.promote", "tree.replica",
+         "tree.fail", "tree.hb", "tree.hb_ack", "tree.reject", "tree.bcast", "tree.whoroot",
+         "tree.whoroot_reply", "tree.merge", "tree.resign", "tree.nope"]
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 20), st.text(max_size=4),
+                      st.sampled_from(["aa", "tree"]))
+json_val = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                       st.dictionaries(st.text(max_size=5), c, max_size=3)),
+                        max_leaves=8)
+fields = ["tree", "pos", "size", "ver", "k", "root", "parent", "children", "set", "table", "ops",
+          "joiner", "hops", "id", "payload", "up", "node", "full", "to"]
+messages = st.fixed_dictionaries({"t": st.sampled_from(TYPES)}, optional={f: json_val for f in fields})
+
+
+def _fresh_pair() -> tuple[Bus, TreeNode, TreeNode]:
+    bus = build(5, seed=9)
+    return bus, by_pos(bus)[1], by_pos(bus)[2]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(messages, json_val), min_size=1, max_size=5), st.booleans())
+def test_fuzz_malformed_never_raises(msgs: list[Any], to_root: bool) -> None:
+    bus, root, child = _fresh_pair()
+    target, sender = (root, child) if to_root else (child, root)
+    for m in msgs:
+        if isinstance(m, dict) and m.get("tree") == "tree":
+            m["tree"] = target.tree_id
+        acts = target.on_message(bus.now, sender.me, m)
+        for a in acts:
+            if isinstance(a, Send):
+                json.dumps(a.msg)
+    target.on_tick(bus.now + 100)
+    target.view()
+
+
+def test_malformed_counted() -> None:
+    _, root, child = _fresh_pair()
+    for bad in [None, [], {"t": 3}, {"t": "tree.hb"}, {"t": "tree.hb", "tree": root.tree_id, "pos": "2"},
+                {"t": "tree.join", "joiner": {"pubkey": "x", "ip": "1", "port": 99999}, "hops": 0},
+                {"t": "tree.assign", "tree": "z", "k": 3, "pos": 1}]:
+        root.on_message(0, child.me, bad)  # type: ignore[arg-type]
+    assert root.counters["rejected_malformed"] == 7
+    root.on_message(0, child.me, {"t": "tree.bogus"})
+    assert root.counters["rejected_unknown_type"] == 1
+
+
+def test_foreign_tree_ignored_and_counted() -> None:
+    _, root, child = _fresh_pair()
+    before = dict(child.view())
+    msg = {"t": "tree.parent", "tree": "f" * 32, "pos": child.pos, "parent": Member("evil", "1.2.3.4", 1).to_dict(),
+           "size": 99, "ver": 10**9, "root": Member("evil", "1.2.3.4", 1).to_dict()}
+    assert child.on_message(0, root.me, msg) == []
+    assert child.counters["ignored_foreign_tree"] == 1
+    after = child.view()
+    assert after["parent"] == before["parent"] and after["size"] == before["size"]
+
+
+def test_heartbeat_from_wrong_position_rejected() -> None:
+    bus, root, child = _fresh_pair()
+    other = by_pos(bus)[5]  # a grandchild claiming to be the root's child at 3
+    acts = root.on_message(bus.now, other.me, {"t": "tree.hb", "tree": root.tree_id, "pos": 3})
+    assert root.counters["rejected_position"] == 1
+    assert [a.msg["t"] for a in acts if isinstance(a, Send)] == ["tree.reject"]
+    # and the impostor, not being the rejecter's child, ignores the reject
+    assert other.on_message(bus.now, root.me, {"t": "tree.reject", "tree": root.tree_id, "pos": 3}) == []
+    assert other.counters["ignored_reject"] == 1
+
+
+# -- stateful property test -------------------------------------------------------------
+
+
+class TreeMachine(RuleBasedStateMachine):
+    """Random joins, crashes (root included), partitions and heals; then it must converge."""
+
+    @initialize(k=st.integers(2, 4), seed=st.integers(0, 2**16))
+    def setup(self, k: int, seed: int) -> None:
+        self.bus = Bus(TreeConfig(k=k), seed=seed, check_json=True)
+        self.rng = random.Random(seed)
+        self.bus.add_node([])
+
+    def _live(self) -> list[TreeNode]:
+        return list(self.bus.alive.values())
+
+    @precondition(lambda self: len(self.bus.nodes) < 14)
+    @rule(n=st.integers(1, 3))
+    def join(self, n: int) -> None:
+        every = [x.me for x in self.bus.nodes.values()]
+        for _ in range(n):
+            self.bus.add_node(self.rng.sample(every, min(3, len(every))))
+        self.bus.drain()
+
+    @precondition(lambda self: len(self.bus.alive) > 1)
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        victim = data.draw(st.sampled_from(sorted(self.bus.alive)))
+        self.bus.fail(victim)
+
+    @precondition(lambda self: len(self.bus.alive) > 1 and len(self.bus.roots()) >= 1)
+    @rule()
+    def crash_root(self) -> None:
+        self.bus.fail(self.bus.roots()[0].me.node_id)
+
+    @precondition(lambda self: len(self.bus.alive) > 2)
+    @rule(data=st.data(), ms=st.integers(1_000, 40_000))
+    def split(self, data: st.DataObject, ms: int) -> None:
+        ids = sorted(self.bus.alive)
+        side = data.draw(st.lists(st.booleans(), min_size=len(ids), max_size=len(ids)))
+        self.bus.partition({nid: int(s) for nid, s in zip(ids, side)})
+        self.bus.run(ms)
+
+    @rule()
+    def heal(self) -> None:
+        self.bus.heal()
+
+    @rule(ms=st.integers(250, 15_000))
+    def run(self, ms: int) -> None:
+        self.bus.run(ms)
+
+    def teardown(self) -> None:
+        bus = self.bus
+        bus.heal()
+        for n in bus.alive.values():  # everyone may meet everyone (as a real cell's contact lists do)
+            n.add_contacts([m.me for m in bus.alive.values()])
+        ok = bus.run_until_consistent(900_000, settle_ms=10_000)
+        assert ok, bus.consistent()
+        origin = self.rng.choice(self._live())
+        once, _ = bus.broadcast_check(origin)
+        assert once
+
+
+TestTreeMachine = TreeMachine.TestCase
+TestTreeMachine.settings = settings(max_examples=40, stateful_step_count=12, deadline=None,
+                                    suppress_health_check=[HealthCheck.too_slow])
