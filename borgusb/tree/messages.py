@@ -8,7 +8,7 @@ field into ``Malformed`` so a hostile or buggy peer can never crash a node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 
@@ -23,10 +23,15 @@ class Member:
     node_id: str
     ip: str
     port: int
+    _wire: dict[str, Any] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Built once: a member's record is copied into many messages (assigns, replicas).
+        object.__setattr__(self, "_wire", {"pubkey": self.node_id, "ip": self.ip, "port": self.port})
 
     def to_dict(self) -> dict[str, Any]:
-        """The address record as it travels on the wire."""
-        return {"pubkey": self.node_id, "ip": self.ip, "port": self.port}
+        """The address record as it travels on the wire (shared: do not mutate)."""
+        return self._wire
 
     @classmethod
     def from_dict(cls, d: Any) -> "Member":

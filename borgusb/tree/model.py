@@ -126,7 +126,7 @@ class TreeNode:
         "me", "cfg", "rng", "status", "contacts", "tree_id", "k", "pos", "size", "ver",
         "parent", "children", "root", "last_seen", "vacant_since", "reported", "next_hb",
         "table", "where", "queue", "queued", "last_batch", "repl_ops", "repl_holders",
-        "candidates", "attempts", "join_deadline", "need_sync", "sync_until", "next_probe",
+        "candidates", "attempts", "join_deadline", "need_sync", "sync_until", "next_probe", "replica_log",
         "seen", "bcast_seq", "counters", "_acts", "_now",
     )
 
@@ -275,6 +275,7 @@ class TreeNode:
         self.reported: dict[int, int] = {}
         self.next_hb = 0
         self.table: dict[int, Member] | None = None
+        self.replica_log: list[Any] | None = None
         self.where: dict[str, int] = {}
         self.queue: list[Member] = []
         self.queued: set[str] = set()
@@ -392,7 +393,7 @@ class TreeNode:
         self.last_seen = {m.node_id: self._now for m in (par, *self.children.values())}
         self.vacant_since, self.reported = {}, {}
         if not P.is_root_child(pos, k):
-            self.table = None
+            self.table, self.replica_log = None, None
         self.need_sync = False
         self.next_hb = self._now
         self._set_status("online")
@@ -525,15 +526,19 @@ class TreeNode:
         if t is None or self.status != "root":
             return
         holders: set[str] = set()
+        full_ops: list[list[Any]] | None = None
+        delta_ops = slots(self.repl_ops) if self.repl_ops else None
         for c in P.children(1, self.k, len(t)):
             m = t[c]
             holders.add(m.node_id)
             if m.node_id not in self.repl_holders:
+                if full_ops is None:
+                    full_ops = slots(dict(t))
                 self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "full": True, "ops": slots(dict(t))})
-            elif self.repl_ops:
+                               "full": True, "ops": full_ops})
+            elif delta_ops is not None:
                 self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "full": False, "ops": slots(self.repl_ops)})
+                               "full": False, "ops": delta_ops})
         self.repl_holders = holders
         self.repl_ops = {}
 
@@ -541,22 +546,39 @@ class TreeNode:
         if not self._same_tree(msg):
             return
         full = msg.get("full")
-        if not isinstance(full, bool):
-            raise Malformed("replica.full")
-        ops = f_slots(msg, "ops")
+        ops = msg.get("ops")
+        if not isinstance(full, bool) or not isinstance(ops, list):
+            raise Malformed("replica")
         if self.parent is None or sender.node_id != self.parent.node_id or self.pos is None \
                 or not P.is_root_child(self.pos, self.k):
             self._count("ignored_replica")
             return
+        # Kept raw and parsed only when needed (takeover, or every 64 deltas): a root
+        # child should not pay member parsing for every join in a storm.
         if full:
-            self.table = {}
-        elif self.table is None:
-            return
-        for q, m in ops.items():
-            if m is None:
-                self.table.pop(q, None)
-            else:
-                self.table[q] = m
+            self.table, self.replica_log = {}, [ops]
+        elif self.replica_log is not None:
+            self.replica_log.append(ops)
+            if len(self.replica_log) > 64:
+                self._materialize_replica()
+
+    def _materialize_replica(self) -> dict[int, Member] | None:
+        """Apply the raw replica log to ``table``; None (and counted) if it is malformed."""
+        if self.replica_log is None or self.table is None:
+            return None
+        log, self.replica_log = self.replica_log, []
+        try:
+            for ops in log:
+                for q, m in f_slots({"ops": ops}, "ops").items():
+                    if m is None:
+                        self.table.pop(q, None)
+                    else:
+                        self.table[q] = m
+        except Malformed:
+            self._count("rejected_malformed")
+            self.table, self.replica_log = None, None
+            return None
+        return self.table
 
     def _on_promote(self, sender: Member, msg: dict[str, Any]) -> None:
         tid = f_str(msg, "tree")
@@ -593,7 +615,7 @@ class TreeNode:
             self.next_hb = now + cfg.heartbeat_ms
             self._send(self.parent, {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos})
         silence = now - self.last_seen.get(self.parent.node_id, now)
-        if P.is_root_child(self.pos, self.k) and self.table and 1 in self.table:
+        if P.is_root_child(self.pos, self.k) and self.replica_log is not None:
             if silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
                 self._takeover()
                 return
@@ -633,10 +655,9 @@ class TreeNode:
 
     def _takeover(self) -> None:
         """Root silent and we are the lowest live root child: hand hole 1 to the last node."""
-        assert self.table is not None
-        t = self.table
-        n = len(t)
-        if set(t) != set(range(1, n + 1)) or n < 2:
+        t = self._materialize_replica()
+        n = len(t) if t is not None else 0
+        if t is None or set(t) != set(range(1, n + 1)) or n < 2:
             self._count("takeover_bad_replica")
             self._rejoin([m for m in (self.root,) if m is not None])
             return

@@ -248,11 +248,14 @@ def test_heartbeat_from_wrong_position_rejected() -> None:
 class TreeMachine(RuleBasedStateMachine):
     """Random joins, crashes (root included), partitions and heals; then it must converge."""
 
-    @initialize(k=st.integers(2, 4), seed=st.integers(0, 2**16))
-    def setup(self, k: int, seed: int) -> None:
+    @initialize(k=st.integers(2, 4), seed=st.integers(0, 2**16), n0=st.integers(1, 9))
+    def setup(self, k: int, seed: int, n0: int) -> None:
         self.bus = Bus(TreeConfig(k=k), seed=seed, check_json=True)
         self.rng = random.Random(seed)
         self.bus.add_node([])
+        for _ in range(n0 - 1):
+            self.bus.add_node([self.rng.choice(list(self.bus.nodes.values())).me])
+        self.bus.run(2_000)
 
     def _live(self) -> list[TreeNode]:
         return list(self.bus.alive.values())
@@ -305,5 +308,5 @@ class TreeMachine(RuleBasedStateMachine):
 
 
 TestTreeMachine = TreeMachine.TestCase
-TestTreeMachine.settings = settings(max_examples=40, stateful_step_count=12, deadline=None,
+TestTreeMachine.settings = settings(max_examples=150, stateful_step_count=20, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
