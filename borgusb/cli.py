@@ -293,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands whose parsers live in their own modules: name → (module, help).
-_EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {}
+_EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
+    "cell": ("borgusb.node", "run one cell as a process; list the cell DNA table"),
+    "cluster": ("borgusb.cluster", "a local test cluster: one node per loopback address"),
+    "sim": ("borgusb.tree.sim", "simulate a PeerTree of up to a million nodes in memory"),
+}
 
 
 def _add_external(sub: argparse._SubParsersAction, name: str, spec: tuple[str, str]) -> None:
@@ -313,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     from .identity import MnemonicError
     from .keystore import KeystoreError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _EXTERNAL_COMMANDS:  # their own parsers take every option
+        try:
+            return _run_external(_EXTERNAL_COMMANDS[argv[0]][0], argv[1:])
+        except BrokenPipeError:  # output piped into head & co.
+            return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,401 @@
+"""Cell: the runtime every cell type shares.
+
+A cell is one process bound to its own IP on its DNA ports:
+
+* **netPort** (TLS, pinned): node-to-node PeerTree messages, `POST /net`, and
+  the signed `GET /hello` that lets peers pin this node's certificate;
+* **recpPort** (TLS): the receptor, the cell's only public door. Signed
+  requests only; each reply is an envelope signed by the node key;
+* **monPort** (plain HTTP, read-only JSON): status, the node's view of the
+  tree, message counters and rejections by reason.
+
+The tree protocol itself is `borgusb.tree.model.TreeNode` (no I/O); this class
+feeds it events (messages, ticks, unreachable peers) and carries out the
+actions it returns. A subclass adds its behaviour by registering receptor
+request types with `@receptor("type")` and overriding `on_broadcast`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import envelope
+from ..clock import Clock, SystemClock
+from ..dna import CellDNA
+from ..keys import SigningKey
+from ..net.peer import HELLO, PeerClient, PeerError, PeerRejected, PeerUnreachable
+from ..net.tls import TLSIdentity, make_tls_identity
+from ..tree.model import Deliver, Member, Send, StatusChanged, TreeConfig, TreeNode
+
+log = logging.getLogger("borgusb.cell")
+
+Handler = Callable[["Cell", envelope.Envelope], Awaitable[Any]]
+_RECEPTOR_ROUTES = "_receptor_routes"
+MAX_BODY = envelope.DEFAULT_MAX_BYTES
+
+
+class RequestError(Exception):
+    """A receptor request that cannot be served; the message goes to the caller."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def receptor(type: str) -> Callable[[Handler], Handler]:
+    """Mark a Cell method as the handler of a receptor request type."""
+
+    def mark(fn: Handler) -> Handler:
+        setattr(fn, _RECEPTOR_ROUTES, type)
+        return fn
+
+    return mark
+
+
+class TypePrefix:
+    """A set of message types by prefix, for `Verifier.verify(expected_type=...)`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and item.startswith(self.prefix)
+
+
+TREE_TYPES = TypePrefix("tree.")
+
+
+class Cell:
+    """A PeerTree member with a receptor and a monitoring port."""
+
+    def __init__(
+        self,
+        dna: CellDNA,
+        ip: str,
+        *,
+        key: SigningKey | None = None,
+        contacts: list[str] | None = None,
+        clock: Clock | None = None,
+        heartbeat_ms: int = 1000,
+        confirm_misses: int = 3,
+        tick_ms: int = 100,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.dna = dna
+        self.ip = ip
+        self.key = key or SigningKey.generate()
+        self.clock = clock or SystemClock()
+        self.verifier = envelope.Verifier(self.clock)
+        self.contacts = [c for c in (contacts or []) if c]
+        self._resolved: set[str] = set()
+        self.data_dir = data_dir
+        self.tick_ms = tick_ms
+        self.me = Member(self.key.public_key_hex, ip, dna.net_port)
+        self.tree = TreeNode(
+            self.me,
+            TreeConfig(k=dna.max_children, heartbeat_ms=heartbeat_ms, confirm_misses=confirm_misses),
+            random.Random(os.urandom(16)),
+        )
+        self.counters: Counter[str] = Counter()
+        self.delivered: OrderedDict[str, int] = OrderedDict()
+        self.started_at = time.monotonic()
+        self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port)
+        self.tls: TLSIdentity | None = None
+        self._runners: list[web.AppRunner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._queues: dict[Member, asyncio.Queue[dict[str, Any]]] = {}
+        self._stopping = asyncio.Event()
+        self.routes: dict[str, Handler] = {}
+        for cls in reversed(type(self).__mro__):
+            for attr in vars(cls).values():
+                route = getattr(attr, _RECEPTOR_ROUTES, None)
+                if route:
+                    self.routes[route] = attr
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.tls = make_tls_identity(f"borgusb-{self.dna.name}-{self.key.public_key_hex[:16]}")
+        await self._serve(self._net_app(), self.dna.net_port, self.tls.server_context)
+        await self._serve(self._receptor_app(), self.dna.recp_port, self.tls.server_context)
+        await self._serve(self._monitor_app(), self.dna.mon_port, None)
+        members = await self._resolve_contacts()
+        self._execute(self.tree.start(self.clock.now_ms(), members))
+        self._spawn(self._tick_loop())
+        self._spawn(self._contact_loop())
+        log.info("%s node %s on %s ready", self.dna.name, self.key.fingerprint, self.ip)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.peers.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def _serve(self, app: web.Application, port: int, ssl_context: Any) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.ip, port, ssl_context=ssl_context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise RuntimeError(f"cannot listen on {self.ip}:{port} ({exc.strerror})") from None
+        self._runners.append(runner)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ the tree driver
+
+    async def _resolve_contacts(self) -> list[Member]:
+        async def one(contact: str) -> Member | None:
+            host, _, port = contact.partition(":")
+            try:
+                pin = await self.peers.hello(host, int(port) if port else self.dna.net_port)
+            except (PeerError, ValueError) as exc:
+                log.info("contact %s: %s", contact, exc)
+                return None
+            if pin.pubkey == self.me.node_id:
+                return None
+            return Member(pin.pubkey, host, int(port) if port else self.dna.net_port)
+
+        pending = [c for c in self.contacts if c not in self._resolved]
+        found = await asyncio.gather(*(one(c) for c in pending))
+        for contact, member in zip(pending, found):
+            if member is not None:
+                self._resolved.add(contact)
+        return [m for m in found if m is not None]
+
+    async def _contact_loop(self) -> None:
+        """Keep looking for contacts that did not answer yet (a lone root must find others)."""
+        while True:
+            await asyncio.sleep(max(1.0, self.tree.cfg.probe_contacts_ms / 1000))
+            if len(self._resolved) < len(self.contacts):
+                members = await self._resolve_contacts()
+                if members:
+                    self.tree.add_contacts(members)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_ms / 1000)
+            try:
+                self._execute(self.tree.on_tick(self.clock.now_ms()))
+            except Exception:  # a bug must not stop the heartbeat; it is counted and logged
+                self.counters["tick_errors"] += 1
+                log.exception("tick failed")
+
+    def _execute(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._enqueue(action.to, action.msg)
+            elif isinstance(action, Deliver):
+                self._deliver(action.msg)
+            elif isinstance(action, StatusChanged):
+                self.counters[f"status_{action.status}"] += 1
+                log.info("%s status %s", self.dna.name, action.status)
+
+    def _enqueue(self, to: Member, msg: dict[str, Any]) -> None:
+        """Per-peer FIFO so messages to one peer keep their order."""
+        queue = self._queues.get(to)
+        if queue is None:
+            queue = self._queues[to] = asyncio.Queue()
+            self._spawn(self._sender(to, queue))
+        queue.put_nowait(msg)
+
+    async def _sender(self, to: Member, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        try:
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), timeout=30)
+                except asyncio.TimeoutError:
+                    return
+                self.counters["sent"] += 1
+                try:
+                    await self.peers.post(to.ip, to.port, "/net", msg["t"], msg, expect_pubkey=to.node_id)
+                except PeerUnreachable:
+                    self.counters["unreachable"] += 1
+                    self._drain(queue)
+                    self._execute(self.tree.on_unreachable(self.clock.now_ms(), to))
+                except PeerRejected as exc:
+                    self.counters[f"refused_by_peer:{exc.reason[:40]}"] += 1
+        finally:
+            if self._queues.get(to) is queue:
+                del self._queues[to]
+
+    @staticmethod
+    def _drain(queue: asyncio.Queue[Any]) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        bid = payload.get("id") if isinstance(payload, dict) else None
+        if isinstance(bid, str):
+            seen = self.delivered.get(bid, 0)
+            self.delivered[bid] = seen + 1
+            if seen:
+                self.counters["broadcast_duplicates"] += 1
+            while len(self.delivered) > 1000:
+                self.delivered.popitem(last=False)
+        self.counters["broadcasts_delivered"] += 1
+        try:
+            self.on_broadcast(payload)
+        except Exception:
+            self.counters["broadcast_handler_errors"] += 1
+            log.exception("broadcast handler failed")
+
+    def broadcast(self, data: Any, origin: str | None = None) -> str:
+        """Send data to every member of this cell's tree exactly once; returns its id."""
+        bid = os.urandom(12).hex()
+        payload = {"id": bid, "from": origin or self.me.node_id, "data": data}
+        self._execute(self.tree.broadcast(self.clock.now_ms(), payload))
+        return bid
+
+    def on_broadcast(self, payload: dict[str, Any]) -> None:
+        """Override: a broadcast reached this node (exactly once per id)."""
+
+    # ------------------------------------------------------------ net port
+
+    def _hello(self) -> bytes:
+        assert self.tls is not None
+        return envelope.encode(
+            envelope.sign(
+                self.key,
+                HELLO,
+                {
+                    "tls_sha256": self.tls.fingerprint,
+                    "cell": self.dna.name,
+                    "ports": list(self.dna.ports()),
+                    "status": self.tree.status,
+                },
+                self.clock,
+                ip=self.ip,
+                port=self.dna.net_port,
+            )
+        )
+
+    def _net_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY + 1024)
+        app.router.add_get("/hello", self._handle_hello)
+        app.router.add_post("/net", self._handle_net)
+        return app
+
+    async def _handle_hello(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._hello(), content_type="application/json")
+
+    async def _read_verified(self, request: web.Request, **expect: Any) -> envelope.Envelope:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.verifier.counters[envelope.TooLarge.reason] += 1
+            raise envelope.TooLarge("request body too large") from None
+        return self.verifier.verify(body, **expect)
+
+    async def _handle_net(self, request: web.Request) -> web.Response:
+        try:
+            env = await self._read_verified(request, expected_type=TREE_TYPES)
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        msg = env.payload
+        if not isinstance(msg, dict) or msg.get("t") != env.type:
+            self.verifier.counters[envelope.Malformed.reason] += 1
+            return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
+        sender = Member(env.signer, env.sender.ip, env.sender.port)
+        self.counters[f"recv:{env.type}"] += 1
+        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg))
+        return web.json_response({"ok": True})
+
+    # ------------------------------------------------------------ receptor
+
+    def _receptor_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY + 1024)
+        app.router.add_get("/hello", self._handle_hello)
+        app.router.add_post("/recp", self._handle_receptor)
+        return app
+
+    async def _handle_receptor(self, request: web.Request) -> web.Response:
+        try:
+            env = await self._read_verified(request)
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        handler = self.routes.get(env.type)
+        if handler is None:
+            self.counters["receptor_unknown_type"] += 1
+            return web.json_response({"error": "unknown_request", "detail": f"{self.dna.name} has no {env.type!r}"}, status=404)
+        try:
+            result = await handler(self, env)
+        except RequestError as exc:
+            self.counters["receptor_refused"] += 1
+            return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
+        except Exception:
+            self.counters["receptor_errors"] += 1
+            log.exception("receptor handler %s failed", env.type)
+            return web.json_response({"error": "internal", "detail": "the cell failed to handle this request"}, status=500)
+        self.counters[f"receptor:{env.type}"] += 1
+        reply = envelope.sign(self.key, env.type + ".reply", result, self.clock, ip=self.ip, port=self.dna.recp_port)
+        return web.Response(body=envelope.encode(reply), content_type="application/json")
+
+    @receptor("cell.status")
+    async def _r_status(self, env: envelope.Envelope) -> Any:
+        return self.status()
+
+    @receptor("tree.broadcast")
+    async def _r_broadcast(self, env: envelope.Envelope) -> Any:
+        return {"id": self.broadcast(env.payload, origin=env.signer)}
+
+    # ------------------------------------------------------------ monitoring
+
+    def _monitor_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._handle_status)
+        app.router.add_get("/status", self._handle_status)
+        return app
+
+    async def _handle_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    def status(self) -> dict[str, Any]:
+        view = self.tree.view()
+        return {
+            "cell": self.dna.to_dict(),
+            "node": self.me.node_id,
+            "fingerprint": self.key.fingerprint,
+            "ip": self.ip,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "status": view.get("status"),
+            "tree": view,
+            "counters": dict(self.counters),
+            "accepted": self.verifier.counters["accepted"],
+            "rejected": self.verifier.rejected(),
+            "broadcasts": {
+                "delivered": self.counters["broadcasts_delivered"],
+                "duplicates": self.counters["broadcast_duplicates"],
+                "recent": list(self.delivered)[-50:],
+            },
+        }

@@ -1,0 +1,103 @@
+"""`borgusb cell ...`: run one cell as a process, list the cell DNA table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from . import dna
+
+
+def default_ip() -> str:
+    """The address of the interface that holds the default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, only used to pick a source
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+async def run_cell(args: argparse.Namespace) -> int:
+    from .cells import cell_class
+
+    started = time.monotonic()
+    cls = cell_class(args.name)
+    cell = cls(
+        dna.get(args.name),
+        args.ip or default_ip(),
+        contacts=args.join,
+        heartbeat_ms=args.heartbeat_ms,
+        confirm_misses=args.confirm_misses,
+        data_dir=Path(args.data) if args.data else None,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, cell.request_stop)
+    try:
+        await cell.start()
+    except RuntimeError as exc:
+        print(f"borgusb: {exc}", file=sys.stderr)
+        await cell.stop()
+        return 1
+    print(
+        f"BORGUSB-READY cell={args.name} ip={cell.ip} node={cell.key.public_key_hex} "
+        f"mon=http://{cell.ip}:{cell.dna.mon_port}/ t={time.monotonic() - started:.2f}s",
+        flush=True,
+    )
+    try:
+        await cell._stopping.wait()
+    finally:
+        await cell.stop()
+        cell.key.close()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([d.to_dict() for d in dna.CELLS.values()], indent=2))
+        return 0
+    print(f"{'cell':<18} {'netPort':>7} {'recpPort':>8} {'monPort':>7} {'maxChildren':>11}  summary")
+    for d in dna.CELLS.values():
+        print(f"{d.name:<18} {d.net_port:>7} {d.recp_port:>8} {d.mon_port:>7} {d.max_children:>11}  {d.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="borgusb cell", description="Run and inspect BorgUSB cells.")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", help="run one cell as a process (joins its tree or becomes root)")
+    run.add_argument("name", help="cell type, e.g. peerTreeNet (see 'borgusb cell list')")
+    run.add_argument("--ip", help="address to bind and advertise (default: the default-route interface)")
+    run.add_argument("--join", action="append", default=[], metavar="HOST[:PORT]",
+                     help="a contact to join through (repeatable); none: become root and keep looking")
+    run.add_argument("--heartbeat-ms", type=int, default=1000, help="heartbeat period (default 1000)")
+    run.add_argument("--confirm-misses", type=int, default=3,
+                     help="missed heartbeats before a peer is declared failed (default 3)")
+    run.add_argument("--data", metavar="DIR", help="directory for the cell's data (RAM on the stick)")
+    run.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
+    run.set_defaults(func=lambda a: asyncio.run(run_cell(a)))
+    lst = sub.add_parser("list", help="the cell DNA table: ports and fan-out of every cell type")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"borgusb: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
