@@ -59,9 +59,11 @@ Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
     tree.children  {tree, size, ver, root, set:[[pos, m|null]]}   root -> parent
     tree.parent    {tree, pos, parent, size, ver, root}   root -> child
     tree.promote   {tree, k, size, ver, table:[[pos,m]]}  coordinator -> new root
-    tree.replica   {tree, ver, size, full, ops:[[pos, m|null]]}  root -> root kids
+    tree.replica   {tree, ver, size, seq, full, ops:[[pos, m|null]]}  root -> root kids
+                   (a root child that misses a seq drops its copy and sets
+                   ``need_replica: true`` in its next tree.hb to get a full one)
     tree.fail      {tree, pos, node: pubkey|null}         parent -> root
-    tree.hb        {tree, pos}                            child -> parent
+    tree.hb        {tree, pos, need_replica?}             child -> parent
     tree.hb_ack    {tree, pos, size, ver, root}           parent -> child
     tree.reject    {tree, pos}                            parent -> impostor
     tree.bcast     {tree, id, payload, hops, up}
@@ -127,6 +129,7 @@ class TreeNode:
         "parent", "children", "root", "last_seen", "vacant_since", "reported", "next_hb",
         "table", "where", "queue", "queued", "last_batch", "repl_ops", "repl_holders",
         "candidates", "attempts", "join_deadline", "need_sync", "sync_until", "next_probe", "replica_log",
+        "repl_seq",
         "seen", "bcast_seq", "counters", "_acts", "_now",
     )
 
@@ -270,7 +273,9 @@ class TreeNode:
         self.parent: Member | None = None
         self.children: dict[int, Member] = {}
         self.root: Member | None = None
-        self.last_seen: dict[str, int] = {}
+        # parent liveness keyed by node id, children's by slot: one member listed at two
+        # slots (a stale table) must not keep both alive.
+        self.last_seen: dict[str | int, int] = {}
         self.vacant_since: dict[int, int] = {}
         self.reported: dict[int, int] = {}
         self.next_hb = 0
@@ -282,6 +287,7 @@ class TreeNode:
         self.last_batch = -(1 << 62)
         self.repl_ops: dict[int, Member | None] = {}
         self.repl_holders: set[str] = set()
+        self.repl_seq = 0  # root: deltas shipped so far; root child: deltas applied
         self.need_sync = False
         self.sync_until = 0
 
@@ -390,7 +396,7 @@ class TreeNode:
         self.ver, self.size, self.root, self.parent = ver, size, root, par
         allowed = P.child_range(pos, k)
         self.children = {q: m for q, m in kids.items() if m is not None and q in allowed and q <= size}
-        self.last_seen = {m.node_id: self._now for m in (par, *self.children.values())}
+        self.last_seen = {par.node_id: self._now, **{q: self._now for q in self.children}}
         self.vacant_since, self.reported = {}, {}
         if not P.is_root_child(pos, k):
             self.table, self.replica_log = None, None
@@ -451,7 +457,8 @@ class TreeNode:
         k = self.k
         n = len(t)
         leaving = t[p]
-        self.where.pop(leaving.node_id, None)
+        if self.where.get(leaving.node_id) == p:
+            self.where.pop(leaving.node_id)
         self.ver += 1
         self.repl_ops[n] = None
         if p == n:
@@ -528,6 +535,8 @@ class TreeNode:
         holders: set[str] = set()
         full_ops: list[list[Any]] | None = None
         delta_ops = slots(self.repl_ops) if self.repl_ops else None
+        if delta_ops is not None:
+            self.repl_seq += 1
         for c in P.children(1, self.k, len(t)):
             m = t[c]
             holders.add(m.node_id)
@@ -535,10 +544,10 @@ class TreeNode:
                 if full_ops is None:
                     full_ops = slots(dict(t))
                 self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "full": True, "ops": full_ops})
+                               "seq": self.repl_seq, "full": True, "ops": full_ops})
             elif delta_ops is not None:
                 self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "full": False, "ops": delta_ops})
+                               "seq": self.repl_seq, "full": False, "ops": delta_ops})
         self.repl_holders = holders
         self.repl_ops = {}
 
@@ -547,6 +556,7 @@ class TreeNode:
             return
         full = msg.get("full")
         ops = msg.get("ops")
+        seq = f_int(msg, "seq")
         if not isinstance(full, bool) or not isinstance(ops, list):
             raise Malformed("replica")
         if self.parent is None or sender.node_id != self.parent.node_id or self.pos is None \
@@ -557,10 +567,14 @@ class TreeNode:
         # child should not pay member parsing for every join in a storm.
         if full:
             self.table, self.replica_log = {}, [ops]
-        elif self.replica_log is not None:
+        elif self.replica_log is not None and seq == self.repl_seq + 1:
             self.replica_log.append(ops)
             if len(self.replica_log) > 64:
                 self._materialize_replica()
+        else:  # missed a delta: our copy is useless; the next heartbeat asks for a full one
+            self._count("replica_gap")
+            self.table, self.replica_log = None, None
+        self.repl_seq = seq
 
     def _materialize_replica(self) -> dict[int, Member] | None:
         """Apply the raw replica log to ``table``; None (and counted) if it is malformed."""
@@ -601,7 +615,7 @@ class TreeNode:
         self.where = {m.node_id: q for q, m in table.items()}
         self.size, self.ver = len(table), ver
         self.children = {c: table[c] for c in P.children(1, k, len(table))}
-        self.last_seen = {m.node_id: self._now for m in self.children.values()}
+        self.last_seen = {q: self._now for q in self.children}
         self.next_probe = contacts_probe
         self._count("became_root")
         self._set_status("root")
@@ -613,7 +627,10 @@ class TreeNode:
         assert self.parent is not None and self.pos is not None
         if now >= self.next_hb:
             self.next_hb = now + cfg.heartbeat_ms
-            self._send(self.parent, {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos})
+            hb: dict[str, Any] = {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos}
+            if self.replica_log is None and P.is_root_child(self.pos, self.k):
+                hb["need_replica"] = True
+            self._send(self.parent, hb)
         silence = now - self.last_seen.get(self.parent.node_id, now)
         if P.is_root_child(self.pos, self.k) and self.replica_log is not None:
             if silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
@@ -641,7 +658,7 @@ class TreeNode:
                     continue
             else:
                 self.vacant_since.pop(q, None)
-                if now - self.last_seen.get(m.node_id, now) < confirm:
+                if now - self.last_seen.get(q, now) < confirm:
                     continue
             if now - self.reported.get(q, -(1 << 62)) < confirm:
                 continue
@@ -679,7 +696,9 @@ class TreeNode:
             self._count("rejected_position")
             self._send(sender, {"t": "tree.reject", "tree": tid, "pos": q})
             return
-        self.last_seen[sender.node_id] = self._now
+        self.last_seen[q] = self._now
+        if msg.get("need_replica") is True and self.status == "root":
+            self.repl_holders.discard(sender.node_id)
         assert self.root is not None
         self._send(sender, {"t": "tree.hb_ack", "tree": self.tree_id, "pos": self.pos, "size": self.size,
                             "ver": self.ver, "root": self.root.to_dict()})
@@ -723,7 +742,7 @@ class TreeNode:
                 self.children.pop(q, None)
             else:
                 self.children[q] = m
-                self.last_seen[m.node_id] = self._now
+                self.last_seen[q] = self._now
         self._learn(size, ver, root)
 
     def _on_parent(self, sender: Member, msg: dict[str, Any]) -> None:
