@@ -107,7 +107,7 @@ class Cell:
             random.Random(os.urandom(16)),
         )
         self.counters: Counter[str] = Counter()
-        self.delivered: OrderedDict[str, int] = OrderedDict()
+        self.delivered: OrderedDict[str, list[int]] = OrderedDict()  # id -> [count, first ms]
         self.started_at = time.monotonic()
         self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port)
         self.tls: TLSIdentity | None = None
@@ -257,9 +257,9 @@ class Cell:
     def _deliver(self, payload: dict[str, Any]) -> None:
         bid = payload.get("id") if isinstance(payload, dict) else None
         if isinstance(bid, str):
-            seen = self.delivered.get(bid, 0)
-            self.delivered[bid] = seen + 1
-            if seen:
+            entry = self.delivered.setdefault(bid, [0, self.clock.now_ms()])
+            entry[0] += 1
+            if entry[0] > 1:
                 self.counters["broadcast_duplicates"] += 1
             while len(self.delivered) > 1000:
                 self.delivered.popitem(last=False)
@@ -396,6 +396,7 @@ class Cell:
             "broadcasts": {
                 "delivered": self.counters["broadcasts_delivered"],
                 "duplicates": self.counters["broadcast_duplicates"],
-                "recent": list(self.delivered)[-50:],
+                "recent": {bid: n for bid, (n, _) in list(self.delivered.items())[-50:]},
+                "recent_at_ms": {bid: at for bid, (_, at) in list(self.delivered.items())[-50:]},
             },
         }

@@ -1,0 +1,112 @@
+"""PeerTree with real node processes: broadcast latency, healing time; join cost from the simulator.
+
+Real part: N node processes on loopback (default 100), heartbeat 1 s. Broadcast
+latency is from the moment a client sends a broadcast to a node's receptor to
+the moment each node delivers it (one host, one clock), median and p99 over
+all nodes and 20 broadcasts. Healing time: kill 20% at random including the
+root, time until one consistent tree of the survivors forms again.
+
+Simulator part: messages per join during a 10,000-node join storm against the
+messages of a single join into the same tree (the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from borgusb import dna  # noqa: E402
+from borgusb.clock import SystemClock  # noqa: E402
+from borgusb.cluster import Cluster  # noqa: E402
+from borgusb.envelope import Verifier  # noqa: E402
+from borgusb.keys import SigningKey  # noqa: E402
+from borgusb.net.peer import PeerClient  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def real_part(nodes: int, broadcasts: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(name="bench", root_dir=Path(tmp), heartbeat_ms=1000)
+        try:
+            t0 = time.monotonic()
+            cluster.up(nodes)
+            await cluster.wait_one_tree(timeout_s=120 + nodes, expect=nodes)
+            formed_s = time.monotonic() - t0
+            client = PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock()))
+            latencies: list[float] = []
+            recp = dna.get("peerTreeNet").recp_port
+            async with client:
+                for i in range(broadcasts):
+                    target = random.choice(cluster.live()).ip
+                    sent_ms = SystemClock().now_ms()
+                    bid = (await client.post(target, recp, "/recp", "tree.broadcast", {"i": i}, signed_reply=True))["id"]
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline:
+                        docs = await cluster.status()
+                        ats = [d["broadcasts"]["recent_at_ms"].get(bid) for d in docs if "broadcasts" in d]
+                        if all(a is not None for a in ats) and len(ats) == nodes:
+                            latencies += [a - sent_ms for a in ats]
+                            break
+                        await asyncio.sleep(0.1)
+            docs = await cluster.status()
+            root = next(d["ip"] for d in docs if d.get("status") == "root")
+            victims = [n for n in cluster.live() if n.ip == root]
+            victims += random.sample([n for n in cluster.live() if n.ip != root], nodes // 5 - 1)
+            t1 = time.monotonic()
+            for v in victims:
+                cluster.kill(v)
+            await cluster.wait_one_tree(timeout_s=120, expect=nodes - len(victims))
+            heal_s = time.monotonic() - t1
+        finally:
+            cluster.down()
+    return {
+        "formed_s": formed_s,
+        "bcast_median_ms": statistics.median(latencies),
+        "bcast_p99_ms": pct(latencies, 0.99),
+        "heal_s": heal_s,
+    }
+
+
+def sim_part(storm: int) -> dict[str, float]:
+    from borgusb.tree.sim import run_sim
+
+    return run_sim(nodes=1000, children=10, storm=storm, seed=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument("--storm", type=int, default=10_000)
+    args = parser.parse_args()
+
+    real = asyncio.run(real_part(args.nodes, args.broadcasts))
+    print(f"{args.nodes} real node processes on loopback (heartbeat 1 s)")
+    print(f"  tree formed from cold start : {real['formed_s']:.1f} s")
+    print(f"  broadcast latency median    : {real['bcast_median_ms']:.0f} ms   goal < 250 ms")
+    print(f"  broadcast latency p99       : {real['bcast_p99_ms']:.0f} ms   goal < 1000 ms")
+    print(f"  healing after killing 20%   : {real['heal_s']:.1f} s   goal < 30 s (incl. root)")
+    sim = sim_part(args.storm)
+    per_join = sim.get("msgs_per_join_in_storm")
+    single = sim.get("msgs_per_single_join")
+    print(f"simulator, {args.storm}-node join storm into a 1,000-node tree at k=10")
+    print(f"  messages per join in storm  : {per_join}")
+    print(f"  messages of a single join   : {single}   (baseline)")
+    if per_join and single:
+        print(f"  ratio storm/single          : {per_join / single:.2f}   goal <= 1.5")
+
+
+if __name__ == "__main__":
+    main()
