@@ -81,6 +81,45 @@ setup() {
     mkdir -p "$CACHE"
     apt_install ca-certificates
     setup_python
+    setup_image_tools
+}
+
+# debian_mirror: the URI the machine's own Debian sources use for the main
+# archive (one-line .list or deb822 .sources), so nothing hard-codes a mirror.
+debian_mirror() {
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        awk '$1 == "deb" && $0 ~ / bookworm[ ]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f"
+    done
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk 'BEGIN { RS = ""; FS = "\n" } /Suites:[^\n]*bookworm([ \n]|$)/ && !/Enabled: *no/ {
+                for (i = 1; i <= NF; i++) if ($i ~ /^URIs:/) { split($i, u, " "); print u[2]; exit } }' "$f"
+    done
+}
+
+# setup_image_tools: mkosi 24 (bookworm-backports) and what it and the QEMU
+# boot tests need. Adds bookworm-backports on the machine's own mirror.
+setup_image_tools() {
+    local mirror list=/etc/apt/sources.list.d/borgusb-backports.sources
+    mirror=$(debian_mirror | head -n1)
+    [ -n "$mirror" ] || die "no Debian bookworm source found in /etc/apt/sources.list{,.d}"
+    echo "$mirror" >"$CACHE/debian-mirror"
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        step "Adding bookworm-backports (mirror $mirror) for mkosi 24"
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "$mirror" | as_root tee "$list" >/dev/null
+        APT_UPDATED=0
+    fi
+    if ! dpkg --compare-versions "$(dpkg-query -W -f='${Version}' mkosi 2>/dev/null || echo 0)" ge 24; then
+        step "Installing mkosi 24 from bookworm-backports"
+        [ "$APT_UPDATED" = 1 ] || { as_root apt-get update -qq || die "apt-get update failed"; APT_UPDATED=1; }
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends -t bookworm-backports mkosi \
+            || die "could not install mkosi from bookworm-backports"
+    fi
+    apt_install kmod ovmf dosfstools mtools cpio zstd erofs-utils squashfs-tools systemd-boot-efi \
+        qemu-system-x86 qemu-utils fdisk util-linux debian-archive-keyring apt gpg python3-pefile
 }
 
 cmd_test() {

@@ -1,0 +1,314 @@
+"""Boot-time steps of the USB image, one per systemd unit.
+
+* ``stick`` (borgusb-stick.service): wait for the partition labelled BORGUSB,
+  mount it read-only, copy the marker, the keystore and the always-on flag into
+  RAM (/run/borgusb/stick), unmount. A missing or unusable keystore is told on
+  every console and the node boots without an identity. The marker (JSON) may
+  carry ``join`` contacts and a static ``network`` for the node.
+* ``ready`` (borgusb-ready.service): wait until every cell wanted by
+  borgusb-cells.target answers on its monitoring port, then print
+  ``BORGUSB-READY cells=N/M t=S identity=...`` on every console.
+* ``removed`` (borgusb-stick-removed.service, started by a udev rule when the
+  BORGUSB device goes away): unless always-on, kill the cells, wipe the copies
+  of the keystore, power off at once.
+
+Only the standard library and borgusb.keystore are imported, so each step
+starts fast even on a slow machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import ALWAYS_ON_CMDLINE, ALWAYS_ON_FILE, KEYSTORE, LABEL, MARKER
+
+RUN = Path(os.environ.get("BORGUSB_RUN", "/run/borgusb"))
+STICK = RUN / "stick"
+MOUNTPOINT = RUN / "mnt"
+NODE_ENV = RUN / "node.env"
+IDENTITY = RUN / "identity.json"
+ALWAYS_ON = RUN / "always-on"
+NETWORK_UNIT = Path("/run/systemd/network/10-borgusb-stick.network")
+CELLS_WANTS = Path("/etc/systemd/system/borgusb-cells.target.wants")
+DEVICE = Path("/dev/disk/by-label") / LABEL
+
+
+# ------------------------------------------------------------------ console
+
+
+def say(message: str) -> None:
+    """Tell the person: every active console (screen and serial) and the journal."""
+    line = f"BorgUSB: {message}"
+    print(line, flush=True)
+    try:
+        names = Path("/sys/class/tty/console/active").read_text().split()
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            fd = os.open(f"/dev/{name}", os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, f"\r\n{line}\r\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def cmdline() -> list[str]:
+    try:
+        return shlex.split(Path("/proc/cmdline").read_text())
+    except OSError:
+        return []
+
+
+# ------------------------------------------------------------------ stick
+
+
+def wait_for_device(timeout: float) -> Path | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if DEVICE.exists():
+            return DEVICE.resolve()
+        if time.monotonic() > deadline:
+            return None
+        subprocess.run(["udevadm", "settle", "--timeout=1"], check=False)
+        time.sleep(0.2)
+
+
+def copy_from_stick(device: Path) -> list[str]:
+    """Mount read-only, copy the few small files into RAM, unmount. Returns the names copied."""
+    MOUNTPOINT.mkdir(parents=True, exist_ok=True, mode=0o700)
+    STICK.mkdir(parents=True, exist_ok=True, mode=0o700)
+    subprocess.run(
+        ["mount", "-o", "ro,nodev,nosuid,noexec", str(device), str(MOUNTPOINT)],
+        check=True, capture_output=True, text=True,
+    )
+    copied = []
+    try:
+        for name in (MARKER, KEYSTORE, ALWAYS_ON_FILE):
+            src = MOUNTPOINT / name
+            if src.is_file() and src.stat().st_size <= 1 << 20:
+                dst = STICK / name
+                dst.write_bytes(src.read_bytes())
+                dst.chmod(0o600)
+                copied.append(name)
+    finally:
+        subprocess.run(["umount", str(MOUNTPOINT)], check=False)
+        try:
+            MOUNTPOINT.rmdir()
+        except OSError:
+            pass
+    return copied
+
+
+def read_marker() -> dict[str, Any]:
+    path = STICK / MARKER
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        say(f"the marker file {MARKER} on the stick is not valid JSON ({exc}); using defaults")
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check_keystore() -> dict[str, Any]:
+    """What identity the keystore gives; an unusable one is said clearly and dropped."""
+    from ..keystore import KeystoreError, KeystoreNotFound, read
+
+    path = STICK / KEYSTORE
+    try:
+        doc = read(path)
+    except KeystoreNotFound:
+        say("no keystore.json on the stick: the node starts without an identity")
+        return {"identity": None, "reason": "no keystore"}
+    except KeystoreError as exc:
+        wipe(path)
+        say(f"the keystore on the stick cannot be used: {exc}")
+        say("the node starts without an identity; restore the wallet with 'borgusb wallet restore'")
+        return {"identity": None, "reason": str(exc)}
+    public = doc.get("public", {})
+    say(f"identity {public.get('doge_address', '?')} ({doc.get('kind')}) found on the stick, copied to RAM")
+    return {"identity": public.get("doge_address"), "kind": doc.get("kind"), "keystore": str(path)}
+
+
+def write_network(network: dict[str, Any]) -> None:
+    address = network.get("address")
+    if not address:
+        return
+    lines = ["[Match]", "Name=en* eth*", "", "[Network]", f"Address={address}", "LinkLocalAddressing=no"]
+    if network.get("gateway"):
+        lines.append(f"Gateway={network['gateway']}")
+    NETWORK_UNIT.parent.mkdir(parents=True, exist_ok=True)
+    NETWORK_UNIT.write_text("\n".join(lines) + "\n")
+
+
+def write_node_env(marker: dict[str, Any]) -> None:
+    joins = [str(j) for j in marker.get("join", []) if isinstance(j, (str, int))]
+    for word in cmdline():
+        if word.startswith("borgusb.join="):
+            joins += [j for j in word.split("=", 1)[1].split(",") if j]
+    ip_args = ""
+    address = (marker.get("network") or {}).get("address")
+    if address:
+        ip_args = "--ip " + str(address).split("/")[0]
+    join_args = " ".join(f"--join {shlex.quote(j)}" for j in joins)
+    NODE_ENV.write_text(f"BORGUSB_IP_ARGS={ip_args}\nBORGUSB_JOIN_ARGS={join_args}\n")
+
+
+def cmd_stick(wait: float) -> int:
+    RUN.mkdir(parents=True, exist_ok=True, mode=0o755)
+    started = uptime()
+    device = wait_for_device(wait)
+    marker: dict[str, Any] = {}
+    if device is None:
+        say(f"no partition labelled {LABEL} found: the node starts without an identity")
+        identity: dict[str, Any] = {"identity": None, "reason": "no stick"}
+    else:
+        try:
+            copied = copy_from_stick(device)
+        except subprocess.CalledProcessError as exc:
+            say(f"cannot read the {LABEL} partition {device}: {exc.stderr.strip()}; no identity")
+            copied = []
+        marker = read_marker()
+        identity = check_keystore()
+        if ALWAYS_ON_FILE in copied or marker.get("always_on") is True:
+            ALWAYS_ON.touch()
+        (STICK / ALWAYS_ON_FILE).unlink(missing_ok=True)
+    if ALWAYS_ON_CMDLINE in cmdline():
+        ALWAYS_ON.touch()
+    if ALWAYS_ON.exists():
+        say("always-on node: removing the stick will not power the machine off")
+    write_network(marker.get("network") or {})
+    write_node_env(marker)
+    identity["device"] = str(device) if device else None
+    identity["t"] = round(uptime() - started, 2)
+    IDENTITY.write_text(json.dumps(identity, sort_keys=True) + "\n")
+    return 0
+
+
+# ------------------------------------------------------------------ ready
+
+
+def wanted_cells() -> list[str]:
+    try:
+        names = sorted(p.name for p in CELLS_WANTS.iterdir())
+    except OSError:
+        return []
+    return [n[len("borgusb-cell@"):-len(".service")] for n in names if n.startswith("borgusb-cell@")]
+
+
+def mon_port(cell: str) -> int | None:
+    try:
+        from .. import dna
+
+        return dna.get(cell).mon_port
+    except Exception:  # noqa: BLE001 - an unknown cell is reported as not ready
+        return None
+
+
+def node_ip() -> str:
+    env = NODE_ENV.read_text() if NODE_ENV.exists() else ""
+    for line in env.splitlines():
+        if line.startswith("BORGUSB_IP_ARGS=--ip "):
+            return line.split()[-1]
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def answers(ip: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/status", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def cmd_ready(timeout: float) -> int:
+    cells = wanted_cells()
+    ip = node_ip()
+    pending = {c: mon_port(c) for c in cells}
+    ready: list[str] = []
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for cell, port in list(pending.items()):
+            if port is not None and answers(ip, port):
+                ready.append(cell)
+                del pending[cell]
+        if pending:
+            time.sleep(0.5)
+    try:
+        identity = json.loads(IDENTITY.read_text()).get("identity") or "none"
+    except (OSError, ValueError):
+        identity = "none"
+    line = f"BORGUSB-READY cells={len(ready)}/{len(cells)} t={uptime():.1f}s ip={ip} identity={identity}"
+    if pending:
+        line += " missing=" + ",".join(sorted(pending))
+    say(line)
+    return 0 if not pending else 1
+
+
+# ------------------------------------------------------------------ removed
+
+
+def wipe(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+        with open(path, "r+b", buffering=0) as fh:
+            fh.write(b"\0" * size)
+            os.fsync(fh.fileno())
+        path.unlink()
+    except OSError:
+        pass
+
+
+def cmd_removed() -> int:
+    if ALWAYS_ON.exists() or ALWAYS_ON_CMDLINE in cmdline():
+        say("the stick was removed; always-on node: the cells keep running")
+        return 0
+    say("the stick was removed: stopping the cells, wiping keys from memory, powering off")
+    subprocess.run(["systemctl", "kill", "--signal=SIGKILL", "borgusb-cell@*.service", "borgusb-conduit.service"],
+                   check=False)
+    if STICK.exists():
+        for path in STICK.iterdir():
+            wipe(path)
+    subprocess.run(["sync"], check=False)
+    os.execvp("systemctl", ["systemctl", "poweroff", "--force"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("stick", "ready", "removed"):
+        print("usage: python3 -m borgusb.image.boot stick|ready|removed", file=sys.stderr)
+        return 2
+    if argv[0] == "stick":
+        return cmd_stick(float(os.environ.get("BORGUSB_STICK_WAIT", "20")))
+    if argv[0] == "ready":
+        return cmd_ready(float(os.environ.get("BORGUSB_READY_TIMEOUT", "600")))
+    return cmd_removed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Build the BorgUSB stick image: the one entry point of ./build.sh and the tests.
+
+Steps (each prints its progress and duration):
+
+1. wheels: BorgUSB and its dependencies at the exact versions of
+   image/requirements.lock, built/downloaded once into
+   ~/.cache/borgusb/image/wheels (pip; generate the lock with --relock);
+2. apt sources for the image from this machine's own Debian sources, as a
+   mkosi package-manager tree (no mirror is written in the repository, and
+   mkosi's default debug-symbols suite, refused by some mirrors, is avoided);
+3. mkosi (mkosi.conf, image/, overlay/): a UKI whose initrd is
+   the whole OS; package cache and incremental cache under ~/.cache/borgusb;
+4. the stick: a GPT disk image with an ESP (the UKI as EFI/BOOT/BOOTX64.EFI)
+   and a FAT data partition
+   labelled BORGUSB holding the marker file .borgusb (and room for the
+   keystore and the hosted-mode bundle).
+
+Prints the image path, its size, the UKI size and the build duration, and
+records them in ~/.cache/borgusb/image/build.json (read by the benchmark).
+Usage: image/build_image.py [--profile NAME] [--relock] [--cold] [--data-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
+WORK = CACHE / "image"
+WHEELS = WORK / "wheels"
+PKGMNGR = WORK / "pkgmngr"
+OUT = WORK / "out"
+LOCK = ROOT / "image" / "requirements.lock"
+IMAGE = WORK / "borgusb-usb.img"
+BUILD_INFO = WORK / "build.json"
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+DATA_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"  # Microsoft basic data: every OS shows it
+DISK_GUID = "8E6A2C55-B0A6-4D7B-9B1E-B0C6B0550001"
+ESP_GUID = "8E6A2C55-B0A6-4D7B-9B1E-B0C6B0550002"
+DATA_GUID = "8E6A2C55-B0A6-4D7B-9B1E-B0C6B0550003"
+ESP_VOLUME_ID = "B0560E51"
+DATA_VOLUME_ID = "B0560001"
+LABEL = "BORGUSB"
+SECTOR = 512
+
+STARTED = time.monotonic()
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m==> [{time.monotonic() - STARTED:6.1f}s] {text}\033[0m", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def die(text: str) -> None:
+    print(f"\nbuild_image: error: {text}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, check=True, **kw)
+    except FileNotFoundError:
+        die(f"{cmd[0]} is not installed (run ./build.sh setup)")
+    except subprocess.CalledProcessError as exc:
+        die(f"{' '.join(map(str, cmd[:4]))} ... failed with exit code {exc.returncode} (see above)")
+    raise AssertionError
+
+
+def source_date_epoch() -> int:
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True, text=True)
+    return int(out.stdout.strip() or 0) or 1700000000
+
+
+# ------------------------------------------------------------------ 1. wheels
+
+
+def relock() -> None:
+    step("Resolving exact versions of BorgUSB's dependencies into image/requirements.lock")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+             "--report", str(report), str(ROOT)], cwd=tmp)
+        items = json.loads(report.read_text())["install"]
+    pins = sorted(
+        f"{i['metadata']['name'].lower()}=={i['metadata']['version']}"
+        for i in items if i["metadata"]["name"].lower() != "borgusb"
+    )
+    pip_version = subprocess.run([str(VENV_PY), "-m", "pip", "--version"], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+    LOCK.write_text(
+        "# Exact versions installed into the USB image (pip --no-index from the wheel cache).\n"
+        "# Regenerate: image/build_image.py --relock\n"
+        + "".join(p + "\n" for p in pins)
+        + f"pip=={pip_version}\n"
+    )
+    note(f"{len(pins)} packages pinned")
+
+
+def build_wheels() -> None:
+    step("Wheels for the image (BorgUSB + pinned dependencies)")
+    if not LOCK.exists():
+        relock()
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    stamp = WHEELS / ".lock-sha"
+    lock_text = LOCK.read_text()
+    import hashlib
+
+    want = hashlib.sha256(lock_text.encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != want:
+        for old in WHEELS.glob("*.whl"):
+            old.unlink()
+        pins = [l for l in lock_text.splitlines() if l and not l.startswith("#")]
+        note(f"downloading/building {len(pins)} wheels into {WHEELS}")
+        run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "--prefer-binary",
+             "-w", str(WHEELS), *pins])
+        stamp.write_text(want)
+    else:
+        note(f"dependency wheels cached ({len(list(WHEELS.glob('*.whl')))} files in {WHEELS})")
+    # BorgUSB itself from the working tree (what is being tested is what is shipped).
+    for old in WHEELS.glob("borgusb-*.whl"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, src / name)
+        shutil.copytree(ROOT / "borgusb", src / "borgusb",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELS), str(src)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())})
+    wheel = next(WHEELS.glob("borgusb-*.whl"))
+    (WHEELS / "borgusb.version").write_text(wheel.name.split("-")[1])
+    shutil.copy2(LOCK, WHEELS / "requirements.lock")
+    note(f"{wheel.name} built")
+
+
+# ------------------------------------------------------------------ 2. apt sources
+
+
+def host_debian_sources() -> list[dict[str, str]]:
+    """The machine's Debian entries (deb822 and one-line), Debian suites only, no backports."""
+    entries: list[dict[str, str]] = []
+    apt = Path("/etc/apt")
+    for f in sorted([apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]):
+        if not f.is_file():
+            continue
+        for line in f.read_text().splitlines():
+            words = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).split()
+            if len(words) >= 4 and words[0] == "deb":
+                entries.append({"URIs": words[1], "Suites": words[2], "Components": " ".join(words[3:])})
+    for f in sorted((apt / "sources.list.d").glob("*.sources")):
+        for block in re.split(r"\n\s*\n", f.read_text()):
+            fields: dict[str, str] = {}
+            for line in block.splitlines():
+                if line.startswith("#") or ":" not in line or line[0].isspace():
+                    continue
+                key, value = line.split(":", 1)
+                fields[key.strip()] = value.strip()
+            if fields.get("Enabled", "yes").lower() == "no" or "deb" not in fields.get("Types", "").split():
+                continue
+            if fields.get("URIs") and fields.get("Suites"):
+                entries.append({k: fields[k] for k in ("URIs", "Suites", "Components") if k in fields})
+    keep = []
+    for e in entries:
+        suites = [s for s in e["Suites"].split() if re.fullmatch(r"bookworm(-updates|-security|/updates)?", s)]
+        if suites:
+            keep.append({**e, "Suites": " ".join(suites)})
+    return keep
+
+
+def write_pkgmngr() -> None:
+    step("Apt sources for the image from this machine's Debian sources")
+    entries = host_debian_sources()
+    if not any("bookworm" in e["Suites"].split() for e in entries):
+        die("no Debian bookworm entry in /etc/apt/sources.list{,.d}: cannot tell which mirror to use")
+    target = PKGMNGR / "etc/apt/sources.list.d"
+    if PKGMNGR.exists():
+        shutil.rmtree(PKGMNGR)
+    target.mkdir(parents=True)
+    text = "\n".join(
+        "Types: deb\n"
+        f"URIs: {e['URIs']}\nSuites: {e['Suites']}\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        for e in entries
+    )
+    (target / "mkosi.sources").write_text(text)
+    for e in entries:
+        note(f"{e['URIs']} {e['Suites']}")
+
+
+# ------------------------------------------------------------------ 3. mkosi
+
+
+def run_mkosi(profiles: list[str], cold: bool) -> None:
+    step("mkosi: the OS as the initrd of a unified kernel image" + (" (cold: caches cleared)" if cold else ""))
+    for d in ("mkosi-cache", "packages", "workspace"):
+        (WORK / d).mkdir(parents=True, exist_ok=True)
+    if cold:
+        for d in ("mkosi-cache", "packages"):
+            shutil.rmtree(WORK / d)
+            (WORK / d).mkdir()
+    OUT.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mkosi", "--force", "--incremental",
+        "--output-dir", str(OUT),
+        "--cache-dir", str(WORK / "mkosi-cache"),
+        "--package-cache-dir", str(WORK / "packages"),
+        "--workspace-dir", str(WORK / "workspace"),
+        "--package-manager-tree", str(PKGMNGR),
+        "--build-sources", f"{ROOT}:,{WHEELS}:wheels",
+        "--source-date-epoch", str(source_date_epoch()),
+    ]
+    for p in profiles:
+        conf = ROOT / "image" / "profiles" / f"{p}.conf"
+        if not conf.exists():
+            die(f"no profile {p} (image/profiles/{p}.conf)")
+        cmd += ["--include", str(conf)]
+    cmd.append("build")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if "System has not been booted with systemd" in line or "Failed to connect to bus" in line:
+            continue  # the host's PID 1 is not systemd: harmless
+        print(f"    mkosi [{time.monotonic() - t0:5.0f}s] {line}", flush=True)
+    if proc.wait() != 0:
+        die(f"mkosi failed with exit code {proc.returncode} (see above)")
+
+
+# ------------------------------------------------------------------ 4. the stick
+
+
+def partitions(image: Path) -> list[dict]:
+    out = run(["sfdisk", "--json", str(image)], capture_output=True, text=True).stdout
+    return json.loads(out)["partitiontable"]["partitions"]
+
+
+def assemble(data_mib: int) -> dict:
+    step(f"The stick: GPT with an ESP holding the UKI and a {data_mib} MiB data partition labelled {LABEL}")
+    uki = OUT / "borgusb.efi"
+    if not uki.exists():
+        die(f"mkosi did not produce {uki}")
+    esp_mib = uki.stat().st_size // 2**20 + 16  # the UKI plus slack, whole MiB
+    start1 = 2048
+    esp_sectors = esp_mib * 2048
+    start2 = start1 + esp_sectors
+    data_sectors = data_mib * 2048
+    total = (start2 + data_sectors + 2048) * SECTOR
+    tmp = IMAGE.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.truncate(total)
+    layout = (
+        f"label: gpt\nlabel-id: {DISK_GUID}\nunit: sectors\nfirst-lba: 2048\n"
+        f"start={start1}, size={esp_sectors}, type={ESP_TYPE}, uuid={ESP_GUID}, name=\"ESP\"\n"
+        f"start={start2}, size={data_sectors}, type={DATA_TYPE}, uuid={DATA_GUID}, name=\"{LABEL}\"\n"
+    )
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(tmp)], input=layout, text=True)
+    epoch = source_date_epoch()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", "-i", ESP_VOLUME_ID, f"--offset={start1}",
+         str(tmp), str(esp_sectors // 2)], **quiet)
+    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", LABEL, "-i", DATA_VOLUME_ID, f"--offset={start2}",
+         str(tmp), str(data_sectors // 2)], **quiet)
+    with tempfile.TemporaryDirectory() as d:
+        efi = Path(d) / "EFI"
+        (efi / "BOOT").mkdir(parents=True)
+        shutil.copyfile(uki, efi / "BOOT" / "BOOTX64.EFI")
+        marker = Path(d) / ".borgusb"
+        marker.write_text(json.dumps({"format": "borgusb-stick", "version": 1, "join": []}, indent=2) + "\n")
+        readme = Path(d) / "README.TXT"
+        readme.write_text(
+            "BorgUSB data partition.\r\n"
+            "keystore.json  your encrypted wallet (borgusb wallet new --keystore .../keystore.json)\r\n"
+            ".borgusb       marker and settings (JSON: join contacts, network, always_on)\r\n"
+            "always-on      if present, pulling the stick does not power the node off\r\n"
+        )
+        for f in (efi, efi / "BOOT", efi / "BOOT" / "BOOTX64.EFI", marker, readme):
+            os.utime(f, (epoch, epoch))
+        mtools(tmp, start1, ["mcopy", "-s", "-m", str(efi), "::/"])
+        mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
+    tmp.rename(IMAGE)
+    return {"esp_start": start1, "esp_sectors": esp_sectors, "data_start": start2, "data_sectors": data_sectors}
+
+
+def mtools(image: Path, start_sector: int, cmd: list[str]) -> None:
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    cmd = [cmd[0], "-i", f"{image}@@{start_sector * SECTOR}", *cmd[1:]]
+    run(cmd, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", action="append", default=[], help="image/profiles/NAME.conf (repeatable)")
+    ap.add_argument("--relock", action="store_true", help="re-resolve image/requirements.lock first")
+    ap.add_argument("--cold", action="store_true", help="clear mkosi's package and image caches first")
+    ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        die("building the image needs root (mkosi)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.relock:
+        relock()
+    build_wheels()
+    write_pkgmngr()
+    run_mkosi(args.profile, args.cold)
+    layout = assemble(args.data_mib)
+    uki = OUT / "borgusb.efi"
+    duration = time.monotonic() - STARTED
+    info = {
+        "image": str(IMAGE),
+        "image_bytes": IMAGE.stat().st_size,
+        "uki": str(uki),
+        "uki_bytes": uki.stat().st_size if uki.exists() else None,
+        "duration_s": round(duration, 1),
+        "cold": args.cold,
+        "profiles": args.profile,
+        "finished": int(time.time()),
+        **layout,
+    }
+    history = []
+    if BUILD_INFO.exists():
+        try:
+            history = json.loads(BUILD_INFO.read_text()).get("history", [])[-19:]
+        except ValueError:
+            history = []
+    BUILD_INFO.write_text(json.dumps({**info, "history": history + [info]}, indent=2) + "\n")
+    step("The USB image is built")
+    note(f"image:    {IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {args.data_mib} MiB {LABEL} partition)")
+    if info["uki_bytes"]:
+        note(f"UKI:      {uki}  ({info['uki_bytes'] / 1e6:.1f} MB, the whole OS)")
+    note(f"duration: {duration:.0f} s")
+    note(f"write it: dd if={IMAGE} of=/dev/sdX bs=4M conv=fsync status=progress")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
