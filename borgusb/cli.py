@@ -297,6 +297,7 @@ _EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "cell": ("borgusb.node", "run one cell as a process; list the cell DNA table"),
     "cluster": ("borgusb.cluster", "a local test cluster: one node per loopback address"),
     "sim": ("borgusb.tree.sim", "simulate a PeerTree of up to a million nodes in memory"),
+    "conduit": ("borgusb.conduit.__main__", "start BorgHUIConduit, the browser interface, on localhost"),
 }
 
 

@@ -357,13 +357,41 @@ class Cell:
             self.counters["receptor_errors"] += 1
             log.exception("receptor handler %s failed", env.type)
             return web.json_response({"error": "internal", "detail": "the cell failed to handle this request"}, status=500)
+        try:
+            reply = envelope.sign(self.key, env.type + ".reply", result, self.clock, ip=self.ip, port=self.dna.recp_port)
+        except ValueError:  # a handler returned something that is not canonical JSON: a bug
+            self.counters["receptor_errors"] += 1
+            log.exception("receptor handler %s returned a value that cannot be signed", env.type)
+            return web.json_response({"error": "internal", "detail": "the cell produced an invalid reply"}, status=500)
         self.counters[f"receptor:{env.type}"] += 1
-        reply = envelope.sign(self.key, env.type + ".reply", result, self.clock, ip=self.ip, port=self.dna.recp_port)
         return web.Response(body=envelope.encode(reply), content_type="application/json")
 
     @receptor("cell.status")
     async def _r_status(self, env: envelope.Envelope) -> Any:
         return self.status()
+
+    @receptor("tree.members")
+    async def _r_members(self, env: envelope.Envelope) -> Any:
+        """Every member of this cell's tree: the root answers from its table; others ask it."""
+        table = getattr(self.tree, "table", None)
+        if self.tree.status == "root" and table:
+            return self._members_reply(table)
+        root = self.tree.root
+        if root is None or root.node_id == self.me.node_id:
+            return self._members_reply({self.tree.pos or 1: self.me})
+        try:
+            return await self.peers.post(root.ip, self.dna.recp_port, "/recp", "tree.members", {},
+                                         expect_pubkey=root.node_id, signed_reply=True)
+        except PeerError as exc:
+            raise RequestError(f"the root of this tree did not answer: {exc}", status=503) from None
+
+    def _members_reply(self, table: dict[int, Member]) -> dict[str, Any]:
+        return {
+            "tree": self.tree.tree_id,
+            "k": self.dna.max_children,
+            "size": len(table),
+            "members": [{"pos": pos, "pubkey": m.node_id, "ip": m.ip} for pos, m in sorted(table.items())],
+        }
 
     @receptor("tree.broadcast")
     async def _r_broadcast(self, env: envelope.Envelope) -> Any:
@@ -387,7 +415,7 @@ class Cell:
             "node": self.me.node_id,
             "fingerprint": self.key.fingerprint,
             "ip": self.ip,
-            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "uptime_ms": int((time.monotonic() - self.started_at) * 1000),
             "status": view.get("status"),
             "tree": view,
             "counters": dict(self.counters),

@@ -1,0 +1,71 @@
+"""`borgusb conduit`: start the conduit on localhost and print the address to open."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import webbrowser
+from pathlib import Path
+
+from aiohttp import web
+
+DEFAULT_KEYSTORE = Path(os.environ.get("BORGUSB_KEYSTORE", Path.home() / ".local/share/borgusb/keystore.json"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="borgusb conduit",
+                                description="Start BorgHUIConduit: your browser talks to localhost, the conduit to the network.")
+    p.add_argument("--keystore", type=Path, default=DEFAULT_KEYSTORE, help=f"the wallet keystore (default {DEFAULT_KEYSTORE})")
+    p.add_argument("--port", type=int, default=8088, help="local port (default 8088)")
+    p.add_argument("--node", action="append", default=[], metavar="IP",
+                   help="a node to reach the network through (repeatable; default: this machine)")
+    p.add_argument("--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)")
+    p.add_argument("--open", action="store_true", help="open the address in the default browser")
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from ..node import default_ip
+    from .app import create_app
+    from .state import ConduitState
+
+    seeds = args.node or list(dict.fromkeys(["127.0.0.1", default_ip()]))
+    args.keystore.parent.mkdir(parents=True, exist_ok=True)
+    state = ConduitState(args.keystore, idle_lock_s=args.idle_lock * 60)
+    app = create_app(state, seeds, port=args.port)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    bound = []
+    for host in ("127.0.0.1", "::1"):
+        try:
+            await web.TCPSite(runner, host, args.port).start()
+            bound.append(host)
+        except OSError as exc:
+            if host == "127.0.0.1":
+                print(f"borgusb: cannot listen on 127.0.0.1:{args.port} ({exc.strerror})", file=sys.stderr)
+                await runner.cleanup()
+                return 1
+    url = f"http://127.0.0.1:{args.port}/"
+    print(f"BorgHUIConduit is ready: open {url}", flush=True)
+    if args.open:
+        webbrowser.open(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # locks the wallet: keys zeroed
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING), stream=sys.stderr)
+    return asyncio.run(serve(args))

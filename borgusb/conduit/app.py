@@ -1,0 +1,298 @@
+"""BorgHUIConduit: the person's browser talks to localhost, the conduit to the network.
+
+Routes are declared in one place (`create_app`). Every request passes
+`guard`: the Host header must name this conduit on a loopback address (DNS
+rebinding defence), a state-changing request must come from this origin and
+carry the per-run token embedded in every page (cross-site request
+defence). No cookies: identity is the key the conduit holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import jinja2
+import segno
+from aiohttp import web
+
+from .. import dna, keystore
+from ..clock import Clock, SystemClock
+from ..identity import MnemonicError
+from ..net.peer import PeerRejected
+from .network import Network, NoEndpoint
+from .state import ConduitState
+
+log = logging.getLogger("borgusb.conduit")
+
+HERE = Path(__file__).parent
+STATE = web.AppKey("state", ConduitState)
+NETWORK = web.AppKey("network", Network)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+PORT = web.AppKey("port", int)
+HOME_CELL = web.AppKey("home_cell", str)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class PageError(Exception):
+    """A problem to show to the person on the page they came from."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _allowed_hosts(port: int) -> set[str]:
+    return {f"{h}:{port}" for h in LOOPBACK_HOSTS} | ({*LOOPBACK_HOSTS} if port == 80 else set())
+
+
+def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    state = request.app[STATE]
+    template = request.app[TEMPLATES].get_template(name)
+    context.setdefault("token", state.token)
+    context.setdefault("unlocked", state.unlocked)
+    context.setdefault("nav", name.split(".")[0])
+    context.setdefault("identity", state.wallet.public if state.wallet else None)
+    return web.Response(text=template.render(**context), content_type="text/html", status=status,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                 "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"})
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    port = request.app[PORT]
+    if request.headers.get("Host", "") not in _allowed_hosts(port):
+        return web.Response(status=421, text="This conduit answers only at http://127.0.0.1 or http://localhost.")
+    state = request.app[STATE]
+    if request.method not in ("GET", "HEAD"):
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{h}" for h in _allowed_hosts(port)}:
+            return web.Response(status=403, text="Cross-site request refused.")
+        token = request.headers.get("X-Borg-Token")
+        if token is None and request.content_type == "application/x-www-form-urlencoded":
+            token = (await request.post()).get("token")  # type: ignore[assignment]
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), state.token.encode()):
+            return web.Response(status=403, text="Missing or wrong page token: reload the page.")
+    elif request.path.startswith("/api/"):
+        token = request.headers.get("X-Borg-Token", "")
+        if not hmac.compare_digest(token.encode(), state.token.encode()):
+            return web.json_response({"error": "missing or wrong page token"}, status=403)
+    if state.idle_expired():
+        state.lock()
+        await request.app[NETWORK].close()
+    state.touch()
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except PageError as exc:
+        return _error(request, str(exc), exc.status)
+    except (keystore.KeystoreError, MnemonicError, ValueError) as exc:
+        return _error(request, str(exc), 400)
+    except NoEndpoint as exc:
+        return _error(request, str(exc), 503)
+    except PeerRejected as exc:
+        return _error(request, f"The network refused: {exc.reason}", 502)
+    except Exception:  # never a stack trace on the page
+        log.exception("conduit handler failed")
+        return _error(request, "Something went wrong inside the conduit; the details are in its log.", 500)
+
+
+def _error(request: web.Request, message: str, status: int) -> web.Response:
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": message}, status=status)
+    return render(request, "error.html", status=status, message=message)
+
+
+# ---------------------------------------------------------------- pages
+
+
+async def index(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.unlocked:
+        raise web.HTTPFound("/home")
+    raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
+
+
+async def welcome(request: web.Request) -> web.Response:
+    if request.app[STATE].has_keystore:
+        raise web.HTTPFound("/unlock")
+    return render(request, "welcome.html")
+
+
+async def create(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.has_keystore:
+        raise PageError("This stick already holds a wallet; unlock it instead.")
+    pending = state.start_creation()
+    words = pending.wallet.mnemonic().split()
+    return render(request, "create.html", words=list(enumerate(words, 1)), positions=pending.confirm_positions)
+
+
+async def create_confirm(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    form = await request.post()
+    if state.pending is None:
+        raise PageError("No wallet is being created; start again.")
+    answers = {n: str(form.get(f"word{n}", "")) for n in state.pending.confirm_positions}
+    passphrase = str(form.get("passphrase", ""))
+    if passphrase != str(form.get("passphrase2", "")):
+        return render(request, "confirm.html", positions=state.pending.confirm_positions,
+                      message="The two passphrases differ.", status=400)
+    try:
+        state.finish_creation(answers, passphrase)
+    except ValueError as exc:
+        return render(request, "confirm.html", positions=state.pending.confirm_positions if state.pending else [],
+                      message=str(exc), status=400)
+    raise web.HTTPFound("/home")
+
+
+async def restore(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if request.method == "GET":
+        return render(request, "restore.html")
+    form = await request.post()
+    passphrase = str(form.get("passphrase", ""))
+    if passphrase != str(form.get("passphrase2", "")):
+        return render(request, "restore.html", message="The two passphrases differ.", status=400)
+    try:
+        state.restore(str(form.get("words", "")), passphrase, str(form.get("bip39", "")))
+    except (MnemonicError, ValueError, keystore.KeystoreError) as exc:
+        return render(request, "restore.html", message=str(exc), status=400)
+    raise web.HTTPFound("/home")
+
+
+async def unlock(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not state.has_keystore:
+        raise web.HTTPFound("/welcome")
+    public = state.public_keystore()
+    if request.method == "GET":
+        return render(request, "unlock.html", public=public)
+    form = await request.post()
+    try:
+        state.unlock(str(form.get("passphrase", "")))
+    except keystore.KeystoreError as exc:
+        return render(request, "unlock.html", public=public, message=str(exc), status=400)
+    raise web.HTTPFound("/home")
+
+
+async def lock(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.wallet is not None:
+        await request.app[NETWORK].forget_key(state.wallet.key)
+    state.lock()
+    raise web.HTTPFound("/unlock")
+
+
+def _require_unlocked(request: web.Request) -> ConduitState:
+    state = request.app[STATE]
+    if not state.unlocked:
+        raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
+    return state
+
+
+def qr_svg(text: str) -> str:
+    return segno.make(text, error="m").svg_inline(scale=4, dark="#1b1f24", light="#ffffff")
+
+
+async def home(request: web.Request) -> web.Response:
+    state = _require_unlocked(request)
+    assert state.wallet is not None
+    public = state.wallet.public
+    return render(request, "home.html", public=public, qr=qr_svg(f"dogecoin:{public.doge_address}"),
+                  home_cell=request.app[HOME_CELL])
+
+
+# ---------------------------------------------------------------- JSON API (for the pages' scripts)
+
+
+async def api_tree(request: web.Request) -> web.Response:
+    network = request.app[NETWORK]
+    cell = request.query.get("cell", request.app[HOME_CELL])
+    if cell not in dna.CELLS:
+        raise PageError(f"unknown cell type {cell}")
+    entry = await network.refresh(cell)
+    node: dict[str, Any] | None = None
+    served = None
+    if entry.endpoints:
+        try:
+            served = await network.call(cell, "cell.status", {})
+            node = served.result
+        except NoEndpoint:
+            node = None
+    return web.json_response({
+        "cell": cell,
+        "tree": entry.tree,
+        "k": entry.k,
+        "members": entry.members,
+        "me": node.get("node") if isinstance(node, dict) else None,
+        "status": node.get("status") if isinstance(node, dict) else None,
+        "served_by": served.endpoint if served else None,
+        "error": entry.error,
+    })
+
+
+async def api_cells(request: web.Request) -> web.Response:
+    network = request.app[NETWORK]
+    await network.refresh_all()
+    cells = []
+    for name, entry in network.cells.items():
+        d = dna.get(name)
+        cells.append({"name": name, "summary": d.summary, "ports": d.to_dict(), "endpoints": entry.endpoints[:8],
+                      "size": len(entry.members), "error": None if entry.endpoints else entry.error})
+    return web.json_response({"cells": cells})
+
+
+async def api_session(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"unlocked": state.unlocked, "idle_lock_s": state.idle_lock_s,
+                              "identity": state.wallet.public.to_dict() if state.wallet else None})
+
+
+# ---------------------------------------------------------------- assembly
+
+
+async def _autolock(app: web.Application) -> Any:
+    async def loop() -> None:
+        state = app[STATE]
+        while True:
+            await asyncio.sleep(min(5.0, max(0.2, state.idle_lock_s / 4)))
+            if state.idle_expired():
+                if state.wallet is not None:
+                    await app[NETWORK].forget_key(state.wallet.key)
+                state.lock()
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    app[STATE].lock()
+    await app[NETWORK].close()
+
+
+def create_app(state: ConduitState, seeds: list[str], *, port: int = 8088, clock: Clock | None = None,
+               home_cell: str = "peerTreeNet") -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=1 << 30)
+    app[STATE] = state
+    app[NETWORK] = Network(seeds, clock or SystemClock())
+    app[PORT] = port
+    app[HOME_CELL] = home_cell
+    app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    app.router.add_get("/", index)
+    app.router.add_get("/welcome", welcome)
+    app.router.add_post("/create", create)
+    app.router.add_post("/create/confirm", create_confirm)
+    app.router.add_route("*", "/restore", restore)
+    app.router.add_route("*", "/unlock", unlock)
+    app.router.add_post("/lock", lock)
+    app.router.add_get("/home", home)
+    app.router.add_get("/api/tree", api_tree)
+    app.router.add_get("/api/cells", api_cells)
+    app.router.add_get("/api/session", api_session)
+    app.router.add_static("/static", HERE / "static")
+    app.cleanup_ctx.append(_autolock)
+    return app

@@ -1,0 +1,130 @@
+"""The conduit's view of the network: live endpoints per cell type, failover.
+
+The browser never talks to the network. The conduit keeps, for each cell
+type, the list of nodes that run it (read from that cell's tree through the
+`tree.members` receptor request), sends every request signed, verifies every
+signed reply through its own `Verifier`, and when an endpoint stops
+answering moves on to the next one. The caller learns which endpoint served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import dna
+from ..clock import Clock
+from ..envelope import Verifier
+from ..keys import SigningKey
+from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
+
+
+class NoEndpoint(Exception):
+    """No node of this cell type answered."""
+
+
+@dataclass
+class Served:
+    """A reply and where it came from."""
+
+    result: Any
+    endpoint: str
+    tried: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CellEndpoints:
+    cell: str
+    endpoints: list[str] = field(default_factory=list)  # IPs, preferred first
+    members: list[dict[str, Any]] = field(default_factory=list)
+    tree: str | None = None
+    k: int = 1
+    refreshed: float = 0.0
+    error: str | None = None
+
+
+class Network:
+    """Endpoints per cell type and signed calls with failover."""
+
+    def __init__(self, seeds: list[str], clock: Clock, *, timeout_s: float = 3.0) -> None:
+        self.seeds = list(seeds)
+        self.clock = clock
+        self.verifier = Verifier(clock)
+        self.timeout_s = timeout_s
+        self.cells: dict[str, CellEndpoints] = {name: CellEndpoints(name) for name in dna.CELLS}
+        # read-only calls (status, members) are signed by a throwaway key: they need no identity
+        self._anon = PeerClient(SigningKey.generate(), clock, self.verifier, timeout_s=timeout_s)
+        self._clients: dict[str, PeerClient] = {}
+
+    async def close(self) -> None:
+        await self._anon.close()
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    def client_for(self, key: SigningKey | None) -> PeerClient:
+        if key is None:
+            return self._anon
+        client = self._clients.get(key.public_key_hex)
+        if client is None:
+            client = self._clients[key.public_key_hex] = PeerClient(key, self.clock, self.verifier, timeout_s=self.timeout_s)
+        return client
+
+    async def forget_key(self, key: SigningKey) -> None:
+        client = self._clients.pop(key.public_key_hex, None)
+        if client is not None:
+            await client.close()
+
+    async def refresh(self, cell: str) -> CellEndpoints:
+        """Ask the known endpoints, then the seeds, for the members of the cell's tree."""
+        entry = self.cells[cell]
+        port = dna.get(cell).recp_port
+        candidates = list(dict.fromkeys(entry.endpoints + self.seeds))
+        for ip in candidates:
+            try:
+                reply = await self._anon.post(ip, port, "/recp", "tree.members", {}, signed_reply=True)
+            except PeerError as exc:
+                entry.error = str(exc)
+                continue
+            members = reply.get("members", []) if isinstance(reply, dict) else []
+            ips = [m["ip"] for m in members if isinstance(m, dict) and isinstance(m.get("ip"), str)]
+            # keep the endpoint that answered first, then the rest in tree order
+            entry.endpoints = [ip] + [x for x in ips if x != ip]
+            entry.members, entry.tree, entry.k = members, reply.get("tree"), int(reply.get("k", 1))
+            entry.refreshed, entry.error = time.monotonic(), None
+            return entry
+        entry.endpoints, entry.members = [], []
+        entry.error = entry.error or "no seed node runs this cell"
+        return entry
+
+    async def refresh_all(self) -> None:
+        await asyncio.gather(*(self.refresh(name) for name in self.cells))
+
+    async def call(
+        self, cell: str, type: str, payload: Any, *, key: SigningKey | None = None, timeout_s: float | None = None
+    ) -> Served:
+        """Send a signed request to the first endpoint that answers; fail over on silence."""
+        entry = self.cells[cell]
+        if not entry.endpoints or time.monotonic() - entry.refreshed > 30:
+            await self.refresh(cell)
+        port = dna.get(cell).recp_port
+        client = self.client_for(key)
+        tried: list[str] = []
+        for ip in list(entry.endpoints):
+            tried.append(ip)
+            try:
+                result = await asyncio.wait_for(
+                    client.post(ip, port, "/recp", type, payload, signed_reply=True),
+                    timeout_s or self.timeout_s,
+                )
+            except (PeerUnreachable, asyncio.TimeoutError):
+                # move the silent endpoint to the back and try the next one
+                entry.endpoints = [e for e in entry.endpoints if e != ip] + [ip]
+                continue
+            except PeerRejected:
+                raise
+            return Served(result, ip, tried)
+        await self.refresh(cell)
+        raise NoEndpoint(f"no {cell} node answered (tried {', '.join(tried) or 'none'})")
