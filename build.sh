@@ -122,8 +122,15 @@ setup_image_tools() {
         qemu-system-x86 qemu-utils fdisk util-linux debian-archive-keyring apt gpg python3-pefile
 }
 
+# What the browser tests need: Debian's chromium (Playwright drives it; its own
+# browser download cannot work here) and fonts for readable screenshots.
+setup_browser_tests() {
+    apt_install chromium fonts-dejavu-core
+}
+
 cmd_test() {
     setup
+    setup_browser_tests
     step "Running the test suite"
     cd "$ROOT"
     "$PY" -m pytest "$@"

@@ -78,3 +78,8 @@ const Borg = (() => {
     home() { refreshTree(); refreshCells(); setInterval(refreshTree, 2000); setInterval(refreshCells, 10000); },
   };
 })();
+
+// Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.getElementById("tree")) Borg.home();
+});

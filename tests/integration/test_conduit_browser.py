@@ -1,0 +1,93 @@
+"""End to end in a real browser: Debian's chromium driven headless by Playwright.
+
+Against a conduit process connected to a small real cluster: create a wallet,
+confirm words, see the tree drawing with the right node count, lock and
+unlock. Screenshots of the main pages go to docs/screenshots/ (the README
+shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conduit_proc import conduit_process
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def run_async(coro):
+    """Playwright's sync API owns this thread's event loop; run coroutines beside it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: ./build.sh test installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_wallet_tree_lock_unlock_in_chromium(make_cluster, browser_page, tmp_path: Path) -> None:
+    cluster = make_cluster()
+    cluster.up(5)
+    run_async(cluster.wait_one_tree(timeout_s=40, expect=5))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser_page
+
+    with conduit_process(tmp_path / "stick" / "keystore.json", [cluster.nodes[0].ip], tmp_path / "conduit.log") as url:
+        (tmp_path / "stick").mkdir(exist_ok=True)
+        page.goto(url + "/")
+        page.wait_for_selector("#create")
+        page.screenshot(path=str(SHOTS / "welcome.png"))
+
+        page.click("#create")
+        page.wait_for_selector("#words")
+        words = page.locator("#words .w").all_inner_texts()
+        assert len(words) == 24
+        page.screenshot(path=str(SHOTS / "words.png"), full_page=True)
+        for field in page.locator("input[name^=word]").all():
+            n = int(field.get_attribute("name")[4:])
+            field.fill(words[n - 1])
+        page.fill("#passphrase", "correct horse battery")
+        page.fill("#passphrase2", "correct horse battery")
+        page.click("#confirm")
+
+        page.wait_for_selector("#address")
+        page.wait_for_selector('#tree[data-count="5"]', timeout=20_000)
+        assert page.locator("#tree circle").count() == 5
+        assert page.locator("#tree circle.root").count() == 1
+        assert page.locator("#tree circle.me").count() == 1
+        address = page.inner_text("#address")
+        assert address.startswith("D")
+        page.wait_for_function("document.querySelectorAll('#cells tbody tr').length > 0")
+        page.screenshot(path=str(SHOTS / "home.png"), full_page=True)
+
+        page.click("#lock")
+        page.wait_for_selector("#unlock")
+        page.fill("#passphrase", "not it")
+        page.click("#unlock")
+        assert "wrong passphrase" in page.inner_text("[role=alert]")
+        page.screenshot(path=str(SHOTS / "unlock.png"))
+        page.fill("#passphrase", "correct horse battery")
+        page.click("#unlock")
+        page.wait_for_selector("#address")
+        assert page.inner_text("#address") == address

@@ -1,0 +1,49 @@
+"""The conduit against a real cluster: the tree it reports, and failover when its endpoint dies."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from borgusb.conduit import ConduitState, create_app
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_tree_and_failover_when_the_serving_endpoint_is_killed(make_cluster, tmp_path: Path) -> None:
+    cluster = make_cluster()
+    cluster.up(4)
+    summary = await cluster.wait_one_tree(timeout_s=40, expect=4)
+    by_pos = {n["position"]: n["ip"] for n in summary["nodes"]}
+    seed = by_pos[3]  # a non-root node: killing it leaves the tree's root to answer
+
+    port = free_port()
+    app = create_app(ConduitState(tmp_path / "k.json"), seeds=[seed], port=port)
+    async with TestClient(TestServer(app, port=port)) as client:
+        html = await (await client.get("/welcome")).text()
+        token = re.search(r'name="borg-token" content="([^"]+)"', html).group(1)
+        headers = {"X-Borg-Token": token}
+
+        first = await (await client.get("/api/tree", headers=headers)).json()
+        assert first["served_by"] == seed
+        assert sorted(m["pos"] for m in first["members"]) == [1, 2, 3, 4]
+        assert first["status"] == "online"
+
+        cluster.kill(next(n for n in cluster.nodes if n.ip == seed))
+        second = await (await client.get("/api/tree", headers=headers)).json()
+        assert second["served_by"] not in (None, seed)
+        assert second["served_by"] in by_pos.values()
+
+        cells = await (await client.get("/api/cells", headers=headers)).json()
+        tree_cell = next(c for c in cells["cells"] if c["name"] == "peerTreeNet")
+        assert tree_cell["endpoints"] and seed not in tree_cell["endpoints"][:1]
