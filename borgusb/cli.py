@@ -297,6 +297,10 @@ _EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "cell": ("borgusb.node", "run one cell as a process; list the cell DNA table"),
     "cluster": ("borgusb.cluster", "a local test cluster: one node per loopback address"),
     "sim": ("borgusb.tree.sim", "simulate a PeerTree of up to a million nodes in memory"),
+    "put": ("borgusb.storecli", "store a file as owner-signed shards; prints its id (SHA-256)"),
+    "get": ("borgusb.storecli", "fetch an object by id with DStream (-o FILE; resumes)"),
+    "stat": ("borgusb.storecli", "an object's size, holders and copies (a health check)"),
+    "rm": ("borgusb.storecli", "delete an object you own (signed tombstone)"),
     "conduit": ("borgusb.conduit.__main__", "start BorgHUIConduit, the browser interface, on localhost"),
 }
 

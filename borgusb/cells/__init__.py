@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ..dna import CELLS, get
 from .base import Cell
+from .shard import ShardCell
 
 # Cell types whose behaviour exists so far; the rest of the DNA table is
 # reserved for the cells their own issues build.
-CELL_CLASSES: dict[str, type[Cell]] = {"peerTreeNet": Cell}
+CELL_CLASSES: dict[str, type[Cell]] = {"peerTreeNet": Cell, "shardTreeCell": ShardCell}
 
 
 def cell_class(name: str) -> type[Cell]:
