@@ -529,7 +529,7 @@ class ShardCell(Cell):
             raise self._reject(exc.reason, str(exc), 403) from None
         if env.signer != tomb["o"]:
             raise self._reject("not_owner", "only the owner's key can delete", 403)
-        m = self.store.manifests.get(tomb["id"])
+        m = self.store.manifests.get(tomb["id"]) or (await self.locate(tomb["id"], repair=False))["manifest"]
         if m is not None and m["o"] != tomb["o"]:
             raise self._reject("not_owner", "this object belongs to another key", 403)
         bid = self.broadcast({"k": "del", "tomb": tomb})

@@ -1,0 +1,272 @@
+"""shardTreeCell with real node processes: round trips, holder loss, corruption, bad input, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from borgusb import dna, envelope
+from borgusb.clock import SystemClock
+from borgusb.dstream import Receiver, frame, parse_locate, post_frame, put_file
+from borgusb.envelope import Verifier
+from borgusb.keys import SigningKey
+from borgusb.net.peer import PeerClient, PeerRejected
+from borgusb.net.tls import client_context
+from borgusb.shard import model
+
+pytestmark = pytest.mark.slow
+
+DNA = dna.get("shardTreeCell")
+PORT = DNA.recp_port
+SS = model.SHARD_SIZE
+MB30 = 30_000_000
+
+
+def client(key: SigningKey) -> PeerClient:
+    clock = SystemClock()
+    return PeerClient(key, clock, Verifier(clock), timeout_s=30)
+
+
+async def start(make_cluster, monkeypatch, tmp_path: Path, n: int):
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path))
+    cluster = make_cluster("shardTreeCell")
+    cluster.up(n)
+    await cluster.wait_one_tree(timeout_s=60, expect=n)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # every node has heard every other's announcement
+        docs = await cluster.status()
+        if all(d.get("shard", {}).get("directory") == n for d in docs):
+            return cluster
+        await asyncio.sleep(0.2)
+    raise TimeoutError("shard directories did not fill")
+
+
+async def put_bytes(ip: str, data: bytes, key: SigningKey, tmp_path: Path, r: int = 3) -> dict:
+    path = tmp_path / f"in-{os.urandom(4).hex()}"
+    path.write_bytes(data)
+    async with client(key) as peers:
+        return await put_file(peers, ip, PORT, path, key, r=r)
+
+
+async def locate(ip: str, oid: str) -> dict:
+    async with client(SigningKey.generate()) as peers:
+        return await peers.post(ip, PORT, "/recp", "shard.locate", {"id": oid}, signed_reply=True)
+
+
+async def stat(ip: str, oid: str) -> dict:
+    async with client(SigningKey.generate()) as peers:
+        return await peers.post(ip, PORT, "/recp", "shard.stat", {"id": oid}, signed_reply=True)
+
+
+async def get_bytes(ip: str, oid: str, out: Path, **kw) -> tuple[bytes, dict]:
+    async with client(SigningKey.generate()) as peers:
+        reply = await peers.post(ip, PORT, "/recp", "shard.locate", {"id": oid}, signed_reply=True)
+        m, holders = parse_locate(reply, oid)
+        stats = await Receiver(peers, m, holders, out, **kw).run()
+    return out.read_bytes(), stats
+
+
+async def wait_copies(ip: str, oid: str, r: int, timeout_s: float = 30) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = await stat(ip, oid)
+        if st["found"] and st["copies_min"] >= r and st["manifest_copies"] >= r:
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"copies not back at {r}: {json.dumps(st)[:400]}")
+        await asyncio.sleep(0.5)
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "borgusb.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+async def test_round_trips_of_every_size_and_fair_concurrent_streams(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
+    ips = [n.ip for n in cluster.nodes]
+    owner = SigningKey.generate()
+    rng = random.Random(4)
+    for size in (0, 1, SS - 1, SS, SS + 1, 2 * SS + 1):
+        data = rng.randbytes(size)
+        put = await put_bytes(ips[0], data, owner, tmp_path)
+        assert put["id"] == hashlib.sha256(data).hexdigest()
+        assert put["copies_min"] == 3 and put["manifest_copies"] == 3
+        got, _ = await get_bytes(ips[size % 3 + 1], put["id"], tmp_path / f"out-{size}")
+        assert got == data, size
+    # 30 MB, and two streams of it at once from the same holders
+    big = rng.randbytes(MB30)
+    put = await put_bytes(ips[1], big, owner, tmp_path)
+    assert put["shards"] == -(-MB30 // SS)
+    st = await stat(ips[3], put["id"])
+    assert st["copies"] == [3] * put["shards"] and st["owner"] == owner.public_key_hex
+    t0 = time.monotonic()
+    (a, sa), (b, sb) = await asyncio.gather(get_bytes(ips[2], put["id"], tmp_path / "a"),
+                                            get_bytes(ips[3], put["id"], tmp_path / "b", window=4))
+    assert a == big and b == big
+    slow, fast = max(sa["seconds"], sb["seconds"]), min(sa["seconds"], sb["seconds"])
+    print(f"two concurrent 30 MB streams: {sa['seconds']}s (window 16), {sb['seconds']}s (window 4), "
+          f"total {time.monotonic() - t0:.2f}s")
+    assert slow < 4 * fast  # the narrow stream is not starved
+    docs = await cluster.status()
+    streams = [s for d in docs for s in d["shard"]["streams"].values() if s.get("progress")]
+    assert streams and max(s["progress"] for s in streams) == 100.0  # progress on the monitoring port
+
+
+async def test_cli_put_get_stat_rm(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 3)
+    ip = cluster.nodes[0].ip
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(3 * SS + 17))
+    keyfile = str(tmp_path / "key")
+    put = cli("put", str(src), "--node", ip, "--key-file", keyfile, "-q")
+    assert put.returncode == 0, put.stderr
+    oid = put.stdout.strip()
+    assert oid == hashlib.sha256(src.read_bytes()).hexdigest()
+    out = tmp_path / "g"
+    got = cli("get", oid, "-o", str(out), "-q", env={"BORGUSB_NODE": cluster.nodes[1].ip})
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == src.read_bytes()
+    st = cli("stat", oid, "--node", cluster.nodes[2].ip)
+    assert st.returncode == 0 and "min 3 of R=3" in st.stdout, st.stdout
+    other = cli("rm", oid, "--node", ip, "--key-file", str(tmp_path / "other"))
+    assert other.returncode != 0 and "403" in other.stderr
+    rm = cli("rm", oid, "--node", ip, "--key-file", keyfile)
+    assert rm.returncode == 0, rm.stderr
+    await asyncio.sleep(1.0)
+    gone = cli("stat", oid, "--node", cluster.nodes[1].ip)
+    assert gone.returncode == 1 and "not found" in gone.stdout
+    docs = await cluster.status()
+    assert sum(d["shard"]["store"]["shards"] for d in docs) == 0
+
+
+async def test_killing_a_third_of_the_holders_reads_and_restores_r(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 6)
+    docs = await cluster.status()
+    root = next(d["ip"] for d in docs if d["status"] == "root")
+    data = os.urandom(12 * SS + 5)
+    owner = SigningKey.generate()
+    put = await put_bytes(root, data, owner, tmp_path)
+    victims = random.sample([n for n in cluster.nodes if n.ip != root], 2)  # 2 of 6 holders
+    for node in victims:
+        cluster.kill(node)
+    reader = next(n.ip for n in cluster.live() if n.ip != root)
+    got, stats = await get_bytes(reader, put["id"], tmp_path / "out")
+    assert got == data
+    st = await wait_copies(reader, put["id"], 3)
+    dead = {n.ip for n in victims}
+    assert not dead & set(st["holders"])
+    print(f"after killing {sorted(dead)}: copies {st['copies']} on {st['holders']}")
+
+
+async def test_corrupt_copy_is_never_served_and_is_replaced(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
+    ips = [n.ip for n in cluster.nodes]
+    data = os.urandom(4 * SS)
+    put = await put_bytes(ips[0], data, SigningKey.generate(), tmp_path)
+    loc = await locate(ips[1], put["id"])
+    m, holders = parse_locate(loc, put["id"])
+    victim = holders[0][0]  # the first holder listed for shard 0: a window of 1 asks it first
+    h0 = m["shards"][0]
+    vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
+    path = Path(vdoc["shard"]["data_dir"]) / "shards" / "shards" / h0[:2] / h0
+    raw = bytearray(path.read_bytes())
+    raw[1000] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    async with client(SigningKey.generate()) as peers:
+        stats = await Receiver(peers, m, holders, tmp_path / "out", window=1).run()
+    assert (tmp_path / "out").read_bytes() == data
+    assert stats["bad"] == 1 and stats["retries"] == 1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
+        if vdoc["counters"].get("shard_refetched") and path.exists():
+            break
+        await asyncio.sleep(0.3)
+    assert vdoc["counters"]["shard_corrupt_dropped"] == 1
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == h0  # the corrupt copy was replaced
+
+
+async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_counted(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 3)
+    ip = cluster.nodes[0].ip
+    owner, mallory = SigningKey.generate(), SigningKey.generate()
+    data = os.urandom(1000)
+    h = model.sha256_hex(data)
+    clock = SystemClock()
+    async with client(owner) as peers:
+        forged = dict(model.sign_record(mallory, h, len(data), clock.now_ms()), o=owner.public_key_hex)
+        with pytest.raises(PeerRejected) as err:
+            await post_frame(peers, ip, PORT, "shard.put", {"rec": forged}, data)
+        assert err.value.status == 403
+        rec = model.sign_record(owner, h, len(data), clock.now_ms())
+        with pytest.raises(PeerRejected) as err:
+            await post_frame(peers, ip, PORT, "shard.put", {"rec": rec}, b"x" + data[1:])
+        assert err.value.status == 422
+        with pytest.raises(PeerRejected) as err:  # a record of someone else's, sent with my key
+            await post_frame(peers, ip, PORT, "shard.hold", {"rec": forged}, data)
+        body = frame(peers.sign("shard.put", {"rec": rec, "r": 3}), data)
+    async with aiohttp.ClientSession() as s:
+        url = f"https://{ip}:{PORT}/shard"
+        async with s.post(url, data=body, ssl=client_context()) as resp:
+            assert resp.status == 200
+            first = await resp.read()
+        async with s.post(url, data=body, ssl=client_context()) as resp:
+            assert resp.status == 400 and (await resp.json())["error"] == "replay"
+    reply = json.loads(first.split(b"\n", 1)[0])["payload"]
+    assert reply["copies"] == 3
+    async with client(mallory) as peers:  # same bytes, another owner: nothing changes
+        theirs = model.sign_record(mallory, h, len(data), clock.now_ms())
+        with pytest.raises(PeerRejected) as err:
+            await post_frame(peers, ip, PORT, "shard.put", {"rec": theirs}, data)
+        assert err.value.status == 409
+    docs = await cluster.status()
+    entry = next(d for d in docs if d["ip"] == ip)
+    c = entry["counters"]
+    assert c["shard_rejected:bad_owner_signature"] == 2
+    assert c["shard_rejected:hash_mismatch"] == 1
+    assert entry["rejected"]["replay"] == 1
+    assert sum(d["counters"].get("shard_rejected:other_owner", 0) for d in docs) == 3
+    for d in docs:  # every holder still has the owner's record
+        assert d["shard"]["store"]["shards"] == 1
+
+
+async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
+    ips = [n.ip for n in cluster.nodes]
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(MB30))
+    put = await put_bytes(ips[0], src.read_bytes(), SigningKey.generate(), tmp_path)
+    oid = put["id"]
+    out = tmp_path / "got"
+    # 1) the receiver stops midway (as if the connection dropped)
+    first = cli("get", oid, "-o", str(out), "--node", ips[1], "--stop-after", "40", "-q")
+    assert first.returncode == 3 and Path(str(out) + ".part").exists(), first.stderr
+    # 2) the receiver is killed midway (SIGKILL), with a holder killed as well
+    proc = subprocess.Popen([sys.executable, "-m", "borgusb.cli", "get", oid, "-o", str(out), "--node", ips[1],
+                             "--window", "2", "--throttle-ms", "100", "-q"], stderr=subprocess.PIPE)
+    await asyncio.sleep(2.5)
+    assert proc.poll() is None, "the receiver finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    docs = await cluster.status()
+    root = next(d["ip"] for d in docs if d["status"] == "root")
+    cluster.kill(next(n for n in cluster.nodes if n.ip not in (root, ips[1])))
+    done = cli("get", oid, "-o", str(out), "--node", ips[1], "-q", "--json")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    print(f"resumed with {stats['resumed']} of {stats['shards']} shards on disk")
+    assert stats["resumed"] > 40 and stats["resumed"] + stats["fetched"] == stats["shards"]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == oid
+    assert not Path(str(out) + ".part").exists()

@@ -1,0 +1,84 @@
+"""Shard records, splitting and manifests; the placement lottery (no sockets)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+
+import pytest
+
+from borgusb.keys import SigningKey
+from borgusb.shard import model, placement
+
+OWNER = SigningKey.generate()
+OTHER = SigningKey.generate()
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, 4096, 5000])
+def test_split_covers_every_byte_once(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    parts = list(model.split(data, 1024))
+    assert b"".join(bytes(p) for _, p in parts) == data
+    assert [off for off, _ in parts] == list(range(0, size, 1024))
+    assert len(parts) == -(-size // 1024)
+    assert all(0 < len(p) <= 1024 for _, p in parts)
+
+
+def test_record_signed_by_owner_and_tamper_evident() -> None:
+    h = model.sha256_hex(b"abc")
+    rec = model.sign_record(OWNER, h, 3, 1000)
+    assert model.check_record(rec) is rec and rec["o"] == OWNER.public_key_hex
+    for field, value in (("n", 4), ("t", 1001), ("h", model.sha256_hex(b"abd")), ("o", OTHER.public_key_hex)):
+        with pytest.raises(model.BadRecord) as err:
+            model.check_record(dict(rec, **{field: value}))
+        assert err.value.reason == "bad_owner_signature"
+    with pytest.raises(model.BadRecord):
+        model.check_record(dict(rec, extra=1))
+
+
+def test_manifest_round_trip_and_checks() -> None:
+    data = random.Random(1).randbytes(2500)
+    hashes = [model.sha256_hex(p) for _, p in model.split(data, 1000)]
+    m = model.sign_manifest(OWNER, hashlib.sha256(data).hexdigest(), len(data), 1000, 3, hashes, 5)
+    assert model.check_manifest(m)["shards"] == hashes
+    assert model.manifest_bounds(m) == [(0, 1000), (1000, 1000), (2000, 500)]
+    with pytest.raises(model.BadRecord):
+        model.check_manifest(dict(m, shards=hashes[:2]))  # wrong count for the size
+    with pytest.raises(model.BadRecord):
+        model.check_manifest(dict(m, r=2))  # signature covers r
+    empty = model.sign_manifest(OWNER, model.EMPTY_SHA256, 0, 1000, 3, [], 5)
+    assert model.check_manifest(empty)["shards"] == []
+
+
+def test_tombstone_signature() -> None:
+    tomb = model.sign_tomb(OWNER, model.EMPTY_SHA256, 9)
+    assert model.check_tomb(tomb)
+    with pytest.raises(model.BadRecord):
+        model.check_tomb(dict(tomb, t=10))
+
+
+def test_lottery_is_deterministic_verifiable_and_uniform() -> None:
+    nodes = [SigningKey.generate().public_key_hex for _ in range(8)]
+    h = model.sha256_hex(b"x")
+    assert placement.choose(h, nodes, 3) == placement.choose(h, list(reversed(nodes)), 3)
+    value, nonce = placement.ticket(h, nodes[0])
+    assert value < 1 << (256 - placement.DIFFICULTY_BITS)
+    assert placement.check_ticket(h, nodes[0], nonce) == value
+    assert placement.check_ticket(h, nodes[0], nonce + 1) is None  # only the first winning nonce counts
+    wins = Counter()
+    for i in range(800):
+        wins.update(placement.choose(model.sha256_hex(str(i).encode()), nodes, 3))
+    # each node should hold about 3/8 of 800 = 300 shards
+    assert all(200 < wins[n] < 400 for n in nodes), wins
+
+
+def test_lottery_moves_only_the_departed_nodes_shards() -> None:
+    nodes = [SigningKey.generate().public_key_hex for _ in range(6)]
+    gone = nodes[2]
+    for i in range(100):
+        h = model.sha256_hex(str(i).encode())
+        before = placement.choose(h, nodes, 3)
+        after = placement.choose(h, [n for n in nodes if n != gone], 3)
+        assert set(before) - {gone} <= set(after)
+        assert placement.choose(h, nodes, 3, exclude=before) == placement.rank(h, nodes)[3:6]
