@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from ..dna import CELLS, get
 from .base import Cell
+from .servicemgr import ServiceMgrCell
 from .shard import ShardCell
 
 # Cell types whose behaviour exists so far; the rest of the DNA table is
 # reserved for the cells their own issues build.
-CELL_CLASSES: dict[str, type[Cell]] = {"peerTreeNet": Cell, "shardTreeCell": ShardCell}
+CELL_CLASSES: dict[str, type[Cell]] = {
+    "peerTreeNet": Cell,
+    "serviceMgrCell": ServiceMgrCell,
+    "shardTreeCell": ShardCell,
+}
 
 
 def cell_class(name: str) -> type[Cell]:
@@ -20,4 +25,4 @@ def cell_class(name: str) -> type[Cell]:
         raise ValueError(f"the {name} cell is not available in this version yet (available: {available})") from None
 
 
-__all__ = ["CELLS", "CELL_CLASSES", "Cell", "cell_class"]
+__all__ = ["CELLS", "CELL_CLASSES", "Cell", "ServiceMgrCell", "ShardCell", "cell_class"]

@@ -108,6 +108,8 @@ class Cell:
         )
         self.counters: Counter[str] = Counter()
         self.delivered: OrderedDict[str, list[int]] = OrderedDict()  # id -> [count, first ms]
+        self._own_broadcasts: dict[str, envelope.Envelope] = {}
+        self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
         self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port)
         self.tls: TLSIdentity | None = None
@@ -125,6 +127,15 @@ class Cell:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # --- network clock (cronoTreeCell, issue #9): every cell but crono itself signs and checks
+        # with network time from the crono cell on its own IP (borgusb/cells/crono.py).
+        if self.dna.name != "cronoTreeCell" and type(self.clock) is SystemClock:
+            from .crono import CronoClient
+
+            self.clock = self.verifier.clock = self.peers.clock = CronoClient(self.ip, self.peers)
+            await self.clock.first_sync()
+            self._spawn(self.clock.run())
+        # --- end network clock
         self.tls = make_tls_identity(f"borgusb-{self.dna.name}-{self.key.public_key_hex[:16]}")
         await self._serve(self._net_app(), self.dna.net_port, self.tls.server_context)
         await self._serve(self._receptor_app(), self.dna.recp_port, self.tls.server_context)
@@ -133,10 +144,13 @@ class Cell:
         self._execute(self.tree.start(self.clock.now_ms(), members))
         self._spawn(self._tick_loop())
         self._spawn(self._contact_loop())
+        self._spawn(self._announce_loop())
         log.info("%s node %s on %s ready", self.dna.name, self.key.fingerprint, self.ip)
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self.tls is not None:
+            await self._tell_registry("svc.withdraw", timeout_s=0.5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,6 +225,42 @@ class Cell:
                 self.counters["tick_errors"] += 1
                 log.exception("tick failed")
 
+    # ------------------------------------------------------------ the service registry
+
+    def announcement(self) -> dict[str, Any]:
+        """What this cell tells the service registry about itself (extend for more load figures)."""
+        return {
+            "cell": self.dna.name,
+            "ip": self.ip,
+            "ports": list(self.dna.ports()),
+            "status": self.tree.status,
+            "load": {"load1_x100": int(os.getloadavg()[0] * 100), "sent": self.counters["sent"],
+                     "accepted": self.verifier.counters["accepted"]},
+        }
+
+    async def _tell_registry(self, type: str, timeout_s: float = 2.0) -> bool:
+        from ..dna import get as dna_of
+
+        try:
+            await asyncio.wait_for(
+                self.peers.post(self.ip, dna_of("serviceMgrCell").recp_port, "/recp", type, self.announcement()),
+                timeout_s,
+            )
+        except (PeerError, asyncio.TimeoutError):
+            self.counters["registry_unreachable"] += 1
+            self.registry_ok = False
+            return False
+        self.registry_ok = True
+        return True
+
+    async def _announce_loop(self) -> None:
+        """Announce this cell to the serviceMgr on its own IP once a second."""
+        from .servicemgr import ANNOUNCE_MS
+
+        while True:
+            await self._tell_registry("svc.announce")
+            await asyncio.sleep(ANNOUNCE_MS / 1000)
+
     def _execute(self, actions: list[Any]) -> None:
         for action in actions:
             if isinstance(action, Send):
@@ -254,31 +304,63 @@ class Cell:
         while not queue.empty():
             queue.get_nowait()
 
-    def _deliver(self, payload: dict[str, Any]) -> None:
-        bid = payload.get("id") if isinstance(payload, dict) else None
-        if isinstance(bid, str):
-            entry = self.delivered.setdefault(bid, [0, self.clock.now_ms()])
-            entry[0] += 1
-            if entry[0] > 1:
-                self.counters["broadcast_duplicates"] += 1
-            while len(self.delivered) > 1000:
-                self.delivered.popitem(last=False)
+    def _deliver(self, wire: dict[str, Any]) -> None:
+        """A broadcast arrived: check its origin's signature, count it, hand it over once.
+
+        Forwarders re-sign each hop, but only the origin's own envelope inside
+        (``wire["env"]``) says who said what: a forwarder cannot alter it.
+        """
+        bid = wire.get("id") if isinstance(wire, dict) else None
+        inner = wire.get("env") if isinstance(wire, dict) else None
+        if not isinstance(bid, str) or not isinstance(inner, dict):
+            self.counters["broadcast_malformed"] += 1
+            return
+        entry = self.delivered.setdefault(bid, [0, self.clock.now_ms()])
+        entry[0] += 1
+        if entry[0] > 1:
+            self.counters["broadcast_duplicates"] += 1
+            return
+        while len(self.delivered) > 1000:
+            self.delivered.popitem(last=False)
+        own = self._own_broadcasts.pop(bid, None)
+        if own is not None:
+            origin = own
+        else:
+            try:
+                origin = self.verifier.verify(inner)
+            except envelope.EnvelopeError as exc:
+                self.counters[f"broadcast_rejected:{exc.reason}"] += 1
+                return
         self.counters["broadcasts_delivered"] += 1
         try:
-            self.on_broadcast(payload)
+            self.on_broadcast({"id": bid, "from": origin.signer, "data": origin.payload, "type": origin.type})
         except Exception:
             self.counters["broadcast_handler_errors"] += 1
             log.exception("broadcast handler failed")
 
-    def broadcast(self, data: Any, origin: str | None = None) -> str:
-        """Send data to every member of this cell's tree exactly once; returns its id."""
+    def broadcast(self, data: Any, origin: envelope.Envelope | None = None) -> str:
+        """Send data to every member of this cell's tree exactly once; returns its id.
+
+        The origin's signed envelope travels inside the broadcast: this node's
+        own (signed here) or, for a receptor request, the requester's.
+        """
         bid = os.urandom(12).hex()
-        payload = {"id": bid, "from": origin or self.me.node_id, "data": data}
-        self._execute(self.tree.broadcast(self.clock.now_ms(), payload))
+        if origin is None:
+            inner = envelope.sign(self.key, "bcast", data, self.clock, ip=self.ip, port=self.dna.net_port)
+            origin = envelope.Envelope("bcast", data, envelope.Sender(self.ip, self.dna.net_port, self.me.node_id),
+                                       inner["ts"], inner["nonce"], inner["sig"])
+        self._own_broadcasts[bid] = origin
+        while len(self._own_broadcasts) > 1000:
+            self._own_broadcasts.pop(next(iter(self._own_broadcasts)))
+        self._execute(self.tree.broadcast(self.clock.now_ms(), {"id": bid, "env": origin.to_dict()}))
         return bid
 
     def on_broadcast(self, payload: dict[str, Any]) -> None:
-        """Override: a broadcast reached this node (exactly once per id)."""
+        """Override: a broadcast reached this node (exactly once per id).
+
+        ``payload`` is ``{"id", "from": the origin's verified public key,
+        "data": what the origin signed, "type"}``.
+        """
 
     # ------------------------------------------------------------ net port
 
@@ -395,7 +477,7 @@ class Cell:
 
     @receptor("tree.broadcast")
     async def _r_broadcast(self, env: envelope.Envelope) -> Any:
-        return {"id": self.broadcast(env.payload, origin=env.signer)}
+        return {"id": self.broadcast(env.payload, origin=env)}
 
     # ------------------------------------------------------------ monitoring
 
@@ -416,11 +498,13 @@ class Cell:
             "fingerprint": self.key.fingerprint,
             "ip": self.ip,
             "uptime_ms": int((time.monotonic() - self.started_at) * 1000),
+            "clock": self.clock.describe() if hasattr(self.clock, "describe") else {"source": "local"},  # crono hook
             "status": view.get("status"),
             "tree": view,
             "counters": dict(self.counters),
             "accepted": self.verifier.counters["accepted"],
             "rejected": self.verifier.rejected(),
+            "registry": {None: "unknown", True: "announced", False: "unreachable"}[self.registry_ok],
             "broadcasts": {
                 "delivered": self.counters["broadcasts_delivered"],
                 "duplicates": self.counters["broadcast_duplicates"],

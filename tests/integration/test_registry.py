@@ -1,0 +1,76 @@
+"""serviceMgrCell follows cells of several types as they start, stop and fail, within its bound."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+
+from borgusb import dna
+from borgusb.cells.servicemgr import LOCAL_TTL_MS
+from borgusb.clock import SystemClock
+from borgusb.envelope import Verifier
+from borgusb.keys import SigningKey
+from borgusb.net.peer import PeerClient, PeerError
+
+pytestmark = pytest.mark.slow
+
+SVC = dna.get("serviceMgrCell")
+APPEAR_BOUND_S = 3.0  # one announce period + a broadcast, with margin for a loaded 2-core machine
+VANISH_BOUND_S = LOCAL_TTL_MS / 1000 + 2.0  # the local time-to-live + a broadcast
+
+
+async def registry(client: PeerClient, ip: str) -> set[tuple[str, str]]:
+    try:
+        reply = await client.post(ip, SVC.recp_port, "/recp", "svc.list", {}, signed_reply=True)
+    except PeerError:
+        return set()
+    return {(e["cell"], e["ip"]) for e in reply["services"]}
+
+
+async def wait_for(client: PeerClient, ip: str, predicate, timeout_s: float) -> float:
+    started = time.monotonic()
+    while True:
+        if predicate(await registry(client, ip)):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"registry at {ip} did not follow within {timeout_s}s: {sorted(await registry(client, ip))}")
+        await asyncio.sleep(0.1)
+
+
+async def test_registry_follows_cells_starting_stopping_and_failing(make_cluster) -> None:
+    svc = make_cluster("serviceMgrCell")
+    svc.up(3)
+    await svc.wait_one_tree(timeout_s=30, expect=3)
+    ips = [n.ip for n in svc.nodes]
+    tree = make_cluster("peerTreeNet")
+    t0 = time.monotonic()
+    tree.up(3)
+    async with PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock())) as client:
+        everything = {("serviceMgrCell", ip) for ip in ips} | {("peerTreeNet", ip) for ip in ips}
+        # seen from a node that runs none of the new cells' announcements itself: through the tree
+        await wait_for(client, ips[0], lambda r: everything <= r, timeout_s=20)
+        print(f"3 new cells visible everywhere after {time.monotonic() - t0:.1f}s (incl. process start)")
+
+        # a cell that fails (SIGKILL) vanishes within the bound, seen from another machine
+        victim = tree.nodes[2]
+        tree.kill(victim, signal.SIGKILL)
+        took = await wait_for(client, ips[0], lambda r: ("peerTreeNet", victim.ip) not in r, VANISH_BOUND_S)
+        print(f"failed cell gone after {took:.1f}s (bound {VANISH_BOUND_S}s)")
+
+        # a cell that stops cleanly withdraws at once
+        stopped = tree.nodes[1]
+        tree.kill(stopped, signal.SIGTERM)
+        took = await wait_for(client, ips[0], lambda r: ("peerTreeNet", stopped.ip) not in r, 2.0)
+        print(f"stopped cell gone after {took:.1f}s")
+
+        # a started cell appears within the bound once its process is up
+        restarted = tree.spawn(victim.ip, [ips[0]])
+        await tree.wait_ready(timeout_s=20)
+        took = await wait_for(client, ips[0], lambda r: ("peerTreeNet", restarted.ip) in r, APPEAR_BOUND_S)
+        print(f"started cell visible after {took:.1f}s (bound {APPEAR_BOUND_S}s)")
+
+        # the registry's own entries stay: three serviceMgr cells
+        assert {("serviceMgrCell", ip) for ip in ips} <= await registry(client, ips[1])
