@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..dna import CELLS, get
 from .base import Cell
+from .crono import CronoCell
 from .servicemgr import ServiceMgrCell
 from .shard import ShardCell
 
@@ -14,6 +15,7 @@ CELL_CLASSES: dict[str, type[Cell]] = {
     "serviceMgrCell": ServiceMgrCell,
     "shardTreeCell": ShardCell,
 }
+CELL_CLASSES["cronoTreeCell"] = CronoCell  # network time (issue #9)
 
 
 def cell_class(name: str) -> type[Cell]:

@@ -1,0 +1,300 @@
+"""cronoTreeCell: one clock for the whole network, and the client every other cell uses.
+
+The seed idea (BorgIOS): hardware clocks drift, so the root of the crono tree
+is the reference and its time flows down the tree. Improved here:
+
+* every node syncs with its **parent**, whose answers are already network
+  time, so offsets accumulate from the root down, hop by hop;
+* each hop is measured with a **four-timestamp exchange** (as NTP does, see
+  `borgusb.timesync.measure`) over the receptor (`crono.time`, a signed
+  request and a signed reply), and the node keeps the best of its last
+  samples by round-trip time instead of trusting any one answer;
+* the network clock is an **offset applied in-process** to the local
+  monotonic clock (`timesync.NetworkClock`); the host clock is never
+  touched. Corrections are slewed (at most 5 %) so network time never goes
+  backwards, except the very first sync, which steps;
+* when the root fails or is swapped, the new root simply keeps its own
+  network time (already synced to the old root): no jump.
+
+Every other cell on the machine gets network time from this cell through a
+`CronoClient` (its `Clock`): a background exchange with ``crono.time`` on the
+same IP every second (the cache), and, if crono stops answering, the last
+offset it learned. Its monitoring status says which: ``clock.source`` is
+``crono``, ``last-offset`` or ``local`` (never synced).
+
+Reply of ``crono.time`` (integer µs): ``t2``/``t3`` (receive/send in network
+time), ``synced``, ``epoch`` (bumped at every step of the answerer's clock,
+so askers drop older samples), ``stratum`` (hops from the root) and
+``bound_us`` (the answerer's worst-case error relative to the root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .. import dna as dna_table
+from .. import envelope
+from ..dna import CellDNA
+from ..net.peer import PeerClient, PeerError
+from ..timesync import BadExchange, NetworkClock, Sample, SampleFilter, measure
+from .base import Cell, receptor
+
+log = logging.getLogger("borgusb.crono")
+
+TIME = "crono.time"
+CRONO = dna_table.get("cronoTreeCell")
+
+
+class NotSynced(Exception):
+    """The answerer has no network time yet."""
+
+
+def _reply_ints(reply: Any) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        raise BadExchange("the reply is not an object")
+    for name in ("t2", "t3", "epoch"):
+        v = reply.get(name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise BadExchange(f"the reply's {name} is not an integer")
+    return reply
+
+
+async def exchange(
+    peers: PeerClient, ip: str, port: int = CRONO.recp_port, *, mono: Any, expect_pubkey: str | None = None
+) -> tuple[Sample, dict[str, Any]]:
+    """One four-timestamp exchange with the crono receptor at ip:port.
+
+    ``t1`` is read before the request is signed and ``t4`` after the reply is
+    verified, so each direction carries one signature and one verification:
+    the two paths stay symmetric and the RTT/2 bound holds.
+    """
+    t1 = mono()
+    reply = await peers.post(ip, port, "/recp", TIME, {}, expect_pubkey=expect_pubkey, signed_reply=True)
+    t4 = mono()
+    info = _reply_ints(reply)
+    return measure(t1, info["t2"], info["t3"], t4), info
+
+
+class Syncer:
+    """Follows one time source (a parent's or the local crono cell) into a NetworkClock."""
+
+    def __init__(self, clock: NetworkClock, peers: PeerClient) -> None:
+        self.clock = clock
+        self.peers = peers
+        self.filter = SampleFilter()
+        self.source: tuple[str, int, str | None] | None = None
+        self.epoch: int | None = None
+        self.info: dict[str, Any] = {}
+        self.best: Sample | None = None
+
+    def forget(self) -> None:
+        self.filter.clear()
+        self.source = self.epoch = self.best = None
+        self.info = {}
+
+    async def round(self, ip: str, port: int, pubkey: str | None, n: int, gap_s: float = 0.005) -> str:
+        """n exchanges with the source, then one correction from the best sample kept."""
+        key = (ip, port, pubkey)
+        if key != self.source:
+            self.forget()
+            self.source = key
+        for i in range(n):
+            if i and gap_s:
+                await asyncio.sleep(gap_s)
+            sample, info = await exchange(self.peers, ip, port, mono=self.clock.mono_us, expect_pubkey=pubkey)
+            if not info.get("synced"):
+                raise NotSynced(f"{ip}:{port} has no network time yet")
+            if info["epoch"] != self.epoch:  # the source stepped: older samples are void
+                self.filter.clear()
+                self.epoch = info["epoch"]
+            self.filter.add(sample)
+            self.info = info
+        best = self.filter.best(self.clock.mono_us())
+        assert best is not None
+        self.best = best
+        return self.clock.correct(best.offset_us)
+
+
+class CronoCell(Cell):
+    """The crono tree: its root is the reference clock; everyone else follows its parent."""
+
+    def __init__(
+        self,
+        dna: CellDNA,
+        ip: str,
+        *,
+        clock: Any = None,
+        poll_ms: int = 1000,
+        burst: int = 8,
+        per_poll: int = 3,
+        **kw: Any,
+    ) -> None:
+        self.net_clock = clock if isinstance(clock, NetworkClock) else NetworkClock()
+        super().__init__(dna, ip, clock=self.net_clock, **kw)
+        self.poll_s = poll_ms / 1000
+        self.burst = burst
+        self.per_poll = per_poll
+        self.syncer = Syncer(self.net_clock, self.peers)
+        self.stratum: int | None = None
+        self.bound_us: int | None = None
+        self.source = "local"
+
+    async def start(self) -> None:
+        await super().start()
+        self._spawn(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                delay = await self.sync_once()
+            except Exception:  # a bug must not stop time keeping; counted and logged
+                self.counters["sync_errors"] += 1
+                log.exception("crono sync failed")
+                delay = self.poll_s
+            await asyncio.sleep(delay)
+
+    async def sync_once(self) -> float:
+        """One step of the sync loop; returns the delay until the next."""
+        tree = self.tree
+        if tree.status == "root":
+            self.net_clock.mark_synced()  # the reference: continues from its own network time
+            self.syncer.forget()
+            self.stratum, self.bound_us, self.source = 0, 0, "root"
+            return self.poll_s
+        parent = tree.parent if tree.status == "online" else None
+        if parent is None:
+            return 0.1
+        n = self.per_poll if self.net_clock.synced and len(self.syncer.filter) else self.burst
+        try:
+            how = await self.syncer.round(parent.ip, self.dna.recp_port, parent.node_id, n)
+        except NotSynced:
+            self.counters["parent_unsynced"] += 1
+            return 0.1
+        except (PeerError, BadExchange) as exc:
+            self.counters["sync_failed"] += 1
+            log.info("crono sync with %s: %s", parent.ip, exc)
+            return min(self.poll_s, 0.25)
+        self.counters[f"sync_{how}"] += 1
+        info, best = self.syncer.info, self.syncer.best
+        assert best is not None
+        self.stratum = int(info.get("stratum") or 0) + 1
+        self.bound_us = int(info.get("bound_us") or 0) + best.error_bound_us(self.net_clock.mono_us())
+        self.source = "parent"
+        return self.poll_s
+
+    @receptor(TIME)
+    async def _r_time(self, env: envelope.Envelope) -> Any:
+        t2 = self.net_clock.now_us()
+        clock = self.net_clock
+        reply = {
+            "synced": clock.synced,
+            "epoch": clock.epoch,
+            "stratum": self.stratum if self.stratum is not None else -1,
+            "bound_us": self.bound_us if self.bound_us is not None else -1,
+            "root": self.tree.root.node_id if self.tree.root is not None else None,
+            "t2": t2,
+        }
+        reply["t3"] = clock.now_us()
+        return reply
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        clock = self.net_clock
+        best = self.syncer.best
+        doc["clock"] = describe(clock, self.source if clock.synced else "local")
+        doc["crono"] = {
+            "synced": clock.synced,
+            "source": self.source if clock.synced else "local",
+            "stratum": self.stratum,
+            "bound_us": self.bound_us,
+            "epoch": clock.epoch,
+            "steps": clock.steps,
+            "slews": clock.slews,
+            "slewing_us": clock.remaining_us(),
+            "last_correction_us": clock.last_correction_us,
+            "best_rtt_us": best.rtt_us if best else None,
+            "samples": len(self.syncer.filter),
+        }
+        return doc
+
+
+def describe(clock: NetworkClock, source: str) -> dict[str, Any]:
+    """The monPort ``clock`` section (integers only: status is also a signed reply)."""
+    off = clock.offset_from_wall_us()
+    last = clock.last_sync_mono_us
+    return {
+        "source": source,
+        "offset_us": off,
+        "offset_ms": off // 1000 if off >= 0 else -((-off) // 1000),
+        "age_ms": None if last is None else (clock.mono_us() - last) // 1000,
+    }
+
+
+class CronoClient(NetworkClock):
+    """The `Clock` of every cell but crono: network time from the crono cell on the same IP.
+
+    A background task (`run`) does a couple of exchanges with the local crono
+    receptor every `refresh_ms` (the short cache: `now_ms` itself never
+    waits on the network) and keeps the best sample. If crono stops
+    answering, the last offset simply stays in force; `describe()` then says
+    ``last-offset`` (or ``local`` when crono never answered).
+    """
+
+    def __init__(
+        self,
+        ip: str,
+        peers: PeerClient,
+        *,
+        port: int = CRONO.recp_port,
+        refresh_ms: int = 1000,
+        stale_ms: int = 3000,
+        samples: int = 2,
+    ) -> None:
+        super().__init__()
+        self.ip = ip
+        self.port = port
+        self.refresh_s = refresh_ms / 1000
+        self.stale_us = stale_ms * 1000
+        self.samples = samples
+        self.syncer = Syncer(self, peers)
+        self.failures = 0
+        self.last_ok_mono_us: int | None = None
+
+    async def refresh(self, n: int | None = None) -> bool:
+        try:
+            await self.syncer.round(self.ip, self.port, None, n or self.samples)
+        except (PeerError, BadExchange, NotSynced) as exc:
+            self.failures += 1
+            log.debug("crono at %s:%s: %s", self.ip, self.port, exc)
+            return False
+        self.last_ok_mono_us = self.mono_us()
+        return True
+
+    async def first_sync(self, timeout_s: float = 1.0) -> bool:
+        try:
+            return await asyncio.wait_for(self.refresh(4), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+
+    async def run(self) -> None:
+        delay = self.refresh_s
+        while True:
+            await asyncio.sleep(delay)
+            ok = await self.refresh()
+            # back off while crono is away (up to 5 s), so a cell without crono costs nothing
+            delay = self.refresh_s if ok else min(5.0, max(self.refresh_s, delay * 1.5))
+
+    @property
+    def source(self) -> str:
+        if self.last_ok_mono_us is None:
+            return "last-offset" if self.synced else "local"
+        if self.mono_us() - self.last_ok_mono_us <= self.stale_us:
+            return "crono"
+        return "last-offset"
+
+    def describe(self) -> dict[str, Any]:
+        doc = describe(self, self.source)
+        doc["failures"] = self.failures
+        return doc
