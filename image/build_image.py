@@ -91,12 +91,25 @@ def source_date_epoch() -> int:
 # ------------------------------------------------------------------ 1. wheels
 
 
+def deps_sha() -> str:
+    """Hash of pyproject's runtime dependencies: the lock is redone when they change."""
+    import hashlib
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return hashlib.sha256("\n".join(sorted(deps)).encode()).hexdigest()[:16]
+
+
+def lock_is_current() -> bool:
+    return LOCK.exists() and f"# pyproject-dependencies: {deps_sha()}" in LOCK.read_text()
+
+
 def relock() -> None:
     step("Resolving exact versions of BorgUSB's dependencies into image/requirements.lock")
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--report", str(report), str(ROOT)], cwd=tmp)
+             "--report", str(report), str(ROOT)], cwd=tmp, stderr=subprocess.DEVNULL)
         items = json.loads(report.read_text())["install"]
     pins = sorted(
         f"{i['metadata']['name'].lower()}=={i['metadata']['version']}"
@@ -106,7 +119,8 @@ def relock() -> None:
                                  check=True).stdout.split()[1]
     LOCK.write_text(
         "# Exact versions installed into the USB image (pip --no-index from the wheel cache).\n"
-        "# Regenerate: image/build_image.py --relock\n"
+        "# Regenerate: image/build_image.py --relock (automatic when pyproject's dependencies change)\n"
+        f"# pyproject-dependencies: {deps_sha()}\n"
         + "".join(p + "\n" for p in pins)
         + f"pip=={pip_version}\n"
     )
@@ -115,7 +129,7 @@ def relock() -> None:
 
 def build_wheels() -> None:
     step("Wheels for the image (BorgUSB + pinned dependencies)")
-    if not LOCK.exists():
+    if not lock_is_current():
         relock()
     WHEELS.mkdir(parents=True, exist_ok=True)
     stamp = WHEELS / ".lock-sha"

@@ -164,12 +164,15 @@ def write_node_env(marker: dict[str, Any]) -> None:
     for word in cmdline():
         if word.startswith("borgusb.join="):
             joins += [j for j in word.split("=", 1)[1].split(",") if j]
-    ip_args = ""
+    ip_args = node_args = ""
     address = (marker.get("network") or {}).get("address")
     if address:
         ip_args = "--ip " + str(address).split("/")[0]
+        node_args = "--node " + str(address).split("/")[0]
     join_args = " ".join(f"--join {shlex.quote(j)}" for j in joins)
-    NODE_ENV.write_text(f"BORGUSB_IP_ARGS={ip_args}\nBORGUSB_JOIN_ARGS={join_args}\n")
+    NODE_ENV.write_text(
+        f"BORGUSB_IP_ARGS={ip_args}\nBORGUSB_JOIN_ARGS={join_args}\nBORGUSB_NODE_ARGS={node_args}\n"
+    )
 
 
 def cmd_stick(wait: float) -> int:
@@ -252,7 +255,11 @@ def cmd_ready(timeout: float) -> int:
     pending = {c: mon_port(c) for c in cells}
     ready: list[str] = []
     deadline = time.monotonic() + timeout
+    next_report = time.monotonic() + 60
     while pending and time.monotonic() < deadline:
+        if time.monotonic() > next_report:
+            say(f"still waiting for cells: {', '.join(sorted(pending))} (t={uptime():.0f}s)")
+            next_report += 60
         for cell, port in list(pending.items()):
             if port is not None and answers(ip, port):
                 ready.append(cell)

@@ -1,0 +1,162 @@
+"""Boot the USB image in QEMU (OVMF, the stick as USB storage) and check it from the host.
+
+* it boots, every cell starts as its own service and answers (BORGUSB-READY);
+* a node on the host joins the guest node's tree across the VM boundary
+  (tap in a network namespace);
+* pulling the stick powers the machine off; the host PC's internal disk and
+  the stick's ESP and data partition are byte-for-byte unchanged;
+* a corrupted keystore gives a clear console message and the node still boots
+  without an identity; with the always-on flag, pulling the stick keeps it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import vm as V
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "420"))
+READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+)"
+
+
+def _status(ns: V.NetNS, ip: str, port: int) -> dict | None:
+    code = (
+        "import json,sys,urllib.request\n"
+        f"try: print(urllib.request.urlopen('http://{ip}:{port}/status', timeout=3).read().decode())\n"
+        "except OSError: print('null')\n"
+    )
+    out = subprocess.run([*ns.prefix(), str(ROOT / ".venv/bin/python"), "-c", code],
+                         capture_output=True, text=True, timeout=30)
+    try:
+        return json.loads(out.stdout or "null")
+    except ValueError:
+        return None
+
+
+def _cell_runtime_present() -> bool:
+    try:
+        from borgusb import node  # noqa: F401
+        from borgusb.cells import CELL_CLASSES  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> None:
+    stick = stick_copy
+    ns = V.NetNS()
+    host_node = None
+    machine = None
+    try:
+        V.put_on_stick(stick, ".borgusb", json.dumps({
+            "format": "borgusb-stick", "version": 1, "join": [],
+            "network": {"address": f"{ns.GUEST_IP}/24"},
+        }).encode())
+        internal = tmp_path / "internal.img"
+        V.make_internal_disk(internal)
+        before = {
+            "internal disk": V.sha256_file(internal),
+            "stick ESP": V.sha256_range(stick, *V.esp_partition(stick)),
+            "stick data partition": V.sha256_range(stick, *V.data_partition(stick)),
+        }
+
+        machine = V.VM(stick, tmp_path, internal_disk=internal, netns=ns)
+        m = machine.wait_for(READY, BOOT_TIMEOUT)
+        ready, wanted, t_guest, ip, identity = int(m[1]), int(m[2]), float(m[3]), m[4], m[5]
+        print(f"\nnode ready {machine.elapsed():.1f}s after QEMU started (guest uptime {t_guest}s, "
+              f"accel {machine.accel}): cells {ready}/{wanted}")
+        assert wanted >= 1 and ready == wanted, machine.text()[-3000:]
+        assert ip == ns.GUEST_IP
+        assert identity == "none"
+        assert "no keystore.json on the stick: the node starts without an identity" in machine.text()
+        assert re.search(r"Linux version \d", machine.text()) or "Debian GNU/Linux 12" in machine.text()
+
+        # A node on the host joins the guest's tree across the VM boundary.
+        assert _cell_runtime_present(), "the node runtime (borgusb cell run) is missing: no two-node network"
+        data = tmp_path / "host-node"
+        data.mkdir()
+        host_node = subprocess.Popen(
+            [*ns.prefix(), str(ROOT / ".venv/bin/borgusb"), "cell", "run", "peerTreeNet",
+             "--ip", ns.HOST_IP, "--join", ns.GUEST_IP, "--data", str(data)],
+            stdout=open(tmp_path / "host-node.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        guest_id = host_view = guest_view = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            host_view = _status(ns, ns.HOST_IP, 13362)
+            guest_view = _status(ns, ns.GUEST_IP, 13362)
+            if host_view and guest_view:
+                guest_id = guest_view["tree"]["node_id"]
+                if (host_view["tree"].get("parent") == guest_id
+                        and host_view["tree"]["node_id"] in guest_view["tree"]["children"].values()):
+                    break
+            time.sleep(2)
+        else:
+            pytest.fail(f"the host node did not join the guest's tree:\nhost {host_view}\nguest {guest_view}\n"
+                        + (tmp_path / "host-node.log").read_text()[-2000:])
+        assert guest_view["tree"]["status"] and host_view["tree"]["size"] >= 2
+
+        # Pull the stick: keys wiped, the machine powers off by itself.
+        assert "return" in machine.pull_stick()
+        code = machine.wait_exit(120)
+        assert code is not None, "the VM kept running after the stick was pulled:\n" + machine.text()[-3000:]
+        assert "the stick was removed: stopping the cells, wiping keys from memory, powering off" in machine.text()
+    finally:
+        if host_node and host_node.poll() is None:
+            os.killpg(host_node.pid, 9)
+            host_node.wait(timeout=10)
+        if machine:
+            machine.close()
+        ns.close()
+
+    after = {
+        "internal disk": V.sha256_file(internal),
+        "stick ESP": V.sha256_range(stick, *V.esp_partition(stick)),
+        "stick data partition": V.sha256_range(stick, *V.data_partition(stick)),
+    }
+    assert after == before, "the boot left a trace"
+
+
+def _corrupt_keystore(tmp_path: Path) -> bytes:
+    from borgusb import keystore
+    from borgusb.identity import Wallet
+
+    path = tmp_path / "ks.json"
+    keystore.save_wallet(path, Wallet(bytes(range(32))), "a passphrase",
+                         keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024))
+    data = bytearray(path.read_bytes())
+    i = data.index(b'"ciphertext":"') + 20
+    data[i] = ord("A") if data[i] != ord("A") else ord("B")  # one flipped character: a damaged stick
+    return bytes(data)
+
+
+def test_corrupt_keystore_boots_without_identity_and_always_on_survives_pull(
+    stick_copy: Path, tmp_path: Path
+) -> None:
+    stick = stick_copy
+    V.put_on_stick(stick, "keystore.json", _corrupt_keystore(tmp_path))
+    V.put_on_stick(stick, "always-on", b"")
+    machine = V.VM(stick, tmp_path)
+    try:
+        m = machine.wait_for(READY, BOOT_TIMEOUT)
+        text = machine.text()
+        assert "BorgUSB: the keystore on the stick cannot be used:" in text, text[-3000:]
+        assert "the node starts without an identity" in text
+        assert m[5] == "none" and int(m[1]) == int(m[2]) >= 1
+        assert "always-on node: removing the stick will not power the machine off" in text
+
+        assert "return" in machine.pull_stick()
+        machine.wait_for(r"the stick was removed; always-on node: the cells keep running", 120)
+        assert machine.wait_exit(10) is None, "the always-on node powered off when the stick was pulled"
+    finally:
+        machine.close()
