@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BorgUSB: set-up, build, run and test, from a fresh Debian 12 machine.
 #
-#   ./build.sh            the main job (see `./build.sh help`)
+#   ./build.sh            the main job: build the USB image (raw disk image for dd)
+#   ./build.sh image ARGS the same, with image/build_image.py options (--profile alwayson, --cold)
 #   ./build.sh test       install what is missing, then run the whole test suite
 #   ./build.sh bench      run every benchmark and print its figures
 #   ./build.sh setup      only install what is missing
@@ -147,18 +148,17 @@ cmd_bench() {
 
 cmd_main() {
     setup
-    step "BorgUSB is installed"
-    note "Today the main job sets up the environment and checks the installation;"
-    note "the node, the conduit and the USB image join it as their issues land."
-    "$VENV/bin/borgusb" --help
+    step "Building the USB image (image/build_image.py: wheels, mkosi, the stick)"
+    as_root "$PY" "$ROOT/image/build_image.py" "$@" || die "the image build failed (see above)"
 }
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
     "") cmd_main ;;
+    image) shift; cmd_main "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) cmd_bench ;;
     setup) setup ;;

@@ -249,6 +249,15 @@ def answers(ip: str, port: int) -> bool:
         return False
 
 
+def mem_in_use_mib() -> int:
+    """RAM in use (MemTotal - MemAvailable; the RAM root counts as in use)."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":", 1)
+        info[key] = int(value.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) // 1024
+
+
 def cmd_ready(timeout: float) -> int:
     cells = wanted_cells()
     ip = node_ip()
@@ -270,7 +279,8 @@ def cmd_ready(timeout: float) -> int:
         identity = json.loads(IDENTITY.read_text()).get("identity") or "none"
     except (OSError, ValueError):
         identity = "none"
-    line = f"BORGUSB-READY cells={len(ready)}/{len(cells)} t={uptime():.1f}s ip={ip} identity={identity}"
+    line = (f"BORGUSB-READY cells={len(ready)}/{len(cells)} t={uptime():.1f}s ip={ip} identity={identity}"
+            f" mem={mem_in_use_mib()}MiB")
     if pending:
         line += " missing=" + ",".join(sorted(pending))
     say(line)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "420"))
-READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+)"
+READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB"
 
 
 def _status(ns: V.NetNS, ip: str, port: int) -> dict | None:
@@ -74,7 +74,7 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         m = machine.wait_for(READY, BOOT_TIMEOUT)
         ready, wanted, t_guest, ip, identity = int(m[1]), int(m[2]), float(m[3]), m[4], m[5]
         print(f"\nnode ready {machine.elapsed():.1f}s after QEMU started (guest uptime {t_guest}s, "
-              f"accel {machine.accel}): cells {ready}/{wanted}")
+              f"accel {machine.accel}): cells {ready}/{wanted}, RAM in use {m[6]} MiB")
         assert wanted >= 1 and ready == wanted, machine.text()[-3000:]
         assert ip == ns.GUEST_IP
         assert identity == "none"
@@ -135,7 +135,7 @@ def _corrupt_keystore(tmp_path: Path) -> bytes:
     keystore.save_wallet(path, Wallet(bytes(range(32))), "a passphrase",
                          keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024))
     data = bytearray(path.read_bytes())
-    i = data.index(b'"ciphertext":"') + 20
+    i = data.index(b'"ciphertext"') + 20
     data[i] = ord("A") if data[i] != ord("A") else ord("B")  # one flipped character: a damaged stick
     return bytes(data)
 

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Benchmark of the USB image.
+
+Prints: image and UKI size, the uncompressed RAM root, build time warm
+(measured now) and cold (measured with --cold, which clears mkosi's caches;
+otherwise the latest recorded cold build), boot time from QEMU start to
+node-ready under TCG (and KVM where it works), RAM in use after boot, and in
+the same run the baseline: the same kernel and initrd booted with every BorgUSB
+service masked, to the serial login prompt.
+
+Goals: UKI < 120 MB, RAM in use after boot < 400 MB, node-ready within
+1.5 x the bare boot time. Needs root (mkosi, QEMU, a network namespace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "image"))
+
+import vm as V  # noqa: E402
+
+CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
+INFO = CACHE / "image" / "build.json"
+OUT = CACHE / "image" / "out"
+READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=\S+ identity=\S+ mem=(\d+)MiB"
+
+
+def build(cold: bool) -> dict:
+    cmd = [sys.executable, str(ROOT / "image" / "build_image.py")] + (["--cold"] if cold else [])
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(INFO.read_text())
+
+
+def uki_cmdline(uki: Path) -> str:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "cmdline"
+        subprocess.run(["objcopy", "-O", "binary", "--only-section=.cmdline", str(uki), str(out)], check=True)
+        return out.read_bytes().rstrip(b"\0").decode().strip()
+
+
+def boot_node(image: Path, accel: str) -> tuple[float, float, int, str]:
+    """Seconds from QEMU start to BORGUSB-READY, guest uptime then, RAM in use MiB, cells."""
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        stick = work / "stick.img"
+        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
+        ns = V.NetNS(f"borgusb-b{os.getpid()}")
+        V.put_on_stick(stick, ".borgusb", json.dumps(
+            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode())
+        machine = V.VM(stick, work, netns=ns, accel=accel)
+        try:
+            m = machine.wait_for(READY, 600)
+            return machine.elapsed(), float(m[3]), int(m[4]), f"{m[1]}/{m[2]}"
+        finally:
+            machine.close()
+            ns.close()
+
+
+def boot_bare(image: Path, accel: str) -> float:
+    """The same kernel and initrd (direct kernel boot), BorgUSB masked: seconds to the serial login prompt."""
+    append = uki_cmdline(OUT / "borgusb.efi")
+    append += (" systemd.mask=borgusb-cells.target systemd.mask=borgusb-stick.service"
+               " systemd.mask=borgusb-ready.service")
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        stick = work / "stick.img"
+        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
+        ns = V.NetNS(f"borgusb-b{os.getpid()}")
+        machine = V.VM(stick, work, netns=ns, accel=accel,
+                       kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append))
+        try:
+            machine.wait_for(r"borgusb login:", 600)
+            return machine.elapsed()
+        finally:
+            machine.close()
+            ns.close()
+
+
+def boot_node_direct(image: Path, accel: str) -> float:
+    """Node-ready with the same direct kernel boot as the baseline (same firmware path)."""
+    append = uki_cmdline(OUT / "borgusb.efi")
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        stick = work / "stick.img"
+        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
+        ns = V.NetNS(f"borgusb-b{os.getpid()}")
+        V.put_on_stick(stick, ".borgusb", json.dumps(
+            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode())
+        machine = V.VM(stick, work, netns=ns, accel=accel,
+                       kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append))
+        try:
+            machine.wait_for(READY, 600)
+            return machine.elapsed()
+        finally:
+            machine.close()
+            ns.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cold", action="store_true", help="also measure a cold build (clears mkosi's caches)")
+    ap.add_argument("--no-build", action="store_true", help="use the image as it is")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_image: needs root (mkosi, QEMU, network namespaces)", file=sys.stderr)
+        return 1
+
+    if args.cold:
+        build(cold=True)
+    info = build(cold=False) if not args.no_build else json.loads(INFO.read_text())
+    history = info.get("history", [])
+    warm = [h for h in history if not h.get("cold")]
+    cold = [h for h in history if h.get("cold")]
+    image = Path(info["image"])
+    raw = subprocess.run(f"zstd -dc {OUT / 'borgusb.initrd'} | wc -c", shell=True, capture_output=True,
+                         text=True, check=True).stdout.strip()
+
+    print("USB image (bookworm, UKI whose initrd is the whole OS)")
+    print(f"  image (ESP + BORGUSB data)   {info['image_bytes'] / 2**20:8.0f} MiB")
+    print(f"  UKI                          {info['uki_bytes'] / 1e6:8.1f} MB   goal < 120 MB")
+    print(f"  RAM root, uncompressed       {int(raw) / 1e6:8.1f} MB")
+    print(f"  build, warm                  {warm[-1]['duration_s'] if warm else float('nan'):8.1f} s")
+    print(f"  build, cold                  {cold[-1]['duration_s'] if cold else float('nan'):8.1f} s"
+          + ("" if cold else "   (never measured: run with --cold)"))
+
+    accels = ["tcg"] + (["kvm"] if V.detect_accel() == "kvm" else [])
+    for accel in accels:
+        t_node, uptime, mem, cells = boot_node(image, accel)
+        t_direct = boot_node_direct(image, accel)
+        t_bare = boot_bare(image, accel)
+        print(f"boot under {accel.upper()} (2 vCPUs, 2 GiB)")
+        print(f"  UEFI from USB to node-ready  {t_node:8.1f} s   (guest uptime {uptime:.1f} s, cells {cells})")
+        print(f"  direct boot to node-ready    {t_direct:8.1f} s")
+        print(f"  baseline: bare, same kernel  {t_bare:8.1f} s   (BorgUSB masked, to login prompt)")
+        print(f"  ratio node-ready / bare      {t_direct / t_bare:8.2f}     goal <= 1.5")
+        print(f"  RAM in use after boot        {mem:8d} MiB goal < 400 MB")
+    if "kvm" not in accels:
+        print("  (KVM does not run guests on this machine: TCG only)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
