@@ -36,13 +36,15 @@ from typing import Any
 
 import aiohttp
 
-from . import envelope
+from . import dna, envelope
 from .keys import SigningKey
 from .net.peer import PeerClient, PeerRejected, PeerUnreachable, _reason
 from .shard import model
 from .shard.window import FairQueue, Window
 
 FRAME_PATH = "/shard"
+ENVELOPE_HEADER = "X-Borg-Envelope"
+DATA_PORT = dna.get("shardTreeCell").mon_port  # plain-HTTP data channel: GET /shard/<sha256>
 MAX_FRAME = model.MAX_SHARD + envelope.DEFAULT_MAX_BYTES + 1
 
 
@@ -81,6 +83,20 @@ def unframe(body: bytes) -> tuple[bytes, memoryview]:
     return bytes(view[:at]), view[at + 1 :]
 
 
+_FINGERPRINTS: dict[str, aiohttp.Fingerprint] = {}
+
+
+def _fingerprint(hexdigest: str) -> aiohttp.Fingerprint:
+    """One Fingerprint object per pin: aiohttp pools connections by the ssl argument's
+    identity, so a fresh object per request would mean a TLS handshake per shard."""
+    fp = _FINGERPRINTS.get(hexdigest)
+    if fp is None:
+        if len(_FINGERPRINTS) > 4096:
+            _FINGERPRINTS.clear()
+        fp = _FINGERPRINTS[hexdigest] = aiohttp.Fingerprint(bytes.fromhex(hexdigest))
+    return fp
+
+
 async def post_frame(
     peers: PeerClient,
     ip: str,
@@ -100,7 +116,7 @@ async def post_frame(
                 f"https://{ip}:{port}{FRAME_PATH}",
                 data=body,
                 headers={"Content-Type": "application/octet-stream"},
-                ssl=aiohttp.Fingerprint(bytes.fromhex(pin.fingerprint)),
+                ssl=_fingerprint(pin.fingerprint),
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -120,6 +136,31 @@ async def post_frame(
     except envelope.EnvelopeError as exc:
         raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
     return env.payload, rest
+
+
+async def get_plain(
+    peers: PeerClient,
+    session: aiohttp.ClientSession,
+    holder: "Holder",
+    payload: dict[str, Any],
+    port: int = DATA_PORT,
+) -> tuple[Any, bytes]:
+    """Fetch shard payload["h"] over the plain data channel; the reply envelope must be the holder's."""
+    try:
+        async with session.get(f"http://{holder.ip}:{port}/shard/{payload['h']}",
+                               headers={ENVELOPE_HEADER: peers.sign("shard.get", payload).decode("ascii")}) as resp:
+            raw = await resp.read()
+            status = resp.status
+            header = resp.headers.get(ENVELOPE_HEADER, "")
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise PeerUnreachable(f"{holder.ip}:{port} unreachable: {exc.__class__.__name__}") from None
+    if status >= 400:
+        raise PeerRejected(status, _reason(raw))
+    try:
+        env = peers.verifier.verify(header.encode(), expected_signer=holder.pubkey, expected_type="shard.get.reply")
+    except envelope.EnvelopeError as exc:
+        raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+    return env.payload, raw
 
 
 # ------------------------------------------------------------------ the holder's fair gate
@@ -185,8 +226,11 @@ class Receiver:
         progress: Callable[[int, int], None] | None = None,
         stop_after: int | None = None,
         throttle_ms: int = 0,
+        tls: bool = False,
     ) -> None:
         self.peers = peers
+        self.tls = tls
+        self._plain: aiohttp.ClientSession | None = None
         self.m = manifest
         self.bounds = model.manifest_bounds(manifest)
         self.holders = holders
@@ -234,12 +278,14 @@ class Receiver:
 
     async def _fetch(self, fd: int, i: int, holder: Holder, win: Window) -> tuple[int, Holder, str]:
         h = self.m["shards"][i]
+        payload = {"h": h, "sid": self.sid, "done": len(win.done), "of": win.total}
         try:
-            reply, data = await post_frame(
-                self.peers, holder.ip, holder.port, "shard.get",
-                {"h": h, "sid": self.sid, "done": len(win.done), "of": win.total},
-                expect_pubkey=holder.pubkey,
-            )
+            if self.tls:
+                reply, data = await post_frame(self.peers, holder.ip, holder.port, "shard.get", payload,
+                                               expect_pubkey=holder.pubkey)
+            else:
+                assert self._plain is not None
+                reply, data = await get_plain(self.peers, self._plain, holder, payload)
         except PeerUnreachable:
             return i, holder, "unreachable"
         except PeerRejected:
@@ -265,6 +311,10 @@ class Receiver:
             self.progress(got, total_bytes)
         fd = os.open(self.part, os.O_RDWR)
         tasks: set[asyncio.Task[tuple[int, Holder, str]]] = set()
+        if not self.tls:
+            self._plain = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=self.per_holder),
+                timeout=aiohttp.ClientTimeout(total=30, sock_connect=3))
         try:
             while not win.finished:
                 if self.stop_after is not None and self.stats["fetched"] >= self.stop_after:
@@ -296,6 +346,9 @@ class Receiver:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             os.close(fd)
+            if self._plain is not None:
+                await self._plain.close()
+                self._plain = None
         digest = await asyncio.to_thread(_file_sha256, self.part)
         if digest != self.m["id"]:
             raise StreamError(f"the assembled file's SHA-256 {digest} is not the object id {self.m['id']}")

@@ -41,7 +41,7 @@ from aiohttp import web
 
 from .. import envelope
 from ..dna import CellDNA
-from ..dstream import MAX_FRAME, FairGate, Holder, post_frame, unframe
+from ..dstream import ENVELOPE_HEADER, MAX_FRAME, FairGate, Holder, post_frame, unframe
 from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
 from ..shard import model, placement
 from ..shard.store import Corrupt, ShardStore, StoreError
@@ -113,6 +113,31 @@ class ShardCell(Cell):
         app = super()._receptor_app()
         app.router.add_post("/shard", self._handle_frame)
         return app
+
+    def _monitor_app(self) -> web.Application:
+        app = super()._monitor_app()
+        app.router.add_get("/shard/{h}", self._handle_plain_get)  # read-only: DStream's data channel
+        return app
+
+    async def _handle_plain_get(self, request: web.Request) -> web.Response:
+        """Shard bytes without TLS: the request is a signed envelope in a header; the reply's
+        header is the holder's signed envelope naming the hash; the receiver checks the bytes'
+        SHA-256 against the owner-signed manifest, so integrity does not depend on TLS."""
+        try:
+            env = self.verifier.verify(request.headers.get(ENVELOPE_HEADER, "").encode(), expected_type="shard.get")
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        if not isinstance(env.payload, dict) or env.payload.get("h") != request.match_info["h"]:
+            return web.json_response({"error": "malformed", "detail": "the envelope must name this hash"}, status=400)
+        try:
+            result, out = await self._f_get(env, memoryview(b""))
+        except RequestError as exc:
+            self.counters["receptor_refused"] += 1
+            return web.json_response({"error": "refused", "detail": str(exc)}, status=exc.status)
+        self.counters["plain:shard.get"] += 1
+        reply = envelope.sign(self.key, "shard.get.reply", result, self.clock, ip=self.ip, port=self.dna.recp_port)
+        return web.Response(body=out, content_type="application/octet-stream",
+                            headers={ENVELOPE_HEADER: envelope.encode(reply).decode("ascii")})
 
     # ------------------------------------------------------------ directory of shard nodes
 
@@ -258,7 +283,7 @@ class ShardCell(Cell):
         if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= model.MAX_R:
             raise self._reject("malformed", f"r must be 1..{model.MAX_R}", 400)
         payload = {"rec": rec, "obj": obj}
-        held, refused = await self._place(rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj))
+        held, refused = await self._place_on(rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj))
         if not held:
             reasons = set(refused.values())
             status = 409 if reasons == {"other_owner"} else 507 if reasons == {"quota"} else 503
@@ -272,7 +297,7 @@ class ShardCell(Cell):
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 
-    async def _place(self, key: str, r: int, put: Callable[[Holder], Awaitable[None]],
+    async def _place_on(self, key: str, r: int, put: Callable[[Holder], Awaitable[None]],
                      exclude: set[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
         """Put on the r lottery winners for key; a winner that fails is replaced by the next ticket."""
         live = self.live()
@@ -389,11 +414,11 @@ class ShardCell(Cell):
                     raise RequestError("fetch failed", 503)
 
             async with self._repair_sem:
-                held, _ = await self._place(h, r - len(have), fetch, exclude)
+                held, _ = await self._place_on(h, r - len(have), fetch, exclude)
             self.counters["shard_repaired"] += len(held)
         if len(manifest_holders) < r and self.repair_until.get(m["id"], 0) <= now:
             self.repair_until[m["id"]] = now + REPAIR_HOLDOFF_MS
-            held, _ = await self._place(m["id"], r - len(manifest_holders), lambda t: self._keep_on(t, m),
+            held, _ = await self._place_on(m["id"], r - len(manifest_holders), lambda t: self._keep_on(t, m),
                                         {x.pubkey for x in manifest_holders})
             self.counters["manifest_repaired"] += len(held)
         for key, until in list(self.repair_until.items()):
@@ -484,7 +509,7 @@ class ShardCell(Cell):
             raise self._reject(exc.reason, str(exc), 403) from None
         if env.signer != m["o"]:
             raise self._reject("not_owner", "only the owner's key can store a manifest", 403)
-        held, refused = await self._place(m["id"], m["r"], lambda t: self._keep_on(t, m))
+        held, refused = await self._place_on(m["id"], m["r"], lambda t: self._keep_on(t, m))
         if not held:
             raise RequestError(f"no holder took the manifest: {sorted(set(refused.values()))}", 409)
         return {"id": m["id"], "copies": len(held), "holders": held, "refused": refused}
