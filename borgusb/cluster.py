@@ -69,6 +69,9 @@ class Cluster:
     heartbeat_ms: int = 1000
     confirm_misses: int = 3
     nodes: list[NodeProc] = field(default_factory=list)
+    # optional per-IP command prefix that must exec the node (e.g. `env LD_PRELOAD=libfaketime ...`
+    # for a skewed clock in tests); not saved in the state file
+    prefix: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -118,6 +121,7 @@ class Cluster:
         ]
         for contact in join:
             cmd += ["--join", contact]
+        cmd = list(self.prefix.get(ip, ())) + cmd
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)

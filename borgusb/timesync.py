@@ -19,11 +19,20 @@ tested exhaustively:
   function of monotonic time. Network time never goes backwards: a new
   target offset is reached by slewing at most `MAX_SLEW_PPM` (5 %, so network
   time runs between 0.95x and 1.05x the local clock while it corrects: 1 ms
-  takes 20 ms, 100 ms takes 2 s); the exceptions are the first sync (a step
-  either way: before it the node has no network time, only its host clock)
-  and a forward correction larger than `STEP_FORWARD_US` (a step forward
-  never makes time go backwards; it happens when a tree whose network time
-  lagged merges into another).
+  takes 20 ms, 100 ms takes 2 s); the exceptions are steps:
+
+  - the first sync (either way: before it the node had no network time,
+    only its host clock);
+  - the first sync with a *new reference* (the node's tree merged into
+    another, or it joined a different tree: that tree's network time is new
+    to it) when the difference exceeds `STEP_US`; a smaller one is slewed;
+  - a forward correction larger than `STEP_US` (a step forward never makes
+    time go backwards).
+
+  A backward correction within one reference is always slewed, however large.
+  The root of a tree failing or being swapped does not change the reference
+  (the tree id survives a takeover), and the new root keeps its own network
+  time, so nothing steps then.
 * `NetworkClock`: the thread-safe `Clock` built on those, against
   ``time.monotonic_ns`` so a host clock step changes nothing. It starts at
   the host's wall clock (source ``local``).
@@ -42,7 +51,7 @@ from dataclasses import dataclass
 
 US_PER_S = 1_000_000
 MAX_SLEW_PPM = 50_000  # 5 %: the fastest rate at which a correction is applied
-STEP_FORWARD_US = 128_000  # larger forward corrections are steps (as ntpd's step threshold)
+STEP_US = 128_000  # larger forward corrections (or any, on a new reference) are steps, as ntpd's step threshold
 DRIFT_PPM = 100  # bound on the relative drift of two quartz clocks, for aging samples
 FILTER_SIZE = 8
 
@@ -147,9 +156,10 @@ class SlewedOffset:
         self.anchor_us = max(mono_us, self.anchor_us)
         self.anchor_offset_us = self.target_us = target_us
 
-    def correct(self, mono_us: int, target_us: int, *, first: bool) -> str:
+    def correct(self, mono_us: int, target_us: int, *, first: bool, new_reference: bool = False) -> str:
         """Apply a new target offset by the policy above; returns 'step' or 'slew'."""
-        if first or target_us - self.offset_at(mono_us) > STEP_FORWARD_US:
+        diff = target_us - self.offset_at(mono_us)
+        if first or diff > STEP_US or (new_reference and -diff > STEP_US):
             self.step_to(mono_us, target_us)
             return "step"
         self.slew_to(mono_us, target_us)
@@ -192,6 +202,7 @@ class NetworkClock:
         self.slews = 0
         self.last_correction_us = 0
         self.last_sync_mono_us: int | None = None
+        self.reference: str | None = None  # whose network time this is (the crono tree's id)
 
     def mono_us(self) -> int:
         return self._mono()
@@ -226,13 +237,16 @@ class NetworkClock:
         with self._lock:
             return self._off.remaining_us(self._mono())
 
-    def correct(self, target_offset_us: int, *, mono_us: int | None = None) -> str:
-        """Move toward the offset (network - local monotonic) just measured."""
+    def correct(self, target_offset_us: int, *, mono_us: int | None = None, reference: str | None = None) -> str:
+        """Move toward the offset (network - local monotonic) just measured from `reference`'s time."""
         with self._lock:
             m = self._mono() if mono_us is None else mono_us
             first = not self.synced
+            new_reference = reference is not None and reference != self.reference
             before = self._off.offset_at(m)
-            how = self._off.correct(m, target_offset_us, first=first)
+            how = self._off.correct(m, target_offset_us, first=first, new_reference=new_reference)
+            if reference is not None:
+                self.reference = reference
             self.last_correction_us = target_offset_us - before
             if how == "step":
                 self.steps += 1
@@ -245,9 +259,11 @@ class NetworkClock:
             self.last_sync_mono_us = m
             return how
 
-    def mark_synced(self) -> None:
+    def mark_synced(self, reference: str | None = None) -> None:
         """This clock is the reference (the tree's root): synced by definition, nothing moves."""
         with self._lock:
+            if reference is not None:
+                self.reference = reference
             if not self.synced:
                 self.synced = True
                 self.epoch += 1

@@ -34,10 +34,12 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
+
 from .. import dna as dna_table
 from .. import envelope
 from ..dna import CellDNA
-from ..net.peer import PeerClient, PeerError
+from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
 from ..timesync import BadExchange, NetworkClock, Sample, SampleFilter, measure
 from .base import Cell, receptor
 
@@ -61,6 +63,54 @@ def _reply_ints(reply: Any) -> dict[str, Any]:
     return reply
 
 
+_FINGERPRINTS: dict[str, aiohttp.Fingerprint] = {}
+
+
+def _fingerprint(hex_sha256: str) -> aiohttp.Fingerprint:
+    fp = _FINGERPRINTS.get(hex_sha256)
+    if fp is None:
+        if len(_FINGERPRINTS) > 4096:
+            _FINGERPRINTS.clear()
+        fp = _FINGERPRINTS[hex_sha256] = aiohttp.Fingerprint(bytes.fromhex(hex_sha256))
+    return fp
+
+
+async def _post_time(peers: PeerClient, ip: str, port: int, expect_pubkey: str | None) -> Any:
+    """`PeerClient.post(..., signed_reply=True)` for crono.time, on a kept-alive connection.
+
+    aiohttp pools connections by a key that includes the ``ssl`` argument, and
+    ``aiohttp.Fingerprint`` has no equality: a new Fingerprint per request (as
+    PeerClient.post makes) never finds its pooled connection, so every request
+    pays a TLS handshake on its way out (about 2 ms here), which is exactly the
+    path asymmetry that biases a time exchange. One Fingerprint object per
+    certificate keeps the connection.
+    """
+    data = peers.sign(TIME, {})
+    for attempt in (0, 1):
+        pin = await peers.pin_for(ip, port, expect_pubkey)
+        try:
+            async with peers.session.post(
+                f"https://{ip}:{port}/recp", data=data, headers={"Content-Type": "application/json"},
+                ssl=_fingerprint(pin.fingerprint),
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+            break
+        except aiohttp.ServerFingerprintMismatch:
+            peers.pins.pop((ip, port), None)  # the node restarted with a new certificate
+            if attempt:
+                raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            peers.pins.pop((ip, port), None)
+            raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
+    if status >= 400:
+        raise PeerRejected(status, body[:200].decode("utf-8", "replace"))
+    try:
+        return peers.verifier.verify(body, expected_signer=pin.pubkey).payload
+    except envelope.EnvelopeError as exc:
+        raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+
+
 async def exchange(
     peers: PeerClient, ip: str, port: int = CRONO.recp_port, *, mono: Any, expect_pubkey: str | None = None
 ) -> tuple[Sample, dict[str, Any]]:
@@ -70,8 +120,9 @@ async def exchange(
     verified, so each direction carries one signature and one verification:
     the two paths stay symmetric and the RTT/2 bound holds.
     """
+    await peers.pin_for(ip, port, expect_pubkey)  # a first hello is not part of the exchange
     t1 = mono()
-    reply = await peers.post(ip, port, "/recp", TIME, {}, expect_pubkey=expect_pubkey, signed_reply=True)
+    reply = await _post_time(peers, ip, port, expect_pubkey)
     t4 = mono()
     info = _reply_ints(reply)
     return measure(t1, info["t2"], info["t3"], t4), info
@@ -94,8 +145,12 @@ class Syncer:
         self.source = self.epoch = self.best = None
         self.info = {}
 
-    async def round(self, ip: str, port: int, pubkey: str | None, n: int, gap_s: float = 0.005) -> str:
-        """n exchanges with the source, then one correction from the best sample kept."""
+    async def round(self, ip: str, port: int, pubkey: str | None, n: int, *, want_tree: str | None = None,
+                    gap_s: float = 0.005) -> str:
+        """n exchanges with the source, then one correction from the best sample kept.
+
+        ``want_tree``: the source must carry that tree's network time (a parent
+        still moving between trees is not asked)."""
         key = (ip, port, pubkey)
         if key != self.source:
             self.forget()
@@ -104,8 +159,8 @@ class Syncer:
             if i and gap_s:
                 await asyncio.sleep(gap_s)
             sample, info = await exchange(self.peers, ip, port, mono=self.clock.mono_us, expect_pubkey=pubkey)
-            if not info.get("synced"):
-                raise NotSynced(f"{ip}:{port} has no network time yet")
+            if not info.get("synced") or (want_tree is not None and info.get("tree") != want_tree):
+                raise NotSynced(f"{ip}:{port} has no network time (of this tree) yet")
             if info["epoch"] != self.epoch:  # the source stepped: older samples are void
                 self.filter.clear()
                 self.epoch = info["epoch"]
@@ -114,7 +169,8 @@ class Syncer:
         best = self.filter.best(self.clock.mono_us())
         assert best is not None
         self.best = best
-        return self.clock.correct(best.offset_us)
+        tree = self.info.get("tree")
+        return self.clock.correct(best.offset_us, reference=tree if isinstance(tree, str) else None)
 
 
 class CronoCell(Cell):
@@ -142,8 +198,36 @@ class CronoCell(Cell):
         self.source = "local"
 
     async def start(self) -> None:
+        await self.presync()
         await super().start()
         self._spawn(self._sync_loop())
+
+    async def presync(self, timeout_s: float = 5.0) -> bool:
+        """Take network time from a join contact before joining the tree.
+
+        The first sync is a step (seconds, on a host whose clock is off), and
+        the tree protocol's timers run on this same clock: a step while in the
+        tree would look like missed heartbeats. Any synced member of the tree
+        carries its network time, so the step is taken here, before the tree
+        starts; afterwards the parent only ever asks for slews.
+        """
+        hosts = [c.partition(":")[0] for c in self.contacts]
+        if not hosts:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            for host in hosts:
+                try:
+                    how = await self.syncer.round(host, self.dna.recp_port, None, self.burst)
+                except (PeerError, BadExchange, NotSynced):
+                    continue
+                self.counters[f"presync_{how}"] += 1
+                self.source = "contact"
+                return True
+            await asyncio.sleep(0.1)
+        self.counters["presync_failed"] += 1
+        return False
 
     async def _sync_loop(self) -> None:
         while True:
@@ -159,7 +243,7 @@ class CronoCell(Cell):
         """One step of the sync loop; returns the delay until the next."""
         tree = self.tree
         if tree.status == "root":
-            self.net_clock.mark_synced()  # the reference: continues from its own network time
+            self.net_clock.mark_synced(tree.tree_id)  # the reference: continues from its own network time
             self.syncer.forget()
             self.stratum, self.bound_us, self.source = 0, 0, "root"
             return self.poll_s
@@ -168,7 +252,7 @@ class CronoCell(Cell):
             return 0.1
         n = self.per_poll if self.net_clock.synced and len(self.syncer.filter) else self.burst
         try:
-            how = await self.syncer.round(parent.ip, self.dna.recp_port, parent.node_id, n)
+            how = await self.syncer.round(parent.ip, self.dna.recp_port, parent.node_id, n, want_tree=tree.tree_id)
         except NotSynced:
             self.counters["parent_unsynced"] += 1
             return 0.1
@@ -189,7 +273,8 @@ class CronoCell(Cell):
         t2 = self.net_clock.now_us()
         clock = self.net_clock
         reply = {
-            "synced": clock.synced,
+            "synced": clock.synced and clock.reference == self.tree.tree_id,
+            "tree": clock.reference,
             "epoch": clock.epoch,
             "stratum": self.stratum if self.stratum is not None else -1,
             "bound_us": self.bound_us if self.bound_us is not None else -1,
@@ -206,6 +291,7 @@ class CronoCell(Cell):
         doc["clock"] = describe(clock, self.source if clock.synced else "local")
         doc["crono"] = {
             "synced": clock.synced,
+            "tree": clock.reference,
             "source": self.source if clock.synced else "local",
             "stratum": self.stratum,
             "bound_us": self.bound_us,
@@ -213,6 +299,9 @@ class CronoCell(Cell):
             "steps": clock.steps,
             "slews": clock.slews,
             "slewing_us": clock.remaining_us(),
+            # network time minus this host's CLOCK_MONOTONIC: on one machine (loopback clusters)
+            # every process shares that clock, so tests and benchmarks get a ground truth from it
+            "mono_offset_us": clock.offset_us(),
             "last_correction_us": clock.last_correction_us,
             "best_rtt_us": best.rtt_us if best else None,
             "samples": len(self.syncer.filter),
