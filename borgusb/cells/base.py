@@ -33,7 +33,8 @@ from .. import envelope
 from ..clock import Clock, SystemClock
 from ..dna import CellDNA
 from ..keys import SigningKey
-from ..net.peer import HELLO, PeerClient, PeerError, PeerRejected, PeerUnreachable
+from ..net.nat import ATTACH_EVERY_S, Placement, Relays, attach, detect, is_private
+from ..net.peer import HELLO, PeerClient, PeerError, PeerRejected, PeerUnreachable, Pin
 from ..net.tls import TLSIdentity, make_tls_identity
 from ..tree.model import Deliver, Member, Send, StatusChanged, TreeConfig, TreeNode
 
@@ -101,17 +102,17 @@ class Cell:
         self.data_dir = data_dir
         self.tick_ms = tick_ms
         self.me = Member(self.key.public_key_hex, ip, dna.net_port)
-        self.tree = TreeNode(
-            self.me,
-            TreeConfig(k=dna.max_children, heartbeat_ms=heartbeat_ms, confirm_misses=confirm_misses),
-            random.Random(os.urandom(16)),
-        )
+        self._tree_config = TreeConfig(k=dna.max_children, heartbeat_ms=heartbeat_ms, confirm_misses=confirm_misses)
+        self.tree = TreeNode(self.me, self._tree_config, random.Random(os.urandom(16)))
+        self.placement = Placement("direct", ip)
+        self.relays = Relays()
+        self.contact_pins: dict[str, tuple[str, int, Pin]] = {}
         self.counters: Counter[str] = Counter()
         self.delivered: OrderedDict[str, list[int]] = OrderedDict()  # id -> [count, first ms]
         self._own_broadcasts: dict[str, envelope.Envelope] = {}
         self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
-        self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port)
+        self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port, bind=ip)
         self.tls: TLSIdentity | None = None
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -141,6 +142,7 @@ class Cell:
         await self._serve(self._receptor_app(), self.dna.recp_port, self.tls.server_context)
         await self._serve(self._monitor_app(), self.dna.mon_port, None)
         members = await self._resolve_contacts()
+        await self._place()
         self._execute(self.tree.start(self.clock.now_ms(), members))
         self._spawn(self._tick_loop())
         self._spawn(self._contact_loop())
@@ -198,6 +200,7 @@ class Cell:
                 return None
             if pin.pubkey == self.me.node_id:
                 return None
+            self.contact_pins[contact] = (host, int(port) if port else self.dna.net_port, pin)
             return Member(pin.pubkey, host, int(port) if port else self.dna.net_port)
 
         pending = [c for c in self.contacts if c not in self._resolved]
@@ -231,7 +234,7 @@ class Cell:
         """What this cell tells the service registry about itself (extend for more load figures)."""
         return {
             "cell": self.dna.name,
-            "ip": self.ip,
+            "ip": self.me.ip,
             "ports": list(self.dna.ports()),
             "status": self.tree.status,
             "load": {"load1_x100": int(os.getloadavg()[0] * 100), "sent": self.counters["sent"],
@@ -294,7 +297,7 @@ class Cell:
                     self._drain(queue)
                     self._execute(self.tree.on_unreachable(self.clock.now_ms(), to))
                 except PeerRejected as exc:
-                    self.counters[f"refused_by_peer:{exc.reason[:40]}"] += 1
+                    self.counters[f"refused_by_peer:{exc.reason.split(':')[0][:40]}"] += 1
         finally:
             if self._queues.get(to) is queue:
                 del self._queues[to]
@@ -346,8 +349,8 @@ class Cell:
         """
         bid = os.urandom(12).hex()
         if origin is None:
-            inner = envelope.sign(self.key, "bcast", data, self.clock, ip=self.ip, port=self.dna.net_port)
-            origin = envelope.Envelope("bcast", data, envelope.Sender(self.ip, self.dna.net_port, self.me.node_id),
+            inner = envelope.sign(self.key, "bcast", data, self.clock, ip=self.me.ip, port=self.dna.net_port)
+            origin = envelope.Envelope("bcast", data, envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
                                        inner["ts"], inner["nonce"], inner["sig"])
         self._own_broadcasts[bid] = origin
         while len(self._own_broadcasts) > 1000:
@@ -364,32 +367,118 @@ class Cell:
 
     # ------------------------------------------------------------ net port
 
-    def _hello(self) -> bytes:
+    def _hello(self, observed: str | None) -> bytes:
         assert self.tls is not None
-        return envelope.encode(
-            envelope.sign(
-                self.key,
-                HELLO,
-                {
-                    "tls_sha256": self.tls.fingerprint,
-                    "cell": self.dna.name,
-                    "ports": list(self.dna.ports()),
-                    "status": self.tree.status,
-                },
-                self.clock,
-                ip=self.ip,
-                port=self.dna.net_port,
-            )
-        )
+        info: dict[str, Any] = {
+            "tls_sha256": self.tls.fingerprint,
+            "cell": self.dna.name,
+            "ports": list(self.dna.ports()),
+            "status": self.tree.status,
+            "observed": observed,  # the caller's address as we see it (NAT detection)
+        }
+        if self.placement.role == "gateway":
+            info["gateway"] = self.placement.public_ip
+            info["relays"] = self.relays.keys()
+        return envelope.encode(envelope.sign(self.key, HELLO, info, self.clock, ip=self.me.ip, port=self.dna.net_port))
 
     def _net_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY + 1024)
         app.router.add_get("/hello", self._handle_hello)
         app.router.add_post("/net", self._handle_net)
+        app.router.add_post("/reach", self._handle_reach)
+        app.router.add_post("/attach", self._handle_attach)
+        app.router.add_post("/relay/{node}/{tail:.*}", self._handle_relay)
         return app
 
     async def _handle_hello(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._hello(), content_type="application/json")
+        return web.Response(body=self._hello(request.remote), content_type="application/json")
+
+    # ------------------------------------------------------------ NAT traversal (see net/nat.py)
+
+    async def _place(self) -> None:
+        """Find out whether this node is direct, a NAT gateway, or relayed; advertise accordingly."""
+        for attempt in range(10):
+            self.placement = await detect(self.peers, self.ip, self.dna.net_port, self.me.node_id,
+                                          list(self.contact_pins.values()))
+            if self.placement.role != "nat-unreachable":
+                break
+            await asyncio.sleep(1.0)  # the LAN's gateway may still be starting
+            await self._refresh_contact_pins()
+        log.info("%s placement: %s", self.dna.name, self.placement)
+        if self.placement.advertised_ip != self.me.ip:
+            self.me = Member(self.me.node_id, self.placement.advertised_ip, self.dna.net_port)
+            self.tree = TreeNode(self.me, self._tree_config, random.Random(os.urandom(16)))
+            self.peers.ip = self.placement.advertised_ip
+        if self.placement.role == "relayed":
+            self._spawn(self._attach_loop())
+
+    async def _refresh_contact_pins(self) -> None:
+        for contact, (host, port, _) in list(self.contact_pins.items()):
+            try:
+                self.contact_pins[contact] = (host, port, await self.peers.hello(host, port))
+            except PeerError:
+                pass
+
+    async def _attach_loop(self) -> None:
+        assert self.placement.gateway is not None
+        gateway_ip, gateway_key = self.placement.gateway
+        while True:
+            await asyncio.sleep(ATTACH_EVERY_S)
+            try:
+                await attach(self.peers, gateway_ip, self.dna.net_port, gateway_key, self.ip)
+            except PeerError:
+                self.counters["gateway_unreachable"] += 1
+
+    async def _handle_reach(self, request: web.Request) -> web.Response:
+        """Tell a node whether its claimed public address reaches it (one TLS hello there)."""
+        try:
+            env = await self._read_verified(request, expected_type="net.reach")
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason}, status=400)
+        p = env.payload if isinstance(env.payload, dict) else {}
+        ip, port, expect = p.get("ip"), p.get("port"), p.get("expect")
+        if not isinstance(ip, str) or port not in self.dna.ports() or expect != env.signer:
+            return web.json_response({"error": "refused", "detail": "only a cell port, only for yourself"}, status=400)
+        probe = PeerClient(SigningKey.generate(), self.clock, envelope.Verifier(self.clock), timeout_s=2.0, bind=self.ip)
+        try:
+            reachable = (await probe.hello(ip, port)).pubkey == expect
+        except PeerError:
+            reachable = False
+        finally:
+            await probe.close()
+        reply = envelope.sign(self.key, "net.reach.reply", {"reachable": reachable}, self.clock, ip=self.me.ip,
+                              port=self.dna.net_port)
+        return web.Response(body=envelope.encode(reply), content_type="application/json")
+
+    async def _handle_attach(self, request: web.Request) -> web.Response:
+        """A node on our LAN asks us, the gateway, to relay for it."""
+        try:
+            env = await self._read_verified(request, expected_type="net.attach")
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason}, status=400)
+        ip = env.payload.get("ip") if isinstance(env.payload, dict) else None
+        if self.placement.role != "gateway" or ip != request.remote or not is_private(ip):
+            return web.json_response({"error": "refused", "detail": "not a gateway, or not from your LAN address"}, status=403)
+        self.relays.attach(env.signer, ip)
+        self.counters["relay_attached"] += 1
+        return web.json_response({"ok": True})
+
+    async def _handle_relay(self, request: web.Request) -> web.StreamResponse:
+        """Pass a message on to an attached node, bytes untouched (it checks the signature)."""
+        node = request.match_info["node"]
+        internal = self.relays.lookup(node)
+        if internal is None:
+            return web.json_response({"error": "unknown_node", "detail": "no such node behind this gateway"}, status=404)
+        body = await request.read()
+        port = request.url.port or self.dna.net_port
+        try:
+            status, reply, _ = await self.peers.exchange(internal, port, "/" + request.match_info["tail"], body,
+                                                         expect_pubkey=node)
+        except PeerError as exc:
+            self.counters["relay_failed"] += 1
+            return web.json_response({"error": "relay_failed", "detail": str(exc)[:200]}, status=502)
+        self.counters["relayed"] += 1
+        return web.Response(status=status, body=reply, content_type="application/json")
 
     async def _read_verified(self, request: web.Request, **expect: Any) -> envelope.Envelope:
         try:
@@ -419,6 +508,7 @@ class Cell:
         app = web.Application(client_max_size=MAX_BODY + 1024)
         app.router.add_get("/hello", self._handle_hello)
         app.router.add_post("/recp", self._handle_receptor)
+        app.router.add_post("/relay/{node}/{tail:.*}", self._handle_relay)
         return app
 
     async def _handle_receptor(self, request: web.Request) -> web.Response:
@@ -440,7 +530,7 @@ class Cell:
             log.exception("receptor handler %s failed", env.type)
             return web.json_response({"error": "internal", "detail": "the cell failed to handle this request"}, status=500)
         try:
-            reply = envelope.sign(self.key, env.type + ".reply", result, self.clock, ip=self.ip, port=self.dna.recp_port)
+            reply = envelope.sign(self.key, env.type + ".reply", result, self.clock, ip=self.me.ip, port=self.dna.recp_port)
         except ValueError:  # a handler returned something that is not canonical JSON: a bug
             self.counters["receptor_errors"] += 1
             log.exception("receptor handler %s returned a value that cannot be signed", env.type)
@@ -505,6 +595,14 @@ class Cell:
             "accepted": self.verifier.counters["accepted"],
             "rejected": self.verifier.rejected(),
             "registry": {None: "unknown", True: "announced", False: "unreachable"}[self.registry_ok],
+            "nat": {
+                "role": self.placement.role,
+                "advertised": self.me.ip,
+                "internal": self.ip,
+                "public": self.placement.public_ip,
+                "gateway": self.placement.gateway[0] if self.placement.gateway else None,
+                "relays": len(self.relays.keys()),
+            },
             "broadcasts": {
                 "delivered": self.counters["broadcasts_delivered"],
                 "duplicates": self.counters["broadcast_duplicates"],

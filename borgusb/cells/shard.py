@@ -84,7 +84,7 @@ class ShardCell(Cell):
         self.store = ShardStore(Path(self.data_dir) / "shards", _env_int("BORGUSB_SHARD_QUOTA", 4 << 30))
         self.default_r = max(1, min(model.MAX_R, _env_int("BORGUSB_SHARD_R", model.DEFAULT_R)))
         self.gate = FairGate(_env_int("BORGUSB_SHARD_SLOTS", 8))
-        self.shard_peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20)
+        self.shard_peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20, bind=ip)
         self.me_holder = Holder(self.key.public_key_hex, ip, dna.recp_port)
         self.directory: dict[str, tuple[Holder, int]] = {}
         self.finds: dict[str, _Find] = {}

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -44,9 +45,23 @@ class PeerRejected(PeerError):
 
 @dataclass(frozen=True)
 class Pin:
+    """Who answers at an address, the certificate they vouched for, what else they said."""
+
     pubkey: str
     fingerprint: str
     info: dict[str, Any]
+
+    @property
+    def relays(self) -> list[str]:
+        """Node keys this node relays for (a NAT gateway; see borgusb/net/nat.py)."""
+        relays = self.info.get("relays")
+        return relays if isinstance(relays, list) else []
+
+    @property
+    def observed(self) -> str | None:
+        """Our own address as this peer sees it."""
+        observed = self.info.get("observed")
+        return observed if isinstance(observed, str) else None
 
 
 class PeerClient:
@@ -59,11 +74,14 @@ class PeerClient:
         ip: str = "",
         port: int = 0,
         timeout_s: float = 3.0,
+        bind: str | None = None,
     ) -> None:
         self.key = key
         self.clock = clock
         self.verifier = verifier
-        self.ip = ip
+        self.ip = ip  # the address we advertise in envelopes (the public one behind NAT)
+        # the local address outgoing connections leave from, so peers see us where we listen
+        self._local_addr = (bind, 0) if bind else None
         self.port = port
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(1.0, timeout_s))
         self.pins: dict[tuple[str, int], Pin] = {}
@@ -79,7 +97,8 @@ class PeerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=8, ssl=self._ssl, force_close=False)
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=8, ssl=self._ssl, force_close=False,
+                                             local_addr=self._local_addr)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
@@ -119,7 +138,7 @@ class PeerClient:
     async def _peer_certificate(self, ip: str, port: int) -> bytes:
         """The DER certificate the peer presents (read on a short TLS connection)."""
         timeout = self.timeout.sock_connect or 1.0
-        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port, ssl=self._ssl), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port, ssl=self._ssl, local_addr=self._local_addr), timeout)
         try:
             ssl_object = writer.get_extra_info("ssl_object")
             cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -130,10 +149,51 @@ class PeerClient:
         return cert
 
     async def pin_for(self, ip: str, port: int, expect_pubkey: str | None = None) -> Pin:
-        pin = self.pins.get((ip, port))
-        if pin is None or (expect_pubkey is not None and pin.pubkey != expect_pubkey):
-            pin = await self.hello(ip, port, expect_pubkey)
+        """The pin for a direct conversation with expect_pubkey (or whoever answers)."""
+        pin, relay = await self.route(ip, port, expect_pubkey)
+        if relay:
+            raise PeerUnreachable(f"{ip}:{port} only relays for that node")
         return pin
+
+    async def route(self, ip: str, port: int, expect_pubkey: str | None) -> tuple[Pin, str]:
+        """How to reach expect_pubkey at ip:port: directly ("") or through a gateway's relay path.
+
+        A node behind NAT advertises its gateway's public address; the gateway's
+        hello lists the node keys it relays for. Signatures stay end to end: the
+        gateway passes the bytes on untouched, and replies are checked against
+        the expected node's key, not the gateway's.
+        """
+        for fresh in (False, True):
+            pin = self.pins.get((ip, port))
+            if pin is None or fresh:
+                pin = await self.hello(ip, port)
+            if expect_pubkey is None or pin.pubkey == expect_pubkey:
+                return pin, ""
+            if expect_pubkey in pin.relays:
+                return pin, f"/relay/{expect_pubkey}"
+        raise PeerUnreachable(f"{ip}:{port} answers as another node ({pin.pubkey[:12]}…) and does not relay for this one")
+
+    async def exchange(self, ip: str, port: int, path: str, data: bytes,
+                       expect_pubkey: str | None = None) -> tuple[int, bytes, Pin]:
+        """POST bytes over the pinned (or relayed) connection; return status, body, pin."""
+        for attempt in (0, 1):
+            pin, relay = await self.route(ip, port, expect_pubkey)
+            try:
+                async with self.session.post(
+                    f"https://{ip}:{port}{relay}{path}",
+                    data=data,
+                    headers={"Content-Type": "application/json"},
+                    ssl=_fingerprint(pin.fingerprint),
+                ) as resp:
+                    return resp.status, await resp.read(), pin
+            except aiohttp.ServerFingerprintMismatch:
+                self.pins.pop((ip, port), None)  # the node restarted with a new certificate
+                if attempt:
+                    raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                self.pins.pop((ip, port), None)
+                raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
+        raise PeerUnreachable(f"{ip}:{port} unreachable")  # pragma: no cover - loop always returns or raises
 
     async def post(
         self,
@@ -149,33 +209,21 @@ class PeerClient:
     ) -> Any:
         """Send one signed message; return the reply (verified payload when signed_reply)."""
         data = wire if wire is not None else self.sign(type, payload)
-        for attempt in (0, 1):
-            pin = await self.pin_for(ip, port, expect_pubkey)
-            try:
-                async with self.session.post(
-                    f"https://{ip}:{port}{path}",
-                    data=data,
-                    headers={"Content-Type": "application/json"},
-                    ssl=aiohttp.Fingerprint(bytes.fromhex(pin.fingerprint)),
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
-                break
-            except aiohttp.ServerFingerprintMismatch:
-                self.pins.pop((ip, port), None)  # the node restarted with a new certificate
-                if attempt:
-                    raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                self.pins.pop((ip, port), None)
-                raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
+        status, body, pin = await self.exchange(ip, port, path, data, expect_pubkey)
         if status >= 400:
             raise PeerRejected(status, _reason(body))
         if not signed_reply:
             return None
         try:
-            return self.verifier.verify(body, expected_signer=pin.pubkey).payload
+            return self.verifier.verify(body, expected_signer=expect_pubkey or pin.pubkey).payload
         except envelope.EnvelopeError as exc:
             raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(hex_digest: str) -> aiohttp.Fingerprint:
+    """One Fingerprint object per certificate: aiohttp pools connections by it, so reuse matters."""
+    return aiohttp.Fingerprint(bytes.fromhex(hex_digest))
 
 
 def _reason(body: bytes) -> str:
@@ -183,6 +231,9 @@ def _reason(body: bytes) -> str:
 
     try:
         doc = json.loads(body)
-        return str(doc.get("error", doc))[:200]
-    except (ValueError, AttributeError):
+    except ValueError:
         return body[:200].decode("utf-8", "replace")
+    if not isinstance(doc, dict):
+        return str(doc)[:200]
+    error, detail = doc.get("error"), doc.get("detail")
+    return (f"{error}: {detail}" if detail else str(error or doc))[:300]

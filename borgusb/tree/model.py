@@ -70,6 +70,7 @@ Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
     tree.whoroot   {tree, size, root}                     root -> contact
     tree.whoroot_reply {tree|null, size, root|null}
     tree.merge     {tree, size, root}                     bigger root -> smaller
+    tree.contact   {tree, contact}                        member -> its root: "another tree is there"
     tree.resign    {tree, to}                             flooded down a resigning tree
 """
 
@@ -100,6 +101,7 @@ from .messages import (
 __all__ = ["TreeConfig", "TreeNode", "Member", "Send", "Deliver", "StatusChanged", "Action"]
 
 _EPOCH = 1 << 32
+MEMBER_PROBE_FACTOR = 4  # members probe a contact 4x less often than the root
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class TreeNode:
             self._flush_replica()
         elif st == "online":
             self._online_tick()
+            if now_ms >= self.next_probe:
+                self._member_probe()
         return self._end()
 
     def on_unreachable(self, now_ms: int, peer: Member) -> list[Action]:
@@ -813,6 +817,33 @@ class TreeNode:
             self._send(c, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size,
                            "root": self.me.to_dict()})
 
+    def _member_probe(self) -> None:
+        """Members look around too, more slowly than the root, and report other trees to it.
+
+        Only the root may merge, but a contact that leads to another tree can
+        sit on any member (say, the node that founded a tree and later moved
+        down it); without this, two trees whose roots know no foreign contact
+        would never meet.
+        """
+        self.next_probe = self._now + self.cfg.probe_contacts_ms * MEMBER_PROBE_FACTOR
+        root_id = self.root.node_id if self.root else ""
+        pool = [c for c in self.contacts.values() if c.node_id not in (self.me.node_id, root_id)]
+        if pool:
+            c = self.rng.choice(pool)
+            self._send(c, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size, "root": self.root.to_dict()
+                           if self.root else self.me.to_dict()})
+
+    def _on_contact(self, sender: Member, msg: dict[str, Any]) -> None:
+        """A member found another tree: the root asks that tree's root and merges by the usual rule."""
+        if not self._same_tree(msg) or self.status != "root":
+            return
+        other = f_member(msg, "contact")
+        if other.node_id == self.me.node_id:
+            return
+        self.add_contacts([other])
+        self._count("foreign_reported")
+        self._send(other, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size, "root": self.me.to_dict()})
+
     def _on_whoroot(self, sender: Member, msg: dict[str, Any]) -> None:
         in_tree = self.status in ("online", "root") and self.root is not None
         self._send(sender, {"t": "tree.whoroot_reply", "tree": self.tree_id if in_tree else None,
@@ -828,6 +859,9 @@ class TreeNode:
             return
         tid = f_str(msg, "tree")
         size, root = f_int(msg, "size", 1), f_member(msg, "root")
+        if self.status == "online" and tid != self.tree_id and self.root is not None:
+            self._send(self.root, {"t": "tree.contact", "tree": self.tree_id, "contact": root.to_dict()})
+            return
         if self.status != "root" or (tid == self.tree_id and root.node_id == self.me.node_id):
             return
         if (size, tid, root.node_id) > self._key():
@@ -878,5 +912,6 @@ _HANDLERS: dict[str, _Handler] = {
     "tree.whoroot": TreeNode._on_whoroot,
     "tree.whoroot_reply": TreeNode._on_whoroot_reply,
     "tree.merge": TreeNode._on_merge,
+    "tree.contact": TreeNode._on_contact,
     "tree.resign": TreeNode._on_resign,
 }
