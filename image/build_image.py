@@ -18,7 +18,7 @@ Steps (each prints its progress and duration):
 
 Prints the image path, its size, the UKI size and the build duration, and
 records them in ~/.cache/borgusb/image/build.json (read by the benchmark).
-Usage: image/build_image.py [--profile NAME] [--relock] [--cold] [--data-mib N]
+Usage: image/build_image.py [--profile NAME] [--relock] [--cold] [--worktree] [--data-mib N]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def relock() -> None:
     note(f"{len(pins)} packages pinned")
 
 
-def build_wheels() -> None:
+def build_wheels(worktree: bool = False) -> None:
     step("Wheels for the image (BorgUSB + pinned dependencies)")
     if not lock_is_current():
         relock()
@@ -147,16 +147,26 @@ def build_wheels() -> None:
         stamp.write_text(want)
     else:
         note(f"dependency wheels cached ({len(list(WHEELS.glob('*.whl')))} files in {WHEELS})")
-    # BorgUSB itself from the working tree (what is being tested is what is shipped).
+    # BorgUSB itself from the committed tree (git HEAD: same commit, same image; edits in
+    # progress elsewhere in the checkout stay out), or the working tree with --worktree.
     for old in WHEELS.glob("borgusb-*.whl"):
         old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(ROOT / name, src / name)
-        shutil.copytree(ROOT / "borgusb", src / "borgusb",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if worktree or not (ROOT / ".git").exists():
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy2(ROOT / name, src / name)
+            shutil.copytree(ROOT / "borgusb", src / "borgusb",
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            note("BorgUSB from the working tree")
+        else:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", "pyproject.toml", "README.md",
+                                      "borgusb"], capture_output=True, check=True).stdout
+            run(["tar", "-x", "-C", str(src)], input=archive)
+            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip()
+            note(f"BorgUSB from git HEAD {rev}")
         run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELS), str(src)],
             env={**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())})
     wheel = next(WHEELS.glob("borgusb-*.whl"))
@@ -326,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="append", default=[], help="image/profiles/NAME.conf (repeatable)")
     ap.add_argument("--relock", action="store_true", help="re-resolve image/requirements.lock first")
     ap.add_argument("--cold", action="store_true", help="clear mkosi's package and image caches first")
+    ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -333,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     if args.relock:
         relock()
-    build_wheels()
+    build_wheels(args.worktree)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold)
     layout = assemble(args.data_mib)
