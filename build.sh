@@ -131,8 +131,9 @@ setup_browser_tests() {
 
 # What the clock tests and benchmark need: libfaketime, to run node processes
 # whose host clocks are seconds off (cronoTreeCell).
+# and the NAT test: network namespaces (iproute2) and a NAT router (nftables).
 setup_test_tools() {
-    apt_install faketime
+    apt_install faketime iproute2 nftables
 }
 
 cmd_test() {
