@@ -41,6 +41,7 @@ from aiohttp import web
 
 from .. import envelope
 from ..dna import CellDNA
+from ..dna import get as dna_of
 from ..dstream import ENVELOPE_HEADER, MAX_FRAME, FairGate, Holder, post_frame, unframe
 from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
 from ..shard import model, placement
@@ -101,7 +102,7 @@ class ShardCell(Cell):
 
     async def start(self) -> None:
         await super().start()
-        self._spawn(self._announce_loop())
+        self._spawn(self._directory_loop())
 
     async def stop(self) -> None:
         await super().stop()
@@ -141,15 +142,33 @@ class ShardCell(Cell):
 
     # ------------------------------------------------------------ directory of shard nodes
 
-    async def _announce_loop(self) -> None:
+    async def _directory_loop(self) -> None:
+        """Keep the directory of shard nodes: from the service registry (serviceMgrCell on this
+        IP) when it answers, else from the nodes' own "hi" broadcasts through the shard tree."""
         while True:
-            if self.tree.status in ("online", "root"):
-                self.broadcast({"k": "hi", "ip": self.ip, "port": self.dna.recp_port})
+            if not await self._directory_from_registry() and self.tree.status in ("online", "root"):
+                self.broadcast({"k": "hi", "ip": self.me.ip, "port": self.dna.recp_port})
             now = self.clock.now_ms()
             for pk, (_, seen) in list(self.directory.items()):
                 if now - seen > DIRECTORY_TTL_MS:
                     del self.directory[pk]
             await asyncio.sleep(ANNOUNCE_S)
+
+    async def _directory_from_registry(self) -> bool:
+        try:
+            reply = await self.peers.post(self.ip, dna_of("serviceMgrCell").recp_port, "/recp", "svc.list",
+                                          {"cell": self.dna.name}, signed_reply=True)
+        except PeerError:
+            self.counters["directory_from_broadcast"] += 1
+            return False
+        now = self.clock.now_ms()
+        for e in reply.get("services", []) if isinstance(reply, dict) else []:
+            node, ip, ports = e.get("node"), e.get("ip"), e.get("ports")
+            if (isinstance(node, str) and isinstance(ip, str) and isinstance(ports, list) and len(ports) >= 2
+                    and node != self.me_holder.pubkey):
+                self.directory[node] = (Holder(node, ip, ports[1]), now)
+        self.counters["directory_from_registry"] += 1
+        return True
 
     def live(self) -> dict[str, Holder]:
         now = self.clock.now_ms()

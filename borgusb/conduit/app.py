@@ -244,7 +244,8 @@ async def api_cells(request: web.Request) -> web.Response:
     for name, entry in network.cells.items():
         d = dna.get(name)
         cells.append({"name": name, "summary": d.summary, "ports": d.to_dict(), "endpoints": entry.endpoints[:8],
-                      "size": len(entry.members), "error": None if entry.endpoints else entry.error})
+                      "size": len(entry.members), "source": entry.source,
+                      "error": None if entry.endpoints else entry.error})
     return web.json_response({"cells": cells})
 
 

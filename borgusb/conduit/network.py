@@ -43,6 +43,7 @@ class CellEndpoints:
     k: int = 1
     refreshed: float = 0.0
     error: str | None = None
+    source: str = "tree"  # where the endpoint list came from: "registry" or "tree"
 
 
 class Network:
@@ -57,6 +58,8 @@ class Network:
         # read-only calls (status, members) are signed by a throwaway key: they need no identity
         self._anon = PeerClient(SigningKey.generate(), clock, self.verifier, timeout_s=timeout_s)
         self._clients: dict[str, PeerClient] = {}
+        self._registry: list[dict[str, Any]] = []
+        self._registry_at = -1e9
 
     async def close(self) -> None:
         await self._anon.close()
@@ -77,11 +80,30 @@ class Network:
         if client is not None:
             await client.close()
 
+    async def registry(self) -> list[dict[str, Any]]:
+        """All live services from the serviceMgr registry (cached briefly; [] when none answers)."""
+        if time.monotonic() - self._registry_at < 2.0:
+            return self._registry
+        port = dna.get("serviceMgrCell").recp_port
+        self._registry, self._registry_at = [], time.monotonic()
+        for ip in self.seeds:
+            try:
+                reply = await self._anon.post(ip, port, "/recp", "svc.list", {}, signed_reply=True)
+            except PeerError:
+                continue
+            services = reply.get("services") if isinstance(reply, dict) else None
+            if isinstance(services, list):
+                self._registry = [e for e in services if isinstance(e, dict)]
+                break
+        return self._registry
+
     async def refresh(self, cell: str) -> CellEndpoints:
-        """Ask the known endpoints, then the seeds, for the members of the cell's tree."""
+        """Endpoints from the service registry when it runs, members from the cell's own tree."""
         entry = self.cells[cell]
         port = dna.get(cell).recp_port
-        candidates = list(dict.fromkeys(entry.endpoints + self.seeds))
+        registered = [e["ip"] for e in await self.registry() if e.get("cell") == cell and isinstance(e.get("ip"), str)]
+        entry.source = "registry" if registered else "tree"
+        candidates = list(dict.fromkeys(entry.endpoints + registered + self.seeds))
         for ip in candidates:
             try:
                 reply = await self._anon.post(ip, port, "/recp", "tree.members", {}, signed_reply=True)
@@ -90,8 +112,8 @@ class Network:
                 continue
             members = reply.get("members", []) if isinstance(reply, dict) else []
             ips = [m["ip"] for m in members if isinstance(m, dict) and isinstance(m.get("ip"), str)]
-            # keep the endpoint that answered first, then the rest in tree order
-            entry.endpoints = [ip] + [x for x in ips if x != ip]
+            # keep the endpoint that answered first, then the registry's (or the tree's) order
+            entry.endpoints = [ip] + [x for x in (registered or ips) if x != ip]
             entry.members, entry.tree, entry.k = members, reply.get("tree"), int(reply.get("k", 1))
             entry.refreshed, entry.error = time.monotonic(), None
             return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from pathlib import Path
@@ -47,3 +48,26 @@ async def test_tree_and_failover_when_the_serving_endpoint_is_killed(make_cluste
         cells = await (await client.get("/api/cells", headers=headers)).json()
         tree_cell = next(c for c in cells["cells"] if c["name"] == "peerTreeNet")
         assert tree_cell["endpoints"] and seed not in tree_cell["endpoints"][:1]
+
+
+async def test_endpoint_lists_come_from_the_service_registry(make_cluster, tmp_path: Path) -> None:
+    svc = make_cluster("serviceMgrCell")
+    svc.up(3)
+    await svc.wait_one_tree(timeout_s=30, expect=3)
+    tree = make_cluster("peerTreeNet")
+    tree.up(3)
+    await tree.wait_one_tree(timeout_s=30, expect=3)
+    port = free_port()
+    app = create_app(ConduitState(tmp_path / "k.json"), seeds=[svc.nodes[0].ip], port=port)
+    async with TestClient(TestServer(app, port=port)) as client:
+        html = await (await client.get("/welcome")).text()
+        headers = {"X-Borg-Token": re.search(r'name="borg-token" content="([^"]+)"', html).group(1)}
+        for _ in range(30):
+            cells = {c["name"]: c for c in (await (await client.get("/api/cells", headers=headers)).json())["cells"]}
+            if len(cells["peerTreeNet"]["endpoints"]) == 3:
+                break
+            await asyncio.sleep(0.3)
+        assert cells["peerTreeNet"]["source"] == "registry"
+        assert sorted(cells["peerTreeNet"]["endpoints"]) == sorted(n.ip for n in tree.nodes)
+        assert sorted(cells["serviceMgrCell"]["endpoints"]) == sorted(n.ip for n in svc.nodes)
+        assert cells["mailTreeCell"]["endpoints"] == []

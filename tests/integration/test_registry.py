@@ -74,3 +74,39 @@ async def test_registry_follows_cells_starting_stopping_and_failing(make_cluster
 
         # the registry's own entries stay: three serviceMgr cells
         assert {("serviceMgrCell", ip) for ip in ips} <= await registry(client, ips[1])
+
+
+async def test_shard_cells_find_holders_through_the_registry(make_cluster, monkeypatch, tmp_path) -> None:
+    """With serviceMgr running, the shard cell's "find a holder" step reads the registry."""
+    import os
+
+    from borgusb.dstream import Receiver, parse_locate, put_file
+
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path))
+    svc = make_cluster("serviceMgrCell")
+    svc.up(3)
+    await svc.wait_one_tree(timeout_s=30, expect=3)
+    shards = make_cluster("shardTreeCell")
+    shards.up(3)
+    await shards.wait_one_tree(timeout_s=30, expect=3)
+    deadline = time.monotonic() + 20
+    while True:
+        docs = await shards.status()
+        if all(d.get("shard", {}).get("directory") == 3 and d["counters"].get("directory_from_registry") for d in docs):
+            break
+        assert time.monotonic() < deadline, [(d.get("shard"), d["counters"]) for d in docs]
+        await asyncio.sleep(0.2)
+    assert all(not d["counters"].get("directory_from_broadcast") for d in docs)
+
+    data = os.urandom(300_000)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    key = SigningKey.generate()
+    port = dna.get("shardTreeCell").recp_port
+    async with PeerClient(key, SystemClock(), Verifier(SystemClock()), timeout_s=20) as peers:
+        put = await put_file(peers, shards.nodes[0].ip, port, src, key, r=3)
+        reply = await peers.post(shards.nodes[1].ip, port, "/recp", "shard.locate", {"id": put["id"]}, signed_reply=True)
+        m, holders = parse_locate(reply, put["id"])
+        assert min(reply["copies"]) == 3  # three holders chosen from the registry's directory
+        await Receiver(peers, m, holders, tmp_path / "out.bin").run()
+    assert (tmp_path / "out.bin").read_bytes() == data
