@@ -79,6 +79,8 @@ class ShardCell(Cell):
         self._own_dir = kw.get("data_dir") is None
         if self._own_dir:
             root = os.environ.get("BORGUSB_DATA_ROOT") or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+            if root:
+                os.makedirs(root, exist_ok=True)
             kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
         super().__init__(dna, ip, **kw)
         assert self.data_dir is not None
@@ -563,6 +565,16 @@ class ShardCell(Cell):
             "copies": loc["copies"], "manifest_copies": loc["manifest_copies"],
             "holders": [h[1] for h in loc["holders"]], "repairing": loc["repairing"],
         }
+
+    @receptor("shard.owned")
+    async def _r_owned(self, env: envelope.Envelope) -> Any:
+        """The manifests this node holds for one owner (the conduit merges these across nodes)."""
+        owner = env.payload.get("o") if isinstance(env.payload, dict) else None
+        if not isinstance(owner, str):
+            raise RequestError("name the owner: {\"o\": public key}")
+        objects = [{"id": m["id"], "size": m["size"], "t": m["t"], "r": m["r"]}
+                   for m in self.store.manifests.values() if m["o"] == owner]
+        return {"objects": sorted(objects, key=lambda o: -o["t"])[:1000]}
 
     @receptor("shard.delete")
     async def _r_delete(self, env: envelope.Envelope) -> Any:

@@ -294,6 +294,9 @@ def create_app(state: ConduitState, seeds: list[str], *, port: int = 8088, clock
     app.router.add_get("/api/tree", api_tree)
     app.router.add_get("/api/cells", api_cells)
     app.router.add_get("/api/session", api_session)
+    from . import files  # its handlers use this module's keys and helpers
+
+    files.add_routes(app)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_autolock)
     return app

@@ -71,9 +71,15 @@ class Network:
         if key is None:
             return self._anon
         client = self._clients.get(key.public_key_hex)
-        if client is None:
+        if client is None or client.key is not key:  # a new unlock gives a new key object
+            if client is not None:
+                asyncio.ensure_future(client.close())
             client = self._clients[key.public_key_hex] = PeerClient(key, self.clock, self.verifier, timeout_s=self.timeout_s)
         return client
+
+    @staticmethod
+    def port_of(cell: str) -> int:
+        return dna.get(cell).recp_port
 
     async def forget_key(self, key: SigningKey) -> None:
         client = self._clients.pop(key.public_key_hex, None)

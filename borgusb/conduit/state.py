@@ -32,6 +32,7 @@ class ConduitState:
         self.wallet: Wallet | None = None
         self.pending: PendingWallet | None = None
         self.last_activity = time.monotonic()
+        self.file_names: dict[str, str] = {}  # object id -> the name the person gave (this session)
 
     # ------------------------------------------------------------ queries
 
@@ -70,8 +71,12 @@ class ConduitState:
         wrong = [n for n in pending.confirm_positions if answers.get(n, "").strip().lower() != words[n - 1]]
         if wrong:
             raise ValueError(f"word {wrong[0]} does not match what was shown; check your sheet")
-        self._save_and_unlock(pending.wallet, passphrase)
-        self.pending = None  # now owned by self.wallet
+        self.pending = None  # from here on owned by self.wallet (lock() must not close it)
+        try:
+            self._save_and_unlock(pending.wallet, passphrase)
+        except BaseException:
+            self.pending = pending  # nothing was saved: the person may try again
+            raise
         return pending.wallet
 
     def restore(self, words: str, passphrase: str, bip39_passphrase: str = "") -> Wallet:

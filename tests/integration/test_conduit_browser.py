@@ -9,6 +9,7 @@ shows them).
 from __future__ import annotations
 
 import asyncio
+import os
 import concurrent.futures
 import shutil
 from pathlib import Path
@@ -46,10 +47,14 @@ def browser_page():
             browser.close()
 
 
-def test_wallet_tree_lock_unlock_in_chromium(make_cluster, browser_page, tmp_path: Path) -> None:
+def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "shards"))
     cluster = make_cluster()
     cluster.up(5)
+    shards = make_cluster("shardTreeCell")
+    shards.up(3)
     run_async(cluster.wait_one_tree(timeout_s=40, expect=5))
+    run_async(shards.wait_one_tree(timeout_s=40, expect=3))
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser_page
 
@@ -80,6 +85,28 @@ def test_wallet_tree_lock_unlock_in_chromium(make_cluster, browser_page, tmp_pat
         assert address.startswith("D")
         page.wait_for_function("document.querySelectorAll('#cells tbody tr').length > 0")
         page.screenshot(path=str(SHOTS / "home.png"), full_page=True)
+
+        # files: upload with a progress bar, list, download and compare bytes, delete
+        payload = os.urandom(2_500_000)
+        (tmp_path / "holiday.bin").write_bytes(payload)
+        page.click("text=Files")
+        page.wait_for_selector("#upload-form")
+        page.set_input_files("#file-input", str(tmp_path / "holiday.bin"))
+        page.click("#upload")
+        page.wait_for_selector("#upload-status:has-text('Stored holiday.bin with 3 copies')", timeout=60_000)
+        assert page.get_attribute("#upload-progress", "value") == "100"
+        row = page.locator("#files tbody tr", has_text="holiday.bin")
+        row.wait_for(timeout=20_000)
+        page.screenshot(path=str(SHOTS / "files.png"), full_page=True)
+        with page.expect_download(timeout=60_000) as download:
+            row.locator(".download").click()
+        assert Path(download.value.path()).read_bytes() == payload
+        row.locator(".stat").click()
+        page.wait_for_selector("#file-detail:has-text('copies')")
+        assert "3 of 3 copies" in page.inner_text("#file-detail")
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.locator(".delete").click()
+        row.wait_for(state="detached", timeout=20_000)
 
         page.click("#lock")
         page.wait_for_selector("#unlock")

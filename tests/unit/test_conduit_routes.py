@@ -72,6 +72,9 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
     assert address in home and "<svg" in home  # the QR code
     assert not any(w in home for w in set(words) if len(w) > 5)  # the words are never shown again
     assert conduit.state.keystore_path.exists()
+    wallet = conduit.state.wallet
+    assert wallet is not None and not wallet.key.closed  # the new wallet is usable: it can sign
+    assert wallet.key.sign(b"x")
 
 
 async def test_restore_lock_unlock(conduit) -> None:

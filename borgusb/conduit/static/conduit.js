@@ -73,8 +73,67 @@ const Borg = (() => {
     } catch (e) { /* shown by the tree box */ }
   }
 
+  const size = (n) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
+
+  async function refreshFiles() {
+    const body = document.querySelector("#files tbody");
+    try {
+      const { files } = await api("/api/files");
+      if (!files.length) { body.innerHTML = '<tr><td colspan="6" class="muted">No files yet.</td></tr>'; return; }
+      body.replaceChildren(...files.map((f) => {
+        const tr = document.createElement("tr");
+        tr.dataset.id = f.id;
+        tr.innerHTML = `<td class="name"></td><td>${size(f.size)}</td><td>${new Date(f.t).toLocaleString()}</td>
+          <td class="copies">${f.copies}</td><td class="mono"><a href="#" class="stat">${f.id.slice(0, 12)}…</a></td>
+          <td><a class="button download" href="/files/${f.id}/download">Download</a>
+              <button class="delete">Delete</button></td>`;
+        tr.querySelector(".name").textContent = f.name || "(unnamed)";
+        tr.querySelector(".stat").onclick = async (e) => {
+          e.preventDefault();
+          const s = await api(`/api/files/${f.id}`);
+          document.getElementById("file-detail").textContent =
+            `${f.id}: ${s.copies_min} of ${s.r} copies; holders ${s.holders.join(", ")} (asked ${s.served_by})`;
+        };
+        tr.querySelector(".delete").onclick = async () => {
+          if (!confirm(`Delete ${f.name || f.id}? Only your key can do this, and it cannot be undone.`)) return;
+          await api(`/api/files/${f.id}/delete`, { method: "POST" });
+          tr.remove();
+        };
+        return tr;
+      }));
+    } catch (e) { body.innerHTML = `<tr><td colspan="6" class="message"></td></tr>`; body.querySelector("td").textContent = e.message; }
+  }
+
+  function upload(ev) {
+    ev.preventDefault();
+    const input = document.getElementById("file-input"), bar = document.getElementById("upload-progress");
+    const status = document.getElementById("upload-status");
+    if (!input.files.length) return;
+    const form = new FormData();
+    form.append("file", input.files[0]);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/files");
+    xhr.setRequestHeader("X-Borg-Token", token);
+    bar.hidden = false; bar.value = 0;
+    status.textContent = "Sending to the conduit…";
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
+    xhr.upload.onload = () => { status.textContent = "Storing shards in the network…"; };
+    xhr.onload = () => {
+      const body = JSON.parse(xhr.responseText || "{}");
+      if (xhr.status >= 400) { status.textContent = body.error || "Upload failed."; status.className = "message"; return; }
+      bar.value = 100;
+      status.className = "muted";
+      status.textContent = `Stored ${body.name} with ${body.copies} copies (through ${body.served_by}).`;
+      document.getElementById("upload-form").reset();
+      refreshFiles();
+    };
+    xhr.onerror = () => { status.textContent = "The conduit did not answer."; status.className = "message"; };
+    xhr.send(form);
+  }
+
   return {
     api, token,
+    files() { document.getElementById("upload-form").addEventListener("submit", upload); refreshFiles(); },
     home() { refreshTree(); refreshCells(); setInterval(refreshTree, 2000); setInterval(refreshCells, 10000); },
   };
 })();
@@ -82,4 +141,5 @@ const Borg = (() => {
 // Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("tree")) Borg.home();
+  if (document.getElementById("files")) Borg.files();
 });

@@ -1,0 +1,165 @@
+"""The Files page: the person's objects in the shard network.
+
+Uploads and downloads pass through a RAM directory (/dev/shm), never the
+host's disk: the browser streams to the conduit, the conduit to DStream.
+Objects are listed by asking every shardTreeCell endpoint which manifests it
+holds for the person's key (`shard.owned`) and merging the answers; the
+names the person gave are kept by the conduit for the session (manifests
+carry no names, so nothing about them leaks to holders).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..dstream import Receiver, StreamError, parse_locate, put_file
+from ..net.peer import PeerError
+from ..shard import model
+from .app import NETWORK, STATE, PageError, _require_unlocked, render
+from .network import Network
+from .state import ConduitState
+
+CELL = "shardTreeCell"
+RAM_DIRS = ("/dev/shm", "/run")
+
+
+def ram_dir() -> Path:
+    for candidate in RAM_DIRS:
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix="borgusb-conduit-", dir=candidate))
+    raise web.HTTPInsufficientStorage(text="no RAM directory (/dev/shm) for transfers")
+
+
+def _app_parts(request: web.Request) -> tuple[ConduitState, Network, type[PageError]]:
+    state = _require_unlocked(request)
+    return state, request.app[NETWORK], PageError
+
+
+def _names(request: web.Request) -> dict[str, str]:
+    return request.app[STATE].file_names
+
+
+async def page(request: web.Request) -> web.Response:
+    _app_parts(request)
+    return render(request, "files.html")
+
+
+async def api_list(request: web.Request) -> web.Response:
+    state, network, PageError = _app_parts(request)
+    entry = await network.refresh(CELL)
+    if not entry.endpoints:
+        raise PageError("No shard storage node is reachable right now.", 503)
+    client = network.client_for(state.wallet.key)
+    port = network.port_of(CELL)
+
+    async def ask(ip: str) -> list[dict[str, Any]]:
+        try:
+            reply = await asyncio.wait_for(
+                client.post(ip, port, "/recp", "shard.owned", {"o": state.wallet.key.public_key_hex}, signed_reply=True),
+                network.timeout_s)
+        except (PeerError, asyncio.TimeoutError):
+            return []
+        return reply.get("objects", []) if isinstance(reply, dict) else []
+
+    merged: dict[str, dict[str, Any]] = {}
+    for objects in await asyncio.gather(*(ask(ip) for ip in entry.endpoints)):
+        for o in objects:
+            if isinstance(o, dict) and model.is_hash(o.get("id")):
+                merged.setdefault(o["id"], {**o, "copies": 0})["copies"] += 1
+    names = _names(request)
+    files = [{**o, "name": names.get(o["id"])} for o in sorted(merged.values(), key=lambda o: -o["t"])]
+    return web.json_response({"files": files, "nodes_asked": len(entry.endpoints)})
+
+
+async def api_stat(request: web.Request) -> web.Response:
+    state, network, _ = _app_parts(request)
+    oid = request.match_info["id"]
+    served = await network.call(CELL, "shard.stat", {"id": oid}, key=state.wallet.key, timeout_s=20)
+    return web.json_response({**served.result, "served_by": served.endpoint})
+
+
+async def api_upload(request: web.Request) -> web.Response:
+    state, network, PageError = _app_parts(request)
+    reader = await request.multipart()
+    part = await reader.next()
+    if part is None or part.name != "file":
+        raise PageError("Choose a file to upload.")
+    name = os.path.basename(part.filename or "file")[:200]
+    workdir = ram_dir()
+    try:
+        path = workdir / "upload"
+        with open(path, "wb") as out:
+            while chunk := await part.read_chunk(1 << 20):
+                out.write(chunk)
+        served_error = None
+        for ip in list((await network.refresh(CELL)).endpoints):
+            try:
+                reply = await put_file(network.client_for(state.wallet.key), ip, network.port_of(CELL), path,
+                                       state.wallet.key)
+            except (PeerError, StreamError, OSError) as exc:
+                served_error = str(exc)
+                continue
+            _names(request)[reply["id"]] = name
+            return web.json_response({"id": reply["id"], "name": name, "copies": reply.get("copies_min"),
+                                      "served_by": ip})
+        raise PageError(f"No shard node stored the file: {served_error or 'none reachable'}", 503)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    state, network, PageError = _app_parts(request)
+    oid = request.match_info["id"]
+    if not model.is_hash(oid):
+        raise PageError("That is not an object id.")
+    served = await network.call(CELL, "shard.locate", {"id": oid}, key=state.wallet.key, timeout_s=20)
+    try:
+        manifest, holders = parse_locate(served.result, oid)
+    except StreamError as exc:
+        raise PageError(str(exc), 404) from None
+    workdir = ram_dir()
+    try:
+        path = workdir / "download"
+        await Receiver(network.client_for(state.wallet.key), manifest, holders, path).run()
+        name = _names(request).get(oid) or f"{oid[:16]}.bin"
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"',
+            "Content-Length": str(path.stat().st_size),
+            "X-Served-By": served.endpoint,
+        })
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    except StreamError as exc:
+        raise PageError(f"The download failed: {exc}", 502) from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def api_delete(request: web.Request) -> web.Response:
+    state, network, _ = _app_parts(request)
+    oid = request.match_info["id"]
+    tomb = model.sign_tomb(state.wallet.key, oid, network.clock.now_ms())
+    served = await network.call(CELL, "shard.delete", {"tomb": tomb}, key=state.wallet.key)
+    _names(request).pop(oid, None)
+    return web.json_response({"deleted": oid, "served_by": served.endpoint})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/files", page)
+    app.router.add_get("/api/files", api_list)
+    app.router.add_post("/api/files", api_upload)
+    app.router.add_get("/api/files/{id}", api_stat)
+    app.router.add_post("/api/files/{id}/delete", api_delete)
+    app.router.add_get("/files/{id}/download", download)
