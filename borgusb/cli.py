@@ -319,15 +319,15 @@ def _run_external(module: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .identity import MnemonicError
-    from .keystore import KeystoreError
-
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _EXTERNAL_COMMANDS:  # their own parsers take every option
         try:
             return _run_external(_EXTERNAL_COMMANDS[argv[0]][0], argv[1:])
         except BrokenPipeError:  # output piped into head & co.
             return 0
+    from .identity import MnemonicError  # after the dispatch: node processes need no wallet code
+    from .keystore import KeystoreError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

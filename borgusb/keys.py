@@ -20,7 +20,6 @@ import hashlib
 import os
 from functools import lru_cache
 
-from bip_utils import CoinsConf, P2PKHAddrEncoder
 from coincurve import PrivateKey, PublicKey
 
 PUBKEY_HEX_LEN = 66  # compressed SEC1 point
@@ -125,6 +124,10 @@ def verify_signature(pubkey_hex: str, signature: bytes, message: bytes) -> bool:
 
 def doge_address(public_key: bytes) -> str:
     """Dogecoin mainnet P2PKH address ('D...') of a compressed public key."""
+    # imported here: bip-utils (with pycryptodome and PyNaCl) costs ~20 MB per process,
+    # and node processes, which never show an address, should not pay it
+    from bip_utils import CoinsConf, P2PKHAddrEncoder
+
     net_ver = CoinsConf.DogecoinMainNet.ParamByKey("p2pkh_net_ver")
     return P2PKHAddrEncoder.EncodeKey(public_key, net_ver=net_ver)
 
