@@ -55,6 +55,14 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
     shards.up(3)
     run_async(cluster.wait_one_tree(timeout_s=40, expect=5))
     run_async(shards.wait_one_tree(timeout_s=40, expect=3))
+
+    async def directories_full() -> None:  # placement needs every shard node to know the others
+        for _ in range(100):
+            if all(d.get("shard", {}).get("directory") == 3 for d in await shards.status()):
+                return
+            await asyncio.sleep(0.2)
+
+    run_async(directories_full())
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser_page
 

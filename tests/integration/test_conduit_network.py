@@ -71,3 +71,67 @@ async def test_endpoint_lists_come_from_the_service_registry(make_cluster, tmp_p
         assert sorted(cells["peerTreeNet"]["endpoints"]) == sorted(n.ip for n in tree.nodes)
         assert sorted(cells["serviceMgrCell"]["endpoints"]) == sorted(n.ip for n in svc.nodes)
         assert cells["mailTreeCell"]["endpoints"] == []
+
+
+async def test_files_routes_against_a_shard_cluster(make_cluster, tmp_path: Path, monkeypatch) -> None:
+    """Upload, list, stat, download and delete through the conduit's routes (aiohttp test client)."""
+    import os
+
+    from aiohttp import FormData
+
+    from borgusb.keystore import KdfParams
+
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "shards"))
+    shards = make_cluster("shardTreeCell")
+    shards.up(3)
+    await shards.wait_one_tree(timeout_s=40, expect=3)
+    for _ in range(100):  # every shard node knows the other two (placement needs three candidates)
+        if all(d.get("shard", {}).get("directory") == 3 for d in await shards.status()):
+            break
+        await asyncio.sleep(0.2)
+    port = free_port()
+    state = ConduitState(tmp_path / "k.json", kdf=KdfParams(iterations=1, lanes=1, memory_kib=1024))
+    app = create_app(state, seeds=[shards.nodes[0].ip], port=port)
+    async with TestClient(TestServer(app, port=port)) as client:
+        assert (await client.get("/files")).url.path == "/welcome"  # locked or no wallet: no files
+        html = await (await client.get("/restore")).text()
+        token = re.search(r'name="borg-token" content="([^"]+)"', html).group(1)
+        words = " ".join(["abandon"] * 23 + ["art"])
+        await client.post("/restore", data={"token": token, "words": words, "passphrase": "long enough",
+                                            "passphrase2": "long enough"})
+        headers = {"X-Borg-Token": token}
+        assert (await client.get("/files")).status == 200
+
+        data = os.urandom(1_500_000)
+        form = FormData()
+        form.add_field("file", data, filename="notes.bin")
+        assert (await client.post("/api/files", data=form)).status == 403  # no page token
+        form = FormData()
+        form.add_field("file", data, filename="notes.bin")
+        up = await (await client.post("/api/files", data=form, headers=headers)).json()
+        assert up["name"] == "notes.bin" and up["copies"] == 3 and up["served_by"] == shards.nodes[0].ip
+
+        for _ in range(20):
+            listing = (await (await client.get("/api/files", headers=headers)).json())["files"]
+            if listing and listing[0]["copies"] == 3:
+                break
+            await asyncio.sleep(0.2)
+        assert [(f["id"], f["name"], f["size"]) for f in listing] == [(up["id"], "notes.bin", len(data))]
+
+        stat = await (await client.get(f"/api/files/{up['id']}", headers=headers)).json()
+        assert stat["copies_min"] == 3 and len(stat["holders"]) == 3
+
+        resp = await client.get(f"/files/{up['id']}/download")
+        assert resp.status == 200 and await resp.read() == data
+        assert 'filename="notes.bin"' in resp.headers["Content-Disposition"]
+
+        resp = await client.get("/files/not-an-id/download")
+        assert resp.status == 400 and "Traceback" not in await resp.text()
+
+        deleted = await (await client.post(f"/api/files/{up['id']}/delete", headers=headers)).json()
+        assert deleted["deleted"] == up["id"]
+        for _ in range(20):
+            if not (await (await client.get("/api/files", headers=headers)).json())["files"]:
+                break
+            await asyncio.sleep(0.2)
+        assert (await (await client.get("/api/files", headers=headers)).json())["files"] == []
