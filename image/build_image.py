@@ -18,7 +18,17 @@ Steps (each prints its progress and duration):
 
 Prints the image path, its size, the UKI size and the build duration, and
 records them in ~/.cache/borgusb/image/build.json (read by the benchmark).
-Usage: image/build_image.py [--profile NAME] [--relock] [--cold] [--worktree] [--data-mib N]
+
+With --pi (./build.sh pi) the same steps build the Raspberry Pi SD card image
+from the same configuration plus the profile image/profiles/pi.conf
+(Architecture=arm64; always-on): arm64 wheels at the same pinned versions
+(pip download for the aarch64 platform tags) in wheels-arm64/, the apt sources
+with the non-free-firmware component (Debian's raspi-firmware), mkosi output
+in pi/out/, and step 4 lays mkosi's split kernel and initrd, the Pi firmware
+and the boards' device trees, config.txt and cmdline.txt (image/pi/) into the
+FAT boot partition of an MBR disk, next to the same BORGUSB data partition:
+~/.cache/borgusb/image/borgusb-pi.img, recorded in build-pi.json.
+Usage: image/build_image.py [--pi] [--profile NAME] [--relock] [--cold] [--worktree] [--data-mib N]
 """
 
 from __future__ import annotations
@@ -44,6 +54,19 @@ LOCK = ROOT / "image" / "requirements.lock"
 IMAGE = WORK / "borgusb-usb.img"
 BUILD_INFO = WORK / "build.json"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
+# The Raspberry Pi SD card image (--pi): its own wheels, sources, output and record.
+PI_WHEELS = WORK / "wheels-arm64"
+PI_PKGMNGR = WORK / "pkgmngr-pi"
+PI_OUT = WORK / "pi" / "out"
+PI_IMAGE = WORK / "borgusb-pi.img"
+PI_BUILD_INFO = WORK / "build-pi.json"
+PI_ASSETS = ROOT / "image" / "pi"
+PI_BOOT_LABEL = "BORGBOOT"
+PI_BOOT_VOLUME_ID = "B0560E52"
+PI_DISK_ID = "0xb0560a64"
+# pip's platform tags for the Pi's wheels (Debian bookworm arm64: glibc 2.36).
+AARCH64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64",
+                     "manylinux_2_34_aarch64")
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 DATA_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"  # Microsoft basic data: every OS shows it
@@ -127,23 +150,30 @@ def relock() -> None:
     note(f"{len(pins)} packages pinned")
 
 
-def build_wheels(worktree: bool = False) -> None:
-    step("Wheels for the image (BorgUSB + pinned dependencies)")
+def build_wheels(worktree: bool = False, wheels: Path = WHEELS, platforms: tuple[str, ...] = ()) -> None:
+    """The wheels at the lock's exact versions; with platforms (the Pi), binary wheels for those tags."""
+    step("Wheels for the image (BorgUSB + pinned dependencies)" + (f" for {platforms[0]}" if platforms else ""))
     if not lock_is_current():
         relock()
+    WHEELS = wheels  # noqa: N806 - the same steps for either architecture's wheel directory
     WHEELS.mkdir(parents=True, exist_ok=True)
     stamp = WHEELS / ".lock-sha"
     lock_text = LOCK.read_text()
     import hashlib
 
-    want = hashlib.sha256(lock_text.encode()).hexdigest()
+    want = hashlib.sha256((lock_text + " ".join(platforms)).encode()).hexdigest()
     if not stamp.exists() or stamp.read_text() != want:
         for old in WHEELS.glob("*.whl"):
             old.unlink()
         pins = [l for l in lock_text.splitlines() if l and not l.startswith("#")]
         note(f"downloading/building {len(pins)} wheels into {WHEELS}")
-        run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "--prefer-binary",
-             "-w", str(WHEELS), *pins])
+        if platforms:  # another architecture: registry wheels only, nothing is compiled here
+            run([str(VENV_PY), "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                 *[a for p in platforms for a in ("--platform", p)], "--python-version", "3.11",
+                 "--implementation", "cp", "-d", str(WHEELS), *pins])
+        else:
+            run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "--prefer-binary",
+                 "-w", str(WHEELS), *pins])
         stamp.write_text(want)
     else:
         note(f"dependency wheels cached ({len(list(WHEELS.glob('*.whl')))} files in {WHEELS})")
@@ -209,8 +239,9 @@ def host_debian_sources() -> list[dict[str, str]]:
     return keep
 
 
-def write_pkgmngr() -> None:
-    step("Apt sources for the image from this machine's Debian sources")
+def write_pkgmngr(PKGMNGR: Path = PKGMNGR, components: str = "main") -> None:  # noqa: N803
+    step("Apt sources for the image from this machine's Debian sources" + (f" ({components})"
+                                                                            if components != "main" else ""))
     entries = host_debian_sources()
     if not any("bookworm" in e["Suites"].split() for e in entries):
         die("no Debian bookworm entry in /etc/apt/sources.list{,.d}: cannot tell which mirror to use")
@@ -220,7 +251,7 @@ def write_pkgmngr() -> None:
     target.mkdir(parents=True)
     text = "\n".join(
         "Types: deb\n"
-        f"URIs: {e['URIs']}\nSuites: {e['Suites']}\nComponents: main\n"
+        f"URIs: {e['URIs']}\nSuites: {e['Suites']}\nComponents: {components}\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
         for e in entries
     )
@@ -232,7 +263,8 @@ def write_pkgmngr() -> None:
 # ------------------------------------------------------------------ 3. mkosi
 
 
-def run_mkosi(profiles: list[str], cold: bool) -> None:
+def run_mkosi(profiles: list[str], cold: bool, OUT: Path = OUT, wheels: Path = WHEELS,  # noqa: N803
+              pkgmngr: Path = PKGMNGR) -> None:
     step("mkosi: the OS as the initrd of a unified kernel image" + (" (cold: caches cleared)" if cold else ""))
     for d in ("mkosi-cache", "packages", "workspace"):
         (WORK / d).mkdir(parents=True, exist_ok=True)
@@ -247,8 +279,8 @@ def run_mkosi(profiles: list[str], cold: bool) -> None:
         "--cache-dir", str(WORK / "mkosi-cache"),
         "--package-cache-dir", str(WORK / "packages"),
         "--workspace-dir", str(WORK / "workspace"),
-        "--package-manager-tree", str(PKGMNGR),
-        "--build-sources", f"{ROOT}:,{WHEELS}:wheels",
+        "--package-manager-tree", str(pkgmngr),
+        "--build-sources", f"{ROOT}:,{wheels}:wheels",
         "--source-date-epoch", str(source_date_epoch()),
     ]
     for p in profiles:
@@ -325,6 +357,132 @@ def assemble(data_mib: int) -> dict:
     return {"esp_start": start1, "esp_sectors": esp_sectors, "data_start": start2, "data_sectors": data_sectors}
 
 
+# ------------------------------------------------------------------ 4'. the Pi SD card
+
+# Kernel command line words of the stick's UKI that mean nothing (or the wrong
+# thing) on a Pi; the Pi's consoles come from image/pi/cmdline.txt instead.
+X86_ONLY = ("console=", "vsyscall=", "pti=", "mce=")
+
+
+def pe_section(path: Path, name: str) -> bytes:
+    """One section of a PE file (the UKI's .cmdline), without a PE library."""
+    import struct
+
+    data = path.read_bytes()
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    if data[pe:pe + 4] != b"PE\0\0":
+        die(f"{path} is not a PE file")
+    count, opt_size = struct.unpack_from("<H", data, pe + 6)[0], struct.unpack_from("<H", data, pe + 20)[0]
+    table = pe + 24 + opt_size
+    for i in range(count):
+        off = table + 40 * i
+        sname = data[off:off + 8].rstrip(b"\0").decode()
+        vsize, _, rsize, raddr = struct.unpack_from("<IIII", data, off + 8)
+        if sname == name:
+            return data[raddr:raddr + min(vsize, rsize)]
+    die(f"{path} has no {name} section")
+    raise AssertionError
+
+
+def pi_cmdline(uki: Path) -> str:
+    """The UKI's own command line (mkosi.conf, drop-ins, profiles) with the Pi's consoles."""
+    words = pe_section(uki, ".cmdline").rstrip(b"\0").decode().split()
+    words = [w for w in words if not w.startswith(X86_ONLY)]
+    template = (PI_ASSETS / "cmdline.txt").read_text()
+    lines = [l for l in template.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    return " ".join([*" ".join(lines).replace("@CMDLINE@", " ".join(words)).split()]) + "\n"
+
+
+def pi_config(kernel: str, initrd: str, dtbs: list[str]) -> str:
+    text = (PI_ASSETS / "config.txt").read_text().replace("@KERNEL@", kernel).replace("@INITRD@", initrd)
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("device_tree=") and line.split("=", 1)[1] not in dtbs:
+            line = f"# {line}  (not in this kernel: the board is not supported by this image)"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+# The boards this image supports and the device tree the firmware loads for each
+# (config.txt names them per board; upstream_kernel=1 picks the same ones).
+PI_BOARDS = {
+    "Raspberry Pi 3 Model B": "bcm2837-rpi-3-b.dtb",
+    "Raspberry Pi 3 Model B+": "bcm2837-rpi-3-b-plus.dtb",
+    "Raspberry Pi 4 Model B": "bcm2711-rpi-4-b.dtb",
+    "Raspberry Pi 5": "bcm2712-rpi-5-b.dtb",
+    "Raspberry Pi Zero 2 W": "bcm2837-rpi-zero-2-w.dtb",
+}
+
+
+def assemble_pi(data_mib: int) -> dict:
+    step(f"The SD card: MBR with a FAT boot partition (Pi firmware, kernel, initrd, device trees) and a "
+         f"{data_mib} MiB data partition labelled {LABEL}")
+    kernel, initrd, uki = PI_OUT / "borgusb.vmlinuz", PI_OUT / "borgusb.initrd", PI_OUT / "borgusb.efi"
+    boot = PI_OUT / "pi-boot"
+    for f in (kernel, initrd, uki, boot / "firmware", boot / "dtbs"):
+        if not f.exists():
+            die(f"mkosi did not produce {f} (image/profiles/pi.conf, image/pi/mkosi.finalize)")
+    dtbs = sorted(p.name for p in (boot / "dtbs").glob("*.dtb"))
+    missing = [f"{b} ({d})" for b, d in PI_BOARDS.items() if d not in dtbs]
+    if missing:
+        note("no device tree in this kernel for: " + ", ".join(missing))
+    firmware = sorted(p for p in (boot / "firmware").iterdir() if p.is_file())
+    payload = sum(p.stat().st_size for p in [kernel, initrd, *firmware, *(boot / "dtbs").glob("*.dtb")])
+    boot_mib = payload // 2**20 + 32  # the files plus slack, whole MiB (a new kernel fits)
+    start1 = 8192  # 4 MiB: erase-block aligned, as SD cards like
+    boot_sectors = boot_mib * 2048
+    start2 = start1 + boot_sectors
+    data_sectors = data_mib * 2048
+    total = (start2 + data_sectors) * SECTOR
+    tmp = PI_IMAGE.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.truncate(total)
+    # MBR (the Pi boot ROM reads only MBR): 0x0c = FAT32 LBA, the first one bootable.
+    layout = (
+        f"label: dos\nlabel-id: {PI_DISK_ID}\nunit: sectors\n"
+        f"start={start1}, size={boot_sectors}, type=c, bootable\n"
+        f"start={start2}, size={data_sectors}, type=c\n"
+    )
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(tmp)], input=layout, text=True)
+    epoch = source_date_epoch()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", PI_BOOT_LABEL, "-i", PI_BOOT_VOLUME_ID, f"--offset={start1}",
+         str(tmp), str(boot_sectors // 2)], **quiet)
+    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", LABEL, "-i", DATA_VOLUME_ID, f"--offset={start2}",
+         str(tmp), str(data_sectors // 2)], **quiet)
+    with tempfile.TemporaryDirectory() as d:
+        files = Path(d) / "boot"
+        files.mkdir()
+        for f in firmware:
+            shutil.copyfile(f, files / f.name)
+        for f in (boot / "dtbs").glob("*.dtb"):
+            shutil.copyfile(f, files / f.name)
+        shutil.copyfile(kernel, files / "vmlinuz")
+        shutil.copyfile(initrd, files / "initrd.zst")
+        (files / "config.txt").write_text(pi_config("vmlinuz", "initrd.zst", dtbs))
+        (files / "cmdline.txt").write_text(pi_cmdline(uki))
+        marker = Path(d) / ".borgusb"
+        marker.write_text(json.dumps({"format": "borgusb-stick", "version": 1, "join": [], "always_on": True},
+                                     indent=2) + "\n")
+        readme = Path(d) / "README.TXT"
+        readme.write_text(
+            "BorgUSB data partition (Raspberry Pi node).\r\n"
+            "node-key.json  this node's key, encrypted (made on first boot; see the README)\r\n"
+            "node-key.secret  the random half of its passphrase (the other half is the board's serial)\r\n"
+            "keystore.json  optional: a person's encrypted wallet\r\n"
+            ".borgusb       marker and settings (JSON: join contacts, network)\r\n"
+        )
+        for f in [*files.iterdir(), files, marker, readme]:
+            os.utime(f, (epoch, epoch))
+        mtools(tmp, start1, ["mcopy", "-m", *sorted(str(f) for f in files.iterdir()), "::/"])
+        mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
+    tmp.rename(PI_IMAGE)
+    return {"boot_start": start1, "boot_sectors": boot_sectors, "data_start": start2, "data_sectors": data_sectors,
+            "dtbs": dtbs, "boards_without_dtb": missing, "kernel_bytes": kernel.stat().st_size,
+            "initrd_bytes": initrd.stat().st_size}
+
+
 def mtools(image: Path, start_sector: int, cmd: list[str]) -> None:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     cmd = [cmd[0], "-i", f"{image}@@{start_sector * SECTOR}", *cmd[1:]]
@@ -338,12 +496,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold", action="store_true", help="clear mkosi's package and image caches first")
     ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
+    ap.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (arm64; profiles pi, alwayson)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         die("building the image needs root (mkosi)")
     WORK.mkdir(parents=True, exist_ok=True)
     if args.relock:
         relock()
+    if args.pi:
+        return main_pi(args)
     build_wheels(args.worktree)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold)
@@ -374,6 +535,49 @@ def main(argv: list[str] | None = None) -> int:
         note(f"UKI:      {uki}  ({info['uki_bytes'] / 1e6:.1f} MB, the whole OS)")
     note(f"duration: {duration:.0f} s")
     note(f"write it: dd if={IMAGE} of=/dev/sdX bs=4M conv=fsync status=progress")
+    return 0
+
+
+def check_binfmt() -> None:
+    """mkosi runs the arm64 package scripts through qemu-user-static and binfmt_misc."""
+    handler = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not handler.exists() or "enabled" not in handler.read_text():
+        die("no binfmt_misc handler for arm64 programs (qemu-aarch64): run ./build.sh pi, which installs "
+            "qemu-user-static and registers it (systemd-binfmt)")
+
+
+def main_pi(args: argparse.Namespace) -> int:
+    check_binfmt()
+    profiles = ["pi", "alwayson", *[p for p in args.profile if p not in ("pi", "alwayson")]]
+    build_wheels(args.worktree, PI_WHEELS, AARCH64_PLATFORMS)
+    write_pkgmngr(PI_PKGMNGR, "main non-free-firmware")
+    PI_OUT.mkdir(parents=True, exist_ok=True)
+    run_mkosi(profiles, args.cold, PI_OUT, PI_WHEELS, PI_PKGMNGR)
+    layout = assemble_pi(args.data_mib)
+    duration = time.monotonic() - STARTED
+    info = {
+        "image": str(PI_IMAGE),
+        "image_bytes": PI_IMAGE.stat().st_size,
+        "duration_s": round(duration, 1),
+        "cold": args.cold,
+        "profiles": profiles,
+        "finished": int(time.time()),
+        "out": str(PI_OUT),
+        **layout,
+    }
+    history = []
+    if PI_BUILD_INFO.exists():
+        try:
+            history = json.loads(PI_BUILD_INFO.read_text()).get("history", [])[-19:]
+        except ValueError:
+            history = []
+    PI_BUILD_INFO.write_text(json.dumps({**info, "history": history + [info]}, indent=2) + "\n")
+    step("The Raspberry Pi SD card image is built")
+    note(f"image:    {PI_IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: boot + {args.data_mib} MiB {LABEL})")
+    note(f"kernel:   {layout['kernel_bytes'] / 1e6:.1f} MB, initrd (the whole OS): {layout['initrd_bytes'] / 1e6:.1f} MB")
+    note(f"boards:   {', '.join(b for b, d in PI_BOARDS.items() if d in layout['dtbs'])}")
+    note(f"duration: {duration:.0f} s")
+    note(f"write it: dd if={PI_IMAGE} of=/dev/mmcblkX bs=4M conv=fsync status=progress")
     return 0
 
 

@@ -8,6 +8,9 @@
 * ``ready`` (borgusb-ready.service): wait until every cell wanted by
   borgusb-cells.target answers on its monitoring port, then print
   ``BORGUSB-READY cells=N/M t=S identity=...`` on every console.
+* ``nodekey`` (borgusb-nodekey.service, Pi profile: ``borgusb.nodekey=card``):
+  load the node key from the BORGUSB partition, or make it on first boot
+  (borgusb.image.nodekey: encrypted, passphrase bound to the board).
 * ``removed`` (borgusb-stick-removed.service, started by a udev rule when the
   BORGUSB device goes away): unless always-on, kill the cells, wipe the copies
   of the keystore, power off at once.
@@ -283,8 +286,49 @@ def cmd_ready(timeout: float) -> int:
             f" mem={mem_in_use_mib()}MiB")
     if pending:
         line += " missing=" + ",".join(sorted(pending))
+    try:
+        line += " node=" + json.loads((RUN / "node.json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        pass
     say(line)
+    say(memory_report(cells))
     return 0 if not pending else 1
+
+
+def meminfo() -> dict[str, int]:
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":", 1)
+        info[key] = int(value.split()[0])
+    return info
+
+
+def unit_pss_kib(unit: str) -> int:
+    """Proportional set size of every process of a unit (shared pages counted fairly)."""
+    total = 0
+    try:
+        pids = Path(f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs").read_text().split()
+    except OSError:
+        pids = []
+    for pid in pids:
+        try:
+            for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if row.startswith("Pss:"):
+                    total += int(row.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def memory_report(cells: list[str]) -> str:
+    """``BORGUSB-MEM``: where the RAM goes once the node is up (MiB)."""
+    info = meminfo()
+    per = {c: unit_pss_kib(f"borgusb-cell@{c}.service") // 1024 for c in cells}
+    conduit = unit_pss_kib("borgusb-conduit.service") // 1024
+    return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={(info['MemTotal'] - info['MemAvailable']) // 1024}MiB"
+            f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
+            f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
+            " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items()))
 
 
 # ------------------------------------------------------------------ removed
@@ -315,11 +359,47 @@ def cmd_removed() -> int:
     os.execvp("systemctl", ["systemctl", "poweroff", "--force"])
 
 
+# ------------------------------------------------------------------ nodekey
+
+
+def cmd_nodekey(wait: float) -> int:
+    """The node key on the BORGUSB partition: loaded, or made on first boot (see nodekey.py)."""
+    from . import nodekey
+
+    RUN.mkdir(parents=True, exist_ok=True, mode=0o755)
+    device = wait_for_device(wait)
+    if device is None:
+        say(f"no partition labelled {LABEL}: the node key lives in RAM only and changes at every boot")
+        return 0
+    binding = nodekey.machine_binding()
+    started = uptime()
+    try:
+        with nodekey.Mounted(device, RUN / "mnt-nodekey") as card:
+            info = nodekey.ensure(card, binding, writable=lambda: nodekey.Mounted.writable(
+                nodekey.Mounted(device, card)))
+    except subprocess.CalledProcessError as exc:
+        say(f"cannot use the {LABEL} partition for the node key: {(exc.stderr or '').strip()}")
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the node must come up anyway
+        say(f"the node key could not be loaded or made: {exc}")
+        return 0
+    info["t"] = round(uptime() - started, 2)
+    (RUN / nodekey.INFO).write_text(json.dumps(info, sort_keys=True) + "\n")
+    if info["created"]:
+        say(f"node key {info['fingerprint']} created ({info['reason']}), encrypted on the {LABEL} partition, "
+            f"bound to this board ({info['binding']})")
+    else:
+        say(f"node key {info['fingerprint']} loaded from the {LABEL} partition ({info['binding']}, {info['t']}s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("stick", "ready", "removed"):
-        print("usage: python3 -m borgusb.image.boot stick|ready|removed", file=sys.stderr)
+    if not argv or argv[0] not in ("stick", "ready", "removed", "nodekey"):
+        print("usage: python3 -m borgusb.image.boot stick|ready|removed|nodekey", file=sys.stderr)
         return 2
+    if argv[0] == "nodekey":
+        return cmd_nodekey(float(os.environ.get("BORGUSB_STICK_WAIT", "20")))
     if argv[0] == "stick":
         return cmd_stick(float(os.environ.get("BORGUSB_STICK_WAIT", "20")))
     if argv[0] == "ready":
