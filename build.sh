@@ -134,6 +134,22 @@ setup_browser_tests() {
 # and the NAT test: network namespaces (iproute2) and a NAT router (nftables).
 setup_test_tools() {
     apt_install faketime iproute2 nftables
+    setup_udev
+}
+
+# Hosted mode (pyudev) and its tests: udev at libudev1's version (mkosi's
+# backports upgrade moves libudev1 to bookworm-backports). The hosts do not run
+# udev; the tests start /lib/systemd/systemd-udevd themselves.
+setup_udev() {
+    local want
+    want=$(dpkg-query -W -f='${Version}' libudev1 2>/dev/null || true)
+    if [ -n "$want" ] && [ "$(dpkg-query -W -f='${Version}' udev 2>/dev/null || true)" != "$want" ]; then
+        step "Installing udev $want (matching libudev1)"
+        [ "$APT_UPDATED" = 1 ] || { as_root apt-get update -qq || die "apt-get update failed"; APT_UPDATED=1; }
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "udev=$want" \
+            || die "could not install udev $want"
+    fi
+    apt_install util-linux dosfstools mtools fdisk
 }
 
 cmd_test() {

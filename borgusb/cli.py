@@ -302,6 +302,7 @@ _EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "stat": ("borgusb.storecli", "an object's size, holders and copies (a health check)"),
     "rm": ("borgusb.storecli", "delete an object you own (signed tombstone)"),
     "conduit": ("borgusb.conduit.__main__", "start BorgHUIConduit, the browser interface, on localhost"),
+    "hosted": ("borgusb.hosted.__main__", "hosted mode: plug the stick into this PC, use it on localhost, pull it out"),
 }
 
 

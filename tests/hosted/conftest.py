@@ -1,0 +1,137 @@
+"""Hosted-mode tier: real udev events from loop devices; udevd started here if the machine runs none."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+UDEVD = "/lib/systemd/systemd-udevd"
+NODE_IP = "127.66.0.1"  # a loopback address of its own: other tests' clusters use 127.0.0.x
+
+
+def _udevd_running() -> bool:
+    out = subprocess.run(["pgrep", "-x", "systemd-udevd"], capture_output=True)
+    return out.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def udevd():
+    if os.geteuid() != 0:
+        pytest.fail("the hosted-mode tests need root (loop devices, udevd, private mounts)")
+    for tool in ("losetup", "partx", "mkfs.vfat", "mcopy", "sfdisk"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is missing: run ./build.sh setup")
+    proc = None
+    if not _udevd_running():
+        if not os.path.exists(UDEVD):
+            pytest.fail("udev is not installed: run ./build.sh test (it installs udev matching libudev1)")
+        proc = subprocess.Popen([UDEVD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(0.5)
+        assert proc.poll() is None, "systemd-udevd did not start"
+    yield
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class WatcherProc:
+    """`borgusb hosted` as the person runs it, its terminal output collected."""
+
+    def __init__(self, port: int, *extra: str, cells: str | None = "peerTreeNet,serviceMgrCell") -> None:
+        exe = ROOT / ".venv" / "bin" / "borgusb"
+        cmd = [str(exe if exe.exists() else shutil.which("borgusb")), "hosted", "--node-ip", NODE_IP,
+               "--port", str(port), *extra]
+        if cells:
+            cmd += ["--cells", cells]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.wait_for(r"watching for BorgUSB sticks|RAM directory", 20)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append((time.monotonic(), line.rstrip()))
+                self.cond.notify_all()
+
+    def text(self) -> str:
+        with self.cond:
+            return "\n".join(l for _, l in self.lines)
+
+    def wait_for(self, pattern: str, timeout: float, after: float = 0.0) -> re.Match[str]:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for t, line in self.lines:
+                    if t >= after and (m := rx.search(line)):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and not self.lines:
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s:\n{self.text()[-4000:]}")
+                self.cond.wait(min(left, 0.2))
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        pids = {int(p) for p in out} - {self.proc.pid}
+        return sorted(pids)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def watcher_factory(udevd):
+    made: list[WatcherProc] = []
+
+    def make(port: int, *extra: str, **kw) -> WatcherProc:
+        w = WatcherProc(port, *extra, **kw)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+@pytest.fixture
+def loops():
+    made = []
+
+    def attach(image: Path):
+        from stick import Loop
+
+        loop = Loop(image)
+        made.append(loop)
+        subprocess.run(["udevadm", "settle", "--timeout=5"], capture_output=True)
+        return loop
+
+    yield attach
+    for loop in made:
+        loop.close()

@@ -1,0 +1,211 @@
+"""Hosted mode with real udev events: loop devices stand for sticks (root; udevd started if needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from stick import get, listing, make_stick
+from snapshot import diff, snapshot
+
+from borgusb import keystore
+from borgusb.identity import Wallet
+
+FAST = keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024)
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 60000:
+            return port
+    raise RuntimeError("no port")
+
+
+def wallet_keystore(tmp: Path, passphrase: str = "correct horse battery") -> tuple[bytes, str]:
+    wallet = Wallet.create()
+    path = tmp / "ks.json"
+    keystore.save_wallet(path, wallet, passphrase, FAST)
+    data = path.read_bytes()
+    path.unlink()
+    address = wallet.public.doge_address
+    wallet.close()
+    return data, address
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(port: int, path: str = "/") -> tuple[int, str]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def wait_gone(port: int, t_event: float, limit: float = 5.0) -> float:
+    while answers(port):
+        if time.monotonic() - t_event > limit:
+            break
+        time.sleep(0.01)
+    return time.monotonic() - t_event
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def host_mounts() -> str:
+    return Path("/proc/self/mounts").read_text()
+
+
+def test_attach_answers_detach_stops_within_2s(tmp_path, watcher_factory, loops):
+    ks, address = wallet_keystore(tmp_path)
+    image = make_stick(tmp_path / "stick.img", keystore=ks)
+    before = sha(image)
+    port = free_port()
+    w = watcher_factory(port, cells=None)  # the whole node, as a person gets it
+    t_start = time.monotonic()
+    loop = loops(image)
+    m = w.wait_for(r"BORGUSB-HOSTED-READY device=(\S+) url=(\S+) identity=(\S+)", 60, after=t_start)
+    assert m.group(1) == loop.data and m.group(3) == address
+    assert m.group(2) == f"http://127.0.0.1:{port}/"
+    status, _ = http_get(port)
+    assert status in (200, 302, 303)
+    status, body = http_get(port, "/unlock")
+    assert status == 200 and address in body
+    w.wait_for(r"cronoTreeCell: BORGUSB-READY", 30)
+    children = w.children()
+    assert len(children) >= 5, w.text()  # four cells and the conduit
+    # nothing of it is visible to the host: no mount, no RAM directory content outside the namespace
+    assert "borgusb" not in host_mounts() and loop.data not in host_mounts()
+    assert not any(Path("/dev/shm").glob("borgusb-hosted*/*"))
+
+    t_event = loop.detach()
+    gone = wait_gone(port, t_event)
+    w.wait_for(r"BORGUSB-HOSTED-GONE", 10, after=t_event)
+    print(f"\nremoval -> conduit no longer answers: {gone * 1000:.0f} ms")
+    assert gone < 2.0, f"the conduit still answered {gone:.2f}s after the removal\n{w.text()}"
+    w.wait_for(r"node stopped", 5, after=t_event)
+    time.sleep(0.3)
+    assert w.children() == [], "processes started by hosted mode survived the removal"
+    assert sha(image) == before, "reading the stick changed it"
+    assert w.stop() == 0
+    assert "BORGUSB-HOSTED-EXIT" in w.text()
+    assert not Path("/dev/shm/borgusb-hosted").exists()
+
+
+def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, loops):
+    ks_a, addr_a = wallet_keystore(tmp_path)
+    ks_b, addr_b = wallet_keystore(tmp_path)
+    a = make_stick(tmp_path / "a.img", keystore=ks_a)
+    b = make_stick(tmp_path / "b.img", keystore=ks_b)
+    loop_a = loops(a)  # in before the watcher starts
+    port = free_port()
+    w = watcher_factory(port)
+    m_a = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}", 60)
+    t = time.monotonic()
+    loop_b = loops(b)
+    m_b = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_b.data} url=http://127.0.0.1:(\d+)/ identity={addr_b}",
+                     60, after=t)
+    port_a, port_b = int(m_a.group(1)), int(m_b.group(1))
+    assert port_a != port_b
+    assert addr_a in http_get(port_a, "/unlock")[1] and addr_b in http_get(port_b, "/unlock")[1]
+    assert w.text().count("node started") == 1  # one node for the machine
+
+    t_event = loop_a.detach()
+    assert wait_gone(port_a, t_event) < 2.0
+    assert answers(port_b), "removing one stick stopped the other's conduit"
+    assert addr_b in http_get(port_b, "/unlock")[1]
+    assert "node stopped" not in w.text()
+
+    t = time.monotonic()
+    loop_a2 = loops(a)  # the same stick again
+    m = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a2.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}",
+                   60, after=t)
+    assert answers(int(m.group(1)))
+    for loop in (loop_a2, loop_b):
+        loop.detach()
+    w.wait_for(r"node stopped", 10, after=t)
+    time.sleep(0.3)
+    assert w.children() == []
+
+
+@pytest.mark.parametrize("case", ["no-marker", "foreign-marker", "corrupt-keystore", "truncated-keystore"])
+def test_bad_sticks_are_refused_clearly(tmp_path, watcher_factory, loops, case):
+    ks, _ = wallet_keystore(tmp_path)
+    if case == "no-marker":
+        image = make_stick(tmp_path / "s.img", marker=False, keystore=ks, files={"holiday.jpg": b"\xff\xd8 photo"})
+        expect = r"has no BorgUSB marker file"
+    elif case == "foreign-marker":
+        image = make_stick(tmp_path / "s.img", marker=b'{"format": "something-else"}', keystore=ks)
+        expect = r"not a BorgUSB marker"
+    elif case == "corrupt-keystore":
+        doc = json.loads(ks)
+        doc["ciphertext"] = doc["ciphertext"][:-8] + ("A" * 8 if not doc["ciphertext"].endswith("A" * 8) else "B" * 8)
+        image = make_stick(tmp_path / "s.img", keystore=json.dumps(doc).encode())
+        expect = r"the keystore on the stick cannot be used: .*Nothing was changed"
+    else:
+        image = make_stick(tmp_path / "s.img", keystore=ks[: len(ks) // 2])
+        expect = r"the keystore on the stick cannot be used: .*Nothing was changed"
+    before, files_before = sha(image), listing(image)
+    port = free_port()
+    w = watcher_factory(port)
+    t = time.monotonic()
+    loop = loops(image)
+    w.wait_for(rf"BORGUSB-HOSTED-REJECTED device={loop.data}: .*{expect}", 30, after=t)
+    time.sleep(1.0)
+    assert not answers(port) and "node started" not in w.text()
+    assert w.children() == []
+    loop.detach()
+    time.sleep(0.5)
+    assert w.stop() == 0
+    assert sha(image) == before and listing(image) == files_before
+
+
+def test_no_trace_on_the_host(tmp_path_factory, watcher_factory, loops):
+    work = tmp_path_factory.mktemp("notrace")
+    ks, address = wallet_keystore(work)
+    image = make_stick(work / "stick.img", keystore=ks)
+    port = free_port()
+    ignore = [str(tmp_path_factory.getbasetemp())]
+    # Ambient changes (other jobs on this machine) over a quiet window as long as the cycle: not ours.
+    s0 = snapshot(ignore)
+    time.sleep(4)
+    s1 = snapshot(ignore)
+    ambient = set(diff(s0, s1))
+    # The full cycle: start the watcher, insert, use the conduit, remove, stop.
+    w = watcher_factory(port, cells=None)
+    loop = loops(image)
+    w.wait_for(r"BORGUSB-HOSTED-READY", 60)
+    for path in ("/", "/unlock", "/welcome", "/static/conduit.css"):
+        http_get(port, path)
+    t_event = loop.detach()
+    assert wait_gone(port, t_event) < 2.0
+    w.wait_for(r"node stopped", 10, after=t_event)
+    assert w.stop() == 0
+    s2 = snapshot(ignore)
+    changes = {p: c for p, c in diff(s1, s2).items() if p not in ambient}
+    print(f"\nsnapshot: {len(s2)} paths; ambient changes ignored: {sorted(ambient)[:20]}")
+    assert changes == {}, "hosted mode left traces on the host:\n" + "\n".join(f"{c} {p}" for p, c in sorted(changes.items()))
