@@ -3,6 +3,7 @@
 #
 #   ./build.sh            the main job: build the USB image (raw disk image for dd)
 #   ./build.sh image ARGS the same, with image/build_image.py options (--profile alwayson, --cold)
+#   ./build.sh pi ARGS    the Raspberry Pi SD card image (arm64, built here through qemu-user-static)
 #   ./build.sh test       install what is missing, then run the whole test suite
 #   ./build.sh bench      run every benchmark and print its figures
 #   ./build.sh setup      only install what is missing
@@ -152,10 +153,39 @@ setup_udev() {
     apt_install util-linux dosfstools mtools fdisk
 }
 
+# What the Raspberry Pi image needs (./build.sh pi and its tests): arm64 programs
+# run through qemu-user-static (bookworm-backports, as the notes on this machine
+# say) and binfmt_misc, registered by hand since systemd is not PID 1 here;
+# qemu-system-arm boots the SD card image's kernel on the raspi3b (and virt) machine.
+setup_pi_tools() {
+    if ! dpkg-query -W -f='${Status}' qemu-user-static qemu-system-arm 2>/dev/null | grep -c "install ok installed" | grep -qx 2; then
+        step "Installing qemu-user-static and qemu-system-arm from bookworm-backports"
+        [ "$APT_UPDATED" = 1 ] || { as_root apt-get update -qq || die "apt-get update failed"; APT_UPDATED=1; }
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+            qemu-user-static qemu-system-arm || die "could not install qemu-user-static and qemu-system-arm"
+    fi
+    apt_install qemu-efi-aarch64
+    if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+        as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || die "cannot mount binfmt_misc"
+    fi
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+        step "Registering qemu-user-static for arm64 programs (binfmt_misc)"
+        as_root /usr/lib/systemd/systemd-binfmt || die "systemd-binfmt could not register the qemu handlers"
+    fi
+}
+
+cmd_pi() {
+    setup
+    setup_pi_tools
+    step "Building the Raspberry Pi SD card image (image/build_image.py --pi)"
+    as_root "$PY" "$ROOT/image/build_image.py" --pi "$@" || die "the Pi image build failed (see above)"
+}
+
 cmd_test() {
     setup
     setup_browser_tests
     setup_test_tools
+    setup_pi_tools
     step "Running the test suite"
     cd "$ROOT"
     "$PY" -m pytest "$@"
@@ -178,12 +208,13 @@ cmd_main() {
 }
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
     "") cmd_main ;;
     image) shift; cmd_main "$@" ;;
+    pi) shift; cmd_pi "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) cmd_bench ;;
     setup) setup ;;

@@ -306,8 +306,10 @@ def meminfo() -> dict[str, int]:
 def unit_pss_kib(unit: str) -> int:
     """Proportional set size of every process of a unit (shared pages counted fairly)."""
     total = 0
+    group = subprocess.run(["systemctl", "show", "-P", "ControlGroup", unit], capture_output=True, text=True,
+                           check=False).stdout.strip()
     try:
-        pids = Path(f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs").read_text().split()
+        pids = Path(f"/sys/fs/cgroup{group}/cgroup.procs").read_text().split() if group else []
     except OSError:
         pids = []
     for pid in pids:
