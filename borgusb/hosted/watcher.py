@@ -112,8 +112,9 @@ class Watcher:
             mounts.private_namespace()
             self.private = True
             # In this namespace every place a program might put a temp file is RAM.
+            stick = str(self.opts.stick_dir.resolve()) + "/" if self.opts.stick_dir else ""
             for d in ("/tmp", "/var/tmp", "/dev/shm"):
-                if os.path.isdir(d):
+                if os.path.isdir(d) and not stick.startswith(d + "/"):  # never hide the stick itself
                     mounts.mount("tmpfs", d, "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV, "mode=1777,size=64m")
             self.ram_root = Path("/dev/shm/borgusb-hosted")
             self.ram_root.mkdir(mode=0o700)
