@@ -38,10 +38,13 @@ class ArmVM:
         self.machine = machine
         self.workdir = workdir
         self.console = workdir / f"console-{machine}.log"
+        # raspi3b's second UART: the mini UART (ttyS1), the Pi's serial console on GPIO 14/15.
+        self.console_uart1 = workdir / f"console-{machine}-uart1.log"
         self.stderr_path = workdir / f"qemu-{machine}.stderr"
         cmd = ["qemu-system-aarch64", "-accel", "tcg", "-M", machine, "-m", str(memory_mib),
                "-display", "none", "-no-reboot", "-monitor", "none",
                "-serial", f"file:{self.console}",
+               *(["-serial", f"file:{self.console_uart1}"] if machine == "raspi3b" else []),
                "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
         if machine == "raspi3b":
             cmd += ["-smp", "4", "-dtb", str(dtb),
@@ -59,10 +62,14 @@ class ArmVM:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True)
 
     def text(self) -> str:
-        try:
-            return self.console.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """Both serial consoles (PL011 = ttyAMA0, then on raspi3b the mini UART = ttyS1)."""
+        text = ""
+        for path in (self.console, self.console_uart1):
+            try:
+                text += path.read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return text
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
