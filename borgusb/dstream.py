@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,29 +140,258 @@ async def post_frame(
     return env.payload, rest
 
 
-async def get_plain(
-    peers: PeerClient,
-    session: aiohttp.ClientSession,
-    holder: "Holder",
-    payload: dict[str, Any],
-    port: int = DATA_PORT,
-) -> tuple[Any, bytes]:
-    """Fetch shard payload["h"] over the plain data channel; the reply envelope must be the holder's."""
-    try:
-        async with session.get(f"http://{holder.ip}:{port}/shard/{payload['h']}",
-                               headers={ENVELOPE_HEADER: peers.sign("shard.get", payload).decode("ascii")}) as resp:
-            raw = await resp.read()
-            status = resp.status
-            header = resp.headers.get(ENVELOPE_HEADER, "")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise PeerUnreachable(f"{holder.ip}:{port} unreachable: {exc.__class__.__name__}") from None
-    if status >= 400:
-        raise PeerRejected(status, _reason(raw))
-    try:
-        env = peers.verifier.verify(header.encode(), expected_signer=holder.pubkey, expected_type="shard.get.reply")
-    except envelope.EnvelopeError as exc:
-        raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
-    return env.payload, raw
+HeadCallback = Callable[[int, dict[str, str], int], list[memoryview]]
+MAX_BATCH = 16  # shards named by one data-channel request
+
+
+class _HttpConn(asyncio.BufferedProtocol):
+    """One keep-alive HTTP/1.1 connection to a holder's data channel, for GETs whose body the
+    kernel reads straight into the caller's buffers (no chunk list, no join, no copy in
+    Python). Once the reply's head is in, `on_head(status, headers, length)` returns the
+    buffers the body is scattered into, in order. Strict: a reply must have a Content-Length
+    and no transfer coding; anything else closes the connection and fails the request."""
+
+    HEAD_MAX = 64 * 1024
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.head = bytearray(16 * 1024)
+        self.hlen = 0
+        self.views: list[memoryview] = []
+        self.at = 0  # index into views
+        self.got = 0  # bytes in views[at]
+        self.reading_body = False
+        self.on_head: HeadCallback | None = None
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.fut: asyncio.Future[None] | None = None
+        self.reusable = True
+
+    # protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self.transport = None
+        self._fail(ConnectionResetError("connection closed"))
+
+    def eof_received(self) -> bool:
+        self.reusable = False
+        self._fail(ConnectionResetError("connection closed by the holder"))
+        return False
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.reading_body:
+            return self.views[self.at][self.got :]
+        if self.hlen == len(self.head):
+            self.head.extend(bytes(len(self.head)))
+        return memoryview(self.head)[self.hlen :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.reading_body:
+            self.got += nbytes
+            self._advance()
+            return
+        if self.fut is None:  # bytes with no request outstanding: the stream is out of step
+            self._fail(ConnectionError("unexpected bytes"))
+            return
+        self.hlen += nbytes
+        end = self.head.find(b"\r\n\r\n", 0, self.hlen)
+        if end < 0:
+            if self.hlen >= self.HEAD_MAX:
+                self._fail(ConnectionError("reply headers too long"))
+            return
+        try:
+            length = self._parse_head(bytes(self.head[:end]))
+        except ValueError as exc:
+            self._fail(ConnectionError(f"bad reply: {exc}"))
+            return
+        try:
+            assert self.on_head is not None
+            views = [v for v in self.on_head(self.status, self.headers, length) if len(v)]
+            if sum(len(v) for v in views) != length:
+                raise ValueError("the reply's length does not match its envelope")
+        except PeerRejected as exc:
+            self._fail(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - any refusal of the head fails this request
+            self._fail(PeerRejected(self.status, f"bad reply: {exc}"))
+            return
+        extra = memoryview(self.head)[end + 4 : self.hlen]
+        if len(extra) > length:
+            self._fail(ConnectionError("more bytes than the reply's length"))
+            return
+        self.views, self.at, self.got, self.hlen = views, 0, 0, 0
+        self.reading_body = True
+        while len(extra):  # body bytes that came in with the head
+            take = min(len(extra), len(self.views[self.at]) - self.got)
+            self.views[self.at][self.got : self.got + take] = extra[:take]
+            extra = extra[take:]
+            self.got += take
+            self._advance()
+        if self.reading_body:
+            self._advance()
+
+    # helpers
+    def _advance(self) -> None:
+        while self.at < len(self.views) and self.got >= len(self.views[self.at]):
+            self.at += 1
+            self.got = 0
+        if self.at >= len(self.views):
+            self._done()
+
+    def _parse_head(self, head: bytes) -> int:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ValueError("status line")
+        self.status = int(parts[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ValueError("header line")
+            headers[name.strip().lower()] = value.strip()
+        if "transfer-encoding" in headers or not headers.get("content-length", "").isdigit():
+            raise ValueError("a reply needs a Content-Length and no transfer coding")
+        if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            self.reusable = False
+        self.headers = headers
+        return int(headers["content-length"])
+
+    def _done(self) -> None:
+        self.reading_body = False
+        self.views = []
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.reusable = False
+        self.reading_body = False
+        self.views = []
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def get(self, request: bytes, on_head: HeadCallback) -> int:
+        """Send one request; returns the reply's status once its whole body is in."""
+        assert self.fut is None and self.transport is not None
+        self.on_head = on_head
+        self.hlen = 0
+        self.fut = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        try:
+            await self.fut
+        except BaseException:  # failed, timed out or cancelled: the kernel must stop writing into our buffers
+            self.fut = None
+            self._fail(ConnectionError("request abandoned"))
+            raise
+        finally:
+            self.on_head = None
+        return self.status
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class DataChannel:
+    """Keep-alive connections to holders' plain data channels.
+
+    ``GET /shard/<h1>,<h2>,...`` names up to `MAX_BATCH` shards; the request's
+    ``X-Borg-Envelope`` header is a ``shard.get`` envelope whose payload's ``hs`` lists the
+    same hashes. The reply's header is the holder's ``shard.get.reply`` envelope with ``hs``
+    (the same list) and ``ns``: per shard its size if it is in the body, else the refusal's
+    HTTP status as a negative number (-404 not held, -410 corrupt copy dropped). The body is
+    the served shards' bytes, one after another, in the order asked."""
+
+    def __init__(self, port: int = DATA_PORT, timeout_s: float = 30.0) -> None:
+        self.port = port
+        self.timeout_s = timeout_s
+        self.idle: dict[str, list[_HttpConn]] = {}
+        self.open: set[_HttpConn] = set()
+
+    async def _conn(self, ip: str) -> _HttpConn:
+        idle = self.idle.get(ip)
+        while idle:
+            conn = idle.pop()
+            if conn.reusable and conn.transport is not None:
+                return conn
+        _, conn = await asyncio.get_running_loop().create_connection(_HttpConn, ip, self.port)
+        self.open.add(conn)
+        return conn
+
+    async def get(self, peers: PeerClient, holder: "Holder", payload: dict[str, Any],
+                  dests: list[Callable[[int], memoryview]]) -> list[memoryview | int]:
+        """Fetch the shards payload["hs"]; dests[j](size) gives the buffer for the j-th. Returns
+        per shard its bytes (a view of that buffer) or the holder's refusal status. Raises
+        PeerUnreachable (no connection, cut, timed out) or PeerRejected (refused, bad reply)."""
+        hs = payload["hs"]
+        wire = peers.sign("shard.get", payload)
+        request = (f"GET /shard/{','.join(hs)} HTTP/1.1\r\nHost: {holder.ip}:{self.port}\r\n"
+                   f"{ENVELOPE_HEADER}: ").encode("ascii") + wire + b"\r\n\r\n"
+        out: list[memoryview | int] = []
+        error: list[bytearray] = []
+
+        def on_head(status: int, headers: dict[str, str], length: int) -> list[memoryview]:
+            if status >= 400:
+                if length > 1 << 16:
+                    raise ValueError("an error reply too long")
+                error.append(bytearray(length))
+                return [memoryview(error[0])]
+            try:
+                env = peers.verifier.verify(headers.get(ENVELOPE_HEADER.lower(), "").encode(),
+                                            expected_signer=holder.pubkey, expected_type="shard.get.reply")
+            except envelope.EnvelopeError as exc:
+                raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+            p = env.payload
+            ns = p.get("ns") if isinstance(p, dict) else None
+            if (p.get("hs") != hs or not isinstance(ns, list) or len(ns) != len(hs)
+                    or not all(isinstance(n, int) and not isinstance(n, bool) for n in ns)):
+                raise PeerRejected(status, "reply rejected: it does not answer the request")
+            views: list[memoryview] = []
+            for j, n in enumerate(ns):
+                if n < 0:
+                    out.append(-n)
+                else:
+                    view = dests[j](n)  # raises ValueError if n is not the shard's size
+                    out.append(view)
+                    views.append(view)
+            return views
+
+        conn: _HttpConn | None = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self._conn(holder.ip)
+                status = await conn.get(request, on_head)
+        except (OSError, asyncio.TimeoutError) as exc:
+            if conn is not None:
+                conn.close()
+                self.open.discard(conn)
+            raise PeerUnreachable(f"{holder.ip}:{self.port} unreachable: {exc.__class__.__name__}") from None
+        except PeerRejected:
+            conn.close()  # type: ignore[union-attr]
+            self.open.discard(conn)  # type: ignore[arg-type]
+            raise
+        if conn.reusable:
+            self.idle.setdefault(holder.ip, []).append(conn)
+        else:
+            conn.close()
+            self.open.discard(conn)
+        if status >= 400:
+            raise PeerRejected(status, _reason(bytes(error[0]) if error else b""))
+        return out
+
+    def close(self) -> None:
+        for conn in self.open:
+            conn.close()
+        self.open.clear()
+        self.idle.clear()
 
 
 # ------------------------------------------------------------------ the holder's fair gate
@@ -213,6 +444,132 @@ def parse_locate(reply: dict[str, Any], object_id: str) -> tuple[dict[str, Any],
     return m, per_shard
 
 
+class _Buffers:
+    """Shard buffers reused across shards and streams: a fresh 1 MiB buffer per shard costs
+    more in page faults than the copy it receives. Bounded; a lost buffer is only garbage."""
+
+    def __init__(self, keep_bytes: int = 64 << 20) -> None:
+        self.free: dict[int, list[bytearray]] = {}
+        self.kept = 0
+        self.keep_bytes = keep_bytes
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> bytearray:
+        with self.lock:
+            free = self.free.get(n)
+            if free:
+                self.kept -= n
+                return free.pop()
+        return bytearray(n)
+
+    def give(self, buf: bytearray) -> None:
+        with self.lock:
+            if self.kept + len(buf) <= self.keep_bytes:
+                self.free.setdefault(len(buf), []).append(buf)
+                self.kept += len(buf)
+
+
+_BUFFERS = _Buffers()
+
+
+class _InOrderHash:
+    """The whole file's SHA-256, computed while the stream runs: shards are fed in file order
+    by one background thread as they land, from the buffer they arrived in (up to `hold`
+    buffers kept for shards that landed early) or else read back from ``FILE.part``."""
+
+    def __init__(self, fd: int, bounds: list[tuple[int, int]], hold: int = 8) -> None:
+        self.fd = fd
+        self.bounds = bounds
+        self.hold = hold
+        self.sha = hashlib.sha256()
+        self.next = 0
+        self.held = 0
+        self.ready: dict[int, tuple[memoryview | None, bytearray | None]] = {}
+        self.cv = threading.Condition()
+        self.busy = False
+        self.error: BaseException | None = None
+        self.reread = 0  # shards hashed from the file (resumed, or landed too early to be kept)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dstream-sha")
+
+    def on_disk(self, i: int) -> None:
+        """Shard i is already right in FILE.part (resumed)."""
+        with self.cv:
+            self.ready[i] = (None, None)
+
+    def offer(self, i: int, view: memoryview, buf: bytearray | None) -> None:
+        """Shard i was checked and written; takes the buffer (given back to the pool once hashed)."""
+        with self.cv:
+            if i != self.next and self.held >= self.hold:
+                self.ready[i] = (None, None)
+                if buf is not None:
+                    _BUFFERS.give(buf)
+            else:
+                self.ready[i] = (view, buf)
+                self.held += 1
+            if self.busy:
+                return
+            self.busy = True
+        self.pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        scratch: bytearray | None = None
+        try:
+            while True:
+                with self.cv:
+                    item = self.ready.pop(self.next, None)
+                    if item is None:
+                        self.busy = False
+                        self.cv.notify_all()
+                        return
+                    i = self.next
+                    self.next += 1
+                    if item[0] is not None:
+                        self.held -= 1
+                view, buf = item
+                if view is None:
+                    self.reread += 1
+                    off, n = self.bounds[i]
+                    if scratch is None or len(scratch) < n:
+                        scratch = _BUFFERS.take(max(n, self.bounds[0][1]))
+                    got = os.preadv(self.fd, [memoryview(scratch)[:n]], off)
+                    if got != n:
+                        raise OSError(f"short read of shard #{i} from the .part file")
+                    view = memoryview(scratch)[:n]
+                self.sha.update(view)
+                if buf is not None:
+                    _BUFFERS.give(buf)
+        except BaseException as exc:  # reported by finish()
+            with self.cv:
+                self.error = exc
+                self.busy = False
+                self.cv.notify_all()
+        finally:
+            if scratch is not None:
+                _BUFFERS.give(scratch)
+
+    def finish(self) -> str:
+        """Wait for the background thread, hash what is left, return the hex digest."""
+        with self.cv:
+            while self.busy:
+                self.cv.wait()
+            self.busy = True
+        self._drain()
+        self.close()
+        if self.error is not None:
+            raise self.error
+        if self.next != len(self.bounds):
+            raise StreamError(f"only {self.next} of {len(self.bounds)} shards were hashed")
+        return self.sha.hexdigest()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        with self.cv:
+            for view, buf in self.ready.values():
+                if buf is not None:
+                    _BUFFERS.give(buf)
+            self.ready.clear()
+
+
 class Receiver:
     def __init__(
         self,
@@ -227,10 +584,12 @@ class Receiver:
         stop_after: int | None = None,
         throttle_ms: int = 0,
         tls: bool = False,
+        batch: int = 4,
     ) -> None:
         self.peers = peers
         self.tls = tls
-        self._plain: aiohttp.ClientSession | None = None
+        self.batch = batch
+        self._plain: DataChannel | None = None
         self.m = manifest
         self.bounds = model.manifest_bounds(manifest)
         self.holders = holders
@@ -244,9 +603,11 @@ class Receiver:
         self.sid = os.urandom(6).hex()
         self.stats: dict[str, Any] = {"shards": len(self.bounds), "resumed": 0, "fetched": 0, "bad": 0,
                                       "unreachable": 0, "bytes": 0}
+        self._whole: _InOrderHash | None = None
+        self._jobs: set[asyncio.Future[bool]] = set()
 
-    def _resume(self) -> set[int]:
-        """Shards whose bytes are already right in FILE.part (which is created and sized if absent)."""
+    def _resume(self) -> set[int] | None:
+        """Shards whose bytes are already right in FILE.part; None if it was created (and sized)."""
         size = self.m["size"]
         done: set[int] = set()
         if self.part.exists() and self.part.stat().st_size == size:
@@ -255,52 +616,112 @@ class Receiver:
                     f.seek(off)
                     if hashlib.sha256(f.read(n)).hexdigest() == self.m["shards"][i]:
                         done.add(i)
-        else:
-            self.part.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.ftruncate(fd, size)
-                if size:
-                    try:
-                        os.posix_fallocate(fd, 0, size)
-                    except OSError:
-                        pass  # tmpfs and some file systems: ftruncate is enough
-            finally:
-                os.close(fd)
-        return done
+            return done
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return None
 
-    def _check_and_write(self, fd: int, i: int, data: memoryview) -> bool:
+    @staticmethod
+    def _preallocate(fd: int, size: int) -> None:
+        """Reserve the file's blocks, while the first shards are already on their way (on tmpfs
+        this zeroes every page: ~7 ms for 30 MB, no longer a pause before the first request)."""
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:
+            pass  # some file systems cannot: the sized file is enough
+
+    def _check_and_write(self, fd: int, i: int, data: memoryview, buf: bytearray | None = None) -> bool:
+        """In a worker thread: the shard's SHA-256 before it is written at its offset. Takes buf."""
         off, n = self.bounds[i]
         if len(data) != n or hashlib.sha256(data).hexdigest() != self.m["shards"][i]:
+            if buf is not None:
+                _BUFFERS.give(buf)
             return False
         os.pwrite(fd, data, off)
+        assert self._whole is not None
+        self._whole.offer(i, data, buf)
         return True
 
-    async def _fetch(self, fd: int, i: int, holder: Holder, win: Window) -> tuple[int, Holder, str]:
-        h = self.m["shards"][i]
-        payload = {"h": h, "sid": self.sid, "done": len(win.done), "of": win.total}
-        try:
-            if self.tls:
-                reply, data = await post_frame(self.peers, holder.ip, holder.port, "shard.get", payload,
-                                               expect_pubkey=holder.pubkey)
-            else:
-                assert self._plain is not None
-                reply, data = await get_plain(self.peers, self._plain, holder, payload)
-        except PeerUnreachable:
-            return i, holder, "unreachable"
-        except PeerRejected:
-            return i, holder, "bad"
-        if not isinstance(reply, dict) or reply.get("h") != h:
-            return i, holder, "bad"
-        if not await asyncio.to_thread(self._check_and_write, fd, i, data):
-            return i, holder, "bad"
+    def _check_and_write_all(self, fd: int, got: list[tuple[int, memoryview, bytearray | None]]) -> list[bool]:
+        return [self._check_and_write(fd, i, data, buf) for i, data, buf in got]
+
+    async def _checked_write(self, fd: int, got: list[tuple[int, memoryview, bytearray | None]]) -> list[bool]:
+        """_check_and_write in a thread; the job is tracked so the file is not closed under it."""
+        job = asyncio.get_running_loop().run_in_executor(None, self._check_and_write_all, fd, got)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        return await asyncio.shield(job)
+
+    async def _fetch(self, fd: int, batch: list[int], holder: Holder, win: Window) -> list[tuple[int, Holder, str]]:
+        """Fetch shards `batch` (all from `holder`): one request on the data channel, or one
+        TLS frame per shard; each shard's outcome is "ok", "bad" or "unreachable"."""
+        hs = [self.m["shards"][i] for i in batch]
+        base = {"sid": self.sid, "done": len(win.done), "of": win.total}
+        results: list[tuple[int, Holder, str]] = []
+        got: list[tuple[int, memoryview, bytearray | None]] = []
+        if self.tls:
+            for i, h in zip(batch, hs):
+                try:
+                    reply, data = await post_frame(self.peers, holder.ip, holder.port, "shard.get",
+                                                   dict(base, h=h), expect_pubkey=holder.pubkey)
+                except PeerUnreachable:
+                    results.append((i, holder, "unreachable"))
+                    continue
+                except PeerRejected:
+                    results.append((i, holder, "bad"))
+                    continue
+                if not isinstance(reply, dict) or reply.get("h") != h:
+                    results.append((i, holder, "bad"))
+                else:
+                    got.append((i, data, None))
+        else:
+            assert self._plain is not None
+            taken: dict[int, bytearray] = {}
+
+            def dest(i: int) -> Callable[[int], memoryview]:
+                def view(n: int) -> memoryview:
+                    if n != self.bounds[i][1]:
+                        raise ValueError(f"shard #{i} is {self.bounds[i][1]} bytes, not {n}")
+                    buf = taken[i] = _BUFFERS.take(self.m["ss"])
+                    return memoryview(buf)[:n]
+                return view
+
+            try:
+                out = await self._plain.get(self.peers, holder, dict(base, hs=hs), [dest(i) for i in batch])
+            except (PeerUnreachable, PeerRejected) as exc:
+                for buf in taken.values():
+                    _BUFFERS.give(buf)
+                outcome = "unreachable" if isinstance(exc, PeerUnreachable) else "bad"
+                return [(i, holder, outcome) for i in batch]
+            for i, o in zip(batch, out):
+                if isinstance(o, int):
+                    results.append((i, holder, "bad"))  # not held there, or its copy was corrupt
+                else:
+                    got.append((i, o, taken[i]))
+        if got:
+            for (i, _, _), ok in zip(got, await self._checked_write(fd, got)):
+                results.append((i, holder, "ok" if ok else "bad"))
         if self.throttle_ms:
             await asyncio.sleep(self.throttle_ms / 1000)
-        return i, holder, "ok"
+        return results
+
+    def _batches(self, issued: list[tuple[int, str]]) -> list[tuple[list[int], str]]:
+        """Group the window's new requests by holder into data-channel requests of up to
+        `batch` shards (a quarter of the window, so several requests stay in flight)."""
+        size = 1 if self.tls else max(1, min(self.batch, MAX_BATCH, self.window_size // 4))
+        by_holder: dict[str, list[int]] = {}
+        for i, pk in issued:
+            by_holder.setdefault(pk, []).append(i)
+        return [(idx[k : k + size], pk) for pk, idx in by_holder.items() for k in range(0, len(idx), size)]
 
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        done = await asyncio.to_thread(self._resume)
+        resumed = await asyncio.to_thread(self._resume)
+        done = resumed or set()
         self.stats["resumed"] = len(done)
         by_id = {h.pubkey: h for hs in self.holders for h in hs}
         win = Window([[h.pubkey for h in hs] for hs in self.holders], done=done,
@@ -310,24 +731,29 @@ class Receiver:
         if self.progress:
             self.progress(got, total_bytes)
         fd = os.open(self.part, os.O_RDWR)
-        tasks: set[asyncio.Task[tuple[int, Holder, str]]] = set()
+        if resumed is None and total_bytes:
+            job = asyncio.get_running_loop().run_in_executor(None, self._preallocate, fd, total_bytes)
+            self._jobs.add(job)
+            job.add_done_callback(self._jobs.discard)
+        whole = self._whole = _InOrderHash(fd, self.bounds, hold=max(8, self.window_size))
+        for i in done:
+            whole.on_disk(i)
+        tasks: set[asyncio.Task[list[tuple[int, Holder, str]]]] = set()
         if not self.tls:
-            self._plain = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=self.per_holder),
-                timeout=aiohttp.ClientTimeout(total=30, sock_connect=3))
+            self._plain = DataChannel()
+        finished_ok = False
         try:
             while not win.finished:
                 if self.stop_after is not None and self.stats["fetched"] >= self.stop_after:
                     raise StreamError(f"stopped after {self.stats['fetched']} shards (--stop-after)")
-                for i, pk in win.next():
-                    tasks.add(asyncio.ensure_future(self._fetch(fd, i, by_id[pk], win)))
+                for batch, pk in self._batches(win.next()):
+                    tasks.add(asyncio.ensure_future(self._fetch(fd, batch, by_id[pk], win)))
                 if not tasks:
                     stuck = win.stuck()
                     raise StreamError(f"{len(stuck)} shards could not be fetched from any holder "
                                       f"(first: #{stuck[0] if stuck else '?'})")
                 finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    i, holder, outcome = task.result()
+                for i, holder, outcome in (r for task in finished for r in task.result()):
                     if outcome == "ok":
                         win.ok(i)
                         self.stats["fetched"] += 1
@@ -341,29 +767,27 @@ class Receiver:
                     else:
                         self.stats["bad"] += 1
                         win.bad(i, holder.pubkey)
+            digest = await asyncio.to_thread(whole.finish)
+            finished_ok = True
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._jobs:  # threads still writing into the file: let them end before it is closed
+                await asyncio.wait(set(self._jobs))
+            if not finished_ok:
+                await asyncio.to_thread(whole.close)
             os.close(fd)
             if self._plain is not None:
-                await self._plain.close()
+                self._plain.close()
                 self._plain = None
-        digest = await asyncio.to_thread(_file_sha256, self.part)
         if digest != self.m["id"]:
             raise StreamError(f"the assembled file's SHA-256 {digest} is not the object id {self.m['id']}")
         os.replace(self.part, self.path)
         self.stats["retries"] = win.retries
+        self.stats["reread"] = whole.reread
         self.stats["seconds"] = round(time.monotonic() - started, 4)
         return self.stats
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ sending (put)

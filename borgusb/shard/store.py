@@ -14,7 +14,8 @@ Layout under the store's root (the cell's ``data_dir``)::
   stray temp file, which the next start removes: never a partial shard.
 * **Quota**: a write that would pass `quota_bytes` is refused with
   `StoreFull` before anything is written.
-* **Integrity on read**: `get` hashes the bytes; a mismatch drops the copy
+* **Integrity on read**: `get` hashes the bytes (`open_checked`, the data
+  channel's zero-copy read, hashes the mapped file); a mismatch drops the copy
   (bytes gone, record kept in `lost` so the cell can refetch it) and raises
   `Corrupt`: a corrupt shard is never served.
 * **Ownership**: the first owner of a hash owns it; the same owner may
@@ -25,14 +26,19 @@ Layout under the store's root (the cell's ``data_dir``)::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import mmap
 import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import model
+
+
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault-in, not one per page
 
 
 class StoreError(Exception):
@@ -207,6 +213,40 @@ class ShardStore:
             raise Corrupt(f"the copy of {h[:16]}… on this node was corrupt and has been dropped")
         self.counters["served"] += 1
         return entry["rec"], data
+
+    def open_checked(self, h: str) -> tuple[dict[str, Any], BinaryIO, int] | None:
+        """(record, open file, size) for serving by ``sendfile``, checked against the hash first.
+
+        The same check as `get` (a corrupt copy is dropped and `Corrupt` raised, so it is never
+        served) without copying the bytes: the file is mapped and hashed in place, then the
+        caller sends the very pages it just hashed from the page cache and closes the file.
+        None if absent."""
+        entry = self.records.get(h)
+        if entry is None:
+            return None
+        n = entry["rec"]["n"]
+        f: BinaryIO | None = None
+        ok = False
+        try:
+            f = open(self._shard_path(h), "rb")
+            if os.fstat(f.fileno()).st_size == n:
+                if n:
+                    with mmap.mmap(f.fileno(), n, flags=_MAP_FLAGS, prot=mmap.PROT_READ) as mm:
+                        ok = hashlib.sha256(mm).hexdigest() == h
+                else:
+                    ok = model.sha256_hex(b"") == h
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            if f is not None:
+                f.close()
+            self._drop(h)
+            self.lost[h] = entry
+            self.counters["corrupt_dropped"] += 1
+            raise Corrupt(f"the copy of {h[:16]}… on this node was corrupt and has been dropped")
+        assert f is not None
+        self.counters["served"] += 1
+        return entry["rec"], f, n
 
     def _drop(self, h: str) -> None:
         entry = self.records.pop(h, None)
