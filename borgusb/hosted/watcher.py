@@ -408,7 +408,16 @@ class Watcher:
         t_event = time.monotonic()
         if action == "remove" or (action == "change" and not self.is_candidate(dev)):
             for s in list(self.sessions.values()):
-                if s.device == node or s.sys_path == dev.sys_path or s.sys_path.startswith(dev.sys_path + "/"):
+                if s.device == node or s.sys_path == dev.sys_path:
+                    gone = True  # the partition itself went away, or lost its label/filesystem
+                elif s.sys_path.startswith(dev.sys_path + "/"):
+                    # Its disk: removed, or emptied (a loop device detached, a card reader's medium pulled).
+                    # A mere `change` of the disk (a partition rescan, udev's watch after a close) is not
+                    # a removal: real USB sticks get one right after insertion.
+                    gone = action == "remove" or not os.path.exists(s.sys_path) or self._disk_empty(dev)
+                else:
+                    gone = False
+                if gone:
                     self.log(f"kernel: {node} {action}: the stick is gone")
                     self.end_session(s, "stick removed", t_event)
             for d in [d for d in self.rejected if d == node]:
@@ -416,6 +425,13 @@ class Watcher:
             return
         if action in ("add", "change", None) and self.is_candidate(dev):
             self.begin_session(node, dev.sys_path, dev.get("ID_FS_TYPE") or "vfat")
+
+    @staticmethod
+    def _disk_empty(dev: Any) -> bool:
+        try:
+            return int(Path(dev.sys_path, "size").read_text().strip() or 0) == 0
+        except (OSError, ValueError):
+            return True
 
     def check_gone(self) -> None:
         """A lost event must not keep a session alive: the device node or the stick directory must exist."""
