@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import dna
+
+if TYPE_CHECKING:
+    from .keys import SigningKey
 
 
 def default_ip() -> str:
@@ -25,6 +30,36 @@ def default_ip() -> str:
             return "127.0.0.1"
 
 
+CREDENTIAL = "node-key"  # systemd LoadCredential= name of the machine's node key
+
+
+def node_key(path: str | None) -> "SigningKey | None":
+    """The machine's node key, if one is given: --key-file, or the systemd credential.
+
+    The file holds the 32-byte secret in hex and lives in RAM (/run, or the
+    credentials directory systemd mounts for the unit); without one, the cell
+    makes a fresh key for this process.
+    """
+    from .keys import SigningKey
+
+    if path is None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        candidate = Path(creds) / CREDENTIAL if creds else None
+        if candidate is None or not candidate.exists():
+            return None
+        path = str(candidate)
+    try:
+        text = Path(path).read_text().strip()
+        secret = bytearray(bytes.fromhex(text))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the node key from {path}: {exc}") from None
+    try:
+        return SigningKey(secret)
+    finally:
+        for i in range(len(secret)):
+            secret[i] = 0
+
+
 async def run_cell(args: argparse.Namespace) -> int:
     from .cells import cell_class
 
@@ -33,6 +68,7 @@ async def run_cell(args: argparse.Namespace) -> int:
     cell = cls(
         dna.get(args.name),
         args.ip or default_ip(),
+        key=node_key(args.key_file),
         contacts=args.join,
         heartbeat_ms=args.heartbeat_ms,
         confirm_misses=args.confirm_misses,
@@ -82,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--confirm-misses", type=int, default=3,
                      help="missed heartbeats before a peer is declared failed (default 3)")
     run.add_argument("--data", metavar="DIR", help="directory for the cell's data (RAM on the stick)")
+    run.add_argument("--key-file", metavar="FILE",
+                     help="the machine's node key (hex secret in a RAM file; default: the systemd credential "
+                          f"'{CREDENTIAL}' if present, else a fresh key for this process)")
     run.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
     run.set_defaults(func=lambda a: asyncio.run(run_cell(a)))
     lst = sub.add_parser("list", help="the cell DNA table: ports and fan-out of every cell type")

@@ -252,6 +252,19 @@ def answers(ip: str, port: int) -> bool:
         return False
 
 
+def cell_fingerprints(ip: str, cells: list[str]) -> list[str]:
+    """The node-key fingerprint each ready cell signs with (from its monitoring JSON)."""
+    out = set()
+    for cell in cells:
+        port = mon_port(cell)
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}/status", timeout=2) as resp:
+                out.add(json.loads(resp.read())["fingerprint"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(out)
+
+
 def mem_in_use_mib() -> int:
     """RAM in use (MemTotal - MemAvailable; the RAM root counts as in use)."""
     info = {}
@@ -290,6 +303,7 @@ def cmd_ready(timeout: float) -> int:
         line += " node=" + json.loads((RUN / "node.json").read_text())["fingerprint"]
     except (OSError, ValueError, KeyError):
         pass
+    line += " cellkeys=" + ",".join(cell_fingerprints(ip, ready))  # one key when the cells use the node key
     say(line)
     say(memory_report(cells))
     return 0 if not pending else 1
@@ -372,19 +386,19 @@ def cmd_nodekey(wait: float) -> int:
     device = wait_for_device(wait)
     if device is None:
         say(f"no partition labelled {LABEL}: the node key lives in RAM only and changes at every boot")
-        return 0
+        return _ephemeral_node_key(nodekey)
     binding = nodekey.machine_binding()
     started = uptime()
     try:
         with nodekey.Mounted(device, RUN / "mnt-nodekey") as card:
             info = nodekey.ensure(card, binding, writable=lambda: nodekey.Mounted.writable(
-                nodekey.Mounted(device, card)))
+                nodekey.Mounted(device, card)), export=nodekey.EXPORT)
     except subprocess.CalledProcessError as exc:
         say(f"cannot use the {LABEL} partition for the node key: {(exc.stderr or '').strip()}")
-        return 0
+        return _ephemeral_node_key(nodekey)
     except Exception as exc:  # noqa: BLE001 - the node must come up anyway
         say(f"the node key could not be loaded or made: {exc}")
-        return 0
+        return _ephemeral_node_key(nodekey)
     info["t"] = round(uptime() - started, 2)
     (RUN / nodekey.INFO).write_text(json.dumps(info, sort_keys=True) + "\n")
     if info["created"]:
@@ -392,6 +406,18 @@ def cmd_nodekey(wait: float) -> int:
             f"bound to this board ({info['binding']})")
     else:
         say(f"node key {info['fingerprint']} loaded from the {LABEL} partition ({info['binding']}, {info['t']}s)")
+    return 0
+
+
+def _ephemeral_node_key(nodekey) -> int:  # type: ignore[no-untyped-def]
+    """No usable card: the cells still get one node key, made for this boot only (RAM)."""
+    from ..keys import SigningKey
+
+    key = SigningKey.generate()
+    try:
+        nodekey.export_key(key, nodekey.EXPORT)
+    finally:
+        key.close()
     return 0
 
 

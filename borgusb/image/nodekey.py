@@ -86,11 +86,29 @@ def read_secret(path: Path) -> dict[str, Any] | None:
         return None
 
 
+EXPORT = Path("/run/borgusb/node.key")  # RAM: the cells get it as a systemd credential
+
+
+def export_key(key: Any, path: Path | None) -> None:
+    """Hand the unlocked key to the cells: hex in a root-only file on a RAM filesystem."""
+    if path is None:
+        return
+    secret = key.secret_bytes()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(bytes(secret).hex() + "\n")
+    finally:
+        for i in range(len(secret)):
+            secret[i] = 0
+
+
 def ensure(
     card: Path,
     binding: tuple[str, bytes],
     writable: Callable[[], Any] | None = None,
     kdf: Any = None,
+    export: Path | None = None,
 ) -> dict[str, Any]:
     """Load the node key from ``card`` (a directory), or make one there.
 
@@ -116,6 +134,7 @@ def ensure(
             reason = f"the key on the card cannot be used: {exc}"
         else:
             try:
+                export_key(key, export)
                 return {"fingerprint": key.fingerprint, "public_key": key.public_key_hex, "binding": kind,
                         "created": False, "reason": "loaded"}
             finally:
@@ -134,6 +153,7 @@ def ensure(
                 {"version": 1, "secret": secret.hex(), "binding": kind}, sort_keys=True) + "\n").encode())
             args = (key_path, key, passphrase(secret, machine))
             keystore.save_node_key(*args, kdf) if kdf else keystore.save_node_key(*args)
+        export_key(key, export)
         return {"fingerprint": key.fingerprint, "public_key": key.public_key_hex, "binding": kind,
                 "created": True, "reason": reason}
     finally:

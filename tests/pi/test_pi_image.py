@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
 OUTCOME = CACHE / "image" / "pi-boot.json"
 BOOT_TIMEOUT = float(os.environ.get("BORGUSB_PI_BOOT_TIMEOUT", "600"))
-READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB(?: missing=\S+)?(?: node=(\S+))?"
+READY = (r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB(?: missing=\S+)?"
+         r"(?: node=(\S+))?(?: cellkeys=(\S*))?")
 MEM = r"BORGUSB-MEM total=(\d+)MiB used=(\d+)MiB available=(\d+)MiB[^\r\n]*"
 # The whole node in 1 GiB "with room to spare": at most 3/4 of the board's RAM in use.
 BOARD_MIB = 1024
@@ -173,3 +174,5 @@ def test_boot_on_raspi3b_or_virt_ready_and_memory(pi_image: Path, tmp_path: Path
     doc = json.loads(sd.read(card, off_data, "node-key.json"))
     assert doc["kind"] == "node" and "ciphertext" in json.dumps(doc)
     assert m[7] and doc["public"]["fingerprint"] == m[7]
+    # and every cell signs with it (a systemd credential from RAM)
+    assert m[8] == m[7], f"cells sign with {m[8]!r}, not the node key {m[7]}"
