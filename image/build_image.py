@@ -28,7 +28,9 @@ in pi/out/, and step 4 lays mkosi's split kernel and initrd, the Pi firmware
 and the boards' device trees, config.txt and cmdline.txt (image/pi/) into the
 FAT boot partition of an MBR disk, next to the same BORGUSB data partition:
 ~/.cache/borgusb/image/borgusb-pi.img, recorded in build-pi.json.
-Usage: image/build_image.py [--pi] [--profile NAME] [--relock] [--cold] [--worktree] [--data-mib N]
+With --parts-only NAME (tests: --profile testhost --parts-only testhost) only
+steps 1-3 run, into ~/.cache/borgusb/image/NAME/out (no stick; NAME/build.json).
+Usage: image/build_image.py [--pi] [--profile NAME] [--parts-only NAME] [--relock] [--cold] [--worktree] [--data-mib N]
 """
 
 from __future__ import annotations
@@ -508,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
     ap.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (arm64; profiles pi, alwayson)")
+    ap.add_argument("--parts-only", metavar="NAME",
+                    help="only mkosi's output (UKI, kernel, initrd) into ~/.cache/borgusb/image/NAME/out, no stick "
+                         "(test images: --profile testhost --parts-only testhost)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         die("building the image needs root (mkosi)")
@@ -516,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         relock()
     if args.pi:
         return main_pi(args)
+    if args.parts_only:
+        return main_parts(args)
     build_wheels(args.worktree)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold)
@@ -546,6 +553,29 @@ def main(argv: list[str] | None = None) -> int:
         note(f"UKI:      {uki}  ({info['uki_bytes'] / 1e6:.1f} MB, the whole OS)")
     note(f"duration: {duration:.0f} s")
     note(f"write it: dd if={IMAGE} of=/dev/sdX bs=4M conv=fsync status=progress")
+    return 0
+
+
+def main_parts(args: argparse.Namespace) -> int:
+    """A test image that is not a stick (the testhost "host PC"): kernel, initrd, UKI and its command line."""
+    if not re.fullmatch(r"[a-z0-9-]+", args.parts_only) or args.parts_only in ("out", "pi", "wheels"):
+        die(f"--parts-only {args.parts_only}: use a plain name of its own")
+    base = WORK / args.parts_only
+    out = base / "out"
+    build_wheels(args.worktree)
+    write_pkgmngr()
+    run_mkosi(args.profile, args.cold, out)
+    uki, vmlinuz, initrd = out / "borgusb.efi", out / "borgusb.vmlinuz", out / "borgusb.initrd"
+    for f in (uki, vmlinuz, initrd):
+        if not f.exists():
+            die(f"mkosi did not produce {f}")
+    info = {"uki": str(uki), "vmlinuz": str(vmlinuz), "initrd": str(initrd),
+            "cmdline": pe_section(uki, ".cmdline").rstrip(b"\0").decode().strip(),
+            "profiles": args.profile, "duration_s": round(time.monotonic() - STARTED, 1), "finished": int(time.time())}
+    (base / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    step(f"{args.parts_only}: kernel, initrd and UKI built (no stick)")
+    note(f"out:      {out}  (initrd {initrd.stat().st_size / 1e6:.1f} MB)")
+    note(f"duration: {info['duration_s']:.0f} s")
     return 0
 
 
