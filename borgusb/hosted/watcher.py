@@ -112,10 +112,17 @@ class Watcher:
             mounts.private_namespace()
             self.private = True
             # In this namespace every place a program might put a temp file is RAM.
-            stick = str(self.opts.stick_dir.resolve()) + "/" if self.opts.stick_dir else ""
+            # Never hide what this program runs from: the stick, the interpreter, BorgUSB itself
+            # (a checkout or venv may live under /tmp). Such a directory stays as it is; the
+            # processes started here still get their temp and home directories in RAM.
+            needed = [str(Path(p).resolve()) + "/" for p in (
+                self.opts.stick_dir, sys.prefix, sys.base_prefix, Path(sys.executable).parent,
+                Path(__file__).resolve().parents[2]) if p]
             for d in ("/tmp", "/var/tmp", "/dev/shm"):
-                if os.path.isdir(d) and not stick.startswith(d + "/"):  # never hide the stick itself
+                if os.path.isdir(d) and not any(n.startswith(d + "/") for n in needed):
                     mounts.mount("tmpfs", d, "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV, "mode=1777,size=64m")
+                elif os.path.isdir(d):
+                    self.log(f"{d} is not covered with RAM: BorgUSB runs from it")
             self.ram_root = Path("/dev/shm/borgusb-hosted")
             self.ram_root.mkdir(mode=0o700)
             mounts.mount_tmpfs(self.ram_root, size=self.opts.ram_size)
