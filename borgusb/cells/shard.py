@@ -54,6 +54,7 @@ ANNOUNCE_S = 1.0
 DIRECTORY_TTL_MS = 4_500
 LOCATE_WAIT_S = 1.5
 REPAIR_HOLDOFF_MS = 5_000
+SCRUB_BPS = 4 << 20  # a full store of 4 GiB is re-hashed about every 17 minutes, at ~0.2% of a core
 
 FrameHandler = Callable[[envelope.Envelope, memoryview], Awaitable[tuple[Any, bytes | memoryview]]]
 
@@ -73,7 +74,8 @@ class _Find:
 
 class ShardCell(Cell):
     """A Cell that stores shards. Settings: ``--data DIR``; env BORGUSB_SHARD_QUOTA (bytes),
-    BORGUSB_SHARD_R (default R), BORGUSB_SHARD_SLOTS (concurrent reads), BORGUSB_DATA_ROOT."""
+    BORGUSB_SHARD_R (default R), BORGUSB_SHARD_SLOTS (concurrent reads), BORGUSB_DATA_ROOT,
+    BORGUSB_SCRUB_BPS (bytes a second the background SHA-256 scrub re-hashes; 0 turns it off)."""
 
     def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
         self._own_dir = kw.get("data_dir") is None
@@ -87,6 +89,7 @@ class ShardCell(Cell):
         self.store = ShardStore(Path(self.data_dir) / "shards", _env_int("BORGUSB_SHARD_QUOTA", 4 << 30))
         self.default_r = max(1, min(model.MAX_R, _env_int("BORGUSB_SHARD_R", model.DEFAULT_R)))
         self.gate = FairGate(_env_int("BORGUSB_SHARD_SLOTS", 8))
+        self.scrub_bps = _env_int("BORGUSB_SCRUB_BPS", SCRUB_BPS)
         self.shard_peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20, bind=ip)
         self.me_holder = Holder(self.key.public_key_hex, ip, dna.recp_port)
         self.directory: dict[str, tuple[Holder, int]] = {}
@@ -105,6 +108,8 @@ class ShardCell(Cell):
     async def start(self) -> None:
         await super().start()
         self._spawn(self._directory_loop())
+        if self.scrub_bps > 0:
+            self._spawn(self._scrub_loop())
 
     async def stop(self) -> None:
         await super().stop()
@@ -127,8 +132,9 @@ class ShardCell(Cell):
         request is a signed ``shard.get`` envelope in a header naming the same hashes (``hs``);
         the reply's header is the holder's signed envelope with each shard's size (or refusal);
         the receiver checks the bytes' SHA-256 against the owner-signed manifest, so integrity
-        does not depend on TLS. The holder hashes each shard file in place (mapped, in a
-        worker thread) before anything is sent, a corrupt copy is dropped and never sent, and
+        does not depend on TLS. The holder checks each shard file in place (mapped, in a
+        worker thread; `ShardStore.open_checked`) before anything is sent, a corrupt copy is
+        dropped and never sent, and
         the checked files go out with ``sendfile``: no copy of the bytes in Python."""
         try:
             env = self.verifier.verify(request.headers.get(ENVELOPE_HEADER, "").encode(), expected_type="shard.get")
@@ -466,6 +472,22 @@ class ShardCell(Cell):
                 self.counters["shard_fetch_failed"] += 1
                 log.info("fetch %s from %s: %s", h[:12], src.ip, exc)
         return False
+
+    async def _scrub_loop(self) -> None:
+        """Re-hash every stored shard with SHA-256, round after round, at `scrub_bps`: reads
+        check only the CRC kept since a shard was verified, so this is what catches a copy
+        altered on disk with its CRC kept. A bad copy is dropped and refetched."""
+        while True:
+            hashes = list(self.store.records)
+            for h in hashes:
+                entry = self.store.records.get(h)
+                if entry is None:
+                    continue
+                if not await asyncio.to_thread(self.store.scrub, h):
+                    self.counters["shard_corrupt_dropped"] += 1
+                    self._spawn(self._refetch(h))
+                await asyncio.sleep(max(0.01, entry["rec"]["n"] / self.scrub_bps))
+            await asyncio.sleep(1.0 if hashes else 5.0)
 
     async def _refetch(self, h: str) -> None:
         """A corrupt copy was dropped here: fetch a good one from the other shard nodes."""

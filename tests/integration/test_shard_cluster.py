@@ -170,6 +170,30 @@ async def test_killing_a_third_of_the_holders_reads_and_restores_r(make_cluster,
     print(f"after killing {sorted(dead)}: copies {st['copies']} on {st['holders']}")
 
 
+async def test_scrub_finds_and_replaces_a_corrupt_copy_nobody_read(make_cluster, monkeypatch, tmp_path) -> None:
+    """The background SHA-256 scrub, not a reader, finds a copy damaged on disk and refetches it."""
+    monkeypatch.setenv("BORGUSB_SCRUB_BPS", str(64 << 20))
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 3)
+    ips = [n.ip for n in cluster.nodes]
+    data = os.urandom(2 * SS)
+    put = await put_bytes(ips[0], data, SigningKey.generate(), tmp_path)
+    m, holders = parse_locate(await locate(ips[1], put["id"]), put["id"])
+    victim, h1 = holders[1][0], m["shards"][1]
+    vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
+    path = Path(vdoc["shard"]["data_dir"]) / "shards" / "shards" / h1[:2] / h1
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
+        if vdoc["counters"].get("shard_refetched") and path.exists():
+            break
+        await asyncio.sleep(0.3)
+    assert vdoc["counters"]["shard_corrupt_dropped"] == 1 and vdoc["counters"]["shard_refetched"] == 1
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == h1
+
+
 async def test_corrupt_copy_is_never_served_and_is_replaced(make_cluster, monkeypatch, tmp_path) -> None:
     cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
     ips = [n.ip for n in cluster.nodes]

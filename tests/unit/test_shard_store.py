@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import zlib
 from pathlib import Path
 from unittest import mock
 
@@ -102,6 +104,56 @@ def test_corrupt_copy_is_dropped_never_served(tmp_path: Path) -> None:
     assert not store.has(rec["h"]) and rec["h"] in store.lost and not path.exists()
     assert store.get(rec["h"]) is None
     assert store.put(rec, data) == "stored" and rec["h"] not in store.lost  # refetched
+
+
+def test_read_check_is_the_crc_kept_since_the_sha256_was_verified(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path)
+    rec, data = shard(b"checked once by SHA-256, then by CRC-32")
+    store.put(rec, data)
+    rec_path = tmp_path / "shards" / rec["h"][:2] / (rec["h"] + ".rec")
+    assert json.loads(rec_path.read_bytes())["crc"] == zlib.crc32(data)  # kept on disk
+    assert ShardStore(tmp_path).records[rec["h"]]["crc"] == zlib.crc32(data)  # and reloaded
+    opened = store.open_checked(rec["h"])
+    assert opened is not None and opened[2] == len(data)
+    opened[1].close()
+
+
+def test_record_without_crc_is_checked_by_sha256(tmp_path: Path) -> None:
+    """A store written before CRCs were kept: its reads still refuse a corrupt copy."""
+    store = ShardStore(tmp_path)
+    rec, data = shard(b"an older record")
+    store.put(rec, data)
+    base = tmp_path / "shards" / rec["h"][:2] / rec["h"]
+    doc = json.loads(base.with_suffix(".rec").read_bytes())
+    del doc["crc"]
+    base.with_suffix(".rec").write_text(json.dumps(doc))
+    old = ShardStore(tmp_path)
+    assert "crc" not in old.records[rec["h"]] and old.get(rec["h"]) == (rec, data)
+    base.write_bytes(b"an older recorc")
+    with pytest.raises(Corrupt):
+        old.open_checked(rec["h"])
+    assert rec["h"] in old.lost
+
+
+def test_scrub_catches_tampering_that_kept_the_crc(tmp_path: Path) -> None:
+    """Someone with the disk rewrote a shard and its record's CRC: reads pass the CRC, the
+    SHA-256 scrub drops the copy for a refetch (and every reader's own SHA-256 check refuses it)."""
+    store = ShardStore(tmp_path)
+    rec, data = shard(b"the real bytes")
+    store.put(rec, data)
+    assert store.scrub(rec["h"]) and store.counters["scrubbed"] == 1
+    base = tmp_path / "shards" / rec["h"][:2] / rec["h"]
+    forged = b"forged  bytes!"
+    base.write_bytes(forged)
+    doc = json.loads(base.with_suffix(".rec").read_bytes())
+    doc["crc"] = zlib.crc32(forged)
+    base.with_suffix(".rec").write_text(json.dumps(doc))
+    tampered = ShardStore(tmp_path)
+    assert tampered.get(rec["h"]) == (rec, forged)  # the CRC alone cannot tell
+    assert model.sha256_hex(forged) != rec["h"]  # what a reader checks
+    assert tampered.scrub(rec["h"]) is False
+    assert not tampered.has(rec["h"]) and rec["h"] in tampered.lost and not base.exists()
+    assert tampered.counters["scrub_corrupt"] == 1
 
 
 def test_delete_by_owner_and_tombstone_refuses_replay(tmp_path: Path) -> None:
