@@ -336,6 +336,25 @@ def unit_pss_kib(unit: str) -> int:
     return total
 
 
+def anon_by_program(top: int = 8) -> str:
+    """Private anonymous memory (heap, stacks) of every process, summed by program name, largest
+    first: what the RAM root's files cannot explain. ``name:MiB`` pairs."""
+    totals: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            name = (proc / "comm").read_text().strip()
+            rows = (proc / "smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        for row in rows:
+            if row.startswith("Pss_Anon:"):
+                totals[name] = totals.get(name, 0) + int(row.split()[1])
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return ",".join(f"{name}:{kib // 1024}" for name, kib in ranked)
+
+
 def memory_report(cells: list[str]) -> str:
     """``BORGUSB-MEM``: where the RAM goes once the node is up (MiB)."""
     info = meminfo()
@@ -344,7 +363,8 @@ def memory_report(cells: list[str]) -> str:
     return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={(info['MemTotal'] - info['MemAvailable']) // 1024}MiB"
             f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
             f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
-            " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items()))
+            " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items())
+            + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program())
 
 
 # ------------------------------------------------------------------ removed
