@@ -364,7 +364,10 @@ def memory_report(cells: list[str]) -> str:
             f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
             f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
             " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items())
-            + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program())
+            + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program()
+            + " meminfo=" + ",".join(f"{k}:{info.get(k, 0) // 1024}" for k in (
+                "MemFree", "Cached", "Buffers", "Unevictable", "Mlocked", "SReclaimable", "SUnreclaim",
+                "VmallocUsed", "Percpu", "KernelStack", "PageTables", "CmaTotal", "HugePages_Total")))
 
 
 # ------------------------------------------------------------------ removed
