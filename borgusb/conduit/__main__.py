@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -12,6 +13,8 @@ import webbrowser
 from pathlib import Path
 
 from aiohttp import web
+
+from ..net.activation import listen_sockets
 
 DEFAULT_KEYSTORE = Path(os.environ.get("BORGUSB_KEYSTORE", Path.home() / ".local/share/borgusb/keystore.json"))
 
@@ -35,22 +38,30 @@ async def serve(args: argparse.Namespace) -> int:
     from .state import ConduitState
 
     seeds = args.node or list(dict.fromkeys(["127.0.0.1", default_ip()]))
+    activated = listen_sockets()  # started by borgusb-conduit.socket on the first connection
+    if activated:
+        port = activated[0].getsockname()[1]
+        if any(not ipaddress.ip_address(s.getsockname()[0]).is_loopback for s in activated):
+            print("borgusb: the conduit only listens on loopback addresses", file=sys.stderr)
+            return 1
+    else:
+        port = args.port
     args.keystore.parent.mkdir(parents=True, exist_ok=True)
     state = ConduitState(args.keystore, idle_lock_s=args.idle_lock * 60)
-    app = create_app(state, seeds, port=args.port)
+    app = create_app(state, seeds, port=port)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    bound = []
-    for host in ("127.0.0.1", "::1"):
+    for sock in activated:
+        await web.SockSite(runner, sock).start()
+    for host in () if activated else ("127.0.0.1", "::1"):
         try:
-            await web.TCPSite(runner, host, args.port).start()
-            bound.append(host)
+            await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             if host == "127.0.0.1":
-                print(f"borgusb: cannot listen on 127.0.0.1:{args.port} ({exc.strerror})", file=sys.stderr)
+                print(f"borgusb: cannot listen on 127.0.0.1:{port} ({exc.strerror})", file=sys.stderr)
                 await runner.cleanup()
                 return 1
-    url = f"http://127.0.0.1:{args.port}/"
+    url = f"http://127.0.0.1:{port}/"
     print(f"BorgHUIConduit is ready: open {url}", flush=True)
     if args.open:
         webbrowser.open(url)

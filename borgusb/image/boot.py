@@ -274,6 +274,9 @@ def mem_in_use_mib() -> int:
     return (info["MemTotal"] - info["MemAvailable"]) // 1024
 
 
+CONDUIT_PORT = 8088  # borgusb-conduit.socket
+
+
 def cmd_ready(timeout: float) -> int:
     cells = wanted_cells()
     ip = node_ip()
@@ -304,9 +307,39 @@ def cmd_ready(timeout: float) -> int:
     except (OSError, ValueError, KeyError):
         pass
     line += " cellkeys=" + ",".join(cell_fingerprints(ip, ready))  # one key when the cells use the node key
+    line += " conduit=" + conduit_state()
     say(line)
     say(memory_report(cells))
+    if "conduit" in (read_marker().get("selftest") or []):
+        say(conduit_selftest())
     return 0 if not pending else 1
+
+
+def unit_active(unit: str) -> bool:
+    return subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
+
+
+def conduit_state() -> str:
+    """``running``; ``on-demand`` (systemd listens on 127.0.0.1:8088 and starts it on the first
+    connection, borgusb-conduit.socket); else ``off``."""
+    if unit_active("borgusb-conduit.service"):
+        return "running"
+    return "on-demand" if unit_active("borgusb-conduit.socket") else "off"
+
+
+def conduit_selftest(timeout: float = 300.0) -> str:
+    """``BORGUSB-SELFTEST``: one browser-like request to the conduit (the stick's marker asks for
+    it with ``"selftest": ["conduit"]``); on a socket-activated conduit it is the one that starts it."""
+    before = conduit_state()
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{CONDUIT_PORT}/", timeout=timeout) as resp:
+            status, page = resp.status, resp.read()
+        result = f"status={status} bytes={len(page)}"
+    except OSError as exc:
+        result = f"failed={exc.__class__.__name__}"
+    return (f"BORGUSB-SELFTEST conduit {result} was={before} now={conduit_state()}"
+            f" answered-in={time.monotonic() - started:.1f}s")
 
 
 def meminfo() -> dict[str, int]:
@@ -345,9 +378,16 @@ def anon_by_program(top: int = 8) -> str:
             continue
         try:
             name = (proc / "comm").read_text().strip()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
             rows = (proc / "smaps_rollup").read_text().splitlines()
         except OSError:
             continue
+        if name.startswith("python") and len(argv) > 2:  # name the module or script it runs
+            args = [a.decode(errors="replace") for a in argv[1:] if a]
+            if args and args[0] == "-m" and len(args) > 1:
+                name = args[1] + (f".{args[2]}" if len(args) > 2 else "")
+            elif args:
+                name = Path(args[0]).name
         for row in rows:
             if row.startswith("Pss_Anon:"):
                 totals[name] = totals.get(name, 0) + int(row.split()[1])
@@ -389,6 +429,7 @@ def cmd_removed() -> int:
         say("the stick was removed; always-on node: the cells keep running")
         return 0
     say("the stick was removed: stopping the cells, wiping keys from memory, powering off")
+    subprocess.run(["systemctl", "stop", "--no-block", "borgusb-conduit.socket"], check=False)  # no restart
     subprocess.run(["systemctl", "kill", "--signal=SIGKILL", "borgusb-cell@*.service", "borgusb-conduit.service"],
                    check=False)
     if STICK.exists():

@@ -61,6 +61,7 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         V.put_on_stick(stick, ".borgusb", json.dumps({
             "format": "borgusb-stick", "version": 1, "join": [],
             "network": {"address": f"{ns.GUEST_IP}/24"},
+            "selftest": ["conduit"],
         }).encode())
         internal = tmp_path / "internal.img"
         V.make_internal_disk(internal)
@@ -80,6 +81,12 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         assert identity == "none"
         assert "no keystore.json on the stick: the node starts without an identity" in machine.text()
         assert re.search(r"Linux version \d", machine.text()) or "Debian GNU/Linux 12" in machine.text()
+        # The conduit is socket-activated: systemd listens, nothing runs until a browser connects;
+        # the first request (the guest's self-test) starts it and is answered.
+        conduit = re.search(r"BORGUSB-READY .* conduit=(\S+)", machine.text())
+        assert conduit and conduit[1] == "on-demand", machine.text()[-3000:]
+        selftest = machine.wait_for(r"BORGUSB-SELFTEST conduit (.*)", 300)[1]
+        assert "status=200" in selftest and "was=on-demand" in selftest and "now=running" in selftest, selftest
 
         # A node on the host joins the guest's tree across the VM boundary.
         assert _cell_runtime_present(), "the node runtime (borgusb cell run) is missing: no two-node network"
