@@ -310,7 +310,13 @@ def cmd_ready(timeout: float) -> int:
     line += " conduit=" + conduit_state()
     say(line)
     say(memory_report(cells))
-    if "conduit" in (read_marker().get("selftest") or []):
+    selftests = read_marker().get("selftest") or []
+    if "timeline" in selftests:  # where the boot's time went, for the image benchmark
+        for cell in cells[:1]:
+            chain = subprocess.run(["systemd-analyze", "critical-chain", "--no-pager", f"borgusb-cell@{cell}.service"],
+                                   capture_output=True, text=True, check=False).stdout
+            say("BORGUSB-TIMELINE " + " | ".join(line.strip() for line in chain.splitlines() if line.strip()))
+    if "conduit" in selftests:
         say(conduit_selftest())
     return 0 if not pending else 1
 
