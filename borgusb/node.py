@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -122,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the machine's node key (hex secret in a RAM file; default: the systemd credential "
                           f"'{CREDENTIAL}' if present, else a fresh key for this process)")
     run.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
+    run.add_argument("--args-file", metavar="FILE",
+                     help="more arguments (shell words) from FILE: the cell loads its code at once, waits "
+                          f"up to {ARGS_WAIT_S:.0f}s for FILE, then up to {IP_WAIT_S:.0f}s for its address "
+                          "(how a booted stick starts its cells while the stick is still being read)")
     run.set_defaults(func=lambda a: asyncio.run(run_cell(a)))
     lst = sub.add_parser("list", help="the cell DNA table: ports and fan-out of every cell type")
     lst.add_argument("--json", action="store_true")
@@ -129,8 +134,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ARGS_WAIT_S = 120.0  # how long a cell waits for its --args-file before it starts with what it has
+IP_WAIT_S = 30.0  # how long it then waits for its address to be configured (or, without --ip, for a route)
+
+
+def _read_args_file(path: Path) -> list[str]:
+    """Shell words from FILE (one or more lines), e.g. ``--ip 10.0.0.5 --join 10.0.0.1``."""
+    return shlex.split(path.read_text(), comments=True)
+
+
+def _address_ready(ip: str) -> bool:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+            return True
+        except OSError:
+            return False
+
+
+def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argparse.Namespace:
+    """``cell run --args-file FILE``: start now, take the rest of the arguments when FILE exists.
+
+    On a booted stick the cells' arguments (the node's address, its contacts) come from the
+    stick's marker, which borgusb-stick.service reads once the USB device has shown up, several
+    seconds into the boot. Python's imports are the slow part of starting a cell, so systemd
+    starts the cells at once: each imports everything it will need, then waits here for the file,
+    then for its address to be configured, and only then binds."""
+    from .cells import cell_class
+
+    cell_class(args.name)  # the imports, while the stick is still being read
+    path = Path(args.args_file)
+    deadline = time.monotonic() + ARGS_WAIT_S
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if path.exists():
+        try:
+            extra = _read_args_file(path)
+        except (OSError, ValueError) as exc:
+            print(f"borgusb: ignoring {path}: {exc}", file=sys.stderr)
+            extra = []
+        args = build_parser().parse_args([*argv, *extra])
+    else:
+        print(f"borgusb: {path} did not appear within {ARGS_WAIT_S:.0f}s; starting without it", file=sys.stderr)
+    deadline = time.monotonic() + IP_WAIT_S
+    while time.monotonic() < deadline:
+        if (_address_ready(args.ip) if args.ip else default_ip() != "127.0.0.1"):
+            break
+        time.sleep(0.05)
+    return args
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "args_file", None):
+        args = complete_from_args_file(argv, args)
     logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

@@ -37,6 +37,7 @@ RUN = Path(os.environ.get("BORGUSB_RUN", "/run/borgusb"))
 STICK = RUN / "stick"
 MOUNTPOINT = RUN / "mnt"
 NODE_ENV = RUN / "node.env"
+CELL_ARGS = RUN / "cell.args"
 IDENTITY = RUN / "identity.json"
 ALWAYS_ON = RUN / "always-on"
 NETWORK_UNIT = Path("/run/systemd/network/10-borgusb-stick.network")
@@ -176,10 +177,28 @@ def write_node_env(marker: dict[str, Any]) -> None:
     NODE_ENV.write_text(
         f"BORGUSB_IP_ARGS={ip_args}\nBORGUSB_JOIN_ARGS={join_args}\nBORGUSB_NODE_ARGS={node_args}\n"
     )
+    write_cell_args(f"{ip_args} {join_args}".strip())
+
+
+def write_cell_args(words: str) -> None:
+    """The cells' arguments (``borgusb cell run NAME --args-file``), written once, atomically and
+    readable by the cells' dynamic users: the cells started with the boot wait for this file."""
+    tmp = CELL_ARGS.with_name(CELL_ARGS.name + ".tmp")
+    tmp.write_text(f"# from the stick's marker and the kernel command line (borgusb-stick.service)\n{words}\n")
+    tmp.chmod(0o644)
+    os.replace(tmp, CELL_ARGS)
 
 
 def cmd_stick(wait: float) -> int:
     RUN.mkdir(parents=True, exist_ok=True, mode=0o755)
+    try:
+        return _read_stick(wait)
+    finally:
+        if not CELL_ARGS.exists():  # the cells are waiting for it: never leave them to time out
+            write_cell_args("")
+
+
+def _read_stick(wait: float) -> int:
     started = uptime()
     device = wait_for_device(wait)
     marker: dict[str, Any] = {}
