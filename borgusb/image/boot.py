@@ -341,7 +341,8 @@ def boot_timeline(cells: list[str]) -> str:
     """``unit=start-active`` in seconds since the kernel started, for the units on the way to the
     cells (the boot is not finished yet, so systemd-analyze's own reports are not available)."""
     units = ["systemd-modules-load.service", "borgusb-kernel-modules.service", "usr-lib-python3.11.mount",
-             "systemd-udev-trigger.service", "local-fs.target", "sysinit.target", "borgusb-stick.service",
+             "systemd-udev-trigger.service", "local-fs.target", "sysinit.target", "basic.target",
+             "borgusb-stick.service",
              "systemd-networkd.service", "network-online.target", *[f"borgusb-cell@{c}.service" for c in cells]]
     out = []
     for unit in units:
@@ -350,6 +351,10 @@ def boot_timeline(cells: list[str]) -> str:
                                check=False).stdout.split()
         if len(props) == 2 and all(p.isdigit() for p in props):
             out.append(f"{unit.split('.')[0]}={int(props[0]) / 1e6:.1f}-{int(props[1]) / 1e6:.1f}")
+    if cells:
+        after = subprocess.run(["systemctl", "show", "-P", "After", f"borgusb-cell@{cells[0]}.service"],
+                               capture_output=True, text=True, check=False).stdout.split()
+        out.append("cells-after=" + ",".join(sorted(after)))
     return " ".join(out)
 
 
