@@ -201,6 +201,7 @@ def cmd_stick(wait: float) -> int:
 def _read_stick(wait: float) -> int:
     started = uptime()
     device = wait_for_device(wait)
+    found = uptime()
     marker: dict[str, Any] = {}
     if device is None:
         say(f"no partition labelled {LABEL} found: the node starts without an identity")
@@ -224,6 +225,7 @@ def _read_stick(wait: float) -> int:
     write_node_env(marker)
     identity["device"] = str(device) if device else None
     identity["t"] = round(uptime() - started, 2)
+    identity["timeline"] = {"started": round(started, 1), "device": round(found, 1), "done": round(uptime(), 1)}
     IDENTITY.write_text(json.dumps(identity, sort_keys=True) + "\n")
     return 0
 
@@ -351,6 +353,11 @@ def boot_timeline(cells: list[str]) -> str:
                                check=False).stdout.split()
         if len(props) == 2 and all(p.isdigit() for p in props):
             out.append(f"{unit.split('.')[0]}={int(props[0]) / 1e6:.1f}-{int(props[1]) / 1e6:.1f}")
+    try:
+        stick = json.loads(IDENTITY.read_text()).get("timeline") or {}
+        out.append("stick-python=" + "-".join(str(stick[k]) for k in ("started", "device", "done")))
+    except (OSError, ValueError, KeyError):
+        pass
     if cells:
         after = subprocess.run(["systemctl", "show", "-P", "After", f"borgusb-cell@{cells[0]}.service"],
                                capture_output=True, text=True, check=False).stdout.split()
