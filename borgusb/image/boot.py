@@ -134,9 +134,12 @@ def read_marker() -> dict[str, Any]:
 
 def check_keystore() -> dict[str, Any]:
     """What identity the keystore gives; an unusable one is said clearly and dropped."""
+    path = STICK / KEYSTORE
+    if not path.exists():  # said before the keystore module (and cryptography) is even loaded
+        say("no keystore.json on the stick: the node starts without an identity")
+        return {"identity": None, "reason": "no keystore"}
     from ..keystore import KeystoreError, KeystoreNotFound, read
 
-    path = STICK / KEYSTORE
     try:
         doc = read(path)
     except KeystoreNotFound:
