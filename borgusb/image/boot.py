@@ -27,7 +27,7 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.request
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -268,10 +268,25 @@ def node_ip() -> str:
             return "127.0.0.1"
 
 
+def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """(status, body) of one plain HTTP/1.0 GET. The probe runs while the cells start and is
+    counted in the RAM it reports, so it does without urllib (which loads http.client, email
+    and OpenSSL): a local monitoring port or the conduit, nothing else, is asked."""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    parts = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise OSError(f"not an HTTP reply from {host}:{port}")
+    return int(parts[1]), body
+
+
 def answers(ip: str, port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/status", timeout=2) as resp:
-            return resp.status == 200
+        return http_get(ip, port, "/status")[0] == 200
     except OSError:
         return False
 
@@ -282,8 +297,9 @@ def cell_fingerprints(ip: str, cells: list[str]) -> list[str]:
     for cell in cells:
         port = mon_port(cell)
         try:
-            with urllib.request.urlopen(f"http://{ip}:{port}/status", timeout=2) as resp:
-                out.add(json.loads(resp.read())["fingerprint"])
+            status, body = http_get(ip, port, "/status")
+            if status == 200:
+                out.add(json.loads(body)["fingerprint"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return sorted(out)
@@ -386,8 +402,7 @@ def conduit_selftest(timeout: float = 300.0) -> str:
     before = conduit_state()
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{CONDUIT_PORT}/", timeout=timeout) as resp:
-            status, page = resp.status, resp.read()
+        status, page = http_get("127.0.0.1", CONDUIT_PORT, "/", timeout=timeout)
         result = f"status={status} bytes={len(page)}"
     except OSError as exc:
         result = f"failed={exc.__class__.__name__}"
