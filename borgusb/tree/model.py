@@ -131,7 +131,7 @@ class TreeNode:
         "parent", "children", "root", "last_seen", "vacant_since", "reported", "next_hb",
         "table", "where", "queue", "queued", "last_batch", "repl_ops", "repl_holders",
         "candidates", "attempts", "join_deadline", "need_sync", "sync_until", "next_probe", "replica_log",
-        "repl_seq",
+        "repl_seq", "sub_ver",
         "seen", "bcast_seq", "counters", "_acts", "_now",
     )
 
@@ -292,6 +292,7 @@ class TreeNode:
         self.repl_ops: dict[int, Member | None] = {}
         self.repl_holders: set[str] = set()
         self.repl_seq = 0  # root: deltas shipped so far; root child: deltas applied
+        self.sub_ver = 0  # the highest version our subtree's heartbeats reported
         self.need_sync = False
         self.sync_until = 0
 
@@ -631,7 +632,11 @@ class TreeNode:
         assert self.parent is not None and self.pos is not None
         if now >= self.next_hb:
             self.next_hb = now + cfg.heartbeat_ms
-            hb: dict[str, Any] = {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos}
+            # our subtree's highest version travels up: a root that hears of a version above its
+            # own (members that lived through a takeover on the other side of a split) jumps past
+            # it, or those members would ignore every later fact as older than what they know
+            hb: dict[str, Any] = {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos,
+                                  "ver": max(self.ver, self.sub_ver)}
             if self.replica_log is None and P.is_root_child(self.pos, self.k):
                 hb["need_replica"] = True
             self._send(self.parent, hb)
@@ -701,6 +706,12 @@ class TreeNode:
             self._send(sender, {"t": "tree.reject", "tree": tid, "pos": q})
             return
         self.last_seen[q] = self._now
+        reported = msg.get("ver")
+        if isinstance(reported, int) and not isinstance(reported, bool) and 0 <= reported < 1 << 62:
+            self.sub_ver = max(self.sub_ver, reported)
+            if self.status == "root" and reported > self.ver:
+                self.ver = ((reported >> 32) + 1) << 32  # a new epoch above anything in the tree
+                self._count("ver_raised")
         if msg.get("need_replica") is True and self.status == "root":
             self.repl_holders.discard(sender.node_id)
         assert self.root is not None

@@ -242,6 +242,45 @@ def test_heartbeat_from_wrong_position_rejected() -> None:
     assert other.counters["ignored_reject"] == 1
 
 
+def test_members_newer_than_their_root_are_brought_into_its_epoch() -> None:
+    """Found by the stateful test below: after a takeover on one side of a split and the heal,
+    a subtree knew a later epoch (version) than the root it ended up under and ignored every
+    fact from it as stale, so one node kept a parent that did not list it. Heartbeats now carry
+    the subtree's highest version and the root jumps past it."""
+    f, t = False, True
+    bus = Bus(TreeConfig(k=3), seed=6212, check_json=True)
+    rng = random.Random(6212)
+    bus.add_node([])
+    for _ in range(7):
+        bus.add_node([rng.choice(list(bus.nodes.values())).me])
+    bus.run(2_000)
+
+    def join(n: int) -> None:
+        every = [x.me for x in bus.nodes.values()]
+        for _ in range(n):
+            bus.add_node(rng.sample(every, min(3, len(every))))
+        bus.drain()
+
+    def split(side: list[bool], ms: int) -> None:
+        bus.partition({nid: int(x) for nid, x in zip(sorted(bus.alive), side)})
+        bus.run(ms)
+
+    bus.run(1_236); bus.heal(); bus.run(250); join(2); bus.run(4_279); bus.heal(); join(1)  # noqa: E702
+    split([f, t, t, f, f, f, f, t, t, t, f], 24_090)
+    split([f, f, f, f, f, f, f, t, f, t, f], 15_893)
+    bus.run(250)
+    split([f, t, t, f, f, f, f, f, t, t, f], 1_721)
+    split([f, t, t, f, f, f, f, t, t, t, f], 24_090)
+    bus.run(623); bus.run(3_230); bus.run(1_236); join(3)  # noqa: E702
+    split([t, t, t, t, f, f, f, f, t, f, f, t, f, f], 13_773)
+    bus.heal()
+    for n in bus.alive.values():
+        n.add_contacts([m.me for m in bus.alive.values()])
+    assert bus.run_until_consistent(900_000, settle_ms=10_000), bus.consistent()
+    assert sum(n.counters.get("ver_raised", 0) for n in bus.alive.values()) >= 1
+    assert len({n.ver for n in bus.alive.values()}) == 1
+
+
 # -- stateful property test -------------------------------------------------------------
 
 
