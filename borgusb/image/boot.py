@@ -268,19 +268,27 @@ def node_ip() -> str:
             return "127.0.0.1"
 
 
-def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """(status, body) of one plain HTTP/1.0 GET. The probe runs while the cells start and is
-    counted in the RAM it reports, so it does without urllib (which loads http.client, email
-    and OpenSSL): a local monitoring port or the conduit, nothing else, is asked."""
+def http_get(host: str, port: int, path: str, timeout: float = 2.0,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of one plain HTTP/1.0 GET; `headers`, if given, receives the reply's
+    headers (names in lower case). The probe runs while the cells start and is counted in the
+    RAM it reports, so it does without urllib (which loads http.client, email and OpenSSL): a
+    local monitoring port or the conduit, nothing else, is asked."""
     with socket.create_connection((host, port), timeout=timeout) as conn:
         conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)
     head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
-    parts = head.split(b"\r\n", 1)[0].split()
-    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split()
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise OSError(f"not an HTTP reply from {host}:{port}")
+    if headers is not None:
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
     return int(parts[1]), body
 
 
@@ -402,8 +410,15 @@ def conduit_selftest(timeout: float = 300.0) -> str:
     before = conduit_state()
     started = time.monotonic()
     try:
-        status, page = http_get("127.0.0.1", CONDUIT_PORT, "/", timeout=timeout)
-        result = f"status={status} bytes={len(page)}"
+        path, hops = "/", 0
+        while True:  # the conduit's front door redirects to /welcome, /unlock or /home
+            headers: dict[str, str] = {}
+            status, page = http_get("127.0.0.1", CONDUIT_PORT, path, timeout=timeout, headers=headers)
+            location = headers.get("location", "")
+            if status not in (301, 302, 303, 307) or not location.startswith("/") or hops >= 3:
+                break
+            path, hops = location, hops + 1
+        result = f"status={status} bytes={len(page)} page={path}"
     except OSError as exc:
         result = f"failed={exc.__class__.__name__}"
     return (f"BORGUSB-SELFTEST conduit {result} was={before} now={conduit_state()}"
