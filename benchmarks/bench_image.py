@@ -48,22 +48,24 @@ def uki_cmdline(uki: Path) -> str:
         return out.read_bytes().rstrip(b"\0").decode().strip()
 
 
-def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str]:
+def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str]:
     """Seconds from QEMU start to BORGUSB-READY, guest uptime then, RAM in use MiB, cells, and
-    the guest's BORGUSB-MEM line (where the RAM goes)."""
+    the guest's BORGUSB-MEM (where the RAM goes) and BORGUSB-TIMELINE (where the time went)."""
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         stick = work / "stick.img"
         subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
         ns = V.NetNS(f"borgusb-b{os.getpid()}")
         V.put_on_stick(stick, ".borgusb", json.dumps(
-            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode())
+            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"},
+             "selftest": ["timeline"]}).encode())
         machine = V.VM(stick, work, netns=ns, accel=accel)
         try:
             m = machine.wait_for(READY, 600)
             elapsed = machine.elapsed()
             mem = machine.wait_for(r"BORGUSB-MEM (.*)", 60)[1].strip()
-            return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem
+            timeline = machine.wait_for(r"BORGUSB-TIMELINE (.*)", 60)[1].strip()
+            return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem, timeline
         finally:
             machine.close()
             ns.close()
@@ -138,11 +140,12 @@ def main() -> int:
 
     accels = ["tcg"] + (["kvm"] if V.detect_accel() == "kvm" else [])
     for accel in accels:
-        t_node, uptime, mem, cells, where = boot_node(image, accel)
+        t_node, uptime, mem, cells, where, timeline = boot_node(image, accel)
         t_direct = boot_node_direct(image, accel)
         t_bare = boot_bare(image, accel)
         print(f"boot under {accel.upper()} (2 vCPUs, 2 GiB)")
         print(f"  UEFI from USB to node-ready  {t_node:8.1f} s   (guest uptime {uptime:.1f} s, cells {cells})")
+        print(f"    when (guest uptime, s, started-active): {timeline.split(' cells-after=')[0]}")
         print(f"  direct boot to node-ready    {t_direct:8.1f} s")
         print(f"  baseline: bare, same kernel  {t_bare:8.1f} s   (BorgUSB masked, to login prompt)")
         print(f"  ratio node-ready / bare      {t_direct / t_bare:8.2f}     goal <= 1.5: "

@@ -227,8 +227,9 @@ def _read_stick(wait: float) -> int:
     write_network(marker.get("network") or {})
     write_node_env(marker)
     identity["device"] = str(device) if device else None
-    identity["t"] = round(uptime() - started, 2)
-    identity["timeline"] = {"started": round(started, 1), "device": round(found, 1), "done": round(uptime(), 1)}
+    done = uptime()
+    identity["t"] = round(done - started, 2)
+    identity["timeline"] = {"started": round(started, 1), "device": round(found, 1), "done": round(done, 1)}
     IDENTITY.write_text(json.dumps(identity, sort_keys=True) + "\n")
     return 0
 
@@ -315,10 +316,7 @@ def cell_fingerprints(ip: str, cells: list[str]) -> list[str]:
 
 def mem_in_use_mib() -> int:
     """RAM in use (MemTotal - MemAvailable; the RAM root counts as in use)."""
-    info = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        key, value = line.split(":", 1)
-        info[key] = int(value.split()[0])
+    info = meminfo()
     return (info["MemTotal"] - info["MemAvailable"]) // 1024
 
 

@@ -15,18 +15,18 @@ import socket
 SD_LISTEN_FDS_START = 3
 
 
-def listen_sockets(*, unset_environment: bool = True) -> list[socket.socket]:
+def listen_sockets() -> list[socket.socket]:
     """The listening sockets systemd passed to this process; [] when none were passed (or
-    they were meant for another process, e.g. a parent that did not clear the variables)."""
+    they were meant for another process, e.g. a parent that did not clear the variables).
+    The variables are cleared either way, so that no child takes the sockets too."""
     try:
         pid = int(os.environ.get("LISTEN_PID", ""))
         count = int(os.environ.get("LISTEN_FDS", ""))
     except ValueError:
         return []
     finally:
-        if unset_environment:  # children must not take them too
-            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-                os.environ.pop(name, None)
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
     if pid != os.getpid() or count <= 0:
         return []
     out = []

@@ -216,14 +216,9 @@ class ShardStore:
         entry = self.records.get(h)
         if entry is None:
             return None
-        try:
-            data = self._shard_path(h).read_bytes()
-        except OSError:
-            data = b""
+        data = self._read(h)
         if len(data) != entry["rec"]["n"] or not self._intact(h, entry, data):
-            self._drop(h)
-            self.lost[h] = entry
-            self.counters["corrupt_dropped"] += 1
+            self._lose(h, entry)
             raise Corrupt(f"the copy of {h[:16]}… on this node was corrupt and has been dropped")
         self.counters["served"] += 1
         return entry["rec"], data
@@ -254,9 +249,7 @@ class ShardStore:
         if not ok:
             if f is not None:
                 f.close()
-            self._drop(h)
-            self.lost[h] = entry
-            self.counters["corrupt_dropped"] += 1
+            self._lose(h, entry)
             raise Corrupt(f"the copy of {h[:16]}… on this node was corrupt and has been dropped")
         assert f is not None
         self.counters["served"] += 1
@@ -276,19 +269,27 @@ class ShardStore:
         entry = self.records.get(h)
         if entry is None:
             return True
-        try:
-            data = self._shard_path(h).read_bytes()
-        except OSError:
-            data = b""
+        data = self._read(h)
         self.counters["scrubbed"] += 1
         if len(data) == entry["rec"]["n"] and model.sha256_hex(data) == h:
             return True
-        if self.records.get(h) is entry:
-            self._drop(h)
-            self.lost[h] = entry
-            self.counters["corrupt_dropped"] += 1
+        if self.records.get(h) is entry:  # not replaced by a fresh copy while we hashed
+            self._lose(h, entry)
             self.counters["scrub_corrupt"] += 1
         return False
+
+    def _read(self, h: str) -> bytes:
+        """The stored bytes of shard h; b"" (which no check accepts) if the file is unreadable."""
+        try:
+            return self._shard_path(h).read_bytes()
+        except OSError:
+            return b""
+
+    def _lose(self, h: str, entry: dict[str, Any]) -> None:
+        """A corrupt copy: drop it and keep its record in `lost`, for the cell to refetch."""
+        self._drop(h)
+        self.lost[h] = entry
+        self.counters["corrupt_dropped"] += 1
 
     def _drop(self, h: str) -> None:
         entry = self.records.pop(h, None)

@@ -8,6 +8,7 @@ process exists, waits in the socket's backlog and is answered.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -62,7 +63,6 @@ def test_sockets_meant_for_another_process_are_left_alone(monkeypatch) -> None:
     monkeypatch.setenv("LISTEN_PID", "1")
     monkeypatch.setenv("LISTEN_FDS", "1")
     assert listen_sockets() == []
-    import os
     assert "LISTEN_PID" not in os.environ and "LISTEN_FDS" not in os.environ  # not passed on to children
     monkeypatch.setenv("LISTEN_PID", "not a pid")
     assert listen_sockets() == []

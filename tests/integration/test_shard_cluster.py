@@ -77,6 +77,16 @@ async def get_bytes(ip: str, oid: str, out: Path, **kw) -> tuple[bytes, dict]:
     return out.read_bytes(), stats
 
 
+async def wait_refetched(cluster, ip: str, path: Path, timeout_s: float) -> dict:
+    """The status of the node at ip once it has refetched a dropped copy (path back), or at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        doc = next(d for d in await cluster.status() if d["ip"] == ip)
+        if (doc["counters"].get("shard_refetched") and path.exists()) or time.monotonic() > deadline:
+            return doc
+        await asyncio.sleep(0.3)
+
+
 async def wait_copies(ip: str, oid: str, r: int, timeout_s: float = 30) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -184,12 +194,7 @@ async def test_scrub_finds_and_replaces_a_corrupt_copy_nobody_read(make_cluster,
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0x01
     path.write_bytes(bytes(raw))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
-        if vdoc["counters"].get("shard_refetched") and path.exists():
-            break
-        await asyncio.sleep(0.3)
+    vdoc = await wait_refetched(cluster, victim.ip, path, 30)
     assert vdoc["counters"]["shard_corrupt_dropped"] == 1 and vdoc["counters"]["shard_refetched"] == 1
     assert hashlib.sha256(path.read_bytes()).hexdigest() == h1
 
@@ -212,12 +217,7 @@ async def test_corrupt_copy_is_never_served_and_is_replaced(make_cluster, monkey
         stats = await Receiver(peers, m, holders, tmp_path / "out", window=1).run()
     assert (tmp_path / "out").read_bytes() == data
     assert stats["bad"] == 1 and stats["retries"] == 1
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        vdoc = next(d for d in await cluster.status() if d["ip"] == victim.ip)
-        if vdoc["counters"].get("shard_refetched") and path.exists():
-            break
-        await asyncio.sleep(0.3)
+    vdoc = await wait_refetched(cluster, victim.ip, path, 15)
     assert vdoc["counters"]["shard_corrupt_dropped"] == 1
     assert hashlib.sha256(path.read_bytes()).hexdigest() == h0  # the corrupt copy was replaced
 
