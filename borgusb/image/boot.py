@@ -356,6 +356,7 @@ def cmd_ready(timeout: float) -> int:
     line += " conduit=" + conduit_state()
     say(line)
     say(memory_report(cells))
+    say(hygiene_report())
     selftests = read_marker().get("selftest") or []
     if "timeline" in selftests:  # where the boot's time went, for the image benchmark
         say("BORGUSB-TIMELINE " + boot_timeline(cells))
@@ -476,6 +477,18 @@ def anon_by_program(top: int = 8) -> str:
     return ",".join(f"{name}:{kib // 1024}" for name, kib in ranked)
 
 
+def hygiene_report() -> str:
+    """``BORGUSB-HYGIENE``: the memory settings the image promises, as the running kernel has them:
+    active swap areas (none), freed memory zeroed (init_on_free), transparent huge pages (never)."""
+    try:
+        swaps = len(Path("/proc/swaps").read_text().splitlines()[1:])
+        words = Path("/proc/cmdline").read_text().split()
+    except OSError:
+        swaps, words = -1, []
+    zeroed = "on" if "init_on_free=1" in words else "off"
+    return f"BORGUSB-HYGIENE swaps={swaps} zero-on-free={zeroed} thp={thp_mode()}"
+
+
 def memory_report(cells: list[str]) -> str:
     """``BORGUSB-MEM``: where the RAM goes once the node is up (MiB)."""
     info = meminfo()
@@ -488,7 +501,25 @@ def memory_report(cells: list[str]) -> str:
             + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program()
             + " meminfo=" + ",".join(f"{k}:{info.get(k, 0) // 1024}" for k in (
                 "MemFree", "Cached", "Buffers", "Unevictable", "Mlocked", "SReclaimable", "SUnreclaim",
-                "VmallocUsed", "Percpu", "KernelStack", "PageTables", "CmaTotal", "HugePages_Total")))
+                "VmallocUsed", "Percpu", "KernelStack", "PageTables", "CmaTotal", "HugePages_Total"))
+            + f" min_free={min_free_kib() // 1024}MiB thp={thp_mode()}")
+
+
+def min_free_kib() -> int:
+    """The kernel's free-page reserve (vm.min_free_kbytes): RAM that counts as in use."""
+    try:
+        return int(Path("/proc/sys/vm/min_free_kbytes").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def thp_mode() -> str:
+    """Transparent huge pages' mode (the bracketed word), 'none' when the kernel has no THP."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "none"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else text.strip()
 
 
 # ------------------------------------------------------------------ removed

@@ -80,6 +80,8 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         assert ip == ns.GUEST_IP
         assert identity == "none"
         assert "no keystore.json on the stick: the node starts without an identity" in machine.text()
+        hygiene = machine.wait_for(r"BORGUSB-HYGIENE (.*)", 60)[1]
+        assert "swaps=0 " in hygiene and "zero-on-free=on" in hygiene and "thp=never" in hygiene, hygiene
         # the cells may be ready before getty prints its banner
         machine.wait_for(r"Linux version \d|Debian GNU/Linux 12", 120)
         # The conduit is socket-activated: systemd listens, nothing runs until a browser connects;
