@@ -265,6 +265,23 @@ def write_pkgmngr(PKGMNGR: Path = PKGMNGR, components: str = "main") -> None:  #
 # ------------------------------------------------------------------ 3. mkosi
 
 
+def record_build(path: Path, info: dict) -> None:
+    """Append this build to the history in `path` (the last 20, and always the newest cold
+    build: the image benchmark cites it)."""
+    history: list[dict] = []
+    if path.exists():
+        try:
+            history = json.loads(path.read_text()).get("history", [])
+        except ValueError:
+            history = []
+    history.append(info)
+    kept = history[-20:]
+    cold = [h for h in history if h.get("cold")]
+    if cold and cold[-1] not in kept:
+        kept = [cold[-1]] + kept[1:]
+    path.write_text(json.dumps({**info, "history": kept}, indent=2) + "\n")
+
+
 def run_mkosi(profiles: list[str], cold: bool, OUT: Path = OUT, wheels: Path = WHEELS,  # noqa: N803
               pkgmngr: Path = PKGMNGR) -> None:
     step("mkosi: the OS as the initrd of a unified kernel image" + (" (cold: caches cleared)" if cold else ""))
@@ -540,13 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "finished": int(time.time()),
         **layout,
     }
-    history = []
-    if BUILD_INFO.exists():
-        try:
-            history = json.loads(BUILD_INFO.read_text()).get("history", [])[-19:]
-        except ValueError:
-            history = []
-    BUILD_INFO.write_text(json.dumps({**info, "history": history + [info]}, indent=2) + "\n")
+    record_build(BUILD_INFO, info)
     step("The USB image is built")
     note(f"image:    {IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {args.data_mib} MiB {LABEL} partition)")
     if info["uki_bytes"]:
@@ -606,13 +617,7 @@ def main_pi(args: argparse.Namespace) -> int:
         "out": str(PI_OUT),
         **layout,
     }
-    history = []
-    if PI_BUILD_INFO.exists():
-        try:
-            history = json.loads(PI_BUILD_INFO.read_text()).get("history", [])[-19:]
-        except ValueError:
-            history = []
-    PI_BUILD_INFO.write_text(json.dumps({**info, "history": history + [info]}, indent=2) + "\n")
+    record_build(PI_BUILD_INFO, info)
     step("The Raspberry Pi SD card image is built")
     note(f"image:    {PI_IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: boot + {args.data_mib} MiB {LABEL})")
     note(f"kernel:   {layout['kernel_bytes'] / 1e6:.1f} MB, initrd (the whole OS): {layout['initrd_bytes'] / 1e6:.1f} MB")
