@@ -26,6 +26,7 @@ to get out of step with the data.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import threading
@@ -570,6 +571,15 @@ class _InOrderHash:
             self.ready.clear()
 
 
+def check_free_space(directory: Path, size: int) -> None:
+    """Refuse, before a byte is fetched, an object that cannot fit: a full disk is said, not
+    found out halfway through."""
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    if free < size:
+        raise StreamError(f"{directory}: not enough free space for {size} bytes ({free} bytes free)")
+
+
 class Receiver:
     def __init__(
         self,
@@ -604,6 +614,7 @@ class Receiver:
         self.stats: dict[str, Any] = {"shards": len(self.bounds), "resumed": 0, "fetched": 0, "bad": 0,
                                       "unreachable": 0, "bytes": 0}
         self._whole: _InOrderHash | None = None
+        self._prealloc_error: StreamError | None = None
         self._jobs: set[asyncio.Future[bool]] = set()
 
     def _resume(self) -> set[int] | None:
@@ -618,6 +629,7 @@ class Receiver:
                         done.add(i)
             return done
         self.part.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(self.part.parent, size)
         fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.ftruncate(fd, size)
@@ -625,14 +637,17 @@ class Receiver:
             os.close(fd)
         return None
 
-    @staticmethod
-    def _preallocate(fd: int, size: int) -> None:
+    def _preallocate(self, fd: int, size: int) -> None:
         """Reserve the file's blocks, while the first shards are already on their way (on tmpfs
-        this zeroes every page: ~7 ms for 30 MB, no longer a pause before the first request)."""
+        this zeroes every page: ~7 ms for 30 MB, no longer a pause before the first request),
+        so the disk cannot fill up under the transfer."""
         try:
             os.posix_fallocate(fd, 0, size)
-        except OSError:
-            pass  # some file systems cannot: the sized file is enough
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self._prealloc_error = StreamError(
+                    f"{self.part.parent}: no room for {size} bytes (the disk filled up as the transfer began)")
+            # other errors: the file system cannot reserve; the sized file is enough
 
     def _check_and_write(self, fd: int, i: int, data: memoryview, buf: bytearray | None = None) -> bool:
         """In a worker thread: the shard's SHA-256 before it is written at its offset. Takes buf."""
@@ -641,7 +656,14 @@ class Receiver:
             if buf is not None:
                 _BUFFERS.give(buf)
             return False
-        os.pwrite(fd, data, off)
+        try:
+            os.pwrite(fd, data, off)
+        except OSError as exc:
+            if buf is not None:
+                _BUFFERS.give(buf)
+            if exc.errno == errno.ENOSPC:
+                raise StreamError(f"{self.part.parent}: the disk is full ({exc.strerror})") from None
+            raise
         assert self._whole is not None
         self._whole.offer(i, data, buf)
         return True
@@ -744,6 +766,8 @@ class Receiver:
         finished_ok = False
         try:
             while not win.finished:
+                if self._prealloc_error is not None:
+                    raise self._prealloc_error
                 if self.stop_after is not None and self.stats["fetched"] >= self.stop_after:
                     raise StreamError(f"stopped after {self.stats['fetched']} shards (--stop-after)")
                 for batch, pk in self._batches(win.next()):

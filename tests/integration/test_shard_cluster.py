@@ -18,7 +18,7 @@ import pytest
 
 from borgusb import dna, envelope
 from borgusb.clock import SystemClock
-from borgusb.dstream import Receiver, frame, parse_locate, post_frame, put_file
+from borgusb.dstream import Receiver, StreamError, frame, parse_locate, post_frame, put_file
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient, PeerRejected
@@ -159,6 +159,25 @@ async def test_cli_put_get_stat_rm(make_cluster, monkeypatch, tmp_path) -> None:
     assert gone.returncode == 1 and "not found" in gone.stdout
     docs = await cluster.status()
     assert sum(d["shard"]["store"]["shards"] for d in docs) == 0
+
+
+async def test_a_get_that_cannot_fit_is_refused_before_fetching_and_leaves_nothing(make_cluster, monkeypatch, tmp_path) -> None:
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 2)
+    src = tmp_path / "f"
+    src.write_bytes(os.urandom(3 * SS))
+    async with client(SigningKey.generate()) as peers:
+        put = await put_file(peers, cluster.nodes[0].ip, PORT, src, peers.key, r=1)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SS}", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(StreamError, match="not enough free space"):
+            await get_bytes(cluster.nodes[1].ip, put["id"], small / "out")
+        assert list(small.iterdir()) == []  # no partial file, nothing written
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+    data, _ = await get_bytes(cluster.nodes[1].ip, put["id"], tmp_path / "out")  # room elsewhere: it works
+    assert data == src.read_bytes()
 
 
 async def test_killing_a_third_of_the_holders_reads_and_restores_r(make_cluster, monkeypatch, tmp_path) -> None:
