@@ -52,6 +52,7 @@ PORT = dna.get("shardTreeCell").recp_port
 SEED_S = 2.017
 LOCATE_S: dict[bool, float] = {}  # the locate's share of the best run
 CPU_MS: dict[bool, tuple[float, float]] = {}  # CPU per run: this process (the receiver), the holders
+SEED_BYTES = 30 * 1024 * 1024  # "a 30 MB tar.gz", 111 shards
 
 
 def holder_ticks(cluster: Cluster) -> int:
@@ -61,7 +62,7 @@ def holder_ticks(cluster: Cluster) -> int:
         fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total
-SEED_BYTES = 30 * 1024 * 1024  # "a 30 MB tar.gz", 111 shards
+
 
 STATIC_SERVER = """
 import sys
@@ -96,6 +97,7 @@ def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
     import threading
 
     size = path.stat().st_size
+    expected = hashlib.sha256(path.read_bytes()).digest()
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(path), str(port)])
     try:
@@ -105,6 +107,8 @@ def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
                 break
             except OSError:
                 time.sleep(0.05)
+        else:
+            raise RuntimeError("the floor's sendfile server did not start")
         best = float("inf")
         with sock:
             for _ in range(repeat):
@@ -146,7 +150,7 @@ def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
                     t.join()
                 os.close(fd)
                 best = min(best, time.perf_counter() - t0)
-                assert whole.digest() == hashlib.sha256(path.read_bytes()).digest()
+                assert whole.digest() == expected
         return best
     finally:
         proc.terminate()

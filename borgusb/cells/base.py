@@ -78,7 +78,6 @@ class TypePrefix:
 TREE_TYPES = TypePrefix("tree.")
 
 
-
 def release_startup_memory() -> None:
     """Hand the heap that imports and start-up left free back to the system (~2 MB a cell;
     a node runs one process per cell, in RAM): a full collection, then glibc's malloc_trim.
@@ -88,6 +87,7 @@ def release_startup_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (AttributeError, OSError):
         pass
+
 
 class Cell:
     """A PeerTree member with a receptor and a monitoring port."""

@@ -25,9 +25,9 @@ import json
 import os
 import shlex
 import subprocess
+import socket
 import sys
 import time
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ RUN = Path(os.environ.get("BORGUSB_RUN", "/run/borgusb"))
 STICK = RUN / "stick"
 MOUNTPOINT = RUN / "mnt"
 NODE_ENV = RUN / "node.env"
-CELL_ARGS = RUN / "cell.args"
+CELL_ARGS = RUN / "cell.args"  # the cells' --ip and --join (borgusb cell run --args-file)
 IDENTITY = RUN / "identity.json"
 ALWAYS_ON = RUN / "always-on"
 NETWORK_UNIT = Path("/run/systemd/network/10-borgusb-stick.network")
@@ -177,9 +177,7 @@ def write_node_env(marker: dict[str, Any]) -> None:
         ip_args = "--ip " + str(address).split("/")[0]
         node_args = "--node " + str(address).split("/")[0]
     join_args = " ".join(f"--join {shlex.quote(j)}" for j in joins)
-    NODE_ENV.write_text(
-        f"BORGUSB_IP_ARGS={ip_args}\nBORGUSB_JOIN_ARGS={join_args}\nBORGUSB_NODE_ARGS={node_args}\n"
-    )
+    NODE_ENV.write_text(f"BORGUSB_NODE_ARGS={node_args}\n")  # the conduit's
     write_cell_args(f"{ip_args} {join_args}".strip())
 
 
@@ -255,12 +253,13 @@ def mon_port(cell: str) -> int | None:
 
 
 def node_ip() -> str:
-    env = NODE_ENV.read_text() if NODE_ENV.exists() else ""
-    for line in env.splitlines():
-        if line.startswith("BORGUSB_IP_ARGS=--ip "):
-            return line.split()[-1]
-    import socket
-
+    """The address the cells were given (cell.args' --ip), else the one with the default route."""
+    try:
+        words = shlex.split(CELL_ARGS.read_text(), comments=True)
+    except (OSError, ValueError):
+        words = []
+    if "--ip" in words[:-1]:
+        return words[words.index("--ip") + 1]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.connect(("192.0.2.1", 9))
@@ -314,9 +313,9 @@ def cell_fingerprints(ip: str, cells: list[str]) -> list[str]:
     return sorted(out)
 
 
-def mem_in_use_mib() -> int:
-    """RAM in use (MemTotal - MemAvailable; the RAM root counts as in use)."""
-    info = meminfo()
+def mem_in_use_mib(info: dict[str, int] | None = None) -> int:
+    """RAM in use (MemTotal - MemAvailable, as `free` counts it; the RAM root counts as in use)."""
+    info = info or meminfo()
     return (info["MemTotal"] - info["MemAvailable"]) // 1024
 
 
@@ -494,7 +493,7 @@ def memory_report(cells: list[str]) -> str:
     info = meminfo()
     per = {c: unit_pss_kib(f"borgusb-cell@{c}.service") // 1024 for c in cells}
     conduit = unit_pss_kib("borgusb-conduit.service") // 1024
-    return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={(info['MemTotal'] - info['MemAvailable']) // 1024}MiB"
+    return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={mem_in_use_mib(info)}MiB"
             f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
             f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
             " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items())
@@ -502,7 +501,7 @@ def memory_report(cells: list[str]) -> str:
             + " meminfo=" + ",".join(f"{k}:{info.get(k, 0) // 1024}" for k in (
                 "MemFree", "Cached", "Buffers", "Unevictable", "Mlocked", "SReclaimable", "SUnreclaim",
                 "VmallocUsed", "Percpu", "KernelStack", "PageTables", "CmaTotal", "HugePages_Total"))
-            + f" min_free={min_free_kib() // 1024}MiB thp={thp_mode()}")
+            + f" min_free={min_free_kib() // 1024}MiB")
 
 
 def min_free_kib() -> int:

@@ -22,6 +22,7 @@ from borgusb.net.activation import SD_LISTEN_FDS_START, listen_sockets
 
 pytestmark = pytest.mark.slow
 
+
 def _activated_conduit(sock: socket.socket, keystore: Path, log: Path) -> subprocess.Popen[bytes]:
     fd = sock.fileno()
     assert fd != SD_LISTEN_FDS_START
