@@ -132,8 +132,12 @@ def sign(
     *,
     ip: str = "",
     port: int = 0,
+    nonce: str | None = None,
 ) -> dict[str, Any]:
-    """Build and sign an envelope (a dict, ready for `encode`)."""
+    """Build and sign an envelope (a dict, ready for `encode`).
+
+    `nonce` is for fixed test vectors only (tests/vectors/generate_wire.py); a
+    message's nonce must otherwise be fresh, so leave it to os.urandom."""
     canonical.check(payload)
     body: dict[str, Any] = {
         "v": VERSION,
@@ -141,7 +145,7 @@ def sign(
         "payload": payload,
         "sender": {"ip": ip, "port": port, "pubkey": key.public_key_hex},
         "ts": clock.now_ms(),
-        "nonce": os.urandom(16).hex(),
+        "nonce": os.urandom(16).hex() if nonce is None else nonce,
     }
     body["sig"] = key.sign(canonical.encode_unchecked(body)).hex()
     return body

@@ -133,14 +133,19 @@ def encrypt(
     public: dict[str, str],
     bip39_passphrase: str = "",
     kdf: KdfParams = DEFAULT_KDF,
+    *,
+    salt: bytes | None = None,
+    nonce: bytes | None = None,
 ) -> dict[str, Any]:
-    """Build a keystore document (does not write it)."""
+    """Build a keystore document (does not write it).
+
+    `salt` and `nonce` are for fixed test vectors only (tests/vectors/generate_wire.py)."""
     if kind not in KINDS:
         raise ValueError(f"unknown keystore kind {kind!r}")
     if not passphrase:
         raise KeystoreError("the keystore passphrase must not be empty")
-    salt = os.urandom(16)
-    nonce = os.urandom(12)
+    salt = os.urandom(16) if salt is None else salt
+    nonce = os.urandom(12) if nonce is None else nonce
     doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,

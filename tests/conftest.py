@@ -15,8 +15,18 @@ settings.register_profile("default", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def load_vectors(name: str) -> dict:
-    return json.loads((VECTORS / name).read_text())
+def load_vectors(name: str, version: int | None = None) -> dict:
+    """A vector file under tests/vectors/ (UTF-8 JSON).
+
+    With `version`, the file must be a {source, version, cases} file of exactly
+    that version: a test pins the format version its vectors describe, so a
+    regenerated file with another version fails until the test is updated too."""
+    doc = json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    if version is not None:
+        assert isinstance(doc.get("source"), str) and doc["source"], f"{name}: no source"
+        assert doc.get("version") == version, f"{name}: version {doc.get('version')!r}, the test expects {version}"
+        assert isinstance(doc.get("cases"), list) and doc["cases"], f"{name}: no cases"
+    return doc
 
 
 @pytest.fixture
