@@ -201,3 +201,51 @@ class _ReadWrite:
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["sync", "-f", str(self.where)], check=False)
         subprocess.run(["mount", "-o", "remount,ro", str(self.where)], check=False)
+
+
+# ------------------------------------------------------------ the boot step (borgusb-nodekey.service)
+
+
+def boot_step(wait: float) -> int:
+    """The node key on the BORGUSB partition: loaded, or made on first boot; without a usable card, one for
+    this boot only."""
+    from ..stick import LABEL
+    from .runtime import RUN, say, uptime, wait_for_device
+
+    RUN.mkdir(parents=True, exist_ok=True, mode=0o755)
+    device = wait_for_device(wait)
+    if device is None:
+        say(f"no partition labelled {LABEL}: the node key lives in RAM only and changes at every boot")
+        return _ephemeral_node_key()
+    binding = machine_binding()
+    started = uptime()
+    try:
+        mounted = Mounted(device, RUN / "mnt-nodekey")
+        with mounted as card:
+            info = ensure(card, binding, writable=mounted.writable, export=EXPORT)
+    except subprocess.CalledProcessError as exc:
+        say(f"cannot use the {LABEL} partition for the node key: {(exc.stderr or '').strip()}")
+        return _ephemeral_node_key()
+    except Exception as exc:  # noqa: BLE001 - the node must come up anyway
+        say(f"the node key could not be loaded or made: {exc}")
+        return _ephemeral_node_key()
+    info["t"] = round(uptime() - started, 2)
+    (RUN / INFO).write_text(json.dumps(info, sort_keys=True) + "\n")
+    if info["created"]:
+        say(f"node key {info['fingerprint']} created ({info['reason']}), encrypted on the {LABEL} partition, "
+            f"bound to this board ({info['binding']})")
+    else:
+        say(f"node key {info['fingerprint']} loaded from the {LABEL} partition ({info['binding']}, {info['t']}s)")
+    return 0
+
+
+def _ephemeral_node_key() -> int:
+    """No usable card: the cells still get one node key, made for this boot only (RAM)."""
+    from ..keys import SigningKey
+
+    key = SigningKey.generate()
+    try:
+        export_key(key, EXPORT)
+    finally:
+        key.close()
+    return 0
