@@ -133,4 +133,23 @@ def loads_canonical(data: bytes) -> JSONValue:
         raise CanonicalError("not in canonical form (sorted keys, no spaces, UTF-8, no duplicates)")
     if _LONG_DIGITS.search(data):  # maybe an integer beyond ±2**53: check properly
         check(value)
+    elif data.count(b"[") + data.count(b"{") > MAX_DEPTH and _too_deep(value):
+        # k brackets nest at most k deep, so most messages skip the walk
+        raise CanonicalError("nesting too deep")
     return value
+
+
+def _too_deep(value: JSONValue) -> bool:
+    """The depth limit of `check` (no value deeper than MAX_DEPTH), walking containers only."""
+    if type(value) is not list and type(value) is not dict:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        items = node.values() if type(node) is dict else node
+        if depth >= MAX_DEPTH and items:
+            return True  # its members would sit deeper than MAX_DEPTH
+        for item in items:
+            if type(item) is list or type(item) is dict:
+                stack.append((item, depth + 1))
+    return False

@@ -76,6 +76,15 @@ class UnsupportedKeystoreVersion(KeystoreError):
     pass
 
 
+# What a keystore may ask of the machine that unlocks it. The header is only
+# authenticated *after* the KDF has run, so a tampered file could otherwise
+# make a stick or a Pi spend up to 4 GiB and minutes on one unlock attempt.
+# 4x the default memory (64 MiB), ~5x its passes, 4x its lanes.
+MAX_KDF_MEMORY_KIB = 256 * 1024
+MAX_KDF_ITERATIONS = 16
+MAX_KDF_LANES = 16
+
+
 @dataclass(frozen=True)
 class KdfParams:
     iterations: int = 3
@@ -83,10 +92,24 @@ class KdfParams:
     memory_kib: int = 65536
 
     def check(self) -> None:
-        if not (1 <= self.iterations <= 64 and 1 <= self.lanes <= 64):
-            raise KeystoreCorrupt("keystore KDF parameters are out of range")
-        if not 8 * self.lanes <= self.memory_kib <= 4 * 1024 * 1024:
-            raise KeystoreCorrupt("keystore KDF memory parameter is out of range")
+        """Raise KeystoreCorrupt, naming the limit, unless every parameter is within bounds."""
+        for name, value, low, high in (
+            ("iterations", self.iterations, 1, MAX_KDF_ITERATIONS),
+            ("lanes", self.lanes, 1, MAX_KDF_LANES),
+            ("memory", self.memory_kib, 8 * self.lanes if _is_int(self.lanes) else 8, MAX_KDF_MEMORY_KIB),
+        ):
+            if not _is_int(value):
+                raise KeystoreCorrupt(f"the keystore KDF {name} parameter is not an integer")
+            if not low <= value <= high:
+                unit = " KiB" if name == "memory" else ""
+                raise KeystoreCorrupt(
+                    f"the keystore asks for KDF {name} {value}{unit}; this BorgUSB accepts "
+                    f"at least {low}{unit} and at most {high}{unit} (file damaged or tampered with)"
+                )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 DEFAULT_KDF = KdfParams()
@@ -106,6 +129,7 @@ def _unb64(text: Any, what: str) -> bytes:
 
 
 def _derive(passphrase: str, salt: bytes, params: KdfParams) -> bytearray:
+    params.check()  # never run the KDF beyond the limits, whoever asks
     kdf = Argon2id(
         salt=salt,
         length=32,
@@ -225,10 +249,10 @@ class Unlocked:
 def decrypt(doc: dict[str, Any], passphrase: str) -> Unlocked:
     kdf = doc["kdf"]
     try:
-        params = KdfParams(int(kdf["iterations"]), int(kdf["lanes"]), int(kdf["memory_kib"]))
-    except (KeyError, TypeError, ValueError):
+        params = KdfParams(kdf["iterations"], kdf["lanes"], kdf["memory_kib"])
+    except KeyError:
         raise KeystoreCorrupt("the keystore KDF parameters are missing") from None
-    params.check()
+    params.check()  # before anything is derived: refused with the limit named
     salt = _unb64(kdf.get("salt"), "kdf.salt")
     nonce = _unb64(doc["cipher"].get("nonce"), "cipher.nonce")
     ciphertext = _unb64(doc["ciphertext"], "ciphertext")

@@ -39,3 +39,34 @@ def test_unencodable_values_refused(value) -> None:
 def test_round_trip_is_stable(value) -> None:
     once = canonical.dumps(value)
     assert canonical.dumps(canonical.loads(once)) == once
+
+
+@pytest.mark.parametrize("depth", [canonical.MAX_DEPTH + 2, 400])  # 34 brackets: the innermost at depth 33
+def test_wire_parser_applies_the_depth_limit(depth: int) -> None:
+    text = ("[" * depth + "]" * depth).encode()
+    with pytest.raises(CanonicalError, match="deep"):
+        canonical.loads_canonical(text)
+    nested = ('{"a":' * depth + "1" + "}" * depth).encode()
+    with pytest.raises(CanonicalError, match="deep"):
+        canonical.loads_canonical(nested)
+
+
+def test_wire_parser_depth_limit_matches_check() -> None:
+    """loads_canonical accepts exactly the depths check() accepts; brackets inside strings do not count."""
+    for depth in range(canonical.MAX_DEPTH - 2, canonical.MAX_DEPTH + 3):
+        value: object = "x"
+        for _ in range(depth):
+            value = [value]
+        try:
+            canonical.check(value)
+            ok = True
+        except CanonicalError:
+            ok = False
+        data = canonical.encode_unchecked(value)
+        if ok:
+            assert canonical.loads_canonical(data) == value
+        else:
+            with pytest.raises(CanonicalError):
+                canonical.loads_canonical(data)
+    many = {"s": "[" * 500, "t": "{" * 500, "l": [[1], [2], {"k": [3]}] * 50}
+    assert canonical.loads_canonical(canonical.dumps(many)) == many

@@ -141,3 +141,40 @@ def test_node_key_round_trip(tmp_path: Path, fast_kdf) -> None:
 def test_empty_passphrase_refused(tmp_path: Path, fast_kdf) -> None:
     with Wallet.create() as wallet, pytest.raises(keystore.KeystoreError):
         save_wallet(tmp_path / "k.json", wallet, "", fast_kdf)
+
+
+@pytest.mark.parametrize(
+    "field,value,limit",
+    [
+        ("memory_kib", 4 * 1024 * 1024, "memory"),
+        ("memory_kib", 256 * 1024 + 1, "memory"),  # the limits: 256 MiB, 16 passes, 16 lanes
+        ("iterations", 17, "iterations"),
+        ("lanes", 17, "lanes"),
+        ("iterations", True, "iterations"),
+        ("memory_kib", "65536", "memory"),
+    ],
+)
+def test_tampered_kdf_cost_is_refused_before_deriving(saved, monkeypatch, field, value, limit) -> None:
+    """A crafted keystore asking for up to 4 GiB of Argon2id memory is refused on load, naming the limit."""
+    path = saved[0]
+    doc = json.loads(path.read_text())
+    doc["kdf"][field] = value
+    doc["checksum"] = keystore._checksum(doc)
+    path.write_text(json.dumps(doc))
+
+    def no_derive(*args, **kwargs):
+        raise AssertionError("the KDF must not run with out-of-range parameters")
+
+    monkeypatch.setattr(keystore, "_derive", no_derive)
+    with pytest.raises(KeystoreCorrupt, match=limit) as info:
+        load_wallet(path, "correct horse")
+    assert "KDF" in str(info.value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        assert "at most" in str(info.value)
+
+
+def test_kdf_limits_leave_room_for_the_default_and_refuse_writing_what_load_refuses(tmp_path: Path) -> None:
+    keystore.DEFAULT_KDF.check()
+    assert keystore.DEFAULT_KDF.memory_kib * 4 <= keystore.MAX_KDF_MEMORY_KIB
+    with Wallet.create() as wallet, pytest.raises(KeystoreCorrupt, match="at most"):
+        save_wallet(tmp_path / "k.json", wallet, "pw", keystore.KdfParams(memory_kib=keystore.MAX_KDF_MEMORY_KIB + 1))
