@@ -34,12 +34,10 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
-
 from .. import dna as dna_table
 from .. import envelope
 from ..dna import CellDNA
-from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
+from ..net.peer import PeerClient, PeerError
 from ..timesync import BadExchange, NetworkClock, Sample, SampleFilter, measure
 from .base import Cell, receptor
 
@@ -63,54 +61,6 @@ def _reply_ints(reply: Any) -> dict[str, Any]:
     return reply
 
 
-_FINGERPRINTS: dict[str, aiohttp.Fingerprint] = {}
-
-
-def _fingerprint(hex_sha256: str) -> aiohttp.Fingerprint:
-    fp = _FINGERPRINTS.get(hex_sha256)
-    if fp is None:
-        if len(_FINGERPRINTS) > 4096:
-            _FINGERPRINTS.clear()
-        fp = _FINGERPRINTS[hex_sha256] = aiohttp.Fingerprint(bytes.fromhex(hex_sha256))
-    return fp
-
-
-async def _post_time(peers: PeerClient, ip: str, port: int, expect_pubkey: str | None) -> Any:
-    """`PeerClient.post(..., signed_reply=True)` for crono.time, on a kept-alive connection.
-
-    aiohttp pools connections by a key that includes the ``ssl`` argument, and
-    ``aiohttp.Fingerprint`` has no equality: a new Fingerprint per request (as
-    PeerClient.post makes) never finds its pooled connection, so every request
-    pays a TLS handshake on its way out (about 2 ms here), which is exactly the
-    path asymmetry that biases a time exchange. One Fingerprint object per
-    certificate keeps the connection.
-    """
-    data = peers.sign(TIME, {})
-    for attempt in (0, 1):
-        pin = await peers.pin_for(ip, port, expect_pubkey)
-        try:
-            async with peers.session.post(
-                f"https://{ip}:{port}/recp", data=data, headers={"Content-Type": "application/json"},
-                ssl=_fingerprint(pin.fingerprint),
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-            break
-        except aiohttp.ServerFingerprintMismatch:
-            peers.pins.pop((ip, port), None)  # the node restarted with a new certificate
-            if attempt:
-                raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            peers.pins.pop((ip, port), None)
-            raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
-    if status >= 400:
-        raise PeerRejected(status, body[:200].decode("utf-8", "replace"))
-    try:
-        return peers.verifier.verify(body, expected_signer=pin.pubkey).payload
-    except envelope.EnvelopeError as exc:
-        raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
-
-
 async def exchange(
     peers: PeerClient, ip: str, port: int = CRONO.recp_port, *, mono: Any, expect_pubkey: str | None = None
 ) -> tuple[Sample, dict[str, Any]]:
@@ -119,10 +69,15 @@ async def exchange(
     ``t1`` is read before the request is signed and ``t4`` after the reply is
     verified, so each direction carries one signature and one verification:
     the two paths stay symmetric and the RTT/2 bound holds.
+
+    The request goes by `PeerClient.post` (its one pinned POST, which keeps the connection:
+    a TLS handshake on the way out only would skew the offset), ``direct`` (a relay's extra
+    hop is not part of the path measured) and after the hello, which is not part of it either.
     """
     await peers.pin_for(ip, port, expect_pubkey)  # a first hello is not part of the exchange
     t1 = mono()
-    reply = await _post_time(peers, ip, port, expect_pubkey)
+    reply = await peers.post(ip, port, "/recp", TIME, {}, expect_pubkey=expect_pubkey, signed_reply=True,
+                             direct=True)
     t4 = mono()
     info = _reply_ints(reply)
     return measure(t1, info["t2"], info["t3"], t4), info

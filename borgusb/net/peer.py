@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +25,7 @@ from ..keys import SigningKey
 from .tls import client_context
 
 HELLO = "net.hello"
+MAX_REPLY = 8 << 20  # the largest reply any cell sends is a shard frame (4 MiB + its envelope)
 
 
 class PeerError(Exception):
@@ -117,7 +119,7 @@ class PeerClient:
             fingerprint = hashlib.sha256(cert).hexdigest()
             # the hello must come over a connection presenting that same certificate
             async with self.session.get(
-                f"https://{ip}:{port}/hello", ssl=aiohttp.Fingerprint(bytes.fromhex(fingerprint))
+                f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)
             ) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
@@ -173,19 +175,40 @@ class PeerClient:
                 return pin, f"/relay/{expect_pubkey}"
         raise PeerUnreachable(f"{ip}:{port} answers as another node ({pin.pubkey[:12]}…) and does not relay for this one")
 
-    async def exchange(self, ip: str, port: int, path: str, data: bytes,
-                       expect_pubkey: str | None = None) -> tuple[int, bytes, Pin]:
-        """POST bytes over the pinned (or relayed) connection; return status, body, pin."""
+    async def exchange(
+        self,
+        ip: str,
+        port: int,
+        path: str,
+        data: bytes | Sequence[bytes | memoryview],
+        expect_pubkey: str | None = None,
+        *,
+        content_type: str = "application/json",
+        direct: bool = False,
+        max_reply: int = MAX_REPLY,
+    ) -> tuple[int, bytes, Pin]:
+        """POST bytes over the pinned (or relayed) connection; return status, body, pin.
+
+        The one pinned POST every caller uses (posts, DStream frames, crono's time exchange):
+        a certificate that no longer matches (the peer restarted) is re-learnt by one new
+        hello and retried once; anything else is `PeerUnreachable` at once. ``data`` may be
+        parts (a frame's envelope and shard bytes), sent as one body. ``direct`` refuses a
+        relay (crono: a relayed path would skew the round trip it measures). The reply is
+        bounded by ``max_reply`` bytes (`PeerRejected` past it)."""
+        body = data if isinstance(data, (bytes, bytearray)) else b"".join(data)
         for attempt in (0, 1):
-            pin, relay = await self.route(ip, port, expect_pubkey)
+            if direct:
+                pin, relay = await self.pin_for(ip, port, expect_pubkey), ""
+            else:
+                pin, relay = await self.route(ip, port, expect_pubkey)
             try:
                 async with self.session.post(
                     f"https://{ip}:{port}{relay}{path}",
-                    data=data,
-                    headers={"Content-Type": "application/json"},
+                    data=body,
+                    headers={"Content-Type": content_type},
                     ssl=_fingerprint(pin.fingerprint),
                 ) as resp:
-                    return resp.status, await resp.read(), pin
+                    return resp.status, await _read_bounded(resp, max_reply), pin
             except aiohttp.ServerFingerprintMismatch:
                 self.pins.pop((ip, port), None)  # the node restarted with a new certificate
                 if attempt:
@@ -206,10 +229,11 @@ class PeerClient:
         expect_pubkey: str | None = None,
         signed_reply: bool = False,
         wire: bytes | None = None,
+        direct: bool = False,
     ) -> Any:
         """Send one signed message; return the reply (verified payload when signed_reply)."""
         data = wire if wire is not None else self.sign(type, payload)
-        status, body, pin = await self.exchange(ip, port, path, data, expect_pubkey)
+        status, body, pin = await self.exchange(ip, port, path, data, expect_pubkey, direct=direct)
         if status >= 400:
             raise PeerRejected(status, _reason(body))
         if not signed_reply:
@@ -222,8 +246,25 @@ class PeerClient:
 
 @lru_cache(maxsize=4096)
 def _fingerprint(hex_digest: str) -> aiohttp.Fingerprint:
-    """One Fingerprint object per certificate: aiohttp pools connections by it, so reuse matters."""
+    """One Fingerprint object per certificate, the only cache of them: aiohttp pools
+    connections by the ``ssl`` argument's identity (Fingerprint has no equality), so a fresh
+    object per request would pay a TLS handshake per request (~2 ms here; for crono, an
+    asymmetry in the very round trip it measures)."""
     return aiohttp.Fingerprint(bytes.fromhex(hex_digest))
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The reply's body, refused past `limit` bytes before it is all read."""
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            raise PeerRejected(resp.status, f"reply of {resp.content_length} bytes exceeds {limit}")
+        return await resp.read()
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise PeerRejected(resp.status, f"reply exceeds {limit} bytes")
+    return bytes(body)
 
 
 def _reason(body: bytes) -> str:
