@@ -194,9 +194,10 @@ def test_replay_cache_stays_bounded_and_never_accepts_a_replay(clock) -> None:
 
 def test_replay_cache_forgets_expired_entries() -> None:
     cache = ReplayCache(capacity=10)
-    assert not cache.seen_or_add("a", 100)
+    cache.admit("a", "n", 100, 100, window_ms=1000)
+    assert cache.entries() == 1
     cache.expire(older_than_ms=101)
-    assert len(cache) == 0
+    assert cache.entries() == 0
 
 
 # --- fuzzing: nothing but the typed errors, ever ---
@@ -250,3 +251,145 @@ def test_fuzz_mutated_valid_envelopes(data) -> None:
         return
     # only an untouched signed content may pass
     assert env.payload == {"n": 1} and env.signer == KEY.public_key_hex
+
+
+# --- issue 15 item 4: the replay cache cannot be turned against other senders ---
+
+ATTACKER = SigningKey.generate()
+
+
+def test_future_dated_flood_from_one_key_does_not_refuse_honest_fresh_messages(clock) -> None:
+    """The attack: fill the cache with envelopes dated +30 s; every honest fresh message was a 'Replay'."""
+    verifier = Verifier(clock, replay_capacity=1000)
+    clock.advance(29_000)  # the attacker signs with a clock up to 30 s ahead, inside the window
+    flood = []
+    for i in range(3000):
+        clock.advance(0 if i % 3 else 1)
+        flood.append(envelope.encode(make(clock, {"i": i}, key=ATTACKER)))
+    clock.advance(-30_000)
+    for wire in flood:
+        try:
+            verifier.verify(wire)  # each one is valid, and future-dated within the window
+        except Replay:
+            pass  # the attacker's own floor rose: it may refuse only the attacker's messages
+    assert verifier.counters["accepted"] >= 1000  # the cache was filled far past its capacity
+    for _ in range(20):
+        clock.advance(5)
+        verifier.verify(make(clock))  # honest and fresh: accepted (was Replay: the global floor)
+        verifier.verify(make(clock, key=OTHER))
+    assert verifier.counters["accepted"] >= 1040
+    assert verifier.replay.entries() <= 1000
+    for wire in flood:  # and the flood itself can never be replayed
+        with pytest.raises(Replay):
+            verifier.verify(wire)
+
+
+def test_sybil_flood_does_not_refuse_known_senders_and_never_accepts_a_replay(clock) -> None:
+    verifier = Verifier(clock, replay_capacity=1000)
+    honest_old = envelope.encode(make(clock))  # the honest key is known before the flood
+    verifier.verify(honest_old)
+    clock.advance(30_000)
+    keys = [SigningKey.generate() for _ in range(600)]  # far more keys than buckets + floors (125 + 250)
+    flood = [envelope.encode(make(clock, {"k": i}, key=k)) for k in keys for i in range(2)]
+    clock.advance(-30_000)
+    accepted = [honest_old]
+    for wire in flood:
+        try:
+            verifier.verify(wire)
+            accepted.append(wire)
+        except (Replay, envelope.ReplayCacheFull):
+            pass  # an attacker key's own floor, or past the bounds a newcomer refused: typed, counted
+    assert verifier.counters["replay_cache_full"] > 0  # the bounds were reached
+    clock.advance(10)
+    for _ in range(5):
+        clock.advance(1)
+        verifier.verify(make(clock))  # the known honest key still gets through, fresh every time
+    assert verifier.replay.entries() <= 1000
+    assert verifier.replay.signers() <= verifier.replay.max_signers
+    assert verifier.replay.floors() <= verifier.replay.max_floors
+    for wire in accepted:  # evicted or not, nothing accepted is accepted twice
+        with pytest.raises(Replay):
+            verifier.verify(wire)
+
+
+def test_replays_refused_after_pressure_from_many_keys(clock) -> None:
+    """Each signer evicted under pressure keeps a floor: its old envelopes stay refused."""
+    verifier = Verifier(clock, replay_capacity=200)
+    sent = []
+    keys = [SigningKey.generate() for _ in range(60)]  # more than the 25 buckets, fewer than buckets + floors
+    for k in keys:
+        for _ in range(3):
+            clock.advance(1)
+            wire = envelope.encode(make(clock, key=k))
+            verifier.verify(wire)
+            sent.append(wire)
+        assert verifier.replay.entries() <= 200
+    assert verifier.counters["replay_cache_full"] == 0
+    assert verifier.replay.signers() < 60 and verifier.replay.floors() > 0  # evicted signers kept as floors
+    for wire in sent:
+        with pytest.raises(Replay):
+            verifier.verify(wire)
+
+
+def test_replay_cache_memory_bound_holds(clock) -> None:
+    cache = ReplayCache(capacity=100, per_signer=10, max_signers=8, max_floors=8)
+    now = clock.now_ms()
+    for i in range(5000):
+        signer = f"s{i % 40}"
+        try:
+            cache.admit(signer, f"n{i}", now + (i % 7) * 1000, now, window_ms=30_000)
+        except (Replay, envelope.ReplayCacheFull):
+            pass
+        assert cache.entries() <= 100
+        assert cache.signers() <= 8 and cache.floors() <= 8
+        assert max((len(b.seen) for b in cache._buckets.values()), default=0) <= 10
+        assert cache.garbage() <= 2 * 8 + 16
+
+
+def test_one_signer_over_its_cap_raises_only_its_own_floor(clock) -> None:
+    cache = ReplayCache(capacity=1000, per_signer=4, max_signers=10, max_floors=10)
+    now = clock.now_ms()
+    for i in range(10):
+        cache.admit("attacker", f"a{i}", now + 29_990 + i, now, window_ms=30_000)
+    with pytest.raises(Replay):  # its own floor rose to +30 s
+        cache.admit("attacker", "fresh", now, now, window_ms=30_000)
+    cache.admit("honest", "h1", now, now, window_ms=30_000)
+
+
+def test_an_expired_signer_is_forgotten(clock) -> None:
+    cache = ReplayCache(capacity=10)
+    cache.admit("a", "n", 100, 100, window_ms=1000)
+    cache.expire(older_than_ms=101)
+    assert cache.entries() == 0 and cache.signers() == 0
+
+
+# --- issue 15 item 10: the depth limit holds on the wire path ---
+
+
+def _signed_unchecked(clock: ManualClock, payload) -> bytes:
+    """A validly signed envelope whose payload sign() itself would refuse (an attacker's own signer)."""
+    body = {
+        "v": 1, "type": "app.test", "payload": payload,
+        "sender": {"ip": "127.0.0.2", "port": 13350, "pubkey": ATTACKER.public_key_hex},
+        "ts": clock.now_ms(), "nonce": "ab" * 16,
+    }
+    body["sig"] = ATTACKER.sign(canonical.encode_unchecked(body)).hex()
+    return canonical.encode_unchecked(body)
+
+
+@pytest.mark.parametrize("depth", [34, 400])
+def test_deep_payload_refused_on_the_wire_path(clock, verifier, depth) -> None:
+    deep: object = 1
+    for _ in range(depth):
+        deep = [deep]
+    with pytest.raises(Malformed, match="deep"):
+        verifier.verify(_signed_unchecked(clock, deep))
+    assert verifier.counters["accepted"] == 0
+
+
+def test_payload_at_the_depth_limit_accepted(clock, verifier) -> None:
+    deep: object = 1
+    for _ in range(canonical.MAX_DEPTH - 2):  # envelope -> payload -> ... -> 1 at depth MAX_DEPTH
+        deep = [deep]
+    canonical.check({"payload": deep})
+    verifier.verify(_signed_unchecked(clock, deep))
