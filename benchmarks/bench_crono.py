@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from borgusb import dna  # noqa: E402
-from borgusb.cells.crono import exchange  # noqa: E402
+from borgusb.cells.crono.exchange import exchange  # noqa: E402
 from borgusb.clock import SystemClock  # noqa: E402
 from borgusb.cluster import Cluster, loopback  # noqa: E402
 from borgusb.envelope import Verifier  # noqa: E402

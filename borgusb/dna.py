@@ -63,6 +63,26 @@ def get(name: str) -> CellDNA:
         raise ValueError(f"unknown cell type {name!r}; known: {known}") from None
 
 
+def _port_owners() -> dict[int, str]:
+    return {port: dna.name for dna in CELLS.values() for port in dna.ports()}
+
+
+def register(row: CellDNA) -> None:
+    """Add the DNA row of a cell shipped outside this package (its entry point brings it).
+
+    The thirteen rows above stay the table; an added row may not reuse a name or a port.
+    """
+    if row.name in CELLS:
+        if CELLS[row.name] == row:
+            return
+        raise ValueError(f"cell type {row.name} is already in the DNA table")
+    owners = _port_owners()
+    for port in row.ports():
+        if port in owners:
+            raise ValueError(f"port {port} of {row.name} is already used by {owners[port]}")
+    CELLS[row.name] = row
+
+
 def _check_unique_ports() -> None:
     seen: dict[int, str] = {}
     for dna in _TABLE:

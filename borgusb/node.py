@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import logging
 import os
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING
 from . import dna
 
 if TYPE_CHECKING:
+    from .cells.kit import Cell
+    from .cells.spec import CellSpec
     from .keys import SigningKey
 
 
@@ -61,20 +65,40 @@ def node_key(path: str | None) -> "SigningKey | None":
             secret[i] = 0
 
 
-async def run_cell(args: argparse.Namespace) -> int:
-    from .cells import cell_class
+async def start_cell(spec: "CellSpec", args: argparse.Namespace) -> "Cell":
+    """Build a cell from its SPEC and inject what the node provides: settings, clock, registry.
 
-    started = time.monotonic()
-    cls = cell_class(args.name)
-    cell = cls(
-        dna.get(args.name),
+    The node is where cell types meet: every cell but the clock itself takes network time
+    from the crono cell on its IP, and announces itself to the serviceMgr there.
+    """
+    from .cells.crono.client import CronoClient
+    from .cells.servicemgr.client import registry_link
+
+    settings = spec.settings_class().from_sources(args)
+    cell = spec.runtime_class()(
+        spec.dna_row(),
         args.ip or default_ip(),
         key=node_key(args.key_file),
         contacts=args.join,
+        settings=settings,
         heartbeat_ms=args.heartbeat_ms,
         confirm_misses=args.confirm_misses,
         data_dir=Path(args.data) if args.data else None,
     )
+    cell.registry = registry_link(cell.peers, cell.ip)
+    if spec.network_clock:
+        clock = CronoClient(cell.ip, cell.peers)
+        await clock.first_sync()
+        cell.use_clock(clock, clock.run())
+    return cell
+
+
+async def run_cell(args: argparse.Namespace) -> int:
+    from .cells import spec as cell_spec
+
+    started = time.monotonic()
+    spec = cell_spec(args.name)
+    cell = await start_cell(spec, args)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, cell.request_stop)
@@ -90,7 +114,7 @@ async def run_cell(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        await cell._stopping.wait()
+        await cell.wait_stopped()
     finally:
         await cell.stop()
         cell.key.close()
@@ -102,15 +126,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps([d.to_dict() for d in dna.CELLS.values()], indent=2))
         return 0
     print(f"{'cell':<18} {'netPort':>7} {'recpPort':>8} {'monPort':>7} {'maxChildren':>11}  summary")
+    from .cells import specs
+
+    running = specs()
     for d in dna.CELLS.values():
-        print(f"{d.name:<18} {d.net_port:>7} {d.recp_port:>8} {d.mon_port:>7} {d.max_children:>11}  {d.summary}")
+        mark = "" if d.name in running else "  (not in this version yet)"
+        print(f"{d.name:<18} {d.net_port:>7} {d.recp_port:>8} {d.mon_port:>7} {d.max_children:>11}  {d.summary}{mark}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(cell: str | None = None) -> argparse.ArgumentParser:
+    """The `borgusb cell` parser; with a cell type named, ``run`` also takes that cell's settings."""
     parser = argparse.ArgumentParser(prog="borgusb cell", description="Run and inspect BorgUSB cells.")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", help="run one cell as a process (joins its tree or becomes root)")
+    run = sub.add_parser("run", help="run one cell as a process (joins its tree or becomes root)",
+                         description="Run one cell as a process. 'borgusb cell run NAME --help' lists "
+                                     "that cell's own settings.")
     run.add_argument("name", help="cell type, e.g. peerTreeNet (see 'borgusb cell list')")
     run.add_argument("--ip", help="address to bind and advertise (default: the default-route interface)")
     run.add_argument("--join", action="append", default=[], metavar="HOST[:PORT]",
@@ -127,11 +158,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="more arguments (shell words) from FILE: the cell loads its code at once, waits "
                           f"up to {ARGS_WAIT_S:.0f}s for FILE, then up to {IP_WAIT_S:.0f}s for its address "
                           "(how a booted stick starts its cells while the stick is still being read)")
+    if cell is not None:
+        from .cells import spec
+
+        try:
+            spec(cell).settings_class().add_arguments(run)
+        except ValueError:
+            pass  # the unknown name is reported when the cell is looked up, with the list of known ones
     run.set_defaults(func=lambda a: asyncio.run(run_cell(a)))
     lst = sub.add_parser("list", help="the cell DNA table: ports and fan-out of every cell type")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
     return parser
+
+
+def _cell_named(argv: list[str]) -> str | None:
+    """The cell type in ``run NAME ...`` (before the full parse, to add that cell's settings)."""
+    quiet = [a for a in argv if a not in ("-h", "--help")]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            known, _ = build_parser().parse_known_args(quiet)
+    except SystemExit:  # the real parse reports the error
+        return None
+    return getattr(known, "name", None)
 
 
 ARGS_WAIT_S = 120.0  # how long a cell waits for its --args-file before it starts with what it has
@@ -161,9 +210,9 @@ def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argpar
     seconds into the boot. Python's imports are the slow part of starting a cell, so systemd
     starts the cells at once: each imports everything it will need, then waits here for the file,
     then for its address to be configured, and only then binds."""
-    from .cells import cell_class
+    from .cells import spec
 
-    cell_class(args.name)  # the imports, while the stick is still being read
+    spec(args.name).runtime_class()  # the imports, while the stick is still being read
     path = Path(args.args_file)
     deadline = time.monotonic() + ARGS_WAIT_S
     while not path.exists() and time.monotonic() < deadline:
@@ -174,7 +223,7 @@ def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argpar
         except (OSError, ValueError) as exc:
             print(f"borgusb: ignoring {path}: {exc}", file=sys.stderr)
             extra = []
-        args = build_parser().parse_args([*argv, *extra])
+        args = build_parser(args.name).parse_args([*argv, *extra])
     else:
         print(f"borgusb: {path} did not appear within {ARGS_WAIT_S:.0f}s; starting without it", file=sys.stderr)
     deadline = time.monotonic() + IP_WAIT_S
@@ -186,7 +235,7 @@ def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argpar
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(_cell_named(argv)).parse_args(argv)
     if getattr(args, "args_file", None):
         args = complete_from_args_file(argv, args)
     logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING),

@@ -1,35 +1,61 @@
-"""Cell types. Each cell type that has behaviour registers its class here.
+"""Cell types: each is a package under ``borgusb/cells/`` whose ``__init__`` declares a ``SPEC``.
 
-The registry names classes by import path and loads only the one a process
-runs, so a node process pays for its own cell's code and nothing else.
+The registry finds them by walking this package (and the ``borgusb.cells``
+entry-point group, for cells shipped elsewhere) and imports only the SPECs,
+which are cheap: a process loads the runtime code of its own cell and
+nothing else. The DNA table (`borgusb.dna`) stays the one source of names,
+ports and fan-out; a SPEC names its row.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from functools import lru_cache
+from importlib.metadata import entry_points
 
-from ..dna import CELLS, get
-from .base import Cell
+from ..dna import CELLS, register
+from .spec import CellSpec
 
-# Cell types whose behaviour exists so far; the rest of the DNA table is
-# reserved for the cells their own issues build.
-CELL_CLASSES: dict[str, str] = {
-    "peerTreeNet": "borgusb.cells.base:Cell",
-    "serviceMgrCell": "borgusb.cells.servicemgr:ServiceMgrCell",
-    "shardTreeCell": "borgusb.cells.shard:ShardCell",
-    "cronoTreeCell": "borgusb.cells.crono:CronoCell",  # network time (issue #9)
-}
+ENTRY_POINT_GROUP = "borgusb.cells"
+_NOT_CELLS = {"kit"}
 
 
-def cell_class(name: str) -> type[Cell]:
-    get(name)  # unknown names get the list of known ones
-    try:
-        path = CELL_CLASSES[name]
-    except KeyError:
-        available = ", ".join(CELL_CLASSES)
-        raise ValueError(f"the {name} cell is not available in this version yet (available: {available})") from None
-    module, _, cls = path.partition(":")
-    return getattr(importlib.import_module(module), cls)
+@lru_cache(maxsize=1)
+def specs() -> dict[str, CellSpec]:
+    """Every cell type this installation implements, by DNA name, in DNA-table order."""
+    found: dict[str, CellSpec] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg and info.name not in _NOT_CELLS:
+            spec = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SPEC", None)
+            if isinstance(spec, CellSpec):
+                found[spec.name] = spec
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        spec = ep.load()
+        if not isinstance(spec, CellSpec):
+            raise TypeError(f"entry point {ep.name} ({ep.value}) is not a CellSpec")
+        if spec.name in found:
+            raise ValueError(f"cell type {spec.name} is declared twice ({ep.value})")
+        if not isinstance(spec.dna, str):
+            register(spec.dna)
+        found[spec.name] = spec
+    order = list(CELLS)
+    return dict(sorted(found.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 
-__all__ = ["CELLS", "CELL_CLASSES", "Cell", "cell_class"]
+def implemented() -> list[str]:
+    """The names of the cell types a node runs (the image and hosted mode start each)."""
+    return list(specs())
+
+
+def spec(name: str) -> CellSpec:
+    """The SPEC of a cell type; a clear error for unknown or not-yet-implemented ones."""
+    found = specs()
+    if name in found:
+        return found[name]
+    if name in CELLS:
+        raise ValueError(f"the {name} cell is not available in this version yet (available: {', '.join(found)})")
+    raise ValueError(f"unknown cell type {name!r}; known: {', '.join([*CELLS, *(n for n in found if n not in CELLS)])}")
+
+
+__all__ = ["ENTRY_POINT_GROUP", "CellSpec", "implemented", "spec", "specs"]

@@ -12,54 +12,33 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import jinja2
 import segno
 from aiohttp import web
 
 from .. import dna, keystore
+from ..cells import specs
+from ..cells.spec import load
 from ..clock import Clock, SystemClock
 from ..identity import MnemonicError
 from ..net.peer import PeerRejected
 from .network import Network, NoEndpoint
 from .state import ConduitState
+from .web import HOME_CELL, NAV, NETWORK, PORT, STATE, TEMPLATE_DIRS, TEMPLATES, NavEntry, PageError, render
+from .web import require_unlocked
 
 log = logging.getLogger("borgusb.conduit")
 
 HERE = Path(__file__).parent
-STATE = web.AppKey("state", ConduitState)
-NETWORK = web.AppKey("network", Network)
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
-PORT = web.AppKey("port", int)
-HOME_CELL = web.AppKey("home_cell", str)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-
-
-class PageError(Exception):
-    """A problem to show to the person on the page they came from."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _allowed_hosts(port: int) -> set[str]:
     return {f"{h}:{port}" for h in LOOPBACK_HOSTS} | ({*LOOPBACK_HOSTS} if port == 80 else set())
-
-
-def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
-    state = request.app[STATE]
-    template = request.app[TEMPLATES].get_template(name)
-    context.setdefault("token", state.token)
-    context.setdefault("unlocked", state.unlocked)
-    context.setdefault("nav", name.split(".")[0])
-    context.setdefault("identity", state.wallet.public if state.wallet else None)
-    return web.Response(text=template.render(**context), content_type="text/html", status=status,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                                 "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"})
 
 
 @web.middleware
@@ -96,7 +75,8 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     except NoEndpoint as exc:
         return _error(request, str(exc), 503)
     except PeerRejected as exc:
-        return _error(request, f"The network refused: {exc.reason}", 502)
+        return _error(request, f"The network refused ({exc.reason}): {exc.detail}" if exc.detail else
+                      f"The network refused: {exc.reason}", 502)
     except Exception:  # never a stack trace on the page
         log.exception("conduit handler failed")
         return _error(request, "Something went wrong inside the conduit; the details are in its log.", 500)
@@ -189,19 +169,12 @@ async def lock(request: web.Request) -> web.Response:
     raise web.HTTPFound("/unlock")
 
 
-def _require_unlocked(request: web.Request) -> ConduitState:
-    state = request.app[STATE]
-    if not state.unlocked:
-        raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
-    return state
-
-
 def qr_svg(text: str) -> str:
     return segno.make(text, error="m").svg_inline(scale=4, dark="#1b1f24", light="#ffffff")
 
 
 async def home(request: web.Request) -> web.Response:
-    state = _require_unlocked(request)
+    state = require_unlocked(request)
     assert state.wallet is not None
     public = state.wallet.public
     return render(request, "home.html", public=public, qr=qr_svg(f"dogecoin:{public.doge_address}"),
@@ -282,7 +255,8 @@ def create_app(state: ConduitState, seeds: list[str], *, port: int = 8088, clock
     app[NETWORK] = Network(seeds, clock or SystemClock())
     app[PORT] = port
     app[HOME_CELL] = home_cell
-    app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    app[NAV] = [NavEntry("/home", "Home", "home")]
+    app[TEMPLATE_DIRS] = [HERE / "templates"]
     app.router.add_get("/", index)
     app.router.add_get("/welcome", welcome)
     app.router.add_post("/create", create)
@@ -294,9 +268,10 @@ def create_app(state: ConduitState, seeds: list[str], *, port: int = 8088, clock
     app.router.add_get("/api/tree", api_tree)
     app.router.add_get("/api/cells", api_cells)
     app.router.add_get("/api/session", api_session)
-    from . import files  # its handlers use this module's keys and helpers
-
-    files.add_routes(app)
+    for spec in specs().values():  # each cell's pages, through the page hook (borgusb.conduit.web)
+        if spec.web:
+            load(spec.web)(app)
+    app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(app[TEMPLATE_DIRS]), autoescape=True)
     app.router.add_static("/static", HERE / "static")
     app.cleanup_ctx.append(_autolock)
     return app

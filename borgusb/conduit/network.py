@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import dna
 from ..clock import Clock
 from ..envelope import Verifier
 from ..keys import SigningKey
-from ..net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
+from ..net.peer import PeerClient, PeerError, PeerUnreachable
 
 
 class NoEndpoint(Exception):
@@ -133,26 +134,29 @@ class Network:
     async def call(
         self, cell: str, type: str, payload: Any, *, key: SigningKey | None = None, timeout_s: float | None = None
     ) -> Served:
-        """Send a signed request to the first endpoint that answers; fail over on silence."""
+        """Send one signed request of a type to the first endpoint that answers."""
+        port = dna.get(cell).recp_port
+        return await self.use(cell, lambda peers, ip: peers.post(ip, port, "/recp", type, payload, signed_reply=True),
+                              key=key, timeout_s=timeout_s)
+
+    async def use(
+        self, cell: str, call: Callable[[PeerClient, str], Awaitable[Any]], *, key: SigningKey | None = None,
+        timeout_s: float | None = None,
+    ) -> Served:
+        """``call(peers, ip)`` (a typed client's method) on the first endpoint that answers; fail over on silence."""
         entry = self.cells[cell]
         if not entry.endpoints or time.monotonic() - entry.refreshed > 30:
             await self.refresh(cell)
-        port = dna.get(cell).recp_port
         client = self.client_for(key)
         tried: list[str] = []
         for ip in list(entry.endpoints):
             tried.append(ip)
             try:
-                result = await asyncio.wait_for(
-                    client.post(ip, port, "/recp", type, payload, signed_reply=True),
-                    timeout_s or self.timeout_s,
-                )
+                result = await asyncio.wait_for(call(client, ip), timeout_s or self.timeout_s)
             except (PeerUnreachable, asyncio.TimeoutError):
                 # move the silent endpoint to the back and try the next one
                 entry.endpoints = [e for e in entry.endpoints if e != ip] + [ip]
                 continue
-            except PeerRejected:
-                raise
             return Served(result, ip, tried)
         await self.refresh(cell)
         raise NoEndpoint(f"no {cell} node answered (tried {', '.join(tried) or 'none'})")

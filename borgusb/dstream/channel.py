@@ -29,7 +29,7 @@ from typing import Any
 import h11
 
 from .. import envelope
-from ..net.peer import PeerClient, PeerRejected, PeerUnreachable, _reason
+from ..net.peer import PeerClient, PeerRejected, PeerUnreachable
 from .frames import ENVELOPE_HEADER, Holder
 
 HEAD_MAX = 64 * 1024  # a reply's status line and headers, at most
@@ -107,7 +107,7 @@ class ChannelConn(asyncio.BufferedProtocol):
         except (BadReply, PeerRejected) as exc:
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - the caller refused the head: this request fails
-            self._fail(PeerRejected(self.status, f"bad reply: {exc}"))
+            self._fail(PeerRejected(self.status, "bad_reply", str(exc)))
 
     # ---------------------------------------------------------------- parsing
     def _pump(self) -> None:
@@ -124,6 +124,9 @@ class ChannelConn(asyncio.BufferedProtocol):
                 self._advance()
                 return
             if isinstance(event, h11.Response):
+                head = self.fed - len(self.parser.trailing_data[0])
+                if head > HEAD_MAX:
+                    raise BadReply("head-too-long", f"a head of {head} bytes")
                 self._head(event)
             elif isinstance(event, h11.Data):
                 self._copy(memoryview(event.data))
@@ -155,7 +158,7 @@ class ChannelConn(asyncio.BufferedProtocol):
         assert self.on_head is not None
         views = [v for v in self.on_head(self.status, headers, length) if len(v)]
         if sum(len(v) for v in views) != length:
-            raise PeerRejected(self.status, "bad reply: its length does not match its envelope")
+            raise PeerRejected(self.status, "bad_reply", "its length does not match its envelope")
         self.views, self.at, self.got = views, 0, 0
 
     def _copy(self, data: memoryview) -> None:
@@ -284,12 +287,12 @@ class DataChannel:
                 env = peers.verifier.verify(head.get(ENVELOPE_HEADER.lower(), "").encode("latin-1"),
                                             expected_signer=holder.pubkey, expected_type="shard.get.reply")
             except envelope.EnvelopeError as exc:
-                raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+                raise PeerRejected(status, "bad_reply", f"reply rejected: {exc.reason}") from None
             p = env.payload
             ns = p.get("ns") if isinstance(p, dict) else None
             if (not isinstance(p, dict) or p.get("hs") != hs or not isinstance(ns, list) or len(ns) != len(hs)
                     or not all(isinstance(n, int) and not isinstance(n, bool) for n in ns)):
-                raise PeerRejected(status, "reply rejected: it does not answer the request")
+                raise PeerRejected(status, "bad_reply", "it does not answer the request")
             views: list[memoryview] = []
             for j, n in enumerate(ns):
                 if n < 0:
@@ -323,7 +326,7 @@ class DataChannel:
         else:
             self._drop(conn)
         if status >= 400:
-            raise PeerRejected(status, _reason(bytes(error[0]) if error else b""))
+            raise PeerRejected.from_reply(status, bytes(error[0]) if error else b"")
         return out
 
     def close(self) -> None:

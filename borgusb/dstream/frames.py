@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import envelope
-from ..net.peer import PeerClient, PeerRejected, _reason
+from ..net.peer import PeerClient, PeerRejected
 from ..shard import model
 
 FRAME_PATH = "/shard"
@@ -76,10 +76,10 @@ async def post_frame(
                                             content_type="application/octet-stream", direct=True,
                                             max_reply=MAX_FRAME)
     if status >= 400:
-        raise PeerRejected(status, _reason(raw))
+        raise PeerRejected.from_reply(status, raw)
     try:
         wire, rest = unframe(raw)
         env = peers.verifier.verify(wire, expected_signer=pin.pubkey, expected_type=type + ".reply")
     except envelope.EnvelopeError as exc:
-        raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+        raise PeerRejected(status, "bad_reply", f"reply rejected: {exc.reason}") from None
     return env.payload, rest

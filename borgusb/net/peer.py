@@ -10,6 +10,7 @@ retries silently: callers (the tree, the conduit's failover) decide.
 from __future__ import annotations
 
 import asyncio
+import json
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -39,10 +40,24 @@ class PeerUnreachable(PeerError):
 class PeerRejected(PeerError):
     """The peer answered and refused the message."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"peer refused ({status}): {reason}")
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(f"peer refused ({status}): {reason}" + (f": {detail}" if detail else ""))
         self.status = status
-        self.reason = reason
+        self.reason = reason  # a short word for programs (the handler's RequestError reason)
+        self.detail = detail  # for people
+
+    @classmethod
+    def from_reply(cls, status: int, body: bytes) -> "PeerRejected":
+        """The refusal a cell sent: ``{"error": reason, "detail": ...}`` (anything else is ``unexplained``)."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return cls(status, "unexplained", body[:200].decode("utf-8", "replace"))
+        error = doc.get("error") if isinstance(doc, dict) else None
+        detail = doc.get("detail") if isinstance(doc, dict) else None
+        if not isinstance(error, str) or not error:
+            return cls(status, "unexplained", str(doc)[:200])
+        return cls(status, error[:48], str(detail)[:300] if detail else "")
 
 
 @dataclass(frozen=True)
@@ -235,13 +250,13 @@ class PeerClient:
         data = wire if wire is not None else self.sign(type, payload)
         status, body, pin = await self.exchange(ip, port, path, data, expect_pubkey, direct=direct)
         if status >= 400:
-            raise PeerRejected(status, _reason(body))
+            raise PeerRejected.from_reply(status, body)
         if not signed_reply:
             return None
         try:
             return self.verifier.verify(body, expected_signer=expect_pubkey or pin.pubkey).payload
         except envelope.EnvelopeError as exc:
-            raise PeerRejected(status, f"reply rejected: {exc.reason}") from None
+            raise PeerRejected(status, "bad_reply", f"reply rejected: {exc.reason}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -257,24 +272,12 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The reply's body, refused past `limit` bytes before it is all read."""
     if resp.content_length is not None:
         if resp.content_length > limit:
-            raise PeerRejected(resp.status, f"reply of {resp.content_length} bytes exceeds {limit}")
+            raise PeerRejected(resp.status, "too_large", f"reply of {resp.content_length} bytes exceeds {limit}")
         return await resp.read()
     body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         body += chunk
         if len(body) > limit:
-            raise PeerRejected(resp.status, f"reply exceeds {limit} bytes")
+            raise PeerRejected(resp.status, "too_large", f"reply exceeds {limit} bytes")
     return bytes(body)
 
-
-def _reason(body: bytes) -> str:
-    import json
-
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace")
-    if not isinstance(doc, dict):
-        return str(doc)[:200]
-    error, detail = doc.get("error"), doc.get("detail")
-    return (f"{error}: {detail}" if detail else str(error or doc))[:300]

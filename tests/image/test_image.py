@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import vm as V
+from borgusb.stick import MARKER, Marker, Network
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def _status(ns: V.NetNS, ip: str, port: int) -> dict | None:
 def _cell_runtime_present() -> bool:
     try:
         from borgusb import node  # noqa: F401
-        from borgusb.cells import CELL_CLASSES  # noqa: F401
+        from borgusb.cells import implemented  # noqa: F401
     except ImportError:
         return False
     return True
@@ -58,11 +59,7 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
     host_node = None
     machine = None
     try:
-        V.put_on_stick(stick, ".borgusb", json.dumps({
-            "format": "borgusb-stick", "version": 1, "join": [],
-            "network": {"address": f"{ns.GUEST_IP}/24"},
-            "selftest": ["conduit"],
-        }).encode())
+        V.put_on_stick(stick, MARKER, Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("conduit",)).to_bytes())
         internal = tmp_path / "internal.img"
         V.make_internal_disk(internal)
         before = {

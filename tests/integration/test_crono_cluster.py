@@ -15,7 +15,7 @@ import time
 import pytest
 
 from borgusb import dna
-from borgusb.cells.crono import exchange
+from borgusb.cells.crono.exchange import exchange
 from borgusb.cluster import Cluster, loopback
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier

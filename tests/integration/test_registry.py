@@ -9,7 +9,7 @@ import time
 import pytest
 
 from borgusb import dna
-from borgusb.cells.servicemgr import LOCAL_TTL_MS
+from borgusb.cells.servicemgr.cell import LOCAL_TTL_MS
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey

@@ -229,7 +229,7 @@ def test_skewed_command_prefix_uses_env_so_the_pid_is_the_node() -> None:
 
 
 def test_crono_client_reports_its_source() -> None:
-    from borgusb.cells.crono import CronoClient
+    from borgusb.cells.crono.client import CronoClient
 
     c = CronoClient("127.0.0.1", peers=None, stale_ms=3000)  # type: ignore[arg-type]
     assert c.describe()["source"] == "local"

@@ -21,13 +21,13 @@ on a clean stop; a whole machine's entries within REMOTE_TTL_MS.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from .. import envelope
-from .base import Cell, RequestError, receptor
+from ... import envelope
+from ..kit import ANNOUNCE_MS, Cell, RequestError, on_broadcast, receptor
 
-ANNOUNCE_MS = 1000
 LOCAL_TTL_MS = 3 * ANNOUNCE_MS
 REFRESH_MS = 5000
 REMOTE_TTL_MS = 3 * REFRESH_MS
@@ -36,10 +36,10 @@ _FIELDS = ("cell", "ip", "ports", "status", "load", "node")
 
 def _entry(payload: Any, signer: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise RequestError("an announcement is an object")
+        raise RequestError("malformed", "an announcement is an object")
     cell, ip, ports = payload.get("cell"), payload.get("ip"), payload.get("ports")
     if not isinstance(cell, str) or not isinstance(ip, str) or not isinstance(ports, list):
-        raise RequestError("an announcement names cell, ip and ports")
+        raise RequestError("malformed", "an announcement names cell, ip and ports")
     return {
         "cell": cell[:64],
         "ip": ip[:64],
@@ -58,8 +58,7 @@ class ServiceMgrCell(Cell):
         self._dirty = False
         self._last_share = 0.0
 
-    async def start(self) -> None:
-        await super().start()
+    async def on_start(self) -> None:
         self._spawn(self._share_loop())
 
     # ------------------------------------------------------------ receptor
@@ -115,8 +114,6 @@ class ServiceMgrCell(Cell):
         return sorted(merged.values(), key=lambda e: (e["cell"], e["ip"]))
 
     async def _share_loop(self) -> None:
-        import asyncio
-
         while True:
             await asyncio.sleep(0.2)
             self._expire()
@@ -124,12 +121,10 @@ class ServiceMgrCell(Cell):
             if self._dirty or (now - self._last_share) * 1000 >= REFRESH_MS:
                 self._dirty = False
                 self._last_share = now
-                self.broadcast({"svc": "table", "origin": self.ip, "entries": [e for e, _ in self.local.values()]})
+                self.broadcast("table", {"origin": self.ip, "entries": [e for e, _ in self.local.values()]})
 
-    def on_broadcast(self, payload: dict[str, Any]) -> None:
-        data = payload.get("data")
-        if not isinstance(data, dict) or data.get("svc") != "table":
-            return
+    @on_broadcast("table")
+    def _b_table(self, signer: str, data: dict[str, Any]) -> None:
         origin, entries = data.get("origin"), data.get("entries")
         if not isinstance(origin, str) or not isinstance(entries, list) or origin == self.ip:
             return

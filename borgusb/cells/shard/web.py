@@ -1,4 +1,4 @@
-"""The Files page: the person's objects in the shard network.
+"""The Files page of the conduit: the person's objects in the shard network (the shard cell's page hook).
 
 Uploads and downloads pass through a RAM directory (/dev/shm), never the
 host's disk: the browser streams to the conduit, the conduit to DStream.
@@ -19,12 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..dstream import Receiver, StreamError, parse_locate, put_file
-from ..net.peer import PeerError
-from ..shard import model
-from .app import NETWORK, STATE, PageError, _require_unlocked, render
-from .network import Network
-from .state import ConduitState
+from ...conduit.network import Network
+from ...conduit.state import ConduitState
+from ...conduit.web import NETWORK, STATE, PageError, add_page, render, require_unlocked
+from ...dstream import Receiver, StreamError, parse_locate, put_file
+from ...net.peer import PeerError
+from ...shard import model
+from .client import ShardClient
 
 CELL = "shardTreeCell"
 RAM_DIRS = ("/dev/shm", "/run")
@@ -37,9 +38,8 @@ def ram_dir() -> Path:
     raise web.HTTPInsufficientStorage(text="no RAM directory (/dev/shm) for transfers")
 
 
-def _app_parts(request: web.Request) -> tuple[ConduitState, Network, type[PageError]]:
-    state = _require_unlocked(request)
-    return state, request.app[NETWORK], PageError
+def _app_parts(request: web.Request) -> tuple[ConduitState, Network]:
+    return require_unlocked(request), request.app[NETWORK]
 
 
 def _names(request: web.Request) -> dict[str, str]:
@@ -52,21 +52,18 @@ async def page(request: web.Request) -> web.Response:
 
 
 async def api_list(request: web.Request) -> web.Response:
-    state, network, PageError = _app_parts(request)
+    state, network = _app_parts(request)
     entry = await network.refresh(CELL)
     if not entry.endpoints:
         raise PageError("No shard storage node is reachable right now.", 503)
-    client = network.client_for(state.wallet.key)
-    port = network.port_of(CELL)
+    peers = network.client_for(state.wallet.key)
 
     async def ask(ip: str) -> list[dict[str, Any]]:
         try:
-            reply = await asyncio.wait_for(
-                client.post(ip, port, "/recp", "shard.owned", {"o": state.wallet.key.public_key_hex}, signed_reply=True),
-                network.timeout_s)
+            return await asyncio.wait_for(ShardClient(peers, ip).owned(state.wallet.key.public_key_hex),
+                                          network.timeout_s)
         except (PeerError, asyncio.TimeoutError):
             return []
-        return reply.get("objects", []) if isinstance(reply, dict) else []
 
     merged: dict[str, dict[str, Any]] = {}
     for objects in await asyncio.gather(*(ask(ip) for ip in entry.endpoints)):
@@ -79,14 +76,15 @@ async def api_list(request: web.Request) -> web.Response:
 
 
 async def api_stat(request: web.Request) -> web.Response:
-    state, network, _ = _app_parts(request)
+    state, network = _app_parts(request)
     oid = request.match_info["id"]
-    served = await network.call(CELL, "shard.stat", {"id": oid}, key=state.wallet.key, timeout_s=20)
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=state.wallet.key,
+                               timeout_s=20)
     return web.json_response({**served.result, "served_by": served.endpoint})
 
 
 async def api_upload(request: web.Request) -> web.Response:
-    state, network, PageError = _app_parts(request)
+    state, network = _app_parts(request)
     reader = await request.multipart()
     part = await reader.next()
     if part is None or part.name != "file":
@@ -115,11 +113,12 @@ async def api_upload(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    state, network, PageError = _app_parts(request)
+    state, network = _app_parts(request)
     oid = request.match_info["id"]
     if not model.is_hash(oid):
         raise PageError("That is not an object id.")
-    served = await network.call(CELL, "shard.locate", {"id": oid}, key=state.wallet.key, timeout_s=20)
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=state.wallet.key,
+                               timeout_s=20)
     try:
         manifest, holders = parse_locate(served.result, oid)
     except StreamError as exc:
@@ -131,6 +130,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         name = _names(request).get(oid) or f"{oid[:16]}.bin"
         response = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream",
+            "X-Content-Type-Options": "nosniff",
             "Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"',
             "Content-Length": str(path.stat().st_size),
             "X-Served-By": served.endpoint,
@@ -148,15 +148,17 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 async def api_delete(request: web.Request) -> web.Response:
-    state, network, _ = _app_parts(request)
+    state, network = _app_parts(request)
     oid = request.match_info["id"]
     tomb = model.sign_tomb(state.wallet.key, oid, network.clock.now_ms())
-    served = await network.call(CELL, "shard.delete", {"tomb": tomb}, key=state.wallet.key)
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).delete(tomb), key=state.wallet.key)
     _names(request).pop(oid, None)
     return web.json_response({"deleted": oid, "served_by": served.endpoint})
 
 
-def add_routes(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
+    """The page hook: the conduit calls this once (SPEC.web)."""
+    add_page(app, "/files", "Files", "files", Path(__file__).parent / "templates")
     app.router.add_get("/files", page)
     app.router.add_get("/api/files", api_list)
     app.router.add_post("/api/files", api_upload)

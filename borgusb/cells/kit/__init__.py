@@ -1,0 +1,23 @@
+"""The cell kit: everything a cell type is built from.
+
+A cell package imports from here only::
+
+    from borgusb.cells.kit import Cell, CellClient, RequestError, Settings, receptor, on_broadcast, setting
+
+See the README's "Adding a cell" for a walkthrough.
+"""
+
+from __future__ import annotations
+
+from .cell import ANNOUNCE_MS, FRAME_PATH, MAX_FRAME, TREE_TYPES, Cell, Registry, TypePrefix, release_startup_memory
+from .client import CellClient
+from .errors import Malformed, RequestError
+from .handlers import frame, on_broadcast, receptor, route
+from .settings import Settings, SettingsError, setting
+from ..spec import CellSpec, load
+
+__all__ = [
+    "ANNOUNCE_MS", "FRAME_PATH", "MAX_FRAME", "TREE_TYPES", "Cell", "CellClient", "CellSpec", "Malformed",
+    "Registry", "RequestError", "Settings", "SettingsError", "TypePrefix", "frame", "load", "on_broadcast",
+    "receptor", "release_startup_memory", "route", "setting",
+]

@@ -1,0 +1,416 @@
+"""Cell: the runtime every cell type shares.
+
+A cell is one process bound to its own IP on its DNA ports:
+
+* **netPort** (TLS, pinned): node-to-node PeerTree messages, ``POST /net``, and
+  the signed ``GET /hello`` that lets peers pin this node's certificate;
+* **recpPort** (TLS): the receptor, the cell's only public door. Signed
+  requests (``POST /recp``, dispatched by type to ``@receptor`` handlers) and
+  binary frames (``POST /frame``, to ``@frame`` handlers); each reply is an
+  envelope signed by the node key;
+* **monPort** (plain HTTP, read-only): JSON status, the node's view of the
+  tree, counters and rejections by reason, plus a cell's ``@route("mon", ...)``
+  data channels.
+
+The base class knows no cell type: the node that starts a cell injects its
+clock (`use_clock`) and its service-registry link (``registry=``), and each
+cell declares its handlers with the decorators of `handlers.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ... import envelope
+from ...clock import Clock, SystemClock
+from ...dna import CellDNA
+from ...keys import SigningKey
+from ...net.nat import Placement, Relays
+from ...net.peer import PeerClient, PeerError, Pin
+from ...net.tls import TLSIdentity, make_tls_identity
+from ...tree.model import Member, TreeConfig, TreeNode
+from .errors import RequestError
+from .handlers import collect, receptor, route
+from .netdoor import NetDoor
+from .settings import Settings
+from .treedriver import TreeDriver
+
+log = logging.getLogger("borgusb.cell")
+
+MAX_BODY = envelope.DEFAULT_MAX_BYTES
+MAX_FRAME = 8 << 20  # a frame: its envelope, a newline, at most a few MiB of bytes
+FRAME_PATH = "/frame"
+ANNOUNCE_MS = 1000  # how often a cell tells the service registry on its IP that it is alive
+
+
+class TypePrefix:
+    """A set of message types by prefix, for `Verifier.verify(expected_type=...)`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, str) and item.startswith(self.prefix)
+
+
+TREE_TYPES = TypePrefix("tree.")
+
+
+class Registry(Protocol):
+    """The node's link to the service registry (serviceMgrCell on its own IP), injected."""
+
+    async def announce(self, entry: dict[str, Any]) -> None: ...
+
+    async def withdraw(self, entry: dict[str, Any]) -> None: ...
+
+
+def release_startup_memory() -> None:
+    """Hand the heap that imports and start-up left free back to the system: a full
+    collection, then glibc's malloc_trim. Elsewhere than glibc this does nothing."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
+def refusal(exc: RequestError) -> web.Response:
+    return web.json_response(exc.to_json(), status=exc.status)
+
+
+class Cell(NetDoor, TreeDriver):
+    """A PeerTree member with a receptor and a monitoring port."""
+
+    def __init__(
+        self,
+        dna: CellDNA,
+        ip: str,
+        *,
+        key: SigningKey | None = None,
+        contacts: list[str] | None = None,
+        clock: Clock | None = None,
+        registry: Registry | None = None,
+        settings: Settings | None = None,
+        heartbeat_ms: int = 1000,
+        confirm_misses: int = 3,
+        tick_ms: int = 100,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.dna = dna
+        self.ip = ip
+        self.key = key or SigningKey.generate()
+        self.clock: Clock = clock or SystemClock()
+        self.verifier = envelope.Verifier(self.clock)
+        self.registry = registry
+        self.settings = settings if settings is not None else Settings()
+        self.contacts = [c for c in (contacts or []) if c]
+        self.data_dir = data_dir
+        self.tick_ms = tick_ms
+        self.me = Member(self.key.public_key_hex, ip, dna.net_port)
+        self._tree_config = TreeConfig(k=dna.max_children, heartbeat_ms=heartbeat_ms, confirm_misses=confirm_misses)
+        self.tree = TreeNode(self.me, self._tree_config, random.Random(os.urandom(16)))
+        self.placement = Placement("direct", ip)
+        self.relays = Relays()
+        self.contact_pins: dict[str, tuple[str, int, Pin]] = {}
+        self.counters: Counter[str] = Counter()
+        self.registry_ok: bool | None = None
+        self.started_at = time.monotonic()
+        self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port, bind=ip)
+        self.tls: TLSIdentity | None = None
+        self.handlers = collect(type(self))
+        self._runners: list[web.AppRunner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._companions: list[Awaitable[Any]] = []
+        self._stopping = asyncio.Event()
+        self._init_tree_driver()
+
+    def use_clock(self, clock: Clock, companion: Awaitable[Any] | None = None) -> None:
+        """Sign and check with this clock from now on (the node injects network time);
+        companion, if given, is the clock's own loop, run for as long as the cell runs."""
+        self.clock = self.verifier.clock = self.peers.clock = clock
+        if companion is not None:
+            self._companions.append(companion)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for companion in self._companions:
+            self._spawn(companion)
+        self.tls = make_tls_identity(f"borgusb-{self.dna.name}-{self.key.public_key_hex[:16]}")
+        await self._serve("net", self.dna.net_port, self.tls.server_context, MAX_BODY + 1024)
+        await self._serve("recp", self.dna.recp_port, self.tls.server_context, MAX_BODY + 1024)
+        await self._serve("mon", self.dna.mon_port, None, 1024)
+        members = await self._resolve_contacts()
+        await self._place()
+        self._execute(self.tree.start(self.clock.now_ms(), members))
+        self._spawn(self._tick_loop())
+        self._spawn(self._contact_loop())
+        if self.registry is not None:
+            self._spawn(self._announce_loop())
+        await self.on_start()
+        release_startup_memory()
+        log.info("%s node %s on %s ready", self.dna.name, self.key.fingerprint, self.ip)
+
+    async def on_start(self) -> None:
+        """Override: start the cell's own loops (with `_spawn`) once its ports are up."""
+
+    async def on_stop(self) -> None:
+        """Override: release what the cell holds once its loops are cancelled."""
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self.tls is not None and self.registry is not None:
+            try:
+                await asyncio.wait_for(self.registry.withdraw(self.announcement()), 0.5)
+            except (PeerError, asyncio.TimeoutError):
+                pass
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.peers.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self.on_stop()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def _app(self, port: str, max_body: int) -> web.Application:
+        app = web.Application(client_max_size=max_body)
+        for (ports, method, path), name in self.handlers.routes.items():
+            if port in ports:
+                app.router.add_route(method, path, getattr(self, name))
+        return app
+
+    async def _serve(self, port_name: str, port: int, ssl_context: Any, max_body: int) -> None:
+        runner = web.AppRunner(self._app(port_name, max_body), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.ip, port, ssl_context=ssl_context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise RuntimeError(f"cannot listen on {self.ip}:{port} ({exc.strerror})") from None
+        self._runners.append(runner)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ the service registry
+
+    def announcement(self) -> dict[str, Any]:
+        """What this cell tells the service registry about itself (extend for more load figures)."""
+        return {
+            "cell": self.dna.name,
+            "ip": self.me.ip,
+            "ports": list(self.dna.ports()),
+            "status": self.tree.status,
+            "load": {"load1_x100": int(os.getloadavg()[0] * 100), "sent": self.counters["sent"],
+                     "accepted": self.verifier.counters["accepted"]},
+        }
+
+    async def _announce_loop(self) -> None:
+        assert self.registry is not None
+        while True:
+            try:
+                await asyncio.wait_for(self.registry.announce(self.announcement()), 2.0)
+                self.registry_ok = True
+            except (PeerError, asyncio.TimeoutError):
+                self.counters["registry_unreachable"] += 1
+                self.registry_ok = False
+            await asyncio.sleep(ANNOUNCE_MS / 1000)
+
+    # ------------------------------------------------------------ the doors
+
+    async def _read_verified(self, request: web.Request, **expect: Any) -> envelope.Envelope:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.verifier.counters[envelope.TooLarge.reason] += 1
+            raise envelope.TooLarge("request body too large") from None
+        return self.verifier.verify(body, **expect)
+
+    @route("net", "POST", "/net")
+    async def _handle_net(self, request: web.Request) -> web.Response:
+        try:
+            env = await self._read_verified(request, expected_type=TREE_TYPES)
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        msg = env.payload
+        if not isinstance(msg, dict) or msg.get("t") != env.type:
+            self.verifier.counters[envelope.Malformed.reason] += 1
+            return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
+        sender = Member(env.signer, env.sender.ip, env.sender.port)
+        self.counters[f"recv:{env.type}"] += 1
+        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg))
+        return web.json_response({"ok": True})
+
+    @route("recp", "POST", "/recp")
+    async def _handle_receptor(self, request: web.Request) -> web.Response:
+        try:
+            env = await self._read_verified(request)
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        name = self.handlers.receptors.get(env.type)
+        if name is None:
+            self.counters["receptor_unknown_type"] += 1
+            return refusal(RequestError("unknown_request", f"{self.dna.name} has no {env.type!r}", 404))
+        try:
+            result = await getattr(self, name)(env)
+        except RequestError as exc:
+            self.counters[f"receptor_refused:{exc.reason}"] += 1
+            return refusal(exc)
+        except Exception:
+            self.counters["receptor_errors"] += 1
+            log.exception("receptor handler %s failed", env.type)
+            return refusal(RequestError("internal", "the cell failed to handle this request", 500))
+        return self._signed_reply(env.type, result, b"", "application/json")
+
+    @route("recp", "POST", FRAME_PATH)
+    async def _handle_frame(self, request: web.Request) -> web.Response:
+        """A binary frame: the signed envelope, a newline, the bytes (see borgusb.dstream)."""
+        length = request.content_length
+        if length is None or length > MAX_FRAME:
+            self.verifier.counters[envelope.TooLarge.reason] += 1
+            return refusal(RequestError("too_large", f"a frame is at most {MAX_FRAME} bytes", 413))
+        try:
+            body = await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            return refusal(RequestError("malformed", "short body"))
+        newline = body.find(b"\n", 0, MAX_BODY + 1)
+        if newline < 0:
+            self.verifier.counters[envelope.Malformed.reason] += 1
+            return refusal(RequestError("malformed", "a frame is an envelope, a newline, then bytes"))
+        try:
+            env = self.verifier.verify(body[:newline])
+        except envelope.EnvelopeError as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        name = self.handlers.frames.get(env.type)
+        if name is None:
+            self.counters["receptor_unknown_type"] += 1
+            return refusal(RequestError("unknown_request", f"{self.dna.name} has no frame type {env.type!r}", 404))
+        try:
+            result, out = await getattr(self, name)(env, memoryview(body)[newline + 1:])
+        except RequestError as exc:
+            self.counters[f"receptor_refused:{exc.reason}"] += 1
+            return refusal(exc)
+        except Exception:
+            self.counters["receptor_errors"] += 1
+            log.exception("frame handler %s failed", env.type)
+            return refusal(RequestError("internal", "the cell failed to handle this frame", 500))
+        return self._signed_reply(env.type, result, out, "application/octet-stream")
+
+    def _signed_reply(self, type: str, result: Any, out: bytes | memoryview, content_type: str) -> web.Response:
+        try:
+            reply = envelope.encode(envelope.sign(self.key, type + ".reply", result, self.clock,
+                                                  ip=self.me.ip, port=self.dna.recp_port))
+        except ValueError:  # a handler returned something that is not canonical JSON: a bug
+            self.counters["receptor_errors"] += 1
+            log.exception("handler %s returned a value that cannot be signed", type)
+            return refusal(RequestError("internal", "the cell produced an invalid reply", 500))
+        self.counters[f"receptor:{type}"] += 1
+        body = b"".join((reply, b"\n", out)) if content_type == "application/octet-stream" else reply
+        return web.Response(body=body, content_type=content_type)
+
+    @receptor("cell.status")
+    async def _r_status(self, env: envelope.Envelope) -> Any:
+        return self.status()
+
+    @receptor("tree.members")
+    async def _r_members(self, env: envelope.Envelope) -> Any:
+        """Every member of this cell's tree: the root answers from its table; others ask it."""
+        table = getattr(self.tree, "table", None)
+        if self.tree.status == "root" and table:
+            return self._members_reply(table)
+        root = self.tree.root
+        if root is None or root.node_id == self.me.node_id:
+            return self._members_reply({self.tree.pos or 1: self.me})
+        try:
+            return await self.peers.post(root.ip, self.dna.recp_port, "/recp", "tree.members", {},
+                                         expect_pubkey=root.node_id, signed_reply=True)
+        except PeerError as exc:
+            raise RequestError("root_unreachable", f"the root of this tree did not answer: {exc}", 503) from None
+
+    def _members_reply(self, table: dict[int, Member]) -> dict[str, Any]:
+        return {
+            "tree": self.tree.tree_id,
+            "k": self.dna.max_children,
+            "size": len(table),
+            "members": [{"pos": pos, "pubkey": m.node_id, "ip": m.ip} for pos, m in sorted(table.items())],
+        }
+
+    @receptor("tree.broadcast")
+    async def _r_broadcast(self, env: envelope.Envelope) -> Any:
+        if not isinstance(env.payload, dict) or not isinstance(env.payload.get("k"), str):
+            raise RequestError("malformed", "a broadcast is an object naming its kind in \"k\"")
+        return {"id": self.broadcast(env.payload["k"], origin=env)}
+
+    # ------------------------------------------------------------ monitoring
+
+    @route("mon", "GET", "/")
+    async def _handle_index(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    @route("mon", "GET", "/status")
+    async def _handle_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    def status(self) -> dict[str, Any]:
+        """Override (call super) to add the cell's own figures to its monPort status."""
+        view = self.tree.view()
+        describe = getattr(self.clock, "describe", None)
+        return {
+            "cell": self.dna.to_dict(),
+            "node": self.me.node_id,
+            "fingerprint": self.key.fingerprint,
+            "ip": self.ip,
+            "uptime_ms": int((time.monotonic() - self.started_at) * 1000),
+            "clock": describe() if describe else {"source": "local"},
+            "settings": self.settings.to_dict(),
+            "status": view.get("status"),
+            "tree": view,
+            "counters": dict(self.counters),
+            "accepted": self.verifier.counters["accepted"],
+            "rejected": self.verifier.rejected(),
+            "registry": {None: "unknown", True: "announced", False: "unreachable"}[self.registry_ok],
+            "nat": {
+                "role": self.placement.role,
+                "advertised": self.me.ip,
+                "internal": self.ip,
+                "public": self.placement.public_ip,
+                "gateway": self.placement.gateway[0] if self.placement.gateway else None,
+                "relays": len(self.relays.keys()),
+            },
+            "broadcasts": {
+                "delivered": self.counters["broadcasts_delivered"],
+                "duplicates": self.counters["broadcast_duplicates"],
+                "recent": {bid: n for bid, (n, _) in list(self.delivered.items())[-50:]},
+                "recent_at_ms": {bid: at for bid, (_, at) in list(self.delivered.items())[-50:]},
+            },
+        }

@@ -1,0 +1,195 @@
+"""The PeerTree driver: feeds `TreeNode` its events and carries out the actions it returns.
+
+The tree rules live in `borgusb.tree.model` (no I/O). This mixin owns the
+I/O around them: resolving contacts, the tick loop, one ordered sender per
+peer (bounded queue), and broadcasts: each carries its origin's own signed
+envelope, verified by every receiver, and is dispatched by its kind ``"k"``
+to the cell's ``@on_broadcast(kind)`` handler exactly once per id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from ... import envelope
+from ...net.peer import PeerError, PeerRejected, PeerUnreachable
+from ...tree.model import Deliver, Member, Send, StatusChanged, TreeNode
+
+if TYPE_CHECKING:
+    from .cell import Cell
+
+log = logging.getLogger("borgusb.cell")
+
+SEND_QUEUE_MAX = 1024  # messages waiting for one peer; beyond it the oldest tree traffic is dropped and counted
+DELIVERED_MAX = 1000  # broadcast ids remembered for deduplication
+OWN_BROADCASTS_MAX = 1000
+
+
+class TreeDriver:
+    """Mixin of `Cell`: everything between the sans-I/O `TreeNode` and the network."""
+
+    tree: TreeNode
+    me: Member
+    counters: Counter[str]
+
+    def _init_tree_driver(self) -> None:
+        self._resolved: set[str] = set()
+        self._queues: dict[Member, asyncio.Queue[dict[str, Any]]] = {}
+        self.delivered: OrderedDict[str, list[int]] = OrderedDict()  # id -> [count, first ms]
+        self._own_broadcasts: dict[str, envelope.Envelope] = {}
+
+    async def _resolve_contacts(self: "Cell") -> list[Member]:
+        async def one(contact: str) -> Member | None:
+            host, _, port_text = contact.partition(":")
+            try:
+                port = int(port_text) if port_text else self.dna.net_port
+                pin = await self.peers.hello(host, port)
+            except (PeerError, ValueError) as exc:
+                log.info("contact %s: %s", contact, exc)
+                return None
+            if pin.pubkey == self.me.node_id:
+                return None
+            self.contact_pins[contact] = (host, port, pin)
+            return Member(pin.pubkey, host, port)
+
+        pending = [c for c in self.contacts if c not in self._resolved]
+        found = await asyncio.gather(*(one(c) for c in pending))
+        for contact, member in zip(pending, found):
+            if member is not None:
+                self._resolved.add(contact)
+        return [m for m in found if m is not None]
+
+    async def _contact_loop(self: "Cell") -> None:
+        """Keep looking for contacts that did not answer yet (a lone root must find others)."""
+        while True:
+            await asyncio.sleep(max(1.0, self.tree.cfg.probe_contacts_ms / 1000))
+            if len(self._resolved) < len(self.contacts):
+                members = await self._resolve_contacts()
+                if members:
+                    self.tree.add_contacts(members)
+
+    async def _tick_loop(self: "Cell") -> None:
+        while True:
+            await asyncio.sleep(self.tick_ms / 1000)
+            try:
+                self._execute(self.tree.on_tick(self.clock.now_ms()))
+            except Exception:  # a bug must not stop the heartbeat; it is counted and logged
+                self.counters["tick_errors"] += 1
+                log.exception("tick failed")
+
+    def _execute(self: "Cell", actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._enqueue(action.to, action.msg)
+            elif isinstance(action, Deliver):
+                self._deliver(action.msg)
+            elif isinstance(action, StatusChanged):
+                self.counters[f"status_{action.status}"] += 1
+                log.info("%s status %s", self.dna.name, action.status)
+
+    def _enqueue(self: "Cell", to: Member, msg: dict[str, Any]) -> None:
+        """Per-peer FIFO so messages to one peer keep their order; bounded."""
+        queue = self._queues.get(to)
+        if queue is None:
+            queue = self._queues[to] = asyncio.Queue()
+            self._spawn(self._sender(to, queue))
+        if queue.qsize() >= SEND_QUEUE_MAX:
+            queue.get_nowait()
+            self.counters["send_queue_dropped"] += 1
+        queue.put_nowait(msg)
+
+    async def _sender(self: "Cell", to: Member, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        try:
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), timeout=30)
+                except asyncio.TimeoutError:
+                    return
+                self.counters["sent"] += 1
+                try:
+                    await self.peers.post(to.ip, to.port, "/net", msg["t"], msg, expect_pubkey=to.node_id)
+                except PeerUnreachable:
+                    self.counters["unreachable"] += 1
+                    while not queue.empty():
+                        queue.get_nowait()
+                    self._execute(self.tree.on_unreachable(self.clock.now_ms(), to))
+                except PeerRejected as exc:
+                    self.counters[f"refused_by_peer:{exc.reason[:40]}"] += 1
+        finally:
+            if self._queues.get(to) is queue:
+                del self._queues[to]
+
+    def _deliver(self: "Cell", wire: dict[str, Any]) -> None:
+        """A broadcast arrived: check its origin's signature, count it, hand it over once.
+
+        Forwarders re-sign each hop, but only the origin's own envelope inside
+        (``wire["env"]``) says who said what: a forwarder cannot alter it.
+        """
+        bid = wire.get("id") if isinstance(wire, dict) else None
+        inner = wire.get("env") if isinstance(wire, dict) else None
+        if not isinstance(bid, str) or not isinstance(inner, dict):
+            self.counters["broadcast_malformed"] += 1
+            return
+        entry = self.delivered.setdefault(bid, [0, self.clock.now_ms()])
+        entry[0] += 1
+        if entry[0] > 1:
+            self.counters["broadcast_duplicates"] += 1
+            return
+        while len(self.delivered) > DELIVERED_MAX:
+            self.delivered.popitem(last=False)
+        origin = self._own_broadcasts.pop(bid, None)
+        if origin is None:
+            try:
+                origin = self.verifier.verify(inner)
+            except envelope.EnvelopeError as exc:
+                self.counters[f"broadcast_rejected:{exc.reason}"] += 1
+                return
+        self.counters["broadcasts_delivered"] += 1
+        self._dispatch_broadcast(origin)
+
+    def _dispatch_broadcast(self: "Cell", origin: envelope.Envelope) -> None:
+        data = origin.payload
+        kind = data.get("k") if isinstance(data, dict) else None
+        name = self.handlers.broadcasts.get(kind) if isinstance(kind, str) else None
+        if name is None:
+            self.counters["broadcast_unhandled"] += 1
+            return
+        try:
+            result = getattr(self, name)(origin.signer, data)
+            if inspect.isawaitable(result):
+                self._spawn(self._guarded(result, "broadcast"))
+        except Exception:
+            self.counters["broadcast_handler_errors"] += 1
+            log.exception("broadcast handler %s failed", kind)
+
+    async def _guarded(self: "Cell", awaitable: Any, what: str) -> None:
+        try:
+            await awaitable
+        except Exception:
+            self.counters[f"{what}_handler_errors"] += 1
+            log.exception("%s handler failed", what)
+
+    def broadcast(self: "Cell", kind: str, data: dict[str, Any] | None = None,
+                  origin: envelope.Envelope | None = None) -> str:
+        """Send ``{"k": kind, **data}`` to every member of this cell's tree exactly once; returns its id.
+
+        The origin's signed envelope travels inside the broadcast: this node's
+        own (signed here) or, for a relayed request, the requester's (whose
+        payload must then already name its kind).
+        """
+        bid = os.urandom(12).hex()
+        if origin is None:
+            payload = {**(data or {}), "k": kind}
+            inner = envelope.sign(self.key, "bcast", payload, self.clock, ip=self.me.ip, port=self.dna.net_port)
+            origin = envelope.Envelope("bcast", payload, envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
+                                       inner["ts"], inner["nonce"], inner["sig"])
+        self._own_broadcasts[bid] = origin
+        while len(self._own_broadcasts) > OWN_BROADCASTS_MAX:
+            self._own_broadcasts.pop(next(iter(self._own_broadcasts)))
+        self._execute(self.tree.broadcast(self.clock.now_ms(), {"id": bid, "env": origin.to_dict()}))
+        return bid

@@ -1,0 +1,280 @@
+"""shardTreeCell: objects as owner-signed shards, placed by lottery, kept on R holders.
+
+Where a shard message is built, sent, verified and handled:
+
+* **Built**: the owner's client signs a shard record per shard and a manifest
+  (`borgusb.shard.model`), and puts each shard in a frame
+  (`dstream.post_frame`): the owner's signed envelope, a newline, the bytes.
+* **Sent**: to ``POST /frame`` on the receptor port of any shardTreeCell (the
+  *entry* node), which picks the holders by the placement lottery and sends
+  them ``shard.hold`` frames signed by its node key.
+* **Verified**: the kit's frame door passes the envelope through the node's
+  one `Verifier` (signature, freshness, replay); the handler then checks the
+  owner's record signature and the bytes' SHA-256, and the store checks
+  ownership, tombstones and quota. Every refusal is counted
+  (``shard_rejected:<reason>`` on the monitoring port).
+* **Handled**: `ShardStore.put` writes atomically into the content-addressed
+  directory.
+
+Reading is `locate.py` (find broadcast, holders answer) and `datachannel.py`
+(the bytes); keeping R copies is `repair.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+from ... import envelope
+from ...dna import CellDNA
+from ...dstream import FairGate, Holder
+from ...net.peer import PeerClient
+from ...shard import model
+from ...shard.store import Corrupt, ShardStore, StoreError
+from ..kit import Cell, RequestError, frame, receptor
+from .datachannel import DataChannelDoor
+from .locate import Locator
+from .repair import Replicator
+from .settings import ShardSettings
+
+
+class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
+    """A Cell that stores shards (settings: `ShardSettings`)."""
+
+    settings: ShardSettings
+
+    def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
+        settings = kw.get("settings")
+        if not isinstance(settings, ShardSettings):
+            settings = kw["settings"] = ShardSettings.from_sources()
+        self._own_dir = kw.get("data_dir") is None
+        if self._own_dir:
+            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+            if root:
+                os.makedirs(root, exist_ok=True)
+            kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
+        super().__init__(dna, ip, **kw)
+        assert self.data_dir is not None
+        self.store = ShardStore(Path(self.data_dir) / "shards", settings.quota)
+        self.default_r = min(model.MAX_R, settings.r)
+        self.gate = FairGate(settings.slots)
+        self.scrub_bps = settings.scrub_bps
+        self.shard_peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20, bind=ip)
+        self.me_holder = Holder(self.key.public_key_hex, ip, dna.recp_port)
+        self.serving: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.repair_until: dict[str, int] = {}
+        self._repair_sem = asyncio.Semaphore(4)
+        self._init_locator()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        self._spawn(self._directory_loop())
+        if self.scrub_bps > 0:
+            self._spawn(self._scrub_loop())
+
+    async def on_stop(self) -> None:
+        await self.shard_peers.close()
+        if self._own_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ frames (binary)
+
+    def _reject(self, reason: str, detail: str, status: int) -> RequestError:
+        self.counters[f"shard_rejected:{reason}"] += 1
+        return RequestError(reason, detail, status)
+
+    def _check_shard(self, env: envelope.Envelope, data: memoryview, *, owner_signs: bool) -> tuple[dict[str, Any], str | None]:
+        p = env.payload
+        if not isinstance(p, dict):
+            raise self._reject("malformed", "payload must be an object", 400)
+        rec, obj = p.get("rec"), p.get("obj")
+        try:
+            model.check_record(rec)
+        except model.BadRecord as exc:
+            raise self._reject(exc.reason, str(exc), 403) from None
+        if owner_signs and env.signer != rec["o"]:
+            raise self._reject("not_owner", "only the owner's key can store a shard through the receptor", 403)
+        if len(data) != rec["n"] or model.sha256_hex(data) != rec["h"]:
+            raise self._reject("hash_mismatch", "the bytes do not match the record's SHA-256 and size", 422)
+        if obj is not None and not model.is_hash(obj):
+            raise self._reject("malformed", "obj must be a SHA-256", 400)
+        return rec, obj
+
+    def _store_local(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None) -> str:
+        try:
+            return self.store.put(rec, data, obj)
+        except StoreError as exc:
+            raise self._reject(exc.reason, str(exc), exc.status) from None
+
+    @frame("shard.hold")
+    async def _f_hold(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
+        rec, obj = self._check_shard(env, data, owner_signs=False)
+        return {"h": rec["h"], "result": self._store_local(rec, data, obj)}, b""
+
+    @frame("shard.put")
+    async def _f_put(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
+        rec, obj = self._check_shard(env, data, owner_signs=True)
+        r = env.payload.get("r", self.default_r)
+        if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= model.MAX_R:
+            raise self._reject("malformed", f"r must be 1..{model.MAX_R}", 400)
+        payload = {"rec": rec, "obj": obj}
+        held, refused = await self._place_on(rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj))
+        if not held:
+            reasons = set(refused.values())
+            status = 409 if reasons == {"other_owner"} else 507 if reasons == {"quota"} else 503
+            raise RequestError("no_holder", f"no holder took the shard: {sorted(reasons)}", status)
+        return {"h": rec["h"], "copies": len(held), "holders": held, "refused": refused}, b""
+
+    def _get_args(self, env: envelope.Envelope) -> tuple[str, str]:
+        p = env.payload
+        h = p.get("h") if isinstance(p, dict) else None
+        if not model.is_hash(h):
+            raise self._reject("malformed", "h must be a SHA-256", 400)
+        return h, str(p.get("sid", ""))[:32] or env.signer[:16]
+
+    async def _read_checked(self, h: str, sid: str, read: Callable[[str], Any]) -> Any:
+        """read(h) (a store read that checks the hash) in a worker thread, behind the fair gate."""
+        await self.gate.acquire(sid)
+        try:
+            try:
+                got = await asyncio.to_thread(read, h)
+            except Corrupt as exc:
+                self.counters["shard_corrupt_dropped"] += 1
+                self._spawn(self._refetch(h))
+                raise RequestError("corrupt", str(exc), 410) from None
+        finally:
+            self.gate.release()
+        if got is None:
+            raise RequestError("not_held", "this node does not hold that shard", 404)
+        return got
+
+    def _count_served(self, env: envelope.Envelope, sid: str, n: int) -> None:
+        p = env.payload
+        st = self.serving.setdefault(sid, {"peer": env.sender.ip, "shards": 0, "bytes": 0})
+        st["shards"] += 1
+        st["bytes"] += n
+        st["last_ms"] = self.clock.now_ms()
+        if isinstance(p.get("of"), int) and isinstance(p.get("done"), int) and p["of"] > 0:
+            st["progress"] = round(min(1.0, (p["done"] + 1) / p["of"]) * 100, 1)
+        self.serving.move_to_end(sid)
+        while len(self.serving) > 64:
+            self.serving.popitem(last=False)
+
+    @frame("shard.get")
+    async def _f_get(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
+        h, sid = self._get_args(env)
+        rec, out = await self._read_checked(h, sid, self.store.get)
+        self._count_served(env, sid, len(out))
+        return {"h": h, "rec": rec}, out
+
+    # ------------------------------------------------------------ receptor (JSON)
+
+    @receptor("shard.manifest")
+    async def _r_manifest(self, env: envelope.Envelope) -> Any:
+        m = env.payload.get("m") if isinstance(env.payload, dict) else None
+        try:
+            model.check_manifest(m)
+        except model.BadRecord as exc:
+            raise self._reject(exc.reason, str(exc), 403) from None
+        if env.signer != m["o"]:
+            raise self._reject("not_owner", "only the owner's key can store a manifest", 403)
+        held, refused = await self._place_on(m["id"], m["r"], lambda t: self._keep_on(t, m))
+        if not held:
+            raise RequestError("no_holder", f"no holder took the manifest: {sorted(set(refused.values()))}", 409)
+        return {"id": m["id"], "copies": len(held), "holders": held, "refused": refused}
+
+    @receptor("shard.keep")
+    async def _r_keep(self, env: envelope.Envelope) -> Any:
+        m = env.payload.get("m") if isinstance(env.payload, dict) else None
+        try:
+            return {"result": self.store.put_manifest(m)}
+        except StoreError as exc:
+            raise self._reject(exc.reason, str(exc), exc.status) from None
+
+    def _oid(self, env: envelope.Envelope) -> str:
+        oid = env.payload.get("id") if isinstance(env.payload, dict) else None
+        if not model.is_hash(oid):
+            raise RequestError("malformed", "id must be an object's SHA-256 in lowercase hex")
+        return oid
+
+    @receptor("shard.locate")
+    async def _r_locate(self, env: envelope.Envelope) -> Any:
+        return await self.locate(self._oid(env), repair=env.payload.get("repair", True) is not False)
+
+    @receptor("shard.stat")
+    async def _r_stat(self, env: envelope.Envelope) -> Any:
+        loc = await self.locate(self._oid(env), repair=env.payload.get("repair", True) is not False)
+        m = loc["manifest"]
+        if m is None:
+            return {"id": loc["id"], "found": False}
+        return {
+            "id": m["id"], "found": True, "size": m["size"], "shard_size": m["ss"], "shards": len(m["shards"]),
+            "r": m["r"], "owner": m["o"], "t": m["t"], "copies_min": min(loc["copies"], default=m["r"]),
+            "copies": loc["copies"], "manifest_copies": loc["manifest_copies"],
+            "holders": [h[1] for h in loc["holders"]], "repairing": loc["repairing"],
+        }
+
+    @receptor("shard.owned")
+    async def _r_owned(self, env: envelope.Envelope) -> Any:
+        """The manifests this node holds for one owner (the conduit merges these across nodes)."""
+        owner = env.payload.get("o") if isinstance(env.payload, dict) else None
+        if not isinstance(owner, str):
+            raise RequestError("malformed", "name the owner: {\"o\": public key}")
+        objects = [{"id": m["id"], "size": m["size"], "t": m["t"], "r": m["r"]}
+                   for m in self.store.manifests.values() if m["o"] == owner]
+        return {"objects": sorted(objects, key=lambda o: -o["t"])[:1000]}
+
+    @receptor("shard.delete")
+    async def _r_delete(self, env: envelope.Envelope) -> Any:
+        tomb = env.payload.get("tomb") if isinstance(env.payload, dict) else None
+        try:
+            model.check_tomb(tomb)
+        except model.BadRecord as exc:
+            raise self._reject(exc.reason, str(exc), 403) from None
+        if env.signer != tomb["o"]:
+            raise self._reject("not_owner", "only the owner's key can delete", 403)
+        m = self.store.manifests.get(tomb["id"]) or (await self.locate(tomb["id"], repair=False))["manifest"]
+        if m is not None and m["o"] != tomb["o"]:
+            raise self._reject("not_owner", "this object belongs to another key", 403)
+        bid = self.broadcast("del", {"tomb": tomb})
+        return {"id": tomb["id"], "broadcast": bid}
+
+    @receptor("shard.have")
+    async def _r_have(self, env: envelope.Envelope) -> Any:
+        if isinstance(env.payload, dict):
+            self._on_have(Holder(env.signer, env.sender.ip, env.sender.port), env.payload)
+        return {"ok": True}
+
+    @receptor("shard.fetch")
+    async def _r_fetch(self, env: envelope.Envelope) -> Any:
+        p = env.payload if isinstance(env.payload, dict) else {}
+        h, obj = p.get("h"), p.get("obj")
+        try:
+            sources = [Holder.from_json(x) for x in p.get("from", [])][:16]
+        except (ValueError, TypeError):
+            raise RequestError("malformed", "from must list [pubkey, ip, port]") from None
+        if not model.is_hash(h) or (obj is not None and not model.is_hash(obj)):
+            raise RequestError("malformed", "h and obj must be SHA-256 hashes")
+        return {"ok": await self.fetch_into_store(h, obj, sources)}
+
+    # ------------------------------------------------------------ monitoring
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        now = self.clock.now_ms()
+        doc["shard"] = {
+            "data_dir": str(self.data_dir),
+            "store": self.store.stats(),
+            "default_r": self.default_r,
+            "directory": len(self.live()),
+            "streams": {sid: dict(st, active=now - st.get("last_ms", 0) < 2000) for sid, st in self.serving.items()},
+            "gate_waiting": len(self.gate.queue),
+        }
+        return doc

@@ -1,0 +1,36 @@
+"""ShardClient: what the CLI, the conduit and other cells call on a shardTreeCell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kit import CellClient
+
+
+def _doc(reply: Any) -> dict[str, Any]:
+    return reply if isinstance(reply, dict) else {}
+
+
+class ShardClient(CellClient):
+    cell = "shardTreeCell"
+
+    async def locate(self, oid: str, *, repair: bool = True) -> dict[str, Any]:
+        """Who holds each shard of an object (and a repair of short ones, unless repair=False)."""
+        return _doc(await self.call("shard.locate", {"id": oid, "repair": repair}))
+
+    async def stat(self, oid: str) -> dict[str, Any]:
+        """An object's size, shards, owner, and how many copies each shard has."""
+        return _doc(await self.call("shard.stat", {"id": oid}))
+
+    async def owned(self, owner: str) -> list[dict[str, Any]]:
+        """The objects of one owner whose manifests this node holds."""
+        found = _doc(await self.call("shard.owned", {"o": owner})).get("objects")
+        return [o for o in found if isinstance(o, dict)] if isinstance(found, list) else []
+
+    async def delete(self, tomb: dict[str, Any]) -> dict[str, Any]:
+        """Broadcast an owner-signed tombstone (`borgusb.shard.model.make_tomb`)."""
+        return _doc(await self.call("shard.delete", {"tomb": tomb}))
+
+    async def put_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Place an owner-signed manifest on its R holders."""
+        return _doc(await self.call("shard.manifest", {"m": manifest}))

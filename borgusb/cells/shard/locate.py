@@ -1,0 +1,187 @@
+"""Finding shards: the directory of shard nodes, and ``locate`` (a find broadcast, holders answer).
+
+``shard.locate`` broadcasts a find through the tree; holders answer
+``shard.have`` (the manifest and the shard hashes they hold); the reply lists
+the holders of each shard and the confirmation count, and shards below R
+copies are re-replicated right away: every read is a health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from ...dstream import Holder
+from ...net.peer import PeerError
+from ...shard import model
+from ...shard.store import StoreError
+from ..kit import on_broadcast
+from ..servicemgr.client import ServiceMgrClient
+
+if TYPE_CHECKING:
+    from .cell import ShardCell
+
+ANNOUNCE_S = 1.0
+DIRECTORY_TTL_MS = 4_500
+LOCATE_WAIT_S = 1.5
+
+
+class _Find:
+    def __init__(self) -> None:
+        self.replies: dict[str, tuple[Holder, dict[str, Any] | None, set[str]]] = {}
+        self.event = asyncio.Event()
+
+
+class Locator:
+    """Mixin of `ShardCell`: who holds what."""
+
+    def _init_locator(self) -> None:
+        self.directory: dict[str, tuple[Holder, int]] = {}
+        self.finds: dict[str, _Find] = {}
+
+    async def _directory_loop(self: "ShardCell") -> None:
+        """Keep the directory of shard nodes: from the service registry (serviceMgrCell on this
+        IP) when it answers, else from the nodes' own "hi" broadcasts through the shard tree."""
+        while True:
+            if not await self._directory_from_registry() and self.tree.status in ("online", "root"):
+                self.broadcast("hi", {"ip": self.me.ip, "port": self.dna.recp_port})
+            now = self.clock.now_ms()
+            for pk, (_, seen) in list(self.directory.items()):
+                if now - seen > DIRECTORY_TTL_MS:
+                    del self.directory[pk]
+            await asyncio.sleep(ANNOUNCE_S)
+
+    async def _directory_from_registry(self: "ShardCell") -> bool:
+        try:
+            services = await ServiceMgrClient(self.peers, self.ip).services(self.dna.name)
+        except PeerError:
+            self.counters["directory_from_broadcast"] += 1
+            return False
+        now = self.clock.now_ms()
+        for e in services:
+            node, ip, ports = e.get("node"), e.get("ip"), e.get("ports")
+            if (isinstance(node, str) and isinstance(ip, str) and isinstance(ports, list) and len(ports) >= 2
+                    and node != self.me_holder.pubkey):
+                self.directory[node] = (Holder(node, ip, ports[1]), now)
+        self.counters["directory_from_registry"] += 1
+        return True
+
+    def live(self: "ShardCell") -> dict[str, Holder]:
+        now = self.clock.now_ms()
+        out = {pk: h for pk, (h, seen) in self.directory.items() if now - seen <= DIRECTORY_TTL_MS}
+        out[self.me_holder.pubkey] = self.me_holder
+        return out
+
+    def _forget(self: "ShardCell", pk: str) -> None:
+        if pk != self.me_holder.pubkey:
+            self.directory.pop(pk, None)
+
+    @on_broadcast("hi")
+    def _b_hi(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+        ip, port = data.get("ip"), data.get("port")
+        if isinstance(ip, str) and isinstance(port, int) and origin != self.me_holder.pubkey:
+            self.directory[origin] = (Holder(origin, ip, port), self.clock.now_ms())
+
+    @on_broadcast("find")
+    async def _b_find(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+        await self._answer_find(origin, data)
+
+    @on_broadcast("del")
+    def _b_delete(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+        try:
+            self.store.delete(data.get("tomb"))
+        except StoreError as exc:
+            self.counters[f"shard_rejected:{exc.reason}"] += 1
+
+    async def _answer_find(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+        q, oid, ip, port = data.get("q"), data.get("id"), data.get("ip"), data.get("port")
+        if not (isinstance(q, str) and model.is_hash(oid) and isinstance(ip, str) and isinstance(port, int)):
+            return
+        m = self.store.manifests.get(oid)
+        hashes = self.store.hashes_of(oid)
+        if m is None and not hashes:
+            return
+        answer = {"q": q, "id": oid, "m": m, "h": hashes}
+        if origin == self.me_holder.pubkey:
+            self._on_have(self.me_holder, answer)
+            return
+        try:
+            await self.shard_peers.post(ip, port, "/recp", "shard.have", answer, expect_pubkey=origin)
+            self.counters["shard_have_sent"] += 1
+        except PeerError:
+            self.counters["shard_have_failed"] += 1
+
+    def _on_have(self: "ShardCell", holder: Holder, answer: dict[str, Any]) -> None:
+        find = self.finds.get(answer.get("q"))  # type: ignore[arg-type]
+        if find is None:
+            self.counters["shard_have_unsolicited"] += 1
+            return
+        m = answer.get("m")
+        hashes = answer.get("h")
+        if not isinstance(hashes, list):
+            return
+        find.replies[holder.pubkey] = (holder, m if isinstance(m, dict) else None,
+                                       {h for h in hashes if isinstance(h, str)})
+        find.event.set()
+
+    async def locate(self: "ShardCell", oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
+        q = os.urandom(8).hex()
+        find = self.finds[q] = _Find()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        self.broadcast("find", {"q": q, "id": oid, "ip": self.ip, "port": self.dna.recp_port})
+        try:
+            while not self._complete(find) and (left := deadline - loop.time()) > 0:
+                try:
+                    await asyncio.wait_for(find.event.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+                find.event.clear()
+        finally:
+            del self.finds[q]
+        m = self._best_manifest(oid, find)
+        if m is None:
+            return {"id": oid, "found": False, "manifest": None, "holders": [], "shards": [], "copies": [],
+                    "manifest_copies": 0, "answered": len(find.replies)}
+        holders = sorted({h for h, _, _ in find.replies.values()}, key=lambda h: h.ip)
+        index = {h.pubkey: i for i, h in enumerate(holders)}
+        holders_of: dict[str, list[Holder]] = {}
+        for h, _, hashes in find.replies.values():
+            for sh in hashes:
+                holders_of.setdefault(sh, []).append(h)
+        shards = [[index[h.pubkey] for h in holders_of.get(sh, [])] for sh in m["shards"]]
+        manifest_holders = [h for h, mm, _ in find.replies.values() if mm is not None and mm.get("t") == m["t"]]
+        copies = [len(s) for s in shards]
+        short = sum(1 for c in copies if c < m["r"]) + (len(manifest_holders) < m["r"])
+        if repair and short:
+            self._spawn(self._repair(m, holders_of, manifest_holders))
+        return {"id": oid, "found": True, "manifest": m, "holders": [h.to_json() for h in holders],
+                "shards": shards, "copies": copies, "manifest_copies": len(manifest_holders),
+                "repairing": short if repair else 0, "answered": len(find.replies)}
+
+    def _complete(self: "ShardCell", find: _Find) -> bool:
+        ms = [m for _, m, _ in find.replies.values() if m is not None]
+        if not ms:
+            return False
+        m = max(ms, key=lambda x: x.get("t", 0))
+        r = m.get("r", self.default_r)
+        if not isinstance(r, int) or len(ms) < r or not isinstance(m.get("shards"), list):
+            return False
+        counts: dict[str, int] = {}
+        for _, _, hashes in find.replies.values():
+            for h in hashes:
+                counts[h] = counts.get(h, 0) + 1
+        return all(counts.get(h, 0) >= r for h in m["shards"])
+
+    def _best_manifest(self: "ShardCell", oid: str, find: _Find) -> dict[str, Any] | None:
+        for m in sorted((m for _, m, _ in find.replies.values() if m is not None),
+                        key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0):
+            try:
+                model.check_manifest(m)
+            except model.BadRecord:
+                self.counters["shard_rejected:bad_manifest"] += 1
+                continue
+            if m["id"] == oid:
+                return m
+        return None

@@ -1,0 +1,77 @@
+"""What every conduit page shares: the app's keys, rendering, errors and the page hook.
+
+Pages of the conduit's core (wallet, home) and pages that cells bring (a
+cell's SPEC names ``web="module:setup"``; the conduit calls
+``setup(app)`` once) use only this module, so no page module imports
+another and the core is not edited when a cell adds a page. A cell's
+`setup` calls `add_page` for its navigation entry and template folder and
+adds its routes; every route passes the conduit's `guard` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from .network import Network
+from .state import ConduitState
+
+STATE = web.AppKey("state", ConduitState)
+NETWORK = web.AppKey("network", Network)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+PORT = web.AppKey("port", int)
+HOME_CELL = web.AppKey("home_cell", str)
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    path: str
+    label: str
+    key: str  # the template name's stem that marks the entry as the current page
+
+
+NAV = web.AppKey("nav", list[NavEntry])
+TEMPLATE_DIRS = web.AppKey("template_dirs", list[Path])
+
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+       "form-action 'self'; base-uri 'none'")
+
+
+class PageError(Exception):
+    """A problem to show to the person on the page they came from."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_page(app: web.Application, path: str, label: str, key: str, templates: Path | None = None) -> None:
+    """A cell's page: its entry in the navigation bar and (optionally) its template folder."""
+    app[NAV].append(NavEntry(path, label, key))
+    if templates is not None:
+        app[TEMPLATE_DIRS].append(templates)
+
+
+def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    state = request.app[STATE]
+    template = request.app[TEMPLATES].get_template(name)
+    context.setdefault("token", state.token)
+    context.setdefault("unlocked", state.unlocked)
+    context.setdefault("nav", name.split(".")[0])
+    context.setdefault("nav_entries", request.app[NAV])
+    context.setdefault("identity", state.wallet.public if state.wallet else None)
+    return web.Response(text=template.render(**context), content_type="text/html", status=status,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "X-Content-Type-Options": "nosniff", "Content-Security-Policy": CSP})
+
+
+def require_unlocked(request: web.Request) -> ConduitState:
+    """The conduit's state, or a redirect to where the person can unlock (or create) a wallet."""
+    state = request.app[STATE]
+    if not state.unlocked:
+        raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
+    return state
