@@ -47,6 +47,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the stick's format and the hosted-mode bundle are BorgUSB's own code
+
+from borgusb.stick import ALWAYS_ON_FILE, KEYSTORE, LABEL, MARKER, Marker  # noqa: E402
+
 CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
 WORK = CACHE / "image"
 WHEELS = WORK / "wheels"
@@ -77,7 +81,6 @@ ESP_GUID = "8E6A2C55-B0A6-4D7B-9B1E-B0C6B0550002"
 DATA_GUID = "8E6A2C55-B0A6-4D7B-9B1E-B0C6B0550003"
 ESP_VOLUME_ID = "B0560E51"
 DATA_VOLUME_ID = "B0560001"
-LABEL = "BORGUSB"
 SECTOR = 512
 
 STARTED = time.monotonic()
@@ -359,14 +362,14 @@ def assemble(data_mib: int) -> dict:
         efi = Path(d) / "EFI"
         (efi / "BOOT").mkdir(parents=True)
         shutil.copyfile(uki, efi / "BOOT" / "BOOTX64.EFI")
-        marker = Path(d) / ".borgusb"
-        marker.write_text(json.dumps({"format": "borgusb-stick", "version": 1, "join": []}, indent=2) + "\n")
+        marker = Path(d) / MARKER
+        marker.write_bytes(Marker().to_bytes())
         readme = Path(d) / "README.TXT"
         readme.write_text(
             "BorgUSB data partition.\r\n"
-            "keystore.json  your encrypted wallet (borgusb wallet new --keystore .../keystore.json)\r\n"
-            ".borgusb       marker and settings (JSON: join contacts, network, always_on)\r\n"
-            "always-on      if present, pulling the stick does not power the node off\r\n"
+            f"{KEYSTORE:<14} your encrypted wallet (borgusb wallet new --keystore .../{KEYSTORE})\r\n"
+            f"{MARKER:<14} marker and settings (JSON: join contacts, network, always_on)\r\n"
+            f"{ALWAYS_ON_FILE:<14} if present, pulling the stick does not power the node off\r\n"
         )
         for f in (efi, efi / "BOOT", efi / "BOOT" / "BOOTX64.EFI", marker, readme):
             os.utime(f, (epoch, epoch))
@@ -374,7 +377,6 @@ def assemble(data_mib: int) -> dict:
         mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
         # Hosted mode from the stick itself (borgusb/hosted/bundle.py): the launcher and BorgUSB with every
         # dependency unpacked for the host's python3, loaded read-only from the stick.
-        sys.path.insert(0, str(ROOT))
         from borgusb.hosted.bundle import build as build_bundle
 
         bundle = Path(d) / "bundle"
@@ -492,16 +494,15 @@ def assemble_pi(data_mib: int) -> dict:
         shutil.copyfile(initrd, files / "initrd.zst")
         (files / "config.txt").write_text(pi_config("vmlinuz", "initrd.zst", dtbs))
         (files / "cmdline.txt").write_text(pi_cmdline(uki))
-        marker = Path(d) / ".borgusb"
-        marker.write_text(json.dumps({"format": "borgusb-stick", "version": 1, "join": [], "always_on": True},
-                                     indent=2) + "\n")
+        marker = Path(d) / MARKER
+        marker.write_bytes(Marker(always_on=True).to_bytes())
         readme = Path(d) / "README.TXT"
         readme.write_text(
             "BorgUSB data partition (Raspberry Pi node).\r\n"
             "node-key.json  this node's key, encrypted (made on first boot; see the README)\r\n"
             "node-key.secret  the random half of its passphrase (the other half is the board's serial)\r\n"
-            "keystore.json  optional: a person's encrypted wallet\r\n"
-            ".borgusb       marker and settings (JSON: join contacts, network)\r\n"
+            f"{KEYSTORE:<14} optional: a person's encrypted wallet\r\n"
+            f"{MARKER:<14} marker and settings (JSON: join contacts, network)\r\n"
         )
         for f in [*files.iterdir(), files, marker, readme]:
             os.utime(f, (epoch, epoch))

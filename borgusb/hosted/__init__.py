@@ -11,14 +11,12 @@ stick is gone (or on Ctrl-C / SIGTERM) it stops every process it started,
 wipes the RAM copies and removes the RAM directory.
 
 Modules: ``mounts`` (namespace, mount/umount through libc: no mount helper, so
-no /run/mount/utab), ``watcher`` (udev events, sessions, processes),
-``conduit`` (the per-stick conduit process: keystore in RAM, writes to the
-stick only when the wallet is created or changed, atomically), ``bundle``
-(the self-sufficient copy on the stick's data partition).
+no /run/mount/utab), ``watcher`` (sessions: one per stick, and the node),
+``udev`` (block-device events), ``stickread`` (a stick's marker and keystore,
+or why it is refused; the format is borgusb.stick), ``stickfs`` (reading and
+writing the partition: private mount or mtools), ``procs`` (the processes
+started, their environment in RAM, stopping them), ``conduit`` (the per-stick
+conduit process: keystore in RAM, writes to the stick only when the wallet is
+created or changed, atomically), ``bundle`` (the self-sufficient copy on the
+stick's data partition).
 """
-
-LABEL = "BORGUSB"
-MARKER = ".borgusb"
-KEYSTORE = "keystore.json"
-MARKER_FORMAT = "borgusb-stick"
-MAX_FILE = 1 << 20  # marker and keystore are small; anything bigger is not ours

@@ -26,7 +26,7 @@ from typing import Callable
 from .. import keystore
 from ..conduit.state import ConduitState
 from ..identity import Wallet
-from . import KEYSTORE
+from ..stick import KEYSTORE
 
 
 class StickWriteError(ValueError):

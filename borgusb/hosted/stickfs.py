@@ -27,7 +27,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import MAX_FILE, mounts
+from ..stick import MAX_FILE
+from . import mounts
 
 PENDING = ".keystore.new"
 

@@ -3,19 +3,18 @@
 A *session* is one inserted stick: its device, its conduit process and its
 directory in RAM. The *node* (the machine's cells) runs while at least one
 session does. Nothing here writes outside the RAM directory; logs are kept in
-memory (``MemoryLog``) and printed on the terminal.
+memory (``MemoryLog``) and printed on the terminal. The pieces: ``udev`` (where
+sticks come from), ``stickread`` (what a stick holds, or why it is refused),
+``procs`` (starting and stopping the processes).
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
-import json
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,36 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import KEYSTORE, LABEL, MARKER, MARKER_FORMAT, MAX_FILE, mounts
+from ..stick import KEYSTORE, LABEL, MARKER
+from . import mounts, udev
+from .procs import MemoryLog, Proc, child_env, python, spawn, stop_procs
+from .stickread import StickRejected, read_stick
 
-STOP_GRACE_S = 0.8  # SIGTERM, then SIGKILL: the conduit must be gone within 2 s of the removal
-
-
-class MemoryLog:
-    """Logs go to the terminal and to a bounded list in memory: never to a file."""
-
-    def __init__(self, size: int = 5000, echo: bool = True) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=size)
-        self.echo = echo
-        self.lock = threading.Lock()
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        line = f"[{time.monotonic() - self.t0:8.3f}] {message}"
-        with self.lock:
-            self.lines.append(line)
-            if self.echo:
-                try:
-                    print(line, flush=True)
-                except (OSError, ValueError):
-                    pass
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    ready: threading.Event = field(default_factory=threading.Event)
+__all__ = ["MemoryLog", "Options", "Session", "Watcher", "install_signal_handlers"]
 
 
 @dataclass
@@ -64,6 +39,7 @@ class Session:
     ram: Path
     port: int
     identity: str | None
+    backend: str  # how the stick is read and written: "kernel", "mtools" or "dir" (in place)
     stick_dir: Path | None = None
     conduit: Proc | None = None
     started: float = field(default_factory=time.monotonic)
@@ -82,12 +58,12 @@ class Options:
     ram_size: str = "256m"
 
 
-class StickRejected(Exception):
-    """The device carries the label but cannot be used; the message says why."""
+def implemented_cells() -> list[str]:
+    """Every cell type this version implements (never the DNA table's names that have no code yet)."""
+    from .. import cells
 
-
-def _python() -> list[str]:
-    return [sys.executable, "-B"]
+    implemented = getattr(cells, "implemented", None)  # the cell registry; before it, the CELL_CLASSES table
+    return list(implemented() if implemented is not None else getattr(cells, "CELL_CLASSES"))
 
 
 class Watcher:
@@ -96,13 +72,12 @@ class Watcher:
         self.log = log or MemoryLog()
         self.sessions: dict[str, Session] = {}
         self.rejected: dict[str, str] = {}  # device -> why (told once per insertion)
-        self.backends: dict[str, str] = {}  # device -> "kernel" (private mount) or "mtools" (no vfat in the kernel)
         self.node: list[Proc] = []
         self.ram_root: Path | None = None
         self.private = False
         self.stopping = False
         self.ids = itertools.count(1)
-        self.context: Any = None
+        self.events: udev.BlockEvents | None = None
 
     # ------------------------------------------------------------ set-up / tear-down
 
@@ -155,73 +130,7 @@ class Watcher:
                 except OSError:
                     pass
 
-    # ------------------------------------------------------------ processes
-
-    def env(self, home: Path) -> dict[str, str]:
-        for sub in ("home", "tmp", "cache", "config", "data", "state"):
-            (home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "HOME": str(home / "home"),
-            "TMPDIR": str(home / "tmp"),
-            "XDG_CACHE_HOME": str(home / "cache"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_STATE_HOME": str(home / "state"),
-            "HISTFILE": "/dev/null",
-            "BORGUSB_DATA_ROOT": str(home / "data"),
-        }
-        if os.environ.get("PYTHONPATH"):  # the bundle on the stick
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        return env
-
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str], ready_text: str) -> Proc:
-        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 env=env, cwd=env["HOME"], start_new_session=True,
-                                 preexec_fn=mounts.die_with_parent)
-        proc = Proc(name, popen)
-
-        def pump() -> None:
-            assert popen.stdout is not None
-            for raw in popen.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                if ready_text in line:
-                    proc.ready.set()
-                self.log(f"{name}: {line}")
-
-        threading.Thread(target=pump, name=f"log-{name}", daemon=True).start()
-        return proc
-
-    def stop_procs(self, procs: list[Proc]) -> None:
-        """SIGTERM all at once, SIGKILL whatever is left after STOP_GRACE_S."""
-        live = [p for p in procs if p.popen.poll() is None]
-        for p in live:
-            try:
-                os.killpg(p.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_GRACE_S
-        for p in live:
-            try:
-                p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for p in live:
-            if p.popen.poll() is None:
-                try:
-                    os.killpg(p.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.popen.wait()
-            else:  # its process group may still hold helpers
-                try:
-                    os.killpg(p.popen.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+    # ------------------------------------------------------------ the node
 
     def node_ip(self) -> str:
         if self.opts.node_ip:
@@ -234,30 +143,23 @@ class Watcher:
         if self.node:
             return
         assert self.ram_root is not None
-        if self.opts.cells is not None:
-            cells = self.opts.cells
-        else:
-            try:
-                from ..cells import CELL_CLASSES as known
-            except ImportError:  # pragma: no cover
-                from ..dna import CELLS as known
-            cells = list(known)
+        cells = self.opts.cells if self.opts.cells is not None else implemented_cells()
         home = self.ram_root / "node"
-        env = self.env(home)
+        env = child_env(home)
         ip = self.node_ip()
         join_args = [a for j in dict.fromkeys(self.opts.join + joins) for a in ("--join", j)]
         for cell in cells:
             data = home / "cells" / cell
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cmd = [*_python(), "-c", "import sys; from borgusb.node import main; sys.exit(main(sys.argv[1:]))",
+            cmd = [*python(), "-c", "import sys; from borgusb.node import main; sys.exit(main(sys.argv[1:]))",
                    "run", cell, "--ip", ip, "--data", str(data), *join_args]
-            self.node.append(self.spawn(cell, cmd, env, "BORGUSB-READY"))
+            self.node.append(spawn(cell, cmd, env, "BORGUSB-READY", self.log))
         self.log(f"node started on {ip}: {', '.join(cells)} (state in RAM)")
 
     def stop_node(self) -> None:
         if not self.node:
             return
-        self.stop_procs(self.node)
+        stop_procs(self.node)
         self.node = []
         if self.ram_root is not None:
             shutil.rmtree(self.ram_root / "node", ignore_errors=True)
@@ -278,46 +180,7 @@ class Watcher:
             return port
         raise StickRejected(f"no free local port from {self.opts.port}")
 
-    def read_stick(self, device: str, fstype: str, ram: Path, stick_dir: Path | None) -> tuple[dict, bytes | None]:
-        """Marker and keystore bytes: a read-only private mount, unmounted at once (or mtools, no mount)."""
-        from .stickfs import PENDING, StickFS
-
-        names = [MARKER, KEYSTORE, PENDING]
-        try:
-            if stick_dir is not None:
-                files = {n: StickFS._read_path(stick_dir / n) for n in names}
-            else:
-                fs = StickFS(device, fstype, ram / "mnt", ram)
-                files = fs.read_files(names)
-                self.backends[device] = fs.backend
-        except OSError as exc:
-            raise StickRejected(f"cannot read it ({exc.strerror or exc})") from None
-        raw = files[MARKER]
-        if raw is None:
-            raise StickRejected(f"it is labelled {LABEL} but has no BorgUSB marker file ({MARKER}): "
-                                "not a BorgUSB stick, left alone")
-        try:
-            marker = json.loads(raw.decode("utf-8") or "{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise StickRejected(f"its marker file {MARKER} is not valid JSON: not a BorgUSB stick, left alone") from None
-        if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
-            raise StickRejected(f"its marker file {MARKER} is not a BorgUSB marker: left alone")
-        ks = files[KEYSTORE]
-        if ks is None and files[PENDING] is not None:
-            from .. import keystore
-
-            try:
-                keystore.parse(files[PENDING])
-                ks = files[PENDING]
-                self.log(f"{device}: the last wallet write was interrupted after the new keystore was complete: "
-                         "using it (it becomes keystore.json at the next write)")
-            except keystore.KeystoreError:
-                pass
-        return marker, ks
-
     def begin_session(self, device: str, sys_path: str, fstype: str, stick_dir: Path | None = None) -> Session | None:
-        from .. import keystore
-
         if device in self.sessions or device in self.rejected:
             return None
         assert self.ram_root is not None
@@ -325,44 +188,33 @@ class Watcher:
         ram = self.ram_root / sid
         ram.mkdir(mode=0o700)
         try:
-            marker, ks_bytes = self.read_stick(device, fstype, ram, stick_dir)
-            identity = None
-            if ks_bytes is not None:
-                try:
-                    doc = keystore.parse(ks_bytes)
-                except keystore.KeystoreError as exc:
-                    raise StickRejected(
-                        f"the keystore on the stick cannot be used: {exc}. Nothing was changed on the stick "
-                        "or on this computer; restore the wallet from your 24 words onto a new stick "
-                        "('borgusb wallet restore')") from None
-                if doc.get("kind") != "wallet":
-                    raise StickRejected(f"the keystore on the stick holds a {doc.get('kind')} key, not a wallet")
-                identity = doc.get("public", {}).get("doge_address")
+            stick = read_stick(device, fstype, ram, stick_dir, self.log)
             port = self.free_port()
         except StickRejected as exc:
             shutil.rmtree(ram, ignore_errors=True)
             self.rejected[device] = str(exc)
             self.log(f"BORGUSB-HOSTED-REJECTED device={device}: {exc}")
             return None
-        session = Session(sid, device, sys_path, fstype, ram, port, identity, stick_dir)
+        session = Session(sid, device, sys_path, fstype, ram, port, stick.identity, stick.backend, stick_dir)
         copy = ram / KEYSTORE
-        if ks_bytes is not None:
+        if stick.keystore is not None:
             fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(ks_bytes)
+                fh.write(stick.keystore)
         self.sessions[device] = session
-        self.log(f"stick {device}: {'identity ' + identity if identity else 'no wallet yet'}; "
-                 f"marker and keystore read into RAM ({'read in place' if stick_dir else self.backends.get(device, 'kernel') + ' read, nothing left mounted'})")
-        self.start_node([str(j) for j in marker.get("join", []) if isinstance(j, (str, int))])
-        cmd = [*_python(), "-m", "borgusb.hosted.conduit", "--keystore", str(copy), "--port", str(port),
+        how = "read in place" if stick_dir else f"{stick.backend} read, nothing left mounted"
+        self.log(f"stick {device}: {'identity ' + stick.identity if stick.identity else 'no wallet yet'}; "
+                 f"marker and keystore read into RAM ({how})")
+        self.start_node(list(stick.marker.join))
+        cmd = [*python(), "-m", "borgusb.hosted.conduit", "--keystore", str(copy), "--port", str(port),
                "--node", self.node_ip(), "--idle-lock", str(self.opts.idle_lock_min)]
         if stick_dir is not None:
             cmd += ["--stick-dir", str(stick_dir)]
         else:
             cmd += ["--device", device, "--fstype", fstype, "--mountpoint", str(ram / "mnt")]
-            if self.backends.get(device) == "mtools":
+            if stick.backend == "mtools":
                 cmd += ["--mtools"]
-        session.conduit = self.spawn(f"conduit[{sid}]", cmd, self.env(ram), "BorgHUIConduit is ready")
+        session.conduit = spawn(f"conduit[{sid}]", cmd, child_env(ram), "BorgHUIConduit is ready", self.log)
         return session
 
     def end_session(self, s: Session, reason: str, t_event: float | None = None) -> None:
@@ -370,7 +222,7 @@ class Watcher:
         procs = [s.conduit] if s.conduit else []
         if len(self.sessions) == 1 and s.device in self.sessions:
             procs += self.node  # the last stick: stop the node in the same breath
-        self.stop_procs(procs)
+        stop_procs(procs)
         gone_ms = (time.monotonic() - t0) * 1000
         copy = s.ram / KEYSTORE
         try:
@@ -404,41 +256,19 @@ class Watcher:
                 s.announced = True
                 self.log(f"conduit for {s.device} exited with code {s.conduit.popen.returncode}")
 
-    # ------------------------------------------------------------ udev
-
-    @staticmethod
-    def is_candidate(dev: Any) -> bool:
-        return dev.get("ID_FS_LABEL") == LABEL and dev.get("DEVTYPE") in ("partition", "disk") and bool(dev.device_node)
+    # ------------------------------------------------------------ events
 
     def on_event(self, dev: Any) -> None:
-        action, node = dev.action, dev.device_node
         t_event = time.monotonic()
-        if action == "remove" or (action == "change" and not self.is_candidate(dev)):
+        if udev.is_removal(dev):
             for s in list(self.sessions.values()):
-                if s.device == node or s.sys_path == dev.sys_path:
-                    gone = True  # the partition itself went away, or lost its label/filesystem
-                elif s.sys_path.startswith(dev.sys_path + "/"):
-                    # Its disk: removed, or emptied (a loop device detached, a card reader's medium pulled).
-                    # A mere `change` of the disk (a partition rescan, udev's watch after a close) is not
-                    # a removal: real USB sticks get one right after insertion.
-                    gone = action == "remove" or not os.path.exists(s.sys_path) or self._disk_empty(dev)
-                else:
-                    gone = False
-                if gone:
-                    self.log(f"kernel: {node} {action}: the stick is gone")
+                if udev.takes_away(dev, s.device, s.sys_path):
+                    self.log(f"kernel: {dev.device_node} {dev.action}: the stick is gone")
                     self.end_session(s, "stick removed", t_event)
-            for d in [d for d in self.rejected if d == node]:
-                del self.rejected[d]
+            self.rejected.pop(dev.device_node, None)
             return
-        if action in ("add", "change", None) and self.is_candidate(dev):
-            self.begin_session(node, dev.sys_path, dev.get("ID_FS_TYPE") or "vfat")
-
-    @staticmethod
-    def _disk_empty(dev: Any) -> bool:
-        try:
-            return int(Path(dev.sys_path, "size").read_text().strip() or 0) == 0
-        except (OSError, ValueError):
-            return True
+        if dev.action in ("add", "change", None) and udev.is_candidate(dev):
+            self.begin_session(dev.device_node, dev.sys_path, udev.fstype(dev))
 
     def check_gone(self) -> None:
         """A lost event must not keep a session alive: the device node or the stick directory must exist."""
@@ -454,24 +284,18 @@ class Watcher:
             self.end_session(s, "stick gone")
 
     def run(self) -> int:
-        import pyudev
-
-        self.context = pyudev.Context()
-        monitor = pyudev.Monitor.from_netlink(self.context)
-        monitor.filter_by("block")
-        monitor.start()  # before the scan: nothing inserted in between is missed
+        self.events = events = udev.BlockEvents()  # listening before the scan: nothing inserted in between is missed
         if self.opts.stick_dir is not None:
             self.adopt_dir(self.opts.stick_dir)
             if not self.sessions:
                 return 1
         else:
-            for dev in self.context.list_devices(subsystem="block").match_property("ID_FS_LABEL", LABEL):
-                if self.is_candidate(dev):
-                    self.begin_session(dev.device_node, dev.sys_path, dev.get("ID_FS_TYPE") or "vfat")
+            for dev in events.present():
+                self.begin_session(dev.device_node, dev.sys_path, udev.fstype(dev))
             self.log(f"watching for BorgUSB sticks (label {LABEL} + marker {MARKER}); Ctrl-C to stop")
         last_check = time.monotonic()
         while not self.stopping:
-            dev = monitor.poll(timeout=0.2)
+            dev = events.poll(timeout=0.2)
             if dev is not None:
                 self.on_event(dev)
             self.announce_ready()
@@ -484,14 +308,9 @@ class Watcher:
 
     def adopt_dir(self, stick_dir: Path) -> None:
         """The launcher on the stick: the stick is where the launcher is (already mounted by the desktop)."""
-        import pyudev
-
+        assert self.events is not None
         stick_dir = stick_dir.resolve()
-        try:
-            dev = pyudev.Devices.from_device_number(self.context, "block", os.stat(stick_dir).st_dev)
-            node, sys_path, fstype = dev.device_node, dev.sys_path, dev.get("ID_FS_TYPE") or "vfat"
-        except Exception:  # noqa: BLE001 - no udev: removal is found by polling the directory
-            node, sys_path, fstype = str(stick_dir), "/nonexistent", "vfat"
+        node, sys_path, fstype = self.events.device_of(stick_dir)
         self.begin_session(node, sys_path, fstype, stick_dir=stick_dir)
         if node in self.rejected:
             self.log(f"{stick_dir}: {self.rejected[node]}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 from pathlib import Path
+
+from borgusb.stick import KEYSTORE, LABEL, MARKER, Marker
 
 SECTOR = 512
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -15,7 +16,7 @@ DATA_START = 2048 + 8 * 2048
 DATA_SECTORS = 48 * 2048
 
 
-def make_stick(path: Path, *, marker: bool | bytes = True, keystore: bytes | None = None, label: str = "BORGUSB",
+def make_stick(path: Path, *, marker: bool | bytes = True, keystore: bytes | None = None, label: str = LABEL,
                files: dict[str, bytes] | None = None) -> Path:
     """A 64 MiB GPT image: a small ESP and a FAT32 data partition labelled `label`."""
     with open(path, "wb") as fh:
@@ -29,11 +30,11 @@ def make_stick(path: Path, *, marker: bool | bytes = True, keystore: bytes | Non
                     str(DATA_SECTORS // 2)], check=True, capture_output=True)
     content: dict[str, bytes] = dict(files or {})
     if marker is True:
-        content[".borgusb"] = json.dumps({"format": "borgusb-stick", "version": 1, "join": []}).encode()
+        content[MARKER] = Marker().to_bytes()
     elif isinstance(marker, bytes):
-        content[".borgusb"] = marker
+        content[MARKER] = marker
     if keystore is not None:
-        content["keystore.json"] = keystore
+        content[KEYSTORE] = keystore
     for name, data in content.items():
         put(path, name, data)
     return path

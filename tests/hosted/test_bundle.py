@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from borgusb.stick import MARKER, Marker
 from test_hosted import answers, free_port, http_get, wallet_keystore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_launcher_on_the_stick_runs_with_the_hosts_python(tmp_path, host_python,
     build(WHEELS, stick, borgusb_src=ROOT / "borgusb")
     ks, address = wallet_keystore(tmp_path)
     (stick / "keystore.json").write_bytes(ks)
-    (stick / ".borgusb").write_text('{"format": "borgusb-stick", "version": 1, "join": []}')
+    (stick / MARKER).write_bytes(Marker().to_bytes())
     for f in stick.rglob("*"):  # the stick is read-only for Python
         f.chmod(f.stat().st_mode & ~0o222)
     port = free_port()
