@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cells import implemented
 from ..stick import KEYSTORE, LABEL, MARKER
 from . import mounts, udev
 from .procs import MemoryLog, Proc, child_env, python, spawn, stop_procs
@@ -56,14 +57,6 @@ class Options:
     stick_dir: Path | None = None  # run for the stick mounted there (the launcher on the stick)
     idle_lock_min: float = 10.0
     ram_size: str = "256m"
-
-
-def implemented_cells() -> list[str]:
-    """Every cell type this version implements (never the DNA table's names that have no code yet)."""
-    from .. import cells
-
-    implemented = getattr(cells, "implemented", None)  # the cell registry; before it, the CELL_CLASSES table
-    return list(implemented() if implemented is not None else getattr(cells, "CELL_CLASSES"))
 
 
 class Watcher:
@@ -143,7 +136,7 @@ class Watcher:
         if self.node:
             return
         assert self.ram_root is not None
-        cells = self.opts.cells if self.opts.cells is not None else implemented_cells()
+        cells = self.opts.cells if self.opts.cells is not None else implemented()
         home = self.ram_root / "node"
         env = child_env(home)
         ip = self.node_ip()
