@@ -15,13 +15,13 @@ the stick holds the old keystore or the new one, never a mix.
 from __future__ import annotations
 
 import argparse
-import json
 import asyncio
+import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import keystore
 from ..conduit.state import ConduitState

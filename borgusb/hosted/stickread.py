@@ -4,9 +4,9 @@ cannot be used is refused with StickRejected, whose message says why, and nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import keystore
 from ..stick import KEYSTORE, LABEL, MARKER, Marker, MarkerError

@@ -7,8 +7,9 @@ stick is for its marker to say (borgusb.hosted.stickread). A device name means n
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyudev
 

@@ -37,8 +37,9 @@ import hmac
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 KEY_FILE = "node-key.json"
 SECRET_FILE = "node-key.secret"
@@ -180,7 +181,7 @@ class Mounted:
                        check=True, capture_output=True, text=True)
         return self.where
 
-    def writable(self) -> "_ReadWrite":
+    def writable(self) -> _ReadWrite:
         return _ReadWrite(self.where)
 
     def __exit__(self, *exc: object) -> None:

@@ -14,8 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from ..stick import ALWAYS_ON_FILE, KEYSTORE, LABEL, MARKER, MAX_FILE, Marker, MarkerError, Network
-from .runtime import (ALWAYS_ON, ALWAYS_ON_CMDLINE, CELL_ARGS, IDENTITY, MOUNTPOINT, NODE_ENV, RUN, STICK, cmdline,
-                      say, uptime, wait_for_device, wipe)
+from .runtime import (
+    ALWAYS_ON,
+    ALWAYS_ON_CMDLINE,
+    CELL_ARGS,
+    IDENTITY,
+    MOUNTPOINT,
+    NODE_ENV,
+    RUN,
+    STICK,
+    cmdline,
+    say,
+    uptime,
+    wait_for_device,
+    wipe,
+)
 
 NETWORK_UNIT = Path("/run/systemd/network/10-borgusb-stick.network")
 
