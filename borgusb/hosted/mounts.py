@@ -19,7 +19,6 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
-MS_SYNCHRONOUS = 16
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
@@ -61,13 +60,6 @@ def umount(target: str | Path) -> None:
         if err in (errno.EINVAL, errno.ENOENT):
             return  # not mounted
         _check(_libc.umount2(str(target).encode(), MNT_DETACH), f"unmounting {target}")
-
-
-def is_mountpoint(path: str | Path) -> bool:
-    try:
-        return os.path.ismount(path)
-    except OSError:
-        return False
 
 
 def die_with_parent() -> None:
