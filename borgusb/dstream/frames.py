@@ -18,7 +18,7 @@ from .. import envelope
 from ..net.peer import PeerClient, PeerRejected
 from ..shard import model
 
-FRAME_PATH = "/shard"
+FRAME_PATH = "/frame"  # on every cell's receptor (the cell kit serves it)
 ENVELOPE_HEADER = "X-Borg-Envelope"
 MAX_FRAME = model.MAX_SHARD + envelope.DEFAULT_MAX_BYTES + 1
 

@@ -142,10 +142,13 @@ async def test_auto_lock_after_idle(conduit) -> None:
     await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
     conduit.state.idle_lock_s = 0.3
     key_buffer = conduit.state.wallet.key._secret
-    await asyncio.sleep(0.6)
+    # no request at all: the background loop, not the next request's guard, must forget the key
+    deadline = asyncio.get_running_loop().time() + 30
+    while conduit.state.unlocked and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert not conduit.state.unlocked and not any(key_buffer)
     resp = await conduit.get("/home")
     assert resp.url.path == "/unlock"
-    assert not any(key_buffer)
 
 
 async def test_errors_never_show_a_traceback(conduit) -> None:
@@ -158,3 +161,65 @@ async def test_errors_never_show_a_traceback(conduit) -> None:
 async def test_static_assets(conduit) -> None:
     assert (await conduit.get("/static/conduit.js")).status == 200
     assert (await conduit.get("/static/conduit.css")).status == 200
+
+
+# --- issue 15 item 3: headers that keep network content from becoming page content ---
+
+
+def _csp(resp) -> dict[str, str]:
+    policy = resp.headers.get("Content-Security-Policy", "")
+    return {d.split()[0]: d.strip() for d in policy.split(";") if d.strip()}
+
+
+async def test_pages_restrict_forms_and_base_and_are_not_sniffed(conduit) -> None:
+    token = token_of(await page(conduit, "/welcome"))
+    error_page = await conduit.post("/create/confirm", data={"token": token, "passphrase": "x", "passphrase2": "x"})
+    assert error_page.status == 400
+    for path, resp in (("/welcome", await conduit.get("/welcome")), ("/restore", await conduit.get("/restore")),
+                       ("error page", error_page)):
+        csp = _csp(resp)
+        assert csp.get("form-action") == "form-action 'self'", path  # an injected form cannot post elsewhere
+        assert csp.get("base-uri") == "base-uri 'none'", path  # nor re-point relative URLs
+        assert csp.get("default-src") == "default-src 'self'", path  # no inline script, no foreign script
+        assert "unsafe-inline" not in csp.get("script-src", "") and "unsafe-eval" not in resp.headers["Content-Security-Policy"]
+        assert csp.get("frame-ancestors") == "frame-ancestors 'none'", path
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
+
+
+async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None:
+    """A stored file whose bytes are HTML must never be rendered by the browser as a conduit page."""
+    import sys
+
+    from borgusb.conduit import app as conduit_app
+    from borgusb.conduit.network import Served
+
+    token = token_of(await page(conduit, "/restore"))
+    await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough",
+                                         "passphrase2": "long enough"})
+    app = conduit.server.app
+    route = next(r for r in app.router.routes() if r.resource is not None
+                 and r.resource.canonical == "/files/{id}/download" and r.method == "GET")
+    module = sys.modules[route.handler.__module__]
+    oid = "ab" * 32
+    evil = b"<html><script>alert(1)</script><form action=https://evil.example></form></html>"
+
+    async def use(*args, **kwargs):
+        return Served(result={}, endpoint="127.0.0.9")
+
+    class FakeReceiver:
+        def __init__(self, client, manifest, holders, path) -> None:
+            self.path = path
+
+        async def run(self) -> None:
+            Path(self.path).write_bytes(evil)
+
+    monkeypatch.setattr(app[conduit_app.NETWORK], "use", use)
+    monkeypatch.setattr(module, "parse_locate", lambda result, oid: ({}, []))
+    monkeypatch.setattr(module, "Receiver", FakeReceiver)
+    conduit.state.file_names[oid] = 'page".html'
+    resp = await conduit.get(f"/files/{oid}/download", headers={"X-Borg-Token": token})
+    assert resp.status == 200 and await resp.read() == evil
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Type"] == "application/octet-stream"
+    disposition = resp.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and disposition.count('"') == 2 and "page.html" in disposition

@@ -36,6 +36,7 @@ from aiohttp import web
 from ... import envelope
 from ...clock import Clock, SystemClock
 from ...dna import CellDNA
+from ...dstream.frames import FRAME_PATH, MAX_FRAME, unframe
 from ...keys import SigningKey
 from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, PeerError, Pin
@@ -50,8 +51,6 @@ from .treedriver import TreeDriver
 log = logging.getLogger("borgusb.cell")
 
 MAX_BODY = envelope.DEFAULT_MAX_BYTES
-MAX_FRAME = 8 << 20  # a frame: its envelope, a newline, at most a few MiB of bytes
-FRAME_PATH = "/frame"
 ANNOUNCE_MS = 1000  # how often a cell tells the service registry on its IP that it is alive
 
 
@@ -303,12 +302,13 @@ class Cell(NetDoor, TreeDriver):
             body = await request.content.readexactly(length)
         except asyncio.IncompleteReadError:
             return refusal(RequestError("malformed", "short body"))
-        newline = body.find(b"\n", 0, MAX_BODY + 1)
-        if newline < 0:
-            self.verifier.counters[envelope.Malformed.reason] += 1
-            return refusal(RequestError("malformed", "a frame is an envelope, a newline, then bytes"))
         try:
-            env = self.verifier.verify(body[:newline])
+            try:
+                wire, data = unframe(body)
+            except envelope.Malformed:
+                self.verifier.counters[envelope.Malformed.reason] += 1
+                raise
+            env = self.verifier.verify(wire)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
         name = self.handlers.frames.get(env.type)
@@ -316,7 +316,7 @@ class Cell(NetDoor, TreeDriver):
             self.counters["receptor_unknown_type"] += 1
             return refusal(RequestError("unknown_request", f"{self.dna.name} has no frame type {env.type!r}", 404))
         try:
-            result, out = await getattr(self, name)(env, memoryview(body)[newline + 1:])
+            result, out = await getattr(self, name)(env, data)
         except RequestError as exc:
             self.counters[f"receptor_refused:{exc.reason}"] += 1
             return refusal(exc)
