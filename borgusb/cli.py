@@ -1,19 +1,22 @@
 """The `borgusb` command line.
 
-Each command group lives in its own function that registers its sub-parser;
-commands that need heavy imports (the node runtime, aiohttp) import them
-inside the handler so `borgusb --help` stays instant.
+`COMMANDS` (at the end) is the one table of subcommands: name → entry point
+("module:function", imported only when that command runs) and its one-line
+help. Each entry point builds its own parser, so `borgusb --help` imports no
+command module and stays instant; the wallet and envelope commands live here.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 from . import __version__
 
@@ -201,7 +204,7 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- parser
+# ---------------------------------------------------------------- parsers
 
 
 def _add_passphrase_args(p: argparse.ArgumentParser) -> None:
@@ -212,8 +215,8 @@ def _add_passphrase_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_wallet(sub: argparse._SubParsersAction) -> None:
-    wallet = sub.add_parser("wallet", help="create, restore and inspect the wallet on the stick")
+def wallet_parser() -> argparse.ArgumentParser:
+    wallet = argparse.ArgumentParser(prog="borgusb wallet", description=COMMANDS["wallet"].help)
     wsub = wallet.add_subparsers(dest="wallet_command", metavar="COMMAND", required=True)
 
     def keystore_arg(p: argparse.ArgumentParser) -> None:
@@ -248,10 +251,11 @@ def _add_wallet(sub: argparse._SubParsersAction) -> None:
     derive.add_argument("--bip39-passphrase-file", metavar="FILE", help="the BIP39 passphrase, if any")
     derive.add_argument("--json", action="store_true", help="machine-readable output")
     derive.set_defaults(func=cmd_wallet_derive)
+    return wallet
 
 
-def _add_envelope(sub: argparse._SubParsersAction) -> None:
-    env = sub.add_parser("envelope", help="sign and verify BorgUSB message envelopes")
+def envelope_parser() -> argparse.ArgumentParser:
+    env = argparse.ArgumentParser(prog="borgusb envelope", description=COMMANDS["envelope"].help)
     esub = env.add_subparsers(dest="envelope_command", metavar="COMMAND", required=True)
 
     sign = esub.add_parser("sign", help="payload JSON on stdin → signed envelope on stdout")
@@ -269,12 +273,69 @@ def _add_envelope(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--window-ms", type=int, default=30_000, help="freshness window (default ±30000 ms)")
     verify.add_argument("--json", action="store_true", help="print type, signer, time and payload")
     verify.set_defaults(func=cmd_envelope_verify)
+    return env
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_wallet, _add_envelope]
+def _run_local(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse and run a command defined in this file, with one-line errors instead of tracebacks.
+
+    The wallet modules are imported here, not at the top: other commands (node processes) need none."""
+    from .identity import MnemonicError
+    from .keystore import KeystoreError
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, KeystoreError, MnemonicError) as exc:
+        print(f"borgusb: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except EOFError:
+        print("borgusb: no input", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def wallet(argv: list[str]) -> int:
+    return _run_local(wallet_parser(), argv)
+
+
+def envelope(argv: list[str]) -> int:
+    return _run_local(envelope_parser(), argv)
+
+
+# ---------------------------------------------------------------- the commands
+
+
+class Command(NamedTuple):
+    """A subcommand: its entry point as "module:function" (imported only when it runs) and its help."""
+
+    entry: str
+    help: str
+
+    def load(self) -> Callable[[list[str]], int | None]:
+        module, _, function = self.entry.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+# Every `borgusb` subcommand, in the order `borgusb --help` lists them. Each entry
+# point takes the arguments after the command's name and builds its own parser
+# (prog "borgusb NAME"), so `borgusb NAME --help` is that module's own help.
+COMMANDS: dict[str, Command] = {
+    "wallet": Command("borgusb.cli:wallet", "create, restore and inspect the wallet (24 words) on the stick"),
+    "envelope": Command("borgusb.cli:envelope", "sign a payload as a message envelope, or verify one"),
+    "put": Command("borgusb.storecli:put", "store a file as owner-signed shards; prints its id (SHA-256)"),
+    "get": Command("borgusb.storecli:get", "fetch an object by id with DStream into -o FILE (resumes)"),
+    "stat": Command("borgusb.storecli:stat", "an object's size, owner, holders and copies (a health check)"),
+    "rm": Command("borgusb.storecli:rm", "delete an object you own (a signed tombstone)"),
+    "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
+    "cluster": Command("borgusb.cluster:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),
+    "sim": Command("borgusb.tree.sim:main", "simulate a PeerTree of up to a million nodes in memory"),
+    "conduit": Command("borgusb.conduit.__main__:main", "BorgHUIConduit, the browser interface, on localhost"),
+    "hosted": Command("borgusb.hosted.__main__:main", "hosted mode: use the stick plugged into this PC, on localhost"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: `--help`, `--version` and the list of commands (no command's own options)."""
     parser = argparse.ArgumentParser(
         prog="borgusb",
         description=(
@@ -285,63 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"borgusb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in _REGISTRARS:
-        register(sub)
-    for name, module in _EXTERNAL_COMMANDS.items():
-        _add_external(sub, name, module)
+    for name, command in COMMANDS.items():
+        sub.add_parser(name, help=command.help, add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
     return parser
-
-
-# Commands whose parsers live in their own modules: name → (module, help).
-_EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
-    "cell": ("borgusb.node", "run one cell as a process; list the cell DNA table"),
-    "cluster": ("borgusb.cluster", "a local test cluster: one node per loopback address"),
-    "sim": ("borgusb.tree.sim", "simulate a PeerTree of up to a million nodes in memory"),
-    "put": ("borgusb.storecli", "store a file as owner-signed shards; prints its id (SHA-256)"),
-    "get": ("borgusb.storecli", "fetch an object by id with DStream (-o FILE; resumes)"),
-    "stat": ("borgusb.storecli", "an object's size, holders and copies (a health check)"),
-    "rm": ("borgusb.storecli", "delete an object you own (signed tombstone)"),
-    "conduit": ("borgusb.conduit.__main__", "start BorgHUIConduit, the browser interface, on localhost"),
-    "hosted": ("borgusb.hosted.__main__", "hosted mode: plug the stick into this PC, use it on localhost, pull it out"),
-}
-
-
-def _add_external(sub: argparse._SubParsersAction, name: str, spec: tuple[str, str]) -> None:
-    module, help_text = spec
-    p = sub.add_parser(name, help=help_text, add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda args: _run_external(module, args.rest), external=True)
-
-
-def _run_external(module: str, argv: list[str]) -> int:
-    import importlib
-
-    return int(importlib.import_module(module).main(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in _EXTERNAL_COMMANDS:  # their own parsers take every option
-        try:
-            return _run_external(_EXTERNAL_COMMANDS[argv[0]][0], argv[1:])
-        except BrokenPipeError:  # output piped into head & co.
-            return 0
-    from .identity import MnemonicError  # after the dispatch: node processes need no wallet code
-    from .keystore import KeystoreError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # --help, --version, or a usage error (exit 2)
+        return EXIT_USAGE  # pragma: no cover - parse_args exits for every argv without a command
     try:
-        return int(args.func(args) or 0)
-    except (CLIError, KeystoreError, MnemonicError) as exc:
-        print(f"borgusb: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return int(COMMANDS[argv[0]].load()(argv[1:]) or 0)
     except KeyboardInterrupt:
         print("borgusb: interrupted", file=sys.stderr)
         return 130
-    except EOFError:
-        print("borgusb: no input", file=sys.stderr)
-        return EXIT_FAIL
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
 
 
 if __name__ == "__main__":

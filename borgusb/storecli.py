@@ -5,8 +5,11 @@
     borgusb stat ID [--json]                 size, shards, holders, copies (a health check)
     borgusb rm ID                            the owner's signed delete
 
-``--node IP`` picks the shardTreeCell to talk to (default $BORGUSB_NODE or
-127.0.0.1). Requests are signed by the owner:
+``--node IP`` picks the shardTreeCell to talk to (default $BORGUSB_NODE). Without
+either, the command finds one by itself: the first live shardTreeCell of a local
+cluster (``borgusb cluster up --cell shardTreeCell``, from the cluster's state
+files), else the node on 127.0.0.1; when none answers it says so and how to name
+one. Requests are signed by the owner:
 
 * ``--keystore PATH [--passphrase-file F]``: the person's wallet key;
 * ``--key-file PATH``: a plain secp256k1 key file (created on first use, mode
@@ -21,17 +24,23 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 from . import dna
 from .clock import SystemClock
 from .envelope import Verifier
 from .keys import SigningKey
-from .net.peer import PeerClient, PeerError
+from .net.peer import PeerClient, PeerError, PeerUnreachable
+from .shard.model import SHARD_SIZE
 
 DNA = dna.get("shardTreeCell")
+DEFAULT_IP = "127.0.0.1"
+NAME_A_NODE = "name a running shardTreeCell with --node IP (or $BORGUSB_NODE)"
 
 
 class CLIError(Exception):
@@ -65,10 +74,69 @@ def load_key(args: argparse.Namespace) -> SigningKey:
     return SigningKey.generate()
 
 
-def _progress(desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+def size_text(n: float) -> str:
+    """1 MiB, 256 KiB, 3.5 GiB, 17 B: sizes as a person reads them."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:g} {unit}" if unit == "B" or n == int(n) else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class ProgressLine:
+    """The progress display when tqdm is absent (the USB image removes it).
+
+    On a terminal one line is rewritten in place, at most ten times a second;
+    anywhere else (a log, a pipe, a CI job) a line is printed at each quarter of
+    the transfer and a final one, so the output stays short and readable.
+    """
+
+    def __init__(self, desc: str, stream: TextIO, *, tty: bool | None = None) -> None:
+        self.desc, self.stream = desc, stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.start = time.monotonic()
+        self.done = self.total = 0
+        self._shown_at = 0.0
+        self._quarter = 0
+        self._closed = False
+
+    def _text(self) -> str:
+        pct = 100 * self.done // self.total if self.total else 100
+        secs = max(time.monotonic() - self.start, 1e-6)
+        return (f"{self.desc}: {size_text(self.done)} of {size_text(self.total)} ({pct}%), "
+                f"{size_text(round(self.done / secs))}/s")
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        if self.tty:
+            now = time.monotonic()
+            if now - self._shown_at >= 0.1:
+                self._shown_at = now
+                self.stream.write("\r" + self._text() + "\x1b[K")
+                self.stream.flush()
+            return
+        quarter = 4 * done // total if total else 4
+        if 0 < quarter < 4 and quarter > self._quarter:  # 100% is the final line's
+            self._quarter = quarter
+            print(self._text(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.total or self.done:
+            print(("\r" if self.tty else "") + self._text() + ("\x1b[K" if self.tty else ""),
+                  file=self.stream, flush=True)
+
+
+def _progress(desc: str, enabled: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     if not enabled:
         return None, lambda: None
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the USB image removes tqdm (image/mkosi.postinst.chroot)
+        line = ProgressLine(desc, sys.stderr)
+        return line.update, line.close
 
     bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr, leave=True)
 
@@ -78,6 +146,49 @@ def _progress(desc: str, enabled: bool):  # type: ignore[no-untyped-def]
         bar.refresh()
 
     return update, bar.close
+
+
+def _answers(ip: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _cluster_nodes() -> tuple[list[str], list[str]]:
+    """(addresses of live shardTreeCells, notes on clusters of other cells) from the state files
+    `borgusb cluster` keeps under $BORGUSB_CLUSTER_DIR (default ~/.cache/borgusb/cluster)."""
+    from .cluster import DEFAULT_DIR, Cluster
+
+    ips: list[str] = []
+    others: list[str] = []
+    try:
+        names = sorted((p.parent.name for p in DEFAULT_DIR.glob("*/state.json")), key=lambda n: (n != "default", n))
+    except OSError:
+        return ips, others
+    for name in names:
+        try:
+            cluster = Cluster.load(name, DEFAULT_DIR)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a state file being rewritten or from another version: not ours to judge
+        live = cluster.live()
+        if cluster.cell == DNA.name:
+            ips += [n.ip for n in live]
+        elif live:
+            others.append(f"cluster {name!r} runs {cluster.cell}, not {DNA.name}")
+    return ips, others
+
+
+def find_node(port: int) -> str:
+    """The shardTreeCell to talk to when none is named: a live cluster node, else the default address."""
+    ips, others = _cluster_nodes()
+    for ip in ips + [DEFAULT_IP]:
+        if _answers(ip, port):
+            return ip
+    tried = ", ".join(f"{ip}:{port}" for ip in ips + [DEFAULT_IP])
+    hint = f" ({'; '.join(others)}: start one with 'borgusb cluster up --cell {DNA.name} --nodes 3')" if others else ""
+    raise CLIError(f"no {DNA.name} answers on this machine (tried {tried}){hint}; {NAME_A_NODE}")
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -142,18 +253,23 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"borgusb {cmd}")
+    from .cli import COMMANDS  # the one table of commands and their help (imports no command)
+
+    p = argparse.ArgumentParser(prog=f"borgusb {cmd}", description=COMMANDS[cmd].help)
     if cmd == "put":
         p.add_argument("file")
         p.add_argument("--r", type=int, default=int(os.environ.get("BORGUSB_SHARD_R", 3)), help="copies (default 3)")
-        p.add_argument("--shard-size", type=int, default=None, help="bytes per shard (default 256 KiB)")
+        p.add_argument("--shard-size", type=int, default=SHARD_SIZE, metavar="BYTES",
+                       help=f"bytes per shard (default {SHARD_SIZE}, {size_text(SHARD_SIZE)})")
     else:
         p.add_argument("id", help="the object id (SHA-256)")
     if cmd == "get":
         p.add_argument("-o", "--output", required=True, help="file to write (FILE.part while in progress)")
         p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate an interruption
         p.add_argument("--throttle-ms", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--node", default=os.environ.get("BORGUSB_NODE", "127.0.0.1"), help="the cell to talk to")
+    p.add_argument("--node", metavar="IP", default=os.environ.get("BORGUSB_NODE") or None,
+                   help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else the first live node of a local "
+                        f"cluster, else {DEFAULT_IP})")
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--keystore", help="sign as the person of this wallet keystore")
     p.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
@@ -168,39 +284,44 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
 COMMANDS = ("put", "get", "stat", "rm")
 
 
-def _which(argv: list[str]) -> tuple[str, list[str]]:
-    """`borgusb put ...` reaches main(argv) without the command name: find it in sys.argv."""
-    if argv and argv[0] in COMMANDS:
-        return argv[0], argv[1:]
-    for word in sys.argv[1:]:
-        if word in COMMANDS:
-            return word, argv
-        if not word.startswith("-"):
-            break
-    raise CLIError("usage: borgusb put|get|stat|rm ...")
-
-
 def main(argv: list[str], cmd: str | None = None) -> int:
+    """`borgusb CMD ARGS`: cmd names the command (cli.py's table passes it); without it, argv[0] does."""
     if cmd is None:
-        try:
-            cmd, argv = _which(argv)
-        except CLIError as exc:
-            print(f"borgusb: {exc}", file=sys.stderr)
+        if not argv or argv[0] not in COMMANDS:
+            print("usage: borgusb put|get|stat|rm ...", file=sys.stderr)
             return 2
+        cmd, argv = argv[0], argv[1:]
     args = build_parser(cmd).parse_args(argv)
     args.cmd = cmd
-    if cmd == "put" and args.shard_size is None:
-        from .shard.model import SHARD_SIZE
-
-        args.shard_size = SHARD_SIZE
     try:
+        if args.node is None:
+            args.node = find_node(args.port or DNA.recp_port)
         return asyncio.run(_run(args))
+    except PeerUnreachable as exc:
+        print(f"borgusb {cmd}: {exc}: is a {DNA.name} running there? Else {NAME_A_NODE}", file=sys.stderr)
+        return 1
     except (CLIError, PeerError, OSError, ValueError) as exc:
         print(f"borgusb {cmd}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # StreamError and friends
         print(f"borgusb {cmd}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 3
+
+
+def put(argv: list[str]) -> int:
+    return main(argv, "put")
+
+
+def get(argv: list[str]) -> int:
+    return main(argv, "get")
+
+
+def stat(argv: list[str]) -> int:
+    return main(argv, "stat")
+
+
+def rm(argv: list[str]) -> int:
+    return main(argv, "rm")
 
 
 if __name__ == "__main__":

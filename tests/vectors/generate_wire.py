@@ -145,7 +145,7 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
         {"name": "high_s_malleated_signature", "wire": rewritten(sig=high_s(doc["sig"])), "reason": "bad_signature"},
         {"name": "whitespace_not_canonical", "wire": json.dumps(doc, sort_keys=True, ensure_ascii=False),
          "reason": "malformed"},
-        {"name": "keys_unsorted", "wire": json.dumps({k: doc[k] for k in reversed(sorted(doc))},
+        {"name": "keys_unsorted", "wire": json.dumps({k: doc[k] for k in sorted(doc, reverse=True)},
                                                      separators=(",", ":"), ensure_ascii=False),
          "reason": "malformed"},
         {"name": "ascii_escaped_unicode_not_canonical",
