@@ -1,4 +1,7 @@
 // BorgUSB conduit pages: talk only to this conduit (same origin), with the per-run token.
+// Text that comes from the network (error bodies, file names, ids, counts) reaches the page
+// only as text: elements are built with createElement and filled with append/textContent,
+// never innerHTML (issue 15 item 3).
 "use strict";
 const Borg = (() => {
   const token = document.querySelector('meta[name="borg-token"]').content;
@@ -7,6 +10,13 @@ const Borg = (() => {
     const body = await r.json().catch(() => ({ error: "the conduit gave no answer" }));
     if (!r.ok) throw new Error(body.error || r.statusText);
     return body;
+  };
+  // An HTML element with attributes and children; strings (and numbers) become text nodes.
+  const h = (name, attrs = {}, ...children) => {
+    const e = document.createElement(name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    e.append(...children.map((c) => (c instanceof Node ? c : String(c ?? ""))));
+    return e;
   };
   const svgNS = "http://www.w3.org/2000/svg";
   const el = (name, attrs, parent) => {
@@ -20,7 +30,7 @@ const Borg = (() => {
   // Draw the PeerTree: positions level by level, root on top, this node highlighted.
   function drawTree(box, data) {
     const members = (data.members || []).slice().sort((a, b) => a.pos - b.pos);
-    if (!members.length) { box.innerHTML = `<p class="muted">${data.error || "No node of this cell answered yet."}</p>`; return; }
+    if (!members.length) { box.replaceChildren(h("p", { class: "muted" }, data.error || "No node of this cell answered yet.")); return; }
     const k = data.k || 1, levels = [];
     const depth = new Map();
     for (const m of members) {
@@ -57,19 +67,16 @@ const Borg = (() => {
       document.getElementById("node-size").textContent = `${(data.members || []).length} nodes`;
       document.getElementById("node-served").textContent = data.served_by || "—";
       document.getElementById("served").textContent = data.served_by ? `Last answer from ${data.served_by}.` : "";
-    } catch (e) { box.innerHTML = `<p class="message">${e.message}</p>`; }
+    } catch (e) { box.replaceChildren(h("p", { class: "message" }, e.message)); }
   }
 
   async function refreshCells() {
     try {
       const { cells } = await api("/api/cells");
       const body = document.querySelector("#cells tbody");
-      body.replaceChildren(...cells.map((c) => {
-        const tr = document.createElement("tr");
-        tr.innerHTML = `<td>${c.name}</td><td>${c.summary}</td><td>${c.size || "—"}</td><td class="mono"></td>`;
-        tr.lastChild.textContent = c.endpoints.length ? c.endpoints.join(", ") : "not running";
-        return tr;
-      }));
+      body.replaceChildren(...cells.map((c) => h("tr", {},
+        h("td", {}, c.name), h("td", {}, c.summary), h("td", {}, c.size || "—"),
+        h("td", { class: "mono" }, c.endpoints && c.endpoints.length ? c.endpoints.join(", ") : "not running"))));
     } catch (e) { /* shown by the tree box */ }
   }
 
@@ -77,31 +84,39 @@ const Borg = (() => {
 
   async function refreshFiles() {
     const body = document.querySelector("#files tbody");
+    const detail = (text) => { document.getElementById("file-detail").textContent = text; };
     try {
       const { files } = await api("/api/files");
-      if (!files.length) { body.innerHTML = '<tr><td colspan="6" class="muted">No files yet.</td></tr>'; return; }
+      if (!files.length) { body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No files yet."))); return; }
       body.replaceChildren(...files.map((f) => {
-        const tr = document.createElement("tr");
-        tr.dataset.id = f.id;
-        tr.innerHTML = `<td class="name"></td><td>${size(f.size)}</td><td>${new Date(f.t).toLocaleString()}</td>
-          <td class="copies">${f.copies}</td><td class="mono"><a href="#" class="stat">${f.id.slice(0, 12)}…</a></td>
-          <td><a class="button download" href="/files/${f.id}/download">Download</a>
-              <button class="delete">Delete</button></td>`;
-        tr.querySelector(".name").textContent = f.name || "(unnamed)";
-        tr.querySelector(".stat").onclick = async (e) => {
+        const id = String(f.id), path = encodeURIComponent(id);
+        const stat = h("a", { href: "#", class: "stat" }, `${id.slice(0, 12)}…`);
+        const remove = h("button", { class: "delete" }, "Delete");
+        const tr = h("tr", {},
+          h("td", { class: "name" }, f.name || "(unnamed)"),
+          h("td", {}, size(Number(f.size))),
+          h("td", {}, new Date(Number(f.t)).toLocaleString()),
+          h("td", { class: "copies" }, f.copies),
+          h("td", { class: "mono" }, stat),
+          h("td", {}, h("a", { class: "button download", href: `/files/${path}/download` }, "Download"), " ", remove));
+        tr.dataset.id = id;
+        stat.onclick = async (e) => {
           e.preventDefault();
-          const s = await api(`/api/files/${f.id}`);
-          document.getElementById("file-detail").textContent =
-            `${f.id}: ${s.copies_min} of ${s.r} copies; holders ${s.holders.join(", ")} (asked ${s.served_by})`;
+          try {
+            const s = await api(`/api/files/${path}`);
+            detail(`${id}: ${s.copies_min} of ${s.r} copies; holders ${(s.holders || []).join(", ")} (asked ${s.served_by})`);
+          } catch (err) { detail(err.message); }
         };
-        tr.querySelector(".delete").onclick = async () => {
-          if (!confirm(`Delete ${f.name || f.id}? Only your key can do this, and it cannot be undone.`)) return;
-          await api(`/api/files/${f.id}/delete`, { method: "POST" });
-          tr.remove();
+        remove.onclick = async () => {
+          if (!confirm(`Delete ${f.name || id}? Only your key can do this, and it cannot be undone.`)) return;
+          try {
+            await api(`/api/files/${path}/delete`, { method: "POST" });
+            tr.remove();
+          } catch (err) { detail(err.message); }
         };
         return tr;
       }));
-    } catch (e) { body.innerHTML = `<tr><td colspan="6" class="message"></td></tr>`; body.querySelector("td").textContent = e.message; }
+    } catch (e) { body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "message" }, e.message))); }
   }
 
   function upload(ev) {
@@ -119,7 +134,8 @@ const Borg = (() => {
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
     xhr.upload.onload = () => { status.textContent = "Storing shards in the network…"; };
     xhr.onload = () => {
-      const body = JSON.parse(xhr.responseText || "{}");
+      let body;
+      try { body = JSON.parse(xhr.responseText || "{}"); } catch { body = { error: "the conduit gave no answer" }; }
       if (xhr.status >= 400) { status.textContent = body.error || "Upload failed."; status.className = "message"; return; }
       bar.value = 100;
       status.className = "muted";
