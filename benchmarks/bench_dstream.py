@@ -49,6 +49,7 @@ from borgusb.net.peer import PeerClient  # noqa: E402
 from borgusb.shard import model  # noqa: E402
 
 PORT = dna.get("shardTreeCell").recp_port
+DATA_PORT = dna.get("shardTreeCell").mon_port  # the holders' data channel (their shard cell's monPort)
 SEED_S = 2.017
 LOCATE_S: dict[bool, float] = {}  # the locate's share of the best run
 CPU_MS: dict[bool, tuple[float, float]] = {}  # CPU per run: this process (the receiver), the holders
@@ -217,7 +218,7 @@ async def dstream(path: Path, out: Path, tmp: Path, *, ss: int, r: int, window: 
                                          signed_reply=True)
                 m, holders = parse_locate(reply, put["id"])
                 t1 = time.perf_counter()
-                await Receiver(peers, m, holders, out, window=window, tls=tls).run()
+                await Receiver(peers, m, holders, out, window=window, tls=tls, data_port=DATA_PORT).run()
                 if time.perf_counter() - t0 < best:
                     best, LOCATE_S[tls] = time.perf_counter() - t0, t1 - t0
             cpu1, ticks1 = os.times(), holder_ticks(cluster)
