@@ -327,6 +327,7 @@ COMMANDS: dict[str, Command] = {
     "stat": Command("borgusb.storecli:stat", "an object's size, owner, holders and copies (a health check)"),
     "rm": Command("borgusb.storecli:rm", "delete an object you own (a signed tombstone)"),
     "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
+    "cellhost": Command("borgusb.cellhost.__main__:main", "load the cells' code once and fork every cell from it"),
     "cluster": Command("borgusb.cluster:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),
     "sim": Command("borgusb.tree.sim:main", "simulate a PeerTree of up to a million nodes in memory"),
     "conduit": Command("borgusb.conduit.__main__:main", "BorgHUIConduit, the browser interface, on localhost"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import dna
+from .net.activation import notify
 
 if TYPE_CHECKING:
     from .cells.kit import Cell
@@ -65,6 +66,24 @@ def node_key(path: str | None) -> "SigningKey | None":
             secret[i] = 0
 
 
+def load_cell_code(name: str) -> None:
+    """Import everything running the cell will need, now: what the node injects and the cell's own code.
+
+    Imports are the slow part of starting a cell; a booted stick does them while the stick is read
+    (``--args-file``), and the cell host does them once for every cell it forks."""
+    import encodings.idna  # noqa: F401  (otherwise loaded at the first connection: aiohttp's host names)
+
+    import cryptography.hazmat.backends.openssl  # noqa: F401  (otherwise at the first TLS certificate)
+
+    from .cells import spec
+    from .cells.crono import client  # noqa: F401
+    from .cells.servicemgr import client as _  # noqa: F401
+
+    found = spec(name)
+    found.runtime_class()
+    found.settings_class()
+
+
 async def start_cell(spec: "CellSpec", args: argparse.Namespace) -> "Cell":
     """Build a cell from its SPEC and inject what the node provides: settings, clock, registry.
 
@@ -108,11 +127,11 @@ async def run_cell(args: argparse.Namespace) -> int:
         print(f"borgusb: {exc}", file=sys.stderr)
         await cell.stop()
         return 1
-    print(
-        f"BORGUSB-READY cell={args.name} ip={cell.ip} node={cell.key.public_key_hex} "
-        f"mon=http://{cell.ip}:{cell.dna.mon_port}/ t={time.monotonic() - started:.2f}s",
-        flush=True,
-    )
+    # one write for the whole line: cells forked by one cell host share its stdout
+    sys.stdout.write(f"BORGUSB-READY cell={args.name} ip={cell.ip} node={cell.key.public_key_hex} "
+                     f"mon=http://{cell.ip}:{cell.dna.mon_port}/ t={time.monotonic() - started:.2f}s\n")
+    sys.stdout.flush()
+    notify("READY=1")  # a systemd unit of Type=notify is active once its cell listens
     try:
         await cell.wait_stopped()
     finally:
@@ -210,9 +229,7 @@ def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argpar
     seconds into the boot. Python's imports are the slow part of starting a cell, so systemd
     starts the cells at once: each imports everything it will need, then waits here for the file,
     then for its address to be configured, and only then binds."""
-    from .cells import spec
-
-    spec(args.name).runtime_class()  # the imports, while the stick is still being read
+    load_cell_code(args.name)  # the imports, while the stick is still being read
     path = Path(args.args_file)
     deadline = time.monotonic() + ARGS_WAIT_S
     while not path.exists() and time.monotonic() < deadline:

@@ -367,9 +367,8 @@ class Cell(NetDoor, TreeDriver):
 
     @receptor("tree.broadcast")
     async def _r_broadcast(self, env: envelope.Envelope) -> Any:
-        if not isinstance(env.payload, dict) or not isinstance(env.payload.get("k"), str):
-            raise RequestError("malformed", "a broadcast is an object naming its kind in \"k\"")
-        return {"id": self.broadcast(env.payload["k"], origin=env)}
+        """Broadcast the requester's own envelope to the tree (dispatched by its ``"k"``, if it names one)."""
+        return {"id": self.broadcast(None, origin=env)}
 
     # ------------------------------------------------------------ monitoring
 

@@ -174,7 +174,7 @@ class TreeDriver:
             self.counters[f"{what}_handler_errors"] += 1
             log.exception("%s handler failed", what)
 
-    def broadcast(self: "Cell", kind: str, data: dict[str, Any] | None = None,
+    def broadcast(self: "Cell", kind: str | None, data: dict[str, Any] | None = None,
                   origin: envelope.Envelope | None = None) -> str:
         """Send ``{"k": kind, **data}`` to every member of this cell's tree exactly once; returns its id.
 
@@ -184,6 +184,8 @@ class TreeDriver:
         """
         bid = os.urandom(12).hex()
         if origin is None:
+            if kind is None:
+                raise ValueError("a broadcast this node signs names its kind")
             payload = {**(data or {}), "k": kind}
             inner = envelope.sign(self.key, "bcast", payload, self.clock, ip=self.me.ip, port=self.dna.net_port)
             origin = envelope.Envelope("bcast", payload, envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
