@@ -153,6 +153,14 @@ def main() -> int:
         mem_mb = mem * 2**20 / 1e6
         print(f"  RAM in use after boot        {mem:8d} MiB = {mem_mb:.0f} MB, goal < 400 MB: "
               f"{'met' if mem_mb < 400 else 'NOT MET'}")
+        fields = dict(w.split("=", 1) for w in where.split() if "=" in w)
+        private = {name: float(mib) for name, mib in
+                   (pair.split(":") for pair in fields.get("private-cell", "").split(",") if ":" in pair)}
+        print(f"  cell types running           {fields.get('cell-types', '?'):>8}   ({', '.join(private)})")
+        print(f"  cell host (code, loaded once) {fields.get('cellhost-private', '?')} private")
+        for name, mib in private.items():
+            print(f"    {name:<26} {mib:8.1f} MiB private, goal < 8 MiB: {'met' if mib < 8 else 'NOT MET'}")
+        print(f"  cells' private memory, total {sum(private.values()):8.1f} MiB")
         print(f"    where: {where}")
     if "kvm" not in accels:
         print("  (KVM does not run guests on this machine: TCG only)")

@@ -22,6 +22,7 @@ from .placement import Caller, Placement, become
 ACCEPT_TIMEOUT_S = 1.0  # how long the serve loop blocks before it reaps children again
 MAX_BACKOFF_S = 30.0
 PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
 PLACE_TIMEOUT_S = 10.0  # how long the host waits for a forked child to be in place
 
 
@@ -195,9 +196,13 @@ class Supervised:
 
 
 def _fork_cell(cell: Supervised) -> None:
+    """Fork one supervised cell: in the host's process group (a signal to the group reaches every
+    cell), and killed with the host should the host itself be killed."""
     pid = os.fork()
     if pid == 0:
-        os.setpgid(0, 0)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:  # the host died before the line above
+            os._exit(1)
         _child(lambda: run_cell(cell.argv))
     cell.pid, cell.started = pid, time.monotonic()
 
@@ -256,7 +261,7 @@ def supervise(cells: Sequence[str], common: Sequence[str], per_cell: Callable[[s
     for cell in children:
         if cell.pid:
             try:
-                os.killpg(cell.pid, signal.SIGKILL)
+                os.kill(cell.pid, signal.SIGKILL)
                 os.waitpid(cell.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass

@@ -141,12 +141,13 @@ class Watcher:
         env = child_env(home)
         ip = self.node_ip()
         join_args = [a for j in dict.fromkeys(self.opts.join + joins) for a in ("--join", j)]
+        data = home / "cells"
         for cell in cells:
-            data = home / "cells" / cell
-            data.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cmd = [*python(), "-c", "import sys; from borgusb.node import main; sys.exit(main(sys.argv[1:]))",
-                   "run", cell, "--ip", ip, "--data", str(data), *join_args]
-            self.node.append(spawn(cell, cmd, env, "BORGUSB-READY", self.log))
+            (data / cell).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # one cell host: the cells' code loaded once, each cell forked from it as a process of its own
+        cmd = [*python(), "-c", "import sys; from borgusb.cellhost.__main__ import main; sys.exit(main())",
+               "run", "--cells", ",".join(cells), "--data-root", str(data), "--ip", ip, *join_args]
+        self.node.append(spawn("cells", cmd, env, "BORGUSB-CELLHOST", self.log))
         self.log(f"node started on {ip}: {', '.join(cells)} (state in RAM)")
 
     def stop_node(self) -> None:

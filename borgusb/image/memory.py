@@ -21,23 +21,38 @@ def meminfo() -> dict[str, int]:
     return info
 
 
-def unit_pss_kib(unit: str) -> int:
-    """Proportional set size of every process of a unit (shared pages counted fairly)."""
-    total = 0
+def unit_pids(unit: str) -> list[str]:
+    """The processes in a unit's cgroup (a forked cell is there, though systemd did not start it)."""
     group = subprocess.run(["systemctl", "show", "-P", "ControlGroup", unit], capture_output=True, text=True,
                            check=False).stdout.strip()
     try:
-        pids = Path(f"/sys/fs/cgroup{group}/cgroup.procs").read_text().split() if group else []
+        return Path(f"/sys/fs/cgroup{group}/cgroup.procs").read_text().split() if group else []
     except OSError:
-        pids = []
-    for pid in pids:
+        return []
+
+
+def unit_memory_kib(unit: str, fields: tuple[str, ...]) -> int:
+    """The sum of smaps_rollup fields over a unit's processes."""
+    total = 0
+    for pid in unit_pids(unit):
         try:
             for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if row.startswith("Pss:"):
+                if row.startswith(fields):
                     total += int(row.split()[1])
         except OSError:
             continue
     return total
+
+
+def unit_pss_kib(unit: str) -> int:
+    """Proportional set size of every process of a unit (shared pages counted fairly)."""
+    return unit_memory_kib(unit, ("Pss:",))
+
+
+def unit_private_kib(unit: str) -> int:
+    """Private memory of a unit's processes: pages no other process maps (what the unit alone costs;
+    a cell forked from the cell host shares its code and imports with it and with every other cell)."""
+    return unit_memory_kib(unit, ("Private_Clean:", "Private_Dirty:"))
 
 
 def anon_by_program(top: int = 8) -> str:
@@ -82,11 +97,16 @@ def memory_report(cells: list[str]) -> str:
     """``BORGUSB-MEM``: where the RAM goes once the node is up (MiB)."""
     info = meminfo()
     per = {c: unit_pss_kib(f"borgusb-cell@{c}.service") // 1024 for c in cells}
+    private = {c: unit_private_kib(f"borgusb-cell@{c}.service") for c in cells}
+    host = unit_private_kib("borgusb-cellhost.service")
     conduit = unit_pss_kib("borgusb-conduit.service") // 1024
     return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={mem_in_use_mib(info)}MiB"
             f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
             f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
             " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items())
+            + f" cell-types={len(cells)} cellhost-private={host / 1024:.1f}MiB"
+            + f" cells-private={sum(private.values()) / 1024:.1f}MiB private-cell="
+            + ",".join(f"{c}:{v / 1024:.1f}" for c, v in private.items())
             + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program()
             + " meminfo=" + ",".join(f"{k}:{info.get(k, 0) // 1024}" for k in (
                 "MemFree", "Cached", "Buffers", "Unevictable", "Mlocked", "SReclaimable", "SUnreclaim",

@@ -18,7 +18,7 @@ import pytest
 
 from borgusb import dna, envelope
 from borgusb.clock import SystemClock
-from borgusb.dstream import Receiver, StreamError, frame, parse_locate, post_frame, put_file
+from borgusb.dstream import FRAME_PATH, Receiver, StreamError, frame, parse_locate, post_frame, put_file
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient, PeerRejected
@@ -261,7 +261,7 @@ async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_co
             await post_frame(peers, ip, PORT, "shard.hold", {"rec": forged}, data)
         body = frame(peers.sign("shard.put", {"rec": rec, "r": 3}), data)
     async with aiohttp.ClientSession() as s:
-        url = f"https://{ip}:{PORT}/shard"
+        url = f"https://{ip}:{PORT}{FRAME_PATH}"
         async with s.post(url, data=body, ssl=client_context()) as resp:
             assert resp.status == 200
             first = await resp.read()
