@@ -186,8 +186,12 @@ cmd_test() {
     setup_browser_tests
     setup_test_tools
     setup_pi_tools
-    step "Running the test suite"
     cd "$ROOT"
+    step "Lint and types (ruff check, ruff format --check, mypy)"
+    "$VENV/bin/ruff" check . || die "ruff found problems (run: .venv/bin/ruff check --fix .)"
+    "$VENV/bin/ruff" format --check . || die "code is not formatted (run: .venv/bin/ruff format .)"
+    "$VENV/bin/mypy" || die "mypy found type errors"
+    step "Running the test suite"
     "$PY" -m pytest "$@"
 }
 

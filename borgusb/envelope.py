@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Collection
-import re
 from typing import Any, NamedTuple
 
 from . import canonical

@@ -208,7 +208,7 @@ class Wallet:
         return f"<Wallet {state}>"
 
 
-def _bip44_node(seed: bytes):  # type: ignore[no-untyped-def]
+def _bip44_node(seed: bytes):
     return (
         Bip44.FromSeed(seed, Bip44Coins.DOGECOIN)
         .Purpose()

@@ -253,7 +253,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:
-    from .cli import COMMANDS  # the one table of commands and their help (imports no command)
+    from .cli import (
+        COMMANDS,  # the one table of commands and their help (imports no command)
+    )
 
     p = argparse.ArgumentParser(prog=f"borgusb {cmd}", description=COMMANDS[cmd].help)
     if cmd == "put":

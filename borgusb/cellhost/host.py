@@ -71,7 +71,7 @@ def _child(body: Callable[[], int]) -> None:
 
 def reap() -> list[tuple[int, int]]:
     """Collect every child that has exited: (pid, wait status) pairs."""
-    done = []
+    done: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)

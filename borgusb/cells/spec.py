@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dna import CellDNA
 from ..dna import get as dna_get
+
+if TYPE_CHECKING:
+    from .kit.cell import Cell
+    from .kit.settings import Settings
 
 
 def load(path: str) -> Any:
@@ -47,10 +51,10 @@ class CellSpec:
     def dna_row(self) -> CellDNA:
         return dna_get(self.dna) if isinstance(self.dna, str) else self.dna
 
-    def runtime_class(self) -> type:
-        return load(self.runtime)  # type: ignore[no-any-return]
+    def runtime_class(self) -> "type[Cell]":
+        return load(self.runtime)
 
-    def settings_class(self) -> type:
+    def settings_class(self) -> "type[Settings]":
         from .kit.settings import Settings
 
-        return load(self.settings) if self.settings else Settings  # type: ignore[no-any-return]
+        return load(self.settings) if self.settings else Settings

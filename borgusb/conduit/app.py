@@ -28,8 +28,19 @@ from ..identity import MnemonicError
 from ..net.peer import PeerRejected
 from .network import Network, NoEndpoint
 from .state import ConduitState
-from .web import HOME_CELL, NAV, NETWORK, PORT, STATE, TEMPLATE_DIRS, TEMPLATES, NavEntry, PageError, render
-from .web import require_unlocked
+from .web import (
+    HOME_CELL,
+    NAV,
+    NETWORK,
+    PORT,
+    STATE,
+    TEMPLATE_DIRS,
+    TEMPLATES,
+    NavEntry,
+    PageError,
+    render,
+    require_unlocked,
+)
 
 log = logging.getLogger("borgusb.conduit")
 

@@ -11,7 +11,16 @@
 """
 
 from .channel import MAX_BATCH, BadReply, DataChannel
-from .frames import ENVELOPE_HEADER, FRAME_PATH, MAX_FRAME, Holder, StreamError, frame, post_frame, unframe
+from .frames import (
+    ENVELOPE_HEADER,
+    FRAME_PATH,
+    MAX_FRAME,
+    Holder,
+    StreamError,
+    frame,
+    post_frame,
+    unframe,
+)
 from .gate import FairGate
 from .receiver import SHARD_DATA_PORT, Receiver, check_free_space, parse_locate
 from .sender import hash_file, put_file

@@ -205,7 +205,7 @@ class ChannelConn(asyncio.BufferedProtocol):
             self.transport.abort()
 
     # ---------------------------------------------------------------- requests
-    async def get(self, target: str, headers: list[tuple[str, bytes | str]], on_head: HeadCallback) -> int:
+    async def get(self, target: str, headers: list[tuple[bytes, bytes]], on_head: HeadCallback) -> int:
         """Send one GET; returns the reply's status once its whole body is in its buffers."""
         if self.fut is not None or self.transport is None:
             raise BadReply("closed", "the connection is busy or closed")
@@ -214,7 +214,7 @@ class ChannelConn(asyncio.BufferedProtocol):
         self.parser.send(h11.EndOfMessage())
         self.on_head, self.status, self.fed = on_head, 0, 0
         self.fut = asyncio.get_running_loop().create_future()
-        self.transport.write(request)  # type: ignore[arg-type]
+        self.transport.write(request)
         try:
             await self.fut
         except BaseException:  # failed, timed out or cancelled: the kernel must stop writing into our buffers
@@ -273,7 +273,7 @@ class DataChannel:
         if not 1 <= len(hs) <= MAX_BATCH or len(dests) != len(hs):
             raise ValueError(f"1 to {MAX_BATCH} shards per request, one buffer each")
         wire = peers.sign("shard.get", payload)
-        headers: list[tuple[str, bytes | str]] = [("Host", f"{holder.ip}:{self.port}"), (ENVELOPE_HEADER, wire)]
+        headers = [(b"Host", f"{holder.ip}:{self.port}".encode()), (ENVELOPE_HEADER.encode(), wire)]
         out: list[memoryview | int] = []
         error: list[bytearray] = []
 

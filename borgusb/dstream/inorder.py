@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .frames import StreamError
 
+
 class Buffers:
     """Shard buffers reused across shards and streams: a fresh 1 MiB buffer per shard costs
     more in page faults than the copy it receives. Bounded; a lost buffer is only garbage."""

@@ -104,7 +104,7 @@ class Receiver:
                                       "unreachable": 0, "bytes": 0}
         self._whole: InOrderHash | None = None
         self._prealloc_error: StreamError | None = None
-        self._jobs: set[asyncio.Future[bool]] = set()
+        self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread jobs the file must outlive
 
     def _resume(self) -> set[int] | None:
         """Shards whose bytes are already right in FILE.part; None if it was created (and sized)."""

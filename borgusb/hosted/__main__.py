@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     _reexec_without_bytecode(argv)
     os.environ.pop("BORGUSB_HOSTED_REEXEC", None)
     # Everything needed later is imported now: the code may live on the stick, which can vanish.
-    import pyudev  # noqa: F401
-    import aiohttp  # noqa: F401
     import shutil  # noqa: F401
     import webbrowser  # noqa: F401
+
+    import aiohttp  # noqa: F401
+    import pyudev  # noqa: F401
 
     from .. import keystore  # noqa: F401
     from ..node import default_ip  # noqa: F401

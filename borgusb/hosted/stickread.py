@@ -47,11 +47,11 @@ def read_stick(device: str, fstype: str, ram: Path, stick_dir: Path | None,
         marker = Marker.parse(raw)
     except MarkerError as exc:
         raise StickRejected(f"{exc}: left alone") from None
-    ks = files[KEYSTORE]
-    if ks is None and files[PENDING] is not None:
+    ks, pending = files[KEYSTORE], files[PENDING]
+    if ks is None and pending is not None:
         try:
-            keystore.parse(files[PENDING])
-            ks = files[PENDING]
+            keystore.parse(pending)
+            ks = pending
             log(f"{device}: the last wallet write was interrupted after the new keystore was complete: "
                 "using it (it becomes keystore.json at the next write)")
         except keystore.KeystoreError:

@@ -95,6 +95,8 @@ def cell_fingerprints(ip: str, cells: list[str]) -> list[str]:
     out = set()
     for cell in cells:
         port = mon_port(cell)
+        if port is None:
+            continue
         try:
             status, body = http_get(ip, port, "/status")
             if status == 200:

@@ -13,7 +13,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..stick import ALWAYS_ON_FILE, KEYSTORE, LABEL, MARKER, MAX_FILE, Marker, MarkerError, Network
+from ..stick import (
+    ALWAYS_ON_FILE,
+    KEYSTORE,
+    LABEL,
+    MARKER,
+    MAX_FILE,
+    Marker,
+    MarkerError,
+    Network,
+)
 from .runtime import (
     ALWAYS_ON,
     ALWAYS_ON_CMDLINE,

@@ -10,9 +10,9 @@ retries silently: callers (the tree, the conduit's failover) decide.
 from __future__ import annotations
 
 import asyncio
-import json
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -180,6 +180,7 @@ class PeerClient:
         gateway passes the bytes on untouched, and replies are checked against
         the expected node's key, not the gateway's.
         """
+        pin: Pin | None = None
         for fresh in (False, True):
             pin = self.pins.get((ip, port))
             if pin is None or fresh:
@@ -188,6 +189,7 @@ class PeerClient:
                 return pin, ""
             if expect_pubkey in pin.relays:
                 return pin, f"/relay/{expect_pubkey}"
+        assert pin is not None
         raise PeerUnreachable(f"{ip}:{port} answers as another node ({pin.pubkey[:12]}…) and does not relay for this one")
 
     async def exchange(

@@ -47,7 +47,6 @@ from typing import Any, BinaryIO
 
 from . import model
 
-
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault-in, not one per page
 
 
@@ -301,7 +300,7 @@ class ShardStore:
 
     # ------------------------------------------------------------ manifests
 
-    def put_manifest(self, m: dict[str, Any]) -> str:
+    def put_manifest(self, m: Any) -> str:
         try:
             model.check_manifest(m)
         except model.BadRecord as exc:
@@ -325,7 +324,7 @@ class ShardStore:
 
     # ------------------------------------------------------------ deletion
 
-    def delete(self, tomb: dict[str, Any]) -> int:
+    def delete(self, tomb: Any) -> int:
         """Apply an owner's tombstone; returns how many shards were removed here."""
         try:
             model.check_tomb(tomb)

@@ -92,7 +92,6 @@ from .messages import (
     f_dict,
     f_int,
     f_member,
-    f_opt_member,
     f_slots,
     f_str,
     slots,

@@ -91,9 +91,15 @@ class WatcherProc:
                 self.cond.wait(min(left, 0.2))
 
     def children(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-        pids = {int(p) for p in out} - {self.proc.pid}
-        return sorted(pids)
+        """Every process below the watcher (the cells are children of the cell host it starts)."""
+        found: set[int] = set()
+        parents = [self.proc.pid]
+        while parents:
+            out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True,
+                                 text=True).stdout.split()
+            parents = [int(p) for p in out if int(p) not in found and int(p) != self.proc.pid]
+            found.update(parents)
+        return sorted(found)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

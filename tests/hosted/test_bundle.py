@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -27,9 +28,17 @@ def host_python() -> str:
     pytest.skip("no python3.11 on this host for the cp311 bundle")
 
 
+def current_wheels() -> None:
+    """The image's wheel cache at the lock's exact versions (the same step ./build.sh takes; cached)."""
+    spec = importlib.util.spec_from_file_location("build_image", ROOT / "image" / "build_image.py")
+    assert spec is not None and spec.loader is not None
+    build_image = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_image)
+    build_image.build_wheels(worktree=True)
+
+
 def test_launcher_on_the_stick_runs_with_the_hosts_python(tmp_path, host_python, udevd):
-    if not any(WHEELS.glob("*.whl")):
-        pytest.skip(f"no wheel cache at {WHEELS}: build the image once (./build.sh)")
+    current_wheels()
     from borgusb.hosted.bundle import build
 
     stick = tmp_path / "BORGUSB"  # where a desktop would have mounted the data partition

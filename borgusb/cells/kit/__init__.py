@@ -9,12 +9,21 @@ See the README's "Adding a cell" for a walkthrough.
 
 from __future__ import annotations
 
-from .cell import ANNOUNCE_MS, FRAME_PATH, MAX_FRAME, TREE_TYPES, Cell, Registry, TypePrefix, release_startup_memory
+from ..spec import CellSpec, load
+from .cell import (
+    ANNOUNCE_MS,
+    FRAME_PATH,
+    MAX_FRAME,
+    TREE_TYPES,
+    Cell,
+    Registry,
+    TypePrefix,
+    release_startup_memory,
+)
 from .client import CellClient
 from .errors import Malformed, RequestError
 from .handlers import frame, on_broadcast, receptor, route
 from .settings import Settings, SettingsError, setting
-from ..spec import CellSpec, load
 
 __all__ = [
     "ANNOUNCE_MS", "FRAME_PATH", "MAX_FRAME", "TREE_TYPES", "Cell", "CellClient", "CellSpec", "Malformed",

@@ -215,12 +215,6 @@ class Cell(NetDoor, TreeDriver):
             raise RuntimeError(f"cannot listen on {self.ip}:{port} ({exc.strerror})") from None
         self._runners.append(runner)
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # ------------------------------------------------------------ the service registry
 
     def announcement(self) -> dict[str, Any]:
@@ -246,14 +240,6 @@ class Cell(NetDoor, TreeDriver):
             await asyncio.sleep(ANNOUNCE_MS / 1000)
 
     # ------------------------------------------------------------ the doors
-
-    async def _read_verified(self, request: web.Request, **expect: Any) -> envelope.Envelope:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self.verifier.counters[envelope.TooLarge.reason] += 1
-            raise envelope.TooLarge("request body too large") from None
-        return self.verifier.verify(body, **expect)
 
     @route("net", "POST", "/net")
     async def _handle_net(self, request: web.Request) -> web.Response:

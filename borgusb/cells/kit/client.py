@@ -25,7 +25,9 @@ class CellClient:
         self.ip = ip
         self.pubkey = pubkey  # the node key expected to answer; None: whoever holds the pinned certificate
         if port is None:
-            from .. import spec  # the registry: a cell shipped elsewhere brings its DNA row with its SPEC
+            from .. import (
+                spec,  # the registry: a cell shipped elsewhere brings its DNA row with its SPEC
+            )
 
             port = spec(self.cell).dna_row().recp_port
         self.port = port

@@ -82,7 +82,13 @@ def collect(cls: type) -> HandlerTable:
             if mark is None:
                 continue
             kind, key = mark
-            {"receptor": table.receptors, "broadcast": table.broadcasts,
-             "frame": table.frames, "route": table.routes}[kind][key] = name
+            if kind == "receptor":
+                table.receptors[key] = name
+            elif kind == "broadcast":
+                table.broadcasts[key] = name
+            elif kind == "frame":
+                table.frames[key] = name
+            else:
+                table.routes[key] = name
     _TABLES[cls] = table
     return table

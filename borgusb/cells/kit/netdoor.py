@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -20,17 +20,15 @@ from ...net.peer import HELLO, PeerClient, PeerError
 from ...tree.model import Member, TreeNode
 from .errors import RequestError
 from .handlers import route
-
-if TYPE_CHECKING:
-    from .cell import Cell
+from .parts import CellParts
 
 log = logging.getLogger("borgusb.cell")
 
 
-class NetDoor:
+class NetDoor(CellParts):
     """Mixin of `Cell`: the signed hello and NAT traversal."""
 
-    def _hello(self: "Cell", observed: str | None) -> bytes:
+    def _hello(self, observed: str | None) -> bytes:
         assert self.tls is not None
         info: dict[str, Any] = {
             "tls_sha256": self.tls.fingerprint,
@@ -45,10 +43,10 @@ class NetDoor:
         return envelope.encode(envelope.sign(self.key, HELLO, info, self.clock, ip=self.me.ip, port=self.dna.net_port))
 
     @route(("net", "recp"), "GET", "/hello")
-    async def _handle_hello(self: "Cell", request: web.Request) -> web.Response:
+    async def _handle_hello(self, request: web.Request) -> web.Response:
         return web.Response(body=self._hello(request.remote), content_type="application/json")
 
-    async def _place(self: "Cell") -> None:
+    async def _place(self) -> None:
         """Find out whether this node is direct, a NAT gateway, or relayed; advertise accordingly."""
         for _ in range(10):
             self.placement = await detect(self.peers, self.ip, self.dna.net_port, self.me.node_id,
@@ -65,14 +63,14 @@ class NetDoor:
         if self.placement.role == "relayed":
             self._spawn(self._attach_loop())
 
-    async def _refresh_contact_pins(self: "Cell") -> None:
+    async def _refresh_contact_pins(self) -> None:
         for contact, (host, port, _) in list(self.contact_pins.items()):
             try:
                 self.contact_pins[contact] = (host, port, await self.peers.hello(host, port))
             except PeerError:
                 pass
 
-    async def _attach_loop(self: "Cell") -> None:
+    async def _attach_loop(self) -> None:
         assert self.placement.gateway is not None
         gateway_ip, gateway_key = self.placement.gateway
         while True:
@@ -83,7 +81,7 @@ class NetDoor:
                 self.counters["gateway_unreachable"] += 1
 
     @route("net", "POST", "/reach")
-    async def _handle_reach(self: "Cell", request: web.Request) -> web.Response:
+    async def _handle_reach(self, request: web.Request) -> web.Response:
         """Tell a node whether its claimed public address reaches it (one TLS hello there)."""
         try:
             env = await self._read_verified(request, expected_type="net.reach")
@@ -105,21 +103,21 @@ class NetDoor:
         return web.Response(body=envelope.encode(reply), content_type="application/json")
 
     @route("net", "POST", "/attach")
-    async def _handle_attach(self: "Cell", request: web.Request) -> web.Response:
+    async def _handle_attach(self, request: web.Request) -> web.Response:
         """A node on our LAN asks us, the gateway, to relay for it."""
         try:
             env = await self._read_verified(request, expected_type="net.attach")
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
         ip = env.payload.get("ip") if isinstance(env.payload, dict) else None
-        if self.placement.role != "gateway" or ip != request.remote or not is_private(ip):
+        if self.placement.role != "gateway" or not isinstance(ip, str) or ip != request.remote or not is_private(ip):
             return _refuse(RequestError("refused", "not a gateway, or not from your LAN address", 403))
         self.relays.attach(env.signer, ip)
         self.counters["relay_attached"] += 1
         return web.json_response({"ok": True})
 
     @route(("net", "recp"), "POST", "/relay/{node}/{tail:.*}")
-    async def _handle_relay(self: "Cell", request: web.Request) -> web.StreamResponse:
+    async def _handle_relay(self, request: web.Request) -> web.StreamResponse:
         """Pass a message on to an attached node, bytes untouched (it checks the signature)."""
         node = request.match_info["node"]
         internal = self.relays.lookup(node)

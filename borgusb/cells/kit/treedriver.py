@@ -13,15 +13,13 @@ import asyncio
 import inspect
 import logging
 import os
-from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from typing import Any
 
 from ... import envelope
 from ...net.peer import PeerError, PeerRejected, PeerUnreachable
-from ...tree.model import Deliver, Member, Send, StatusChanged, TreeNode
-
-if TYPE_CHECKING:
-    from .cell import Cell
+from ...tree.model import Deliver, Member, Send, StatusChanged
+from .parts import CellParts
 
 log = logging.getLogger("borgusb.cell")
 
@@ -30,12 +28,8 @@ DELIVERED_MAX = 1000  # broadcast ids remembered for deduplication
 OWN_BROADCASTS_MAX = 1000
 
 
-class TreeDriver:
+class TreeDriver(CellParts):
     """Mixin of `Cell`: everything between the sans-I/O `TreeNode` and the network."""
-
-    tree: TreeNode
-    me: Member
-    counters: Counter[str]
 
     def _init_tree_driver(self) -> None:
         self._resolved: set[str] = set()
@@ -43,7 +37,7 @@ class TreeDriver:
         self.delivered: OrderedDict[str, list[int]] = OrderedDict()  # id -> [count, first ms]
         self._own_broadcasts: dict[str, envelope.Envelope] = {}
 
-    async def _resolve_contacts(self: "Cell") -> list[Member]:
+    async def _resolve_contacts(self) -> list[Member]:
         async def one(contact: str) -> Member | None:
             host, _, port_text = contact.partition(":")
             try:
@@ -64,7 +58,7 @@ class TreeDriver:
                 self._resolved.add(contact)
         return [m for m in found if m is not None]
 
-    async def _contact_loop(self: "Cell") -> None:
+    async def _contact_loop(self) -> None:
         """Keep looking for contacts that did not answer yet (a lone root must find others)."""
         while True:
             await asyncio.sleep(max(1.0, self.tree.cfg.probe_contacts_ms / 1000))
@@ -73,7 +67,7 @@ class TreeDriver:
                 if members:
                     self.tree.add_contacts(members)
 
-    async def _tick_loop(self: "Cell") -> None:
+    async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_ms / 1000)
             try:
@@ -82,7 +76,7 @@ class TreeDriver:
                 self.counters["tick_errors"] += 1
                 log.exception("tick failed")
 
-    def _execute(self: "Cell", actions: list[Any]) -> None:
+    def _execute(self, actions: list[Any]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self._enqueue(action.to, action.msg)
@@ -92,7 +86,7 @@ class TreeDriver:
                 self.counters[f"status_{action.status}"] += 1
                 log.info("%s status %s", self.dna.name, action.status)
 
-    def _enqueue(self: "Cell", to: Member, msg: dict[str, Any]) -> None:
+    def _enqueue(self, to: Member, msg: dict[str, Any]) -> None:
         """Per-peer FIFO so messages to one peer keep their order; bounded."""
         queue = self._queues.get(to)
         if queue is None:
@@ -103,7 +97,7 @@ class TreeDriver:
             self.counters["send_queue_dropped"] += 1
         queue.put_nowait(msg)
 
-    async def _sender(self: "Cell", to: Member, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _sender(self, to: Member, queue: asyncio.Queue[dict[str, Any]]) -> None:
         try:
             while True:
                 try:
@@ -124,7 +118,7 @@ class TreeDriver:
             if self._queues.get(to) is queue:
                 del self._queues[to]
 
-    def _deliver(self: "Cell", wire: dict[str, Any]) -> None:
+    def _deliver(self, wire: dict[str, Any]) -> None:
         """A broadcast arrived: check its origin's signature, count it, hand it over once.
 
         Forwarders re-sign each hop, but only the origin's own envelope inside
@@ -152,7 +146,7 @@ class TreeDriver:
         self.counters["broadcasts_delivered"] += 1
         self._dispatch_broadcast(origin)
 
-    def _dispatch_broadcast(self: "Cell", origin: envelope.Envelope) -> None:
+    def _dispatch_broadcast(self, origin: envelope.Envelope) -> None:
         data = origin.payload
         kind = data.get("k") if isinstance(data, dict) else None
         name = self.handlers.broadcasts.get(kind) if isinstance(kind, str) else None
@@ -167,14 +161,14 @@ class TreeDriver:
             self.counters["broadcast_handler_errors"] += 1
             log.exception("broadcast handler %s failed", kind)
 
-    async def _guarded(self: "Cell", awaitable: Any, what: str) -> None:
+    async def _guarded(self, awaitable: Any, what: str) -> None:
         try:
             await awaitable
         except Exception:
             self.counters[f"{what}_handler_errors"] += 1
             log.exception("%s handler failed", what)
 
-    def broadcast(self: "Cell", kind: str | None, data: dict[str, Any] | None = None,
+    def broadcast(self, kind: str | None, data: dict[str, Any] | None = None,
                   origin: envelope.Envelope | None = None) -> str:
         """Send ``{"k": kind, **data}`` to every member of this cell's tree exactly once; returns its id.
 

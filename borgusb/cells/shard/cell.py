@@ -27,8 +27,8 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ... import envelope
@@ -37,14 +37,14 @@ from ...dstream import FairGate, Holder
 from ...net.peer import PeerClient
 from ...shard import model
 from ...shard.store import Corrupt, ShardStore, StoreError
-from ..kit import Cell, RequestError, frame, receptor
+from ..kit import RequestError, frame, receptor
 from .datachannel import DataChannelDoor
 from .locate import Locator
 from .repair import Replicator
 from .settings import ShardSettings
 
 
-class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
+class ShardCell(Locator, Replicator, DataChannelDoor):
     """A Cell that stores shards (settings: `ShardSettings`)."""
 
     settings: ShardSettings
@@ -86,17 +86,13 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
 
     # ------------------------------------------------------------ frames (binary)
 
-    def _reject(self, reason: str, detail: str, status: int) -> RequestError:
-        self.counters[f"shard_rejected:{reason}"] += 1
-        return RequestError(reason, detail, status)
-
     def _check_shard(self, env: envelope.Envelope, data: memoryview, *, owner_signs: bool) -> tuple[dict[str, Any], str | None]:
         p = env.payload
         if not isinstance(p, dict):
             raise self._reject("malformed", "payload must be an object", 400)
-        rec, obj = p.get("rec"), p.get("obj")
+        obj = p.get("obj")
         try:
-            model.check_record(rec)
+            rec = model.check_record(p.get("rec"))
         except model.BadRecord as exc:
             raise self._reject(exc.reason, str(exc), 403) from None
         if owner_signs and env.signer != rec["o"]:
@@ -106,12 +102,6 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
         if obj is not None and not model.is_hash(obj):
             raise self._reject("malformed", "obj must be a SHA-256", 400)
         return rec, obj
-
-    def _store_local(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None) -> str:
-        try:
-            return self.store.put(rec, data, obj)
-        except StoreError as exc:
-            raise self._reject(exc.reason, str(exc), exc.status) from None
 
     @frame("shard.hold")
     async def _f_hold(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
@@ -155,18 +145,6 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
             raise RequestError("not_held", "this node does not hold that shard", 404)
         return got
 
-    def _count_served(self, env: envelope.Envelope, sid: str, n: int) -> None:
-        p = env.payload
-        st = self.serving.setdefault(sid, {"peer": env.sender.ip, "shards": 0, "bytes": 0})
-        st["shards"] += 1
-        st["bytes"] += n
-        st["last_ms"] = self.clock.now_ms()
-        if isinstance(p.get("of"), int) and isinstance(p.get("done"), int) and p["of"] > 0:
-            st["progress"] = round(min(1.0, (p["done"] + 1) / p["of"]) * 100, 1)
-        self.serving.move_to_end(sid)
-        while len(self.serving) > 64:
-            self.serving.popitem(last=False)
-
     @frame("shard.get")
     async def _f_get(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
         h, sid = self._get_args(env)
@@ -178,9 +156,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
 
     @receptor("shard.manifest")
     async def _r_manifest(self, env: envelope.Envelope) -> Any:
-        m = env.payload.get("m") if isinstance(env.payload, dict) else None
         try:
-            model.check_manifest(m)
+            m = model.check_manifest(env.payload.get("m") if isinstance(env.payload, dict) else None)
         except model.BadRecord as exc:
             raise self._reject(exc.reason, str(exc), 403) from None
         if env.signer != m["o"]:
@@ -194,7 +171,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
     async def _r_keep(self, env: envelope.Envelope) -> Any:
         m = env.payload.get("m") if isinstance(env.payload, dict) else None
         try:
-            return {"result": self.store.put_manifest(m)}
+            return {"result": self.store.put_manifest(m)}  # the store checks the manifest
         except StoreError as exc:
             raise self._reject(exc.reason, str(exc), exc.status) from None
 
@@ -233,9 +210,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, Cell):
 
     @receptor("shard.delete")
     async def _r_delete(self, env: envelope.Envelope) -> Any:
-        tomb = env.payload.get("tomb") if isinstance(env.payload, dict) else None
         try:
-            model.check_tomb(tomb)
+            tomb = model.check_tomb(env.payload.get("tomb") if isinstance(env.payload, dict) else None)
         except model.BadRecord as exc:
             raise self._reject(exc.reason, str(exc), 403) from None
         if env.signer != tomb["o"]:

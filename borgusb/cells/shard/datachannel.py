@@ -9,7 +9,7 @@ the checked shard files go out with ``sendfile`` (no copy in Python).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -19,16 +19,14 @@ from ...shard import model
 from ...shard.store import Corrupt
 from ..kit import RequestError, route
 from ..kit.cell import refusal
-
-if TYPE_CHECKING:
-    from .cell import ShardCell
+from .base import ShardBase
 
 
-class DataChannelDoor:
+class DataChannelDoor(ShardBase):
     """Mixin of `ShardCell`: shard bytes to readers, fairly, without TLS."""
 
     @route("mon", "GET", "/shard/{h}")
-    async def _handle_plain_get(self: "ShardCell", request: web.Request) -> web.StreamResponse:
+    async def _handle_plain_get(self, request: web.Request) -> web.StreamResponse:
         """Shard bytes without TLS (`dstream.DataChannel`): ``GET /shard/<h1>,<h2>,...``; the
         request is a signed ``shard.get`` envelope in a header naming the same hashes (``hs``);
         the reply's header is the holder's signed envelope with each shard's size (or refusal);
@@ -85,18 +83,18 @@ class DataChannelDoor:
                 if not isinstance(got, int):
                     got[1].close()
 
-    def _open_all(self: "ShardCell", hs: list[str]) -> list[tuple[dict[str, Any], BinaryIO, int] | int]:
+    def _open_all(self, hs: list[str]) -> list[tuple[dict[str, Any], BinaryIO, int] | int]:
         """In a worker thread: each shard opened and checked against its hash, or the refusal's
         status (404 not held here, 410 the copy was corrupt and has been dropped)."""
         out: list[tuple[dict[str, Any], BinaryIO, int] | int] = []
         try:
             for h in hs:
                 try:
-                    got = self.store.open_checked(h)
+                    opened = self.store.open_checked(h)
                 except Corrupt:
                     out.append(410)
                     continue
-                out.append(404 if got is None else got)
+                out.append(404 if opened is None else opened)
         except BaseException:
             for got in out:
                 if not isinstance(got, int):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...dstream import Holder
 from ...net.peer import PeerError
@@ -18,12 +18,9 @@ from ...shard import model
 from ...shard.store import StoreError
 from ..kit import on_broadcast
 from ..servicemgr.client import ServiceMgrClient
-
-if TYPE_CHECKING:
-    from .cell import ShardCell
+from .base import DIRECTORY_TTL_MS, ShardBase
 
 ANNOUNCE_S = 1.0
-DIRECTORY_TTL_MS = 4_500
 LOCATE_WAIT_S = 1.5
 
 
@@ -33,14 +30,14 @@ class _Find:
         self.event = asyncio.Event()
 
 
-class Locator:
+class Locator(ShardBase):
     """Mixin of `ShardCell`: who holds what."""
 
     def _init_locator(self) -> None:
         self.directory: dict[str, tuple[Holder, int]] = {}
         self.finds: dict[str, _Find] = {}
 
-    async def _directory_loop(self: "ShardCell") -> None:
+    async def _directory_loop(self) -> None:
         """Keep the directory of shard nodes: from the service registry (serviceMgrCell on this
         IP) when it answers, else from the nodes' own "hi" broadcasts through the shard tree."""
         while True:
@@ -52,7 +49,7 @@ class Locator:
                     del self.directory[pk]
             await asyncio.sleep(ANNOUNCE_S)
 
-    async def _directory_from_registry(self: "ShardCell") -> bool:
+    async def _directory_from_registry(self) -> bool:
         try:
             services = await ServiceMgrClient(self.peers, self.ip).services(self.dna.name)
         except PeerError:
@@ -67,34 +64,24 @@ class Locator:
         self.counters["directory_from_registry"] += 1
         return True
 
-    def live(self: "ShardCell") -> dict[str, Holder]:
-        now = self.clock.now_ms()
-        out = {pk: h for pk, (h, seen) in self.directory.items() if now - seen <= DIRECTORY_TTL_MS}
-        out[self.me_holder.pubkey] = self.me_holder
-        return out
-
-    def _forget(self: "ShardCell", pk: str) -> None:
-        if pk != self.me_holder.pubkey:
-            self.directory.pop(pk, None)
-
     @on_broadcast("hi")
-    def _b_hi(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+    def _b_hi(self, origin: str, data: dict[str, Any]) -> None:
         ip, port = data.get("ip"), data.get("port")
         if isinstance(ip, str) and isinstance(port, int) and origin != self.me_holder.pubkey:
             self.directory[origin] = (Holder(origin, ip, port), self.clock.now_ms())
 
     @on_broadcast("find")
-    async def _b_find(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+    async def _b_find(self, origin: str, data: dict[str, Any]) -> None:
         await self._answer_find(origin, data)
 
     @on_broadcast("del")
-    def _b_delete(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+    def _b_delete(self, origin: str, data: dict[str, Any]) -> None:
         try:
             self.store.delete(data.get("tomb"))
         except StoreError as exc:
             self.counters[f"shard_rejected:{exc.reason}"] += 1
 
-    async def _answer_find(self: "ShardCell", origin: str, data: dict[str, Any]) -> None:
+    async def _answer_find(self, origin: str, data: dict[str, Any]) -> None:
         q, oid, ip, port = data.get("q"), data.get("id"), data.get("ip"), data.get("port")
         if not (isinstance(q, str) and model.is_hash(oid) and isinstance(ip, str) and isinstance(port, int)):
             return
@@ -112,7 +99,7 @@ class Locator:
         except PeerError:
             self.counters["shard_have_failed"] += 1
 
-    def _on_have(self: "ShardCell", holder: Holder, answer: dict[str, Any]) -> None:
+    def _on_have(self, holder: Holder, answer: dict[str, Any]) -> None:
         find = self.finds.get(answer.get("q"))  # type: ignore[arg-type]
         if find is None:
             self.counters["shard_have_unsolicited"] += 1
@@ -125,7 +112,7 @@ class Locator:
                                        {h for h in hashes if isinstance(h, str)})
         find.event.set()
 
-    async def locate(self: "ShardCell", oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
+    async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
         q = os.urandom(8).hex()
         find = self.finds[q] = _Find()
         loop = asyncio.get_running_loop()
@@ -160,7 +147,7 @@ class Locator:
                 "shards": shards, "copies": copies, "manifest_copies": len(manifest_holders),
                 "repairing": short if repair else 0, "answered": len(find.replies)}
 
-    def _complete(self: "ShardCell", find: _Find) -> bool:
+    def _complete(self, find: _Find) -> bool:
         ms = [m for _, m, _ in find.replies.values() if m is not None]
         if not ms:
             return False
@@ -174,7 +161,7 @@ class Locator:
                 counts[h] = counts.get(h, 0) + 1
         return all(counts.get(h, 0) >= r for h in m["shards"])
 
-    def _best_manifest(self: "ShardCell", oid: str, find: _Find) -> dict[str, Any] | None:
+    def _best_manifest(self, oid: str, find: _Find) -> dict[str, Any] | None:
         for m in sorted((m for _, m, _ in find.replies.values() if m is not None),
                         key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0):
             try:

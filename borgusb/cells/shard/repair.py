@@ -12,35 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 
 from ...dstream import Holder, post_frame
 from ...net.peer import PeerRejected, PeerUnreachable
 from ...shard import model, placement
 from ...shard.store import StoreError
 from ..kit import RequestError
-
-if TYPE_CHECKING:
-    from .cell import ShardCell
+from .base import ShardBase
 
 log = logging.getLogger("borgusb.shard")
 
 REPAIR_HOLDOFF_MS = 5_000
 
 
-class Replicator:
+class Replicator(ShardBase):
     """Mixin of `ShardCell`: where copies go and how lost ones come back."""
 
-    async def _hold_on(self: "ShardCell", h: Holder, payload: dict[str, Any], rec: dict[str, Any],
+    async def _hold_on(self, h: Holder, payload: dict[str, Any], rec: dict[str, Any],
                        data: memoryview, obj: str | None) -> None:
         if h.pubkey == self.me_holder.pubkey:
             self._store_local(rec, data, obj)
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 
-    async def _place_on(self: "ShardCell", key: str, r: int, put: Callable[[Holder], Awaitable[None]],
-                     exclude: set[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
+    async def _place_on(self, key: str, r: int, put: Callable[[Holder], Awaitable[None]],
+                     exclude: Collection[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
         """Put on the r lottery winners for key; a winner that fails is replaced by the next ticket."""
         live = self.live()
         ranked = [pk for pk in placement.rank(key, live) if pk not in exclude]
@@ -66,7 +64,7 @@ class Replicator:
             await asyncio.gather(*(attempt(pk) for pk in batch))
         return held, refused
 
-    async def fetch_into_store(self: "ShardCell", h: str, obj: str | None, sources: list[Holder]) -> bool:
+    async def fetch_into_store(self, h: str, obj: str | None, sources: list[Holder]) -> bool:
         """Pull shard h from one of sources (checked: owner record, SHA-256) and keep it."""
         if self.store.has(h):
             return True
@@ -89,7 +87,7 @@ class Replicator:
                 log.info("fetch %s from %s: %s", h[:12], src.ip, exc)
         return False
 
-    async def _scrub_loop(self: "ShardCell") -> None:
+    async def _scrub_loop(self) -> None:
         """Re-hash every stored shard with SHA-256, round after round, at `scrub_bps`: reads
         check only the CRC kept since a shard was verified, so this is what catches a copy
         altered on disk with its CRC kept. A bad copy is dropped and refetched."""
@@ -105,7 +103,7 @@ class Replicator:
                 await asyncio.sleep(max(0.01, entry["rec"]["n"] / self.scrub_bps))
             await asyncio.sleep(1.0 if hashes else 5.0)
 
-    async def _refetch(self: "ShardCell", h: str) -> None:
+    async def _refetch(self, h: str) -> None:
         """A corrupt copy was dropped here: fetch a good one from the other shard nodes."""
         entry = self.store.lost.get(h)
         if entry is None:
@@ -117,7 +115,7 @@ class Replicator:
                 self.store.records[h]["objs"].append(extra)
             self.counters["shard_refetched"] += 1
 
-    async def _repair(self: "ShardCell", m: dict[str, Any], holders_of: dict[str, list[Holder]], manifest_holders: list[Holder]) -> None:
+    async def _repair(self, m: dict[str, Any], holders_of: dict[str, list[Holder]], manifest_holders: list[Holder]) -> None:
         r = m["r"]
         now = self.clock.now_ms()
         live = self.live()
@@ -152,7 +150,7 @@ class Replicator:
                 del self.repair_until[key]
         del live
 
-    async def _keep_on(self: "ShardCell", t: Holder, m: dict[str, Any]) -> None:
+    async def _keep_on(self, t: Holder, m: dict[str, Any]) -> None:
         if t.pubkey == self.me_holder.pubkey:
             try:
                 self.store.put_manifest(m)

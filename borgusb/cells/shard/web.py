@@ -17,12 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from ...conduit.network import Network
-from ...conduit.state import ConduitState
 from ...conduit.web import NETWORK, STATE, PageError, add_page, render, require_unlocked
 from ...dstream import Receiver, StreamError, parse_locate, put_file
+from ...keys import SigningKey
 from ...net.peer import PeerError
 from ...shard import model
 from .client import ShardClient
@@ -38,8 +38,11 @@ def ram_dir() -> Path:
     raise web.HTTPInsufficientStorage(text="no RAM directory (/dev/shm) for transfers")
 
 
-def _app_parts(request: web.Request) -> tuple[ConduitState, Network]:
-    return require_unlocked(request), request.app[NETWORK]
+def _app_parts(request: web.Request) -> tuple[SigningKey, Network]:
+    """The unlocked wallet's key (or a redirect to unlock) and the conduit's network."""
+    state = require_unlocked(request)
+    assert state.wallet is not None
+    return state.wallet.key, request.app[NETWORK]
 
 
 def _names(request: web.Request) -> dict[str, str]:
@@ -52,15 +55,15 @@ async def page(request: web.Request) -> web.Response:
 
 
 async def api_list(request: web.Request) -> web.Response:
-    state, network = _app_parts(request)
+    key, network = _app_parts(request)
     entry = await network.refresh(CELL)
     if not entry.endpoints:
         raise PageError("No shard storage node is reachable right now.", 503)
-    peers = network.client_for(state.wallet.key)
+    peers = network.client_for(key)
 
     async def ask(ip: str) -> list[dict[str, Any]]:
         try:
-            return await asyncio.wait_for(ShardClient(peers, ip).owned(state.wallet.key.public_key_hex),
+            return await asyncio.wait_for(ShardClient(peers, ip).owned(key.public_key_hex),
                                           network.timeout_s)
         except (PeerError, asyncio.TimeoutError):
             return []
@@ -76,18 +79,18 @@ async def api_list(request: web.Request) -> web.Response:
 
 
 async def api_stat(request: web.Request) -> web.Response:
-    state, network = _app_parts(request)
+    key, network = _app_parts(request)
     oid = request.match_info["id"]
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=state.wallet.key,
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=key,
                                timeout_s=20)
     return web.json_response({**served.result, "served_by": served.endpoint})
 
 
 async def api_upload(request: web.Request) -> web.Response:
-    state, network = _app_parts(request)
+    key, network = _app_parts(request)
     reader = await request.multipart()
     part = await reader.next()
-    if part is None or part.name != "file":
+    if not isinstance(part, BodyPartReader) or part.name != "file":
         raise PageError("Choose a file to upload.")
     name = os.path.basename(part.filename or "file")[:200]
     workdir = ram_dir()
@@ -99,8 +102,8 @@ async def api_upload(request: web.Request) -> web.Response:
         served_error = None
         for ip in list((await network.refresh(CELL)).endpoints):
             try:
-                reply = await put_file(network.client_for(state.wallet.key), ip, network.port_of(CELL), path,
-                                       state.wallet.key)
+                reply = await put_file(network.client_for(key), ip, network.port_of(CELL), path,
+                                       key)
             except (PeerError, StreamError, OSError) as exc:
                 served_error = str(exc)
                 continue
@@ -113,11 +116,11 @@ async def api_upload(request: web.Request) -> web.Response:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    state, network = _app_parts(request)
+    key, network = _app_parts(request)
     oid = request.match_info["id"]
     if not model.is_hash(oid):
         raise PageError("That is not an object id.")
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=state.wallet.key,
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=key,
                                timeout_s=20)
     try:
         manifest, holders = parse_locate(served.result, oid)
@@ -126,7 +129,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     workdir = ram_dir()
     try:
         path = workdir / "download"
-        await Receiver(network.client_for(state.wallet.key), manifest, holders, path).run()
+        await Receiver(network.client_for(key), manifest, holders, path).run()
         name = _names(request).get(oid) or f"{oid[:16]}.bin"
         response = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream",
@@ -148,10 +151,10 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 async def api_delete(request: web.Request) -> web.Response:
-    state, network = _app_parts(request)
+    key, network = _app_parts(request)
     oid = request.match_info["id"]
-    tomb = model.sign_tomb(state.wallet.key, oid, network.clock.now_ms())
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).delete(tomb), key=state.wallet.key)
+    tomb = model.sign_tomb(key, oid, network.clock.now_ms())
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).delete(tomb), key=key)
     _names(request).pop(oid, None)
     return web.json_response({"deleted": oid, "served_by": served.endpoint})
 

@@ -1,0 +1,75 @@
+"""What the shard cell's parts share: the attributes `ShardCell.__init__` sets, typed once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from ... import envelope
+from ...dstream import FairGate, Holder
+from ...net.peer import PeerClient
+from ...shard.store import ShardStore, StoreError
+from ..kit import Cell, RequestError
+
+if TYPE_CHECKING:
+    from .locate import _Find
+
+DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement
+
+
+class ShardBase(Cell):
+    """The state of a shard cell, as its parts (locate, repair, data channel) see it."""
+
+    store: ShardStore
+    default_r: int
+    gate: FairGate
+    scrub_bps: int
+    shard_peers: PeerClient
+    me_holder: Holder
+    serving: OrderedDict[str, dict[str, Any]]
+    repair_until: dict[str, int]
+    _repair_sem: asyncio.Semaphore
+    directory: dict[str, tuple[Holder, int]]
+    finds: dict[str, "_Find"]
+
+    def _reject(self, reason: str, detail: str, status: int) -> RequestError:
+        self.counters[f"shard_rejected:{reason}"] += 1
+        return RequestError(reason, detail, status)
+
+    def _store_local(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None) -> str:
+        try:
+            return self.store.put(rec, data, obj)
+        except StoreError as exc:
+            raise self._reject(exc.reason, str(exc), exc.status) from None
+
+    def _count_served(self, env: envelope.Envelope, sid: str, n: int) -> None:
+        p = env.payload
+        st = self.serving.setdefault(sid, {"peer": env.sender.ip, "shards": 0, "bytes": 0})
+        st["shards"] += 1
+        st["bytes"] += n
+        st["last_ms"] = self.clock.now_ms()
+        if isinstance(p.get("of"), int) and isinstance(p.get("done"), int) and p["of"] > 0:
+            st["progress"] = round(min(1.0, (p["done"] + 1) / p["of"]) * 100, 1)
+        self.serving.move_to_end(sid)
+        while len(self.serving) > 64:
+            self.serving.popitem(last=False)
+
+    def live(self) -> dict[str, Holder]:
+        now = self.clock.now_ms()
+        out = {pk: h for pk, (h, seen) in self.directory.items() if now - seen <= DIRECTORY_TTL_MS}
+        out[self.me_holder.pubkey] = self.me_holder
+        return out
+
+    def _forget(self, pk: str) -> None:
+        if pk != self.me_holder.pubkey:
+            self.directory.pop(pk, None)
+
+    async def _refetch(self, h: str) -> None:
+        """Fetch a good copy of a shard whose local copy was dropped as corrupt (repair.py)."""
+        raise NotImplementedError
+
+    async def _repair(self, m: dict[str, Any], holders_of: dict[str, list[Holder]],
+                      manifest_holders: list[Holder]) -> None:
+        """Bring an object's short shards and manifest back to R copies (repair.py)."""
+        raise NotImplementedError
