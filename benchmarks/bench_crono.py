@@ -89,12 +89,21 @@ async def run(nodes: int, rounds: int, seed: int) -> None:
                             within[bound] = time.monotonic() - t0
                 await asyncio.sleep(0.2)
             summary = await cluster.wait_one_tree(timeout_s=10, expect=nodes)
-            print(f"{nodes} crono nodes (k={CRONO.max_children}, depth {summary['depth']}), host clocks skewed "
-                  f"{min(skews):+.2f} s .. {max(skews):+.2f} s; load {open('/proc/loadavg').read().split()[0]}")
+            print(
+                f"{nodes} crono nodes (k={CRONO.max_children}, depth {summary['depth']}), host clocks skewed "
+                f"{min(skews):+.2f} s .. {max(skews):+.2f} s; load {open('/proc/loadavg').read().split()[0]}"
+            )
             print(f"  tree formed           {formed:6.1f} s after launch")
             for bound in (5_000, 1_000):
                 at = within.get(bound)
-                print(f"  all within {bound // 1000} ms of root " + (f"{at:6.1f} s after launch ({at - formed:+.1f} s after the tree formed)" if at else "NOT reached in 120 s"))
+                print(
+                    f"  all within {bound // 1000} ms of root "
+                    + (
+                        f"{at:6.1f} s after launch ({at - formed:+.1f} s after the tree formed)"
+                        if at
+                        else "NOT reached in 120 s"
+                    )
+                )
 
             probe_err: list[int] = []
             exact_err: list[int] = []
@@ -134,9 +143,11 @@ async def run(nodes: int, rounds: int, seed: int) -> None:
             print(f"  Cristian (t_server + RTT/2)       {dist(cristian_err)}")
             print(f"  seed (t_server, no correction)    {dist(seed_err)}")
             ce, xe = [abs(v) for v in cristian_err], [abs(v) for v in exact_err]
-            print(f"Cristian / crono: median {statistics.median(ce) / max(1, statistics.median(xe)):.1f}x, "
-                  f"p99 {pct(ce, 0.99) / max(1, pct(xe, 0.99)):.1f}x, max {max(ce) / max(1, max(xe)):.1f}x "
-                  f"(crono's error adds up over {summary['depth']} hops; Cristian's is one hop from this process)")
+            print(
+                f"Cristian / crono: median {statistics.median(ce) / max(1, statistics.median(xe)):.1f}x, "
+                f"p99 {pct(ce, 0.99) / max(1, pct(xe, 0.99)):.1f}x, max {max(ce) / max(1, max(xe)):.1f}x "
+                f"(crono's error adds up over {summary['depth']} hops; Cristian's is one hop from this process)"
+            )
         finally:
             cluster.down()
 
@@ -148,7 +159,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=9)
     args = parser.parse_args()
     if faketime_library() is None:
-        print("bench_crono: libfaketime is missing (apt-get install faketime; ./build.sh bench installs it)", file=sys.stderr)
+        print(
+            "bench_crono: libfaketime is missing (apt-get install faketime; ./build.sh bench installs it)",
+            file=sys.stderr,
+        )
         return 1
     asyncio.run(run(args.nodes, args.rounds, args.seed))
     return 0

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -121,7 +122,9 @@ def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
                 in_order: queue.Queue = queue.Queue()
                 whole = hashlib.sha256()
 
-                def check_and_write() -> None:
+                def check_and_write(
+                    fd: int = fd, checked: queue.Queue = checked, in_order: queue.Queue = in_order
+                ) -> None:
                     while (item := checked.get()) is not None:
                         off, buf = item
                         hashlib.sha256(buf).hexdigest()
@@ -129,7 +132,7 @@ def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
                         in_order.put(buf)
                     in_order.put(None)
 
-                def hash_whole() -> None:
+                def hash_whole(in_order: queue.Queue = in_order, whole: Any = whole) -> None:
                     while (buf := in_order.get()) is not None:
                         whole.update(buf)
 
@@ -196,7 +199,9 @@ async def plain_http(path: Path, out: Path, repeat: int) -> float:
         proc.wait()
 
 
-async def dstream(path: Path, out: Path, tmp: Path, *, ss: int, r: int, window: int, repeat: int, tls: bool = False) -> tuple[float, int]:
+async def dstream(
+    path: Path, out: Path, tmp: Path, *, ss: int, r: int, window: int, repeat: int, tls: bool = False
+) -> tuple[float, int]:
     os.environ["BORGUSB_DATA_ROOT"] = str(tmp)
     cluster = Cluster(name=f"bench-{ss}-{int(tls)}", cell="shardTreeCell", root_dir=tmp / "cluster", heartbeat_ms=500)
     try:
@@ -214,16 +219,19 @@ async def dstream(path: Path, out: Path, tmp: Path, *, ss: int, r: int, window: 
             for _ in range(repeat):
                 out.unlink(missing_ok=True)
                 t0 = time.perf_counter()
-                reply = await peers.post(cluster.nodes[1].ip, PORT, "/recp", "shard.locate", {"id": put["id"]},
-                                         signed_reply=True)
+                reply = await peers.post(
+                    cluster.nodes[1].ip, PORT, "/recp", "shard.locate", {"id": put["id"]}, signed_reply=True
+                )
                 m, holders = parse_locate(reply, put["id"])
                 t1 = time.perf_counter()
                 await Receiver(peers, m, holders, out, window=window, tls=tls, data_port=DATA_PORT).run()
                 if time.perf_counter() - t0 < best:
                     best, LOCATE_S[tls] = time.perf_counter() - t0, t1 - t0
             cpu1, ticks1 = os.times(), holder_ticks(cluster)
-            CPU_MS[tls] = (((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) * 1000 / repeat,
-                           (ticks1 - ticks0) * 1000 / os.sysconf("SC_CLK_TCK") / repeat)
+            CPU_MS[tls] = (
+                ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) * 1000 / repeat,
+                (ticks1 - ticks0) * 1000 / os.sysconf("SC_CLK_TCK") / repeat,
+            )
             assert hashlib.sha256(out.read_bytes()).hexdigest() == put["id"]
         return best, put["shards"]
     finally:
@@ -249,28 +257,42 @@ async def main() -> None:
         sizes = [args.shard_size] + ([64 << 10, 128 << 10, 512 << 10, 1 << 20] if args.sweep else [])
         results = {}
         for ss in sizes:
-            results[ss] = await dstream(src, tmp / f"ds-{ss}.out", tmp, ss=ss, r=args.r,
-                                        window=args.window, repeat=args.repeat)
-        tls_s, _ = await dstream(src, tmp / "tls.out", tmp, ss=args.shard_size, r=args.r, window=args.window,
-                                 repeat=args.repeat, tls=True)
+            results[ss] = await dstream(
+                src, tmp / f"ds-{ss}.out", tmp, ss=ss, r=args.r, window=args.window, repeat=args.repeat
+            )
+        tls_s, _ = await dstream(
+            src, tmp / "tls.out", tmp, ss=args.shard_size, r=args.r, window=args.window, repeat=args.repeat, tls=True
+        )
     ds_s, shards = results[args.shard_size]
     mb = args.size / 1e6
-    print(f"object: {mb:.1f} MB, {shards} shards of {args.shard_size // 1024} KiB, R={args.r}, window {args.window}, "
-          f"best of {args.repeat}")
+    print(
+        f"object: {mb:.1f} MB, {shards} shards of {args.shard_size // 1024} KiB, R={args.r}, window {args.window}, "
+        f"best of {args.repeat}"
+    )
     print(f"plain HTTP (aiohttp static, no TLS):  {http_s:.3f} s  {mbps(args.size, http_s):7.1f} MB/s")
-    print(f"DStream (signed, SHA-256, disk):      {ds_s:.3f} s  {mbps(args.size, ds_s):7.1f} MB/s  "
-          f"(locate {LOCATE_S[False] * 1000:.1f} ms of it)")
-    print(f"  CPU per run: receiver {CPU_MS[False][0]:.0f} ms, holders {CPU_MS[False][1]:.0f} ms "
-          f"(two SHA-256 passes over {mb:.0f} MB at the receiver are part of it)")
-    print(f"DStream over pinned TLS frames:       {tls_s:.3f} s  {mbps(args.size, tls_s):7.1f} MB/s  (Receiver(tls=True))")
+    print(
+        f"DStream (signed, SHA-256, disk):      {ds_s:.3f} s  {mbps(args.size, ds_s):7.1f} MB/s  "
+        f"(locate {LOCATE_S[False] * 1000:.1f} ms of it)"
+    )
+    print(
+        f"  CPU per run: receiver {CPU_MS[False][0]:.0f} ms, holders {CPU_MS[False][1]:.0f} ms "
+        f"(two SHA-256 passes over {mb:.0f} MB at the receiver are part of it)"
+    )
+    print(
+        f"DStream over pinned TLS frames:       {tls_s:.3f} s  {mbps(args.size, tls_s):7.1f} MB/s  (Receiver(tls=True))"
+    )
     ratio = http_s / ds_s
-    print(f"floor (the receiver's required work alone: two SHA-256 passes, pwrite; no protocol): "
-          f"{floor_s:.3f} s  {mbps(args.size, floor_s):7.1f} MB/s  = ratio {http_s / floor_s:.2f} against plain HTTP; "
-          f"DStream reaches {floor_s / ds_s:.2f} of it")
+    print(
+        f"floor (the receiver's required work alone: two SHA-256 passes, pwrite; no protocol): "
+        f"{floor_s:.3f} s  {mbps(args.size, floor_s):7.1f} MB/s  = ratio {http_s / floor_s:.2f} against plain HTTP; "
+        f"DStream reaches {floor_s / ds_s:.2f} of it"
+    )
     print(f"ratio DStream / plain HTTP: {ratio:.2f}  (goal >= 0.5, aim 0.8): {'OK' if ratio >= 0.5 else 'BELOW GOAL'}")
-    print(f"seed: 30 MB (111 shards) Toronto -> California in {SEED_S} s = {mbps(SEED_BYTES, SEED_S):.1f} MB/s "
-          f"(WAN, single-core VM); here: {mb:.0f} MB in {ds_s:.3f} s on loopback = "
-          f"{mbps(args.size, ds_s) / mbps(SEED_BYTES, SEED_S):.0f}x the seed's rate")
+    print(
+        f"seed: 30 MB (111 shards) Toronto -> California in {SEED_S} s = {mbps(SEED_BYTES, SEED_S):.1f} MB/s "
+        f"(WAN, single-core VM); here: {mb:.0f} MB in {ds_s:.3f} s on loopback = "
+        f"{mbps(args.size, ds_s) / mbps(SEED_BYTES, SEED_S):.0f}x the seed's rate"
+    )
     if args.sweep:
         print("shard size sweep (DStream only):")
         for ss, (s, n) in sorted(results.items()):

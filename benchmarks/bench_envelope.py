@@ -48,7 +48,9 @@ def main() -> dict[str, float]:
     pub = raw_key.public_key
 
     def verify_round() -> float:
-        wires = [envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336)) for _ in range(N)]
+        wires = [
+            envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336)) for _ in range(N)
+        ]
         verifier = envelope.Verifier(clock)
         return rate(lambda i: verifier.verify(wires[i]))
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,9 +54,18 @@ def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str
         stick = work / "stick.img"
         subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
         ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        V.put_on_stick(stick, ".borgusb", json.dumps(
-            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"},
-             "selftest": ["timeline"]}).encode())
+        V.put_on_stick(
+            stick,
+            ".borgusb",
+            json.dumps(
+                {
+                    "format": "borgusb-stick",
+                    "version": 1,
+                    "network": {"address": f"{ns.GUEST_IP}/24"},
+                    "selftest": ["timeline"],
+                }
+            ).encode(),
+        )
         machine = V.VM(stick, work, netns=ns, accel=accel)
         try:
             m = machine.wait_for(READY, 600)
@@ -74,15 +81,15 @@ def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str
 def boot_bare(image: Path, accel: str) -> float:
     """The same kernel and initrd (direct kernel boot), BorgUSB masked: seconds to the serial login prompt."""
     append = uki_cmdline(OUT / "borgusb.efi")
-    append += (" systemd.mask=borgusb-cells.target systemd.mask=borgusb-stick.service"
-               " systemd.mask=borgusb-ready.service")
+    append += " systemd.mask=borgusb-cells.target systemd.mask=borgusb-stick.service systemd.mask=borgusb-ready.service"
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         stick = work / "stick.img"
         subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
         ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        machine = V.VM(stick, work, netns=ns, accel=accel,
-                       kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append))
+        machine = V.VM(
+            stick, work, netns=ns, accel=accel, kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
+        )
         try:
             machine.wait_for(r"borgusb login:", 600)
             return machine.elapsed()
@@ -99,10 +106,14 @@ def boot_node_direct(image: Path, accel: str) -> float:
         stick = work / "stick.img"
         subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
         ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        V.put_on_stick(stick, ".borgusb", json.dumps(
-            {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode())
-        machine = V.VM(stick, work, netns=ns, accel=accel,
-                       kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append))
+        V.put_on_stick(
+            stick,
+            ".borgusb",
+            json.dumps({"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode(),
+        )
+        machine = V.VM(
+            stick, work, netns=ns, accel=accel, kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
+        )
         try:
             machine.wait_for(READY, 600)
             return machine.elapsed()
@@ -127,16 +138,19 @@ def main() -> int:
     warm = [h for h in history if not h.get("cold")]
     cold = [h for h in history if h.get("cold")]
     image = Path(info["image"])
-    raw = subprocess.run(f"zstd -dc {OUT / 'borgusb.initrd'} | wc -c", shell=True, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    raw = subprocess.run(
+        f"zstd -dc {OUT / 'borgusb.initrd'} | wc -c", shell=True, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
     print("USB image (bookworm, UKI whose initrd is the whole OS)")
     print(f"  image (ESP + BORGUSB data)   {info['image_bytes'] / 2**20:8.0f} MiB")
     print(f"  UKI                          {info['uki_bytes'] / 1e6:8.1f} MB   goal < 120 MB")
     print(f"  RAM root, uncompressed       {int(raw) / 1e6:8.1f} MB")
     print(f"  build, warm                  {warm[-1]['duration_s'] if warm else float('nan'):8.1f} s")
-    print(f"  build, cold                  {cold[-1]['duration_s'] if cold else float('nan'):8.1f} s"
-          + ("" if cold else "   (never measured: run with --cold)"))
+    print(
+        f"  build, cold                  {cold[-1]['duration_s'] if cold else float('nan'):8.1f} s"
+        + ("" if cold else "   (never measured: run with --cold)")
+    )
 
     accels = ["tcg"] + (["kvm"] if V.detect_accel() == "kvm" else [])
     for accel in accels:
@@ -148,14 +162,20 @@ def main() -> int:
         print(f"    when (guest uptime, s, started-active): {timeline.split(' cells-after=')[0]}")
         print(f"  direct boot to node-ready    {t_direct:8.1f} s")
         print(f"  baseline: bare, same kernel  {t_bare:8.1f} s   (BorgUSB masked, to login prompt)")
-        print(f"  ratio node-ready / bare      {t_direct / t_bare:8.2f}     goal <= 1.5: "
-              f"{'met' if t_direct / t_bare <= 1.5 else 'NOT MET'}")
+        print(
+            f"  ratio node-ready / bare      {t_direct / t_bare:8.2f}     goal <= 1.5: "
+            f"{'met' if t_direct / t_bare <= 1.5 else 'NOT MET'}"
+        )
         mem_mb = mem * 2**20 / 1e6
-        print(f"  RAM in use after boot        {mem:8d} MiB = {mem_mb:.0f} MB, goal < 400 MB: "
-              f"{'met' if mem_mb < 400 else 'NOT MET'}")
+        print(
+            f"  RAM in use after boot        {mem:8d} MiB = {mem_mb:.0f} MB, goal < 400 MB: "
+            f"{'met' if mem_mb < 400 else 'NOT MET'}"
+        )
         fields = dict(w.split("=", 1) for w in where.split() if "=" in w)
-        private = {name: float(mib) for name, mib in
-                   (pair.split(":") for pair in fields.get("private-cell", "").split(",") if ":" in pair)}
+        private = {
+            name: float(mib)
+            for name, mib in (pair.split(":") for pair in fields.get("private-cell", "").split(",") if ":" in pair)
+        }
         print(f"  cell types running           {fields.get('cell-types', '?'):>8}   ({', '.join(private)})")
         print(f"  cell host (code, loaded once) {fields.get('cellhost-private', '?')} private")
         for name, mib in private.items():

@@ -51,7 +51,9 @@ async def real_part(nodes: int, broadcasts: int) -> dict[str, float]:
                 for i in range(broadcasts):
                     target = random.choice(cluster.live()).ip
                     sent_ms = SystemClock().now_ms()
-                    bid = (await client.post(target, recp, "/recp", "tree.broadcast", {"i": i}, signed_reply=True))["id"]
+                    bid = (await client.post(target, recp, "/recp", "tree.broadcast", {"i": i}, signed_reply=True))[
+                        "id"
+                    ]
                     deadline = time.monotonic() + 20
                     while time.monotonic() < deadline:
                         docs = await cluster.status()

@@ -94,9 +94,7 @@ def dumps(value: JSONValue) -> bytes:
 
 def encode_unchecked(value: JSONValue) -> bytes:
     """Encode a value already known to be canonical (the hot path skips check)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def loads(data: bytes | str) -> JSONValue:

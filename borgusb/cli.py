@@ -245,9 +245,7 @@ def wallet_parser() -> argparse.ArgumentParser:
     show.add_argument("--reveal", action="store_true", help="also print the 24 words and the WIF private key")
     show.set_defaults(func=cmd_wallet_show)
 
-    derive = wsub.add_parser(
-        "derive", help="read words on stdin, print public key and Doge address; writes nothing"
-    )
+    derive = wsub.add_parser("derive", help="read words on stdin, print public key and Doge address; writes nothing")
     derive.add_argument("--bip39-passphrase-file", metavar="FILE", help="the BIP39 passphrase, if any")
     derive.add_argument("--json", action="store_true", help="machine-readable output")
     derive.set_defaults(func=cmd_wallet_derive)

@@ -100,7 +100,7 @@ class Cluster:
         os.replace(tmp, self.state_file)
 
     @classmethod
-    def load(cls, name: str = "default", root_dir: Path = DEFAULT_DIR) -> "Cluster":
+    def load(cls, name: str = "default", root_dir: Path = DEFAULT_DIR) -> Cluster:
         cluster = cls(name=name, root_dir=root_dir)
         if cluster.state_file.exists():
             doc = json.loads(cluster.state_file.read_text())
@@ -116,15 +116,26 @@ class Cluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         log = self.dir / f"node-{ip}.log"
         cmd = [
-            sys.executable, "-m", "borgusb.cli", "cell", "run", self.cell, "--ip", ip,
-            "--heartbeat-ms", str(self.heartbeat_ms), "--confirm-misses", str(self.confirm_misses),
+            sys.executable,
+            "-m",
+            "borgusb.cli",
+            "cell",
+            "run",
+            self.cell,
+            "--ip",
+            ip,
+            "--heartbeat-ms",
+            str(self.heartbeat_ms),
+            "--confirm-misses",
+            str(self.confirm_misses),
         ]
         for contact in join:
             cmd += ["--join", contact]
         cmd = list(self.prefix.get(ip, ())) + cmd
         with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         node = NodeProc(ip=ip, pid=proc.pid, log=str(log))
         self.nodes.append(node)
         self.save()
@@ -140,7 +151,11 @@ class Cluster:
             index += 1
             if ip in used:
                 continue
-            contacts = join if join is not None else ([] if not started and not self.nodes else [(self.nodes or started)[0].ip])
+            contacts = (
+                join
+                if join is not None
+                else ([] if not started and not self.nodes else [(self.nodes or started)[0].ip])
+            )
             started.append(self.spawn(ip, contacts))
             if stagger_s:
                 time.sleep(stagger_s)
@@ -185,7 +200,7 @@ class Cluster:
                         doc = await resp.json()
                         doc["pid"] = node.pid
                         return doc
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                     return {"ip": node.ip, "pid": node.pid, "error": exc.__class__.__name__}
 
             return list(await asyncio.gather(*(one(n) for n in self.live())))
@@ -223,12 +238,19 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
             problems.append(f"{d['ip']} not answering ({d['error']})")
             continue
         t = d["tree"]
-        nodes.append({
-            "ip": d["ip"], "node": d["node"], "status": t.get("status"), "tree": t.get("tree_id"),
-            "position": t.get("position"), "size": t.get("size"), "depth": t.get("depth"),
-            "parent": t.get("parent"),
-            "children": len(t.get("children") or {}),
-        })
+        nodes.append(
+            {
+                "ip": d["ip"],
+                "node": d["node"],
+                "status": t.get("status"),
+                "tree": t.get("tree_id"),
+                "position": t.get("position"),
+                "size": t.get("size"),
+                "depth": t.get("depth"),
+                "parent": t.get("parent"),
+                "children": len(t.get("children") or {}),
+            }
+        )
     trees = {n["tree"] for n in nodes}
     roots = [n for n in nodes if n["status"] == "root"]
     positions = sorted(n["position"] for n in nodes if isinstance(n["position"], int))
@@ -269,13 +291,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['size']} nodes, {state}, depth {summary['depth']}, root {', '.join(summary['roots']) or '-'}")
     print(f"{'pos':>4}  {'ip':<15} {'status':<8} {'parent':<15} {'children':>8}")
     for n in summary["nodes"]:
-        print(f"{n['position'] or '-':>4}  {n['ip']:<15} {n['status'] or '-':<8} {n['parent'] or '-':<15} {n['children']:>8}")
+        pos, status, parent = n["position"] or "-", n["status"] or "-", n["parent"] or "-"
+        print(f"{pos:>4}  {n['ip']:<15} {status:<8} {parent:<15} {n['children']:>8}")
     for p in summary["problems"]:
         print(f"  ! {p}")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="borgusb cluster", description="A local cluster of real node processes, one per loopback address.")
+    parser = argparse.ArgumentParser(
+        prog="borgusb cluster", description="A local cluster of real node processes, one per loopback address."
+    )
     parser.add_argument("--name", default="default", help="cluster name (several can coexist)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state directory (default {DEFAULT_DIR})")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)

@@ -285,9 +285,7 @@ class ReplayCache:
                 if not self._evict_lru(signer, live_from):
                     if known is not None:
                         self._floors[signer] = known  # its heap item is still there
-                    raise ReplayCacheFull(
-                        "too many signers active in the window; retry (replay cache full)"
-                    )
+                    raise ReplayCacheFull("too many signers active in the window; retry (replay cache full)")
             bucket = self._buckets[signer] = _Bucket(floor)
         while len(bucket.seen) >= self.per_signer:
             bucket.drop_oldest()
@@ -311,11 +309,10 @@ class ReplayCache:
 
     def _evict_lru(self, keep: str, live_from: int) -> bool:
         """Evict the least recently active bucket (not `keep`) into a floor; False if impossible."""
-        for signer, bucket in self._buckets.items():
-            if signer != keep:
-                break
-        else:
+        signer = next((s for s in self._buckets if s != keep), None)
+        if signer is None:
             return False
+        bucket = self._buckets[signer]
         floor = max(bucket.floor, bucket.max_ts)
         if floor >= live_from and not self._floors_room(live_from):
             return False

@@ -54,16 +54,13 @@ class UnknownWord(MnemonicError):
 class BadChecksum(MnemonicError):
     def __init__(self) -> None:
         super().__init__(
-            "the words are all valid but their checksum does not match: "
-            "a word is wrong or two are swapped"
+            "the words are all valid but their checksum does not match: a word is wrong or two are swapped"
         )
 
 
 class WrongWordCount(MnemonicError):
     def __init__(self, count: int) -> None:
-        super().__init__(
-            f"expected 24 words (or 12, 15, 18, 21 for an older wallet), got {count}"
-        )
+        super().__init__(f"expected 24 words (or 12, 15, 18, 21 for an older wallet), got {count}")
 
 
 @lru_cache(maxsize=1)
@@ -145,7 +142,7 @@ class Wallet:
         self.key = _derive_identity_key(self._entropy, bip39_passphrase)
 
     @classmethod
-    def create(cls, bip39_passphrase: str = "") -> "Wallet":
+    def create(cls, bip39_passphrase: str = "") -> Wallet:
         """A new wallet with 256 bits of OS randomness (24 words)."""
         entropy = bytearray(os.urandom(32))
         try:
@@ -154,7 +151,7 @@ class Wallet:
             zero(entropy)
 
     @classmethod
-    def from_mnemonic(cls, phrase: str, bip39_passphrase: str = "") -> "Wallet":
+    def from_mnemonic(cls, phrase: str, bip39_passphrase: str = "") -> Wallet:
         entropy = mnemonic_to_entropy(phrase)
         try:
             return cls(entropy, bip39_passphrase)
@@ -197,7 +194,7 @@ class Wallet:
         zero(self._passphrase)
         self.key.close()
 
-    def __enter__(self) -> "Wallet":
+    def __enter__(self) -> Wallet:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -57,7 +57,7 @@ class SigningKey:
         self.public_key_hex: str = self.public_key.hex()
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         """A fresh key from the OS CSPRNG (used for node keys)."""
         while True:
             secret = bytearray(os.urandom(32))

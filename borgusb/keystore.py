@@ -202,9 +202,7 @@ def parse(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise KeystoreCorrupt(
-            "the keystore file is not valid JSON (truncated or damaged)"
-        ) from None
+        raise KeystoreCorrupt("the keystore file is not valid JSON (truncated or damaged)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise KeystoreCorrupt("this file is not a BorgUSB keystore")
     version = doc.get("version")
@@ -310,14 +308,10 @@ def read(path: Path) -> dict[str, Any]:
     return parse(data)
 
 
-def save_wallet(
-    path: Path, wallet: Wallet, passphrase: str, kdf: KdfParams = DEFAULT_KDF
-) -> None:
+def save_wallet(path: Path, wallet: Wallet, passphrase: str, kdf: KdfParams = DEFAULT_KDF) -> None:
     entropy = wallet.entropy
     try:
-        doc = encrypt(
-            "wallet", entropy, passphrase, wallet.public.to_dict(), wallet.bip39_passphrase, kdf
-        )
+        doc = encrypt("wallet", entropy, passphrase, wallet.public.to_dict(), wallet.bip39_passphrase, kdf)
     finally:
         zero(entropy)
     atomic_write(Path(path), (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())

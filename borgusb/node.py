@@ -39,7 +39,7 @@ def default_ip() -> str:
 CREDENTIAL = "node-key"  # systemd LoadCredential= name of the machine's node key
 
 
-def node_key(path: str | None) -> "SigningKey | None":
+def node_key(path: str | None) -> SigningKey | None:
     """The machine's node key, if one is given: --key-file, or the systemd credential.
 
     The file holds the 32-byte secret in hex and lives in RAM (/run, or the
@@ -84,7 +84,7 @@ def load_cell_code(name: str) -> None:
     found.settings_class()
 
 
-async def start_cell(spec: "CellSpec", args: argparse.Namespace) -> "Cell":
+async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
     """Build a cell from its SPEC and inject what the node provides: settings, clock, registry.
 
     The node is where cell types meet: every cell but the clock itself takes network time
@@ -128,8 +128,10 @@ async def run_cell(args: argparse.Namespace) -> int:
         await cell.stop()
         return 1
     # one write for the whole line: cells forked by one cell host share its stdout
-    sys.stdout.write(f"BORGUSB-READY cell={args.name} ip={cell.ip} node={cell.key.public_key_hex} "
-                     f"mon=http://{cell.ip}:{cell.dna.mon_port}/ t={time.monotonic() - started:.2f}s\n")
+    sys.stdout.write(
+        f"BORGUSB-READY cell={args.name} ip={cell.ip} node={cell.key.public_key_hex} "
+        f"mon=http://{cell.ip}:{cell.dna.mon_port}/ t={time.monotonic() - started:.2f}s\n"
+    )
     sys.stdout.flush()
     notify("READY=1")  # a systemd unit of Type=notify is active once its cell listens
     try:
@@ -158,25 +160,39 @@ def build_parser(cell: str | None = None) -> argparse.ArgumentParser:
     """The `borgusb cell` parser; with a cell type named, ``run`` also takes that cell's settings."""
     parser = argparse.ArgumentParser(prog="borgusb cell", description="Run and inspect BorgUSB cells.")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", help="run one cell as a process (joins its tree or becomes root)",
-                         description="Run one cell as a process. 'borgusb cell run NAME --help' lists "
-                                     "that cell's own settings.")
+    run = sub.add_parser(
+        "run",
+        help="run one cell as a process (joins its tree or becomes root)",
+        description="Run one cell as a process. 'borgusb cell run NAME --help' lists that cell's own settings.",
+    )
     run.add_argument("name", help="cell type, e.g. peerTreeNet (see 'borgusb cell list')")
     run.add_argument("--ip", help="address to bind and advertise (default: the default-route interface)")
-    run.add_argument("--join", action="append", default=[], metavar="HOST[:PORT]",
-                     help="a contact to join through (repeatable); none: become root and keep looking")
+    run.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a contact to join through (repeatable); none: become root and keep looking",
+    )
     run.add_argument("--heartbeat-ms", type=int, default=1000, help="heartbeat period (default 1000)")
-    run.add_argument("--confirm-misses", type=int, default=3,
-                     help="missed heartbeats before a peer is declared failed (default 3)")
+    run.add_argument(
+        "--confirm-misses", type=int, default=3, help="missed heartbeats before a peer is declared failed (default 3)"
+    )
     run.add_argument("--data", metavar="DIR", help="directory for the cell's data (RAM on the stick)")
-    run.add_argument("--key-file", metavar="FILE",
-                     help="the machine's node key (hex secret in a RAM file; default: the systemd credential "
-                          f"'{CREDENTIAL}' if present, else a fresh key for this process)")
+    run.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the machine's node key (hex secret in a RAM file; default: the systemd credential "
+        f"'{CREDENTIAL}' if present, else a fresh key for this process)",
+    )
     run.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
-    run.add_argument("--args-file", metavar="FILE",
-                     help="more arguments (shell words) from FILE: the cell loads its code at once, waits "
-                          f"up to {ARGS_WAIT_S:.0f}s for FILE, then up to {IP_WAIT_S:.0f}s for its address "
-                          "(how a booted stick starts its cells while the stick is still being read)")
+    run.add_argument(
+        "--args-file",
+        metavar="FILE",
+        help="more arguments (shell words) from FILE: the cell loads its code at once, waits "
+        f"up to {ARGS_WAIT_S:.0f}s for FILE, then up to {IP_WAIT_S:.0f}s for its address "
+        "(how a booted stick starts its cells while the stick is still being read)",
+    )
     if cell is not None:
         from .cells import spec
 
@@ -245,7 +261,7 @@ def complete_from_args_file(argv: list[str], args: argparse.Namespace) -> argpar
         print(f"borgusb: {path} did not appear within {ARGS_WAIT_S:.0f}s; starting without it", file=sys.stderr)
     deadline = time.monotonic() + IP_WAIT_S
     while time.monotonic() < deadline:
-        if (_address_ready(args.ip) if args.ip else default_ip() != "127.0.0.1"):
+        if _address_ready(args.ip) if args.ip else default_ip() != "127.0.0.1":
             break
         time.sleep(0.05)
     return args
@@ -255,8 +271,11 @@ def main(argv: list[str]) -> int:
     args = build_parser(_cell_named(argv)).parse_args(argv)
     if getattr(args, "args_file", None):
         args = complete_from_args_file(argv, args)
-    logging.basicConfig(level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:

@@ -68,23 +68,26 @@ class Network:
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str):
-            raise _fail(f'has a network.address that is not a string ({_show(self.address)})')
+            raise _fail(f"has a network.address that is not a string ({_show(self.address)})")
         host, slash, prefix = self.address.partition("/")
         try:
             if slash and not (prefix.isascii() and prefix.isdigit()):
                 raise ValueError
             ipaddress.ip_interface(self.address)
         except ValueError:
-            raise _fail(f'has a network.address {_show(self.address)} that is not an IP address with its '
-                        'prefix length, like "10.0.0.5/24"') from None
+            raise _fail(
+                f"has a network.address {_show(self.address)} that is not an IP address with its "
+                'prefix length, like "10.0.0.5/24"'
+            ) from None
         if self.gateway is not None:
             if not isinstance(self.gateway, str):
                 raise _fail(f"has a network.gateway that is not a string ({_show(self.gateway)})")
             try:
                 ipaddress.ip_address(self.gateway)
             except ValueError:
-                raise _fail(f'has a network.gateway {_show(self.gateway)} that is not an IP address, '
-                            'like "10.0.0.1"') from None
+                raise _fail(
+                    f'has a network.gateway {_show(self.gateway)} that is not an IP address, like "10.0.0.1"'
+                ) from None
 
     @property
     def ip(self) -> str:
@@ -180,8 +183,10 @@ def _check_version(value: Any) -> None:
     if type(value) is not int:
         raise _fail(f'has a "version" that is not a whole number ({_show(value)})')
     if value != VERSION:
-        raise _fail(f"has version {value}, which this BorgUSB cannot read (it reads version {VERSION}"
-                    + ("; a newer BorgUSB wrote it: update BorgUSB)" if value > VERSION else ")"))
+        raise _fail(
+            f"has version {value}, which this BorgUSB cannot read (it reads version {VERSION}"
+            + ("; a newer BorgUSB wrote it: update BorgUSB)" if value > VERSION else ")")
+        )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -217,8 +222,10 @@ def _contacts(value: Any) -> tuple[str, ...]:
         if not isinstance(contact, str):
             raise _fail(f'has join[{i}] that is not a "HOST[:PORT]" string ({_show(contact)})')
         if not contact or len(contact) > MAX_CONTACT or not contact.isprintable() or any(c.isspace() for c in contact):
-            raise _fail(f"has join[{i}] {_show(contact)} that is not a contact HOST[:PORT] "
-                        f"(1 to {MAX_CONTACT} printable characters, no spaces)")
+            raise _fail(
+                f"has join[{i}] {_show(contact)} that is not a contact HOST[:PORT] "
+                f"(1 to {MAX_CONTACT} printable characters, no spaces)"
+            )
     return tuple(value)
 
 

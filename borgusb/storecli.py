@@ -69,8 +69,11 @@ def load_key(args: argparse.Namespace) -> SigningKey:
             f.write(bytes(secret).hex() + "\n")
         return key
     if args.cmd in ("put", "rm"):
-        print("borgusb: warning: no --keystore or --key-file: signing with a one-time key; "
-              "what you store belongs to that key and cannot be deleted or replaced later", file=sys.stderr)
+        print(
+            "borgusb: warning: no --keystore or --key-file: signing with a one-time key; "
+            "what you store belongs to that key and cannot be deleted or replaced later",
+            file=sys.stderr,
+        )
     return SigningKey.generate()
 
 
@@ -103,8 +106,10 @@ class ProgressLine:
     def _text(self) -> str:
         pct = 100 * self.done // self.total if self.total else 100
         secs = max(time.monotonic() - self.start, 1e-6)
-        return (f"{self.desc}: {size_text(self.done)} of {size_text(self.total)} ({pct}%), "
-                f"{size_text(round(self.done / secs))}/s")
+        return (
+            f"{self.desc}: {size_text(self.done)} of {size_text(self.total)} ({pct}%), "
+            f"{size_text(round(self.done / secs))}/s"
+        )
 
     def update(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -125,8 +130,9 @@ class ProgressLine:
             return
         self._closed = True
         if self.total or self.done:
-            print(("\r" if self.tty else "") + self._text() + ("\x1b[K" if self.tty else ""),
-                  file=self.stream, flush=True)
+            print(
+                ("\r" if self.tty else "") + self._text() + ("\x1b[K" if self.tty else ""), file=self.stream, flush=True
+            )
 
 
 def _progress(desc: str, enabled: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
@@ -201,8 +207,17 @@ async def _run(args: argparse.Namespace) -> int:
 
             update, close = _progress("put", not args.quiet)
             try:
-                out = await put_file(peers, args.node, port, Path(args.file), key, r=args.r,
-                                     ss=args.shard_size, window=args.window, progress=update)
+                out = await put_file(
+                    peers,
+                    args.node,
+                    port,
+                    Path(args.file),
+                    key,
+                    r=args.r,
+                    ss=args.shard_size,
+                    window=args.window,
+                    progress=update,
+                )
             finally:
                 close()
             if args.json:
@@ -210,8 +225,10 @@ async def _run(args: argparse.Namespace) -> int:
             else:
                 print(out["id"])
                 if out["copies_min"] < out["r"]:
-                    print(f"borgusb: warning: some shards have only {out['copies_min']} of {out['r']} copies",
-                          file=sys.stderr)
+                    print(
+                        f"borgusb: warning: some shards have only {out['copies_min']} of {out['r']} copies",
+                        file=sys.stderr,
+                    )
             return 0
         if args.cmd == "get":
             from .dstream import Receiver, parse_locate
@@ -220,15 +237,26 @@ async def _run(args: argparse.Namespace) -> int:
             m, holders = parse_locate(reply, args.id)
             update, close = _progress("get", not args.quiet)
             try:
-                stats = await Receiver(peers, m, holders, Path(args.output), window=args.window,
-                                       progress=update, stop_after=args.stop_after,
-                                       throttle_ms=args.throttle_ms).run()
+                stats = await Receiver(
+                    peers,
+                    m,
+                    holders,
+                    Path(args.output),
+                    window=args.window,
+                    progress=update,
+                    stop_after=args.stop_after,
+                    throttle_ms=args.throttle_ms,
+                ).run()
             finally:
                 close()
             stats["copies_min"] = min(reply["copies"], default=m["r"])
-            print(json.dumps(stats) if args.json else
-                  f"{args.output}: {m['size']} bytes, {stats['fetched']} shards fetched, "
-                  f"{stats['resumed']} already on disk, SHA-256 = id", file=sys.stdout if args.json else sys.stderr)
+            print(
+                json.dumps(stats)
+                if args.json
+                else f"{args.output}: {m['size']} bytes, {stats['fetched']} shards fetched, "
+                f"{stats['resumed']} already on disk, SHA-256 = id",
+                file=sys.stdout if args.json else sys.stderr,
+            )
             return 0
         if args.cmd == "stat":
             reply = await peers.post(args.node, port, "/recp", "shard.stat", {"id": args.id}, signed_reply=True)
@@ -238,9 +266,11 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"{args.id}: not found")
                 return 1
             else:
-                print(f"id       {reply['id']}\nsize     {reply['size']} bytes in {reply['shards']} shards "
-                      f"of {reply['shard_size']}\nowner    {reply['owner']}\ncopies   min {reply['copies_min']} "
-                      f"of R={reply['r']} (manifest {reply['manifest_copies']})\nholders  {', '.join(reply['holders'])}")
+                print(
+                    f"id       {reply['id']}\nsize     {reply['size']} bytes in {reply['shards']} shards "
+                    f"of {reply['shard_size']}\nowner    {reply['owner']}\ncopies   min {reply['copies_min']} "
+                    f"of R={reply['r']} (manifest {reply['manifest_copies']})\nholders  {', '.join(reply['holders'])}"
+                )
             return 0 if reply.get("found") else 1
         if args.cmd == "rm":
             from .shard.model import sign_tomb
@@ -261,17 +291,26 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd == "put":
         p.add_argument("file")
         p.add_argument("--r", type=int, default=int(os.environ.get("BORGUSB_SHARD_R", 3)), help="copies (default 3)")
-        p.add_argument("--shard-size", type=int, default=SHARD_SIZE, metavar="BYTES",
-                       help=f"bytes per shard (default {SHARD_SIZE}, {size_text(SHARD_SIZE)})")
+        p.add_argument(
+            "--shard-size",
+            type=int,
+            default=SHARD_SIZE,
+            metavar="BYTES",
+            help=f"bytes per shard (default {SHARD_SIZE}, {size_text(SHARD_SIZE)})",
+        )
     else:
         p.add_argument("id", help="the object id (SHA-256)")
     if cmd == "get":
         p.add_argument("-o", "--output", required=True, help="file to write (FILE.part while in progress)")
         p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate an interruption
         p.add_argument("--throttle-ms", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--node", metavar="IP", default=os.environ.get("BORGUSB_NODE") or None,
-                   help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else the first live node of a local "
-                        f"cluster, else {DEFAULT_IP})")
+    p.add_argument(
+        "--node",
+        metavar="IP",
+        default=os.environ.get("BORGUSB_NODE") or None,
+        help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else the first live node of a local "
+        f"cluster, else {DEFAULT_IP})",
+    )
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--keystore", help="sign as the person of this wallet keystore")
     p.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")

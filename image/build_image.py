@@ -71,8 +71,12 @@ PI_BOOT_LABEL = "BORGBOOT"
 PI_BOOT_VOLUME_ID = "B0560E52"
 PI_DISK_ID = "0xb0560a64"
 # pip's platform tags for the Pi's wheels (Debian bookworm arm64: glibc 2.36).
-AARCH64_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64",
-                     "manylinux_2_34_aarch64")
+AARCH64_PLATFORMS = (
+    "manylinux2014_aarch64",
+    "manylinux_2_17_aarch64",
+    "manylinux_2_28_aarch64",
+    "manylinux_2_34_aarch64",
+)
 
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 DATA_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"  # Microsoft basic data: every OS shows it
@@ -136,21 +140,35 @@ def relock() -> None:
     step("Resolving exact versions of BorgUSB's dependencies into image/requirements.lock")
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        run([str(VENV_PY), "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--report", str(report), str(ROOT)], cwd=tmp, stderr=subprocess.DEVNULL)
+        run(
+            [
+                str(VENV_PY),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                str(ROOT),
+            ],
+            cwd=tmp,
+            stderr=subprocess.DEVNULL,
+        )
         items = json.loads(report.read_text())["install"]
     pins = sorted(
         f"{i['metadata']['name'].lower()}=={i['metadata']['version']}"
-        for i in items if i["metadata"]["name"].lower() != "borgusb"
+        for i in items
+        if i["metadata"]["name"].lower() != "borgusb"
     )
-    pip_version = subprocess.run([str(VENV_PY), "-m", "pip", "--version"], capture_output=True, text=True,
-                                 check=True).stdout.split()[1]
+    pip_version = subprocess.run(
+        [str(VENV_PY), "-m", "pip", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
     LOCK.write_text(
         "# Exact versions installed into the USB image (pip --no-index from the wheel cache).\n"
         "# Regenerate: image/build_image.py --relock (automatic when pyproject's dependencies change)\n"
-        f"# pyproject-dependencies: {deps_sha()}\n"
-        + "".join(p + "\n" for p in pins)
-        + f"pip=={pip_version}\n"
+        f"# pyproject-dependencies: {deps_sha()}\n" + "".join(p + "\n" for p in pins) + f"pip=={pip_version}\n"
     )
     note(f"{len(pins)} packages pinned")
 
@@ -170,15 +188,43 @@ def build_wheels(worktree: bool = False, wheels: Path = WHEELS, platforms: tuple
     if not stamp.exists() or stamp.read_text() != want:
         for old in WHEELS.glob("*.whl"):
             old.unlink()
-        pins = [l for l in lock_text.splitlines() if l and not l.startswith("#")]
+        pins = [line for line in lock_text.splitlines() if line and not line.startswith("#")]
         note(f"downloading/building {len(pins)} wheels into {WHEELS}")
         if platforms:  # another architecture: registry wheels only, nothing is compiled here
-            run([str(VENV_PY), "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                 *[a for p in platforms for a in ("--platform", p)], "--python-version", "3.11",
-                 "--implementation", "cp", "-d", str(WHEELS), *pins])
+            run(
+                [
+                    str(VENV_PY),
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    *[a for p in platforms for a in ("--platform", p)],
+                    "--python-version",
+                    "3.11",
+                    "--implementation",
+                    "cp",
+                    "-d",
+                    str(WHEELS),
+                    *pins,
+                ]
+            )
         else:
-            run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "--prefer-binary",
-                 "-w", str(WHEELS), *pins])
+            run(
+                [
+                    str(VENV_PY),
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--no-deps",
+                    "--prefer-binary",
+                    "-w",
+                    str(WHEELS),
+                    *pins,
+                ]
+            )
         stamp.write_text(want)
     else:
         note(f"dependency wheels cached ({len(list(WHEELS.glob('*.whl')))} files in {WHEELS})")
@@ -192,18 +238,23 @@ def build_wheels(worktree: bool = False, wheels: Path = WHEELS, platforms: tuple
         if worktree or not (ROOT / ".git").exists():
             for name in ("pyproject.toml", "README.md"):
                 shutil.copy2(ROOT / name, src / name)
-            shutil.copytree(ROOT / "borgusb", src / "borgusb",
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(ROOT / "borgusb", src / "borgusb", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             note("BorgUSB from the working tree")
         else:
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", "pyproject.toml", "README.md",
-                                      "borgusb"], capture_output=True, check=True).stdout
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", "HEAD", "pyproject.toml", "README.md", "borgusb"],
+                capture_output=True,
+                check=True,
+            ).stdout
             run(["tar", "-x", "-C", str(src)], input=archive)
-            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip()
+            rev = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
             note(f"BorgUSB from git HEAD {rev}")
-        run([str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELS), str(src)],
-            env={**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())})
+        run(
+            [str(VENV_PY), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(WHEELS), str(src)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())},
+        )
     wheel = next(WHEELS.glob("borgusb-*.whl"))
     (WHEELS / "borgusb.version").write_text(wheel.name.split("-")[1])
     shutil.copy2(LOCK, WHEELS / "requirements.lock")
@@ -245,8 +296,10 @@ def host_debian_sources() -> list[dict[str, str]]:
 
 
 def write_pkgmngr(PKGMNGR: Path = PKGMNGR, components: str = "main") -> None:  # noqa: N803
-    step("Apt sources for the image from this machine's Debian sources" + (f" ({components})"
-                                                                            if components != "main" else ""))
+    step(
+        "Apt sources for the image from this machine's Debian sources"
+        + (f" ({components})" if components != "main" else "")
+    )
     entries = host_debian_sources()
     if not any("bookworm" in e["Suites"].split() for e in entries):
         die("no Debian bookworm entry in /etc/apt/sources.list{,.d}: cannot tell which mirror to use")
@@ -285,8 +338,13 @@ def record_build(path: Path, info: dict) -> None:
     path.write_text(json.dumps({**info, "history": kept}, indent=2) + "\n")
 
 
-def run_mkosi(profiles: list[str], cold: bool, OUT: Path = OUT, wheels: Path = WHEELS,  # noqa: N803
-              pkgmngr: Path = PKGMNGR) -> None:
+def run_mkosi(
+    profiles: list[str],
+    cold: bool,
+    OUT: Path = OUT,
+    wheels: Path = WHEELS,  # noqa: N803
+    pkgmngr: Path = PKGMNGR,
+) -> None:
     step("mkosi: the OS as the initrd of a unified kernel image" + (" (cold: caches cleared)" if cold else ""))
     for d in ("mkosi-cache", "packages", "workspace"):
         (WORK / d).mkdir(parents=True, exist_ok=True)
@@ -296,14 +354,23 @@ def run_mkosi(profiles: list[str], cold: bool, OUT: Path = OUT, wheels: Path = W
             (WORK / d).mkdir()
     OUT.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mkosi", "--force", "--incremental",
-        "--output-dir", str(OUT),
-        "--cache-dir", str(WORK / "mkosi-cache"),
-        "--package-cache-dir", str(WORK / "packages"),
-        "--workspace-dir", str(WORK / "workspace"),
-        "--package-manager-tree", str(pkgmngr),
-        "--build-sources", f"{ROOT}:,{wheels}:wheels",
-        "--source-date-epoch", str(source_date_epoch()),
+        "mkosi",
+        "--force",
+        "--incremental",
+        "--output-dir",
+        str(OUT),
+        "--cache-dir",
+        str(WORK / "mkosi-cache"),
+        "--package-cache-dir",
+        str(WORK / "packages"),
+        "--workspace-dir",
+        str(WORK / "workspace"),
+        "--package-manager-tree",
+        str(pkgmngr),
+        "--build-sources",
+        f"{ROOT}:,{wheels}:wheels",
+        "--source-date-epoch",
+        str(source_date_epoch()),
     ]
     for p in profiles:
         conf = ROOT / "image" / "profiles" / f"{p}.conf"
@@ -348,16 +415,46 @@ def assemble(data_mib: int) -> dict:
         fh.truncate(total)
     layout = (
         f"label: gpt\nlabel-id: {DISK_GUID}\nunit: sectors\nfirst-lba: 2048\n"
-        f"start={start1}, size={esp_sectors}, type={ESP_TYPE}, uuid={ESP_GUID}, name=\"ESP\"\n"
-        f"start={start2}, size={data_sectors}, type={DATA_TYPE}, uuid={DATA_GUID}, name=\"{LABEL}\"\n"
+        f'start={start1}, size={esp_sectors}, type={ESP_TYPE}, uuid={ESP_GUID}, name="ESP"\n'
+        f'start={start2}, size={data_sectors}, type={DATA_TYPE}, uuid={DATA_GUID}, name="{LABEL}"\n'
     )
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(tmp)], input=layout, text=True)
     epoch = source_date_epoch()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", "ESP", "-i", ESP_VOLUME_ID, f"--offset={start1}",
-         str(tmp), str(esp_sectors // 2)], **quiet)
-    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", LABEL, "-i", DATA_VOLUME_ID, f"--offset={start2}",
-         str(tmp), str(data_sectors // 2)], **quiet)
+    run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-s",
+            "1",
+            "-n",
+            "ESP",
+            "-i",
+            ESP_VOLUME_ID,
+            f"--offset={start1}",
+            str(tmp),
+            str(esp_sectors // 2),
+        ],
+        **quiet,
+    )
+    run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-s",
+            "1",
+            "-n",
+            LABEL,
+            "-i",
+            DATA_VOLUME_ID,
+            f"--offset={start2}",
+            str(tmp),
+            str(data_sectors // 2),
+        ],
+        **quiet,
+    )
     with tempfile.TemporaryDirectory() as d:
         efi = Path(d) / "EFI"
         (efi / "BOOT").mkdir(parents=True)
@@ -402,16 +499,16 @@ def pe_section(path: Path, name: str) -> bytes:
 
     data = path.read_bytes()
     pe = struct.unpack_from("<I", data, 0x3C)[0]
-    if data[pe:pe + 4] != b"PE\0\0":
+    if data[pe : pe + 4] != b"PE\0\0":
         die(f"{path} is not a PE file")
     count, opt_size = struct.unpack_from("<H", data, pe + 6)[0], struct.unpack_from("<H", data, pe + 20)[0]
     table = pe + 24 + opt_size
     for i in range(count):
         off = table + 40 * i
-        sname = data[off:off + 8].rstrip(b"\0").decode()
+        sname = data[off : off + 8].rstrip(b"\0").decode()
         vsize, _, rsize, raddr = struct.unpack_from("<IIII", data, off + 8)
         if sname == name:
-            return data[raddr:raddr + min(vsize, rsize)]
+            return data[raddr : raddr + min(vsize, rsize)]
     die(f"{path} has no {name} section")
     raise AssertionError
 
@@ -421,7 +518,7 @@ def pi_cmdline(uki: Path) -> str:
     words = pe_section(uki, ".cmdline").rstrip(b"\0").decode().split()
     words = [w for w in words if not w.startswith(X86_ONLY)]
     template = (PI_ASSETS / "cmdline.txt").read_text()
-    lines = [l for l in template.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    lines = [line for line in template.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return " ".join([*" ".join(lines).replace("@CMDLINE@", " ".join(words)).split()]) + "\n"
 
 
@@ -447,8 +544,10 @@ PI_BOARDS = {
 
 
 def assemble_pi(data_mib: int) -> dict:
-    step(f"The SD card: MBR with a FAT boot partition (Pi firmware, kernel, initrd, device trees) and a "
-         f"{data_mib} MiB data partition labelled {LABEL}")
+    step(
+        f"The SD card: MBR with a FAT boot partition (Pi firmware, kernel, initrd, device trees) and a "
+        f"{data_mib} MiB data partition labelled {LABEL}"
+    )
     kernel, initrd, uki = PI_OUT / "borgusb.vmlinuz", PI_OUT / "borgusb.initrd", PI_OUT / "borgusb.efi"
     boot = PI_OUT / "pi-boot"
     for f in (kernel, initrd, uki, boot / "firmware", boot / "dtbs"):
@@ -479,10 +578,40 @@ def assemble_pi(data_mib: int) -> dict:
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(tmp)], input=layout, text=True)
     epoch = source_date_epoch()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", PI_BOOT_LABEL, "-i", PI_BOOT_VOLUME_ID, f"--offset={start1}",
-         str(tmp), str(boot_sectors // 2)], **quiet)
-    run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", LABEL, "-i", DATA_VOLUME_ID, f"--offset={start2}",
-         str(tmp), str(data_sectors // 2)], **quiet)
+    run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-s",
+            "1",
+            "-n",
+            PI_BOOT_LABEL,
+            "-i",
+            PI_BOOT_VOLUME_ID,
+            f"--offset={start1}",
+            str(tmp),
+            str(boot_sectors // 2),
+        ],
+        **quiet,
+    )
+    run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-s",
+            "1",
+            "-n",
+            LABEL,
+            "-i",
+            DATA_VOLUME_ID,
+            f"--offset={start2}",
+            str(tmp),
+            str(data_sectors // 2),
+        ],
+        **quiet,
+    )
     with tempfile.TemporaryDirectory() as d:
         files = Path(d) / "boot"
         files.mkdir()
@@ -509,9 +638,16 @@ def assemble_pi(data_mib: int) -> dict:
         mtools(tmp, start1, ["mcopy", "-m", *sorted(str(f) for f in files.iterdir()), "::/"])
         mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
     tmp.rename(PI_IMAGE)
-    return {"boot_start": start1, "boot_sectors": boot_sectors, "data_start": start2, "data_sectors": data_sectors,
-            "dtbs": dtbs, "boards_without_dtb": missing, "kernel_bytes": kernel.stat().st_size,
-            "initrd_bytes": initrd.stat().st_size}
+    return {
+        "boot_start": start1,
+        "boot_sectors": boot_sectors,
+        "data_start": start2,
+        "data_sectors": data_sectors,
+        "dtbs": dtbs,
+        "boards_without_dtb": missing,
+        "kernel_bytes": kernel.stat().st_size,
+        "initrd_bytes": initrd.stat().st_size,
+    }
 
 
 def mtools(image: Path, start_sector: int, cmd: list[str]) -> None:
@@ -528,9 +664,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
     ap.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (arm64; profiles pi, alwayson)")
-    ap.add_argument("--parts-only", metavar="NAME",
-                    help="only mkosi's output (UKI, kernel, initrd) into ~/.cache/borgusb/image/NAME/out, no stick "
-                         "(test images: --profile testhost --parts-only testhost)")
+    ap.add_argument(
+        "--parts-only",
+        metavar="NAME",
+        help="only mkosi's output (UKI, kernel, initrd) into ~/.cache/borgusb/image/NAME/out, no stick "
+        "(test images: --profile testhost --parts-only testhost)",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         die("building the image needs root (mkosi)")
@@ -581,9 +720,15 @@ def main_parts(args: argparse.Namespace) -> int:
     for f in (uki, vmlinuz, initrd):
         if not f.exists():
             die(f"mkosi did not produce {f}")
-    info = {"uki": str(uki), "vmlinuz": str(vmlinuz), "initrd": str(initrd),
-            "cmdline": pe_section(uki, ".cmdline").rstrip(b"\0").decode().strip(),
-            "profiles": args.profile, "duration_s": round(time.monotonic() - STARTED, 1), "finished": int(time.time())}
+    info = {
+        "uki": str(uki),
+        "vmlinuz": str(vmlinuz),
+        "initrd": str(initrd),
+        "cmdline": pe_section(uki, ".cmdline").rstrip(b"\0").decode().strip(),
+        "profiles": args.profile,
+        "duration_s": round(time.monotonic() - STARTED, 1),
+        "finished": int(time.time()),
+    }
     (base / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     step(f"{args.parts_only}: kernel, initrd and UKI built (no stick)")
     note(f"out:      {out}  (initrd {initrd.stat().st_size / 1e6:.1f} MB)")
@@ -595,8 +740,10 @@ def check_binfmt() -> None:
     """mkosi runs the arm64 package scripts through qemu-user-static and binfmt_misc."""
     handler = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
     if not handler.exists() or "enabled" not in handler.read_text():
-        die("no binfmt_misc handler for arm64 programs (qemu-aarch64): run ./build.sh pi, which installs "
-            "qemu-user-static and registers it (systemd-binfmt)")
+        die(
+            "no binfmt_misc handler for arm64 programs (qemu-aarch64): run ./build.sh pi, which installs "
+            "qemu-user-static and registers it (systemd-binfmt)"
+        )
 
 
 def main_pi(args: argparse.Namespace) -> int:
@@ -621,7 +768,9 @@ def main_pi(args: argparse.Namespace) -> int:
     record_build(PI_BUILD_INFO, info)
     step("The Raspberry Pi SD card image is built")
     note(f"image:    {PI_IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: boot + {args.data_mib} MiB {LABEL})")
-    note(f"kernel:   {layout['kernel_bytes'] / 1e6:.1f} MB, initrd (the whole OS): {layout['initrd_bytes'] / 1e6:.1f} MB")
+    note(
+        f"kernel:   {layout['kernel_bytes'] / 1e6:.1f} MB, initrd (the whole OS): {layout['initrd_bytes'] / 1e6:.1f} MB"
+    )
     note(f"boards:   {', '.join(b for b, d in PI_BOARDS.items() if d in layout['dtbs'])}")
     note(f"duration: {duration:.0f} s")
     note(f"write it: dd if={PI_IMAGE} of=/dev/mmcblkX bs=4M conv=fsync status=progress")

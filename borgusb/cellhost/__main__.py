@@ -9,16 +9,21 @@ from ..cells import implemented
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="borgusb cellhost",
-                                     description="Load every cell's code once and run each cell as a forked "
-                                                 "process that shares it (one process per cell).")
+    parser = argparse.ArgumentParser(
+        prog="borgusb cellhost",
+        description="Load every cell's code once and run each cell as a forked "
+        "process that shares it (one process per cell).",
+    )
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     serve = sub.add_parser("serve", help="answer borgusb-cell@.service units on a socket (systemd mode)")
     serve.add_argument("--socket", required=True, help="where to listen")
     serve.add_argument("--cells", help="comma-separated cell types to preload (default: every implemented one)")
-    run = sub.add_parser("run", help="run and supervise the cells of one node (hosted mode, tests)",
-                         description="Fork every cell, restart any that fails, stop all on SIGTERM. Options "
-                                     "after the cells are given to every `borgusb cell run`.")
+    run = sub.add_parser(
+        "run",
+        help="run and supervise the cells of one node (hosted mode, tests)",
+        description="Fork every cell, restart any that fails, stop all on SIGTERM. Options "
+        "after the cells are given to every `borgusb cell run`.",
+    )
     run.add_argument("--cells", help="comma-separated cell types (default: every implemented one)")
     run.add_argument("--data-root", help="each cell's --data is DATA_ROOT/NAME")
     sub.add_parser("spawn", help="ask a serving host for one cell (what borgusb-cell@.service runs)")

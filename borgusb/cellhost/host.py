@@ -207,8 +207,9 @@ def _fork_cell(cell: Supervised) -> None:
     cell.pid, cell.started = pid, time.monotonic()
 
 
-def supervise(cells: Sequence[str], common: Sequence[str], per_cell: Callable[[str], list[str]],
-              grace_s: float = 5.0) -> int:
+def supervise(
+    cells: Sequence[str], common: Sequence[str], per_cell: Callable[[str], list[str]], grace_s: float = 5.0
+) -> int:
     """Fork every cell, restart any that fails (back-off 1 s doubling to 30 s), stop all on SIGTERM.
 
     A cell that ran for a minute before failing starts again from the shortest back-off.
@@ -226,8 +227,10 @@ def supervise(cells: Sequence[str], common: Sequence[str], per_cell: Callable[[s
     children = [Supervised(name, ["run", name, *common, *per_cell(name)]) for name in cells]
     for cell in children:
         _fork_cell(cell)
-    print(f"BORGUSB-CELLHOST supervising cells={','.join(cells)} pids="
-          f"{','.join(str(c.pid) for c in children)}", flush=True)
+    print(
+        f"BORGUSB-CELLHOST supervising cells={','.join(cells)} pids={','.join(str(c.pid) for c in children)}",
+        flush=True,
+    )
     while not stopping:
         for pid, status in reap():
             for cell in children:
@@ -237,8 +240,11 @@ def supervise(cells: Sequence[str], common: Sequence[str], per_cell: Callable[[s
                         cell.backoff_s = 1.0
                     cell.due = time.monotonic() + cell.backoff_s
                     cell.backoff_s = min(MAX_BACKOFF_S, cell.backoff_s * 2)
-                    print(f"BORGUSB-CELLHOST cell={cell.name} exited status={os.waitstatus_to_exitcode(status)} "
-                          f"restart_in={cell.due - time.monotonic():.1f}s", flush=True)
+                    print(
+                        f"BORGUSB-CELLHOST cell={cell.name} exited status={os.waitstatus_to_exitcode(status)} "
+                        f"restart_in={cell.due - time.monotonic():.1f}s",
+                        flush=True,
+                    )
         now = time.monotonic()
         for cell in children:
             if cell.pid == 0 and now >= cell.due:

@@ -47,7 +47,7 @@ class Placement:
     mount_ns: int | None  # an open descriptor of the caller's mount namespace when it differs from the host's
 
     @classmethod
-    def of(cls, caller: Caller) -> "Placement":
+    def of(cls, caller: Caller) -> Placement:
         if os.geteuid() != 0:  # an unprivileged host can only fork cells that run as itself, where it is
             return cls(os.getuid(), os.getgid(), None, None)
         group = cgroup_of(caller.pid)

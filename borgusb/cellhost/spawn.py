@@ -39,8 +39,9 @@ def connect(path: str, wait_s: float) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="borgusb cellhost spawn",
-                                     description="Start a cell by the cell host (what borgusb-cell@.service runs).")
+    parser = argparse.ArgumentParser(
+        prog="borgusb cellhost spawn", description="Start a cell by the cell host (what borgusb-cell@.service runs)."
+    )
     parser.add_argument("--socket", required=True, help="the cell host's socket")
     parser.add_argument("--wait", type=float, default=CONNECT_WAIT_S, help="seconds to wait for the host")
     parser.add_argument("cell", nargs=argparse.REMAINDER, help="NAME and the `borgusb cell run` arguments")
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     answer = json.loads(body)
     pid = answer.get("pid") if isinstance(answer, dict) else None
     if not isinstance(pid, int):
-        print(f"borgusb: the cell host refused: {answer.get('detail') if isinstance(answer, dict) else answer}",
-              file=sys.stderr)
+        print(
+            f"borgusb: the cell host refused: {answer.get('detail') if isinstance(answer, dict) else answer}",
+            file=sys.stderr,
+        )
         return 1
     if notify(f"MAINPID={pid}"):
         notify_barrier()

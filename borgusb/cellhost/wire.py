@@ -27,17 +27,24 @@ class SpawnRequest:
         return json.dumps({"argv": list(self.argv), "env": dict(self.env)}).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SpawnRequest":
+    def from_bytes(cls, data: bytes) -> SpawnRequest:
         try:
             doc = json.loads(data)
         except ValueError:
             raise WireError("a request is JSON") from None
         argv, env = (doc.get("argv"), doc.get("env")) if isinstance(doc, dict) else (None, None)
-        if (not isinstance(argv, list) or not 1 <= len(argv) <= MAX_ARGS or not all(isinstance(a, str) for a in argv)
-                or argv[0] != "run"):
+        if (
+            not isinstance(argv, list)
+            or not 1 <= len(argv) <= MAX_ARGS
+            or not all(isinstance(a, str) for a in argv)
+            or argv[0] != "run"
+        ):
             raise WireError("argv is a list of strings that starts with 'run'")
-        if not isinstance(env, dict) or len(env) > MAX_ARGS or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        if (
+            not isinstance(env, dict)
+            or len(env) > MAX_ARGS
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
             raise WireError("env is an object of strings")
         return cls(tuple(argv), tuple(sorted(env.items())))
 
@@ -54,7 +61,9 @@ def send_message(sock: socket.socket, payload: bytes, fds: list[int] | None = No
 
 def recv_message(sock: socket.socket, max_fds: int = 0) -> tuple[bytes, list[int]]:
     """One length-prefixed message (and up to max_fds descriptors that came with its first bytes)."""
-    head, fds, _, _ = socket.recv_fds(sock, 4 + MAX_MESSAGE, max_fds) if max_fds else (sock.recv(4 + MAX_MESSAGE), [], 0, None)
+    head, fds, _, _ = (
+        socket.recv_fds(sock, 4 + MAX_MESSAGE, max_fds) if max_fds else (sock.recv(4 + MAX_MESSAGE), [], 0, None)
+    )
     try:
         if len(head) < 4:
             raise WireError("the connection closed before a message")

@@ -51,10 +51,10 @@ class CellSpec:
     def dna_row(self) -> CellDNA:
         return dna_get(self.dna) if isinstance(self.dna, str) else self.dna
 
-    def runtime_class(self) -> "type[Cell]":
+    def runtime_class(self) -> type[Cell]:
         return load(self.runtime)
 
-    def settings_class(self) -> "type[Settings]":
+    def settings_class(self) -> type[Settings]:
         from .kit.settings import Settings
 
         return load(self.settings) if self.settings else Settings

@@ -20,13 +20,24 @@ DEFAULT_KEYSTORE = Path(os.environ.get("BORGUSB_KEYSTORE", Path.home() / ".local
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="borgusb conduit",
-                                description="Start BorgHUIConduit: your browser talks to localhost, the conduit to the network.")
-    p.add_argument("--keystore", type=Path, default=DEFAULT_KEYSTORE, help=f"the wallet keystore (default {DEFAULT_KEYSTORE})")
+    p = argparse.ArgumentParser(
+        prog="borgusb conduit",
+        description="Start BorgHUIConduit: your browser talks to localhost, the conduit to the network.",
+    )
+    p.add_argument(
+        "--keystore", type=Path, default=DEFAULT_KEYSTORE, help=f"the wallet keystore (default {DEFAULT_KEYSTORE})"
+    )
     p.add_argument("--port", type=int, default=8088, help="local port (default 8088)")
-    p.add_argument("--node", action="append", default=[], metavar="IP",
-                   help="a node to reach the network through (repeatable; default: this machine)")
-    p.add_argument("--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)")
+    p.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a node to reach the network through (repeatable; default: this machine)",
+    )
+    p.add_argument(
+        "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)"
+    )
     p.add_argument("--open", action="store_true", help="open the address in the default browser")
     p.add_argument("--log-level", default="WARNING")
     return p

@@ -53,7 +53,9 @@ def _allowed_hosts(port: int) -> set[str]:
 
 
 @web.middleware
-async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     port = request.app[PORT]
     if request.headers.get("Host", "") not in _allowed_hosts(port):
         return web.Response(status=421, text="This conduit answers only at http://127.0.0.1 or http://localhost.")
@@ -86,8 +88,11 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     except NoEndpoint as exc:
         return _error(request, str(exc), 503)
     except PeerRejected as exc:
-        return _error(request, f"The network refused ({exc.reason}): {exc.detail}" if exc.detail else
-                      f"The network refused: {exc.reason}", 502)
+        return _error(
+            request,
+            f"The network refused ({exc.reason}): {exc.detail}" if exc.detail else f"The network refused: {exc.reason}",
+            502,
+        )
     except Exception:  # never a stack trace on the page
         log.exception("conduit handler failed")
         return _error(request, "Something went wrong inside the conduit; the details are in its log.", 500)
@@ -132,13 +137,23 @@ async def create_confirm(request: web.Request) -> web.Response:
     answers = {n: str(form.get(f"word{n}", "")) for n in state.pending.confirm_positions}
     passphrase = str(form.get("passphrase", ""))
     if passphrase != str(form.get("passphrase2", "")):
-        return render(request, "confirm.html", positions=state.pending.confirm_positions,
-                      message="The two passphrases differ.", status=400)
+        return render(
+            request,
+            "confirm.html",
+            positions=state.pending.confirm_positions,
+            message="The two passphrases differ.",
+            status=400,
+        )
     try:
         state.finish_creation(answers, passphrase)
     except ValueError as exc:
-        return render(request, "confirm.html", positions=state.pending.confirm_positions if state.pending else [],
-                      message=str(exc), status=400)
+        return render(
+            request,
+            "confirm.html",
+            positions=state.pending.confirm_positions if state.pending else [],
+            message=str(exc),
+            status=400,
+        )
     raise web.HTTPFound("/home")
 
 
@@ -188,8 +203,13 @@ async def home(request: web.Request) -> web.Response:
     state = require_unlocked(request)
     assert state.wallet is not None
     public = state.wallet.public
-    return render(request, "home.html", public=public, qr=qr_svg(f"dogecoin:{public.doge_address}"),
-                  home_cell=request.app[HOME_CELL])
+    return render(
+        request,
+        "home.html",
+        public=public,
+        qr=qr_svg(f"dogecoin:{public.doge_address}"),
+        home_cell=request.app[HOME_CELL],
+    )
 
 
 # ---------------------------------------------------------------- JSON API (for the pages' scripts)
@@ -209,16 +229,18 @@ async def api_tree(request: web.Request) -> web.Response:
             node = served.result
         except NoEndpoint:
             node = None
-    return web.json_response({
-        "cell": cell,
-        "tree": entry.tree,
-        "k": entry.k,
-        "members": entry.members,
-        "me": node.get("node") if isinstance(node, dict) else None,
-        "status": node.get("status") if isinstance(node, dict) else None,
-        "served_by": served.endpoint if served else None,
-        "error": entry.error,
-    })
+    return web.json_response(
+        {
+            "cell": cell,
+            "tree": entry.tree,
+            "k": entry.k,
+            "members": entry.members,
+            "me": node.get("node") if isinstance(node, dict) else None,
+            "status": node.get("status") if isinstance(node, dict) else None,
+            "served_by": served.endpoint if served else None,
+            "error": entry.error,
+        }
+    )
 
 
 async def api_cells(request: web.Request) -> web.Response:
@@ -227,16 +249,29 @@ async def api_cells(request: web.Request) -> web.Response:
     cells = []
     for name, entry in network.cells.items():
         d = dna.get(name)
-        cells.append({"name": name, "summary": d.summary, "ports": d.to_dict(), "endpoints": entry.endpoints[:8],
-                      "size": len(entry.members), "source": entry.source,
-                      "error": None if entry.endpoints else entry.error})
+        cells.append(
+            {
+                "name": name,
+                "summary": d.summary,
+                "ports": d.to_dict(),
+                "endpoints": entry.endpoints[:8],
+                "size": len(entry.members),
+                "source": entry.source,
+                "error": None if entry.endpoints else entry.error,
+            }
+        )
     return web.json_response({"cells": cells})
 
 
 async def api_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    return web.json_response({"unlocked": state.unlocked, "idle_lock_s": state.idle_lock_s,
-                              "identity": state.wallet.public.to_dict() if state.wallet else None})
+    return web.json_response(
+        {
+            "unlocked": state.unlocked,
+            "idle_lock_s": state.idle_lock_s,
+            "identity": state.wallet.public.to_dict() if state.wallet else None,
+        }
+    )
 
 
 # ---------------------------------------------------------------- assembly
@@ -259,8 +294,14 @@ async def _autolock(app: web.Application) -> Any:
     await app[NETWORK].close()
 
 
-def create_app(state: ConduitState, seeds: list[str], *, port: int = 8088, clock: Clock | None = None,
-               home_cell: str = "peerTreeNet") -> web.Application:
+def create_app(
+    state: ConduitState,
+    seeds: list[str],
+    *,
+    port: int = 8088,
+    clock: Clock | None = None,
+    home_cell: str = "peerTreeNet",
+) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=1 << 30)
     app[STATE] = state
     app[NETWORK] = Network(seeds, clock or SystemClock())

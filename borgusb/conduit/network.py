@@ -75,7 +75,9 @@ class Network:
         if client is None or client.key is not key:  # a new unlock gives a new key object
             if client is not None:
                 asyncio.ensure_future(client.close())
-            client = self._clients[key.public_key_hex] = PeerClient(key, self.clock, self.verifier, timeout_s=self.timeout_s)
+            client = self._clients[key.public_key_hex] = PeerClient(
+                key, self.clock, self.verifier, timeout_s=self.timeout_s
+            )
         return client
 
     @staticmethod
@@ -136,11 +138,19 @@ class Network:
     ) -> Served:
         """Send one signed request of a type to the first endpoint that answers."""
         port = dna.get(cell).recp_port
-        return await self.use(cell, lambda peers, ip: peers.post(ip, port, "/recp", type, payload, signed_reply=True),
-                              key=key, timeout_s=timeout_s)
+        return await self.use(
+            cell,
+            lambda peers, ip: peers.post(ip, port, "/recp", type, payload, signed_reply=True),
+            key=key,
+            timeout_s=timeout_s,
+        )
 
     async def use(
-        self, cell: str, call: Callable[[PeerClient, str], Awaitable[Any]], *, key: SigningKey | None = None,
+        self,
+        cell: str,
+        call: Callable[[PeerClient, str], Awaitable[Any]],
+        *,
+        key: SigningKey | None = None,
         timeout_s: float | None = None,
     ) -> Served:
         """``call(peers, ip)`` (a typed client's method) on the first endpoint that answers; fail over on silence."""
@@ -153,7 +163,7 @@ class Network:
             tried.append(ip)
             try:
                 result = await asyncio.wait_for(call(client, ip), timeout_s or self.timeout_s)
-            except (PeerUnreachable, asyncio.TimeoutError):
+            except (TimeoutError, PeerUnreachable):
                 # move the silent endpoint to the back and try the next one
                 entry.endpoints = [e for e in entry.endpoints if e != ip] + [ip]
                 continue

@@ -24,7 +24,9 @@ class PendingWallet:
 
 
 class ConduitState:
-    def __init__(self, keystore_path: Path, idle_lock_s: float = 600.0, kdf: keystore.KdfParams = keystore.DEFAULT_KDF) -> None:
+    def __init__(
+        self, keystore_path: Path, idle_lock_s: float = 600.0, kdf: keystore.KdfParams = keystore.DEFAULT_KDF
+    ) -> None:
         self.keystore_path = Path(keystore_path)
         self.idle_lock_s = idle_lock_s
         self.kdf = kdf

@@ -37,8 +37,10 @@ class NavEntry:
 NAV = web.AppKey("nav", list[NavEntry])
 TEMPLATE_DIRS = web.AppKey("template_dirs", list[Path])
 
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
-       "form-action 'self'; base-uri 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'"
+)
 
 
 class PageError(Exception):
@@ -64,9 +66,17 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     context.setdefault("nav", name.split(".")[0])
     context.setdefault("nav_entries", request.app[NAV])
     context.setdefault("identity", state.wallet.public if state.wallet else None)
-    return web.Response(text=template.render(**context), content_type="text/html", status=status,
-                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                 "X-Content-Type-Options": "nosniff", "Content-Security-Policy": CSP})
+    return web.Response(
+        text=template.render(**context),
+        content_type="text/html",
+        status=status,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": CSP,
+        },
+    )
 
 
 def require_unlocked(request: web.Request) -> ConduitState:

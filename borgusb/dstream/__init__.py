@@ -26,7 +26,22 @@ from .receiver import SHARD_DATA_PORT, Receiver, check_free_space, parse_locate
 from .sender import hash_file, put_file
 
 __all__ = [
-    "ENVELOPE_HEADER", "FRAME_PATH", "MAX_BATCH", "MAX_FRAME", "SHARD_DATA_PORT",
-    "BadReply", "DataChannel", "FairGate", "Holder", "Receiver", "StreamError",
-    "check_free_space", "frame", "hash_file", "parse_locate", "post_frame", "put_file", "unframe",
+    "ENVELOPE_HEADER",
+    "FRAME_PATH",
+    "MAX_BATCH",
+    "MAX_FRAME",
+    "SHARD_DATA_PORT",
+    "BadReply",
+    "DataChannel",
+    "FairGate",
+    "Holder",
+    "Receiver",
+    "StreamError",
+    "check_free_space",
+    "frame",
+    "hash_file",
+    "parse_locate",
+    "post_frame",
+    "put_file",
+    "unframe",
 ]

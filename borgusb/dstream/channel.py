@@ -263,8 +263,9 @@ class DataChannel:
         conn.close()
         self.open.discard(conn)
 
-    async def get(self, peers: PeerClient, holder: Holder, payload: dict[str, Any],
-                  dests: list[Callable[[int], memoryview]]) -> list[memoryview | int]:
+    async def get(
+        self, peers: PeerClient, holder: Holder, payload: dict[str, Any], dests: list[Callable[[int], memoryview]]
+    ) -> list[memoryview | int]:
         """Fetch the shards payload["hs"]; dests[j](size) gives the buffer for the j-th. Returns
         per shard its bytes (a view of that buffer) or the holder's refusal status. Raises
         PeerUnreachable (no connection, cut, timed out, a reply breaking the channel's rules)
@@ -284,14 +285,22 @@ class DataChannel:
                 error.append(bytearray(length))
                 return [memoryview(error[0])]
             try:
-                env = peers.verifier.verify(head.get(ENVELOPE_HEADER.lower(), "").encode("latin-1"),
-                                            expected_signer=holder.pubkey, expected_type="shard.get.reply")
+                env = peers.verifier.verify(
+                    head.get(ENVELOPE_HEADER.lower(), "").encode("latin-1"),
+                    expected_signer=holder.pubkey,
+                    expected_type="shard.get.reply",
+                )
             except envelope.EnvelopeError as exc:
                 raise PeerRejected(status, "bad_reply", f"reply rejected: {exc.reason}") from None
             p = env.payload
             ns = p.get("ns") if isinstance(p, dict) else None
-            if (not isinstance(p, dict) or p.get("hs") != hs or not isinstance(ns, list) or len(ns) != len(hs)
-                    or not all(isinstance(n, int) and not isinstance(n, bool) for n in ns)):
+            if (
+                not isinstance(p, dict)
+                or p.get("hs") != hs
+                or not isinstance(ns, list)
+                or len(ns) != len(hs)
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in ns)
+            ):
                 raise PeerRejected(status, "bad_reply", "it does not answer the request")
             views: list[memoryview] = []
             for j, n in enumerate(ns):
@@ -312,7 +321,7 @@ class DataChannel:
             if conn is not None:
                 self._drop(conn)
             raise PeerUnreachable(f"{holder.ip}:{self.port} bad reply ({exc})") from None
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if conn is not None:
                 self._drop(conn)
             raise PeerUnreachable(f"{holder.ip}:{self.port} unreachable: {exc.__class__.__name__}") from None

@@ -40,8 +40,14 @@ class Holder:
 
     @classmethod
     def from_json(cls, doc: Any) -> Holder:
-        if (not isinstance(doc, list) or len(doc) != 3 or not isinstance(doc[0], str)
-                or not isinstance(doc[1], str) or not isinstance(doc[2], int) or isinstance(doc[2], bool)):
+        if (
+            not isinstance(doc, list)
+            or len(doc) != 3
+            or not isinstance(doc[0], str)
+            or not isinstance(doc[1], str)
+            or not isinstance(doc[2], int)
+            or isinstance(doc[2], bool)
+        ):
             raise ValueError("a holder is [pubkey, ip, port]")
         return cls(doc[0], doc[1], doc[2])
 
@@ -72,9 +78,16 @@ async def post_frame(
     """Send a signed frame by the one pinned POST (`PeerClient.exchange`, direct: frames are
     not relayed); return the verified reply payload and a view of the reply's bytes."""
     parts = (peers.sign(type, payload), b"\n", data)
-    status, raw, pin = await peers.exchange(ip, port, FRAME_PATH, parts, expect_pubkey,
-                                            content_type="application/octet-stream", direct=True,
-                                            max_reply=MAX_FRAME)
+    status, raw, pin = await peers.exchange(
+        ip,
+        port,
+        FRAME_PATH,
+        parts,
+        expect_pubkey,
+        content_type="application/octet-stream",
+        direct=True,
+        max_reply=MAX_FRAME,
+    )
     if status >= 400:
         raise PeerRejected.from_reply(status, raw)
     try:

@@ -132,8 +132,7 @@ class InOrderHash:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         with self.cv:
-            for view, buf in self.ready.values():
+            for _view, buf in self.ready.values():
                 if buf is not None:
                     BUFFERS.give(buf)
             self.ready.clear()
-

@@ -100,8 +100,14 @@ class Receiver:
         self.stop_after = stop_after
         self.throttle_ms = throttle_ms
         self.sid = os.urandom(6).hex()
-        self.stats: dict[str, Any] = {"shards": len(self.bounds), "resumed": 0, "fetched": 0, "bad": 0,
-                                      "unreachable": 0, "bytes": 0}
+        self.stats: dict[str, Any] = {
+            "shards": len(self.bounds),
+            "resumed": 0,
+            "fetched": 0,
+            "bad": 0,
+            "unreachable": 0,
+            "bytes": 0,
+        }
         self._whole: InOrderHash | None = None
         self._prealloc_error: StreamError | None = None
         self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread jobs the file must outlive
@@ -135,7 +141,8 @@ class Receiver:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 self._prealloc_error = StreamError(
-                    f"{self.part.parent}: no room for {size} bytes (the disk filled up as the transfer began)")
+                    f"{self.part.parent}: no room for {size} bytes (the disk filled up as the transfer began)"
+                )
             # other errors: the file system cannot reserve; the sized file is enough
 
     def _check_and_write(self, fd: int, i: int, data: memoryview, buf: bytearray | None = None) -> bool:
@@ -177,8 +184,9 @@ class Receiver:
         if self.tls:
             for i, h in zip(batch, hs):
                 try:
-                    reply, data = await post_frame(self.peers, holder.ip, holder.port, "shard.get",
-                                                   dict(base, h=h), expect_pubkey=holder.pubkey)
+                    reply, data = await post_frame(
+                        self.peers, holder.ip, holder.port, "shard.get", dict(base, h=h), expect_pubkey=holder.pubkey
+                    )
                 except PeerUnreachable:
                     results.append((i, holder, "unreachable"))
                     continue
@@ -199,6 +207,7 @@ class Receiver:
                         raise ValueError(f"shard #{i} is {self.bounds[i][1]} bytes, not {n}")
                     buf = taken[i] = BUFFERS.take(self.m["ss"])
                     return memoryview(buf)[:n]
+
                 return view
 
             try:
@@ -235,8 +244,12 @@ class Receiver:
         done = resumed or set()
         self.stats["resumed"] = len(done)
         by_id = {h.pubkey: h for hs in self.holders for h in hs}
-        win = Window([[h.pubkey for h in hs] for hs in self.holders], done=done,
-                     window=self.window_size, per_holder=self.per_holder)
+        win = Window(
+            [[h.pubkey for h in hs] for hs in self.holders],
+            done=done,
+            window=self.window_size,
+            per_holder=self.per_holder,
+        )
         total_bytes = self.m["size"]
         got = sum(self.bounds[i][1] for i in done)
         if self.progress:
@@ -263,8 +276,10 @@ class Receiver:
                     tasks.add(asyncio.ensure_future(self._fetch(fd, batch, by_id[pk], win)))
                 if not tasks:
                     stuck = win.stuck()
-                    raise StreamError(f"{len(stuck)} shards could not be fetched from any holder "
-                                      f"(first: #{stuck[0] if stuck else '?'})")
+                    raise StreamError(
+                        f"{len(stuck)} shards could not be fetched from any holder "
+                        f"(first: #{stuck[0] if stuck else '?'})"
+                    )
                 finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for i, holder, outcome in (r for task in finished for r in task.result()):
                     if outcome == "ok":
@@ -301,4 +316,3 @@ class Receiver:
         self.stats["reread"] = whole.reread
         self.stats["seconds"] = round(time.monotonic() - started, 4)
         return self.stats
-

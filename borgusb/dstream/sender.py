@@ -70,5 +70,12 @@ async def put_file(
         os.close(fd)
     m = model.sign_manifest(key, oid, size, ss, r, hashes, now)
     reply = await peers.post(ip, port, "/recp", "shard.manifest", {"m": m}, signed_reply=True)
-    return {"id": oid, "size": size, "shards": len(hashes), "r": r,
-            "copies_min": min(copies, default=r), "manifest_copies": reply.get("copies"), "owner": key.public_key_hex}
+    return {
+        "id": oid,
+        "size": size,
+        "shards": len(hashes),
+        "r": r,
+        "copies_min": min(copies, default=r),
+        "manifest_copies": reply.get("copies"),
+        "owner": key.public_key_hex,
+    }

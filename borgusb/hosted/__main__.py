@@ -18,16 +18,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="borgusb hosted",
         description="Watch for BorgUSB sticks (pyudev): on insertion start the node and the conduit on "
-                    "localhost with all state in RAM; on removal stop them and leave nothing behind.")
+        "localhost with all state in RAM; on removal stop them and leave nothing behind.",
+    )
     p.add_argument("--port", type=int, default=8088, help="first local port for the conduits (default 8088)")
-    p.add_argument("--node-ip", metavar="IP", help="address for the node's cells (default: the default-route interface)")
-    p.add_argument("--join", action="append", default=[], metavar="HOST[:PORT]",
-                   help="a contact for the node to join through (repeatable; added to the stick's own)")
+    p.add_argument(
+        "--node-ip", metavar="IP", help="address for the node's cells (default: the default-route interface)"
+    )
+    p.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a contact for the node to join through (repeatable; added to the stick's own)",
+    )
     p.add_argument("--cells", metavar="A,B", help="cell types to run (default: every one this version implements)")
     p.add_argument("--open", action="store_true", help="open the conduit address in the default browser")
-    p.add_argument("--stick-dir", type=Path, metavar="DIR",
-                   help="use the stick already mounted at DIR (what the launcher on the stick does)")
-    p.add_argument("--idle-lock", type=float, default=10.0, metavar="MIN", help="lock the wallet after MIN idle minutes")
+    p.add_argument(
+        "--stick-dir",
+        type=Path,
+        metavar="DIR",
+        help="use the stick already mounted at DIR (what the launcher on the stick does)",
+    )
+    p.add_argument(
+        "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock the wallet after MIN idle minutes"
+    )
     p.add_argument("--ram-size", default="256m", help="size of the private RAM directory (tmpfs, default 256m)")
     return p
 
@@ -59,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     from .watcher import MemoryLog, Options, Watcher, install_signal_handlers
 
     opts = Options(
-        port=args.port, node_ip=args.node_ip, join=args.join,
+        port=args.port,
+        node_ip=args.node_ip,
+        join=args.join,
         cells=[c for c in args.cells.split(",") if c] if args.cells else None,
-        open_browser=args.open, stick_dir=args.stick_dir, idle_lock_min=args.idle_lock, ram_size=args.ram_size,
+        open_browser=args.open,
+        stick_dir=args.stick_dir,
+        idle_lock_min=args.idle_lock,
+        ram_size=args.ram_size,
     )
     log = MemoryLog()
     watcher = Watcher(opts, log)

@@ -36,8 +36,15 @@ class StickWriteError(ValueError):
 class StickWriter:
     """Writes the keystore to the stick: through a short private read-write mount (or mtools), or into a directory."""
 
-    def __init__(self, *, device: str | None = None, fstype: str = "vfat", mountpoint: Path | None = None,
-                 stick_dir: Path | None = None, mtools: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | None = None,
+        fstype: str = "vfat",
+        mountpoint: Path | None = None,
+        stick_dir: Path | None = None,
+        mtools: bool = False,
+    ) -> None:
         self.stick_dir = stick_dir
         self.fs = None
         if stick_dir is None:
@@ -77,8 +84,9 @@ class HostedState(ConduitState):
             raise ValueError("choose a passphrase of at least 8 characters")
         entropy = wallet.entropy
         try:
-            doc = keystore.encrypt("wallet", entropy, passphrase, wallet.public.to_dict(), wallet.bip39_passphrase,
-                                   self.kdf)
+            doc = keystore.encrypt(
+                "wallet", entropy, passphrase, wallet.public.to_dict(), wallet.bip39_passphrase, self.kdf
+            )
         finally:
             keystore.zero(entropy)
         data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
@@ -97,7 +105,9 @@ async def serve(args: argparse.Namespace) -> int:
     if args.stick_dir:
         writer = StickWriter(stick_dir=Path(args.stick_dir))
     else:
-        writer = StickWriter(device=args.device, fstype=args.fstype, mountpoint=Path(args.mountpoint), mtools=args.mtools)
+        writer = StickWriter(
+            device=args.device, fstype=args.fstype, mountpoint=Path(args.mountpoint), mtools=args.mtools
+        )
     state = HostedState(Path(args.keystore), writer, idle_lock_s=args.idle_lock * 60)
     app = create_app(state, args.node, port=args.port)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -44,8 +44,12 @@ def private_namespace() -> None:
 
 
 def mount(source: str | Path, target: str | Path, fstype: str, flags: int = 0, data: str = "") -> None:
-    _check(_libc.mount(str(source).encode(), str(target).encode(), fstype.encode(), flags,
-                       data.encode() if data else None), f"mounting {source} on {target}")
+    _check(
+        _libc.mount(
+            str(source).encode(), str(target).encode(), fstype.encode(), flags, data.encode() if data else None
+        ),
+        f"mounting {source} on {target}",
+    )
 
 
 def mount_tmpfs(target: str | Path, size: str = "256m", mode: str = "0700") -> None:

@@ -77,9 +77,16 @@ def child_env(home: Path) -> dict[str, str]:
 def spawn(name: str, cmd: list[str], env: dict[str, str], ready_text: str, log: MemoryLog) -> Proc:
     """Start `cmd` in its own process group (killed with the watcher); `ready` is set when it prints
     `ready_text`; its output goes to `log`."""
-    popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             env=env, cwd=env["HOME"], start_new_session=True,
-                             preexec_fn=mounts.die_with_parent)
+    popen = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=env["HOME"],
+        start_new_session=True,
+        preexec_fn=mounts.die_with_parent,
+    )
     proc = Proc(name, popen)
 
     def pump() -> None:

@@ -77,8 +77,12 @@ class StickFS:
         return self.fstype in ("vfat", "msdos") and shutil.which("mtype") is not None
 
     def _mt(self, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MTOOLS_SKIP_CHECK": "1",
-               "HOME": str(self.scratch), "LANG": "C.UTF-8"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "MTOOLS_SKIP_CHECK": "1",
+            "HOME": str(self.scratch),
+            "LANG": "C.UTF-8",
+        }
         return subprocess.run([args[0], "-i", self.device, *args[1:]], capture_output=True, env=env, input=data)
 
     def _mtype(self, name: str) -> bytes | None:
@@ -99,10 +103,15 @@ class StickFS:
         if self.backend == "kernel":
             self.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
-                mounts.mount(self.device, self.mountpoint, self.fstype,
-                             mounts.MS_NODEV | mounts.MS_NOSUID | mounts.MS_NOEXEC,
-                             ",".join(o for o in (mounts.stick_options(self.fstype),
-                                                  "flush" if self.fstype == "vfat" else "") if o))
+                mounts.mount(
+                    self.device,
+                    self.mountpoint,
+                    self.fstype,
+                    mounts.MS_NODEV | mounts.MS_NOSUID | mounts.MS_NOEXEC,
+                    ",".join(
+                        o for o in (mounts.stick_options(self.fstype), "flush" if self.fstype == "vfat" else "") if o
+                    ),
+                )
             except OSError as exc:
                 if exc.errno == errno.ENODEV and self._mtools_ok():
                     self.backend = "mtools"

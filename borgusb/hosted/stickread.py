@@ -25,8 +25,9 @@ class StickContents:
     backend: str  # "kernel" (private mount), "mtools" (no vfat in the kernel) or "dir" (read in place)
 
 
-def read_stick(device: str, fstype: str, ram: Path, stick_dir: Path | None,
-               log: Callable[[str], None]) -> StickContents:
+def read_stick(
+    device: str, fstype: str, ram: Path, stick_dir: Path | None, log: Callable[[str], None]
+) -> StickContents:
     """The stick's marker and wallet keystore, checked; StickRejected if it cannot be used."""
     names = [MARKER, KEYSTORE, PENDING]
     backend = "dir"
@@ -41,8 +42,9 @@ def read_stick(device: str, fstype: str, ram: Path, stick_dir: Path | None,
         raise StickRejected(f"cannot read it ({exc.strerror or exc})") from None
     raw = files[MARKER]
     if raw is None:
-        raise StickRejected(f"it is labelled {LABEL} but has no BorgUSB marker file ({MARKER}): "
-                            "not a BorgUSB stick, left alone")
+        raise StickRejected(
+            f"it is labelled {LABEL} but has no BorgUSB marker file ({MARKER}): not a BorgUSB stick, left alone"
+        )
     try:
         marker = Marker.parse(raw)
     except MarkerError as exc:
@@ -52,8 +54,10 @@ def read_stick(device: str, fstype: str, ram: Path, stick_dir: Path | None,
         try:
             keystore.parse(pending)
             ks = pending
-            log(f"{device}: the last wallet write was interrupted after the new keystore was complete: "
-                "using it (it becomes keystore.json at the next write)")
+            log(
+                f"{device}: the last wallet write was interrupted after the new keystore was complete: "
+                "using it (it becomes keystore.json at the next write)"
+            )
         except keystore.KeystoreError:
             pass
     identity = None
@@ -64,7 +68,8 @@ def read_stick(device: str, fstype: str, ram: Path, stick_dir: Path | None,
             raise StickRejected(
                 f"the keystore on the stick cannot be used: {exc}. Nothing was changed on the stick "
                 "or on this computer; restore the wallet from your 24 words onto a new stick "
-                "('borgusb wallet restore')") from None
+                "('borgusb wallet restore')"
+            ) from None
         if doc.get("kind") != "wallet":
             raise StickRejected(f"the keystore on the stick holds a {doc.get('kind')} key, not a wallet")
         identity = doc.get("public", {}).get("doge_address")

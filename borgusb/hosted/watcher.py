@@ -83,9 +83,17 @@ class Watcher:
             # Never hide what this program runs from: the stick, the interpreter, BorgUSB itself
             # (a checkout or venv may live under /tmp). Such a directory stays as it is; the
             # processes started here still get their temp and home directories in RAM.
-            needed = [str(Path(p).resolve()) + "/" for p in (
-                self.opts.stick_dir, sys.prefix, sys.base_prefix, Path(sys.executable).parent,
-                Path(__file__).resolve().parents[2]) if p]
+            needed = [
+                str(Path(p).resolve()) + "/"
+                for p in (
+                    self.opts.stick_dir,
+                    sys.prefix,
+                    sys.base_prefix,
+                    Path(sys.executable).parent,
+                    Path(__file__).resolve().parents[2],
+                )
+                if p
+            ]
             for d in ("/tmp", "/var/tmp", "/dev/shm"):
                 if os.path.isdir(d) and not any(n.startswith(d + "/") for n in needed):
                     mounts.mount("tmpfs", d, "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV, "mode=1777,size=64m")
@@ -96,13 +104,17 @@ class Watcher:
             mounts.mount_tmpfs(self.ram_root, size=self.opts.ram_size)
         else:
             if self.opts.stick_dir is None:
-                raise SystemExit("borgusb hosted: mounting the stick privately needs root (run it with sudo), "
-                                 "or start the launcher on the stick (it uses the stick where it is mounted)")
+                raise SystemExit(
+                    "borgusb hosted: mounting the stick privately needs root (run it with sudo), "
+                    "or start the launcher on the stick (it uses the stick where it is mounted)"
+                )
             import tempfile
 
             base = os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm"
             self.ram_root = Path(tempfile.mkdtemp(prefix="borgusb-hosted-", dir=base))
-        self.log(f"RAM directory {self.ram_root} ({'private tmpfs in a private mount namespace' if self.private else 'RAM'})")
+        self.log(
+            f"RAM directory {self.ram_root} ({'private tmpfs in a private mount namespace' if self.private else 'RAM'})"
+        )
 
     def teardown(self) -> None:
         for s in list(self.sessions.values()):
@@ -145,8 +157,19 @@ class Watcher:
         for cell in cells:
             (data / cell).mkdir(parents=True, exist_ok=True, mode=0o700)
         # one cell host: the cells' code loaded once, each cell forked from it as a process of its own
-        cmd = [*python(), "-c", "import sys; from borgusb.cellhost.__main__ import main; sys.exit(main())",
-               "run", "--cells", ",".join(cells), "--data-root", str(data), "--ip", ip, *join_args]
+        cmd = [
+            *python(),
+            "-c",
+            "import sys; from borgusb.cellhost.__main__ import main; sys.exit(main())",
+            "run",
+            "--cells",
+            ",".join(cells),
+            "--data-root",
+            str(data),
+            "--ip",
+            ip,
+            *join_args,
+        ]
         self.node.append(spawn("cells", cmd, env, "BORGUSB-CELLHOST", self.log))
         self.log(f"node started on {ip}: {', '.join(cells)} (state in RAM)")
 
@@ -197,11 +220,24 @@ class Watcher:
                 fh.write(stick.keystore)
         self.sessions[device] = session
         how = "read in place" if stick_dir else f"{stick.backend} read, nothing left mounted"
-        self.log(f"stick {device}: {'identity ' + stick.identity if stick.identity else 'no wallet yet'}; "
-                 f"marker and keystore read into RAM ({how})")
+        self.log(
+            f"stick {device}: {'identity ' + stick.identity if stick.identity else 'no wallet yet'}; "
+            f"marker and keystore read into RAM ({how})"
+        )
         self.start_node(list(stick.marker.join))
-        cmd = [*python(), "-m", "borgusb.hosted.conduit", "--keystore", str(copy), "--port", str(port),
-               "--node", self.node_ip(), "--idle-lock", str(self.opts.idle_lock_min)]
+        cmd = [
+            *python(),
+            "-m",
+            "borgusb.hosted.conduit",
+            "--keystore",
+            str(copy),
+            "--port",
+            str(port),
+            "--node",
+            self.node_ip(),
+            "--idle-lock",
+            str(self.opts.idle_lock_min),
+        ]
         if stick_dir is not None:
             cmd += ["--stick-dir", str(stick_dir)]
         else:
@@ -240,8 +276,10 @@ class Watcher:
             if not s.announced and s.conduit and s.conduit.ready.is_set():
                 s.announced = True
                 url = f"http://127.0.0.1:{s.port}/"
-                self.log(f"BORGUSB-HOSTED-READY device={s.device} url={url} identity={s.identity or 'none'} "
-                         f"node={self.node_ip()} t={time.monotonic() - s.started:.1f}s")
+                self.log(
+                    f"BORGUSB-HOSTED-READY device={s.device} url={url} identity={s.identity or 'none'} "
+                    f"node={self.node_ip()} t={time.monotonic() - s.started:.1f}s"
+                )
                 if self.opts.open_browser:
                     import webbrowser
 

@@ -23,8 +23,9 @@ def meminfo() -> dict[str, int]:
 
 def unit_pids(unit: str) -> list[str]:
     """The processes in a unit's cgroup (a forked cell is there, though systemd did not start it)."""
-    group = subprocess.run(["systemctl", "show", "-P", "ControlGroup", unit], capture_output=True, text=True,
-                           check=False).stdout.strip()
+    group = subprocess.run(
+        ["systemctl", "show", "-P", "ControlGroup", unit], capture_output=True, text=True, check=False
+    ).stdout.strip()
     try:
         return Path(f"/sys/fs/cgroup{group}/cgroup.procs").read_text().split() if group else []
     except OSError:
@@ -100,18 +101,39 @@ def memory_report(cells: list[str]) -> str:
     private = {c: unit_private_kib(f"borgusb-cell@{c}.service") for c in cells}
     host = unit_private_kib("borgusb-cellhost.service")
     conduit = unit_pss_kib("borgusb-conduit.service") // 1024
-    return (f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={mem_in_use_mib(info)}MiB"
-            f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
-            f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={info.get('Slab', 0) // 1024 + info.get('KernelStack', 0) // 1024 + info.get('PageTables', 0) // 1024}MiB"
-            " per-cell=" + ",".join(f"{c}:{v}" for c, v in per.items())
-            + f" cell-types={len(cells)} cellhost-private={host / 1024:.1f}MiB"
-            + f" cells-private={sum(private.values()) / 1024:.1f}MiB private-cell="
-            + ",".join(f"{c}:{v / 1024:.1f}" for c, v in private.items())
-            + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top=" + anon_by_program()
-            + " meminfo=" + ",".join(f"{k}:{info.get(k, 0) // 1024}" for k in (
-                "MemFree", "Cached", "Buffers", "Unevictable", "Mlocked", "SReclaimable", "SUnreclaim",
-                "VmallocUsed", "Percpu", "KernelStack", "PageTables", "CmaTotal", "HugePages_Total"))
-            + f" min_free={min_free_kib() // 1024}MiB")
+    kernel = sum(info.get(k, 0) for k in ("Slab", "KernelStack", "PageTables")) // 1024
+    return (
+        f"BORGUSB-MEM total={info['MemTotal'] // 1024}MiB used={mem_in_use_mib(info)}MiB"
+        f" available={info['MemAvailable'] // 1024}MiB root+tmpfs={info.get('Shmem', 0) // 1024}MiB"
+        f" cells={sum(per.values())}MiB conduit={conduit}MiB kernel={kernel}MiB"
+        " per-cell="
+        + ",".join(f"{c}:{v}" for c, v in per.items())
+        + f" cell-types={len(cells)} cellhost-private={host / 1024:.1f}MiB"
+        + f" cells-private={sum(private.values()) / 1024:.1f}MiB private-cell="
+        + ",".join(f"{c}:{v / 1024:.1f}" for c, v in private.items())
+        + f" anon-all={info.get('AnonPages', 0) // 1024}MiB anon-top="
+        + anon_by_program()
+        + " meminfo="
+        + ",".join(
+            f"{k}:{info.get(k, 0) // 1024}"
+            for k in (
+                "MemFree",
+                "Cached",
+                "Buffers",
+                "Unevictable",
+                "Mlocked",
+                "SReclaimable",
+                "SUnreclaim",
+                "VmallocUsed",
+                "Percpu",
+                "KernelStack",
+                "PageTables",
+                "CmaTotal",
+                "HugePages_Total",
+            )
+        )
+        + f" min_free={min_free_kib() // 1024}MiB"
+    )
 
 
 def min_free_kib() -> int:

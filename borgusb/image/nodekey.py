@@ -136,8 +136,13 @@ def ensure(
         else:
             try:
                 export_key(key, export)
-                return {"fingerprint": key.fingerprint, "public_key": key.public_key_hex, "binding": kind,
-                        "created": False, "reason": "loaded"}
+                return {
+                    "fingerprint": key.fingerprint,
+                    "public_key": key.public_key_hex,
+                    "binding": kind,
+                    "created": False,
+                    "reason": "loaded",
+                }
             finally:
                 key.close()
     elif key_path.exists() or secret_path.exists():
@@ -150,13 +155,20 @@ def ensure(
         with manager:
             if key_path.exists():
                 os.replace(key_path, card / (KEY_FILE + ".old"))
-            keystore.atomic_write(secret_path, (json.dumps(
-                {"version": 1, "secret": secret.hex(), "binding": kind}, sort_keys=True) + "\n").encode())
+            keystore.atomic_write(
+                secret_path,
+                (json.dumps({"version": 1, "secret": secret.hex(), "binding": kind}, sort_keys=True) + "\n").encode(),
+            )
             args = (key_path, key, passphrase(secret, machine))
             keystore.save_node_key(*args, kdf) if kdf else keystore.save_node_key(*args)
         export_key(key, export)
-        return {"fingerprint": key.fingerprint, "public_key": key.public_key_hex, "binding": kind,
-                "created": True, "reason": reason}
+        return {
+            "fingerprint": key.fingerprint,
+            "public_key": key.public_key_hex,
+            "binding": kind,
+            "created": True,
+            "reason": reason,
+        }
     finally:
         key.close()
 
@@ -177,8 +189,12 @@ class Mounted:
 
     def __enter__(self) -> Path:
         self.where.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(["mount", "-o", "ro,nodev,nosuid,noexec,umask=077", str(self.device), str(self.where)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["mount", "-o", "ro,nodev,nosuid,noexec,umask=077", str(self.device), str(self.where)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return self.where
 
     def writable(self) -> _ReadWrite:
@@ -233,8 +249,10 @@ def boot_step(wait: float) -> int:
     info["t"] = round(uptime() - started, 2)
     (RUN / INFO).write_text(json.dumps(info, sort_keys=True) + "\n")
     if info["created"]:
-        say(f"node key {info['fingerprint']} created ({info['reason']}), encrypted on the {LABEL} partition, "
-            f"bound to this board ({info['binding']})")
+        say(
+            f"node key {info['fingerprint']} created ({info['reason']}), encrypted on the {LABEL} partition, "
+            f"bound to this board ({info['binding']})"
+        )
     else:
         say(f"node key {info['fingerprint']} loaded from the {LABEL} partition ({info['binding']}, {info['t']}s)")
     return 0

@@ -31,7 +31,7 @@ def wanted_cells() -> list[str]:
         names = sorted(p.name for p in CELLS_WANTS.iterdir())
     except OSError:
         return []
-    return [n[len("borgusb-cell@"):-len(".service")] for n in names if n.startswith("borgusb-cell@")]
+    return [n[len("borgusb-cell@") : -len(".service")] for n in names if n.startswith("borgusb-cell@")]
 
 
 def mon_port(cell: str) -> int | None:
@@ -59,8 +59,9 @@ def node_ip() -> str:
             return "127.0.0.1"
 
 
-def http_get(host: str, port: int, path: str, timeout: float = 2.0,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http_get(
+    host: str, port: int, path: str, timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """(status, body) of one plain HTTP/1.0 GET; `headers`, if given, receives the reply's
     headers (names in lower case). The probe runs while the cells start and is counted in the
     RAM it reports, so it does without urllib (which loads http.client, email and OpenSSL): a
@@ -127,8 +128,10 @@ def cmd_ready(timeout: float) -> int:
         identity = json.loads(IDENTITY.read_text()).get("identity") or "none"
     except (OSError, ValueError):
         identity = "none"
-    line = (f"BORGUSB-READY cells={len(ready)}/{len(cells)} t={uptime():.1f}s ip={ip} identity={identity}"
-            f" mem={mem_in_use_mib()}MiB")
+    line = (
+        f"BORGUSB-READY cells={len(ready)}/{len(cells)} t={uptime():.1f}s ip={ip} identity={identity}"
+        f" mem={mem_in_use_mib()}MiB"
+    )
     if pending:
         line += " missing=" + ",".join(sorted(pending))
     try:
@@ -161,15 +164,27 @@ def marker_selftests() -> tuple[str, ...]:
 def boot_timeline(cells: list[str]) -> str:
     """``unit=start-active`` in seconds since the kernel started, for the units on the way to the
     cells (the boot is not finished yet, so systemd-analyze's own reports are not available)."""
-    units = ["systemd-modules-load.service", "borgusb-kernel-modules.service", "usr-lib-python3.11.mount",
-             "systemd-udev-trigger.service", "local-fs.target", "sysinit.target", "basic.target",
-             "borgusb-stick.service",
-             "systemd-networkd.service", "network-online.target", *[f"borgusb-cell@{c}.service" for c in cells]]
+    units = [
+        "systemd-modules-load.service",
+        "borgusb-kernel-modules.service",
+        "usr-lib-python3.11.mount",
+        "systemd-udev-trigger.service",
+        "local-fs.target",
+        "sysinit.target",
+        "basic.target",
+        "borgusb-stick.service",
+        "systemd-networkd.service",
+        "network-online.target",
+        *[f"borgusb-cell@{c}.service" for c in cells],
+    ]
     out = []
     for unit in units:
-        props = subprocess.run(["systemctl", "show", "-P", "InactiveExitTimestampMonotonic", "-P",
-                                "ActiveEnterTimestampMonotonic", unit], capture_output=True, text=True,
-                               check=False).stdout.split()
+        props = subprocess.run(
+            ["systemctl", "show", "-P", "InactiveExitTimestampMonotonic", "-P", "ActiveEnterTimestampMonotonic", unit],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
         if len(props) == 2 and all(p.isdigit() for p in props):
             out.append(f"{unit.split('.')[0]}={int(props[0]) / 1e6:.1f}-{int(props[1]) / 1e6:.1f}")
     try:
@@ -178,8 +193,12 @@ def boot_timeline(cells: list[str]) -> str:
     except (OSError, ValueError, KeyError):
         pass
     if cells:
-        after = subprocess.run(["systemctl", "show", "-P", "After", f"borgusb-cell@{cells[0]}.service"],
-                               capture_output=True, text=True, check=False).stdout.split()
+        after = subprocess.run(
+            ["systemctl", "show", "-P", "After", f"borgusb-cell@{cells[0]}.service"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
         out.append("cells-after=" + ",".join(sorted(after)))
     return " ".join(out)
 
@@ -213,5 +232,7 @@ def conduit_selftest(timeout: float = 300.0) -> str:
         result = f"status={status} bytes={len(page)} page={path}"
     except OSError as exc:
         result = f"failed={exc.__class__.__name__}"
-    return (f"BORGUSB-SELFTEST conduit {result} was={before} now={conduit_state()}"
-            f" answered-in={time.monotonic() - started:.1f}s")
+    return (
+        f"BORGUSB-SELFTEST conduit {result} was={before} now={conduit_state()}"
+        f" answered-in={time.monotonic() - started:.1f}s"
+    )

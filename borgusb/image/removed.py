@@ -16,8 +16,9 @@ def cmd_removed() -> int:
         return 0
     say("the stick was removed: stopping the cells, wiping keys from memory, powering off")
     subprocess.run(["systemctl", "stop", "--no-block", "borgusb-conduit.socket"], check=False)  # no restart
-    subprocess.run(["systemctl", "kill", "--signal=SIGKILL", "borgusb-cell@*.service", "borgusb-conduit.service"],
-                   check=False)
+    subprocess.run(
+        ["systemctl", "kill", "--signal=SIGKILL", "borgusb-cell@*.service", "borgusb-conduit.service"], check=False
+    )
     if STICK.exists():
         for path in STICK.iterdir():
             wipe(path)

@@ -48,7 +48,9 @@ def copy_from_stick(device: Path) -> list[str]:
     STICK.mkdir(parents=True, exist_ok=True, mode=0o700)
     subprocess.run(
         ["mount", "-o", "ro,nodev,nosuid,noexec", str(device), str(MOUNTPOINT)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     copied = []
     try:

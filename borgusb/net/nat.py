@@ -71,7 +71,9 @@ def is_private(ip: str) -> bool:
         return False
 
 
-async def detect(peers: PeerClient, my_ip: str, port: int, pubkey: str, contacts: list[tuple[str, int, Pin]]) -> Placement:
+async def detect(
+    peers: PeerClient, my_ip: str, port: int, pubkey: str, contacts: list[tuple[str, int, Pin]]
+) -> Placement:
     """Decide this node's role from what its contacts report (see the module docstring)."""
     outside = [(ip, p, pin) for ip, p, pin in contacts if pin.observed and pin.observed != my_ip]
     if not outside:
@@ -80,8 +82,15 @@ async def detect(peers: PeerClient, my_ip: str, port: int, pubkey: str, contacts
     public = pin.observed
     assert public is not None
     try:
-        reply = await peers.post(ip, p, "/reach", "net.reach", {"ip": public, "port": port, "expect": pubkey},
-                                 expect_pubkey=pin.pubkey, signed_reply=True)
+        reply = await peers.post(
+            ip,
+            p,
+            "/reach",
+            "net.reach",
+            {"ip": public, "port": port, "expect": pubkey},
+            expect_pubkey=pin.pubkey,
+            signed_reply=True,
+        )
         reachable = bool(reply.get("reachable")) if isinstance(reply, dict) else False
     except PeerError:
         reachable = False

@@ -47,7 +47,7 @@ class PeerRejected(PeerError):
         self.detail = detail  # for people
 
     @classmethod
-    def from_reply(cls, status: int, body: bytes) -> "PeerRejected":
+    def from_reply(cls, status: int, body: bytes) -> PeerRejected:
         """The refusal a cell sent: ``{"error": reason, "detail": ...}`` (anything else is ``unexplained``)."""
         try:
             doc = json.loads(body)
@@ -105,7 +105,7 @@ class PeerClient:
         self._session: aiohttp.ClientSession | None = None
         self._ssl = client_context()
 
-    async def __aenter__(self) -> "PeerClient":
+    async def __aenter__(self) -> PeerClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -114,8 +114,9 @@ class PeerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=8, ssl=self._ssl, force_close=False,
-                                             local_addr=self._local_addr)
+            connector = aiohttp.TCPConnector(
+                limit=256, limit_per_host=8, ssl=self._ssl, force_close=False, local_addr=self._local_addr
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
@@ -133,11 +134,9 @@ class PeerClient:
             cert = await self._peer_certificate(ip, port)
             fingerprint = hashlib.sha256(cert).hexdigest()
             # the hello must come over a connection presenting that same certificate
-            async with self.session.get(
-                f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)
-            ) as resp:
+            async with self.session.get(f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)) as resp:
                 body = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
         if resp.status != 200:
             raise PeerUnreachable(f"{ip}:{port} gave no hello (HTTP {resp.status})")
@@ -155,7 +154,9 @@ class PeerClient:
     async def _peer_certificate(self, ip: str, port: int) -> bytes:
         """The DER certificate the peer presents (read on a short TLS connection)."""
         timeout = self.timeout.sock_connect or 1.0
-        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port, ssl=self._ssl, local_addr=self._local_addr), timeout)
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=self._ssl, local_addr=self._local_addr), timeout
+        )
         try:
             ssl_object = writer.get_extra_info("ssl_object")
             cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -190,7 +191,9 @@ class PeerClient:
             if expect_pubkey in pin.relays:
                 return pin, f"/relay/{expect_pubkey}"
         assert pin is not None
-        raise PeerUnreachable(f"{ip}:{port} answers as another node ({pin.pubkey[:12]}…) and does not relay for this one")
+        raise PeerUnreachable(
+            f"{ip}:{port} answers as another node ({pin.pubkey[:12]}…) and does not relay for this one"
+        )
 
     async def exchange(
         self,
@@ -230,7 +233,7 @@ class PeerClient:
                 self.pins.pop((ip, port), None)  # the node restarted with a new certificate
                 if attempt:
                     raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.pins.pop((ip, port), None)
                 raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
         raise PeerUnreachable(f"{ip}:{port} unreachable")  # pragma: no cover - loop always returns or raises
@@ -282,4 +285,3 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(body) > limit:
             raise PeerRejected(resp.status, "too_large", f"reply exceeds {limit} bytes")
     return bytes(body)
-

@@ -114,6 +114,7 @@ def check_record(rec: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ splitting
 
+
 def shard_bounds(size: int, ss: int) -> list[tuple[int, int]]:
     """(offset, length) of each shard of an object of `size` bytes."""
     return [(off, min(ss, size - off)) for off in range(0, size, ss)]
@@ -138,8 +139,9 @@ def split_file(f: BinaryIO, ss: int = SHARD_SIZE) -> Iterator[bytes]:
 MANIFEST_KEYS = frozenset(("id", "size", "ss", "r", "shards", "o", "t", "s"))
 
 
-def sign_manifest(key: SigningKey, object_id: str, size: int, ss: int, r: int,
-                  shards: list[str], t: int) -> dict[str, Any]:
+def sign_manifest(
+    key: SigningKey, object_id: str, size: int, ss: int, r: int, shards: list[str], t: int
+) -> dict[str, Any]:
     m = {"id": object_id, "size": size, "ss": ss, "r": r, "shards": list(shards), "t": t}
     check_manifest_shape(dict(m, o=key.public_key_hex, s="00" * 8))
     return _sign(key, "borgusb.manifest", m)

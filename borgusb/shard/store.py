@@ -133,8 +133,10 @@ class ShardStore:
         for data_path in (self.root / "shards").glob("*/*"):
             if data_path.suffix != ".rec" and data_path.name not in self.records:
                 data_path.unlink(missing_ok=True)  # bytes without a record: an interrupted write
-        for kind, table, check in (("manifests", self.manifests, model.check_manifest),
-                                   ("tombs", self.tombs, model.check_tomb)):
+        for kind, table, check in (
+            ("manifests", self.manifests, model.check_manifest),
+            ("tombs", self.tombs, model.check_tomb),
+        ):
             for path in (self.root / kind).glob("*.json"):
                 try:
                     doc = check(json.loads(path.read_bytes()))
@@ -154,8 +156,7 @@ class ShardStore:
     def hashes_of(self, object_id: str) -> list[str]:
         m = self.manifests.get(object_id)
         wanted = set(m["shards"]) if m else None
-        return [h for h, e in self.records.items()
-                if object_id in e["objs"] or (wanted is not None and h in wanted)]
+        return [h for h, e in self.records.items() if object_id in e["objs"] or (wanted is not None and h in wanted)]
 
     def _tombstoned(self, owner: str, t: int, objs: list[str]) -> bool:
         return any((tomb := self.tombs.get(o)) and tomb["o"] == owner and t <= tomb["t"] for o in objs)
@@ -194,7 +195,9 @@ class ShardStore:
             return "exists"
         if self.used_bytes + n > self.quota_bytes:
             self.counters["refused:quota"] += 1
-            raise StoreFull(f"store full: {self.used_bytes} of {self.quota_bytes} bytes used, a shard of {n} does not fit")
+            raise StoreFull(
+                f"store full: {self.used_bytes} of {self.quota_bytes} bytes used, a shard of {n} does not fit"
+            )
         path = self._shard_path(h)
         entry = {"rec": rec, "objs": objs, "crc": zlib.crc32(data)}
         self.used_bytes += n  # reserved before the write so concurrent writers cannot overshoot

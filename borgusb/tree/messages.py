@@ -9,7 +9,7 @@ field into ``Malformed`` so a hostile or buggy peer can never crash a node.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 class Malformed(Exception):
@@ -34,7 +34,7 @@ class Member:
         return self._wire
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Member":
+    def from_dict(cls, d: Any) -> Member:
         """Parse an address record (``pubkey`` or ``node_id`` key); raise Malformed."""
         if not isinstance(d, dict):
             raise Malformed("member record is not an object")
@@ -71,10 +71,11 @@ class StatusChanged:
     status: str
 
 
-Action = Union[Send, Deliver, StatusChanged]
+Action = Send | Deliver | StatusChanged
 
 
 # -- field validation ----------------------------------------------------------
+
 
 def f_int(msg: dict[str, Any], key: str, lo: int = 0, hi: int = 1 << 62) -> int:
     v = msg.get(key)

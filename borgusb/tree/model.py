@@ -78,8 +78,9 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import positions as P
 from .messages import (
@@ -126,12 +127,44 @@ class TreeNode:
     """One member's view of the PeerTree.  Every public method returns actions."""
 
     __slots__ = (
-        "me", "cfg", "rng", "status", "contacts", "tree_id", "k", "pos", "size", "ver",
-        "parent", "children", "root", "last_seen", "vacant_since", "reported", "next_hb",
-        "table", "where", "queue", "queued", "last_batch", "repl_ops", "repl_holders",
-        "candidates", "attempts", "join_deadline", "need_sync", "sync_until", "next_probe", "replica_log",
-        "repl_seq", "sub_ver",
-        "seen", "bcast_seq", "counters", "_acts", "_now",
+        "me",
+        "cfg",
+        "rng",
+        "status",
+        "contacts",
+        "tree_id",
+        "k",
+        "pos",
+        "size",
+        "ver",
+        "parent",
+        "children",
+        "root",
+        "last_seen",
+        "vacant_since",
+        "reported",
+        "next_hb",
+        "table",
+        "where",
+        "queue",
+        "queued",
+        "last_batch",
+        "repl_ops",
+        "repl_holders",
+        "candidates",
+        "attempts",
+        "join_deadline",
+        "need_sync",
+        "sync_until",
+        "next_probe",
+        "replica_log",
+        "repl_seq",
+        "sub_ver",
+        "seen",
+        "bcast_seq",
+        "counters",
+        "_acts",
+        "_now",
     )
 
     MAX_CONTACTS = 256
@@ -197,8 +230,7 @@ class TreeNode:
         """The transport could not reach ``peer``; only speeds up join retries (failures need confirming)."""
         self._begin(now_ms)
         self._count("unreachable")
-        if (self.status == "joining" and self.attempts
-                and self.candidates[self.attempts - 1].node_id == peer.node_id):
+        if self.status == "joining" and self.attempts and self.candidates[self.attempts - 1].node_id == peer.node_id:
             self._try_next_candidate()
         return self._end()
 
@@ -210,8 +242,10 @@ class TreeNode:
         if self.status == "root":
             self._flood(bid, payload)
         elif self.status == "online" and self.root is not None:
-            self._send(self.root, {"t": "tree.bcast", "tree": self.tree_id, "id": bid,
-                                   "payload": payload, "hops": 0, "up": True})
+            self._send(
+                self.root,
+                {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload, "hops": 0, "up": True},
+            )
         else:
             self._count("bcast_dropped")
         return self._end()
@@ -371,8 +405,7 @@ class TreeNode:
             if joiner.node_id not in self.queued and joiner.node_id != self.me.node_id:
                 self.queued.add(joiner.node_id)
                 self.queue.append(joiner)
-        elif self.status == "online" and self.root is not None and hops < 4 \
-                and self.root.node_id != sender.node_id:
+        elif self.status == "online" and self.root is not None and hops < 4 and self.root.node_id != sender.node_id:
             self._count("joins_forwarded")
             self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": hops + 1})
         else:
@@ -390,7 +423,8 @@ class TreeNode:
         if pos > size or P.parent(pos, k) is None:
             raise Malformed("assign: bad position")
         ok = self.status == "joining" or (
-            self.status == "online" and tid == self.tree_id and (ver >= self.ver or self.need_sync))
+            self.status == "online" and tid == self.tree_id and (ver >= self.ver or self.need_sync)
+        )
         if not ok:
             self._count("ignored_stale_assign")
             return
@@ -414,14 +448,28 @@ class TreeNode:
         t = self.table
         assert t is not None
         n = len(t)
-        return {"t": "tree.assign", "tree": self.tree_id, "k": self.k, "pos": q, "size": n,
-                "ver": self.ver, "root": t[1].to_dict(), "parent": t[(q - 2) // self.k + 1].to_dict(),
-                "children": slots({c: t[c] for c in P.children(q, self.k, n)})}
+        return {
+            "t": "tree.assign",
+            "tree": self.tree_id,
+            "k": self.k,
+            "pos": q,
+            "size": n,
+            "ver": self.ver,
+            "root": t[1].to_dict(),
+            "parent": t[(q - 2) // self.k + 1].to_dict(),
+            "children": slots({c: t[c] for c in P.children(q, self.k, n)}),
+        }
 
     def _children_msg(self, d: dict[int, Member | None]) -> dict[str, Any]:
         assert self.table is not None
-        return {"t": "tree.children", "tree": self.tree_id, "size": len(self.table), "ver": self.ver,
-                "root": self.table[1].to_dict(), "set": slots(d)}
+        return {
+            "t": "tree.children",
+            "tree": self.tree_id,
+            "size": len(self.table),
+            "ver": self.ver,
+            "root": self.table[1].to_dict(),
+            "set": slots(d),
+        }
 
     def _assign_batch(self) -> None:
         """Give every queued joiner the next slot; one message per joiner and per parent."""
@@ -485,13 +533,32 @@ class TreeNode:
         if po != p:
             touched.setdefault(po, {})[n + 1] = None
         if p == 1:
-            self._send(mover, {"t": "tree.promote", "tree": self.tree_id, "k": k, "size": n,
-                               "ver": self.ver, "table": slots(dict(t))})
+            self._send(
+                mover,
+                {
+                    "t": "tree.promote",
+                    "tree": self.tree_id,
+                    "k": k,
+                    "size": n,
+                    "ver": self.ver,
+                    "table": slots(dict(t)),
+                },
+            )
         else:
             self._send(mover, self._assign_msg(p))
         for c in P.children(p, k, n):
-            self._send(t[c], {"t": "tree.parent", "tree": self.tree_id, "pos": c, "parent": mover.to_dict(),
-                              "size": n, "ver": self.ver, "root": t[1].to_dict()})
+            self._send(
+                t[c],
+                {
+                    "t": "tree.parent",
+                    "tree": self.tree_id,
+                    "pos": c,
+                    "parent": mover.to_dict(),
+                    "size": n,
+                    "ver": self.ver,
+                    "root": t[1].to_dict(),
+                },
+            )
         for q, d in touched.items():
             self._send(t[q], self._children_msg(d))
         return mover
@@ -547,11 +614,31 @@ class TreeNode:
             if m.node_id not in self.repl_holders:
                 if full_ops is None:
                     full_ops = slots(dict(t))
-                self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "seq": self.repl_seq, "full": True, "ops": full_ops})
+                self._send(
+                    m,
+                    {
+                        "t": "tree.replica",
+                        "tree": self.tree_id,
+                        "ver": self.ver,
+                        "size": len(t),
+                        "seq": self.repl_seq,
+                        "full": True,
+                        "ops": full_ops,
+                    },
+                )
             elif delta_ops is not None:
-                self._send(m, {"t": "tree.replica", "tree": self.tree_id, "ver": self.ver, "size": len(t),
-                               "seq": self.repl_seq, "full": False, "ops": delta_ops})
+                self._send(
+                    m,
+                    {
+                        "t": "tree.replica",
+                        "tree": self.tree_id,
+                        "ver": self.ver,
+                        "size": len(t),
+                        "seq": self.repl_seq,
+                        "full": False,
+                        "ops": delta_ops,
+                    },
+                )
         self.repl_holders = holders
         self.repl_ops = {}
 
@@ -563,8 +650,12 @@ class TreeNode:
         seq = f_int(msg, "seq")
         if not isinstance(full, bool) or not isinstance(ops, list):
             raise Malformed("replica")
-        if self.parent is None or sender.node_id != self.parent.node_id or self.pos is None \
-                or not P.is_root_child(self.pos, self.k):
+        if (
+            self.parent is None
+            or sender.node_id != self.parent.node_id
+            or self.pos is None
+            or not P.is_root_child(self.pos, self.k)
+        ):
             self._count("ignored_replica")
             return
         # Kept raw and parsed only when needed (takeover, or every 64 deltas): a root
@@ -634,8 +725,12 @@ class TreeNode:
             # our subtree's highest version travels up: a root that hears of a version above its
             # own (members that lived through a takeover on the other side of a split) jumps past
             # it, or those members would ignore every later fact as older than what they know
-            hb: dict[str, Any] = {"t": "tree.hb", "tree": self.tree_id, "pos": self.pos,
-                                  "ver": max(self.ver, self.sub_ver)}
+            hb: dict[str, Any] = {
+                "t": "tree.hb",
+                "tree": self.tree_id,
+                "pos": self.pos,
+                "ver": max(self.ver, self.sub_ver),
+            }
             if self.replica_log is None and P.is_root_child(self.pos, self.k):
                 hb["need_replica"] = True
             self._send(self.parent, hb)
@@ -699,8 +794,7 @@ class TreeNode:
         tid = f_str(msg, "tree")
         q = f_int(msg, "pos", 2)
         m = self.children.get(q)
-        if self.status not in ("online", "root") or tid != self.tree_id \
-                or m is None or m.node_id != sender.node_id:
+        if self.status not in ("online", "root") or tid != self.tree_id or m is None or m.node_id != sender.node_id:
             self._count("rejected_position")
             self._send(sender, {"t": "tree.reject", "tree": tid, "pos": q})
             return
@@ -714,8 +808,17 @@ class TreeNode:
         if msg.get("need_replica") is True and self.status == "root":
             self.repl_holders.discard(sender.node_id)
         assert self.root is not None
-        self._send(sender, {"t": "tree.hb_ack", "tree": self.tree_id, "pos": self.pos, "size": self.size,
-                            "ver": self.ver, "root": self.root.to_dict()})
+        self._send(
+            sender,
+            {
+                "t": "tree.hb_ack",
+                "tree": self.tree_id,
+                "pos": self.pos,
+                "size": self.size,
+                "ver": self.ver,
+                "root": self.root.to_dict(),
+            },
+        )
 
     def _on_hb_ack(self, sender: Member, msg: dict[str, Any]) -> None:
         if not self._same_tree(msg):
@@ -793,8 +896,10 @@ class TreeNode:
             self.counters["bcast_max_hops"] = hops
         self._acts.append(Deliver(payload))
         for m in self.children.values():
-            self._send(m, {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload,
-                           "hops": hops + 1, "up": False})
+            self._send(
+                m,
+                {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload, "hops": hops + 1, "up": False},
+            )
 
     def _on_bcast(self, sender: Member, msg: dict[str, Any]) -> None:
         if not self._same_tree(msg):
@@ -824,8 +929,7 @@ class TreeNode:
         if not pool:
             return
         for c in self.rng.sample(pool, min(self.cfg.probe_fanout, len(pool))):
-            self._send(c, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size,
-                           "root": self.me.to_dict()})
+            self._send(c, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size, "root": self.me.to_dict()})
 
     def _member_probe(self) -> None:
         """Members look around too, more slowly than the root, and report other trees to it.
@@ -840,8 +944,15 @@ class TreeNode:
         pool = [c for c in self.contacts.values() if c.node_id not in (self.me.node_id, root_id)]
         if pool:
             c = self.rng.choice(pool)
-            self._send(c, {"t": "tree.whoroot", "tree": self.tree_id, "size": self.size, "root": self.root.to_dict()
-                           if self.root else self.me.to_dict()})
+            self._send(
+                c,
+                {
+                    "t": "tree.whoroot",
+                    "tree": self.tree_id,
+                    "size": self.size,
+                    "root": self.root.to_dict() if self.root else self.me.to_dict(),
+                },
+            )
 
     def _on_contact(self, sender: Member, msg: dict[str, Any]) -> None:
         """A member found another tree: the root asks that tree's root and merges by the usual rule."""
@@ -856,9 +967,15 @@ class TreeNode:
 
     def _on_whoroot(self, sender: Member, msg: dict[str, Any]) -> None:
         in_tree = self.status in ("online", "root") and self.root is not None
-        self._send(sender, {"t": "tree.whoroot_reply", "tree": self.tree_id if in_tree else None,
-                            "size": self.size if in_tree else 0,
-                            "root": self.root.to_dict() if in_tree and self.root else None})
+        self._send(
+            sender,
+            {
+                "t": "tree.whoroot_reply",
+                "tree": self.tree_id if in_tree else None,
+                "size": self.size if in_tree else 0,
+                "root": self.root.to_dict() if in_tree and self.root else None,
+            },
+        )
 
     def _key(self) -> tuple[int, str, str]:
         return (self.size, self.tree_id or "", self.me.node_id)
@@ -878,8 +995,7 @@ class TreeNode:
             self._resign(root)
         else:
             self._count("merge_requested")
-            self._send(root, {"t": "tree.merge", "tree": self.tree_id, "size": self.size,
-                              "root": self.me.to_dict()})
+            self._send(root, {"t": "tree.merge", "tree": self.tree_id, "size": self.size, "root": self.me.to_dict()})
 
     def _on_merge(self, sender: Member, msg: dict[str, Any]) -> None:
         tid = f_str(msg, "tree")

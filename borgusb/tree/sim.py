@@ -32,7 +32,8 @@ import random
 import sys
 import time
 from collections import Counter, deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import positions as P
 from .messages import Action, Deliver, Member, Send
@@ -282,14 +283,16 @@ def _run_sim(nodes: int, children: int, fail_rate: float, storm: int, seed: int)
         repair = bus.protocol_msgs() - before
         bus.track_deliveries = True
         ok_b, hops_b = bus.broadcast_check(bus.roots()[0]) if ok_rep else (False, -1)
-        out.update({
-            "failed": len(victims),
-            "repair_sim_ms": bus.now,
-            "msgs_per_repair": round(repair / len(victims), 3),
-            "consistent_after_repair": ok_rep,
-            "size_after_repair": len(bus.alive),
-            "broadcast_ok_after_repair": ok_b,
-        })
+        out.update(
+            {
+                "failed": len(victims),
+                "repair_sim_ms": bus.now,
+                "msgs_per_repair": round(repair / len(victims), 3),
+                "consistent_after_repair": ok_rep,
+                "size_after_repair": len(bus.alive),
+                "broadcast_ok_after_repair": ok_b,
+            }
+        )
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
@@ -299,13 +302,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="borgusb sim",
         description="Simulate a PeerTree in memory with the real protocol objects: build a tree, "
-                    "broadcast, measure join storms and failure repair.")
+        "broadcast, measure join storms and failure repair.",
+    )
     ap.add_argument("--nodes", type=int, default=1000, help="members in the tree (default 1000)")
     ap.add_argument("--children", type=int, default=10, help="fan-out k, the cell's maxChildren (default 10)")
-    ap.add_argument("--fail", type=float, default=0.0, metavar="RATE",
-                    help="fraction of members to crash after building, then measure repair (default 0)")
-    ap.add_argument("--storm", type=int, default=0, metavar="J",
-                    help="also measure J simultaneous joiners (default 0: single join only)")
+    ap.add_argument(
+        "--fail",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fraction of members to crash after building, then measure repair (default 0)",
+    )
+    ap.add_argument(
+        "--storm",
+        type=int,
+        default=0,
+        metavar="J",
+        help="also measure J simultaneous joiners (default 0: single join only)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed; runs are deterministic (default 0)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     a = ap.parse_args(argv)

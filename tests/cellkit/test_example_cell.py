@@ -27,8 +27,10 @@ from borgusb.net.peer import PeerClient, PeerRejected
 from .conftest import pythonpath
 
 BORGUSB = [sys.executable, "-c", "import sys; from borgusb.cli import main; sys.exit(main())"]
-WORDS = ("legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
-         "legal winner thank year wave sausage worth title")
+WORDS = (
+    "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
+    "legal winner thank year wave sausage worth title"
+)
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -54,8 +56,13 @@ async def test_runs_as_a_process_and_answers_its_typed_client(example_site: Path
     from borgusb_example_echo.cell import EchoClient  # type: ignore[import-not-found]
 
     ip = "127.0.0.61"
-    proc = subprocess.Popen([*BORGUSB, "cell", "run", "exampleEchoCell", "--ip", ip, "--greeting", "hi"],
-                            env=pythonpath(example_site), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*BORGUSB, "cell", "run", "exampleEchoCell", "--ip", ip, "--greeting", "hi"],
+        env=pythonpath(example_site),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     clock = SystemClock()
     peers = PeerClient(SigningKey.generate(), clock, Verifier(clock), timeout_s=5)
     try:

@@ -36,8 +36,7 @@ def udevd():
     if not _udevd_running():
         if not os.path.exists(UDEVD):
             pytest.fail("udev is not installed: run ./build.sh test (it installs udev matching libudev1)")
-        proc = subprocess.Popen([UDEVD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen([UDEVD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(0.5)
         assert proc.poll() is None, "systemd-udevd did not start"
     yield
@@ -55,12 +54,20 @@ class WatcherProc:
 
     def __init__(self, port: int, *extra: str, cells: str | None = "peerTreeNet,serviceMgrCell") -> None:
         exe = ROOT / ".venv" / "bin" / "borgusb"
-        cmd = [str(exe if exe.exists() else shutil.which("borgusb")), "hosted", "--node-ip", NODE_IP,
-               "--port", str(port), *extra]
+        cmd = [
+            str(exe if exe.exists() else shutil.which("borgusb")),
+            "hosted",
+            "--node-ip",
+            NODE_IP,
+            "--port",
+            str(port),
+            *extra,
+        ]
         if cells:
             cmd += ["--cells", cells]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         self.lines: list[str] = []
         self.cond = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -75,7 +82,7 @@ class WatcherProc:
 
     def text(self) -> str:
         with self.cond:
-            return "\n".join(l for _, l in self.lines)
+            return "\n".join(line for _, line in self.lines)
 
     def wait_for(self, pattern: str, timeout: float, after: float = 0.0) -> re.Match[str]:
         rx = re.compile(pattern)
@@ -95,8 +102,9 @@ class WatcherProc:
         found: set[int] = set()
         parents = [self.proc.pid]
         while parents:
-            out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True,
-                                 text=True).stdout.split()
+            out = subprocess.run(
+                ["pgrep", "-P", ",".join(map(str, parents))], capture_output=True, text=True
+            ).stdout.split()
             parents = [int(p) for p in out if int(p) not in found and int(p) != self.proc.pid]
             found.update(parents)
         return sorted(found)

@@ -43,8 +43,9 @@ def inputs_key() -> str:
     """What the testhost image is made of: git HEAD's BorgUSB (the wheel) and the image configuration as on disk."""
     h = hashlib.sha256()
     for spec in ("HEAD:borgusb", "HEAD:pyproject.toml"):
-        h.update(subprocess.run(["git", "-C", str(ROOT), "rev-parse", spec], capture_output=True,
-                                text=True).stdout.encode())
+        h.update(
+            subprocess.run(["git", "-C", str(ROOT), "rev-parse", spec], capture_output=True, text=True).stdout.encode()
+        )
     for top in ("mkosi.conf", "image", "overlay"):
         p = ROOT / top
         for f in sorted([p] if p.is_file() else [x for x in p.rglob("*") if not x.is_dir()]):
@@ -62,8 +63,12 @@ def build_testhost(log: Path) -> dict:
         if all(Path(info[k]).exists() for k in ("vmlinuz", "initrd")):
             return {**info, "cached": True}
     with open(log, "w") as fh:
-        proc = subprocess.run([_python(), str(ROOT / "image" / "build_image.py"), "--profile", NAME,
-                               "--parts-only", NAME], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.run(
+            [_python(), str(ROOT / "image" / "build_image.py"), "--profile", NAME, "--parts-only", NAME],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     if proc.returncode != 0:
         raise RuntimeError("the testhost image build failed:\n" + log.read_text()[-6000:])
     STAMP.write_text(key)
@@ -77,8 +82,9 @@ def stick_image(log: Path) -> Path:
         if img.exists():
             return img
     with open(log, "w") as fh:
-        proc = subprocess.run([_python(), str(ROOT / "image" / "build_image.py")], stdout=fh,
-                              stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.run(
+            [_python(), str(ROOT / "image" / "build_image.py")], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     if proc.returncode != 0:
         raise RuntimeError("the stick image build failed:\n" + log.read_text()[-6000:])
     return Path(json.loads(STICK_INFO.read_text())["image"])
@@ -99,26 +105,49 @@ def guest_cmdline(info: dict) -> str:
 
 
 class HostPC:
-    def __init__(self, info: dict, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2,
-                 accel: str | None = None) -> None:
+    def __init__(
+        self, info: dict, workdir: Path, *, memory_mib: int = 2048, cpus: int = 2, accel: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.console = workdir / "console.log"
         self.qmp_path = workdir / "qmp.sock"
         self.accel = accel or detect_accel()
         self.cmd = [
-            "qemu-system-x86_64", "-accel", self.accel, "-machine", "q35", "-cpu", "max",
-            "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none", "-no-reboot",
-            "-serial", f"file:{self.console}",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            "-device", "qemu-xhci,id=xhci",
-            "-device", "virtio-rng-pci",
-            "-nic", "none",
-            "-kernel", info["vmlinuz"], "-initrd", info["initrd"], "-append", guest_cmdline(info),
+            "qemu-system-x86_64",
+            "-accel",
+            self.accel,
+            "-machine",
+            "q35",
+            "-cpu",
+            "max",
+            "-smp",
+            str(cpus),
+            "-m",
+            str(memory_mib),
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.console}",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+            "-device",
+            "qemu-xhci,id=xhci",
+            "-device",
+            "virtio-rng-pci",
+            "-nic",
+            "none",
+            "-kernel",
+            info["vmlinuz"],
+            "-initrd",
+            info["initrd"],
+            "-append",
+            guest_cmdline(info),
         ]
         self.stderr = open(workdir / "qemu.stderr", "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.stderr,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
         self.plugged: set[str] = set()
 
     def text(self) -> str:
@@ -141,7 +170,8 @@ class HostPC:
             f"console never showed {pattern!r} within {timeout:.0f}s (qemu "
             f"{'exited' if self.proc.poll() is not None else 'running'}, accel {self.accel}, "
             f"{time.monotonic() - self.started:.0f}s after start)\n--- console tail ---\n{self.text()[-6000:]}\n"
-            f"--- qemu stderr ---\n{(self.workdir / 'qemu.stderr').read_text(errors='replace')[-2000:]}")
+            f"--- qemu stderr ---\n{(self.workdir / 'qemu.stderr').read_text(errors='replace')[-2000:]}"
+        )
 
     def qmp(self, command: str, **arguments) -> dict:
         with socket.socket(socket.AF_UNIX) as s:
@@ -163,11 +193,12 @@ class HostPC:
                     return reply
 
     def plug(self, image: Path, dev_id: str = "stick") -> None:
-        r = self.qmp("blockdev-add", **{"node-name": f"{dev_id}-blk", "driver": "raw",
-                                         "file": {"driver": "file", "filename": str(image)}})
+        r = self.qmp(
+            "blockdev-add",
+            **{"node-name": f"{dev_id}-blk", "driver": "raw", "file": {"driver": "file", "filename": str(image)}},
+        )
         assert "error" not in r, r
-        r = self.qmp("device_add", driver="usb-storage", bus="xhci.0", drive=f"{dev_id}-blk", id=dev_id,
-                     removable=True)
+        r = self.qmp("device_add", driver="usb-storage", bus="xhci.0", drive=f"{dev_id}-blk", id=dev_id, removable=True)
         assert "error" not in r, r
         self.plugged.add(dev_id)
 

@@ -16,18 +16,30 @@ DATA_START = 2048 + 8 * 2048
 DATA_SECTORS = 48 * 2048
 
 
-def make_stick(path: Path, *, marker: bool | bytes = True, keystore: bytes | None = None, label: str = LABEL,
-               files: dict[str, bytes] | None = None) -> Path:
+def make_stick(
+    path: Path,
+    *,
+    marker: bool | bytes = True,
+    keystore: bytes | None = None,
+    label: str = LABEL,
+    files: dict[str, bytes] | None = None,
+) -> Path:
     """A 64 MiB GPT image: a small ESP and a FAT32 data partition labelled `label`."""
     with open(path, "wb") as fh:
         fh.truncate((DATA_START + DATA_SECTORS + 2048) * SECTOR)
-    layout = (f"label: gpt\nunit: sectors\nfirst-lba: 2048\n"
-              f"start=2048, size={8 * 2048}, type={ESP_TYPE}, name=\"ESP\"\n"
-              f"start={DATA_START}, size={DATA_SECTORS}, type={DATA_TYPE}, name=\"{label}\"\n")
-    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)], input=layout, text=True,
-                   check=True)
-    subprocess.run(["mkfs.vfat", "-F", "32", "-s", "1", "-n", label, f"--offset={DATA_START}", str(path),
-                    str(DATA_SECTORS // 2)], check=True, capture_output=True)
+    layout = (
+        f"label: gpt\nunit: sectors\nfirst-lba: 2048\n"
+        f'start=2048, size={8 * 2048}, type={ESP_TYPE}, name="ESP"\n'
+        f'start={DATA_START}, size={DATA_SECTORS}, type={DATA_TYPE}, name="{label}"\n'
+    )
+    subprocess.run(
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)], input=layout, text=True, check=True
+    )
+    subprocess.run(
+        ["mkfs.vfat", "-F", "32", "-s", "1", "-n", label, f"--offset={DATA_START}", str(path), str(DATA_SECTORS // 2)],
+        check=True,
+        capture_output=True,
+    )
     content: dict[str, bytes] = dict(files or {})
     if marker is True:
         content[MARKER] = Marker().to_bytes()
@@ -48,21 +60,30 @@ def put(path: Path, name: str, data: bytes) -> None:
     src = path.parent / f".put-{os.getpid()}-{name.strip('.')}"
     src.write_bytes(data)
     try:
-        subprocess.run(["mcopy", "-o", "-i", _mt(path), str(src), f"::/{name}"], check=True,
-                       env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, capture_output=True)
+        subprocess.run(
+            ["mcopy", "-o", "-i", _mt(path), str(src), f"::/{name}"],
+            check=True,
+            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+            capture_output=True,
+        )
     finally:
         src.unlink()
 
 
 def get(path: Path, name: str) -> bytes | None:
-    out = subprocess.run(["mtype", "-i", _mt(path), f"::/{name}"], capture_output=True,
-                         env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    out = subprocess.run(
+        ["mtype", "-i", _mt(path), f"::/{name}"], capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    )
     return out.stdout if out.returncode == 0 else None
 
 
 def listing(path: Path) -> list[str]:
-    out = subprocess.run(["mdir", "-b", "-a", "-i", _mt(path), "::/"], capture_output=True, text=True,
-                         env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    out = subprocess.run(
+        ["mdir", "-b", "-a", "-i", _mt(path), "::/"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )
     return sorted(line.strip().removeprefix("::/") for line in out.stdout.splitlines() if line.strip())
 
 
@@ -71,8 +92,9 @@ class Loop:
 
     def __init__(self, image: Path) -> None:
         self.image = image
-        self.dev = subprocess.run(["losetup", "-f", "--show", "-P", str(image)], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+        self.dev = subprocess.run(
+            ["losetup", "-f", "--show", "-P", str(image)], capture_output=True, text=True, check=True
+        ).stdout.strip()
         self.attached_at = time.monotonic()
         subprocess.run(["partx", "-a", self.dev], capture_output=True)  # "already exists" is fine
         self.data = f"{self.dev}p2"

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hosted import answers, free_port, http_get, wallet_keystore
 
 from borgusb.stick import MARKER, Marker
-from test_hosted import answers, free_port, http_get, wallet_keystore
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb")) / "image" / "wheels"
@@ -23,7 +23,10 @@ WHEELS = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"
 @pytest.fixture(scope="module")
 def host_python() -> str:
     for cand in ("/usr/bin/python3", shutil.which("python3")):
-        if cand and subprocess.run([cand, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 11))"]).returncode == 0:
+        if (
+            cand
+            and subprocess.run([cand, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 11))"]).returncode == 0
+        ):
             return cand
     pytest.skip("no python3.11 on this host for the cp311 bundle")
 
@@ -51,14 +54,19 @@ def test_launcher_on_the_stick_runs_with_the_hosts_python(tmp_path, host_python,
         f.chmod(f.stat().st_mode & ~0o222)
     port = free_port()
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHON": host_python, "LANG": "C.UTF-8"}
-    proc = subprocess.Popen(["sh", str(stick / "borgusb-hosted"), "--port", str(port), "--node-ip", "127.66.0.1",
-                             "--cells", "peerTreeNet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["sh", str(stick / "borgusb-hosted"), "--port", str(port), "--node-ip", "127.66.0.1", "--cells", "peerTreeNet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     try:
         deadline = time.monotonic() + 60
-        while not any("BORGUSB-HOSTED-READY" in l for l in lines):
+        while not any("BORGUSB-HOSTED-READY" in line for line in lines):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
         assert address in http_get(port, "/unlock")[1]

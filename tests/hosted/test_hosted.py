@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import time
 import urllib.error
@@ -12,9 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from stick import get, listing, make_stick
 from snapshot import diff, snapshot
+from stick import listing, make_stick
 
 from borgusb import keystore
 from borgusb.identity import Wallet
@@ -127,8 +125,9 @@ def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, 
     m_a = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}", 60)
     t = time.monotonic()
     loop_b = loops(b)
-    m_b = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_b.data} url=http://127.0.0.1:(\d+)/ identity={addr_b}",
-                     60, after=t)
+    m_b = w.wait_for(
+        rf"BORGUSB-HOSTED-READY device={loop_b.data} url=http://127.0.0.1:(\d+)/ identity={addr_b}", 60, after=t
+    )
     port_a, port_b = int(m_a.group(1)), int(m_b.group(1))
     assert port_a != port_b
     assert addr_a in http_get(port_a, "/unlock")[1] and addr_b in http_get(port_b, "/unlock")[1]
@@ -142,8 +141,9 @@ def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, 
 
     t = time.monotonic()
     loop_a2 = loops(a)  # the same stick again
-    m = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a2.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}",
-                   60, after=t)
+    m = w.wait_for(
+        rf"BORGUSB-HOSTED-READY device={loop_a2.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}", 60, after=t
+    )
     assert answers(int(m.group(1)))
     for loop in (loop_a2, loop_b):
         loop.detach()
@@ -208,4 +208,6 @@ def test_no_trace_on_the_host(tmp_path_factory, watcher_factory, loops):
     s2 = snapshot(ignore)
     changes = {p: c for p, c in diff(s1, s2).items() if p not in ambient}
     print(f"\nsnapshot: {len(s2)} paths; ambient changes ignored: {sorted(ambient)[:20]}")
-    assert changes == {}, "hosted mode left traces on the host:\n" + "\n".join(f"{c} {p}" for p, c in sorted(changes.items()))
+    assert changes == {}, "hosted mode left traces on the host:\n" + "\n".join(
+        f"{c} {p}" for p, c in sorted(changes.items())
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
@@ -38,8 +36,9 @@ def test_pulled_during_wallet_write(tmp_path):
     ram = tmp_path / "keystore.json"
 
     def gone(data: bytes) -> None:
-        raise StickWriteError("the wallet could not be written to the stick (No such device): was it pulled out? "
-                              "Nothing was lost")
+        raise StickWriteError(
+            "the wallet could not be written to the stick (No such device): was it pulled out? Nothing was lost"
+        )
 
     state = HostedState(ram, gone, kdf=FAST)
     with pytest.raises(StickWriteError, match="pulled out.*Nothing was lost"):
@@ -57,15 +56,28 @@ def test_writer_turns_os_errors_into_the_message(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
 def test_mtools_write_is_atomic_on_a_real_partition(tmp_path):
     """Write through the block device (no mount), then interrupt between the two steps: the old one stays."""
-    from stick import get, listing, make_stick
+    from stick import make_stick
 
     w1, w2 = Wallet.create(), Wallet.create()
     keystore.save_wallet(tmp_path / "k1", w1, "passphrase one", FAST)
     keystore.save_wallet(tmp_path / "k2", w2, "passphrase two", FAST)
     old, new = (tmp_path / "k1").read_bytes(), (tmp_path / "k2").read_bytes()
     image = make_stick(tmp_path / "s.img", keystore=old)
-    dev = subprocess.run(["losetup", "-f", "--show", "-o", str((2048 + 8 * 2048) * 512), "--sizelimit",
-                          str(48 * 2048 * 512), str(image)], capture_output=True, text=True, check=True).stdout.strip()
+    dev = subprocess.run(
+        [
+            "losetup",
+            "-f",
+            "--show",
+            "-o",
+            str((2048 + 8 * 2048) * 512),
+            "--sizelimit",
+            str(48 * 2048 * 512),
+            str(image),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         fs = StickFS(dev, "vfat", tmp_path / "mnt", tmp_path)
         fs.backend = "mtools"

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from qemu_host import HostPC, build_testhost, stick_image
 
 from borgusb import keystore
@@ -47,8 +46,12 @@ def put_keystore(image: Path, tmp: Path) -> str:
     keystore.save_wallet(ks, wallet, "correct horse battery", FAST)
     address = wallet.public.doge_address
     wallet.close()
-    subprocess.run(["mcopy", "-o", "-i", f"{image}@@{data_offset(image)}", str(ks), "::/keystore.json"],
-                   check=True, capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    subprocess.run(
+        ["mcopy", "-o", "-i", f"{image}@@{data_offset(image)}", str(ks), "::/keystore.json"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )
     ks.unlink()
     return address
 
@@ -84,13 +87,13 @@ def test_hotplug_in_qemu_host_pc(testhost, tmp_path):
         assert "watcher_ns_stick_mounts=0 host_stick_mounts=0" in line, line  # read, then unmounted at once
         assert re.search(r"ram_sessions=\S*\bs1\b", line), line  # the session's RAM directory in the private tmpfs
         text = vm.text()
-        ready = re.search(r"BORGUSB-HOSTED-READY device=(/dev/sd\w+) url=http://127\.0\.0\.1:8088/ identity=(\S+)",
-                          text)
+        ready = re.search(
+            r"BORGUSB-HOSTED-READY device=(/dev/sd\w+) url=http://127\.0\.0\.1:8088/ identity=(\S+)", text
+        )
         assert ready, text[-4000:]
         assert ready.group(2) == address
         # The private read-only mount ran for real (the guest kernel has vfat), not the mtools fallback.
-        assert re.search(r"marker and keystore read into RAM \(kernel read, nothing left mounted\)", text), \
-            text[-4000:]
+        assert re.search(r"marker and keystore read into RAM \(kernel read, nothing left mounted\)", text), text[-4000:]
         insert_s = time.monotonic() - vm.started - boot_s
 
         vm.unplug()
@@ -103,13 +106,17 @@ def test_hotplug_in_qemu_host_pc(testhost, tmp_path):
         text = vm.text()
         # the udev "remove" event ('stick removed') or, if the watcher's periodic check sees the device
         # node gone first, that check ('stick gone'): either way the session ends at once
-        watcher_gone = re.search(r"BORGUSB-HOSTED-GONE device=\S+ reason='stick (?:removed|gone)' stopped_ms=(\d+)", text)
+        watcher_gone = re.search(
+            r"BORGUSB-HOSTED-GONE device=\S+ reason='stick (?:removed|gone)' stopped_ms=(\d+)", text
+        )
         assert watcher_gone, text[-4000:]
         assert "BORGUSB-HOSTED-EXIT" in text
-        print(f"\nQEMU host PC ({vm.accel}): boot {boot_s:.0f}s, insert->conduit {insert_s:.0f}s; removal->conduit "
-              f"gone {after_event_ms} ms after the udev event, {after_kernel_ms} ms after the kernel's "
-              f"'USB disconnect' (watcher: stopped_ms={watcher_gone.group(1)}); test {time.monotonic() - t0:.0f}s"
-              f" (image {'cached' if testhost.get('cached') else 'built'})")
+        print(
+            f"\nQEMU host PC ({vm.accel}): boot {boot_s:.0f}s, insert->conduit {insert_s:.0f}s; removal->conduit "
+            f"gone {after_event_ms} ms after the udev event, {after_kernel_ms} ms after the kernel's "
+            f"'USB disconnect' (watcher: stopped_ms={watcher_gone.group(1)}); test {time.monotonic() - t0:.0f}s"
+            f" (image {'cached' if testhost.get('cached') else 'built'})"
+        )
         assert after_event_ms < 2000, gone.group(0)
         assert after_kernel_ms < 2000, gone.group(0)
     finally:

@@ -29,8 +29,12 @@ def stick_image(tmp_path_factory) -> Path:
     log = tmp_path_factory.mktemp("image-build") / "build.log"
     python = ROOT / ".venv" / "bin" / "python"
     with open(log, "w") as fh:
-        proc = subprocess.run([str(python if python.exists() else sys.executable), str(ROOT / "image" / "build_image.py")],
-                              stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.run(
+            [str(python if python.exists() else sys.executable), str(ROOT / "image" / "build_image.py")],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     if proc.returncode != 0:
         pytest.fail("the image build failed:\n" + log.read_text()[-6000:])
     info = json.loads(BUILD_INFO.read_text())

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import vm as V
+
 from borgusb.stick import MARKER, Marker, Network
 
 pytestmark = pytest.mark.slow
@@ -36,8 +36,9 @@ def _status(ns: V.NetNS, ip: str, port: int) -> dict | None:
         f"try: print(urllib.request.urlopen('http://{ip}:{port}/status', timeout=3).read().decode())\n"
         "except OSError: print('null')\n"
     )
-    out = subprocess.run([*ns.prefix(), str(ROOT / ".venv/bin/python"), "-c", code],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [*ns.prefix(), str(ROOT / ".venv/bin/python"), "-c", code], capture_output=True, text=True, timeout=30
+    )
     try:
         return json.loads(out.stdout or "null")
     except ValueError:
@@ -71,8 +72,10 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         machine = V.VM(stick, tmp_path, internal_disk=internal, netns=ns)
         m = machine.wait_for(READY, BOOT_TIMEOUT)
         ready, wanted, t_guest, ip, identity = int(m[1]), int(m[2]), float(m[3]), m[4], m[5]
-        print(f"\nnode ready {machine.elapsed():.1f}s after QEMU started (guest uptime {t_guest}s, "
-              f"accel {machine.accel}): cells {ready}/{wanted}, RAM in use {m[6]} MiB")
+        print(
+            f"\nnode ready {machine.elapsed():.1f}s after QEMU started (guest uptime {t_guest}s, "
+            f"accel {machine.accel}): cells {ready}/{wanted}, RAM in use {m[6]} MiB"
+        )
         assert wanted >= 1 and ready == wanted, machine.text()[-3000:]
         assert ip == ns.GUEST_IP
         assert identity == "none"
@@ -93,9 +96,22 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         data = tmp_path / "host-node"
         data.mkdir()
         host_node = subprocess.Popen(
-            [*ns.prefix(), str(ROOT / ".venv/bin/borgusb"), "cell", "run", "peerTreeNet",
-             "--ip", ns.HOST_IP, "--join", ns.GUEST_IP, "--data", str(data)],
-            stdout=open(tmp_path / "host-node.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                *ns.prefix(),
+                str(ROOT / ".venv/bin/borgusb"),
+                "cell",
+                "run",
+                "peerTreeNet",
+                "--ip",
+                ns.HOST_IP,
+                "--join",
+                ns.GUEST_IP,
+                "--data",
+                str(data),
+            ],
+            stdout=open(tmp_path / "host-node.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         guest_id = host_view = guest_view = None
         deadline = time.monotonic() + 120
@@ -104,13 +120,17 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
             guest_view = _status(ns, ns.GUEST_IP, 13362)
             if host_view and guest_view:
                 guest_id = guest_view["tree"]["node_id"]
-                if (host_view["tree"].get("parent") == guest_id
-                        and host_view["tree"]["node_id"] in guest_view["tree"]["children"].values()):
+                if (
+                    host_view["tree"].get("parent") == guest_id
+                    and host_view["tree"]["node_id"] in guest_view["tree"]["children"].values()
+                ):
                     break
             time.sleep(2)
         else:
-            pytest.fail(f"the host node did not join the guest's tree:\nhost {host_view}\nguest {guest_view}\n"
-                        + (tmp_path / "host-node.log").read_text()[-2000:])
+            pytest.fail(
+                f"the host node did not join the guest's tree:\nhost {host_view}\nguest {guest_view}\n"
+                + (tmp_path / "host-node.log").read_text()[-2000:]
+            )
         assert guest_view["tree"]["status"] and host_view["tree"]["size"] >= 2
 
         # Pull the stick: keys wiped, the machine powers off by itself.
@@ -139,17 +159,16 @@ def _corrupt_keystore(tmp_path: Path) -> bytes:
     from borgusb.identity import Wallet
 
     path = tmp_path / "ks.json"
-    keystore.save_wallet(path, Wallet(bytes(range(32))), "a passphrase",
-                         keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024))
+    keystore.save_wallet(
+        path, Wallet(bytes(range(32))), "a passphrase", keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024)
+    )
     data = bytearray(path.read_bytes())
     i = data.index(b'"ciphertext"') + 20
     data[i] = ord("A") if data[i] != ord("A") else ord("B")  # one flipped character: a damaged stick
     return bytes(data)
 
 
-def test_corrupt_keystore_boots_without_identity_and_always_on_survives_pull(
-    stick_copy: Path, tmp_path: Path
-) -> None:
+def test_corrupt_keystore_boots_without_identity_and_always_on_survives_pull(stick_copy: Path, tmp_path: Path) -> None:
     stick = stick_copy
     V.put_on_stick(stick, "keystore.json", _corrupt_keystore(tmp_path))
     V.put_on_stick(stick, "always-on", b"")

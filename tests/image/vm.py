@@ -45,11 +45,29 @@ def detect_accel() -> str:
             shutil.copyfile(OVMF_VARS, vars_)
             serial = Path(d) / "serial.log"
             proc = subprocess.Popen(
-                ["qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "256",
-                 "-nodefaults", "-display", "none", "-serial", f"file:{serial}",
-                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_}"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                [
+                    "qemu-system-x86_64",
+                    "-accel",
+                    "kvm",
+                    "-machine",
+                    "q35",
+                    "-cpu",
+                    "max",
+                    "-m",
+                    "256",
+                    "-nodefaults",
+                    "-display",
+                    "none",
+                    "-serial",
+                    f"file:{serial}",
+                    "-drive",
+                    f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                    "-drive",
+                    f"if=pflash,format=raw,unit=1,file={vars_}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             try:
                 out, _ = proc.communicate(timeout=8)
@@ -107,25 +125,34 @@ def put_on_stick(image: Path, name: str, data: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / name
         src.write_bytes(data)
-        subprocess.run(["mcopy", "-o", "-i", f"{image}@@{offset}", str(src), f"::/{name}"], check=True,
-                       env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+        subprocess.run(
+            ["mcopy", "-o", "-i", f"{image}@@{offset}", str(src), f"::/{name}"],
+            check=True,
+            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+        )
 
 
 def make_internal_disk(path: Path, size_mib: int = 64) -> None:
     """A host PC's internal disk: GPT with an ext4 partition holding a file, and a swap partition."""
     with open(path, "wb") as fh:
         fh.truncate(size_mib << 20)
-    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)], check=True, text=True,
-                   input="label: gpt\nstart=2048, size=81920, type=linux, name=\"home\"\n"
-                         "start=83968, type=swap, name=\"swap\"\n")
+    subprocess.run(
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)],
+        check=True,
+        text=True,
+        input='label: gpt\nstart=2048, size=81920, type=linux, name="home"\nstart=83968, type=swap, name="swap"\n',
+    )
     parts = partitions(path)
     with tempfile.TemporaryDirectory() as d:
         files = Path(d) / "files"
         files.mkdir()
         (files / "diary.txt").write_text("the host's own files; BorgUSB must never touch them\n")
         ext = Path(d) / "ext4.img"
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "hostdisk", "-d", str(files), str(ext), "40M"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-L", "hostdisk", "-d", str(files), str(ext), "40M"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         with open(ext, "rb") as src, open(path, "r+b") as dst:
             dst.seek(parts[0]["start"] * SECTOR)
             shutil.copyfileobj(src, dst)
@@ -187,28 +214,57 @@ class VM:
         vars_ = workdir / "OVMF_VARS.fd"
         shutil.copyfile(OVMF_VARS, vars_)
         cmd = [
-            "qemu-system-x86_64", "-accel", self.accel, "-machine", "q35", "-cpu", "max",
-            "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none", "-no-reboot",
-            "-serial", f"file:{self.console}",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_}",
-            "-device", "qemu-xhci,id=xhci",
-            "-drive", f"if=none,id=stick,format=raw,file={stick}",
-            "-device", "usb-storage,bus=xhci.0,drive=stick,id=stickdev,removable=on"
-            + ("" if kernel else ",bootindex=0"),
-            "-device", "virtio-rng-pci",
+            "qemu-system-x86_64",
+            "-accel",
+            self.accel,
+            "-machine",
+            "q35",
+            "-cpu",
+            "max",
+            "-smp",
+            str(cpus),
+            "-m",
+            str(memory_mib),
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.console}",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={vars_}",
+            "-device",
+            "qemu-xhci,id=xhci",
+            "-drive",
+            f"if=none,id=stick,format=raw,file={stick}",
+            "-device",
+            "usb-storage,bus=xhci.0,drive=stick,id=stickdev,removable=on" + ("" if kernel else ",bootindex=0"),
+            "-device",
+            "virtio-rng-pci",
         ]
         if kernel:  # direct kernel boot: the baseline of the benchmark
             vmlinuz, initrd, append = kernel
             cmd += ["-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append]
         if internal_disk:
-            cmd += ["-drive", f"if=none,id=internal,format=raw,file={internal_disk}",
-                    "-device", "virtio-blk-pci,drive=internal,bootindex=5"]
+            cmd += [
+                "-drive",
+                f"if=none,id=internal,format=raw,file={internal_disk}",
+                "-device",
+                "virtio-blk-pci,drive=internal,bootindex=5",
+            ]
         if netns:
-            cmd = [*netns.prefix(), *cmd,
-                   "-netdev", f"tap,id=n0,ifname={netns.tap},script=no,downscript=no",
-                   "-device", "virtio-net-pci,netdev=n0,romfile="]
+            cmd = [
+                *netns.prefix(),
+                *cmd,
+                "-netdev",
+                f"tap,id=n0,ifname={netns.tap},script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,netdev=n0,romfile=",
+            ]
         else:
             cmd += ["-nic", "none"]
         self.cmd = cmd
@@ -236,8 +292,9 @@ class VM:
             time.sleep(0.5)
         tail = self.text()[-4000:]
         raise AssertionError(
-            f"console never showed {pattern!r} within {timeout:.0f}s (qemu {'exited' if self.proc.poll() is not None else 'running'},"
-            f" accel {self.accel})\n--- console tail ---\n{tail}\n--- qemu stderr ---\n"
+            f"console never showed {pattern!r} within {timeout:.0f}s "
+            f"(qemu {'exited' if self.proc.poll() is not None else 'running'}, accel {self.accel})\n"
+            f"--- console tail ---\n{tail}\n--- qemu stderr ---\n"
             f"{(self.workdir / 'qemu.stderr').read_text(errors='replace')[-2000:]}"
         )
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def free_port() -> int:
@@ -35,7 +35,7 @@ def conduit_process(keystore: Path, seeds: list[str], log: Path) -> Iterator[str
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"conduit did not start: {log.read_text()[-2000:]}")
+                    raise RuntimeError(f"conduit did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
         yield url
     finally:

@@ -22,8 +22,13 @@ def make_cluster(tmp_path: Path) -> Iterator:
     made: list[Cluster] = []
 
     def make(cell: str = "peerTreeNet") -> Cluster:
-        cluster = Cluster(name=f"c{next(_names)}", cell=cell, root_dir=tmp_path,
-                          heartbeat_ms=HEARTBEAT_MS, confirm_misses=CONFIRM_MISSES)
+        cluster = Cluster(
+            name=f"c{next(_names)}",
+            cell=cell,
+            root_dir=tmp_path,
+            heartbeat_ms=HEARTBEAT_MS,
+            confirm_misses=CONFIRM_MISSES,
+        )
         made.append(cluster)
         return cluster
 

@@ -15,8 +15,8 @@ when the test fails.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 PUB, RTR, HOME = "bn-pub", "bn-rtr", "bn-home"
 PUBLIC_NET, HOME_NET = "198.51.100", "192.168.77"
@@ -80,8 +80,9 @@ def small_internet(public_nodes: int = 2, home_nodes: int = 3) -> Iterator[dict[
         sh("ip", "addr", "add", f"{HOME_NET}.1/24", "dev", "lan", ns=RTR)
         sh("ip", "link", "set", "lan", "up", ns=RTR)
         sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", ns=RTR)
-        subprocess.run(["ip", "netns", "exec", RTR, "nft", "-f", "-"], input=NFT_RULES, text=True, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["ip", "netns", "exec", RTR, "nft", "-f", "-"], input=NFT_RULES, text=True, check=True, capture_output=True
+        )
         home = [f"{HOME_NET}.{2 + i}" for i in range(home_nodes)]
         for ip in home:
             sh("ip", "addr", "add", f"{ip}/24", "dev", "eth0", ns=HOME)

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,8 +30,15 @@ def sh(*args: str) -> None:
 
 
 def status(ip: str) -> dict | None:
-    cmd = ["ip", "netns", "exec", NS, sys.executable, "-c",
-           f"import urllib.request; print(urllib.request.urlopen('http://{ip}:{MON}/status', timeout=1).read().decode())"]
+    cmd = [
+        "ip",
+        "netns",
+        "exec",
+        NS,
+        sys.executable,
+        "-c",
+        f"import urllib.request; print(urllib.request.urlopen('http://{ip}:{MON}/status', timeout=1).read().decode())",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     return json.loads(out.stdout) if out.returncode == 0 else None
 
@@ -46,9 +52,27 @@ def test_cell_waits_for_its_arguments_then_for_its_address(tmp_path: Path) -> No
         args = tmp_path / "cell.args"
         log = tmp_path / "cell.log"
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS, sys.executable, "-m", "borgusb.cli", "cell", "run", "peerTreeNet",
-             "--args-file", str(args), "--data", str(tmp_path / "data"), "--log-level", "INFO"],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            [
+                "ip",
+                "netns",
+                "exec",
+                NS,
+                sys.executable,
+                "-m",
+                "borgusb.cli",
+                "cell",
+                "run",
+                "peerTreeNet",
+                "--args-file",
+                str(args),
+                "--data",
+                str(tmp_path / "data"),
+                "--log-level",
+                "INFO",
+            ],
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(3)  # the cell has loaded its code and is waiting for the file
         assert proc.poll() is None, log.read_text()
         assert "BORGUSB-READY" not in log.read_text()

@@ -48,7 +48,9 @@ def read_lines_until(stream, pattern: re.Pattern[str], count: int, timeout_s: fl
     fd = stream.fileno()
     while len(found) < count:
         left = deadline - time.monotonic()
-        assert left > 0, f"only {len(found)} of {count} lines matching {pattern.pattern} in {timeout_s}s: {seen[-2000:]!r}"
+        assert left > 0, (
+            f"only {len(found)} of {count} lines matching {pattern.pattern} in {timeout_s}s: {seen[-2000:]!r}"
+        )
         if not select.select([fd], [], [], left)[0]:
             continue
         chunk = os.read(fd, 65536)
@@ -88,9 +90,23 @@ def children_of(pid: int) -> list[int]:
 
 def test_supervised_cells_share_the_host_and_come_back(tmp_path: Path, host_run: list[subprocess.Popen]) -> None:
     ip = "127.0.0.71"
-    host = subprocess.Popen([*BORGUSB, "cellhost", "run", "--cells", "peerTreeNet,serviceMgrCell",
-                             "--data-root", str(tmp_path / "cells"), "--ip", ip, "--heartbeat-ms", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    host = subprocess.Popen(
+        [
+            *BORGUSB,
+            "cellhost",
+            "run",
+            "--cells",
+            "peerTreeNet,serviceMgrCell",
+            "--data-root",
+            str(tmp_path / "cells"),
+            "--ip",
+            ip,
+            "--heartbeat-ms",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     host_run.append(host)
     ready = read_lines_until(host.stdout, READY, 2, 120)
     assert sorted(m[1] for m in ready) == ["peerTreeNet", "serviceMgrCell"]
@@ -123,8 +139,11 @@ def test_a_unit_stub_gets_its_cell_in_its_own_cgroup_namespace_and_user(host_run
     tmp_path = Path(tempfile.mkdtemp(prefix="borgusb-cellhost-test-"))
     tmp_path.chmod(0o755)
     sock = str(tmp_path / "cellhost.sock")
-    host = subprocess.Popen([*BORGUSB, "cellhost", "serve", "--socket", sock, "--cells", "peerTreeNet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    host = subprocess.Popen(
+        [*BORGUSB, "cellhost", "serve", "--socket", sock, "--cells", "peerTreeNet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     host_run.append(host)
     read_lines_until(host.stdout, re.compile(r"BORGUSB-CELLHOST ready"), 1, 120)
     # the service manager's side: a notify socket, and a cgroup for "the unit"
@@ -139,17 +158,39 @@ def test_a_unit_stub_gets_its_cell_in_its_own_cgroup_namespace_and_user(host_run
     os.chown(data, 65534, 65534)
     child_pid = 0
     try:
+
         def enter() -> None:  # the stub as systemd would start it: in the unit's cgroup (user: unshare below)
             (cgroup2_root() / group.lstrip("/") / "cgroup.procs").write_text(str(os.getpid()))
 
         ip = "127.0.0.72"
-        stub = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--setgid", "65534",
-                                 "--setuid", "65534", "--",
-                                 SYSTEM_PYTHON, "-m", "borgusb.cellhost.spawn", "--socket", sock, "peerTreeNet",
-                                 "--ip", ip, "--data", str(data)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
-                                env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify_path},
-                                preexec_fn=enter)
+        stub = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--setgid",
+                "65534",
+                "--setuid",
+                "65534",
+                "--",
+                SYSTEM_PYTHON,
+                "-m",
+                "borgusb.cellhost.spawn",
+                "--socket",
+                sock,
+                "peerTreeNet",
+                "--ip",
+                ip,
+                "--data",
+                str(data),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify_path},
+            preexec_fn=enter,
+        )
         manager.settimeout(1)
         messages: list[str] = []
         deadline = time.monotonic() + 120

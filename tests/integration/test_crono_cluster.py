@@ -16,8 +16,8 @@ import pytest
 
 from borgusb import dna
 from borgusb.cells.crono.exchange import exchange
-from borgusb.cluster import Cluster, loopback
 from borgusb.clock import SystemClock
+from borgusb.cluster import Cluster, loopback
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient, PeerError
@@ -77,7 +77,10 @@ async def wait_status(cluster: Cluster, pred, timeout_s: float, what: str) -> li
         if docs and all("error" not in d and pred(d) for d in docs):
             return docs
         await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout_s}s: " + str([(d.get("ip"), d.get("crono") or d.get("clock") or d.get("error")) for d in docs])[:1500])
+    raise AssertionError(
+        f"{what} not reached in {timeout_s}s: "
+        + str([(d.get("ip"), d.get("crono") or d.get("clock") or d.get("error")) for d in docs])[:1500]
+    )
 
 
 async def wait_agreement(peers: PeerClient, ips: list[str], root_ip: str, timeout_s: float) -> dict[str, int]:
@@ -91,8 +94,10 @@ async def wait_agreement(peers: PeerClient, ips: list[str], root_ip: str, timeou
 
 def report(label: str, diffs: dict[str, int]) -> None:
     ordered = sorted(abs(d) for d in diffs.values())
-    print(f"{label}: |offset from root| median {ordered[len(ordered) // 2]} µs, max {ordered[-1]} µs "
-          f"over {len(ordered)} nodes; {diffs}")
+    print(
+        f"{label}: |offset from root| median {ordered[len(ordered) // 2]} µs, max {ordered[-1]} µs "
+        f"over {len(ordered)} nodes; {diffs}"
+    )
 
 
 async def test_skewed_nodes_agree_with_the_root_within_5ms(make_cluster) -> None:
@@ -211,8 +216,9 @@ async def test_other_cells_sign_with_network_time_and_fall_back_to_the_last_offs
         assert before - 20 <= ts <= after + 20, (before, ts, after)
         # crono on that host goes away: the cell keeps the last offset and says so
         crono.kill(next(n for n in crono.nodes if n.ip == skewed_ip))
-        doc = (await wait_status(net, lambda d: d["ip"] != skewed_ip or d["clock"]["source"] == "last-offset",
-                                 15, "last-offset on monPort"))
+        doc = await wait_status(
+            net, lambda d: d["ip"] != skewed_ip or d["clock"]["source"] == "last-offset", 15, "last-offset on monPort"
+        )
         doc = next(d for d in doc if d["ip"] == skewed_ip)
         assert abs(doc["clock"]["offset_ms"] - 5000) < 50, doc["clock"]
         assert doc["clock"]["age_ms"] >= 3000

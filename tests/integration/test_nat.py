@@ -75,14 +75,21 @@ async def test_nat_gateway_relays_for_home_nodes(make_cluster, internet) -> None
         await asyncio.sleep(0.5)
 
     roles = {d["ip"]: d["nat"]["role"] for d in docs}
-    assert roles == {public[0]: "direct", public[1]: "direct", home[0]: "gateway", home[1]: "relayed", home[2]: "relayed"}
+    assert roles == {
+        public[0]: "direct",
+        public[1]: "direct",
+        home[0]: "gateway",
+        home[1]: "relayed",
+        home[2]: "relayed",
+    }
     assert all(d["nat"]["advertised"] == netns.ROUTER_PUBLIC for d in docs if d["ip"] in home)
     assert next(d for d in docs if d["ip"] == home[0])["nat"]["relays"] == 2
 
     # a broadcast from a public node reaches every home node exactly once
     async with PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock())) as client:
-        reply = await client.post(public[1], DNA.recp_port, "/recp", "tree.broadcast", {"to": "everyone"},
-                                  signed_reply=True)
+        reply = await client.post(
+            public[1], DNA.recp_port, "/recp", "tree.broadcast", {"to": "everyone"}, signed_reply=True
+        )
         bid = reply["id"]
         deadline = time.monotonic() + 15
         while True:
@@ -94,8 +101,9 @@ async def test_nat_gateway_relays_for_home_nodes(make_cluster, internet) -> None
 
         # a request from the public side to a home node that has no forwarded port
         target = home_status(home[2])["node"]
-        status = await client.post(netns.ROUTER_PUBLIC, DNA.recp_port, "/recp", "cell.status", {},
-                                   expect_pubkey=target, signed_reply=True)
+        status = await client.post(
+            netns.ROUTER_PUBLIC, DNA.recp_port, "/recp", "cell.status", {}, expect_pubkey=target, signed_reply=True
+        )
         assert status["node"] == target and status["nat"]["role"] == "relayed"
         gateway = home_status(home[0])
         assert gateway["counters"].get("relayed", 0) > 0

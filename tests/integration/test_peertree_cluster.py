@@ -9,8 +9,8 @@ import time
 import pytest
 
 from borgusb import dna
-from borgusb.cluster import Cluster, loopback
 from borgusb.clock import SystemClock
+from borgusb.cluster import Cluster, loopback
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient
@@ -29,7 +29,9 @@ HEAL_BOUND_S = 25 * CONFIRM_S
 async def broadcast_from(ip: str, data: dict) -> str:
     client = PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock()))
     async with client:
-        reply = await client.post(ip, dna.get("peerTreeNet").recp_port, "/recp", "tree.broadcast", data, signed_reply=True)
+        reply = await client.post(
+            ip, dna.get("peerTreeNet").recp_port, "/recp", "tree.broadcast", data, signed_reply=True
+        )
     return reply["id"]
 
 

@@ -36,7 +36,9 @@ async def wait_for(client: PeerClient, ip: str, predicate, timeout_s: float) -> 
         if predicate(await registry(client, ip)):
             return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"registry at {ip} did not follow within {timeout_s}s: {sorted(await registry(client, ip))}")
+            raise AssertionError(
+                f"registry at {ip} did not follow within {timeout_s}s: {sorted(await registry(client, ip))}"
+            )
         await asyncio.sleep(0.1)
 
 
@@ -105,7 +107,9 @@ async def test_shard_cells_find_holders_through_the_registry(make_cluster, monke
     port = dna.get("shardTreeCell").recp_port
     async with PeerClient(key, SystemClock(), Verifier(SystemClock()), timeout_s=20) as peers:
         put = await put_file(peers, shards.nodes[0].ip, port, src, key, r=3)
-        reply = await peers.post(shards.nodes[1].ip, port, "/recp", "shard.locate", {"id": put["id"]}, signed_reply=True)
+        reply = await peers.post(
+            shards.nodes[1].ip, port, "/recp", "shard.locate", {"id": put["id"]}, signed_reply=True
+        )
         m, holders = parse_locate(reply, put["id"])
         assert min(reply["copies"]) == 3  # three holders chosen from the registry's directory
         await Receiver(peers, m, holders, tmp_path / "out.bin").run()

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from borgusb import dna, envelope
+from borgusb import dna
 from borgusb.clock import SystemClock
 from borgusb.dstream import FRAME_PATH, Receiver, StreamError, frame, parse_locate, post_frame, put_file
 from borgusb.envelope import Verifier
@@ -99,8 +99,13 @@ async def wait_copies(ip: str, oid: str, r: int, timeout_s: float = 30) -> dict:
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "borgusb.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "borgusb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 async def test_round_trips_of_every_size_and_fair_concurrent_streams(make_cluster, monkeypatch, tmp_path) -> None:
@@ -122,12 +127,15 @@ async def test_round_trips_of_every_size_and_fair_concurrent_streams(make_cluste
     st = await stat(ips[3], put["id"])
     assert st["copies"] == [3] * put["shards"] and st["owner"] == owner.public_key_hex
     t0 = time.monotonic()
-    (a, sa), (b, sb) = await asyncio.gather(get_bytes(ips[2], put["id"], tmp_path / "a"),
-                                            get_bytes(ips[3], put["id"], tmp_path / "b", window=4))
+    (a, sa), (b, sb) = await asyncio.gather(
+        get_bytes(ips[2], put["id"], tmp_path / "a"), get_bytes(ips[3], put["id"], tmp_path / "b", window=4)
+    )
     assert a == big and b == big
     slow, fast = max(sa["seconds"], sb["seconds"]), min(sa["seconds"], sb["seconds"])
-    print(f"two concurrent 30 MB streams: {sa['seconds']}s (window 16), {sb['seconds']}s (window 4), "
-          f"total {time.monotonic() - t0:.2f}s")
+    print(
+        f"two concurrent 30 MB streams: {sa['seconds']}s (window 16), {sb['seconds']}s (window 4), "
+        f"total {time.monotonic() - t0:.2f}s"
+    )
     assert slow < 4 * fast  # the narrow stream is not starved
     docs = await cluster.status()
     streams = [s for d in docs for s in d["shard"]["streams"].values() if s.get("progress")]
@@ -161,7 +169,9 @@ async def test_cli_put_get_stat_rm(make_cluster, monkeypatch, tmp_path) -> None:
     assert sum(d["shard"]["store"]["shards"] for d in docs) == 0
 
 
-async def test_a_get_that_cannot_fit_is_refused_before_fetching_and_leaves_nothing(make_cluster, monkeypatch, tmp_path) -> None:
+async def test_a_get_that_cannot_fit_is_refused_before_fetching_and_leaves_nothing(
+    make_cluster, monkeypatch, tmp_path
+) -> None:
     cluster = await start(make_cluster, monkeypatch, tmp_path, 2)
     src = tmp_path / "f"
     src.write_bytes(os.urandom(3 * SS))
@@ -241,7 +251,9 @@ async def test_corrupt_copy_is_never_served_and_is_replaced(make_cluster, monkey
     assert hashlib.sha256(path.read_bytes()).hexdigest() == h0  # the corrupt copy was replaced
 
 
-async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_counted(make_cluster, monkeypatch, tmp_path) -> None:
+async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_counted(
+    make_cluster, monkeypatch, tmp_path
+) -> None:
     cluster = await start(make_cluster, monkeypatch, tmp_path, 3)
     ip = cluster.nodes[0].ip
     owner, mallory = SigningKey.generate(), SigningKey.generate()
@@ -297,8 +309,25 @@ async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_
     first = cli("get", oid, "-o", str(out), "--node", ips[1], "--stop-after", "8", "-q")
     assert first.returncode == 3 and Path(str(out) + ".part").exists(), first.stderr
     # 2) the receiver is killed midway (SIGKILL), with a holder killed as well
-    proc = subprocess.Popen([sys.executable, "-m", "borgusb.cli", "get", oid, "-o", str(out), "--node", ips[1],
-                             "--window", "1", "--throttle-ms", "400", "-q"], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "borgusb.cli",
+            "get",
+            oid,
+            "-o",
+            str(out),
+            "--node",
+            ips[1],
+            "--window",
+            "1",
+            "--throttle-ms",
+            "400",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+    )
     await asyncio.sleep(2.5)
     assert proc.poll() is None, "the receiver finished before it could be killed"
     proc.send_signal(signal.SIGKILL)

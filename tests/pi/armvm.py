@@ -33,28 +33,80 @@ def pow2_copy(image: Path, dst: Path) -> Path:
 
 
 class ArmVM:
-    def __init__(self, machine: str, workdir: Path, *, card: Path, kernel: Path, initrd: Path, dtb: Path | None,
-                 append: str, memory_mib: int = 1024, cpus: int = 4) -> None:
+    def __init__(
+        self,
+        machine: str,
+        workdir: Path,
+        *,
+        card: Path,
+        kernel: Path,
+        initrd: Path,
+        dtb: Path | None,
+        append: str,
+        memory_mib: int = 1024,
+        cpus: int = 4,
+    ) -> None:
         self.machine = machine
         self.workdir = workdir
         self.console = workdir / f"console-{machine}.log"
         # raspi3b's second UART: the mini UART (ttyS1), the Pi's serial console on GPIO 14/15.
         self.console_uart1 = workdir / f"console-{machine}-uart1.log"
         self.stderr_path = workdir / f"qemu-{machine}.stderr"
-        cmd = ["qemu-system-aarch64", "-accel", "tcg", "-M", machine, "-m", str(memory_mib),
-               "-display", "none", "-no-reboot", "-monitor", "none",
-               "-serial", f"file:{self.console}",
-               *(["-serial", f"file:{self.console_uart1}"] if machine == "raspi3b" else []),
-               "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+        cmd = [
+            "qemu-system-aarch64",
+            "-accel",
+            "tcg",
+            "-M",
+            machine,
+            "-m",
+            str(memory_mib),
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console}",
+            *(["-serial", f"file:{self.console_uart1}"] if machine == "raspi3b" else []),
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-append",
+            append,
+        ]
         if machine == "raspi3b":
-            cmd += ["-smp", "4", "-dtb", str(dtb),
-                    "-drive", f"if=sd,format=raw,file={card}",
-                    "-usb", "-netdev", "user,id=n0", "-device", "usb-net,netdev=n0"]
+            cmd += [
+                "-smp",
+                "4",
+                "-dtb",
+                str(dtb),
+                "-drive",
+                f"if=sd,format=raw,file={card}",
+                "-usb",
+                "-netdev",
+                "user,id=n0",
+                "-device",
+                "usb-net,netdev=n0",
+            ]
         else:
-            cmd += ["-cpu", "cortex-a53", "-smp", str(cpus), "-nodefaults",
-                    "-drive", f"if=none,id=card,format=raw,file={card}", "-device", "virtio-blk-pci,drive=card",
-                    "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
-                    "-device", "virtio-rng-pci"]
+            cmd += [
+                "-cpu",
+                "cortex-a53",
+                "-smp",
+                str(cpus),
+                "-nodefaults",
+                "-drive",
+                f"if=none,id=card,format=raw,file={card}",
+                "-device",
+                "virtio-blk-pci,drive=card",
+                "-netdev",
+                "user,id=n0",
+                "-device",
+                "virtio-net-pci,netdev=n0,romfile=",
+                "-device",
+                "virtio-rng-pci",
+            ]
             # -nodefaults drops the serial port's default chardev order: -serial above still binds PL011.
         self.cmd = cmd
         self.started = time.monotonic()

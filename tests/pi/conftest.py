@@ -32,9 +32,12 @@ def pi_build(tmp_path_factory) -> dict:
     log = tmp_path_factory.mktemp("pi-build") / "build.log"
     python = ROOT / ".venv" / "bin" / "python"
     with open(log, "w") as fh:
-        proc = subprocess.run([str(python if python.exists() else sys.executable),
-                               str(ROOT / "image" / "build_image.py"), "--pi"],
-                              stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.run(
+            [str(python if python.exists() else sys.executable), str(ROOT / "image" / "build_image.py"), "--pi"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     if proc.returncode != 0:
         pytest.fail("the Pi image build failed:\n" + log.read_text()[-6000:])
     return json.loads(BUILD_INFO.read_text())

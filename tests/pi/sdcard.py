@@ -22,20 +22,23 @@ def offsets(image: Path) -> list[int]:
 
 
 def fat_label(image: Path, offset: int) -> str:
-    out = subprocess.run(["mlabel", "-s", "-i", f"{image}@@{offset}", "::"], capture_output=True, text=True,
-                         env=ENV, check=True).stdout
+    out = subprocess.run(
+        ["mlabel", "-s", "-i", f"{image}@@{offset}", "::"], capture_output=True, text=True, env=ENV, check=True
+    ).stdout
     return out.split("is", 1)[-1].strip()
 
 
 def listing(image: Path, offset: int) -> list[str]:
-    out = subprocess.run(["mdir", "-b", "-i", f"{image}@@{offset}", "::/"], capture_output=True, text=True,
-                         env=ENV, check=True).stdout
+    out = subprocess.run(
+        ["mdir", "-b", "-i", f"{image}@@{offset}", "::/"], capture_output=True, text=True, env=ENV, check=True
+    ).stdout
     return sorted(line.strip().removeprefix("::/") for line in out.splitlines() if line.strip())
 
 
 def read(image: Path, offset: int, name: str) -> bytes:
-    return subprocess.run(["mtype", "-i", f"{image}@@{offset}", f"::/{name}"], capture_output=True, env=ENV,
-                          check=True).stdout
+    return subprocess.run(
+        ["mtype", "-i", f"{image}@@{offset}", f"::/{name}"], capture_output=True, env=ENV, check=True
+    ).stdout
 
 
 def extract(image: Path, offset: int, name: str, dst: Path) -> Path:

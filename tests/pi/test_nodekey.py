@@ -20,7 +20,7 @@ class Writable:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self) -> "Writable":
+    def __call__(self) -> Writable:
         self.count += 1
         return self
 
@@ -54,8 +54,10 @@ def test_card_moved_to_another_board_makes_a_new_node_and_keeps_the_old_file(tmp
     other = nodekey.ensure(tmp_path, ("serial", b"10000000ffff0002"), None, kdf=FAST)
     assert other["created"] and other["fingerprint"] != first["fingerprint"]
     assert "another board" in other["reason"]
-    assert json.loads((tmp_path / (nodekey.KEY_FILE + ".old")).read_text())["public"]["fingerprint"] == \
-        first["fingerprint"]
+    assert (
+        json.loads((tmp_path / (nodekey.KEY_FILE + ".old")).read_text())["public"]["fingerprint"]
+        == first["fingerprint"]
+    )
 
 
 def test_damaged_or_partial_files_are_replaced(tmp_path: Path) -> None:

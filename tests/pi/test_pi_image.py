@@ -23,9 +23,8 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
 import armvm
+import pytest
 import sdcard as sd
 
 pytestmark = pytest.mark.slow
@@ -33,8 +32,10 @@ pytestmark = pytest.mark.slow
 CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
 OUTCOME = CACHE / "image" / "pi-boot.json"
 BOOT_TIMEOUT = float(os.environ.get("BORGUSB_PI_BOOT_TIMEOUT", "600"))
-READY = (r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB(?: missing=\S+)?"
-         r"(?: node=(\S+))?(?: cellkeys=(\S*))?")
+READY = (
+    r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB(?: missing=\S+)?"
+    r"(?: node=(\S+))?(?: cellkeys=(\S*))?"
+)
 MEM = r"BORGUSB-MEM total=(\d+)MiB used=(\d+)MiB available=(\d+)MiB[^\r\n]*"
 # The whole node in 1 GiB "with room to spare": at most 3/4 of the board's RAM in use.
 BOARD_MIB = 1024
@@ -80,8 +81,8 @@ def test_config_txt_names_files_that_exist_and_every_board_has_its_dtb(pi_image:
     config = sd.read(pi_image, off_boot, "config.txt").decode()
     v = config_values(config)
     assert v["arm_64bit"] == ["1"]
-    kernel, = v["kernel"]
-    initrd, = v["initramfs"]
+    (kernel,) = v["kernel"]
+    (initrd,) = v["initramfs"]
     assert kernel.lower() in files and initrd.lower() in files, (kernel, initrd, sorted(files))
     assert v["device_tree"], "config.txt names no device tree"
     for dtb in v["device_tree"]:
@@ -94,9 +95,11 @@ def test_config_txt_names_files_that_exist_and_every_board_has_its_dtb(pi_image:
     assert cmdline.count("\n") == 1 and cmdline.endswith("\n"), "cmdline.txt must be a single line"
     assert "root=" not in cmdline and "console=ttyS0" not in cmdline and "borgusb.alwayson=1" in cmdline
     pi5 = "bcm2712-rpi-5-b.dtb"
-    print(f"\nboot partition: {len(files)} files; DTBs {pi_build['dtbs']}; "
-          f"Raspberry Pi 5: {'DTB present' if pi5 in files else 'no DTB in this kernel (not supported by this image)'}"
-          f"\ncmdline.txt: {cmdline.strip()}")
+    print(
+        f"\nboot partition: {len(files)} files; DTBs {pi_build['dtbs']}; "
+        f"Raspberry Pi 5: {'DTB present' if pi5 in files else 'no DTB in this kernel (not supported by this image)'}"
+        f"\ncmdline.txt: {cmdline.strip()}"
+    )
 
 
 def _boot(machine: str, image: Path, work: Path, timeout: float) -> tuple[armvm.ArmVM, re.Match[str] | None]:
@@ -117,9 +120,9 @@ def _why(vm: armvm.ArmVM) -> str:
         return "no output at all on the serial console (the kernel did not start or has no console on the PL011)"
     for needle in ("Kernel panic", "Initramfs unpacking failed", "Out of memory", "Unable to handle kernel"):
         if needle in text:
-            line = next(l for l in text.splitlines() if needle in l)
+            line = next(line for line in text.splitlines() if needle in line)
             return f"{needle}: {line.strip()[:200]}"
-    last = [l for l in text.splitlines() if l.strip()][-3:]
+    last = [line for line in text.splitlines() if line.strip()][-3:]
     state = "exited" if vm.proc.poll() is not None else "still running"
     return f"no ready line after {vm.elapsed():.0f}s (qemu {state}); console ends with: {' | '.join(last)[:400]}"
 
@@ -129,29 +132,41 @@ def test_boot_on_raspi3b_or_virt_ready_and_memory(pi_image: Path, tmp_path: Path
     outcome: dict = {"finished": int(time.time())}
     vm, m = _boot("raspi3b", card, tmp_path, BOOT_TIMEOUT)
     try:
-        outcome["raspi3b"] = {"ready": bool(m), "seconds": round(vm.elapsed(), 1),
-                              "line": m[0] if m else None, "why": None if m else _why(vm)}
+        outcome["raspi3b"] = {
+            "ready": bool(m),
+            "seconds": round(vm.elapsed(), 1),
+            "line": m[0] if m else None,
+            "why": None if m else _why(vm),
+        }
         mem = vm.wait_for(MEM, 60) if m else None
         console = vm.text()
     finally:
         vm.close()
     (tmp_path / "raspi3b-console.log").write_text(console)
-    print(f"\nraspi3b (1 GiB, TCG): {'READY' if m else 'NOT READY'} after {outcome['raspi3b']['seconds']}s"
-          + (f": {m[0]}" if m else f": {outcome['raspi3b']['why']}"))
+    print(
+        f"\nraspi3b (1 GiB, TCG): {'READY' if m else 'NOT READY'} after {outcome['raspi3b']['seconds']}s"
+        + (f": {m[0]}" if m else f": {outcome['raspi3b']['why']}")
+    )
     machine = "raspi3b"
     if not m:
         machine = "virt"
         card = armvm.pow2_copy(pi_image, tmp_path / "card-virt.img")
         vm, m = _boot("virt", card, tmp_path, BOOT_TIMEOUT)
         try:
-            outcome["virt"] = {"ready": bool(m), "seconds": round(vm.elapsed(), 1),
-                               "line": m[0] if m else None, "why": None if m else _why(vm)}
+            outcome["virt"] = {
+                "ready": bool(m),
+                "seconds": round(vm.elapsed(), 1),
+                "line": m[0] if m else None,
+                "why": None if m else _why(vm),
+            }
             mem = vm.wait_for(MEM, 60) if m else None
             console = vm.text()
         finally:
             vm.close()
-        print(f"virt (fallback, the same kernel and initramfs, 1 GiB): {'READY' if m else 'NOT READY'} "
-              f"after {outcome['virt']['seconds']}s" + (f": {m[0]}" if m else f": {outcome['virt']['why']}"))
+        print(
+            f"virt (fallback, the same kernel and initramfs, 1 GiB): {'READY' if m else 'NOT READY'} "
+            f"after {outcome['virt']['seconds']}s" + (f": {m[0]}" if m else f": {outcome['virt']['why']}")
+        )
     outcome["machine"] = machine
     if mem:
         outcome["mem"] = mem[0]
@@ -168,8 +183,9 @@ def test_boot_on_raspi3b_or_virt_ready_and_memory(pi_image: Path, tmp_path: Path
     assert total <= BOARD_MIB
     assert used <= MAX_USED_MIB, f"the node uses {used} MiB: not enough room on a 1 GiB Pi"
     # The node key: made on this first boot, written to the card encrypted.
-    assert re.search(r"node key \S+ created \(first boot\), encrypted on the BORGUSB partition", console), \
-        console[-3000:]
+    assert re.search(r"node key \S+ created \(first boot\), encrypted on the BORGUSB partition", console), console[
+        -3000:
+    ]
     _, off_data = sd.offsets(card)
     doc = json.loads(sd.read(card, off_data, "node-key.json"))
     assert doc["kind"] == "node" and "ciphertext" in json.dumps(doc)

@@ -22,7 +22,15 @@ def test_sorted_compact_utf8() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"a":1.5}', '{"a":NaN}', '{"a":Infinity}', '{"a":1,"a":2}', '{"a":9007199254740993}', "[" * 100 + "]" * 100, "\xff"],
+    [
+        '{"a":1.5}',
+        '{"a":NaN}',
+        '{"a":Infinity}',
+        '{"a":1,"a":2}',
+        '{"a":9007199254740993}',
+        "[" * 100 + "]" * 100,
+        "\xff",
+    ],
 )
 def test_ambiguous_input_refused(text: str) -> None:
     with pytest.raises(CanonicalError):

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-WORDS = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon art"
+WORDS = (
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon "
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon art"
+)
 
 
 def borgusb(*args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
@@ -59,17 +62,26 @@ def test_new_show_sign_verify(tmp_path: Path, passfile: Path) -> None:
     ks = tmp_path / "keystore.json"
     new = borgusb("wallet", "new", "--keystore", str(ks), "--passphrase-file", str(passfile))
     assert ks.exists()
-    shown = json.loads(borgusb("wallet", "show", "--keystore", str(ks), "--passphrase-file", str(passfile), "--json").stdout)
+    shown = json.loads(
+        borgusb("wallet", "show", "--keystore", str(ks), "--passphrase-file", str(passfile), "--json").stdout
+    )
     assert shown["doge_address"] in new.stdout
     assert "mnemonic" not in shown and "wif" not in shown
 
     revealed = json.loads(
-        borgusb("wallet", "show", "--keystore", str(ks), "--passphrase-file", str(passfile), "--json", "--reveal").stdout
+        borgusb(
+            "wallet", "show", "--keystore", str(ks), "--passphrase-file", str(passfile), "--json", "--reveal"
+        ).stdout
     )
     assert len(revealed["mnemonic"].split()) == 24
-    assert json.loads(borgusb("wallet", "derive", "--json", stdin=revealed["mnemonic"]).stdout)["public_key"] == shown["public_key"]
+    assert (
+        json.loads(borgusb("wallet", "derive", "--json", stdin=revealed["mnemonic"]).stdout)["public_key"]
+        == shown["public_key"]
+    )
 
-    signed = borgusb("envelope", "sign", "--keystore", str(ks), "--passphrase-file", str(passfile), stdin='{"hello": "world"}').stdout
+    signed = borgusb(
+        "envelope", "sign", "--keystore", str(ks), "--passphrase-file", str(passfile), stdin='{"hello": "world"}'
+    ).stdout
     verified = borgusb("envelope", "verify", "--expect-signer", shown["public_key"], stdin=signed)
     assert json.loads(verified.stdout) == {"hello": "world"}
 
@@ -81,7 +93,9 @@ def test_new_show_sign_verify(tmp_path: Path, passfile: Path) -> None:
 def test_restore_refuses_overwrite_and_wrong_passphrase(tmp_path: Path, passfile: Path) -> None:
     ks = tmp_path / "keystore.json"
     borgusb("wallet", "restore", "--keystore", str(ks), "--passphrase-file", str(passfile), stdin=WORDS)
-    again = borgusb("wallet", "restore", "--keystore", str(ks), "--passphrase-file", str(passfile), stdin=WORDS, check=False)
+    again = borgusb(
+        "wallet", "restore", "--keystore", str(ks), "--passphrase-file", str(passfile), stdin=WORDS, check=False
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
     wrong = tmp_path / "wrong"
     wrong.write_text("nope\n")
@@ -100,30 +114,51 @@ def test_verify_rejects_garbage() -> None:
 def test_help_lists_every_command_of_the_table_with_its_help() -> None:
     from borgusb.cli import COMMANDS
 
-    proc = subprocess.run([sys.executable, "-m", "borgusb.cli", "--help"], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "borgusb.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stderr
-    listed = {line.split()[0]: line.split(None, 1)[1] for line in proc.stdout.splitlines()
-              if line.startswith("    ") and len(line.split()) > 1}
+    listed = {
+        line.split()[0]: line.split(None, 1)[1]
+        for line in proc.stdout.splitlines()
+        if line.startswith("    ") and len(line.split()) > 1
+    }
     assert listed == {name: command.help for name, command in COMMANDS.items()}
-    assert {"wallet", "envelope", "put", "get", "stat", "rm", "cell", "cluster", "sim", "conduit", "hosted"} <= set(COMMANDS)
+    assert {"wallet", "envelope", "put", "get", "stat", "rm", "cell", "cluster", "sim", "conduit", "hosted"} <= set(
+        COMMANDS
+    )
 
 
-@pytest.mark.parametrize("name", ["wallet", "envelope", "put", "get", "stat", "rm", "cell", "cluster", "sim",
-                                  "conduit", "hosted"])
+@pytest.mark.parametrize(
+    "name", ["wallet", "envelope", "put", "get", "stat", "rm", "cell", "cluster", "sim", "conduit", "hosted"]
+)
 def test_every_command_answers_its_own_help(name: str) -> None:
     out = borgusb(name, "--help").stdout
     assert out.startswith(f"usage: borgusb {name} "), out[:200]
 
 
 def test_top_level_help_imports_no_command_module() -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "borgusb.cli", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "borgusb.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and "usage: borgusb" in proc.stdout
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "argparse" in imported  # the import log is really there
-    heavy = {"aiohttp", "coincurve", "cryptography", "bip_utils", "borgusb.storecli", "borgusb.node",
-             "borgusb.cluster", "borgusb.keys", "borgusb.identity"}
+    heavy = {
+        "aiohttp",
+        "coincurve",
+        "cryptography",
+        "bip_utils",
+        "borgusb.storecli",
+        "borgusb.node",
+        "borgusb.cluster",
+        "borgusb.keys",
+        "borgusb.identity",
+    }
     assert not heavy & imported, heavy & imported
 
 
@@ -153,8 +188,9 @@ def _free_port() -> int:
 def _store_cli(*args: str, cluster_dir: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"}
     env["BORGUSB_CLUSTER_DIR"] = str(cluster_dir)
-    return subprocess.run([sys.executable, "-m", "borgusb.cli", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "borgusb.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_put_with_no_node_running_says_how_to_name_one(tmp_path: Path) -> None:
@@ -163,8 +199,9 @@ def test_put_with_no_node_running_says_how_to_name_one(tmp_path: Path) -> None:
     (tmp_path / "clusters" / "old").mkdir(parents=True)
     (tmp_path / "clusters" / "old" / "state.json").write_text('{"cell": "shardTreeC')  # torn: ignored
     port = str(_free_port())
-    proc = _store_cli("put", str(src), "--key-file", str(tmp_path / "k"), "-q", "--port", port,
-                      cluster_dir=tmp_path / "clusters")
+    proc = _store_cli(
+        "put", str(src), "--key-file", str(tmp_path / "k"), "-q", "--port", port, cluster_dir=tmp_path / "clusters"
+    )
     assert proc.returncode == 1, proc.stderr
     assert f"no shardTreeCell answers on this machine (tried 127.0.0.1:{port})" in proc.stderr
     assert "--node IP" in proc.stderr and "Traceback" not in proc.stderr
@@ -189,8 +226,11 @@ def test_progress_line_off_a_terminal_prints_quarters_and_a_final_line() -> None
     line.close()
     lines = out.getvalue().splitlines()
     assert [ln.split(", ")[0] for ln in lines] == [
-        "put: 10 MiB of 40 MiB (25%)", "put: 20 MiB of 40 MiB (50%)", "put: 30 MiB of 40 MiB (75%)",
-        "put: 40 MiB of 40 MiB (100%)"]
+        "put: 10 MiB of 40 MiB (25%)",
+        "put: 20 MiB of 40 MiB (50%)",
+        "put: 30 MiB of 40 MiB (75%)",
+        "put: 40 MiB of 40 MiB (100%)",
+    ]
     assert "\r" not in out.getvalue() and lines[-1].endswith("/s")
 
 

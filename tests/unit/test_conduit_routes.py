@@ -14,7 +14,10 @@ from borgusb.conduit import ConduitState, create_app
 from borgusb.identity import derive_public
 from borgusb.keystore import KdfParams
 
-WORDS = "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title"
+WORDS = (
+    "legal winner thank year wave sausage worth useful legal winner thank year "
+    "wave sausage worth useful legal winner thank year wave sausage worth title"
+)
 FAST = KdfParams(iterations=1, lanes=1, memory_kib=1024)
 
 
@@ -59,12 +62,20 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
     positions = [int(n) for n in re.findall(r'name="word(\d+)"', html)]
     assert len(positions) == 3
 
-    wrong = {f"word{n}": "zoo" for n in positions} | {"token": token, "passphrase": "long enough", "passphrase2": "long enough"}
+    wrong = {f"word{n}": "zoo" for n in positions} | {
+        "token": token,
+        "passphrase": "long enough",
+        "passphrase2": "long enough",
+    }
     resp = await conduit.post("/create/confirm", data=wrong)
     assert resp.status == 400 and "does not match" in await resp.text()
     assert not conduit.state.keystore_path.exists()
 
-    right = {f"word{n}": words[n - 1] for n in positions} | {"token": token, "passphrase": "long enough", "passphrase2": "long enough"}
+    right = {f"word{n}": words[n - 1] for n in positions} | {
+        "token": token,
+        "passphrase": "long enough",
+        "passphrase2": "long enough",
+    }
     resp = await conduit.post("/create/confirm", data=right)
     home = await resp.text()
     assert resp.status == 200 and resp.url.path == "/home"
@@ -72,7 +83,7 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
     assert address in home and "<svg" in home  # the QR code
     # the words are never shown again (single words like "address" may well appear in page text)
     assert 'class="words"' not in home and 'class="w"' not in home
-    assert not any(" ".join(words[i:i + 3]) in home for i in range(22))
+    assert not any(" ".join(words[i : i + 3]) in home for i in range(22))
     assert conduit.state.keystore_path.exists()
     wallet = conduit.state.wallet
     assert wallet is not None and not wallet.key.closed  # the new wallet is usable: it can sign
@@ -81,11 +92,19 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
 
 async def test_restore_lock_unlock(conduit) -> None:
     token = token_of(await page(conduit, "/restore"))
-    resp = await conduit.post("/restore", data={"token": token, "words": WORDS.replace("title", "titl"),
-                                                 "passphrase": "long enough", "passphrase2": "long enough"})
+    resp = await conduit.post(
+        "/restore",
+        data={
+            "token": token,
+            "words": WORDS.replace("title", "titl"),
+            "passphrase": "long enough",
+            "passphrase2": "long enough",
+        },
+    )
     assert resp.status == 400 and "word 24" in await resp.text()
-    resp = await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough",
-                                                 "passphrase2": "long enough"})
+    resp = await conduit.post(
+        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
+    )
     assert resp.url.path == "/home"
     assert derive_public(WORDS).doge_address in await resp.text()
 
@@ -101,7 +120,9 @@ async def test_restore_lock_unlock(conduit) -> None:
 
 async def test_create_refused_when_a_keystore_exists(conduit) -> None:
     token = token_of(await page(conduit, "/restore"))
-    await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
+    await conduit.post(
+        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
+    )
     resp = await conduit.post("/create", data={"token": token})
     assert resp.status == 400 and "already holds a wallet" in await resp.text()
 
@@ -139,7 +160,9 @@ async def test_api_needs_the_page_token_and_reports_errors_as_json(conduit) -> N
 
 async def test_auto_lock_after_idle(conduit) -> None:
     token = token_of(await page(conduit, "/restore"))
-    await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
+    await conduit.post(
+        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
+    )
     conduit.state.idle_lock_s = 0.3
     key_buffer = conduit.state.wallet.key._secret
     # no request at all: the background loop, not the next request's guard, must forget the key
@@ -175,13 +198,19 @@ async def test_pages_restrict_forms_and_base_and_are_not_sniffed(conduit) -> Non
     token = token_of(await page(conduit, "/welcome"))
     error_page = await conduit.post("/create/confirm", data={"token": token, "passphrase": "x", "passphrase2": "x"})
     assert error_page.status == 400
-    for path, resp in (("/welcome", await conduit.get("/welcome")), ("/restore", await conduit.get("/restore")),
-                       ("error page", error_page)):
+    for path, resp in (
+        ("/welcome", await conduit.get("/welcome")),
+        ("/restore", await conduit.get("/restore")),
+        ("error page", error_page),
+    ):
         csp = _csp(resp)
         assert csp.get("form-action") == "form-action 'self'", path  # an injected form cannot post elsewhere
         assert csp.get("base-uri") == "base-uri 'none'", path  # nor re-point relative URLs
         assert csp.get("default-src") == "default-src 'self'", path  # no inline script, no foreign script
-        assert "unsafe-inline" not in csp.get("script-src", "") and "unsafe-eval" not in resp.headers["Content-Security-Policy"]
+        assert (
+            "unsafe-inline" not in csp.get("script-src", "")
+            and "unsafe-eval" not in resp.headers["Content-Security-Policy"]
+        )
         assert csp.get("frame-ancestors") == "frame-ancestors 'none'", path
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
 
@@ -194,11 +223,15 @@ async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None
     from borgusb.conduit.network import Served
 
     token = token_of(await page(conduit, "/restore"))
-    await conduit.post("/restore", data={"token": token, "words": WORDS, "passphrase": "long enough",
-                                         "passphrase2": "long enough"})
+    await conduit.post(
+        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
+    )
     app = conduit.server.app
-    route = next(r for r in app.router.routes() if r.resource is not None
-                 and r.resource.canonical == "/files/{id}/download" and r.method == "GET")
+    route = next(
+        r
+        for r in app.router.routes()
+        if r.resource is not None and r.resource.canonical == "/files/{id}/download" and r.method == "GET"
+    )
     module = sys.modules[route.handler.__module__]
     oid = "ab" * 32
     evil = b"<html><script>alert(1)</script><form action=https://evil.example></form></html>"

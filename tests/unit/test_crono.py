@@ -83,7 +83,11 @@ def test_old_samples_age_out_against_fresh_ones() -> None:
     assert f.best(1_000).offset_us == 100
 
 
-@given(st.lists(st.tuples(st.integers(-10**9, 10**9), st.integers(0, 10**6), st.integers(0, 10**7)), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.integers(-(10**9), 10**9), st.integers(0, 10**6), st.integers(0, 10**7)), min_size=1, max_size=30
+    )
+)
 def test_best_has_the_smallest_error_bound(samples: list[tuple[int, int, int]]) -> None:
     f = SampleFilter(size=8)
     for off, rtt, at in samples:
@@ -125,7 +129,8 @@ def test_first_sync_steps_and_later_corrections_slew() -> None:
     start=offsets,
     events=st.lists(
         st.tuples(st.integers(0, 3 * US), st.one_of(st.none(), offsets, st.integers(-200_000, 200_000))),
-        min_size=1, max_size=40,
+        min_size=1,
+        max_size=40,
     ),
 )
 def test_network_time_never_goes_backwards_after_first_sync(start: int, events: list) -> None:

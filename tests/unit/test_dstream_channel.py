@@ -72,6 +72,7 @@ def writes(*parts: bytes, close: bool = False) -> Script:
         if close:
             writer.close()
             raise ConnectionError("closed by the script")
+
     return script
 
 
@@ -83,6 +84,7 @@ def sized(*sizes: int) -> tuple[Callable[[int, dict[str, str], int], list[memory
     def on_head(status: int, headers: dict[str, str], length: int) -> list[memoryview]:
         seen.append((status, headers, length))
         return [memoryview(b) for b in bufs]
+
     return on_head, bufs
 
 
@@ -116,24 +118,29 @@ async def test_empty_body_and_error_status(server: Server) -> None:
     assert await get(conn, on_head) == 404
 
 
-@pytest.mark.parametrize(("reply", "reason"), [
-    (b"HTTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "malformed"),
-    (b"garbage\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: -4\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nX-Borg-Envelope: a\r\nX-Borg-Envelope: b\r\nContent-Length: 0\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n", "transfer-coding"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
-     "transfer-coding"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "malformed"),
-    (b"HTTP/1.1 200 OK\r\n\r\nabcd", "no-length"),
-    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd", "informational"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcdEXTRA", "extra-bytes"),
-])
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (b"HTTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "malformed"),
+        (b"garbage\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -4\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nX-Borg-Envelope: a\r\nX-Borg-Envelope: b\r\nContent-Length: 0\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n", "transfer-coding"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+            "transfer-coding",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\n\r\nabcd", "no-length"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd", "informational"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcdEXTRA", "extra-bytes"),
+    ],
+)
 async def test_broken_replies_fail_with_their_reason(server: Server, reply: bytes, reason: str) -> None:
     conn = await connect(server)
     server.script = writes(reply)
@@ -212,8 +219,10 @@ async def test_bytes_with_no_request_outstanding_drop_the_connection(server: Ser
 
 
 async def test_a_closing_or_old_holder_is_not_reused(server: Server) -> None:
-    for reply in (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                  b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"):
+    for reply in (
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ):
         conn = await connect(server)
         server.script = writes(reply)
         assert await get(conn, sized()[0]) == 200
@@ -235,8 +244,12 @@ async def peers() -> AsyncIterator[PeerClient]:
 
 def signed_reply(key: SigningKey, payload: Any, body: bytes, status: str = "200 OK") -> bytes:
     wire = envelope.encode(envelope.sign(key, "shard.get.reply", payload, SystemClock()))
-    return (f"HTTP/1.1 {status}\r\n{ENVELOPE_HEADER}: ".encode() + wire
-            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    return (
+        f"HTTP/1.1 {status}\r\n{ENVELOPE_HEADER}: ".encode()
+        + wire
+        + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
 
 
 def dest(size: int) -> tuple[Callable[[int], memoryview], bytearray]:
@@ -246,6 +259,7 @@ def dest(size: int) -> tuple[Callable[[int], memoryview], bytearray]:
         if n != size:
             raise ValueError(f"not {size} bytes")
         return memoryview(buf)[:n]
+
     return view, buf
 
 

@@ -23,8 +23,21 @@ def test_frame_round_trip_keeps_the_bytes_as_a_view() -> None:
         unframe(b'{"no newline"}')
 
 
-@pytest.mark.parametrize("doc", [None, "x", [], ["k", "1.2.3.4"], ["k", "1.2.3.4", "80"], [1, "ip", 80],
-                                 ["k", 5, 80], ["k", "ip", True], ["k", "ip", 80, 1], {"k": 1}])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        None,
+        "x",
+        [],
+        ["k", "1.2.3.4"],
+        ["k", "1.2.3.4", "80"],
+        [1, "ip", 80],
+        ["k", 5, 80],
+        ["k", "ip", True],
+        ["k", "ip", 80, 1],
+        {"k": 1},
+    ],
+)
 def test_holder_from_json_refuses_what_is_not_one(doc: Any) -> None:
     with pytest.raises(ValueError):
         Holder.from_json(doc)
@@ -47,15 +60,18 @@ def test_parse_locate_gives_the_manifest_and_holders() -> None:
     assert m["id"] == h and per_shard[0][0].ip == "10.0.0.1"
 
 
-@pytest.mark.parametrize("change", [
-    {"found": False},
-    {"holders": "nope"},
-    {"holders": [["k", "ip"]]},
-    {"shards": [[3]]},  # an index past the holders
-    {"shards": [["0"]]},
-    {"shards": None},
-    {"shards": [[0], [0]]},  # more entries than the manifest's shards
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"found": False},
+        {"holders": "nope"},
+        {"holders": [["k", "ip"]]},
+        {"shards": [[3]]},  # an index past the holders
+        {"shards": [["0"]]},
+        {"shards": None},
+        {"shards": [[0], [0]]},  # more entries than the manifest's shards
+    ],
+)
 def test_parse_locate_refuses_malformed_replies(change: dict[str, Any]) -> None:
     reply, h = located(**change)
     with pytest.raises(StreamError):

@@ -369,9 +369,12 @@ def test_an_expired_signer_is_forgotten(clock) -> None:
 def _signed_unchecked(clock: ManualClock, payload) -> bytes:
     """A validly signed envelope whose payload sign() itself would refuse (an attacker's own signer)."""
     body = {
-        "v": 1, "type": "app.test", "payload": payload,
+        "v": 1,
+        "type": "app.test",
+        "payload": payload,
         "sender": {"ip": "127.0.0.2", "port": 13350, "pubkey": ATTACKER.public_key_hex},
-        "ts": clock.now_ms(), "nonce": "ab" * 16,
+        "ts": clock.now_ms(),
+        "nonce": "ab" * 16,
     }
     body["sig"] = ATTACKER.sign(canonical.encode_unchecked(body)).hex()
     return canonical.encode_unchecked(body)

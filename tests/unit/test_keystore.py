@@ -21,7 +21,10 @@ from borgusb.keystore import (
     save_wallet,
 )
 
-WORDS = "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth title"
+WORDS = (
+    "legal winner thank year wave sausage worth useful legal winner thank year "
+    "wave sausage worth useful legal winner thank year wave sausage worth title"
+)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import json
 import random
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from borgusb.tree.messages import Member, Send, StatusChanged
@@ -175,16 +176,53 @@ def test_two_trees_meet_smaller_resigns() -> None:
 
 # -- malformed and foreign input ------------------------------------------------------
 
-TYPES = ["tree.join", "tree.assign", "tree.children", "tree.parent", "tree.promote", "tree.replica",
-         "tree.fail", "tree.hb", "tree.hb_ack", "tree.reject", "tree.bcast", "tree.whoroot",
-         "tree.whoroot_reply", "tree.merge", "tree.resign", "tree.nope"]
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 20), st.text(max_size=4),
-                      st.sampled_from(["aa", "tree"]))
-json_val = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=3),
-                                                       st.dictionaries(st.text(max_size=5), c, max_size=3)),
-                        max_leaves=8)
-fields = ["tree", "pos", "size", "ver", "k", "root", "parent", "children", "set", "table", "ops",
-          "joiner", "hops", "id", "payload", "up", "node", "full", "to"]
+TYPES = [
+    "tree.join",
+    "tree.assign",
+    "tree.children",
+    "tree.parent",
+    "tree.promote",
+    "tree.replica",
+    "tree.fail",
+    "tree.hb",
+    "tree.hb_ack",
+    "tree.reject",
+    "tree.bcast",
+    "tree.whoroot",
+    "tree.whoroot_reply",
+    "tree.merge",
+    "tree.resign",
+    "tree.nope",
+]
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 20), st.text(max_size=4), st.sampled_from(["aa", "tree"])
+)
+json_val = st.recursive(
+    json_leaf,
+    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)),
+    max_leaves=8,
+)
+fields = [
+    "tree",
+    "pos",
+    "size",
+    "ver",
+    "k",
+    "root",
+    "parent",
+    "children",
+    "set",
+    "table",
+    "ops",
+    "joiner",
+    "hops",
+    "id",
+    "payload",
+    "up",
+    "node",
+    "full",
+    "to",
+]
 messages = st.fixed_dictionaries({"t": st.sampled_from(TYPES)}, optional={f: json_val for f in fields})
 
 
@@ -211,9 +249,15 @@ def test_fuzz_malformed_never_raises(msgs: list[Any], to_root: bool) -> None:
 
 def test_malformed_counted() -> None:
     _, root, child = _fresh_pair()
-    for bad in [None, [], {"t": 3}, {"t": "tree.hb"}, {"t": "tree.hb", "tree": root.tree_id, "pos": "2"},
-                {"t": "tree.join", "joiner": {"pubkey": "x", "ip": "1", "port": 99999}, "hops": 0},
-                {"t": "tree.assign", "tree": "z", "k": 3, "pos": 1}]:
+    for bad in [
+        None,
+        [],
+        {"t": 3},
+        {"t": "tree.hb"},
+        {"t": "tree.hb", "tree": root.tree_id, "pos": "2"},
+        {"t": "tree.join", "joiner": {"pubkey": "x", "ip": "1", "port": 99999}, "hops": 0},
+        {"t": "tree.assign", "tree": "z", "k": 3, "pos": 1},
+    ]:
         root.on_message(0, child.me, bad)  # type: ignore[arg-type]
     assert root.counters["rejected_malformed"] == 7
     root.on_message(0, child.me, {"t": "tree.bogus"})
@@ -223,8 +267,15 @@ def test_malformed_counted() -> None:
 def test_foreign_tree_ignored_and_counted() -> None:
     _, root, child = _fresh_pair()
     before = dict(child.view())
-    msg = {"t": "tree.parent", "tree": "f" * 32, "pos": child.pos, "parent": Member("evil", "1.2.3.4", 1).to_dict(),
-           "size": 99, "ver": 10**9, "root": Member("evil", "1.2.3.4", 1).to_dict()}
+    msg = {
+        "t": "tree.parent",
+        "tree": "f" * 32,
+        "pos": child.pos,
+        "parent": Member("evil", "1.2.3.4", 1).to_dict(),
+        "size": 99,
+        "ver": 10**9,
+        "root": Member("evil", "1.2.3.4", 1).to_dict(),
+    }
     assert child.on_message(0, root.me, msg) == []
     assert child.counters["ignored_foreign_tree"] == 1
     after = child.view()
@@ -265,13 +316,22 @@ def test_members_newer_than_their_root_are_brought_into_its_epoch() -> None:
         bus.partition({nid: int(x) for nid, x in zip(sorted(bus.alive), side)})
         bus.run(ms)
 
-    bus.run(1_236); bus.heal(); bus.run(250); join(2); bus.run(4_279); bus.heal(); join(1)  # noqa: E702
+    bus.run(1_236)
+    bus.heal()
+    bus.run(250)
+    join(2)
+    bus.run(4_279)
+    bus.heal()
+    join(1)  # noqa: E702
     split([f, t, t, f, f, f, f, t, t, t, f], 24_090)
     split([f, f, f, f, f, f, f, t, f, t, f], 15_893)
     bus.run(250)
     split([f, t, t, f, f, f, f, f, t, t, f], 1_721)
     split([f, t, t, f, f, f, f, t, t, t, f], 24_090)
-    bus.run(623); bus.run(3_230); bus.run(1_236); join(3)  # noqa: E702
+    bus.run(623)
+    bus.run(3_230)
+    bus.run(1_236)
+    join(3)  # noqa: E702
     split([t, t, t, t, f, f, f, f, t, f, f, t, f, f], 13_773)
     bus.heal()
     for n in bus.alive.values():
@@ -347,5 +407,6 @@ class TreeMachine(RuleBasedStateMachine):
 
 
 TestTreeMachine = TreeMachine.TestCase
-TestTreeMachine.settings = settings(max_examples=150, stateful_step_count=20, deadline=None,
-                                    suppress_health_check=[HealthCheck.too_slow])
+TestTreeMachine.settings = settings(
+    max_examples=150, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

@@ -70,7 +70,8 @@ def test_valid_vector_files_are_the_pinned_ones(name: str) -> None:
     load_vectors(f"wire/{name}", version=version)
     load_vectors(f"wire/{name.replace('.json', '_invalid.json')}", version=version)
     assert hashlib.sha256((VECTORS / "wire" / name).read_bytes()).hexdigest() == digest, (
-        f"{name} changed: a new wire format needs a new version here and in the generator")
+        f"{name} changed: a new wire format needs a new version here and in the generator"
+    )
 
 
 def test_format_versions_in_the_code_are_the_vectors_versions() -> None:
@@ -88,11 +89,28 @@ def test_libsecp256k1_signs_deterministically() -> None:
 
 @cases("envelope.json")
 def test_envelope_is_signed_to_the_stored_bytes(case: dict[str, Any]) -> None:
-    env = envelope.sign(key(case["key"]), case["type"], case["payload"], ManualClock(case["ts"]),
-                        ip=case["ip"], port=case["port"], nonce=case["nonce"])
+    env = envelope.sign(
+        key(case["key"]),
+        case["type"],
+        case["payload"],
+        ManualClock(case["ts"]),
+        ip=case["ip"],
+        port=case["port"],
+        nonce=case["nonce"],
+    )
     assert envelope.encode(env) == case["wire"].encode("utf-8")
-    assert envelope.sign_bytes(key(case["key"]), case["type"], case["payload"], ManualClock(case["ts"]),
-                               ip=case["ip"], port=case["port"], nonce=case["nonce"]) == case["wire"].encode()
+    assert (
+        envelope.sign_bytes(
+            key(case["key"]),
+            case["type"],
+            case["payload"],
+            ManualClock(case["ts"]),
+            ip=case["ip"],
+            port=case["port"],
+            nonce=case["nonce"],
+        )
+        == case["wire"].encode()
+    )
     assert env["sig"] == case["sig"]
     body = {k: v for k, v in env.items() if k != "sig"}
     assert canonical.dumps(body) == std_canonical(body) == case["signed"].encode()
@@ -102,8 +120,9 @@ def test_envelope_is_signed_to_the_stored_bytes(case: dict[str, Any]) -> None:
 @cases("envelope.json")
 def test_stored_envelope_verifies(case: dict[str, Any]) -> None:
     verifier = envelope.Verifier(ManualClock(case["ts"]))
-    env = verifier.verify(case["wire"].encode("utf-8"), expected_type=case["type"],
-                          expected_signer=key(case["key"]).public_key_hex)
+    env = verifier.verify(
+        case["wire"].encode("utf-8"), expected_type=case["type"], expected_signer=key(case["key"]).public_key_hex
+    )
     assert env.type == case["type"] and env.payload == case["payload"]
     assert env.sender == envelope.Sender(case["ip"], case["port"], key(case["key"]).public_key_hex)
     assert (env.ts, env.nonce, env.sig) == (case["ts"], case["nonce"], case["sig"])
@@ -114,7 +133,9 @@ def test_stored_envelope_verifies(case: dict[str, Any]) -> None:
 @cases("envelope_invalid.json")
 def test_stored_invalid_envelope_is_refused_with_its_reason(case: dict[str, Any]) -> None:
     wire = bytes.fromhex(case["wire_hex"]) if "wire_hex" in case else case["wire"].encode("utf-8")
-    verifier = envelope.Verifier(ManualClock(case["now_ms"]), max_bytes=case.get("max_bytes", envelope.DEFAULT_MAX_BYTES))
+    verifier = envelope.Verifier(
+        ManualClock(case["now_ms"]), max_bytes=case.get("max_bytes", envelope.DEFAULT_MAX_BYTES)
+    )
     if case.get("replay"):
         verifier.verify(wire)  # the first copy is accepted
     with pytest.raises(envelope.EnvelopeError) as info:
@@ -232,9 +253,16 @@ def _public(case: dict[str, Any]) -> dict[str, str]:
 @cases("keystore_v1.json")
 def test_keystore_is_encrypted_to_the_stored_bytes(case: dict[str, Any]) -> None:
     assert _public(case) == case["public"]
-    doc = keystore.encrypt(case["kind"], bytes.fromhex(case["secret"]), case["passphrase"], case["public"],
-                           case["bip39_passphrase"], keystore.KdfParams(**case["kdf"]),
-                           salt=bytes.fromhex(case["salt"]), nonce=bytes.fromhex(case["nonce"]))
+    doc = keystore.encrypt(
+        case["kind"],
+        bytes.fromhex(case["secret"]),
+        case["passphrase"],
+        case["public"],
+        case["bip39_passphrase"],
+        keystore.KdfParams(**case["kdf"]),
+        salt=bytes.fromhex(case["salt"]),
+        nonce=bytes.fromhex(case["nonce"]),
+    )
     assert _file_bytes(doc) == case["file"].encode("utf-8")
 
 
@@ -263,13 +291,21 @@ def test_one_lane_keystore_decrypts_with_independent_argon2id_and_aes_gcm(case: 
 
     doc = json.loads(case["file"])
     kdf = doc["kdf"]
-    k = argon2id.kdf(32, case["passphrase"].encode(), base64.b64decode(kdf["salt"]),
-                     opslimit=kdf["iterations"], memlimit=kdf["memory_kib"] * 1024)
+    k = argon2id.kdf(
+        32,
+        case["passphrase"].encode(),
+        base64.b64decode(kdf["salt"]),
+        opslimit=kdf["iterations"],
+        memlimit=kdf["memory_kib"] * 1024,
+    )
     raw = base64.b64decode(doc["ciphertext"])
     aes = AES.new(k, AES.MODE_GCM, nonce=base64.b64decode(doc["cipher"]["nonce"]))
     aes.update(std_canonical({f: doc[f] for f in ("format", "version", "kind", "public", "kdf")}))
     secret = bytes.fromhex(case["secret"])
-    assert aes.decrypt_and_verify(raw[:-16], raw[-16:]) == bytes([1, len(secret)]) + secret + case["bip39_passphrase"].encode()
+    assert (
+        aes.decrypt_and_verify(raw[:-16], raw[-16:])
+        == bytes([1, len(secret)]) + secret + case["bip39_passphrase"].encode()
+    )
     body = {f: v for f, v in doc.items() if f != "checksum"}
     assert doc["checksum"] == hashlib.sha256(std_canonical(body)).hexdigest()
 
@@ -285,11 +321,13 @@ def test_save_wallet_writes_the_stored_layout(tmp_path: Path) -> None:
     written, stored = path.read_bytes(), json.loads(case["file"])
     doc = json.loads(written)
     assert written == _file_bytes(doc)
-    assert {k: (sorted(v) if isinstance(v, dict) else type(v).__name__) for k, v in doc.items()} == \
-        {k: (sorted(v) if isinstance(v, dict) else type(v).__name__) for k, v in stored.items()}
+    assert {k: (sorted(v) if isinstance(v, dict) else type(v).__name__) for k, v in doc.items()} == {
+        k: (sorted(v) if isinstance(v, dict) else type(v).__name__) for k, v in stored.items()
+    }
     assert doc["kdf"]["salt"] != stored["kdf"]["salt"]  # fresh, not the vector's
-    assert {k: doc[k] for k in ("format", "version", "kind", "public")} == \
-        {k: stored[k] for k in ("format", "version", "kind", "public")}
+    assert {k: doc[k] for k in ("format", "version", "kind", "public")} == {
+        k: stored[k] for k in ("format", "version", "kind", "public")
+    }
 
 
 @cases("keystore_v1_invalid.json")

@@ -43,7 +43,13 @@ from borgusb.keys import SigningKey  # noqa: E402
 from borgusb.shard import model  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "wire"
-VERSIONS = {"envelope": envelope.VERSION, "shard_record": 1, "manifest": 1, "tombstone": 1, "keystore_v1": keystore.VERSION}
+VERSIONS = {
+    "envelope": envelope.VERSION,
+    "shard_record": 1,
+    "manifest": 1,
+    "tombstone": 1,
+    "keystore_v1": keystore.VERSION,
+}
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z, the fixed clock
 
 
@@ -89,24 +95,64 @@ def confirm_signature(secret_hex: str, signed: bytes, sig_hex: str) -> None:
 
 
 ENVELOPE_INPUTS = [
-    {"name": "app_message", "key": OWNER, "type": "app.message", "payload": {"hello": "world"},
-     "ip": "", "port": 0, "ts": T0, "nonce": "00112233445566778899aabbccddeeff"},
-    {"name": "tree_message_from_a_node", "key": NODE, "type": "tree.heartbeat",
-     "payload": {"t": "tree.heartbeat", "pos": 2, "ver": 7, "kids": [4, 5, 6]},
-     "ip": "127.0.0.2", "port": 13300, "ts": T0 + 1, "nonce": "0f" * 16},
-    {"name": "unicode_escapes_and_big_ints", "key": OWNER, "type": "app.message",
-     "payload": {"text": 'Grüße "quoted" \\ / \u2028 \U0001f600 \x01', "max": 2**53 - 1, "min": -(2**53 - 1),
-                 "list": [True, False, None, [], {}]},
-     "ip": "::1", "port": 65535, "ts": T0 + 2, "nonce": "ffeeddccbbaa99887766554433221100"},
-    {"name": "shard_delete_carrying_a_tombstone", "key": OWNER, "type": "shard.delete",
-     "payload": {"tomb": "<tombstone:one_shard_object>"},
-     "ip": "", "port": 0, "ts": T0 + 3, "nonce": "a5" * 16},
+    {
+        "name": "app_message",
+        "key": OWNER,
+        "type": "app.message",
+        "payload": {"hello": "world"},
+        "ip": "",
+        "port": 0,
+        "ts": T0,
+        "nonce": "00112233445566778899aabbccddeeff",
+    },
+    {
+        "name": "tree_message_from_a_node",
+        "key": NODE,
+        "type": "tree.heartbeat",
+        "payload": {"t": "tree.heartbeat", "pos": 2, "ver": 7, "kids": [4, 5, 6]},
+        "ip": "127.0.0.2",
+        "port": 13300,
+        "ts": T0 + 1,
+        "nonce": "0f" * 16,
+    },
+    {
+        "name": "unicode_escapes_and_big_ints",
+        "key": OWNER,
+        "type": "app.message",
+        "payload": {
+            "text": 'Grüße "quoted" \\ / \u2028 \U0001f600 \x01',
+            "max": 2**53 - 1,
+            "min": -(2**53 - 1),
+            "list": [True, False, None, [], {}],
+        },
+        "ip": "::1",
+        "port": 65535,
+        "ts": T0 + 2,
+        "nonce": "ffeeddccbbaa99887766554433221100",
+    },
+    {
+        "name": "shard_delete_carrying_a_tombstone",
+        "key": OWNER,
+        "type": "shard.delete",
+        "payload": {"tomb": "<tombstone:one_shard_object>"},
+        "ip": "",
+        "port": 0,
+        "ts": T0 + 3,
+        "nonce": "a5" * 16,
+    },
 ]
 
 
 def make_envelope(case: dict[str, Any]) -> dict[str, Any]:
-    env = envelope.sign(key(case["key"]), case["type"], case["payload"], ManualClock(case["ts"]),
-                        ip=case["ip"], port=case["port"], nonce=case["nonce"])
+    env = envelope.sign(
+        key(case["key"]),
+        case["type"],
+        case["payload"],
+        ManualClock(case["ts"]),
+        ip=case["ip"],
+        port=case["port"],
+        nonce=case["nonce"],
+    )
     wire = envelope.encode(env)
     signed = canonical.encode_unchecked({k: v for k, v in env.items() if k != "sig"})
     assert wire == std_canonical(env) and signed == std_canonical({k: v for k, v in env.items() if k != "sig"})
@@ -138,19 +184,35 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
     inv: list[dict[str, Any]] = [
         {"name": "payload_changed", "wire": wire.replace('"world"', '"w0rld"'), "reason": "bad_signature"},
         {"name": "ts_changed", "wire": rewritten(ts=ts + 1), "reason": "bad_signature"},
-        {"name": "sender_ip_changed", "wire": rewritten(sender={**doc["sender"], "ip": "10.0.0.1"}),
-         "reason": "bad_signature"},
-        {"name": "signed_by_another_key_than_named", "wire": rewritten(sender={**doc["sender"], "pubkey": pub(OTHER)}),
-         "reason": "bad_signature"},
+        {
+            "name": "sender_ip_changed",
+            "wire": rewritten(sender={**doc["sender"], "ip": "10.0.0.1"}),
+            "reason": "bad_signature",
+        },
+        {
+            "name": "signed_by_another_key_than_named",
+            "wire": rewritten(sender={**doc["sender"], "pubkey": pub(OTHER)}),
+            "reason": "bad_signature",
+        },
         {"name": "high_s_malleated_signature", "wire": rewritten(sig=high_s(doc["sig"])), "reason": "bad_signature"},
-        {"name": "whitespace_not_canonical", "wire": json.dumps(doc, sort_keys=True, ensure_ascii=False),
-         "reason": "malformed"},
-        {"name": "keys_unsorted", "wire": json.dumps({k: doc[k] for k in sorted(doc, reverse=True)},
-                                                     separators=(",", ":"), ensure_ascii=False),
-         "reason": "malformed"},
-        {"name": "ascii_escaped_unicode_not_canonical",
-         "wire": json.dumps(json.loads(valid[2]["wire"]), sort_keys=True, separators=(",", ":")),
-         "reason": "malformed", "now_ms": valid[2]["ts"]},
+        {
+            "name": "whitespace_not_canonical",
+            "wire": json.dumps(doc, sort_keys=True, ensure_ascii=False),
+            "reason": "malformed",
+        },
+        {
+            "name": "keys_unsorted",
+            "wire": json.dumps(
+                {k: doc[k] for k in sorted(doc, reverse=True)}, separators=(",", ":"), ensure_ascii=False
+            ),
+            "reason": "malformed",
+        },
+        {
+            "name": "ascii_escaped_unicode_not_canonical",
+            "wire": json.dumps(json.loads(valid[2]["wire"]), sort_keys=True, separators=(",", ":")),
+            "reason": "malformed",
+            "now_ms": valid[2]["ts"],
+        },
         {"name": "extra_field", "wire": resigned(x=1), "reason": "malformed"},
         {"name": "version_2", "wire": resigned(v=2), "reason": "malformed"},
         {"name": "nonce_uppercase", "wire": resigned(nonce=doc["nonce"].upper()), "reason": "malformed"},
@@ -174,8 +236,11 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
 
 def record_files(oid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     valid = []
-    for name, data, t, obj in (("one_byte", "a", T0, None), ("empty_shard", "", T0, None),
-                               ("shard_of_an_object", "hello, borgusb\n", T0 + 10, oid)):
+    for name, data, t, obj in (
+        ("one_byte", "a", T0, None),
+        ("empty_shard", "", T0, None),
+        ("shard_of_an_object", "hello, borgusb\n", T0 + 10, oid),
+    ):
         raw = data.encode()
         h = hashlib.sha256(raw).hexdigest()
         rec = model.sign_record(key(OWNER), h, len(raw), t)
@@ -183,9 +248,19 @@ def record_files(oid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         assert signed == std_canonical({"d": "borgusb.shard", "h": h, "n": len(raw), "o": pub(OWNER), "t": t})
         confirm_signature(OWNER, signed, rec["s"])
         entry = {"rec": rec, "objs": [obj] if obj else [], "crc": zlib.crc32(raw)}
-        valid.append({"name": name, "key": OWNER, "data": data, "obj": obj, "t": t, "record": rec,
-                      "signed": signed.decode(), "wire": std_canonical(rec).decode(),
-                      "store_rec_file": json.dumps(entry)})
+        valid.append(
+            {
+                "name": name,
+                "key": OWNER,
+                "data": data,
+                "obj": obj,
+                "t": t,
+                "record": rec,
+                "signed": signed.decode(),
+                "wire": std_canonical(rec).decode(),
+                "store_rec_file": json.dumps(entry),
+            }
+        )
     rec = valid[0]["record"]
     wrong_domain = dict(rec, s=key(OWNER).sign(model._signed("borgusb.tomb", rec)).hex())
     inv = [
@@ -207,26 +282,54 @@ def record_files(oid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     valid = []
-    for name, data, ss, r, t in (("empty_object", "", 1024 * 1024, 3, T0), ("one_shard_object", "hello, borgusb\n", 1024 * 1024, 3, T0 + 10),
-                                 ("three_shards_of_4_bytes", "0123456789", 4, 2, T0 + 20)):
+    for name, data, ss, r, t in (
+        ("empty_object", "", 1024 * 1024, 3, T0),
+        ("one_shard_object", "hello, borgusb\n", 1024 * 1024, 3, T0 + 10),
+        ("three_shards_of_4_bytes", "0123456789", 4, 2, T0 + 20),
+    ):
         raw = data.encode()
         oid = hashlib.sha256(raw).hexdigest()
-        shards = [hashlib.sha256(raw[i:i + ss]).hexdigest() for i in range(0, len(raw), ss)]
+        shards = [hashlib.sha256(raw[i : i + ss]).hexdigest() for i in range(0, len(raw), ss)]
         m = model.sign_manifest(key(OWNER), oid, len(raw), ss, r, shards, t)
         signed = model._signed("borgusb.manifest", m)
-        assert signed == std_canonical({"d": "borgusb.manifest", "id": oid, "size": len(raw), "ss": ss, "r": r,
-                                        "shards": shards, "o": pub(OWNER), "t": t})
+        assert signed == std_canonical(
+            {
+                "d": "borgusb.manifest",
+                "id": oid,
+                "size": len(raw),
+                "ss": ss,
+                "r": r,
+                "shards": shards,
+                "o": pub(OWNER),
+                "t": t,
+            }
+        )
         confirm_signature(OWNER, signed, m["s"])
-        valid.append({"name": name, "key": OWNER, "data": data, "ss": ss, "r": r, "t": t, "manifest": m,
-                      "signed": signed.decode(), "wire": std_canonical(m).decode(), "store_file": json.dumps(m)})
+        valid.append(
+            {
+                "name": name,
+                "key": OWNER,
+                "data": data,
+                "ss": ss,
+                "r": r,
+                "t": t,
+                "manifest": m,
+                "signed": signed.decode(),
+                "wire": std_canonical(m).decode(),
+                "store_file": json.dumps(m),
+            }
+        )
     m = valid[2]["manifest"]
     empty = valid[0]["manifest"]
     inv = [
         {"name": "shards_reordered", "doc": dict(m, shards=m["shards"][::-1]), "reason": "bad_owner_signature"},
         {"name": "r_raised", "doc": dict(m, r=3), "reason": "bad_owner_signature"},
         {"name": "owner_replaced", "doc": dict(m, o=pub(OTHER)), "reason": "bad_owner_signature"},
-        {"name": "signed_under_the_record_domain",
-         "doc": dict(m, s=key(OWNER).sign(model._signed("borgusb.shard", m)).hex()), "reason": "bad_owner_signature"},
+        {
+            "name": "signed_under_the_record_domain",
+            "doc": dict(m, s=key(OWNER).sign(model._signed("borgusb.shard", m)).hex()),
+            "reason": "bad_owner_signature",
+        },
         {"name": "one_shard_missing", "doc": dict(m, shards=m["shards"][:2]), "reason": "malformed"},
         {"name": "size_not_matching_shards", "doc": dict(m, size=13), "reason": "malformed"},
         {"name": "shard_size_zero", "doc": dict(m, ss=0), "reason": "malformed"},
@@ -245,16 +348,28 @@ def tomb_files(oid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         signed = model._signed("borgusb.tomb", tomb)
         assert signed == std_canonical({"d": "borgusb.tomb", "id": oid, "o": pub(OWNER), "t": t})
         confirm_signature(OWNER, signed, tomb["s"])
-        valid.append({"name": name, "key": OWNER, "id": oid, "t": t, "tomb": tomb, "signed": signed.decode(),
-                      "wire": std_canonical(tomb).decode(), "store_file": json.dumps(tomb)})
+        valid.append(
+            {
+                "name": name,
+                "key": OWNER,
+                "id": oid,
+                "t": t,
+                "tomb": tomb,
+                "signed": signed.decode(),
+                "wire": std_canonical(tomb).decode(),
+                "store_file": json.dumps(tomb),
+            }
+        )
     tomb = valid[0]["tomb"]
     inv = [
         {"name": "time_changed", "doc": dict(tomb, t=tomb["t"] + 1), "reason": "bad_owner_signature"},
         {"name": "id_changed", "doc": dict(tomb, id=model.EMPTY_SHA256), "reason": "bad_owner_signature"},
         {"name": "owner_replaced", "doc": dict(tomb, o=pub(OTHER)), "reason": "bad_owner_signature"},
-        {"name": "signed_under_the_manifest_domain",
-         "doc": dict(tomb, s=key(OWNER).sign(model._signed("borgusb.manifest", tomb)).hex()),
-         "reason": "bad_owner_signature"},
+        {
+            "name": "signed_under_the_manifest_domain",
+            "doc": dict(tomb, s=key(OWNER).sign(model._signed("borgusb.manifest", tomb)).hex()),
+            "reason": "bad_owner_signature",
+        },
         {"name": "time_negative", "doc": dict(tomb, t=-1), "reason": "malformed"},
         {"name": "extra_member", "doc": dict(tomb, r=3), "reason": "malformed"},
         {"name": "id_missing", "doc": {k: v for k, v in tomb.items() if k != "id"}, "reason": "malformed"},
@@ -271,15 +386,36 @@ def keystore_file_bytes(doc: dict[str, Any]) -> bytes:
 
 
 KEYSTORE_INPUTS = [
-    {"name": "wallet_default_kdf", "kind": "wallet", "secret": bytes(range(32)).hex(), "passphrase": "correct horse battery staple",
-     "bip39_passphrase": "", "kdf": {"iterations": 3, "lanes": 4, "memory_kib": 65536},
-     "salt": "000102030405060708090a0b0c0d0e0f", "nonce": "a0a1a2a3a4a5a6a7a8a9aaab"},
-    {"name": "wallet_cheap_kdf_bip39_passphrase", "kind": "wallet", "secret": "7f" * 32, "passphrase": "pässwörd ☃",
-     "bip39_passphrase": "TREZOR", "kdf": {"iterations": 1, "lanes": 1, "memory_kib": 8},
-     "salt": "101112131415161718191a1b1c1d1e1f", "nonce": "b0b1b2b3b4b5b6b7b8b9babb"},
-    {"name": "node_key_cheap_kdf", "kind": "node", "secret": NODE, "passphrase": "node passphrase",
-     "bip39_passphrase": "", "kdf": {"iterations": 2, "lanes": 1, "memory_kib": 64},
-     "salt": "202122232425262728292a2b2c2d2e2f", "nonce": "c0c1c2c3c4c5c6c7c8c9cacb"},
+    {
+        "name": "wallet_default_kdf",
+        "kind": "wallet",
+        "secret": bytes(range(32)).hex(),
+        "passphrase": "correct horse battery staple",
+        "bip39_passphrase": "",
+        "kdf": {"iterations": 3, "lanes": 4, "memory_kib": 65536},
+        "salt": "000102030405060708090a0b0c0d0e0f",
+        "nonce": "a0a1a2a3a4a5a6a7a8a9aaab",
+    },
+    {
+        "name": "wallet_cheap_kdf_bip39_passphrase",
+        "kind": "wallet",
+        "secret": "7f" * 32,
+        "passphrase": "pässwörd ☃",
+        "bip39_passphrase": "TREZOR",
+        "kdf": {"iterations": 1, "lanes": 1, "memory_kib": 8},
+        "salt": "101112131415161718191a1b1c1d1e1f",
+        "nonce": "b0b1b2b3b4b5b6b7b8b9babb",
+    },
+    {
+        "name": "node_key_cheap_kdf",
+        "kind": "node",
+        "secret": NODE,
+        "passphrase": "node passphrase",
+        "bip39_passphrase": "",
+        "kdf": {"iterations": 2, "lanes": 1, "memory_kib": 64},
+        "salt": "202122232425262728292a2b2c2d2e2f",
+        "nonce": "c0c1c2c3c4c5c6c7c8c9cacb",
+    },
 ]
 
 
@@ -298,8 +434,13 @@ def independent_decrypt(doc: dict[str, Any], passphrase: str) -> bytes:
 
     kdf = doc["kdf"]
     assert kdf["lanes"] == 1
-    k = argon2id.kdf(32, passphrase.encode(), base64.b64decode(kdf["salt"]),
-                     opslimit=kdf["iterations"], memlimit=kdf["memory_kib"] * 1024)
+    k = argon2id.kdf(
+        32,
+        passphrase.encode(),
+        base64.b64decode(kdf["salt"]),
+        opslimit=kdf["iterations"],
+        memlimit=kdf["memory_kib"] * 1024,
+    )
     header = std_canonical({f: doc[f] for f in ("format", "version", "kind", "public", "kdf")})
     raw = base64.b64decode(doc["ciphertext"])
     cipher = AES.new(k, AES.MODE_GCM, nonce=base64.b64decode(doc["cipher"]["nonce"]))
@@ -312,9 +453,16 @@ def keystore_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for case in KEYSTORE_INPUTS:
         params = keystore.KdfParams(**case["kdf"])
         public = public_of(case)
-        doc = keystore.encrypt(case["kind"], bytes.fromhex(case["secret"]), case["passphrase"], public,
-                               case["bip39_passphrase"], params,
-                               salt=bytes.fromhex(case["salt"]), nonce=bytes.fromhex(case["nonce"]))
+        doc = keystore.encrypt(
+            case["kind"],
+            bytes.fromhex(case["secret"]),
+            case["passphrase"],
+            public,
+            case["bip39_passphrase"],
+            params,
+            salt=bytes.fromhex(case["salt"]),
+            nonce=bytes.fromhex(case["nonce"]),
+        )
         body = {k: v for k, v in doc.items() if k != "checksum"}
         assert doc["checksum"] == hashlib.sha256(std_canonical(body)).hexdigest()
         if params.lanes == 1:
@@ -339,59 +487,104 @@ def keystore_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     pw = cheap["passphrase"]
     inv = [
         {"name": "wrong_passphrase", "file": cheap["file"], "passphrase": pw + "!", "reason": "WrongPassphrase"},
-        {"name": "ciphertext_flipped_checksum_kept", "file": keystore_file_bytes(edited(ciphertext=flipped)).decode(),
-         "passphrase": pw, "reason": "KeystoreCorrupt"},
-        {"name": "ciphertext_flipped_checksum_recomputed", "file": with_checksum(edited(ciphertext=flipped)),
-         "passphrase": pw, "reason": "WrongPassphrase"},
-        {"name": "kdf_weakened_checksum_recomputed",
-         "file": with_checksum(edited(kdf={**doc["kdf"], "memory_kib": 16})), "passphrase": pw,
-         "reason": "WrongPassphrase"},
-        {"name": "public_part_swapped_checksum_recomputed",
-         "file": with_checksum(edited(public=valid[0]["public"])), "passphrase": pw, "reason": "WrongPassphrase"},
-        {"name": "kdf_memory_out_of_range", "file": with_checksum(edited(kdf={**doc["kdf"], "memory_kib": 4})),
-         "passphrase": pw, "reason": "KeystoreCorrupt"},
-        {"name": "nonce_too_short", "file": with_checksum(edited(cipher={**doc["cipher"], "nonce": "AAAA"})),
-         "passphrase": pw, "reason": "KeystoreCorrupt"},
-        {"name": "version_2", "file": with_checksum(edited(version=2)), "passphrase": pw,
-         "reason": "UnsupportedKeystoreVersion"},
-        {"name": "unknown_cipher", "file": with_checksum(edited(cipher={**doc["cipher"], "name": "chacha20-poly1305"})),
-         "passphrase": pw, "reason": "UnsupportedKeystoreVersion"},
-        {"name": "truncated", "file": cheap["file"][: len(cheap["file"]) // 2], "passphrase": pw,
-         "reason": "KeystoreCorrupt"},
-        {"name": "not_a_keystore", "file": '{"format": "something-else", "version": 1}\n', "passphrase": pw,
-         "reason": "KeystoreCorrupt"},
-        {"name": "checksum_missing", "file": keystore_file_bytes({k: v for k, v in doc.items() if k != "checksum"}).decode(),
-         "passphrase": pw, "reason": "KeystoreCorrupt"},
+        {
+            "name": "ciphertext_flipped_checksum_kept",
+            "file": keystore_file_bytes(edited(ciphertext=flipped)).decode(),
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
+        {
+            "name": "ciphertext_flipped_checksum_recomputed",
+            "file": with_checksum(edited(ciphertext=flipped)),
+            "passphrase": pw,
+            "reason": "WrongPassphrase",
+        },
+        {
+            "name": "kdf_weakened_checksum_recomputed",
+            "file": with_checksum(edited(kdf={**doc["kdf"], "memory_kib": 16})),
+            "passphrase": pw,
+            "reason": "WrongPassphrase",
+        },
+        {
+            "name": "public_part_swapped_checksum_recomputed",
+            "file": with_checksum(edited(public=valid[0]["public"])),
+            "passphrase": pw,
+            "reason": "WrongPassphrase",
+        },
+        {
+            "name": "kdf_memory_out_of_range",
+            "file": with_checksum(edited(kdf={**doc["kdf"], "memory_kib": 4})),
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
+        {
+            "name": "nonce_too_short",
+            "file": with_checksum(edited(cipher={**doc["cipher"], "nonce": "AAAA"})),
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
+        {
+            "name": "version_2",
+            "file": with_checksum(edited(version=2)),
+            "passphrase": pw,
+            "reason": "UnsupportedKeystoreVersion",
+        },
+        {
+            "name": "unknown_cipher",
+            "file": with_checksum(edited(cipher={**doc["cipher"], "name": "chacha20-poly1305"})),
+            "passphrase": pw,
+            "reason": "UnsupportedKeystoreVersion",
+        },
+        {
+            "name": "truncated",
+            "file": cheap["file"][: len(cheap["file"]) // 2],
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
+        {
+            "name": "not_a_keystore",
+            "file": '{"format": "something-else", "version": 1}\n',
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
+        {
+            "name": "checksum_missing",
+            "file": keystore_file_bytes({k: v for k, v in doc.items() if k != "checksum"}).decode(),
+            "passphrase": pw,
+            "reason": "KeystoreCorrupt",
+        },
     ]
     return valid, inv
 
 
 # ------------------------------------------------------------------ files
 
-ECDSA_NOTE = ("ECDSA secp256k1 over SHA-256, DER, low-S; libsecp256k1 (coincurve) derives the nonce by RFC 6979, "
-              "so signatures are reproducible; every signature here equals python-ecdsa's independent RFC 6979 "
-              "sign_deterministic output, and every canonical byte string equals json.dumps(sort_keys=True, "
-              "separators=(',', ':'), ensure_ascii=False)")
+ECDSA_NOTE = (
+    "ECDSA secp256k1 over SHA-256, DER, low-S; libsecp256k1 (coincurve) derives the nonce by RFC 6979, "
+    "so signatures are reproducible; every signature here equals python-ecdsa's independent RFC 6979 "
+    "sign_deterministic output, and every canonical byte string equals json.dumps(sort_keys=True, "
+    "separators=(',', ':'), ensure_ascii=False)"
+)
 
 SOURCES = {
     "envelope": "BorgUSB custom vectors: borgusb/envelope.py sign()/encode() with fixed keys (SHA-256 of a label), "
-                "a fixed ManualClock and fixed nonces; 'wire' is the exact bytes on the wire (UTF-8), 'signed' the "
-                "bytes the signature covers (the envelope without sig). ",
+    "a fixed ManualClock and fixed nonces; 'wire' is the exact bytes on the wire (UTF-8), 'signed' the "
+    "bytes the signature covers (the envelope without sig). ",
     "shard_record": "BorgUSB custom vectors: borgusb/shard/model.py sign_record() (domain borgusb.shard); 'wire' is "
-                    "the record's canonical JSON as carried in shard.put payloads, 'store_rec_file' the exact bytes "
-                    "ShardStore.put writes to shards/xx/<hash>.rec. ",
+    "the record's canonical JSON as carried in shard.put payloads, 'store_rec_file' the exact bytes "
+    "ShardStore.put writes to shards/xx/<hash>.rec. ",
     "manifest": "BorgUSB custom vectors: borgusb/shard/model.py sign_manifest() (domain borgusb.manifest); 'wire' is "
-                "the canonical JSON carried in shard.manifest payloads, 'store_file' the exact bytes "
-                "ShardStore.put_manifest writes to manifests/<id>.json. ",
+    "the canonical JSON carried in shard.manifest payloads, 'store_file' the exact bytes "
+    "ShardStore.put_manifest writes to manifests/<id>.json. ",
     "tombstone": "BorgUSB custom vectors: borgusb/shard/model.py sign_tomb() (domain borgusb.tomb); 'wire' is the "
-                 "canonical JSON carried in shard.delete payloads, 'store_file' the exact bytes ShardStore.delete "
-                 "writes to tombs/<id>.json. ",
+    "canonical JSON carried in shard.delete payloads, 'store_file' the exact bytes ShardStore.delete "
+    "writes to tombs/<id>.json. ",
     "keystore_v1": "BorgUSB custom vectors: borgusb/keystore.py encrypt() with fixed salts and nonces, written as "
-                   "save_wallet/save_node_key write it ('file', exact bytes). Argon2id is deterministic for fixed "
-                   "salt and parameters, AES-256-GCM for a fixed nonce. Cases with one Argon2 lane were decrypted "
-                   "independently (libsodium argon2id via PyNaCl, AES-GCM via PyCryptodome); the default-KDF case "
-                   "(4 lanes, which libsodium does not offer) only by BorgUSB itself. Invalid cases name the "
-                   "KeystoreError subclass expected.",
+    "save_wallet/save_node_key write it ('file', exact bytes). Argon2id is deterministic for fixed "
+    "salt and parameters, AES-256-GCM for a fixed nonce. Cases with one Argon2 lane were decrypted "
+    "independently (libsodium argon2id via PyNaCl, AES-GCM via PyCryptodome); the default-KDF case "
+    "(4 lanes, which libsodium does not offer) only by BorgUSB itself. Invalid cases name the "
+    "KeystoreError subclass expected.",
 }
 
 
@@ -403,15 +596,26 @@ def documents() -> dict[str, dict[str, Any]]:
     envs, envs_inv = envelope_files(tombs[0]["tomb"])
     stores, stores_inv = keystore_files()
     docs: dict[str, dict[str, Any]] = {}
-    for topic, valid, inv in (("envelope", envs, envs_inv), ("shard_record", records, records_inv),
-                              ("manifest", manifests, manifests_inv), ("tombstone", tombs, tombs_inv),
-                              ("keystore_v1", stores, stores_inv)):
+    for topic, valid, inv in (
+        ("envelope", envs, envs_inv),
+        ("shard_record", records, records_inv),
+        ("manifest", manifests, manifests_inv),
+        ("tombstone", tombs, tombs_inv),
+        ("keystore_v1", stores, stores_inv),
+    ):
         note = "" if topic == "keystore_v1" else ECDSA_NOTE
-        docs[f"{topic}.json"] = {"source": SOURCES[topic] + note, "version": VERSIONS[topic],
-                                 "generator": "tests/vectors/generate_wire.py", "cases": valid}
-        docs[f"{topic}_invalid.json"] = {"source": SOURCES[topic] + "Each invalid case gives the expected reason.",
-                                         "version": VERSIONS[topic], "generator": "tests/vectors/generate_wire.py",
-                                         "cases": inv}
+        docs[f"{topic}.json"] = {
+            "source": SOURCES[topic] + note,
+            "version": VERSIONS[topic],
+            "generator": "tests/vectors/generate_wire.py",
+            "cases": valid,
+        }
+        docs[f"{topic}_invalid.json"] = {
+            "source": SOURCES[topic] + "Each invalid case gives the expected reason.",
+            "version": VERSIONS[topic],
+            "generator": "tests/vectors/generate_wire.py",
+            "cases": inv,
+        }
     return docs
 
 
@@ -421,8 +625,11 @@ def render(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     docs = documents()
-    changed = [name for name, doc in docs.items()
-               if not (OUT / name).exists() or (OUT / name).read_text(encoding="utf-8") != render(doc)]
+    changed = [
+        name
+        for name, doc in docs.items()
+        if not (OUT / name).exists() or (OUT / name).read_text(encoding="utf-8") != render(doc)
+    ]
     if "--check" in argv:
         for name in changed:
             print(f"{name} would change", file=sys.stderr)

@@ -4,5 +4,10 @@ from __future__ import annotations
 
 from ..spec import CellSpec
 
-SPEC = CellSpec(dna="cronoTreeCell", runtime="borgusb.cells.crono.cell:CronoCell",
-                client="borgusb.cells.crono.client:CronoClient", network_clock=False, summary="network time")
+SPEC = CellSpec(
+    dna="cronoTreeCell",
+    runtime="borgusb.cells.crono.cell:CronoCell",
+    client="borgusb.cells.crono.client:CronoClient",
+    network_clock=False,
+    summary="network time",
+)

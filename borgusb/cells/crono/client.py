@@ -56,7 +56,7 @@ class CronoClient(NetworkClock):
     async def first_sync(self, timeout_s: float = 1.0) -> bool:
         try:
             return await asyncio.wait_for(self.refresh(4), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def run(self) -> None:

@@ -42,8 +42,7 @@ async def exchange(
     """
     await peers.pin_for(ip, port, expect_pubkey)  # a first hello is not part of the exchange
     t1 = mono()
-    reply = await peers.post(ip, port, "/recp", TIME, {}, expect_pubkey=expect_pubkey, signed_reply=True,
-                             direct=True)
+    reply = await peers.post(ip, port, "/recp", TIME, {}, expect_pubkey=expect_pubkey, signed_reply=True, direct=True)
     t4 = mono()
     info = _reply_ints(reply)
     return measure(t1, info["t2"], info["t3"], t4), info
@@ -66,8 +65,9 @@ class Syncer:
         self.source = self.epoch = self.best = None
         self.info = {}
 
-    async def round(self, ip: str, port: int, pubkey: str | None, n: int, *, want_tree: str | None = None,
-                    gap_s: float = 0.005) -> str:
+    async def round(
+        self, ip: str, port: int, pubkey: str | None, n: int, *, want_tree: str | None = None, gap_s: float = 0.005
+    ) -> str:
         """n exchanges with the source, then one correction from the best sample kept.
 
         ``want_tree``: the source must carry that tree's network time (a parent

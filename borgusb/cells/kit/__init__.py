@@ -26,7 +26,24 @@ from .handlers import frame, on_broadcast, receptor, route
 from .settings import Settings, SettingsError, setting
 
 __all__ = [
-    "ANNOUNCE_MS", "FRAME_PATH", "MAX_FRAME", "TREE_TYPES", "Cell", "CellClient", "CellSpec", "Malformed",
-    "Registry", "RequestError", "Settings", "SettingsError", "TypePrefix", "frame", "load", "on_broadcast",
-    "receptor", "release_startup_memory", "route", "setting",
+    "ANNOUNCE_MS",
+    "FRAME_PATH",
+    "MAX_FRAME",
+    "TREE_TYPES",
+    "Cell",
+    "CellClient",
+    "CellSpec",
+    "Malformed",
+    "Registry",
+    "RequestError",
+    "Settings",
+    "SettingsError",
+    "TypePrefix",
+    "frame",
+    "load",
+    "on_broadcast",
+    "receptor",
+    "release_startup_memory",
+    "route",
+    "setting",
 ]

@@ -173,7 +173,7 @@ class Cell(NetDoor, TreeDriver):
         if self.tls is not None and self.registry is not None:
             try:
                 await asyncio.wait_for(self.registry.withdraw(self.announcement()), 0.5)
-            except (PeerError, asyncio.TimeoutError):
+            except (TimeoutError, PeerError):
                 pass
         for task in list(self._tasks):
             task.cancel()
@@ -224,8 +224,11 @@ class Cell(NetDoor, TreeDriver):
             "ip": self.me.ip,
             "ports": list(self.dna.ports()),
             "status": self.tree.status,
-            "load": {"load1_x100": int(os.getloadavg()[0] * 100), "sent": self.counters["sent"],
-                     "accepted": self.verifier.counters["accepted"]},
+            "load": {
+                "load1_x100": int(os.getloadavg()[0] * 100),
+                "sent": self.counters["sent"],
+                "accepted": self.verifier.counters["accepted"],
+            },
         }
 
     async def _announce_loop(self) -> None:
@@ -234,7 +237,7 @@ class Cell(NetDoor, TreeDriver):
             try:
                 await asyncio.wait_for(self.registry.announce(self.announcement()), 2.0)
                 self.registry_ok = True
-            except (PeerError, asyncio.TimeoutError):
+            except (TimeoutError, PeerError):
                 self.counters["registry_unreachable"] += 1
                 self.registry_ok = False
             await asyncio.sleep(ANNOUNCE_MS / 1000)
@@ -314,8 +317,9 @@ class Cell(NetDoor, TreeDriver):
 
     def _signed_reply(self, type: str, result: Any, out: bytes | memoryview, content_type: str) -> web.Response:
         try:
-            reply = envelope.encode(envelope.sign(self.key, type + ".reply", result, self.clock,
-                                                  ip=self.me.ip, port=self.dna.recp_port))
+            reply = envelope.encode(
+                envelope.sign(self.key, type + ".reply", result, self.clock, ip=self.me.ip, port=self.dna.recp_port)
+            )
         except ValueError:  # a handler returned something that is not canonical JSON: a bug
             self.counters["receptor_errors"] += 1
             log.exception("handler %s returned a value that cannot be signed", type)
@@ -338,8 +342,9 @@ class Cell(NetDoor, TreeDriver):
         if root is None or root.node_id == self.me.node_id:
             return self._members_reply({self.tree.pos or 1: self.me})
         try:
-            return await self.peers.post(root.ip, self.dna.recp_port, "/recp", "tree.members", {},
-                                         expect_pubkey=root.node_id, signed_reply=True)
+            return await self.peers.post(
+                root.ip, self.dna.recp_port, "/recp", "tree.members", {}, expect_pubkey=root.node_id, signed_reply=True
+            )
         except PeerError as exc:
             raise RequestError("root_unreachable", f"the root of this tree did not answer: {exc}", 503) from None
 

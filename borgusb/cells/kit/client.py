@@ -34,8 +34,9 @@ class CellClient:
 
     async def call(self, type: str, payload: Any) -> Any:
         """One signed request; the verified reply payload."""
-        return await self.peers.post(self.ip, self.port, "/recp", type, payload,
-                                     expect_pubkey=self.pubkey, signed_reply=True)
+        return await self.peers.post(
+            self.ip, self.port, "/recp", type, payload, expect_pubkey=self.pubkey, signed_reply=True
+        )
 
     async def send(self, type: str, payload: Any) -> None:
         """One signed request whose reply carries nothing the caller needs."""

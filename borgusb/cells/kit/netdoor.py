@@ -49,8 +49,9 @@ class NetDoor(CellParts):
     async def _place(self) -> None:
         """Find out whether this node is direct, a NAT gateway, or relayed; advertise accordingly."""
         for _ in range(10):
-            self.placement = await detect(self.peers, self.ip, self.dna.net_port, self.me.node_id,
-                                          list(self.contact_pins.values()))
+            self.placement = await detect(
+                self.peers, self.ip, self.dna.net_port, self.me.node_id, list(self.contact_pins.values())
+            )
             if self.placement.role != "nat-unreachable":
                 break
             await asyncio.sleep(1.0)  # the LAN's gateway may still be starting
@@ -91,15 +92,18 @@ class NetDoor(CellParts):
         ip, port, expect = p.get("ip"), p.get("port"), p.get("expect")
         if not isinstance(ip, str) or port not in self.dna.ports() or expect != env.signer:
             return _refuse(RequestError("refused", "only a cell port, only for yourself"))
-        probe = PeerClient(SigningKey.generate(), self.clock, envelope.Verifier(self.clock), timeout_s=2.0, bind=self.ip)
+        probe = PeerClient(
+            SigningKey.generate(), self.clock, envelope.Verifier(self.clock), timeout_s=2.0, bind=self.ip
+        )
         try:
             reachable = (await probe.hello(ip, port)).pubkey == expect
         except PeerError:
             reachable = False
         finally:
             await probe.close()
-        reply = envelope.sign(self.key, "net.reach.reply", {"reachable": reachable}, self.clock, ip=self.me.ip,
-                              port=self.dna.net_port)
+        reply = envelope.sign(
+            self.key, "net.reach.reply", {"reachable": reachable}, self.clock, ip=self.me.ip, port=self.dna.net_port
+        )
         return web.Response(body=envelope.encode(reply), content_type="application/json")
 
     @route("net", "POST", "/attach")
@@ -126,8 +130,9 @@ class NetDoor(CellParts):
         body = await request.read()
         port = request.url.port or self.dna.net_port
         try:
-            status, reply, _ = await self.peers.exchange(internal, port, "/" + request.match_info["tail"], body,
-                                                         expect_pubkey=node)
+            status, reply, _ = await self.peers.exchange(
+                internal, port, "/" + request.match_info["tail"], body, expect_pubkey=node
+            )
         except PeerError as exc:
             self.counters["relay_failed"] += 1
             return _refuse(RequestError("relay_failed", str(exc)[:200], 502))

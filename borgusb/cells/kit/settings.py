@@ -28,11 +28,19 @@ class SettingsError(ValueError):
     """A setting's value is missing, of the wrong type or out of range."""
 
 
-def setting(default: Any, help: str, *, low: int | None = None, high: int | None = None,
-            env: str | None = None, size: bool = False) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    env: str | None = None,
+    size: bool = False,
+) -> Any:
     """A field of a `Settings` class: its default, one line of help, bounds, its variable."""
-    return dataclasses.field(default=default, metadata={"help": help, "low": low, "high": high, "env": env,
-                                                        "size": size})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "low": low, "high": high, "env": env, "size": size}
+    )
 
 
 def parse_size(text: str) -> int:
@@ -67,13 +75,20 @@ class Settings:
             if meta.get("low") is not None or meta.get("high") is not None:
                 bounds = f", {meta.get('low', '')}..{meta.get('high', '')}"
             env = f"; env {meta['env']}" if meta.get("env") else ""
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f"setting_{f.name}", default=None,
-                               metavar=f.name.upper(),
-                               help=f"{meta.get('help', '')} (default {f.default}{bounds}{env})")
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f"setting_{f.name}",
+                default=None,
+                metavar=f.name.upper(),
+                help=f"{meta.get('help', '')} (default {f.default}{bounds}{env})",
+            )
 
     @classmethod
-    def from_sources(cls: type[S], flags: Mapping[str, Any] | argparse.Namespace | None = None,
-                     environ: Mapping[str, str] | None = None) -> S:
+    def from_sources(
+        cls: type[S],
+        flags: Mapping[str, Any] | argparse.Namespace | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> S:
         """Flags first, then the environment, then defaults; every value checked."""
         if isinstance(flags, argparse.Namespace):
             flags = {k.removeprefix("setting_"): v for k, v in vars(flags).items() if k.startswith("setting_")}
@@ -83,8 +98,10 @@ class Settings:
         values: dict[str, Any] = {}
         unknown = set(flags) - {f.name for f in cls.fields()}
         if unknown:
-            raise SettingsError(f"{cls.cell} has no setting {sorted(unknown)[0]!r}; "
-                                f"it has: {', '.join(f.name for f in cls.fields()) or 'none'}")
+            raise SettingsError(
+                f"{cls.cell} has no setting {sorted(unknown)[0]!r}; "
+                f"it has: {', '.join(f.name for f in cls.fields()) or 'none'}"
+            )
         for f in cls.fields():
             raw = flags.get(f.name)
             source = "--" + f.name.replace("_", "-")
@@ -114,8 +131,9 @@ def _convert(cell: str, source: str, kind: Any, raw: Any, meta: Mapping[str, Any
         try:
             value = raw if isinstance(raw, int) else parse_size(str(raw)) if meta.get("size") else int(str(raw), 10)
         except ValueError:
-            raise SettingsError(f"{where} must be {'a size' if meta.get('size') else 'an integer'}, "
-                                f"not {raw!r}") from None
+            raise SettingsError(
+                f"{where} must be {'a size' if meta.get('size') else 'an integer'}, not {raw!r}"
+            ) from None
         low, high = meta.get("low"), meta.get("high")
         if (low is not None and value < low) or (high is not None and value > high):
             raise SettingsError(f"{where} must be between {low} and {high}, not {value}")

@@ -102,7 +102,7 @@ class TreeDriver(CellParts):
             while True:
                 try:
                     msg = await asyncio.wait_for(queue.get(), timeout=30)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return
                 self.counters["sent"] += 1
                 try:
@@ -168,8 +168,9 @@ class TreeDriver(CellParts):
             self.counters[f"{what}_handler_errors"] += 1
             log.exception("%s handler failed", what)
 
-    def broadcast(self, kind: str | None, data: dict[str, Any] | None = None,
-                  origin: envelope.Envelope | None = None) -> str:
+    def broadcast(
+        self, kind: str | None, data: dict[str, Any] | None = None, origin: envelope.Envelope | None = None
+    ) -> str:
         """Send ``{"k": kind, **data}`` to every member of this cell's tree exactly once; returns its id.
 
         The origin's signed envelope travels inside the broadcast: this node's
@@ -182,8 +183,14 @@ class TreeDriver(CellParts):
                 raise ValueError("a broadcast this node signs names its kind")
             payload = {**(data or {}), "k": kind}
             inner = envelope.sign(self.key, "bcast", payload, self.clock, ip=self.me.ip, port=self.dna.net_port)
-            origin = envelope.Envelope("bcast", payload, envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
-                                       inner["ts"], inner["nonce"], inner["sig"])
+            origin = envelope.Envelope(
+                "bcast",
+                payload,
+                envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
+                inner["ts"],
+                inner["nonce"],
+                inner["sig"],
+            )
         self._own_broadcasts[bid] = origin
         while len(self._own_broadcasts) > OWN_BROADCASTS_MAX:
             self._own_broadcasts.pop(next(iter(self._own_broadcasts)))

@@ -4,5 +4,9 @@ from __future__ import annotations
 
 from ..spec import CellSpec
 
-SPEC = CellSpec(dna="peerTreeNet", runtime="borgusb.cells.kit:Cell", client="borgusb.cells.peertree.client:TreeClient",
-                summary="the base PeerTree network")
+SPEC = CellSpec(
+    dna="peerTreeNet",
+    runtime="borgusb.cells.kit:Cell",
+    client="borgusb.cells.peertree.client:TreeClient",
+    summary="the base PeerTree network",
+)

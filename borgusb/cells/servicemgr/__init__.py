@@ -4,5 +4,9 @@ from __future__ import annotations
 
 from ..spec import CellSpec
 
-SPEC = CellSpec(dna="serviceMgrCell", runtime="borgusb.cells.servicemgr.cell:ServiceMgrCell",
-                client="borgusb.cells.servicemgr.client:ServiceMgrClient", summary="the live service registry")
+SPEC = CellSpec(
+    dna="serviceMgrCell",
+    runtime="borgusb.cells.servicemgr.cell:ServiceMgrCell",
+    client="borgusb.cells.servicemgr.client:ServiceMgrClient",
+    summary="the live service registry",
+)

@@ -138,5 +138,9 @@ class ServiceMgrCell(Cell):
 
     def status(self) -> dict[str, Any]:
         doc = super().status()
-        doc["registry_table"] = {"local": len(self.local), "origins": len(self.remote), "services": len(self.services())}
+        doc["registry_table"] = {
+            "local": len(self.local),
+            "origins": len(self.remote),
+            "services": len(self.services()),
+        }
         return doc

@@ -31,7 +31,7 @@ class ShardBase(Cell):
     repair_until: dict[str, int]
     _repair_sem: asyncio.Semaphore
     directory: dict[str, tuple[Holder, int]]
-    finds: dict[str, "_Find"]
+    finds: dict[str, _Find]
 
     def _reject(self, reason: str, detail: str, status: int) -> RequestError:
         self.counters[f"shard_rejected:{reason}"] += 1
@@ -69,7 +69,8 @@ class ShardBase(Cell):
         """Fetch a good copy of a shard whose local copy was dropped as corrupt (repair.py)."""
         raise NotImplementedError
 
-    async def _repair(self, m: dict[str, Any], holders_of: dict[str, list[Holder]],
-                      manifest_holders: list[Holder]) -> None:
+    async def _repair(
+        self, m: dict[str, Any], holders_of: dict[str, list[Holder]], manifest_holders: list[Holder]
+    ) -> None:
         """Bring an object's short shards and manifest back to R copies (repair.py)."""
         raise NotImplementedError

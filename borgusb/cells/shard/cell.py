@@ -65,7 +65,9 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         self.default_r = min(model.MAX_R, settings.r)
         self.gate = FairGate(settings.slots)
         self.scrub_bps = settings.scrub_bps
-        self.shard_peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20, bind=ip)
+        self.shard_peers = PeerClient(
+            self.key, self.clock, self.verifier, ip=ip, port=dna.recp_port, timeout_s=20, bind=ip
+        )
         self.me_holder = Holder(self.key.public_key_hex, ip, dna.recp_port)
         self.serving: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.repair_until: dict[str, int] = {}
@@ -86,7 +88,9 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
 
     # ------------------------------------------------------------ frames (binary)
 
-    def _check_shard(self, env: envelope.Envelope, data: memoryview, *, owner_signs: bool) -> tuple[dict[str, Any], str | None]:
+    def _check_shard(
+        self, env: envelope.Envelope, data: memoryview, *, owner_signs: bool
+    ) -> tuple[dict[str, Any], str | None]:
         p = env.payload
         if not isinstance(p, dict):
             raise self._reject("malformed", "payload must be an object", 400)
@@ -192,10 +196,19 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         if m is None:
             return {"id": loc["id"], "found": False}
         return {
-            "id": m["id"], "found": True, "size": m["size"], "shard_size": m["ss"], "shards": len(m["shards"]),
-            "r": m["r"], "owner": m["o"], "t": m["t"], "copies_min": min(loc["copies"], default=m["r"]),
-            "copies": loc["copies"], "manifest_copies": loc["manifest_copies"],
-            "holders": [h[1] for h in loc["holders"]], "repairing": loc["repairing"],
+            "id": m["id"],
+            "found": True,
+            "size": m["size"],
+            "shard_size": m["ss"],
+            "shards": len(m["shards"]),
+            "r": m["r"],
+            "owner": m["o"],
+            "t": m["t"],
+            "copies_min": min(loc["copies"], default=m["r"]),
+            "copies": loc["copies"],
+            "manifest_copies": loc["manifest_copies"],
+            "holders": [h[1] for h in loc["holders"]],
+            "repairing": loc["repairing"],
         }
 
     @receptor("shard.owned")
@@ -203,9 +216,12 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         """The manifests this node holds for one owner (the conduit merges these across nodes)."""
         owner = env.payload.get("o") if isinstance(env.payload, dict) else None
         if not isinstance(owner, str):
-            raise RequestError("malformed", "name the owner: {\"o\": public key}")
-        objects = [{"id": m["id"], "size": m["size"], "t": m["t"], "r": m["r"]}
-                   for m in self.store.manifests.values() if m["o"] == owner]
+            raise RequestError("malformed", 'name the owner: {"o": public key}')
+        objects = [
+            {"id": m["id"], "size": m["size"], "t": m["t"], "r": m["r"]}
+            for m in self.store.manifests.values()
+            if m["o"] == owner
+        ]
         return {"objects": sorted(objects, key=lambda o: -o["t"])[:1000]}
 
     @receptor("shard.delete")

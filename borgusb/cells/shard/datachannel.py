@@ -41,8 +41,12 @@ class DataChannelDoor(ShardBase):
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
         p = env.payload
         hs = p.get("hs") if isinstance(p, dict) else None
-        if (not isinstance(hs, list) or not 1 <= len(hs) <= MAX_BATCH or not all(model.is_hash(h) for h in hs)
-                or ",".join(hs) != request.match_info["h"]):
+        if (
+            not isinstance(hs, list)
+            or not 1 <= len(hs) <= MAX_BATCH
+            or not all(model.is_hash(h) for h in hs)
+            or ",".join(hs) != request.match_info["h"]
+        ):
             return refusal(RequestError("malformed", "the envelope must name these hashes"))
         sid = str(p.get("sid", ""))[:32] or env.signer[:16]
         await self.gate.acquire(sid)
@@ -63,10 +67,15 @@ class DataChannelDoor(ShardBase):
                     ns.append(got[2])
                     self._count_served(env, sid, got[2])
             self.counters["plain:shard.get"] += 1
-            reply = envelope.sign(self.key, "shard.get.reply", {"hs": hs, "ns": ns}, self.clock,
-                                  ip=self.ip, port=self.dna.recp_port)
-            resp = web.StreamResponse(headers={ENVELOPE_HEADER: envelope.encode(reply).decode("ascii"),
-                                               "Content-Type": "application/octet-stream"})
+            reply = envelope.sign(
+                self.key, "shard.get.reply", {"hs": hs, "ns": ns}, self.clock, ip=self.ip, port=self.dna.recp_port
+            )
+            resp = web.StreamResponse(
+                headers={
+                    ENVELOPE_HEADER: envelope.encode(reply).decode("ascii"),
+                    "Content-Type": "application/octet-stream",
+                }
+            )
             resp.content_length = sum(n for n in ns if n > 0)
             await resp.prepare(request)
             loop = asyncio.get_running_loop()

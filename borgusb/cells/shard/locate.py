@@ -58,8 +58,13 @@ class Locator(ShardBase):
         now = self.clock.now_ms()
         for e in services:
             node, ip, ports = e.get("node"), e.get("ip"), e.get("ports")
-            if (isinstance(node, str) and isinstance(ip, str) and isinstance(ports, list) and len(ports) >= 2
-                    and node != self.me_holder.pubkey):
+            if (
+                isinstance(node, str)
+                and isinstance(ip, str)
+                and isinstance(ports, list)
+                and len(ports) >= 2
+                and node != self.me_holder.pubkey
+            ):
                 self.directory[node] = (Holder(node, ip, ports[1]), now)
         self.counters["directory_from_registry"] += 1
         return True
@@ -108,8 +113,11 @@ class Locator(ShardBase):
         hashes = answer.get("h")
         if not isinstance(hashes, list):
             return
-        find.replies[holder.pubkey] = (holder, m if isinstance(m, dict) else None,
-                                       {h for h in hashes if isinstance(h, str)})
+        find.replies[holder.pubkey] = (
+            holder,
+            m if isinstance(m, dict) else None,
+            {h for h in hashes if isinstance(h, str)},
+        )
         find.event.set()
 
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
@@ -122,15 +130,23 @@ class Locator(ShardBase):
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
                 try:
                     await asyncio.wait_for(find.event.wait(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 find.event.clear()
         finally:
             del self.finds[q]
         m = self._best_manifest(oid, find)
         if m is None:
-            return {"id": oid, "found": False, "manifest": None, "holders": [], "shards": [], "copies": [],
-                    "manifest_copies": 0, "answered": len(find.replies)}
+            return {
+                "id": oid,
+                "found": False,
+                "manifest": None,
+                "holders": [],
+                "shards": [],
+                "copies": [],
+                "manifest_copies": 0,
+                "answered": len(find.replies),
+            }
         holders = sorted({h for h, _, _ in find.replies.values()}, key=lambda h: h.ip)
         index = {h.pubkey: i for i, h in enumerate(holders)}
         holders_of: dict[str, list[Holder]] = {}
@@ -143,9 +159,17 @@ class Locator(ShardBase):
         short = sum(1 for c in copies if c < m["r"]) + (len(manifest_holders) < m["r"])
         if repair and short:
             self._spawn(self._repair(m, holders_of, manifest_holders))
-        return {"id": oid, "found": True, "manifest": m, "holders": [h.to_json() for h in holders],
-                "shards": shards, "copies": copies, "manifest_copies": len(manifest_holders),
-                "repairing": short if repair else 0, "answered": len(find.replies)}
+        return {
+            "id": oid,
+            "found": True,
+            "manifest": m,
+            "holders": [h.to_json() for h in holders],
+            "shards": shards,
+            "copies": copies,
+            "manifest_copies": len(manifest_holders),
+            "repairing": short if repair else 0,
+            "answered": len(find.replies),
+        }
 
     def _complete(self, find: _Find) -> bool:
         ms = [m for _, m, _ in find.replies.values() if m is not None]
@@ -162,8 +186,10 @@ class Locator(ShardBase):
         return all(counts.get(h, 0) >= r for h in m["shards"])
 
     def _best_manifest(self, oid: str, find: _Find) -> dict[str, Any] | None:
-        for m in sorted((m for _, m, _ in find.replies.values() if m is not None),
-                        key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0):
+        for m in sorted(
+            (m for _, m, _ in find.replies.values() if m is not None),
+            key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0,
+        ):
             try:
                 model.check_manifest(m)
             except model.BadRecord:

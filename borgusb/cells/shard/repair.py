@@ -30,15 +30,17 @@ REPAIR_HOLDOFF_MS = 5_000
 class Replicator(ShardBase):
     """Mixin of `ShardCell`: where copies go and how lost ones come back."""
 
-    async def _hold_on(self, h: Holder, payload: dict[str, Any], rec: dict[str, Any],
-                       data: memoryview, obj: str | None) -> None:
+    async def _hold_on(
+        self, h: Holder, payload: dict[str, Any], rec: dict[str, Any], data: memoryview, obj: str | None
+    ) -> None:
         if h.pubkey == self.me_holder.pubkey:
             self._store_local(rec, data, obj)
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 
-    async def _place_on(self, key: str, r: int, put: Callable[[Holder], Awaitable[None]],
-                     exclude: Collection[str] = frozenset()) -> tuple[list[str], dict[str, str]]:
+    async def _place_on(
+        self, key: str, r: int, put: Callable[[Holder], Awaitable[None]], exclude: Collection[str] = frozenset()
+    ) -> tuple[list[str], dict[str, str]]:
         """Put on the r lottery winners for key; a winner that fails is replaced by the next ticket."""
         live = self.live()
         ranked = [pk for pk in placement.rank(key, live) if pk not in exclude]
@@ -72,8 +74,9 @@ class Replicator(ShardBase):
             if src.pubkey == self.me_holder.pubkey:
                 continue
             try:
-                reply, data = await post_frame(self.shard_peers, src.ip, src.port, "shard.get",
-                                               {"h": h, "sid": "repair"}, expect_pubkey=src.pubkey)
+                reply, data = await post_frame(
+                    self.shard_peers, src.ip, src.port, "shard.get", {"h": h, "sid": "repair"}, expect_pubkey=src.pubkey
+                )
                 rec = model.check_record(reply.get("rec"))
                 if rec["h"] != h:
                     raise model.BadRecord("malformed", "another shard")
@@ -115,7 +118,9 @@ class Replicator(ShardBase):
                 self.store.records[h]["objs"].append(extra)
             self.counters["shard_refetched"] += 1
 
-    async def _repair(self, m: dict[str, Any], holders_of: dict[str, list[Holder]], manifest_holders: list[Holder]) -> None:
+    async def _repair(
+        self, m: dict[str, Any], holders_of: dict[str, list[Holder]], manifest_holders: list[Holder]
+    ) -> None:
         r = m["r"]
         now = self.clock.now_ms()
         live = self.live()
@@ -132,8 +137,9 @@ class Replicator(ShardBase):
                     if not await self.fetch_into_store(h, order["obj"], have):
                         raise RequestError("fetch_failed", "no source gave a good copy", 503)
                     return
-                reply = await self.shard_peers.post(t.ip, t.port, "/recp", "shard.fetch", order,
-                                                    expect_pubkey=t.pubkey, signed_reply=True)
+                reply = await self.shard_peers.post(
+                    t.ip, t.port, "/recp", "shard.fetch", order, expect_pubkey=t.pubkey, signed_reply=True
+                )
                 if not reply.get("ok"):
                     raise RequestError("fetch_failed", "the target could not fetch a good copy", 503)
 
@@ -142,8 +148,9 @@ class Replicator(ShardBase):
             self.counters["shard_repaired"] += len(held)
         if len(manifest_holders) < r and self.repair_until.get(m["id"], 0) <= now:
             self.repair_until[m["id"]] = now + REPAIR_HOLDOFF_MS
-            held, _ = await self._place_on(m["id"], r - len(manifest_holders), lambda t: self._keep_on(t, m),
-                                        {x.pubkey for x in manifest_holders})
+            held, _ = await self._place_on(
+                m["id"], r - len(manifest_holders), lambda t: self._keep_on(t, m), {x.pubkey for x in manifest_holders}
+            )
             self.counters["manifest_repaired"] += len(held)
         for key, until in list(self.repair_until.items()):
             if until < now:

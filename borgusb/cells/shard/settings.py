@@ -15,12 +15,20 @@ SCRUB_BPS = 4 << 20  # a full store of 4 GiB is re-hashed about every 17 minutes
 class ShardSettings(Settings):
     cell: ClassVar[str] = "shardTreeCell"
 
-    r: int = setting(model.DEFAULT_R, "copies kept of each shard by default", low=1, high=model.MAX_R,
-                     env="BORGUSB_SHARD_R")
-    quota: int = setting(4 << 30, "bytes of shards this node holds at most (e.g. 4G)", low=0, size=True,
-                         env="BORGUSB_SHARD_QUOTA")
+    r: int = setting(
+        model.DEFAULT_R, "copies kept of each shard by default", low=1, high=model.MAX_R, env="BORGUSB_SHARD_R"
+    )
+    quota: int = setting(
+        4 << 30, "bytes of shards this node holds at most (e.g. 4G)", low=0, size=True, env="BORGUSB_SHARD_QUOTA"
+    )
     slots: int = setting(8, "reads served at once (fair between readers)", low=1, high=256, env="BORGUSB_SHARD_SLOTS")
-    scrub_bps: int = setting(SCRUB_BPS, "bytes a second the background SHA-256 scrub re-hashes (0: off)", low=0,
-                             size=True, env="BORGUSB_SCRUB_BPS")
-    data_root: str = setting("", "where a cell without --data makes its directory (default /dev/shm)",
-                             env="BORGUSB_DATA_ROOT")
+    scrub_bps: int = setting(
+        SCRUB_BPS,
+        "bytes a second the background SHA-256 scrub re-hashes (0: off)",
+        low=0,
+        size=True,
+        env="BORGUSB_SCRUB_BPS",
+    )
+    data_root: str = setting(
+        "", "where a cell without --data makes its directory (default /dev/shm)", env="BORGUSB_DATA_ROOT"
+    )

@@ -63,9 +63,8 @@ async def api_list(request: web.Request) -> web.Response:
 
     async def ask(ip: str) -> list[dict[str, Any]]:
         try:
-            return await asyncio.wait_for(ShardClient(peers, ip).owned(key.public_key_hex),
-                                          network.timeout_s)
-        except (PeerError, asyncio.TimeoutError):
+            return await asyncio.wait_for(ShardClient(peers, ip).owned(key.public_key_hex), network.timeout_s)
+        except (TimeoutError, PeerError):
             return []
 
     merged: dict[str, dict[str, Any]] = {}
@@ -81,8 +80,7 @@ async def api_list(request: web.Request) -> web.Response:
 async def api_stat(request: web.Request) -> web.Response:
     key, network = _app_parts(request)
     oid = request.match_info["id"]
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=key,
-                               timeout_s=20)
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=key, timeout_s=20)
     return web.json_response({**served.result, "served_by": served.endpoint})
 
 
@@ -102,14 +100,14 @@ async def api_upload(request: web.Request) -> web.Response:
         served_error = None
         for ip in list((await network.refresh(CELL)).endpoints):
             try:
-                reply = await put_file(network.client_for(key), ip, network.port_of(CELL), path,
-                                       key)
+                reply = await put_file(network.client_for(key), ip, network.port_of(CELL), path, key)
             except (PeerError, StreamError, OSError) as exc:
                 served_error = str(exc)
                 continue
             _names(request)[reply["id"]] = name
-            return web.json_response({"id": reply["id"], "name": name, "copies": reply.get("copies_min"),
-                                      "served_by": ip})
+            return web.json_response(
+                {"id": reply["id"], "name": name, "copies": reply.get("copies_min"), "served_by": ip}
+            )
         raise PageError(f"No shard node stored the file: {served_error or 'none reachable'}", 503)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -120,8 +118,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     oid = request.match_info["id"]
     if not model.is_hash(oid):
         raise PageError("That is not an object id.")
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=key,
-                               timeout_s=20)
+    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=key, timeout_s=20)
     try:
         manifest, holders = parse_locate(served.result, oid)
     except StreamError as exc:
@@ -131,13 +128,15 @@ async def download(request: web.Request) -> web.StreamResponse:
         path = workdir / "download"
         await Receiver(network.client_for(key), manifest, holders, path).run()
         name = _names(request).get(oid) or f"{oid[:16]}.bin"
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/octet-stream",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"',
-            "Content-Length": str(path.stat().st_size),
-            "X-Served-By": served.endpoint,
-        })
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"',
+                "Content-Length": str(path.stat().st_size),
+                "X-Served-By": served.endpoint,
+            }
+        )
         await response.prepare(request)
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):

@@ -28,7 +28,7 @@ class EchoCell(Cell):
     async def _r_say(self, env: envelope.Envelope) -> Any:
         text = env.payload.get("text") if isinstance(env.payload, dict) else None
         if not isinstance(text, str):
-            raise RequestError("malformed", "say {\"text\": ...}")
+            raise RequestError("malformed", 'say {"text": ...}')
         if len(text) > self.settings.max_len:
             raise RequestError("too_long", f"at most {self.settings.max_len} characters", 413)
         return {"said": f"{self.settings.greeting}, {text}", "by": env.signer}

@@ -52,21 +52,23 @@ def http_status(port: int = PORT, path: str = "/unlock") -> str:
 
 
 def watcher_pid() -> int:
-    out = subprocess.run(["systemctl", "show", "-P", "MainPID", "borgusb-hosted.service"], capture_output=True,
-                         text=True).stdout.strip()
+    out = subprocess.run(
+        ["systemctl", "show", "-P", "MainPID", "borgusb-hosted.service"], capture_output=True, text=True
+    ).stdout.strip()
     return int(out or 0)
 
 
 def in_watcher_ns(pid: int, script: str) -> str:
     if not pid:
         return ""
-    return subprocess.run(["nsenter", "-t", str(pid), "-m", "--", "sh", "-c", script], capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "--", "sh", "-c", script], capture_output=True, text=True
+    ).stdout
 
 
 def stick_mounts(text: str, node: str) -> list[str]:
     disk = node.rstrip("0123456789") if node else "/dev/sd"
-    return [l.split()[0] + " on " + l.split()[1] for l in text.splitlines() if l.startswith(disk)]
+    return [line.split()[0] + " on " + line.split()[1] for line in text.splitlines() if line.startswith(disk)]
 
 
 def ram_sessions(pid: int) -> list[str]:
@@ -75,7 +77,7 @@ def ram_sessions(pid: int) -> list[str]:
 
 def children(pid: int) -> list[str]:
     out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [l.strip() for l in out.splitlines() if l.strip()]
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 class Kmsg:
@@ -105,11 +107,11 @@ def main() -> int:
     mon.start()
     kmsg = Kmsg()
     say("PROBE-READY")
-    node, sys_path, t_add, t_up = "", "", 0.0, 0.0
+    node, t_add, t_up = "", 0.0, 0.0
     while True:  # insertion, then the conduit
         dev = mon.poll(timeout=0.05)
         if dev is not None and dev.action in ("add", "change") and dev.get("ID_FS_LABEL") == "BORGUSB" and not node:
-            node, sys_path, t_add = dev.device_node, dev.sys_path, time.monotonic()
+            node, t_add = dev.device_node, time.monotonic()
             say(f"KERNEL-ADD node={node} fstype={dev.get('ID_FS_TYPE')}")
         if node and answers():
             t_up = time.monotonic()
@@ -118,9 +120,11 @@ def main() -> int:
     status = http_status()
     ns = in_watcher_ns(pid, "cat /proc/self/mounts")
     host = open("/proc/1/mounts").read()
-    say(f"CONDUIT-UP port={PORT} status={status} after_add_s={t_up - t_add:.1f} "
+    say(
+        f"CONDUIT-UP port={PORT} status={status} after_add_s={t_up - t_add:.1f} "
         f"watcher_ns_stick_mounts={len(stick_mounts(ns, node))} host_stick_mounts={len(stick_mounts(host, node))} "
-        f"ram_sessions={','.join(ram_sessions(pid)) or '-'} children={len(children(pid))}")
+        f"ram_sessions={','.join(ram_sessions(pid)) or '-'} children={len(children(pid))}"
+    )
     disk = node.rstrip("0123456789")
     t_rm = 0.0
     while not t_rm:  # removal
@@ -132,26 +136,36 @@ def main() -> int:
         time.sleep(0.005)
     t_gone = time.monotonic()
     t_kernel = kmsg.find("USB disconnect")
-    say(f"CONDUIT-GONE after_event_ms={(t_gone - t_rm) * 1000:.0f} "
-        f"after_kernel_ms={(t_gone - t_kernel) * 1000 if t_kernel else -1:.0f}")
+    say(
+        f"CONDUIT-GONE after_event_ms={(t_gone - t_rm) * 1000:.0f} "
+        f"after_kernel_ms={(t_gone - t_kernel) * 1000 if t_kernel else -1:.0f}"
+    )
     deadline = time.monotonic() + 5
     while True:
         ns = in_watcher_ns(pid, "cat /proc/self/mounts")
-        left = {"watcher_ns_stick_mounts": stick_mounts(ns, node), "host_stick_mounts":
-                stick_mounts(open("/proc/1/mounts").read(), node), "ram_sessions": ram_sessions(pid),
-                "children": children(pid)}
+        left = {
+            "watcher_ns_stick_mounts": stick_mounts(ns, node),
+            "host_stick_mounts": stick_mounts(open("/proc/1/mounts").read(), node),
+            "ram_sessions": ram_sessions(pid),
+            "children": children(pid),
+        }
         if not any(left.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    say(f"AFTER-REMOVAL {'clean' if not any(left.values()) else 'LEFT'} "
-        + " ".join(f"{k}={len(v)}" for k, v in left.items()) + (f" left={left}" if any(left.values()) else ""))
+    say(
+        f"AFTER-REMOVAL {'clean' if not any(left.values()) else 'LEFT'} "
+        + " ".join(f"{k}={len(v)}" for k, v in left.items())
+        + (f" left={left}" if any(left.values()) else "")
+    )
     subprocess.run(["systemctl", "stop", "borgusb-hosted.service"], capture_output=True)
     procs = subprocess.run(["pgrep", "-f", "borgusb"], capture_output=True, text=True).stdout.split()
     procs = [p for p in procs if int(p) != os.getpid()]
     gone = not os.path.exists(f"/proc/{pid}") if pid else True
     shm = os.path.exists(RAM)
-    say(f"WATCHER-STOPPED {'clean' if gone and not procs and not shm else 'LEFT'} watcher_exited={gone} "
-        f"borgusb_processes={len(procs)} host_ram_dir={shm}")
+    say(
+        f"WATCHER-STOPPED {'clean' if gone and not procs and not shm else 'LEFT'} watcher_exited={gone} "
+        f"borgusb_processes={len(procs)} host_ram_dir={shm}"
+    )
     return 0
 
 
