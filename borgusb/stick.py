@@ -40,7 +40,8 @@ MAX_FILE = 1 << 20  # the largest file read from the stick (marker, keystore): a
 MAX_MARKER = 64 << 10
 MAX_JOIN = 64  # contacts in "join"
 MAX_CONTACT = 255  # characters of one contact (a host name is at most 253, then ":PORT")
-SELFTESTS = ("conduit", "timeline")  # what "selftest" may ask the booted image for (borgusb.image.ready)
+# what "selftest" may ask the booted image for (borgusb.image.ready)
+SELFTESTS = ("conduit", "timeline", "cli", "cells")
 FIELDS = ("format", "version", "join", "network", "always_on", "selftest")
 NETWORK_FIELDS = ("address", "gateway")
 

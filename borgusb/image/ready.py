@@ -13,7 +13,9 @@ parser only after the reports.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -148,6 +150,10 @@ def cmd_ready(timeout: float) -> int:
         say("BORGUSB-TIMELINE " + boot_timeline(cells))
     if "conduit" in selftests:
         say(conduit_selftest())
+    if "cells" in selftests:
+        say(cells_selftest(cells))
+    if "cli" in selftests:
+        say(cli_selftest(ip))
     return 0 if not pending else 1
 
 
@@ -213,6 +219,77 @@ def conduit_state() -> str:
     if unit_active("borgusb-conduit.service"):
         return "running"
     return "on-demand" if unit_active("borgusb-conduit.socket") else "off"
+
+
+def cells_selftest(cells: list[str]) -> str:
+    """``BORGUSB-SELFTEST cells``: each cell as systemd sees it: its unit active, its main process the
+    forked cell (named after it, a child of the cell host, in the unit's own cgroup, not root)."""
+    host = subprocess.run(
+        ["systemctl", "show", "-P", "MainPID", "borgusb-cellhost.service"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    out = []
+    for cell in cells:
+        unit = f"borgusb-cell@{cell}.service"
+        props = dict(
+            line.split("=", 1)
+            for line in subprocess.run(
+                ["systemctl", "show", "-p", "ActiveState", "-p", "MainPID", "-p", "ControlGroup", unit],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.splitlines()
+            if "=" in line
+        )
+        pid = props.get("MainPID", "0")
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            name, ppid, uid = fields["Name"].strip(), fields["PPid"].strip(), fields["Uid"].split()[0]
+            group = Path(f"/proc/{pid}/cgroup").read_text().strip().rsplit("::", 1)[-1]
+        except (OSError, KeyError):
+            name = ppid = uid = group = "?"
+        ok = (
+            props.get("ActiveState") == "active"
+            and name == cell[:15]
+            and ppid == host
+            and uid != "0"
+            and group == props.get("ControlGroup")
+        )
+        out.append(f"{cell}={'ok' if ok else 'BAD'}:{props.get('ActiveState')}:pid{pid}:ppid{ppid}:uid{uid}")
+    return "BORGUSB-SELFTEST cells " + " ".join(out)
+
+
+def cli_selftest(ip: str) -> str:
+    """``BORGUSB-SELFTEST cli``: the `borgusb` command inside the image (no tqdm here), a 3 MiB file put
+    into the node's shard cell and read back with its progress lines."""
+    import hashlib
+
+    work = RUN / "selftest-cli"
+    work.mkdir(parents=True, exist_ok=True)
+    src, back, key = work / "file", work / "back", work / "key"
+    src.write_bytes(os.urandom(3 << 20))
+    common = ["--node", ip, "--key-file", str(key)]
+    put = subprocess.run(
+        ["borgusb", "put", str(src), "--r", "1", *common], capture_output=True, text=True, timeout=300, check=False
+    )
+    oid = put.stdout.strip().split()[-1] if put.returncode == 0 and put.stdout.strip() else ""
+    get = (
+        subprocess.run(
+            ["borgusb", "get", oid, "-o", str(back), *common], capture_output=True, text=True, timeout=300, check=False
+        )
+        if oid
+        else None
+    )
+    same = back.exists() and hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
+    progress = sum(1 for line in put.stderr.splitlines() if "%" in line)
+    result = (
+        f"put={put.returncode} get={get.returncode if get else 'skipped'} same={'yes' if same else 'no'}"
+        f" progress-lines={progress}"
+    )
+    if put.returncode or not same:
+        result += " error=" + (put.stderr + (get.stderr if get else "")).strip().replace("\n", " | ")[-300:]
+    shutil.rmtree(work, ignore_errors=True)
+    return "BORGUSB-SELFTEST cli " + result
 
 
 def conduit_selftest(timeout: float = 300.0) -> str:

@@ -60,7 +60,8 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
     host_node = None
     machine = None
     try:
-        V.put_on_stick(stick, MARKER, Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("conduit",)).to_bytes())
+        marker = Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("conduit", "cells", "cli"))
+        V.put_on_stick(stick, MARKER, marker.to_bytes())
         internal = tmp_path / "internal.img"
         V.make_internal_disk(internal)
         before = {
@@ -90,6 +91,13 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         assert conduit and conduit[1] == "on-demand", machine.text()[-3000:]
         selftest = machine.wait_for(r"BORGUSB-SELFTEST conduit (.*)", 300)[1]
         assert "status=200" in selftest and "was=on-demand" in selftest and "now=running" in selftest, selftest
+        # every cell is forked from the cell host and is, for systemd, its unit's main process: named
+        # after the cell, in the unit's cgroup, under the unit's dynamic user
+        cells = machine.wait_for(r"BORGUSB-SELFTEST cells (.*)", 120)[1].split()
+        assert len(cells) == wanted and all("=ok:active:" in c for c in cells), cells
+        # the borgusb command works inside the image (which has no tqdm): a put and a get, with progress
+        cli = machine.wait_for(r"BORGUSB-SELFTEST cli (.*)", 300)[1]
+        assert "put=0 get=0 same=yes" in cli and "progress-lines=0" not in cli, cli
 
         # A node on the host joins the guest's tree across the VM boundary.
         assert _cell_runtime_present(), "the node runtime (borgusb cell run) is missing: no two-node network"
