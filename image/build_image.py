@@ -663,6 +663,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold", action="store_true", help="clear mkosi's package and image caches first")
     ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
+    ap.add_argument(
+        "--extra-wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WHEEL",
+        help="also install this wheel (a cell type shipped outside BorgUSB; its dependencies must "
+        "be among the image's); repeatable",
+    )
     ap.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (arm64; profiles pi, alwayson)")
     ap.add_argument(
         "--parts-only",
@@ -681,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parts_only:
         return main_parts(args)
     build_wheels(args.worktree)
+    stage_extra_wheels(args.extra_wheel)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold)
     layout = assemble(args.data_mib)
@@ -707,6 +717,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def stage_extra_wheels(extra: list[Path], wheels: Path = WHEELS) -> None:
+    """Wheels installed after BorgUSB (image/mkosi.postinst.chroot reads extra.txt); none by default,
+    so a later build without --extra-wheel leaves them out again."""
+    staged = wheels / "extra"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for wheel in extra:
+        if not wheel.is_file() or wheel.suffix != ".whl":
+            die(f"--extra-wheel {wheel}: not a wheel file")
+        shutil.copy2(wheel, staged / wheel.name)
+    (wheels / "extra.txt").write_text("".join(f"{w.name}\n" for w in extra))
+    if extra:
+        note(f"extra wheels: {', '.join(w.name for w in extra)}")
+
+
 def main_parts(args: argparse.Namespace) -> int:
     """A test image that is not a stick (the testhost "host PC"): kernel, initrd, UKI and its command line."""
     if not re.fullmatch(r"[a-z0-9-]+", args.parts_only) or args.parts_only in ("out", "pi", "wheels"):
@@ -714,6 +739,7 @@ def main_parts(args: argparse.Namespace) -> int:
     base = WORK / args.parts_only
     out = base / "out"
     build_wheels(args.worktree)
+    stage_extra_wheels(args.extra_wheel)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold, out)
     uki, vmlinuz, initrd = out / "borgusb.efi", out / "borgusb.vmlinuz", out / "borgusb.initrd"

@@ -91,6 +91,7 @@ class Watcher:
                     sys.base_prefix,
                     Path(sys.executable).parent,
                     Path(__file__).resolve().parents[2],
+                    *os.environ.get("PYTHONPATH", "").split(os.pathsep),  # where added cells are installed
                 )
                 if p
             ]

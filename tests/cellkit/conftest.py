@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,18 +11,13 @@ import pytest
 from borgusb import dna
 from borgusb.cells import specs
 
-HERE = Path(__file__).parent
-ENTRY_POINTS = "[borgusb.cells]\nexampleEchoCell = borgusb_example_echo:SPEC\n"
+from .example import HERE, write_site
 
 
 @pytest.fixture
 def example_site(tmp_path: Path) -> Iterator[Path]:
     """A folder holding the example's dist-info; with tests/cellkit, what PYTHONPATH needs."""
-    info = tmp_path / "site" / "borgusb_example_echo-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: borgusb-example-echo\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    yield info.parent
+    yield write_site(tmp_path / "site")
 
 
 @pytest.fixture
@@ -39,7 +33,3 @@ def example_installed(example_site: Path) -> Iterator[None]:
             sys.path.remove(p)
         specs.cache_clear()
         dna.CELLS.pop("exampleEchoCell", None)
-
-
-def pythonpath(example_site: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(example_site)])}

@@ -24,7 +24,7 @@ from borgusb.keys import SigningKey
 from borgusb.keystore import KdfParams
 from borgusb.net.peer import PeerClient, PeerRejected
 
-from .conftest import pythonpath
+from .example import pythonpath
 
 BORGUSB = [sys.executable, "-c", "import sys; from borgusb.cli import main; sys.exit(main())"]
 WORDS = (

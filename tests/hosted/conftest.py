@@ -52,7 +52,13 @@ def udevd():
 class WatcherProc:
     """`borgusb hosted` as the person runs it, its terminal output collected."""
 
-    def __init__(self, port: int, *extra: str, cells: str | None = "peerTreeNet,serviceMgrCell") -> None:
+    def __init__(
+        self,
+        port: int,
+        *extra: str,
+        cells: str | None = "peerTreeNet,serviceMgrCell",
+        env: dict[str, str] | None = None,
+    ) -> None:
         exe = ROOT / ".venv" / "bin" / "borgusb"
         cmd = [
             str(exe if exe.exists() else shutil.which("borgusb")),
@@ -66,7 +72,7 @@ class WatcherProc:
         if cells:
             cmd += ["--cells", cells]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
         )
         self.lines: list[str] = []
         self.cond = threading.Condition()

@@ -194,3 +194,72 @@ def test_corrupt_keystore_boots_without_identity_and_always_on_survives_pull(sti
         assert machine.wait_exit(10) is None, "the always-on node powered off when the stick was pulled"
     finally:
         machine.close()
+
+
+def test_a_new_cell_type_runs_on_the_image(stick_copy: Path, tmp_path: Path) -> None:
+    """The example cell of tests/cellkit, a distribution of its own, built into a test image with
+    `build_image.py --extra-wheel` and nothing else: the booted node runs it as one more cell unit."""
+    python = ROOT / ".venv" / "bin" / "python"
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(ROOT / "tests" / "cellkit"),
+        ],
+        check=True,
+    )
+    (wheel,) = wheels.glob("borgusb_example_echo-*.whl")
+    log = tmp_path / "build.log"
+    with open(log, "w") as fh:
+        built = subprocess.run(
+            [
+                str(python),
+                str(ROOT / "image" / "build_image.py"),
+                "--parts-only",
+                "example",
+                "--extra-wheel",
+                str(wheel),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    assert built.returncode == 0, log.read_text()[-6000:]
+    info = json.loads(
+        (
+            Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
+            / "image"
+            / "example"
+            / "build.json"
+        ).read_text()
+    )
+    ns = V.NetNS()
+    machine = None
+    try:
+        marker = Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("cells",))
+        V.put_on_stick(stick_copy, MARKER, marker.to_bytes())
+        machine = V.VM(
+            stick_copy, tmp_path, netns=ns, kernel=(Path(info["vmlinuz"]), Path(info["initrd"]), info["cmdline"])
+        )
+        m = machine.wait_for(READY, BOOT_TIMEOUT)
+        assert int(m[1]) == int(m[2]) and int(m[2]) >= 5, machine.text()[-3000:]
+        cells = machine.wait_for(r"BORGUSB-SELFTEST cells (.*)", 120)[1].split()
+        assert any(c.startswith("exampleEchoCell=ok:active:") for c in cells), cells
+        # it answers on its own monitoring port (its DNA row came with its SPEC), from the host
+        deadline = time.monotonic() + 120
+        while (status := _status(ns, ns.GUEST_IP, 13912)) is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert status is not None, machine.text()[-3000:]
+        assert status["cell"]["name"] == "exampleEchoCell" and status["settings"]["greeting"] == "hello"
+    finally:
+        if machine is not None:
+            machine.close()
+        ns.close()
