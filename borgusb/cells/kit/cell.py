@@ -265,20 +265,7 @@ class Cell(NetDoor, TreeDriver):
             env = await self._read_verified(request)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
-        name = self.handlers.receptors.get(env.type)
-        if name is None:
-            self.counters["receptor_unknown_type"] += 1
-            return refusal(RequestError("unknown_request", f"{self.dna.name} has no {env.type!r}", 404))
-        try:
-            result = await getattr(self, name)(env)
-        except RequestError as exc:
-            self.counters[f"receptor_refused:{exc.reason}"] += 1
-            return refusal(exc)
-        except Exception:
-            self.counters["receptor_errors"] += 1
-            log.exception("receptor handler %s failed", env.type)
-            return refusal(RequestError("internal", "the cell failed to handle this request", 500))
-        return self._signed_reply(env.type, result, b"", "application/json")
+        return await self._dispatch(env, self.handlers.receptors.get(env.type), (env,), "application/json")
 
     @route("recp", "POST", FRAME_PATH)
     async def _handle_frame(self, request: web.Request) -> web.Response:
@@ -300,20 +287,28 @@ class Cell(NetDoor, TreeDriver):
             env = self.verifier.verify(wire)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
-        name = self.handlers.frames.get(env.type)
+        return await self._dispatch(env, self.handlers.frames.get(env.type), (env, data), "application/octet-stream")
+
+    async def _dispatch(
+        self, env: envelope.Envelope, name: str | None, args: tuple[Any, ...], content_type: str
+    ) -> web.Response:
+        """Call the handler a request's type names; a refusal keeps its reason, a bug becomes `internal`.
+
+        A receptor handler returns the reply payload; a frame handler returns (payload, bytes)."""
         if name is None:
             self.counters["receptor_unknown_type"] += 1
-            return refusal(RequestError("unknown_request", f"{self.dna.name} has no frame type {env.type!r}", 404))
+            return refusal(RequestError("unknown_request", f"{self.dna.name} has no {env.type!r}", 404))
         try:
-            result, out = await getattr(self, name)(env, data)
+            result = await getattr(self, name)(*args)
         except RequestError as exc:
             self.counters[f"receptor_refused:{exc.reason}"] += 1
             return refusal(exc)
         except Exception:
             self.counters["receptor_errors"] += 1
-            log.exception("frame handler %s failed", env.type)
-            return refusal(RequestError("internal", "the cell failed to handle this frame", 500))
-        return self._signed_reply(env.type, result, out, "application/octet-stream")
+            log.exception("handler of %s failed", env.type)
+            return refusal(RequestError("internal", "the cell failed to handle this request", 500))
+        payload, out = result if content_type == "application/octet-stream" else (result, b"")
+        return self._signed_reply(env.type, payload, out, content_type)
 
     def _signed_reply(self, type: str, result: Any, out: bytes | memoryview, content_type: str) -> web.Response:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import envelope
 from ...dstream import FairGate, Holder
@@ -12,10 +12,15 @@ from ...net.peer import PeerClient
 from ...shard.store import ShardStore, StoreError
 from ..kit import Cell, RequestError
 
-if TYPE_CHECKING:
-    from .locate import _Find
-
 DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement
+
+
+class PendingFind:
+    """One locate in progress: the answers of the holders so far."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, tuple[Holder, dict[str, Any] | None, set[str]]] = {}
+        self.event = asyncio.Event()
 
 
 class ShardBase(Cell):
@@ -31,7 +36,7 @@ class ShardBase(Cell):
     repair_until: dict[str, int]
     _repair_sem: asyncio.Semaphore
     directory: dict[str, tuple[Holder, int]]
-    finds: dict[str, _Find]
+    finds: dict[str, PendingFind]
 
     def _reject(self, reason: str, detail: str, status: int) -> RequestError:
         self.counters[f"shard_rejected:{reason}"] += 1

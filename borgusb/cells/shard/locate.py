@@ -18,16 +18,10 @@ from ...shard import model
 from ...shard.store import StoreError
 from ..kit import on_broadcast
 from ..servicemgr.client import ServiceMgrClient
-from .base import DIRECTORY_TTL_MS, ShardBase
+from .base import DIRECTORY_TTL_MS, PendingFind, ShardBase
 
 ANNOUNCE_S = 1.0
 LOCATE_WAIT_S = 1.5
-
-
-class _Find:
-    def __init__(self) -> None:
-        self.replies: dict[str, tuple[Holder, dict[str, Any] | None, set[str]]] = {}
-        self.event = asyncio.Event()
 
 
 class Locator(ShardBase):
@@ -35,7 +29,7 @@ class Locator(ShardBase):
 
     def _init_locator(self) -> None:
         self.directory: dict[str, tuple[Holder, int]] = {}
-        self.finds: dict[str, _Find] = {}
+        self.finds: dict[str, PendingFind] = {}
 
     async def _directory_loop(self) -> None:
         """Keep the directory of shard nodes: from the service registry (serviceMgrCell on this
@@ -122,7 +116,7 @@ class Locator(ShardBase):
 
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
         q = os.urandom(8).hex()
-        find = self.finds[q] = _Find()
+        find = self.finds[q] = PendingFind()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         self.broadcast("find", {"q": q, "id": oid, "ip": self.ip, "port": self.dna.recp_port})
@@ -171,7 +165,7 @@ class Locator(ShardBase):
             "answered": len(find.replies),
         }
 
-    def _complete(self, find: _Find) -> bool:
+    def _complete(self, find: PendingFind) -> bool:
         ms = [m for _, m, _ in find.replies.values() if m is not None]
         if not ms:
             return False
@@ -185,7 +179,7 @@ class Locator(ShardBase):
                 counts[h] = counts.get(h, 0) + 1
         return all(counts.get(h, 0) >= r for h in m["shards"])
 
-    def _best_manifest(self, oid: str, find: _Find) -> dict[str, Any] | None:
+    def _best_manifest(self, oid: str, find: PendingFind) -> dict[str, Any] | None:
         for m in sorted(
             (m for _, m, _ in find.replies.values() if m is not None),
             key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0,
