@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -200,22 +201,10 @@ def test_a_new_cell_type_runs_on_the_image(stick_copy: Path, tmp_path: Path) -> 
     """The example cell of tests/cellkit, a distribution of its own, built into a test image with
     `build_image.py --extra-wheel` and nothing else: the booted node runs it as one more cell unit."""
     python = ROOT / ".venv" / "bin" / "python"
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(wheels),
-            str(ROOT / "tests" / "cellkit"),
-        ],
-        check=True,
-    )
+    wheels, source = tmp_path / "wheels", tmp_path / "example-src"  # built from a copy: the checkout stays clean
+    shutil.copytree(ROOT / "tests" / "cellkit", source, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [str(python), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)]
+    subprocess.run(pip, check=True)
     (wheel,) = wheels.glob("borgusb_example_echo-*.whl")
     log = tmp_path / "build.log"
     with open(log, "w") as fh:
