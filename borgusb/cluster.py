@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from . import dna
+from .cells import dna_of
 
 DEFAULT_DIR = Path(os.environ.get("BORGUSB_CLUSTER_DIR", Path.home() / ".cache" / "borgusb" / "cluster"))
 
@@ -83,7 +84,7 @@ class Cluster:
 
     @property
     def dna(self) -> dna.CellDNA:
-        return dna.get(self.cell)
+        return dna_of(self.cell)
 
     # -------------------------------------------------------------- state
 
@@ -306,7 +307,9 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     up = sub.add_parser("up", help="start nodes (127.0.0.2, .3, ...) and wait until they form one tree")
     up.add_argument("--nodes", type=int, required=True)
-    up.add_argument("--cell", default="peerTreeNet", choices=sorted(dna.CELLS), metavar="NAME")
+    up.add_argument(
+        "--cell", default="peerTreeNet", metavar="NAME", help="the cell type each node runs (see 'borgusb cell list')"
+    )
     up.add_argument("--heartbeat-ms", type=int, default=1000)
     up.add_argument("--base", type=int, default=2, help="first address is 127.0.0.BASE (default 2)")
     up.add_argument("--join", action="append", default=None, metavar="HOST", help="contacts for the new nodes")

@@ -14,7 +14,7 @@ import pkgutil
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from ..dna import CELLS, register
+from ..dna import CELLS, CellDNA, get, register
 from .spec import CellSpec
 
 ENTRY_POINT_GROUP = "borgusb.cells"
@@ -58,4 +58,10 @@ def spec(name: str) -> CellSpec:
     raise ValueError(f"unknown cell type {name!r}; known: {', '.join([*CELLS, *(n for n in found if n not in CELLS)])}")
 
 
-__all__ = ["ENTRY_POINT_GROUP", "CellSpec", "implemented", "spec", "specs"]
+def dna_of(name: str) -> CellDNA:
+    """A cell type's DNA row, including the rows that cells shipped elsewhere bring with their SPECs."""
+    specs()
+    return get(name)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "CellSpec", "dna_of", "implemented", "spec", "specs"]

@@ -21,7 +21,7 @@ import segno
 from aiohttp import web
 
 from .. import dna, keystore
-from ..cells import specs
+from ..cells import dna_of, specs
 from ..cells.spec import load
 from ..clock import Clock, SystemClock
 from ..identity import MnemonicError
@@ -248,7 +248,7 @@ async def api_cells(request: web.Request) -> web.Response:
     await network.refresh_all()
     cells = []
     for name, entry in network.cells.items():
-        d = dna.get(name)
+        d = dna_of(name)
         cells.append(
             {
                 "name": name,

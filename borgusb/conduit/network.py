@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import dna
+from ..cells import dna_of, specs
 from ..clock import Clock
 from ..envelope import Verifier
 from ..keys import SigningKey
@@ -55,6 +56,7 @@ class Network:
         self.clock = clock
         self.verifier = Verifier(clock)
         self.timeout_s = timeout_s
+        specs()  # the DNA rows of cells shipped elsewhere join the table with their SPECs
         self.cells: dict[str, CellEndpoints] = {name: CellEndpoints(name) for name in dna.CELLS}
         # read-only calls (status, members) are signed by a throwaway key: they need no identity
         self._anon = PeerClient(SigningKey.generate(), clock, self.verifier, timeout_s=timeout_s)
@@ -82,7 +84,7 @@ class Network:
 
     @staticmethod
     def port_of(cell: str) -> int:
-        return dna.get(cell).recp_port
+        return dna_of(cell).recp_port
 
     async def forget_key(self, key: SigningKey) -> None:
         client = self._clients.pop(key.public_key_hex, None)
@@ -93,7 +95,7 @@ class Network:
         """All live services from the serviceMgr registry (cached briefly; [] when none answers)."""
         if time.monotonic() - self._registry_at < 2.0:
             return self._registry
-        port = dna.get("serviceMgrCell").recp_port
+        port = dna_of("serviceMgrCell").recp_port
         self._registry, self._registry_at = [], time.monotonic()
         for ip in self.seeds:
             try:
@@ -109,7 +111,7 @@ class Network:
     async def refresh(self, cell: str) -> CellEndpoints:
         """Endpoints from the service registry when it runs, members from the cell's own tree."""
         entry = self.cells[cell]
-        port = dna.get(cell).recp_port
+        port = dna_of(cell).recp_port
         registered = [e["ip"] for e in await self.registry() if e.get("cell") == cell and isinstance(e.get("ip"), str)]
         entry.source = "registry" if registered else "tree"
         candidates = list(dict.fromkeys(entry.endpoints + registered + self.seeds))
@@ -137,7 +139,7 @@ class Network:
         self, cell: str, type: str, payload: Any, *, key: SigningKey | None = None, timeout_s: float | None = None
     ) -> Served:
         """Send one signed request of a type to the first endpoint that answers."""
-        port = dna.get(cell).recp_port
+        port = dna_of(cell).recp_port
         return await self.use(
             cell,
             lambda peers, ip: peers.post(ip, port, "/recp", type, payload, signed_reply=True),

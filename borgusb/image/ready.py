@@ -37,11 +37,13 @@ def wanted_cells() -> list[str]:
 
 
 def mon_port(cell: str) -> int | None:
-    try:
-        from .. import dna
+    """A cell's monitoring port, from the cell registry (a cell shipped outside BorgUSB brings its
+    DNA row with its SPEC); None for a cell this image does not know, reported as not ready."""
+    from ..cells import dna_of
 
-        return dna.get(cell).mon_port
-    except Exception:  # noqa: BLE001 - an unknown cell is reported as not ready
+    try:
+        return dna_of(cell).mon_port
+    except ValueError:
         return None
 
 
