@@ -71,16 +71,22 @@ class Settings:
         group = parser.add_argument_group(f"{cls.cell} settings")
         for f in cls.fields():
             meta = f.metadata
-            bounds = ""
-            if meta.get("low") is not None or meta.get("high") is not None:
-                bounds = f", {meta.get('low', '')}..{meta.get('high', '')}"
-            env = f"; env {meta['env']}" if meta.get("env") else ""
+            low, high = meta.get("low"), meta.get("high")
+            notes = [f"default {_shown(f.default, bool(meta.get('size')))}"]
+            if low is not None and high is not None:
+                notes.append(f"{low}..{high}")
+            elif low is not None:
+                notes.append(f"at least {low}")
+            elif high is not None:
+                notes.append(f"at most {high}")
+            if meta.get("env"):
+                notes.append(f"env {meta['env']}")
             group.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f"setting_{f.name}",
                 default=None,
                 metavar=f.name.upper(),
-                help=f"{meta.get('help', '')} (default {f.default}{bounds}{env})",
+                help=f"{meta.get('help', '')} ({'; '.join(notes)})",
             )
 
     @classmethod
@@ -114,6 +120,15 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _shown(value: Any, size: bool) -> str:
+    """A default as a person would write it: 4G rather than 4294967296, 'none' for an empty text."""
+    if size and isinstance(value, int) and value:
+        for unit in ("t", "g", "m", "k"):
+            if value % _SIZE_UNITS[unit] == 0:
+                return f"{value // _SIZE_UNITS[unit]}{unit.upper()}"
+    return "none" if value == "" else str(value)
 
 
 def _convert(cell: str, source: str, kind: Any, raw: Any, meta: Mapping[str, Any]) -> Any:
