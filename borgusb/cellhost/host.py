@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import os
@@ -10,10 +11,12 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..net.activation import notify
 from . import wire
@@ -27,7 +30,7 @@ PLACE_TIMEOUT_S = 10.0  # how long the host waits for a forked child to be in pl
 
 
 def preload(cells: Sequence[str]) -> None:
-    """Import everything the cells will run (node, kit, every runtime and its settings), then freeze.
+    """Import everything the cells will run, warm it up once, then freeze.
 
     After `gc.freeze()` the collector leaves these objects alone, so the pages that hold them
     stay shared with every forked cell instead of being copied by the first collection.
@@ -36,9 +39,50 @@ def preload(cells: Sequence[str]) -> None:
 
     for name in cells:
         load_cell_code(name)
-
+    asyncio.run(warm_up(cells))
     gc.collect()
     gc.freeze()
+
+
+async def warm_up(cells: Sequence[str]) -> None:
+    """Go once, in the host, through what every cell does at its start: build the cell, make a TLS
+    identity, set up its three apps, sign and verify an envelope, open and close a client session.
+
+    The first pass through any code leaves state behind: the interpreter specialises the bytecode it
+    runs, types fill their method caches, OpenSSL and aiohttp initialise their tables, shared
+    libraries page in. Done here, that state is in pages every forked cell shares; measured, it
+    takes about a third off each cell's private memory. Nothing binds a port, nothing is kept.
+    """
+    from aiohttp import web
+
+    from .. import envelope
+    from ..cells import spec
+    from ..net.tls import make_tls_identity
+
+    for name in cells:
+        found = spec(name)
+        with tempfile.TemporaryDirectory(prefix="borgusb-warm-up-") as tmp:
+            cell = found.runtime_class()(
+                found.dna_row(), "127.0.0.1", settings=found.settings_class().from_sources({}, {}), data_dir=Path(tmp)
+            )
+            try:
+                cell.tls = make_tls_identity(f"borgusb-warm-up-{name}")
+                for port in ("net", "recp", "mon"):
+                    runner = web.AppRunner(cell._app(port, 1024), access_log=None, handle_signals=False)
+                    await runner.setup()
+                    await runner.cleanup()
+                wire = envelope.encode(
+                    envelope.sign(
+                        cell.key, "warm.up", {"cell": name}, cell.clock, ip="127.0.0.1", port=cell.dna.net_port
+                    )
+                )
+                cell.verifier.verify(wire)
+                cell.status()
+                _ = cell.peers.session  # a client session made (and closed below)
+            finally:
+                await cell.peers.close()
+                await cell.on_stop()
+                cell.key.close()
 
 
 def run_cell(argv: Sequence[str]) -> int:
