@@ -138,6 +138,10 @@ def test_a_unit_stub_gets_its_cell_in_its_own_cgroup_namespace_and_user(host_run
     # a folder the unit's user can reach, as /run/borgusb-cellhost is (pytest's tmp_path is root's alone)
     tmp_path = Path(tempfile.mkdtemp(prefix="borgusb-cellhost-test-"))
     tmp_path.chmod(0o755)
+    # the stub's code where the unit's user can read it, as on the image (a checkout may sit in a private home)
+    shutil.copytree(REPO / "borgusb", tmp_path / "site" / "borgusb", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [tmp_path / "site", *(tmp_path / "site").rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     sock = str(tmp_path / "cellhost.sock")
     host = subprocess.Popen(
         [*BORGUSB, "cellhost", "serve", "--socket", sock, "--cells", "peerTreeNet"],
@@ -188,7 +192,7 @@ def test_a_unit_stub_gets_its_cell_in_its_own_cgroup_namespace_and_user(host_run
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd="/",
-            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify_path},
+            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "site"), "NOTIFY_SOCKET": notify_path},
             preexec_fn=enter,
         )
         manager.settimeout(1)
