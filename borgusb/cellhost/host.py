@@ -180,17 +180,22 @@ def _spawn_for(conn: socket.socket) -> int:
             placement.close()
 
 
+class StopFlag:
+    """Raised by SIGTERM or SIGINT: the host's loop ends, then it stops what it started."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        signal.signal(signal.SIGTERM, self._raise)
+        signal.signal(signal.SIGINT, self._raise)
+
+    def _raise(self, *_: object) -> None:
+        self.raised = True
+
+
 def serve(path: str, cells: Sequence[str]) -> int:
     """Answer spawn requests on a Unix socket until SIGTERM (systemd mode; see spawn.py)."""
     preload(cells)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = StopFlag()
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -202,7 +207,7 @@ def serve(path: str, cells: Sequence[str]) -> int:
     server.settimeout(ACCEPT_TIMEOUT_S)
     notify("READY=1")
     print(f"BORGUSB-CELLHOST ready socket={path} cells={','.join(cells)}", flush=True)
-    while not stopping:
+    while not stop.raised:
         reap()
         try:
             conn, _ = server.accept()
@@ -259,14 +264,7 @@ def supervise(
     A cell that ran for a minute before failing starts again from the shortest back-off.
     """
     preload(cells)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = StopFlag()
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wake the sleep below
     children = [Supervised(name, ["run", name, *common, *per_cell(name)]) for name in cells]
     for cell in children:
@@ -275,7 +273,7 @@ def supervise(
         f"BORGUSB-CELLHOST supervising cells={','.join(cells)} pids={','.join(str(c.pid) for c in children)}",
         flush=True,
     )
-    while not stopping:
+    while not stop.raised:
         for pid, status in reap():
             for cell in children:
                 if cell.pid == pid:
