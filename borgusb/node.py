@@ -91,7 +91,7 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
     from the crono cell on its IP, and announces itself to the serviceMgr there.
     """
     from .cells.crono.client import CronoClient
-    from .cells.servicemgr.client import registry_link
+    from .cells.servicemgr.client import ServiceMgrClient
 
     settings = spec.settings_class().from_sources(args)
     cell = spec.runtime_class()(
@@ -104,7 +104,7 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
         confirm_misses=args.confirm_misses,
         data_dir=Path(args.data) if args.data else None,
     )
-    cell.registry = registry_link(cell.peers, cell.ip)
+    cell.registry = ServiceMgrClient(cell.peers, cell.ip)  # the serviceMgr on the cell's own IP
     if spec.network_clock:
         clock = CronoClient(cell.ip, cell.peers)
         await clock.first_sync()

@@ -50,8 +50,8 @@ async def warm_up(cells: Sequence[str]) -> None:
 
     The first pass through any code leaves state behind: the interpreter specialises the bytecode it
     runs, types fill their method caches, OpenSSL and aiohttp initialise their tables, shared
-    libraries page in. Done here, that state is in pages every forked cell shares; measured, it
-    takes about a third off each cell's private memory. Nothing binds a port, nothing is kept.
+    libraries page in. Done here, that state is in pages every forked cell shares instead of in each
+    cell's private memory (bench_cellhost prints what a forked cell still costs). Nothing binds a port.
     """
     from aiohttp import web
 

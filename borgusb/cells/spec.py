@@ -42,7 +42,6 @@ class CellSpec:
     client: str | None = None  # "module:Class", the typed client other cells and the conduit use
     web: str | None = None  # "module:setup", called with the conduit's app to add its pages
     network_clock: bool = True  # False only for the cell that is the network clock
-    summary: str = ""
 
     @property
     def name(self) -> str:

@@ -11,26 +11,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from .browser import ARGS, CHROMIUM
 from .conduit_proc import conduit_process
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def run_async(coro):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import threading
 from pathlib import Path
@@ -30,16 +29,8 @@ from borgusb.conduit import app as conduit_app
 from borgusb.conduit.network import NoEndpoint
 from borgusb.keystore import KdfParams
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .browser import ARGS, CHROMIUM
+
 WORDS = (
     "legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
     "legal winner thank year wave sausage worth title"

@@ -9,5 +9,4 @@ SPEC = CellSpec(
     runtime="borgusb.cells.crono.cell:CronoCell",
     client="borgusb.cells.crono.client:CronoClient",
     network_clock=False,
-    summary="network time",
 )

@@ -9,19 +9,17 @@ See the README's "Adding a cell" for a walkthrough.
 
 from __future__ import annotations
 
-from ..spec import CellSpec, load
+from ..spec import CellSpec
 from .cell import (
     ANNOUNCE_MS,
     FRAME_PATH,
     MAX_FRAME,
-    TREE_TYPES,
     Cell,
     Registry,
-    TypePrefix,
     release_startup_memory,
 )
 from .client import CellClient
-from .errors import Malformed, RequestError
+from .errors import RequestError
 from .handlers import frame, on_broadcast, receptor, route
 from .settings import Settings, SettingsError, setting
 
@@ -29,18 +27,14 @@ __all__ = [
     "ANNOUNCE_MS",
     "FRAME_PATH",
     "MAX_FRAME",
-    "TREE_TYPES",
     "Cell",
     "CellClient",
     "CellSpec",
-    "Malformed",
     "Registry",
     "RequestError",
     "Settings",
     "SettingsError",
-    "TypePrefix",
     "frame",
-    "load",
     "on_broadcast",
     "receptor",
     "release_startup_memory",

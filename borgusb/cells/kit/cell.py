@@ -184,13 +184,6 @@ class Cell(NetDoor, TreeDriver):
         self._runners.clear()
         await self.on_stop()
 
-    async def run_forever(self) -> None:
-        await self.start()
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.stop()
-
     def request_stop(self) -> None:
         self._stopping.set()
 

@@ -27,10 +27,3 @@ class RequestError(Exception):
 
     def to_json(self) -> dict[str, str]:
         return {"error": self.reason, "detail": self.detail[:300]}
-
-
-class Malformed(RequestError):
-    """A request whose payload does not have the shape its type requires."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("malformed", detail, 400)

@@ -8,5 +8,4 @@ SPEC = CellSpec(
     dna="peerTreeNet",
     runtime="borgusb.cells.kit:Cell",
     client="borgusb.cells.peertree.client:TreeClient",
-    summary="the base PeerTree network",
 )

@@ -8,5 +8,4 @@ SPEC = CellSpec(
     dna="serviceMgrCell",
     runtime="borgusb.cells.servicemgr.cell:ServiceMgrCell",
     client="borgusb.cells.servicemgr.client:ServiceMgrClient",
-    summary="the live service registry",
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...net.peer import PeerClient
 from ..kit import CellClient
 
 
@@ -22,8 +21,3 @@ class ServiceMgrClient(CellClient):
         reply = await self.call("svc.list", {"cell": cell} if cell else {})
         found = reply.get("services") if isinstance(reply, dict) else None
         return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
-
-
-def registry_link(peers: PeerClient, ip: str) -> ServiceMgrClient:
-    """The registry a cell on ip announces itself to: the serviceMgr on the same IP."""
-    return ServiceMgrClient(peers, ip)

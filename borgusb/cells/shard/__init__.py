@@ -10,5 +10,4 @@ SPEC = CellSpec(
     settings="borgusb.cells.shard.settings:ShardSettings",
     client="borgusb.cells.shard.client:ShardClient",
     web="borgusb.cells.shard.web:setup",
-    summary="shard storage",
 )
