@@ -41,22 +41,28 @@ def main() -> dict[str, float]:
     clock = SystemClock()
     key = SigningKey.generate()
     payload = {"t": "tree.hb", "tree": "5f0c" * 8, "pos": 17, "size": 30, "children": [52, 53, 54]}
+    node = SigningKey.generate().public_key_hex
+    to = envelope.address(node, 13360)  # addressed, as every message to a cell is
 
     raw_key = PrivateKey()
-    msg = envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336))
+    msg = envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336, to=to))
     sig = raw_key.sign(msg)
     pub = raw_key.public_key
 
     def verify_round() -> float:
         wires = [
-            envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336)) for _ in range(N)
+            envelope.encode(envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336, to=to))
+            for _ in range(N)
         ]
         verifier = envelope.Verifier(clock)
+        verifier.answer_to(node, (13360,))
         return rate(lambda i: verifier.verify(wires[i]))
 
     rates = best_of(
         {
-            "sign": lambda: rate(lambda i: envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336)),
+            "sign": lambda: rate(
+                lambda i: envelope.sign(key, "tree.hb", payload, clock, ip="127.0.0.2", port=1336, to=to)
+            ),
             "verify": verify_round,
             "raw": lambda: rate(lambda i: pub.verify(sig, msg)),
         }

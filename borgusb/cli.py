@@ -181,7 +181,10 @@ def cmd_envelope_sign(args: argparse.Namespace) -> int:
     except canonical.CanonicalError as exc:
         raise CLIError(f"the payload on stdin is not allowed JSON: {exc}") from None
     with load_wallet(Path(args.keystore), read_passphrase(args)) as wallet:
-        env = envelope.sign(wallet.key, args.type, payload, SystemClock(), ip=args.ip, port=args.port)
+        try:
+            env = envelope.sign(wallet.key, args.type, payload, SystemClock(), ip=args.ip, port=args.port, to=args.to)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     sys.stdout.write(envelope.encode(env).decode("utf-8") + "\n")
     return EXIT_OK
 
@@ -198,7 +201,7 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
         print(f"rejected ({exc.reason}): {exc}", file=sys.stderr)
         return EXIT_FAIL
     if args.json:
-        _print_json({"type": env.type, "signer": env.signer, "ts": env.ts, "payload": env.payload})
+        _print_json({"type": env.type, "signer": env.signer, "to": env.to, "ts": env.ts, "payload": env.payload})
     else:
         _print_json(env.payload)
     return EXIT_OK
@@ -262,6 +265,12 @@ def envelope_parser() -> argparse.ArgumentParser:
     sign.add_argument("--type", default="app.message", help="message type (default: app.message)")
     sign.add_argument("--ip", default="", help="sender IP to put in the envelope")
     sign.add_argument("--port", type=int, default=0, help="sender port to put in the envelope")
+    sign.add_argument(
+        "--to",
+        default="",
+        metavar="PUBKEY:PORT",
+        help="the recipient: a node key and the port of its cell (a cell refuses a message addressed elsewhere)",
+    )
     sign.set_defaults(func=cmd_envelope_sign)
 
     verify = esub.add_parser(

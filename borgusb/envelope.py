@@ -2,9 +2,10 @@
 
 An envelope is a JSON object::
 
-    {"v": 1, "type": "tree.join", "payload": {...},
+    {"v": 2, "type": "tree.join", "payload": {...},
      "sender": {"ip": "10.0.0.2", "port": 13350, "pubkey": "02ab..."},
-     "ts": 1764000000000, "nonce": "32 hex digits", "sig": "DER hex"}
+     "to": "03cd...:13360", "ts": 1764000000000, "nonce": "32 hex digits",
+     "sig": "DER hex"}
 
 ``sig`` is an ECDSA (secp256k1) signature by ``sender.pubkey`` over the
 canonical JSON (see canonical.py) of every other field, so nothing in the
@@ -18,6 +19,10 @@ object; it gives, in one call:
 * freshness: ``ts`` within ±window of the local network clock;
 * replay protection: each (signer, nonce) is accepted once; the cache is
   bounded (see `ReplayCache`);
+* addressing: ``to`` names the one cell the message is for (its node key and
+  port, see `address`), or every cell of a type (``*:port``, broadcasts only),
+  so a message captured on its way to one node or cell cannot be replayed to
+  another inside the freshness window (each verifier has its own replay cache);
 * authorization: an optional expected signer and expected message types.
 
 Every rejection raises one typed `EnvelopeError` subclass and is counted by
@@ -37,15 +42,16 @@ from . import canonical
 from .clock import Clock
 from .keys import InvalidKey, SigningKey, parse_public_key
 
-VERSION = 1
+VERSION = 2  # 2: the signed ``to`` member (v1 had none and is refused as unsupported)
 DEFAULT_WINDOW_MS = 30_000
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_REPLAY_CAPACITY = 200_000
-_FIELDS = frozenset(("v", "type", "payload", "sender", "ts", "nonce", "sig"))
+_FIELDS = frozenset(("v", "type", "payload", "sender", "to", "ts", "nonce", "sig"))
 _SENDER_FIELDS = frozenset(("ip", "port", "pubkey"))
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _SIG = re.compile(r"[0-9a-f]{16,146}")
 _PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
+_TO = re.compile(r"(?:0[23][0-9a-f]{64}|\*):[0-9]{1,5}|")
 
 
 class EnvelopeError(Exception):
@@ -93,10 +99,44 @@ class WrongType(EnvelopeError):
     reason = "wrong_type"
 
 
+class WrongRecipient(EnvelopeError):
+    """Addressed to another node or cell (a replay from elsewhere), or a broadcast where none is taken."""
+
+    reason = "wrong_recipient"
+
+
+class Unaddressed(EnvelopeError):
+    """Names no recipient where one is required: only a hello, which answers no request, may."""
+
+    reason = "unaddressed"
+
+
 REASONS = tuple(
     cls.reason
-    for cls in (Malformed, TooLarge, BadSignature, Stale, FutureDated, Replay, ReplayCacheFull, WrongSigner, WrongType)
+    for cls in (
+        Malformed,
+        TooLarge,
+        BadSignature,
+        Stale,
+        FutureDated,
+        Replay,
+        ReplayCacheFull,
+        WrongSigner,
+        WrongType,
+        WrongRecipient,
+        Unaddressed,
+    )
 )
+
+
+def address(pubkey: str, port: int) -> str:
+    """The ``to`` of a message for one cell: its node key and the port it is sent to."""
+    return f"{pubkey}:{port}"
+
+
+def everyone(port: int) -> str:
+    """The ``to`` of a broadcast: every cell of the type listening on `port`."""
+    return f"*:{port}"
 
 
 class Sender(NamedTuple):
@@ -111,6 +151,7 @@ class Envelope(NamedTuple):
     type: str
     payload: Any
     sender: Sender
+    to: str
     ts: int
     nonce: str
     sig: str
@@ -125,6 +166,7 @@ class Envelope(NamedTuple):
             "type": self.type,
             "payload": self.payload,
             "sender": {"ip": self.sender.ip, "port": self.sender.port, "pubkey": self.sender.pubkey},
+            "to": self.to,
             "ts": self.ts,
             "nonce": self.nonce,
             "sig": self.sig,
@@ -139,18 +181,24 @@ def sign(
     *,
     ip: str = "",
     port: int = 0,
+    to: str = "",
     nonce: str | None = None,
 ) -> dict[str, Any]:
     """Build and sign an envelope (a dict, ready for `encode`).
 
+    `to` is the recipient (`address`, `everyone`); leave it empty only for a
+    message that answers no request and goes to no one in particular (a hello).
     `nonce` is for fixed test vectors only (tests/vectors/generate_wire.py); a
     message's nonce must otherwise be fresh, so leave it to os.urandom."""
     canonical.check(payload)
+    if not _TO.fullmatch(to):
+        raise ValueError(f"not a recipient: {to[:80]!r}")
     body: dict[str, Any] = {
         "v": VERSION,
         "type": type,
         "payload": payload,
         "sender": {"ip": ip, "port": port, "pubkey": key.public_key_hex},
+        "to": to,
         "ts": clock.now_ms(),
         "nonce": os.urandom(16).hex() if nonce is None else nonce,
     }
@@ -354,6 +402,17 @@ class Verifier:
         self.max_bytes = max_bytes
         self.replay = ReplayCache(replay_capacity)
         self.counters: Counter[str] = Counter()
+        self._addresses: set[str] = set()  # the `to` values meant for us
+        self._everyone: set[str] = set()  # the broadcast `to` values of our ports
+
+    def answer_to(self, pubkey: str, ports: Collection[int]) -> None:
+        """Take messages addressed to `pubkey` at `ports` (a cell, or a client's replies).
+
+        A verifier that answers to no address is an offline checker (the CLI's
+        ``envelope verify``) and checks no ``to``; every network endpoint calls this."""
+        for port in ports:
+            self._addresses.add(address(pubkey, port))
+            self._everyone.add(everyone(port))
 
     def verify(
         self,
@@ -361,10 +420,18 @@ class Verifier:
         *,
         expected_signer: str | Collection[str] | None = None,
         expected_type: str | Collection[str] | None = None,
+        unaddressed: bool = False,
+        broadcast_types: Collection[str] = (),
     ) -> Envelope:
-        """Return the verified envelope or raise an EnvelopeError (and count it)."""
+        """Return the verified envelope or raise an EnvelopeError (and count it).
+
+        The envelope must be addressed to this verifier's cell (`answer_to`);
+        ``unaddressed`` also takes one that names no one (a hello), and a type in
+        ``broadcast_types`` may be addressed to every cell on one of our ports."""
         try:
             env = self._verify(data, expected_signer, expected_type)
+            self._check_recipient(env, unaddressed, broadcast_types)
+            self._admit(env)
         except EnvelopeError as exc:
             self.counters[exc.reason] += 1
             raise
@@ -421,17 +488,35 @@ class Verifier:
             valid = False
         if not valid:
             raise BadSignature("the signature does not match the message")
+        return env
+
+    def _check_recipient(self, env: Envelope, unaddressed: bool, broadcast_types: Collection[str]) -> None:
+        if not self._addresses or env.to in self._addresses:
+            return
+        if not env.to:
+            if unaddressed:
+                return
+            raise Unaddressed(f"a {env.type!r} message must name its recipient")
+        if env.to in self._everyone and env.type in broadcast_types:
+            return
+        if env.to.startswith("*"):
+            raise WrongRecipient(f"a {env.type!r} message is not taken as a broadcast here")
+        raise WrongRecipient("the message is addressed to another node or cell")
+
+    def _admit(self, env: Envelope) -> None:
+        """Last, after every other check: a refused message must not use up its nonce."""
+        now = self.clock.now_ms()
         self.replay.expire(now - self.window_ms)
         self.replay.admit(env.signer, env.nonce, env.ts, now, self.window_ms)
-        return env
 
 
 def _signed_part(wire: bytes, sig: str) -> bytes:
     """The canonical bytes the signature covers: the wire form without its sig member.
 
     In canonical form the top-level members are sorted, so ``"sig"`` is
-    followed by ``"ts"``, ``"type"`` and ``"v"``, none of which can contain an
-    unescaped quote sequence: the last occurrence is the top-level one.
+    followed by ``"to"``, ``"ts"``, ``"type"`` and ``"v"``, none of which can
+    contain an unescaped quote sequence (``to`` is checked against its pattern
+    first): the last occurrence is the top-level one.
     Cutting it out equals re-encoding the envelope without ``sig``, minus a
     second serialization on the hot path.
     """
@@ -453,7 +538,7 @@ def _structure(doc: Any) -> Envelope:
         raise Malformed(f"envelope fields wrong (missing {missing}, unexpected {extra})")
     if doc["v"] != VERSION or isinstance(doc["v"], bool):
         raise Malformed(f"unsupported envelope version {str(doc['v'])[:10]!r}")
-    mtype, ts, nonce, sig, sender = doc["type"], doc["ts"], doc["nonce"], doc["sig"], doc["sender"]
+    mtype, ts, nonce, sig, sender, to = doc["type"], doc["ts"], doc["nonce"], doc["sig"], doc["sender"], doc["to"]
     if not isinstance(mtype, str) or not 0 < len(mtype) <= 64:
         raise Malformed("type must be a short non-empty string")
     if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
@@ -462,6 +547,8 @@ def _structure(doc: Any) -> Envelope:
         raise Malformed("nonce must be 32 lowercase hex digits")
     if not isinstance(sig, str) or not _SIG.fullmatch(sig):
         raise Malformed("sig must be a hex DER signature")
+    if not isinstance(to, str) or not _TO.fullmatch(to):
+        raise Malformed("to must be pubkey:port, *:port or empty")
     if not isinstance(sender, dict) or sender.keys() != _SENDER_FIELDS:
         raise Malformed("sender must be {ip, port, pubkey}")
     ip, port, pubkey = sender["ip"], sender["port"], sender["pubkey"]
@@ -471,4 +558,4 @@ def _structure(doc: Any) -> Envelope:
         raise Malformed("sender.port must be 0..65535")
     if not isinstance(pubkey, str) or not _PUBKEY.fullmatch(pubkey):
         raise Malformed("sender.pubkey must be a compressed public key in hex")
-    return Envelope(mtype, doc["payload"], Sender(ip, port, pubkey), ts, nonce, sig)
+    return Envelope(mtype, doc["payload"], Sender(ip, port, pubkey), to, ts, nonce, sig)

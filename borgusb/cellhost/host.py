@@ -73,7 +73,13 @@ async def warm_up(cells: Sequence[str]) -> None:
                     await runner.cleanup()
                 wire = envelope.encode(
                     envelope.sign(
-                        cell.key, "warm.up", {"cell": name}, cell.clock, ip="127.0.0.1", port=cell.dna.net_port
+                        cell.key,
+                        "warm.up",
+                        {"cell": name},
+                        cell.clock,
+                        ip="127.0.0.1",
+                        port=cell.dna.net_port,
+                        to=envelope.address(cell.key.public_key_hex, cell.dna.net_port),
                     )
                 )
                 cell.verifier.verify(wire)

@@ -273,7 +273,7 @@ class DataChannel:
         hs = payload["hs"]
         if not 1 <= len(hs) <= MAX_BATCH or len(dests) != len(hs):
             raise ValueError(f"1 to {MAX_BATCH} shards per request, one buffer each")
-        wire = peers.sign("shard.get", payload)
+        wire = peers.sign("shard.get", payload, envelope.address(holder.pubkey, self.port))
         headers = [(b"Host", f"{holder.ip}:{self.port}".encode()), (ENVELOPE_HEADER.encode(), wire)]
         out: list[memoryview | int] = []
         error: list[bytearray] = []

@@ -77,7 +77,7 @@ async def post_frame(
 ) -> tuple[Any, memoryview]:
     """Send a signed frame by the one pinned POST (`PeerClient.exchange`, direct: frames are
     not relayed); return the verified reply payload and a view of the reply's bytes."""
-    parts = (peers.sign(type, payload), b"\n", data)
+    parts = (peers.sign(type, payload, await peers.address(ip, port, expect_pubkey)), b"\n", data)
     status, raw, pin = await peers.exchange(
         ip,
         port,

@@ -104,6 +104,7 @@ class PeerClient:
         self.pins: dict[tuple[str, int], Pin] = {}
         self._session: aiohttp.ClientSession | None = None
         self._ssl = client_context()
+        verifier.answer_to(key.public_key_hex, (port,))  # replies are addressed to us
 
     async def __aenter__(self) -> PeerClient:
         return self
@@ -125,8 +126,16 @@ class PeerClient:
             await self._session.close()
             self._session = None
 
-    def sign(self, type: str, payload: Any) -> bytes:
-        return envelope.encode(envelope.sign(self.key, type, payload, self.clock, ip=self.ip, port=self.port))
+    def sign(self, type: str, payload: Any, to: str) -> bytes:
+        """Wire bytes of a message from us to `to` (`envelope.address` of the receiving cell)."""
+        return envelope.encode(envelope.sign(self.key, type, payload, self.clock, ip=self.ip, port=self.port, to=to))
+
+    async def address(self, ip: str, port: int, expect_pubkey: str | None = None) -> str:
+        """The `to` of a message for the cell at ip:port: the expected node's key, else whoever answers
+        there. The route is learnt first (and kept for the post), so an unreachable peer is found
+        before anything is signed."""
+        pin, _ = await self.route(ip, port, expect_pubkey)
+        return envelope.address(expect_pubkey or pin.pubkey, port)
 
     async def hello(self, ip: str, port: int, expect_pubkey: str | None = None) -> Pin:
         """Learn (and pin) the node key and TLS certificate of the node at ip:port."""
@@ -141,7 +150,7 @@ class PeerClient:
         if resp.status != 200:
             raise PeerUnreachable(f"{ip}:{port} gave no hello (HTTP {resp.status})")
         try:
-            env = self.verifier.verify(body, expected_type=HELLO, expected_signer=expect_pubkey)
+            env = self.verifier.verify(body, expected_type=HELLO, expected_signer=expect_pubkey, unaddressed=True)
         except envelope.EnvelopeError as exc:
             raise PeerUnreachable(f"{ip}:{port} hello rejected: {exc.reason}") from None
         claimed = env.payload.get("tls_sha256") if isinstance(env.payload, dict) else None
@@ -248,11 +257,14 @@ class PeerClient:
         *,
         expect_pubkey: str | None = None,
         signed_reply: bool = False,
-        wire: bytes | None = None,
         direct: bool = False,
+        broadcast: bool = False,
     ) -> Any:
-        """Send one signed message; return the reply (verified payload when signed_reply)."""
-        data = wire if wire is not None else self.sign(type, payload)
+        """Send one signed message, addressed to the node that answers (or is expected) at ip:port,
+        or, to be broadcast by it, to every cell on that port; return the reply (its verified
+        payload when signed_reply)."""
+        to = envelope.everyone(port) if broadcast else await self.address(ip, port, expect_pubkey)
+        data = self.sign(type, payload, to)
         status, body, pin = await self.exchange(ip, port, path, data, expect_pubkey, direct=direct)
         if status >= 400:
             raise PeerRejected.from_reply(status, body)

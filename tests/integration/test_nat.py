@@ -88,7 +88,7 @@ async def test_nat_gateway_relays_for_home_nodes(make_cluster, internet) -> None
     # a broadcast from a public node reaches every home node exactly once
     async with PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock())) as client:
         reply = await client.post(
-            public[1], DNA.recp_port, "/recp", "tree.broadcast", {"to": "everyone"}, signed_reply=True
+            public[1], DNA.recp_port, "/recp", "tree.broadcast", {"to": "everyone"}, signed_reply=True, broadcast=True
         )
         bid = reply["id"]
         deadline = time.monotonic() + 15

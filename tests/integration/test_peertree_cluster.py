@@ -30,7 +30,7 @@ async def broadcast_from(ip: str, data: dict) -> str:
     client = PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock()))
     async with client:
         reply = await client.post(
-            ip, dna.get("peerTreeNet").recp_port, "/recp", "tree.broadcast", data, signed_reply=True
+            ip, dna.get("peerTreeNet").recp_port, "/recp", "tree.broadcast", data, signed_reply=True, broadcast=True
         )
     return reply["id"]
 

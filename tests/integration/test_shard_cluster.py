@@ -271,7 +271,7 @@ async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_co
         assert err.value.status == 422
         with pytest.raises(PeerRejected) as err:  # a record of someone else's, sent with my key
             await post_frame(peers, ip, PORT, "shard.hold", {"rec": forged}, data)
-        body = frame(peers.sign("shard.put", {"rec": rec, "r": 3}), data)
+        body = frame(peers.sign("shard.put", {"rec": rec, "r": 3}, await peers.address(ip, PORT)), data)
     async with aiohttp.ClientSession() as s:
         url = f"https://{ip}:{PORT}{FRAME_PATH}"
         async with s.post(url, data=body, ssl=client_context()) as resp:

@@ -232,18 +232,21 @@ async def test_a_closing_or_old_holder_is_not_reused(server: Server) -> None:
 # ------------------------------------------------------------------ DataChannel.get: the signed protocol
 
 H = "ab" * 32
+CLIENT_KEY = SigningKey.generate()
+TO_CLIENT = envelope.address(CLIENT_KEY.public_key_hex, 0)  # where the holder's replies go
+ELSEWHERE = envelope.address(SigningKey.generate().public_key_hex, 0)
 
 
 @pytest.fixture
 async def peers() -> AsyncIterator[PeerClient]:
     clock = SystemClock()
-    client = PeerClient(SigningKey.generate(), clock, envelope.Verifier(clock))
+    client = PeerClient(CLIENT_KEY, clock, envelope.Verifier(clock))
     yield client
     await client.close()
 
 
-def signed_reply(key: SigningKey, payload: Any, body: bytes, status: str = "200 OK") -> bytes:
-    wire = envelope.encode(envelope.sign(key, "shard.get.reply", payload, SystemClock()))
+def signed_reply(key: SigningKey, payload: Any, body: bytes, status: str = "200 OK", to: str = TO_CLIENT) -> bytes:
+    wire = envelope.encode(envelope.sign(key, "shard.get.reply", payload, SystemClock(), to=to))
     return (
         f"HTTP/1.1 {status}\r\n{ENVELOPE_HEADER}: ".encode()
         + wire
@@ -280,6 +283,8 @@ async def test_data_channel_get_serves_and_refuses(server: Server, peers: PeerCl
             (signed_reply(holder_key, {"hs": [H, H], "ns": [5]}, b"hello"), PeerRejected),  # not this request
             (signed_reply(holder_key, {"hs": [H], "ns": [6]}, b"hello!"), PeerRejected),  # not the shard's size
             (signed_reply(holder_key, {"hs": [H], "ns": [True]}, b""), PeerRejected),
+            (signed_reply(holder_key, {"hs": [H], "ns": [5]}, b"hello", to=ELSEWHERE), PeerRejected),  # not to us
+            (signed_reply(holder_key, {"hs": [H], "ns": [5]}, b"hello", to=""), PeerRejected),  # unaddressed
             (b'HTTP/1.1 404 Not Found\r\nContent-Length: 30\r\n\r\n{"error":"gone","detail":"xy"}', PeerRejected),
             (b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000\r\n\r\n", PeerRejected),  # refusal body too long
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", PeerUnreachable),
@@ -321,5 +326,5 @@ async def test_no_listener_is_unreachable(peers: PeerClient) -> None:
     channel = DataChannel(1, timeout_s=DEADLINE_S)  # nothing listens on port 1
     d, _ = dest(5)
     with pytest.raises(PeerUnreachable):
-        await channel.get(peers, Holder("00", "127.0.0.1", 1), {"hs": [H]}, [d])
+        await channel.get(peers, Holder(ELSEWHERE.split(":")[0], "127.0.0.1", 1), {"hs": [H]}, [d])
     channel.close()

@@ -22,6 +22,7 @@ from borgusb.envelope import (
     Verifier,
     WrongSigner,
     WrongType,
+    sign_bytes,
 )
 from borgusb.keys import SigningKey
 
@@ -92,7 +93,10 @@ def test_each_field_tampered_is_rejected(clock, verifier, field) -> None:
     [
         lambda d: d.pop("nonce"),
         lambda d: d.__setitem__("extra", 1),
-        lambda d: d.__setitem__("v", 2),
+        lambda d: d.__setitem__("v", 1),
+        lambda d: d.pop("to"),
+        lambda d: d.__setitem__("to", "someone"),
+        lambda d: d.__setitem__("to", "*:123456"),
         lambda d: d.__setitem__("ts", "now"),
         lambda d: d.__setitem__("sender", "me"),
         lambda d: d["sender"].__setitem__("pubkey", "zz" * 33),
@@ -369,10 +373,11 @@ def test_an_expired_signer_is_forgotten(clock) -> None:
 def _signed_unchecked(clock: ManualClock, payload) -> bytes:
     """A validly signed envelope whose payload sign() itself would refuse (an attacker's own signer)."""
     body = {
-        "v": 1,
+        "v": envelope.VERSION,
         "type": "app.test",
         "payload": payload,
         "sender": {"ip": "127.0.0.2", "port": 13350, "pubkey": ATTACKER.public_key_hex},
+        "to": "",
         "ts": clock.now_ms(),
         "nonce": "ab" * 16,
     }
@@ -396,3 +401,79 @@ def test_payload_at_the_depth_limit_accepted(clock, verifier) -> None:
         deep = [deep]
     canonical.check({"payload": deep})
     verifier.verify(_signed_unchecked(clock, deep))
+
+
+# ------------------------------------------------------------------ recipients (issue 15, item 4)
+
+NODE_X, NODE_Y = SigningKey.generate().public_key_hex, SigningKey.generate().public_key_hex
+
+
+def cell_verifier(clock: ManualClock, node: str, port: int) -> Verifier:
+    """A cell's verifier: its own replay cache, answering to its node key on its port."""
+    v = Verifier(clock)
+    v.answer_to(node, (port,))
+    return v
+
+
+def test_a_message_for_one_cell_cannot_be_replayed_to_another(clock) -> None:
+    """The capture-and-replay attack: each cell has its own replay cache, so before the signed
+    ``to`` a message accepted by one cell was fresh for every other cell and node."""
+    shard_x, registry_x, shard_y = (
+        cell_verifier(clock, NODE_X, 13355),
+        cell_verifier(clock, NODE_X, 13421),
+        cell_verifier(clock, NODE_Y, 13355),
+    )
+    captured = sign_bytes(KEY, "app.test", {"n": 1}, clock, to=envelope.address(NODE_X, 13355))
+    assert shard_x.verify(captured).to == envelope.address(NODE_X, 13355)
+    for other in (registry_x, shard_y):
+        with pytest.raises(envelope.WrongRecipient):
+            other.verify(captured)
+        assert other.counters["wrong_recipient"] == 1 and other.counters["accepted"] == 0
+    with pytest.raises(envelope.Replay):
+        shard_x.verify(captured)
+
+
+def test_a_cell_refuses_an_unaddressed_message_unless_told(clock) -> None:
+    v = cell_verifier(clock, NODE_X, 13355)
+    with pytest.raises(envelope.Unaddressed):
+        v.verify(sign_bytes(KEY, "app.test", {}, clock))
+    assert v.verify(sign_bytes(KEY, "net.hello", {}, clock), unaddressed=True).to == ""
+    assert v.rejected()["unaddressed"] == 1
+
+
+def test_a_refused_recipient_does_not_use_up_the_nonce(clock) -> None:
+    """The recipient is checked before the replay cache admits the nonce."""
+    v = cell_verifier(clock, NODE_X, 13355)
+    body = make(clock)
+    body["to"] = envelope.address(NODE_Y, 13355)
+    with pytest.raises(envelope.WrongRecipient):
+        v.verify(envelope.encode(_resign(body)))
+    assert v.replay.entries() == 0
+
+
+def test_broadcasts_only_for_the_types_a_caller_names_and_only_on_our_ports(clock) -> None:
+    v = cell_verifier(clock, NODE_X, 13361)
+    to_all = sign_bytes(KEY, "tree.broadcast", {"k": "x"}, clock, to=envelope.everyone(13361))
+    with pytest.raises(envelope.WrongRecipient):
+        v.verify(to_all)  # a broadcast where the caller takes none
+    assert v.verify(to_all, broadcast_types=("tree.broadcast",)).to == "*:13361"
+    elsewhere = sign_bytes(KEY, "tree.broadcast", {"k": "x"}, clock, to=envelope.everyone(13355))
+    with pytest.raises(envelope.WrongRecipient):
+        v.verify(elsewhere, broadcast_types=("tree.broadcast",))  # every cell of another type
+
+
+def test_an_offline_verifier_checks_no_recipient(clock) -> None:
+    """The CLI's ``envelope verify`` answers to no address: it checks signatures, not routing."""
+    assert Verifier(clock).verify(sign_bytes(KEY, "app.test", {}, clock, to=envelope.address(NODE_Y, 1))).type
+
+
+def test_sign_refuses_a_recipient_that_is_not_one(clock) -> None:
+    for bad in ("someone", "02ab:1", "*:", "*:123456", envelope.address(NODE_X, 1) + " "):
+        with pytest.raises(ValueError):
+            envelope.sign(KEY, "app.test", {}, clock, to=bad)
+
+
+def _resign(body: dict) -> dict:
+    body = {k: v for k, v in body.items() if k != "sig"}
+    body["sig"] = KEY.sign(canonical.encode_unchecked(body)).hex()
+    return body

@@ -31,7 +31,7 @@ from tests.conftest import VECTORS, load_vectors
 
 # Bump a version (and its digest) only together with a deliberate format change.
 PINNED = {
-    "envelope.json": (1, "e7b4db76ab46e81c9be18dac1002fb0e4cece754b08cedac931096c4bd89aa41"),
+    "envelope.json": (2, "f10e2eb4b06d06c1f8a5c447fdc2a8ae984c43400975f970d4a0dff3bbf193dc"),
     "shard_record.json": (1, "6dfccd0fdc332978d59d9abd47b9af6ddcfc7d7d13079567b9e53ad9de1689cf"),
     "manifest.json": (1, "fe443d3112ee6f3b8dd2b0bbc18e899e25622723e245a6583f42e8e10471c2a2"),
     "tombstone.json": (1, "72d30f560c97f9086e586f33c1ea7cb35e2441cb0b0d81274bddf4739b103327"),
@@ -96,6 +96,7 @@ def test_envelope_is_signed_to_the_stored_bytes(case: dict[str, Any]) -> None:
         ManualClock(case["ts"]),
         ip=case["ip"],
         port=case["port"],
+        to=case["to"],
         nonce=case["nonce"],
     )
     assert envelope.encode(env) == case["wire"].encode("utf-8")
@@ -107,6 +108,7 @@ def test_envelope_is_signed_to_the_stored_bytes(case: dict[str, Any]) -> None:
             ManualClock(case["ts"]),
             ip=case["ip"],
             port=case["port"],
+            to=case["to"],
             nonce=case["nonce"],
         )
         == case["wire"].encode()
@@ -125,7 +127,7 @@ def test_stored_envelope_verifies(case: dict[str, Any]) -> None:
     )
     assert env.type == case["type"] and env.payload == case["payload"]
     assert env.sender == envelope.Sender(case["ip"], case["port"], key(case["key"]).public_key_hex)
-    assert (env.ts, env.nonce, env.sig) == (case["ts"], case["nonce"], case["sig"])
+    assert (env.to, env.ts, env.nonce, env.sig) == (case["to"], case["ts"], case["nonce"], case["sig"])
     assert canonical.dumps(env.to_dict()) == case["wire"].encode()
     assert verifier.counters["accepted"] == 1
 
@@ -136,6 +138,9 @@ def test_stored_invalid_envelope_is_refused_with_its_reason(case: dict[str, Any]
     verifier = envelope.Verifier(
         ManualClock(case["now_ms"]), max_bytes=case.get("max_bytes", envelope.DEFAULT_MAX_BYTES)
     )
+    if "answer_to" in case:
+        pubkey, ports = case["answer_to"]
+        verifier.answer_to(pubkey, ports)
     if case.get("replay"):
         verifier.verify(wire)  # the first copy is accepted
     with pytest.raises(envelope.EnvelopeError) as info:

@@ -102,6 +102,7 @@ ENVELOPE_INPUTS = [
         "payload": {"hello": "world"},
         "ip": "",
         "port": 0,
+        "to": "",
         "ts": T0,
         "nonce": "00112233445566778899aabbccddeeff",
     },
@@ -112,6 +113,7 @@ ENVELOPE_INPUTS = [
         "payload": {"t": "tree.heartbeat", "pos": 2, "ver": 7, "kids": [4, 5, 6]},
         "ip": "127.0.0.2",
         "port": 13300,
+        "to": "<pubkey:other>:13360",
         "ts": T0 + 1,
         "nonce": "0f" * 16,
     },
@@ -127,6 +129,7 @@ ENVELOPE_INPUTS = [
         },
         "ip": "::1",
         "port": 65535,
+        "to": "*:13361",
         "ts": T0 + 2,
         "nonce": "ffeeddccbbaa99887766554433221100",
     },
@@ -137,6 +140,7 @@ ENVELOPE_INPUTS = [
         "payload": {"tomb": "<tombstone:one_shard_object>"},
         "ip": "",
         "port": 0,
+        "to": "<pubkey:node>:13355",
         "ts": T0 + 3,
         "nonce": "a5" * 16,
     },
@@ -151,6 +155,7 @@ def make_envelope(case: dict[str, Any]) -> dict[str, Any]:
         ManualClock(case["ts"]),
         ip=case["ip"],
         port=case["port"],
+        to=case["to"],
         nonce=case["nonce"],
     )
     wire = envelope.encode(env)
@@ -166,6 +171,7 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
         inputs = copy.deepcopy(inputs)
         if inputs["payload"] == {"tomb": "<tombstone:one_shard_object>"}:
             inputs["payload"] = {"tomb": tomb}
+        inputs["to"] = inputs["to"].replace("<pubkey:other>", pub(OTHER)).replace("<pubkey:node>", pub(NODE))
         valid.append(make_envelope(inputs))
     base = valid[0]
     wire, ts = base["wire"], base["ts"]
@@ -175,6 +181,12 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
         """A correctly signed envelope with one field changed (so only that field is wrong)."""
         body = {k: v for k, v in doc.items() if k != "sig"}
         body.update(changes)
+        body["sig"] = key(OWNER).sign(std_canonical(body)).hex()
+        return std_canonical(body).decode()
+
+    def resigned_without_to() -> str:
+        """A correctly signed envelope of the version 1 shape (no ``to``) under version 2."""
+        body = {k: v for k, v in doc.items() if k not in ("sig", "to")}
         body["sig"] = key(OWNER).sign(std_canonical(body)).hex()
         return std_canonical(body).decode()
 
@@ -214,7 +226,35 @@ def envelope_files(tomb: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
             "now_ms": valid[2]["ts"],
         },
         {"name": "extra_field", "wire": resigned(x=1), "reason": "malformed"},
-        {"name": "version_2", "wire": resigned(v=2), "reason": "malformed"},
+        {"name": "version_1", "wire": resigned(v=1), "reason": "malformed"},
+        {"name": "version_3", "wire": resigned(v=3), "reason": "malformed"},
+        {"name": "to_missing", "wire": resigned_without_to(), "reason": "malformed"},
+        {"name": "to_not_a_recipient", "wire": resigned(to="someone"), "reason": "malformed"},
+        {"name": "to_changed", "wire": rewritten(to=envelope.address(pub(NODE), 13355)), "reason": "bad_signature"},
+        {
+            "name": "addressed_to_another_node",
+            "wire": resigned(to=envelope.address(pub(OTHER), 13355)),
+            "answer_to": [pub(NODE), [13355]],
+            "reason": "wrong_recipient",
+        },
+        {
+            "name": "addressed_to_another_cell_of_the_node",
+            "wire": resigned(to=envelope.address(pub(NODE), 13421)),
+            "answer_to": [pub(NODE), [13355]],
+            "reason": "wrong_recipient",
+        },
+        {
+            "name": "broadcast_where_none_is_taken",
+            "wire": resigned(to=envelope.everyone(13355)),
+            "answer_to": [pub(NODE), [13355]],
+            "reason": "wrong_recipient",
+        },
+        {
+            "name": "unaddressed_at_a_cell",
+            "wire": wire,
+            "answer_to": [pub(NODE), [13355]],
+            "reason": "unaddressed",
+        },
         {"name": "nonce_uppercase", "wire": resigned(nonce=doc["nonce"].upper()), "reason": "malformed"},
         {"name": "float_in_payload", "wire": wire.replace('"world"', "1.5"), "reason": "malformed"},
         {"name": "int_beyond_2_53", "wire": wire.replace('"world"', str(2**53)), "reason": "malformed"},

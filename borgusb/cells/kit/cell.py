@@ -65,6 +65,7 @@ class TypePrefix:
 
 
 TREE_TYPES = TypePrefix("tree.")
+BROADCAST_REQUESTS = ("tree.broadcast",)  # the receptor requests addressed to every cell of the type
 
 
 class Registry(Protocol):
@@ -112,6 +113,7 @@ class Cell(NetDoor, TreeDriver):
         self.key = key or SigningKey.generate()
         self.clock: Clock = clock or SystemClock()
         self.verifier = envelope.Verifier(self.clock)
+        self.verifier.answer_to(self.key.public_key_hex, dna.ports())
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
         self.contacts = [c for c in (contacts or []) if c]
@@ -255,7 +257,7 @@ class Cell(NetDoor, TreeDriver):
     @route("recp", "POST", "/recp")
     async def _handle_receptor(self, request: web.Request) -> web.Response:
         try:
-            env = await self._read_verified(request)
+            env = await self._read_verified(request, broadcast_types=BROADCAST_REQUESTS)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
         return await self._dispatch(env, self.handlers.receptors.get(env.type), (env,), "application/json")
@@ -301,12 +303,24 @@ class Cell(NetDoor, TreeDriver):
             log.exception("handler of %s failed", env.type)
             return refusal(RequestError("internal", "the cell failed to handle this request", 500))
         payload, out = result if content_type == "application/octet-stream" else (result, b"")
-        return self._signed_reply(env.type, payload, out, content_type)
+        return self._signed_reply(env, payload, out, content_type)
 
-    def _signed_reply(self, type: str, result: Any, out: bytes | memoryview, content_type: str) -> web.Response:
+    def _signed_reply(
+        self, env: envelope.Envelope, result: Any, out: bytes | memoryview, content_type: str
+    ) -> web.Response:
+        """The handler's result, signed and addressed to the requester (it is no use to anyone else)."""
+        type = env.type
         try:
             reply = envelope.encode(
-                envelope.sign(self.key, type + ".reply", result, self.clock, ip=self.me.ip, port=self.dna.recp_port)
+                envelope.sign(
+                    self.key,
+                    type + ".reply",
+                    result,
+                    self.clock,
+                    ip=self.me.ip,
+                    port=self.dna.recp_port,
+                    to=envelope.address(env.signer, env.sender.port),
+                )
             )
         except ValueError:  # a handler returned something that is not canonical JSON: a bug
             self.counters["receptor_errors"] += 1

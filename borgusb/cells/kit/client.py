@@ -32,10 +32,18 @@ class CellClient:
             port = spec(self.cell).dna_row().recp_port
         self.port = port
 
-    async def call(self, type: str, payload: Any) -> Any:
-        """One signed request; the verified reply payload."""
+    async def call(self, type: str, payload: Any, *, broadcast: bool = False) -> Any:
+        """One signed request (addressed to every cell of the type when it is to be broadcast);
+        the verified reply payload."""
         return await self.peers.post(
-            self.ip, self.port, "/recp", type, payload, expect_pubkey=self.pubkey, signed_reply=True
+            self.ip,
+            self.port,
+            "/recp",
+            type,
+            payload,
+            expect_pubkey=self.pubkey,
+            signed_reply=True,
+            broadcast=broadcast,
         )
 
     async def send(self, type: str, payload: Any) -> None:
@@ -54,5 +62,5 @@ class CellClient:
 
     async def broadcast(self, kind: str, data: dict[str, Any]) -> str:
         """Have the cell broadcast data, signed by the caller, to its whole tree."""
-        reply = await self.call("tree.broadcast", {**data, "k": kind})
+        reply = await self.call("tree.broadcast", {**data, "k": kind}, broadcast=True)
         return str(reply.get("id", "")) if isinstance(reply, dict) else ""

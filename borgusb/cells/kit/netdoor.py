@@ -102,7 +102,13 @@ class NetDoor(CellParts):
         finally:
             await probe.close()
         reply = envelope.sign(
-            self.key, "net.reach.reply", {"reachable": reachable}, self.clock, ip=self.me.ip, port=self.dna.net_port
+            self.key,
+            "net.reach.reply",
+            {"reachable": reachable},
+            self.clock,
+            ip=self.me.ip,
+            port=self.dna.net_port,
+            to=envelope.address(env.signer, env.sender.port),
         )
         return web.Response(body=envelope.encode(reply), content_type="application/json")
 

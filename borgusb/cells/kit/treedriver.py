@@ -26,6 +26,9 @@ log = logging.getLogger("borgusb.cell")
 SEND_QUEUE_MAX = 1024  # messages waiting for one peer; beyond it the oldest tree traffic is dropped and counted
 DELIVERED_MAX = 1000  # broadcast ids remembered for deduplication
 OWN_BROADCASTS_MAX = 1000
+# a broadcast's origin envelope is addressed to every cell of the type: one this node signs ("bcast",
+# to its netPort's everyone) or a requester's "tree.broadcast" (to the receptor port's everyone)
+BROADCAST_ORIGINS = ("bcast", "tree.broadcast")
 
 
 class TreeDriver(CellParts):
@@ -139,7 +142,7 @@ class TreeDriver(CellParts):
         origin = self._own_broadcasts.pop(bid, None)
         if origin is None:
             try:
-                origin = self.verifier.verify(inner)
+                origin = self.verifier.verify(inner, broadcast_types=BROADCAST_ORIGINS)
             except envelope.EnvelopeError as exc:
                 self.counters[f"broadcast_rejected:{exc.reason}"] += 1
                 return
@@ -182,11 +185,20 @@ class TreeDriver(CellParts):
             if kind is None:
                 raise ValueError("a broadcast this node signs names its kind")
             payload = {**(data or {}), "k": kind}
-            inner = envelope.sign(self.key, "bcast", payload, self.clock, ip=self.me.ip, port=self.dna.net_port)
+            inner = envelope.sign(
+                self.key,
+                "bcast",
+                payload,
+                self.clock,
+                ip=self.me.ip,
+                port=self.dna.net_port,
+                to=envelope.everyone(self.dna.net_port),
+            )
             origin = envelope.Envelope(
                 "bcast",
                 payload,
                 envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
+                inner["to"],
                 inner["ts"],
                 inner["nonce"],
                 inner["sig"],

@@ -68,7 +68,13 @@ class DataChannelDoor(ShardBase):
                     self._count_served(env, sid, got[2])
             self.counters["plain:shard.get"] += 1
             reply = envelope.sign(
-                self.key, "shard.get.reply", {"hs": hs, "ns": ns}, self.clock, ip=self.ip, port=self.dna.recp_port
+                self.key,
+                "shard.get.reply",
+                {"hs": hs, "ns": ns},
+                self.clock,
+                ip=self.ip,
+                port=self.dna.recp_port,
+                to=envelope.address(env.signer, env.sender.port),
             )
             resp = web.StreamResponse(
                 headers={
