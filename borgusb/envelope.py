@@ -402,6 +402,10 @@ class Verifier:
         self.max_bytes = max_bytes
         self.replay = ReplayCache(replay_capacity)
         self.counters: Counter[str] = Counter()
+        # the latest clock reading used to accept a message: freshness is judged from no earlier
+        # time, so a clock stepped back (a first network-time sync) cannot make fresh again an
+        # envelope the replay cache has forgotten as stale
+        self.latest_ms = 0
         self._addresses: set[str] = set()  # the `to` values meant for us
         self._everyone: set[str] = set()  # the broadcast `to` values of our ports
 
@@ -473,7 +477,10 @@ class Verifier:
             if env.signer not in allowed:
                 raise WrongSigner("the message is not signed by the expected key")
         now = self.clock.now_ms()
-        if env.ts < now - self.window_ms:
+        since = max(now, self.latest_ms) - self.window_ms
+        if env.ts < since:
+            if env.ts >= now - self.window_ms:
+                raise Stale("message is older than the window before a time already used (the clock stepped back)")
             raise Stale(f"message is {now - env.ts} ms old (window ±{self.window_ms} ms)")
         if env.ts > now + self.window_ms:
             raise FutureDated(f"message is {env.ts - now} ms in the future")
@@ -505,9 +512,10 @@ class Verifier:
 
     def _admit(self, env: Envelope) -> None:
         """Last, after every other check: a refused message must not use up its nonce."""
-        now = self.clock.now_ms()
+        now = max(self.clock.now_ms(), self.latest_ms)
         self.replay.expire(now - self.window_ms)
         self.replay.admit(env.signer, env.nonce, env.ts, now, self.window_ms)
+        self.latest_ms = now
 
 
 def _signed_part(wire: bytes, sig: str) -> bytes:

@@ -94,10 +94,11 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
     from .cells.servicemgr.client import ServiceMgrClient
 
     settings = spec.settings_class().from_sources(args)
+    machine_key = node_key(args.key_file)
     cell = spec.runtime_class()(
         spec.dna_row(),
         args.ip or default_ip(),
-        key=node_key(args.key_file),
+        key=machine_key,
         contacts=args.join,
         settings=settings,
         heartbeat_ms=args.heartbeat_ms,
@@ -106,7 +107,9 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
     )
     cell.registry = ServiceMgrClient(cell.peers, cell.ip)  # the serviceMgr on the cell's own IP
     if spec.network_clock:
-        clock = CronoClient(cell.ip, cell.peers)
+        # with the machine's node key, only our own crono cell may set our clock; a process that
+        # made up its own key (a test cluster on loopback) takes whoever answers on its IP
+        clock = CronoClient(cell.ip, cell.peers, node_key=machine_key.public_key_hex if machine_key else None)
         await clock.first_sync()
         cell.use_clock(clock, clock.run())
     return cell

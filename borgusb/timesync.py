@@ -33,6 +33,14 @@ tested exhaustively:
   The root of a tree failing or being swapped does not change the reference
   (the tree id survives a takeover), and the new root keeps its own network
   time, so nothing steps then.
+
+  Steps after the first are bounded, because a time source is a peer and may
+  lie (issue 15 item 7): together they may move the clock at most
+  `STEP_BUDGET_US` (the envelopes' freshness window) in any `STEP_PERIOD_US`;
+  past the budget a correction is slewed instead, refused as a step, counted
+  and logged. The one step back (the first sync) cannot make a forgotten
+  envelope fresh again: the verifier's freshness floor never goes back (see
+  `envelope.Verifier.latest_ms`).
 * `NetworkClock`: the thread-safe `Clock` built on those, against
   ``time.monotonic_ns`` so a host clock step changes nothing. It starts at
   the host's wall clock (source ``local``).
@@ -43,6 +51,7 @@ Everything on the wire is integer microseconds (canonical JSON has no floats).
 from __future__ import annotations
 
 import glob
+import logging
 import threading
 import time
 from collections import deque
@@ -54,6 +63,10 @@ MAX_SLEW_PPM = 50_000  # 5 %: the fastest rate at which a correction is applied
 STEP_US = 128_000  # larger forward corrections (or any, on a new reference) are steps, as ntpd's step threshold
 DRIFT_PPM = 100  # bound on the relative drift of two quartz clocks, for aging samples
 FILTER_SIZE = 8
+STEP_BUDGET_US = 30 * US_PER_S  # total of the steps after the first sync within STEP_PERIOD_US
+STEP_PERIOD_US = 600 * US_PER_S
+
+log = logging.getLogger("borgusb.time")
 
 
 @dataclass(frozen=True)
@@ -156,14 +169,26 @@ class SlewedOffset:
         self.anchor_us = max(mono_us, self.anchor_us)
         self.anchor_offset_us = self.target_us = target_us
 
-    def correct(self, mono_us: int, target_us: int, *, first: bool, new_reference: bool = False) -> str:
-        """Apply a new target offset by the policy above; returns 'step' or 'slew'."""
+    def correct(
+        self,
+        mono_us: int,
+        target_us: int,
+        *,
+        first: bool,
+        new_reference: bool = False,
+        may_step_us: int | None = None,
+    ) -> str:
+        """Apply a new target offset by the policy above; returns 'step', 'slew' or 'bounded' (a
+        step larger than ``may_step_us``, slewed instead)."""
         diff = target_us - self.offset_at(mono_us)
-        if first or diff > STEP_US or (new_reference and -diff > STEP_US):
-            self.step_to(mono_us, target_us)
-            return "step"
-        self.slew_to(mono_us, target_us)
-        return "slew"
+        if not (first or diff > STEP_US or (new_reference and -diff > STEP_US)):
+            self.slew_to(mono_us, target_us)
+            return "slew"
+        if may_step_us is not None and abs(diff) > may_step_us:
+            self.slew_to(mono_us, target_us)
+            return "bounded"
+        self.step_to(mono_us, target_us)
+        return "step"
 
 
 def _mono_us() -> int:
@@ -196,10 +221,12 @@ class NetworkClock:
         self._off = SlewedOffset(wall() - m, m, max_slew_ppm)
         self._last = 0
         self._lock = threading.Lock()
+        self._recent_steps: deque[tuple[int, int]] = deque()  # (mono µs, size µs) within STEP_PERIOD_US
         self.synced = False
         self.epoch = 0  # bumped at every step, so whoever sampled this clock starts afresh
         self.steps = 0
         self.slews = 0
+        self.steps_bounded = 0  # steps refused (slewed) past the budget
         self.last_correction_us = 0
         self.last_sync_mono_us: int | None = None
         self.reference: str | None = None  # whose network time this is (the crono tree's id)
@@ -244,17 +271,29 @@ class NetworkClock:
             first = not self.synced
             new_reference = reference is not None and reference != self.reference
             before = self._off.offset_at(m)
-            how = self._off.correct(m, target_offset_us, first=first, new_reference=new_reference)
+            while self._recent_steps and m - self._recent_steps[0][0] > STEP_PERIOD_US:
+                self._recent_steps.popleft()
+            budget = None if first else max(0, STEP_BUDGET_US - sum(size for _, size in self._recent_steps))
+            how = self._off.correct(m, target_offset_us, first=first, new_reference=new_reference, may_step_us=budget)
             if reference is not None:
                 self.reference = reference
             self.last_correction_us = target_offset_us - before
+            stepped = self._off.offset_at(m) - before
             if how == "step":
                 self.steps += 1
                 self.epoch += 1
                 if first:
                     self._last = 0  # the one permitted backward move
+                else:
+                    self._recent_steps.append((m, abs(stepped)))
+                    log.warning("network time stepped %+d ms (reference %s)", stepped // 1000, reference)
             else:
                 self.slews += 1
+            if how == "bounded":
+                self.steps_bounded += 1
+                log.warning(
+                    "network time: a %+d ms step is past the step budget; slewing", self.last_correction_us // 1000
+                )
             self.synced = True
             self.last_sync_mono_us = m
             return how

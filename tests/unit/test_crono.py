@@ -236,7 +236,7 @@ def test_skewed_command_prefix_uses_env_so_the_pid_is_the_node() -> None:
 def test_crono_client_reports_its_source() -> None:
     from borgusb.cells.crono.client import CronoClient
 
-    c = CronoClient("127.0.0.1", peers=None, stale_ms=3000)  # type: ignore[arg-type]
+    c = CronoClient("127.0.0.1", peers=None, node_key="", stale_ms=3000)  # type: ignore[arg-type]
     assert c.describe()["source"] == "local"
     c.correct(c.offset_us() + 5 * US)
     c.last_ok_mono_us = c.mono_us()
@@ -264,3 +264,59 @@ def test_a_new_reference_steps_only_for_large_differences() -> None:
     assert c2.correct(c2.offset_us() - 50, reference="tree-c") == "slew"
     t.tick(1)
     assert c2.now_us() >= a
+
+
+# ------------------------------------------------------------------ a lying time source (issue 15 item 7)
+
+
+def synced_clock(t: FakeTime) -> NetworkClock:
+    c = NetworkClock(mono=lambda: t.mono, wall=lambda: t.wall)
+    assert c.correct(c.offset_us()) == "step"  # the first sync
+    return c
+
+
+def test_a_source_cannot_step_the_clock_an_hour_forward() -> None:
+    """Before the budget, a parent stepped its child forward by any amount at any time."""
+    t = FakeTime()
+    c = synced_clock(t)
+    before = c.now_us()
+    assert c.correct(c.offset_us() + 3600 * US) == "bounded"
+    assert c.steps_bounded == 1 and c.steps == 1
+    t.tick(1_000_000)
+    assert c.now_us() - before <= 1_000_000 * 105 // 100 + 1  # only slewed, at most 5 % faster
+
+
+def test_later_steps_share_one_budget_per_period() -> None:
+    t = FakeTime()
+    c = synced_clock(t)
+    assert c.correct(c.offset_us() + 20 * US) == "step"
+    assert c.correct(c.offset_us() + 20 * US) == "bounded"  # 40 s within ten minutes: past the 30 s budget
+    assert c.correct(c.offset_us() + 5 * US) in ("step", "bounded")
+    t.tick(ts.STEP_PERIOD_US + 1)
+    assert c.correct(c.offset_us() + 20 * US) == "step"  # a new period
+
+
+def test_a_clock_stepped_back_never_makes_a_forgotten_envelope_fresh_again() -> None:
+    """The attack: a message accepted, then forgotten by the replay cache once stale, then the
+    first network-time sync steps the clock back a minute: the message used to be fresh again."""
+    from borgusb import envelope
+    from borgusb.keys import SigningKey
+
+    t = FakeTime()
+    clock = NetworkClock(mono=lambda: t.mono, wall=lambda: t.wall)
+    verifier = envelope.Verifier(clock)
+    captured = envelope.sign_bytes(SigningKey.generate(), "app.test", {}, clock)
+    verifier.verify(captured)
+    t.tick(60 * US)
+    verifier.verify(envelope.sign_bytes(SigningKey.generate(), "app.test", {}, clock))  # the cache forgets it
+    assert verifier.replay.entries() == 1
+    assert clock.correct(clock.offset_us() - 60 * US) == "step"  # the first sync: a minute back
+    with pytest.raises(envelope.Stale):
+        verifier.verify(captured)
+    # and the network's own fresh messages are still taken after a step back within the window
+    t2 = FakeTime()
+    clock2 = NetworkClock(mono=lambda: t2.mono, wall=lambda: t2.wall)
+    verifier2 = envelope.Verifier(clock2)
+    verifier2.verify(envelope.sign_bytes(SigningKey.generate(), "app.test", {}, clock2))
+    assert clock2.correct(clock2.offset_us() - 20 * US) == "step"
+    assert verifier2.verify(envelope.sign_bytes(SigningKey.generate(), "app.test", {}, clock2)).type

@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 from typing import Any
 
 from ... import envelope
 from ...dna import CellDNA
 from ...net.peer import PeerError
-from ...timesync import BadExchange, NetworkClock
+from ...timesync import BadExchange, NetworkClock, Sample
 from ..kit import Cell, receptor
 from .exchange import TIME, NotSynced, Syncer, describe
 
 log = logging.getLogger("borgusb.crono")
+
+PRESYNC_SOURCES = 5  # contacts asked at the first sync (the median of their offsets is taken)
 
 
 class CronoCell(Cell):
@@ -67,6 +70,7 @@ class CronoCell(Cell):
         self.stratum: int | None = None
         self.bound_us: int | None = None
         self.source = "local"
+        self.first_sync: dict[str, int] = {}
 
     async def start(self) -> None:
         await self.presync()
@@ -81,24 +85,43 @@ class CronoCell(Cell):
         tree would look like missed heartbeats. Any synced member of the tree
         carries its network time, so the step is taken here, before the tree
         starts; afterwards the parent only ever asks for slews.
+
+        One contact may lie, so no one contact sets the clock: every contact
+        (up to `PRESYNC_SOURCES`) is sampled at once and the median offset is
+        taken once at least three have answered (all of them, when there are
+        fewer), so one liar among three moves nothing.
         """
-        hosts = [c.partition(":")[0] for c in self.contacts]
+        hosts = list(dict.fromkeys(c.partition(":")[0] for c in self.contacts))[:PRESYNC_SOURCES]
         if not hosts:
             return False
+        want = min(3, len(hosts))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            for host in hosts:
-                try:
-                    how = await self.syncer.round(host, self.dna.recp_port, None, self.burst)
-                except (PeerError, BadExchange, NotSynced):
-                    continue
-                self.counters[f"presync_{how}"] += 1
-                self.source = "contact"
-                return True
-            await asyncio.sleep(0.1)
-        self.counters["presync_failed"] += 1
-        return False
+        offsets: list[int] = []
+        while True:
+            found = await asyncio.gather(*(self._presync_sample(host) for host in hosts))
+            offsets = [s.offset_us for s in found if s is not None]
+            if len(offsets) >= want or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if not offsets:
+            self.counters["presync_failed"] += 1
+            return False
+        if len(offsets) < want:
+            self.counters["presync_few_sources"] += 1
+            log.warning("crono first sync from %d of %d contacts (wanted %d)", len(offsets), len(hosts), want)
+        how = self.net_clock.correct(statistics.median_low(offsets))
+        self.counters[f"presync_{how}"] += 1
+        self.first_sync = {"sources": len(offsets), "spread_ms": (max(offsets) - min(offsets)) // 1000}
+        self.source = "contact"
+        return True
+
+    async def _presync_sample(self, host: str) -> Sample | None:
+        try:
+            return await Syncer(self.net_clock, self.peers).sample(host, self.dna.recp_port, None, self.burst)
+        except (PeerError, BadExchange, NotSynced) as exc:
+            log.info("crono first sync: %s: %s", host, exc)
+            return None
 
     async def _sync_loop(self) -> None:
         while True:
@@ -169,6 +192,8 @@ class CronoCell(Cell):
             "epoch": clock.epoch,
             "steps": clock.steps,
             "slews": clock.slews,
+            "steps_bounded": clock.steps_bounded,
+            "first_sync": self.first_sync,
             "slewing_us": clock.remaining_us(),
             # network time minus this host's CLOCK_MONOTONIC: on one machine (loopback clusters)
             # every process shares that clock, so tests and benchmarks get a ground truth from it

@@ -28,6 +28,7 @@ class CronoClient(NetworkClock):
         ip: str,
         peers: PeerClient,
         *,
+        node_key: str | None,
         port: int = CRONO.recp_port,
         refresh_ms: int = 1000,
         stale_ms: int = 3000,
@@ -40,12 +41,13 @@ class CronoClient(NetworkClock):
         self.stale_us = stale_ms * 1000
         self.samples = samples
         self.syncer = Syncer(self, peers)
+        self.node_key = node_key  # the crono cell on our IP is ours: it answers with our node key
         self.failures = 0
         self.last_ok_mono_us: int | None = None
 
     async def refresh(self, n: int | None = None) -> bool:
         try:
-            await self.syncer.round(self.ip, self.port, None, n or self.samples)
+            await self.syncer.round(self.ip, self.port, self.node_key, n or self.samples)
         except (PeerError, BadExchange, NotSynced) as exc:
             self.failures += 1
             log.debug("crono at %s:%s: %s", self.ip, self.port, exc)

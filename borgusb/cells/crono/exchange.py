@@ -65,6 +65,21 @@ class Syncer:
         self.source = self.epoch = self.best = None
         self.info = {}
 
+    async def sample(self, ip: str, port: int, pubkey: str | None, n: int, *, gap_s: float = 0.005) -> Sample:
+        """The best of n exchanges with one source that has network time, without correcting anything
+        (the first sync takes several sources' samples and agrees on one)."""
+        kept = SampleFilter()
+        for i in range(n):
+            if i and gap_s:
+                await asyncio.sleep(gap_s)
+            sample, info = await exchange(self.peers, ip, port, mono=self.clock.mono_us, expect_pubkey=pubkey)
+            if not info.get("synced"):
+                raise NotSynced(f"{ip}:{port} has no network time yet")
+            kept.add(sample)
+        best = kept.best(self.clock.mono_us())
+        assert best is not None
+        return best
+
     async def round(
         self, ip: str, port: int, pubkey: str | None, n: int, *, want_tree: str | None = None, gap_s: float = 0.005
     ) -> str:
