@@ -3,20 +3,23 @@
 How a node finds its place (`detect`):
 
 1. Every hello a peer sends back names the address it saw us come from
-   (`observed`). If a contact outside our own network sees an address that
-   is not ours, we are behind NAT, and that address is our network's public
-   one.
-2. We ask that contact to open a connection to public:netPort and say
-   whose key answers (`net.reach`). If it is ours, the router forwards the
-   port to us: we are the network's **gateway** and advertise the public
-   address.
+   (`observed`). If two contacts (two node keys) outside our own network see
+   the same address and it is not ours, we are behind NAT, and that address
+   is our network's public one. One contact alone could name any address, so
+   its word is not taken (`nat-unconfirmed`: we advertise our own address).
+2. We ask both of them to open a connection to public:netPort and say
+   whose key answers (`net.reach`). If both say it is ours, the router
+   forwards the port to us: we are the network's **gateway** and advertise
+   the public address.
 3. Otherwise another node holds the forwarded port. Among our LAN contacts
    we look for the one whose hello says it is the gateway for our public
    address, and **attach** to it (`net.attach`, signed, from our LAN
-   address). We advertise the public address too; the gateway lists our key
-   in its hello's `relays`, so peers send to us through `/relay/<key>/...`
-   on the gateway, which passes the bytes on untouched. Signatures are end
-   to end: a gateway can drop traffic but cannot forge or alter it.
+   address, carrying our signed grant naming that gateway: relaygrant.py).
+   We advertise the public address too; the gateway shows our grant in its
+   hello's `relays`, so peers send to us through `/relay/<key>/...` on the
+   gateway, which passes the bytes on untouched. Signatures are end to end: a
+   gateway can drop traffic but cannot forge or alter it, and no address can
+   claim to relay for a key that has not granted it.
 
 The tree records such a node under its external address (the gateway's),
 while the node itself listens on its internal one: external→internal.
@@ -27,16 +30,19 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from . import relaygrant
 from .peer import PeerClient, PeerError, Pin
 
 ATTACH_TTL_S = 20.0
 ATTACH_EVERY_S = 5.0
+MAX_RELAYED = 256  # nodes one gateway relays for (its hello shows each one's grant)
 
 
 @dataclass
 class Placement:
-    role: str  # "direct" | "gateway" | "relayed" | "nat-unreachable"
+    role: str  # "direct" | "gateway" | "relayed" | "nat-unreachable" | "nat-unconfirmed"
     advertised_ip: str
     public_ip: str | None = None
     gateway: tuple[str, str] | None = None  # (LAN ip, pubkey) of our gateway
@@ -44,12 +50,16 @@ class Placement:
 
 @dataclass
 class Relays:
-    """Internal nodes attached to this gateway: key -> (internal ip, expiry)."""
+    """Internal nodes attached to this gateway: key -> (internal ip, expiry, their grant)."""
 
-    entries: dict[str, tuple[str, float]] = field(default_factory=dict)
+    entries: dict[str, tuple[str, float, dict[str, Any]]] = field(default_factory=dict)
 
-    def attach(self, pubkey: str, internal_ip: str) -> None:
-        self.entries[pubkey] = (internal_ip, time.monotonic() + ATTACH_TTL_S)
+    def attach(self, pubkey: str, internal_ip: str, grant: dict[str, Any]) -> bool:
+        """Keep (or renew) a node; False when the table is full of live ones."""
+        if pubkey not in self.entries and len(self.keys()) >= MAX_RELAYED:
+            return False
+        self.entries[pubkey] = (internal_ip, time.monotonic() + ATTACH_TTL_S, grant)
+        return True
 
     def lookup(self, pubkey: str) -> str | None:
         entry = self.entries.get(pubkey)
@@ -62,6 +72,10 @@ class Relays:
 
     def keys(self) -> list[str]:
         return [k for k in list(self.entries) if self.lookup(k) is not None]
+
+    def grants(self) -> list[dict[str, Any]]:
+        """The grants of the nodes still attached (what the hello shows)."""
+        return [self.entries[k][2] for k in self.keys()]
 
 
 def is_private(ip: str) -> bool:
@@ -78,23 +92,12 @@ async def detect(
     outside = [(ip, p, pin) for ip, p, pin in contacts if pin.observed and pin.observed != my_ip]
     if not outside:
         return Placement("direct", my_ip)
-    ip, p, pin = outside[0]
-    public = pin.observed
-    assert public is not None
-    try:
-        reply = await peers.post(
-            ip,
-            p,
-            "/reach",
-            "net.reach",
-            {"ip": public, "port": port, "expect": pubkey},
-            expect_pubkey=pin.pubkey,
-            signed_reply=True,
-        )
-        reachable = bool(reply.get("reachable")) if isinstance(reply, dict) else False
-    except PeerError:
-        reachable = False
-    if reachable:
+    public = agreed_address(outside)
+    if public is None:
+        return Placement("nat-unconfirmed", my_ip)
+    witnesses = _witnesses(outside, public)
+    answers = [await _reach(peers, ip, p, pin, public, port, pubkey) for ip, p, pin in witnesses]
+    if all(answers):
         return Placement("gateway", public, public_ip=public)
     for lan_ip, lan_port, lan_pin in contacts:
         if lan_pin.info.get("gateway") == public and lan_pin.pubkey != pubkey:
@@ -106,5 +109,42 @@ async def detect(
     return Placement("nat-unreachable", my_ip, public_ip=public)
 
 
+def agreed_address(outside: list[tuple[str, int, Pin]]) -> str | None:
+    """The address that at least two contacts (two node keys) both observed us at, if any."""
+    seen: dict[str, set[str]] = {}
+    for _, _, pin in outside:
+        if pin.observed:
+            seen.setdefault(pin.observed, set()).add(pin.pubkey)
+    agreed = [address for address, keys in seen.items() if len(keys) >= 2]
+    return max(agreed, key=lambda a: len(seen[a])) if agreed else None
+
+
+def _witnesses(outside: list[tuple[str, int, Pin]], public: str) -> list[tuple[str, int, Pin]]:
+    """Two contacts with different keys that saw `public`: both are asked whether it reaches us."""
+    chosen: dict[str, tuple[str, int, Pin]] = {}
+    for ip, p, pin in outside:
+        if pin.observed == public and pin.pubkey not in chosen:
+            chosen[pin.pubkey] = (ip, p, pin)
+    return list(chosen.values())[:2]
+
+
+async def _reach(peers: PeerClient, ip: str, p: int, pin: Pin, public: str, port: int, pubkey: str) -> bool:
+    try:
+        reply = await peers.post(
+            ip,
+            p,
+            "/reach",
+            "net.reach",
+            {"ip": public, "port": port, "expect": pubkey},
+            expect_pubkey=pin.pubkey,
+            signed_reply=True,
+        )
+    except PeerError:
+        return False
+    return bool(reply.get("reachable")) if isinstance(reply, dict) else False
+
+
 async def attach(peers: PeerClient, gateway_ip: str, port: int, gateway_key: str, my_ip: str) -> None:
-    await peers.post(gateway_ip, port, "/attach", "net.attach", {"ip": my_ip}, expect_pubkey=gateway_key)
+    """Ask the gateway to relay for us, with our grant naming it (renewed at every attach)."""
+    payload = {"ip": my_ip, "grant": relaygrant.grant(peers.key, gateway_key, peers.clock.now_ms())}
+    await peers.post(gateway_ip, port, "/attach", "net.attach", payload, expect_pubkey=gateway_key)

@@ -23,6 +23,7 @@ import aiohttp
 from .. import envelope
 from ..clock import Clock
 from ..keys import SigningKey
+from . import relaygrant
 from .tls import client_context
 
 HELLO = "net.hello"
@@ -68,11 +69,9 @@ class Pin:
     fingerprint: str
     info: dict[str, Any]
 
-    @property
-    def relays(self) -> list[str]:
-        """Node keys this node relays for (a NAT gateway; see borgusb/net/nat.py)."""
-        relays = self.info.get("relays")
-        return relays if isinstance(relays, list) else []
+    def relays_for(self, node: str, now_ms: int) -> bool:
+        """Whether this node (a NAT gateway, see nat.py) shows `node`'s own current grant naming it."""
+        return relaygrant.relays_for(self.info.get("relays"), self.pubkey, node, now_ms)
 
     @property
     def observed(self) -> str | None:
@@ -186,7 +185,8 @@ class PeerClient:
         """How to reach expect_pubkey at ip:port: directly ("") or through a gateway's relay path.
 
         A node behind NAT advertises its gateway's public address; the gateway's
-        hello lists the node keys it relays for. Signatures stay end to end: the
+        hello shows, for each node it relays for, that node's signed grant naming
+        the gateway (relaygrant.py): a bare claim is not taken. Signatures stay end to end: the
         gateway passes the bytes on untouched, and replies are checked against
         the expected node's key, not the gateway's.
         """
@@ -197,7 +197,7 @@ class PeerClient:
                 pin = await self.hello(ip, port)
             if expect_pubkey is None or pin.pubkey == expect_pubkey:
                 return pin, ""
-            if expect_pubkey in pin.relays:
+            if pin.relays_for(expect_pubkey, self.clock.now_ms()):
                 return pin, f"/relay/{expect_pubkey}"
         assert pin is not None
         raise PeerUnreachable(

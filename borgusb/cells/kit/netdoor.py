@@ -17,6 +17,7 @@ from ... import envelope
 from ...keys import SigningKey
 from ...net.nat import ATTACH_EVERY_S, attach, detect, is_private
 from ...net.peer import HELLO, PeerClient, PeerError
+from ...net.relaygrant import granted_node
 from ...tree.model import Member, TreeNode
 from .errors import RequestError
 from .handlers import route
@@ -39,7 +40,7 @@ class NetDoor(CellParts):
         }
         if self.placement.role == "gateway":
             info["gateway"] = self.placement.public_ip
-            info["relays"] = self.relays.keys()
+            info["relays"] = self.relays.grants()
         return envelope.encode(envelope.sign(self.key, HELLO, info, self.clock, ip=self.me.ip, port=self.dna.net_port))
 
     @route(("net", "recp"), "GET", "/hello")
@@ -119,10 +120,17 @@ class NetDoor(CellParts):
             env = await self._read_verified(request, expected_type="net.attach")
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
-        ip = env.payload.get("ip") if isinstance(env.payload, dict) else None
+        p = env.payload if isinstance(env.payload, dict) else {}
+        ip, grant = p.get("ip"), p.get("grant")
         if self.placement.role != "gateway" or not isinstance(ip, str) or ip != request.remote or not is_private(ip):
             return _refuse(RequestError("refused", "not a gateway, or not from your LAN address", 403))
-        self.relays.attach(env.signer, ip)
+        if granted_node(grant, self.me.node_id, self.clock.now_ms()) != env.signer:
+            self.counters["relay_refused:no_grant"] += 1
+            return _refuse(RequestError("no_grant", "attach with your own current grant naming this gateway", 403))
+        assert isinstance(grant, dict)
+        if not self.relays.attach(env.signer, ip, grant):
+            self.counters["relay_refused:full"] += 1
+            return _refuse(RequestError("full", "this gateway relays for as many nodes as it can", 503))
         self.counters["relay_attached"] += 1
         return web.json_response({"ok": True})
 
