@@ -76,6 +76,9 @@ async def test_registry_follows_cells_starting_stopping_and_failing(make_cluster
 
         # the registry's own entries stay: three serviceMgr cells
         assert {("serviceMgrCell", ip) for ip in ips} <= await registry(client, ips[1])
+    # honest traffic, starts, stops and failures included, is never refused
+    for doc in await svc.status():
+        assert doc["registry_table"]["refused"] == {}, (doc["ip"], doc["registry_table"])
 
 
 async def test_shard_cells_find_holders_through_the_registry(make_cluster, monkeypatch, tmp_path) -> None:

@@ -14,11 +14,12 @@ import inspect
 import logging
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 from ... import envelope
 from ...net.peer import PeerError, PeerRejected, PeerUnreachable
 from ...tree.model import Deliver, Member, Send, StatusChanged
+from .errors import RequestError
 from .parts import CellParts
 
 log = logging.getLogger("borgusb.cell")
@@ -33,6 +34,13 @@ BROADCAST_ORIGINS = ("bcast", "tree.broadcast")
 
 class TreeDriver(CellParts):
     """Mixin of `Cell`: everything between the sans-I/O `TreeNode` and the network."""
+
+    # Broadcast kinds a node sends only as its own ("bcast", signed by itself), never relayed for a
+    # requester: the tree.broadcast receptor refuses a requester's envelope of such a kind and a
+    # receiver drops one (counted). This closes the public door only; whose word a handler takes is
+    # still its own rule, by the origin's key. The service registry's tables use it; other kinds stay
+    # open to any requester.
+    MEMBER_KINDS: ClassVar[frozenset[str]] = frozenset()
 
     def _init_tree_driver(self) -> None:
         self._resolved: set[str] = set()
@@ -156,6 +164,9 @@ class TreeDriver(CellParts):
         if name is None:
             self.counters["broadcast_unhandled"] += 1
             return
+        if kind in self.MEMBER_KINDS and origin.type != "bcast":
+            self.counters["broadcast_refused:members_only"] += 1
+            return
         try:
             result = getattr(self, name)(origin.signer, data)
             if inspect.isawaitable(result):
@@ -203,8 +214,14 @@ class TreeDriver(CellParts):
                 inner["nonce"],
                 inner["sig"],
             )
+        elif isinstance(origin.payload, dict) and _is_member_kind(self.MEMBER_KINDS, origin.payload.get("k")):
+            raise RequestError("members_only", "this kind of broadcast comes from the tree's own nodes only", 403)
         self._own_broadcasts[bid] = origin
         while len(self._own_broadcasts) > OWN_BROADCASTS_MAX:
             self._own_broadcasts.pop(next(iter(self._own_broadcasts)))
         self._execute(self.tree.broadcast(self.clock.now_ms(), {"id": bid, "env": origin.to_dict()}))
         return bid
+
+
+def _is_member_kind(kinds: frozenset[str], kind: object) -> bool:
+    return isinstance(kind, str) and kind in kinds
