@@ -1,4 +1,4 @@
-"""`borgusb conduit`: start the conduit on localhost and print the address to open."""
+"""`borgusb conduit`: start the conduit on localhost and print the link to open (it carries the secret)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import sys
-import webbrowser
 from pathlib import Path
 
 from aiohttp import web
@@ -38,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)"
     )
-    p.add_argument("--open", action="store_true", help="open the address in the default browser")
+    p.add_argument("--open", action="store_true", help="open the link in the default browser")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -46,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(args: argparse.Namespace) -> int:
     from ..node import default_ip
     from .app import create_app
+    from .launch import link, open_in_browser
     from .state import ConduitState
 
     seeds = args.node or list(dict.fromkeys(["127.0.0.1", default_ip()]))
@@ -72,10 +72,13 @@ async def serve(args: argparse.Namespace) -> int:
                 print(f"borgusb: cannot listen on 127.0.0.1:{port} ({exc.strerror})", file=sys.stderr)
                 await runner.cleanup()
                 return 1
-    url = f"http://127.0.0.1:{port}/"
+    # the link is printed only now that this process holds the port: nobody else can be answering it
+    url = link(port, state.secret)
     print(f"BorgHUIConduit is ready: open {url}", flush=True)
-    if args.open:
-        webbrowser.open(url)
+    print("(the link is the key to this conduit while it runs: do not share it)", flush=True)
+    opened = open_in_browser(url) if args.open else None
+    if args.open and opened is None:
+        print("borgusb: no RAM directory to open the link from: open it yourself", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -84,6 +87,8 @@ async def serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await runner.cleanup()  # locks the wallet: keys zeroed
+        if opened is not None:
+            opened.unlink(missing_ok=True)
     return 0
 
 

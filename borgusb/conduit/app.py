@@ -1,16 +1,28 @@
 """BorgHUIConduit: the person's browser talks to localhost, the conduit to the network.
 
 Routes are declared in one place (`create_app`). Every request passes
-`guard`: the Host header must name this conduit on a loopback address (DNS
-rebinding defence), a state-changing request must come from this origin and
-carry the per-run token embedded in every page (cross-site request
-defence). No cookies: identity is the key the conduit holds.
+`guard`, in this order:
+
+* the Host header must name this conduit on a loopback address (DNS
+  rebinding: a name the attacker controls that resolves to 127.0.0.1);
+* a request that says it comes from another origin is refused;
+* the request must carry the conduit's secret in the ``X-Borg-Conduit``
+  header. The secret is random for each start and kept in memory; it reaches
+  the browser once, in the fragment of the link the conduit prints (and the
+  launcher opens), and the page script sends it with every request. Served
+  HTML never holds it, and a page of another site cannot send the header
+  (that needs CORS, which the conduit never grants). Without it, a GET of a
+  page gets the static shell and a GET under ``/static/`` the asset (neither
+  holds private data); anything else is refused with 401.
+
+Every route that reaches the network (and signs with a key to do so) is a
+POST under ``/api/``: no GET has an effect on the network. No cookies:
+identity is the key the conduit holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,11 +45,13 @@ from .web import (
     NAV,
     NETWORK,
     PORT,
+    SECRET_HEADER,
     STATE,
     TEMPLATE_DIRS,
     TEMPLATES,
     NavEntry,
     PageError,
+    page_headers,
     render,
     require_unlocked,
 )
@@ -46,10 +60,29 @@ log = logging.getLogger("borgusb.conduit")
 
 HERE = Path(__file__).parent
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+SHELL = web.AppKey("shell", bytes)  # static/shell.html: what a browser navigating to any page gets
+NEED_LINK = (
+    "This conduit answers only the browser tab opened with the link it printed when it started "
+    "(http://127.0.0.1:{port}/#k=…). Open that link; if the conduit was restarted, open the new one."
+)
+HTTP_ERRORS = {404: "There is no such page.", 405: "That address does not take this kind of request."}
 
 
 def _allowed_hosts(port: int) -> set[str]:
     return {f"{h}:{port}" for h in LOOPBACK_HOSTS} | ({*LOOPBACK_HOSTS} if port == 80 else set())
+
+
+def _shell(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[SHELL], content_type="text/html", charset="utf-8", headers=page_headers())
+
+
+def _refused(request: web.Request) -> web.Response:
+    """401 without the secret: what to do, and nothing else."""
+    message = NEED_LINK.format(port=request.app[PORT])
+    headers = {"WWW-Authenticate": 'Borg-Conduit realm="BorgUSB conduit"', "Cache-Control": "no-store"}
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": message}, status=401, headers=headers)
+    return web.Response(status=401, text=message, headers=headers)
 
 
 @web.middleware
@@ -59,28 +92,27 @@ async def guard(
     port = request.app[PORT]
     if request.headers.get("Host", "") not in _allowed_hosts(port):
         return web.Response(status=421, text="This conduit answers only at http://127.0.0.1 or http://localhost.")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in {f"http://{h}" for h in _allowed_hosts(port)}:
+        return web.Response(status=403, text="Cross-site request refused.")
     state = request.app[STATE]
-    if request.method not in ("GET", "HEAD"):
-        origin = request.headers.get("Origin")
-        if origin is not None and origin not in {f"http://{h}" for h in _allowed_hosts(port)}:
-            return web.Response(status=403, text="Cross-site request refused.")
-        token = request.headers.get("X-Borg-Token")
-        if token is None and request.content_type == "application/x-www-form-urlencoded":
-            token = (await request.post()).get("token")  # type: ignore[assignment]
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), state.token.encode()):
-            return web.Response(status=403, text="Missing or wrong page token: reload the page.")
-    elif request.path.startswith("/api/"):
-        token = request.headers.get("X-Borg-Token", "")
-        if not hmac.compare_digest(token.encode(), state.token.encode()):
-            return web.json_response({"error": "missing or wrong page token"}, status=403)
+    given = request.headers.get(SECRET_HEADER)
+    if given is None and request.method in ("GET", "HEAD") and not request.path.startswith("/api/"):
+        if request.path.startswith("/static/"):
+            return await handler(request)  # the same files for everyone
+        return _shell(request)  # a navigation: the page script then fetches the page, with the secret
+    if not state.is_secret(given):
+        return _refused(request)
     if state.idle_expired():
         state.lock()
         await request.app[NETWORK].close()
     state.touch()
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects: the page script follows them
+        return _error(request, HTTP_ERRORS.get(exc.status) or exc.text or exc.reason, exc.status)
     except PageError as exc:
         return _error(request, str(exc), exc.status)
     except (keystore.KeystoreError, MnemonicError, ValueError) as exc:
@@ -212,7 +244,8 @@ async def home(request: web.Request) -> web.Response:
     )
 
 
-# ---------------------------------------------------------------- JSON API (for the pages' scripts)
+# ---------------------------------------------------------------- JSON API (for the page script)
+# What reaches the network is a POST: a GET (a link, an <img>, a prefetch) never makes the conduit send.
 
 
 async def api_tree(request: web.Request) -> web.Response:
@@ -307,6 +340,7 @@ def create_app(
     app[NETWORK] = Network(seeds, clock or SystemClock())
     app[PORT] = port
     app[HOME_CELL] = home_cell
+    app[SHELL] = (HERE / "static" / "shell.html").read_bytes()
     app[NAV] = [NavEntry("/home", "Home", "home")]
     app[TEMPLATE_DIRS] = [HERE / "templates"]
     app.router.add_get("/", index)
@@ -317,8 +351,8 @@ def create_app(
     app.router.add_route("*", "/unlock", unlock)
     app.router.add_post("/lock", lock)
     app.router.add_get("/home", home)
-    app.router.add_get("/api/tree", api_tree)
-    app.router.add_get("/api/cells", api_cells)
+    app.router.add_post("/api/tree", api_tree)
+    app.router.add_post("/api/cells", api_cells)
     app.router.add_get("/api/session", api_session)
     for spec in specs().values():  # each cell's pages, through the page hook (borgusb.conduit.web)
         if spec.web:

@@ -2,11 +2,15 @@
 
 Keys never leave this object: pages get public data only. The 24 words of a
 new wallet are shown once, during creation, and the pending wallet is
-dropped (zeroed) as soon as it is saved or abandoned.
+dropped (zeroed) as soon as it is saved or abandoned. The door's secret
+(`secret`) is made here, random for each start, and kept only in memory: the
+launcher's link hands it to the person's browser, and every request must
+carry it (see `borgusb.conduit.app.guard`).
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ class ConduitState:
         self.keystore_path = Path(keystore_path)
         self.idle_lock_s = idle_lock_s
         self.kdf = kdf
-        self.token = secrets.token_urlsafe(32)  # per-run secret every page carries
+        self.secret = secrets.token_urlsafe(32)  # per start, memory only: the launcher's link gives it to the browser
         self.wallet: Wallet | None = None
         self.pending: PendingWallet | None = None
         self.last_activity = time.monotonic()
@@ -45,6 +49,10 @@ class ConduitState:
     @property
     def unlocked(self) -> bool:
         return self.wallet is not None
+
+    def is_secret(self, given: str | None) -> bool:
+        """Whether `given` is this conduit's secret (compared in constant time)."""
+        return given is not None and hmac.compare_digest(given.encode(errors="replace"), self.secret.encode())
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

@@ -6,6 +6,12 @@ cell's SPEC names ``web="module:setup"``; the conduit calls
 another and the core is not edited when a cell adds a page. A cell's
 `setup` calls `add_page` for its navigation entry and template folder and
 adds its routes; every route passes the conduit's `guard` first.
+
+A page is fetched by the page script with the conduit's secret (`SECRET_HEADER`)
+and shown inside the static shell (`static/shell.html`); a browser that
+navigates to a page's address gets only the shell. So a page may hold the
+person's data, and its handler must not reach the network: what reaches the
+network is a POST under ``/api/`` that the page script makes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ NETWORK = web.AppKey("network", Network)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 PORT = web.AppKey("port", int)
 HOME_CELL = web.AppKey("home_cell", str)
+
+SECRET_HEADER = "X-Borg-Conduit"  # every request of the page script carries the conduit's secret in it
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,21 @@ def add_page(app: web.Application, path: str, label: str, key: str, templates: P
         app[TEMPLATE_DIRS].append(templates)
 
 
+def page_headers() -> dict[str, str]:
+    """What every HTML answer carries: not stored, not framed, not sniffed, no foreign or inline script."""
+    return {
+        "Cache-Control": "no-store",
+        "Vary": SECRET_HEADER,  # the same address is the shell without the secret and the page with it
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": CSP,
+    }
+
+
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    """A page (a template extending base.html), for the page script to show inside the shell."""
     state = request.app[STATE]
     template = request.app[TEMPLATES].get_template(name)
-    context.setdefault("token", state.token)
     context.setdefault("unlocked", state.unlocked)
     context.setdefault("nav", name.split(".")[0])
     context.setdefault("nav_entries", request.app[NAV])
@@ -70,18 +89,17 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
         text=template.render(**context),
         content_type="text/html",
         status=status,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Frame-Options": "DENY",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": CSP,
-        },
+        headers=page_headers(),
     )
 
 
 def require_unlocked(request: web.Request) -> ConduitState:
-    """The conduit's state, or a redirect to where the person can unlock (or create) a wallet."""
+    """The conduit's state, or a redirect to where the person can unlock (or create) a wallet.
+
+    Under ``/api/`` the refusal is an error the page script shows, not a redirect to a page."""
     state = request.app[STATE]
     if not state.unlocked:
+        if request.path.startswith("/api/"):
+            raise PageError("The wallet is locked: unlock it again.", 403)
         raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
     return state

@@ -101,6 +101,7 @@ async def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from ..conduit.app import create_app
+    from ..conduit.launch import link
 
     if args.stick_dir:
         writer = StickWriter(stick_dir=Path(args.stick_dir))
@@ -122,7 +123,8 @@ async def serve(args: argparse.Namespace) -> int:
         await web.TCPSite(runner, "::1", args.port).start()
     except OSError:
         pass
-    print(f"BorgHUIConduit is ready: open http://127.0.0.1:{args.port}/", flush=True)
+    # the watcher reads the link (it carries the secret) from this line, on a pipe only it holds
+    print(f"BorgHUIConduit is ready: open {link(args.port, state.secret)}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

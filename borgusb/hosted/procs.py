@@ -43,6 +43,7 @@ class Proc:
     name: str
     popen: subprocess.Popen
     ready: threading.Event = field(default_factory=threading.Event)
+    ready_line: str = ""  # the line that said it was ready (a conduit's carries its link)
 
 
 def python() -> list[str]:
@@ -93,7 +94,8 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], ready_text: str, log: 
         assert popen.stdout is not None
         for raw in popen.stdout:
             line = raw.decode(errors="replace").rstrip()
-            if ready_text in line:
+            if ready_text in line and not proc.ready.is_set():
+                proc.ready_line = line
                 proc.ready.set()
             log(f"{name}: {line}")
 

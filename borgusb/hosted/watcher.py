@@ -276,15 +276,15 @@ class Watcher:
         for s in self.sessions.values():
             if not s.announced and s.conduit and s.conduit.ready.is_set():
                 s.announced = True
-                url = f"http://127.0.0.1:{s.port}/"
+                url = s.conduit.ready_line.split()[-1]  # "… open http://127.0.0.1:PORT/#k=SECRET"
                 self.log(
                     f"BORGUSB-HOSTED-READY device={s.device} url={url} identity={s.identity or 'none'} "
                     f"node={self.node_ip()} t={time.monotonic() - s.started:.1f}s"
                 )
-                if self.opts.open_browser:
-                    import webbrowser
+                if self.opts.open_browser:  # through a page in the session's RAM directory: see conduit.launch
+                    from ..conduit.launch import open_in_browser  # here, not at start: it loads the conduit's code
 
-                    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+                    threading.Thread(target=open_in_browser, args=(url, s.ram), daemon=True).start()
             elif s.conduit and s.conduit.popen.poll() is not None and not s.announced:
                 s.announced = True
                 self.log(f"conduit for {s.device} exited with code {s.conduit.popen.returncode}")

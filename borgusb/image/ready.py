@@ -301,7 +301,7 @@ def conduit_selftest(timeout: float = 300.0) -> str:
     started = time.monotonic()
     try:
         path, hops = "/", 0
-        while True:  # the conduit's front door redirects to /welcome, /unlock or /home
+        while True:  # the front door answers with the page shell (no secret needed); follow a redirect if any
             headers: dict[str, str] = {}
             status, page = http_get("127.0.0.1", CONDUIT_PORT, path, timeout=timeout, headers=headers)
             location = headers.get("location", "")

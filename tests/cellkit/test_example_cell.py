@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from borgusb.cells import implemented, spec
 from borgusb.clock import SystemClock
 from borgusb.conduit import ConduitState, create_app
+from borgusb.conduit.web import SECRET_HEADER
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.keystore import KdfParams
@@ -98,9 +99,11 @@ async def test_conduit_shows_its_page(tmp_path: Path, example_installed: None) -
     client = TestClient(TestServer(app, port=18088))
     await client.start_server()
     try:
-        resp = await client.get("/echo")
+        resp = await client.get("/echo", headers={SECRET_HEADER: state.secret})  # as the page script fetches it
         html = await resp.text()
         assert resp.status == 200 and 'id="echo-page"' in html
         assert '<a href="/echo" class="on">Echo</a>' in html and '<a href="/files"' in html
+        shell = await client.get("/echo")  # a browser going to the address, or any local process
+        assert shell.status == 200 and 'id="echo-page"' not in await shell.text()
     finally:
         await client.close()

@@ -18,6 +18,7 @@ from borgusb import keystore
 from borgusb.identity import Wallet
 
 FAST = keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024)
+READY_URL = r"url=http://127\.0\.0\.1:(\d+)/#k=(\S+)"  # the conduit's link: its port and its secret
 
 
 def free_port() -> int:
@@ -49,14 +50,17 @@ def answers(port: int) -> bool:
         return False
 
 
-def http_get(port: int, path: str = "/") -> tuple[int, str]:
+def http_get(port: int, path: str = "/", secret: str | None = None) -> tuple[int, str]:
+    """A GET without following redirects; with `secret`, as the conduit's page script makes it."""
+
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *a, **k):
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
+    headers = {"X-Borg-Conduit": secret} if secret else {}
     try:
-        with opener.open(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        with opener.open(urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers), timeout=5) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -88,10 +92,11 @@ def test_attach_answers_detach_stops_within_2s(tmp_path, watcher_factory, loops)
     loop = loops(image)
     m = w.wait_for(r"BORGUSB-HOSTED-READY device=(\S+) url=(\S+) identity=(\S+)", 60, after=t_start)
     assert m.group(1) == loop.data and m.group(3) == address
-    assert m.group(2) == f"http://127.0.0.1:{port}/"
-    status, _ = http_get(port)
-    assert status in (200, 302, 303)
-    status, body = http_get(port, "/unlock")
+    url, secret = m.group(2).split("#k=")
+    assert url == f"http://127.0.0.1:{port}/" and len(secret) >= 43
+    status, shell = http_get(port)
+    assert status == 200 and address not in shell  # without the link's secret: the page shell only
+    status, body = http_get(port, "/unlock", secret)
     assert status == 200 and address in body
     w.wait_for(r"BORGUSB-READY cell=cronoTreeCell", 30)
     children = w.children()
@@ -122,28 +127,25 @@ def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, 
     loop_a = loops(a)  # in before the watcher starts
     port = free_port()
     w = watcher_factory(port)
-    m_a = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}", 60)
+    m_a = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a.data} {READY_URL} identity={addr_a}", 60)
     t = time.monotonic()
     loop_b = loops(b)
-    m_b = w.wait_for(
-        rf"BORGUSB-HOSTED-READY device={loop_b.data} url=http://127.0.0.1:(\d+)/ identity={addr_b}", 60, after=t
-    )
-    port_a, port_b = int(m_a.group(1)), int(m_b.group(1))
-    assert port_a != port_b
-    assert addr_a in http_get(port_a, "/unlock")[1] and addr_b in http_get(port_b, "/unlock")[1]
+    m_b = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_b.data} {READY_URL} identity={addr_b}", 60, after=t)
+    (port_a, secret_a), (port_b, secret_b) = (int(m_a.group(1)), m_a.group(2)), (int(m_b.group(1)), m_b.group(2))
+    assert port_a != port_b and secret_a != secret_b
+    assert addr_a in http_get(port_a, "/unlock", secret_a)[1] and addr_b in http_get(port_b, "/unlock", secret_b)[1]
+    assert http_get(port_b, "/unlock", secret_a)[0] == 401  # one stick's link opens only its own conduit
     assert w.text().count("node started") == 1  # one node for the machine
 
     t_event = loop_a.detach()
     assert wait_gone(port_a, t_event) < 2.0
     assert answers(port_b), "removing one stick stopped the other's conduit"
-    assert addr_b in http_get(port_b, "/unlock")[1]
+    assert addr_b in http_get(port_b, "/unlock", secret_b)[1]
     assert "node stopped" not in w.text()
 
     t = time.monotonic()
     loop_a2 = loops(a)  # the same stick again
-    m = w.wait_for(
-        rf"BORGUSB-HOSTED-READY device={loop_a2.data} url=http://127.0.0.1:(\d+)/ identity={addr_a}", 60, after=t
-    )
+    m = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop_a2.data} {READY_URL} identity={addr_a}", 60, after=t)
     assert answers(int(m.group(1)))
     for loop in (loop_a2, loop_b):
         loop.detach()

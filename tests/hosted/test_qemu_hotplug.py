@@ -84,11 +84,12 @@ def test_hotplug_in_qemu_host_pc(testhost, tmp_path):
         up = vm.wait_for(r"TESTHOST t=\S+ CONDUIT-UP .*", 150)
         line = up.group(0)
         assert "status=200" in line and f"shows={address}" in line, line  # the unlock page, from inside the PC
+        assert re.search(r"anonymous=200_\S+_shows=- ", line), line  # without the link's secret: no address
         assert "watcher_ns_stick_mounts=0 host_stick_mounts=0" in line, line  # read, then unmounted at once
         assert re.search(r"ram_sessions=\S*\bs1\b", line), line  # the session's RAM directory in the private tmpfs
         text = vm.text()
         ready = re.search(
-            r"BORGUSB-HOSTED-READY device=(/dev/sd\w+) url=http://127\.0\.0\.1:8088/ identity=(\S+)", text
+            r"BORGUSB-HOSTED-READY device=(/dev/sd\w+) url=http://127\.0\.0\.1:8088/#k=\S+ identity=(\S+)", text
         )
         assert ready, text[-4000:]
         assert ready.group(2) == address

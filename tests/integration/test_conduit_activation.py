@@ -9,10 +9,12 @@ process exists, waits in the socket's backlog and is answered.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -45,6 +47,16 @@ def _activated_conduit(sock: socket.socket, keystore: Path, log: Path) -> subpro
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,))
 
 
+def log_text(tmp_path: Path) -> str:
+    """The conduit's output so far (it prints its link once it holds the socket)."""
+    deadline = time.monotonic() + 20
+    while "BorgHUIConduit is ready" not in (text := (tmp_path / "conduit.log").read_text()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return text
+
+
 def test_first_connection_is_answered_by_the_conduit_it_starts(tmp_path: Path) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -60,6 +72,9 @@ def test_first_connection_is_answered_by_the_conduit_it_starts(tmp_path: Path) -
         early.join(40)
         assert answers, (tmp_path / "conduit.log").read_text()[-2000:]
         assert b"BorgUSB" in answers[0] or b"<html" in answers[0].lower()
+        # the link with the secret goes to the conduit's output (the journal, on a booted stick), never a page
+        printed = re.search(rf"BorgHUIConduit is ready: open http://127\.0\.0\.1:{port}/#k=(\S+)", log_text(tmp_path))
+        assert printed and printed.group(1).encode() not in answers[0]
         page = urllib.request.urlopen(url + "static/conduit.css", timeout=10).read()
         assert page
         with pytest.raises(OSError):  # the port is the activated socket's: nobody else bound it

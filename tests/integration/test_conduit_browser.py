@@ -1,9 +1,12 @@
 """End to end in a real browser: Debian's chromium driven headless by Playwright.
 
-Against a conduit process connected to a small real cluster: create a wallet,
-confirm words, see the tree drawing with the right node count, lock and
-unlock. Screenshots of the main pages go to docs/screenshots/ (the README
-shows them).
+Against a conduit process connected to a small real cluster, opened the way a
+person opens it, with the link it printed (``http://127.0.0.1:PORT/#k=…``):
+create a wallet, confirm words, see the tree drawing with the right node
+count, files, lock and unlock. The secret leaves the address bar at once and
+goes with every request as a header, never in a served page; a tab opened
+without the link gets nothing. Screenshots of the main pages go to
+docs/screenshots/ (the README shows them).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from borgusb.conduit import launch
 
 from .browser import ARGS, CHROMIUM
 from .conduit_proc import conduit_process
@@ -63,10 +68,16 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser_page
 
-    with conduit_process(tmp_path / "stick" / "keystore.json", [cluster.nodes[0].ip], tmp_path / "conduit.log") as url:
+    with conduit_process(tmp_path / "stick" / "keystore.json", [cluster.nodes[0].ip], tmp_path / "conduit.log") as link:
         (tmp_path / "stick").mkdir(exist_ok=True)
-        page.goto(url + "/")
+        url, secret = link.split("/#k=")
+        requests: list = []
+        page.on("request", lambda r: requests.append(r) if r.url.startswith(url) else None)
+        page.goto(link)
         page.wait_for_selector("#create")
+        # the secret left the address bar and the history entry at once; the tab keeps it for itself
+        assert page.url == url + "/welcome" and page.evaluate("location.hash") == ""
+        assert page.evaluate("sessionStorage.getItem('borg-conduit')") == secret
         page.screenshot(path=str(SHOTS / "welcome.png"))
 
         page.click("#create")
@@ -123,3 +134,31 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         page.click("#unlock")
         page.wait_for_selector("#address")
         assert page.inner_text("#address") == address
+
+        # a reload keeps the tab's secret; the page it shows never held it
+        page.reload()
+        page.wait_for_selector("#address")
+        assert secret not in page.content()
+        # every request of the page script carried it; no address the browser went to did
+        fetched = [r for r in requests if r.resource_type in ("fetch", "xhr")]
+        assert fetched and [r.url for r in fetched if r.all_headers().get("x-borg-conduit") != secret] == []
+        assert all(secret not in r.url for r in requests) and all(
+            r.method == "GET" for r in requests if r.is_navigation_request()
+        )
+        assert not [r.url for r in requests if r.method == "GET" and "/api/" in r.url and "/api/session" not in r.url]
+
+        # another tab (another browser profile) at the same address, without the link: nothing
+        stranger = page.context.browser.new_page()
+        stranger.goto(url + "/home")
+        stranger.wait_for_selector("#need-link")
+        assert address not in stranger.content() and page.is_visible("#address")
+        stranger.close()
+
+        # what `--open` does: a private page in RAM forwards the browser to the link
+        forward = tmp_path / "open.html"
+        forward.write_text(launch.forwarding_page(link))
+        opened = page.context.browser.new_page()
+        opened.goto(forward.as_uri())
+        opened.wait_for_selector("#address")
+        assert opened.url == url + "/home" and opened.inner_text("#address") == address
+        opened.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from borgusb.conduit import ConduitState, create_app
+from borgusb.conduit import ConduitState, create_app, launch
 from borgusb.conduit import app as conduit_app
 from borgusb.conduit.network import NoEndpoint
 from borgusb.keystore import KdfParams
@@ -101,7 +101,7 @@ def hostile_conduit(tmp_path: Path):
     network.refresh = refresh  # type: ignore[method-assign]
     network.refresh_all = refresh_all  # type: ignore[method-assign]
     with ConduitThread(app, port) as url:
-        yield url, mode
+        yield url, mode, launch.link(port, state.secret)
 
 
 @pytest.fixture
@@ -135,9 +135,9 @@ def assert_literal(page, selector: str) -> None:
 
 
 def test_tree_errors_from_the_network_are_shown_as_text(hostile_conduit, browser_page) -> None:
-    url, mode = hostile_conduit
+    url, mode, link = hostile_conduit
     page = browser_page
-    page.goto(url + "/")  # unlocked: the home page, which draws the tree from /api/tree
+    page.goto(link)  # unlocked: the home page, which draws the tree from /api/tree
     page.wait_for_selector("#tree")
     assert_literal(page, "#tree")  # drawTree: an endpoint list's error (data.error)
 
@@ -147,23 +147,27 @@ def test_tree_errors_from_the_network_are_shown_as_text(hostile_conduit, browser
 
 
 def test_file_list_fields_and_errors_from_the_network_are_shown_as_text(hostile_conduit, browser_page) -> None:
-    url, _ = hostile_conduit
+    url, _, link = hostile_conduit
     page = browser_page
     hostile_file = {"id": HOSTILE, "name": HOSTILE, "size": HOSTILE, "t": 0, "copies": HOSTILE}
     answers = {"list": json.dumps({"files": [hostile_file]}), "status": 200}
 
     def files_api(route) -> None:
-        if route.request.method == "GET":
-            route.fulfill(status=answers["status"], content_type="application/json", body=answers["list"])
-        else:
-            route.continue_()
+        route.fulfill(status=answers["status"], content_type="application/json", body=answers["list"])
 
-    page.route("**/api/files", files_api)
+    def download_api(route) -> None:  # a node's refusal of the download, passed on
+        route.fulfill(status=502, content_type="application/json", body=json.dumps({"error": HOSTILE}))
+
+    page.route("**/api/files/list", files_api)
+    page.route("**/api/files/*/download", download_api)
+    page.goto(link)
     page.goto(url + "/files")
     page.wait_for_selector("#files tbody tr td")
     assert_literal(page, "#files tbody")
-    link = page.locator("#files tbody a.download")
-    assert link.count() == 1 and link.get_attribute("href").startswith("/files/%3Cimg")  # a path, escaped
+    with page.expect_request("**/download") as asked:
+        page.locator("#files tbody button.download").click()
+    assert asked.value.url.startswith(url + "/api/files/%3Cimg%20src%3Dx")  # the id in the path, escaped
+    assert_literal(page, "#file-detail")
 
     answers.update(list=json.dumps({"error": HOSTILE}), status=502)  # a node's refusal, passed on
     page.goto(url + "/files")

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from borgusb.conduit import ConduitState, create_app
+from borgusb.conduit.web import SECRET_HEADER
 from borgusb.identity import derive_public
 from borgusb.keystore import KdfParams
 
@@ -40,21 +41,31 @@ async def conduit(tmp_path: Path):
     await client.close()
 
 
-def token_of(html: str) -> str:
-    return re.search(r'name="borg-token" content="([^"]+)"', html).group(1)
+def auth(client: TestClient) -> dict[str, str]:
+    """The header the page script sends: the conduit's secret (from the launcher's link)."""
+    return {SECRET_HEADER: client.state.secret}  # type: ignore[attr-defined]
 
 
 async def page(client: TestClient, path: str = "/") -> str:
-    resp = await client.get(path)
+    """A page as the page script fetches it (with the secret), after any redirect."""
+    resp = await client.get(path, headers=auth(client))
     assert resp.status == 200, await resp.text()
     return await resp.text()
+
+
+async def post(client: TestClient, path: str, data: dict[str, str] | None = None):
+    return await client.post(path, data=data or {}, headers=auth(client))
+
+
+async def restore(client: TestClient) -> None:
+    resp = await post(client, "/restore", {"words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
+    assert resp.status == 200 and resp.url.path == "/home"
 
 
 async def test_first_run_create_confirm_and_home(conduit) -> None:
     html = await page(conduit, "/")  # redirected to /welcome
     assert "Create a new wallet" in html
-    token = token_of(html)
-    resp = await conduit.post("/create", data={"token": token})
+    resp = await post(conduit, "/create")
     html = await resp.text()
     words = re.findall(r'<span class="w">([a-z]+)</span>', html)
     numbers = re.findall(r'<span class="n">(\d+)</span>', html)
@@ -62,21 +73,13 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
     positions = [int(n) for n in re.findall(r'name="word(\d+)"', html)]
     assert len(positions) == 3
 
-    wrong = {f"word{n}": "zoo" for n in positions} | {
-        "token": token,
-        "passphrase": "long enough",
-        "passphrase2": "long enough",
-    }
-    resp = await conduit.post("/create/confirm", data=wrong)
+    wrong = {f"word{n}": "zoo" for n in positions} | {"passphrase": "long enough", "passphrase2": "long enough"}
+    resp = await post(conduit, "/create/confirm", wrong)
     assert resp.status == 400 and "does not match" in await resp.text()
     assert not conduit.state.keystore_path.exists()
 
-    right = {f"word{n}": words[n - 1] for n in positions} | {
-        "token": token,
-        "passphrase": "long enough",
-        "passphrase2": "long enough",
-    }
-    resp = await conduit.post("/create/confirm", data=right)
+    right = {f"word{n}": words[n - 1] for n in positions} | {"passphrase": "long enough", "passphrase2": "long enough"}
+    resp = await post(conduit, "/create/confirm", right)
     home = await resp.text()
     assert resp.status == 200 and resp.url.path == "/home"
     address = derive_public(" ".join(words)).doge_address
@@ -91,39 +94,30 @@ async def test_first_run_create_confirm_and_home(conduit) -> None:
 
 
 async def test_restore_lock_unlock(conduit) -> None:
-    token = token_of(await page(conduit, "/restore"))
-    resp = await conduit.post(
+    await page(conduit, "/restore")
+    resp = await post(
+        conduit,
         "/restore",
-        data={
-            "token": token,
-            "words": WORDS.replace("title", "titl"),
-            "passphrase": "long enough",
-            "passphrase2": "long enough",
-        },
+        {"words": WORDS.replace("title", "titl"), "passphrase": "long enough", "passphrase2": "long enough"},
     )
     assert resp.status == 400 and "word 24" in await resp.text()
-    resp = await conduit.post(
-        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
-    )
+    resp = await post(conduit, "/restore", {"words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
     assert resp.url.path == "/home"
     assert derive_public(WORDS).doge_address in await resp.text()
 
-    resp = await conduit.post("/lock", data={"token": token})
+    resp = await post(conduit, "/lock")
     assert resp.url.path == "/unlock" and not conduit.state.unlocked
-    resp = await conduit.get("/home")
+    resp = await conduit.get("/home", headers=auth(conduit))
     assert resp.url.path == "/unlock"
-    resp = await conduit.post("/unlock", data={"token": token, "passphrase": "wrong one"})
+    resp = await post(conduit, "/unlock", {"passphrase": "wrong one"})
     assert resp.status == 400 and "wrong passphrase" in await resp.text()
-    resp = await conduit.post("/unlock", data={"token": token, "passphrase": "long enough"})
+    resp = await post(conduit, "/unlock", {"passphrase": "long enough"})
     assert resp.url.path == "/home" and conduit.state.unlocked
 
 
 async def test_create_refused_when_a_keystore_exists(conduit) -> None:
-    token = token_of(await page(conduit, "/restore"))
-    await conduit.post(
-        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
-    )
-    resp = await conduit.post("/create", data={"token": token})
+    await restore(conduit)
+    resp = await post(conduit, "/create")
     assert resp.status == 400 and "already holds a wallet" in await resp.text()
 
 
@@ -133,36 +127,31 @@ async def test_dns_rebinding_host_is_refused(conduit) -> None:
 
 
 async def test_cross_site_post_is_refused(conduit) -> None:
-    token = token_of(await page(conduit, "/welcome"))
-    resp = await conduit.post("/create", data={"token": token}, headers={"Origin": "http://attacker.example"})
+    resp = await post(conduit, "/create", {})
+    assert resp.status == 200  # the page script's request
+    resp = await conduit.post("/create", headers={**auth(conduit), "Origin": "http://attacker.example"})
     assert resp.status == 403
-    resp = await conduit.post("/create", data={})  # no token
-    assert resp.status == 403
-    resp = await conduit.post("/create", data={"token": "guess"})
-    assert resp.status == 403
-    resp = await conduit.post("/create", data={"token": token}, headers={"Origin": f"http://127.0.0.1:{conduit.port}"})
+    resp = await conduit.post("/create", headers={**auth(conduit), "Origin": f"http://127.0.0.1:{conduit.port}"})
     assert resp.status == 200
 
 
-async def test_api_needs_the_page_token_and_reports_errors_as_json(conduit) -> None:
+async def test_api_needs_the_secret_and_reports_errors_as_json(conduit) -> None:
     resp = await conduit.get("/api/session")
-    assert resp.status == 403
-    token = token_of(await page(conduit, "/welcome"))
-    resp = await conduit.get("/api/session", headers={"X-Borg-Token": token})
+    assert resp.status == 401 and "link" in (await resp.json())["error"]
+    resp = await conduit.get("/api/session", headers=auth(conduit))
     assert (await resp.json())["unlocked"] is False
-    resp = await conduit.get("/api/tree?cell=nope", headers={"X-Borg-Token": token})
+    resp = await conduit.post("/api/tree?cell=nope", headers=auth(conduit))
     body = await resp.json()
     assert resp.status == 400 and "unknown cell" in body["error"]
-    resp = await conduit.get("/api/tree", headers={"X-Borg-Token": token})  # no node reachable
+    resp = await conduit.post("/api/tree", headers=auth(conduit))  # no node reachable
     body = await resp.json()
     assert resp.status == 200 and body["members"] == [] and body["error"]
+    resp = await conduit.post("/api/files/list", headers=auth(conduit))  # locked: an error, not a redirect
+    assert resp.status == 403 and "locked" in (await resp.json())["error"]
 
 
 async def test_auto_lock_after_idle(conduit) -> None:
-    token = token_of(await page(conduit, "/restore"))
-    await conduit.post(
-        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
-    )
+    await restore(conduit)
     conduit.state.idle_lock_s = 0.3
     key_buffer = conduit.state.wallet.key._secret
     # no request at all: the background loop, not the next request's guard, must forget the key
@@ -170,15 +159,18 @@ async def test_auto_lock_after_idle(conduit) -> None:
     while conduit.state.unlocked and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     assert not conduit.state.unlocked and not any(key_buffer)
-    resp = await conduit.get("/home")
+    resp = await conduit.get("/home", headers=auth(conduit))
     assert resp.url.path == "/unlock"
 
 
 async def test_errors_never_show_a_traceback(conduit) -> None:
-    token = token_of(await page(conduit, "/welcome"))
-    resp = await conduit.post("/create/confirm", data={"token": token, "passphrase": "x", "passphrase2": "x"})
+    resp = await post(conduit, "/create/confirm", {"passphrase": "x", "passphrase2": "x"})
     text = await resp.text()
     assert resp.status == 400 and "Traceback" not in text and "start again" in text
+    resp = await conduit.get("/no/such/page", headers=auth(conduit))
+    assert resp.status == 404 and "no such page" in await resp.text()
+    resp = await conduit.post("/home", headers=auth(conduit))
+    assert resp.status == 405 and 'id="error"' in await resp.text()
 
 
 async def test_static_assets(conduit) -> None:
@@ -195,12 +187,12 @@ def _csp(resp) -> dict[str, str]:
 
 
 async def test_pages_restrict_forms_and_base_and_are_not_sniffed(conduit) -> None:
-    token = token_of(await page(conduit, "/welcome"))
-    error_page = await conduit.post("/create/confirm", data={"token": token, "passphrase": "x", "passphrase2": "x"})
+    error_page = await post(conduit, "/create/confirm", {"passphrase": "x", "passphrase2": "x"})
     assert error_page.status == 400
     for path, resp in (
-        ("/welcome", await conduit.get("/welcome")),
-        ("/restore", await conduit.get("/restore")),
+        ("/welcome", await conduit.get("/welcome", headers=auth(conduit))),
+        ("/restore", await conduit.get("/restore", headers=auth(conduit))),
+        ("the shell", await conduit.get("/restore")),
         ("error page", error_page),
     ):
         csp = _csp(resp)
@@ -213,6 +205,7 @@ async def test_pages_restrict_forms_and_base_and_are_not_sniffed(conduit) -> Non
         )
         assert csp.get("frame-ancestors") == "frame-ancestors 'none'", path
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert resp.headers.get("Cache-Control") == "no-store" and resp.headers.get("Vary") == SECRET_HEADER, path
 
 
 async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None:
@@ -222,15 +215,12 @@ async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None
     from borgusb.conduit import app as conduit_app
     from borgusb.conduit.network import Served
 
-    token = token_of(await page(conduit, "/restore"))
-    await conduit.post(
-        "/restore", data={"token": token, "words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"}
-    )
+    await restore(conduit)
     app = conduit.server.app
     route = next(
         r
         for r in app.router.routes()
-        if r.resource is not None and r.resource.canonical == "/files/{id}/download" and r.method == "GET"
+        if r.resource is not None and r.resource.canonical == "/api/files/{id}/download" and r.method == "POST"
     )
     module = sys.modules[route.handler.__module__]
     oid = "ab" * 32
@@ -250,9 +240,187 @@ async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None
     monkeypatch.setattr(module, "parse_locate", lambda result, oid: ({}, []))
     monkeypatch.setattr(module, "Receiver", FakeReceiver)
     conduit.state.file_names[oid] = 'page".html'
-    resp = await conduit.get(f"/files/{oid}/download", headers={"X-Borg-Token": token})
+    resp = await conduit.post(f"/api/files/{oid}/download", headers=auth(conduit))
     assert resp.status == 200 and await resp.read() == evil
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Content-Type"] == "application/octet-stream"
     disposition = resp.headers["Content-Disposition"]
     assert disposition.startswith("attachment;") and disposition.count('"') == 2 and "page.html" in disposition
+
+
+# --- issue 15 item 9: only the browser tab that holds the secret can use the unlocked wallet ---
+
+OID = "ab" * 32
+
+
+@pytest.fixture
+def network_calls(conduit, monkeypatch) -> list[str]:
+    """Every attempt of the conduit to reach the network (or to make a client that would), recorded."""
+    from borgusb.conduit import app as conduit_app
+
+    network = conduit.server.app[conduit_app.NETWORK]
+    calls: list[str] = []
+    for name in ("use", "call", "refresh", "refresh_all", "registry", "client_for"):
+
+        def record(*args, _name=name, **kwargs):
+            calls.append(_name)
+            raise AssertionError(f"the conduit reached the network ({_name})")
+
+        monkeypatch.setattr(network, name, record)
+    return calls
+
+
+async def _as_a_local_process(client: TestClient, path: str, method: str = "GET", **kw):
+    """What any program on the machine can do: plain requests to 127.0.0.1:PORT, no secret."""
+    return await client.request(method, path, **kw)
+
+
+async def test_a_local_process_learns_no_secret_and_no_private_data_from_any_page(conduit) -> None:
+    await restore(conduit)
+    secret, address = conduit.state.secret, derive_public(WORDS).doge_address
+    gets = ["/", "/welcome", "/unlock", "/home", "/files", "/restore", "/api/session", f"/files/{OID}/download"]
+    gets += ["/static/conduit.js", "/static/conduit.css", "/static/shell.html"]
+    seen = []
+    for path in gets:
+        resp = await _as_a_local_process(conduit, path)
+        seen.append((path, resp.status, await resp.text(), str(resp.headers)))
+    for path, status, body, headers in seen:
+        assert secret not in body and secret not in headers, path
+        assert address not in body, f"{path} shows the wallet's address to anyone"
+        assert status in (200, 401), path
+    shell = (await conduit.get("/home")).headers, await (await conduit.get("/home")).text()
+    assert 'id="app"' in shell[1] and 'src="/static/conduit.js"' in shell[1] and "Lock" not in shell[1]
+    # and the pages the page script fetches with the secret never hold it either
+    for path in ("/", "/home", "/files", "/unlock"):
+        assert secret not in await page(conduit, path), path
+
+
+async def test_lock_without_the_secret_fails_and_the_wallet_stays_unlocked(conduit) -> None:
+    await restore(conduit)
+    key = conduit.state.wallet.key
+    # the attack of the issue: read whatever the pages give away, then post it back
+    scraped: set[str] = set()
+    for path in ("/", "/home", "/files", "/static/conduit.js"):
+        scraped |= set(re.findall(r"[A-Za-z0-9_-]{32,}", await (await _as_a_local_process(conduit, path)).text()))
+    attempts: list[dict] = [{}, {"data": {"token": "x"}}, {"headers": {SECRET_HEADER: "x" * 43}}]
+    for value in scraped:
+        attempts += [
+            {"data": {"token": value}},
+            {"headers": {"X-Borg-Token": value}},
+            {"headers": {SECRET_HEADER: value}},
+        ]
+    same_origin = {"Origin": f"http://127.0.0.1:{conduit.port}"}
+    answers = []
+    for attempt in attempts:
+        headers = {**same_origin, **attempt.get("headers", {})}
+        resp = await _as_a_local_process(conduit, "/lock", "POST", data=attempt.get("data", {}), headers=headers)
+        answers.append((attempt, resp.status, await resp.text()))
+    assert conduit.state.unlocked and conduit.state.wallet.key is key and not key.closed
+    for attempt, status, text in answers:
+        assert status == 401 and "open that link" in text.lower(), attempt
+    resp = await post(conduit, "/lock")  # the person's tab
+    assert resp.url.path == "/unlock" and not conduit.state.unlocked
+
+
+async def test_a_cross_site_download_makes_no_network_request_and_serves_nothing(conduit, network_calls) -> None:
+    await restore(conduit)
+    shell = await (await conduit.get("/static/shell.html")).read()
+    # what another site's <a href>, <img src> or form can make the browser send: no custom header
+    cross_site = {"Sec-Fetch-Site": "cross-site", "Referer": "https://attacker.example/"}
+    answers = []
+    for method, path in (
+        ("GET", f"/files/{OID}/download"),
+        ("HEAD", f"/files/{OID}/download"),
+        ("GET", f"/api/files/{OID}/download"),
+        ("POST", f"/api/files/{OID}/download"),
+        ("POST", "/api/files/list"),
+        ("POST", f"/api/files/{OID}/delete"),
+    ):
+        resp = await _as_a_local_process(conduit, path, method, headers=cross_site)
+        answers.append((method, path, resp.status, await resp.read(), resp.headers))
+    resp = await conduit.post("/api/files/list", headers={**cross_site, "Origin": "https://attacker.example"})
+    assert network_calls == [] and conduit.state.unlocked
+    assert resp.status == 403
+    for method, path, status, body, headers in answers:
+        assert status in (200, 401), (method, path)
+        assert status == 401 or body in (shell, b""), (method, path)  # only the shell, never a file
+        assert headers.get("Content-Type", "").split(";")[0] in ("text/html", "text/plain", "application/json")
+        assert "Content-Disposition" not in headers
+
+
+async def test_no_get_reaches_the_network(conduit, network_calls) -> None:
+    """Every GET route (the core's and every cell's), with the secret and an unlocked wallet: nothing is sent."""
+    await restore(conduit)
+    paths = set()
+    for route in conduit.server.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        if route.method != "GET" or "directory" in info:  # static files: no handler of ours
+            continue
+        paths.add(info.get("path") or info["formatter"].replace("{id}", OID))
+    assert {"/", "/home", "/files", "/api/session"} <= paths
+    statuses = {path: (await conduit.get(path, headers=auth(conduit), allow_redirects=False)).status for path in paths}
+    assert network_calls == []
+    assert all(status < 500 for status in statuses.values()), statuses
+    assert {r.method for r in conduit.server.app.router.routes() if r.resource.canonical.startswith("/api/")} <= {
+        "POST",
+        "GET",
+        "HEAD",
+    }
+    api_gets = {
+        r.resource.canonical
+        for r in conduit.server.app.router.routes()
+        if r.method == "GET" and r.resource.canonical.startswith("/api/")
+    }
+    assert api_gets == {"/api/session"}  # the one API GET reads the conduit's own state
+
+
+async def test_a_foreign_host_header_is_refused_even_with_the_secret(conduit) -> None:
+    await restore(conduit)
+    for host in (
+        "attacker.example",
+        f"attacker.example:{conduit.port}",
+        f"127.0.0.1.attacker.example:{conduit.port}",
+        f"127.0.0.1:{conduit.port + 1}",
+        "",
+    ):
+        for method, path in (("GET", "/"), ("GET", "/static/conduit.js"), ("GET", "/api/session"), ("POST", "/lock")):
+            resp = await conduit.request(method, path, headers={**auth(conduit), "Host": host})
+            assert resp.status == 421, (host, method, path)
+    assert conduit.state.unlocked
+    for host in (f"127.0.0.1:{conduit.port}", f"localhost:{conduit.port}", f"[::1]:{conduit.port}"):
+        resp = await conduit.get("/api/session", headers={**auth(conduit), "Host": host})
+        assert resp.status == 200, host
+
+
+async def test_a_wrong_secret_is_refused_not_answered_with_the_shell(conduit) -> None:
+    await restore(conduit)
+    wrong = {SECRET_HEADER: conduit.state.secret[:-1] + ("A" if conduit.state.secret[-1] != "A" else "B")}
+    for method, path in (("GET", "/home"), ("GET", "/"), ("POST", "/lock"), ("GET", "/static/conduit.js")):
+        resp = await conduit.request(method, path, headers=wrong)
+        assert resp.status == 401, (method, path)
+        assert resp.headers["WWW-Authenticate"].startswith("Borg-Conduit")
+        assert f"http://127.0.0.1:{conduit.port}/#k=" in await resp.text()
+    resp = await conduit.get("/home", headers={SECRET_HEADER: "é" * 43})  # not even ASCII: refused, no error
+    assert resp.status == 401
+    assert conduit.state.unlocked
+
+
+async def test_requests_without_the_secret_do_not_keep_the_wallet_unlocked(conduit) -> None:
+    """A local process polling the conduit must not hold off the idle lock."""
+    await restore(conduit)
+    conduit.state.idle_lock_s = 0.5
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while conduit.state.unlocked and loop.time() < deadline:
+        await _as_a_local_process(conduit, "/")
+        await _as_a_local_process(conduit, "/lock", "POST")
+        await asyncio.sleep(0.05)
+    assert not conduit.state.unlocked
+
+
+async def test_the_secret_is_new_for_each_start_and_never_written(conduit, tmp_path: Path) -> None:
+    await restore(conduit)
+    other = ConduitState(tmp_path / "other.json")
+    assert other.secret != conduit.state.secret and len(conduit.state.secret) >= 43  # 256 bits
+    secret = conduit.state.secret.encode()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and secret in p.read_bytes()]

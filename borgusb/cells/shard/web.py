@@ -6,6 +6,11 @@ Objects are listed by asking every shardTreeCell endpoint which manifests it
 holds for the person's key (`shard.owned`) and merging the answers; the
 names the person gave are kept by the conduit for the session (manifests
 carry no names, so nothing about them leaks to holders).
+
+Everything that reaches the network (list, stat, upload, download, delete) is
+a POST under ``/api/files`` made by the page script with the conduit's
+secret; a download arrives in the page as a blob that the script saves. The
+page itself (GET ``/files``) sends nothing.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             headers={
                 "Content-Type": "application/octet-stream",
                 "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
                 "Content-Disposition": f'attachment; filename="{name.replace(chr(34), "")}"',
                 "Content-Length": str(path.stat().st_size),
                 "X-Served-By": served.endpoint,
@@ -162,8 +168,8 @@ def setup(app: web.Application) -> None:
     """The page hook: the conduit calls this once (SPEC.web)."""
     add_page(app, "/files", "Files", "files", Path(__file__).parent / "templates")
     app.router.add_get("/files", page)
-    app.router.add_get("/api/files", api_list)
     app.router.add_post("/api/files", api_upload)
-    app.router.add_get("/api/files/{id}", api_stat)
+    app.router.add_post("/api/files/list", api_list)
+    app.router.add_post("/api/files/{id}/stat", api_stat)
+    app.router.add_post("/api/files/{id}/download", download)
     app.router.add_post("/api/files/{id}/delete", api_delete)
-    app.router.add_get("/files/{id}/download", download)

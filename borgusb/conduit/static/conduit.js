@@ -1,16 +1,29 @@
-// BorgUSB conduit pages: talk only to this conduit (same origin), with the per-run token.
-// Text that comes from the network (error bodies, file names, ids, counts) reaches the page
-// only as text: elements are built with createElement and filled with append/textContent,
-// never innerHTML (issue 15 item 3).
+// BorgUSB conduit pages. This script is the only thing that talks to the conduit, and every request
+// it makes carries the conduit's secret in the X-Borg-Conduit header (issue 15 item 9).
+// The secret arrives once, in the fragment of the link the conduit printed (…/#k=SECRET): it is kept
+// for this tab only (sessionStorage) and removed from the address bar and the history at once. No
+// served page holds it, and a page of another site cannot send the header. A browser that goes to
+// any address of the conduit gets the same static shell; this script then fetches the page with the
+// secret and shows it in #app. Pages are the conduit's own autoescaped templates, parsed by
+// DOMParser (an inert document: nothing in it runs or loads) and moved into #app.
+// Text that comes from the network (error bodies, file names, ids, counts) reaches the page only as
+// text: elements are built with createElement and filled with append/textContent, never innerHTML
+// (issue 15 item 3).
 "use strict";
 const Borg = (() => {
-  const token = document.querySelector('meta[name="borg-token"]').content;
-  const api = async (path, opts = {}) => {
-    const r = await fetch(path, { ...opts, headers: { "X-Borg-Token": token, ...(opts.headers || {}) } });
-    const body = await r.json().catch(() => ({ error: "the conduit gave no answer" }));
-    if (!r.ok) throw new Error(body.error || r.statusText);
-    return body;
-  };
+  const HEADER = "X-Borg-Conduit", STORE = "borg-conduit";
+
+  // The secret from the launcher's link (#k=…), or the one this tab already holds.
+  function takeSecret() {
+    const given = new URLSearchParams(location.hash.slice(1)).get("k");
+    if (given) history.replaceState(null, "", location.pathname + location.search);
+    try {
+      if (given) sessionStorage.setItem(STORE, given);
+      return sessionStorage.getItem(STORE) || given;
+    } catch { return given; } // storage turned off: the secret lasts for this page load only
+  }
+  const secret = takeSecret();
+
   // An HTML element with attributes and children; strings (and numbers) become text nodes.
   const h = (name, attrs = {}, ...children) => {
     const e = document.createElement(name);
@@ -18,6 +31,66 @@ const Borg = (() => {
     e.append(...children.map((c) => (c instanceof Node ? c : String(c ?? ""))));
     return e;
   };
+  const main = () => document.querySelector("#app main");
+
+  let timers = [];
+  const every = (fn, ms) => timers.push(setInterval(fn, ms));
+  const stopTimers = () => { timers.forEach(clearInterval); timers = []; };
+
+  const NEED_LINK = "Open the link the conduit printed when it started (http://127.0.0.1:PORT/#k=…); "
+    + "this tab does not hold its secret. If the conduit was restarted, it printed a new link.";
+  function showNeedLink() {
+    stopTimers();
+    document.title = "BorgUSB";
+    main()?.replaceChildren(h("section", { class: "card narrow", id: "need-link" },
+      h("h1", {}, "Open the link the conduit printed"), h("p", {}, NEED_LINK)));
+  }
+  const showProblem = (text) => main()?.replaceChildren(h("p", { class: "message", role: "alert" }, text));
+
+  // Every request to the conduit: with the secret; a 401 means this tab does not hold the right one.
+  async function request(path, opts = {}) {
+    if (!secret) { showNeedLink(); throw new Error(NEED_LINK); }
+    const r = await fetch(path, { ...opts, cache: "no-store", headers: { ...(opts.headers || {}), [HEADER]: secret } });
+    if (r.status === 401) { showNeedLink(); throw new Error(NEED_LINK); }
+    return r;
+  }
+  // The JSON API: every call is a POST (a GET never makes the conduit reach the network).
+  const api = async (path, opts = {}) => {
+    const r = await request(path, { method: "POST", ...opts });
+    const body = await r.json().catch(() => ({ error: "the conduit gave no answer" }));
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    return body;
+  };
+
+  // Show the page at `path`, or the conduit's answer to a form, in #app. `how` says what the
+  // address bar does: "push" (a link), "replace" (the first load), "stay" (back/forward),
+  // "form" (push only where the conduit redirected: a form's own address may take only POST).
+  async function show(path, opts = {}, how = "push") {
+    let r, text;
+    try {
+      r = await request(path, opts);
+      text = await r.text();
+    } catch (e) {
+      if (e.message !== NEED_LINK) showProblem("The conduit did not answer: is it still running?");
+      return;
+    }
+    const page = new DOMParser().parseFromString(text, "text/html");
+    const app = page.getElementById("app");
+    if (!app) { showProblem(`The conduit answered ${r.status} ${r.statusText}.`); return; }
+    stopTimers();
+    document.title = page.title || "BorgUSB";
+    document.getElementById("app").replaceChildren(...app.childNodes);
+    const at = new URL(r.url), here = at.pathname + at.search;
+    if (how === "form") how = r.redirected ? "push" : "stay";
+    if (how === "replace" || (how === "push" && here === location.pathname + location.search)) {
+      history.replaceState(null, "", here);
+    } else if (how === "push") {
+      history.pushState(null, "", here);
+    }
+    document.querySelector("#app [autofocus]")?.focus();
+    start();
+  }
+
   const svgNS = "http://www.w3.org/2000/svg";
   const el = (name, attrs, parent) => {
     const e = document.createElementNS(svgNS, name);
@@ -60,6 +133,7 @@ const Borg = (() => {
 
   async function refreshTree() {
     const box = document.getElementById("tree");
+    if (!box) return;
     try {
       const data = await api(`/api/tree?cell=${encodeURIComponent(box.dataset.cell)}`);
       drawTree(box, data);
@@ -71,9 +145,10 @@ const Borg = (() => {
   }
 
   async function refreshCells() {
+    const body = document.querySelector("#cells tbody");
+    if (!body) return;
     try {
       const { cells } = await api("/api/cells");
-      const body = document.querySelector("#cells tbody");
       body.replaceChildren(...cells.map((c) => h("tr", {},
         h("td", {}, c.name), h("td", {}, c.summary), h("td", {}, c.size || "—"),
         h("td", { class: "mono" }, c.endpoints && c.endpoints.length ? c.endpoints.join(", ") : "not running"))));
@@ -81,16 +156,36 @@ const Borg = (() => {
   }
 
   const size = (n) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
+  const detail = (text) => { document.getElementById("file-detail").textContent = text; };
+
+  // A download is a POST with the secret; the bytes arrive here and are saved from a blob.
+  async function download(path, name) {
+    detail(`Fetching ${name} from the network…`);
+    try {
+      const r = await request(`/api/files/${path}/download`, { method: "POST" });
+      if (!r.ok) {
+        const body = await r.json().catch(() => ({}));
+        throw new Error(body.error || r.statusText);
+      }
+      const url = URL.createObjectURL(await r.blob());
+      const a = h("a", { href: url, download: name, hidden: "" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      detail(`Saved ${name} (from ${r.headers.get("X-Served-By") || "the network"}).`);
+    } catch (e) { detail(e.message); }
+  }
 
   async function refreshFiles() {
     const body = document.querySelector("#files tbody");
-    const detail = (text) => { document.getElementById("file-detail").textContent = text; };
     try {
-      const { files } = await api("/api/files");
+      const { files } = await api("/api/files/list");
       if (!files.length) { body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No files yet."))); return; }
       body.replaceChildren(...files.map((f) => {
-        const id = String(f.id), path = encodeURIComponent(id);
+        const id = String(f.id), path = encodeURIComponent(id), name = f.name ? String(f.name) : `${id.slice(0, 16)}.bin`;
         const stat = h("a", { href: "#", class: "stat" }, `${id.slice(0, 12)}…`);
+        const get = h("button", { class: "download" }, "Download");
         const remove = h("button", { class: "delete" }, "Delete");
         const tr = h("tr", {},
           h("td", { class: "name" }, f.name || "(unnamed)"),
@@ -98,19 +193,20 @@ const Borg = (() => {
           h("td", {}, new Date(Number(f.t)).toLocaleString()),
           h("td", { class: "copies" }, f.copies),
           h("td", { class: "mono" }, stat),
-          h("td", {}, h("a", { class: "button download", href: `/files/${path}/download` }, "Download"), " ", remove));
+          h("td", {}, get, " ", remove));
         tr.dataset.id = id;
         stat.onclick = async (e) => {
           e.preventDefault();
           try {
-            const s = await api(`/api/files/${path}`);
+            const s = await api(`/api/files/${path}/stat`);
             detail(`${id}: ${s.copies_min} of ${s.r} copies; holders ${(s.holders || []).join(", ")} (asked ${s.served_by})`);
           } catch (err) { detail(err.message); }
         };
+        get.onclick = () => download(path, name);
         remove.onclick = async () => {
           if (!confirm(`Delete ${f.name || id}? Only your key can do this, and it cannot be undone.`)) return;
           try {
-            await api(`/api/files/${path}/delete`, { method: "POST" });
+            await api(`/api/files/${path}/delete`);
             tr.remove();
           } catch (err) { detail(err.message); }
         };
@@ -124,16 +220,18 @@ const Borg = (() => {
     const input = document.getElementById("file-input"), bar = document.getElementById("upload-progress");
     const status = document.getElementById("upload-status");
     if (!input.files.length) return;
+    if (!secret) { showNeedLink(); return; }
     const form = new FormData();
     form.append("file", input.files[0]);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/files");
-    xhr.setRequestHeader("X-Borg-Token", token);
+    xhr.setRequestHeader(HEADER, secret);
     bar.hidden = false; bar.value = 0;
     status.textContent = "Sending to the conduit…";
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
     xhr.upload.onload = () => { status.textContent = "Storing shards in the network…"; };
     xhr.onload = () => {
+      if (xhr.status === 401) { showNeedLink(); return; }
       let body;
       try { body = JSON.parse(xhr.responseText || "{}"); } catch { body = { error: "the conduit gave no answer" }; }
       if (xhr.status >= 400) { status.textContent = body.error || "Upload failed."; status.className = "message"; return; }
@@ -147,15 +245,30 @@ const Borg = (() => {
     xhr.send(form);
   }
 
-  return {
-    api, token,
-    files() { document.getElementById("upload-form").addEventListener("submit", upload); refreshFiles(); },
-    home() { refreshTree(); refreshCells(); setInterval(refreshTree, 2000); setInterval(refreshCells, 10000); },
-  };
-})();
+  // Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
+  function start() {
+    if (document.getElementById("tree")) { refreshTree(); refreshCells(); every(refreshTree, 2000); every(refreshCells, 10000); }
+    if (document.getElementById("files")) { document.getElementById("upload-form").addEventListener("submit", upload); refreshFiles(); }
+  }
 
-// Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
-document.addEventListener("DOMContentLoaded", () => {
-  if (document.getElementById("tree")) Borg.home();
-  if (document.getElementById("files")) Borg.files();
-});
+  // Links and forms of the conduit's pages go through `show`, so they carry the secret too.
+  document.addEventListener("click", (e) => {
+    const a = e.target instanceof Element ? e.target.closest("a[href]") : null;
+    if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    if (a.hasAttribute("data-back")) { e.preventDefault(); history.back(); return; }
+    if (a.hasAttribute("download") || a.target || a.origin !== location.origin || a.getAttribute("href").startsWith("#")) return;
+    e.preventDefault();
+    show(a.pathname + a.search);
+  });
+  document.addEventListener("submit", (e) => {
+    if (e.defaultPrevented || !(e.target instanceof HTMLFormElement)) return;
+    e.preventDefault();
+    const to = new URL(e.target.action, location.href);
+    show(to.pathname + to.search, { method: "POST", body: new URLSearchParams(new FormData(e.target)) }, "form");
+  });
+  window.addEventListener("popstate", () => show(location.pathname + location.search, {}, "stay"));
+
+  if (secret) show(location.pathname + location.search, {}, "replace");
+  else showNeedLink();
+  return { api, show };
+})();

@@ -38,10 +38,28 @@ def answers(port: int = PORT) -> bool:
         return False
 
 
-def http_status(port: int = PORT, path: str = "/unlock") -> str:
-    """The unlock page as a browser gets it: status, size and the wallet address it shows."""
+def conduit_secret(timeout_s: float = 60.0) -> str:
+    """The secret in the conduit's link, from the watcher's READY line (the person reads it on the
+    terminal; here the journal, which only root reads). '' if it never came."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["journalctl", "-u", "borgusb-hosted.service", "-o", "cat", "--no-pager"], capture_output=True, text=True
+        ).stdout
+        found = re.search(r"BORGUSB-HOSTED-READY .*url=\S+#k=(\S+)", out)
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    return ""
+
+
+def http_status(port: int = PORT, path: str = "/unlock", secret: str = "") -> str:
+    """The unlock page as the conduit's page script gets it (with the link's secret): status, size and
+    the wallet address it shows."""
+    headers = {"X-Borg-Conduit": secret} if secret else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             body = r.read().decode(errors="replace")
             found = re.search(r"\bD[1-9A-HJ-NP-Za-km-z]{25,34}\b", body)
             return f"{r.status} bytes={len(body)} shows={found.group(0) if found else '-'}"
@@ -117,11 +135,12 @@ def main() -> int:
             t_up = time.monotonic()
             break
     pid = watcher_pid()
-    status = http_status()
+    status = http_status(secret=conduit_secret())
+    anonymous = http_status().replace(" ", "_")  # any other program on the PC: the page shell, no address
     ns = in_watcher_ns(pid, "cat /proc/self/mounts")
     host = open("/proc/1/mounts").read()
     say(
-        f"CONDUIT-UP port={PORT} status={status} after_add_s={t_up - t_add:.1f} "
+        f"CONDUIT-UP port={PORT} status={status} anonymous={anonymous} after_add_s={t_up - t_add:.1f} "
         f"watcher_ns_stick_mounts={len(stick_mounts(ns, node))} host_stick_mounts={len(stick_mounts(host, node))} "
         f"ram_sessions={','.join(ram_sessions(pid)) or '-'} children={len(children(pid))}"
     )
