@@ -43,6 +43,7 @@ from ...net.peer import PeerClient, PeerError, Pin
 from ...net.tls import TLSIdentity, make_tls_identity
 from ...tree.model import Member, TreeConfig, TreeNode
 from .errors import RequestError
+from .guard import Guard
 from .handlers import collect, receptor, route
 from .netdoor import NetDoor
 from .settings import Settings
@@ -126,6 +127,7 @@ class Cell(NetDoor, TreeDriver):
         self.relays = Relays()
         self.contact_pins: dict[str, tuple[str, int, Pin]] = {}
         self.counters: Counter[str] = Counter()
+        self.guard = Guard(self.counters)
         self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
         self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port, bind=ip)
@@ -193,14 +195,19 @@ class Cell(NetDoor, TreeDriver):
         await self._stopping.wait()
 
     def _app(self, port: str, max_body: int) -> web.Application:
-        app = web.Application(client_max_size=max_body)
+        """One door's app: its routes behind the guard (rates, body budget and deadline)."""
+        larger = {FRAME_PATH: MAX_FRAME} if port == "recp" else {}
+        app = web.Application(
+            client_max_size=max([max_body, *larger.values()]), middlewares=[self.guard.middleware(max_body, larger)]
+        )
         for (ports, method, path), name in self.handlers.routes.items():
             if port in ports:
                 app.router.add_route(method, path, getattr(self, name))
         return app
 
     async def _serve(self, port_name: str, port: int, ssl_context: Any, max_body: int) -> None:
-        runner = web.AppRunner(self._app(port_name, max_body), access_log=None, handle_signals=False)
+        # lingering_time=0: a body the guard refused is never read, not even to be thrown away
+        runner = web.AppRunner(self._app(port_name, max_body), access_log=None, handle_signals=False, lingering_time=0)
         await runner.setup()
         site = web.TCPSite(runner, self.ip, port, ssl_context=ssl_context, reuse_address=True)
         try:
@@ -245,6 +252,10 @@ class Cell(NetDoor, TreeDriver):
             env = await self._read_verified(request, expected_type=TREE_TYPES)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        try:
+            self.guard.admit_key(env.signer)
+        except RequestError as exc:
+            return refusal(exc)
         msg = env.payload
         if not isinstance(msg, dict) or msg.get("t") != env.type:
             self.verifier.counters[envelope.Malformed.reason] += 1
@@ -265,14 +276,7 @@ class Cell(NetDoor, TreeDriver):
     @route("recp", "POST", FRAME_PATH)
     async def _handle_frame(self, request: web.Request) -> web.Response:
         """A binary frame: the signed envelope, a newline, the bytes (see borgusb.dstream)."""
-        length = request.content_length
-        if length is None or length > MAX_FRAME:
-            self.verifier.counters[envelope.TooLarge.reason] += 1
-            return refusal(RequestError("too_large", f"a frame is at most {MAX_FRAME} bytes", 413))
-        try:
-            body = await request.content.readexactly(length)
-        except asyncio.IncompleteReadError:
-            return refusal(RequestError("malformed", "short body"))
+        body = await request.read()  # read by the guard, within its budget and deadline
         try:
             try:
                 wire, data = unframe(body)
@@ -294,6 +298,7 @@ class Cell(NetDoor, TreeDriver):
             self.counters["receptor_unknown_type"] += 1
             return refusal(RequestError("unknown_request", f"{self.dna.name} has no {env.type!r}", 404))
         try:
+            self.guard.admit_key(env.signer)
             result = await getattr(self, name)(*args)
         except RequestError as exc:
             self.counters[f"receptor_refused:{exc.reason}"] += 1

@@ -23,6 +23,7 @@ from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, Pin
 from ...net.tls import TLSIdentity
 from ...tree.model import Member, TreeConfig, TreeNode
+from .guard import Guard
 from .handlers import HandlerTable
 from .settings import Settings
 
@@ -46,6 +47,7 @@ class CellParts:
     placement: Placement
     relays: Relays
     counters: Counter[str]
+    guard: Guard
     peers: PeerClient
     tls: TLSIdentity | None
     handlers: HandlerTable

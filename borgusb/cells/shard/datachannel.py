@@ -39,6 +39,10 @@ class DataChannelDoor(ShardBase):
             env = self.verifier.verify(request.headers.get(ENVELOPE_HEADER, "").encode(), expected_type="shard.get")
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
+        try:
+            self.guard.admit_key(env.signer)
+        except RequestError as exc:
+            return refusal(exc)
         p = env.payload
         hs = p.get("hs") if isinstance(p, dict) else None
         if (
