@@ -14,7 +14,14 @@ filesystem label are ``BORGUSB`` (``LABEL``), holding:
   partition labelled BORGUSB alone unless its marker parses;
 * ``keystore.json`` (``KEYSTORE``): the encrypted wallet (borgusb.keystore);
 * ``always-on`` (``ALWAYS_ON_FILE``): if present, pulling the stick does not
-  power the node off.
+  power the node off;
+* ``borgusb-hosted`` (``LAUNCHER``) and ``hosted/`` (``BUNDLE_DIR``): hosted
+  mode run from the stick itself (borgusb.hosted.bundle): ``hosted/boot.py``
+  (``BOOT``) carries the sha256 of every file of ``hosted/site-cpXY/``, recorded
+  by the image build, and runs only a RAM copy that matches them.
+
+The data partition is FAT (``FILESYSTEM``, as udev names it); hosted mode
+refuses a partition labelled BORGUSB that holds anything else before reading it.
 
 Anyone can write a stick, so :meth:`Marker.parse` treats the marker as hostile:
 at most ``MAX_MARKER`` bytes, UTF-8 JSON without duplicate keys or NaN, every
@@ -34,6 +41,10 @@ LABEL = "BORGUSB"
 MARKER = ".borgusb"
 KEYSTORE = "keystore.json"
 ALWAYS_ON_FILE = "always-on"
+FILESYSTEM = "vfat"  # the data partition's filesystem, as udev (blkid) names FAT12/16/32
+LAUNCHER = "borgusb-hosted"  # hosted mode from the stick: the sh launcher at the partition's root
+BUNDLE_DIR = "hosted"  # ... and what it runs: boot.py and site-cpXY/
+BOOT = "hosted/boot.py"  # the bootstrap with the build's hash of every file it copies into RAM
 FORMAT = "borgusb-stick"
 VERSION = 1  # the only marker version this code reads and writes
 MAX_FILE = 1 << 20  # the largest file read from the stick (marker, keystore): anything bigger is not ours

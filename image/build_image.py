@@ -472,16 +472,19 @@ def assemble(data_mib: int) -> dict:
             os.utime(f, (epoch, epoch))
         mtools(tmp, start1, ["mcopy", "-s", "-m", str(efi), "::/"])
         mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
-        # Hosted mode from the stick itself (borgusb/hosted/bundle.py): the launcher and BorgUSB with every
-        # dependency unpacked for the host's python3, loaded read-only from the stick.
+        # Hosted mode from the stick itself (borgusb/hosted/bundle.py): the launcher, BorgUSB with every
+        # dependency unpacked for the host's python3, and hosted/boot.py carrying the sha256 of each of those
+        # files, recorded here: the host runs only a copy in RAM that matches them (bootstrap.py).
         from borgusb.hosted.bundle import build as build_bundle
+        from borgusb.hosted.bundle import manifest
 
         bundle = Path(d) / "bundle"
         site = build_bundle(WHEELS, bundle)
         for f in (bundle / "borgusb-hosted", *bundle.rglob("*")):
             os.utime(f, (epoch, epoch), follow_symlinks=False)
         mtools(tmp, start2, ["mcopy", "-s", "-m", str(bundle / "borgusb-hosted"), str(bundle / "hosted"), "::/"])
-        note(f"hosted-mode bundle on the data partition: borgusb-hosted + hosted/{site.name}")
+        recorded = len(manifest(bundle / "hosted"))
+        note(f"hosted-mode bundle on the data partition: borgusb-hosted + hosted/{site.name} ({recorded} files hashed)")
     tmp.rename(IMAGE)
     return {"esp_start": start1, "esp_sectors": esp_sectors, "data_start": start2, "data_sectors": data_sectors}
 

@@ -1,9 +1,12 @@
 """`borgusb hosted`: run BorgUSB from a stick plugged into this running Linux PC.
 
 Runs in the foreground; Ctrl-C or SIGTERM stops everything it started. Needs
-root to mount the stick privately (sudo); the launcher on the stick
+root for its private mount namespace and to read the stick's block device
+(sudo); it alone stays root: the cells and conduits it starts run as users of
+their own with no capabilities. The launcher on the stick
 (``sh /media/…/BORGUSB/borgusb-hosted``) uses the stick where the desktop
-mounted it instead, which works without root.
+mounted it instead, which also works without root, and runs from a copy in
+RAM checked against the stick's build (``--code-dir``, bootstrap.py).
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock the wallet after MIN idle minutes"
     )
     p.add_argument("--ram-size", default="256m", help="size of the private RAM directory (tmpfs, default 256m)")
+    p.add_argument(
+        "--code-dir",
+        type=Path,
+        metavar="DIR",
+        help="the checked copy in RAM this runs from (given by the launcher on the stick; removed at the end)",
+    )
     return p
 
 
@@ -51,7 +60,7 @@ def _reexec_without_bytecode(argv: list[str]) -> None:
     if sys.flags.dont_write_bytecode or os.environ.get("BORGUSB_HOSTED_REEXEC"):
         return
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "BORGUSB_HOSTED_REEXEC": "1"}
-    os.execve(sys.executable, [sys.executable, "-B", "-m", "borgusb.hosted", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-B", "-P", "-m", "borgusb.hosted", *argv], env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import keystore  # noqa: F401
     from ..node import default_ip  # noqa: F401
-    from . import mounts  # noqa: F401
+    from . import mounts, stickwrite, users  # noqa: F401
     from .watcher import MemoryLog, Options, Watcher, install_signal_handlers
 
     opts = Options(
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         stick_dir=args.stick_dir,
         idle_lock_min=args.idle_lock,
         ram_size=args.ram_size,
+        code_dir=args.code_dir,
     )
     log = MemoryLog()
     watcher = Watcher(opts, log)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         watcher.teardown()
-        log("BORGUSB-HOSTED-EXIT: every process stopped, RAM directory removed")
+        log(f"BORGUSB-HOSTED-EXIT: every process stopped, RAM directory removed; refused: {watcher.refusal_summary()}")
 
 
 if __name__ == "__main__":

@@ -2,44 +2,43 @@
 
 Layout on the partition::
 
-    borgusb-hosted              the launcher (sh): picks hosted/site-cpXY for the host's python3
+    borgusb-hosted              the launcher (sh): the host's python3 -I on hosted/boot.py
+    hosted/boot.py              borgusb/hosted/bootstrap.py with the sha256 of every file below,
+                                recorded here, at build time
     hosted/site-cp311/          BorgUSB and every dependency, unpacked wheels (manylinux for
                                 compiled ones: cryptography, coincurve, aiohttp, ...)
 
-Python imports the packages straight from the stick (read-only is enough; no
-bytecode is written: -B and PYTHONDONTWRITEBYTECODE), so nothing is extracted
-to the host's disk. FAT has no case-sensitive names and no symlinks: the build
-refuses a wheel set that would collide.
+Nothing runs from the stick itself: boot.py copies the files its manifest names into RAM, checks each
+against its recorded hash, and runs Python from that copy (see bootstrap.py for what it does and does
+not stop). No bytecode is written (-B and PYTHONDONTWRITEBYTECODE). FAT has no case-sensitive names
+and no symlinks: the build refuses a wheel set that would collide.
 
 ``python3 -m borgusb.hosted.bundle WHEELS_DIR DEST [--borgusb-src DIR]``
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 import zipfile
 from pathlib import Path
 
-LAUNCHER = r"""#!/bin/sh
+from ..stick import BOOT, BUNDLE_DIR, LAUNCHER
+
+LAUNCHER_SH = r"""#!/bin/sh
 # BorgUSB hosted mode, started from the stick itself with this computer's python3 (3.11+).
-#   sh /media/$USER/BORGUSB/borgusb-hosted            (add --open to open the browser)
-# Nothing is installed or written on this computer: Python loads BorgUSB from the
-# stick, writes no bytecode, and keeps all state in RAM. Run it with sudo to get a
-# private mount namespace and a private RAM directory.
+#   sudo sh /media/$USER/BORGUSB/borgusb-hosted       (add --open to open the browser)
+# Nothing is installed or written on this computer. hosted/boot.py copies BorgUSB into RAM,
+# checks every file against the hashes recorded when the stick was built, and runs only that
+# copy; its state stays in RAM. Run it with sudo to get a private mount namespace.
 HERE=$(cd "$(dirname "$0")" && pwd -P)
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null 2>&1 || { echo "borgusb-hosted: python3 (3.11 or newer) is needed" >&2; exit 1; }
-TAG=$("$PY" -B -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
-SITE="$HERE/hosted/site-$TAG"
-if [ ! -d "$SITE" ]; then
-    echo "borgusb-hosted: this computer's python3 is $TAG; the stick carries:" \
-        $(ls "$HERE/hosted" 2>/dev/null | sed -n 's/^site-//p') >&2
-    exit 1
-fi
-export PYTHONPATH="$SITE" PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1 HISTFILE=/dev/null
-exec "$PY" -B -s -m borgusb.hosted --stick-dir "$HERE" "$@"
+exec "$PY" -I -B "$HERE/hosted/boot.py" --stick-dir "$HERE" "$@"
 """
+MANIFEST_STUB = "MANIFEST: dict[str, str] = {}"  # the line of bootstrap.py that the build fills in
 
 
 class BundleError(Exception):
@@ -55,9 +54,10 @@ def python_tag(wheels: Path) -> str:
 
 
 def build(wheels: Path, dest: Path, borgusb_src: Path | None = None) -> Path:
-    """Unpack every wheel into dest/hosted/site-cpXY and write dest/borgusb-hosted. Returns the site dir."""
+    """Unpack every wheel into dest/hosted/site-cpXY, write hosted/boot.py with the hash of every file
+    and dest/borgusb-hosted. Returns the site dir."""
     tag = python_tag(wheels)
-    site = dest / "hosted" / f"site-{tag}"
+    site = dest / BUNDLE_DIR / f"site-{tag}"
     if site.exists():
         shutil.rmtree(site)
     site.mkdir(parents=True)
@@ -79,10 +79,32 @@ def build(wheels: Path, dest: Path, borgusb_src: Path | None = None) -> Path:
         shutil.copytree(borgusb_src, site / "borgusb", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for cache in site.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
-    launcher = dest / "borgusb-hosted"
-    launcher.write_text(LAUNCHER)
+    (dest / BOOT).write_text(boot_script(manifest(dest / BUNDLE_DIR)))
+    launcher = dest / LAUNCHER
+    launcher.write_text(LAUNCHER_SH)
     launcher.chmod(0o755)
     return site
+
+
+def manifest(bundle: Path) -> dict[str, str]:
+    """sha256 of every file under the bundle's site directories, by path relative to `bundle` (hosted/)."""
+    out: dict[str, str] = {}
+    for path in sorted(bundle.glob("site-*/**/*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        out[path.relative_to(bundle).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def boot_script(files: dict[str, str]) -> str:
+    """bootstrap.py with its MANIFEST filled in: the hash list travels inside the code that checks it."""
+    lines = Path(__file__).with_name("bootstrap.py").read_text().splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith(MANIFEST_STUB)]
+    if len(at) != 1:
+        raise BundleError(f"bootstrap.py must start exactly one line with {MANIFEST_STUB!r}")
+    literal = json.dumps(files, indent=0, sort_keys=True)  # a dict of strings: a Python literal too
+    lines[at[0]] = f"MANIFEST: dict[str, str] = {literal}\n"
+    return "".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

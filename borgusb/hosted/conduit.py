@@ -1,15 +1,15 @@
 """The per-stick conduit process of hosted mode.
 
 Like ``borgusb conduit``, but the keystore is the RAM copy the watcher made
-(a private tmpfs), and creating or changing the wallet writes the new keystore
-back to the stick: the data partition is mounted read-write for that one
-write (in the watcher's private mount namespace), written atomically (temp
-file, fsync, rename, fsync of the directory) and unmounted. If the stick is
+(a private tmpfs), and the process runs as a user of its own with no
+capabilities (borgusb.hosted.users): it holds the unlocked wallet, and nothing
+else on the machine is its. Creating or changing the wallet writes the new
+keystore back to the stick through the watcher (borgusb.hosted.stickwrite),
+which alone may touch the stick: written atomically, and if the stick is
 pulled during the write, the person is told, the RAM copy is not changed, and
 the stick holds the old keystore or the new one, never a mix.
 
-``python3 -B -m borgusb.hosted.conduit --keystore RAMCOPY --port N --node IP
-(--device DEV --fstype T --mountpoint DIR | --stick-dir DIR)``
+``python3 -B -P -m borgusb.hosted.conduit --keystore RAMCOPY --port N --node IP --writer-fd FD``
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,48 +25,9 @@ from pathlib import Path
 from .. import keystore
 from ..conduit.state import ConduitState
 from ..identity import Wallet
-from ..stick import KEYSTORE
+from .stickwrite import RemoteWriter, StickWriteError
 
-
-class StickWriteError(ValueError):
-    """A write to the stick failed (the conduit shows ValueError messages to the person)."""
-
-
-class StickWriter:
-    """Writes the keystore to the stick: through a short private read-write mount (or mtools), or into a directory."""
-
-    def __init__(
-        self,
-        *,
-        device: str | None = None,
-        fstype: str = "vfat",
-        mountpoint: Path | None = None,
-        stick_dir: Path | None = None,
-        mtools: bool = False,
-    ) -> None:
-        self.stick_dir = stick_dir
-        self.fs = None
-        if stick_dir is None:
-            from .stickfs import StickFS
-
-            assert device and mountpoint
-            self.fs = StickFS(device, fstype, mountpoint, Path(os.environ.get("TMPDIR") or mountpoint.parent))
-            if mtools:
-                self.fs.backend = "mtools"
-
-    def __call__(self, data: bytes) -> None:
-        try:
-            if self.fs is None:
-                assert self.stick_dir is not None
-                keystore.atomic_write(self.stick_dir / KEYSTORE, data)
-            else:
-                self.fs.write_atomic(KEYSTORE, data)
-        except OSError as exc:
-            raise StickWriteError(
-                f"the wallet could not be written to the stick ({exc.strerror or exc}): was it pulled out? "
-                "Nothing was lost: the stick still holds its previous keystore (or none). "
-                "Insert it again and repeat."
-            ) from None
+__all__ = ["HostedState", "StickWriteError", "main"]
 
 
 class HostedState(ConduitState):
@@ -103,13 +63,7 @@ async def serve(args: argparse.Namespace) -> int:
     from ..conduit.app import create_app
     from ..conduit.launch import link
 
-    if args.stick_dir:
-        writer = StickWriter(stick_dir=Path(args.stick_dir))
-    else:
-        writer = StickWriter(
-            device=args.device, fstype=args.fstype, mountpoint=Path(args.mountpoint), mtools=args.mtools
-        )
-    state = HostedState(Path(args.keystore), writer, idle_lock_s=args.idle_lock * 60)
+    state = HostedState(Path(args.keystore), RemoteWriter(args.writer_fd), idle_lock_s=args.idle_lock * 60)
     app = create_app(state, args.node, port=args.port)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -142,16 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keystore", required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--node", action="append", default=[])
-    p.add_argument("--device")
-    p.add_argument("--fstype", default="vfat")
-    p.add_argument("--mountpoint")
-    p.add_argument("--stick-dir")
-    p.add_argument("--mtools", action="store_true", help="the kernel cannot mount the stick: write with mtools")
+    p.add_argument("--writer-fd", type=int, required=True, help="the socket to the watcher, which writes the stick")
     p.add_argument("--idle-lock", type=float, default=10.0)
-    args = p.parse_args(argv)
-    if not args.stick_dir and not (args.device and args.mountpoint):
-        p.error("give --stick-dir, or --device and --mountpoint")
-    return asyncio.run(serve(args))
+    return asyncio.run(serve(p.parse_args(argv)))
 
 
 if __name__ == "__main__":

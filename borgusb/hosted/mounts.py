@@ -14,6 +14,8 @@ import errno
 import os
 from pathlib import Path
 
+from ..stick import FILESYSTEM
+
 CLONE_NEWNS = 0x00020000
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -22,7 +24,10 @@ MS_NOEXEC = 8
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
-PR_SET_PDEATHSIG = 1
+# The stick's FAT partition, when the kernel has to read it (no mtools): owned by root, private, no
+# set-uid programs, device nodes or executables, whatever the stick says.
+FAT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
+FAT_OPTIONS = "uid=0,gid=0,fmask=0177,dmask=0077,utf8"
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -52,7 +57,14 @@ def mount(source: str | Path, target: str | Path, fstype: str, flags: int = 0, d
     )
 
 
+def mount_fat(device: str, target: str | Path, *, read_only: bool) -> None:
+    """The stick's data partition, by the kernel's vfat driver: never the type udev or the stick claims."""
+    flags = FAT_FLAGS | (MS_RDONLY if read_only else 0)
+    mount(device, target, FILESYSTEM, flags, FAT_OPTIONS if read_only else FAT_OPTIONS + ",flush")
+
+
 def mount_tmpfs(target: str | Path, size: str = "256m", mode: str = "0700") -> None:
+    """A fresh RAM filesystem, no set-uid programs or device nodes."""
     mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
 
 
@@ -64,17 +76,3 @@ def umount(target: str | Path) -> None:
         if err in (errno.EINVAL, errno.ENOENT):
             return  # not mounted
         _check(_libc.umount2(str(target).encode(), MNT_DETACH), f"unmounting {target}")
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when the watcher dies, even by SIGKILL."""
-    import signal
-
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def stick_options(fstype: str) -> str:
-    """Owner root, private permissions on FAT-like filesystems (which have no owners)."""
-    if fstype in ("vfat", "exfat", "msdos"):
-        return "uid=0,gid=0,fmask=0177,dmask=0077" + (",utf8" if fstype == "vfat" else "")
-    return ""

@@ -1,21 +1,28 @@
 """The processes hosted mode starts (the node's cells, one conduit per stick): started with their home, temp
-and cache directories in RAM, their output kept in memory, and stopped together (SIGTERM, then SIGKILL)."""
+and cache directories in RAM, as a user of their own with no capabilities and no way to gain any (see
+users.py), their output kept in memory, and stopped together (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import mounts
+from .users import Account
 
 STOP_GRACE_S = 0.8  # SIGTERM, then SIGKILL: the conduit must be gone within 2 s of the removal
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+_libc = ctypes.CDLL(None)  # loaded here: a forked child of a threaded process must not dlopen
 
 
 class MemoryLog:
@@ -47,8 +54,8 @@ class Proc:
 
 
 def python() -> list[str]:
-    """This interpreter, writing no bytecode."""
-    return [sys.executable, "-B"]
+    """This interpreter, writing no bytecode, with no working directory on its import path (-P)."""
+    return [sys.executable, "-B", "-P"]
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -75,9 +82,27 @@ def child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def spawn(name: str, cmd: list[str], env: dict[str, str], ready_text: str, log: MemoryLog) -> Proc:
-    """Start `cmd` in its own process group (killed with the watcher); `ready` is set when it prints
-    `ready_text`; its output goes to `log`."""
+def _confine() -> None:
+    """preexec_fn, after the change of user: no new privileges (setuid programs, file capabilities),
+    no core dumps, and SIGKILL when the watcher dies, even by SIGKILL (a change of user clears it, so
+    it is set here)."""
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def spawn(
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    ready_text: str,
+    log: MemoryLog,
+    account: Account | None = None,
+    pass_fds: Sequence[int] = (),
+) -> Proc:
+    """Start `cmd` in its own process group (killed with the watcher), as `account` if given (None: as
+    the watcher's own user); `ready` is set when it prints `ready_text`; its output goes to `log`."""
+    who: dict = {} if account is None else {"user": account.uid, "group": account.gid, "extra_groups": []}
     popen = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -86,7 +111,10 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], ready_text: str, log: 
         env=env,
         cwd=env["HOME"],
         start_new_session=True,
-        preexec_fn=mounts.die_with_parent,
+        pass_fds=tuple(pass_fds),
+        umask=0o077,
+        preexec_fn=_confine,
+        **who,
     )
     proc = Proc(name, popen)
 
@@ -129,3 +157,25 @@ def stop_procs(procs: list[Proc]) -> None:
                 os.killpg(p.popen.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+def can_run(account: Account, env: dict[str, str]) -> str | None:
+    """None if `account` can run this interpreter and import the conduit's code, else why not (the last
+    line of the error): a checkout or venv in a private home is out of its reach."""
+    try:
+        proc = subprocess.run(
+            [*python(), "-c", "import borgusb.hosted.conduit"],
+            env=env,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            user=account.uid,
+            group=account.gid,
+            extra_groups=[],
+            preexec_fn=_confine,
+        )
+    except OSError as exc:
+        return f"{sys.executable}: {exc.strerror}"
+    lines = (proc.stderr or "").strip().splitlines()
+    return None if proc.returncode == 0 else (lines[-1] if lines else f"exit status {proc.returncode}")

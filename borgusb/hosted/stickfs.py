@@ -1,21 +1,20 @@
-"""Reading and writing the stick's data partition without leaving anything on the host.
+"""Reading and writing the stick's data partition (the watcher, root) without leaving anything on the host.
 
-Two ways, same behaviour:
+A stick is hostile input until its marker says otherwise, and a filesystem driver is kernel code: so the
+kernel is kept away from it where possible.
 
-* ``kernel``: mount(2) the partition (read-only to read, read-write for one
-  keystore write) on a directory in the watcher's private tmpfs, inside its
-  private mount namespace, and unmount at once;
-* ``mtools``: when the running kernel cannot mount the filesystem (no vfat
-  driver, as on some minimal/virtual kernels), read and write the FAT
-  filesystem from user space with mtools, straight on the block device: no
-  mount at all.
+* ``mtools`` (whenever mtools is installed): the FAT filesystem is read and written from user space,
+  straight on the block device, with no mount at all;
+* ``kernel`` (only without mtools): mount(2) of the partition with the vfat driver (never the type udev
+  reports: the watcher refuses anything udev does not call vfat before it gets here), read-only,
+  nosuid, nodev, noexec, on a directory in the watcher's private tmpfs inside its private mount
+  namespace, unmounted at once; read-write (still nosuid, nodev, noexec) for the one keystore write;
+* ``dir`` (``StickDir``): the launcher on the stick, which uses the directory the desktop mounted.
 
-Writes are atomic as far as the filesystem allows: the kernel path uses
-keystore.atomic_write (temp file, fsync, rename, fsync of the directory); the
-mtools path writes ``.keystore.new``, reads it back and compares, then renames
-it over ``keystore.json`` and flushes the device. A reader that finds no
-``keystore.json`` but a complete ``.keystore.new`` (a pull between the two
-directory updates) uses it.
+Writes are atomic as far as the filesystem allows: the kernel and dir paths use keystore.atomic_write
+(temp file, fsync, rename, fsync of the directory); the mtools path writes ``.keystore.new``, reads it
+back and compares, then renames it over ``keystore.json`` and flushes the device. A reader that finds no
+``keystore.json`` but a complete ``.keystore.new`` (a pull between the two directory updates) uses it.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -37,53 +37,78 @@ class StickIOError(OSError):
     pass
 
 
+def have_mtools() -> bool:
+    return all(shutil.which(tool) for tool in ("mtype", "mcopy", "mren"))
+
+
+def read_path(path: Path) -> bytes | None:
+    """A small regular file's bytes, None if there is none; never through a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR):
+            return None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size > MAX_FILE:
+            raise StickIOError(errno.EFBIG, f"{path.name} is too large")
+        return fh.read(MAX_FILE + 1)
+
+
+class StickDir:
+    """The stick where the desktop mounted it (the launcher on the stick)."""
+
+    backend = "dir"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read_files(self, names: list[str]) -> dict[str, bytes | None]:
+        return {name: read_path(self.path / name) for name in names}
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        from ..keystore import atomic_write
+
+        atomic_write(self.path / name, data)
+
+
 class StickFS:
-    def __init__(self, device: str, fstype: str, mountpoint: Path, scratch: Path | None = None) -> None:
-        self.device, self.fstype, self.mountpoint = device, fstype, Path(mountpoint)
-        self.scratch = scratch or self.mountpoint.parent  # RAM, for mtools' source files
-        self.backend = "kernel"
+    """The stick's block device. `workdir` is a directory in RAM only root may enter: mount points and
+    mtools' scratch files go there."""
+
+    def __init__(self, device: str, workdir: Path, backend: str | None = None) -> None:
+        self.device, self.workdir = device, Path(workdir)
+        self.backend = backend or ("mtools" if have_mtools() else "kernel")
+        self.mountpoint = self.workdir / ("mnt-" + Path(device).name)
 
     # ------------------------------------------------------------ read
 
     def read_files(self, names: list[str]) -> dict[str, bytes | None]:
-        if self.backend == "kernel":
-            self.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = mounts.MS_RDONLY | mounts.MS_NODEV | mounts.MS_NOSUID | mounts.MS_NOEXEC
-            try:
-                mounts.mount(self.device, self.mountpoint, self.fstype, flags, mounts.stick_options(self.fstype))
-            except OSError as exc:
-                if exc.errno == errno.ENODEV and self._mtools_ok():
-                    self.backend = "mtools"
-                    return self.read_files(names)
-                raise StickIOError(exc.errno, f"cannot mount {self.device} read-only ({exc.strerror})") from None
-            try:
-                out: dict[str, bytes | None] = {}
-                for name in names:
-                    out[name] = self._read_path(self.mountpoint / name)
-                return out
-            finally:
-                mounts.umount(self.mountpoint)
-        return {name: self._mtype(name) for name in names}
+        if self.backend == "mtools":
+            return {name: self._mtype(name) for name in names}
+        self.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            mounts.mount_fat(self.device, self.mountpoint, read_only=True)
+        except OSError as exc:
+            raise StickIOError(exc.errno, f"cannot mount {self.device} read-only as FAT ({exc.strerror})") from None
+        try:
+            return {name: read_path(self.mountpoint / name) for name in names}
+        finally:
+            mounts.umount(self.mountpoint)
 
-    @staticmethod
-    def _read_path(path: Path) -> bytes | None:
-        if not path.is_file():
-            return None
-        if path.stat().st_size > MAX_FILE:
-            raise StickIOError(errno.EFBIG, f"{path.name} is too large")
-        return path.read_bytes()
-
-    def _mtools_ok(self) -> bool:
-        return self.fstype in ("vfat", "msdos") and shutil.which("mtype") is not None
-
-    def _mt(self, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+    def _mt(self, *args: str) -> subprocess.CompletedProcess:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "MTOOLS_SKIP_CHECK": "1",
-            "HOME": str(self.scratch),
+            "HOME": str(self.workdir),  # no ~/.mtoolsrc of anyone's
             "LANG": "C.UTF-8",
         }
-        return subprocess.run([args[0], "-i", self.device, *args[1:]], capture_output=True, env=env, input=data)
+        return subprocess.run([args[0], "-i", self.device, *args[1:]], capture_output=True, env=env)
 
     def _mtype(self, name: str) -> bytes | None:
         proc = self._mt("mtype", f"::/{name}")
@@ -98,41 +123,29 @@ class StickFS:
     # ------------------------------------------------------------ write
 
     def write_atomic(self, name: str, data: bytes) -> None:
+        if self.backend == "mtools":
+            self._write_mtools(name, data)
+            return
         from ..keystore import atomic_write
 
-        if self.backend == "kernel":
-            self.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mounts.mount_fat(self.device, self.mountpoint, read_only=False)
+        try:
+            atomic_write(self.mountpoint / name, data)
+        finally:
             try:
-                mounts.mount(
-                    self.device,
-                    self.mountpoint,
-                    self.fstype,
-                    mounts.MS_NODEV | mounts.MS_NOSUID | mounts.MS_NOEXEC,
-                    ",".join(
-                        o for o in (mounts.stick_options(self.fstype), "flush" if self.fstype == "vfat" else "") if o
-                    ),
-                )
-            except OSError as exc:
-                if exc.errno == errno.ENODEV and self._mtools_ok():
-                    self.backend = "mtools"
-                    return self.write_atomic(name, data)
-                raise
-            try:
-                atomic_write(self.mountpoint / name, data)
-            finally:
-                try:
-                    mounts.umount(self.mountpoint)
-                except OSError:
-                    pass
-            return
-        fd, src = tempfile.mkstemp(dir=self.scratch)
+                mounts.umount(self.mountpoint)
+            except OSError:
+                pass
+
+    def _write_mtools(self, name: str, data: bytes) -> None:
+        fd, src = tempfile.mkstemp(dir=self.workdir)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            for cmd in (("mcopy", "-o", "-D", "o", src, f"::/{PENDING}"),):
-                proc = self._mt(*cmd)
-                if proc.returncode != 0:
-                    raise StickIOError(errno.EIO, proc.stderr.decode(errors="replace").strip() or "mcopy failed")
+            proc = self._mt("mcopy", "-o", "-D", "o", src, f"::/{PENDING}")
+            if proc.returncode != 0:
+                raise StickIOError(errno.EIO, proc.stderr.decode(errors="replace").strip() or "mcopy failed")
             self._flush()
             if self._mtype(PENDING) != data:
                 raise StickIOError(errno.EIO, "the new keystore did not read back identical")

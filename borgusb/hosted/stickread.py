@@ -1,6 +1,7 @@
-"""Reading one inserted stick: its marker and keystore, through a read-only private mount unmounted at once
-(or mtools, no mount; or the directory the desktop mounted, for the launcher on the stick). A stick that
-cannot be used is refused with StickRejected, whose message says why, and nothing is started or written."""
+"""Reading one inserted stick: its marker and keystore (stickfs: mtools on the block device, or a read-only
+vfat mount unmounted at once; or the directory the desktop mounted, for the launcher on the stick). A stick
+that cannot be used is refused with StickRejected, whose reason is counted and whose message says why, and
+nothing is started or written."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import keystore
-from ..stick import KEYSTORE, LABEL, MARKER, Marker, MarkerError
-from .stickfs import PENDING, StickFS
+from ..stick import FILESYSTEM, KEYSTORE, LABEL, MARKER, Marker, MarkerError
+from .stickfs import PENDING, StickDir, StickFS
 
 
 class StickRejected(Exception):
-    """The device carries the label but cannot be used; the message says why."""
+    """The device carries the label but cannot be used; `reason` is one word (counted), the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -22,33 +27,39 @@ class StickContents:
     marker: Marker
     keystore: bytes | None  # None: no wallet yet
     identity: str | None  # the wallet's Doge address
-    backend: str  # "kernel" (private mount), "mtools" (no vfat in the kernel) or "dir" (read in place)
+    backend: str  # "mtools" (no mount), "kernel" (private vfat mount) or "dir" (read in place)
 
 
-def read_stick(
-    device: str, fstype: str, ram: Path, stick_dir: Path | None, log: Callable[[str], None]
-) -> StickContents:
+def open_stick(device: str, fstype: str, workdir: Path, stick_dir: Path | None) -> StickFS | StickDir:
+    """Where the stick is read from. A device that udev does not call FAT is refused here, before any
+    byte of it is read: no other filesystem driver of the kernel, nor mtools, ever sees it."""
+    if stick_dir is not None:
+        return StickDir(stick_dir)
+    if fstype != FILESYSTEM:
+        raise StickRejected(
+            "filesystem",
+            f"it is labelled {LABEL} but its filesystem is {fstype or 'unknown'}, not FAT ({FILESYSTEM}): "
+            "not a BorgUSB stick, left alone (nothing was mounted or read)",
+        )
+    return StickFS(device, workdir)
+
+
+def read_stick(source: StickFS | StickDir, device: str, log: Callable[[str], None]) -> StickContents:
     """The stick's marker and wallet keystore, checked; StickRejected if it cannot be used."""
-    names = [MARKER, KEYSTORE, PENDING]
-    backend = "dir"
     try:
-        if stick_dir is not None:
-            files = {n: StickFS._read_path(stick_dir / n) for n in names}
-        else:
-            fs = StickFS(device, fstype, ram / "mnt", ram)
-            files = fs.read_files(names)
-            backend = fs.backend
+        files = source.read_files([MARKER, KEYSTORE, PENDING])
     except OSError as exc:
-        raise StickRejected(f"cannot read it ({exc.strerror or exc})") from None
+        raise StickRejected("unreadable", f"cannot read it ({exc.strerror or exc})") from None
     raw = files[MARKER]
     if raw is None:
         raise StickRejected(
-            f"it is labelled {LABEL} but has no BorgUSB marker file ({MARKER}): not a BorgUSB stick, left alone"
+            "no-marker",
+            f"it is labelled {LABEL} but has no BorgUSB marker file ({MARKER}): not a BorgUSB stick, left alone",
         )
     try:
         marker = Marker.parse(raw)
     except MarkerError as exc:
-        raise StickRejected(f"{exc}: left alone") from None
+        raise StickRejected("marker", f"{exc}: left alone") from None
     ks, pending = files[KEYSTORE], files[PENDING]
     if ks is None and pending is not None:
         try:
@@ -66,11 +77,12 @@ def read_stick(
             doc = keystore.parse(ks)
         except keystore.KeystoreError as exc:
             raise StickRejected(
+                "keystore",
                 f"the keystore on the stick cannot be used: {exc}. Nothing was changed on the stick "
                 "or on this computer; restore the wallet from your 24 words onto a new stick "
-                "('borgusb wallet restore')"
+                "('borgusb wallet restore')",
             ) from None
         if doc.get("kind") != "wallet":
-            raise StickRejected(f"the keystore on the stick holds a {doc.get('kind')} key, not a wallet")
+            raise StickRejected("keystore", f"the keystore on the stick holds a {doc.get('kind')} key, not a wallet")
         identity = doc.get("public", {}).get("doge_address")
-    return StickContents(marker, ks, identity, backend)
+    return StickContents(marker, ks, identity, source.backend)

@@ -1,7 +1,8 @@
 """Where sticks come from: the kernel's block-device events, through udev (pyudev).
 
 A candidate is a partition (or a whole disk) with the filesystem label ``BORGUSB``; whether it is a BorgUSB
-stick is for its marker to say (borgusb.hosted.stickread). A device name means nothing.
+stick is for its filesystem type (FAT only) and then its marker to say (borgusb.hosted.stickread). A device
+name means nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def is_candidate(dev: Any) -> bool:
 
 
 def fstype(dev: Any) -> str:
-    return dev.get("ID_FS_TYPE") or "vfat"
+    """The filesystem type udev (blkid) found: a hint read from the stick, only ever used to refuse it."""
+    return dev.get("ID_FS_TYPE") or ""
 
 
 def is_removal(dev: Any) -> bool:

@@ -3,13 +3,17 @@
 A *session* is one inserted stick: its device, its conduit process and its
 directory in RAM. The *node* (the machine's cells) runs while at least one
 session does. Nothing here writes outside the RAM directory; logs are kept in
-memory (``MemoryLog``) and printed on the terminal. The pieces: ``udev`` (where
-sticks come from), ``stickread`` (what a stick holds, or why it is refused),
-``procs`` (starting and stopping the processes).
+memory (``MemoryLog``) and printed on the terminal. The watcher is the only
+part that stays root: the node and each conduit run as users of their own
+(``users``), and the stick is read and written by the watcher alone
+(``stickfs``; a conduit's one write goes through ``stickwrite``). The pieces:
+``udev`` (where sticks come from), ``stickread`` (what a stick holds, or why it
+is refused, and counted), ``procs`` (starting and stopping the processes).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import shutil
@@ -24,9 +28,11 @@ from typing import Any
 
 from ..cells import implemented
 from ..stick import KEYSTORE, LABEL, MARKER
-from . import mounts, udev
-from .procs import MemoryLog, Proc, child_env, python, spawn, stop_procs
-from .stickread import StickRejected, read_stick
+from . import mounts, udev, users
+from .procs import MemoryLog, Proc, can_run, child_env, python, spawn, stop_procs
+from .stickread import StickRejected, open_stick, read_stick
+from .stickwrite import WriteService
+from .users import Account
 
 __all__ = ["MemoryLog", "Options", "Session", "Watcher", "install_signal_handlers"]
 
@@ -40,7 +46,9 @@ class Session:
     ram: Path
     port: int
     identity: str | None
-    backend: str  # how the stick is read and written: "kernel", "mtools" or "dir" (in place)
+    backend: str  # how the stick is read and written: "mtools", "kernel" or "dir" (in place)
+    account: Account | None  # the conduit's user (None: the watcher's own, when it is not root)
+    writer: WriteService
     stick_dir: Path | None = None
     conduit: Proc | None = None
     started: float = field(default_factory=time.monotonic)
@@ -57,6 +65,7 @@ class Options:
     stick_dir: Path | None = None  # run for the stick mounted there (the launcher on the stick)
     idle_lock_min: float = 10.0
     ram_size: str = "256m"
+    code_dir: Path | None = None  # the checked RAM copy the launcher on the stick runs from (removed at the end)
 
 
 class Watcher:
@@ -65,8 +74,11 @@ class Watcher:
         self.log = log or MemoryLog()
         self.sessions: dict[str, Session] = {}
         self.rejected: dict[str, str] = {}  # device -> why (told once per insertion)
+        self.refused: collections.Counter[str] = collections.Counter()  # insertions refused, by reason
         self.node: list[Proc] = []
+        self.node_account: Account | None = None
         self.ram_root: Path | None = None
+        self.workdir: Path | None = None  # root's own corner of the RAM directory: mount points, scratch
         self.private = False
         self.stopping = False
         self.ids = itertools.count(1)
@@ -102,7 +114,20 @@ class Watcher:
                     self.log(f"{d} is not covered with RAM: BorgUSB runs from it")
             self.ram_root = Path("/dev/shm/borgusb-hosted")
             self.ram_root.mkdir(mode=0o700)
-            mounts.mount_tmpfs(self.ram_root, size=self.opts.ram_size)
+            # 0711: each process's own directory below is reachable by its user alone; nobody lists them
+            mounts.mount_tmpfs(self.ram_root, size=self.opts.ram_size, mode="0711")
+            self.node_account = users.pick()
+            probe = self.ram_root / "probe"
+            env = child_env(probe)
+            users.give(probe, self.node_account)
+            why = can_run(self.node_account, env)
+            shutil.rmtree(probe, ignore_errors=True)
+            if why is not None:
+                raise SystemExit(
+                    "borgusb hosted: the cells and conduits run as a user of their own, which cannot run this "
+                    f"installation ({why}). Install BorgUSB where every user can read it (for example a venv "
+                    "under /opt), or start the launcher on the stick"
+                )
         else:
             if self.opts.stick_dir is None:
                 raise SystemExit(
@@ -113,6 +138,8 @@ class Watcher:
 
             base = os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm"
             self.ram_root = Path(tempfile.mkdtemp(prefix="borgusb-hosted-", dir=base))
+        self.workdir = self.ram_root / "watcher"
+        self.workdir.mkdir(mode=0o700)
         self.log(
             f"RAM directory {self.ram_root} ({'private tmpfs in a private mount namespace' if self.private else 'RAM'})"
         )
@@ -135,6 +162,24 @@ class Watcher:
                     mounts.umount(d)
                 except OSError:
                     pass
+        self.remove_code_dir()
+
+    def remove_code_dir(self) -> None:
+        """The checked copy the launcher ran us from (bootstrap.py): as root a tmpfs on an empty directory."""
+        code = self.opts.code_dir
+        if code is None or not code.is_dir():
+            return
+        if os.geteuid() == 0:
+            try:
+                mounts.umount(code)
+                code.rmdir()
+            except OSError as exc:
+                self.log(f"could not remove {code}: {exc}")
+        else:
+            shutil.rmtree(code, ignore_errors=True)
+
+    def refusal_summary(self) -> str:
+        return " ".join(f"{reason}={n}" for reason, n in sorted(self.refused.items())) or "none"
 
     # ------------------------------------------------------------ the node
 
@@ -157,6 +202,8 @@ class Watcher:
         data = home / "cells"
         for cell in cells:
             (data / cell).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.node_account is not None:
+            users.give(home, self.node_account)
         # one cell host: the cells' code loaded once, each cell forked from it as a process of its own
         cmd = [
             *python(),
@@ -171,8 +218,12 @@ class Watcher:
             ip,
             *join_args,
         ]
-        self.node.append(spawn("cells", cmd, env, "BORGUSB-CELLHOST", self.log))
-        self.log(f"node started on {ip}: {', '.join(cells)} (state in RAM)")
+        self.node.append(spawn("cells", cmd, env, "BORGUSB-CELLHOST", self.log, self.node_account))
+        self.log(f"node started on {ip}: {', '.join(cells)} (state in RAM{self.as_whom(self.node_account)})")
+
+    @staticmethod
+    def as_whom(account: Account | None) -> str:
+        return f", user {account.uid}, no capabilities" if account is not None else ""
 
     def stop_node(self) -> None:
         if not self.node:
@@ -196,29 +247,41 @@ class Watcher:
                 except OSError:
                     continue
             return port
-        raise StickRejected(f"no free local port from {self.opts.port}")
+        raise StickRejected("no-port", f"no free local port from {self.opts.port}")
 
     def begin_session(self, device: str, sys_path: str, fstype: str, stick_dir: Path | None = None) -> Session | None:
         if device in self.sessions or device in self.rejected:
             return None
-        assert self.ram_root is not None
+        assert self.ram_root is not None and self.workdir is not None
         sid = f"s{next(self.ids)}"
-        ram = self.ram_root / sid
-        ram.mkdir(mode=0o700)
         try:
-            stick = read_stick(device, fstype, ram, stick_dir, self.log)
+            source = open_stick(device, fstype, self.workdir, stick_dir)  # refuses what is not FAT, unread
+            stick = read_stick(source, device, self.log)
             port = self.free_port()
         except StickRejected as exc:
-            shutil.rmtree(ram, ignore_errors=True)
             self.rejected[device] = str(exc)
-            self.log(f"BORGUSB-HOSTED-REJECTED device={device}: {exc}")
+            self.refused[exc.reason] += 1
+            self.log(
+                f"BORGUSB-HOSTED-REJECTED device={device} reason={exc.reason} refused={self.refused[exc.reason]}: {exc}"
+            )
             return None
-        session = Session(sid, device, sys_path, fstype, ram, port, stick.identity, stick.backend, stick_dir)
+        ram = self.ram_root / sid
+        ram.mkdir(mode=0o700)
+        account = None
+        if os.geteuid() == 0:
+            account = users.pick(exclude=[a.uid for a in self.accounts()])
+        writer = WriteService(source, may_write=stick.keystore is None, log=self.log, name=f"conduit[{sid}]")
+        session = Session(
+            sid, device, sys_path, fstype, ram, port, stick.identity, stick.backend, account, writer, stick_dir
+        )
         copy = ram / KEYSTORE
         if stick.keystore is not None:
             fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(stick.keystore)
+        env = child_env(ram)
+        if account is not None:
+            users.give(ram, account)
         self.sessions[device] = session
         how = "read in place" if stick_dir else f"{stick.backend} read, nothing left mounted"
         self.log(
@@ -238,15 +301,23 @@ class Watcher:
             self.node_ip(),
             "--idle-lock",
             str(self.opts.idle_lock_min),
+            "--writer-fd",
+            str(writer.peer.fileno()),
         ]
-        if stick_dir is not None:
-            cmd += ["--stick-dir", str(stick_dir)]
-        else:
-            cmd += ["--device", device, "--fstype", fstype, "--mountpoint", str(ram / "mnt")]
-            if stick.backend == "mtools":
-                cmd += ["--mtools"]
-        session.conduit = spawn(f"conduit[{sid}]", cmd, child_env(ram), "BorgHUIConduit is ready", self.log)
+        name = f"conduit[{sid}]"
+        try:
+            session.conduit = spawn(
+                name, cmd, env, "BorgHUIConduit is ready", self.log, account, pass_fds=[writer.peer.fileno()]
+            )
+        finally:
+            writer.handed_over()
+        self.log(f"{name} started on port {port}{self.as_whom(account)}")
         return session
+
+    def accounts(self) -> list[Account]:
+        """The users this watcher's processes run as now."""
+        mine = [s.account for s in self.sessions.values() if s.account is not None]
+        return mine + ([self.node_account] if self.node_account is not None else [])
 
     def end_session(self, s: Session, reason: str, t_event: float | None = None) -> None:
         t0 = t_event or time.monotonic()
@@ -255,15 +326,12 @@ class Watcher:
             procs += self.node  # the last stick: stop the node in the same breath
         stop_procs(procs)
         gone_ms = (time.monotonic() - t0) * 1000
+        s.writer.close()
         copy = s.ram / KEYSTORE
         try:
             size = copy.stat().st_size
             with open(copy, "r+b", buffering=0) as fh:
                 fh.write(b"\0" * size)
-        except OSError:
-            pass
-        try:
-            mounts.umount(s.ram / "mnt")
         except OSError:
             pass
         shutil.rmtree(s.ram, ignore_errors=True)

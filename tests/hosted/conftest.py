@@ -1,4 +1,7 @@
-"""Hosted-mode tier: real udev events from loop devices; udevd started here if the machine runs none."""
+"""Hosted-mode tier: real udev events from loop devices; udevd started here if the machine runs none.
+
+The watcher runs as a person installs it (runtime.py): the host's python3 and BorgUSB where every user
+can read it, since its cells and conduits run as users of their own."""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
 UDEVD = "/lib/systemd/systemd-udevd"
 NODE_IP = "127.66.0.1"  # a loopback address of its own: other tests' clusters use 127.0.0.x
@@ -49,19 +51,36 @@ def udevd():
             proc.wait()
 
 
+@pytest.fixture(scope="session")
+def runtime(udevd):
+    from runtime import host_python, make_runtime
+
+    python = host_python()
+    if python is None:
+        pytest.fail("hosted mode's tests need the host's python3 3.11 (/usr/bin/python3): run ./build.sh setup")
+    made = make_runtime(python)
+    yield made
+    shutil.rmtree(made.base, ignore_errors=True)
+
+
 class WatcherProc:
-    """`borgusb hosted` as the person runs it, its terminal output collected."""
+    """`borgusb hosted` as the person runs it (sudo, BorgUSB installed for every user), its terminal
+    output collected."""
 
     def __init__(
         self,
+        runtime,
         port: int,
         *extra: str,
         cells: str | None = "peerTreeNet,serviceMgrCell",
         env: dict[str, str] | None = None,
     ) -> None:
-        exe = ROOT / ".venv" / "bin" / "borgusb"
         cmd = [
-            str(exe if exe.exists() else shutil.which("borgusb")),
+            runtime.python,
+            "-B",
+            "-P",
+            "-c",
+            "import sys; from borgusb.cli import main; sys.exit(main())",
             "hosted",
             "--node-ip",
             NODE_IP,
@@ -72,7 +91,12 @@ class WatcherProc:
         if cells:
             cmd += ["--cells", cells]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env or runtime.env(),
         )
         self.lines: list[str] = []
         self.cond = threading.Condition()
@@ -127,11 +151,11 @@ class WatcherProc:
 
 
 @pytest.fixture
-def watcher_factory(udevd):
+def watcher_factory(runtime):
     made: list[WatcherProc] = []
 
     def make(port: int, *extra: str, **kw) -> WatcherProc:
-        w = WatcherProc(port, *extra, **kw)
+        w = WatcherProc(runtime, port, *extra, **kw)
         made.append(w)
         return w
 

@@ -23,8 +23,10 @@ def make_stick(
     keystore: bytes | None = None,
     label: str = LABEL,
     files: dict[str, bytes] | None = None,
+    fs: str = "vfat",
 ) -> Path:
-    """A 64 MiB GPT image: a small ESP and a FAT32 data partition labelled `label`."""
+    """A 64 MiB GPT image: a small ESP and a data partition labelled `label`: FAT32, or with fs="ext4" an
+    ext4 filesystem (which hosted mode must refuse unread; no files are put on it)."""
     with open(path, "wb") as fh:
         fh.truncate((DATA_START + DATA_SECTORS + 2048) * SECTOR)
     layout = (
@@ -35,6 +37,14 @@ def make_stick(
     subprocess.run(
         ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)], input=layout, text=True, check=True
     )
+    if fs == "ext4":
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-L", label, "-E", f"offset={DATA_START * SECTOR}", str(path)]
+            + [f"{DATA_SECTORS // 2}k"],
+            check=True,
+            capture_output=True,
+        )
+        return path
     subprocess.run(
         ["mkfs.vfat", "-F", "32", "-s", "1", "-n", label, f"--offset={DATA_START}", str(path), str(DATA_SECTORS // 2)],
         check=True,

@@ -176,7 +176,7 @@ def test_bad_sticks_are_refused_clearly(tmp_path, watcher_factory, loops, case):
     w = watcher_factory(port)
     t = time.monotonic()
     loop = loops(image)
-    w.wait_for(rf"BORGUSB-HOSTED-REJECTED device={loop.data}: .*{expect}", 30, after=t)
+    w.wait_for(rf"BORGUSB-HOSTED-REJECTED device={loop.data} reason=\S+ refused=1: .*{expect}", 30, after=t)
     time.sleep(1.0)
     assert not answers(port) and "node started" not in w.text()
     assert w.children() == []
@@ -186,7 +186,7 @@ def test_bad_sticks_are_refused_clearly(tmp_path, watcher_factory, loops, case):
     assert sha(image) == before and listing(image) == files_before
 
 
-def test_no_trace_on_the_host(tmp_path_factory, watcher_factory, loops):
+def test_no_trace_on_the_host(tmp_path_factory, runtime, watcher_factory, loops):
     work = tmp_path_factory.mktemp("notrace")
     ks, address = wallet_keystore(work)
     image = make_stick(work / "stick.img", keystore=ks)
@@ -210,6 +210,7 @@ def test_no_trace_on_the_host(tmp_path_factory, watcher_factory, loops):
     s2 = snapshot(ignore)
     changes = {p: c for p, c in diff(s1, s2).items() if p not in ambient}
     print(f"\nsnapshot: {len(s2)} paths; ambient changes ignored: {sorted(ambient)[:20]}")
+    assert not list(runtime.site.rglob("__pycache__")), "bytecode was written into the installation"
     assert changes == {}, "hosted mode left traces on the host:\n" + "\n".join(
-        f"{c} {p}" for p, c in sorted(changes.items())
+        f"{c} {p} {s1.get(p)} -> {s2.get(p)}" for p, c in sorted(changes.items())
     )

@@ -11,18 +11,21 @@ import json
 import time
 import urllib.request
 
+from runtime import copy_readable
 from stick import make_stick
 from test_hosted import free_port, wallet_keystore
 
-from tests.cellkit.example import pythonpath, write_site
+from tests.cellkit.example import HERE, write_site
 
 NODE_IP = "127.66.0.1"
 
 
-def test_a_new_cell_type_runs_in_hosted_mode(tmp_path, watcher_factory, loops) -> None:
+def test_a_new_cell_type_runs_in_hosted_mode(tmp_path, runtime, watcher_factory, loops) -> None:
     ks, _ = wallet_keystore(tmp_path)
     image = make_stick(tmp_path / "stick.img", keystore=ks)
-    w = watcher_factory(free_port(), cells=None, env=pythonpath(write_site(tmp_path / "site")))
+    site = runtime.readable_dir(f"example-{tmp_path.name}")  # the cells' own user must read it
+    copy_readable(HERE / "borgusb_example_echo", site / "borgusb_example_echo")
+    w = watcher_factory(free_port(), cells=None, env=runtime.env(write_site(site)))
     t_start = time.monotonic()
     loops(image)
     w.wait_for(r"BORGUSB-HOSTED-READY", 60, after=t_start)

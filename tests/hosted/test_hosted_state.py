@@ -9,8 +9,9 @@ import subprocess
 import pytest
 
 from borgusb import keystore
-from borgusb.hosted.conduit import HostedState, StickWriteError, StickWriter
+from borgusb.hosted.conduit import HostedState, StickWriteError
 from borgusb.hosted.stickfs import PENDING, StickFS
+from borgusb.hosted.stickwrite import RemoteWriter, WriteService
 from borgusb.identity import Wallet
 
 FAST = keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024)
@@ -48,9 +49,16 @@ def test_pulled_during_wallet_write(tmp_path):
 
 def test_writer_turns_os_errors_into_the_message(tmp_path):
     missing = tmp_path / "gone"  # the device node vanished with the stick
-    writer = StickWriter(device=str(missing), fstype="vfat", mountpoint=tmp_path / "mnt", mtools=True)
-    with pytest.raises(StickWriteError, match="pulled out"):
-        writer(b"{}")
+    service = WriteService(StickFS(str(missing), tmp_path, "mtools"), True, lambda _: None, "conduit[t]")
+    writer = RemoteWriter(service.peer.fileno())
+    service.peer.detach()  # the writer owns that end now, as the conduit does
+    keystore.save_wallet(tmp_path / "k", Wallet.create(), "passphrase one", FAST)
+    try:
+        with pytest.raises(StickWriteError, match="pulled out"):
+            writer((tmp_path / "k").read_bytes())
+    finally:
+        service.close()
+        writer.sock.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
@@ -79,8 +87,7 @@ def test_mtools_write_is_atomic_on_a_real_partition(tmp_path):
         check=True,
     ).stdout.strip()
     try:
-        fs = StickFS(dev, "vfat", tmp_path / "mnt", tmp_path)
-        fs.backend = "mtools"
+        fs = StickFS(dev, tmp_path, "mtools")
         fs.write_atomic("keystore.json", new)
         assert fs.read_files(["keystore.json", PENDING]) == {"keystore.json": new, PENDING: None}
         # A pull after the new file is complete but before the rename: old keystore intact, new one complete.
