@@ -78,7 +78,6 @@ class Watcher:
         self.node: list[Proc] = []
         self.node_account: Account | None = None
         self.ram_root: Path | None = None
-        self.workdir: Path | None = None  # root's own corner of the RAM directory: mount points, scratch
         self.private = False
         self.stopping = False
         self.ids = itertools.count(1)
@@ -138,8 +137,6 @@ class Watcher:
 
             base = os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm"
             self.ram_root = Path(tempfile.mkdtemp(prefix="borgusb-hosted-", dir=base))
-        self.workdir = self.ram_root / "watcher"
-        self.workdir.mkdir(mode=0o700)
         self.log(
             f"RAM directory {self.ram_root} ({'private tmpfs in a private mount namespace' if self.private else 'RAM'})"
         )
@@ -252,10 +249,10 @@ class Watcher:
     def begin_session(self, device: str, sys_path: str, fstype: str, stick_dir: Path | None = None) -> Session | None:
         if device in self.sessions or device in self.rejected:
             return None
-        assert self.ram_root is not None and self.workdir is not None
+        assert self.ram_root is not None
         sid = f"s{next(self.ids)}"
         try:
-            source = open_stick(device, fstype, self.workdir, stick_dir)  # refuses what is not FAT, unread
+            source = open_stick(device, fstype, self.workdir(), stick_dir)  # refuses what is not FAT, unread
             stick = read_stick(source, device, self.log)
             port = self.free_port()
         except StickRejected as exc:
@@ -264,6 +261,7 @@ class Watcher:
             self.log(
                 f"BORGUSB-HOSTED-REJECTED device={device} reason={exc.reason} refused={self.refused[exc.reason]}: {exc}"
             )
+            self.drop_workdir()
             return None
         ram = self.ram_root / sid
         ram.mkdir(mode=0o700)
@@ -314,6 +312,18 @@ class Watcher:
         self.log(f"{name} started on port {port}{self.as_whom(account)}")
         return session
 
+    def workdir(self) -> Path:
+        """Root's own corner of the RAM directory (mount points, mtools' scratch), while sticks are in."""
+        assert self.ram_root is not None
+        path = self.ram_root / "watcher"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def drop_workdir(self) -> None:
+        """No stick left: nothing of root's stays in the RAM directory."""
+        if not self.sessions and self.ram_root is not None:
+            shutil.rmtree(self.ram_root / "watcher", ignore_errors=True)
+
     def accounts(self) -> list[Account]:
         """The users this watcher's processes run as now."""
         mine = [s.account for s in self.sessions.values() if s.account is not None]
@@ -338,6 +348,7 @@ class Watcher:
         self.sessions.pop(s.device, None)
         if not self.sessions:
             self.stop_node()
+        self.drop_workdir()
         self.log(f"BORGUSB-HOSTED-GONE device={s.device} reason={reason!r} stopped_ms={gone_ms:.0f}")
 
     def announce_ready(self) -> None:
