@@ -15,6 +15,7 @@ from typing import Any
 
 from ..stick import (
     ALWAYS_ON_FILE,
+    FILESYSTEM,
     KEYSTORE,
     LABEL,
     MARKER,
@@ -47,7 +48,8 @@ def copy_from_stick(device: Path) -> list[str]:
     MOUNTPOINT.mkdir(parents=True, exist_ok=True, mode=0o700)
     STICK.mkdir(parents=True, exist_ok=True, mode=0o700)
     subprocess.run(
-        ["mount", "-o", "ro,nodev,nosuid,noexec", str(device), str(MOUNTPOINT)],
+        # only FAT: a partition labelled BORGUSB with any other filesystem is never handed to its driver
+        ["mount", "-t", FILESYSTEM, "-o", "ro,nodev,nosuid,noexec", str(device), str(MOUNTPOINT)],
         check=True,
         capture_output=True,
         text=True,
