@@ -13,7 +13,11 @@
 * **Tombstone** ``{"id", "o", "t", "s"}`` (domain ``borgusb.tomb``): the owner
   deletes object ``id``; anything of that owner's about it signed at or
   before ``t`` is refused from then on, so an old store request cannot bring
-  it back.
+  it back. It travels with the owner's manifest of the object
+  (`check_tomb_manifest`), so that a node that never held the manifest still
+  learns which shards the deletion covers. A tombstone only ever speaks for
+  its own signer: another key's tombstone for the same id touches nothing of
+  the owner's (see `borgusb.shard.store`).
 
 The domain member keeps a signature for one kind from being replayed as
 another, and none of them can pass for an envelope (envelopes have no ``d``).
@@ -191,3 +195,16 @@ def check_tomb(tomb: Any) -> dict[str, Any]:
     _int(tomb, "t", 0, 2**53)
     _check_sig("borgusb.tomb", tomb)
     return tomb
+
+
+def check_tomb_manifest(tomb: dict[str, Any], m: Any) -> dict[str, Any]:
+    """m, checked as the manifest the tombstone's own signer signed for the object it deletes.
+
+    A manifest is no proof of who owns an id (anyone can sign one for any id): it only tells,
+    under the owner's signature, which shards the owner's deletion covers."""
+    check_manifest(m)
+    if m["id"] != tomb["id"]:
+        raise BadRecord("malformed", "the manifest sent with a tombstone must be of the object it deletes")
+    if m["o"] != tomb["o"]:
+        raise BadRecord("not_owner", "the manifest sent with a tombstone must be its signer's")
+    return m

@@ -5,7 +5,9 @@ Layout under the store's root (the cell's ``data_dir``)::
     shards/ab/<sha256>        the bytes
     shards/ab/<sha256>.rec    {"rec": owner record, "objs": [object ids]}
     manifests/<id>.json       the owner-signed manifest
-    tombs/<id>.json           the owner's tombstone of a deleted object
+    tombs/<id>.json           the first tombstone heard for an object (the bare signed tombstone)
+    tombs/<id>.<key>.json     another key's tombstone for the same id
+    tombs/<stem>.shards       {"shards": [...]}: the shards that tombstone's object had
     tmp/                      writes in progress (cleared at start)
 
 * **Atomic**: every file is written to ``tmp/``, flushed (and fsynced when
@@ -29,8 +31,21 @@ Layout under the store's root (the cell's ``data_dir``)::
   written before CRCs were kept is checked by SHA-256 on every read.
 * **Ownership**: the first owner of a hash owns it; the same owner may
   replace the record (newer ``t``); anyone else's record for that hash
-  changes nothing (`Refused("other_owner")`). A tombstone refuses anything of
-  its owner's about that object signed at or before it (`Refused("tombstoned")`).
+  changes nothing (`Refused("other_owner")`).
+* **Tombstones** (issue 15 item 1): a tombstone refuses anything of its
+  signer's about that object signed at or before it, on every put
+  (`Refused("tombstoned")`): manifests, records that name the object, and
+  records that name no object or another one but are of a shard the deleted
+  object had (learnt from the owner's manifest sent with the tombstone, or
+  from the records held here). Such a shard is taken again only where a live
+  manifest of the same owner lists it (held here, or sent as ``live``), or
+  to refetch a copy this node kept and lost. Each key's tombstone is kept
+  apart and only ever touches that key's records, so another key's
+  tombstone can neither replace the owner's nor free the owner's object;
+  it is refused outright (`Refused("not_owner")`) where this node holds the
+  object's manifest signed by another key. It is not refused merely for
+  following another key's tombstone: a stranger who tombstoned an id first,
+  at a node holding no manifest, would otherwise block the owner's deletion.
 """
 
 from __future__ import annotations
@@ -83,7 +98,9 @@ class ShardStore:
         self.counters: Counter[str] = Counter()
         self.records: dict[str, dict[str, Any]] = {}  # hash -> {"rec":..., "objs":[...]}
         self.manifests: dict[str, dict[str, Any]] = {}
-        self.tombs: dict[str, dict[str, Any]] = {}
+        self.tombs: dict[str, dict[str, Any]] = {}  # by file stem: "<id>", or "<id>.<key>" (see _tomb_stem)
+        self.dead: dict[tuple[str, str], int] = {}  # (owner, shard hash) -> t of the latest tombstone covering it
+        self._dead_lists: dict[str, set[str]] = {}  # tombstone stem -> the shards it covers
         self.lost: dict[str, dict[str, Any]] = {}  # dropped as corrupt, to refetch
         self.used_bytes = 0
         for sub in ("shards", "manifests", "tombs", "tmp"):
@@ -133,16 +150,34 @@ class ShardStore:
         for data_path in (self.root / "shards").glob("*/*"):
             if data_path.suffix != ".rec" and data_path.name not in self.records:
                 data_path.unlink(missing_ok=True)  # bytes without a record: an interrupted write
-        for kind, table, check in (
-            ("manifests", self.manifests, model.check_manifest),
-            ("tombs", self.tombs, model.check_tomb),
-        ):
-            for path in (self.root / kind).glob("*.json"):
-                try:
-                    doc = check(json.loads(path.read_bytes()))
-                    table[doc["id"]] = doc
-                except (OSError, ValueError, model.BadRecord):
-                    path.unlink(missing_ok=True)
+        for path in (self.root / "manifests").glob("*.json"):
+            try:
+                doc = model.check_manifest(json.loads(path.read_bytes()))
+                self.manifests[doc["id"]] = doc
+            except (OSError, ValueError, model.BadRecord):
+                path.unlink(missing_ok=True)
+        self._load_tombs()
+
+    def _load_tombs(self) -> None:
+        tombs = self.root / "tombs"
+        for path in tombs.glob("*.json"):
+            try:
+                tomb = model.check_tomb(json.loads(path.read_bytes()))
+                if path.stem not in (tomb["id"], f"{tomb['id']}.{tomb['o']}"):
+                    raise ValueError("a tombstone file is named after its id (and key)")
+            except (OSError, ValueError, model.BadRecord):
+                path.unlink(missing_ok=True)
+                continue
+            self.tombs[path.stem] = tomb
+        for path in tombs.glob("*.shards"):
+            try:
+                hashes = json.loads(path.read_bytes())["shards"]
+                if path.stem not in self.tombs or not all(model.is_hash(h) for h in hashes):
+                    raise ValueError("shards of no tombstone")
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)
+                continue
+            self._cover(path.stem, set(hashes))
 
     # ------------------------------------------------------------ shards
 
@@ -158,11 +193,11 @@ class ShardStore:
         wanted = set(m["shards"]) if m else None
         return [h for h, e in self.records.items() if object_id in e["objs"] or (wanted is not None and h in wanted)]
 
-    def _tombstoned(self, owner: str, t: int, objs: list[str]) -> bool:
-        return any((tomb := self.tombs.get(o)) and tomb["o"] == owner and t <= tomb["t"] for o in objs)
+    def put(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None = None, *, live: Any = None) -> str:
+        """Store a shard; returns "stored", "replaced" or "exists". Raises StoreError.
 
-    def put(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None = None) -> str:
-        """Store a shard; returns "stored", "replaced" or "exists". Raises StoreError."""
+        `obj` names the object the shard is stored for. `live`, the owner's manifest of `obj`,
+        vouches for a shard that a deleted object of the same owner also had (see the module)."""
         try:
             model.check_record(rec)
         except model.BadRecord as exc:
@@ -173,9 +208,9 @@ class ShardStore:
             self.counters["refused:hash_mismatch"] += 1
             raise Refused("hash_mismatch", "the bytes do not match the record's SHA-256 and size", 422)
         objs = [obj] if obj else []
-        if self._tombstoned(rec["o"], rec["t"], objs):
+        if self._refused_by_tomb(rec, obj, live):
             self.counters["refused:tombstoned"] += 1
-            raise Refused("tombstoned", "the owner deleted this object after this record was signed", 410)
+            raise Refused("tombstoned", "the owner deleted an object with this shard after this record was signed", 410)
         entry = self.records.get(h)
         if entry is not None:
             old = entry["rec"]
@@ -310,8 +345,7 @@ class ShardStore:
             self.counters[f"refused:manifest_{exc.reason}"] += 1
             raise Refused(exc.reason, str(exc), 403) from None
         oid = m["id"]
-        tomb = self.tombs.get(oid)
-        if tomb and tomb["o"] == m["o"] and m["t"] <= tomb["t"]:
+        if self.deleted(oid, m["o"], m["t"]):
             self.counters["refused:tombstoned"] += 1
             raise Refused("tombstoned", "the owner deleted this object after this manifest was signed", 410)
         old = self.manifests.get(oid)
@@ -327,41 +361,122 @@ class ShardStore:
 
     # ------------------------------------------------------------ deletion
 
-    def delete(self, tomb: Any) -> int:
-        """Apply an owner's tombstone; returns how many shards were removed here."""
+    def tomb(self, oid: str, owner: str) -> dict[str, Any] | None:
+        """owner's tombstone for object oid, if this node has one."""
+        first = self.tombs.get(oid)
+        if first is not None and first["o"] == owner:
+            return first
+        return self.tombs.get(f"{oid}.{owner}")
+
+    def deleted(self, oid: str, owner: str, t: int) -> bool:
+        """Whether owner deleted object oid at or after t (what owner signed about it at t is refused)."""
+        tomb = self.tomb(oid, owner)
+        return tomb is not None and t <= tomb["t"]
+
+    def owner_of(self, oid: str) -> str | None:
+        """The key this node knows as the object's owner: its manifest's, else its first tombstone's."""
+        known = self.manifests.get(oid) or self.tombs.get(oid)
+        return known["o"] if known else None
+
+    def _tomb_stem(self, oid: str, owner: str) -> str:
+        """The file stem of owner's tombstone for oid: "<id>" for the first key heard, as the one
+        tombstone of an id always was; "<id>.<key>" for any other key, so none replaces another."""
+        first = self.tombs.get(oid)
+        return oid if first is None or first["o"] == owner else f"{oid}.{owner}"
+
+    def _cover(self, stem: str, hashes: set[str]) -> None:
+        """Index the shards a tombstone covers: (owner, hash) -> the latest such tombstone's t."""
+        tomb = self.tombs[stem]
+        self._dead_lists[stem] = hashes
+        for h in hashes:
+            if self.dead.get((tomb["o"], h), -1) < tomb["t"]:
+                self.dead[(tomb["o"], h)] = tomb["t"]
+
+    def _refused_by_tomb(self, rec: dict[str, Any], obj: str | None, live: Any) -> bool:
+        """Whether a tombstone of the record's owner signed after it refuses it: that of the object it
+        is stored for, or that of an object that had this shard, unless a live object vouches for it."""
+        if obj and self.deleted(obj, rec["o"], rec["t"]):
+            return True
+        t = self.dead.get((rec["o"], rec["h"]))
+        return t is not None and rec["t"] <= t and not self._vouched(rec, obj, live)
+
+    def _vouched(self, rec: dict[str, Any], obj: str | None, live: Any) -> bool:
+        """Whether a shard of a deleted object is still wanted for a live object of the same owner:
+        a copy this node kept for one and lost (its refetch), or a live manifest of obj listing it."""
+        lost = self.lost.get(rec["h"])
+        if lost is not None and lost["rec"]["o"] == rec["o"]:
+            return True
+        for m in (live, self.manifests.get(obj) if obj else None):
+            if not isinstance(m, dict) or m.get("id") != obj or m.get("o") != rec["o"]:
+                continue
+            try:
+                model.check_manifest(m)
+            except model.BadRecord:
+                continue
+            if rec["h"] in m["shards"] and not self.deleted(m["id"], m["o"], m["t"]):
+                return True
+        return False
+
+    def delete(self, tomb: Any, m: Any = None) -> int:
+        """Apply a tombstone and, if known, its signer's manifest of the object (the shards it
+        covers); returns how many shards were removed here. A tombstone only touches its own
+        signer's records; it is refused if this node holds the object's manifest of another key."""
         try:
             model.check_tomb(tomb)
+            if m is not None:
+                model.check_tomb_manifest(tomb, m)
         except model.BadRecord as exc:
             self.counters[f"refused:tomb_{exc.reason}"] += 1
             raise Refused(exc.reason, str(exc), 403) from None
-        oid, owner = tomb["id"], tomb["o"]
-        m = self.manifests.get(oid)
-        if m is not None and m["o"] != owner:
-            self.counters["refused:other_owner"] += 1
-            raise Refused("other_owner", "only the owner can delete this object")
-        old = self.tombs.get(oid)
-        if old is None or tomb["t"] > old["t"] or old["o"] != owner:
-            self._write_atomic(self.root / "tombs" / f"{oid}.json", json.dumps(tomb).encode())
-            self.tombs[oid] = tomb
-        removed = 0
-        in_manifest = set(m["shards"]) if m else set()
-        for h in list(self.records):
-            entry = self.records[h]
-            if entry["rec"]["o"] != owner or entry["rec"]["t"] > tomb["t"]:
-                continue
-            if oid in entry["objs"] or h in in_manifest:
-                rest = [o for o in entry["objs"] if o != oid and o not in self.tombs]
-                if rest:  # still part of another live object of this owner
-                    entry["objs"] = rest
-                    self._write_atomic(self._shard_path(h).with_suffix(".rec"), json.dumps(entry).encode())
-                    continue
-                self._drop(h)
-                removed += 1
-        if m is not None and m["t"] <= tomb["t"]:
+        oid, owner, t = tomb["id"], tomb["o"], tomb["t"]
+        held = self.manifests.get(oid)
+        if held is not None and held["o"] != owner:
+            self.counters["refused:tomb_not_owner"] += 1
+            raise Refused("not_owner", "the manifest held here is another key's: only its owner can delete it", 403)
+        stem = self._tomb_stem(oid, owner)
+        old = self.tombs.get(stem)
+        if old is None or t > old["t"]:
+            self._write_atomic(self.root / "tombs" / f"{stem}.json", json.dumps(tomb).encode())
+            self.tombs[stem] = tomb
+        covered = {h for doc in (held, m) if doc is not None and doc["t"] <= t for h in doc["shards"]}
+        removed = self._forget_object(oid, owner, t, covered)
+        self._keep_covered(stem, covered)
+        if held is not None and held["t"] <= t:
             del self.manifests[oid]
             (self.root / "manifests" / f"{oid}.json").unlink(missing_ok=True)
         self.counters["deleted"] += removed
         return removed
+
+    def _forget_object(self, oid: str, owner: str, t: int, covered: set[str]) -> int:
+        """Drop owner's copies (and lost copies, never to be refetched) of the object's shards signed at or
+        before t, but those still listed for another live object of owner; add them to `covered`."""
+        removed = 0
+        for table in (self.records, self.lost):
+            for h, entry in list(table.items()):
+                rec = entry["rec"]
+                if rec["o"] != owner or rec["t"] > t or (oid not in entry["objs"] and h not in covered):
+                    continue
+                covered.add(h)
+                rest = [o for o in entry["objs"] if o != oid and not self.deleted(o, owner, rec["t"])]
+                if rest:  # still part of another live object of this owner
+                    entry["objs"] = rest
+                    if table is self.records:
+                        self._write_atomic(self._shard_path(h).with_suffix(".rec"), json.dumps(entry).encode())
+                elif table is self.records:
+                    self._drop(h)
+                    removed += 1
+                else:
+                    del self.lost[h]
+        return removed
+
+    def _keep_covered(self, stem: str, covered: set[str]) -> None:
+        """Remember, on disk and in the index, the shards a tombstone covers (they only ever grow)."""
+        known = self._dead_lists.get(stem, set())
+        hashes = known | covered
+        if hashes != known:
+            self._write_atomic(self.root / "tombs" / f"{stem}.shards", json.dumps({"shards": sorted(hashes)}).encode())
+        if hashes:
+            self._cover(stem, hashes)  # even when none is new: a newer tombstone raises their t
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -58,6 +58,24 @@ def test_tombstone_signature() -> None:
         model.check_tomb(dict(tomb, t=10))
 
 
+def test_the_manifest_sent_with_a_tombstone_is_its_signers_of_that_object() -> None:
+    data = b"deleted bytes"
+    oid = hashlib.sha256(data).hexdigest()
+    m = model.sign_manifest(OWNER, oid, len(data), 1024, 3, [model.sha256_hex(data)], 5)
+    tomb = model.sign_tomb(OWNER, oid, 9)
+    assert model.check_tomb_manifest(tomb, m) is m
+    theirs = model.sign_manifest(OTHER, oid, len(data), 1024, 3, [model.sha256_hex(data)], 5)
+    another = model.sign_manifest(OWNER, model.EMPTY_SHA256, 0, 1024, 3, [], 5)
+    for bad, reason in (
+        (theirs, "not_owner"),  # a stranger's manifest for the id vouches for nothing of the owner's
+        (another, "malformed"),  # the owner's manifest of another object
+        (dict(m, shards=[model.EMPTY_SHA256]), "bad_owner_signature"),  # a shard list the owner never signed
+    ):
+        with pytest.raises(model.BadRecord) as err:
+            model.check_tomb_manifest(tomb, bad)
+        assert err.value.reason == reason
+
+
 def test_lottery_is_deterministic_verifiable_and_uniform() -> None:
     nodes = [SigningKey.generate().public_key_hex for _ in range(8)]
     h = model.sha256_hex(b"x")

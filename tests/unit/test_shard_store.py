@@ -176,3 +176,133 @@ def test_delete_by_owner_and_tombstone_refuses_replay(tmp_path: Path) -> None:
         store.put_manifest(m)
     newer, _ = shard(data, t=300)
     assert store.put(newer, data, obj=oid) == "stored"  # the owner may store it again later
+
+
+# ------------------------------------------------------------------ issue 15.1: a deleted object stays deleted
+
+
+def stored_object(store: ShardStore, *parts: bytes, key: SigningKey = OWNER, t: int = 100) -> tuple[dict, list]:
+    """An object of `parts` (one shard each) put on store the way a holder gets it: records, then manifest."""
+    oid = hashlib.sha256(b"".join(parts)).hexdigest()
+    shards = [shard(p, key, t) for p in parts]
+    for rec, data in shards:
+        store.put(rec, data, obj=oid)
+    size = sum(len(p) for p in parts)
+    m = model.sign_manifest(key, oid, size, len(parts[0]), 3, [rec["h"] for rec, _ in shards], t)
+    store.put_manifest(m)
+    return m, shards
+
+
+def refused(reason: str, call, *args, **kw) -> None:
+    with pytest.raises(Refused) as err:
+        call(*args, **kw)
+    assert err.value.reason == reason, str(err.value)
+
+
+def test_another_keys_tombstone_never_frees_a_deleted_object(tmp_path: Path) -> None:
+    """The attack: the owner deletes, a stranger sends its own tombstone for the same id, then
+    replays the owner's old manifest and records on every path: all of it stays refused."""
+    store = ShardStore(tmp_path)
+    m, shards = stored_object(store, b"a" * 8, b"b" * 8)
+    oid = m["id"]
+    assert store.delete(model.sign_tomb(OWNER, oid, 200)) == 2
+    store.delete(model.sign_tomb(OTHER, oid, 300))  # its own tombstone: it can only ever delete its own
+    for s in (store, ShardStore(tmp_path)):  # and after a restart
+        refused("tombstoned", s.put_manifest, m)
+        for rec, data in shards:
+            for obj in (oid, None, hashlib.sha256(b"any other id").hexdigest()):
+                refused("tombstoned", s.put, rec, data, obj)
+        assert not s.records and not s.manifests
+    refused("not_owner", store.delete, model.sign_tomb(OTHER, oid, 400), m)  # the owner's manifest as "proof"
+    assert store.counters["refused:tomb_not_owner"] == 1
+
+
+def test_tombstone_of_another_key_is_refused_while_the_owners_manifest_is_held(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path)
+    m, shards = stored_object(store, b"mine")
+    refused("not_owner", store.delete, model.sign_tomb(OTHER, m["id"], 200))
+    theirs = model.sign_manifest(OTHER, m["id"], m["size"], m["ss"], m["r"], m["shards"], 150)
+    refused("not_owner", store.delete, model.sign_tomb(OTHER, m["id"], 200), theirs)
+    assert store.has(shards[0][0]["h"]) and store.manifests[m["id"]] == m
+    assert store.counters["refused:tomb_not_owner"] == 2
+    assert store.delete(model.sign_tomb(OWNER, m["id"], 200)) == 1
+
+
+def test_a_stranger_tombstoning_first_cannot_block_the_owners_deletion(tmp_path: Path) -> None:
+    """A node holding only shards (no manifest) hears a stranger's tombstone first: the owner's,
+    arriving later, still deletes and still refuses the owner's old records."""
+    holder = ShardStore(tmp_path / "holder")
+    m, shards = stored_object(ShardStore(tmp_path / "manifest_holder"), b"x" * 8, b"y" * 8)
+    for rec, data in shards:
+        holder.put(rec, data)  # placed without naming the object
+    holder.delete(model.sign_tomb(OTHER, m["id"], 150))
+    assert len(holder.records) == 2
+    assert holder.delete(model.sign_tomb(OWNER, m["id"], 200), m) == 2
+    for rec, data in shards:
+        refused("tombstoned", holder.put, rec, data)
+
+
+def test_the_deleted_shard_list_travels_with_the_tombstone(tmp_path: Path) -> None:
+    """A node that never held the manifest learns the object's shards from the owner's manifest sent
+    with the tombstone: old records are refused even naming no object; newer ones are the owner's new puts."""
+    m, shards = stored_object(ShardStore(tmp_path / "elsewhere"), b"p" * 8, b"q" * 8)
+    store = ShardStore(tmp_path / "here")
+    assert store.delete(model.sign_tomb(OWNER, m["id"], 200), m) == 0
+    rec, data = shards[1]
+    refused("tombstoned", store.put, rec, data)
+    newer, _ = shard(data, t=300)
+    assert store.put(newer, data) == "stored"
+
+
+def test_forged_or_foreign_manifest_sent_with_a_tombstone_is_refused(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path)
+    m, _ = stored_object(ShardStore(tmp_path / "elsewhere"), b"z" * 8)
+    tomb = model.sign_tomb(OWNER, m["id"], 200)
+    refused("bad_owner_signature", store.delete, tomb, dict(m, r=2))
+    other, _ = stored_object(ShardStore(tmp_path / "elsewhere"), b"w" * 8)
+    refused("malformed", store.delete, tomb, other)  # another object's manifest
+    assert not store.tombs
+
+
+def test_a_shard_shared_with_a_live_object_needs_that_objects_manifest(tmp_path: Path) -> None:
+    """Two objects of one owner share a shard; the first is deleted. A copy of the shared shard is
+    still taken for the live object, but only where its manifest vouches for it."""
+    common = b"c" * 8
+    first, _ = stored_object(ShardStore(tmp_path / "a"), common, b"1" * 8)
+    live, shards = stored_object(ShardStore(tmp_path / "a2"), common, b"2" * 8)
+    store = ShardStore(tmp_path / "here")
+    store.delete(model.sign_tomb(OWNER, first["id"], 200), first)
+    rec, data = shards[0]
+    refused("tombstoned", store.put, rec, data, live["id"])  # the object is named, not proven
+    refused("tombstoned", store.put, rec, data, live["id"], live=first)  # the deleted one proves nothing
+    assert store.put(rec, data, live["id"], live=live) == "stored"
+    held = ShardStore(tmp_path / "held")
+    held.delete(model.sign_tomb(OWNER, first["id"], 200), first)
+    held.put_manifest(live)
+    assert held.put(rec, data, live["id"]) == "stored"  # the manifest held here vouches
+
+
+def test_deleting_one_object_keeps_the_shard_of_another_and_its_refetch(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path)
+    common = b"s" * 8
+    first, _ = stored_object(store, common, b"1" * 8)
+    live, shards = stored_object(store, common, b"2" * 8)
+    assert store.delete(model.sign_tomb(OWNER, first["id"], 200), first) == 1
+    rec, data = shards[0]
+    assert store.records[rec["h"]]["objs"] == [live["id"]]
+    (tmp_path / "shards" / rec["h"][:2] / rec["h"]).write_bytes(b"S" * 8)
+    with pytest.raises(Corrupt):
+        store.get(rec["h"])
+    assert store.put(rec, data, live["id"]) == "stored"  # the refetch of a copy kept for the live object
+
+
+def test_deleting_drops_a_lost_copy_of_the_object_so_it_is_never_refetched(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path)
+    m, shards = stored_object(store, b"l" * 8)
+    rec, data = shards[0]
+    (tmp_path / "shards" / rec["h"][:2] / rec["h"]).write_bytes(b"L" * 8)
+    with pytest.raises(Corrupt):
+        store.get(rec["h"])
+    store.delete(model.sign_tomb(OWNER, m["id"], 200))
+    assert rec["h"] not in store.lost
+    refused("tombstoned", store.put, rec, data, m["id"])

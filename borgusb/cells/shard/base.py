@@ -42,11 +42,23 @@ class ShardBase(Cell):
         self.counters[f"shard_rejected:{reason}"] += 1
         return RequestError(reason, detail, status)
 
-    def _store_local(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None) -> str:
+    def _store_local(
+        self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None, live: dict[str, Any] | None = None
+    ) -> str:
         try:
-            return self.store.put(rec, data, obj)
+            return self.store.put(rec, data, obj, live=live)
         except StoreError as exc:
             raise self._reject(exc.reason, str(exc), exc.status) from None
+
+    def _check_sender(self, env: envelope.Envelope, owner: str | None = None) -> None:
+        """Who may ask this node to store what another signed (``shard.hold``, ``shard.keep``,
+        ``shard.fetch``): the owner who signed it, or a shard node of this node's directory (the
+        entry node placing a put, a node repairing). Anyone may run a shard node, so this keeps
+        out plain keys, not a determined attacker: the store's own checks (the owner's signature,
+        first owner wins, tombstones) are what hold against a shard node that replays."""
+        if env.signer == owner or env.signer in self.live():
+            return
+        raise self._reject("not_shard_node", "only the owner or a shard node may ask this node to store this", 403)
 
     def _count_served(self, env: envelope.Envelope, sid: str, n: int) -> None:
         p = env.payload

@@ -10,9 +10,15 @@ Where a shard message is built, sent, verified and handled:
   them ``shard.hold`` frames signed by its node key.
 * **Verified**: the kit's frame door passes the envelope through the node's
   one `Verifier` (signature, freshness, replay); the handler then checks the
-  owner's record signature and the bytes' SHA-256, and the store checks
-  ownership, tombstones and quota. Every refusal is counted
-  (``shard_rejected:<reason>`` on the monitoring port).
+  owner's record signature, the bytes' SHA-256 and who sent it (the owner
+  for ``shard.put``; the owner or a shard node for ``shard.hold``,
+  ``shard.keep`` and ``shard.fetch``), and the store checks ownership,
+  tombstones and quota. Every refusal is counted (``shard_rejected:<reason>``
+  on the monitoring port).
+* **Deleted**: ``shard.delete`` takes only the owner's tombstone (the key of
+  the object's manifest, found here or by locate; once the manifest is gone,
+  a key whose tombstone this node holds, or any when it holds none) and
+  broadcasts it with that manifest, so every node learns the shards it covers.
 * **Handled**: `ShardStore.put` writes atomically into the content-addressed
   directory.
 
@@ -110,6 +116,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
     @frame("shard.hold")
     async def _f_hold(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
         rec, obj = self._check_shard(env, data, owner_signs=False)
+        self._check_sender(env, rec["o"])
         return {"h": rec["h"], "result": self._store_local(rec, data, obj)}, b""
 
     @frame("shard.put")
@@ -158,12 +165,15 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
 
     # ------------------------------------------------------------ receptor (JSON)
 
-    @receptor("shard.manifest")
-    async def _r_manifest(self, env: envelope.Envelope) -> Any:
+    def _manifest_arg(self, env: envelope.Envelope) -> dict[str, Any]:
         try:
-            m = model.check_manifest(env.payload.get("m") if isinstance(env.payload, dict) else None)
+            return model.check_manifest(env.payload.get("m") if isinstance(env.payload, dict) else None)
         except model.BadRecord as exc:
             raise self._reject(exc.reason, str(exc), 403) from None
+
+    @receptor("shard.manifest")
+    async def _r_manifest(self, env: envelope.Envelope) -> Any:
+        m = self._manifest_arg(env)
         if env.signer != m["o"]:
             raise self._reject("not_owner", "only the owner's key can store a manifest", 403)
         held, refused = await self._place_on(m["id"], m["r"], lambda t: self._keep_on(t, m))
@@ -173,9 +183,10 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
 
     @receptor("shard.keep")
     async def _r_keep(self, env: envelope.Envelope) -> Any:
-        m = env.payload.get("m") if isinstance(env.payload, dict) else None
+        m = self._manifest_arg(env)
+        self._check_sender(env, m["o"])
         try:
-            return {"result": self.store.put_manifest(m)}  # the store checks the manifest
+            return {"result": self.store.put_manifest(m)}  # the store checks tombstones and ownership
         except StoreError as exc:
             raise self._reject(exc.reason, str(exc), exc.status) from None
 
@@ -232,11 +243,16 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
             raise self._reject(exc.reason, str(exc), 403) from None
         if env.signer != tomb["o"]:
             raise self._reject("not_owner", "only the owner's key can delete", 403)
-        m = self.store.manifests.get(tomb["id"]) or (await self.locate(tomb["id"], repair=False))["manifest"]
-        if m is not None and m["o"] != tomb["o"]:
+        oid, signer = tomb["id"], tomb["o"]
+        m = self.store.manifests.get(oid) or (await self.locate(oid, repair=False))["manifest"]
+        if m is not None:
+            mine = m["o"] == signer
+        else:  # deleted already: the signer's own tombstone, or nobody's, says it is the signer's
+            mine = self.store.tomb(oid, signer) is not None or self.store.owner_of(oid) is None
+        if not mine:
             raise self._reject("not_owner", "this object belongs to another key", 403)
-        bid = self.broadcast("del", {"tomb": tomb})
-        return {"id": tomb["id"], "broadcast": bid}
+        bid = self.broadcast("del", {"tomb": tomb, "m": m})  # the manifest: which shards the deletion covers
+        return {"id": oid, "broadcast": bid}
 
     @receptor("shard.have")
     async def _r_have(self, env: envelope.Envelope) -> Any:
@@ -246,6 +262,10 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
 
     @receptor("shard.fetch")
     async def _r_fetch(self, env: envelope.Envelope) -> Any:
+        """A repairing node asks this one to copy shard h from `from`; ``m``, the owner's live
+        manifest of `obj`, is sent again when the first ask was refused as ``tombstoned`` (the
+        shard was also a deleted object's: the live manifest vouches for it)."""
+        self._check_sender(env)
         p = env.payload if isinstance(env.payload, dict) else {}
         h, obj = p.get("h"), p.get("obj")
         try:
@@ -254,7 +274,11 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
             raise RequestError("malformed", "from must list [pubkey, ip, port]") from None
         if not model.is_hash(h) or (obj is not None and not model.is_hash(obj)):
             raise RequestError("malformed", "h and obj must be SHA-256 hashes")
-        return {"ok": await self.fetch_into_store(h, obj, sources)}
+        live = self._manifest_arg(env) if p.get("m") is not None else None
+        try:
+            return {"ok": await self.fetch_into_store(h, obj, sources, live)}
+        except StoreError as exc:
+            raise self._reject(exc.reason, str(exc), exc.status) from None
 
     # ------------------------------------------------------------ monitoring
 

@@ -75,8 +75,10 @@ class Locator(ShardBase):
 
     @on_broadcast("del")
     def _b_delete(self, origin: str, data: dict[str, Any]) -> None:
+        """A tombstone and its signer's manifest: both owner-signed, so whoever broadcast them (an
+        entry node, or anyone through ``tree.broadcast``) matters not; the store decides."""
         try:
-            self.store.delete(data.get("tomb"))
+            self.store.delete(data.get("tomb"), data.get("m"))
         except StoreError as exc:
             self.counters[f"shard_rejected:{exc.reason}"] += 1
 
@@ -189,6 +191,10 @@ class Locator(ShardBase):
             except model.BadRecord:
                 self.counters["shard_rejected:bad_manifest"] += 1
                 continue
-            if m["id"] == oid:
-                return m
+            if m["id"] != oid:
+                continue
+            if self.store.deleted(oid, m["o"], m["t"]):  # a holder that kept or got back a deleted object
+                self.counters["shard_rejected:tombstoned"] += 1
+                continue
+            return m
         return None

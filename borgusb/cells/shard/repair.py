@@ -3,8 +3,10 @@
 A shard or manifest goes to the R winners of the placement lottery
 (`borgusb.shard.placement`); a winner that fails is replaced by the next
 ticket. Every read may find a shard short of R copies: the missing copies
-are fetched by the next winners (``shard.fetch``). A copy found corrupt (on
-read, or by the scrub that re-hashes everything at ``scrub_bps``) is
+are fetched by the next winners (``shard.fetch``). A winner that refuses a
+shard as ``tombstoned`` (it was also a deleted object's) is asked once more
+with the live object's manifest, which vouches for it. A copy found corrupt
+(on read, or by the scrub that re-hashes everything at ``scrub_bps``) is
 dropped and a good one fetched from another holder.
 """
 
@@ -66,8 +68,13 @@ class Replicator(ShardBase):
             await asyncio.gather(*(attempt(pk) for pk in batch))
         return held, refused
 
-    async def fetch_into_store(self, h: str, obj: str | None, sources: list[Holder]) -> bool:
-        """Pull shard h from one of sources (checked: owner record, SHA-256) and keep it."""
+    async def fetch_into_store(
+        self, h: str, obj: str | None, sources: list[Holder], live: dict[str, Any] | None = None
+    ) -> bool:
+        """Pull shard h from one of sources (checked: owner record, SHA-256) and keep it.
+
+        A tombstone refusing the record is final (every source has the same owner's record):
+        `StoreError` is raised, so the asker can retry with the live manifest (`live`)."""
         if self.store.has(h):
             return True
         for src in sources:
@@ -80,12 +87,14 @@ class Replicator(ShardBase):
                 rec = model.check_record(reply.get("rec"))
                 if rec["h"] != h:
                     raise model.BadRecord("malformed", "another shard")
-                self.store.put(rec, data, obj)
+                self.store.put(rec, data, obj, live=live)
                 self.counters["shard_replicated_in"] += 1
                 return True
             except PeerUnreachable:
                 self._forget(src.pubkey)
             except (PeerRejected, model.BadRecord, StoreError, AttributeError) as exc:
+                if isinstance(exc, StoreError) and exc.reason == "tombstoned":
+                    raise
                 self.counters["shard_fetch_failed"] += 1
                 log.info("fetch %s from %s: %s", h[:12], src.ip, exc)
         return False
@@ -113,7 +122,12 @@ class Replicator(ShardBase):
             return
         objs = entry["objs"]
         sources = [hd for pk, hd in self.live().items() if pk != self.me_holder.pubkey]
-        if await self.fetch_into_store(h, objs[0] if objs else None, sources):
+        try:
+            fetched = await self.fetch_into_store(h, objs[0] if objs else None, sources)
+        except StoreError:  # deleted meanwhile
+            self.counters["shard_rejected:tombstoned"] += 1
+            return
+        if fetched:
             for extra in objs[1:]:
                 self.store.records[h]["objs"].append(extra)
             self.counters["shard_refetched"] += 1
@@ -134,12 +148,20 @@ class Replicator(ShardBase):
 
             async def fetch(t: Holder, h: str = h, have: list[Holder] = have, order: dict[str, Any] = order) -> None:
                 if t.pubkey == self.me_holder.pubkey:
-                    if not await self.fetch_into_store(h, order["obj"], have):
+                    try:
+                        ok = await self.fetch_into_store(h, order["obj"], have, live=m)
+                    except StoreError as exc:
+                        raise RequestError(exc.reason, str(exc), exc.status) from None
+                    if not ok:
                         raise RequestError("fetch_failed", "no source gave a good copy", 503)
                     return
-                reply = await self.shard_peers.post(
-                    t.ip, t.port, "/recp", "shard.fetch", order, expect_pubkey=t.pubkey, signed_reply=True
-                )
+                try:
+                    reply = await self._order_fetch(t, order)
+                except PeerRejected as exc:
+                    if exc.reason != "tombstoned":
+                        raise
+                    self.counters["shard_repair_vouched"] += 1
+                    reply = await self._order_fetch(t, {**order, "m": m})  # the live manifest vouches
                 if not reply.get("ok"):
                     raise RequestError("fetch_failed", "the target could not fetch a good copy", 503)
 
@@ -156,6 +178,11 @@ class Replicator(ShardBase):
             if until < now:
                 del self.repair_until[key]
         del live
+
+    async def _order_fetch(self, t: Holder, order: dict[str, Any]) -> Any:
+        return await self.shard_peers.post(
+            t.ip, t.port, "/recp", "shard.fetch", order, expect_pubkey=t.pubkey, signed_reply=True
+        )
 
     async def _keep_on(self, t: Holder, m: dict[str, Any]) -> None:
         if t.pubkey == self.me_holder.pubkey:
