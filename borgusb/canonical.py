@@ -51,7 +51,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _fast_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
-_LONG_DIGITS = re.compile(rb"[:,\[]-?[0-9]{16}")  # an integer token of 16+ digits
+_LONG_DIGITS = re.compile(rb"(?:^|[:,\[])-?[0-9]{16}")  # an integer token of 16+ digits (at the start too)
 
 _decoder = json.JSONDecoder(
     object_pairs_hook=_no_duplicates,

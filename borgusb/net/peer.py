@@ -144,7 +144,8 @@ class PeerClient:
             # the hello must come over a connection presenting that same certificate
             async with self.session.get(f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)) as resp:
                 body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, OverflowError) as exc:
+            # OverflowError: a port outside 0..65535, which a hostile payload may name
             raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
         if resp.status != 200:
             raise PeerUnreachable(f"{ip}:{port} gave no hello (HTTP {resp.status})")

@@ -67,7 +67,8 @@ class ShardBase(Cell):
         st["bytes"] += n
         st["last_ms"] = self.clock.now_ms()
         if isinstance(p.get("of"), int) and isinstance(p.get("done"), int) and p["of"] > 0:
-            st["progress"] = round(min(1.0, (p["done"] + 1) / p["of"]) * 100, 1)
+            # an int within 0..100 (no float, no huge number): cell.status signs status() as canonical JSON
+            st["progress"] = max(0, min(100, (p["done"] + 1) * 100 // p["of"]))
         self.serving.move_to_end(sid)
         while len(self.serving) > 64:
             self.serving.popitem(last=False)

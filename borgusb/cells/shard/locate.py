@@ -101,7 +101,8 @@ class Locator(ShardBase):
             self.counters["shard_have_failed"] += 1
 
     def _on_have(self, holder: Holder, answer: dict[str, Any]) -> None:
-        find = self.finds.get(answer.get("q"))  # type: ignore[arg-type]
+        q = answer.get("q")
+        find = self.finds.get(q) if isinstance(q, str) else None  # a list or object as q is no key
         if find is None:
             self.counters["shard_have_unsolicited"] += 1
             return

@@ -1,0 +1,56 @@
+"""Coverage-guided fuzzing of the one door with atheris (libFuzzer): run by test_envelope_fuzz.py.
+
+    python tests/fuzz/atheris_envelope.py CORPUS_DIR -runs=40000 -seed=15
+
+The corpus holds valid envelopes signed for the verifier below (the test writes them); libFuzzer
+mutates them, guided by the coverage of `borgusb.canonical` and `borgusb.envelope`. Each input
+must be a value `loads_canonical` gives back byte for byte, or `CanonicalError`; and for
+`Verifier.verify`, an envelope and one "accepted", or an `EnvelopeError` with a known reason,
+counted exactly once. Anything else is a crash, which libFuzzer reports with the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import Counter
+
+import atheris
+
+with atheris.instrument_imports(include=["borgusb"]):
+    from borgusb import canonical, envelope
+    from borgusb.clock import ManualClock
+    from borgusb.keys import SigningKey
+
+# the same derivation as tests/fuzz/strategies.fixed_key("verifier") and the test's T0 and ports
+ME = SigningKey(hashlib.sha256(b"borgusb fuzz key verifier").digest()).public_key_hex
+PORTS = (13350, 13351, 13352)
+T0 = 1_764_000_000_000
+
+
+def test_one_input(data: bytes) -> None:
+    try:
+        value = canonical.loads_canonical(data)
+    except canonical.CanonicalError:
+        pass
+    else:
+        canonical.check(value)
+        assert canonical.encode_unchecked(value) == data
+    verifier = envelope.Verifier(ManualClock(T0))
+    verifier.answer_to(ME, PORTS)
+    try:
+        verifier.verify(data, broadcast_types=("tree.broadcast",))
+    except envelope.EnvelopeError as exc:
+        assert exc.reason in envelope.REASONS, exc.reason
+        assert verifier.counters == Counter({exc.reason: 1}), verifier.counters
+    else:
+        assert verifier.counters == Counter({"accepted": 1}), verifier.counters
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
