@@ -79,6 +79,15 @@ class ShardBase(Cell):
         out[self.me_holder.pubkey] = self.me_holder
         return out
 
+    def _known(self, holders: list[Holder]) -> list[Holder]:
+        """The holders a request names, at the addresses this node's directory has for them: a
+        request naming addresses would make this node connect wherever the requester likes."""
+        live = self.live()
+        known = [live[h.pubkey] for h in holders if h.pubkey in live]
+        if len(known) < len(holders):
+            self.counters["fetch_source_unknown"] += len(holders) - len(known)
+        return known
+
     def _forget(self, pk: str) -> None:
         if pk != self.me_holder.pubkey:
             self.directory.pop(pk, None)

@@ -268,12 +268,18 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         self._check_sender(env)
         p = env.payload if isinstance(env.payload, dict) else {}
         h, obj = p.get("h"), p.get("obj")
+        named = p.get("from", [])
         try:
-            sources = [Holder.from_json(x) for x in p.get("from", [])][:16]
+            if not isinstance(named, list):
+                raise TypeError
+            holders = [Holder.from_json(x) for x in named[:16]]
         except (ValueError, TypeError):
             raise RequestError("malformed", "from must list [pubkey, ip, port]") from None
         if not model.is_hash(h) or (obj is not None and not model.is_hash(obj)):
             raise RequestError("malformed", "h and obj must be SHA-256 hashes")
+        sources = self._known(holders)
+        if holders and not sources:
+            raise self._reject("unknown_source", "this node fetches only from shard nodes it knows", 403)
         live = self._manifest_arg(env) if p.get("m") is not None else None
         try:
             return {"ok": await self.fetch_into_store(h, obj, sources, live)}

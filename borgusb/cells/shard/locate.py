@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from ...dstream import Holder
@@ -17,11 +18,13 @@ from ...net.peer import PeerError
 from ...shard import model
 from ...shard.store import StoreError
 from ..kit import on_broadcast
+from ..kit.guard import TokenBuckets
 from ..servicemgr.client import ServiceMgrClient
 from .base import DIRECTORY_TTL_MS, PendingFind, ShardBase
 
 ANNOUNCE_S = 1.0
 LOCATE_WAIT_S = 1.5
+FIND_RATE = 20  # finds per second one node answers for one finder
 
 
 class Locator(ShardBase):
@@ -30,6 +33,7 @@ class Locator(ShardBase):
     def _init_locator(self) -> None:
         self.directory: dict[str, tuple[Holder, int]] = {}
         self.finds: dict[str, PendingFind] = {}
+        self.find_rate = TokenBuckets(FIND_RATE, 2 * FIND_RATE, max_keys=10_000)  # answers per finder
 
     async def _directory_loop(self) -> None:
         """Keep the directory of shard nodes: from the service registry (serviceMgrCell on this
@@ -83,8 +87,12 @@ class Locator(ShardBase):
             self.counters[f"shard_rejected:{exc.reason}"] += 1
 
     async def _answer_find(self, origin: str, data: dict[str, Any]) -> None:
-        q, oid, ip, port = data.get("q"), data.get("id"), data.get("ip"), data.get("port")
-        if not (isinstance(q, str) and model.is_hash(oid) and isinstance(ip, str) and isinstance(port, int)):
+        """Tell the finder what this node holds of the object, at the finder's address as this
+        node's directory knows it: a broadcast naming an address would make every node connect
+        wherever its sender likes. A finder the directory does not know, or one past its rate of
+        finds, gets no answer (counted)."""
+        q, oid = data.get("q"), data.get("id")
+        if not (isinstance(q, str) and len(q) <= 64 and model.is_hash(oid)):
             return
         m = self.store.manifests.get(oid)
         hashes = self.store.hashes_of(oid)
@@ -94,8 +102,15 @@ class Locator(ShardBase):
         if origin == self.me_holder.pubkey:
             self._on_have(self.me_holder, answer)
             return
+        finder = self.live().get(origin)
+        if finder is None:
+            self.counters["find_unknown_origin"] += 1
+            return
+        if not self.find_rate.allow(origin, time.monotonic()):
+            self.counters["find_rate_limited"] += 1
+            return
         try:
-            await self.shard_peers.post(ip, port, "/recp", "shard.have", answer, expect_pubkey=origin)
+            await self.shard_peers.post(finder.ip, finder.port, "/recp", "shard.have", answer, expect_pubkey=origin)
             self.counters["shard_have_sent"] += 1
         except PeerError:
             self.counters["shard_have_failed"] += 1
@@ -122,7 +137,7 @@ class Locator(ShardBase):
         find = self.finds[q] = PendingFind()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        self.broadcast("find", {"q": q, "id": oid, "ip": self.ip, "port": self.dna.recp_port})
+        self.broadcast("find", {"q": q, "id": oid})  # holders answer at our address in their directory
         try:
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
                 try:
