@@ -27,6 +27,7 @@ from . import relaygrant
 from .tls import client_context
 
 HELLO = "net.hello"
+IDLE_S = 5.0  # a pooled connection idle this long is dropped here first (cells close theirs after 10 s)
 MAX_REPLY = 8 << 20  # the largest reply any cell sends is a shard frame (4 MiB + its envelope)
 
 
@@ -115,7 +116,12 @@ class PeerClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=256, limit_per_host=8, ssl=self._ssl, force_close=False, local_addr=self._local_addr
+                limit=256,
+                limit_per_host=8,
+                ssl=self._ssl,
+                force_close=False,
+                local_addr=self._local_addr,
+                keepalive_timeout=IDLE_S,
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
