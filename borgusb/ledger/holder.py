@@ -1,0 +1,321 @@
+"""One holder of account chains: the sans-I/O state machine.
+
+A holder is a node chosen by the lottery to keep some accounts' chains. It
+takes two inputs, both already parsed (`tx.check_tx`, `certificate_from_dict`):
+
+* a **transaction** of an account it holds: `decide_accept` either refuses it
+  with a typed `LedgerError` or returns `Accepted`, carrying the holder's
+  signed acceptance of (tx id, account, seq). The one rule that makes double
+  spending impossible: **a holder accepts at most one transaction per
+  (account, seq), forever**. The same transaction again is a replay and gets
+  the same acceptance back (idempotent, nothing new to store).
+* a **certificate** (`decide_confirm`, `decide_credit`), checked against the
+  account's holder set: for the payer's holders it confirms the chain entry
+  (replacing this holder's own entry if it had voted for a loser: the
+  certificate proves the quorum chose otherwise); for the payee's holders it
+  is the only way units are ever credited.
+
+Nothing here does I/O or reads a clock: time comes in as ``now_ms``, work
+verification as a callable. `decide_*` never change the state; `apply`
+does. Between them the caller makes the event durable (`store.DurableHolder`),
+so an acceptance never leaves a holder before it is on disk.
+
+Balances, as this holder knows them: ``available`` (genesis + credits −
+every entry of the chain, confirmed or only accepted: what a new spend is
+checked against, so an accepted spend can never be overspent while its
+certificate is on its way) and ``balance`` (genesis + credits − entries up
+to the highest certified sequence number: what balance reads agree on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ..keys import SigningKey
+from .accounts import genesis_balance
+from .balance import BalanceAnswer
+from .certificate import Acceptance, Certificate, HolderSets, check_certificate, sign_acceptance
+from .errors import (
+    AlreadyPaid,
+    BadPrev,
+    ConflictingSpend,
+    Gap,
+    InsufficientFunds,
+    NotHolder,
+    Stale,
+    UnverifiedWork,
+)
+from .tx import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, ZERO_HASH, Tx, check_fresh
+
+WorkCheck = Callable[[Tx], bool]
+
+
+def no_work_verified(tx: Tx) -> bool:
+    """The default work check: a holder that cannot verify work pays no reward."""
+    return False
+
+
+@dataclass(slots=True)
+class Entry:
+    """A chain entry: the transaction this holder has at that seq, and its certificate once seen."""
+
+    tx: Tx
+    cert: Certificate | None = None
+
+
+@dataclass(slots=True)
+class Chain:
+    """One account as this holder knows it."""
+
+    entries: list[Entry] = field(default_factory=list)  # entries[i] is seq i + 1
+    confirmed: int = 0  # highest seq seen certified; entries up to it are settled
+    credited: int = 0  # units credited by certificates
+    spent: int = 0  # sum over every entry
+    spent_confirmed: int = 0  # sum over entries[:confirmed]
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> id of the entry carrying it (rewards: work paid)
+
+    def recount(self) -> None:
+        self.spent = sum(e.tx.amount for e in self.entries)
+        self.spent_confirmed = sum(e.tx.amount for e in self.entries[: self.confirmed])
+        self.refs = {e.tx.ref: e.tx.id for e in self.entries if e.tx.ref}
+
+
+@dataclass(slots=True)
+class HolderState:
+    """Everything a holder must never forget (`store.LedgerStore` keeps it on disk)."""
+
+    votes: dict[tuple[str, int], Acceptance] = field(default_factory=dict)
+    chains: dict[str, Chain] = field(default_factory=dict)
+    credits: dict[str, tuple[str, int]] = field(default_factory=dict)  # tx id -> (payee, amount)
+
+    def chain(self, account: str) -> Chain:
+        found = self.chains.get(account)
+        if found is None:
+            found = self.chains[account] = Chain()
+        return found
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """This holder accepts `tx`; `new` is False for a replay (same acceptance, nothing to store)."""
+
+    tx: Tx
+    acceptance: Acceptance
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """`cert` settles the payer's entry at its seq; `replaced` is this holder's losing entry, if any
+    (dropped with every entry after it, which were built on it and can never be certified)."""
+
+    cert: Certificate
+    replaced: str | None
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Credited:
+    """`cert` credits its payee (once per transaction id)."""
+
+    cert: Certificate
+    new: bool
+
+
+Event = Accepted | Confirmed | Credited
+
+
+class Holder:
+    """The accept/confirm/credit rules of one holder (identified by its node key)."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        sets: HolderSets,
+        *,
+        verify_work: WorkCheck = no_work_verified,
+        state: HolderState | None = None,
+        max_age_ms: int = TX_MAX_AGE_MS,
+        max_future_ms: int = TX_MAX_FUTURE_MS,
+    ) -> None:
+        self.key = key
+        self.pubkey = key.public_key_hex
+        self.sets = sets
+        self.verify_work = verify_work
+        self.state = state if state is not None else HolderState()
+        self.max_age_ms = max_age_ms
+        self.max_future_ms = max_future_ms
+
+    def holds(self, account: str) -> bool:
+        return self.pubkey in self.sets.of(account)
+
+    # -------------------------------------------------------------- balances
+
+    def available(self, account: str) -> int:
+        """What a new spend of `account` is checked against."""
+        c = self.state.chains.get(account)
+        return genesis_balance(account) + (c.credited - c.spent if c else 0)
+
+    def balance(self, account: str) -> int:
+        """The confirmed balance: genesis + credits − settled debits."""
+        c = self.state.chains.get(account)
+        return genesis_balance(account) + (c.credited - c.spent_confirmed if c else 0)
+
+    def head(self, account: str) -> tuple[int, str]:
+        """(seq, id) of the last entry this holder has for `account` ((0, ZERO_HASH) for none)."""
+        c = self.state.chains.get(account)
+        if not c or not c.entries:
+            return 0, ZERO_HASH
+        return len(c.entries), c.entries[-1].tx.id
+
+    def answer(self, account: str) -> BalanceAnswer:
+        """This holder's answer to a balance read (`balance.read_balance`)."""
+        c = self.state.chains.get(account)
+        seq = c.confirmed if c else 0
+        head = c.entries[seq - 1].tx.id if c and seq else ZERO_HASH
+        return BalanceAnswer(self.pubkey, account, self.balance(account), seq, head)
+
+    # -------------------------------------------------------------- decisions (pure)
+
+    def decide_accept(self, tx: Tx, now_ms: int) -> Accepted:
+        """Accept `tx` or raise the typed refusal; the state is not changed (see `apply`)."""
+        if not self.holds(tx.account):
+            raise NotHolder(f"{self.pubkey[:16]} does not hold {tx.account[:16]}")
+        vote = self.state.votes.get((tx.account, tx.seq))
+        if vote is not None:
+            if vote.id == tx.id:
+                return Accepted(tx, vote, new=False)  # replay: the same answer, whatever the time now
+            raise ConflictingSpend(vote.id)
+        chain = self.state.chains.get(tx.account) or Chain()
+        head = len(chain.entries)
+        if tx.seq > head + 1:
+            raise Gap(f"seq {tx.seq} after {head}: transaction {head + 1} first")
+        if tx.seq <= head:
+            have = chain.entries[tx.seq - 1]
+            if have.tx.id != tx.id:
+                raise ConflictingSpend(have.tx.id, f"this holder has {have.tx.id} at that sequence number")
+            return Accepted(tx, sign_acceptance(self.key, tx), new=True)  # certified already: a vote changes nothing
+        before = chain.entries[tx.seq - 2].tx if tx.seq > 1 else None
+        if before is not None and before.id != tx.prev:
+            raise BadPrev(f"transaction {tx.seq - 1} is {before.id}, not {tx.prev}")
+        check_fresh(tx, now_ms, self.max_age_ms, self.max_future_ms)
+        if before is not None and tx.ts < before.ts:
+            raise Stale("dated before the payer's previous transaction")
+        if tx.kind == "reward":
+            paid = chain.refs.get(tx.ref)
+            if paid is not None:
+                raise AlreadyPaid(f"work {tx.ref} is paid by {paid}")
+            if not self.verify_work(tx):
+                raise UnverifiedWork(f"no verified work {tx.ref} for this reward")
+        available = self.available(tx.account)
+        if tx.amount > available:
+            raise InsufficientFunds(available, tx.amount)
+        return Accepted(tx, sign_acceptance(self.key, tx), new=True)
+
+    def _check(self, cert: Certificate) -> None:
+        account = cert.tx.account
+        check_certificate(cert, self.sets.of(account), self.sets.quorum(account))
+
+    def decide_confirm(self, cert: Certificate) -> Confirmed:
+        """Settle the payer's entry at the certificate's seq (this holder holds the payer)."""
+        if not self.holds(cert.tx.account):
+            raise NotHolder(f"{self.pubkey[:16]} does not hold {cert.tx.account[:16]}")
+        self._check(cert)
+        return self._confirm(cert)
+
+    def _confirm(self, cert: Certificate) -> Confirmed:
+        tx = cert.tx
+        chain = self.state.chains.get(tx.account) or Chain()
+        head = len(chain.entries)
+        if tx.seq > head + 1:
+            raise Gap(f"certificate for seq {tx.seq}, this holder has {head}: send the earlier ones first")
+        if tx.seq > 1 and chain.entries[tx.seq - 2].tx.id != tx.prev:
+            raise BadPrev(f"certified transaction {tx.seq} follows one this holder does not have")
+        if tx.seq <= head:
+            have = chain.entries[tx.seq - 1]
+            if have.tx.id == tx.id:
+                return Confirmed(cert, None, new=have.cert is None or tx.seq > chain.confirmed)
+            if have.cert is not None or tx.seq <= chain.confirmed:
+                # two certificates for one (account, seq): more holders broke the rule than the quorum tolerates
+                raise ConflictingSpend(have.tx.id, "another transaction is certified at that sequence number")
+            return Confirmed(cert, have.tx.id, new=True)
+        return Confirmed(cert, None, new=True)
+
+    def decide_credit(self, cert: Certificate) -> Credited:
+        """Credit the payee (this holder holds the payee): only ever from a checked certificate."""
+        if not self.holds(cert.tx.to):
+            raise NotHolder(f"{self.pubkey[:16]} does not hold {cert.tx.to[:16]}")
+        self._check(cert)
+        return Credited(cert, new=cert.tx.id not in self.state.credits)
+
+    # -------------------------------------------------------------- state changes
+
+    def apply(self, event: Event) -> None:
+        """Apply a decided event (after the caller made it durable)."""
+        if not event.new:
+            return
+        st = self.state
+        if isinstance(event, Accepted):
+            tx = event.tx
+            st.votes[(tx.account, tx.seq)] = event.acceptance
+            chain = st.chain(tx.account)
+            if tx.seq == len(chain.entries) + 1:
+                chain.entries.append(Entry(tx))
+                chain.spent += tx.amount
+                if tx.ref:
+                    chain.refs[tx.ref] = tx.id
+        elif isinstance(event, Confirmed):
+            tx = event.cert.tx
+            chain = st.chain(tx.account)
+            if event.replaced is not None:  # rare: recount from scratch
+                del chain.entries[tx.seq - 1 :]
+                chain.entries.append(Entry(tx, event.cert))
+                chain.confirmed = tx.seq
+                chain.recount()
+                return
+            if tx.seq == len(chain.entries) + 1:
+                chain.entries.append(Entry(tx))
+                chain.spent += tx.amount
+                if tx.ref:
+                    chain.refs[tx.ref] = tx.id
+            chain.entries[tx.seq - 1].cert = event.cert
+            if tx.seq > chain.confirmed:  # the common case costs the entries newly settled, not the chain
+                chain.spent_confirmed += sum(e.tx.amount for e in chain.entries[chain.confirmed : tx.seq])
+                chain.confirmed = tx.seq
+        else:
+            tx = event.cert.tx
+            st.credits[tx.id] = (tx.to, tx.amount)
+            st.chain(tx.to).credited += tx.amount
+
+    # -------------------------------------------------------------- in memory (simulation, tests)
+
+    def accept(self, tx: Tx, now_ms: int) -> Acceptance:
+        event = self.decide_accept(tx, now_ms)
+        self.apply(event)
+        return event.acceptance
+
+    def on_certificate(self, cert: Certificate) -> list[Event]:
+        """Credit and/or confirm, as this holder holds the payee and/or the payer.
+
+        The credit is applied first: a confirmation refused for a gap does not
+        hold back the payee's units."""
+        return list(self.certificate_events(cert, apply=self.apply))
+
+    def certificate_events(self, cert: Certificate, apply: Callable[[Event], None]) -> Iterable[Event]:
+        """The events of a certificate, each passed to `apply` (make durable, then `Holder.apply`) in turn."""
+        payer, payee = self.holds(cert.tx.account), self.holds(cert.tx.to)
+        if not payer and not payee:
+            raise NotHolder(f"{self.pubkey[:16]} holds neither side of {cert.tx.id}")
+        self._check(cert)  # once for both sides
+        if payee:
+            credit = Credited(cert, new=cert.tx.id not in self.state.credits)
+            apply(credit)
+            yield credit
+        if payer:
+            confirm = self._confirm(cert)
+            apply(confirm)
+            yield confirm

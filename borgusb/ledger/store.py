@@ -1,0 +1,282 @@
+"""The holder's memory on disk: SQLite, one transaction per decision, durable before it is answered.
+
+A holder's promise ("one transaction per (account, seq), forever") is only
+as good as its memory across a crash: an acceptance that was sent but lost
+on restart would let the holder vote again, for a conflicting spend. So:
+
+* WAL journal and ``synchronous=FULL``: a COMMIT returns only once the WAL
+  is on disk (fsync), so a process killed at any instant, even with SIGKILL
+  in the middle of a write, finds after reopening every transaction that
+  committed and none that did not.
+* `DurableHolder` decides (pure `Holder`), commits the event in one SQLite
+  transaction, and only then applies it in memory and returns the signed
+  acceptance: what a holder said, it has on disk.
+* ``UNIQUE (account, seq)`` on the votes table keeps the one-vote rule in the
+  database too: a second vote for a sequence number fails there even if the
+  memory above were wrong.
+
+Schema version 1 (``meta.schema``), owned by one node key (``meta.holder``):
+opening with another key is `WrongHolder` (those votes are another key's).
+On open, rows are re-read and cross-checked (ids re-hashed from the stored
+bodies, chains contiguous and linked); a damaged store is `StoreCorrupt`,
+never repaired silently. Signatures are not re-verified on open: the rows
+were checked before they were written.
+
+One connection, used from one thread (sqlite3's default): the cell calls the
+holder from its event loop, a commit costs one fsync.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import canonical
+from ..keys import SigningKey
+from .certificate import Acceptance, Certificate, HolderSets, certificate_from_dict
+from .errors import ConflictingSpend, LedgerError, StoreCorrupt, StoreVersion, WrongHolder
+from .holder import (
+    TX_MAX_AGE_MS,
+    TX_MAX_FUTURE_MS,
+    Accepted,
+    Confirmed,
+    Entry,
+    Event,
+    Holder,
+    HolderState,
+    WorkCheck,
+    no_work_verified,
+)
+from .tx import ZERO_HASH, Tx, check_tx
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE txs (tx_id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE votes (
+    account TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    tx_id TEXT NOT NULL REFERENCES txs (tx_id),
+    acceptance TEXT NOT NULL,
+    UNIQUE (account, seq)
+) STRICT;
+CREATE TABLE chain (
+    account TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    tx_id TEXT NOT NULL REFERENCES txs (tx_id),
+    cert TEXT,
+    PRIMARY KEY (account, seq)
+) STRICT;
+CREATE TABLE credits (
+    tx_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    cert TEXT NOT NULL
+) STRICT;
+"""
+
+
+def _dump(doc: Any) -> str:
+    return canonical.encode_unchecked(doc).decode()
+
+
+class LedgerStore:
+    """One holder's SQLite database (see the module docstring)."""
+
+    def __init__(self, path: str | Path, holder: str) -> None:
+        self.path = Path(path)
+        self.holder = holder
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        try:
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreCorrupt(f"cannot use WAL mode on {self.path} (got {mode})")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._open_or_create()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open_or_create(self) -> None:
+        has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema", str(SCHEMA_VERSION)), ("holder", self.holder)],
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            return
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") != str(SCHEMA_VERSION):
+            raise StoreVersion(f"{self.path} has schema {meta.get('schema')!r}; this node reads {SCHEMA_VERSION}")
+        if meta.get("holder") != self.holder:
+            raise WrongHolder(f"{self.path} holds the votes of {str(meta.get('holder'))[:16]}, not {self.holder[:16]}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -------------------------------------------------------------- writes
+
+    def commit(self, events: Sequence[Event]) -> None:
+        """Write `events` in one SQLite transaction; returns only once it is durable."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for ev in events:
+                if ev.new:
+                    self._write(ev)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _tx_row(self, tx: Tx) -> None:
+        self.db.execute("INSERT OR IGNORE INTO txs (tx_id, body) VALUES (?, ?)", (tx.id, _dump(tx.to_dict())))
+
+    def _write(self, ev: Event) -> None:
+        if isinstance(ev, Accepted):
+            tx = ev.tx
+            self._tx_row(tx)
+            try:
+                self.db.execute(
+                    "INSERT INTO votes (account, seq, tx_id, acceptance) VALUES (?, ?, ?, ?)",
+                    (tx.account, tx.seq, tx.id, _dump(ev.acceptance.to_dict())),
+                )
+            except sqlite3.IntegrityError:
+                row = self.db.execute(
+                    "SELECT tx_id FROM votes WHERE account = ? AND seq = ?", (tx.account, tx.seq)
+                ).fetchone()
+                raise ConflictingSpend(
+                    row[0] if row else "?", "the store already holds a vote for that sequence"
+                ) from None
+            self.db.execute(
+                "INSERT OR IGNORE INTO chain (account, seq, tx_id, cert) VALUES (?, ?, ?, NULL)",
+                (tx.account, tx.seq, tx.id),
+            )
+        elif isinstance(ev, Confirmed):
+            tx = ev.cert.tx
+            self._tx_row(tx)
+            if ev.replaced is not None:
+                self.db.execute("DELETE FROM chain WHERE account = ? AND seq >= ?", (tx.account, tx.seq))
+            self.db.execute(
+                "INSERT OR REPLACE INTO chain (account, seq, tx_id, cert) VALUES (?, ?, ?, ?)",
+                (tx.account, tx.seq, tx.id, _dump(ev.cert.to_dict())),
+            )
+        else:
+            tx = ev.cert.tx
+            self.db.execute(
+                "INSERT OR IGNORE INTO credits (tx_id, account, amount, cert) VALUES (?, ?, ?, ?)",
+                (tx.id, tx.to, tx.amount, _dump(ev.cert.to_dict())),
+            )
+
+    # -------------------------------------------------------------- reading back
+
+    def load(self) -> HolderState:
+        """The holder's state as committed, cross-checked (`StoreCorrupt` on any inconsistency)."""
+        try:
+            return self._load()
+        except LedgerError as exc:
+            if isinstance(exc, StoreCorrupt):
+                raise
+            raise StoreCorrupt(f"a stored row does not check: {exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"a stored row cannot be read: {exc}") from None
+
+    def _load(self) -> HolderState:
+        st = HolderState()
+        txs: dict[str, Tx] = {}
+        for tx_id, body in self.db.execute("SELECT tx_id, body FROM txs"):
+            stored = check_tx(json.loads(body), verify=False)
+            if stored.id != tx_id:
+                raise StoreCorrupt(f"transaction {tx_id} does not hash to its id")
+            txs[tx_id] = stored
+        for account, seq, tx_id, acc_json in self.db.execute("SELECT account, seq, tx_id, acceptance FROM votes"):
+            d = json.loads(acc_json)
+            acc = Acceptance(d["id"], d["account"], d["seq"], d["holder"], d["sig"])
+            if (acc.id, acc.account, acc.seq, acc.holder) != (tx_id, account, seq, self.holder) or tx_id not in txs:
+                raise StoreCorrupt(f"the vote for {account[:16]}:{seq} does not match its row")
+            st.votes[(account, seq)] = acc
+        rows = self.db.execute("SELECT account, seq, tx_id, cert FROM chain ORDER BY account, seq")
+        for account, seq, tx_id, cert_json in rows:
+            chain = st.chain(account)
+            tx = txs.get(tx_id)
+            prev = chain.entries[-1].tx.id if chain.entries else ZERO_HASH
+            if tx is None or seq != len(chain.entries) + 1 or (tx.account, tx.seq, tx.prev) != (account, seq, prev):
+                raise StoreCorrupt(f"the chain of {account[:16]} is broken at {seq}")
+            cert = self._cert(cert_json, tx_id) if cert_json is not None else None
+            chain.entries.append(Entry(tx, cert))
+            if cert is not None:
+                chain.confirmed = seq
+        for tx_id, account, amount, cert_json in self.db.execute("SELECT tx_id, account, amount, cert FROM credits"):
+            cert = self._cert(cert_json, tx_id)
+            if (cert.tx.to, cert.tx.amount) != (account, amount):
+                raise StoreCorrupt(f"the credit {tx_id} does not match its certificate")
+            st.credits[tx_id] = (account, amount)
+            st.chain(account).credited += amount
+        for chain in st.chains.values():
+            chain.recount()
+        return st
+
+    @staticmethod
+    def _cert(cert_json: str, tx_id: str) -> Certificate:
+        cert = certificate_from_dict(json.loads(cert_json), verify_tx=False)
+        if cert.tx.id != tx_id:
+            raise StoreCorrupt(f"the certificate stored for {tx_id} is another transaction's")
+        return cert
+
+
+class DurableHolder:
+    """A `Holder` whose every decision is on disk before it is answered."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: SigningKey,
+        sets: HolderSets,
+        *,
+        verify_work: WorkCheck = no_work_verified,
+        max_age_ms: int = TX_MAX_AGE_MS,
+        max_future_ms: int = TX_MAX_FUTURE_MS,
+    ) -> None:
+        self.store = LedgerStore(path, key.public_key_hex)
+        try:
+            state = self.store.load()
+        except BaseException:
+            self.store.close()
+            raise
+        self.holder = Holder(
+            key, sets, verify_work=verify_work, state=state, max_age_ms=max_age_ms, max_future_ms=max_future_ms
+        )
+
+    def accept(self, tx: Tx, now_ms: int) -> Acceptance:
+        """The signed acceptance of `tx`, durable before it is returned (or the typed refusal)."""
+        event = self.holder.decide_accept(tx, now_ms)
+        self._apply(event)
+        return event.acceptance
+
+    def on_certificate(self, cert: Certificate) -> list[Event]:
+        """Credit and/or confirm from a certificate, each event durable before the next is decided."""
+        return list(self.holder.certificate_events(cert, apply=self._apply))
+
+    def _apply(self, event: Event) -> None:
+        if event.new:
+            self.store.commit([event])
+            self.holder.apply(event)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["SCHEMA_VERSION", "DurableHolder", "LedgerStore"]

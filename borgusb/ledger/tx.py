@@ -1,0 +1,245 @@
+"""The transaction: what a payer signs, and the one function that lets one in.
+
+Wire form, canonical JSON (`borgusb.canonical`), at most `MAX_TX_BYTES`::
+
+    {"account": "02…payer", "amount": 150000000, "kind": "transfer",
+     "prev": "00…00", "ref": "", "seq": 1, "sig": "3044…", "to": "03…payee",
+     "ts": 1764000000000, "v": 1}
+
+* ``account``: the payer's identity key (compressed secp256k1, hex); people
+  read it as its Doge address (`accounts.address`). Each account is a chain of
+  its own transactions: ``seq`` counts them from 1 and ``prev`` is the id of
+  the payer's previous one (`ZERO_HASH` for seq 1), so a replay, a gap or a
+  second spend of one sequence number is visible to any holder.
+* ``to``: the payee's key; ``amount``: units (`units.check_amount`).
+* ``kind``: ``transfer`` (signed by ``account``) or ``reward`` (from the
+  reserve, which has no key: signed by the claimant ``to``, and valid only
+  with a certificate of the reserve's holders, who verified the work named by
+  ``ref``). ``htlc-lock``, ``htlc-claim``, ``htlc-refund`` are reserved for
+  the exchange's hash-time-locked transfers and refused as
+  ``unsupported_kind`` until their rules exist.
+* ``ref``: ``""`` or 64 hex digits: the SHA-256 of the work record a reward
+  pays for (required for rewards), or a payer's reference (invoice, order).
+* ``ts``: the payer's network time in ms; holders refuse stale ones.
+* ``sig``: DER ECDSA over the canonical JSON of every other member plus
+  ``"d": "borgusb.ledger.tx"`` (the domain, so no other signed BorgUSB
+  record, envelope or shard record, can pass for a transaction).
+
+**The id** is the SHA-256 of those signed bytes (not of the signature): what
+the payer signed, fixed before signing, so no re-encoding of a signature can
+make a second id for the same transaction (Bitcoin's txid malleability).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import canonical
+from ..canonical import MAX_SAFE_INT
+from ..keys import SigningKey, verify_signature
+from .accounts import RESERVE, is_account
+from .errors import BadPrev, BadSignature, FutureDated, Malformed, ReserveRule, Stale, UnsupportedKind
+from .units import check_amount
+
+VERSION = 1
+DOMAIN = "borgusb.ledger.tx"
+ZERO_HASH = "0" * 64
+KINDS = ("transfer", "reward")
+RESERVED_KINDS = ("htlc-lock", "htlc-claim", "htlc-refund")
+MAX_TX_BYTES = 1024  # a transaction is ~470 bytes; anything larger is not one
+MAX_SEQ = MAX_SAFE_INT
+TX_MAX_AGE_MS = 10 * 60_000  # a payer re-signs a transaction no holder took within 10 minutes
+TX_MAX_FUTURE_MS = 30_000  # the envelope window: clocks agree within it (cronoTreeCell)
+FIELDS = frozenset(("v", "account", "seq", "prev", "to", "amount", "kind", "ref", "ts", "sig"))
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A checked transaction. Made only by `sign_transfer`, `sign_reward`, `check_tx` and `parse_tx`."""
+
+    account: str
+    seq: int
+    prev: str
+    to: str
+    amount: int
+    kind: str
+    ref: str
+    ts: int
+    sig: str
+    id: str
+
+    @property
+    def signer(self) -> str:
+        """Whose signature `sig` is: the payer's, or for a reward the claimant's (the reserve has no key)."""
+        return self.to if self.kind == "reward" else self.account
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "account": self.account,
+            "seq": self.seq,
+            "prev": self.prev,
+            "to": self.to,
+            "amount": self.amount,
+            "kind": self.kind,
+            "ref": self.ref,
+            "ts": self.ts,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.body(), sig=self.sig)
+
+    def encode(self) -> bytes:
+        """The wire bytes (canonical JSON)."""
+        return canonical.encode_unchecked(self.to_dict())
+
+
+def signing_bytes(body: dict[str, Any]) -> bytes:
+    """What the signature covers and the id hashes: the body plus the domain."""
+    doc = {k: v for k, v in body.items() if k != "sig"}
+    doc["d"] = DOMAIN
+    return canonical.encode_unchecked(doc)
+
+
+def tx_id(body: dict[str, Any]) -> str:
+    return hashlib.sha256(signing_bytes(body)).hexdigest()
+
+
+def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    v = doc[name]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise Malformed(f"{name} must be an integer in {lo}..{hi}")
+    return v
+
+
+def _check_fields(doc: Any) -> None:
+    """Every rule except the signature, cheapest first."""
+    if not isinstance(doc, dict) or doc.keys() != FIELDS:
+        raise Malformed(f"a transaction has exactly {', '.join(sorted(FIELDS))}")
+    if _int(doc, "v", 0, MAX_SAFE_INT) != VERSION:
+        raise Malformed(f"unsupported transaction version {doc['v']} (this node reads {VERSION})")
+    if not is_account(doc["account"]) or not is_account(doc["to"]):
+        raise Malformed("account and to are compressed secp256k1 public keys in lowercase hex")
+    if doc["account"] == doc["to"]:
+        raise Malformed("an account does not pay itself")
+    seq = _int(doc, "seq", 1, MAX_SEQ)
+    _int(doc, "ts", 0, MAX_SAFE_INT)
+    prev, ref, kind, sig = doc["prev"], doc["ref"], doc["kind"], doc["sig"]
+    if not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+        raise Malformed("prev is a SHA-256 in lowercase hex")
+    if not isinstance(ref, str) or not (ref == "" or _HEX64.fullmatch(ref)):
+        raise Malformed("ref is empty or a SHA-256 in lowercase hex")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise Malformed("sig is a DER signature in lowercase hex")
+    if not isinstance(kind, str) or len(kind) > 16:
+        raise Malformed("kind is a short string")
+    check_amount(doc["amount"])
+    if kind in RESERVED_KINDS:
+        raise UnsupportedKind(f"{kind} is reserved for the exchange's hash-time-locked transfers")
+    if kind not in KINDS:
+        raise UnsupportedKind(f"unknown kind {kind!r}")
+    if (kind == "reward") != (doc["account"] == RESERVE):
+        raise ReserveRule("the reserve pays rewards only, and rewards come only from the reserve")
+    if kind == "reward" and not ref:
+        raise Malformed("a reward names the work it pays for (ref)")
+    if (seq == 1) != (prev == ZERO_HASH):
+        raise BadPrev("seq 1 has the zero prev, and only seq 1 has it")
+
+
+def check_tx(doc: Any, *, verify: bool = True) -> Tx:
+    """A `Tx` from a decoded transaction (an envelope's payload, a certificate's member).
+
+    Raises a `LedgerError` subclass: `Malformed`, `BadAmount`, `UnsupportedKind`,
+    `ReserveRule`, `BadPrev`, and last, because it is the costly one,
+    `BadSignature`. ``verify=False`` is for the holder's own store only, which
+    re-reads what it checked before writing."""
+    _check_fields(doc)
+    body = {k: v for k, v in doc.items() if k != "sig"}
+    signed = signing_bytes(body)
+    tx = Tx(
+        account=doc["account"],
+        seq=doc["seq"],
+        prev=doc["prev"],
+        to=doc["to"],
+        amount=doc["amount"],
+        kind=doc["kind"],
+        ref=doc["ref"],
+        ts=doc["ts"],
+        sig=doc["sig"],
+        id=hashlib.sha256(signed).hexdigest(),
+    )
+    if verify and not verify_signature(tx.signer, bytes.fromhex(tx.sig), signed):
+        raise BadSignature(
+            "the transaction is not signed by " + ("its claimant" if tx.kind == "reward" else "its payer")
+        )
+    return tx
+
+
+def parse_tx(data: bytes) -> Tx:
+    """A `Tx` from wire bytes: bounded, canonical (one transaction has one byte form), then `check_tx`."""
+    if len(data) > MAX_TX_BYTES:
+        raise Malformed(f"a transaction is at most {MAX_TX_BYTES} bytes")
+    try:
+        doc = canonical.loads_canonical(data)
+    except canonical.CanonicalError as exc:
+        raise Malformed(str(exc)) from None
+    return check_tx(doc)
+
+
+def check_fresh(tx: Tx, now_ms: int, max_age_ms: int = TX_MAX_AGE_MS, max_future_ms: int = TX_MAX_FUTURE_MS) -> Tx:
+    """`tx` if signed within the window around `now_ms` (network time), else `Stale` or `FutureDated`.
+
+    A holder applies it to new transactions only: a replay of one it already
+    accepted gets its acceptance back whatever its age, and a certificate is
+    valid whenever it arrives, so freshness is not part of `check_tx`."""
+    if now_ms - tx.ts > max_age_ms:
+        raise Stale(f"signed {now_ms - tx.ts} ms ago (at most {max_age_ms})")
+    if tx.ts - now_ms > max_future_ms:
+        raise FutureDated(f"dated {tx.ts - now_ms} ms ahead (at most {max_future_ms})")
+    return tx
+
+
+def _sign(key: SigningKey, body: dict[str, Any]) -> Tx:
+    _check_fields(dict(body, sig="00" * 8))
+    return check_tx(dict(body, sig=key.sign(signing_bytes(body)).hex()))
+
+
+def sign_transfer(key: SigningKey, *, seq: int, prev: str, to: str, amount: int, ts: int, ref: str = "") -> Tx:
+    """The payer `key` pays `amount` units to `to` as its transaction number `seq` (refusals as in `check_tx`)."""
+    body = {
+        "v": VERSION,
+        "account": key.public_key_hex,
+        "seq": seq,
+        "prev": prev,
+        "to": to,
+        "amount": amount,
+        "kind": "transfer",
+        "ref": ref,
+        "ts": ts,
+    }
+    return _sign(key, body)
+
+
+def sign_reward(key: SigningKey, *, seq: int, prev: str, amount: int, ref: str, ts: int) -> Tx:
+    """A claim, signed by the worker `key`, that the reserve pay it `amount` for the work record `ref`.
+
+    `seq`/`prev` are the reserve's chain position. Worth nothing until a quorum
+    of the reserve's holders has verified the work and accepted it."""
+    body = {
+        "v": VERSION,
+        "account": RESERVE,
+        "seq": seq,
+        "prev": prev,
+        "to": key.public_key_hex,
+        "amount": amount,
+        "kind": "reward",
+        "ref": ref,
+        "ts": ts,
+    }
+    return _sign(key, body)
