@@ -51,7 +51,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _fast_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
-_LONG_DIGITS = re.compile(rb"(?:^|[:,\[])-?[0-9]{16}")  # an integer token of 16+ digits (at the start too)
+# an integer token of 16+ digits: after a separator, or the whole document's first token. Two patterns,
+# because an alternation with ^ defeats the regex engine's fast scan (8 µs a message instead of 1)
+_LONG_DIGITS = re.compile(rb"[:,\[]-?[0-9]{16}")
+_LEADING_LONG_DIGITS = re.compile(rb"-?[0-9]{16}")
 
 _decoder = json.JSONDecoder(
     object_pairs_hook=_no_duplicates,
@@ -129,7 +132,7 @@ def loads_canonical(data: bytes) -> JSONValue:
         raise CanonicalError("not encodable") from None
     if again != data:
         raise CanonicalError("not in canonical form (sorted keys, no spaces, UTF-8, no duplicates)")
-    if _LONG_DIGITS.search(data):  # maybe an integer beyond ±2**53: check properly
+    if _LONG_DIGITS.search(data) or _LEADING_LONG_DIGITS.match(data):  # maybe beyond ±2**53: check properly
         check(value)
     elif data.count(b"[") + data.count(b"{") > MAX_DEPTH and _too_deep(value):
         # k brackets nest at most k deep, so most messages skip the walk
