@@ -333,6 +333,7 @@ COMMANDS: dict[str, Command] = {
     "get": Command("borgusb.storecli:get", "fetch an object by id with DStream into -o FILE (resumes)"),
     "stat": Command("borgusb.storecli:stat", "an object's size, owner, holders and copies (a health check)"),
     "rm": Command("borgusb.storecli:rm", "delete an object you own (a signed tombstone)"),
+    "pay": Command("borgusb.paycli:main", "Borg Shells: balance, send, history (the peerPaysCell ledger)"),
     "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
     "cellhost": Command("borgusb.cellhost.__main__:main", "load the cells' code once and fork every cell from it"),
     "cluster": Command("borgusb.cluster:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),

@@ -42,6 +42,7 @@ from borgusb.dstream.frames import frame, unframe
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 
+from .peerpays_shapes import PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
     HOSTILE_SMALL,
@@ -300,6 +301,7 @@ RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "svc.withdraw": shaped_dict({"cell": (st.just("peerTreeNet"), CELL_NAMES), "ip": (st.just(IP), IPS)}),
     "svc.list": shaped_dict({"cell": (st.just("peerTreeNet"), CELL_NAMES)}),
 }
+RECEPTORS.update(PAY_RECEPTORS)
 
 
 @st.composite

@@ -1,0 +1,590 @@
+"""peerPaysCell: the Borg Shell ledger's holders and the entry point wallets send to.
+
+The protocol is `borgusb.ledger` (docs/ledger.md); this cell only carries it.
+
+* **The member view.** An account's holder set is the placement lottery's
+  choice among the members of this cell's tree, as the tree root's member
+  table (``tree.members``) lists them: every node reads the same table, so
+  every node computes the same holder set. The cell re-reads it every second;
+  its digest (``view``) travels with every offer, and a holder whose view
+  differs refuses the offer (``view_mismatch``) rather than vote under another
+  holder set. Fewer members than R: no holder set, refused as
+  ``too_few_members``. What happens on a membership change is in
+  docs/ledger.md ("The cell").
+* **Holder receptors**: ``pay.accept`` (a payer-signed transaction: the core's
+  `DurableHolder.accept`, durable in SQLite before the signed acceptance is
+  answered), ``pay.confirm`` (a certificate: checked, persisted, credited and
+  or confirmed), ``pay.account`` (this holder's view of an account).
+* **Entry receptors** (what a wallet calls on its local cell): ``pay.send``
+  (offer to the account's holders in parallel, certify once a quorum
+  accepted, deliver to the payer's and payee's holders), ``pay.balance``
+  (a quorum-agreed balance or a ``disagreement``), ``pay.history``.
+
+Every refusal is a `RequestError` whose reason is the ledger's word
+(``conflicting_spend``, ``insufficient_funds``, ``bad_signature`` ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ... import envelope
+from ...dna import CellDNA
+from ...ledger.accounts import is_account
+from ...ledger.balance import BalanceAnswer, Disagreement, read_balance
+from ...ledger.certificate import (
+    Acceptance,
+    Certificate,
+    HolderSets,
+    certificate_from_dict,
+    certify,
+    check_acceptance,
+    check_certificate,
+    quorum_size,
+)
+from ...ledger.errors import REASONS, LedgerError
+from ...ledger.holder import Accepted, Confirmed, Credited
+from ...ledger.store import DurableHolder
+from ...ledger.tx import Tx, check_tx
+from ...ledger.units import UNITS_PER_SHELL
+from ...net.peer import PeerError, PeerRejected
+from ..kit import Cell, RequestError, receptor
+from .client import PayClient
+from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
+
+log = logging.getLogger("borgusb.peerpays")
+
+VIEW_EVERY_S = 1.0
+HISTORY_LIMIT = 50
+MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
+
+# HTTP statuses of the ledger's refusals (the reason word is what programs compare)
+_STATUS = {
+    "bad_signature": 403,
+    "reserve_rule": 403,
+    "unverified_work": 403,
+    "not_holder": 403,
+    "not_holder_signer": 403,
+    "bad_holder_signature": 403,
+    "insufficient_funds": 402,
+    "conflicting_spend": 409,
+    "already_paid": 409,
+    "stale": 409,
+    "future_dated": 409,
+    "gap": 409,
+    "bad_prev": 409,
+    "store_corrupt": 500,
+    "store_version": 500,
+    "wrong_holder": 500,
+}
+
+
+def view_digest(members: Iterable[str]) -> str:
+    """The member view's name: what two nodes compare to know they compute the same holder sets."""
+    return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
+
+
+class PeerPaysCell(Cell):
+    """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
+
+    settings: PeerPaysSettings
+
+    def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
+        settings = kw.get("settings")
+        if not isinstance(settings, PeerPaysSettings):
+            settings = kw["settings"] = PeerPaysSettings.from_sources()
+        quorum_size(settings.r, settings.faulty)  # r too small for faulty: refused before any port is bound
+        # The holder's database is named by its node key (ledger-<key>.sqlite): votes are one key's.
+        # With the machine's node key it is kept across restarts (a holder that forgot its votes could
+        # vote twice); with a key made for this process only, nobody can sign as that key again, so
+        # its votes go with it at a clean stop. Without --data: a directory under data_root.
+        self._ephemeral_key = kw.get("key") is None
+        self._temp_dir = kw.get("data_dir") is None and self._ephemeral_key
+        if kw.get("data_dir") is None:
+            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+            os.makedirs(root, exist_ok=True)
+            if self._temp_dir:
+                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
+            else:
+                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
+        super().__init__(dna, ip, **kw)
+        assert self.data_dir is not None
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self.r, self.faulty = settings.r, settings.faulty
+        self.offer_timeout_s = settings.offer_timeout_ms / 1000
+        self.test_only_work_ref = settings.test_only_work_ref.strip().lower()
+        if self.test_only_work_ref and (
+            len(self.test_only_work_ref) != 64 or set(self.test_only_work_ref) - set("0123456789abcdef")
+        ):
+            raise ValueError("peerPaysCell --test-only-work-ref must be a SHA-256 in hex")
+        self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}  # pubkey -> ip, the root's table
+        self.view = view_digest(self.members)
+        self.db_path = Path(self.data_dir) / f"ledger-{self.key.public_key_hex}.sqlite"
+        self.ledger = DurableHolder(
+            self.db_path,
+            self.key,
+            HolderSets(self.members, self.r, self.faulty),
+            verify_work=self._verify_work,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        if self.test_only_work_ref:
+            log.warning("peerPaysCell: TEST ONLY work check on: rewards for %s are paid", self.test_only_work_ref)
+        self._spawn(self._view_loop())
+
+    async def on_stop(self) -> None:
+        self.ledger.close()
+        if self._temp_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        elif self._ephemeral_key:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ the reserve's work check
+
+    def _verify_work(self, tx: Tx) -> bool:
+        """Which reward claims this holder approves. No production work record is checked yet
+        (docs/ledger.md: the work checks are future work), so a real network pays no reward.
+        The test-only setting approves claims on one fixed work record, bounded, paid once
+        (the core's already_paid): a test cluster's way to fund an account from the reserve."""
+        ref = self.test_only_work_ref
+        return bool(ref) and tx.ref == ref and tx.amount <= TEST_ONLY_WORK_MAX_SHELLS * UNITS_PER_SHELL
+
+    # ------------------------------------------------------------ the member view
+
+    async def _view_loop(self) -> None:
+        while True:
+            await self.refresh_view()
+            await asyncio.sleep(VIEW_EVERY_S)
+
+    async def refresh_view(self) -> bool:
+        """Read the tree root's member table (`tree.members`); True when the view could be read."""
+        try:
+            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
+        except (RequestError, PeerError, TimeoutError):
+            self.counters["pay_view_unreadable"] += 1
+            return False
+        found = doc.get("members") if isinstance(doc, dict) else None
+        if not isinstance(found, list):
+            self.counters["pay_view_unreadable"] += 1
+            return False
+        members: dict[str, str] = {}
+        for m in found:
+            if isinstance(m, dict) and is_account(m.get("pubkey")) and isinstance(m.get("ip"), str):
+                members[m["pubkey"]] = m["ip"]
+        if members:
+            self.set_view(members)
+        return True
+
+    def set_view(self, members: dict[str, str]) -> None:
+        """Use this member table from now on (the holder sets follow it)."""
+        if set(members) != set(self.members):
+            self.ledger.holder.sets = HolderSets(members, self.r, self.faulty)
+            self.view = view_digest(members)
+            self.counters["pay_view_changes"] += 1
+        self.members = dict(members)
+
+    @property
+    def sets(self) -> HolderSets:
+        return self.ledger.holder.sets
+
+    def _holders(self, account: str) -> tuple[tuple[str, ...], int]:
+        """(holder set, quorum) of an account in the current view, or `too_few_members`."""
+        if len(self.members) < self.r:
+            raise RequestError(
+                "too_few_members",
+                f"{len(self.members)} peerPaysCells in this tree; an account needs {self.r} holders",
+                503,
+            )
+        return self.sets.of(account), self.sets.quorum(account)
+
+    # ------------------------------------------------------------ helpers
+
+    def _refuse(self, exc: LedgerError) -> RequestError:
+        self.counters[f"pay_refused:{exc.reason}"] += 1
+        return RequestError(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
+
+    def _tx(self, payload: Any) -> Tx:
+        doc = payload.get("tx") if isinstance(payload, dict) else None
+        try:
+            return check_tx(doc)
+        except LedgerError as exc:
+            raise self._refuse(exc) from None
+
+    @staticmethod
+    def _account(payload: Any) -> str:
+        account = payload.get("account") if isinstance(payload, dict) else None
+        if not is_account(account):
+            raise RequestError("malformed", "account is a compressed public key in lowercase hex")
+        return account
+
+    async def _ask(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request to one holder of the view, its reply checked against the holder's key
+        (`PeerRejected` with the holder's reason on a refusal). Tests replace this to route in-process."""
+        client = PayClient(self.peers, self.members[holder], pubkey=holder)
+        reply = await client.call(type, payload)
+        if not isinstance(reply, dict):
+            raise PeerRejected(502, "bad_reply", "the reply is not an object")
+        return reply
+
+    async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str:
+        """The holder's reply, or the reason word it was not had (its refusal, timeout, unreachable)."""
+        try:
+            return await asyncio.wait_for(self._ask(holder, type, payload), self.offer_timeout_s)
+        except PeerRejected as exc:
+            return exc.reason
+        except TimeoutError:
+            return "timeout"
+        except PeerError:
+            return "unreachable"
+
+    # ------------------------------------------------------------ holder receptors
+
+    def accept_local(self, tx: Tx, view: str) -> Acceptance:
+        if view and view != self.view:
+            self.counters["pay_refused:view_mismatch"] += 1
+            raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
+        self._holders(tx.account)
+        try:
+            return self.ledger.accept(tx, self.clock.now_ms())
+        except LedgerError as exc:
+            raise self._refuse(exc) from None
+
+    @receptor("pay.accept")
+    async def _r_accept(self, env: envelope.Envelope) -> Any:
+        tx = self._tx(env.payload)
+        view = env.payload.get("view", "")
+        if not isinstance(view, str):
+            raise RequestError("malformed", "view is the digest of the member view")
+        if view and view != self.view:
+            await self.refresh_view()  # the offerer may have read the root's table a moment sooner
+        acc = self.accept_local(tx, view)
+        self.counters["pay_accepted"] += 1
+        return {"acceptance": acc.to_dict()}
+
+    def confirm_local(self, cert: Certificate) -> list[str]:
+        self._holders(cert.tx.account)
+        try:
+            events = self.ledger.on_certificate(cert)
+        except LedgerError as exc:
+            raise self._refuse(exc) from None
+        names = {Accepted: "accepted", Confirmed: "confirmed", Credited: "credited"}
+        return [names[type(e)] + ("" if e.new else ":again") for e in events]
+
+    @receptor("pay.confirm")
+    async def _r_confirm(self, env: envelope.Envelope) -> Any:
+        doc = env.payload.get("cert") if isinstance(env.payload, dict) else None
+        try:
+            cert = certificate_from_dict(doc)
+        except LedgerError as exc:
+            raise self._refuse(exc) from None
+        events = self.confirm_local(cert)
+        self.counters["pay_certificates"] += 1
+        return {"id": cert.tx.id, "events": events}
+
+    def account_local(self, account: str) -> dict[str, Any]:
+        self._holders(account)
+        h = self.ledger.holder
+        if not h.holds(account):
+            self.counters["pay_refused:not_holder"] += 1
+            raise RequestError("not_holder", f"{h.pubkey[:16]} does not hold {account[:16]}", 403)
+        a = h.answer(account)
+        return {
+            "holder": h.pubkey,
+            "account": account,
+            "balance": a.balance,
+            "seq": a.seq,
+            "head": a.head,
+            "available": h.available(account),
+            "history": self._history(account),
+        }
+
+    @receptor("pay.account")
+    async def _r_account(self, env: envelope.Envelope) -> Any:
+        return self.account_local(self._account(env.payload))
+
+    def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]:
+        """This holder's certificates of `account`'s transactions start..end-1 (those it has, in order)."""
+        chain = self.ledger.holder.state.chains.get(account)
+        if chain is None:
+            return []
+        entries = chain.entries[max(0, start - 1) : max(0, min(end - 1, start - 1 + MAX_CATCH_UP))]
+        return [e.cert.to_dict() for e in entries if e.cert is not None]
+
+    @receptor("pay.certs")
+    async def _r_certs(self, env: envelope.Envelope) -> Any:
+        """Certificates of an account's chain, for a holder that missed some (``gap``) to catch up."""
+        account = self._account(env.payload)
+        start, end = env.payload.get("from"), env.payload.get("to")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (start, end)):
+            raise RequestError("malformed", "from and to are sequence numbers")
+        return {"certs": self.certs_local(account, start, end)}
+
+    async def _catch_up(self, holder: str, account: str, seq: int) -> bool:
+        """Bring a holder that refused for a ``gap`` up to seq - 1: the certificates it lacks, in order,
+        from this node's chain or from another holder's. True when it took them all."""
+        got = await self._answers(account, [holder])
+        doc = got[holder]
+        start = doc["seq"] + 1 if isinstance(doc, dict) and isinstance(doc.get("seq"), int) else 1
+        if seq - start > MAX_CATCH_UP:
+            return False
+        certs = self.certs_local(account, start, seq)
+        if len(certs) < seq - start:
+            for other in self.sets.of(account):
+                if other in (holder, self.key.public_key_hex):
+                    continue
+                reply = await self._bounded(other, "pay.certs", {"account": account, "from": start, "to": seq})
+                found = reply.get("certs") if isinstance(reply, dict) else None
+                if isinstance(found, list) and len(found) == seq - start:
+                    certs = found
+                    break
+            else:
+                return False
+        self.counters["pay_catch_ups"] += 1
+        for cert in certs:
+            if holder == self.key.public_key_hex:
+                try:
+                    self.confirm_local(certificate_from_dict(cert))
+                except (LedgerError, RequestError):
+                    return False
+            elif isinstance(await self._bounded(holder, "pay.confirm", {"cert": cert}), str):
+                return False
+        return True
+
+    def _history(self, account: str) -> list[dict[str, Any]]:
+        """The account's latest entries (sent) and credits (received), newest first."""
+        out: list[dict[str, Any]] = []
+        chain = self.ledger.holder.state.chains.get(account)
+        if chain is not None:
+            for e in chain.entries[-HISTORY_LIMIT:]:
+                t = e.tx
+                out.append(
+                    {
+                        "dir": "out",
+                        "id": t.id,
+                        "seq": t.seq,
+                        "peer": t.to,
+                        "amount": t.amount,
+                        "kind": t.kind,
+                        "ts": t.ts,
+                        "confirmed": e.cert is not None or t.seq <= chain.confirmed,
+                    }
+                )
+        rows = self.ledger.store.db.execute(
+            "SELECT cert FROM credits WHERE account = ? ORDER BY rowid DESC LIMIT ?", (account, HISTORY_LIMIT)
+        ).fetchall()
+        for (cert_json,) in rows:
+            t = certificate_from_dict(json.loads(cert_json), verify_tx=False).tx
+            out.append(
+                {
+                    "dir": "in",
+                    "id": t.id,
+                    "seq": t.seq,
+                    "peer": t.account,
+                    "amount": t.amount,
+                    "kind": t.kind,
+                    "ts": t.ts,
+                    "confirmed": True,
+                }
+            )
+        out.sort(key=lambda x: (-x["ts"], x["id"]))
+        return out[:HISTORY_LIMIT]
+
+    # ------------------------------------------------------------ entry receptors
+
+    async def _offer(self, tx: Tx, holders: Iterable[str]) -> dict[str, Acceptance | str]:
+        async def one(holder: str) -> Acceptance | str:
+            if holder == self.key.public_key_hex:
+                try:
+                    return self.accept_local(tx, self.view)
+                except RequestError as exc:
+                    return exc.reason
+            got = await self._bounded(holder, "pay.accept", {"tx": tx.to_dict(), "view": self.view})
+            if isinstance(got, str):
+                return got
+            try:
+                acc = check_acceptance(got.get("acceptance"))
+            except LedgerError:
+                return "bad_reply"
+            if (acc.holder, acc.id, acc.account, acc.seq) != (holder, tx.id, tx.account, tx.seq):
+                return "bad_reply"
+            return acc
+
+        hs = list(holders)
+        answers: dict[str, Acceptance | str] = dict(zip(hs, await asyncio.gather(*(one(h) for h in hs)), strict=True))
+        lagging = [h for h, a in answers.items() if a == "gap"]
+        if lagging:  # a holder that missed earlier certificates: send them, then offer again
+            caught = await asyncio.gather(*(self._catch_up(h, tx.account, tx.seq) for h in lagging))
+            again = [h for h, ok in zip(lagging, caught, strict=True) if ok]
+            answers.update(zip(again, await asyncio.gather(*(one(h) for h in again)), strict=True))
+        return answers
+
+    async def _deliver_cert(self, cert: Certificate) -> dict[str, Any]:
+        """The certificate to every holder of the payer and of the payee (one request each)."""
+        targets = list(dict.fromkeys([*self.sets.of(cert.tx.account), *self.sets.of(cert.tx.to)]))
+
+        async def one(holder: str) -> str:
+            if holder == self.key.public_key_hex:
+                try:
+                    self.confirm_local(cert)
+                    return "ok"
+                except RequestError as exc:
+                    return exc.reason
+            got = await self._bounded(holder, "pay.confirm", {"cert": cert.to_dict()})
+            if got == "gap" and await self._catch_up(holder, cert.tx.account, cert.tx.seq):
+                got = await self._bounded(holder, "pay.confirm", {"cert": cert.to_dict()})
+            return got if isinstance(got, str) else "ok"
+
+        results = dict(zip(targets, await asyncio.gather(*(one(h) for h in targets)), strict=True))
+        refused = {h[:16]: r for h, r in results.items() if r != "ok"}
+        if refused:
+            self.counters["pay_delivery_incomplete"] += 1
+        return {"delivered": len(targets) - len(refused), "of": len(targets), "refused": refused}
+
+    @receptor("pay.send")
+    async def _r_send(self, env: envelope.Envelope) -> Any:
+        tx = self._tx(env.payload)
+        holders, q = self._holders(tx.account)
+        answers = await self._offer(tx, holders)
+        if "view_mismatch" in answers.values() and sum(isinstance(a, Acceptance) for a in answers.values()) < q:
+            await self.refresh_view()  # one more try on the root's latest table
+            holders, q = self._holders(tx.account)
+            answers = await self._offer(tx, holders)
+        accs = [a for a in answers.values() if isinstance(a, Acceptance)]
+        if len(accs) < q:
+            self.counters["pay_send_refused"] += 1
+            raise self._no_quorum(tx, answers, q)
+        cert = check_certificate(certify(tx, accs), holders, q)
+        delivery = await self._deliver_cert(cert)
+        self.counters["pay_sent"] += 1
+        return {
+            "id": tx.id,
+            "account": tx.account,
+            "seq": tx.seq,
+            "to": tx.to,
+            "amount": tx.amount,
+            "kind": tx.kind,
+            "certificate": {"signers": list(cert.signers), "quorum": q, "holders": len(holders)},
+            "cert": cert.to_dict(),
+            **delivery,
+        }
+
+    def _no_quorum(self, tx: Tx, answers: dict[str, Acceptance | str], q: int) -> RequestError:
+        """The refusal of a send that no quorum accepted: the holders' own reason when they gave one."""
+        refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
+        accepted = len(answers) - len(refusals)
+        ledger = Counter(r for r in refusals.values() if r in REASONS)  # not timeouts, rates, views
+        reason, status = "no_quorum", 503
+        if ledger:
+            reason = ledger.most_common(1)[0][0]
+            status = _STATUS.get(reason, 400)
+        elif refusals and set(refusals.values()) <= {"view_mismatch"}:
+            reason, status = "view_mismatch", 409
+        said = ", ".join(f"{h[:8]}: {r}" for h, r in sorted(refusals.items()))
+        detail = f"{accepted} of {len(answers)} holders accepted {tx.id[:16]}, {q} needed ({said})"
+        if reason == "conflicting_spend":
+            local = self.ledger.holder.state.votes.get((tx.account, tx.seq))
+            if local is not None and local.id != tx.id:
+                detail = f"{tx.seq} was already spent by {local.id}; " + detail
+        return RequestError(reason, detail, status)
+
+    async def _answers(self, account: str, holders: Iterable[str]) -> dict[str, dict[str, Any] | str]:
+        async def one(holder: str) -> dict[str, Any] | str:
+            if holder == self.key.public_key_hex:
+                try:
+                    return self.account_local(account)
+                except RequestError as exc:
+                    return exc.reason
+            return await self._bounded(holder, "pay.account", {"account": account})
+
+        hs = list(holders)
+        return dict(zip(hs, await asyncio.gather(*(one(h) for h in hs)), strict=True))
+
+    @staticmethod
+    def _answer(holder: str, account: str, doc: dict[str, Any] | str) -> BalanceAnswer | None:
+        if not isinstance(doc, dict):
+            return None
+        bal, seq, head = doc.get("balance"), doc.get("seq"), doc.get("head")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (bal, seq)) or not isinstance(head, str):
+            return None
+        if doc.get("account") != account:
+            return None
+        return BalanceAnswer(holder, account, bal, seq, head)  # type: ignore[arg-type]
+
+    async def _read(self, account: str) -> tuple[Any, dict[str, dict[str, Any] | str], int]:
+        holders, q = self._holders(account)
+        docs = await self._answers(account, holders)
+        answers = [a for h, d in docs.items() if (a := self._answer(h, account, d)) is not None]
+        return read_balance(account, answers, holders, q), docs, q
+
+    @receptor("pay.balance")
+    async def _r_balance(self, env: envelope.Envelope) -> Any:
+        account = self._account(env.payload)
+        res, docs, q = await self._read(account)
+        if isinstance(res, Disagreement):
+            self.counters["pay_disagreements"] += 1
+            said = ", ".join(
+                f"{h[:8]}: {d['balance']}/{d['seq']}" if isinstance(d, dict) else f"{h[:8]}: {d}"
+                for h, d in sorted(docs.items())
+            )
+            raise RequestError("disagreement", f"{res.why}, {q} needed; {said}", 503)
+        return {
+            "account": account,
+            "balance": res.balance,
+            "seq": res.seq,
+            "head": res.head,
+            "holders": list(res.holders),
+            "quorum": q,
+        }
+
+    @receptor("pay.history")
+    async def _r_history(self, env: envelope.Envelope) -> Any:
+        """The account's recent history, from a holder whose answer the quorum agrees with."""
+        account = self._account(env.payload)
+        res, docs, q = await self._read(account)
+        agreed = None if isinstance(res, Disagreement) else res
+        candidates = [
+            d for h, d in sorted(docs.items()) if isinstance(d, dict) and (agreed is None or h in agreed.holders)
+        ]
+        if not candidates:
+            raise RequestError("disagreement", "no holder of this account answered", 503)
+        best = max(candidates, key=lambda d: len(d.get("history") or []))
+        return {
+            "account": account,
+            "balance": agreed.balance if agreed else None,
+            "seq": agreed.seq if agreed else None,
+            "agreed": agreed is not None,
+            "from": best.get("holder"),
+            "history": best.get("history") if isinstance(best.get("history"), list) else [],
+        }
+
+    # ------------------------------------------------------------ monitoring
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        st = self.ledger.holder.state
+        doc["pay"] = {
+            "db": str(self.db_path),
+            "view": self.view,
+            "members": len(self.members),
+            "r": self.r,
+            "faulty": self.faulty,
+            "quorum": quorum_size(self.r, self.faulty),
+            "accounts": len(st.chains),
+            "votes": len(st.votes),
+            "credits": len(st.credits),
+            "test_only_work": bool(self.test_only_work_ref),
+        }
+        return doc

@@ -1,0 +1,287 @@
+"""`borgusb pay balance|send|history`: Borg Shells on the peerPaysCell network.
+
+    borgusb pay balance [ACCOUNT] [--json]        the quorum-agreed balance (default: your wallet's account)
+    borgusb pay send --to PUBKEY AMOUNT [--json]  pay AMOUNT Shells ("1.5", exact) from your wallet
+    borgusb pay history [ACCOUNT] [--json]        recent payments in and out
+
+An account is an identity public key (66 hex digits); ``borgusb wallet show``
+prints yours. A Doge address names an account for people but cannot be
+turned back into its key, so ``--to`` takes the key.
+
+The wallet signs: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file``
+for scripts). The command talks to the peerPaysCell named by ``--node IP``
+(default $BORGUSB_NODE, else the first live node of a local cluster, else
+127.0.0.1), which offers the transaction to the account's holders and returns
+once a quorum confirmed it.
+
+A transaction that did not gather a quorum (holders down) is kept in
+``~/.cache/borgusb/pay/`` and sent again, the same bytes, before anything new:
+signing a second transaction for the same sequence number could split the
+holders' votes and lock the account (docs/ledger.md, liveness).
+
+Exit codes: 0 done; 1 refused by the network (the reason word is printed:
+``insufficient_funds``, ``conflicting_spend``, ``stale`` ...) or no node
+answers; 2 bad input (usage, bad amount, unknown account); 3 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import dna
+from .clock import SystemClock
+from .envelope import Verifier
+from .keys import SigningKey
+from .net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
+
+DNA = dna.get("peerPaysCell")
+DEFAULT_IP = "127.0.0.1"
+NAME_A_NODE = "name a running peerPaysCell with --node IP (or $BORGUSB_NODE)"
+PENDING_DIR = Path(os.environ.get("BORGUSB_PAY_DIR", Path.home() / ".cache" / "borgusb" / "pay"))
+EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
+
+# what each refusal means to the person who typed the command
+EXPLAIN = {
+    "insufficient_funds": "insufficient funds",
+    "conflicting_spend": "conflicting spend: this account already spent that sequence number on another transaction",
+    "stale": "stale transaction: signed too long ago, or this computer's clock is behind the network's",
+    "future_dated": "transaction dated in the future: this computer's clock is ahead of the network's",
+    "bad_amount": "bad amount",
+    "bad_signature": "the transaction's signature does not verify",
+    "gap": "the holders lack an earlier transaction of this account; try again",
+    "bad_prev": "the holders have another previous transaction for this account; try again",
+    "disagreement": "the account's holders do not agree on it right now (a payment in flight?); try again",
+    "no_quorum": "too few of the account's holders answered; the transaction is kept and sent again next time",
+    "too_few_members": "the ledger network has fewer nodes than an account needs holders",
+    "view_mismatch": "the ledger's nodes are changing; try again",
+    "unverified_work": "the reserve's holders did not verify the work this reward claims",
+    "already_paid": "that work is already paid",
+}
+
+
+class CLIError(Exception):
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _answers(ip: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def find_node(port: int) -> str:
+    """A live peerPaysCell of a local cluster (`borgusb cluster up --cell peerPaysCell`), else 127.0.0.1."""
+    from .cluster import DEFAULT_DIR, Cluster
+
+    ips: list[str] = []
+    try:
+        names = sorted(p.parent.name for p in DEFAULT_DIR.glob("*/state.json"))
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            cluster = Cluster.load(name, DEFAULT_DIR)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if cluster.cell == DNA.name:
+            ips += [n.ip for n in cluster.live()]
+    for ip in ips + [DEFAULT_IP]:
+        if _answers(ip, port):
+            return ip
+    raise CLIError(f"no {DNA.name} answers on this machine (tried {', '.join(ips + [DEFAULT_IP])}); {NAME_A_NODE}")
+
+
+def account_arg(text: str | None, key: SigningKey | None) -> str:
+    """The account a command is about: the one named, else the wallet's."""
+    from .ledger import is_account
+
+    if text is None:
+        if key is None:
+            raise CLIError("name an ACCOUNT, or give your wallet with --keystore (or --key-file)", EXIT_INPUT)
+        return key.public_key_hex
+    t = text.strip()
+    if is_account(t.lower()):
+        return t.lower()
+    if t[:1] in ("D", "A", "9") and len(t) in range(26, 36):
+        raise CLIError(
+            f"unknown account {t}: a Doge address cannot be turned back into its public key; "
+            "give the account's public key (66 hex digits, 'borgusb wallet show' prints it)",
+            EXIT_INPUT,
+        )
+    raise CLIError(f"unknown account {t[:70]!r}: an account is a public key of 66 hex digits", EXIT_INPUT)
+
+
+def load_key(args: argparse.Namespace, required: bool) -> SigningKey | None:
+    if not args.keystore and not args.key_file:
+        if required:
+            raise CLIError("pay send signs with your wallet: give --keystore PATH (or --key-file)", EXIT_INPUT)
+        return None
+    from .storecli import CLIError as StoreError
+    from .storecli import load_key as store_load_key
+
+    try:
+        return store_load_key(args)
+    except StoreError as exc:
+        raise CLIError(str(exc), EXIT_INPUT) from None
+
+
+def refusal(exc: PeerRejected) -> CLIError:
+    what = EXPLAIN.get(exc.reason, exc.reason)
+    return CLIError(f"{what} ({exc.reason}){': ' + exc.detail if exc.detail else ''}")
+
+
+def _pending_path(account: str) -> Path:
+    return PENDING_DIR / f"{account}.json"
+
+
+def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc) if args.json else text)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .cells.peerpays.client import PayClient
+    from .ledger import format_shells, parse_shells, sign_transfer
+    from .ledger.errors import BadAmount, LedgerError
+
+    key = load_key(args, required=args.cmd == "send")
+    clock = SystemClock()
+    async with PeerClient(key or SigningKey.generate(), clock, Verifier(clock), timeout_s=args.timeout) as peers:
+        pay = PayClient(peers, args.node, port=args.port or DNA.recp_port)
+        try:
+            if args.cmd == "balance":
+                account = account_arg(args.account, key)
+                doc = await pay.balance(account)
+                text = f"{format_shells(doc['balance'])} Shells (account {account[:16]}…, transaction {doc['seq']})"
+                _print(args, dict(doc, shells=format_shells(doc["balance"])), text)
+                return EXIT_OK
+            if args.cmd == "history":
+                account = account_arg(args.account, key)
+                doc = await pay.history(account)
+                if args.json:
+                    print(json.dumps(doc))
+                    return EXIT_OK
+                if doc.get("balance") is not None:
+                    print(f"balance {format_shells(doc['balance'])} Shells")
+                for h in doc.get("history", []):
+                    sign = "-" if h["dir"] == "out" else "+"
+                    state = "" if h["confirmed"] else " (unconfirmed)"
+                    peer = ("to " if h["dir"] == "out" else "from ") + h["peer"]
+                    print(f"{h['ts']}  {sign}{format_shells(h['amount'])}  {peer}  {h['id'][:16]}{state}")
+                if not doc.get("history"):
+                    print("no transactions")
+                return EXIT_OK
+            # send
+            assert key is not None
+            try:
+                amount = parse_shells(args.amount)
+            except BadAmount as exc:
+                raise CLIError(f"bad amount ({exc.problem}): {exc.detail}", EXIT_INPUT) from None
+            to = account_arg(args.to, None)
+            if to == key.public_key_hex:
+                raise CLIError("an account does not pay itself", EXIT_INPUT)
+            await _resend_pending(pay, key.public_key_hex)
+            head = await pay.balance(key.public_key_hex)
+            try:
+                tx = sign_transfer(key, seq=head["seq"] + 1, prev=head["head"], to=to, amount=amount, ts=clock.now_ms())
+            except LedgerError as exc:
+                raise CLIError(f"{EXPLAIN.get(exc.reason, exc.reason)}: {exc}", EXIT_INPUT) from None
+            path = _pending_path(key.public_key_hex)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(tx.to_dict()))
+            try:
+                done = await pay.submit(tx)
+            except PeerRejected as exc:
+                if exc.reason != "no_quorum":  # refused for good: this transaction will never confirm
+                    path.unlink(missing_ok=True)
+                raise
+            path.unlink(missing_ok=True)
+            done.pop("cert", None)
+            text = (
+                f"sent {format_shells(amount)} Shells to {to[:16]}…: transaction {done['id']} "
+                f"confirmed by {len(done['certificate']['signers'])} of {done['certificate']['holders']} holders"
+            )
+            _print(args, dict(done, shells=format_shells(amount)), text)
+            return EXIT_OK
+        except PeerRejected as exc:
+            raise refusal(exc) from None
+
+
+async def _resend_pending(pay: Any, account: str) -> None:
+    """A transaction an earlier `pay send` could not get confirmed: the same bytes again, first."""
+    path = _pending_path(account)
+    try:
+        tx = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        done = await pay.submit(tx)
+        print(f"borgusb pay: an earlier transaction {done.get('id', '')[:16]} is now confirmed", file=sys.stderr)
+    except PeerRejected as exc:
+        if exc.reason == "no_quorum":
+            raise CLIError(
+                f"an earlier transaction is still waiting for its holders ({exc.detail}); try again"
+            ) from None
+        print(f"borgusb pay: an earlier transaction was refused ({exc.reason}); dropped", file=sys.stderr)
+    path.unlink(missing_ok=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="borgusb pay", description="Borg Shells: balance, send, history")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    bal = sub.add_parser("balance", help="the quorum-agreed balance of an account (default: your wallet's)")
+    bal.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
+    send = sub.add_parser("send", help="pay Shells from your wallet's account")
+    send.add_argument("--to", required=True, metavar="PUBKEY", help="the payee's account (public key)")
+    send.add_argument("amount", help='Shells, e.g. "1.5" (at most 8 decimal places)')
+    hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
+    hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
+    for q in (bal, send, hist):
+        q.add_argument(
+            "--node",
+            metavar="IP",
+            default=os.environ.get("BORGUSB_NODE") or None,
+            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else {DEFAULT_IP})",
+        )
+        q.add_argument("--port", type=int, help=argparse.SUPPRESS)
+        q.add_argument("--keystore", help="your wallet keystore (signs the transaction)")
+        q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
+        q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
+        q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.node is None:
+            args.node = find_node(args.port or DNA.recp_port)
+        return asyncio.run(_run(args))
+    except CLIError as exc:
+        print(f"borgusb pay {args.cmd}: {exc}", file=sys.stderr)
+        return exc.code
+    except PeerUnreachable as exc:
+        print(f"borgusb pay {args.cmd}: {exc}: is a {DNA.name} running there? Else {NAME_A_NODE}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (PeerError, OSError) as exc:
+        print(f"borgusb pay {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:
+        print(f"borgusb pay {args.cmd}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""Payloads shaped like the peerPaysCell's real ones, for tests/fuzz/test_receptor_fuzz.py's RECEPTORS.
+
+Transactions and certificates signed for real (by fixed test keys), then fields missing, retyped,
+out of range or badly hex-encoded (`shaped_dict`), so a handler's paths past the format checks are
+reached too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from borgusb.clock import SystemClock
+from borgusb.ledger import RESERVE, ZERO_HASH, certify, sign_acceptance, sign_reward, sign_transfer
+
+from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
+
+PAYER, PAYEE, HOLDER = fixed_key("pay payer"), fixed_key("pay payee"), fixed_key("cell")
+NOW = SystemClock().now_ms()
+
+TRANSFER = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=PAYEE.public_key_hex, amount=150_000_000, ts=NOW)
+REWARD = sign_reward(PAYEE, seq=1, prev=ZERO_HASH, amount=10**8, ref="ab" * 32, ts=NOW)
+LATER = sign_transfer(PAYER, seq=2, prev=TRANSFER.id, to=PAYEE.public_key_hex, amount=1, ts=NOW)
+CERT = certify(TRANSFER, [sign_acceptance(HOLDER, TRANSFER)]).to_dict()
+
+ACCOUNTS = st.sampled_from([PAYER.public_key_hex, PAYEE.public_key_hex, HOLDER.public_key_hex, RESERVE])
+ACCOUNT_LIKE = st.one_of(ACCOUNTS, hex_texts, texts, JSON_SMALL)
+INTS = st.one_of(st.integers(1, 5), safe_ints, st.sampled_from([0, -1, 2**53 - 1, True, None, "1", "1.0"]))
+
+
+def _tx_fields(tx: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return shaped_dict(
+        {
+            "v": (st.just(tx["v"]), INTS),
+            "account": (st.just(tx["account"]), ACCOUNT_LIKE),
+            "seq": (st.just(tx["seq"]), INTS),
+            "prev": (st.just(tx["prev"]), hex_texts),
+            "to": (st.just(tx["to"]), ACCOUNT_LIKE),
+            "amount": (st.just(tx["amount"]), INTS),
+            "kind": (st.just(tx["kind"]), st.sampled_from(["reward", "htlc-lock", "x", ""]) | texts),
+            "ref": (st.just(tx["ref"]), hex_texts),
+            "ts": (st.just(tx["ts"]), INTS),
+            "sig": (st.just(tx["sig"]), hex_texts),
+        }
+    )
+
+
+TXS = st.one_of(
+    st.sampled_from([TRANSFER.to_dict(), REWARD.to_dict(), LATER.to_dict()]),
+    _tx_fields(TRANSFER.to_dict()),
+    _tx_fields(REWARD.to_dict()),
+)
+CERTS = st.one_of(
+    st.just(CERT),
+    shaped_dict(
+        {
+            "v": (st.just(1), INTS),
+            "tx": (st.just(CERT["tx"]), TXS),
+            "sigs": (st.just(CERT["sigs"]), st.lists(shaped_dict({"holder": ACCOUNT_LIKE, "sig": hex_texts}))),
+        }
+    ),
+)
+ACCOUNT = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE)})
+
+PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
+    "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
+    "pay.confirm": shaped_dict({"cert": CERTS}),
+    "pay.account": ACCOUNT,
+    "pay.certs": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "from": INTS, "to": INTS}),
+    "pay.send": shaped_dict({"tx": TXS}),
+    "pay.balance": ACCOUNT,
+    "pay.history": ACCOUNT,
+}
