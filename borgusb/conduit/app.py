@@ -41,6 +41,7 @@ from ..net.peer import PeerRejected
 from .network import Network, NoEndpoint
 from .state import ConduitState
 from .web import (
+    BACKGROUND_HEADER,
     HOME_CELL,
     NAV,
     NETWORK,
@@ -106,7 +107,8 @@ async def guard(
     if state.idle_expired():
         state.lock()
         await request.app[NETWORK].close()
-    state.touch()
+    if request.headers.get(BACKGROUND_HEADER) != "1":
+        state.touch()  # only the person's own requests count as activity
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -208,6 +210,8 @@ async def unlock(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.has_keystore:
         raise web.HTTPFound("/welcome")
+    if state.unlocked:
+        raise web.HTTPFound("/home")  # an old unlock form sent again never locks, nor unlocks twice
     public = state.public_keystore()
     if request.method == "GET":
         return render(request, "unlock.html", public=public)

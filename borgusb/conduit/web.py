@@ -33,6 +33,9 @@ PORT = web.AppKey("port", int)
 HOME_CELL = web.AppKey("home_cell", str)
 
 SECRET_HEADER = "X-Borg-Conduit"  # every request of the page script carries the conduit's secret in it
+# set by the page script on its own timed refreshes: they are not the person's activity, so they never
+# hold off the idle lock (a Home page left open used to keep the keys in memory for ever)
+BACKGROUND_HEADER = "X-Borg-Background"
 
 
 @dataclass(frozen=True)

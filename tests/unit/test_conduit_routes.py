@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from borgusb.conduit import ConduitState, create_app
-from borgusb.conduit.web import SECRET_HEADER
+from borgusb.conduit.web import BACKGROUND_HEADER, SECRET_HEADER
 from borgusb.identity import derive_public
 from borgusb.keystore import KdfParams
 
@@ -161,6 +161,27 @@ async def test_auto_lock_after_idle(conduit) -> None:
     assert not conduit.state.unlocked and not any(key_buffer)
     resp = await conduit.get("/home", headers=auth(conduit))
     assert resp.url.path == "/unlock"
+
+
+async def test_an_unlock_form_sent_again_never_locks(conduit) -> None:
+    """Issue 22: after unlocking, Back to the unlock form and submitting it locked the wallet."""
+    await restore(conduit)
+    for passphrase in ("long enough", "wrong one"):
+        resp = await post(conduit, "/unlock", {"passphrase": passphrase})
+        assert resp.url.path == "/home" and conduit.state.unlocked
+    assert (await conduit.get("/unlock", headers=auth(conduit))).url.path == "/home"
+
+
+async def test_background_refreshes_do_not_hold_off_the_idle_lock(conduit) -> None:
+    """Issue 22: Home refreshes itself every 2 s, and that counted as activity: it never locked."""
+    await restore(conduit)
+    conduit.state.idle_lock_s = 0.5
+    background = {**auth(conduit), BACKGROUND_HEADER: "1"}
+    deadline = asyncio.get_running_loop().time() + 30
+    while conduit.state.unlocked and asyncio.get_running_loop().time() < deadline:
+        await conduit.post("/api/cells", headers=background)
+        await asyncio.sleep(0.05)
+    assert not conduit.state.unlocked
 
 
 async def test_errors_never_show_a_traceback(conduit) -> None:

@@ -11,7 +11,7 @@
 // (issue 15 item 3).
 "use strict";
 const Borg = (() => {
-  const HEADER = "X-Borg-Conduit", STORE = "borg-conduit";
+  const HEADER = "X-Borg-Conduit", BACKGROUND = "X-Borg-Background", STORE = "borg-conduit";
 
   // The secret from the launcher's link (#k=…), or the one this tab already holds.
   function takeSecret() {
@@ -34,7 +34,9 @@ const Borg = (() => {
   const main = () => document.querySelector("#app main");
 
   let timers = [];
-  const every = (fn, ms) => timers.push(setInterval(fn, ms));
+  // timed refreshes call fn(true): their requests say they are background ones, which the conduit does
+  // not count as the person's activity (they never hold off the idle lock)
+  const every = (fn, ms) => timers.push(setInterval(() => fn(true), ms));
   const stopTimers = () => { timers.forEach(clearInterval); timers = []; };
 
   const NEED_LINK = "Open the link the conduit printed when it started (http://127.0.0.1:PORT/#k=…); "
@@ -48,9 +50,10 @@ const Borg = (() => {
   const showProblem = (text) => main()?.replaceChildren(h("p", { class: "message", role: "alert" }, text));
 
   // Every request to the conduit: with the secret; a 401 means this tab does not hold the right one.
-  async function request(path, opts = {}) {
+  async function request(path, { background = false, ...opts } = {}) {
     if (!secret) { showNeedLink(); throw new Error(NEED_LINK); }
-    const r = await fetch(path, { ...opts, cache: "no-store", headers: { ...(opts.headers || {}), [HEADER]: secret } });
+    const headers = { ...(opts.headers || {}), [HEADER]: secret, ...(background ? { [BACKGROUND]: "1" } : {}) };
+    const r = await fetch(path, { ...opts, cache: "no-store", headers });
     if (r.status === 401) { showNeedLink(); throw new Error(NEED_LINK); }
     return r;
   }
@@ -131,11 +134,11 @@ const Borg = (() => {
     box.dataset.count = members.length;
   }
 
-  async function refreshTree() {
+  async function refreshTree(background = false) {
     const box = document.getElementById("tree");
     if (!box) return;
     try {
-      const data = await api(`/api/tree?cell=${encodeURIComponent(box.dataset.cell)}`);
+      const data = await api(`/api/tree?cell=${encodeURIComponent(box.dataset.cell)}`, { background });
       drawTree(box, data);
       document.getElementById("node-status").textContent = data.status || "not reachable";
       document.getElementById("node-size").textContent = `${(data.members || []).length} nodes`;
@@ -144,11 +147,11 @@ const Borg = (() => {
     } catch (e) { box.replaceChildren(h("p", { class: "message" }, e.message)); }
   }
 
-  async function refreshCells() {
+  async function refreshCells(background = false) {
     const body = document.querySelector("#cells tbody");
     if (!body) return;
     try {
-      const { cells } = await api("/api/cells");
+      const { cells } = await api("/api/cells", { background });
       body.replaceChildren(...cells.map((c) => h("tr", {},
         h("td", {}, c.name), h("td", {}, c.summary), h("td", {}, c.size || "—"),
         h("td", { class: "mono" }, c.endpoints && c.endpoints.length ? c.endpoints.join(", ") : "not running"))));
