@@ -36,7 +36,7 @@ from .errors import (
     NotAHolderSigner,
     ReserveRule,
 )
-from .tx import Tx, check_tx
+from .tx import Tx, check_tx, load_bounded
 
 VERSION = 1
 ACCEPT_DOMAIN = "borgusb.ledger.accept"
@@ -207,13 +207,7 @@ def certificate_from_dict(doc: Any, *, verify_tx: bool = True) -> Certificate:
 
 def parse_certificate(data: bytes) -> Certificate:
     """A `Certificate` from wire bytes (bounded, canonical); still to be checked with `check_certificate`."""
-    if len(data) > MAX_CERT_BYTES:
-        raise Malformed(f"a certificate is at most {MAX_CERT_BYTES} bytes")
-    try:
-        doc = canonical.loads_canonical(data)
-    except canonical.CanonicalError as exc:
-        raise Malformed(str(exc)) from None
-    return certificate_from_dict(doc)
+    return certificate_from_dict(load_bounded(data, MAX_CERT_BYTES, "a certificate"))
 
 
 def check_certificate(cert: Certificate, holders: Sequence[str], quorum: int | None = None) -> Certificate:

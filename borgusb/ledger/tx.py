@@ -181,15 +181,20 @@ def check_tx(doc: Any, *, verify: bool = True) -> Tx:
     return tx
 
 
-def parse_tx(data: bytes) -> Tx:
-    """A `Tx` from wire bytes: bounded, canonical (one transaction has one byte form), then `check_tx`."""
-    if len(data) > MAX_TX_BYTES:
-        raise Malformed(f"a transaction is at most {MAX_TX_BYTES} bytes")
+def load_bounded(data: bytes, limit: int, what: str) -> Any:
+    """Wire bytes of a ledger document: at most `limit` bytes and canonical (one document, one byte
+    form), else `Malformed` naming `what`."""
+    if len(data) > limit:
+        raise Malformed(f"{what} is at most {limit} bytes")
     try:
-        doc = canonical.loads_canonical(data)
+        return canonical.loads_canonical(data)
     except canonical.CanonicalError as exc:
         raise Malformed(str(exc)) from None
-    return check_tx(doc)
+
+
+def parse_tx(data: bytes) -> Tx:
+    """A `Tx` from wire bytes: bounded, canonical, then `check_tx`."""
+    return check_tx(load_bounded(data, MAX_TX_BYTES, "a transaction"))
 
 
 def check_fresh(tx: Tx, now_ms: int, max_age_ms: int = TX_MAX_AGE_MS, max_future_ms: int = TX_MAX_FUTURE_MS) -> Tx:

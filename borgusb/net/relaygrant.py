@@ -16,6 +16,7 @@ gateway's attach door, and in tests.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from .. import canonical
@@ -46,8 +47,15 @@ def granted_node(doc: Any, gateway: str, now_ms: int) -> str | None:
         return None  # expired, or dated so far ahead that it would outlive a detach
     if not isinstance(sig, str) or not _SIG.fullmatch(sig):
         return None
-    body = {"node": node, "gateway": named, "until": until}
-    return node if verify_signature(node, bytes.fromhex(sig), DOMAIN + canonical.dumps(body)) else None
+    return node if _signed(node, named, until, sig) else None
+
+
+@lru_cache(maxsize=4096)
+def _signed(node: str, gateway: str, until: int, sig: str) -> bool:
+    """Whether `node` signed this grant. Cached: a gateway's hello shows the same grants to every
+    post relayed through it until they are renewed, and the expiry is checked outside the cache."""
+    body = {"node": node, "gateway": gateway, "until": until}
+    return verify_signature(node, bytes.fromhex(sig), DOMAIN + canonical.dumps(body))
 
 
 def relays_for(grants: Any, gateway: str, node: str, now_ms: int) -> bool:
