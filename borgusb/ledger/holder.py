@@ -201,6 +201,8 @@ class Holder:
             return Accepted(tx, sign_acceptance(self.key, tx), new=True)  # certified already: a vote changes nothing
         before = chain.entries[tx.seq - 2].tx if tx.seq > 1 else None
         if before is not None and before.id != tx.prev:
+            if tx.seq - 1 > chain.confirmed:  # this holder's vote there lost: it lacks the winner's certificate
+                raise Gap(f"transaction {tx.seq - 1} here is {before.id}, not certified: send its certificate first")
             raise BadPrev(f"transaction {tx.seq - 1} is {before.id}, not {tx.prev}")
         check_fresh(tx, now_ms, self.max_age_ms, self.max_future_ms)
         if before is not None and tx.ts < before.ts:
@@ -234,6 +236,8 @@ class Holder:
         if tx.seq > head + 1:
             raise Gap(f"certificate for seq {tx.seq}, this holder has {head}: send the earlier ones first")
         if tx.seq > 1 and chain.entries[tx.seq - 2].tx.id != tx.prev:
+            if tx.seq - 1 > chain.confirmed:  # this holder's vote there lost: it lacks the winner's certificate
+                raise Gap(f"certified transaction {tx.seq} follows a certificate this holder lacks")
             raise BadPrev(f"certified transaction {tx.seq} follows one this holder does not have")
         if tx.seq <= head:
             have = chain.entries[tx.seq - 1]

@@ -101,7 +101,10 @@ def test_gap_bad_prev_and_stale_order() -> None:
     t1 = _pay()
     h.accept(t1, NOW)
     assert _refusal(h, _pay(seq=3, prev=t1.id)).reason == "gap"
-    assert _refusal(h, _pay(seq=2, prev="ab" * 32)).reason == "bad_prev"
+    # t1 is only this holder's vote: another transaction may have won seq 1, whose certificate it lacks
+    assert _refusal(h, _pay(seq=2, prev="ab" * 32)).reason == "gap"
+    _confirm(net, t1)
+    assert _refusal(h, _pay(seq=2, prev="ab" * 32)).reason == "bad_prev"  # certified: the prev is wrong
     assert _refusal(h, _pay(seq=2, prev=t1.id, ts=NOW - 1)).reason == "stale"  # before the previous one
     t2 = _pay(seq=2, prev=t1.id, ts=NOW)
     assert h.accept(t2, NOW).id == t2.id
@@ -206,6 +209,22 @@ def test_a_holder_that_voted_for_the_loser_adopts_the_certified_transaction() ->
     t3 = _pay(seq=3, prev=t2.id, amount=SHELL)
     assert h0.accept(t3, NOW).id == t3.id
     assert h0.available(ALICE.public_key_hex) == 7 * SHELL
+
+
+def test_a_holder_whose_vote_lost_says_gap_until_it_has_the_winners_certificate() -> None:
+    """A partition's minority holder voted for the loser and missed the winner's certificate: the next
+    transaction (built on the winner) is a gap to it, which the entry mends by sending that certificate."""
+    net = _funded(10)
+    hs = list(net.sets.of(ALICE.public_key_hex))
+    loser, winner = _pay(to=CAROL), _pay(to=BOB)
+    net.offer(loser, hs[0], NOW)
+    accs, _ = net.submit(winner, NOW)
+    cert = net.certify(winner, accs)
+    assert cert is not None
+    h0, after = net.holders[hs[0]], _pay(seq=2, prev=winner.id, amount=SHELL)
+    assert _refusal(h0, after).reason == "gap"
+    h0.on_certificate(cert)
+    assert h0.accept(after, NOW).id == after.id
 
 
 def test_certificates_arrive_in_order_or_are_refused_as_gaps() -> None:
