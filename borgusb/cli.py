@@ -18,14 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import __version__
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class CLIError(Exception):
-    """A failure to report to the person in one line, without a traceback."""
-
+from . import __version__, ttyprompt
+from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, port_number
 
 # ---------------------------------------------------------------- passphrases
 
@@ -37,12 +31,18 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False, prompt: 
         except OSError as exc:
             raise CLIError(f"cannot read the passphrase file: {exc.strerror}") from None
         passphrase = text.splitlines()[0] if text else ""
-    else:
-        if not sys.stdin.isatty():
-            raise CLIError("no terminal to ask for the passphrase: use --passphrase-file")
-        passphrase = getpass.getpass(prompt)
-        if confirm and getpass.getpass("Repeat the passphrase: ") != passphrase:
-            raise CLIError("the two passphrases differ")
+    elif confirm:  # a new keystore's: the one rule, asked again in place after a slip
+        from .keystore import check_new_passphrase
+
+        try:
+            return ttyprompt.new_passphrase(check_new_passphrase)
+        except ttyprompt.GaveUp as exc:
+            raise CLIError(str(exc)) from None
+    else:  # from the controlling terminal, also when stdin is a pipe (`echo … | borgusb envelope sign`)
+        try:
+            passphrase = ttyprompt.secret(prompt)
+        except ttyprompt.GaveUp as exc:
+            raise CLIError(str(exc)) from None
     if not passphrase:
         raise CLIError("the passphrase must not be empty")
     return passphrase
@@ -66,9 +66,35 @@ def _print_json(value: Any) -> None:
 # ---------------------------------------------------------------- wallet
 
 
+def read_new_passphrase(args: argparse.Namespace) -> str:
+    """A new keystore's passphrase (file or typed twice), held to the one rule before anything is shown."""
+    from .keystore import WeakPassphrase, check_new_passphrase
+
+    passphrase = read_passphrase(args, confirm=True)
+    try:
+        check_new_passphrase(passphrase)
+    except WeakPassphrase as exc:
+        raise CLIError(f"the passphrase file's passphrase is too short: {exc}") from None
+    return passphrase
+
+
+def intact_wallet(path: Path) -> Path:
+    """The keystore at `path`, said to be damaged (with the way to restore) before a passphrase is asked."""
+    from .keystore import KeystoreCorrupt, read_wallet
+
+    try:
+        read_wallet(path)
+    except KeystoreCorrupt as exc:
+        raise CLIError(
+            f"the keystore {path} is damaged ({exc}); no passphrase can open it. Restore the wallet from its "
+            f"24 words: borgusb wallet restore --keystore {path} --force"
+        ) from None
+    return path
+
+
 def _show_words(words: list[str]) -> None:
     print("\nYour 24 words. Write them down, in order, and keep them offline.")
-    print("They are the only way to restore this wallet; BorgUSB never shows them again.\n")
+    print("They are the only way to restore this wallet; BorgUSB shows them only now.\n")
     rows = (len(words) + 2) // 3
     for r in range(rows):
         cells = []
@@ -81,13 +107,16 @@ def _show_words(words: list[str]) -> None:
 
 
 def _confirm_words(words: list[str]) -> None:
-    """Ask for three random words back, only on a terminal."""
+    """Ask for three random words back, off the screen, only on a terminal; a slip asks that word again."""
     if not sys.stdin.isatty():
         return
-    for i in sorted(secrets.SystemRandom().sample(range(len(words)), 3)):
-        answer = input(f"Word {i + 1}? ").strip().lower()
-        if answer != words[i]:
-            raise CLIError(f"word {i + 1} does not match: nothing was written, run the command again")
+    input("Press Enter when you have written them down (the screen is then cleared). ")
+    ttyprompt.clear_screen()
+    positions = sorted(secrets.SystemRandom().sample(range(len(words)), 3))
+    try:
+        ttyprompt.check_words(words, positions, lambda: _show_words(words))
+    except ttyprompt.GaveUp as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _require_new_path(path: Path, force: bool) -> None:
@@ -103,21 +132,32 @@ def cmd_wallet_new(args: argparse.Namespace) -> int:
 
     path = Path(args.keystore)
     _require_new_path(path, args.force)
-    with Wallet.create(read_bip39_passphrase(args)) as wallet:
+    bip39_passphrase = read_bip39_passphrase(args)
+    passphrase = read_new_passphrase(args)  # before the words: a refused passphrase never wastes a set
+    with Wallet.create(bip39_passphrase) as wallet:
         words = wallet.mnemonic().split()
         _show_words(words)
         _confirm_words(words)
-        passphrase = read_passphrase(args, confirm=True, prompt="Choose a keystore passphrase: ")
         save_wallet(path, wallet, passphrase)
         _report_identity(wallet.public.to_dict(), args, f"Wallet written to {path}")
     return EXIT_OK
 
 
 def _read_words(args: argparse.Namespace) -> str:
-    if sys.stdin.isatty():
-        print("Type your words separated by spaces, then Enter:", file=sys.stderr)
-        return input()
-    return sys.stdin.read()
+    """The words from stdin; at a terminal, a word not in the list is asked again alone."""
+    from .identity import MnemonicError, UnknownWord, normalize_words, validate_mnemonic
+
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    print("Type your words separated by spaces, then Enter:", file=sys.stderr)
+
+    def bad_word(exc: Exception) -> int | None:
+        return exc.position - 1 if isinstance(exc, UnknownWord) else None
+
+    try:
+        return ttyprompt.fix_words(normalize_words(input()), validate_mnemonic, bad_word)
+    except (ttyprompt.GaveUp, MnemonicError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def cmd_wallet_restore(args: argparse.Namespace) -> int:
@@ -126,9 +166,9 @@ def cmd_wallet_restore(args: argparse.Namespace) -> int:
 
     path = Path(args.keystore)
     _require_new_path(path, args.force)
+    passphrase = read_new_passphrase(args) if args.passphrase_file else ""  # a file's: checked first
     with Wallet.from_mnemonic(_read_words(args), read_bip39_passphrase(args)) as wallet:
-        passphrase = read_passphrase(args, confirm=True, prompt="Choose a keystore passphrase: ")
-        save_wallet(path, wallet, passphrase)
+        save_wallet(path, wallet, passphrase or read_new_passphrase(args))
         _report_identity(wallet.public.to_dict(), args, f"Wallet restored to {path}")
     return EXIT_OK
 
@@ -150,7 +190,7 @@ def _report_identity(info: dict[str, str], args: argparse.Namespace, headline: s
 def cmd_wallet_show(args: argparse.Namespace) -> int:
     from .keystore import load_wallet
 
-    wallet = load_wallet(Path(args.keystore), read_passphrase(args))
+    wallet = load_wallet(intact_wallet(existing_keystore(args.keystore)), read_passphrase(args))
     with wallet:
         info: dict[str, str] = wallet.public.to_dict()
         if args.reveal:
@@ -180,7 +220,7 @@ def cmd_envelope_sign(args: argparse.Namespace) -> int:
         payload = canonical.loads(sys.stdin.buffer.read())
     except canonical.CanonicalError as exc:
         raise CLIError(f"the payload on stdin is not allowed JSON: {exc}") from None
-    with load_wallet(Path(args.keystore), read_passphrase(args)) as wallet:
+    with load_wallet(intact_wallet(existing_keystore(args.keystore)), read_passphrase(args)) as wallet:
         try:
             env = envelope.sign(wallet.key, args.type, payload, SystemClock(), ip=args.ip, port=args.port, to=args.to)
         except ValueError as exc:
@@ -264,7 +304,7 @@ def envelope_parser() -> argparse.ArgumentParser:
     _add_passphrase_args(sign)
     sign.add_argument("--type", default="app.message", help="message type (default: app.message)")
     sign.add_argument("--ip", default="", help="sender IP to put in the envelope")
-    sign.add_argument("--port", type=int, default=0, help="sender port to put in the envelope")
+    sign.add_argument("--port", type=port_number(0), default=0, help="sender port to put in the envelope")
     sign.add_argument(
         "--to",
         default="",
@@ -295,7 +335,7 @@ def _run_local(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return int(args.func(args) or 0)
     except (CLIError, KeystoreError, MnemonicError) as exc:
         print(f"borgusb: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return exc.code if isinstance(exc, CLIError) else EXIT_FAIL
     except EOFError:
         print("borgusb: no input", file=sys.stderr)
         return EXIT_FAIL
@@ -336,7 +376,7 @@ COMMANDS: dict[str, Command] = {
     "pay": Command("borgusb.paycli:main", "Borg Shells: balance, send, history (the peerPaysCell ledger)"),
     "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
     "cellhost": Command("borgusb.cellhost.__main__:main", "load the cells' code once and fork every cell from it"),
-    "cluster": Command("borgusb.cluster:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),
+    "cluster": Command("borgusb.clustercli:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),
     "sim": Command("borgusb.tree.sim:main", "simulate a PeerTree of up to a million nodes in memory"),
     "conduit": Command("borgusb.conduit.__main__:main", "BorgHUIConduit, the browser interface, on localhost"),
     "hosted": Command("borgusb.hosted.__main__:main", "hosted mode: use the stick plugged into this PC, on localhost"),
@@ -351,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
             "BorgUSB: your identity on a USB stick, the network as your computer. "
             "Every message is a signed, timestamped envelope; no logins, no servers."
         ),
-        epilog="Run 'borgusb COMMAND --help' for the options of a command.",
+        epilog=f"Run 'borgusb COMMAND --help' for the options of a command. {EXIT_CODES}",
     )
     parser.add_argument("--version", action="version", version=f"borgusb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,20 +1,25 @@
-"""`borgusb cluster ...`: a local cluster of real node processes.
+"""`borgusb cluster ...`: a local cluster of real node processes (the command itself: clustercli.py).
 
 Every node gets its own loopback address (127.0.0.2, 127.0.0.3, ...) and so
-keeps the DNA ports exactly as on real machines. Processes are tracked in a
-state file with their pid, address and start time; `down` kills them even
-after the tool itself crashed, and checks each pid's command line first so
-a recycled pid is never killed.
+keeps the DNA ports exactly as on real machines. A cluster of `ALL` is what
+people start: each address is one machine running every implemented cell type
+under one cell host (`borgusb cellhost run`), as a booted stick or hosted node
+does; a cluster of one cell type runs `borgusb cell run` per address (tests of
+one type). Processes are tracked in a state file with their pid, address and
+start time; `down` kills them even after the tool itself crashed, and checks
+each pid's command line first so a recycled pid is never killed. A cluster
+keeps its cells' data under its own directory and `down` deletes it: stored
+objects and ledger entries do not outlive the cluster (each start makes new
+node keys, so the old data would belong to nobody).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import json
 import os
-import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +31,11 @@ from typing import Any
 import aiohttp
 
 from . import dna
-from .cells import dna_of
+from .cells import dna_of, implemented
 
 DEFAULT_DIR = Path(os.environ.get("BORGUSB_CLUSTER_DIR", Path.home() / ".cache" / "borgusb" / "cluster"))
+ALL = "all"  # a cluster's `cell` when each address runs every implemented cell type
+STOP_GRACE_S = 8.0  # how long a cell host has to stop its cells (it gives them 5 s) before SIGKILL
 
 
 def loopback(index: int, base: int = 2) -> str:
@@ -48,7 +55,7 @@ class NodeProc:
             cmd = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        return b"cell" in cmd and self.ip.encode() in cmd
+        return (b"cell" in cmd or b"cellhost" in cmd) and self.ip.encode() in cmd
 
     def running(self) -> bool:
         if not self.cmdline_matches():
@@ -62,7 +69,7 @@ class NodeProc:
 
 @dataclass
 class Cluster:
-    """A set of node processes of one cell type, described by a state file."""
+    """A set of node processes of one cell type (or of every type: `ALL`), described by a state file."""
 
     name: str = "default"
     cell: str = "peerTreeNet"
@@ -83,8 +90,14 @@ class Cluster:
         return self.dir / "state.json"
 
     @property
+    def cell_types(self) -> list[str]:
+        """The cell types each node runs."""
+        return implemented() if self.cell == ALL else [self.cell]
+
+    @property
     def dna(self) -> dna.CellDNA:
-        return dna_of(self.cell)
+        """The DNA of the cell whose tree `status` shows (peerTreeNet first on a whole machine)."""
+        return dna_of(self.cell_types[0])
 
     # -------------------------------------------------------------- state
 
@@ -116,13 +129,18 @@ class Cluster:
     def spawn(self, ip: str, join: list[str]) -> NodeProc:
         self.dir.mkdir(parents=True, exist_ok=True)
         log = self.dir / f"node-{ip}.log"
+        if self.cell == ALL:  # one machine: the cell host forks every cell type, each with its own --data
+            data = self.dir / "data" / ip
+            for name in self.cell_types:
+                (data / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+            what = ["cellhost", "run", "--data-root", str(data)]
+        else:
+            what = ["cell", "run", self.cell]
         cmd = [
             sys.executable,
             "-m",
             "borgusb.cli",
-            "cell",
-            "run",
-            self.cell,
+            *what,
             "--ip",
             ip,
             "--heartbeat-ms",
@@ -142,9 +160,19 @@ class Cluster:
         self.save()
         return node
 
-    def up(self, count: int, *, base: int = 2, join: list[str] | None = None, stagger_s: float = 0.0) -> list[NodeProc]:
-        """Start count nodes; all but the first join through the first (or through join)."""
-        used = {n.ip for n in self.nodes}
+    def up(
+        self,
+        count: int,
+        *,
+        base: int = 2,
+        join: list[str] | None = None,
+        stagger_s: float = 0.0,
+        avoid: set[str] | frozenset[str] = frozenset(),
+    ) -> list[NodeProc]:
+        """Start count nodes; all but the first join through the first (or through join).
+
+        Addresses in avoid (another cluster's nodes) are skipped."""
+        used = {n.ip for n in self.nodes} | set(avoid)
         started: list[NodeProc] = []
         index = 0
         while len(started) < count:
@@ -172,30 +200,38 @@ class Cluster:
         self.save()
 
     def down(self) -> int:
-        killed = 0
-        for node in self.nodes:
+        """Stop every node; a cell host first gets SIGTERM (its cells withdraw from the registry)."""
+        running = [n for n in self.nodes if n.running()]
+        gentle = self.cell == ALL
+        for node in running:
+            os.kill(node.pid, signal.SIGTERM if gentle else signal.SIGKILL)
+        deadline = time.monotonic() + (STOP_GRACE_S if gentle else 5)
+        while any(n.running() for n in running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for node in running:
             if node.running():
-                os.kill(node.pid, signal.SIGKILL)
-                killed += 1
+                os.kill(node.pid, signal.SIGKILL)  # its cells follow (PR_SET_PDEATHSIG)
         deadline = time.monotonic() + 5
-        while any(n.running() for n in self.nodes) and time.monotonic() < deadline:
+        while any(n.running() for n in running) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.nodes = []
         if self.state_file.exists():
             self.state_file.unlink()
-        return killed
+        shutil.rmtree(self.dir / "data", ignore_errors=True)
+        return len(running)
 
     def live(self) -> list[NodeProc]:
         return [n for n in self.nodes if n.alive and n.running()]
 
     # -------------------------------------------------------------- observation
 
-    async def status(self, timeout_s: float = 2.0) -> list[dict[str, Any]]:
-        """Each live node's monitoring JSON (or an error entry)."""
+    async def status(self, timeout_s: float = 2.0, cell: str | None = None) -> list[dict[str, Any]]:
+        """Each live node's monitoring JSON of `cell` (default: the first of cell_types), or an error entry."""
+        mon_port = dna_of(cell).mon_port if cell else self.dna.mon_port
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
 
             async def one(node: NodeProc) -> dict[str, Any]:
-                url = f"http://{node.ip}:{self.dna.mon_port}/status"
+                url = f"http://{node.ip}:{mon_port}/status"
                 try:
                     async with session.get(url) as resp:
                         doc = await resp.json()
@@ -217,15 +253,22 @@ class Cluster:
             await asyncio.sleep(0.2)
 
     async def wait_one_tree(self, timeout_s: float = 60.0, expect: int | None = None) -> dict[str, Any]:
-        """Wait until every live node is online in one consistent tree; return the summary."""
+        """Wait until, for each cell type, every live node is online in one consistent tree;
+        return the summary of the first type's tree."""
         deadline = time.monotonic() + timeout_s
-        summary: dict[str, Any] = {}
+        summaries: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
-            summary = summarize(await self.status())
-            if summary["consistent"] and (expect is None or summary["size"] == expect):
-                return summary
+            for cell in self.cell_types:
+                if cell not in summaries:
+                    summary = summarize(await self.status(cell=cell))
+                    if summary["consistent"] and (expect is None or summary["size"] == expect):
+                        summaries[cell] = summary
+            if len(summaries) == len(self.cell_types):
+                return summaries[self.cell_types[0]]
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"no single consistent tree within {timeout_s}s: {json.dumps(summary)[:800]}")
+        waiting = [c for c in self.cell_types if c not in summaries]
+        summary = summarize(await self.status(cell=waiting[0]))
+        raise TimeoutError(f"no single consistent {waiting[0]} tree within {timeout_s}s: {json.dumps(summary)[:800]}")
 
 
 def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -282,77 +325,3 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
         "problems": problems[:20],
         "nodes": sorted(nodes, key=lambda n: n["position"] or 0),
     }
-
-
-# ------------------------------------------------------------------ CLI
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    state = "one consistent tree" if summary["consistent"] else "NOT consistent"
-    print(f"{summary['size']} nodes, {state}, depth {summary['depth']}, root {', '.join(summary['roots']) or '-'}")
-    print(f"{'pos':>4}  {'ip':<15} {'status':<8} {'parent':<15} {'children':>8}")
-    for n in summary["nodes"]:
-        pos, status, parent = n["position"] or "-", n["status"] or "-", n["parent"] or "-"
-        print(f"{pos:>4}  {n['ip']:<15} {status:<8} {parent:<15} {n['children']:>8}")
-    for p in summary["problems"]:
-        print(f"  ! {p}")
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="borgusb cluster", description="A local cluster of real node processes, one per loopback address."
-    )
-    parser.add_argument("--name", default="default", help="cluster name (several can coexist)")
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"state directory (default {DEFAULT_DIR})")
-    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    up = sub.add_parser("up", help="start nodes (127.0.0.2, .3, ...) and wait until they form one tree")
-    up.add_argument("--nodes", type=int, required=True)
-    up.add_argument(
-        "--cell", default="peerTreeNet", metavar="NAME", help="the cell type each node runs (see 'borgusb cell list')"
-    )
-    up.add_argument("--heartbeat-ms", type=int, default=1000)
-    up.add_argument("--base", type=int, default=2, help="first address is 127.0.0.BASE (default 2)")
-    up.add_argument("--join", action="append", default=None, metavar="HOST", help="contacts for the new nodes")
-    up.add_argument("--no-wait", action="store_true", help="return without waiting for one tree")
-    st = sub.add_parser("status", help="positions, parents, children, root and depth")
-    st.add_argument("--json", action="store_true")
-    kill = sub.add_parser("kill", help="kill nodes at random (SIGKILL)")
-    kill.add_argument("--count", type=int, default=1)
-    kill.add_argument("--root", action="store_true", help="include the root")
-    sub.add_parser("down", help="stop every node of the cluster and forget it")
-    args = parser.parse_args(argv)
-
-    cluster = Cluster.load(args.name, args.dir)
-    if args.cmd == "up":
-        if cluster.nodes and cluster.cell != args.cell:
-            print(f"borgusb: cluster {args.name} runs {cluster.cell}; use another --name", file=sys.stderr)
-            return 1
-        cluster.cell, cluster.heartbeat_ms = args.cell, args.heartbeat_ms
-        cluster.up(args.nodes, base=args.base, join=args.join)
-        if args.no_wait:
-            return 0
-        try:
-            summary = asyncio.run(cluster.wait_one_tree(timeout_s=30 + args.nodes))
-        except TimeoutError as exc:
-            print(f"borgusb: {exc}", file=sys.stderr)
-            return 1
-        _print_summary(summary)
-    elif args.cmd == "status":
-        summary = summarize(asyncio.run(cluster.status()))
-        if args.json:
-            print(json.dumps(summary, indent=2))
-        else:
-            _print_summary(summary)
-    elif args.cmd == "kill":
-        docs = asyncio.run(cluster.status())
-        root_ips = {d["ip"] for d in docs if d.get("status") == "root"}
-        live = cluster.live()
-        victims = [n for n in live if n.ip in root_ips] if args.root else []
-        others = [n for n in live if n not in victims]
-        victims += random.sample(others, max(0, min(len(others), args.count - len(victims))))
-        for node in victims:
-            cluster.kill(node)
-        print("killed " + ", ".join(n.ip for n in victims))
-    elif args.cmd == "down":
-        print(f"stopped {cluster.down()} nodes")
-    return 0

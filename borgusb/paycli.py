@@ -11,7 +11,7 @@ turned back into its key, so ``--to`` takes the key.
 The wallet signs: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file``
 for scripts). The command talks to the peerPaysCell named by ``--node IP``
 (default $BORGUSB_NODE, else the first live node of a local cluster, else
-127.0.0.1), which offers the transaction to the account's holders and returns
+this machine's own node), which offers the transaction to the account's holders and returns
 once a quorum confirmed it.
 
 A transaction that did not gather a quorum (holders down) is kept in
@@ -19,9 +19,10 @@ A transaction that did not gather a quorum (holders down) is kept in
 signing a second transaction for the same sequence number could split the
 holders' votes and lock the account (docs/ledger.md, liveness).
 
-Exit codes: 0 done; 1 refused by the network (the reason word is printed:
-``insufficient_funds``, ``conflicting_spend``, ``stale`` ...) or no node
-answers; 2 bad input (usage, bad amount, unknown account); 3 unexpected error.
+Exit codes (`clitools.EXIT_CODES`, the same for every command): 0 done; 1 refused
+by the network (the reason word is printed: ``insufficient_funds``,
+``conflicting_spend``, ``stale`` ...) or failed; 2 bad input (usage, bad amount,
+unknown account); 3 no node reachable.
 """
 
 from __future__ import annotations
@@ -35,16 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from . import dna
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, find_node, port_number
+from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
 from .keys import SigningKey
-from .net.peer import PeerClient, PeerError, PeerRejected, PeerUnreachable
+from .net.peer import PeerClient, PeerRejected
 
 DNA = dna.get("peerPaysCell")
-DEFAULT_IP = "127.0.0.1"
-NAME_A_NODE = "name a running peerPaysCell with --node IP (or $BORGUSB_NODE)"
 PENDING_DIR = Path(os.environ.get("BORGUSB_PAY_DIR", Path.home() / ".cache" / "borgusb" / "pay"))
-EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
 
 # what each refusal means to the person who typed the command
 EXPLAIN = {
@@ -65,51 +65,13 @@ EXPLAIN = {
 }
 
 
-class CLIError(Exception):
-    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _answers(ip: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def find_node(port: int) -> str:
-    """A live peerPaysCell of a local cluster (`borgusb cluster up --cell peerPaysCell`), else 127.0.0.1."""
-    from .cluster import DEFAULT_DIR, Cluster
-
-    ips: list[str] = []
-    try:
-        names = sorted(p.parent.name for p in DEFAULT_DIR.glob("*/state.json"))
-    except OSError:
-        names = []
-    for name in names:
-        try:
-            cluster = Cluster.load(name, DEFAULT_DIR)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if cluster.cell == DNA.name:
-            ips += [n.ip for n in cluster.live()]
-    for ip in ips + [DEFAULT_IP]:
-        if _answers(ip, port):
-            return ip
-    raise CLIError(f"no {DNA.name} answers on this machine (tried {', '.join(ips + [DEFAULT_IP])}); {NAME_A_NODE}")
-
-
 def account_arg(text: str | None, key: SigningKey | None) -> str:
     """The account a command is about: the one named, else the wallet's."""
     from .ledger import is_account
 
     if text is None:
         if key is None:
-            raise CLIError("name an ACCOUNT, or give your wallet with --keystore (or --key-file)", EXIT_INPUT)
+            raise CLIError("name an ACCOUNT, or give your wallet with --keystore (or --key-file)", EXIT_USAGE)
         return key.public_key_hex
     t = text.strip()
     if is_account(t.lower()):
@@ -118,23 +80,19 @@ def account_arg(text: str | None, key: SigningKey | None) -> str:
         raise CLIError(
             f"unknown account {t}: a Doge address cannot be turned back into its public key; "
             "give the account's public key (66 hex digits, 'borgusb wallet show' prints it)",
-            EXIT_INPUT,
+            EXIT_USAGE,
         )
-    raise CLIError(f"unknown account {t[:70]!r}: an account is a public key of 66 hex digits", EXIT_INPUT)
+    raise CLIError(f"unknown account {t[:70]!r}: an account is a public key of 66 hex digits", EXIT_USAGE)
 
 
 def load_key(args: argparse.Namespace, required: bool) -> SigningKey | None:
     if not args.keystore and not args.key_file:
         if required:
-            raise CLIError("pay send signs with your wallet: give --keystore PATH (or --key-file)", EXIT_INPUT)
+            raise CLIError("pay send signs with your wallet: give --keystore PATH (or --key-file)", EXIT_USAGE)
         return None
-    from .storecli import CLIError as StoreError
     from .storecli import load_key as store_load_key
 
-    try:
-        return store_load_key(args)
-    except StoreError as exc:
-        raise CLIError(str(exc), EXIT_INPUT) from None
+    return store_load_key(args)
 
 
 def refusal(exc: PeerRejected) -> CLIError:
@@ -187,16 +145,16 @@ async def _run(args: argparse.Namespace) -> int:
             try:
                 amount = parse_shells(args.amount)
             except BadAmount as exc:
-                raise CLIError(f"bad amount ({exc.problem}): {exc.detail}", EXIT_INPUT) from None
+                raise CLIError(f"bad amount ({exc.problem}): {exc.detail}", EXIT_USAGE) from None
             to = account_arg(args.to, None)
             if to == key.public_key_hex:
-                raise CLIError("an account does not pay itself", EXIT_INPUT)
+                raise CLIError("an account does not pay itself", EXIT_USAGE)
             await _resend_pending(pay, key.public_key_hex)
             head = await pay.balance(key.public_key_hex)
             try:
                 tx = sign_transfer(key, seq=head["seq"] + 1, prev=head["head"], to=to, amount=amount, ts=clock.now_ms())
             except LedgerError as exc:
-                raise CLIError(f"{EXPLAIN.get(exc.reason, exc.reason)}: {exc}", EXIT_INPUT) from None
+                raise CLIError(f"{EXPLAIN.get(exc.reason, exc.reason)}: {exc}", EXIT_USAGE) from None
             path = _pending_path(key.public_key_hex)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(tx.to_dict()))
@@ -238,7 +196,9 @@ async def _resend_pending(pay: Any, account: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="borgusb pay", description="Borg Shells: balance, send, history")
+    p = argparse.ArgumentParser(
+        prog="borgusb pay", description="Borg Shells: balance, send, history", epilog=EXIT_CODES
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     bal = sub.add_parser("balance", help="the quorum-agreed balance of an account (default: your wallet's)")
     bal.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
@@ -252,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--node",
             metavar="IP",
             default=os.environ.get("BORGUSB_NODE") or None,
-            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else {DEFAULT_IP})",
+            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
         )
-        q.add_argument("--port", type=int, help=argparse.SUPPRESS)
+        q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
         q.add_argument("--keystore", help="your wallet keystore (signs the transaction)")
         q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
         q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
@@ -265,22 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.node is None:
-            args.node = find_node(args.port or DNA.recp_port)
+            args.node = find_node(DNA.name, args.port or DNA.recp_port)
         return asyncio.run(_run(args))
-    except CLIError as exc:
-        print(f"borgusb pay {args.cmd}: {exc}", file=sys.stderr)
-        return exc.code
-    except PeerUnreachable as exc:
-        print(f"borgusb pay {args.cmd}: {exc}: is a {DNA.name} running there? Else {NAME_A_NODE}", file=sys.stderr)
-        return EXIT_REFUSED
-    except (PeerError, OSError) as exc:
-        print(f"borgusb pay {args.cmd}: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except Exception as exc:
-        print(f"borgusb pay {args.cmd}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return EXIT_BUG
+
+    return run_command(f"borgusb pay {args.cmd}", DNA.name, body)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@
     borgusb rm ID                            the owner's signed delete
 
 ``--node IP`` picks the shardTreeCell to talk to (default $BORGUSB_NODE). Without
-either, the command finds one by itself: the first live shardTreeCell of a local
-cluster (``borgusb cluster up --cell shardTreeCell``, from the cluster's state
-files), else the node on 127.0.0.1; when none answers it says so and how to name
-one. Requests are signed by the owner:
+either, the command finds one by itself (`clitools.find_node`): the first live
+node of a local cluster (``borgusb cluster up``, from the cluster's state files),
+else this machine's own node; when none answers it says so and what to start.
+Exit codes are `clitools.EXIT_CODES`. Requests are signed by the owner:
 
 * ``--keystore PATH [--passphrase-file F]``: the person's wallet key;
 * ``--key-file PATH``: a plain secp256k1 key file (created on first use, mode
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -32,27 +31,24 @@ from pathlib import Path
 from typing import TextIO
 
 from . import dna
+from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, find_node, port_number
+from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
 from .keys import SigningKey
-from .net.peer import PeerClient, PeerError, PeerUnreachable
+from .net.peer import PeerClient
 from .shard.model import SHARD_SIZE
 
 DNA = dna.get("shardTreeCell")
-DEFAULT_IP = "127.0.0.1"
-NAME_A_NODE = "name a running shardTreeCell with --node IP (or $BORGUSB_NODE)"
-
-
-class CLIError(Exception):
-    pass
 
 
 def load_key(args: argparse.Namespace) -> SigningKey:
     if args.keystore:
         from .cli import read_passphrase
+        from .clitools import existing_keystore
         from .keystore import load_wallet
 
-        wallet = load_wallet(Path(args.keystore), read_passphrase(args))
+        wallet = load_wallet(existing_keystore(args.keystore), read_passphrase(args))
         return wallet.key
     if args.key_file:
         path = Path(args.key_file)
@@ -60,7 +56,7 @@ def load_key(args: argparse.Namespace) -> SigningKey:
             try:
                 return SigningKey(bytes.fromhex(path.read_text().strip()))
             except ValueError as exc:
-                raise CLIError(f"{path}: not a key file ({exc})") from None
+                raise CLIError(f"{path}: not a key file ({exc})", EXIT_USAGE) from None
         key = SigningKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,49 +150,6 @@ def _progress(desc: str, enabled: bool) -> tuple[Callable[[int, int], None] | No
     return update, bar.close
 
 
-def _answers(ip: str, port: int, timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-def _cluster_nodes() -> tuple[list[str], list[str]]:
-    """(addresses of live shardTreeCells, notes on clusters of other cells) from the state files
-    `borgusb cluster` keeps under $BORGUSB_CLUSTER_DIR (default ~/.cache/borgusb/cluster)."""
-    from .cluster import DEFAULT_DIR, Cluster
-
-    ips: list[str] = []
-    others: list[str] = []
-    try:
-        names = sorted((p.parent.name for p in DEFAULT_DIR.glob("*/state.json")), key=lambda n: (n != "default", n))
-    except OSError:
-        return ips, others
-    for name in names:
-        try:
-            cluster = Cluster.load(name, DEFAULT_DIR)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a state file being rewritten or from another version: not ours to judge
-        live = cluster.live()
-        if cluster.cell == DNA.name:
-            ips += [n.ip for n in live]
-        elif live:
-            others.append(f"cluster {name!r} runs {cluster.cell}, not {DNA.name}")
-    return ips, others
-
-
-def find_node(port: int) -> str:
-    """The shardTreeCell to talk to when none is named: a live cluster node, else the default address."""
-    ips, others = _cluster_nodes()
-    for ip in ips + [DEFAULT_IP]:
-        if _answers(ip, port):
-            return ip
-    tried = ", ".join(f"{ip}:{port}" for ip in ips + [DEFAULT_IP])
-    hint = f" ({'; '.join(others)}: start one with 'borgusb cluster up --cell {DNA.name} --nodes 3')" if others else ""
-    raise CLIError(f"no {DNA.name} answers on this machine (tried {tried}){hint}; {NAME_A_NODE}")
-
-
 async def _run(args: argparse.Namespace) -> int:
     key = load_key(args)
     clock = SystemClock()
@@ -229,7 +182,7 @@ async def _run(args: argparse.Namespace) -> int:
                         f"borgusb: warning: some shards have only {out['copies_min']} of {out['r']} copies",
                         file=sys.stderr,
                     )
-            return 0
+            return EXIT_OK
         if args.cmd == "get":
             from .dstream import Receiver, parse_locate
 
@@ -257,28 +210,28 @@ async def _run(args: argparse.Namespace) -> int:
                 f"{stats['resumed']} already on disk, SHA-256 = id",
                 file=sys.stdout if args.json else sys.stderr,
             )
-            return 0
+            return EXIT_OK
         if args.cmd == "stat":
             reply = await peers.post(args.node, port, "/recp", "shard.stat", {"id": args.id}, signed_reply=True)
             if args.json:
                 print(json.dumps(reply))
             elif not reply.get("found"):
                 print(f"{args.id}: not found")
-                return 1
+                return EXIT_FAIL
             else:
                 print(
                     f"id       {reply['id']}\nsize     {reply['size']} bytes in {reply['shards']} shards "
                     f"of {reply['shard_size']}\nowner    {reply['owner']}\ncopies   min {reply['copies_min']} "
                     f"of R={reply['r']} (manifest {reply['manifest_copies']})\nholders  {', '.join(reply['holders'])}"
                 )
-            return 0 if reply.get("found") else 1
+            return EXIT_OK if reply.get("found") else EXIT_FAIL
         if args.cmd == "rm":
             from .shard.model import sign_tomb
 
             tomb = sign_tomb(key, args.id, clock.now_ms())
             reply = await peers.post(args.node, port, "/recp", "shard.delete", {"tomb": tomb}, signed_reply=True)
             print(json.dumps(reply) if args.json else f"deleted {args.id}")
-            return 0
+            return EXIT_OK
     raise CLIError(f"unknown command {args.cmd}")
 
 
@@ -309,9 +262,9 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
         metavar="IP",
         default=os.environ.get("BORGUSB_NODE") or None,
         help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else the first live node of a local "
-        f"cluster, else {DEFAULT_IP})",
+        "cluster, else this machine's own node)",
     )
-    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
     p.add_argument("--keystore", help="sign as the person of this wallet keystore")
     p.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
     p.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
@@ -332,21 +285,30 @@ def main(argv: list[str], cmd: str | None = None) -> int:
             print("usage: borgusb put|get|stat|rm ...", file=sys.stderr)
             return 2
         cmd, argv = argv[0], argv[1:]
-    args = build_parser(cmd).parse_args(argv)
+    parser = build_parser(cmd)
+    parser.epilog = EXIT_CODES
+    args = parser.parse_args(argv)
     args.cmd = cmd
-    try:
+
+    def body() -> int:
+        _check_paths(args)
         if args.node is None:
-            args.node = find_node(args.port or DNA.recp_port)
+            args.node = find_node(DNA.name, args.port or DNA.recp_port)
         return asyncio.run(_run(args))
-    except PeerUnreachable as exc:
-        print(f"borgusb {cmd}: {exc}: is a {DNA.name} running there? Else {NAME_A_NODE}", file=sys.stderr)
-        return 1
-    except (CLIError, PeerError, OSError, ValueError) as exc:
-        print(f"borgusb {cmd}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # StreamError and friends
-        print(f"borgusb {cmd}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 3
+
+    return run_command(f"borgusb {cmd}", DNA.name, body)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """The local files named, before any node is looked for: a typo is a usage error, said at once."""
+    if args.cmd == "put":
+        path = Path(args.file)
+        if path.is_dir():
+            raise CLIError(f"{path} is a directory: put stores one file (pack a directory first, e.g. tar)", EXIT_USAGE)
+        if not path.is_file():
+            raise CLIError(f"{path}: no such file", EXIT_USAGE)
+    elif args.cmd == "get" and Path(args.output).is_dir():
+        raise CLIError(f"{args.output} is a directory: name the file to write, e.g. -o {args.output}/NAME", EXIT_USAGE)
 
 
 def put(argv: list[str]) -> int:

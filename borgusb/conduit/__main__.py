@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..clitools import START_ONE, find_nodes, machine_ips, port_number
 from ..net.activation import listen_sockets
 
 DEFAULT_KEYSTORE = Path(os.environ.get("BORGUSB_KEYSTORE", Path.home() / ".local/share/borgusb/keystore.json"))
@@ -26,13 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keystore", type=Path, default=DEFAULT_KEYSTORE, help=f"the wallet keystore (default {DEFAULT_KEYSTORE})"
     )
-    p.add_argument("--port", type=int, default=8088, help="local port (default 8088)")
+    p.add_argument("--port", type=port_number(), default=8088, help="local port (default 8088)")
     p.add_argument(
         "--node",
         action="append",
         default=[],
         metavar="IP",
-        help="a node to reach the network through (repeatable; default: this machine)",
+        help="a node to reach the network through (repeatable; default: the nodes running on this machine, "
+        "a local cluster's or its own)",
     )
     p.add_argument(
         "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)"
@@ -43,12 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from ..node import default_ip
     from .app import create_app
     from .launch import link, open_in_browser
     from .state import ConduitState
 
-    seeds = args.node or list(dict.fromkeys(["127.0.0.1", default_ip()]))
+    seeds = args.node or local_seeds()
     activated = listen_sockets()  # started by borgusb-conduit.socket on the first connection
     if activated:
         port = activated[0].getsockname()[1]
@@ -90,6 +91,21 @@ async def serve(args: argparse.Namespace) -> int:
         if opened is not None:
             opened.unlink(missing_ok=True)
     return 0
+
+
+def local_seeds() -> list[str]:
+    """The nodes running on this machine; when none runs, its own addresses and a word on what to start."""
+    found = find_nodes()
+    if found:
+        print(f"network: through {', '.join(found[:3])}{' …' if len(found) > 3 else ''} (running on this machine)")
+        return found
+    print(
+        "borgusb conduit: no node runs on this machine: the wallet works, but Home and Files will say the "
+        f"network is not reachable. Start a local network with '{START_ONE}' and then the conduit again, "
+        "or name a node with --node IP",
+        file=sys.stderr,
+    )
+    return machine_ips()
 
 
 def main(argv: list[str]) -> int:

@@ -62,6 +62,18 @@ class PeerRejected(PeerError):
         return cls(status, error[:48], str(detail)[:300] if detail else "")
 
 
+def _why(exc: BaseException) -> str:
+    """A failed connection in words: the message reaches people, who cannot act on a class name."""
+    cause = getattr(exc, "os_error", exc)  # aiohttp's connector errors wrap the OSError
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OverflowError):
+        return "not a port number"
+    return "cannot connect"
+
+
 @dataclass(frozen=True)
 class Pin:
     """Who answers at an address, the certificate they vouched for, what else they said."""
@@ -152,7 +164,7 @@ class PeerClient:
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, OverflowError) as exc:
             # OverflowError: a port outside 0..65535, which a hostile payload may name
-            raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
+            raise PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}") from None
         if resp.status != 200:
             raise PeerUnreachable(f"{ip}:{port} gave no hello (HTTP {resp.status})")
         try:
@@ -251,7 +263,7 @@ class PeerClient:
                     raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.pins.pop((ip, port), None)
-                raise PeerUnreachable(f"{ip}:{port} unreachable: {exc.__class__.__name__}") from None
+                raise PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}") from None
         raise PeerUnreachable(f"{ip}:{port} unreachable")  # pragma: no cover - loop always returns or raises
 
     async def post(

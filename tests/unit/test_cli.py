@@ -202,11 +202,13 @@ def test_put_with_no_node_running_says_how_to_name_one(tmp_path: Path) -> None:
     proc = _store_cli(
         "put", str(src), "--key-file", str(tmp_path / "k"), "-q", "--port", port, cluster_dir=tmp_path / "clusters"
     )
-    assert proc.returncode == 1, proc.stderr
-    assert f"no shardTreeCell answers on this machine (tried 127.0.0.1:{port})" in proc.stderr
+    assert proc.returncode == 3, proc.stderr  # no node reachable
+    assert f"no shardTreeCell runs on this machine (tried 127.0.0.1:{port}" in proc.stderr
+    assert "borgusb cluster up --nodes 5" in proc.stderr
     assert "--node IP" in proc.stderr and "Traceback" not in proc.stderr
     named = _store_cli("stat", "00" * 32, "--node", "127.0.0.1", "--port", port, cluster_dir=tmp_path / "clusters")
-    assert named.returncode == 1
+    assert named.returncode == 3
+
     assert f"127.0.0.1:{port} unreachable" in named.stderr and "--node IP" in named.stderr, named.stderr
 
 

@@ -63,7 +63,8 @@ def test_unknown_accounts_are_refused(tmp_path: Path) -> None:
 
 def test_no_node_is_a_clear_failure(tmp_path: Path) -> None:
     proc = pay("balance", PAYEE, tmp_path=tmp_path)
-    assert proc.returncode == 1 and "peerPaysCell" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "peerPaysCell" in proc.stderr and "Traceback" not in proc.stderr
+
 
 
 def test_pay_is_a_listed_command() -> None:
