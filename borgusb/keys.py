@@ -74,6 +74,15 @@ class SigningKey:
             raise RuntimeError("this key has been closed")
         return self._key.sign(message)
 
+    def sign_digest(self, digest: bytes) -> bytes:
+        """DER ECDSA signature (low-S, RFC 6979) over a 32-byte digest computed elsewhere
+        (a Dogecoin transaction's sighash, which its script library computes)."""
+        if self._key is None:
+            raise RuntimeError("this key has been closed")
+        if len(digest) != 32:
+            raise ValueError("a digest to sign is 32 bytes")
+        return self._key.sign(digest, hasher=None)
+
     def secret_bytes(self) -> bytearray:
         """A copy of the secret for the keystore; the caller must zero it."""
         if self._key is None:
