@@ -9,7 +9,8 @@ protocol step by step.
 
 Modules: `units` (amounts), `rules` (every price and reward), `accounts`
 (keys, the reserve, genesis), `tx` (the signed transaction), `certificate`
-(acceptances, holder sets, certificates), `holder` (the state machine),
+(acceptances, holder sets, certificates), `htlc` (a hash-time lock's claim
+or refund, decided once by the payer's holders), `holder` (the state machine),
 `store` (SQLite, durable before answered), `balance` (quorum reads), `sim`
 (holders in memory), `errors` (one typed refusal per reason).
 """
@@ -34,8 +35,17 @@ from .certificate import (
     sign_acceptance,
 )
 from .errors import REASONS, LedgerError
-from .holder import Accepted, Confirmed, Credited, Holder, HolderState
-from .tx import ZERO_HASH, Tx, check_tx, parse_tx, sign_reward, sign_transfer
+from .holder import Accepted, Confirmed, Credited, Holder, HolderState, LockAnswer, Settled, Voted
+from .htlc import (
+    Resolution,
+    ResolutionCertificate,
+    check_resolution,
+    check_resolution_certificate,
+    hash_lock,
+    sign_claim,
+    sign_refund,
+)
+from .tx import ZERO_HASH, Tx, check_tx, parse_tx, sign_lock, sign_reward, sign_transfer
 from .units import SUPPLY, UNITS_PER_SHELL, check_amount, format_shells, parse_shells
 
 __all__ = [
@@ -56,7 +66,12 @@ __all__ = [
     "HolderSets",
     "HolderState",
     "LedgerError",
+    "LockAnswer",
+    "Resolution",
+    "ResolutionCertificate",
+    "Settled",
     "Tx",
+    "Voted",
     "address",
     "certificate_from_dict",
     "certify",
@@ -64,9 +79,12 @@ __all__ = [
     "check_amount",
     "check_certificate",
     "check_reserve_payout",
+    "check_resolution",
+    "check_resolution_certificate",
     "check_tx",
     "format_shells",
     "genesis_balance",
+    "hash_lock",
     "holder_set",
     "is_account",
     "is_equivocation",
@@ -76,6 +94,9 @@ __all__ = [
     "quorum_size",
     "read_balance",
     "sign_acceptance",
+    "sign_claim",
+    "sign_lock",
+    "sign_refund",
     "sign_reward",
     "sign_transfer",
 ]

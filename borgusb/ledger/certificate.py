@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,17 +192,8 @@ def certificate_from_dict(doc: Any, *, verify_tx: bool = True) -> Certificate:
     ``verify_tx=False`` is for the holder's own store, which checked it before writing."""
     if not isinstance(doc, dict) or doc.keys() != {"v", "tx", "sigs"} or doc["v"] != VERSION:
         raise Malformed("a certificate has exactly v, tx, sigs")
-    sigs = doc["sigs"]
-    if not isinstance(sigs, list) or len(sigs) > MAX_SIGS:
-        raise Malformed(f"sigs is a list of at most {MAX_SIGS}")
-    pairs: list[tuple[str, str]] = []
-    for s in sigs:
-        if not isinstance(s, dict) or s.keys() != {"holder", "sig"}:
-            raise Malformed("each signature has exactly holder, sig")
-        if not is_account(s["holder"]) or not isinstance(s["sig"], str) or not _SIG.fullmatch(s["sig"]):
-            raise Malformed("holder is a public key and sig DER, in lowercase hex")
-        pairs.append((s["holder"], s["sig"]))
-    return Certificate(check_tx(doc["tx"], verify=verify_tx), tuple(pairs))
+    pairs = sigs_from_list(doc["sigs"])
+    return Certificate(check_tx(doc["tx"], verify=verify_tx), pairs)
 
 
 def parse_certificate(data: bytes) -> Certificate:
@@ -218,28 +209,55 @@ def check_certificate(cert: Certificate, holders: Sequence[str], quorum: int | N
     (`NotAHolderSigner`), fewer than `quorum` (`NoQuorum`; default: a strict
     majority of the set), then any signature that does not verify
     (`BadHolderSignature`): every one is checked, none is skipped."""
+    tx = cert.tx
+    check_signers(cert.sigs, holders, quorum, tx.account, lambda h: acceptance_bytes(tx.id, tx.account, tx.seq, h))
+    return cert
+
+
+def check_signers(
+    sigs: Sequence[tuple[str, str]],
+    holders: Sequence[str],
+    quorum: int | None,
+    account: str,
+    signed: Callable[[str], bytes],
+) -> None:
+    """The quorum rules every certificate shares (`check_certificate`, `htlc.check_resolution_certificate`):
+    each of `sigs` is a distinct holder of `account` (`holders`), at least `quorum` of them, and each
+    signature verifies over ``signed(holder)``; refusals as in `check_certificate`, cheapest first."""
     members = frozenset(holders)
     if len(members) != len(holders) or not members:
         raise ValueError("a holder set is a non-empty sequence of distinct keys")
     need = quorum_size(len(members)) if quorum is None else quorum
     if need <= len(members) // 2:
         raise ValueError("a quorum below a strict majority proves nothing")
-    if len(cert.sigs) > MAX_SIGS:
+    if len(sigs) > MAX_SIGS:
         raise Malformed(f"at most {MAX_SIGS} signatures")
     seen: set[str] = set()
-    for holder, _ in cert.sigs:
+    for holder, _ in sigs:
         if holder in seen:
             raise DuplicateSigner(f"{holder[:16]} signed twice")
         seen.add(holder)
         if holder not in members:
-            raise NotAHolderSigner(f"{holder[:16]} does not hold {cert.tx.account[:16]}")
+            raise NotAHolderSigner(f"{holder[:16]} does not hold {account[:16]}")
     if len(seen) < need:
         raise NoQuorum(f"{len(seen)} of {len(members)} holders signed, {need} needed")
-    tx = cert.tx
-    for holder, sig in cert.sigs:
-        if not verify_signature(holder, bytes.fromhex(sig), acceptance_bytes(tx.id, tx.account, tx.seq, holder)):
-            raise BadHolderSignature(f"{holder[:16]}'s signature is not over this transaction")
-    return cert
+    for holder, sig in sigs:
+        if not verify_signature(holder, bytes.fromhex(sig), signed(holder)):
+            raise BadHolderSignature(f"{holder[:16]}'s signature is not over this document")
+
+
+def sigs_from_list(sigs: Any) -> tuple[tuple[str, str], ...]:
+    """The ``[{"holder", "sig"}, ...]`` member of a certificate's wire form, shape-checked (`Malformed`)."""
+    if not isinstance(sigs, list) or len(sigs) > MAX_SIGS:
+        raise Malformed(f"sigs is a list of at most {MAX_SIGS}")
+    pairs: list[tuple[str, str]] = []
+    for s in sigs:
+        if not isinstance(s, dict) or s.keys() != {"holder", "sig"}:
+            raise Malformed("each signature has exactly holder, sig")
+        if not is_account(s["holder"]) or not isinstance(s["sig"], str) or not _SIG.fullmatch(s["sig"]):
+            raise Malformed("holder is a public key and sig DER, in lowercase hex")
+        pairs.append((s["holder"], s["sig"]))
+    return tuple(pairs)
 
 
 def check_reserve_payout(cert: Certificate, sets: HolderSets) -> Certificate:

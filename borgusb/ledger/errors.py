@@ -122,6 +122,61 @@ class InsufficientFunds(LedgerError):
         self.amount = amount
 
 
+class BadExpiry(LedgerError):
+    """A hash-time lock whose expiry is not after its date, too far ahead, or already past."""
+
+    reason = "bad_expiry"
+
+
+# ------------------------------------------------------------- hash-time-locked transfers (htlc.py)
+
+
+class UnknownLock(LedgerError):
+    """No certified lock with that id in this holder's chain of the payer (yet)."""
+
+    reason = "unknown_lock"
+
+
+class WrongPreimage(LedgerError):
+    """A claim whose preimage does not hash to the lock's hash lock."""
+
+    reason = "wrong_preimage"
+
+
+class NotClaimant(LedgerError):
+    """A claim signed by someone other than the lock's claimant (``to``)."""
+
+    reason = "not_claimant"
+
+
+class NotPayer(LedgerError):
+    """A refund signed by someone other than the lock's payer (``account``)."""
+
+    reason = "not_payer"
+
+
+class Expired(LedgerError):
+    """A claim on a lock whose expiry has passed (network time)."""
+
+    reason = "expired"
+
+
+class NotExpired(LedgerError):
+    """A refund before the lock's expiry plus the grace margin (network time)."""
+
+    reason = "not_expired"
+
+
+class AlreadyResolved(LedgerError):
+    """This holder already voted for (or saw certified) another resolution of the lock; `resolved` is its id."""
+
+    reason = "already_resolved"
+
+    def __init__(self, resolved: str, detail: str = "") -> None:
+        super().__init__(detail or f"this holder resolved the lock by {resolved}")
+        self.resolved = resolved
+
+
 # ------------------------------------------------------------- certificates
 
 
@@ -187,6 +242,14 @@ REASONS: tuple[str, ...] = tuple(
         BadPrev,
         ConflictingSpend,
         InsufficientFunds,
+        BadExpiry,
+        UnknownLock,
+        WrongPreimage,
+        NotClaimant,
+        NotPayer,
+        Expired,
+        NotExpired,
+        AlreadyResolved,
         NoQuorum,
         DuplicateSigner,
         NotAHolderSigner,

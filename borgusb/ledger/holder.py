@@ -25,6 +25,12 @@ every entry of the chain, confirmed or only accepted: what a new spend is
 checked against, so an accepted spend can never be overspent while its
 certificate is on its way) and ``balance`` (genesis + credits − entries up
 to the highest certified sequence number: what balance reads agree on).
+
+Hash-time locks (`htlc`): a lock is a chain entry like any spend (its units
+leave the payer's balance with it). Its resolution is voted on by the
+payer's holders (`decide_resolve`: at most one resolution per lock id,
+forever) and a certificate of it (`decide_settle`) marks the lock resolved at
+the payer's holders and credits the beneficiary at its holders, once per lock.
 """
 
 from __future__ import annotations
@@ -38,13 +44,25 @@ from .balance import BalanceAnswer
 from .certificate import Acceptance, Certificate, HolderSets, check_certificate, sign_acceptance
 from .errors import (
     AlreadyPaid,
+    AlreadyResolved,
+    BadExpiry,
     BadPrev,
     ConflictingSpend,
     Gap,
     InsufficientFunds,
     NotHolder,
     Stale,
+    UnknownLock,
     UnverifiedWork,
+)
+from .htlc import (
+    HTLC_GRACE_MS,
+    Resolution,
+    ResolutionCertificate,
+    Vote,
+    check_resolution_certificate,
+    check_time,
+    sign_vote,
 )
 from .tx import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, ZERO_HASH, Tx, check_fresh
 
@@ -88,6 +106,9 @@ class HolderState:
     votes: dict[tuple[str, int], Acceptance] = field(default_factory=dict)
     chains: dict[str, Chain] = field(default_factory=dict)
     credits: dict[str, tuple[str, int]] = field(default_factory=dict)  # tx id -> (payee, amount)
+    res_votes: dict[str, Vote] = field(default_factory=dict)  # lock id -> this holder's one resolution vote
+    resolved: dict[str, ResolutionCertificate] = field(default_factory=dict)  # lock id -> certified resolution
+    htlc_credits: dict[str, tuple[str, int]] = field(default_factory=dict)  # lock id -> (beneficiary, amount)
 
     def chain(self, account: str) -> Chain:
         found = self.chains.get(account)
@@ -126,7 +147,42 @@ class Credited:
     new: bool
 
 
-Event = Accepted | Confirmed | Credited
+@dataclass(frozen=True, slots=True)
+class Voted:
+    """This holder votes for `resolution` of its lock; `new` is False for a replay."""
+
+    resolution: Resolution
+    vote: Vote
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """`cert` resolves its lock: `record` as the lock's holder, `credit` as the beneficiary's (each once)."""
+
+    cert: ResolutionCertificate
+    record: bool
+    credit: bool
+
+    @property
+    def new(self) -> bool:
+        return self.record or self.credit
+
+
+@dataclass(frozen=True, slots=True)
+class LockAnswer:
+    """This holder's view of a lock: unknown (no certified lock here), open, claimed or refunded."""
+
+    holder: str
+    state: str
+    resolution: ResolutionCertificate | None
+
+    @property
+    def says(self) -> tuple[str, str]:
+        return (self.state, self.resolution.resolution.id if self.resolution else "")
+
+
+Event = Accepted | Confirmed | Credited | Voted | Settled
 
 
 class Holder:
@@ -141,8 +197,10 @@ class Holder:
         state: HolderState | None = None,
         max_age_ms: int = TX_MAX_AGE_MS,
         max_future_ms: int = TX_MAX_FUTURE_MS,
+        htlc_grace_ms: int = HTLC_GRACE_MS,
     ) -> None:
         self.key = key
+        self.htlc_grace_ms = htlc_grace_ms
         self.pubkey = key.public_key_hex
         self.sets = sets
         self.verify_work = verify_work
@@ -207,6 +265,8 @@ class Holder:
         check_fresh(tx, now_ms, self.max_age_ms, self.max_future_ms)
         if before is not None and tx.ts < before.ts:
             raise Stale("dated before the payer's previous transaction")
+        if tx.kind == "htlc-lock" and tx.expiry <= now_ms:
+            raise BadExpiry(f"the lock expired {now_ms - tx.expiry} ms ago")
         if tx.kind == "reward":
             paid = chain.refs.get(tx.ref)
             if paid is not None:
@@ -250,11 +310,63 @@ class Holder:
         return Confirmed(cert, None, new=True)
 
     def decide_credit(self, cert: Certificate) -> Credited:
-        """Credit the payee (this holder holds the payee): only ever from a checked certificate."""
-        if not self.holds(cert.tx.to):
+        """Credit the payee (this holder holds the payee): only ever from a checked certificate.
+        A lock credits nobody: its units wait for a resolution (`decide_settle`)."""
+        if not self.holds(cert.tx.to) or cert.tx.kind == "htlc-lock":
             raise NotHolder(f"{self.pubkey[:16]} does not hold {cert.tx.to[:16]}")
         self._check(cert)
         return Credited(cert, new=cert.tx.id not in self.state.credits)
+
+    # -------------------------------------------------------------- hash-time locks (htlc)
+
+    def locked(self, lock: Tx) -> bool:
+        """True when `lock` is a certified entry of its payer's chain here (settled: certified, or before
+        a certified entry)."""
+        c = self.state.chains.get(lock.account)
+        if c is None or len(c.entries) < lock.seq:
+            return False
+        entry = c.entries[lock.seq - 1]
+        return entry.tx.id == lock.id and (entry.cert is not None or lock.seq <= c.confirmed)
+
+    def decide_resolve(self, res: Resolution, now_ms: int) -> Voted:
+        """Vote for `res` or raise the typed refusal: one resolution per lock id, forever."""
+        lock = res.lock
+        if not self.holds(lock.account):
+            raise NotHolder(f"{self.pubkey[:16]} does not hold {lock.account[:16]}")
+        vote = self.state.res_votes.get(lock.id)
+        if vote is not None:
+            if vote.id == res.id:
+                return Voted(res, vote, new=False)  # replay: the same vote, whatever the time now
+            raise AlreadyResolved(vote.id)
+        done = self.state.resolved.get(lock.id)
+        if done is None:
+            if not self.locked(lock):
+                raise UnknownLock(f"no certified lock {lock.id} at {lock.account[:16]}:{lock.seq} here")
+            check_time(res, now_ms, self.htlc_grace_ms)
+        elif done.resolution.id != res.id:
+            raise AlreadyResolved(done.resolution.id, "another resolution of this lock is certified")
+        return Voted(res, sign_vote(self.key, res), new=True)
+
+    def decide_settle(self, cert: ResolutionCertificate) -> Settled:
+        """Record a certified resolution (as the lock's holder) and credit its beneficiary (as theirs)."""
+        res = cert.resolution
+        lock = res.lock
+        record, credit = self.holds(lock.account), self.holds(res.beneficiary)
+        if not record and not credit:
+            raise NotHolder(f"{self.pubkey[:16]} holds neither the lock's payer nor its beneficiary")
+        check_resolution_certificate(cert, self.sets.of(lock.account), self.sets.quorum(lock.account))
+        done = self.state.resolved.get(lock.id)
+        if done is not None and done.resolution.id != res.id:
+            # two certified resolutions of one lock: more holders lied than the quorum tolerates
+            raise AlreadyResolved(done.resolution.id, "another resolution of this lock is certified")
+        return Settled(cert, record and done is None, credit and lock.id not in self.state.htlc_credits)
+
+    def lock_answer(self, lock: Tx) -> LockAnswer:
+        """This holder's answer to a lock lookup (`pay.lock`), for a quorum read."""
+        done = self.state.resolved.get(lock.id)
+        if done is not None:
+            return LockAnswer(self.pubkey, "claimed" if done.resolution.kind == "htlc-claim" else "refunded", done)
+        return LockAnswer(self.pubkey, "open" if self.locked(lock) else "unknown", None)
 
     # -------------------------------------------------------------- state changes
 
@@ -290,10 +402,19 @@ class Holder:
             if tx.seq > chain.confirmed:  # the common case costs the entries newly settled, not the chain
                 chain.spent_confirmed += sum(e.tx.amount for e in chain.entries[chain.confirmed : tx.seq])
                 chain.confirmed = tx.seq
-        else:
+        elif isinstance(event, Credited):
             tx = event.cert.tx
             st.credits[tx.id] = (tx.to, tx.amount)
             st.chain(tx.to).credited += tx.amount
+        elif isinstance(event, Voted):
+            st.res_votes[event.resolution.lock.id] = event.vote
+        else:
+            res = event.cert.resolution
+            if event.record:
+                st.resolved[res.lock.id] = event.cert
+            if event.credit:
+                st.htlc_credits[res.lock.id] = (res.beneficiary, res.lock.amount)
+                st.chain(res.beneficiary).credited += res.lock.amount
 
     # -------------------------------------------------------------- in memory (simulation, tests)
 
@@ -301,6 +422,16 @@ class Holder:
         event = self.decide_accept(tx, now_ms)
         self.apply(event)
         return event.acceptance
+
+    def resolve(self, res: Resolution, now_ms: int) -> Vote:
+        event = self.decide_resolve(res, now_ms)
+        self.apply(event)
+        return event.vote
+
+    def settle(self, cert: ResolutionCertificate) -> Settled:
+        event = self.decide_settle(cert)
+        self.apply(event)
+        return event
 
     def on_certificate(self, cert: Certificate) -> list[Event]:
         """Credit and/or confirm, as this holder holds the payee and/or the payer.
@@ -311,7 +442,7 @@ class Holder:
 
     def certificate_events(self, cert: Certificate, apply: Callable[[Event], None]) -> Iterable[Event]:
         """The events of a certificate, each passed to `apply` (make durable, then `Holder.apply`) in turn."""
-        payer, payee = self.holds(cert.tx.account), self.holds(cert.tx.to)
+        payer, payee = self.holds(cert.tx.account), self.holds(cert.tx.to) and cert.tx.kind != "htlc-lock"
         if not payer and not payee:
             raise NotHolder(f"{self.pubkey[:16]} holds neither side of {cert.tx.id}")
         self._check(cert)  # once for both sides

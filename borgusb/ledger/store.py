@@ -15,7 +15,8 @@ on restart would let the holder vote again, for a conflicting spend. So:
   database too: a second vote for a sequence number fails there even if the
   memory above were wrong.
 
-Schema version 1 (``meta.schema``), owned by one node key (``meta.holder``):
+Schema version 2 (``meta.schema``; version 1, without the two htlc tables,
+is migrated on open), owned by one node key (``meta.holder``):
 opening with another key is `WrongHolder` (those votes are another key's).
 On open, rows are re-read and cross-checked (ids re-hashed from the stored
 bodies, chains contiguous and linked); a damaged store is `StoreCorrupt`,
@@ -37,7 +38,7 @@ from typing import Any
 from .. import canonical
 from ..keys import SigningKey
 from .certificate import Acceptance, Certificate, HolderSets, certificate_from_dict
-from .errors import ConflictingSpend, LedgerError, StoreCorrupt, StoreVersion, WrongHolder
+from .errors import AlreadyResolved, ConflictingSpend, LedgerError, StoreCorrupt, StoreVersion, WrongHolder
 from .holder import (
     TX_MAX_AGE_MS,
     TX_MAX_FUTURE_MS,
@@ -47,12 +48,22 @@ from .holder import (
     Event,
     Holder,
     HolderState,
+    Settled,
+    Voted,
     WorkCheck,
     no_work_verified,
 )
+from .htlc import (
+    HTLC_GRACE_MS,
+    Resolution,
+    ResolutionCertificate,
+    Vote,
+    check_resolution,
+    resolution_certificate_from_dict,
+)
 from .tx import ZERO_HASH, Tx, check_tx
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -77,7 +88,20 @@ CREATE TABLE credits (
     amount INTEGER NOT NULL CHECK (amount > 0),
     cert TEXT NOT NULL
 ) STRICT;
+CREATE TABLE htlc_votes (
+    lock_id TEXT PRIMARY KEY,
+    res_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    vote TEXT NOT NULL
+) STRICT;
+CREATE TABLE htlc_settled (
+    lock_id TEXT PRIMARY KEY,
+    cert TEXT NOT NULL,
+    recorded INTEGER NOT NULL CHECK (recorded IN (0, 1)),
+    credited INTEGER NOT NULL CHECK (credited IN (0, 1))
+) STRICT;
 """
+_V2 = _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :]  # what version 1 lacks
 
 
 def _dump(doc: Any) -> str:
@@ -120,10 +144,26 @@ class LedgerStore:
                 raise
             return
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") == "1" and meta.get("holder") == self.holder:
+            self._migrate_v1()
+            meta["schema"] = str(SCHEMA_VERSION)
         if meta.get("schema") != str(SCHEMA_VERSION):
             raise StoreVersion(f"{self.path} has schema {meta.get('schema')!r}; this node reads {SCHEMA_VERSION}")
         if meta.get("holder") != self.holder:
             raise WrongHolder(f"{self.path} holds the votes of {str(meta.get('holder'))[:16]}, not {self.holder[:16]}")
+
+    def _migrate_v1(self) -> None:
+        """Version 1 had no hash-time locks: add their two tables, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _V2.split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -173,6 +213,23 @@ class LedgerStore:
             self.db.execute(
                 "INSERT OR REPLACE INTO chain (account, seq, tx_id, cert) VALUES (?, ?, ?, ?)",
                 (tx.account, tx.seq, tx.id, _dump(ev.cert.to_dict())),
+            )
+        elif isinstance(ev, Voted):
+            res = ev.resolution
+            try:  # PRIMARY KEY (lock_id): a second vote for a lock fails here too
+                self.db.execute(
+                    "INSERT INTO htlc_votes (lock_id, res_id, body, vote) VALUES (?, ?, ?, ?)",
+                    (res.lock.id, res.id, _dump(res.to_dict()), _dump(ev.vote.to_dict())),
+                )
+            except sqlite3.IntegrityError:
+                row = self.db.execute("SELECT res_id FROM htlc_votes WHERE lock_id = ?", (res.lock.id,)).fetchone()
+                raise AlreadyResolved(row[0] if row else "?", "the store already holds a vote for that lock") from None
+        elif isinstance(ev, Settled):
+            self.db.execute(
+                "INSERT INTO htlc_settled (lock_id, cert, recorded, credited) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (lock_id) DO UPDATE SET recorded = max(recorded, excluded.recorded),"
+                " credited = max(credited, excluded.credited)",
+                (ev.cert.resolution.lock.id, _dump(ev.cert.to_dict()), int(ev.record), int(ev.credit)),
             )
         else:
             tx = ev.cert.tx
@@ -225,6 +282,29 @@ class LedgerStore:
                 raise StoreCorrupt(f"the credit {tx_id} does not match its certificate")
             st.credits[tx_id] = (account, amount)
             st.chain(account).credited += amount
+        for lock_id, res_id, body, vote_json in self.db.execute("SELECT lock_id, res_id, body, vote FROM htlc_votes"):
+            res = check_resolution(json.loads(body), verify=False)
+            d = json.loads(vote_json)
+            vote = Vote(d["lock"], d["id"], d["holder"], d["sig"])
+            if (res.lock.id, res.id) != (lock_id, res_id) or (vote.lock, vote.id, vote.holder) != (
+                lock_id,
+                res_id,
+                self.holder,
+            ):
+                raise StoreCorrupt(f"the resolution vote for lock {lock_id} does not match its row")
+            st.res_votes[lock_id] = vote
+        for lock_id, cert_json, recorded, credited in self.db.execute(
+            "SELECT lock_id, cert, recorded, credited FROM htlc_settled"
+        ):
+            rc = resolution_certificate_from_dict(json.loads(cert_json), verify=False)
+            res = rc.resolution
+            if res.lock.id != lock_id:
+                raise StoreCorrupt(f"the resolution stored for lock {lock_id} is another lock's")
+            if recorded:
+                st.resolved[lock_id] = rc
+            if credited:
+                st.htlc_credits[lock_id] = (res.beneficiary, res.lock.amount)
+                st.chain(res.beneficiary).credited += res.lock.amount
         for chain in st.chains.values():
             chain.recount()
         return st
@@ -249,6 +329,7 @@ class DurableHolder:
         verify_work: WorkCheck = no_work_verified,
         max_age_ms: int = TX_MAX_AGE_MS,
         max_future_ms: int = TX_MAX_FUTURE_MS,
+        htlc_grace_ms: int = HTLC_GRACE_MS,
     ) -> None:
         self.store = LedgerStore(path, key.public_key_hex)
         try:
@@ -257,7 +338,13 @@ class DurableHolder:
             self.store.close()
             raise
         self.holder = Holder(
-            key, sets, verify_work=verify_work, state=state, max_age_ms=max_age_ms, max_future_ms=max_future_ms
+            key,
+            sets,
+            verify_work=verify_work,
+            state=state,
+            max_age_ms=max_age_ms,
+            max_future_ms=max_future_ms,
+            htlc_grace_ms=htlc_grace_ms,
         )
 
     def accept(self, tx: Tx, now_ms: int) -> Acceptance:
@@ -269,6 +356,18 @@ class DurableHolder:
     def on_certificate(self, cert: Certificate) -> list[Event]:
         """Credit and/or confirm from a certificate, each event durable before the next is decided."""
         return list(self.holder.certificate_events(cert, apply=self._apply))
+
+    def resolve(self, res: Resolution, now_ms: int) -> Vote:
+        """This holder's vote for a lock's resolution, durable before it is returned (or the typed refusal)."""
+        event = self.holder.decide_resolve(res, now_ms)
+        self._apply(event)
+        return event.vote
+
+    def settle(self, cert: ResolutionCertificate) -> Settled:
+        """Record and/or credit a certified resolution, durable before it is applied."""
+        event = self.holder.decide_settle(cert)
+        self._apply(event)
+        return event
 
     def _apply(self, event: Event) -> None:
         if event.new:

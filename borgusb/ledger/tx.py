@@ -15,9 +15,12 @@ Wire form, canonical JSON (`borgusb.canonical`), at most `MAX_TX_BYTES`::
 * ``kind``: ``transfer`` (signed by ``account``) or ``reward`` (from the
   reserve, which has no key: signed by the claimant ``to``, and valid only
   with a certificate of the reserve's holders, who verified the work named by
-  ``ref``). ``htlc-lock``, ``htlc-claim``, ``htlc-refund`` are reserved for
-  the exchange's hash-time-locked transfers and refused as
-  ``unsupported_kind`` until their rules exist.
+  ``ref``), or ``htlc-lock`` (signed by ``account``): a hash-time lock that
+  debits ``amount`` now and credits nobody until it is resolved (`htlc`);
+  ``ref`` is then the hash lock (SHA-256 of the secret, required) and the
+  lock alone has one more member, ``expiry`` (network time, ms). Its claim or
+  refund is no chain transaction but a resolution (`htlc.Resolution`), so
+  ``htlc-claim`` and ``htlc-refund`` are refused here as ``unsupported_kind``.
 * ``ref``: ``""`` or 64 hex digits: the SHA-256 of the work record a reward
   pays for (required for rewards), or a payer's reference (invoice, order).
 * ``ts``: the payer's network time in ms; holders refuse stale ones.
@@ -41,19 +44,21 @@ from .. import canonical
 from ..canonical import MAX_SAFE_INT
 from ..keys import SigningKey, verify_signature
 from .accounts import RESERVE, is_account
-from .errors import BadPrev, BadSignature, FutureDated, Malformed, ReserveRule, Stale, UnsupportedKind
+from .errors import BadExpiry, BadPrev, BadSignature, FutureDated, Malformed, ReserveRule, Stale, UnsupportedKind
 from .units import check_amount
 
 VERSION = 1
 DOMAIN = "borgusb.ledger.tx"
 ZERO_HASH = "0" * 64
-KINDS = ("transfer", "reward")
-RESERVED_KINDS = ("htlc-lock", "htlc-claim", "htlc-refund")
+KINDS = ("transfer", "reward", "htlc-lock")
+RESOLUTION_KINDS = ("htlc-claim", "htlc-refund")  # kinds of `htlc.Resolution`, never of a chain transaction
 MAX_TX_BYTES = 1024  # a transaction is ~470 bytes; anything larger is not one
 MAX_SEQ = MAX_SAFE_INT
 TX_MAX_AGE_MS = 10 * 60_000  # a payer re-signs a transaction no holder took within 10 minutes
 TX_MAX_FUTURE_MS = 30_000  # the envelope window: clocks agree within it (cronoTreeCell)
 FIELDS = frozenset(("v", "account", "seq", "prev", "to", "amount", "kind", "ref", "ts", "sig"))
+LOCK_FIELDS = FIELDS | {"expiry"}  # only an htlc-lock has an expiry: every other kind's bytes are unchanged
+MAX_LOCK_MS = 7 * 24 * 3_600_000  # a lock holds its units at most a week after it is signed
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
@@ -73,6 +78,7 @@ class Tx:
     ts: int
     sig: str
     id: str
+    expiry: int = 0  # htlc-lock only: network time (ms) from which the payer may take the units back
 
     @property
     def signer(self) -> str:
@@ -80,7 +86,9 @@ class Tx:
         return self.to if self.kind == "reward" else self.account
 
     def body(self) -> dict[str, Any]:
+        extra = {"expiry": self.expiry} if self.kind == "htlc-lock" else {}
         return {
+            **extra,
             "v": VERSION,
             "account": self.account,
             "seq": self.seq,
@@ -120,8 +128,9 @@ def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
 
 def _check_fields(doc: Any) -> None:
     """Every rule except the signature, cheapest first."""
-    if not isinstance(doc, dict) or doc.keys() != FIELDS:
-        raise Malformed(f"a transaction has exactly {', '.join(sorted(FIELDS))}")
+    fields = LOCK_FIELDS if isinstance(doc, dict) and doc.get("kind") == "htlc-lock" else FIELDS
+    if not isinstance(doc, dict) or doc.keys() != fields:
+        raise Malformed(f"a transaction of this kind has exactly {', '.join(sorted(fields))}")
     if _int(doc, "v", 0, MAX_SAFE_INT) != VERSION:
         raise Malformed(f"unsupported transaction version {doc['v']} (this node reads {VERSION})")
     if not is_account(doc["account"]) or not is_account(doc["to"]):
@@ -129,7 +138,7 @@ def _check_fields(doc: Any) -> None:
     if doc["account"] == doc["to"]:
         raise Malformed("an account does not pay itself")
     seq = _int(doc, "seq", 1, MAX_SEQ)
-    _int(doc, "ts", 0, MAX_SAFE_INT)
+    ts = _int(doc, "ts", 0, MAX_SAFE_INT)
     prev, ref, kind, sig = doc["prev"], doc["ref"], doc["kind"], doc["sig"]
     if not isinstance(prev, str) or not _HEX64.fullmatch(prev):
         raise Malformed("prev is a SHA-256 in lowercase hex")
@@ -140,14 +149,19 @@ def _check_fields(doc: Any) -> None:
     if not isinstance(kind, str) or len(kind) > 16:
         raise Malformed("kind is a short string")
     check_amount(doc["amount"])
-    if kind in RESERVED_KINDS:
-        raise UnsupportedKind(f"{kind} is reserved for the exchange's hash-time-locked transfers")
+    if kind in RESOLUTION_KINDS:
+        raise UnsupportedKind(f"{kind} is a lock's resolution (ledger.htlc), not a chain transaction")
     if kind not in KINDS:
         raise UnsupportedKind(f"unknown kind {kind!r}")
     if (kind == "reward") != (doc["account"] == RESERVE):
         raise ReserveRule("the reserve pays rewards only, and rewards come only from the reserve")
     if kind == "reward" and not ref:
         raise Malformed("a reward names the work it pays for (ref)")
+    if kind == "htlc-lock":
+        if not ref:
+            raise Malformed("a lock names its hash lock (ref)")
+        if not ts < _int(doc, "expiry", 0, MAX_SAFE_INT) <= ts + MAX_LOCK_MS:
+            raise BadExpiry(f"a lock expires after it is signed and at most {MAX_LOCK_MS} ms later")
     if (seq == 1) != (prev == ZERO_HASH):
         raise BadPrev("seq 1 has the zero prev, and only seq 1 has it")
 
@@ -173,6 +187,7 @@ def check_tx(doc: Any, *, verify: bool = True) -> Tx:
         ts=doc["ts"],
         sig=doc["sig"],
         id=hashlib.sha256(signed).hexdigest(),
+        expiry=doc.get("expiry", 0),
     )
     if verify and not verify_signature(tx.signer, bytes.fromhex(tx.sig), signed):
         raise BadSignature(
@@ -246,5 +261,26 @@ def sign_reward(key: SigningKey, *, seq: int, prev: str, amount: int, ref: str, 
         "kind": "reward",
         "ref": ref,
         "ts": ts,
+    }
+    return _sign(key, body)
+
+
+def sign_lock(
+    key: SigningKey, *, seq: int, prev: str, to: str, amount: int, hash_lock: str, expiry: int, ts: int
+) -> Tx:
+    """The payer `key` locks `amount` units for `to` as its transaction number `seq`: `to` may claim them
+    with the preimage of `hash_lock` (SHA-256, hex) before `expiry`, the payer take them back after it
+    (network time, ms; `htlc`)."""
+    body = {
+        "v": VERSION,
+        "account": key.public_key_hex,
+        "seq": seq,
+        "prev": prev,
+        "to": to,
+        "amount": amount,
+        "kind": "htlc-lock",
+        "ref": hash_lock,
+        "ts": ts,
+        "expiry": expiry,
     }
     return _sign(key, body)

@@ -1,4 +1,5 @@
-"""Property tests over the pure core: no double confirmation, whatever the order; supply conserved.
+"""Property tests over the pure core: no double confirmation, whatever the order; supply conserved
+(hash-time locks included: at most one resolution per lock, and a lock's units are nobody's until then).
 
 Holders are real `Holder`s joined by `sim.Network`; hypothesis chooses who
 receives what, in which order, and what is lost.
@@ -6,8 +7,10 @@ receives what, in which order, and what is lost.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, event, given, settings
@@ -20,8 +23,13 @@ from borgusb.ledger import (
     Acceptance,
     Balance,
     Certificate,
+    ResolutionCertificate,
     Tx,
     certify,
+    hash_lock,
+    sign_claim,
+    sign_lock,
+    sign_refund,
     sign_reward,
     sign_transfer,
 )
@@ -100,6 +108,7 @@ def test_fifty_conflicting_spends_at_most_one_certified(order: list[tuple[int, i
 
 NODES7 = [fixed_key(f"prop7 node {i}") for i in range(7)]
 USERS = [fixed_key(f"prop user {i}") for i in range(4)]
+USERS_BY_KEY = {u.public_key_hex: u for u in USERS}
 
 
 @dataclass
@@ -114,6 +123,24 @@ class Wallet:
 def _op() -> st.SearchStrategy[tuple]:
     # which of the payer's five holders a transaction reaches: often all (so chains grow), often not
     subset = st.one_of(st.permutations(range(5)), st.lists(st.integers(0, 4), unique=True, max_size=5))
+    # a hash-time lock (a transfer's fields plus its lifetime in steps), and a claim or a refund of some lock
+    # offered when each holder's clock reads the lock's expiry + its own delta (so claims race refunds)
+    lock = st.tuples(
+        st.just("lock"),
+        st.integers(0, 3),
+        st.integers(1, 3),
+        st.integers(1, 15),
+        subset,
+        st.booleans(),
+        st.integers(1, 12),
+    )
+    resolve = st.tuples(
+        st.sampled_from(["claim", "refund"]),
+        st.integers(0, 200),
+        subset,
+        st.booleans(),
+        st.lists(st.integers(-3, 3), min_size=5, max_size=5),
+    )
     return st.one_of(
         # the last member: whether the certificate, if one forms, is sent at once to every holder concerned
         st.tuples(st.just("reward"), st.integers(0, 3), st.integers(1, 20), subset, st.booleans()),
@@ -121,25 +148,44 @@ def _op() -> st.SearchStrategy[tuple]:
         # a double spend: a second transaction for the payer's next sequence number, to other holders
         st.tuples(st.just("rival"), st.integers(0, 3), st.integers(1, 3), st.integers(1, 15), subset, st.booleans()),
         st.tuples(st.just("deliver"), st.integers(0, 200), st.lists(st.integers(0, 6), unique=True, max_size=7)),
+        lock,
+        lock,
+        resolve,
+        resolve,
+        resolve,
     )
 
 
-def _truth(certs: list[Certificate], accounts: list[str]) -> dict[str, int]:
-    """Balances from the certificates alone: genesis, minus what each certified spend took, plus what it gave."""
+GRACE = 2  # the holders' refund grace, in the test's time steps (ms)
+
+
+def _truth(
+    certs: list[Certificate], accounts: list[str], resolved: Sequence[ResolutionCertificate] = ()
+) -> dict[str, int]:
+    """Balances from the certificates alone: genesis, minus what each certified spend took, plus what it gave
+    (a lock gives nothing: its resolution gives the claimant, or the payer back)."""
     bal = {a: genesis_balance(a) for a in accounts}
     for cert in certs:
         bal[cert.tx.account] -= cert.tx.amount
-        bal[cert.tx.to] += cert.tx.amount
+        if cert.tx.kind != "htlc-lock":
+            bal[cert.tx.to] += cert.tx.amount
+    for rc in resolved:
+        bal[rc.resolution.beneficiary] += rc.resolution.lock.amount
     return bal
+
+
+def _secret(ts: int) -> bytes:
+    return hashlib.sha256(f"prop secret {ts}".encode()).digest()
 
 
 @FAST
 @given(ops=st.lists(_op(), min_size=3, max_size=30), flush=st.randoms(use_true_random=False))
 def test_supply_is_conserved_and_reads_converge(ops: list[tuple], flush: random.Random) -> None:
-    net = Network(NODES7)
+    net = Network(NODES7, htlc_grace_ms=GRACE)
     wallets = {a: Wallet() for a in [RESERVE, *(u.public_key_hex for u in USERS)]}
     accounts = list(wallets)
     made: dict[str, Certificate] = {}  # every certificate ever formed, by tx id
+    resolved: list[ResolutionCertificate] = []  # every resolution certificate ever formed
     ts = NOW
 
     def offer(tx: Tx, offered: list[int], spread: bool) -> None:
@@ -171,28 +217,70 @@ def test_supply_is_conserved_and_reads_converge(ops: list[tuple], flush: random.
                 USERS[who], seq=w.seq + 1, prev=w.prev, amount=shells * SHELL, ref=f"{ts:064x}", ts=ts
             )
             offer(w.pending, offered, spread)  # a claim in flight is retried as it is, never re-signed
-        elif op[0] in ("transfer", "rival"):
-            _, payer, step, shells, offered, spread = op
+        elif op[0] in ("transfer", "rival", "lock"):
+            _, payer, step, shells, offered, spread = op[:6]
             key, payee = USERS[payer], USERS[(payer + step) % 4]
             w = wallets[key.public_key_hex]
-            fresh = sign_transfer(
-                key, seq=w.seq + 1, prev=w.prev, to=payee.public_key_hex, amount=shells * SHELL, ts=ts
+            fresh = (
+                sign_lock(
+                    key,
+                    seq=w.seq + 1,
+                    prev=w.prev,
+                    to=payee.public_key_hex,
+                    amount=shells * SHELL,
+                    hash_lock=hash_lock(_secret(ts)),
+                    expiry=ts + op[6],
+                    ts=ts,
+                )
+                if op[0] == "lock"
+                else sign_transfer(
+                    key, seq=w.seq + 1, prev=w.prev, to=payee.public_key_hex, amount=shells * SHELL, ts=ts
+                )
             )
             if op[0] == "rival" or w.pending is None:
                 w.pending = w.pending or fresh
                 offer(fresh, offered, spread)
             else:
                 offer(w.pending, offered, spread)
+        elif op[0] in ("claim", "refund"):
+            locks = [c.tx for c in made.values() if c.tx.kind == "htlc-lock"]
+            if locks:
+                _, which, offered, spread, deltas = op
+                lock = locks[which % len(locks)]
+                res = (
+                    sign_claim(USERS_BY_KEY[lock.to], lock, _secret(lock.ts))
+                    if op[0] == "claim"
+                    else sign_refund(USERS_BY_KEY[lock.account], lock)
+                )
+                holders = net.sets.of(lock.account)
+                if spread:  # the entry cell's catch-up: the payer's certified chain up to the lock, in order
+                    chain = sorted((c for c in made.values() if c.tx.account == lock.account), key=lambda c: c.tx.seq)
+                    for c in chain[: lock.seq]:
+                        net.deliver(c, [holders[i] for i in offered])
+                for i in offered:  # each holder's clock near the expiry, off by its own amount
+                    net.resolve(res, lock.expiry + deltas[i], [holders[i]])
+                got = [h.state.res_votes.get(lock.id) for h in net.holders.values()]
+                rc = net.certify_resolution(res, [v for v in got if v is not None and v.id == res.id])
+                if rc is not None:
+                    if all(r.resolution.id != res.id for r in resolved):
+                        resolved.append(rc)
+                    if spread:
+                        net.settle(rc)
         elif made:
             _, which, targets = op
             cert = list(made.values())[which % len(made)]
             net.deliver(cert, [NODES7[i].public_key_hex for i in targets])
+            if resolved:
+                net.settle(resolved[which % len(resolved)], [NODES7[i].public_key_hex for i in targets])
 
         # at every step: one certificate per (account, seq); certified spends never overdraw; supply fixed
         per_seq = Counter((c.tx.account, c.tx.seq) for c in made.values())
         assert all(n == 1 for n in per_seq.values()), "two certificates for one (account, seq)"
-        truth = _truth(list(made.values()), accounts)
-        assert sum(truth.values()) == SUPPLY
+        per_lock = Counter(rc.resolution.lock.id for rc in resolved)
+        assert all(n == 1 for n in per_lock.values()), "two resolutions certified for one lock"
+        truth = _truth(list(made.values()), accounts, resolved)
+        open_locks = sum(c.tx.amount for c in made.values() if c.tx.kind == "htlc-lock" and c.tx.id not in per_lock)
+        assert sum(truth.values()) + open_locks == SUPPLY  # locked units are nobody's, and not lost
         assert all(v >= 0 for v in truth.values()), "a certified spend overdrew its account"
 
     # heal: every certificate reaches every holder, each chain in order, accounts interleaved at random
@@ -201,14 +289,25 @@ def test_supply_is_conserved_and_reads_converge(ops: list[tuple], flush: random.
     certs.sort(key=lambda c: c.tx.seq)
     for cert in certs:
         assert net.deliver(cert) == {}
-    event(f"certificates: {len(certs)}")
-    truth = _truth(certs, accounts)
+    for rc in resolved:
+        assert net.settle(rc) == {}
+    event(f"certificates: {len(certs)}, resolutions: {len(resolved)}")
+    truth = _truth(certs, accounts, resolved)
     for a in accounts:
         read = net.read(a)
         assert isinstance(read, Balance), read
         assert read.balance == truth[a] and len(read.holders) == 5  # every holder agrees
-    assert sum(truth.values()) == SUPPLY
+    open_locks = {c.tx.id: c.tx for c in certs if c.tx.kind == "htlc-lock"}
+    for rc in resolved:
+        open_locks.pop(rc.resolution.lock.id)
+    assert sum(truth.values()) + sum(t.amount for t in open_locks.values()) == SUPPLY
     for h in net.holders.values():
+        for lock in open_locks.values():  # every holder of the payer says the same of each lock
+            if h.holds(lock.account):
+                assert h.lock_answer(lock).state == "open"
+        for rc in resolved:
+            if h.holds(rc.resolution.lock.account):
+                assert h.lock_answer(rc.resolution.lock).says[1] == rc.resolution.id
         for a in accounts:
             if h.holds(a):
                 assert h.available(a) <= h.balance(a)  # spends in flight only ever lower what can be spent
@@ -226,3 +325,55 @@ def test_certify_ignores_acceptances_of_other_transactions() -> None:
     assert net.certify(a, votes) is None  # b's three acceptances do not count for a
     cert = certify(b, votes)
     assert len(cert.sigs) == 3 and net.certify(b, votes) is not None
+
+
+# ------------------------------------------------------------------ a claim racing a refund at the expiry
+
+SECRET = hashlib.sha256(b"prop race secret").digest()
+EXPIRY = NOW + 60_000
+
+
+@FAST
+@given(
+    claim_at=st.lists(st.integers(-3, 3), min_size=5, max_size=5),
+    refund_at=st.lists(st.integers(-3, 3), min_size=5, max_size=5),
+    claim_first=st.lists(st.booleans(), min_size=5, max_size=5),
+    faulty=st.integers(0, 1),
+)
+def test_claim_racing_refund_at_most_one_resolution(
+    claim_at: list[int], refund_at: list[int], claim_first: list[bool], faulty: int
+) -> None:
+    """Each holder's clock reads the expiry give or take a few ms, and sees the claim and the refund in
+    its own order: at most one of them is certified, and the lock's units end up with exactly one side."""
+    net = Network(NODES5, faulty=faulty, htlc_grace_ms=GRACE)
+    accs, _ = net.submit(FUNDING, NOW)
+    funded = net.certify(FUNDING, accs)
+    assert funded is not None and net.deliver(funded) == {}
+    payee = PAYEES[0]
+    lock = sign_lock(
+        PAYER,
+        seq=1,
+        prev=ZERO_HASH,
+        to=payee.public_key_hex,
+        amount=4 * SHELL,
+        hash_lock=hash_lock(SECRET),
+        expiry=EXPIRY,
+        ts=NOW,
+    )
+    accs, _ = net.submit(lock, NOW)
+    locked = net.certify(lock, accs)
+    assert locked is not None and net.deliver(locked) == {}
+    claim, refund = sign_claim(payee, lock, SECRET), sign_refund(PAYER, lock)
+    for i, h in enumerate(net.sets.of(lock.account)):
+        offers = [(claim, EXPIRY + claim_at[i]), (refund, EXPIRY + refund_at[i])]
+        for res, now in offers if claim_first[i] else offers[::-1]:
+            net.resolve(res, now, [h])
+    votes = [v for h in net.holders.values() if (v := h.state.res_votes.get(lock.id)) is not None]
+    certs = [c for r in (claim, refund) if (c := net.certify_resolution(r, votes)) is not None]
+    assert len(certs) <= 1
+    event(f"resolved: {certs[0].resolution.kind if certs else 'none'}")
+    for rc in certs:
+        assert net.settle(rc) == {}
+    after = net.read(PAYER.public_key_hex), net.read(payee.public_key_hex)
+    assert isinstance(after[0], Balance) and isinstance(after[1], Balance)
+    assert after[0].balance + after[1].balance + (0 if certs else lock.amount) == 10 * SHELL

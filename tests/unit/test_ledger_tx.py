@@ -208,8 +208,9 @@ def test_an_amount_above_2_53_does_not_even_parse() -> None:
         ({"ref": "xyz"}, "malformed"),
         ({"sig": "zz"}, "malformed"),
         ({"sig": "30"}, "malformed"),
-        ({"kind": "htlc-lock"}, "unsupported_kind"),
-        ({"kind": "htlc-claim"}, "unsupported_kind"),
+        ({"kind": "htlc-lock"}, "malformed"),  # a lock has one more member, expiry
+        ({"kind": "htlc-claim"}, "unsupported_kind"),  # a resolution, not a chain transaction
+        ({"kind": "htlc-refund"}, "unsupported_kind"),
         ({"kind": "gift"}, "unsupported_kind"),
         ({"kind": "reward", "ref": "ab" * 32}, "reserve_rule"),  # a reward not from the reserve
         ({"prev": "ab" * 32}, "bad_prev"),  # seq 1 must have the zero prev

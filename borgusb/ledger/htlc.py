@@ -1,0 +1,298 @@
+"""Hash-time-locked transfers: how a lock is resolved, by a claim or a refund, exactly once.
+
+A lock is an ordinary chain transaction of its payer (``kind = "htlc-lock"``,
+`tx.sign_lock`): it debits ``amount`` when it is certified, names the
+claimant (``to``), the hash lock (``ref`` = SHA-256 of a 32-byte secret) and
+the ``expiry`` (network time, ms). Its units are then nobody's until one
+**resolution** of it is certified:
+
+* a **claim** (``htlc-claim``), signed by the claimant, carries the secret
+  (``preimage``); it credits the claimant;
+* a **refund** (``htlc-refund``), signed by the payer; it credits the payer.
+
+Who decides: the **lock's holders** (the payer's holder set, who certified
+the lock). Each votes for at most one resolution per lock id, forever, as it
+votes for at most one transaction per (account, seq), and persists the vote
+before answering (`store.DurableHolder`). A holder votes for a claim only
+while its network time is before ``expiry``, and for a refund only from
+``expiry + grace_ms`` (`HTLC_GRACE_MS`, docs/ledger.md). A quorum of votes is
+a `ResolutionCertificate`: the payer's holders record the lock as resolved,
+and the beneficiary's holders credit it, once per lock. Two quorums of one
+holder set share a holder, so a claim and a refund (or two claims) can never
+both be certified, whatever the clocks say; the clocks decide only which one
+may be. A certified claim carries the secret, so the payer learns it from the
+ledger (the atomic swap, docs/exchange.md).
+
+Wire form of a resolution (canonical JSON, at most `MAX_RESOLUTION_BYTES`)::
+
+    {"by": "03…claimant", "kind": "htlc-claim", "lock": {…the lock tx…},
+     "preimage": "<64 hex>" (a refund: ""), "sig": "3044…", "v": 1}
+
+Signed bytes: the canonical JSON of ``{"d": "borgusb.ledger.htlc", "v",
+"kind", "lock": <lock id>, "by", "preimage"}``; the resolution's id is their
+SHA-256. A holder's vote signs ``{"d": "borgusb.ledger.htlc-vote", "v", "lock",
+"id", "holder"}``: another domain than a transaction's acceptance, so no vote
+can pass for the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .. import canonical
+from ..keys import SigningKey, verify_signature
+from .accounts import is_account
+from .certificate import check_signers, sigs_from_list
+from .errors import (
+    BadHolderSignature,
+    BadSignature,
+    Expired,
+    Malformed,
+    NotClaimant,
+    NotExpired,
+    NotPayer,
+    WrongPreimage,
+)
+from .tx import Tx, check_tx, load_bounded
+
+VERSION = 1
+DOMAIN = "borgusb.ledger.htlc"
+VOTE_DOMAIN = "borgusb.ledger.htlc-vote"
+# A refund waits this long past expiry: holders' network clocks agree within the envelope window (30 s),
+# so once any honest holder votes for a refund, every honest holder's clock is past expiry and none
+# votes for a claim any more (claim and refund windows are disjoint in real time, with 2x margin).
+HTLC_GRACE_MS = 60_000
+MAX_RESOLUTION_BYTES = 2048  # a resolution is ~900 bytes (the lock tx inside is ~560)
+MAX_RES_CERT_BYTES = 8192
+FIELDS = frozenset(("v", "kind", "lock", "by", "preimage", "sig"))
+
+Kind = Literal["htlc-claim", "htlc-refund"]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
+
+
+def hash_lock(secret: bytes) -> str:
+    """The hash lock of a 32-byte secret: SHA-256 in hex (the Doge HTLC's OP_SHA256 of the same bytes)."""
+    if len(secret) != 32:
+        raise ValueError("a swap secret is exactly 32 bytes (both chains check its size)")
+    return hashlib.sha256(secret).hexdigest()
+
+
+def signing_bytes(kind: str, lock_id: str, by: str, preimage: str) -> bytes:
+    doc = {"d": DOMAIN, "v": VERSION, "kind": kind, "lock": lock_id, "by": by, "preimage": preimage}
+    return canonical.encode_unchecked(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A checked claim or refund of `lock`. Made only by `sign_claim`, `sign_refund`, `check_resolution`."""
+
+    kind: Kind
+    lock: Tx
+    by: str
+    preimage: str  # 64 hex digits for a claim, "" for a refund
+    sig: str
+    id: str
+
+    @property
+    def beneficiary(self) -> str:
+        """Whom a certificate of this resolution credits: the claimant, or the payer back."""
+        return self.lock.to if self.kind == "htlc-claim" else self.lock.account
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "kind": self.kind,
+            "lock": self.lock.to_dict(),
+            "by": self.by,
+            "preimage": self.preimage,
+            "sig": self.sig,
+        }
+
+    def encode(self) -> bytes:
+        return canonical.encode_unchecked(self.to_dict())
+
+
+def check_resolution(doc: Any, *, verify: bool = True) -> Resolution:
+    """A `Resolution` from its decoded wire form. Refuses, cheapest first: `Malformed` (shape; the lock
+    must be a valid ``htlc-lock``, its payer's signature checked), `NotClaimant` / `NotPayer` (``by`` is
+    not who may sign this kind), `WrongPreimage`, then `BadSignature`. ``verify=False``: the holder's
+    own store only."""
+    if not isinstance(doc, dict) or doc.keys() != FIELDS or doc["v"] != VERSION:
+        raise Malformed(f"a resolution has exactly {', '.join(sorted(FIELDS))}")
+    kind, by, preimage, sig = doc["kind"], doc["by"], doc["preimage"], doc["sig"]
+    if kind not in ("htlc-claim", "htlc-refund") or not is_account(by):
+        raise Malformed("kind is htlc-claim or htlc-refund, by a public key in lowercase hex")
+    if not isinstance(preimage, str) or not (_HEX64.fullmatch(preimage) if kind == "htlc-claim" else preimage == ""):
+        raise Malformed("a claim's preimage is 32 bytes in lowercase hex; a refund's is empty")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise Malformed("sig is a DER signature in lowercase hex")
+    if not isinstance(doc["lock"], dict) or doc["lock"].get("kind") != "htlc-lock":
+        raise Malformed("lock is an htlc-lock transaction")
+    lock = check_tx(doc["lock"], verify=verify)
+    if kind == "htlc-claim" and by != lock.to:
+        raise NotClaimant(f"{by[:16]} is not the lock's claimant")
+    if kind == "htlc-refund" and by != lock.account:
+        raise NotPayer(f"{by[:16]} is not the lock's payer")
+    if kind == "htlc-claim" and hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != lock.ref:
+        raise WrongPreimage("sha256(preimage) is not the lock's hash lock")
+    signed = signing_bytes(kind, lock.id, by, preimage)
+    if verify and not verify_signature(by, bytes.fromhex(sig), signed):
+        raise BadSignature(f"the resolution is not signed by its {'claimant' if kind == 'htlc-claim' else 'payer'}")
+    return Resolution(kind, lock, by, preimage, sig, hashlib.sha256(signed).hexdigest())
+
+
+def parse_resolution(data: bytes) -> Resolution:
+    """A `Resolution` from wire bytes: bounded, canonical, then `check_resolution`."""
+    return check_resolution(load_bounded(data, MAX_RESOLUTION_BYTES, "a resolution"))
+
+
+def _sign(key: SigningKey, kind: Kind, lock: Tx, preimage: str) -> Resolution:
+    by = key.public_key_hex
+    sig = key.sign(signing_bytes(kind, lock.id, by, preimage)).hex()
+    doc = {"v": VERSION, "kind": kind, "lock": lock.to_dict(), "by": by, "preimage": preimage, "sig": sig}
+    return check_resolution(doc)
+
+
+def sign_claim(key: SigningKey, lock: Tx, secret: bytes) -> Resolution:
+    """The claimant `key` claims `lock` with its secret (refusals as in `check_resolution`)."""
+    return _sign(key, "htlc-claim", lock, secret.hex())
+
+
+def sign_refund(key: SigningKey, lock: Tx) -> Resolution:
+    """The payer `key` takes `lock`'s units back (valid once the lock's holders see it expired)."""
+    return _sign(key, "htlc-refund", lock, "")
+
+
+def check_time(res: Resolution, now_ms: int, grace_ms: int = HTLC_GRACE_MS) -> Resolution:
+    """`res` if a holder whose network time is `now_ms` may vote for it, else `Expired` / `NotExpired`."""
+    expiry = res.lock.expiry
+    if res.kind == "htlc-claim" and now_ms >= expiry:
+        raise Expired(f"the lock expired {now_ms - expiry} ms ago")
+    if res.kind == "htlc-refund" and now_ms < expiry + grace_ms:
+        raise NotExpired(f"refundable in {expiry + grace_ms - now_ms} ms (expiry + {grace_ms} ms grace)")
+    return res
+
+
+# ------------------------------------------------------------------ holders' votes
+
+
+def vote_bytes(lock_id: str, res_id: str, holder: str) -> bytes:
+    doc = {"d": VOTE_DOMAIN, "v": VERSION, "lock": lock_id, "id": res_id, "holder": holder}
+    return canonical.encode_unchecked(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A lock holder's signed vote: "this lock is resolved by this resolution id, and no other, ever"."""
+
+    lock: str
+    id: str
+    holder: str
+    sig: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, "lock": self.lock, "id": self.id, "holder": self.holder, "sig": self.sig}
+
+    def verify(self) -> bool:
+        return verify_signature(self.holder, bytes.fromhex(self.sig), vote_bytes(self.lock, self.id, self.holder))
+
+
+def sign_vote(key: SigningKey, res: Resolution) -> Vote:
+    holder = key.public_key_hex
+    return Vote(res.lock.id, res.id, holder, key.sign(vote_bytes(res.lock.id, res.id, holder)).hex())
+
+
+def check_vote(doc: Any) -> Vote:
+    """A `Vote` from a holder's reply, its signature verified (`Malformed`, `BadHolderSignature`)."""
+    if not isinstance(doc, dict) or doc.keys() != {"v", "lock", "id", "holder", "sig"} or doc["v"] != VERSION:
+        raise Malformed("a vote has exactly v, lock, id, holder, sig")
+    lock, res_id, holder, sig = doc["lock"], doc["id"], doc["holder"], doc["sig"]
+    if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in (lock, res_id)) or not is_account(holder):
+        raise Malformed("lock and id are SHA-256s, holder a public key, in lowercase hex")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise Malformed("sig is a DER signature in lowercase hex")
+    vote = Vote(lock, res_id, holder, sig)
+    if not vote.verify():
+        raise BadHolderSignature(f"not signed by holder {holder[:16]}")
+    return vote
+
+
+# ------------------------------------------------------------------ certificates
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionCertificate:
+    """A resolution and lock holders' votes for it; proves nothing until `check_resolution_certificate`."""
+
+    resolution: Resolution
+    sigs: tuple[tuple[str, str], ...]  # (holder key, DER hex), sorted by holder
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "resolution": self.resolution.to_dict(),
+            "sigs": [{"holder": h, "sig": s} for h, s in self.sigs],
+        }
+
+    def encode(self) -> bytes:
+        return canonical.encode_unchecked(self.to_dict())
+
+    @property
+    def signers(self) -> tuple[str, ...]:
+        return tuple(h for h, _ in self.sigs)
+
+
+def certify_resolution(res: Resolution, votes: Iterable[Vote]) -> ResolutionCertificate:
+    """Gather the votes for `res` (others are ignored; one per holder) into a certificate to check."""
+    sigs: dict[str, str] = {}
+    for v in votes:
+        if (v.lock, v.id) == (res.lock.id, res.id):
+            sigs.setdefault(v.holder, v.sig)
+    return ResolutionCertificate(res, tuple(sorted(sigs.items())))
+
+
+def resolution_certificate_from_dict(doc: Any, *, verify: bool = True) -> ResolutionCertificate:
+    """A `ResolutionCertificate` from its wire form, the resolution fully checked (signatures included)."""
+    if not isinstance(doc, dict) or doc.keys() != {"v", "resolution", "sigs"} or doc["v"] != VERSION:
+        raise Malformed("a resolution certificate has exactly v, resolution, sigs")
+    pairs = sigs_from_list(doc["sigs"])
+    return ResolutionCertificate(check_resolution(doc["resolution"], verify=verify), pairs)
+
+
+def parse_resolution_certificate(data: bytes) -> ResolutionCertificate:
+    return resolution_certificate_from_dict(load_bounded(data, MAX_RES_CERT_BYTES, "a resolution certificate"))
+
+
+def check_resolution_certificate(
+    cert: ResolutionCertificate, holders: Sequence[str], quorum: int | None = None
+) -> ResolutionCertificate:
+    """`cert` if a quorum of `holders` (the lock's payer's holder set) voted for its resolution
+    (refusals as `certificate.check_certificate`'s)."""
+    res = cert.resolution
+    check_signers(cert.sigs, holders, quorum, res.lock.account, lambda h: vote_bytes(res.lock.id, res.id, h))
+    return cert
+
+
+__all__ = [
+    "HTLC_GRACE_MS",
+    "Resolution",
+    "ResolutionCertificate",
+    "Vote",
+    "certify_resolution",
+    "check_resolution",
+    "check_resolution_certificate",
+    "check_time",
+    "check_vote",
+    "hash_lock",
+    "parse_resolution",
+    "parse_resolution_certificate",
+    "resolution_certificate_from_dict",
+    "sign_claim",
+    "sign_refund",
+    "sign_vote",
+]
