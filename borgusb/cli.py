@@ -9,7 +9,6 @@ command module and stays instant; the wallet and envelope commands live here.
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import json
 import secrets
@@ -145,7 +144,7 @@ def cmd_wallet_new(args: argparse.Namespace) -> int:
 
 def _read_words(args: argparse.Namespace) -> str:
     """The words from stdin; at a terminal, a word not in the list is asked again alone."""
-    from .identity import MnemonicError, UnknownWord, normalize_words, validate_mnemonic
+    from .identity import UnknownWord, normalize_words, validate_mnemonic
 
     if not sys.stdin.isatty():
         return sys.stdin.read()
@@ -156,7 +155,7 @@ def _read_words(args: argparse.Namespace) -> str:
 
     try:
         return ttyprompt.fix_words(normalize_words(input()), validate_mnemonic, bad_word)
-    except (ttyprompt.GaveUp, MnemonicError) as exc:
+    except ttyprompt.GaveUp as exc:
         raise CLIError(str(exc)) from None
 
 

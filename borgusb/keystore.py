@@ -76,6 +76,21 @@ class UnsupportedKeystoreVersion(KeystoreError):
     pass
 
 
+class WeakPassphrase(KeystoreError, ValueError):
+    pass
+
+
+# The one rule for a new keystore's passphrase, for the pages and the CLI alike. Unlocking does not
+# apply it: a keystore made under an older rule still opens.
+MIN_PASSPHRASE_CHARS = 8
+
+
+def check_new_passphrase(passphrase: str) -> None:
+    """Raise WeakPassphrase, saying the rule, unless `passphrase` may protect a new keystore."""
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise WeakPassphrase(f"choose a passphrase of at least {MIN_PASSPHRASE_CHARS} characters")
+
+
 # What a keystore may ask of the machine that unlocks it. The header is only
 # authenticated *after* the KDF has run, so a tampered file could otherwise
 # make a stick or a Pi spend up to 4 GiB and minutes on one unlock attempt.
@@ -317,11 +332,20 @@ def save_wallet(path: Path, wallet: Wallet, passphrase: str, kdf: KdfParams = DE
     atomic_write(Path(path), (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_wallet(path: Path, passphrase: str) -> Wallet:
-    """Unlock a wallet keystore; raises a KeystoreError subclass that says why not."""
+def read_wallet(path: Path) -> dict[str, Any]:
+    """The wallet keystore's document, checked before any passphrase is asked for.
+
+    A missing, damaged or foreign file is told as such at once (KeystoreNotFound, KeystoreCorrupt,
+    UnsupportedKeystoreVersion), not after a passphrase has been typed for nothing."""
     doc = read(path)
     if doc["kind"] != "wallet":
-        raise KeystoreError(f"{path} holds a {doc['kind']} key, not a wallet")
+        raise KeystoreCorrupt(f"{path} holds a {doc['kind']} key, not a wallet")
+    return doc
+
+
+def load_wallet(path: Path, passphrase: str) -> Wallet:
+    """Unlock a wallet keystore; raises a KeystoreError subclass that says why not."""
+    doc = read_wallet(path)
     unlocked = decrypt(doc, passphrase)
     try:
         wallet = Wallet(unlocked.secret, unlocked.bip39_passphrase)
