@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, find_node, port_number
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -227,8 +227,11 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        if args.keystore:
+            existing_keystore(args.keystore)  # said before a node is looked for or a passphrase asked
         if args.node is None:
             args.node = find_node(DNA.name, args.port or DNA.recp_port)
+
         return asyncio.run(_run(args))
 
     return run_command(f"borgusb pay {args.cmd}", DNA.name, body)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, find_node, port_number
+from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -45,7 +45,6 @@ DNA = dna.get("shardTreeCell")
 def load_key(args: argparse.Namespace) -> SigningKey:
     if args.keystore:
         from .cli import read_passphrase
-        from .clitools import existing_keystore
         from .keystore import load_wallet
 
         wallet = load_wallet(existing_keystore(args.keystore), read_passphrase(args))
@@ -301,6 +300,8 @@ def main(argv: list[str], cmd: str | None = None) -> int:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """The local files named, before any node is looked for: a typo is a usage error, said at once."""
+    if args.keystore:
+        existing_keystore(args.keystore)
     if args.cmd == "put":
         path = Path(args.file)
         if path.is_dir():
