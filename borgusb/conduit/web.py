@@ -69,6 +69,20 @@ def add_page(app: web.Application, path: str, label: str, key: str, templates: P
         app[TEMPLATE_DIRS].append(templates)
 
 
+def add_script(app: web.Application, name: str, path: Path) -> None:
+    """A cell page's own script, served as ``/static/cells/NAME`` (code, the same for everyone).
+
+    The page names it in a ``data-script`` attribute; the page script loads it once, and it starts
+    its page through ``Borg.onPage`` (no inline script: the CSP forbids them)."""
+    body = path.read_bytes()
+
+    async def serve(request: web.Request) -> web.Response:
+        headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        return web.Response(body=body, content_type="text/javascript", charset="utf-8", headers=headers)
+
+    app.router.add_get(f"/static/cells/{name}", serve)
+
+
 def page_headers() -> dict[str, str]:
     """What every HTML answer carries: not stored, not framed, not sniffed, no foreign or inline script."""
     return {

@@ -9,4 +9,5 @@ SPEC = CellSpec(
     runtime="borgusb.cells.peerpays.cell:PeerPaysCell",
     settings="borgusb.cells.peerpays.settings:PeerPaysSettings",
     client="borgusb.cells.peerpays.client:PayClient",
+    web="borgusb.cells.peerpays.web:setup",
 )

@@ -61,7 +61,7 @@ const Borg = (() => {
   const api = async (path, opts = {}) => {
     const r = await request(path, { method: "POST", ...opts });
     const body = await r.json().catch(() => ({ error: "the conduit gave no answer" }));
-    if (!r.ok) throw new Error(body.error || r.statusText);
+    if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), { reason: body.reason, status: r.status });
     return body;
   };
 
@@ -248,8 +248,23 @@ const Borg = (() => {
     xhr.send(form);
   }
 
+  // A cell's page may bring its own script (data-script="/static/cells/NAME", `add_script`): loaded
+  // once, it registers its page's start with Borg.onPage(fn), which runs after every page shown.
+  const starters = [], loaded = new Set();
+  const onPage = (fn) => { starters.push(fn); fn(); };
+  function loadScripts() {
+    for (const e of document.querySelectorAll("#app [data-script]")) {
+      const src = e.dataset.script;
+      if (!src.startsWith("/static/cells/") || loaded.has(src)) continue;
+      loaded.add(src);
+      document.head.append(h("script", { src }));
+    }
+  }
+
   // Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
   function start() {
+    loadScripts();
+    starters.forEach((fn) => fn());
     if (document.getElementById("tree")) { refreshTree(); refreshCells(); every(refreshTree, 2000); every(refreshCells, 10000); }
     if (document.getElementById("files")) { document.getElementById("upload-form").addEventListener("submit", upload); refreshFiles(); }
   }
@@ -273,5 +288,5 @@ const Borg = (() => {
 
   if (secret) show(location.pathname + location.search, {}, "replace");
   else showNeedLink();
-  return { api, show };
+  return { api, show, h, every, onPage };
 })();

@@ -1,0 +1,129 @@
+"""The Wallet page's decisions, without I/O: who a payee is, what the person confirmed, what is kept.
+
+A send takes two steps: `WalletBook.review` turns what the person typed into
+a `Review` (the payee's key, the exact amount in units, parsed with
+`parse_shells`, never a float) and keeps it under a one-time token; the
+confirmation names only the token, so what is signed is exactly what the
+page showed. A Doge address is a hash of a key and cannot be turned back
+into it, so an address is accepted only when the book has seen its key
+(the wallet's history, keys typed earlier in this session); otherwise the
+refusal is ``unknown_account``. A signed transaction that gathered no quorum
+is kept (`pending`) and sent again, the same bytes, before a new one is
+signed for the same account: two transactions for one seq could split the
+holders' votes (docs/ledger.md, liveness). Everything kept is bounded.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ...ledger import address, format_shells, is_account, parse_shells
+from ...ledger.errors import BadAmount
+
+REVIEW_TTL_S = 300.0  # a confirmation older than this is refused (expired): review again
+MAX_REVIEWS = 8  # reviews waiting for a confirmation; the oldest is dropped beyond this
+MAX_KNOWN = 512  # addresses whose keys the book remembers
+MAX_TEXT = 200  # longest payee or amount text looked at
+
+
+class WalletRefusal(Exception):
+    """What the person typed or confirmed cannot be sent; `reason` is the word the page shows."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What the confirmation step shows and, once confirmed, what is signed."""
+
+    token: str
+    payer: str
+    to: str
+    amount: int
+    made: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "to": self.to,
+            "to_address": address(self.to),
+            "amount": self.amount,
+            "shells": format_shells(self.amount),
+        }
+
+
+def looks_like_address(text: str) -> bool:
+    """A Doge-style P2PKH address's shape (base58, D/A/9 prefix); its checksum is not needed to refuse it."""
+    return text[:1] in ("D", "A", "9") and 26 <= len(text) <= 35 and text.isalnum()
+
+
+class WalletBook:
+    """Per-conduit memory of the Wallet page: known addresses, open reviews, unconfirmed transactions."""
+
+    def __init__(self) -> None:
+        self.known: OrderedDict[str, str] = OrderedDict()  # address -> account key
+        self.reviews: OrderedDict[str, Review] = OrderedDict()
+        self.pending: dict[str, dict[str, Any]] = {}  # payer -> its signed tx that gathered no quorum
+
+    def learn(self, account: str) -> None:
+        """Remember the key behind an address (a peer in the history, a key the person typed)."""
+        if not is_account(account):
+            return
+        addr = address(account)
+        self.known[addr] = account
+        self.known.move_to_end(addr)
+        while len(self.known) > MAX_KNOWN:
+            self.known.popitem(last=False)
+
+    def payee(self, text: str) -> str:
+        """The account key a payee's text names, or `WalletRefusal` (``unknown_account``)."""
+        t = text.strip()[:MAX_TEXT]
+        if is_account(t.lower()):
+            return t.lower()
+        if looks_like_address(t):
+            key = self.known.get(t)
+            if key is None:
+                raise WalletRefusal(
+                    "unknown_account",
+                    f"unknown account {t}: an address cannot be turned back into its key, and this wallet has "
+                    "not seen this one; paste the payee's public key (66 hex digits, on their Home page)",
+                )
+            return key
+        raise WalletRefusal(
+            "unknown_account", "the payee is a Doge-style address (D…) or an account's public key (66 hex digits)"
+        )
+
+    def review(self, payer: str, to_text: str, amount_text: str, now: float) -> Review:
+        """Check what the person typed; the review to confirm (kept under its token)."""
+        try:
+            amount = parse_shells(amount_text[:MAX_TEXT])
+        except BadAmount as exc:
+            raise WalletRefusal("bad_amount", f"bad amount ({exc.problem}): {exc}") from None
+        to = self.payee(to_text)
+        if to == payer:
+            raise WalletRefusal("self_payment", "an account does not pay itself")
+        self.learn(to)
+        self._expire(now)
+        r = Review(secrets.token_urlsafe(16), payer, to, amount, now)
+        self.reviews[r.token] = r
+        while len(self.reviews) > MAX_REVIEWS:
+            self.reviews.popitem(last=False)
+        return r
+
+    def confirm(self, payer: str, token: str, now: float) -> Review:
+        """The review a confirmation names, taken once; refused when unknown, expired or another wallet's."""
+        self._expire(now)
+        r = self.reviews.get(token) if isinstance(token, str) else None
+        if r is None or r.payer != payer:
+            raise WalletRefusal("expired", "this confirmation is no longer open (used, expired, or locked since)")
+        del self.reviews[token]
+        return r
+
+    def _expire(self, now: float) -> None:
+        for token in [t for t, r in self.reviews.items() if now - r.made > REVIEW_TTL_S]:
+            del self.reviews[token]
