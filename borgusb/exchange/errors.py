@@ -45,3 +45,9 @@ class TooSmall(LedgerError):
     """An order for less than the smallest amount the exchange matches (1 Shell)."""
 
     reason = "too_small"
+
+
+class NotOwner(LedgerError):
+    """A cancel of an order that another key owns."""
+
+    reason = "not_owner"
