@@ -42,6 +42,7 @@ from borgusb.dstream.frames import frame, unframe
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 
+from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .peerpays_shapes import PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
@@ -302,6 +303,8 @@ RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "svc.list": shaped_dict({"cell": (st.just("peerTreeNet"), CELL_NAMES)}),
 }
 RECEPTORS.update(PAY_RECEPTORS)
+RECEPTORS.update(BT_RECEPTORS)
+BROADCASTS.update(BT_BROADCASTS)
 
 
 @st.composite
