@@ -117,4 +117,3 @@ async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluste
     cluster.down()
     gone = run("-m", "borgusb.cli", "stat", oid, cluster_dir=cluster_dir)
     assert gone.returncode == 3 and "--node IP" in gone.stderr and "Traceback" not in gone.stderr, gone.stderr
-

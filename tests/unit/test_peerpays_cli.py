@@ -66,7 +66,6 @@ def test_no_node_is_a_clear_failure(tmp_path: Path) -> None:
     assert proc.returncode == 3 and "peerPaysCell" in proc.stderr and "Traceback" not in proc.stderr
 
 
-
 def test_pay_is_a_listed_command() -> None:
     out = subprocess.run([sys.executable, "-m", "borgusb.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert "pay" in out.stdout
