@@ -230,6 +230,7 @@ class DogecoindStandin:
 
     def __init__(self, user: str, password: str) -> None:
         self.chain = Chain()
+        self.user, self.password = user, password
         self.calls: Counter[str] = Counter()
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self._failures: dict[str, int] = {}
