@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -68,15 +69,19 @@ def _bip39() -> Mnemonic:
     return Mnemonic("english")
 
 
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Where each typed word sits in `text` (start, end): what a page marks when one is wrong."""
+    spans = []
+    for m in re.finditer(r"[^\s,]+", text):
+        if m.group().rstrip(".)").isdigit():
+            continue  # "1." or "1)" numbering copied from the word sheet
+        spans.append(m.span())
+    return spans
+
+
 def normalize_words(text: str) -> list[str]:
     """Split typed words; tolerant of case, extra spaces, newlines and numbering."""
-    words = []
-    for token in text.replace(",", " ").split():
-        token = token.strip().lower()
-        if token.rstrip(".)").isdigit():
-            continue  # "1." or "1)" numbering copied from the word sheet
-        words.append(token)
-    return words
+    return [text[a:b].lower() for a, b in word_spans(text)]
 
 
 def suggest(word: str, limit: int = 3) -> list[str]:

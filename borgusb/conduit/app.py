@@ -38,6 +38,7 @@ from ..cells.spec import load
 from ..clock import Clock, SystemClock
 from ..identity import MnemonicError
 from ..net.peer import PeerRejected
+from . import onboarding
 from .network import Network, NoEndpoint
 from .state import ConduitState
 from .web import (
@@ -146,81 +147,6 @@ async def index(request: web.Request) -> web.Response:
     if state.unlocked:
         raise web.HTTPFound("/home")
     raise web.HTTPFound("/unlock" if state.has_keystore else "/welcome")
-
-
-async def welcome(request: web.Request) -> web.Response:
-    if request.app[STATE].has_keystore:
-        raise web.HTTPFound("/unlock")
-    return render(request, "welcome.html")
-
-
-async def create(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if state.has_keystore:
-        raise PageError("This stick already holds a wallet; unlock it instead.")
-    pending = state.start_creation()
-    words = pending.wallet.mnemonic().split()
-    return render(request, "create.html", words=list(enumerate(words, 1)), positions=pending.confirm_positions)
-
-
-async def create_confirm(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    form = await request.post()
-    if state.pending is None:
-        raise PageError("No wallet is being created; start again.")
-    answers = {n: str(form.get(f"word{n}", "")) for n in state.pending.confirm_positions}
-    passphrase = str(form.get("passphrase", ""))
-    if passphrase != str(form.get("passphrase2", "")):
-        return render(
-            request,
-            "confirm.html",
-            positions=state.pending.confirm_positions,
-            message="The two passphrases differ.",
-            status=400,
-        )
-    try:
-        state.finish_creation(answers, passphrase)
-    except ValueError as exc:
-        return render(
-            request,
-            "confirm.html",
-            positions=state.pending.confirm_positions if state.pending else [],
-            message=str(exc),
-            status=400,
-        )
-    raise web.HTTPFound("/home")
-
-
-async def restore(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if request.method == "GET":
-        return render(request, "restore.html")
-    form = await request.post()
-    passphrase = str(form.get("passphrase", ""))
-    if passphrase != str(form.get("passphrase2", "")):
-        return render(request, "restore.html", message="The two passphrases differ.", status=400)
-    try:
-        state.restore(str(form.get("words", "")), passphrase, str(form.get("bip39", "")))
-    except (MnemonicError, ValueError, keystore.KeystoreError) as exc:
-        return render(request, "restore.html", message=str(exc), status=400)
-    raise web.HTTPFound("/home")
-
-
-async def unlock(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    if not state.has_keystore:
-        raise web.HTTPFound("/welcome")
-    if state.unlocked:
-        raise web.HTTPFound("/home")  # an old unlock form sent again never locks, nor unlocks twice
-    public = state.public_keystore()
-    if request.method == "GET":
-        return render(request, "unlock.html", public=public)
-    form = await request.post()
-    try:
-        state.unlock(str(form.get("passphrase", "")))
-    except keystore.KeystoreError as exc:
-        return render(request, "unlock.html", public=public, message=str(exc), status=400)
-    raise web.HTTPFound("/home")
 
 
 async def lock(request: web.Request) -> web.Response:
@@ -348,11 +274,7 @@ def create_app(
     app[NAV] = [NavEntry("/home", "Home", "home")]
     app[TEMPLATE_DIRS] = [HERE / "templates"]
     app.router.add_get("/", index)
-    app.router.add_get("/welcome", welcome)
-    app.router.add_post("/create", create)
-    app.router.add_post("/create/confirm", create_confirm)
-    app.router.add_route("*", "/restore", restore)
-    app.router.add_route("*", "/unlock", unlock)
+    onboarding.add_routes(app)  # welcome, create, restore, unlock
     app.router.add_post("/lock", lock)
     app.router.add_get("/home", home)
     app.router.add_post("/api/tree", api_tree)

@@ -37,11 +37,12 @@ class HostedState(ConduitState):
         super().__init__(keystore_path, **kw)
         self.writer = writer
 
-    def _save_and_unlock(self, wallet: Wallet, passphrase: str) -> None:
+    can_replace_keystore = False  # the watcher never overwrites the stick's keystore (stickwrite.Writer)
+
+    def _save_and_unlock(self, wallet: Wallet, passphrase: str, *, replace: bool = False) -> None:
         if self.has_keystore:
             raise ValueError("a keystore already exists on this stick; unlock it instead")
-        if len(passphrase) < 8:
-            raise ValueError("choose a passphrase of at least 8 characters")
+        keystore.check_new_passphrase(passphrase)
         entropy = wallet.entropy
         try:
             doc = keystore.encrypt(

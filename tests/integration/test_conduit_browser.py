@@ -84,7 +84,8 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         page.wait_for_selector("#words")
         words = page.locator("#words .w").all_inner_texts()
         assert len(words) == 24
-        page.screenshot(path=str(SHOTS / "words.png"), full_page=True)
+        page.click("#to-check")  # the words leave the page while three of them are asked back
+        page.wait_for_selector("#check-form")
         for field in page.locator("input[name^=word]").all():
             n = int(field.get_attribute("name")[4:])
             field.fill(words[n - 1])

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from borgusb.conduit import ConduitState, create_app
 from borgusb.conduit.web import BACKGROUND_HEADER, SECRET_HEADER
 from borgusb.identity import derive_public
-from borgusb.keystore import KdfParams
+from borgusb.keystore import KdfParams, peek_public
 
 WORDS = (
     "legal winner thank year wave sausage worth useful legal winner thank year "
@@ -59,29 +59,34 @@ async def post(client: TestClient, path: str, data: dict[str, str] | None = None
 
 async def restore(client: TestClient) -> None:
     resp = await post(client, "/restore", {"words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
-    assert resp.status == 200 and resp.url.path == "/home"
+    assert resp.status == 200 and (await resp.json()) == {"go": "/home"}  # answered in place (onboarding.py)
 
 
 async def test_first_run_create_confirm_and_home(conduit) -> None:
     html = await page(conduit, "/")  # redirected to /welcome
     assert "Create a new wallet" in html
     resp = await post(conduit, "/create")
+    assert resp.url.path == "/create"  # redirected after the POST: a reload or Back is a GET
     html = await resp.text()
     words = re.findall(r'<span class="w">([a-z]+)</span>', html)
     numbers = re.findall(r'<span class="n">(\d+)</span>', html)
     assert len(words) == 24 and numbers == [str(i) for i in range(1, 25)]
-    positions = [int(n) for n in re.findall(r'name="word(\d+)"', html)]
-    assert len(positions) == 3
+    assert re.findall(r'<span class="w">([a-z]+)</span>', await page(conduit, "/create")) == words  # one set
+    check = await page(conduit, "/create/check")
+    positions = [int(n) for n in re.findall(r'name="word(\d+)"', check)]
+    assert len(positions) == 3 and 'class="w"' not in check  # the words are off the check's page
 
-    wrong = {f"word{n}": "zoo" for n in positions} | {"passphrase": "long enough", "passphrase2": "long enough"}
+    wrong = {f"word{n}": words[n - 1] for n in positions} | {f"word{positions[1]}": "zoo"}
+    wrong |= {"passphrase": "long enough", "passphrase2": "long enough"}
     resp = await post(conduit, "/create/confirm", wrong)
-    assert resp.status == 400 and "does not match" in await resp.text()
+    body = await resp.json()
+    assert resp.status == 400 and "does not match" in body["error"] and body["clear"] == [f"word{positions[1]}"]
     assert not conduit.state.keystore_path.exists()
 
     right = {f"word{n}": words[n - 1] for n in positions} | {"passphrase": "long enough", "passphrase2": "long enough"}
     resp = await post(conduit, "/create/confirm", right)
-    home = await resp.text()
-    assert resp.status == 200 and resp.url.path == "/home"
+    assert resp.status == 200 and (await resp.json()) == {"go": "/home"}
+    home = await page(conduit, "/home")
     address = derive_public(" ".join(words)).doge_address
     assert address in home and "<svg" in home  # the QR code
     # the words are never shown again (single words like "address" may well appear in page text)
@@ -100,10 +105,12 @@ async def test_restore_lock_unlock(conduit) -> None:
         "/restore",
         {"words": WORDS.replace("title", "titl"), "passphrase": "long enough", "passphrase2": "long enough"},
     )
-    assert resp.status == 400 and "word 24" in await resp.text()
+    body = await resp.json()
+    assert resp.status == 400 and "Word 24" in body["error"] and "title" in body["mark"]["suggestions"]
+    assert body["mark"]["start"] == WORDS.index(" titl") + 1 and body["clear"] == []  # the words are kept
     resp = await post(conduit, "/restore", {"words": WORDS, "passphrase": "long enough", "passphrase2": "long enough"})
-    assert resp.url.path == "/home"
-    assert derive_public(WORDS).doge_address in await resp.text()
+    assert (await resp.json()) == {"go": "/home"}
+    assert derive_public(WORDS).doge_address in await page(conduit, "/home")
 
     resp = await post(conduit, "/lock")
     assert resp.url.path == "/unlock" and not conduit.state.unlocked
@@ -119,6 +126,48 @@ async def test_create_refused_when_a_keystore_exists(conduit) -> None:
     await restore(conduit)
     resp = await post(conduit, "/create")
     assert resp.status == 400 and "already holds a wallet" in await resp.text()
+
+
+async def test_a_creation_keeps_its_words_until_cancelled_or_idle(conduit) -> None:
+    """Issue 22: a reload showed other words; GET /create was a bare 405."""
+    assert 'id="create"' in await page(conduit, "/create")  # nothing under way: a button to start
+    first = re.findall(r'<span class="w">([a-z]+)</span>', await (await post(conduit, "/create")).text())
+    again = await post(conduit, "/create")  # a second start (Back and a click) keeps the creation
+    assert re.findall(r'<span class="w">([a-z]+)</span>', await again.text()) == first
+    resp = await post(conduit, "/create/cancel")
+    assert resp.url.path == "/welcome" and conduit.state.pending is None
+    second = re.findall(r'<span class="w">([a-z]+)</span>', await (await post(conduit, "/create")).text())
+    assert len(second) == 24 and second != first
+    conduit.state.idle_lock_s = 0.2  # words in memory count as held: the idle lock drops them
+    deadline = asyncio.get_running_loop().time() + 30
+    while conduit.state.pending is not None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert conduit.state.pending is None
+
+
+async def test_restore_replaces_a_keystore_only_when_confirmed(conduit) -> None:
+    await restore(conduit)
+    await post(conduit, "/lock")
+    assert 'href="/restore"' in await page(conduit, "/unlock")  # the unlock page offers it
+    form = {"words": WORDS.replace("title", "zoo"), "passphrase": "long enough", "passphrase2": "long enough"}
+    resp = await post(conduit, "/restore", form)
+    assert resp.status == 400 and "tick the box" in (await resp.json())["error"]
+    assert 'id="replace"' in await page(conduit, "/restore")
+    other = "abandon " * 23 + "art"
+    resp = await post(conduit, "/restore", form | {"words": other, "replace": "yes"})
+    assert (await resp.json()) == {"go": "/home"}
+    assert peek_public(conduit.state.keystore_path)["doge_address"] == derive_public(other).doge_address
+
+
+async def test_a_damaged_keystore_is_said_before_any_passphrase(conduit) -> None:
+    await restore(conduit)
+    await post(conduit, "/lock")
+    path = conduit.state.keystore_path
+    path.write_text(path.read_text()[:100])
+    html = await page(conduit, "/unlock")
+    assert "is damaged" in html and 'name="passphrase"' not in html and 'href="/restore"' in html
+    resp = await post(conduit, "/unlock", {"passphrase": "long enough"})
+    assert resp.status == 409 and "is damaged" in await resp.text() and not conduit.state.unlocked
 
 
 async def test_dns_rebinding_host_is_refused(conduit) -> None:
@@ -208,8 +257,8 @@ def _csp(resp) -> dict[str, str]:
 
 
 async def test_pages_restrict_forms_and_base_and_are_not_sniffed(conduit) -> None:
-    error_page = await post(conduit, "/create/confirm", {"passphrase": "x", "passphrase2": "x"})
-    assert error_page.status == 400
+    error_page = await conduit.post("/home", headers=auth(conduit))
+    assert error_page.status == 405
     for path, resp in (
         ("/welcome", await conduit.get("/welcome", headers=auth(conduit))),
         ("/restore", await conduit.get("/restore", headers=auth(conduit))),

@@ -261,6 +261,44 @@ const Borg = (() => {
     }
   }
 
+  // A form marked data-inplace (the words check, restore) is answered with JSON: where to go next, or
+  // what is wrong. The page stays as it is: what was typed right is kept, the wrong fields are emptied
+  // or their bad part selected (with the suggested words as buttons), and nothing secret is ever
+  // rendered back. The history gets only the next page's GET, never a POST.
+  async function submitInPlace(form) {
+    const note = form.querySelector("[data-form-message]"), fixes = form.querySelector("[data-fixes]");
+    const buttons = [...form.querySelectorAll("button")];
+    buttons.forEach((b) => { b.disabled = true; });
+    let body;
+    try {
+      const to = new URL(form.action, location.href);
+      const r = await request(to.pathname, { method: "POST", body: new URLSearchParams(new FormData(form)) });
+      body = await r.json().catch(() => ({ error: `The conduit answered ${r.status} ${r.statusText}.` }));
+    } catch (e) {
+      if (e.message === NEED_LINK) return;
+      body = { error: "The conduit did not answer: is it still running?" };
+    } finally { buttons.forEach((b) => { b.disabled = false; }); }
+    if (body.go) { show(body.go); return; }
+    form.querySelectorAll("[aria-invalid]").forEach((f) => f.removeAttribute("aria-invalid"));
+    fixes?.replaceChildren();
+    for (const name of body.clear || []) {
+      const f = form.elements.namedItem(name);
+      if (f) { f.value = ""; f.setAttribute("aria-invalid", "true"); }
+    }
+    if (note) { note.textContent = body.error || "That did not work."; note.hidden = false; }
+    const mark = body.mark, field = mark && form.elements.namedItem(mark.field);
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.focus();
+      field.setSelectionRange(mark.start, mark.end);
+      for (const word of mark.suggestions || []) {
+        const use = h("button", { type: "button", class: "fix" }, `Use “${word}”`);
+        use.onclick = () => { field.setRangeText(word, mark.start, mark.end, "select"); field.focus(); fixes.replaceChildren(); };
+        fixes?.append(use);
+      }
+    } else form.querySelector("[aria-invalid]")?.focus();
+  }
+
   // Each page's behaviour starts from the elements it has (no inline scripts: the CSP forbids them).
   function start() {
     loadScripts();
@@ -281,6 +319,7 @@ const Borg = (() => {
   document.addEventListener("submit", (e) => {
     if (e.defaultPrevented || !(e.target instanceof HTMLFormElement)) return;
     e.preventDefault();
+    if (e.target.hasAttribute("data-inplace")) { submitInPlace(e.target); return; }
     const to = new URL(e.target.action, location.href);
     show(to.pathname + to.search, { method: "POST", body: new URLSearchParams(new FormData(e.target)) }, "form");
   });
