@@ -154,8 +154,8 @@ def explain(exc: Exception, cell: str) -> CLIError:
         return CLIError(f"{exc}: is a {cell} running there? Else {NAME_ONE}", EXIT_UNREACHABLE)
     if isinstance(exc, PeerRejected):
         return CLIError(f"the node refused: {exc.detail or exc.reason} ({exc.reason})")
-    if isinstance(exc, StreamError | KeystoreError | MnemonicError):
-        return CLIError(str(exc))
+    if isinstance(exc, StreamError | KeystoreError | MnemonicError | ValueError):
+        return CLIError(str(exc))  # their messages are written for people (a malformed reply, a bad word)
     if isinstance(exc, OSError):
         return CLIError(_file_problem(exc))
     return CLIError(f"failed unexpectedly ({exc or 'no detail'}); this is a bug: please report it")
