@@ -12,7 +12,19 @@ from typing import Any
 from hypothesis import strategies as st
 
 from borgusb.clock import SystemClock
-from borgusb.ledger import RESERVE, ZERO_HASH, certify, sign_acceptance, sign_reward, sign_transfer
+from borgusb.ledger import (
+    RESERVE,
+    ZERO_HASH,
+    certify,
+    hash_lock,
+    sign_acceptance,
+    sign_claim,
+    sign_lock,
+    sign_refund,
+    sign_reward,
+    sign_transfer,
+)
+from borgusb.ledger.htlc import certify_resolution, sign_vote
 
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
 
@@ -23,6 +35,20 @@ TRANSFER = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=PAYEE.public_key_hex, 
 REWARD = sign_reward(PAYEE, seq=1, prev=ZERO_HASH, amount=10**8, ref="ab" * 32, ts=NOW)
 LATER = sign_transfer(PAYER, seq=2, prev=TRANSFER.id, to=PAYEE.public_key_hex, amount=1, ts=NOW)
 CERT = certify(TRANSFER, [sign_acceptance(HOLDER, TRANSFER)]).to_dict()
+SECRET = bytes(range(32))
+LOCK = sign_lock(
+    PAYER,
+    seq=1,
+    prev=ZERO_HASH,
+    to=PAYEE.public_key_hex,
+    amount=10**8,
+    hash_lock=hash_lock(SECRET),
+    expiry=NOW + 60_000,
+    ts=NOW,
+)
+CLAIM = sign_claim(PAYEE, LOCK, SECRET)
+REFUND = sign_refund(PAYER, LOCK)
+RES_CERT = certify_resolution(CLAIM, [sign_vote(HOLDER, CLAIM)]).to_dict()
 
 ACCOUNTS = st.sampled_from([PAYER.public_key_hex, PAYEE.public_key_hex, HOLDER.public_key_hex, RESERVE])
 ACCOUNT_LIKE = st.one_of(ACCOUNTS, hex_texts, texts, JSON_SMALL)
@@ -47,7 +73,7 @@ def _tx_fields(tx: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 
 TXS = st.one_of(
-    st.sampled_from([TRANSFER.to_dict(), REWARD.to_dict(), LATER.to_dict()]),
+    st.sampled_from([TRANSFER.to_dict(), REWARD.to_dict(), LATER.to_dict(), LOCK.to_dict()]),
     _tx_fields(TRANSFER.to_dict()),
     _tx_fields(REWARD.to_dict()),
 )
@@ -63,6 +89,35 @@ CERTS = st.one_of(
 )
 ACCOUNT = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE)})
 
+
+def _res_fields(res: dict[str, Any]) -> st.SearchStrategy[Any]:
+    return shaped_dict(
+        {
+            "v": (st.just(1), INTS),
+            "kind": (st.just(res["kind"]), st.sampled_from(["htlc-claim", "htlc-refund", "htlc-lock", ""]) | texts),
+            "lock": (st.just(res["lock"]), TXS),
+            "by": (st.just(res["by"]), ACCOUNT_LIKE),
+            "preimage": (st.just(res["preimage"]), hex_texts),
+            "sig": (st.just(res["sig"]), hex_texts),
+        }
+    )
+
+
+RESOLUTIONS = st.one_of(
+    st.sampled_from([CLAIM.to_dict(), REFUND.to_dict()]), _res_fields(CLAIM.to_dict()), _res_fields(REFUND.to_dict())
+)
+RES_CERTS = st.one_of(
+    st.just(RES_CERT),
+    shaped_dict(
+        {
+            "v": (st.just(1), INTS),
+            "resolution": (st.just(RES_CERT["resolution"]), RESOLUTIONS),
+            "sigs": (st.just(RES_CERT["sigs"]), st.lists(shaped_dict({"holder": ACCOUNT_LIKE, "sig": hex_texts}))),
+        }
+    ),
+)
+LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
+
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
     "pay.confirm": shaped_dict({"cert": CERTS}),
@@ -71,4 +126,10 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.send": shaped_dict({"tx": TXS}),
     "pay.balance": ACCOUNT,
     "pay.history": ACCOUNT,
+    "pay.resolve": shaped_dict({"resolution": RESOLUTIONS, "view": (st.just(""), texts)}),
+    "pay.settle": shaped_dict({"cert": RES_CERTS}),
+    "pay.lock": LOCK_QUERY,
+    "pay.claim": shaped_dict({"resolution": RESOLUTIONS}),
+    "pay.refund": shaped_dict({"resolution": RESOLUTIONS}),
+    "pay.lock_status": LOCK_QUERY,
 }

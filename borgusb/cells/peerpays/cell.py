@@ -19,6 +19,8 @@ The protocol is `borgusb.ledger` (docs/ledger.md); this cell only carries it.
   (offer to the account's holders in parallel, certify once a quorum
   accepted, deliver to the payer's and payee's holders), ``pay.balance``
   (a quorum-agreed balance or a ``disagreement``), ``pay.history``.
+* **Hash-time locks**: a lock is sent with ``pay.send``; its claim or refund and the lock's state
+  are the receptors of `htlc.HtlcReceptors`, which this class derives from.
 
 Every refusal is a `RequestError` whose reason is the ledger's word
 (``conflicting_spend``, ``insufficient_funds``, ``bad_signature`` ...).
@@ -58,9 +60,12 @@ from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx, check_tx
 from ...ledger.units import UNITS_PER_SHELL
 from ...net.peer import PeerError, PeerRejected
-from ..kit import Cell, RequestError, receptor
+from ..kit import RequestError, receptor
 from .client import PayClient
+from .htlc import HtlcReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
+from .statuses import STATUS as _STATUS
+from .statuses import refusal
 
 log = logging.getLogger("borgusb.peerpays")
 
@@ -68,33 +73,13 @@ VIEW_EVERY_S = 1.0
 HISTORY_LIMIT = 50
 MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
 
-# HTTP statuses of the ledger's refusals (the reason word is what programs compare)
-_STATUS = {
-    "bad_signature": 403,
-    "reserve_rule": 403,
-    "unverified_work": 403,
-    "not_holder": 403,
-    "not_holder_signer": 403,
-    "bad_holder_signature": 403,
-    "insufficient_funds": 402,
-    "conflicting_spend": 409,
-    "already_paid": 409,
-    "stale": 409,
-    "future_dated": 409,
-    "gap": 409,
-    "bad_prev": 409,
-    "store_corrupt": 500,
-    "store_version": 500,
-    "wrong_holder": 500,
-}
-
 
 def view_digest(members: Iterable[str]) -> str:
     """The member view's name: what two nodes compare to know they compute the same holder sets."""
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(Cell):
+class PeerPaysCell(HtlcReceptors):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings
@@ -135,6 +120,7 @@ class PeerPaysCell(Cell):
             self.key,
             HolderSets(self.members, self.r, self.faulty),
             verify_work=self._verify_work,
+            htlc_grace_ms=settings.htlc_grace_ms,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -214,7 +200,7 @@ class PeerPaysCell(Cell):
 
     def _refuse(self, exc: LedgerError) -> RequestError:
         self.counters[f"pay_refused:{exc.reason}"] += 1
-        return RequestError(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
+        return refusal(exc.reason, str(exc))
 
     def _tx(self, payload: Any) -> Tx:
         doc = payload.get("tx") if isinstance(payload, dict) else None
@@ -433,7 +419,8 @@ class PeerPaysCell(Cell):
 
     async def _deliver_cert(self, cert: Certificate) -> dict[str, Any]:
         """The certificate to every holder of the payer and of the payee (one request each)."""
-        targets = list(dict.fromkeys([*self.sets.of(cert.tx.account), *self.sets.of(cert.tx.to)]))
+        payee = () if cert.tx.kind == "htlc-lock" else self.sets.of(cert.tx.to)  # a lock credits nobody
+        targets = list(dict.fromkeys([*self.sets.of(cert.tx.account), *payee]))
 
         async def one(holder: str) -> str:
             if holder == self.key.public_key_hex:

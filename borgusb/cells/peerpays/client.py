@@ -1,15 +1,17 @@
 """PayClient: what the CLI, the conduit and other cells call on a peerPaysCell.
 
-A client talks to its *local* cell with `submit` (``pay.send``), `balance` and `history`; the
-cell does the holder work (offer, certify, deliver, quorum reads). `accept`,
-`confirm` and `account` are the holder-to-holder requests, one holder at a
-time (pass ``pubkey=`` the holder's node key, so only that key's reply counts).
+A client talks to its *local* cell with `submit` (``pay.send``), `balance` and `history`, and for
+hash-time locks `lock`, `claim`, `refund` and `lock_status`; the cell does the holder work (offer,
+certify, deliver, quorum reads). `accept`, `confirm`, `account`, `resolve`, `settle` and
+`lock_state` are the holder-to-holder requests, one holder at a time (pass ``pubkey=`` the
+holder's node key, so only that key's reply counts).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...ledger.htlc import Resolution
 from ...ledger.tx import Tx
 from ..kit import CellClient
 
@@ -36,6 +38,25 @@ class PayClient(CellClient):
         """The account's recent history as its first holder that answers knows it."""
         return _doc(await self.call("pay.history", {"account": account}))
 
+    async def lock(self, tx: Tx | dict[str, Any]) -> dict[str, Any]:
+        """Have the cell confirm a payer-signed ``htlc-lock`` (`ledger.sign_lock`): its units leave the payer
+        and wait for a claim or a refund. The reply is `submit`'s."""
+        return await self.submit(tx)
+
+    async def claim(self, res: Resolution | dict[str, Any]) -> dict[str, Any]:
+        """Have the lock's holders certify a claim (`ledger.sign_claim`) and credit the claimant:
+        ``{"id", "lock", "beneficiary", "amount", "certificate", "cert", "delivered", "of", "refused"}``."""
+        return _doc(await self.call("pay.claim", {"resolution": _res(res)}))
+
+    async def refund(self, res: Resolution | dict[str, Any]) -> dict[str, Any]:
+        """Have the lock's holders certify a refund (`ledger.sign_refund`) once it expired: as `claim`."""
+        return _doc(await self.call("pay.refund", {"resolution": _res(res)}))
+
+    async def lock_status(self, account: str, lock_id: str) -> dict[str, Any]:
+        """A lock of `account` as a quorum of its holders says: ``{"state": "open" | "claimed" | "refunded" |
+        "unknown", "preimage", "resolution", "cert", ...}`` (else `PeerRejected` ``disagreement``)."""
+        return _doc(await self.call("pay.lock_status", {"account": account, "lock": lock_id}))
+
     # ------------------------------------------------------------ holder to holder
 
     async def accept(self, tx: Tx | dict[str, Any], view: str = "") -> dict[str, Any]:
@@ -50,3 +71,19 @@ class PayClient(CellClient):
     async def account(self, account: str) -> dict[str, Any]:
         """One holder's view of an account: balance, seq, head, available, recent history."""
         return _doc(await self.call("pay.account", {"account": account}))
+
+    async def resolve(self, res: Resolution | dict[str, Any], view: str = "") -> dict[str, Any]:
+        """Offer a claim or refund to one of the lock's holders: its signed vote (``{"vote": {...}}``)."""
+        return _doc(await self.call("pay.resolve", {"resolution": _res(res), "view": view}))
+
+    async def settle(self, cert: dict[str, Any]) -> dict[str, Any]:
+        """Deliver a resolution certificate to one holder of the lock's payer or of its beneficiary."""
+        return _doc(await self.call("pay.settle", {"cert": cert}))
+
+    async def lock_state(self, account: str, lock_id: str) -> dict[str, Any]:
+        """One holder's view of a lock."""
+        return _doc(await self.call("pay.lock", {"account": account, "lock": lock_id}))
+
+
+def _res(res: Resolution | dict[str, Any]) -> dict[str, Any]:
+    return res.to_dict() if isinstance(res, Resolution) else res

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ...ledger.certificate import DEFAULT_R
+from ...ledger.htlc import HTLC_GRACE_MS
 from ..kit import Settings, setting
 
 TEST_ONLY_WORK_MAX_SHELLS = 1000  # what the test-only work check approves at most, per claim
@@ -35,6 +36,13 @@ class PeerPaysSettings(Settings):
     )
     offer_timeout_ms: int = setting(
         3000, "how long a send waits for each holder's answer", low=100, high=60_000, env="BORGUSB_PAY_TIMEOUT_MS"
+    )
+    htlc_grace_ms: int = setting(
+        HTLC_GRACE_MS,
+        "how long after a lock's expiry this holder waits before it votes for a refund (clock skew margin)",
+        low=0,
+        high=600_000,
+        env="BORGUSB_PAY_HTLC_GRACE_MS",
     )
     data_root: str = setting(
         "",
