@@ -24,6 +24,10 @@ from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, exis
 
 
 def read_passphrase(args: argparse.Namespace, *, confirm: bool = False, prompt: str = "Keystore passphrase: ") -> str:
+    """The passphrase of `args.keystore` (file or terminal); for an existing keystore, checked intact first."""
+    keystore_path = getattr(args, "keystore", None)
+    if not confirm and keystore_path and Path(keystore_path).is_file():
+        intact_wallet(Path(keystore_path))  # every command that unlocks: a damaged one is said before asking
     if getattr(args, "passphrase_file", None):
         try:
             text = Path(args.passphrase_file).read_text(encoding="utf-8")
@@ -77,8 +81,8 @@ def read_new_passphrase(args: argparse.Namespace) -> str:
     return passphrase
 
 
-def intact_wallet(path: Path) -> Path:
-    """The keystore at `path`, said to be damaged (with the way to restore) before a passphrase is asked."""
+def intact_wallet(path: Path) -> None:
+    """Say that the keystore at `path` is damaged (and how to restore) before a passphrase is asked."""
     from .keystore import KeystoreCorrupt, read_wallet
 
     try:
@@ -88,7 +92,6 @@ def intact_wallet(path: Path) -> Path:
             f"the keystore {path} is damaged ({exc}); no passphrase can open it. Restore the wallet from its "
             f"24 words: borgusb wallet restore --keystore {path} --force"
         ) from None
-    return path
 
 
 def _show_words(words: list[str]) -> None:
@@ -189,7 +192,7 @@ def _report_identity(info: dict[str, str], args: argparse.Namespace, headline: s
 def cmd_wallet_show(args: argparse.Namespace) -> int:
     from .keystore import load_wallet
 
-    wallet = load_wallet(intact_wallet(existing_keystore(args.keystore)), read_passphrase(args))
+    wallet = load_wallet(existing_keystore(args.keystore), read_passphrase(args))
     with wallet:
         info: dict[str, str] = wallet.public.to_dict()
         if args.reveal:
@@ -219,7 +222,7 @@ def cmd_envelope_sign(args: argparse.Namespace) -> int:
         payload = canonical.loads(sys.stdin.buffer.read())
     except canonical.CanonicalError as exc:
         raise CLIError(f"the payload on stdin is not allowed JSON: {exc}") from None
-    with load_wallet(intact_wallet(existing_keystore(args.keystore)), read_passphrase(args)) as wallet:
+    with load_wallet(existing_keystore(args.keystore), read_passphrase(args)) as wallet:
         try:
             env = envelope.sign(wallet.key, args.type, payload, SystemClock(), ip=args.ip, port=args.port, to=args.to)
         except ValueError as exc:
