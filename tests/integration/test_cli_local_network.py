@@ -13,13 +13,16 @@ import asyncio
 import hashlib
 import json
 import os
+import queue
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -69,19 +72,26 @@ class Person:
             text=True,
             env=self.env,
         )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
         try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline()  # the node line, or the ready line when none runs
+            first = "-"  # the node line, or the ready line when none runs (a generous deadline, no sleep)
             while "BorgHUIConduit is ready" not in first and "network:" not in first:
-                line = proc.stdout.readline()
-                assert line, f"the conduit ended: {proc.wait(timeout=30)}"
-                first = line
+                first = lines.get(timeout=60)
+                assert first, f"the conduit ended: {proc.wait(timeout=30)}"
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=60)
         self.transcript.append(f"$ borgusb conduit {' '.join(args)}\n{first}{err}")
         assert not INTERNALS.search(first + err), self.transcript[-1]
         return first, err
+
+
+def _pump(stream: IO[str] | None, into: queue.Queue[str]) -> None:
+    """Lines of a child's output into a queue, then "" at its end."""
+    for line in stream or ():
+        into.put(line)
+    into.put("")
 
 
 @pytest.fixture
