@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..clitools import port_number
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -23,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch for BorgUSB sticks (pyudev): on insertion start the node and the conduit on "
         "localhost with all state in RAM; on removal stop them and leave nothing behind.",
     )
-    p.add_argument("--port", type=int, default=8088, help="first local port for the conduits (default 8088)")
+    p.add_argument("--port", type=port_number(), default=8088, help="first local port for the conduits (default 8088)")
     p.add_argument(
         "--node-ip", metavar="IP", help="address for the node's cells (default: the default-route interface)"
     )
