@@ -46,8 +46,9 @@ class BundleError(Exception):
 
 
 def python_tag(wheels: Path) -> str:
-    tags = {w.name.split("-")[2] for w in wheels.glob("*.whl") if w.name.split("-")[2].startswith("cp3")}
-    tags = {t for t in tags if t != "cp37" and t != "cp38"}  # abi3 wheels name their minimum
+    parts = [w.name.split("-") for w in wheels.glob("*.whl")]
+    # abi3 wheels (cp37-abi3, cp310-abi3, ...) name the oldest CPython they run on, not the one built for
+    tags = {p[2] for p in parts if len(p) >= 5 and p[2].startswith("cp3") and p[3] != "abi3"}
     if len(tags) != 1:
         raise BundleError(f"expected wheels for one CPython version in {wheels}, found {sorted(tags)}")
     return tags.pop()

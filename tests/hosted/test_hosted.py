@@ -74,6 +74,16 @@ def wait_gone(port: int, t_event: float, limit: float = 5.0) -> float:
     return time.monotonic() - t_event
 
 
+def wait_no_children(w, limit: float = 15.0) -> bool:
+    """True once no process below the watcher is left (they exit after the node's stop is logged)."""
+    deadline = time.monotonic() + limit
+    while w.children():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -111,8 +121,7 @@ def test_attach_answers_detach_stops_within_2s(tmp_path, watcher_factory, loops)
     print(f"\nremoval -> conduit no longer answers: {gone * 1000:.0f} ms")
     assert gone < 2.0, f"the conduit still answered {gone:.2f}s after the removal\n{w.text()}"
     w.wait_for(r"node stopped", 5, after=t_event)
-    time.sleep(0.3)
-    assert w.children() == [], "processes started by hosted mode survived the removal"
+    assert wait_no_children(w), "processes started by hosted mode survived the removal"
     assert sha(image) == before, "reading the stick changed it"
     assert w.stop() == 0
     assert "BORGUSB-HOSTED-EXIT" in w.text()
@@ -150,8 +159,7 @@ def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, 
     for loop in (loop_a2, loop_b):
         loop.detach()
     w.wait_for(r"node stopped", 10, after=t)
-    time.sleep(0.3)
-    assert w.children() == []
+    assert wait_no_children(w)
 
 
 @pytest.mark.parametrize("case", ["no-marker", "foreign-marker", "corrupt-keystore", "truncated-keystore"])
@@ -177,11 +185,10 @@ def test_bad_sticks_are_refused_clearly(tmp_path, watcher_factory, loops, case):
     t = time.monotonic()
     loop = loops(image)
     w.wait_for(rf"BORGUSB-HOSTED-REJECTED device={loop.data} reason=\S+ refused=1: .*{expect}", 30, after=t)
-    time.sleep(1.0)
+    # the refusal is decided and logged before anything would start (one event at a time): nothing did
     assert not answers(port) and "node started" not in w.text()
     assert w.children() == []
     loop.detach()
-    time.sleep(0.5)
     assert w.stop() == 0
     assert sha(image) == before and listing(image) == files_before
 
