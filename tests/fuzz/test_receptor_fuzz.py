@@ -43,6 +43,7 @@ from borgusb.keys import SigningKey
 from borgusb.shard import model
 
 from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
+from .doge_shapes import DOGE_RECEPTORS
 from .peerpays_shapes import PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
@@ -304,6 +305,7 @@ RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
 }
 RECEPTORS.update(PAY_RECEPTORS)
 RECEPTORS.update(BT_RECEPTORS)
+RECEPTORS.update(DOGE_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
 
 

@@ -82,13 +82,17 @@ class DogeNodeCell(Cell):
             root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
             kw["data_dir"] = Path(root) / f"borgusb-{dna.name}-{ip}"
         super().__init__(dna, ip, **kw)
-        assert self.data_dir is not None
-        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
-        self.store = BridgeStore(Path(self.data_dir) / f"bridge-{self.net}.sqlite")
-        if settings.rescan_from >= 0:
-            self.store.start_at(settings.rescan_from - 1)
-        self.rpc = DogeRpc(settings.rpc_url, settings.rpc_user, settings.rpc_password) if settings.rpc_url else None
-        self.watched: dict[bytes, str] = {script_pubkey(w.address, self.net): w.address for w in self.store.watches()}
+        self.rpc: DogeRpc | None = None
+        self.db: BridgeStore | None = None  # only with a node: a bridge without one keeps nothing
+        self.watched: dict[bytes, str] = {}  # output script -> the watched address it pays
+        if settings.rpc_url:
+            self.rpc = DogeRpc(settings.rpc_url, settings.rpc_user, settings.rpc_password)
+            assert self.data_dir is not None
+            Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+            self.db = BridgeStore(Path(self.data_dir) / f"bridge-{self.net}.sqlite")
+            if settings.rescan_from >= 0:
+                self.db.start_at(settings.rescan_from - 1)
+            self.watched = {script_pubkey(w.address, self.net): w.address for w in self.db.watches()}
         self.tip: int | None = None
         self.node_state = "not configured" if self.rpc is None else "unknown"
         self.node_error = ""
@@ -100,7 +104,8 @@ class DogeNodeCell(Cell):
     async def on_stop(self) -> None:
         if self.rpc is not None:
             await self.rpc.close()
-        self.store.close()
+        if self.db is not None:
+            self.db.close()
 
     def status(self) -> dict[str, Any]:
         doc = super().status()
@@ -109,23 +114,28 @@ class DogeNodeCell(Cell):
         return doc
 
     def _bridge_status(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "network": self.net,
             "node": self.node_state,
             "node_error": self.node_error,
             "tip": self.tip,
-            "scanned": self.store.scanned(),
             "min_confirmations": self.settings.min_confirmations,
-            **self.store.counts(),
         }
+        if self.db is not None:
+            doc |= {"scanned": self.db.scanned(), **self.db.counts()}
+        return doc
 
     # ------------------------------------------------------------ the node
 
     def _node(self) -> DogeRpc:
         if self.rpc is None:
-            self.counters["refused_no_node"] += 1
             raise RequestError("no_node", NO_NODE, 503)
         return self.rpc
+
+    def _db(self) -> BridgeStore:
+        if self.db is None:
+            raise RequestError("no_node", NO_NODE, 503)
+        return self.db
 
     async def _call(self, method: str, *params: Any) -> Any:
         """One RPC call for a request: the node's silence is `node_unavailable` (its errors stay RpcError)."""
@@ -154,16 +164,16 @@ class DogeNodeCell(Cell):
         assert self.rpc is not None
         tip = int(await self.rpc.call("getblockcount"))
         self.tip = tip
-        scanned = self.store.scanned()
+        scanned = self._db().scanned()
         if scanned is None:
             start = self.settings.start_height
-            self.store.start_at(min(start - 1, tip) if start >= 0 else tip)
-            scanned = self.store.scanned()
+            self._db().start_at(min(start - 1, tip) if start >= 0 else tip)
+            scanned = self._db().scanned()
             assert scanned is not None
-        known = self.store.block_hash(scanned)
+        known = self._db().block_hash(scanned)
         if known is not None and await self.rpc.call("getblockhash", scanned) != known:
             self.counters["reorg"] += 1
-            self.store.undo_block(scanned)
+            self._db().undo_block(scanned)
             return
         for height in range(scanned + 1, min(tip, scanned + BLOCKS_PER_ROUND) + 1):
             if not await self._read_block(height):
@@ -177,10 +187,10 @@ class DogeNodeCell(Cell):
         block = await self.rpc.call("getblock", blockhash, True)
         if not isinstance(block, dict) or not isinstance(block.get("tx"), list):
             raise ScanError(f"block {height}: not a block")
-        before = self.store.block_hash(height - 1)
+        before = self._db().block_hash(height - 1)
         if before is not None and block.get("previousblockhash") != before:
             self.counters["reorg"] += 1
-            self.store.undo_block(height - 1)
+            self._db().undo_block(height - 1)
             return False
         outputs, spends = [], []
         if self.watched:
@@ -195,13 +205,13 @@ class DogeNodeCell(Cell):
                 found, spent = scan_tx(read_tx(str(raw), str(txid)), str(txid), self.watched)
                 outputs += found
                 spends += spent
-        new = self.store.block_done(height, blockhash, outputs, spends, self._now_ms())
+        new = self._db().block_done(height, blockhash, outputs, spends, self._now_ms())
         self.counters["deposits_seen"] += new
         return True
 
     def _credit(self, tip: int) -> None:
-        for outpoint in self.store.uncredited(tip - self.settings.min_confirmations + 1):
-            if self.store.credit(outpoint, self._now_ms()):
+        for outpoint in self._db().uncredited(tip - self.settings.min_confirmations + 1):
+            if self._db().credit(outpoint, self._now_ms()):
                 self.counters["credited"] += 1
                 log.info("credited deposit %s", outpoint)
 
@@ -234,11 +244,11 @@ class DogeNodeCell(Cell):
             if htlc_address(script, self.net) != address:
                 raise RequestError("bad_script", "the script is not this address's")
         if address not in self.watched.values():
-            if self.store.count_watches() >= self.settings.max_watches:
+            if self._db().count_watches() >= self.settings.max_watches:
                 raise RequestError("too_many_watches", "the bridge watches as many addresses as it may", 507)
-            if self.store.count_watches(env.signer) >= MAX_WATCHES_PER_OWNER:
+            if self._db().count_watches(env.signer) >= MAX_WATCHES_PER_OWNER:
                 raise RequestError("too_many_watches", f"a key may watch {MAX_WATCHES_PER_OWNER} addresses", 429)
-        new = self.store.add_watch(Watch(address, env.signer, script), self._now_ms())
+        new = self._db().add_watch(Watch(address, env.signer, script), self._now_ms())
         self.watched[spk] = address
         return {"address": address, "watching": True, "new": new}
 
@@ -250,7 +260,7 @@ class DogeNodeCell(Cell):
         if not isinstance(limit, int) or isinstance(limit, bool) or not (1 <= limit <= 500):
             raise RequestError("malformed", "limit is from 1 to 500")
         tip = self.tip
-        items = self.store.deposits(address, limit)
+        items = self._db().deposits(address, limit)
         for item in items:
             item["confirmations"] = tip - item["height"] + 1 if tip is not None else 0
         return {"address": address, "tip": tip, "deposits": items}
