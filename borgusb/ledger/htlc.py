@@ -2,7 +2,7 @@
 
 A lock is an ordinary chain transaction of its payer (``kind = "htlc-lock"``,
 `tx.sign_lock`): it debits ``amount`` when it is certified, names the
-claimant (``to``), the hash lock (``ref`` = SHA-256 of a 32-byte secret) and
+claimant (``to``), the hash lock (``ref`` = SHA-256 of the secret) and
 the ``expiry`` (network time, ms). Its units are then nobody's until one
 **resolution** of it is certified:
 
@@ -26,7 +26,7 @@ ledger (the atomic swap, docs/exchange.md).
 Wire form of a resolution (canonical JSON, at most `MAX_RESOLUTION_BYTES`)::
 
     {"by": "03…claimant", "kind": "htlc-claim", "lock": {…the lock tx…},
-     "preimage": "<64 hex>" (a refund: ""), "sig": "3044…", "v": 1}
+     "preimage": "<hex, 1 to 520 bytes>" (a refund: ""), "sig": "3044…", "v": 1}
 
 Signed bytes: the canonical JSON of ``{"d": "borgusb.ledger.htlc", "v",
 "kind", "lock": <lock id>, "by", "preimage"}``; the resolution's id is their
@@ -66,7 +66,9 @@ VOTE_DOMAIN = "borgusb.ledger.htlc-vote"
 # so once any honest holder votes for a refund, every honest holder's clock is past expiry and none
 # votes for a claim any more (claim and refund windows are disjoint in real time, with 2x margin).
 HTLC_GRACE_MS = 60_000
-MAX_RESOLUTION_BYTES = 2048  # a resolution is ~900 bytes (the lock tx inside is ~560)
+MAX_PREIMAGE_BYTES = 520  # Dogecoin's largest script push: any secret a Doge HTLC claim can reveal
+MAX_RESOLUTION_BYTES = 3072  # a resolution is ~900 bytes (the lock tx inside is ~560), ~1,900 with 520
+_PREIMAGE = re.compile(rf"(?:[0-9a-f]{{2}}){{1,{MAX_PREIMAGE_BYTES}}}")
 MAX_RES_CERT_BYTES = 8192
 FIELDS = frozenset(("v", "kind", "lock", "by", "preimage", "sig"))
 
@@ -76,9 +78,13 @@ _SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 def hash_lock(secret: bytes) -> str:
-    """The hash lock of a 32-byte secret: SHA-256 in hex (the Doge HTLC's OP_SHA256 of the same bytes)."""
+    """The hash lock of a new 32-byte secret: SHA-256 in hex (the Doge HTLC's OP_SHA256 of the same bytes).
+
+    Only secrets we draw are held to 32 bytes. A claim accepts any preimage of 1 to 520 bytes: the Doge
+    HTLC (`borgusb.doge.htlc`) has no size check, so whatever secret opened the Doge leg must open the
+    ledger leg too, or an initiator with an odd-sized secret could take the Doge and refund the Shells."""
     if len(secret) != 32:
-        raise ValueError("a swap secret is exactly 32 bytes (both chains check its size)")
+        raise ValueError("a new swap secret is 32 bytes")
     return hashlib.sha256(secret).hexdigest()
 
 
@@ -94,7 +100,7 @@ class Resolution:
     kind: Kind
     lock: Tx
     by: str
-    preimage: str  # 64 hex digits for a claim, "" for a refund
+    preimage: str  # 1 to 520 bytes in hex for a claim, "" for a refund
     sig: str
     id: str
 
@@ -127,8 +133,8 @@ def check_resolution(doc: Any, *, verify: bool = True) -> Resolution:
     kind, by, preimage, sig = doc["kind"], doc["by"], doc["preimage"], doc["sig"]
     if kind not in ("htlc-claim", "htlc-refund") or not is_account(by):
         raise Malformed("kind is htlc-claim or htlc-refund, by a public key in lowercase hex")
-    if not isinstance(preimage, str) or not (_HEX64.fullmatch(preimage) if kind == "htlc-claim" else preimage == ""):
-        raise Malformed("a claim's preimage is 32 bytes in lowercase hex; a refund's is empty")
+    if not isinstance(preimage, str) or not (_PREIMAGE.fullmatch(preimage) if kind == "htlc-claim" else preimage == ""):
+        raise Malformed(f"a claim's preimage is 1 to {MAX_PREIMAGE_BYTES} bytes in lowercase hex; a refund's is empty")
     if not isinstance(sig, str) or not _SIG.fullmatch(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
     if not isinstance(doc["lock"], dict) or doc["lock"].get("kind") != "htlc-lock":

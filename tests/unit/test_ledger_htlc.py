@@ -219,7 +219,19 @@ def test_resolution_refusals() -> None:
         parse_resolution(b"{" + b" " * MAX_RESOLUTION_BYTES + b"}")
     assert err.value.reason == "malformed"
     with pytest.raises(ValueError):
-        hash_lock(b"short")  # 32 bytes exactly, as the Doge script checks
+        hash_lock(b"short")  # a secret we draw is 32 bytes
+
+
+@pytest.mark.parametrize("size", [1, 33, 520])
+def test_any_secret_that_opens_a_doge_htlc_opens_the_lock(size: int) -> None:
+    """The Doge script has no size check: an initiator who revealed an odd-sized secret there must not
+    keep the ledger leg from being claimed with it."""
+    secret = bytes([7]) * size
+    lock = _lock(hash_lock=hashlib.sha256(secret).hexdigest())
+    claim = sign_claim(PAYEE, lock, secret)
+    assert parse_resolution(claim.encode()) == claim
+    too_long = dict(claim.to_dict(), preimage="07" * 521)
+    assert _res_reason(too_long) == "malformed"
 
 
 def test_claim_and_refund_windows() -> None:
