@@ -220,7 +220,8 @@ async def _run(args: argparse.Namespace) -> int:
             else:
                 print(
                     f"id       {reply['id']}\nsize     {reply['size']} bytes in {reply['shards']} shards "
-                    f"of {reply['shard_size']}\nowner    {reply['owner']}\ncopies   min {reply['copies_min']} "
+                    f"of {reply['shard_size']}\nowner    {reply['owner']} "
+                    f"{_whose(reply['owner'], key, args)}\ncopies   min {reply['copies_min']} "
                     f"of R={reply['r']} (manifest {reply['manifest_copies']})\nholders  {', '.join(reply['holders'])}"
                 )
             return EXIT_OK if reply.get("found") else EXIT_FAIL
@@ -229,9 +230,17 @@ async def _run(args: argparse.Namespace) -> int:
 
             tomb = sign_tomb(key, args.id, clock.now_ms())
             reply = await peers.post(args.node, port, "/recp", "shard.delete", {"tomb": tomb}, signed_reply=True)
-            print(json.dumps(reply) if args.json else f"deleted {args.id}")
+            done = f"deleted {args.id}: the node checked that it is yours and sent your delete to every shard node"
+            print(json.dumps(reply) if args.json else done)
             return EXIT_OK
     raise CLIError(f"unknown command {args.cmd}")
+
+
+def _whose(owner: str, key: SigningKey, args: argparse.Namespace) -> str:
+    """Whose the object is, beside its owner's key, when the command was given the person's key."""
+    if not (args.keystore or args.key_file):
+        return ""
+    return "(your key)" if owner == key.public_key_hex else "(another key: only it can replace or delete this object)"
 
 
 def build_parser(cmd: str) -> argparse.ArgumentParser:

@@ -49,6 +49,8 @@ from .locate import Locator
 from .repair import Replicator
 from .settings import ShardSettings
 
+OWNED_ELSEWHERE = frozenset({"other_owner"})  # a put's placement stops at this refusal (repair.py `_place_on`)
+
 
 class ShardCell(Locator, Replicator, DataChannelDoor):
     """A Cell that stores shards (settings: `ShardSettings`)."""
@@ -126,7 +128,11 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= model.MAX_R:
             raise self._reject("malformed", f"r must be 1..{model.MAX_R}", 400)
         payload = {"rec": rec, "obj": obj}
-        held, refused = await self._place_on(rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj))
+        held, refused = await self._place_on(
+            rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj), final=OWNED_ELSEWHERE
+        )
+        if "other_owner" in refused.values():
+            raise self._owned_elsewhere("a shard of this content", len(held))
         if not held:
             reasons = set(refused.values())
             status = 409 if reasons == {"other_owner"} else 507 if reasons == {"quota"} else 503
@@ -176,10 +182,23 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         m = self._manifest_arg(env)
         if env.signer != m["o"]:
             raise self._reject("not_owner", "only the owner's key can store a manifest", 403)
-        held, refused = await self._place_on(m["id"], m["r"], lambda t: self._keep_on(t, m))
+        held, refused = await self._place_on(m["id"], m["r"], lambda t: self._keep_on(t, m), final=OWNED_ELSEWHERE)
+        if "other_owner" in refused.values():
+            raise self._owned_elsewhere(f"object {m['id']}", len(held))
         if not held:
             raise RequestError("no_holder", f"no holder took the manifest: {sorted(set(refused.values()))}", 409)
         return {"id": m["id"], "copies": len(held), "holders": held, "refused": refused}
+
+    def _owned_elsewhere(self, what: str, took: int) -> RequestError:
+        """The refusal of a put whose placement winners keep another key's copy (first owner wins)."""
+        self.counters["shard_rejected:other_owner"] += 1
+        done = f"{took} node(s) took it under your key before the others refused" if took else "nothing was stored"
+        return RequestError(
+            "other_owner",
+            f"{what} is already stored and owned by another key, which alone can replace or delete it; "
+            f"the put stopped ({done}); stat names the owner",
+            409,
+        )
 
     @receptor("shard.keep")
     async def _r_keep(self, env: envelope.Envelope) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from ...dstream import Holder
@@ -198,10 +199,12 @@ class Locator(ShardBase):
         return all(counts.get(h, 0) >= r for h in m["shards"])
 
     def _best_manifest(self, oid: str, find: PendingFind) -> dict[str, Any] | None:
-        for m in sorted(
-            (m for _, m, _ in find.replies.values() if m is not None),
-            key=lambda x: -x.get("t", 0) if isinstance(x.get("t"), int) else 0,
-        ):
+        """The owner's latest live manifest of oid. Holders keep the first owner's object and refuse
+        another key's (first owner wins), so when manifests of two keys come back (a put that landed
+        after a membership change) the owner is the key most holders answered for, then the earlier
+        one: never simply the latest signature, which any key can make."""
+        valid: list[dict[str, Any]] = []
+        for m in (m for _, m, _ in find.replies.values() if m is not None):
             try:
                 model.check_manifest(m)
             except model.BadRecord:
@@ -212,5 +215,10 @@ class Locator(ShardBase):
             if self.store.deleted(oid, m["o"], m["t"]):  # a holder that kept or got back a deleted object
                 self.counters["shard_rejected:tombstoned"] += 1
                 continue
-            return m
-        return None
+            valid.append(m)
+        if not valid:
+            return None
+        held = Counter(m["o"] for m in valid)
+        first = {o: min(m["t"] for m in valid if m["o"] == o) for o in held}
+        owner = min(held, key=lambda o: (-held[o], first[o], o))
+        return max((m for m in valid if m["o"] == owner), key=lambda m: m["t"])

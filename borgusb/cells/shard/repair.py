@@ -41,9 +41,17 @@ class Replicator(ShardBase):
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 
     async def _place_on(
-        self, key: str, r: int, put: Callable[[Holder], Awaitable[None]], exclude: Collection[str] = frozenset()
+        self,
+        key: str,
+        r: int,
+        put: Callable[[Holder], Awaitable[None]],
+        exclude: Collection[str] = frozenset(),
+        final: Collection[str] = frozenset(),
     ) -> tuple[list[str], dict[str, str]]:
-        """Put on the r lottery winners for key; a winner that fails is replaced by the next ticket."""
+        """Put on the r lottery winners for key; a winner that fails is replaced by the next ticket.
+
+        A refusal whose reason is in `final` (``other_owner``: the winners keep another key's object)
+        ends the placement: the next tickets would only store what the winners refused."""
         live = self.live()
         ranked = [pk for pk in placement.rank(key, live) if pk not in exclude]
         held: list[str] = []
@@ -62,7 +70,7 @@ class Replicator(ShardBase):
                 refused[pk[:16]] = exc.reason
 
         nxt = 0
-        while len(held) < r and nxt < len(ranked):
+        while len(held) < r and nxt < len(ranked) and not any(x in final for x in refused.values()):
             batch = ranked[nxt : nxt + r - len(held)]
             nxt += len(batch)
             await asyncio.gather(*(attempt(pk) for pk in batch))
