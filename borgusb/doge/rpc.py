@@ -10,6 +10,7 @@ cannot be reached, times out or answers something that is not JSON-RPC is
 from __future__ import annotations
 
 import asyncio
+import base64
 import decimal
 import itertools
 import json
@@ -54,7 +55,8 @@ class DogeRpc:
         if not url.startswith(("http://", "https://")):
             raise ValueError("the RPC URL is http://HOST:PORT/ or https://...")
         self.url = url
-        self._auth = aiohttp.BasicAuth(user, password)
+        # HTTP basic auth, as dogecoind's rpcuser/rpcpassword expect it
+        self._headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_reply = max_reply
         self._ids = itertools.count(1)
@@ -69,7 +71,7 @@ class DogeRpc:
     async def call(self, method: str, *params: Any) -> Any:
         """The result of one call, or `RpcError` / `RpcUnavailable`."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         ident = next(self._ids)
         body = {"jsonrpc": "1.0", "id": ident, "method": method, "params": list(params)}
         async with self._gate:
