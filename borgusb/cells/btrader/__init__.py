@@ -9,4 +9,5 @@ SPEC = CellSpec(
     runtime="borgusb.cells.btrader.cell:BtraderCell",
     settings="borgusb.cells.btrader.settings:BtraderSettings",
     client="borgusb.cells.btrader.client:BtraderClient",
+    web="borgusb.cells.btrader.web:setup",
 )
