@@ -96,7 +96,8 @@ async def refused(coro: Any) -> PeerRejected:
 async def test_a_lock_claimed_with_the_secret_credits_the_claimant(net: Clocked) -> None:
     lock, _ = await locked(net)
     assert await balances(net) == (6 * SHELL, 0)  # the locked units are nobody's
-    assert (await net.status(lock, 3))["state"] == "open"
+    st = await net.status(lock, 3)
+    assert st["state"] == "open" and st["tx"] == lock.to_dict()  # the terms, read from the ledger
     claim = sign_claim(BOB, lock, SECRET)
     got = await net.call(2, "pay.claim", {"resolution": claim.to_dict()})
     assert (got["id"], got["beneficiary"], got["amount"]) == (claim.id, BOB.public_key_hex, 4 * SHELL)

@@ -36,7 +36,7 @@ from ...ledger.htlc import (
     resolution_certificate_from_dict,
 )
 from ...ledger.store import DurableHolder
-from ...ledger.tx import Tx
+from ...ledger.tx import Tx, check_tx
 from ..kit import Cell, RequestError, receptor
 from .statuses import refusal
 
@@ -271,6 +271,7 @@ class HtlcReceptors(Cell):
         return {
             "account": account,
             "lock": lock_id,
+            "tx": self._lock_tx(lock_id, docs.values()),
             "state": agreed[0],
             "resolution": agreed[1],
             "preimage": cert.resolution.preimage if cert else "",
@@ -278,6 +279,20 @@ class HtlcReceptors(Cell):
             "holders": sorted(h for h, s in says.items() if s == agreed),
             "quorum": q,
         }
+
+    @staticmethod
+    def _lock_tx(lock_id: str, docs: Iterable[dict[str, Any] | str]) -> dict[str, Any] | None:
+        """The lock transaction itself, from any holder's answer: it proves itself (the payer's signature,
+        and its id is the one asked for), so a counterparty reads the terms from the ledger."""
+        for d in docs:
+            if isinstance(d, dict) and isinstance(d.get("tx"), dict):
+                try:
+                    tx = check_tx(d["tx"])
+                except LedgerError:
+                    continue
+                if tx.id == lock_id and tx.kind == "htlc-lock":
+                    return tx.to_dict()
+        return None
 
     def _lock_answer(
         self, holder: str, account: str, lock_id: str, doc: dict[str, Any] | str
