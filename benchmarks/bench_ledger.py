@@ -118,6 +118,16 @@ def replicated_work_s(verify_s: float, sign_s: float, commit_s: float) -> float:
     return accept + certify + deliver
 
 
+def cluster_cpu_s(cluster: Cluster) -> float:
+    """User + system CPU seconds the node processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for node in cluster.nodes:
+        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def client(key: SigningKey) -> PeerClient:
     return PeerClient(key, CLOCK, Verifier(CLOCK), timeout_s=30)
 
@@ -175,13 +185,13 @@ async def run(accounts: int, per: int) -> dict[str, float]:
             async def spend(i: int, w: Wallet) -> list[float]:
                 took = []
                 for j in range(per):
-                    payee = wallets[(i + j + 1) % accounts].key.public_key_hex
+                    payee = wallets[(i + 1 + j % (accounts - 1)) % accounts].key.public_key_hex  # never itself
                     took.append(await w.pay(ips[(i + j) % NODES], payee, SHELL // 100))
                 return took
 
-            t0 = time.perf_counter()
+            cpu0, t0 = cluster_cpu_s(cluster), time.perf_counter()
             loaded = [t for ts in await asyncio.gather(*(spend(i, w) for i, w in enumerate(wallets))) for t in ts]
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu = time.perf_counter() - t0, cluster_cpu_s(cluster) - cpu0
 
             docs = await cluster.status()
             refused = {
@@ -201,6 +211,7 @@ async def run(accounts: int, per: int) -> dict[str, float]:
         "loaded_median_ms": statistics.median(loaded) * 1e3,
         "loaded_p99_ms": pct(loaded, 0.99) * 1e3,
         "rate": len(loaded) / elapsed,
+        "cpu_ms": cpu / len(loaded) * 1e3,
         "transfers": len(loaded),
         "floor_rate": floor["rate"],
         "floor_verify_us": floor["verify_us"],
@@ -225,6 +236,10 @@ def main() -> None:
     print(
         f"loaded ({args.accounts} accounts x {args.per} transfers at once): {r['rate']:.1f} confirmed transfers/s; "
         f"latency median {r['loaded_median_ms']:.1f} ms, p99 {r['loaded_p99_ms']:.1f} ms"
+    )
+    print(
+        f"the nodes' CPU per confirmed transfer: {r['cpu_ms']:.1f} ms (all five processes; "
+        f"{r['cpu_ms'] * r['rate'] / 1e3:.2f} cores busy)"
     )
     print(
         f"floor (payer + {QUORUM} acceptance verifies {r['floor_verify_us']:.0f} us, one SQLite commit "
