@@ -268,7 +268,11 @@ class Cluster:
             await asyncio.sleep(0.2)
         waiting = [c for c in self.cell_types if c not in summaries]
         summary = summarize(await self.status(cell=waiting[0]))
-        raise TimeoutError(f"no single consistent {waiting[0]} tree within {timeout_s}s: {json.dumps(summary)[:800]}")
+        problems = "; ".join(summary["problems"][:8]) or "no node answers"
+        raise TimeoutError(
+            f"the {waiting[0]} cells formed no single consistent tree within {timeout_s:g} s "
+            f"({summary['size']} of {len(self.live())} nodes answer): {problems}"
+        )
 
 
 def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
