@@ -218,6 +218,7 @@ async def api_cells(request: web.Request) -> web.Response:
                 "summary": d.summary,
                 "ports": d.to_dict(),
                 "endpoints": entry.endpoints[:8],
+                "more": max(0, len(entry.endpoints) - 8),  # the page shows "…" for the ones cut
                 "size": len(entry.members),
                 "source": entry.source,
                 "error": None if entry.endpoints else entry.error,

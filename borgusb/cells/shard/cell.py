@@ -238,6 +238,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
             "copies": loc["copies"],
             "manifest_copies": loc["manifest_copies"],
             "holders": [h[1] for h in loc["holders"]],
+            "shard_holders": loc["shards"],  # for each shard, the indexes in holders of the nodes keeping it
             "repairing": loc["repairing"],
         }
 

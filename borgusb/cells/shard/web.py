@@ -25,15 +25,22 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ...conduit.network import Network
-from ...conduit.web import NETWORK, STATE, PageError, add_page, render, require_unlocked
+from ...conduit.web import NETWORK, STATE, PageError, add_page, add_script, render, require_unlocked
 from ...dstream import Receiver, StreamError, parse_locate, put_file
 from ...keys import SigningKey
-from ...net.peer import PeerError
+from ...net.peer import PeerError, PeerRejected
 from ...shard import model
 from .client import ShardClient
 
 CELL = "shardTreeCell"
 RAM_DIRS = ("/dev/shm", "/run")
+# the last list the network gave, per key: shown (marked "not refreshed") while no shard node answers
+LAST_LIST = web.AppKey("files_last_list", dict[str, dict[str, Any]])
+NO_NODE = (
+    "No shard storage node answered, so this list was not refreshed. Next: start one "
+    "('borgusb cluster up' on this machine, or boot a stick) or give the conduit a node with --node IP, "
+    "then refresh."
+)
 
 
 def ram_dir() -> Path:
@@ -59,27 +66,38 @@ async def page(request: web.Request) -> web.Response:
     return render(request, "files.html")
 
 
+def _not_refreshed(request: web.Request, key: SigningKey) -> web.Response:
+    """503 with the last list the network gave (if any), for the page to keep and mark as old."""
+    last = request.app[LAST_LIST].get(key.public_key_hex)
+    return web.json_response({"error": NO_NODE, "reason": "no_node", **(last or {"files": []})}, status=503)
+
+
 async def api_list(request: web.Request) -> web.Response:
     key, network = _app_parts(request)
     entry = await network.refresh(CELL)
     if not entry.endpoints:
-        raise PageError("No shard storage node is reachable right now.", 503)
+        return _not_refreshed(request, key)
     peers = network.client_for(key)
 
-    async def ask(ip: str) -> list[dict[str, Any]]:
+    async def ask(ip: str) -> list[dict[str, Any]] | None:
         try:
             return await asyncio.wait_for(ShardClient(peers, ip).owned(key.public_key_hex), network.timeout_s)
         except (TimeoutError, PeerError):
-            return []
+            return None
 
+    answers = [a for a in await asyncio.gather(*(ask(ip) for ip in entry.endpoints)) if a is not None]
+    if not answers:
+        return _not_refreshed(request, key)
     merged: dict[str, dict[str, Any]] = {}
-    for objects in await asyncio.gather(*(ask(ip) for ip in entry.endpoints)):
+    for objects in answers:
         for o in objects:
             if isinstance(o, dict) and model.is_hash(o.get("id")):
-                merged.setdefault(o["id"], {**o, "copies": 0})["copies"] += 1
+                merged.setdefault(o["id"], {**o, "manifests": 0})["manifests"] += 1
     names = _names(request)
     files = [{**o, "name": names.get(o["id"])} for o in sorted(merged.values(), key=lambda o: -o["t"])]
-    return web.json_response({"files": files, "nodes_asked": len(entry.endpoints)})
+    doc = {"files": files, "nodes_asked": len(entry.endpoints), "nodes_answered": len(answers)}
+    request.app[LAST_LIST][key.public_key_hex] = {**doc, "at": network.clock.now_ms()}
+    return web.json_response(doc)
 
 
 async def api_stat(request: web.Request) -> web.Response:
@@ -106,12 +124,23 @@ async def api_upload(request: web.Request) -> web.Response:
         for ip in list((await network.refresh(CELL)).endpoints):
             try:
                 reply = await put_file(network.client_for(key), ip, network.port_of(CELL), path, key)
+            except PeerRejected as exc:
+                if exc.status < 500:  # refused for what the file is (owner, quota): another node would too
+                    raise PageError(f"Not stored: {exc.detail or exc.reason} ({exc.reason})", 409) from None
+                served_error = str(exc)
+                continue
             except (PeerError, StreamError, OSError) as exc:
                 served_error = str(exc)
                 continue
             _names(request)[reply["id"]] = name
             return web.json_response(
-                {"id": reply["id"], "name": name, "copies": reply.get("copies_min"), "served_by": ip}
+                {
+                    "id": reply["id"],
+                    "name": name,
+                    "copies": reply.get("copies_min"),
+                    "r": reply.get("r"),
+                    "served_by": ip,
+                }
             )
         raise PageError(f"No shard node stored the file: {served_error or 'none reachable'}", 503)
     finally:
@@ -167,6 +196,8 @@ async def api_delete(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """The page hook: the conduit calls this once (SPEC.web)."""
     add_page(app, "/files", "Files", "files", Path(__file__).parent / "templates")
+    add_script(app, "files.js", Path(__file__).parent / "static" / "files.js")
+    app[LAST_LIST] = {}
     app.router.add_get("/files", page)
     app.router.add_post("/api/files", api_upload)
     app.router.add_post("/api/files/list", api_list)

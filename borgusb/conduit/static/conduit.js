@@ -61,7 +61,7 @@ const Borg = (() => {
   const api = async (path, opts = {}) => {
     const r = await request(path, { method: "POST", ...opts });
     const body = await r.json().catch(() => ({ error: "the conduit gave no answer" }));
-    if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), { reason: body.reason, status: r.status });
+    if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), { reason: body.reason, status: r.status, body });
     return body;
   };
 
@@ -154,99 +154,21 @@ const Borg = (() => {
       const { cells } = await api("/api/cells", { background });
       body.replaceChildren(...cells.map((c) => h("tr", {},
         h("td", {}, c.name), h("td", {}, c.summary), h("td", {}, c.size || "—"),
-        h("td", { class: "mono" }, c.endpoints && c.endpoints.length ? c.endpoints.join(", ") : "not running"))));
+        h("td", { class: "mono" }, c.endpoints && c.endpoints.length
+          ? c.endpoints.join(", ") + (c.more ? `, … (${c.more} more)` : "") : "not running"))));
     } catch (e) { /* shown by the tree box */ }
   }
 
-  const size = (n) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
-  const detail = (text) => { document.getElementById("file-detail").textContent = text; };
-
-  // A download is a POST with the secret; the bytes arrive here and are saved from a blob.
-  async function download(path, name) {
-    detail(`Fetching ${name} from the network…`);
-    try {
-      const r = await request(`/api/files/${path}/download`, { method: "POST" });
-      if (!r.ok) {
-        const body = await r.json().catch(() => ({}));
-        throw new Error(body.error || r.statusText);
-      }
-      const url = URL.createObjectURL(await r.blob());
-      const a = h("a", { href: url, download: name, hidden: "" });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      detail(`Saved ${name} (from ${r.headers.get("X-Served-By") || "the network"}).`);
-    } catch (e) { detail(e.message); }
-  }
-
-  async function refreshFiles() {
-    const body = document.querySelector("#files tbody");
-    try {
-      const { files } = await api("/api/files/list");
-      if (!files.length) { body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No files yet."))); return; }
-      body.replaceChildren(...files.map((f) => {
-        const id = String(f.id), path = encodeURIComponent(id), name = f.name ? String(f.name) : `${id.slice(0, 16)}.bin`;
-        const stat = h("a", { href: "#", class: "stat" }, `${id.slice(0, 12)}…`);
-        const get = h("button", { class: "download" }, "Download");
-        const remove = h("button", { class: "delete" }, "Delete");
-        const tr = h("tr", {},
-          h("td", { class: "name" }, f.name || "(unnamed)"),
-          h("td", {}, size(Number(f.size))),
-          h("td", {}, new Date(Number(f.t)).toLocaleString()),
-          h("td", { class: "copies" }, f.copies),
-          h("td", { class: "mono" }, stat),
-          h("td", {}, get, " ", remove));
-        tr.dataset.id = id;
-        stat.onclick = async (e) => {
-          e.preventDefault();
-          try {
-            const s = await api(`/api/files/${path}/stat`);
-            detail(`${id}: ${s.copies_min} of ${s.r} copies; holders ${(s.holders || []).join(", ")} (asked ${s.served_by})`);
-          } catch (err) { detail(err.message); }
-        };
-        get.onclick = () => download(path, name);
-        remove.onclick = async () => {
-          if (!confirm(`Delete ${f.name || id}? Only your key can do this, and it cannot be undone.`)) return;
-          try {
-            await api(`/api/files/${path}/delete`);
-            tr.remove();
-          } catch (err) { detail(err.message); }
-        };
-        return tr;
-      }));
-    } catch (e) { body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "message" }, e.message))); }
-  }
-
-  function upload(ev) {
-    ev.preventDefault();
-    const input = document.getElementById("file-input"), bar = document.getElementById("upload-progress");
-    const status = document.getElementById("upload-status");
-    if (!input.files.length) return;
-    if (!secret) { showNeedLink(); return; }
-    const form = new FormData();
-    form.append("file", input.files[0]);
+  // An upload's request with the secret (XMLHttpRequest: fetch reports no upload progress); null, and
+  // the page says to open the link, when this tab does not hold the secret.
+  const openXhr = (method, path) => {
+    if (!secret) { showNeedLink(); return null; }
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/api/files");
+    xhr.open(method, path);
     xhr.setRequestHeader(HEADER, secret);
-    bar.hidden = false; bar.value = 0;
-    status.textContent = "Sending to the conduit…";
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
-    xhr.upload.onload = () => { status.textContent = "Storing shards in the network…"; };
-    xhr.onload = () => {
-      if (xhr.status === 401) { showNeedLink(); return; }
-      let body;
-      try { body = JSON.parse(xhr.responseText || "{}"); } catch { body = { error: "the conduit gave no answer" }; }
-      if (xhr.status >= 400) { status.textContent = body.error || "Upload failed."; status.className = "message"; return; }
-      bar.value = 100;
-      status.className = "muted";
-      status.textContent = `Stored ${body.name} with ${body.copies} copies (through ${body.served_by}).`;
-      document.getElementById("upload-form").reset();
-      refreshFiles();
-    };
-    xhr.onerror = () => { status.textContent = "The conduit did not answer."; status.className = "message"; };
-    xhr.send(form);
-  }
+    xhr.addEventListener("load", () => { if (xhr.status === 401) showNeedLink(); });
+    return xhr;
+  };
 
   // A cell's page may bring its own script (data-script="/static/cells/NAME", `add_script`): loaded
   // once, it registers its page's start with Borg.onPage(fn), which runs after every page shown.
@@ -304,7 +226,6 @@ const Borg = (() => {
     loadScripts();
     starters.forEach((fn) => fn());
     if (document.getElementById("tree")) { refreshTree(); refreshCells(); every(refreshTree, 2000); every(refreshCells, 10000); }
-    if (document.getElementById("files")) { document.getElementById("upload-form").addEventListener("submit", upload); refreshFiles(); }
   }
 
   // Links and forms of the conduit's pages go through `show`, so they carry the secret too.
@@ -327,5 +248,5 @@ const Borg = (() => {
 
   if (secret) show(location.pathname + location.search, {}, "replace");
   else showNeedLink();
-  return { api, show, h, every, onPage };
+  return { api, request, openXhr, show, h, every, onPage };
 })();
