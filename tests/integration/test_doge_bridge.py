@@ -232,8 +232,24 @@ async def test_bridge_against_the_standin(standin: DogecoindStandin, tmp_path: P
         sent = standin.calls["sendrawtransaction"]
         assert await bob.broadcast(good) in chain.mempool
         assert standin.calls["sendrawtransaction"] == sent + 3
+
+        # a reorganisation: a deposit seen in a block that then leaves the chain is dropped, never credited
+        lost_id = chain.submit(
+            build_payment([Utxo(chain.blocks[2].txids[0], 0, REWARD)], [(addr(BOB), 3 * 10**8)], MINER, NET, FEE)
+        )
+        chain.generate(1, addr(MINER))
+
+        async def lost_seen() -> bool:
+            return any(d["txid"] == lost_id and not d["credited"] for d in await bob.deposits(addr(BOB)))
+
+        await until(lost_seen, "the deposit in the block about to leave the chain")
+        chain.invalidate(1)
+        chain.generate(2, addr(MINER))
+        tip = chain.tip
+        await until(lambda: _scanned(bob, tip), "the bridge on the new chain")
+        assert lost_id not in {d["txid"] for d in await bob.deposits(addr(BOB))}
         docs = await bridge.status()
-        assert docs["counters"].get("receptor_errors", 0) == 0
+        assert docs["counters"].get("receptor_errors", 0) == 0 and docs["counters"]["reorg"] >= 1
         assert docs["settings"]["rpc_password"] == "set" and standin.password not in str(docs)
     finally:
         bridge.kill()

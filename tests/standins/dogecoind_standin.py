@@ -22,7 +22,8 @@ mandatory-script-verify-flag-failed (...)``, ``-25`` ``Missing inputs`` ...).
 Methods: getblockcount, getblockhash, getblock (verbose), getrawtransaction
 (raw or verbose), sendrawtransaction, generatetoaddress, getnetworkinfo,
 getblockchaininfo. `calls` counts each method; `fail_next` makes the next
-calls fail with HTTP 503 (a node that is briefly unavailable).
+calls fail with HTTP 503 (a node that is briefly unavailable); `chain.invalidate`
+takes blocks off the tip (a reorganisation, once others are mined).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Block:
     time: int
     prev: str | None
     txids: list[str]
+    txs: list[Tx]
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Chain:
     mempool_coins: dict[tuple[str, int], Coin] = field(default_factory=dict)
     mempool_spent: dict[tuple[str, int], str] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
+    mined: int = 0  # blocks ever mined: a block mined again at a height (after `invalidate`) differs
 
     def __post_init__(self) -> None:
         genesis = self._coinbase(0, Script([0x6A]).raw_serialize())  # unspendable, as the genesis output is
@@ -106,7 +109,8 @@ class Chain:
     # ------------------------------------------------------------ mining
 
     def _coinbase(self, height: int, script: bytes) -> Tx:
-        sig = Script([int_to_little_endian(height, 4), b"borgusb stand-in"])
+        self.mined += 1
+        sig = Script([int_to_little_endian(height, 4), b"borgusb stand-in", int_to_little_endian(self.mined, 4)])
         txin = TxIn(prev_tx=b"\x00" * 32, prev_index=FINAL, script_sig=sig)
         return Tx(1, [txin], [TxOut(REWARD, Script.parse(raw=script))], 0)
 
@@ -115,9 +119,15 @@ class Chain:
         prev = self.blocks[-1].hash if self.blocks else None
         txids = [t.id() for t in txs]
         header = (prev or "0" * 64).encode() + int_to_little_endian(height, 4) + "".join(txids).encode()
-        block = Block(hash256(header)[::-1].hex(), height, GENESIS_TIME + SPACING_S * height, prev, txids)
-        for n, tx in enumerate(txs):
-            txid = txids[n]
+        block = Block(hash256(header)[::-1].hex(), height, GENESIS_TIME + SPACING_S * height, prev, txids, txs)
+        self._apply(block, index_coinbase)
+        self.blocks.append(block)
+        return block
+
+    def _apply(self, block: Block, index_coinbase: bool = True) -> None:
+        height = block.height
+        for n, tx in enumerate(block.txs):
+            txid = block.txids[n]
             if n == 0 and not index_coinbase:
                 continue
             for tin in [] if tx.is_coinbase() else tx.tx_ins:
@@ -125,8 +135,19 @@ class Chain:
             for vout, out in enumerate(tx.tx_outs):
                 self.utxos[(txid, vout)] = Coin(out.script_pubkey.raw_serialize(), out.amount, height, n == 0)
             self.txs[txid] = (tx.serialize(), height)
-        self.blocks.append(block)
-        return block
+
+    def invalidate(self, count: int) -> None:
+        """Take the last count blocks off the chain (a reorganisation once others are mined in their
+        place): their transactions are gone, the mempool is emptied, the UTXO set is replayed."""
+        assert 0 < count < len(self.blocks)
+        del self.blocks[-count:]
+        self.utxos.clear()
+        self.txs.clear()
+        self.mempool.clear()
+        self.mempool_coins.clear()
+        self.mempool_spent.clear()
+        for block in self.blocks:
+            self._apply(block, index_coinbase=block.height > 0)
 
     def generate(self, count: int, address: str) -> list[str]:
         script = address_script(address)

@@ -171,7 +171,7 @@ class DogeNodeCell(Cell):
             scanned = self._db().scanned()
             assert scanned is not None
         known = self._db().block_hash(scanned)
-        if known is not None and await self.rpc.call("getblockhash", scanned) != known:
+        if known is not None and (tip < scanned or await self.rpc.call("getblockhash", scanned) != known):
             self.counters["reorg"] += 1
             self._db().undo_block(scanned)
             return
