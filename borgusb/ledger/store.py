@@ -96,6 +96,7 @@ CREATE TABLE htlc_votes (
 ) STRICT;
 CREATE TABLE htlc_settled (
     lock_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
     cert TEXT NOT NULL,
     recorded INTEGER NOT NULL CHECK (recorded IN (0, 1)),
     credited INTEGER NOT NULL CHECK (credited IN (0, 1))
@@ -225,11 +226,12 @@ class LedgerStore:
                 row = self.db.execute("SELECT res_id FROM htlc_votes WHERE lock_id = ?", (res.lock.id,)).fetchone()
                 raise AlreadyResolved(row[0] if row else "?", "the store already holds a vote for that lock") from None
         elif isinstance(ev, Settled):
+            res = ev.cert.resolution
             self.db.execute(
-                "INSERT INTO htlc_settled (lock_id, cert, recorded, credited) VALUES (?, ?, ?, ?)"
+                "INSERT INTO htlc_settled (lock_id, account, cert, recorded, credited) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (lock_id) DO UPDATE SET recorded = max(recorded, excluded.recorded),"
                 " credited = max(credited, excluded.credited)",
-                (ev.cert.resolution.lock.id, _dump(ev.cert.to_dict()), int(ev.record), int(ev.credit)),
+                (res.lock.id, res.beneficiary, _dump(ev.cert.to_dict()), int(ev.record), int(ev.credit)),
             )
         else:
             tx = ev.cert.tx
@@ -293,12 +295,12 @@ class LedgerStore:
             ):
                 raise StoreCorrupt(f"the resolution vote for lock {lock_id} does not match its row")
             st.res_votes[lock_id] = vote
-        for lock_id, cert_json, recorded, credited in self.db.execute(
-            "SELECT lock_id, cert, recorded, credited FROM htlc_settled"
+        for lock_id, account, cert_json, recorded, credited in self.db.execute(
+            "SELECT lock_id, account, cert, recorded, credited FROM htlc_settled"
         ):
             rc = resolution_certificate_from_dict(json.loads(cert_json), verify=False)
             res = rc.resolution
-            if res.lock.id != lock_id:
+            if (res.lock.id, res.beneficiary) != (lock_id, account):
                 raise StoreCorrupt(f"the resolution stored for lock {lock_id} is another lock's")
             if recorded:
                 st.resolved[lock_id] = rc

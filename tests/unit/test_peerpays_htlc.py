@@ -103,6 +103,10 @@ async def test_a_lock_claimed_with_the_secret_credits_the_claimant(net: Clocked)
     assert (got["id"], got["beneficiary"], got["amount"]) == (claim.id, BOB.public_key_hex, 4 * SHELL)
     assert got["certificate"]["quorum"] == 4 and got["delivered"] == got["of"]
     assert await balances(net, 4) == (6 * SHELL, 4 * SHELL)
+    bob = await net.call(3, "pay.history", {"account": BOB.public_key_hex})
+    alice = await net.call(3, "pay.history", {"account": ALICE.public_key_hex})
+    assert [(h["dir"], h["kind"], h["amount"]) for h in bob["history"]] == [("in", "htlc-claim", 4 * SHELL)]
+    assert ("out", "htlc-lock", 4 * SHELL) in [(h["dir"], h["kind"], h["amount"]) for h in alice["history"]]
     st = await net.status(lock, 1)  # the payer learns the secret from the ledger
     assert (st["state"], st["resolution"], bytes.fromhex(st["preimage"])) == ("claimed", claim.id, SECRET)
     again = await net.call(0, "pay.claim", {"resolution": claim.to_dict()})  # the same bytes: nothing moves twice

@@ -385,6 +385,7 @@ class PeerPaysCell(HtlcReceptors):
                     "confirmed": True,
                 }
             )
+        out += self.htlc_history(account, HISTORY_LIMIT)
         out.sort(key=lambda x: (-x["ts"], x["id"]))
         return out[:HISTORY_LIMIT]
 

@@ -16,6 +16,7 @@ payer's holders only: it credits nobody). What is new is its resolution:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -148,6 +149,24 @@ class HtlcReceptors(Cell):
         if not is_account(account) or not isinstance(lock_id, str) or not _HEX64.fullmatch(lock_id):
             raise RequestError("malformed", "account is a public key and lock a transaction id, in lowercase hex")
         return account, lock_id
+
+    def htlc_history(self, account: str, limit: int) -> list[dict[str, Any]]:
+        """The latest claims and refunds credited to `account` here, as `pay.account` history rows
+        (a lock itself is an ``out`` entry of its payer's chain)."""
+        rows = self.ledger.store.db.execute(
+            "SELECT cert FROM htlc_settled WHERE account = ? AND credited = 1 ORDER BY rowid DESC LIMIT ?",
+            (account, limit),
+        ).fetchall()
+        out: list[dict[str, Any]] = []
+        for (cert_json,) in rows:
+            res = resolution_certificate_from_dict(json.loads(cert_json), verify=False).resolution
+            lock = res.lock
+            peer = lock.account if res.kind == "htlc-claim" else lock.to
+            out.append(
+                {"dir": "in", "id": res.id, "seq": lock.seq, "peer": peer, "amount": lock.amount}
+                | {"kind": res.kind, "ts": lock.ts, "confirmed": True}
+            )
+        return out
 
     @receptor("pay.lock")
     async def _r_lock(self, env: envelope.Envelope) -> Any:
