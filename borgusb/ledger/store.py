@@ -101,6 +101,7 @@ CREATE TABLE htlc_settled (
     recorded INTEGER NOT NULL CHECK (recorded IN (0, 1)),
     credited INTEGER NOT NULL CHECK (credited IN (0, 1))
 ) STRICT;
+CREATE INDEX htlc_settled_account ON htlc_settled (account, credited);
 """
 _V2 = _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :]  # what version 1 lacks
 
