@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from bip_utils import WifDecoder
 
 from borgusb.doge import htlc
 from borgusb.doge.address import BadAddress, decode, p2pkh_address, script_pubkey
@@ -22,6 +23,7 @@ from borgusb.doge.htlc import (
 from borgusb.doge.params import NETS
 from borgusb.doge.tx import TxBuildError, Utxo, build_payment, koinu_text, p2pkh_fee
 from borgusb.keys import SigningKey
+from tests.conftest import load_vectors
 from tests.standins.dogecoind_standin import MATURITY, REWARD, Chain, RpcFailure
 
 NET = "regtest"
@@ -156,3 +158,16 @@ def test_parse_htlc_refuses_other_scripts() -> None:
     for script in (b"", b"\x51", script_pubkey(addr(ALICE), NET), b"\x63" * 12):
         with pytest.raises(HtlcError):
             parse_htlc(script)
+
+
+@pytest.mark.parametrize("case", load_vectors("doge/libdogecoin_payments.json", version=1)["cases"], ids=str)
+def test_payments_byte_for_byte_as_libdogecoins_own_vectors(case: dict) -> None:
+    """The Dogecoin Foundation's expected signed transactions, rebuilt here (libdogecoin builds,
+    coincurve signs over python-bitcoinlib's sighash: RFC 6979 gives the very same signatures)."""
+    secret, _ = WifDecoder.Decode(case["wif"], net_ver=bytes([NETS[case["net"]].wif]))
+    key = SigningKey(secret)
+    assert p2pkh_address(key.public_key, case["net"]) == case["change_address"]
+    utxos = [Utxo(txid, vout, amount) for txid, vout, amount in case["utxos"]]
+    outputs = [(address, amount) for address, amount in case["outputs"]]
+    raw = build_payment(utxos, outputs, key, case["net"], fee=case["fee"], change_address=case["change_address"])
+    assert raw == case["signed"]
