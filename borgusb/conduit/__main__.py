@@ -10,12 +10,17 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..clitools import START_ONE, find_nodes, machine_ips, port_number
 from ..net.activation import listen_sockets
 
+if TYPE_CHECKING:
+    from .network import Network
+
+FOLLOW_S = 5.0  # how often a conduit without --node looks again for the nodes running here
 DEFAULT_KEYSTORE = Path(os.environ.get("BORGUSB_KEYSTORE", Path.home() / ".local/share/borgusb/keystore.json"))
 
 
@@ -48,6 +53,7 @@ async def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .launch import link, open_in_browser
     from .state import ConduitState
+    from .web import NETWORK
 
     seeds = args.node or local_seeds()
     activated = listen_sockets()  # started by borgusb-conduit.socket on the first connection
@@ -61,6 +67,7 @@ async def serve(args: argparse.Namespace) -> int:
     args.keystore.parent.mkdir(parents=True, exist_ok=True)
     state = ConduitState(args.keystore, idle_lock_s=args.idle_lock * 60)
     app = create_app(state, seeds, port=port)
+    follow = None if args.node else asyncio.ensure_future(follow_local_nodes(app[NETWORK]))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     for sock in activated:
@@ -87,6 +94,8 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
+        if follow is not None:
+            follow.cancel()
         await runner.cleanup()  # locks the wallet: keys zeroed
         if opened is not None:
             opened.unlink(missing_ok=True)
@@ -101,11 +110,22 @@ def local_seeds() -> list[str]:
         return found
     print(
         "borgusb conduit: no node runs on this machine: the wallet works, but Home and Files will say the "
-        f"network is not reachable. Start a local network with '{START_ONE}' and then the conduit again, "
-        "or name a node with --node IP",
+        f"network is not reachable until one does. Start a local network with '{START_ONE}' (the conduit "
+        "finds it within seconds), or name a node with --node IP",
         file=sys.stderr,
     )
     return machine_ips()
+
+
+async def follow_local_nodes(network: Network, period_s: float = FOLLOW_S) -> None:
+    """Without --node, the nodes running here are looked for again while the conduit runs: a local
+    cluster started (or restarted) after the conduit is found at the pages' next refresh."""
+    while True:
+        await asyncio.sleep(period_s)
+        found = await asyncio.to_thread(find_nodes)  # blocking connects, off the event loop
+        seeds = found or machine_ips()
+        if seeds != network.seeds:
+            network.seeds = seeds
 
 
 def main(argv: list[str]) -> int:

@@ -20,14 +20,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 from borgusb.cells import implemented
-from borgusb.cluster import Cluster
+from borgusb.cluster import ALL, Cluster
+from borgusb.conduit.web import SECRET_HEADER
 
 pytestmark = pytest.mark.slow
 NAME = "newcomer"
@@ -59,13 +61,14 @@ class Person:
         assert not INTERNALS.search(proc.stdout + proc.stderr), self.transcript[-1]
         return proc
 
-    def conduit_says(self, *args: str) -> tuple[str, str]:
-        """Start `borgusb conduit` (no --node), read its first words, stop it: (stdout line, stderr)."""
+    def conduit_says(self, meanwhile: Callable[[str], None] | None = None) -> tuple[str, str]:
+        """Start `borgusb conduit` (no --node), read up to its ready line, run meanwhile(link) if
+        given, stop it: (its first line, its stderr)."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "borgusb.cli", "conduit", "--port", str(port), *args],
+            [sys.executable, "-m", "borgusb.cli", "conduit", "--port", str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -74,17 +77,19 @@ class Person:
         )
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        said: list[str] = []
         try:
-            first = "-"  # the node line, or the ready line when none runs (a generous deadline, no sleep)
-            while "BorgHUIConduit is ready" not in first and "network:" not in first:
-                first = lines.get(timeout=60)
-                assert first, f"the conduit ended: {proc.wait(timeout=30)}"
+            while not said or "BorgHUIConduit is ready" not in said[-1]:  # a generous deadline, no sleep
+                said.append(lines.get(timeout=60))
+                assert said[-1], f"the conduit ended: {proc.wait(timeout=30)}"
+            if meanwhile is not None:
+                meanwhile(said[-1].split("open ", 1)[1].strip())
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=60)
-        self.transcript.append(f"$ borgusb conduit {' '.join(args)}\n{first}{err}")
-        assert not INTERNALS.search(first + err), self.transcript[-1]
-        return first, err
+        self.transcript.append(f"$ borgusb conduit\n{''.join(said)}{err}")
+        assert not INTERNALS.search("".join(said) + err), self.transcript[-1]
+        return said[0], err
 
 
 def _pump(stream: IO[str] | None, into: queue.Queue[str]) -> None:
@@ -107,6 +112,21 @@ def person(tmp_path: Path) -> Iterator[Person]:
     Cluster.load(NAME, who.clusters).down()  # in case the command itself failed
 
 
+def _tree_seen_by_conduit(link: str, timeout_s: float = 90) -> int:
+    """The size of the PeerTree the conduit's Home page shows, once it shows one (as the page asks)."""
+    base, _, secret = link.partition("/#k=")
+    request = urllib.request.Request(f"{base}/api/tree", data=b"", headers={SECRET_HEADER: secret}, method="POST")
+    deadline = time.monotonic() + timeout_s
+    doc: dict = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            doc = json.loads(resp.read())
+        if doc.get("members"):
+            return len(doc["members"])
+        time.sleep(0.5)  # polling the condition, with the deadline above
+    raise TimeoutError(f"the conduit never saw the network: {doc}")
+
+
 async def _shard_directories_full(cluster: Cluster, timeout_s: float = 60) -> None:
     """Every shard cell has heard of every other (a put then finds its R holders)."""
     deadline = time.monotonic() + timeout_s
@@ -125,7 +145,7 @@ def test_a_local_network_that_behaves_like_the_real_one(person: Person, tmp_path
     assert "is deleted when the cluster stops" in up.stdout and "one consistent tree" in up.stdout
     cluster = Cluster.load(NAME, person.clusters)
     pids = sorted(n.pid for n in cluster.nodes)
-    assert len(pids) == NODES and [n.ip for n in cluster.nodes][0] == f"127.0.0.{BASE}"
+    assert len(pids) == NODES and [n.ip for n in cluster.nodes][0] == f"127.0.0.{BASE}" and cluster.cell == ALL
 
     again = person("cluster", "--name", NAME, "up", "--nodes", "2")  # --name before the command this time
     assert again.returncode == 1 and f"the cluster '{NAME}' already runs" in again.stderr
@@ -176,8 +196,15 @@ def test_a_local_network_that_behaves_like_the_real_one(person: Person, tmp_path
     assert gone.returncode == 3 and START in gone.stderr
     gone = person("pay", "balance", *key)
     assert gone.returncode == 3 and "no peerPaysCell runs on this machine" in gone.stderr and START in gone.stderr
-    line, err = person.conduit_says()
-    assert "BorgHUIConduit is ready" in line  # the wallet pages work without a network
-    assert "no node runs on this machine" in err and START in err
     status = person("cluster", "status", "--name", NAME)
     assert status.returncode == 1 and f"no cluster '{NAME}' runs" in status.stderr
+
+    # a conduit started with nothing running says what to start, and finds the network once it runs
+    def start_then_look(link: str) -> None:
+        again = person("cluster", "up", "--name", NAME, "--nodes", str(NODES), "--base", str(BASE))
+        assert again.returncode == 0, person.transcript[-1]
+        assert _tree_seen_by_conduit(link) == NODES
+
+    line, err = person.conduit_says(start_then_look)
+    assert "BorgHUIConduit is ready" in line  # the wallet pages work without a network
+    assert "no node runs on this machine" in err and START in err
