@@ -11,9 +11,11 @@ signing path is not used: in the 0.1.4 wheel it aborts the whole process
 (``assert sigderlen >= 70``) for the ~1 signature in 300 whose DER encoding is
 shorter than 70 bytes.
 
-Regtest P2PKH addresses (version byte 111) are unknown to libdogecoin, which
-knows main and testnet; they are handed to it under testnet's byte, which
-names the same hash and so the same output script (checked above).
+libdogecoin picks the network of an output by its address's first letter
+(``D``: main, anything else: testnet), so it silently drops a main-network
+P2SH address (``A``/``9``) and a regtest P2PKH one (byte 111): both are handed
+to it under testnet's byte, which names the same hash and so the same output
+script (checked above).
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def p2pkh_fee(n_inputs: int, n_outputs: int, per_kb: int = FEE_PER_KB) -> int:
 
 
 def _for_libdogecoin(address: str, net_name: str) -> str:
-    return reencode(address, "regtest", "test") if net_name == "regtest" else address
+    """The address as libdogecoin can read it: the same hash, so the same output script."""
+    kind, _ = decode(address, net_name)
+    return reencode(address, net_name, "test") if kind == "p2sh" or net_name == "regtest" else address
 
 
 def _check_amounts(utxos: Sequence[Utxo], outputs: Sequence[tuple[str, int]], fee: int) -> int:

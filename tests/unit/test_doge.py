@@ -171,3 +171,23 @@ def test_payments_byte_for_byte_as_libdogecoins_own_vectors(case: dict) -> None:
     outputs = [(address, amount) for address, amount in case["outputs"]]
     raw = build_payment(utxos, outputs, key, case["net"], fee=case["fee"], change_address=case["change_address"])
     assert raw == case["signed"]
+
+
+@pytest.mark.parametrize("net", ["main", "test", "regtest"])
+def test_p2sh_and_p2pkh_outputs_on_every_network_with_and_without_change(net: str) -> None:
+    """libdogecoin reads an address's network from its first letter and silently drops what it does not
+    recognise (main P2SH, regtest P2PKH); the payment must still pay exactly what was asked."""
+    from bitcoin.core import CTransaction, x
+
+    script = htlc_script(hashlib.sha256(SECRET).digest(), BOB.public_key, ALICE.public_key, 1000)
+    htlc_at, bob_at = htlc_address(script, net), p2pkh_address(BOB.public_key, net)
+    coin = Utxo("ab" * 32, 0, 10 * 10**8)
+    for outputs, change in (
+        ([(htlc_at, 10 * 10**8 - FEE)], 0),
+        ([(htlc_at, 10**8), (bob_at, 9 * 10**8 - FEE)], 0),
+        ([(bob_at, 10**8), (htlc_at, 10**8)], 8 * 10**8 - FEE),
+    ):
+        tx = CTransaction.deserialize(x(build_payment([coin], outputs, ALICE, net, fee=FEE)))
+        want = [(script_pubkey(a, net), v) for a, v in outputs]
+        want += [(script_pubkey(p2pkh_address(ALICE.public_key, net), net), change)] if change else []
+        assert [(bytes(o.scriptPubKey), o.nValue) for o in tx.vout] == want
