@@ -35,7 +35,7 @@ the payer's holders and credits the beneficiary at its holders, once per lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..keys import SigningKey
@@ -62,7 +62,9 @@ from .htlc import (
     Vote,
     check_resolution_certificate,
     check_time,
+    refund_id,
     sign_vote,
+    yield_threshold,
 )
 from .tx import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, ZERO_HASH, Tx, check_fresh
 
@@ -154,6 +156,7 @@ class Voted:
     resolution: Resolution
     vote: Vote
     new: bool
+    replaces: str = ""  # the refund this vote for a claim supersedes (`decide_resolve`'s proof rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +331,13 @@ class Holder:
         entry = c.entries[lock.seq - 1]
         return entry.tx.id == lock.id and (entry.cert is not None or lock.seq <= c.confirmed)
 
-    def decide_resolve(self, res: Resolution, now_ms: int) -> Voted:
-        """Vote for `res` or raise the typed refusal: one resolution per lock id, forever."""
+    def decide_resolve(self, res: Resolution, now_ms: int, proof: Iterable[Vote] = ()) -> Voted:
+        """Vote for `res` or raise the typed refusal: one resolution per lock id, with one exception.
+
+        A holder that voted for the refund votes for the claim too when `proof` holds votes for that
+        claim from `yield_threshold` of the lock's holders: the refund can then never be certified, and
+        the lock does not stay unresolved because a claim reached some holders only before the expiry
+        and the others only after it. It never goes the other way: a claim vote is final."""
         lock = res.lock
         if not self.holds(lock.account):
             raise NotHolder(f"{self.pubkey[:16]} does not hold {lock.account[:16]}")
@@ -337,6 +345,11 @@ class Holder:
         if vote is not None:
             if vote.id == res.id:
                 return Voted(res, vote, new=False)  # replay: the same vote, whatever the time now
+            if res.kind == "htlc-claim" and vote.id == refund_id(lock) and lock.id not in self.state.resolved:
+                holders = self.sets.of(lock.account)
+                need = yield_threshold(len(holders), self.sets.quorum(lock.account), self.sets.faulty)
+                if len(_claim_voters(res, proof, holders)) >= need:
+                    return Voted(res, sign_vote(self.key, res), new=True, replaces=vote.id)
             raise AlreadyResolved(vote.id)
         done = self.state.resolved.get(lock.id)
         if done is None:
@@ -423,8 +436,8 @@ class Holder:
         self.apply(event)
         return event.acceptance
 
-    def resolve(self, res: Resolution, now_ms: int) -> Vote:
-        event = self.decide_resolve(res, now_ms)
+    def resolve(self, res: Resolution, now_ms: int, proof: Iterable[Vote] = ()) -> Vote:
+        event = self.decide_resolve(res, now_ms, proof)
         self.apply(event)
         return event.vote
 
@@ -454,3 +467,12 @@ class Holder:
             confirm = self._confirm(cert)
             apply(confirm)
             yield confirm
+
+
+def _claim_voters(res: Resolution, proof: Iterable[Vote], holders: Sequence[str]) -> set[str]:
+    """The distinct holders among `holders` whose vote in `proof` is for `res` and verifies."""
+    found: dict[str, Vote] = {}
+    for v in proof:
+        if v.holder in holders and (v.lock, v.id) == (res.lock.id, res.id):
+            found.setdefault(v.holder, v)
+    return {h for h, v in found.items() if v.verify()}

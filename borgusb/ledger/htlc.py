@@ -11,16 +11,20 @@ the ``expiry`` (network time, ms). Its units are then nobody's until one
 * a **refund** (``htlc-refund``), signed by the payer; it credits the payer.
 
 Who decides: the **lock's holders** (the payer's holder set, who certified
-the lock). Each votes for at most one resolution per lock id, forever, as it
-votes for at most one transaction per (account, seq), and persists the vote
-before answering (`store.DurableHolder`). A holder votes for a claim only
-while its network time is before ``expiry``, and for a refund only from
+the lock). Each votes for at most one resolution per lock id, as it votes
+for at most one transaction per (account, seq), and persists the vote before
+answering (`store.DurableHolder`). One exception, which only a claim can
+use: a holder that voted for the refund votes for the claim when shown
+claim votes of `yield_threshold` holders, since the refund can then never
+be certified (so a claim that reached some holders only before the expiry
+does not leave the lock unresolved). A holder's first vote goes to a claim
+only while its network time is before ``expiry``, and for a refund only from
 ``expiry + grace_ms`` (`HTLC_GRACE_MS`, docs/ledger.md). A quorum of votes is
 a `ResolutionCertificate`: the payer's holders record the lock as resolved,
 and the beneficiary's holders credit it, once per lock. Two quorums of one
 holder set share a holder, so a claim and a refund (or two claims) can never
-both be certified, whatever the clocks say; the clocks decide only which one
-may be. A certified claim carries the secret, so the payer learns it from the
+both be certified, whatever the clocks say (docs/ledger.md gives the argument
+with the exception); the clocks decide only which one may be. A certified claim carries the secret, so the payer learns it from the
 ledger (the atomic swap, docs/exchange.md).
 
 Wire form of a resolution (canonical JSON, at most `MAX_RESOLUTION_BYTES`)::
@@ -184,6 +188,20 @@ def check_time(res: Resolution, now_ms: int, grace_ms: int = HTLC_GRACE_MS) -> R
     return res
 
 
+def refund_id(lock: Tx) -> str:
+    """The id of `lock`'s one possible refund (it signs only the kind, the lock, the payer and "")."""
+    return hashlib.sha256(signing_bytes("htlc-refund", lock.id, lock.account, "")).hexdigest()
+
+
+def yield_threshold(r: int, quorum: int, faulty: int) -> int:
+    """How many holders' votes for a claim let a holder that voted for the refund vote for the claim too.
+
+    With ``r - quorum + 1 + faulty`` of them, at least ``r - quorum + 1`` are honest holders that voted
+    for the claim first, and an honest holder never leaves a claim: at most ``quorum - 1`` holders can
+    ever sign the refund, so it can never be certified (docs/ledger.md). 3 of 5 with quorum 4."""
+    return r - quorum + 1 + faulty
+
+
 # ------------------------------------------------------------------ holders' votes
 
 
@@ -295,6 +313,8 @@ __all__ = [
     "check_time",
     "check_vote",
     "hash_lock",
+    "refund_id",
+    "yield_threshold",
     "parse_resolution",
     "parse_resolution_certificate",
     "resolution_certificate_from_dict",

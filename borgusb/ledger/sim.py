@@ -106,14 +106,14 @@ class Network:
     # ------------------------------------------------------------ hash-time locks
 
     def resolve(
-        self, res: Resolution, now_ms: int, to: Iterable[str] | None = None
+        self, res: Resolution, now_ms: int, to: Iterable[str] | None = None, proof: Iterable[Vote] = ()
     ) -> tuple[list[Vote], dict[str, str]]:
         """Offer a claim or refund to `to` (default: the lock payer's holder set); votes and refusal reasons."""
         votes: list[Vote] = []
         refused: dict[str, str] = {}
         for h in self.sets.of(res.lock.account) if to is None else to:
             try:
-                votes.append(self.holders[h].resolve(res, now_ms))
+                votes.append(self.holders[h].resolve(res, now_ms, list(proof)))
             except LedgerError as exc:
                 refused[h] = exc.reason
         return votes, refused

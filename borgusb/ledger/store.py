@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,14 @@ class LedgerStore:
             )
         elif isinstance(ev, Voted):
             res = ev.resolution
+            if ev.replaces:  # a refund vote yields to a claim (Holder.decide_resolve): only that refund's row
+                cur = self.db.execute(
+                    "UPDATE htlc_votes SET res_id = ?, body = ?, vote = ? WHERE lock_id = ? AND res_id = ?",
+                    (res.id, _dump(res.to_dict()), _dump(ev.vote.to_dict()), res.lock.id, ev.replaces),
+                )
+                if cur.rowcount != 1:
+                    raise AlreadyResolved("?", "the store holds no refund vote for that lock to replace")
+                return
             try:  # PRIMARY KEY (lock_id): a second vote for a lock fails here too
                 self.db.execute(
                     "INSERT INTO htlc_votes (lock_id, res_id, body, vote) VALUES (?, ?, ?, ?)",
@@ -360,9 +368,9 @@ class DurableHolder:
         """Credit and/or confirm from a certificate, each event durable before the next is decided."""
         return list(self.holder.certificate_events(cert, apply=self._apply))
 
-    def resolve(self, res: Resolution, now_ms: int) -> Vote:
+    def resolve(self, res: Resolution, now_ms: int, proof: Iterable[Vote] = ()) -> Vote:
         """This holder's vote for a lock's resolution, durable before it is returned (or the typed refusal)."""
-        event = self.holder.decide_resolve(res, now_ms)
+        event = self.holder.decide_resolve(res, now_ms, proof)
         self._apply(event)
         return event.vote
 

@@ -255,8 +255,8 @@ NODES = [fixed_key(f"htlc node {i}") for i in range(5)]
 GRACE = 1_000
 
 
-def _locked_net(expiry: int = EXPIRY, deliver: bool = True) -> tuple[Network, Tx]:
-    net = Network(NODES, htlc_grace_ms=GRACE)
+def _locked_net(expiry: int = EXPIRY, deliver: bool = True, faulty: int = 0) -> tuple[Network, Tx]:
+    net = Network(NODES, faulty=faulty, htlc_grace_ms=GRACE)
     fund = sign_reward(PAYER, seq=1, prev=ZERO_HASH, amount=10 * SHELL, ref="cd" * 32, ts=TS)
     accs, _ = net.submit(fund, TS)
     cert = net.certify(fund, accs)
@@ -384,6 +384,44 @@ def test_resolution_certificates_are_checked() -> None:
     assert err.value.reason == "bad_holder_signature"
 
 
+def test_a_refund_vote_yields_to_a_claim_that_the_refund_can_no_longer_beat() -> None:
+    """Quorum 4 of 5: the claim reached three holders before the expiry, the refund the other two after it.
+    Neither has a quorum; shown the claim's three votes, the two refund voters vote for the claim too."""
+    net, lock = _locked_net(faulty=1)
+    h = list(net.sets.of(lock.account))
+    claim, refund = sign_claim(PAYEE, lock, SECRET), sign_refund(PAYER, lock)
+    claim_votes, _ = net.resolve(claim, EXPIRY - 1, h[:3])
+    refund_votes, _ = net.resolve(refund, EXPIRY + GRACE, h[3:])
+    assert net.certify_resolution(claim, claim_votes) is None and net.certify_resolution(refund, refund_votes) is None
+    thief_votes = [sign_vote(THIEF, claim), Vote(lock.id, claim.id, h[4], claim_votes[0].sig)]
+    for proof in (claim_votes[:2], claim_votes[:2] + thief_votes, claim_votes[:1] * 3):  # not enough distinct, valid
+        _, refused = net.resolve(claim, EXPIRY + GRACE, h[3:], proof)
+        assert set(refused.values()) == {"already_resolved"}
+    more, refused = net.resolve(claim, EXPIRY + GRACE, h[3:], claim_votes)
+    assert refused == {} and len(more) == 2
+    cert = net.certify_resolution(claim, claim_votes + more)
+    assert cert is not None and len(cert.sigs) == 5 and net.settle(cert) == {}
+    assert (_read(net, PAYER), _read(net, PAYEE)) == (6 * SHELL, 4 * SHELL)
+    assert net.certify_resolution(refund, refund_votes) is None  # the refund's two votes stay two
+    _, refused = net.resolve(refund, EXPIRY + GRACE, h[3:])
+    assert set(refused.values()) == {"already_resolved"}  # and the switched holders never go back
+
+
+def test_a_certified_refund_never_yields() -> None:
+    net, lock = _locked_net(faulty=1)
+    h = list(net.sets.of(lock.account))
+    claim, refund = sign_claim(PAYEE, lock, SECRET), sign_refund(PAYER, lock)
+    claim_votes, _ = net.resolve(claim, EXPIRY - 1, h[:1])
+    refund_votes, _ = net.resolve(refund, EXPIRY + GRACE, h[1:])
+    cert = net.certify_resolution(refund, refund_votes)
+    assert cert is not None and net.settle(cert) == {}
+    # even shown votes that would pass the threshold (forged by lying holders), a holder that saw the refund
+    # certified keeps it
+    forged = claim_votes + [sign_vote(next(k for k in NODES if k.public_key_hex == x), claim) for x in h[1:3]]
+    _, refused = net.resolve(claim, EXPIRY + GRACE, h[3:], forged)
+    assert set(refused.values()) == {"already_resolved"}
+
+
 # ------------------------------------------------------------------ the store
 
 
@@ -417,6 +455,31 @@ def test_votes_and_settlements_survive_a_restart(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         db.execute("INSERT INTO htlc_votes VALUES (?, 'x', '{}', '{}')", (lock.id,))
     db.close()
+
+
+def test_a_yielded_vote_is_kept_across_a_restart(tmp_path: Path) -> None:
+    sets = HolderSets([k.public_key_hex for k in NODES], 5)  # quorum 3: the threshold is 3 votes
+    net, lock = _locked_net()
+    claim, refund = sign_claim(PAYEE, lock, SECRET), sign_refund(PAYER, lock)
+    path = tmp_path / "y.sqlite"
+    d = DurableHolder(path, NODES[0], sets, htlc_grace_ms=GRACE)
+    try:
+        for cert in net.certs.values():
+            d.on_certificate(cert)
+        d.resolve(refund, EXPIRY + GRACE)
+        others = [h for h in net.sets.of(lock.account) if h != NODES[0].public_key_hex]
+        proof, _ = net.resolve(claim, EXPIRY - 1, others[:3])
+        vote = d.resolve(claim, EXPIRY + GRACE, proof)
+    finally:
+        d.close()
+    d = DurableHolder(path, NODES[0], sets, htlc_grace_ms=GRACE)
+    try:
+        assert d.holder.state.res_votes[lock.id] == vote and d.resolve(claim, EXPIRY + GRACE) == vote
+        with pytest.raises(LedgerError) as err:
+            d.resolve(refund, EXPIRY + GRACE)
+        assert err.value.reason == "already_resolved"
+    finally:
+        d.close()
 
 
 def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:

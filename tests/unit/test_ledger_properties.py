@@ -35,6 +35,7 @@ from borgusb.ledger import (
 )
 from borgusb.ledger.accounts import genesis_balance
 from borgusb.ledger.errors import LedgerError
+from borgusb.ledger.htlc import Vote
 from borgusb.ledger.sim import Network, fixed_key
 
 NOW = 1_764_000_000_000
@@ -339,9 +340,10 @@ EXPIRY = NOW + 60_000
     refund_at=st.lists(st.integers(-3, 3), min_size=5, max_size=5),
     claim_first=st.lists(st.booleans(), min_size=5, max_size=5),
     faulty=st.integers(0, 1),
+    yield_to_claim=st.booleans(),
 )
 def test_claim_racing_refund_at_most_one_resolution(
-    claim_at: list[int], refund_at: list[int], claim_first: list[bool], faulty: int
+    claim_at: list[int], refund_at: list[int], claim_first: list[bool], faulty: int, yield_to_claim: bool
 ) -> None:
     """Each holder's clock reads the expiry give or take a few ms, and sees the claim and the refund in
     its own order: at most one of them is certified, and the lock's units end up with exactly one side."""
@@ -364,11 +366,16 @@ def test_claim_racing_refund_at_most_one_resolution(
     locked = net.certify(lock, accs)
     assert locked is not None and net.deliver(locked) == {}
     claim, refund = sign_claim(payee, lock, SECRET), sign_refund(PAYER, lock)
+    given: list[Vote] = []  # every vote a holder gave in the race
     for i, h in enumerate(net.sets.of(lock.account)):
         offers = [(claim, EXPIRY + claim_at[i]), (refund, EXPIRY + refund_at[i])]
         for res, now in offers if claim_first[i] else offers[::-1]:
-            net.resolve(res, now, [h])
+            given += net.resolve(res, now, [h])[0]
     votes = [v for h in net.holders.values() if (v := h.state.res_votes.get(lock.id)) is not None]
+    if yield_to_claim:  # the claimant resends its claim with every claim vote it got as proof
+        net.resolve(claim, EXPIRY + 10, proof=[v for v in votes if v.id == claim.id])
+        votes = [v for h in net.holders.values() if (v := h.state.res_votes.get(lock.id)) is not None]
+        votes += [v for v in given if v.id == refund.id]  # a refund vote given earlier stays signed
     certs = [c for r in (claim, refund) if (c := net.certify_resolution(r, votes)) is not None]
     assert len(certs) <= 1
     event(f"resolved: {certs[0].resolution.kind if certs else 'none'}")
