@@ -24,8 +24,9 @@ a `ResolutionCertificate`: the payer's holders record the lock as resolved,
 and the beneficiary's holders credit it, once per lock. Two quorums of one
 holder set share a holder, so a claim and a refund (or two claims) can never
 both be certified, whatever the clocks say (docs/ledger.md gives the argument
-with the exception); the clocks decide only which one may be. A certified claim carries the secret, so the payer learns it from the
-ledger (the atomic swap, docs/exchange.md).
+with the exception); the clocks decide only which one may be. A certified
+claim carries the secret, so the payer learns it from the ledger (the atomic
+swap, docs/exchange.md).
 
 Wire form of a resolution (canonical JSON, at most `MAX_RESOLUTION_BYTES`)::
 
