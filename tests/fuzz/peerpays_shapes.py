@@ -48,6 +48,7 @@ LOCK = sign_lock(
 )
 CLAIM = sign_claim(PAYEE, LOCK, SECRET)
 REFUND = sign_refund(PAYER, LOCK)
+VOTE = sign_vote(HOLDER, CLAIM).to_dict()
 RES_CERT = certify_resolution(CLAIM, [sign_vote(HOLDER, CLAIM)]).to_dict()
 
 ACCOUNTS = st.sampled_from([PAYER.public_key_hex, PAYEE.public_key_hex, HOLDER.public_key_hex, RESERVE])
@@ -126,7 +127,13 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.send": shaped_dict({"tx": TXS}),
     "pay.balance": ACCOUNT,
     "pay.history": ACCOUNT,
-    "pay.resolve": shaped_dict({"resolution": RESOLUTIONS, "view": (st.just(""), texts)}),
+    "pay.resolve": shaped_dict(
+        {
+            "resolution": RESOLUTIONS,
+            "view": (st.just(""), texts),
+            "votes": (st.just([VOTE]), st.lists(shaped_dict({k: (st.just(v), JSON_SMALL) for k, v in VOTE.items()}))),
+        }
+    ),
     "pay.settle": shaped_dict({"cert": RES_CERTS}),
     "pay.lock": LOCK_QUERY,
     "pay.claim": shaped_dict({"resolution": RESOLUTIONS}),

@@ -199,3 +199,23 @@ async def test_a_claim_racing_a_refund_at_expiry_confirms_at_most_one(tmp_path: 
                 assert [r["kind"] for r in confirmed] == ["htlc-refund"] and (alice, bob) == (10 * SHELL, 0)
         finally:
             await net.close()
+
+
+async def test_a_claim_that_missed_two_holders_before_expiry_still_wins(net: Clocked) -> None:
+    """Quorum 4: two holders are away while the claim is sent before the expiry (3 votes, no quorum); they
+    come back after it and vote for the refund (2 votes, no quorum). The claim sent again carries its three
+    votes, the two refund voters yield, and the claim is certified with five."""
+    lock, _ = await locked(net)
+    entry = net.cells[0].key.public_key_hex
+    away = [h for h in net.cells[0].sets.of(ALICE.public_key_hex) if h != entry][:2]
+    claim, refund = sign_claim(BOB, lock, SECRET), sign_refund(ALICE, lock)
+    net.down["pay.resolve"] = set(away)
+    err = await refused(net.call(0, "pay.claim", {"resolution": claim.to_dict()}))
+    assert err.reason == "no_quorum"
+    net.down.clear()
+    net.shift(5_000 + GRACE)
+    err = await refused(net.call(0, "pay.refund", {"resolution": refund.to_dict()}))
+    assert err.reason == "already_resolved"  # three holders voted for the claim: the refund has two votes
+    got = await net.call(3, "pay.claim", {"resolution": claim.to_dict()})
+    assert len(got["certificate"]["signers"]) == 5 and await balances(net) == (6 * SHELL, 4 * SHELL)
+    assert (await net.status(lock))["state"] == "claimed"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...ledger.accounts import is_account
-from ...ledger.certificate import HolderSets
+from ...ledger.certificate import MAX_SIGS, HolderSets
 from ...ledger.errors import REASONS, LedgerError
 from ...ledger.htlc import (
     Resolution,
@@ -35,6 +35,7 @@ from ...ledger.htlc import (
     check_resolution_certificate,
     check_vote,
     resolution_certificate_from_dict,
+    yield_threshold,
 )
 from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx, check_tx
@@ -51,6 +52,7 @@ class HtlcReceptors(Cell):
     if TYPE_CHECKING:
         ledger: DurableHolder
         view: str
+        faulty: int
 
         @property
         def sets(self) -> HolderSets: ...
@@ -83,13 +85,13 @@ class HtlcReceptors(Cell):
 
     # ------------------------------------------------------------ holder receptors
 
-    def resolve_local(self, res: Resolution, view: str) -> Vote:
+    def resolve_local(self, res: Resolution, view: str, proof: list[Vote] | None = None) -> Vote:
         if view and view != self.view:
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
         self._holders(res.lock.account)
         try:
-            return self.ledger.resolve(res, self.clock.now_ms())
+            return self.ledger.resolve(res, self.clock.now_ms(), proof or [])
         except LedgerError as exc:
             raise self._refuse(exc) from None
 
@@ -99,9 +101,16 @@ class HtlcReceptors(Cell):
         view = env.payload.get("view", "")
         if not isinstance(view, str):
             raise RequestError("malformed", "view is the digest of the member view")
+        proof = env.payload.get("votes", [])
+        if not isinstance(proof, list) or len(proof) > MAX_SIGS:
+            raise RequestError("malformed", f"votes is a list of at most {MAX_SIGS} holders' votes")
+        try:
+            votes = [check_vote(v) for v in proof]
+        except LedgerError as exc:
+            raise self._refuse(exc) from None
         if view and view != self.view:
             await self.refresh_view()
-        vote = self.resolve_local(res, view)
+        vote = self.resolve_local(res, view, votes)
         self.counters["pay_resolution_votes"] += 1
         return {"vote": vote.to_dict()}
 
@@ -174,14 +183,20 @@ class HtlcReceptors(Cell):
 
     # ------------------------------------------------------------ entry receptors
 
-    async def _offer_resolution(self, res: Resolution, holders: Iterable[str]) -> dict[str, Vote | str]:
+    async def _offer_resolution(
+        self, res: Resolution, holders: Iterable[str], proof: list[Vote] | None = None
+    ) -> dict[str, Vote | str]:
+        """Each holder's vote for `res` or the reason it gave none; `proof`: claim votes shown to holders
+        that voted for the refund (`Holder.decide_resolve`)."""
+
         async def one(holder: str) -> Vote | str:
             if holder == self.key.public_key_hex:
                 try:
-                    return self.resolve_local(res, self.view)
+                    return self.resolve_local(res, self.view, proof)
                 except RequestError as exc:
                     return exc.reason
-            got = await self._bounded(holder, "pay.resolve", {"resolution": res.to_dict(), "view": self.view})
+            payload = {"resolution": res.to_dict(), "view": self.view, "votes": [v.to_dict() for v in proof or []]}
+            got = await self._bounded(holder, "pay.resolve", payload)
             if isinstance(got, str):
                 return got
             try:
@@ -227,6 +242,10 @@ class HtlcReceptors(Cell):
         holders, q = self._holders(res.lock.account)
         answers = await self._offer_resolution(res, holders)
         votes = [a for a in answers.values() if isinstance(a, Vote)]
+        yielding = [h for h, a in answers.items() if a == "already_resolved"]
+        if res.kind == "htlc-claim" and q > len(votes) >= yield_threshold(len(holders), q, self.faulty) and yielding:
+            answers.update(await self._offer_resolution(res, yielding, votes))  # the refund can no longer win
+            votes = [a for a in answers.values() if isinstance(a, Vote)]
         if len(votes) < q:
             self.counters["pay_resolution_refused"] += 1
             refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
