@@ -117,7 +117,7 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             page.fill("#send-amount", "12.5")
             page.click("#send-review")
             page.wait_for_selector("#send-confirm:not([hidden])")
-            assert page.inner_text("#confirm-shells") == "12.5"
+            assert page.inner_text("#confirm-shells") == "12.5" and page.is_hidden("#send-form")
             assert page.inner_text("#confirm-address") == address(alice.public_key_hex)
             assert page.inner_text("#confirm-key") == alice.public_key_hex
             page.screenshot(path=str(SHOTS / "wallet-confirm.png"), full_page=True)

@@ -73,7 +73,7 @@
       $("confirm-shells").textContent = review.shells;
       $("confirm-address").textContent = review.to_address;
       $("confirm-key").textContent = review.to;
-      $("send-form").hidden = true;
+      $("send-step").hidden = true;  // the form's own display:flex would beat [hidden]
       $("send-confirm").hidden = false;
       status("Check the payment, then send it or cancel.");
     } catch (e) {
@@ -85,7 +85,7 @@
   function closeReview() {
     review = null;
     $("send-confirm").hidden = true;
-    $("send-form").hidden = false;
+    $("send-step").hidden = false;
   }
 
   async function onConfirm() {
