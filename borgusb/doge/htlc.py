@@ -42,6 +42,7 @@ from bitcoin.core.script import (
 from ..keys import SigningKey
 from .address import p2sh_address, script_pubkey
 from .params import MAX_MONEY
+from .tx import DUST_KOINU
 
 MAX_LOCKTIME = 2**32 - 1
 NON_FINAL = 0xFFFFFFFE  # an input sequence below final: nLockTime (and so CLTV) is enforced
@@ -126,8 +127,8 @@ def _spend(
     locktime: int,
     sequence: int,
 ) -> CMutableTransaction:
-    if not isinstance(amount, int) or not isinstance(fee, int) or not (0 <= fee < amount <= MAX_MONEY):
-        raise HtlcError("the fee must be an integer below the contract's amount")
+    if not isinstance(amount, int) or not isinstance(fee, int) or not (0 <= fee <= amount - DUST_KOINU <= MAX_MONEY):
+        raise HtlcError(f"the fee is an integer that leaves at least {DUST_KOINU} koinu of the contract's amount")
     txin = CMutableTxIn(COutPoint(lx(funding_txid), vout), nSequence=sequence)
     txout = CMutableTxOut(amount - fee, CScript(script_pubkey(to_address, net)))
     return CMutableTransaction([txin], [txout], nLockTime=locktime)
@@ -191,8 +192,11 @@ def extract_secret(raw_tx_hex: str, script: bytes) -> bytes | None:
             pushes = list(CScript(txin.scriptSig))
         except CScriptInvalidError:
             continue
-        if len(pushes) != 4 or pushes[-1] != script or not isinstance(pushes[1], bytes):
+        if not pushes or pushes[-1] != script:
             continue
-        if hashlib.sha256(pushes[1]).digest() == terms.secret_hash:
-            return bytes(pushes[1])
+        # any push, not only the standard claim's second: a claim shaped otherwise (valid by consensus,
+        # if not standard) must not hide the secret from the side that still has to claim its leg
+        for push in pushes[:-1]:
+            if isinstance(push, bytes) and hashlib.sha256(push).digest() == terms.secret_hash:
+                return bytes(push)
     return None

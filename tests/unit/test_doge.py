@@ -191,3 +191,22 @@ def test_p2sh_and_p2pkh_outputs_on_every_network_with_and_without_change(net: st
         want = [(script_pubkey(a, net), v) for a, v in outputs]
         want += [(script_pubkey(p2pkh_address(ALICE.public_key, net), net), change)] if change else []
         assert [(bytes(o.scriptPubKey), o.nValue) for o in tx.vout] == want
+
+
+def test_the_secret_is_found_in_a_claim_of_any_shape() -> None:
+    """A claim with a push before the signature (consensus-valid, not standard) still gives its secret."""
+    from bitcoin.core import CMutableTransaction, x
+    from bitcoin.core.script import CScript
+
+    script = htlc_script(hashlib.sha256(SECRET).digest(), BOB.public_key, ALICE.public_key, 1000)
+    claim = CMutableTransaction.deserialize(
+        x(build_htlc_claim("ab" * 32, 0, 10**9, script, SECRET, BOB, addr(BOB), FEE, NET))
+    )
+    sig = list(CScript(claim.vin[0].scriptSig))[0]
+    odd = CMutableTransaction.from_tx(claim)
+    odd.vin[0].scriptSig = CScript([b"padding", sig, SECRET, 1, script])
+    assert extract_secret(odd.serialize().hex(), script) == SECRET
+    other = htlc_script(hashlib.sha256(b"another").digest(), BOB.public_key, ALICE.public_key, 1000)
+    assert extract_secret(odd.serialize().hex(), other) is None  # another contract's claim it is not
+    with pytest.raises(HtlcError):  # a fee that leaves dust
+        build_htlc_claim("ab" * 32, 0, 10**9, script, SECRET, BOB, addr(BOB), 10**9 - 1, NET)
