@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -159,8 +160,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@functools.cache
 def build_parser(cell: str | None = None) -> argparse.ArgumentParser:
-    """The `borgusb cell` parser; with a cell type named, ``run`` also takes that cell's settings."""
+    """The `borgusb cell` parser; with a cell type named, ``run`` also takes that cell's settings.
+
+    Built once per cell type (parsing does not change a parser): the cell host builds them before
+    it forks, so a forked cell does not pay for building its own (1.1 MiB private each)."""
     parser = argparse.ArgumentParser(prog="borgusb cell", description="Run and inspect BorgUSB cells.")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     run = sub.add_parser(

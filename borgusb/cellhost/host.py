@@ -35,10 +35,12 @@ def preload(cells: Sequence[str]) -> None:
     After `gc.freeze()` the collector leaves these objects alone, so the pages that hold them
     stay shared with every forked cell instead of being copied by the first collection.
     """
-    from ..node import load_cell_code
+    from ..node import build_parser, load_cell_code
 
     for name in cells:
         load_cell_code(name)
+        build_parser(name)  # cached: a forked cell parses its arguments with the host's parser
+    build_parser()
     asyncio.run(warm_up(cells))
     gc.collect()
     gc.freeze()

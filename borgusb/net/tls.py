@@ -17,6 +17,7 @@ loading: never on a disk, never in the clear.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import secrets
@@ -79,8 +80,11 @@ def make_tls_identity(common_name: str) -> TLSIdentity:
     return TLSIdentity(cert_der, hashlib.sha256(cert_der).hexdigest(), context)
 
 
+@functools.cache
 def client_context() -> ssl.SSLContext:
-    """A client context that does not consult CAs: pinning happens per peer."""
+    """The process's one client context. It does not consult CAs (pinning happens per peer) and
+    holds no key or certificate, so every PeerClient may share it: made once in the cell host
+    before it forks, a forked cell does not pay for a context of its own (0.45 MiB private each)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.check_hostname = False
