@@ -248,7 +248,15 @@ async def test_bridge_against_the_standin(standin: DogecoindStandin, tmp_path: P
         tip = chain.tip
         await until(lambda: _scanned(bob, tip), "the bridge on the new chain")
         assert lost_id not in {d["txid"] for d in await bob.deposits(addr(BOB))}
+
+        # a node gone wrong (answers that are not a height, not a block): counted, survived, then read on
+        standin.lie_next("getblockcount", {"height": 1}, -5, "12")
+        standin.lie_next("getblock", ["not", "a", "block"])
+        chain.generate(1, addr(MINER))
+        tip = chain.tip
+        await until(lambda: _scanned(bob, tip), "the bridge reading on after the odd answers")
         docs = await bridge.status()
+        assert docs["counters"]["scan_failed:ScanError"] >= 4
         assert docs["counters"].get("receptor_errors", 0) == 0 and docs["counters"]["reorg"] >= 1
         assert docs["settings"]["rpc_password"] == "set" and standin.password not in str(docs)
     finally:

@@ -22,7 +22,8 @@ mandatory-script-verify-flag-failed (...)``, ``-25`` ``Missing inputs`` ...).
 Methods: getblockcount, getblockhash, getblock (verbose), getrawtransaction
 (raw or verbose), sendrawtransaction, generatetoaddress, getnetworkinfo,
 getblockchaininfo. `calls` counts each method; `fail_next` makes the next
-calls fail with HTTP 503 (a node that is briefly unavailable); `chain.invalidate`
+calls fail with HTTP 503 (a node that is briefly unavailable), `lie_next` makes
+them answer something else (a node gone wrong); `chain.invalidate`
 takes blocks off the tip (a reorganisation, once others are mined).
 """
 
@@ -255,12 +256,17 @@ class DogecoindStandin:
         self.calls: Counter[str] = Counter()
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self._failures: dict[str, int] = {}
+        self._lies: dict[str, list[Any]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     def fail_next(self, method: str, count: int) -> None:
         """The next count calls of method answer HTTP 503 (a node briefly unavailable)."""
         self._failures[method] = count
+
+    def lie_next(self, method: str, *results: Any) -> None:
+        """The next calls of method answer these results instead of the truth (a node gone wrong)."""
+        self._lies[method] = list(results)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(client_max_size=4 << 20)
@@ -290,6 +296,8 @@ class DogecoindStandin:
         if self._failures.get(method, 0) > 0:
             self._failures[method] -= 1
             return web.Response(status=503, text="stand-in: briefly unavailable")
+        if self._lies.get(method):
+            return web.json_response({"result": self._lies[method].pop(0), "error": None, "id": ident})
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             error = {"code": -32601, "message": "Method not found"}

@@ -158,11 +158,17 @@ class DogeNodeCell(Cell):
             except (RpcUnavailable, RpcError, ScanError) as exc:
                 self.counters[f"scan_failed:{exc.__class__.__name__}"] += 1
                 self.node_state, self.node_error = "unreachable", str(exc)[:200]
+            except Exception as exc:  # whatever a node's odd answer breaks, the loop goes on (and says so)
+                self.counters["scan_errors"] += 1
+                self.node_state, self.node_error = "error", f"{exc.__class__.__name__}: {exc}"[:200]
+                log.exception("reading the chain failed")
             await asyncio.sleep(self.settings.poll_ms / 1000)
 
     async def _scan_round(self) -> None:
         assert self.rpc is not None
-        tip = int(await self.rpc.call("getblockcount"))
+        tip = await self.rpc.call("getblockcount")
+        if not isinstance(tip, int) or isinstance(tip, bool) or tip < 0:
+            raise ScanError(f"getblockcount gave {str(tip)[:40]!r}")
         self.tip = tip
         scanned = self._db().scanned()
         if scanned is None:
