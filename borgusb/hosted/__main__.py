@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_lock_min=args.idle_lock,
         ram_size=args.ram_size,
         code_dir=args.code_dir,
+        test_drop_events=tuple(a for a in os.environ.get("BORGUSB_HOSTED_TEST_DROP_EVENTS", "").split(",") if a),
     )
     log = MemoryLog()
     watcher = Watcher(opts, log)

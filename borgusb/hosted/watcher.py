@@ -34,6 +34,8 @@ from .stickread import StickRejected, open_stick, read_stick
 from .stickwrite import WriteService
 from .users import Account
 
+RESCAN_S = 2.0  # how often the present sticks are listed, in case an insertion's event was lost
+
 __all__ = ["MemoryLog", "Options", "Session", "Watcher", "install_signal_handlers"]
 
 
@@ -66,6 +68,7 @@ class Options:
     idle_lock_min: float = 10.0
     ram_size: str = "256m"
     code_dir: Path | None = None  # the checked RAM copy the launcher on the stick runs from (removed at the end)
+    test_drop_events: tuple[str, ...] = ()  # TEST ONLY: udev actions to ignore (see Watcher.drops_event)
 
 
 class Watcher:
@@ -405,18 +408,41 @@ class Watcher:
             for dev in events.present():
                 self.begin_session(dev.device_node, dev.sys_path, udev.fstype(dev))
             self.log(f"watching for BorgUSB sticks (label {LABEL} + marker {MARKER}); Ctrl-C to stop")
-        last_check = time.monotonic()
+        last_check = last_scan = time.monotonic()
         while not self.stopping:
             dev = events.poll(timeout=0.2)
-            if dev is not None:
+            if dev is not None and not self.drops_event(dev):
                 self.on_event(dev)
             self.announce_ready()
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
                 self.check_gone()
+            if self.opts.stick_dir is None and time.monotonic() - last_scan > RESCAN_S:
+                last_scan = time.monotonic()
+                self.rescan()
             if self.opts.stick_dir is not None and not self.sessions:
                 break
         return 0
+
+    def rescan(self) -> None:
+        """Never depend on seeing every event (a netlink socket drops them when its buffer is full):
+        begin a session for a stick present with none, and forget refusals of sticks no longer there."""
+        assert self.events is not None
+        present = {dev.device_node: dev for dev in self.events.present()}
+        for device in [d for d in self.rejected if d not in present]:
+            del self.rejected[device]
+        for device, dev in present.items():
+            if device not in self.sessions and device not in self.rejected:
+                self.log(f"rescan: {device} is here and no event told of it")
+                self.begin_session(device, dev.sys_path, udev.fstype(dev))
+
+    def drops_event(self, dev: Any) -> bool:
+        """TEST ONLY (BORGUSB_HOSTED_TEST_DROP_EVENTS=add): lose insertion events on purpose, as an
+        overflowing netlink socket would, so a test proves that the rescan finds the stick."""
+        if self.opts.test_drop_events and dev.action in self.opts.test_drop_events:
+            self.log(f"TEST ONLY: dropped the {dev.action} event of {dev.device_node}")
+            return True
+        return False
 
     def adopt_dir(self, stick_dir: Path) -> None:
         """The launcher on the stick: the stick is where the launcher is (already mounted by the desktop)."""

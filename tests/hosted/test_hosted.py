@@ -162,6 +162,25 @@ def test_already_inserted_two_sticks_and_reinsertion(tmp_path, watcher_factory, 
     assert wait_no_children(w)
 
 
+def test_an_insertion_whose_events_were_lost_is_found_by_the_rescan(tmp_path, runtime, watcher_factory, loops):
+    """Every add and change event is dropped on purpose (TEST ONLY setting), as an overflowing netlink
+    socket would lose them: the periodic rescan still finds the stick, and its removal still ends it."""
+    ks, address = wallet_keystore(tmp_path)
+    image = make_stick(tmp_path / "s.img", keystore=ks)
+    port = free_port()
+    w = watcher_factory(port, env={**runtime.env(), "BORGUSB_HOSTED_TEST_DROP_EVENTS": "add,change"})
+    t = time.monotonic()
+    loop = loops(image)
+    w.wait_for(rf"TEST ONLY: dropped the (add|change) event of {loop.data}", 30, after=t)
+    w.wait_for(rf"rescan: {loop.data} is here and no event told of it", 30, after=t)
+    m = w.wait_for(rf"BORGUSB-HOSTED-READY device={loop.data} {READY_URL} identity={address}", 60, after=t)
+    assert address in http_get(int(m.group(1)), "/unlock", m.group(2))[1]
+    t_event = loop.detach()
+    assert wait_gone(int(m.group(1)), t_event) < 2.0
+    w.wait_for(r"node stopped", 10, after=t_event)
+    assert wait_no_children(w)
+
+
 @pytest.mark.parametrize("case", ["no-marker", "foreign-marker", "corrupt-keystore", "truncated-keystore"])
 def test_bad_sticks_are_refused_clearly(tmp_path, watcher_factory, loops, case):
     ks, _ = wallet_keystore(tmp_path)
