@@ -36,5 +36,6 @@ DOGE_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "doge.broadcast": shaped_dict({"hex": (st.just(PAYMENT), hex_texts | texts | JSON_SMALL)}),
     "doge.tx": shaped_dict({"txid": (st.just("ab" * 32), TXIDS)}),
     "doge.height": st.just({}) | JSON_SMALL,
+    "doge.tip": st.just({}) | JSON_SMALL,
     "doge.status": st.just({}) | JSON_SMALL,
 }

@@ -142,6 +142,9 @@ async def test_bridge_against_the_standin(standin: DogecoindStandin, tmp_path: P
         (coinbase,) = await until(alice_funded, "alice's coinbase credited")
         assert coinbase["amount"] == REWARD and coinbase["coinbase"] and coinbase["spent_by"] is None
         assert await alice.height() == chain.tip
+        tip = await alice.tip()
+        assert (tip["height"], tip["hash"], tip["chain"]) == (chain.tip, chain.blocks[-1].hash, "regtest")
+        assert tip["mediantime"] == chain.median_time_past()
 
         # a P2PKH payment alice -> bob, then the bridge is killed (SIGKILL) at once and started again
         pay = build_payment(
@@ -281,6 +284,7 @@ async def test_bridge_without_a_node_starts_and_refuses_every_request(tmp_path: 
             doge.broadcast("00"),
             doge.tx("ab" * 32),
             doge.height(),
+            doge.tip(),
             doge.status(),
         ):
             with pytest.raises(PeerRejected) as err:

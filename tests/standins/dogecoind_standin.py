@@ -33,7 +33,7 @@ import base64
 import contextlib
 import io
 import json
-import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +47,6 @@ COIN = 100_000_000
 REWARD = 500_000 * COIN  # Dogecoin's regtest block reward
 MATURITY = 60  # Dogecoin regtest's coinbase maturity
 MAX_MONEY = 10_000_000_000 * COIN
-GENESIS_TIME = 1_700_000_000
-SPACING_S = 60
 LOCKTIME_THRESHOLD = 500_000_000
 FINAL = 0xFFFFFFFF
 P2PKH_VERSION, P2SH_VERSION = 0x6F, 0xC4  # regtest
@@ -93,6 +91,7 @@ class Chain:
     mempool_spent: dict[tuple[str, int], str] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     mined: int = 0  # blocks ever mined: a block mined again at a height (after `invalidate`) differs
+    time_offset_s: int = 0  # `advance_time`: block times run this far ahead of the wall clock
 
     def __post_init__(self) -> None:
         genesis = self._coinbase(0, Script([0x6A]).raw_serialize())  # unspendable, as the genesis output is
@@ -104,8 +103,12 @@ class Chain:
     def tip(self) -> int:
         return self.blocks[-1].height
 
+    def advance_time(self, seconds: int) -> None:
+        """Blocks mined from now on are dated this much later (time locks, without waiting)."""
+        self.time_offset_s += seconds
+
     def median_time_past(self) -> int:
-        return int(statistics.median_low(b.time for b in self.blocks[-11:]))
+        return mtp(self.blocks[-11:])
 
     # ------------------------------------------------------------ mining
 
@@ -120,7 +123,9 @@ class Chain:
         prev = self.blocks[-1].hash if self.blocks else None
         txids = [t.id() for t in txs]
         header = (prev or "0" * 64).encode() + int_to_little_endian(height, 4) + "".join(txids).encode()
-        block = Block(hash256(header)[::-1].hex(), height, GENESIS_TIME + SPACING_S * height, prev, txids, txs)
+        # dated by the wall clock (plus `advance_time`), always after the block before, as miners date them
+        when = max(int(time.time()) + self.time_offset_s, self.blocks[-1].time + 1 if self.blocks else 0)
+        block = Block(hash256(header)[::-1].hex(), height, when, prev, txids, txs)
         self._apply(block, index_coinbase)
         self.blocks.append(block)
         return block
@@ -235,6 +240,12 @@ class Chain:
         return txid
 
 
+def mtp(blocks: list[Block]) -> int:
+    """The median time past of up to 11 blocks, as Dogecoin Core takes it (the upper middle)."""
+    times = sorted(b.time for b in blocks)
+    return times[len(times) // 2]
+
+
 def address_script(address: str) -> bytes:
     """The output script of a regtest address (buidl's base58check)."""
     try:
@@ -337,6 +348,7 @@ class DogecoindStandin:
             "height": block.height,
             "confirmations": self.chain.tip - block.height + 1,
             "time": block.time,
+            "mediantime": self._mtp(block.height),
             "tx": list(block.txids),
         }
         if block.prev is not None:
@@ -368,4 +380,12 @@ class DogecoindStandin:
         return {"version": 1140700, "subversion": "/Shibetoshi:1.14.7(borgusb stand-in)/", "connections": 0}
 
     def _m_getblockchaininfo(self) -> dict[str, Any]:
-        return {"chain": "regtest", "blocks": self.chain.tip, "bestblockhash": self.chain.blocks[-1].hash}
+        return {
+            "chain": "regtest",
+            "blocks": self.chain.tip,
+            "bestblockhash": self.chain.blocks[-1].hash,
+            "mediantime": self.chain.median_time_past(),
+        }
+
+    def _mtp(self, height: int) -> int:
+        return mtp(self.chain.blocks[max(0, height - 10) : height + 1])

@@ -210,3 +210,19 @@ def test_the_secret_is_found_in_a_claim_of_any_shape() -> None:
     assert extract_secret(odd.serialize().hex(), other) is None  # another contract's claim it is not
     with pytest.raises(HtlcError):  # a fee that leaves dust
         build_htlc_claim("ab" * 32, 0, 10**9, script, SECRET, BOB, addr(BOB), 10**9 - 1, NET)
+
+
+def test_htlc_time_locked_refund_waits_for_the_median_time_past() -> None:
+    """A locktime that is a Unix time is judged by the median of the last 11 block times (BIP-113)."""
+    chain, coin = funded_chain()
+    locktime = chain.median_time_past() + 3600
+    script, txid, amount = _fund_htlc(chain, coin, locktime)
+    refund = build_htlc_refund(txid, 0, amount, script, ALICE, addr(ALICE), FEE, NET)
+    chain.advance_time(7200)
+    chain.generate(1, addr(BOB))  # one late block does not move the median yet
+    with pytest.raises(RpcFailure) as err:
+        chain.submit(refund)
+    assert err.value.message == "64: non-final"
+    chain.generate(6, addr(BOB))
+    assert chain.median_time_past() > locktime
+    assert chain.submit(refund)

@@ -51,6 +51,11 @@ class DogeNodeClient(CellClient):
         value = _doc(await self.call("doge.height", {})).get("height")
         return value if isinstance(value, int) else -1
 
+    async def tip(self) -> dict[str, Any]:
+        """The best block: ``{"height", "hash", "mediantime", "chain"}``. A refund time-locked to a Unix
+        time is final once ``mediantime`` has passed it (BIP-113), not the wall clock."""
+        return _doc(await self.call("doge.tip", {}))
+
     async def status(self) -> dict[str, Any]:
         """The bridge's own status: network, node, tip, scan position, watches, deposits, credits."""
         return _doc(await self.call("doge.status", {}))
