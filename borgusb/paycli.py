@@ -1,4 +1,5 @@
-"""`borgusb pay balance|send|history`: Borg Shells on the peerPaysCell network.
+"""`borgusb pay balance|send|history`: Borg Shells on the peerPaysCell network
+(and ``lock|claim|refund|lock-status``, hash-time locks: `paylocks`).
 
     borgusb pay balance [ACCOUNT] [--json]        the quorum-agreed balance (default: your wallet's account)
     borgusb pay send --to PUBKEY AMOUNT [--json]  pay AMOUNT Shells ("1.5", exact) from your wallet
@@ -32,10 +33,11 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dna
+from . import dna, paylocks
 from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
 from .clitools import run as run_command
 from .clock import SystemClock
@@ -113,11 +115,13 @@ async def _run(args: argparse.Namespace) -> int:
     from .ledger import format_shells, parse_shells, sign_transfer
     from .ledger.errors import BadAmount, LedgerError
 
-    key = load_key(args, required=args.cmd == "send")
+    key = load_key(args, required=args.cmd in ("send", *paylocks.SIGNS))
     clock = SystemClock()
     async with PeerClient(key or SigningKey.generate(), clock, Verifier(clock), timeout_s=args.timeout) as peers:
         pay = PayClient(peers, args.node, port=args.port or DNA.recp_port)
         try:
+            if args.cmd in paylocks.COMMANDS:
+                return await paylocks.run(args, pay, key, clock.now_ms(), _submit_chain)
             if args.cmd == "balance":
                 account = account_arg(args.account, key)
                 doc = await pay.balance(account)
@@ -149,22 +153,14 @@ async def _run(args: argparse.Namespace) -> int:
             to = account_arg(args.to, None)
             if to == key.public_key_hex:
                 raise CLIError("an account does not pay itself", EXIT_USAGE)
-            await _resend_pending(pay, key.public_key_hex)
-            head = await pay.balance(key.public_key_hex)
             try:
-                tx = sign_transfer(key, seq=head["seq"] + 1, prev=head["head"], to=to, amount=amount, ts=clock.now_ms())
+                done = await _submit_chain(
+                    pay,
+                    key,
+                    lambda seq, prev: sign_transfer(key, seq=seq, prev=prev, to=to, amount=amount, ts=clock.now_ms()),
+                )
             except LedgerError as exc:
                 raise CLIError(f"{EXPLAIN.get(exc.reason, exc.reason)}: {exc}", EXIT_USAGE) from None
-            path = _pending_path(key.public_key_hex)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(tx.to_dict()))
-            try:
-                done = await pay.submit(tx)
-            except PeerRejected as exc:
-                if exc.reason != "no_quorum":  # refused for good: this transaction will never confirm
-                    path.unlink(missing_ok=True)
-                raise
-            path.unlink(missing_ok=True)
             done.pop("cert", None)
             text = (
                 f"sent {format_shells(amount)} Shells to {to[:16]}…: transaction {done['id']} "
@@ -174,6 +170,25 @@ async def _run(args: argparse.Namespace) -> int:
             return EXIT_OK
         except PeerRejected as exc:
             raise refusal(exc) from None
+
+
+async def _submit_chain(pay: Any, key: SigningKey, sign: Callable[[int, str], Any]) -> dict[str, Any]:
+    """Sign the account's next transaction (``sign(seq, prev)``) and have it confirmed. One that gathers
+    no quorum is kept, and sent again, the same bytes, before anything new is signed."""
+    await _resend_pending(pay, key.public_key_hex)
+    head = await pay.balance(key.public_key_hex)
+    tx = sign(head["seq"] + 1, head["head"])
+    path = _pending_path(key.public_key_hex)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tx.to_dict()))
+    try:
+        done: dict[str, Any] = await pay.submit(tx)
+    except PeerRejected as exc:
+        if exc.reason != "no_quorum":  # refused for good: this transaction will never confirm
+            path.unlink(missing_ok=True)
+        raise
+    path.unlink(missing_ok=True)
+    return done
 
 
 async def _resend_pending(pay: Any, account: str) -> None:
@@ -197,7 +212,9 @@ async def _resend_pending(pay: Any, account: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="borgusb pay", description="Borg Shells: balance, send, history", epilog=EXIT_CODES
+        prog="borgusb pay",
+        description="Borg Shells: balance, send, history; hash-time locks: lock, claim, refund, lock-status",
+        epilog=EXIT_CODES,
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     bal = sub.add_parser("balance", help="the quorum-agreed balance of an account (default: your wallet's)")
@@ -207,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("amount", help='Shells, e.g. "1.5" (at most 8 decimal places)')
     hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
     hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
-    for q in (bal, send, hist):
+    for q in (bal, send, hist, *paylocks.add_parsers(sub)):
         q.add_argument(
             "--node",
             metavar="IP",

@@ -9,6 +9,7 @@ the TEST-ONLY work record); the holders' refund grace is shortened to 300 ms
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from borgusb.keys import SigningKey
 from borgusb.ledger import ZERO_HASH, Tx, hash_lock, sign_claim, sign_lock, sign_refund, sign_reward
 from borgusb.net.peer import PeerRejected
 
-from .test_peerpays_cluster import CLOCK, SHELL, WORK, balance, peers, send, start
+from .test_peerpays_cluster import CLOCK, SHELL, WORK, balance, cli, peers, send, start
 
 pytestmark = pytest.mark.slow
 GRACE_MS = 300
@@ -117,6 +118,27 @@ async def test_claim_refund_and_a_race_at_expiry(make_cluster, monkeypatch, tmp_
     b = (await balance(ips[1], bob.public_key_hex))["balance"]
     assert a + b == 100 * SHELL  # every lock resolved: nothing locked, nothing made
     assert b == (30 if confirmed == {"htlc-claim"} else 10) * SHELL
+
+    # the CLI: alice locks 2.5 Shells for bob under a secret it draws; bob claims with it; alice reads it back
+    alice_key, bob_key, secret_file = tmp_path / "alice.key", tmp_path / "bob.key", tmp_path / "swap.secret"
+    alice_key.write_text(bytes(alice.secret_bytes()).hex() + "\n")
+    bob_key.write_text(bytes(bob.secret_bytes()).hex() + "\n")
+    env = {"BORGUSB_PAY_DIR": str(tmp_path / "pending")}
+    proc = cli("lock", "--node", ips[0], "--key-file", str(alice_key), "--to", bob.public_key_hex, "2.5",
+               "--secret-file", str(secret_file), "--expires-in", "1", "--json", env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    made = json.loads(proc.stdout)
+    secret = bytes.fromhex(secret_file.read_text().strip())
+    assert made["seq"] == 4 and made["hash"] == hash_lock(secret) and len(secret) == 32
+    proc = cli("lock-status", made["id"], "--node", ips[1], "--key-file", str(alice_key), env=env)
+    assert proc.returncode == 0 and ": open" in proc.stdout, proc.stdout + proc.stderr
+    proc = cli("claim", made["id"], "--from", alice.public_key_hex, "--secret-file", str(secret_file),
+               "--node", ips[2], "--key-file", str(bob_key), env=env)  # fmt: skip
+    assert proc.returncode == 0 and "claimed 2.5 Shells" in proc.stdout, proc.stdout + proc.stderr
+    proc = cli("lock-status", made["id"], "--from", alice.public_key_hex, "--node", ips[3], "--json", env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["preimage"] == secret.hex(), proc.stderr
+    proc = cli("refund", made["id"], "--node", ips[4], "--key-file", str(alice_key), env=env)
+    assert proc.returncode == 1 and "is claimed, not open" in proc.stderr, proc.stderr
 
     docs = await cluster.status()
     assert sum(d["counters"].get("receptor_errors", 0) for d in docs) == 0
