@@ -574,5 +574,10 @@ class PeerPaysCell(HtlcReceptors):
             "votes": len(st.votes),
             "credits": len(st.credits),
             "test_only_work": bool(self.test_only_work_ref),
+            "htlc": {
+                "votes": len(st.res_votes),
+                "resolved": len(st.resolved),
+                "grace_ms": self.ledger.holder.htlc_grace_ms,
+            },
         }
         return doc
