@@ -5,7 +5,7 @@ nodes keeping at least one shard, each shard's listed), Upload and Delete
 disabled while they run (a double click sends once and asks once), and with
 every shard node gone: the list kept and marked "not refreshed" with the next
 step, also after leaving the page and coming back; a failed upload leaves no
-full progress bar.
+full progress bar; an upload of bytes another key already stored says so.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,9 +106,9 @@ def test_files_page_copies_holders_busy_buttons_and_no_network(make_cluster, mon
             expect(row.locator(".copies")).to_have_text("3 of 3", timeout=30_000)
             holders = row.locator(".holders")
             expect(holders).to_have_text(re.compile(r"^[345] nodes$"))
-            listed = set(holders.get_attribute("title").split(", "))
             row.locator(".stat").click()
             expect(page.locator("#file-detail div")).to_have_count(4, timeout=30_000)
+            listed = set(holders.get_attribute("title").split(", "))  # the row, from the same stat as the detail
             lines = page.locator("#file-detail div").all_inner_texts()
             assert (
                 f"3 shards, each kept in at least 3 of 3 copies on {len(listed)} nodes in all; owner: you" in lines[0]
@@ -122,6 +124,21 @@ def test_files_page_copies_holders_busy_buttons_and_no_network(make_cluster, mon
             notes.locator(".delete").dblclick()
             notes.wait_for(state="detached", timeout=30_000)
             assert len(dialogs) == 1 and sum(1 for u in posts if u.endswith("/delete")) == 1
+
+            # the same bytes as another key's object: refused at once, saying so
+            theirs = tmp_path / "theirs.bin"
+            theirs.write_bytes(os.urandom(4_000))
+            other = subprocess.run(
+                [sys.executable, "-m", "borgusb.cli", "put", str(theirs), "--node", shards.nodes[1].ip, "-q"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert other.returncode == 0, other.stderr
+            page.set_input_files("#file-input", str(theirs))
+            page.click("#upload")
+            expect(page.locator("#upload-status.message")).to_contain_text("owned by another key", timeout=60_000)
+            assert "(other_owner)" in page.inner_text("#upload-status") and page.is_hidden("#upload-progress")
 
             # every shard node gone: the list stays, marked as not refreshed, with what to do
             for node in shards.nodes:

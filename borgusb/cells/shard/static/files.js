@@ -31,21 +31,26 @@
   const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
   // Copies and holders are said the same way everywhere, from one stat: copies are per shard (the
   // least kept shard's count against R); holders are the nodes keeping at least one shard, which for
-  // a file of several shards can be more than R without being more copies.
+  // a file of several shards can be more than R without being more copies (a node that answered
+  // with the manifest alone is not one).
+  const shardNodes = (s) => {
+    const all = s.holders || [], per = s.shard_holders;
+    return per ? [...new Set(per.flat())].sort((a, b) => a - b).map((j) => all[j]) : all;
+  };
   function showStat(tr, s) {
-    const holders = s.holders || [];
+    const holders = shardNodes(s);
     tr.querySelector(".copies").textContent = `${s.copies_min} of ${s.r}`;
     const cell = tr.querySelector(".holders");
     cell.textContent = plural(holders.length, "node", "nodes");
     cell.title = holders.join(", ");
   }
   function statLines(id, s, me) {
-    const holders = s.holders || [];
+    const holders = shardNodes(s), all = s.holders || [];
     const whose = s.owner === me ? "you" : `another key, ${String(s.owner).slice(0, 16)}…`;
     const lines = [`${id}: ${plural(s.shards, "shard", "shards")}, each kept in at least ${s.copies_min} of ${s.r} copies `
       + `on ${plural(holders.length, "node", "nodes")} in all; owner: ${whose} (asked ${s.served_by})`];
     (s.shard_holders || []).forEach((idx, i) => lines.push(
-      `shard ${i + 1}: ${plural(idx.length, "copy", "copies")} on ${idx.map((j) => holders[j]).join(", ")}`));
+      `shard ${i + 1}: ${plural(idx.length, "copy", "copies")} on ${idx.map((j) => all[j]).join(", ")}`));
     return lines;
   }
 
