@@ -46,9 +46,17 @@ BT_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "bt.swaps": OWNERS,
     "bt.digest": shaped_dict({"hash": (hex_texts, JSON_SMALL)}),
     "bt.fetch": shaped_dict({"ids": (IDS, JSON_SMALL)}),
+    "bt.notes": shaped_dict({"fill": (hex_texts, JSON_SMALL)}),
 }
 BT_BROADCASTS: dict[str, st.SearchStrategy[Any]] = {
     "bt.events": shaped_dict({"events": (st.lists(ORDERS | CANCELS, max_size=4), JSON_SMALL)}).map(
         lambda d: {**d, "k": "bt.events"}
     ),
+    "bt.note": shaped_dict(
+        {
+            "fill": (hex_texts, JSON_SMALL),
+            "lock": (hex_texts, JSON_SMALL),
+            "doge": (shaped_dict({"txid": hex_texts, "vout": INTS, "locktime": INTS}), JSON_SMALL),
+        }
+    ).map(lambda d: {**d, "k": "bt.note"}),
 }

@@ -102,3 +102,23 @@ async def test_digest_and_fetch_are_bounded() -> None:
     assert await reason(cell, "bt.fetch", {"ids": ["00" * 32] * (FETCH_BATCH + 1)}) == "malformed"
     assert await reason(cell, "bt.swaps", {}) == "malformed"
     await cell.peers.close()
+
+
+async def test_swap_notes_only_from_the_fills_parties() -> None:
+    cell = make_cell()
+    await post(cell, "bt.place", {"order": order(ALICE, "sell", 2).to_dict()})
+    await post(cell, "bt.place", {"order": order(BOB, "buy", 2).to_dict()})
+    (fill,) = (await post(cell, "bt.fills", {}))["fills"]
+    cell._b_note(CALLER.public_key_hex, {"k": "bt.note", "fill": fill["id"], "lock": "ab" * 32})
+    cell._b_note(ALICE.public_key_hex, {"k": "bt.note", "fill": "cd" * 32, "lock": "ab" * 32})  # no such fill
+    assert cell.counters["bt_note_refused:not_a_party"] == 2
+    cell._b_note(ALICE.public_key_hex, {"k": "bt.note", "fill": fill["id"], "lock": "ab" * 32, "x": 1})
+    cell._b_note(BOB.public_key_hex, {"k": "bt.note", "fill": fill["id"], "doge": {"txid": "ef" * 32, "vout": 0}})
+    notes = (await post(cell, "bt.notes", {"fill": fill["id"]}))["notes"]
+    assert notes == {
+        ALICE.public_key_hex: {"fill": fill["id"], "lock": "ab" * 32},
+        BOB.public_key_hex: {"fill": fill["id"], "doge": {"txid": "ef" * 32, "vout": 0}},
+    }
+    cell._b_note(BOB.public_key_hex, {"k": "bt.note", "fill": fill["id"], "doge": "x" * 2000})
+    assert cell.counters["bt_note_refused:too_large"] == 1
+    await cell.peers.close()

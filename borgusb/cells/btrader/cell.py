@@ -11,9 +11,12 @@
   ``same`` when the two id sets hash alike) and fetches what it lacks (``bt.fetch``, at
   most `FETCH_BATCH` ids a request, `FETCH_ROUNDS` requests a round), so a replica that
   missed a broadcast catches up within a few rounds.
-* ``bt.book``, ``bt.fills``, ``bt.swaps``: what the conduit shows. Settlement is not run
-  by this cell yet (docs/exchange.md, "Order book"): a fill's swap state says whether it
-  is final, and so ready to settle.
+* ``bt.book``, ``bt.fills``, ``bt.swaps``: what the conduit shows (a fill's swap state says
+  whether it is final, and so ready to settle).
+* Swap notes: the two parties of a fill tell each other where their locks are (the Shell
+  lock's id, the Doge HTLC's outpoint and locktime) through a broadcast of their own signed
+  envelope (``bt.note``, taken only from the fill's buyer or seller), read with ``bt.notes``.
+  The swap itself runs where the keys are (`settle.Settlement`).
 
 Refusals carry the book's reason words (``bad_signature``, ``stale``, ``future_dated``,
 ``bad_price``, ``too_small``, ``too_large``, ``book_full``, ``rate_limited``, ``not_owner``)
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from typing import Any
 
 from ...dna import CellDNA
@@ -50,6 +55,9 @@ SYNC_TIMEOUT_S = 3.0
 OWNER_BURST = 20
 MAX_OWNERS_TRACKED = 10_000
 MAX_LISTED_FILLS = 500
+NOTE_FIELDS = ("fill", "lock", "doge")
+MAX_NOTE_BYTES = 1024
+MAX_NOTED_FILLS = 1000
 
 _STATUS = {"bad_signature": 403, "not_owner": 403, "rate_limited": 429, "book_full": 507, "stale": 409}
 
@@ -79,6 +87,7 @@ class BtraderCell(Cell):
         self.book = Book()
         self.owner_rate = TokenBuckets(self.settings.owner_rate_x10 / 10, OWNER_BURST, MAX_OWNERS_TRACKED)
         self.others: list[tuple[str, str]] = []  # (pubkey, ip) of the other replicas, from the root's table
+        self.notes: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()  # fill -> party -> note
 
     async def on_start(self) -> None:
         self._spawn(self._sync_loop())
@@ -134,6 +143,33 @@ class BtraderCell(Cell):
     @on_broadcast("bt.events")
     def _b_events(self, origin: str, data: dict[str, Any]) -> None:
         self._relayed(data.get("events"), "broadcast")
+
+    # ------------------------------------------------------------ swap notes
+
+    @on_broadcast("bt.note")
+    def _b_note(self, origin: str, data: dict[str, Any]) -> None:
+        """A party's note about a fill's swap (its Shell lock id, its Doge lock's outpoint): taken only
+        from the fill's buyer or seller, as the origin envelope's signer proves (`BtraderClient.note`)."""
+        fill_id = data.get("fill")
+        fill = next((f for f, _ in self.book.fills() if f.id == fill_id), None)
+        if fill is None or origin not in (fill.buyer, fill.seller):
+            self.counters["bt_note_refused:not_a_party"] += 1
+            return
+        note = {k: v for k, v in data.items() if k in NOTE_FIELDS}
+        if len(json.dumps(note)) > MAX_NOTE_BYTES:
+            self.counters["bt_note_refused:too_large"] += 1
+            return
+        self.notes.setdefault(fill.id, {})[origin] = note
+        self.notes.move_to_end(fill.id)
+        while len(self.notes) > MAX_NOTED_FILLS:
+            self.notes.popitem(last=False)
+
+    @receptor("bt.notes")
+    async def _r_notes(self, env: Envelope) -> Any:
+        fill_id = env.payload.get("fill") if isinstance(env.payload, dict) else None
+        if not isinstance(fill_id, str):
+            raise RequestError("malformed", "bt.notes names the fill")
+        return {"notes": self.notes.get(fill_id, {})}
 
     # ------------------------------------------------------------ anti-entropy
 

@@ -41,6 +41,16 @@ class BtraderClient(CellClient):
         """``{"swaps": [{"fill", "role", "state", ...}]}``: the settlement of each of `owner`'s fills."""
         return _doc(await self.call("bt.swaps", {"owner": owner}))
 
+    async def note(self, fill: str, **data: Any) -> str:
+        """Tell the fill's other party, through every replica, where this party's lock is (``lock=`` the
+        Shell lock's id, ``doge=`` the HTLC's outpoint and locktime); signed by the caller, a party."""
+        return await self.broadcast("bt.note", {"fill": fill, **data})
+
+    async def notes(self, fill: str) -> dict[str, dict[str, Any]]:
+        """The notes this replica holds for a fill, by the party's key."""
+        got = _doc(await self.call("bt.notes", {"fill": fill})).get("notes")
+        return got if isinstance(got, dict) else {}
+
     async def digest(self) -> dict[str, Any]:
         """``{"ids": [...], "horizon"}``: the ids of the events inside this replica's settle window."""
         return _doc(await self.call("bt.digest", {}))
