@@ -6,6 +6,15 @@ the range every JSON implementation represents exactly (±2**53), and no
 floats, NaN, Infinity or duplicate keys (each of those has more than one
 spelling or none at all). Parsing refuses what encoding would refuse, so a
 message that parses is one that re-encodes to a single canonical form.
+
+`loads_canonical`, the hot path of every received envelope, tries msgspec's C
+decoder and encoder first (about 1.3 µs instead of 7 for this module's json
+round trip) and hands anything that path does not accept, unchanged, to the
+json reference path, which alone decides a refusal and its reason. The fast
+path accepts a value only when msgspec re-encodes it to exactly the received
+bytes, and msgspec's encoding agrees with `encode_unchecked` on every code
+point and key order (tests/unit/test_canonical_fast.py), so both paths accept
+the same bytes as the same value.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+import msgspec
 
 MAX_SAFE_INT = 2**53 - 1
 MAX_DEPTH = 32
@@ -116,12 +127,48 @@ def loads(data: bytes | str) -> JSONValue:
 def loads_canonical(data: bytes) -> JSONValue:
     """Parse bytes that must already be in canonical form (the wire form).
 
-    Faster than `loads` for the hot path: the C decoder parses, and
-    re-encoding must give back exactly the same bytes, which at once rules out
-    duplicate keys, unsorted keys, whitespace and alternative escapes.
+    Faster than `loads` for the hot path: a C decoder parses, and re-encoding
+    must give back exactly the same bytes, which at once rules out duplicate
+    keys, unsorted keys, whitespace and alternative escapes.
     """
+    if type(data) is not bytes:
+        data = bytes(data)
+    value = _loads_fast(data)
+    if value is _NOT_FAST:
+        return _loads_reference(data)
+    return value
+
+
+_NOT_FAST: Any = object()  # the fast path's "ask the reference path", distinct from every JSON value
+# an integer token of 16+ digits (maybe beyond ±2**53) follows one of ":,[-" or starts the document; mapped
+# to ":" and "0", such a token is ":" + 16 "0" (strings may match too: they only take the reference path)
+_NUMBER_MARKS = bytes(48 if 48 <= b <= 57 else 58 if b in b":,[-" else 32 for b in range(256))
+_LONG_RUN = b"0" * 16
+_LONG_TOKEN = b":" + _LONG_RUN
+_strict_decoder = msgspec.json.Decoder(float_hook=_reject_float)
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _loads_fast(data: bytes) -> JSONValue:
+    """The value, or _NOT_FAST for anything the reference path must judge (every refusal)."""
+    marks = data.translate(_NUMBER_MARKS)
+    if _LONG_TOKEN in marks or marks.startswith(_LONG_RUN):  # before decoding: msgspec parses huge integers
+        return _NOT_FAST
     try:
-        value = _fast_decoder.decode(bytes(data).decode("utf-8"))
+        value = _strict_decoder.decode(data)
+    except (msgspec.MsgspecError, RecursionError):
+        return _NOT_FAST
+    if _sorted_encoder.encode(value) != data:
+        return _NOT_FAST
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _too_deep(value):
+        return _NOT_FAST
+    return value
+
+
+def _loads_reference(data: bytes) -> JSONValue:
+    """`loads_canonical` by json: the reference, and the one that words every refusal."""
+    try:
+        value = _fast_decoder.decode(data.decode("utf-8"))
     except CanonicalError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
