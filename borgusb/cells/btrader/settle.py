@@ -93,6 +93,7 @@ class Settlement:
         self.script = b""
         self.outpoint: tuple[str, int] = ("", 0)
         self.queue: list[Action] = self.machine.begin() if isinstance(self.machine, SellerSwap) else []
+        self.my_note: dict[str, Any] = {}  # what this party told the other (sent again if a replica lacks it)
         self.log: list[str] = []  # what happened, for the page and for tests
         self.errors: list[str] = []
 
@@ -136,7 +137,7 @@ class Settlement:
             )  # fmt: skip
             await self.pay.lock(tx)
             self.lock_tx = tx
-            await self.bt.note(self.terms.fill, lock=tx.id)
+            await self._note(lock=tx.id)
             self.queue += self.machine.on_event(now, self._shells_locked(tx))
             self.log.append(f"locked {a.amount} Shell units: {tx.id}")
         elif isinstance(a, LockDoge):
@@ -197,7 +198,7 @@ class Settlement:
         txid = await self.doge.broadcast(raw)
         self.outpoint = (txid, 0)
         await self.doge.watch(where, self.script)
-        await self.bt.note(self.terms.fill, doge={"txid": txid, "vout": 0, "locktime": locktime})
+        await self._note(doge={"txid": txid, "vout": 0, "locktime": locktime})
         self.log.append(f"locked {a.koinu} koinu in {where}: {txid}")
         self.queue += self.machine.on_event(
             self.now(), self._doge_locked(a.hash, a.claimant, a.koinu, locktime, height, 0)
@@ -212,8 +213,14 @@ class Settlement:
 
     # ------------------------------------------------------------ what the other party did
 
+    async def _note(self, **data: Any) -> None:
+        self.my_note = {"fill": self.terms.fill, **data}
+        await self.bt.note(self.terms.fill, **data)
+
     async def _observe(self) -> list[Event]:
         notes = await self.bt.notes(self.terms.fill)
+        if self.my_note and notes.get(self.key.public_key_hex) != self.my_note:
+            await self.bt.note(**self.my_note)  # this replica missed it, or did not know the fill yet
         other = self.terms.buyer if self.role == "seller" else self.terms.seller
         note = notes.get(other, {})
         if self.role == "buyer":
