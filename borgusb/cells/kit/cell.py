@@ -40,7 +40,7 @@ from ...dstream.frames import FRAME_PATH, MAX_FRAME, unframe
 from ...keys import SigningKey
 from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, PeerError, Pin
-from ...net.tls import TLSIdentity, make_tls_identity
+from ...net.tls import TLSIdentity, bound_read_buffers, make_tls_identity
 from ...tree.model import Member, TreeConfig, TreeNode
 from .errors import RequestError
 from .guard import Guard
@@ -130,6 +130,7 @@ class Cell(NetDoor, TreeDriver):
         self.guard = Guard(self.counters)
         self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
+        bound_read_buffers()  # before the first TLS connection (the clock's first sync)
         self.peers = PeerClient(self.key, self.clock, self.verifier, ip=ip, port=dna.net_port, bind=ip)
         self.tls: TLSIdentity | None = None
         self.handlers = collect(type(self))
