@@ -167,7 +167,7 @@ async def _run(args: argparse.Namespace) -> int:
                     key,
                     r=args.r,
                     ss=args.shard_size,
-                    window=args.window,
+                    window=args.window or 16,
                     progress=update,
                 )
             finally:
@@ -206,7 +206,7 @@ async def _run(args: argparse.Namespace) -> int:
                 json.dumps(stats)
                 if args.json
                 else f"{args.output}: {m['size']} bytes, {stats['fetched']} shards fetched, "
-                f"{stats['resumed']} already on disk, SHA-256 = id",
+                f"{stats['resumed']} already on disk, every shard checked against the id",
                 file=sys.stdout if args.json else sys.stderr,
             )
             return EXIT_OK
@@ -276,7 +276,9 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
     p.add_argument("--keystore", help="sign as the person of this wallet keystore")
     p.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
     p.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
-    p.add_argument("--window", type=int, default=16, help="requests in flight (default 16)")
+    p.add_argument(
+        "--window", type=int, help="requests in flight (put: default 16; get: default 8 per holder, at most 32)"
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -4,8 +4,8 @@
   `post_frame`, a frame over the one pinned POST (`PeerClient.exchange`);
 * `channel`: `DataChannel`, the plain-HTTP data channel's client (h11 for the head, the
   body read straight into the receiver's buffers);
-* `receiver`: `Receiver`, the windowed, checked, resumable get; `inorder`: its buffer pool
-  and the whole file's SHA-256 in a second thread;
+* `receiver`: `Receiver`, the checked, resumable get from every holder at once; `buffers`:
+  its shard buffer pool;
 * `sender`: `put_file`, a file stored as shards;
 * `gate`: `FairGate`, the holder's round-robin over concurrent streams.
 """

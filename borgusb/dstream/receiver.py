@@ -1,12 +1,19 @@
-"""Receiving (`Receiver`): an object's shards pulled in a window from several holders.
+"""Receiving (`Receiver`): an object's shards pulled from every holder at once.
 
-The manifest arrives in a normal signed envelope (``shard.locate``, `parse_locate`); the
-receiver refuses at once an object that does not fit (`check_free_space`), pre-allocates
-``FILE.part``, keeps a window of requests in flight over the holders
-(`shard.window.Window`), checks each shard's SHA-256 before writing it at its offset
-(hashing and ``pwrite`` in a worker thread, so two cores work), asks another holder when
-bytes are bad or a holder dies, and at the end checks the whole file's SHA-256 against the
-object id before renaming it into place.
+The manifest arrives in a normal signed envelope (``shard.locate``, `parse_locate`), which
+checks it against the object id (the id is the SHA-256 of the manifest's shard list,
+`shard.model.object_id`); the receiver refuses at once an object that does not fit
+(`check_free_space`), pre-allocates ``FILE.part``, keeps each holder's pipe full with
+different shards (`shard.window.Window`: a bounded window per holder, a slow holder's
+shards asked again of the others, a holder that serves bad bytes avoided), and checks each
+shard's SHA-256 against the manifest before writing it at its offset (hashing and
+``pwrite`` in worker threads, so two cores work). Every byte is hashed exactly once: once
+every shard is checked the file is the object, and it is renamed into place.
+
+Each refusal is counted by reason in ``stats["refused"]``: ``bad_bytes`` (not the shard's
+bytes: the holder is avoided), ``bad_reply`` (a reply that does not verify: avoided),
+``not_held``, ``corrupt_dropped`` (the holder found its copy corrupt), ``refused`` (any
+other refusal), ``unreachable`` (the holder is dropped).
 
 **Resuming**: a ``FILE.part`` of the right size is re-read shard by shard at the start;
 every shard whose bytes already match its hash is done. So a receiver killed at any moment
@@ -20,6 +27,7 @@ import errno
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,11 +36,13 @@ from .. import dna
 from ..net.peer import PeerClient, PeerRejected, PeerUnreachable
 from ..shard import model
 from ..shard.window import Window
+from .buffers import BUFFERS
 from .channel import MAX_BATCH, DataChannel
 from .frames import Holder, StreamError, post_frame
-from .inorder import BUFFERS, InOrderHash
 
 SHARD_DATA_PORT = dna.get("shardTreeCell").mon_port  # where holders serve shard bytes (their shard cell's monPort)
+AVOID = frozenset(("bad_bytes", "bad_reply"))  # outcomes after which a holder is asked for nothing more
+REFUSAL = {404: "not_held", 410: "corrupt_dropped"}
 
 
 def parse_locate(reply: dict[str, Any], object_id: str) -> tuple[dict[str, Any], list[list[Holder]]]:
@@ -66,7 +76,10 @@ class Receiver:
     """Fetch one located object into `path` (see the module's docstring); `run` returns stats.
 
     ``tls``: pinned TLS frames (`post_frame`) instead of the plain data channel on
-    ``data_port`` (the holders' shard cell's monPort)."""
+    ``data_port`` (the holders' shard cell's monPort). ``per_holder``: requests in flight on
+    one holder; ``window``: in all (default: per_holder for each holder, at most
+    `shard.window.MAX_WINDOW`); ``late_ms``: the least time before a shard in flight is
+    asked of another holder too."""
 
     def __init__(
         self,
@@ -75,8 +88,9 @@ class Receiver:
         holders: list[list[Holder]],
         path: Path,
         *,
-        window: int = 16,
+        window: int | None = None,
         per_holder: int = 8,
+        late_ms: int = 250,
         progress: Callable[[int, int], None] | None = None,
         stop_after: int | None = None,
         throttle_ms: int = 0,
@@ -96,6 +110,7 @@ class Receiver:
         self.part = self.path.with_name(self.path.name + ".part")
         self.window_size = window
         self.per_holder = per_holder
+        self.late_ms = late_ms
         self.progress = progress
         self.stop_after = stop_after
         self.throttle_ms = throttle_ms
@@ -106,9 +121,11 @@ class Receiver:
             "fetched": 0,
             "bad": 0,
             "unreachable": 0,
+            "hedged": 0,
+            "avoided": 0,
             "bytes": 0,
         }
-        self._whole: InOrderHash | None = None
+        self.refused: Counter[str] = Counter()
         self._prealloc_error: StreamError | None = None
         self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread jobs the file must outlive
 
@@ -146,22 +163,20 @@ class Receiver:
             # other errors: the file system cannot reserve; the sized file is enough
 
     def _check_and_write(self, fd: int, i: int, data: memoryview, buf: bytearray | None = None) -> bool:
-        """In a worker thread: the shard's SHA-256 before it is written at its offset. Takes buf."""
+        """In a worker thread: the shard's SHA-256 (the only pass over its bytes) before it is
+        written at its offset. Gives buf back."""
         off, n = self.bounds[i]
-        if len(data) != n or hashlib.sha256(data).hexdigest() != self.m["shards"][i]:
-            if buf is not None:
-                BUFFERS.give(buf)
-            return False
         try:
+            if len(data) != n or hashlib.sha256(data).hexdigest() != self.m["shards"][i]:
+                return False
             os.pwrite(fd, data, off)
         except OSError as exc:
-            if buf is not None:
-                BUFFERS.give(buf)
             if exc.errno == errno.ENOSPC:
                 raise StreamError(f"{self.part.parent}: the disk is full ({exc.strerror})") from None
             raise
-        assert self._whole is not None
-        self._whole.offer(i, data, buf)
+        finally:
+            if buf is not None:
+                BUFFERS.give(buf)
         return True
 
     def _check_and_write_all(self, fd: int, got: list[tuple[int, memoryview, bytearray | None]]) -> list[bool]:
@@ -176,7 +191,7 @@ class Receiver:
 
     async def _fetch(self, fd: int, batch: list[int], holder: Holder, win: Window) -> list[tuple[int, Holder, str]]:
         """Fetch shards `batch` (all from `holder`): one request on the data channel, or one
-        TLS frame per shard; each shard's outcome is "ok", "bad" or "unreachable"."""
+        TLS frame per shard; each shard's outcome is "ok" or the refusal's reason."""
         hs = [self.m["shards"][i] for i in batch]
         base = {"sid": self.sid, "done": len(win.done), "of": win.total}
         results: list[tuple[int, Holder, str]] = []
@@ -190,11 +205,11 @@ class Receiver:
                 except PeerUnreachable:
                     results.append((i, holder, "unreachable"))
                     continue
-                except PeerRejected:
-                    results.append((i, holder, "bad"))
+                except PeerRejected as exc:
+                    results.append((i, holder, _rejected(exc)))
                     continue
                 if not isinstance(reply, dict) or reply.get("h") != h:
-                    results.append((i, holder, "bad"))
+                    results.append((i, holder, "bad_reply"))
                 else:
                     got.append((i, data, None))
         else:
@@ -215,24 +230,24 @@ class Receiver:
             except (PeerUnreachable, PeerRejected) as exc:
                 for buf in taken.values():
                     BUFFERS.give(buf)
-                outcome = "unreachable" if isinstance(exc, PeerUnreachable) else "bad"
+                outcome = "unreachable" if isinstance(exc, PeerUnreachable) else _rejected(exc)
                 return [(i, holder, outcome) for i in batch]
             for i, o in zip(batch, out):
                 if isinstance(o, int):
-                    results.append((i, holder, "bad"))  # not held there, or its copy was corrupt
+                    results.append((i, holder, REFUSAL.get(o, "refused")))  # not held there, or its copy was corrupt
                 else:
                     got.append((i, o, taken[i]))
         if got:
             for (i, _, _), ok in zip(got, await self._checked_write(fd, got)):
-                results.append((i, holder, "ok" if ok else "bad"))
+                results.append((i, holder, "ok" if ok else "bad_bytes"))
         if self.throttle_ms:
             await asyncio.sleep(self.throttle_ms / 1000)
         return results
 
     def _batches(self, issued: list[tuple[int, str]]) -> list[tuple[list[int], str]]:
         """Group the window's new requests by holder into data-channel requests of up to
-        `batch` shards (a quarter of the window, so several requests stay in flight)."""
-        size = 1 if self.tls else max(1, min(self.batch, MAX_BATCH, self.window_size // 4))
+        `batch` shards (at most half a holder's window, so two or more stay in flight on each)."""
+        size = 1 if self.tls else max(1, min(self.batch, MAX_BATCH, self.per_holder // 2))
         by_holder: dict[str, list[int]] = {}
         for i, pk in issued:
             by_holder.setdefault(pk, []).append(i)
@@ -249,6 +264,7 @@ class Receiver:
             done=done,
             window=self.window_size,
             per_holder=self.per_holder,
+            late_ms=self.late_ms,
         )
         total_bytes = self.m["size"]
         got = sum(self.bounds[i][1] for i in done)
@@ -259,60 +275,67 @@ class Receiver:
             job = asyncio.get_running_loop().run_in_executor(None, self._preallocate, fd, total_bytes)
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)
-        whole = self._whole = InOrderHash(fd, self.bounds, hold=max(8, self.window_size))
-        for i in done:
-            whole.on_disk(i)
         tasks: set[asyncio.Task[list[tuple[int, Holder, str]]]] = set()
         if not self.tls:
             self._plain = DataChannel(self.data_port)
-        finished_ok = False
+        tick = max(0.02, self.late_ms / 4000)  # wake up to notice late shards even when nothing lands
         try:
             while not win.finished:
                 if self._prealloc_error is not None:
                     raise self._prealloc_error
                 if self.stop_after is not None and self.stats["fetched"] >= self.stop_after:
                     raise StreamError(f"stopped after {self.stats['fetched']} shards (--stop-after)")
-                for batch, pk in self._batches(win.next()):
+                for batch, pk in self._batches(win.next(_now_ms())):
                     tasks.add(asyncio.ensure_future(self._fetch(fd, batch, by_id[pk], win)))
                 if not tasks:
                     stuck = win.stuck()
                     raise StreamError(
                         f"{len(stuck)} shards could not be fetched from any holder "
-                        f"(first: #{stuck[0] if stuck else '?'})"
+                        f"(first: #{stuck[0] if stuck else '?'}; refused: {dict(self.refused)})"
                     )
-                finished, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                finished, tasks = await asyncio.wait(tasks, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+                now = _now_ms()
                 for i, holder, outcome in (r for task in finished for r in task.result()):
                     if outcome == "ok":
-                        win.ok(i)
-                        self.stats["fetched"] += 1
-                        got += self.bounds[i][1]
-                        self.stats["bytes"] += self.bounds[i][1]
-                        if self.progress:
-                            self.progress(got, total_bytes)
-                    elif outcome == "unreachable":
+                        if i not in win.done:
+                            self.stats["fetched"] += 1
+                            got += self.bounds[i][1]
+                            self.stats["bytes"] += self.bounds[i][1]
+                            if self.progress:
+                                self.progress(got, total_bytes)
+                        win.ok(i, holder.pubkey, now)
+                        continue
+                    self.refused[outcome] += 1
+                    if outcome == "unreachable":
                         self.stats["unreachable"] += 1
                         win.unreachable(i, holder.pubkey)
                     else:
                         self.stats["bad"] += 1
-                        win.bad(i, holder.pubkey)
-            digest = await asyncio.to_thread(whole.finish)
-            finished_ok = True
+                        win.bad(i, holder.pubkey, avoid=outcome in AVOID)
         finally:
-            for task in tasks:
+            for task in tasks:  # a slow holder's copies of shards that others already gave
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._jobs:  # threads still writing into the file: let them end before it is closed
                 await asyncio.wait(set(self._jobs))
-            if not finished_ok:
-                await asyncio.to_thread(whole.close)
             os.close(fd)
             if self._plain is not None:
                 self._plain.close()
                 self._plain = None
-        if digest != self.m["id"]:
-            raise StreamError(f"the assembled file's SHA-256 {digest} is not the object id {self.m['id']}")
         os.replace(self.part, self.path)
         self.stats["retries"] = win.retries
-        self.stats["reread"] = whole.reread
+        self.stats["hedged"] = win.hedged
+        self.stats["avoided"] = len(win.avoided)
+        self.stats["refused"] = dict(self.refused)
         self.stats["seconds"] = round(time.monotonic() - started, 4)
         return self.stats
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _rejected(exc: PeerRejected) -> str:
+    """A whole request refused: a reply that does not verify is the holder's fault, the rest
+    (busy, rate-limited) is not."""
+    return "bad_reply" if exc.reason == "bad_reply" else "refused"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,15 +15,14 @@ from .frames import StreamError, post_frame
 
 
 def hash_file(path: Path, ss: int) -> tuple[str, int, list[str]]:
-    whole = hashlib.sha256()
+    """(object id, size, shard hashes): one SHA-256 pass, the id comes from the shard list."""
     shards: list[str] = []
     size = 0
     with open(path, "rb") as f:
         for chunk in model.split_file(f, ss):
-            whole.update(chunk)
             shards.append(model.sha256_hex(chunk))
             size += len(chunk)
-    return whole.hexdigest(), size, shards
+    return model.object_id(size, ss, shards), size, shards
 
 
 async def put_file(
@@ -68,7 +66,7 @@ async def put_file(
         await asyncio.gather(*(one(i) for i in range(len(hashes))))
     finally:
         os.close(fd)
-    m = model.sign_manifest(key, oid, size, ss, r, hashes, now)
+    m = model.sign_manifest(key, size, ss, r, hashes, now)
     reply = await peers.post(ip, port, "/recp", "shard.manifest", {"m": m}, signed_reply=True)
     return {
         "id": oid,

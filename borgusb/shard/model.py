@@ -5,11 +5,17 @@
   and the owner's signature over the canonical JSON of
   ``{"d": "borgusb.shard", "h", "n", "o", "t"}``. Holders keep the record next
   to the bytes, so any node can show who owns a copy without asking the owner.
-* **Manifest** ``{"id", "size", "ss", "r", "shards", "o", "t", "s"}``: an
-  object's SHA-256 (its id), its size, the shard size, the replication factor
-  the owner asked for, the shard hashes in order, and the owner's signature
-  over the rest (domain ``borgusb.manifest``). Shard i covers bytes
-  ``[i*ss, min((i+1)*ss, size))``.
+* **Manifest** ``{"v", "id", "size", "ss", "r", "shards", "o", "t", "s"}``
+  (format ``v`` 2): the object's id, its size, the shard size, the replication
+  factor the owner asked for, the shard hashes in order, and the owner's
+  signature over the rest (domain ``borgusb.manifest``). Shard i covers bytes
+  ``[i*ss, min((i+1)*ss, size))``. The id is `object_id`: the SHA-256 of the
+  canonical list of the shards' hashes and sizes, with the shard size and the
+  total size, so it still comes from the content alone (the same bytes in the
+  same shard size give the same id), and a reader that checks each shard
+  against the manifest and the manifest against the id has checked every
+  byte exactly once (no second pass over the whole file). Format 1 (no ``v``,
+  id = the whole file's SHA-256) is refused with ``old_manifest_format``.
 * **Tombstone** ``{"id", "o", "t", "s"}`` (domain ``borgusb.tomb``): the owner
   deletes object ``id``; anything of that owner's about it signed at or
   before ``t`` is refused from then on, so an old store request cannot bring
@@ -140,20 +146,47 @@ def split_file(f: BinaryIO, ss: int = SHARD_SIZE) -> Iterator[bytes]:
 
 # ------------------------------------------------------------------ manifests
 
-MANIFEST_KEYS = frozenset(("id", "size", "ss", "r", "shards", "o", "t", "s"))
+MANIFEST_VERSION = 2
+MANIFEST_KEYS = frozenset(("v", "id", "size", "ss", "r", "shards", "o", "t", "s"))
+_V1_KEYS = MANIFEST_KEYS - {"v"}
 
 
-def sign_manifest(
-    key: SigningKey, object_id: str, size: int, ss: int, r: int, shards: list[str], t: int
-) -> dict[str, Any]:
-    m = {"id": object_id, "size": size, "ss": ss, "r": r, "shards": list(shards), "t": t}
+def object_id(size: int, ss: int, shards: list[str]) -> str:
+    """An object's id: the SHA-256 of the canonical ``{"d": "borgusb.object", "v": 2, "size",
+    "ss", "shards": [[hash, bytes], ...]}``. Shard sizes follow from size and ss, but are
+    committed to anyway, so the id alone says how every byte is laid out."""
+    sizes = [n for _, n in shard_bounds(size, ss)]
+    if len(sizes) != len(shards):
+        raise BadRecord("malformed", f"{size} bytes in shards of {ss} need {len(sizes)} shards, not {len(shards)}")
+    body = {
+        "d": "borgusb.object",
+        "v": MANIFEST_VERSION,
+        "size": size,
+        "ss": ss,
+        "shards": list(map(list, zip(shards, sizes))),
+    }
+    return hashlib.sha256(canonical.encode_unchecked(body)).hexdigest()
+
+
+def sign_manifest(key: SigningKey, size: int, ss: int, r: int, shards: list[str], t: int) -> dict[str, Any]:
+    """The owner's manifest of an object; its id is computed here, never given."""
+    _int({"ss": ss}, "ss", 1, MAX_SHARD)
+    oid = object_id(size, ss, shards)
+    m = {"v": MANIFEST_VERSION, "id": oid, "size": size, "ss": ss, "r": r, "shards": list(shards), "t": t}
     check_manifest_shape(dict(m, o=key.public_key_hex, s="00" * 8))
     return _sign(key, "borgusb.manifest", m)
 
 
 def check_manifest_shape(m: Any) -> dict[str, Any]:
+    """m if it is a well-formed format-2 manifest whose id is its shard list's (`object_id`)."""
+    if isinstance(m, dict) and m.keys() == _V1_KEYS:
+        raise BadRecord(
+            "old_manifest_format", "format 1 (id = the whole file's SHA-256) is no longer read; put it again"
+        )
     if not isinstance(m, dict) or m.keys() != MANIFEST_KEYS:
-        raise BadRecord("malformed", "a manifest has exactly id, size, ss, r, shards, o, t, s")
+        raise BadRecord("malformed", "a manifest has exactly v, id, size, ss, r, shards, o, t, s")
+    if m["v"] != MANIFEST_VERSION or isinstance(m["v"], bool):
+        raise BadRecord("unknown_manifest_format", f"manifest format {str(m['v'])[:20]!r}; this node reads 2")
     if not is_hash(m["id"]):
         raise BadRecord("malformed", "id must be a SHA-256 in lowercase hex")
     size = _int(m, "size", 0, 2**53)
@@ -165,8 +198,8 @@ def check_manifest_shape(m: Any) -> dict[str, Any]:
         raise BadRecord("malformed", "shards must be a list of SHA-256 hashes")
     if len(shards) != -(-size // ss):
         raise BadRecord("malformed", f"{size} bytes in shards of {ss} need {-(-size // ss)} shards, not {len(shards)}")
-    if size == 0 and m["id"] != EMPTY_SHA256:
-        raise BadRecord("malformed", "the empty object's id is the SHA-256 of nothing")
+    if object_id(size, ss, shards) != m["id"]:
+        raise BadRecord("id_mismatch", "the id is not the SHA-256 of this shard list")
     return m
 
 

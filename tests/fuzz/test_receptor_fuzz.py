@@ -79,9 +79,9 @@ PUBKEYS = st.sampled_from([k.public_key_hex for k in REQUESTERS])
 T_SIGNED = SystemClock().now_ms() - 60_000
 SHARD = b"a shard the fuzzed cell holds " * 8
 SHARD_H = model.sha256_hex(SHARD)
-OBJ = model.sha256_hex(b"the object: " + SHARD)
+OBJ = model.object_id(len(SHARD), model.SHARD_SIZE, [SHARD_H])
 STORED_REC = model.sign_record(OWNER, SHARD_H, len(SHARD), T_SIGNED)
-STORED_M = model.sign_manifest(OWNER, OBJ, len(SHARD), model.SHARD_SIZE, 1, [SHARD_H], T_SIGNED)
+STORED_M = model.sign_manifest(OWNER, len(SHARD), model.SHARD_SIZE, 1, [SHARD_H], T_SIGNED)
 
 IMPLEMENTED = cells.implemented()
 
@@ -152,8 +152,13 @@ def manifests(draw: st.DrawFn) -> Any:
     else:
         count = draw(st.integers(0, 5))
     shards = [draw(HASH_LIKE) for _ in range(max(0, count))]
-    oid = model.EMPTY_SHA256 if size == 0 and draw(st.booleans()) else draw(HASH_LIKE)
+    try:
+        right = model.object_id(size, ss, shards)
+    except (model.BadRecord, TypeError, ValueError):
+        right = None
+    oid = right if right is not None and draw(st.booleans()) else draw(HASH_LIKE)
     m = {"id": oid, "size": size, "ss": ss, "r": draw(st.one_of(st.integers(1, 16), INT_LIKE)), "shards": shards}
+    m["v"] = draw(st.sampled_from([2, 2, 2, 1, "2", True]))
     m["t"] = draw(T_LIKE)
     if draw(st.integers(0, 9)) == 0:
         m["shards"] = [SHARD_H] * 12_001  # past MAX_SHARDS

@@ -8,7 +8,6 @@ works and the progress shows as plain lines on a stderr that is not a terminal.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from borgusb.shard.model import SHARD_SIZE
+from borgusb.shard.model import SHARD_SIZE, object_id, sha256_hex, split
 
 pytestmark = pytest.mark.slow
 BASE = 180  # 127.0.0.180, .181: off the .2, .3, ... that other cluster tests start at, on a shared machine
@@ -58,6 +57,11 @@ async def start(make_cluster, monkeypatch, tmp_path: Path, n: int):
     raise TimeoutError("shard directories did not fill")
 
 
+def content_id(data: bytes) -> str:
+    """The object id `put` must print: its shard list's (model.object_id), from the bytes alone."""
+    return object_id(len(data), SHARD_SIZE, [sha256_hex(chunk) for _, chunk in split(data)])
+
+
 async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluster, monkeypatch, tmp_path) -> None:
     cluster = await start(make_cluster, monkeypatch, tmp_path, 2)
     cluster_dir = cluster.root_dir
@@ -69,7 +73,7 @@ async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluste
     small.write_bytes(os.urandom(1000))
     put = run("-m", "borgusb.cli", "put", str(small), "--key-file", keyfile, "-q", "--r", "2", cluster_dir=cluster_dir)
     assert put.returncode == 0, put.stderr
-    assert put.stdout.strip() == hashlib.sha256(small.read_bytes()).hexdigest()
+    assert put.stdout.strip() == content_id(small.read_bytes())
     st = run("-m", "borgusb.cli", "stat", put.stdout.strip(), cluster_dir=cluster_dir)
     assert st.returncode == 0 and "min 2 of R=2" in st.stdout, st.stdout + st.stderr
     assert any(n.ip in st.stdout for n in cluster.nodes)
@@ -100,7 +104,7 @@ async def test_put_finds_the_cluster_and_shows_progress_without_tqdm(make_cluste
     )
     assert put.returncode == 0, put.stderr
     oid = put.stdout.strip()
-    assert oid == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert oid == content_id(big.read_bytes())
     lines = [ln for ln in put.stderr.splitlines() if ln.startswith("put: ")]
     assert "\r" not in put.stderr and "Traceback" not in put.stderr, put.stderr
     pcts = [int(ln.split(" (")[1].split("%)")[0]) for ln in lines]  # one line per quarter passed, then 100%

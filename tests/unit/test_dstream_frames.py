@@ -47,11 +47,10 @@ def test_holder_from_json_refuses_what_is_not_one(doc: Any) -> None:
 def located(**change: Any) -> tuple[dict[str, Any], str]:
     key = SigningKey.generate()
     data = b"abc" * 1000
-    h = hashlib.sha256(data).hexdigest()
-    m = model.sign_manifest(key, h, len(data), 1 << 20, 1, [h], 1_700_000_000_000)
+    m = model.sign_manifest(key, len(data), 1 << 20, 1, [hashlib.sha256(data).hexdigest()], 1_700_000_000_000)
     reply = {"found": True, "manifest": m, "holders": [[key.public_key_hex, "10.0.0.1", 13355]], "shards": [[0]]}
     reply.update(change)
-    return reply, h
+    return reply, m["id"]
 
 
 def test_parse_locate_gives_the_manifest_and_holders() -> None:

@@ -159,10 +159,10 @@ def test_scrub_catches_tampering_that_kept_the_crc(tmp_path: Path) -> None:
 def test_delete_by_owner_and_tombstone_refuses_replay(tmp_path: Path) -> None:
     store = ShardStore(tmp_path)
     data = b"object bytes"
-    oid = hashlib.sha256(data).hexdigest()
     rec, _ = shard(data, t=100)
+    oid = model.object_id(len(data), 1024, [rec["h"]])
     store.put(rec, data, obj=oid)
-    m = model.sign_manifest(OWNER, oid, len(data), 1024, 3, [rec["h"]], 100)
+    m = model.sign_manifest(OWNER, len(data), 1024, 3, [rec["h"]], 100)
     store.put_manifest(m)
     with pytest.raises(Refused):
         store.delete(model.sign_tomb(OTHER, oid, 200))  # not the owner
@@ -183,12 +183,12 @@ def test_delete_by_owner_and_tombstone_refuses_replay(tmp_path: Path) -> None:
 
 def stored_object(store: ShardStore, *parts: bytes, key: SigningKey = OWNER, t: int = 100) -> tuple[dict, list]:
     """An object of `parts` (one shard each) put on store the way a holder gets it: records, then manifest."""
-    oid = hashlib.sha256(b"".join(parts)).hexdigest()
     shards = [shard(p, key, t) for p in parts]
+    size = sum(len(p) for p in parts)
+    oid = model.object_id(size, len(parts[0]), [rec["h"] for rec, _ in shards])
     for rec, data in shards:
         store.put(rec, data, obj=oid)
-    size = sum(len(p) for p in parts)
-    m = model.sign_manifest(key, oid, size, len(parts[0]), 3, [rec["h"] for rec, _ in shards], t)
+    m = model.sign_manifest(key, size, len(parts[0]), 3, [rec["h"] for rec, _ in shards], t)
     store.put_manifest(m)
     return m, shards
 
@@ -221,7 +221,7 @@ def test_tombstone_of_another_key_is_refused_while_the_owners_manifest_is_held(t
     store = ShardStore(tmp_path)
     m, shards = stored_object(store, b"mine")
     refused("not_owner", store.delete, model.sign_tomb(OTHER, m["id"], 200))
-    theirs = model.sign_manifest(OTHER, m["id"], m["size"], m["ss"], m["r"], m["shards"], 150)
+    theirs = model.sign_manifest(OTHER, m["size"], m["ss"], m["r"], m["shards"], 150)
     refused("not_owner", store.delete, model.sign_tomb(OTHER, m["id"], 200), theirs)
     assert store.has(shards[0][0]["h"]) and store.manifests[m["id"]] == m
     assert store.counters["refused:tomb_not_owner"] == 2

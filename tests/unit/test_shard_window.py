@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from borgusb.dstream import FairGate, frame, unframe
-from borgusb.shard.window import FairQueue, Window
+from borgusb.shard.window import MAX_WINDOW, FairQueue, Window
 
 
 def drain(win: Window, fail: dict | None = None) -> list[tuple[int, str]]:
@@ -61,6 +61,66 @@ def test_stuck_when_no_holder_left() -> None:
     for i, h in win.next():
         win.unreachable(i, h) if h == "a" else win.ok(i)
     assert not win.finished and win.next() == [] and win.stuck() == [0]
+
+
+def test_every_holder_gets_its_own_full_window_of_different_shards() -> None:
+    win = Window([["a", "b", "c"]] * 40, per_holder=4)
+    first = win.next()
+    assert win.window == 12 and len(first) == 12
+    assert {h: sum(1 for _, x in first if x == h) for h in "abc"} == {"a": 4, "b": 4, "c": 4}
+    assert len({i for i, _ in first}) == 12  # no shard asked twice
+    big = Window([[f"h{k}" for k in range(20)]] * 200, per_holder=8)
+    assert big.window == MAX_WINDOW and len(big.next()) == MAX_WINDOW  # bounded in all
+
+
+def test_a_holder_that_serves_bad_bytes_is_avoided_for_the_rest_of_the_read() -> None:
+    win = Window([["a", "b"]] * 10, per_holder=2)
+    rounds: list[list[tuple[int, str]]] = []
+    while not win.finished:
+        rounds.append(win.next())
+        for n, (i, h) in enumerate(rounds[-1]):
+            if len(rounds) == 1 and h == "a" and n < 2:
+                win.bad(i, h, avoid=True)  # its first shard is not what the manifest says
+            else:
+                win.ok(i, h)
+    assert "a" in {h for _, h in rounds[0]}
+    assert all(h == "b" for r in rounds[1:] for _, h in r)  # nothing more asked of it
+    assert win.avoided == {"a"} and win.retries == 1
+
+
+def test_a_refused_shard_goes_elsewhere_but_the_holder_is_kept() -> None:
+    win = Window([["a", "b"]] * 4, per_holder=1)
+    reqs = win.next()
+    i_a = next(i for i, h in reqs if h == "a")
+    win.bad(i_a, "a")  # not held there: only that shard moves
+    assert win.avoided == set() and "a" not in win._candidates(i_a) and "a" in win._candidates(3)
+
+
+def test_a_late_shard_is_asked_again_of_an_idle_holder_and_the_first_copy_wins() -> None:
+    win = Window([["slow", "fast"]] * 4, per_holder=2, late_ms=100)
+    reqs = win.next(now_ms=0)
+    slow = [i for i, h in reqs if h == "slow"]
+    for i, h in reqs:
+        if h == "fast":
+            win.ok(i, h, now_ms=10)
+    assert win.next(now_ms=50) == []  # the slow holder's shards are not late yet
+    hedged = win.next(now_ms=200)
+    assert sorted(hedged) == sorted((i, "fast") for i in slow) and win.hedged == 2
+    assert win.next(now_ms=400) == []  # at most MAX_ASKED holders per shard, and fast is full
+    for i in slow:
+        win.ok(i, "fast", now_ms=210)
+    assert win.finished and win.load["slow"] == 2  # the slow requests still count until they end
+    win.ok(slow[0], "slow", now_ms=5000)  # a late copy of a shard already done changes nothing
+    win.unreachable(slow[1], "slow")
+    assert win.finished and win.retries == 0 and win.requests == 0 and not win.inflight
+
+
+def test_a_dead_holders_shards_move_to_the_others() -> None:
+    win = Window([["a", "b", "c"]] * 9, per_holder=3)
+    log = drain(win, {"b": "dead"})
+    assert win.finished and win.dead == {"b"}
+    moved = {i for i, h in log if h == "b"}
+    assert moved and all(any(j == i and h != "b" for j, h in log) for i in moved)
 
 
 def test_fair_queue_round_robin() -> None:

@@ -33,7 +33,8 @@ from tests.conftest import VECTORS, load_vectors
 PINNED = {
     "envelope.json": (2, "f10e2eb4b06d06c1f8a5c447fdc2a8ae984c43400975f970d4a0dff3bbf193dc"),
     "shard_record.json": (1, "6dfccd0fdc332978d59d9abd47b9af6ddcfc7d7d13079567b9e53ad9de1689cf"),
-    "manifest.json": (1, "fe443d3112ee6f3b8dd2b0bbc18e899e25622723e245a6583f42e8e10471c2a2"),
+    "manifest.json": (2, "5a6c2c3e85aa0b5fd7d5b00dc38a65859b3187941061b1fd8e32166df90b4097"),
+    "manifest_v1.json": (1, "fe443d3112ee6f3b8dd2b0bbc18e899e25622723e245a6583f42e8e10471c2a2"),  # must be refused
     "tombstone.json": (1, "72d30f560c97f9086e586f33c1ea7cb35e2441cb0b0d81274bddf4739b103327"),
     "keystore_v1.json": (1, "26e002b545dfc020bd89c94b65fb36adde691956709381f3cec7f8b4a93a5699"),
 }
@@ -68,7 +69,8 @@ def independent_ecdsa(secret_hex: str, signed: bytes, sig_hex: str) -> None:
 def test_valid_vector_files_are_the_pinned_ones(name: str) -> None:
     version, digest = PINNED[name]
     load_vectors(f"wire/{name}", version=version)
-    load_vectors(f"wire/{name.replace('.json', '_invalid.json')}", version=version)
+    if name != "manifest_v1.json":  # kept only to be refused: it has no invalid file
+        load_vectors(f"wire/{name.replace('.json', '_invalid.json')}", version=version)
     assert hashlib.sha256((VECTORS / "wire" / name).read_bytes()).hexdigest() == digest, (
         f"{name} changed: a new wire format needs a new version here and in the generator"
     )
@@ -77,6 +79,7 @@ def test_valid_vector_files_are_the_pinned_ones(name: str) -> None:
 def test_format_versions_in_the_code_are_the_vectors_versions() -> None:
     assert envelope.VERSION == PINNED["envelope.json"][0]
     assert keystore.VERSION == PINNED["keystore_v1.json"][0]
+    assert model.MANIFEST_VERSION == PINNED["manifest.json"][0]
 
 
 def test_libsecp256k1_signs_deterministically() -> None:
@@ -196,8 +199,13 @@ def test_stored_invalid_shard_record_is_refused_with_its_reason(case: dict[str, 
 def test_manifest_is_signed_to_the_stored_bytes(case: dict[str, Any], tmp_path: Path) -> None:
     data, ss = case["data"].encode(), case["ss"]
     shards = [model.sha256_hex(bytes(chunk)) for _, chunk in model.split(data, ss)]
-    m = model.sign_manifest(key(case["key"]), model.sha256_hex(data), len(data), ss, case["r"], shards, case["t"])
+    m = model.sign_manifest(key(case["key"]), len(data), ss, case["r"], shards, case["t"])
     assert m == case["manifest"]
+    assert json.loads(case["id_preimage"])["shards"] == [
+        [h, len(c)] for h, (_, c) in zip(shards, model.split(data, ss))
+    ]
+    assert m["id"] == model.object_id(len(data), ss, shards) == hashlib.sha256(case["id_preimage"].encode()).hexdigest()
+    assert std_canonical(json.loads(case["id_preimage"])) == case["id_preimage"].encode()
     _check_signed(case, m, "borgusb.manifest")
     assert model.check_manifest(json.loads(case["wire"])) == m
     store = ShardStore(tmp_path)
@@ -205,6 +213,18 @@ def test_manifest_is_signed_to_the_stored_bytes(case: dict[str, Any], tmp_path: 
     assert (tmp_path / "manifests" / f"{m['id']}.json").read_bytes() == case["store_file"].encode()
     reopened = ShardStore(tmp_path)
     assert reopened.manifests == {m["id"]: m}
+
+
+@cases("manifest_v1.json")
+def test_format_1_manifests_are_refused_as_the_old_format(case: dict[str, Any], tmp_path: Path) -> None:
+    """Format 1 (id = the whole file's SHA-256): refused with its own reason, on the wire and on disk."""
+    for doc in (case["manifest"], json.loads(case["wire"])):
+        with pytest.raises(model.BadRecord) as info:
+            model.check_manifest(doc)
+        assert info.value.reason == "old_manifest_format", str(info.value)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / f"{case['manifest']['id']}.json").write_text(case["store_file"])
+    assert ShardStore(tmp_path).manifests == {}
 
 
 @cases("manifest_invalid.json")

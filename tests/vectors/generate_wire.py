@@ -46,7 +46,7 @@ OUT = Path(__file__).resolve().parent / "wire"
 VERSIONS = {
     "envelope": envelope.VERSION,
     "shard_record": 1,
-    "manifest": 1,
+    "manifest": model.MANIFEST_VERSION,
     "tombstone": 1,
     "keystore_v1": keystore.VERSION,
 }
@@ -320,6 +320,13 @@ def record_files(oid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return valid, inv
 
 
+def resigned(m: dict[str, Any], **change: Any) -> dict[str, Any]:
+    """m changed (a member set to None is removed) and signed again by its owner: refused for
+    what it says, not for its signature."""
+    body = {k: v for k, v in dict(m, **change).items() if k not in ("o", "s") and v is not None}
+    return model._sign(key(OWNER), "borgusb.manifest", body)
+
+
 def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     valid = []
     for name, data, ss, r, t in (
@@ -328,13 +335,19 @@ def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ("three_shards_of_4_bytes", "0123456789", 4, 2, T0 + 20),
     ):
         raw = data.encode()
-        oid = hashlib.sha256(raw).hexdigest()
         shards = [hashlib.sha256(raw[i : i + ss]).hexdigest() for i in range(0, len(raw), ss)]
-        m = model.sign_manifest(key(OWNER), oid, len(raw), ss, r, shards, t)
+        sizes = [len(raw[i : i + ss]) for i in range(0, len(raw), ss)]
+        id_preimage = std_canonical(
+            {"d": "borgusb.object", "v": 2, "size": len(raw), "ss": ss, "shards": [list(x) for x in zip(shards, sizes)]}
+        )
+        oid = hashlib.sha256(id_preimage).hexdigest()
+        m = model.sign_manifest(key(OWNER), len(raw), ss, r, shards, t)
+        assert m["id"] == oid
         signed = model._signed("borgusb.manifest", m)
         assert signed == std_canonical(
             {
                 "d": "borgusb.manifest",
+                "v": 2,
                 "id": oid,
                 "size": len(raw),
                 "ss": ss,
@@ -353,6 +366,7 @@ def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 "ss": ss,
                 "r": r,
                 "t": t,
+                "id_preimage": id_preimage.decode(),
                 "manifest": m,
                 "signed": signed.decode(),
                 "wire": std_canonical(m).decode(),
@@ -362,7 +376,7 @@ def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     m = valid[2]["manifest"]
     empty = valid[0]["manifest"]
     inv = [
-        {"name": "shards_reordered", "doc": dict(m, shards=m["shards"][::-1]), "reason": "bad_owner_signature"},
+        {"name": "shards_reordered", "doc": dict(m, shards=m["shards"][::-1]), "reason": "id_mismatch"},
         {"name": "r_raised", "doc": dict(m, r=3), "reason": "bad_owner_signature"},
         {"name": "owner_replaced", "doc": dict(m, o=pub(OTHER)), "reason": "bad_owner_signature"},
         {
@@ -374,7 +388,16 @@ def manifest_files() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"name": "size_not_matching_shards", "doc": dict(m, size=13), "reason": "malformed"},
         {"name": "shard_size_zero", "doc": dict(m, ss=0), "reason": "malformed"},
         {"name": "r_above_max", "doc": dict(m, r=model.MAX_R + 1), "reason": "malformed"},
-        {"name": "empty_object_with_another_id", "doc": dict(empty, id=m["id"]), "reason": "malformed"},
+        {"name": "empty_object_with_another_id", "doc": resigned(empty, id=m["id"]), "reason": "id_mismatch"},
+        {"name": "id_of_another_shard_list", "doc": resigned(m, id=empty["id"]), "reason": "id_mismatch"},
+        {
+            "name": "id_the_whole_files_sha256",
+            "doc": resigned(m, id=hashlib.sha256(b"0123456789").hexdigest()),
+            "reason": "id_mismatch",
+        },
+        {"name": "format_1_no_v", "doc": resigned(m, v=None), "reason": "old_manifest_format"},
+        {"name": "format_3", "doc": resigned(m, v=3), "reason": "unknown_manifest_format"},
+        {"name": "version_a_string", "doc": resigned(m, v="2"), "reason": "unknown_manifest_format"},
         {"name": "id_not_a_hash", "doc": dict(m, id=m["id"][:-1]), "reason": "malformed"},
         {"name": "extra_member", "doc": dict(m, d="borgusb.manifest"), "reason": "malformed"},
     ]
@@ -615,7 +638,8 @@ SOURCES = {
     "ShardStore.put writes to shards/xx/<hash>.rec. ",
     "manifest": "BorgUSB custom vectors: borgusb/shard/model.py sign_manifest() (domain borgusb.manifest); 'wire' is "
     "the canonical JSON carried in shard.manifest payloads, 'store_file' the exact bytes "
-    "ShardStore.put_manifest writes to manifests/<id>.json. ",
+    "ShardStore.put_manifest writes to manifests/<id>.json, 'id_preimage' the canonical JSON whose SHA-256 is the "
+    "object id (model.object_id: the shard hashes and sizes, the shard size, the total size). ",
     "tombstone": "BorgUSB custom vectors: borgusb/shard/model.py sign_tomb() (domain borgusb.tomb); 'wire' is the "
     "canonical JSON carried in shard.delete payloads, 'store_file' the exact bytes ShardStore.delete "
     "writes to tombs/<id>.json. ",
@@ -630,7 +654,10 @@ SOURCES = {
 
 def documents() -> dict[str, dict[str, Any]]:
     manifests, manifests_inv = manifest_files()
-    oid = manifests[1]["manifest"]["id"]
+    # the id that records, tombstones and envelopes name: the one-shard object's format-1 id (the
+    # SHA-256 of its bytes), kept so that those vectors stay byte for byte what they were; they
+    # carry an id, they do not derive it
+    oid = hashlib.sha256(manifests[1]["data"].encode()).hexdigest()
     tombs, tombs_inv = tomb_files(oid)
     records, records_inv = record_files(oid)
     envs, envs_inv = envelope_files(tombs[0]["tomb"])
