@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from borgusb.cells.btrader.client import BtraderClient
+from borgusb.cells.btrader.runner import SwapRunner
 from borgusb.cells.btrader.settle import FEE, Settlement
 from borgusb.cells.dogenode.client import DogeNodeClient
 from borgusb.cells.peerpays.client import PayClient
+from borgusb.conduit.network import Network
 from borgusb.doge.address import p2pkh_address
 from borgusb.envelope import Verifier
 from borgusb.exchange.order import sign_order
@@ -113,20 +115,41 @@ async def test_a_swap_completes_both_legs_or_refunds_both(
         )
 
         times = SHORT if vanish else TIMES
-        sides = [
-            Settlement(key, fill, times, pay=c[0], doge=c[1], bt=c[2], net=NET, now_ms=CLOCK.now_ms)
-            for key, c in ((alice, clients["alice"]), (bob, clients["bob"]))
-        ]
-        seller = sides[0]
+        buyer = Settlement(
+            bob,
+            fill,
+            times,
+            pay=clients["bob"][0],
+            doge=clients["bob"][1],
+            bt=clients["bob"][2],
+            net=NET,
+            now_ms=CLOCK.now_ms,
+        )
+        if vanish:  # both sides stepped here, the seller not while it is away
+            seller = Settlement(
+                alice,
+                fill,
+                times,
+                pay=clients["alice"][0],
+                doge=clients["alice"][1],
+                bt=clients["alice"][2],
+                net=NET,
+                now_ms=CLOCK.now_ms,
+            )
+        else:  # the seller's side as the conduit runs it (the Exchange page's Settle): endpoints found by the network
+            network = Network([pay_ip, BRIDGE_IP], CLOCK)
+            runner = SwapRunner(times, every_s=0.2)
+            seller = await runner.start(alice, fill, network)
+            assert runner.progress(fill["id"]) == {"state": "start", "role": "seller", "last": [], "problem": []}
+        sides = [seller, buyer]
         deadline = time.monotonic() + 180
         while not all(s.done for s in sides):
             if time.monotonic() > deadline:
                 notes = [await c[2].notes(fill["id"]) for c in clients.values()]
                 raise AssertionError([(s.role, s.state, s.log, s.errors[-3:]) for s in sides] + notes)
-            for s in sides:
-                away = vanish and s is seller and s.state != "start" and CLOCK.now_ms() < seller.machine.t1
-                if not away:  # the vanished seller comes back only after its lock expired
-                    await s.step()
+            if vanish and (seller.state == "start" or CLOCK.now_ms() >= seller.machine.t1):
+                await seller.step()  # the vanished seller comes back only after its lock expired
+            await buyer.step()
             chain.generate(1, addr(miner))  # a block a round: confirmations, and the claim mined
             await asyncio.sleep(0.2)
         if vanish:  # both refunded: Alice has her 100 Shells, Bob his DOGE back (less the refund's fee)
@@ -139,6 +162,9 @@ async def test_a_swap_completes_both_legs_or_refunds_both(
             assert await until(bob_refunded, "bob's DOGE back at his address")
             return
         assert [s.state for s in sides] == ["done", "done"], [(s.log, s.errors) for s in sides]
+        assert runner.progress(fill["id"])["state"] == "done"  # what the Exchange page shows
+        await runner.stop()
+        await network.close()
 
         # both legs: Bob has the 5 Shells, Alice the DOGE (less the claim's fee) at her own address
         assert (await balance(pay_ip, bob.public_key_hex))["balance"] == 5 * SHELL

@@ -13,11 +13,12 @@ as text (the script builds elements with textContent).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ from ...exchange.order import sign_cancel, sign_order
 from ...keys import SigningKey
 from ...ledger import address, format_shells, is_account, parse_shells
 from ...ledger.errors import LedgerError
-from ...net.peer import PeerRejected
+from ...net.peer import PeerError, PeerRejected
 from .client import BtraderClient
+from .runner import SwapRunner
 
 CELL = "btraderOrganCell"
 HERE = Path(__file__).parent
@@ -41,6 +43,7 @@ REVIEW_TTL_S = 300.0
 MAX_REVIEWS = 8
 MAX_BODY = 4096
 TIMEOUT_S = 20.0
+SETTLE_ASK = 3  # replicas asked for a fill's terms before a swap starts on them
 
 
 class Refusal(Exception):
@@ -67,6 +70,7 @@ class Review:
 
 
 REVIEWS = web.AppKey("exchange_reviews", OrderedDict[str, Review])
+SWAPS = web.AppKey("exchange_swaps", SwapRunner)
 
 
 def _refused(reason: str, message: str, status: int) -> web.Response:
@@ -157,6 +161,7 @@ async def api_fills(request: web.Request) -> web.Response:
     key, network = _parts(request)
     me = key.public_key_hex
     doc, ip = await _use(network, key, lambda bt: bt.swaps(me))
+    runner = request.app[SWAPS]
     rows = [
         {
             "fill": str(s.get("fill", ""))[:64],
@@ -164,6 +169,7 @@ async def api_fills(request: web.Request) -> web.Response:
             "shells": format_shells(_int(s.get("amount"))),
             "doge": format_shells(_int(s.get("koinu"))),
             "state": str(s.get("state", ""))[:40],
+            "swap": runner.progress(str(s.get("fill", ""))),
         }
         for s in _list(doc, "swaps")
         if isinstance(s, dict)
@@ -216,14 +222,65 @@ async def api_cancel(request: web.Request) -> web.Response:
     return web.json_response({"cancelled": oid, "served_by": ip})
 
 
+def _fill_ok(f: Any, fid: str, me: str) -> bool:
+    if not isinstance(f, dict) or f.get("id") != fid or me not in (f.get("buyer"), f.get("seller")):
+        return False
+    amounts = [f.get("amount"), f.get("koinu")]
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in amounts) and all(
+        is_account(f.get(k)) for k in ("buyer", "seller")
+    )
+
+
+async def _agreed_fill(key: SigningKey, network: Network, fid: str) -> dict[str, Any] | None:
+    """The fill as at least two replicas (or the only one) state it, field for field: a swap locks real
+    funds on these terms, so one replica's word is not enough where another can be asked."""
+    endpoints = (await network.refresh(CELL)).endpoints[:SETTLE_ASK]
+    peers = network.client_for(key)
+
+    async def ask(ip: str) -> str:
+        try:
+            doc = await asyncio.wait_for(BtraderClient(peers, ip).fills(key.public_key_hex), TIMEOUT_S)
+        except (TimeoutError, PeerError):
+            return ""
+        found = next((f for f in _list(doc, "fills") if _fill_ok(f, fid, key.public_key_hex)), None)
+        return json.dumps(found, sort_keys=True) if found else ""
+
+    said = Counter(a for a in await asyncio.gather(*(ask(ip) for ip in endpoints)) if a)
+    best = said.most_common(1)
+    if not best or best[0][1] < min(2, len(endpoints)):
+        return None
+    agreed: dict[str, Any] = json.loads(best[0][0])
+    return agreed
+
+
+async def api_settle(request: web.Request) -> web.Response:
+    """Start the person's side of one of their final fills (the page confirmed it first)."""
+    key, network = _parts(request)
+    fid = (await _fields(request)).get("fill", "")
+    fill = await _agreed_fill(key, network, fid)
+    if fill is None:
+        raise Refusal("unknown_fill", "no two exchange nodes agree that this is one of your fills")
+    if fill.get("final") is not True:
+        raise Refusal("not_final", "a fill settles once it is final (90 s after it was matched)")
+    settlement = await request.app[SWAPS].start(key, fill, network)
+    return web.json_response({"fill": fid, "role": settlement.role, "state": settlement.state})
+
+
+async def _stop_swaps(app: web.Application) -> None:
+    await app[SWAPS].stop()
+
+
 def setup(app: web.Application) -> None:
     """The page hook: the conduit calls this once (SPEC.web)."""
     add_page(app, "/exchange", "Exchange", "exchange", HERE / "templates")
     add_script(app, "exchange.js", HERE / "static" / "exchange.js")
     app[REVIEWS] = OrderedDict()
+    app[SWAPS] = SwapRunner()
+    app.on_cleanup.append(_stop_swaps)
     app.router.add_get("/exchange", page)
     app.router.add_post("/api/exchange/book", _guarded(api_book))
     app.router.add_post("/api/exchange/fills", _guarded(api_fills))
     app.router.add_post("/api/exchange/review", _guarded(api_review))
     app.router.add_post("/api/exchange/place", _guarded(api_place))
     app.router.add_post("/api/exchange/cancel", _guarded(api_cancel))
+    app.router.add_post("/api/exchange/settle", _guarded(api_settle))

@@ -54,6 +54,34 @@
     } catch (e) { body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "message" }, e.message))); }
   }
 
+  // a fill's swap: its progress while the conduit runs it, else a Settle button (confirmed in place)
+  let settling = "";
+  function swapCell(f) {
+    if (f.swap) {
+      const said = [...f.swap.last, ...f.swap.problem.map((p) => `waiting: ${p}`)].join(" · ");
+      return h("span", {}, `${f.swap.state.replaceAll("_", " ")} (you are the ${f.swap.role})`, h("br"), h("small", { class: "muted" }, said));
+    }
+    const text = SWAP[f.state] || f.state;
+    if (f.state !== "ready_to_settle") return text;
+    const ask = h("button", { class: "settle" }, "Settle");
+    const yes = h("button", { class: "settle-yes" }, "Yes, lock my side");
+    ask.onclick = () => {
+      settling = f.fill;
+      ask.replaceWith(yes);
+      say($("fills-note"), `Settle this fill? Your side is locked for the swap's timeouts; keep this wallet unlocked until it is done.`);
+    };
+    yes.onclick = async () => {
+      yes.disabled = true;
+      try {
+        await post("/api/exchange/settle", { fill: f.fill });
+        settling = "";
+        say($("fills-note"), "The swap is running.", "ok");
+        refreshFills();
+      } catch (e) { say($("fills-note"), e.message, "message", e.reason || ""); yes.disabled = false; }
+    };
+    return h("span", {}, text, " ", settling === f.fill ? yes : ask);
+  }
+
   async function refreshFills(background = false) {
     const body = document.querySelector("#fills tbody");
     if (!body) return;
@@ -63,8 +91,8 @@
       body.replaceChildren(...fills.map((f) => {
         const tr = h("tr", { class: f.role },
           h("td", {}, f.role), h("td", { class: "amount" }, f.shells), h("td", { class: "amount" }, f.doge),
-          h("td", { class: "mono" }, `${f.fill.slice(0, 16)}…`), h("td", { class: "swap" }, SWAP[f.state] || f.state));
-        tr.dataset.state = f.state;
+          h("td", { class: "mono" }, `${f.fill.slice(0, 16)}…`), h("td", { class: "swap" }, swapCell(f)));
+        tr.dataset.state = f.swap ? f.swap.state : f.state;
         return tr;
       }));
     } catch (e) { body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "message" }, e.message))); }
