@@ -1,0 +1,131 @@
+"""A file's bytes encrypted in chunks, so a file of any size streams through bounded memory.
+
+Each private file has its own fresh AES-256-GCM key (`new_key`), never used for anything else,
+so the nonces can be a counter: chunk ``i`` is sealed under the 12-byte nonce ``i`` (11 bytes,
+big-endian) followed by a flag byte that is 1 on the last chunk only. This is the STREAM
+construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015): a chunk cannot be moved, dropped,
+repeated, or made the last one (truncation) without its tag failing. Every chunk is `CHUNK`
+bytes of plaintext except the last (0..`CHUNK`; an empty file is one empty final chunk), and
+carries a 16-byte tag.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import Malformed, Tampered
+
+CHUNK = 64 * 1024
+TAG = 16
+KEY_BYTES = 32
+AAD = b"borgusb.files.stream.v1"
+_MAX_CHUNKS = 2**64  # far beyond any file; the counter itself has 88 bits
+
+
+def new_key() -> bytes:
+    """A fresh 256-bit file key from the OS CSPRNG (the caller's I/O edge, not the core's)."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def _nonce(index: int, final: bool) -> bytes:
+    if index >= _MAX_CHUNKS:
+        raise Malformed("too many chunks for one file key")
+    return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+
+
+def encrypted_size(plain_size: int) -> int:
+    """The ciphertext's length for `plain_size` bytes of plaintext."""
+    chunks = max(1, -(-plain_size // CHUNK))
+    return plain_size + chunks * TAG
+
+
+def _aead(key: bytes) -> AESGCM:
+    if len(key) != KEY_BYTES:
+        raise Malformed("a file key is 32 bytes")
+    return AESGCM(key)
+
+
+class Encryptor:
+    """Plaintext in (any pieces), ciphertext out; at most one chunk is held back."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = _aead(key)
+        self._buf = bytearray()
+        self._index = 0
+        self._done = False
+
+    def update(self, data: bytes) -> bytes:
+        if self._done:
+            raise RuntimeError("this encryptor is finished")
+        self._buf += data
+        out: list[bytes] = []
+        start = 0
+        while len(self._buf) - start > CHUNK:  # strictly: the last chunk may be a full one
+            out.append(self._aead.encrypt(_nonce(self._index, False), bytes(self._buf[start : start + CHUNK]), AAD))
+            self._index += 1
+            start += CHUNK
+        del self._buf[:start]
+        return b"".join(out)
+
+    def finalize(self) -> bytes:
+        if self._done:
+            raise RuntimeError("this encryptor is finished")
+        self._done = True
+        last = self._aead.encrypt(_nonce(self._index, True), bytes(self._buf), AAD)
+        self._buf.clear()
+        return last
+
+
+class Decryptor:
+    """Ciphertext in (any pieces), verified plaintext out; `Tampered` on any change or truncation.
+
+    Plaintext is released chunk by chunk, each only after its own tag checked; a reader that must
+    not act on a prefix of a file that later fails keeps it aside until `finalize` returns."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = _aead(key)
+        self._buf = bytearray()
+        self._index = 0
+        self._done = False
+
+    def _open(self, chunk: bytes, final: bool) -> bytes:
+        try:
+            return self._aead.decrypt(_nonce(self._index, final), chunk, AAD)
+        except InvalidTag:
+            raise Tampered(f"chunk {self._index} does not open under this file's key") from None
+
+    def update(self, data: bytes) -> bytes:
+        if self._done:
+            raise RuntimeError("this decryptor is finished")
+        self._buf += data
+        out: list[bytes] = []
+        start = 0
+        size = CHUNK + TAG
+        while len(self._buf) - start > size:
+            out.append(self._open(bytes(self._buf[start : start + size]), False))
+            self._index += 1
+            start += size
+        del self._buf[:start]
+        return b"".join(out)
+
+    def finalize(self) -> bytes:
+        if self._done:
+            raise RuntimeError("this decryptor is finished")
+        self._done = True
+        if len(self._buf) < TAG:
+            raise Tampered("the ciphertext ends inside a tag (truncated)")
+        last = self._open(bytes(self._buf), True)
+        self._buf.clear()
+        return last
+
+
+def encrypt(key: bytes, data: bytes) -> bytes:
+    """All at once (small files, tests); the same bytes as streaming them."""
+    enc = Encryptor(key)
+    return enc.update(data) + enc.finalize()
+
+
+def decrypt(key: bytes, data: bytes) -> bytes:
+    dec = Decryptor(key)
+    return dec.update(data) + dec.finalize()
