@@ -55,6 +55,7 @@ SYNC_TIMEOUT_S = 3.0
 OWNER_BURST = 20
 MAX_OWNERS_TRACKED = 10_000
 MAX_LISTED_FILLS = 500
+MAX_LISTED_ORDERS = 200
 NOTE_FIELDS = ("fill", "lock", "doge")
 MAX_NOTE_BYTES = 1024
 MAX_NOTED_FILLS = 1000
@@ -235,9 +236,9 @@ class BtraderCell(Cell):
     async def _r_book(self, env: Envelope) -> Any:
         now = self.clock.now_ms()
         rows = [{**o.to_dict(), "id": o.id, "left": left} for o, left in self.book.resting(now)]
-        return {
-            "bids": [r for r in rows if r["side"] == "buy"],
-            "asks": [r for r in rows if r["side"] == "sell"],
+        return {  # the best MAX_LISTED_ORDERS of each side: a reply fits one envelope
+            "bids": [r for r in rows if r["side"] == "buy"][:MAX_LISTED_ORDERS],
+            "asks": [r for r in rows if r["side"] == "sell"][:MAX_LISTED_ORDERS],
             "pending": len(self.book.pending),
             "horizon": self.book.horizon,
             "now": now,

@@ -31,7 +31,7 @@ from typing import Any
 from ...doge.address import p2pkh_address, script_pubkey
 from ...doge.htlc import build_htlc_claim, build_htlc_refund, extract_secret, htlc_address, htlc_script
 from ...doge.scan import read_tx
-from ...doge.tx import Utxo, build_payment
+from ...doge.tx import DUST_KOINU, Utxo, build_payment
 from ...exchange.swap import (
     Action,
     BuyerSwap,
@@ -61,6 +61,8 @@ from .client import BtraderClient
 BLOCK_MS = 60_000  # Dogecoin's target block interval: a Doge timeout in blocks
 FEE = 1_000_000  # 0.01 DOGE, the network's recommended minimum for a small transaction
 FINAL_STATES = ("done", "refunded", "abandoned")
+COINBASE_MATURITY = {"main": 240, "test": 240, "regtest": 60}  # Dogecoin Core's, in blocks
+MIN_SWAP_KOINU = FEE + DUST_KOINU  # a smaller HTLC could not pay for its own claim
 
 
 class Settlement:
@@ -186,7 +188,8 @@ class Settlement:
         spendable = [
             Utxo(d["txid"], d["vout"], d["amount"])
             for d in await self.doge.deposits(mine)
-            if d.get("spent_by") is None and d.get("confirmations", 0) >= 1
+            if d.get("spent_by") is None
+            and d.get("confirmations", 0) >= (COINBASE_MATURITY.get(self.net, 240) + 1 if d.get("coinbase") else 1)
         ]
         spendable.sort(key=lambda u: -u.amount)
         picked: list[Utxo] = []

@@ -35,6 +35,7 @@ from ...ledger.errors import LedgerError
 from ...net.peer import PeerError, PeerRejected
 from .client import BtraderClient
 from .runner import SwapRunner
+from .settle import MIN_SWAP_KOINU
 
 CELL = "btraderOrganCell"
 HERE = Path(__file__).parent
@@ -262,6 +263,8 @@ async def api_settle(request: web.Request) -> web.Response:
         raise Refusal("unknown_fill", "no two exchange nodes agree that this is one of your fills")
     if fill.get("final") is not True:
         raise Refusal("not_final", "a fill settles once it is final (90 s after it was matched)")
+    if fill["koinu"] < MIN_SWAP_KOINU:
+        raise Refusal("too_small", f"a swap moves at least {format_shells(MIN_SWAP_KOINU)} DOGE (its claim's fee)")
     settlement = await request.app[SWAPS].start(key, fill, network)
     return web.json_response({"fill": fid, "role": settlement.role, "state": settlement.state})
 
