@@ -10,7 +10,10 @@ arenas: a page is copied as soon as the cell writes a reference count of an
 object on it), the malloc heap (larger objects, OpenSSL) and libraries.
 Then the floor, in this process: one fork of the loaded host measured after
 each step a cell takes before it talks to anyone (what the required work
-itself costs), the steps in the order `borgusb cell run` takes them.
+itself costs), the steps in the order `borgusb cell run` takes them. And
+why: the same node forked from this process, each cell's pages that only it
+maps (/proc/PID/pagemap), split into pages that hold the host's objects
+(copied because the cell wrote to one of them) and the cell's own allocations.
 
 Goal (issue 14): private memory per added cell < 8 MiB.
 """
@@ -18,17 +21,21 @@ Goal (issue 14): private memory per added cell < 8 MiB.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 GOAL_MIB = 8.0
 SETTLE_S = 15.0  # how long the cells run (and talk) before they are measured
+PAGE = os.sysconf("SC_PAGE_SIZE")
 BORGUSB = [sys.executable, "-c", "import sys; from borgusb.cli import main; sys.exit(main())"]
 
 
@@ -151,6 +158,74 @@ def floor(cells: list[str], ip: str) -> list[tuple[str, float]]:
     return [(stage, mib) for stage, mib in json.loads(data or b"[]")]
 
 
+def exclusive_pages(pid: int) -> set[int]:
+    """Page numbers of pid's anonymous and heap memory that only pid maps (pagemap bit 56)."""
+    found: set[int] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in maps:
+            fields = line.split()
+            if (fields[5] if len(fields) > 5 else "") not in ("", "[heap]"):
+                continue
+            start, end = (int(x, 16) // PAGE for x in fields[0].split("-"))
+            pagemap.seek(start * 8)
+            for i, (entry,) in enumerate(struct.iter_unpack("<Q", pagemap.read((end - start) * 8))):
+                if entry >> 63 and entry >> 56 & 1:  # present, exclusively mapped
+                    found.add(start + i)
+    return found
+
+
+def object_pages() -> dict[int, Counter[str]]:
+    """Every object reachable in this process, by the page its header is on: how many of each type."""
+    pages: dict[int, Counter[str]] = defaultdict(Counter)
+    seen: set[int] = set()
+    stack: list[object] = [sys.modules, *gc.get_objects()]
+    while stack:
+        obj = stack.pop()
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            pages[id(obj) // PAGE][type(obj).__name__] += 1
+            stack.extend(gc.get_referents(obj))
+    return pages
+
+
+def why(cells: list[str], ip: str, data: Path) -> tuple[dict[str, tuple[float, float, dict[str, float]]], float]:
+    """Fork every cell of a node from this (loaded) process, let them talk for SETTLE_S, then split
+    each cell's exclusive pages: per cell (MiB own pages, MiB of them holding this process's objects,
+    MiB by object type shared among a page's objects), and the MiB of pages that hold objects here."""
+    from borgusb.cellhost.host import run_cell
+
+    pids: dict[str, int] = {}
+    try:
+        for name in cells:
+            (data / name).mkdir(parents=True)
+            pid = os.fork()
+            if pid == 0:
+                quiet = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(quiet, 1)
+                os.dup2(quiet, 2)
+                try:
+                    run_cell(["run", name, "--ip", ip, "--data", str(data / name)])
+                finally:
+                    os._exit(0)
+            pids[name] = pid
+        time.sleep(SETTLE_S)
+        copied = {name: exclusive_pages(pid) for name, pid in pids.items()}
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    pages = object_pages()
+    out: dict[str, tuple[float, float, dict[str, float]]] = {}
+    for name, found in copied.items():
+        shares: dict[str, float] = defaultdict(float)
+        held = [pages[page] for page in found if page in pages]
+        for on in held:
+            for kind, count in on.items():
+                shares[kind] += count / sum(on.values()) * PAGE / 2**20
+        out[name] = (len(found) * PAGE / 2**20, len(held) * PAGE / 2**20, shares)
+    return out, len(pages) * PAGE / 2**20
+
+
 def main() -> int:
     from borgusb.cells import implemented
 
@@ -158,7 +233,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="borgusb-bench-cellhost-") as tmp:
         base = standalone("peerTreeNet", "127.0.0.221", Path(tmp) / "alone")
         host, per = hosted(cells, "127.0.0.222", Path(tmp) / "hosted")
-    ladder = floor(cells, "127.0.0.223")
+        ladder = floor(cells, "127.0.0.223")
+        reasons, object_mib = why(cells, "127.0.0.224", Path(tmp) / "why")
     print(f"Private memory per cell (Private_Clean + Private_Dirty), after {SETTLE_S:.0f} s of running")
     print(f"  baseline: peerTreeNet as a process of its own    {base:6.1f} MiB")
     print(f"  the cell host ({len(cells)} cell types loaded once)        {host:6.1f} MiB")
@@ -184,6 +260,26 @@ def main() -> int:
     print(
         f"  the started cell alone: {started:.1f} MiB; its traffic (registry, clock, peers over TLS) adds "
         f"{mean - started:.1f} MiB in the cell host's run (mean {mean:.1f} against the goal's {GOAL_MIB:.0f})"
+    )
+    print(f"Why: the same node forked from this process, each cell's own pages after {SETTLE_S:.0f} s:")
+    for name, (own, held, shares) in sorted(reasons.items()):
+        kinds = ", ".join(f"{kind} {mib:.1f}" for kind, mib in sorted(shares.items(), key=lambda kv: -kv[1])[:4])
+        print(
+            f"  {name:<22} {own:5.1f} MiB: {held:4.1f} copied from the host for a write to an object on them "
+            f"({kinds}), {own - held:.1f} its own allocations"
+        )
+    held_mean = sum(held for _, held, _ in reasons.values()) / max(1, len(reasons))
+    files_mean = sum(parts["files"] for parts in per.values()) / max(1, len(per))
+    print(
+        f"  a cell copies {held_mean:.1f} MiB of the host's {object_mib:.1f} MiB of object pages "
+        f"({held_mean / object_mib:.0%}): CPython 3.11 writes an object's reference count into the object "
+        "whenever code uses it (a call: its function and code; a constant; a global; a key), so running the "
+        "code copies the pages it lives on"
+    )
+    print(
+        f"  floor set by the required work: {held_mean:.1f} (objects used) + {files_mean:.1f} (libraries' data) = "
+        f"{held_mean + files_mean:.1f} MiB per cell before any allocation of its own; goal < {GOAL_MIB:.0f}: "
+        + ("reachable" if held_mean + files_mean < GOAL_MIB else "NOT reachable this way")
     )
     return 0
 
