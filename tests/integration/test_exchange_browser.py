@@ -93,7 +93,15 @@ def test_exchange_page_in_chromium(make_cluster, tmp_path: Path) -> None:
             row = page.locator("#fills tbody tr.sold")
             assert "2" in row.locator("td").nth(1).inner_text() and row.locator("td").nth(2).inner_text() == "5"
             assert row.get_attribute("data-state") == "matching"
+            assert row.locator("button.settle").count() == 0  # no Settle before the fill is final
             expect(page.locator("#book tbody tr.mine td.amount").first).to_have_text("3", timeout=20_000)
+
+            # the settle door refuses a fill that is not final yet (asked of every replica) and one that is not ours
+            (fill,) = run_async(call(ips[1], lambda c: c.fills()))["fills"]
+            settle = """(fill) => Borg.api('/api/exchange/settle', {body: JSON.stringify({fill}),
+                headers: {'Content-Type': 'application/json'}}).then(() => 'started', (e) => e.reason)"""
+            assert page.evaluate(settle, fill["id"]) == "not_final"
+            assert page.evaluate(settle, "ab" * 32) == "unknown_fill"
 
             # someone else's order shows its owner's address as text
             ask = sign_order(
