@@ -39,7 +39,7 @@ def _reject_constant(name: str) -> Any:
     raise CanonicalError(f"{name} is not allowed")
 
 
-def _reject_float(text: str) -> Any:
+def reject_float(text: str) -> Any:
     raise CanonicalError(f"floats are not allowed ({text[:20]})")
 
 
@@ -61,7 +61,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_fast_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+_fast_decoder = json.JSONDecoder(parse_float=reject_float, parse_constant=_reject_constant)
 # an integer token of 16+ digits: after a separator, or the whole document's first token. Two patterns,
 # because an alternation with ^ defeats the regex engine's fast scan (8 µs a message instead of 1)
 _LONG_DIGITS = re.compile(rb"[:,\[]-?[0-9]{16}")
@@ -69,7 +69,7 @@ _LEADING_LONG_DIGITS = re.compile(rb"-?[0-9]{16}")
 
 _decoder = json.JSONDecoder(
     object_pairs_hook=_no_duplicates,
-    parse_float=_reject_float,
+    parse_float=reject_float,
     parse_int=_parse_int,
     parse_constant=_reject_constant,
 )
@@ -134,34 +134,43 @@ def loads_canonical(data: bytes) -> JSONValue:
     if type(data) is not bytes:
         data = bytes(data)
     value = _loads_fast(data)
-    if value is _NOT_FAST:
+    if value is NOT_FAST:
         return _loads_reference(data)
     return value
 
 
-_NOT_FAST: Any = object()  # the fast path's "ask the reference path", distinct from every JSON value
+NOT_FAST: Any = object()  # the fast path's "ask the reference path", distinct from every JSON value
 # an integer token of 16+ digits (maybe beyond ±2**53) follows one of ":,[-" or starts the document; mapped
 # to ":" and "0", such a token is ":" + 16 "0" (strings may match too: they only take the reference path)
 _NUMBER_MARKS = bytes(48 if 48 <= b <= 57 else 58 if b in b":,[-" else 32 for b in range(256))
 _LONG_RUN = b"0" * 16
 _LONG_TOKEN = b":" + _LONG_RUN
-_strict_decoder = msgspec.json.Decoder(float_hook=_reject_float)
+_strict_decoder = msgspec.json.Decoder(float_hook=reject_float)
 _sorted_encoder = msgspec.json.Encoder(order="sorted")
 
 
 def _loads_fast(data: bytes) -> JSONValue:
-    """The value, or _NOT_FAST for anything the reference path must judge (every refusal)."""
+    """The value, or NOT_FAST for anything the reference path must judge (every refusal)."""
+    value = decode_fast(data, _strict_decoder)
+    if value is not NOT_FAST and data.count(b"[") + data.count(b"{") > MAX_DEPTH and too_deep(value):
+        return NOT_FAST
+    return value
+
+
+def decode_fast(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """`decoder`'s value of canonical bytes, or NOT_FAST (the caller then takes the reference path).
+
+    `decoder` must refuse floats (``float_hook=reject_float``); the depth limit is the caller's.
+    A msgspec Struct decoder works as well as a plain one: Structs encode their fields sorted."""
     marks = data.translate(_NUMBER_MARKS)
     if _LONG_TOKEN in marks or marks.startswith(_LONG_RUN):  # before decoding: msgspec parses huge integers
-        return _NOT_FAST
+        return NOT_FAST
     try:
-        value = _strict_decoder.decode(data)
+        value = decoder.decode(data)
     except (msgspec.MsgspecError, RecursionError):
-        return _NOT_FAST
+        return NOT_FAST
     if _sorted_encoder.encode(value) != data:
-        return _NOT_FAST
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _too_deep(value):
-        return _NOT_FAST
+        return NOT_FAST
     return value
 
 
@@ -181,17 +190,17 @@ def _loads_reference(data: bytes) -> JSONValue:
         raise CanonicalError("not in canonical form (sorted keys, no spaces, UTF-8, no duplicates)")
     if _LONG_DIGITS.search(data) or _LEADING_LONG_DIGITS.match(data):  # maybe beyond ±2**53: check properly
         check(value)
-    elif data.count(b"[") + data.count(b"{") > MAX_DEPTH and _too_deep(value):
+    elif data.count(b"[") + data.count(b"{") > MAX_DEPTH and too_deep(value):
         # k brackets nest at most k deep, so most messages skip the walk
         raise CanonicalError("nesting too deep")
     return value
 
 
-def _too_deep(value: JSONValue) -> bool:
-    """The depth limit of `check` (no value deeper than MAX_DEPTH), walking containers only."""
+def too_deep(value: JSONValue, at: int = 0) -> bool:
+    """The depth limit of `check` for a value found at depth `at` (none deeper than MAX_DEPTH)."""
     if type(value) is not list and type(value) is not dict:
         return False
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, at)]
     while stack:
         node, depth = stack.pop()
         items = node.values() if type(node) is dict else node

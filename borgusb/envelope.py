@@ -38,6 +38,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Collection
 from typing import Any, NamedTuple
 
+import msgspec
+
 from . import canonical
 from .clock import Clock
 from .keys import InvalidKey, SigningKey, parse_public_key
@@ -463,11 +465,13 @@ class Verifier:
             raise Malformed(f"cannot verify a {type(data).__name__}")
         if len(wire) > self.max_bytes:
             raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
-        try:
-            doc = canonical.loads_canonical(wire) if not isinstance(data, dict) else data
-        except canonical.CanonicalError as exc:
-            raise Malformed(str(exc)) from None
-        env = _structure(doc)
+        env = None if isinstance(data, dict) else _parse_fast(wire)
+        if env is None:  # not a well-formed envelope in canonical form, or a dict: find out why, in order
+            try:
+                doc = canonical.loads_canonical(wire) if not isinstance(data, dict) else data
+            except canonical.CanonicalError as exc:
+                raise Malformed(str(exc)) from None
+            env = _structure(doc)
         if expected_type is not None:
             allowed = (expected_type,) if isinstance(expected_type, str) else expected_type
             if env.type not in allowed:
@@ -533,6 +537,57 @@ def _signed_part(wire: bytes, sig: str) -> bytes:
     if at < 0:
         raise Malformed("signature member not found")
     return wire[:at] + wire[at + len(needle) :]
+
+
+class _WireSender(msgspec.Struct, forbid_unknown_fields=True):
+    ip: str
+    port: int
+    pubkey: str
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """An envelope as `_parse_fast` decodes it: every member required, of its JSON type (no bool
+    for an int), no other member; members in canonical order, so it re-encodes canonically."""
+
+    nonce: str
+    payload: Any
+    sender: _WireSender
+    sig: str
+    to: str
+    ts: int
+    type: str
+    v: int
+
+
+_wire_decoder = msgspec.json.Decoder(_Wire, float_hook=canonical.reject_float)
+
+
+def _parse_fast(wire: bytes) -> Envelope | None:
+    """The envelope, if the wire is a well-formed one in canonical form; else None, and
+    `loads_canonical` and `_structure` find (and word) what is wrong.
+
+    The same rules as those two, with the member types checked by msgspec's typed decode
+    instead of member by member (about 1 µs less a message)."""
+    w = canonical.decode_fast(wire, _wire_decoder)
+    if w is canonical.NOT_FAST:
+        return None
+    if wire.count(b"[") + wire.count(b"{") > canonical.MAX_DEPTH and canonical.too_deep(w.payload, 1):
+        return None
+    mtype, ts, nonce, sig, to, sender = w.type, w.ts, w.nonce, w.sig, w.to, w.sender
+    ip, port, pubkey = sender.ip, sender.port, sender.pubkey
+    if (
+        w.v != VERSION
+        or not 0 < len(mtype) <= 64
+        or ts < 0
+        or not _NONCE.fullmatch(nonce)
+        or not _SIG.fullmatch(sig)
+        or not _TO.fullmatch(to)
+        or len(ip) > 64
+        or not 0 <= port <= 65535
+        or not _PUBKEY.fullmatch(pubkey)
+    ):
+        return None
+    return Envelope(mtype, w.payload, Sender(ip, port, pubkey), to, ts, nonce, sig)
 
 
 def _structure(doc: Any) -> Envelope:

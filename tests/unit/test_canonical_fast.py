@@ -19,7 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from borgusb import canonical
-from borgusb.canonical import _NOT_FAST, _loads_fast, _loads_reference
+from borgusb.canonical import NOT_FAST, _loads_fast, _loads_reference
 
 from ..fuzz.strategies import JSON, fuzz_settings, json_values
 
@@ -38,7 +38,7 @@ def reference(data: bytes) -> object:
 def assert_agrees(data: bytes) -> object:
     """Whatever the fast path accepts, the reference path accepts as the same value."""
     fast = _loads_fast(data)
-    if fast is not _NOT_FAST:
+    if fast is not NOT_FAST:
         ref = reference(data)
         assert not isinstance(ref, canonical.CanonicalError), (data[:80], ref)
         assert repr(fast) == repr(ref)  # repr tells True from 1 and keeps member order
@@ -80,8 +80,8 @@ def test_wire_vectors_take_the_fast_path_or_are_refused_by_the_reference() -> No
     for case in valid:
         wire = case["wire"].encode("utf-8")
         fast = assert_agrees(wire)
-        assert fast is not _NOT_FAST or digit_run(wire), case["name"]
-        assert fast is _NOT_FAST or not long_number(wire), case["name"]
+        assert fast is not NOT_FAST or digit_run(wire), case["name"]
+        assert fast is NOT_FAST or not long_number(wire), case["name"]
     for path in sorted(WIRE.glob("*_invalid.json")):
         for case in json.loads(path.read_text())["cases"]:
             if isinstance(case.get("wire"), str):
@@ -91,7 +91,7 @@ def test_wire_vectors_take_the_fast_path_or_are_refused_by_the_reference() -> No
 @fuzz_settings(600)
 @given(json_values(20).map(canonical.dumps))
 def test_every_canonical_encoding_is_taken_fast_unless_it_has_a_long_number(data: bytes) -> None:
-    if assert_agrees(data) is _NOT_FAST:
+    if assert_agrees(data) is NOT_FAST:
         assert digit_run(data) or data.count(b"[") + data.count(b"{") > canonical.MAX_DEPTH
 
 
@@ -130,7 +130,7 @@ def test_arbitrary_bytes_never_split_the_paths(data: bytes) -> None:
     ],
 )
 def test_what_the_fast_path_refuses_to_judge_is_refused_by_the_reference(data: bytes) -> None:
-    assert _loads_fast(data) is _NOT_FAST
+    assert _loads_fast(data) is NOT_FAST
     with pytest.raises(canonical.CanonicalError):
         canonical.loads_canonical(data)
 
