@@ -1,0 +1,55 @@
+"""Mail refusals: each has one reason word, the same in a cell's RequestError and in counters."""
+
+from __future__ import annotations
+
+
+class MailError(ValueError):
+    """A message, request or deposit that is refused; `reason` is the word callers match on."""
+
+    reason = "refused"
+
+
+class Malformed(MailError):
+    reason = "malformed"
+
+
+class TooLarge(MailError):
+    reason = "too_large"
+
+
+class BadSignature(MailError):
+    """The message or request is not signed by the key it names (a forged sender or recipient)."""
+
+    reason = "bad_signature"
+
+
+class Stale(MailError):
+    reason = "stale"
+
+
+class FutureDated(MailError):
+    reason = "future_dated"
+
+
+class NotForYou(MailError):
+    reason = "not_for_you"
+
+
+class Undecryptable(MailError):
+    """The sealed part does not open: wrong key, tampered, or lifted into another message."""
+
+    reason = "undecryptable"
+
+
+class RateLimited(MailError):
+    reason = "rate_limited"
+
+
+class InboxFull(MailError):
+    reason = "inbox_full"
+
+
+class Deleted(MailError):
+    """A replay of a message the recipient already deleted."""
+
+    reason = "deleted"

@@ -1,0 +1,158 @@
+"""One recipient's inbox as a holder keeps it, and the merge of what several holders answer. No I/O.
+
+A holder keeps every message addressed to the recipient that passes its limits: fresh (signed
+within `Limits.max_age_ms`: an old message replayed after it was deleted is stale), not a
+duplicate (same id: stored once), not deleted (a tombstone outlives the freshness window), within
+the per-sender rate and the inbox size. The recipient's signed requests mark messages read
+(which also makes their senders known) and delete them. Holders are not trusted: `merge`
+checks every message again and unions what a quorum of them says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Deleted, FutureDated, InboxFull, MailError, NotForYou, RateLimited, Stale
+from .message import Message, check_message
+from .request import Request
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_messages: int = 1000  # per recipient
+    rate_count: int = 20  # messages from one sender to one recipient ...
+    rate_window_ms: int = 60_000  # ... per window
+    max_age_ms: int = 10 * 60_000  # a message is deposited within this of its signing
+    max_future_ms: int = 30_000
+    max_known: int = 4096
+    max_deleted: int = 20_000
+
+
+class Inbox:
+    """The messages of one recipient on one holder."""
+
+    def __init__(self, who: str, limits: Limits) -> None:
+        self.who = who
+        self.limits = limits
+        self.messages: dict[str, Message] = {}
+        self.read: set[str] = set()
+        self.deleted: dict[str, int] = {}  # id -> when it stops mattering (ms): after, a replay is stale
+        self.known: set[str] = set()
+        self.recent: dict[str, list[int]] = {}  # sender -> deposit times within the rate window
+
+    def deposit(self, now_ms: int, msg: Message) -> str:
+        """``"stored"`` or ``"duplicate"``; else a `MailError` with the refusal's reason."""
+        lim = self.limits
+        if msg.recipient != self.who:
+            raise NotForYou("this inbox is another key's")
+        if msg.id in self.messages:
+            return "duplicate"
+        if msg.id in self.deleted:
+            raise Deleted("the recipient deleted this message")
+        if now_ms - msg.ts > lim.max_age_ms:
+            raise Stale(f"signed {now_ms - msg.ts} ms ago (at most {lim.max_age_ms})")
+        if msg.ts - now_ms > lim.max_future_ms:
+            raise FutureDated(f"dated {msg.ts - now_ms} ms ahead (at most {lim.max_future_ms})")
+        times = [t for t in self.recent.get(msg.sender, []) if now_ms - t < lim.rate_window_ms]
+        if len(times) >= lim.rate_count:
+            raise RateLimited(f"{lim.rate_count} messages from this sender in {lim.rate_window_ms} ms already")
+        if len(self.messages) >= lim.max_messages:
+            raise InboxFull(f"this inbox holds {lim.max_messages} messages")
+        self.recent[msg.sender] = [*times, now_ms]
+        self.messages[msg.id] = msg
+        return "stored"
+
+    def apply(self, now_ms: int, req: Request) -> None:
+        """A checked request of the recipient: mark read or delete (listing changes nothing)."""
+        if req.who != self.who:
+            raise NotForYou("this inbox is another key's")
+        if req.op == "read":
+            for i in req.ids:
+                if i in self.messages:
+                    self.read.add(i)
+                    if len(self.known) < self.limits.max_known:
+                        self.known.add(self.messages[i].sender)
+        elif req.op == "rm":
+            for i in req.ids:
+                msg = self.messages.pop(i, None)
+                self.read.discard(i)
+                self.deleted[i] = (msg.ts if msg else now_ms) + self.limits.max_age_ms + self.limits.max_future_ms
+            self.prune(now_ms)
+
+    def prune(self, now_ms: int) -> None:
+        """Drop tombstones no replay can need (past the freshness window), oldest first beyond the bound."""
+        self.deleted = {i: t for i, t in self.deleted.items() if t > now_ms}
+        while len(self.deleted) > self.limits.max_deleted:
+            del self.deleted[min(self.deleted, key=self.deleted.__getitem__)]
+
+    def listing(self) -> dict[str, Any]:
+        """What a holder answers to ``list``."""
+        return {
+            "messages": [m.to_dict() for m in sorted(self.messages.values(), key=lambda m: (m.ts, m.id))],
+            "read": sorted(self.read),
+            "deleted": sorted(self.deleted),
+            "known": sorted(self.known),
+        }
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"who": self.who, **self.listing(), "deleted": dict(self.deleted)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], limits: Limits) -> Inbox:
+        """An inbox read back from this holder's own disk (checked again all the same)."""
+        inbox = cls(str(doc["who"]), limits)
+        for m in doc.get("messages", []):
+            msg = check_message(m)
+            if msg.recipient == inbox.who:
+                inbox.messages[msg.id] = msg
+        inbox.read = {i for i in doc.get("read", []) if i in inbox.messages}
+        inbox.deleted = {str(i): int(t) for i, t in dict(doc.get("deleted", {})).items()}
+        inbox.known = {str(k) for k in doc.get("known", [])}
+        return inbox
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message of the merged inbox, as the recipient's CLI or conduit shows it."""
+
+    msg: Message
+    read: bool
+    new_sender: bool  # no holder has seen the recipient read anything from this sender
+
+
+def merge(who: str, listings: Iterable[Any]) -> tuple[list[Entry], int]:
+    """The union of several holders' listings, oldest first, and how many bad items were dropped.
+
+    Every message is checked again (a holder may lie): a bad signature, another recipient or a
+    malformed document is dropped and counted; a message any holder has a tombstone for is gone."""
+    messages: dict[str, Message] = {}
+    read: set[str] = set()
+    deleted: set[str] = set()
+    known: set[str] = set()
+    dropped = 0
+    for doc in listings:
+        if not isinstance(doc, dict):
+            dropped += 1
+            continue
+        for m in doc.get("messages", []) if isinstance(doc.get("messages"), list) else []:
+            try:
+                msg = check_message(m)
+            except MailError:
+                dropped += 1
+                continue
+            if msg.recipient != who:
+                dropped += 1
+                continue
+            messages[msg.id] = msg
+        for name, into in (("read", read), ("deleted", deleted), ("known", known)):
+            values = doc.get(name)
+            if isinstance(values, list):
+                into.update(v for v in values if isinstance(v, str))
+    entries = [
+        Entry(m, m.id in read, m.sender not in known)
+        for m in sorted(messages.values(), key=lambda m: (m.ts, m.id))
+        if m.id not in deleted
+    ]
+    return entries, dropped
