@@ -59,9 +59,11 @@ from ...ledger.holder import Accepted, Confirmed, Credited
 from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx, check_tx
 from ...ledger.units import UNITS_PER_SHELL
+from ...ledger.work import WORK_REASONS
 from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor
 from .client import PayClient
+from .earn import HoldChecks
 from .htlc import HtlcReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
 from .statuses import STATUS as _STATUS
@@ -115,6 +117,7 @@ class PeerPaysCell(HtlcReceptors):
         self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}  # pubkey -> ip, the root's table
         self.view = view_digest(self.members)
         self.db_path = Path(self.data_dir) / f"ledger-{self.key.public_key_hex}.sqlite"
+        self.holds = HoldChecks(self.peers, ip, self.key.public_key_hex, self.counters)
         self.ledger = DurableHolder(
             self.db_path,
             self.key,
@@ -141,10 +144,12 @@ class PeerPaysCell(HtlcReceptors):
     # ------------------------------------------------------------ the reserve's work check
 
     def _verify_work(self, tx: Tx) -> bool:
-        """Which reward claims this holder approves. No production work record is checked yet
-        (docs/ledger.md: the work checks are future work), so a real network pays no reward.
-        The test-only setting approves claims on one fixed work record, bounded, paid once
-        (the core's already_paid): a test cluster's way to fund an account from the reserve."""
+        """Which reward claims this holder approves: a hold record it verified before offering the
+        claim to the core (`earn.HoldChecks`). The test-only setting also approves claims on one
+        fixed work record, bounded, paid once (the core's already_paid): a test cluster's way to
+        fund an account from the reserve."""
+        if self.holds.approves(tx):
+            return True
         ref = self.test_only_work_ref
         return bool(ref) and tx.ref == ref and tx.amount <= TEST_ONLY_WORK_MAX_SHELLS * UNITS_PER_SHELL
 
@@ -256,6 +261,9 @@ class PeerPaysCell(HtlcReceptors):
             raise RequestError("malformed", "view is the digest of the member view")
         if view and view != self.view:
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
+        work = env.payload.get("work")
+        if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
+            await self.holds.check(tx, work, self.clock.now_ms())  # a non-holder refuses below, unaudited
         acc = self.accept_local(tx, view)
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
@@ -391,14 +399,21 @@ class PeerPaysCell(HtlcReceptors):
 
     # ------------------------------------------------------------ entry receptors
 
-    async def _offer(self, tx: Tx, holders: Iterable[str]) -> dict[str, Acceptance | str]:
+    async def _offer(self, tx: Tx, holders: Iterable[str], work: Any = None) -> dict[str, Acceptance | str]:
+        """Offer `tx` to its holders; `work`, a reward's work record, travels with it."""
+        offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view}
+        if work is not None:
+            offer["work"] = work
+
         async def one(holder: str) -> Acceptance | str:
             if holder == self.key.public_key_hex:
                 try:
+                    if work is not None and tx.kind == "reward":
+                        await self.holds.check(tx, work, self.clock.now_ms())
                     return self.accept_local(tx, self.view)
                 except RequestError as exc:
                     return exc.reason
-            got = await self._bounded(holder, "pay.accept", {"tx": tx.to_dict(), "view": self.view})
+            got = await self._bounded(holder, "pay.accept", {**offer, "view": self.view})
             if isinstance(got, str):
                 return got
             try:
@@ -444,12 +459,13 @@ class PeerPaysCell(HtlcReceptors):
     @receptor("pay.send")
     async def _r_send(self, env: envelope.Envelope) -> Any:
         tx = self._tx(env.payload)
+        work = env.payload.get("work")
         holders, q = self._holders(tx.account)
-        answers = await self._offer(tx, holders)
+        answers = await self._offer(tx, holders, work)
         if "view_mismatch" in answers.values() and sum(isinstance(a, Acceptance) for a in answers.values()) < q:
             await self.refresh_view()  # one more try on the root's latest table
             holders, q = self._holders(tx.account)
-            answers = await self._offer(tx, holders)
+            answers = await self._offer(tx, holders, work)
         accs = [a for a in answers.values() if isinstance(a, Acceptance)]
         if len(accs) < q:
             self.counters["pay_send_refused"] += 1
@@ -473,7 +489,7 @@ class PeerPaysCell(HtlcReceptors):
         """The refusal of a send that no quorum accepted: the holders' own reason when they gave one."""
         refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
         accepted = len(answers) - len(refusals)
-        ledger = Counter(r for r in refusals.values() if r in REASONS)  # not timeouts, rates, views
+        ledger = Counter(r for r in refusals.values() if r in REASONS or r in WORK_REASONS)  # not timeouts, views
         reason, status = "no_quorum", 503
         if ledger:
             reason = ledger.most_common(1)[0][0]

@@ -25,9 +25,13 @@ class PayClient(CellClient):
 
     # ------------------------------------------------------------ what a wallet calls on its local cell
 
-    async def submit(self, tx: Tx | dict[str, Any]) -> dict[str, Any]:
-        """Have the cell confirm a payer-signed transaction: ``{"id", "certificate": {...}, "delivered"}``."""
-        return _doc(await self.call("pay.send", {"tx": tx.to_dict() if isinstance(tx, Tx) else tx}))
+    async def submit(self, tx: Tx | dict[str, Any], work: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Have the cell confirm a payer-signed transaction: ``{"id", "certificate": {...}, "delivered"}``.
+        A reward claim carries its work record (`ledger.work`), which every reserve holder checks."""
+        payload: dict[str, Any] = {"tx": tx.to_dict() if isinstance(tx, Tx) else tx}
+        if work is not None:
+            payload["work"] = work
+        return _doc(await self.call("pay.send", payload))
 
     async def balance(self, account: str) -> dict[str, Any]:
         """The quorum-agreed ``{"account", "balance", "seq", "head", "holders"}`` (else `PeerRejected`

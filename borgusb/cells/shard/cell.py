@@ -45,6 +45,7 @@ from ...shard import model
 from ...shard.store import Corrupt, ShardStore, StoreError
 from ..kit import RequestError, frame, receptor
 from .datachannel import DataChannelDoor
+from .earn import HoldEarner
 from .locate import Locator
 from .repair import Replicator
 from .settings import ShardSettings
@@ -52,7 +53,7 @@ from .settings import ShardSettings
 OWNED_ELSEWHERE = frozenset({"other_owner"})  # a put's placement stops at this refusal (repair.py `_place_on`)
 
 
-class ShardCell(Locator, Replicator, DataChannelDoor):
+class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
     """A Cell that stores shards (settings: `ShardSettings`)."""
 
     settings: ShardSettings
@@ -80,6 +81,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         self.serving: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.repair_until: dict[str, int] = {}
         self._repair_sem = asyncio.Semaphore(4)
+        self._audits = asyncio.Semaphore(2)  # hold audits at once: each pulls up to 3 shards
+        self.earn = settings.earn
         self._init_locator()
 
     # ------------------------------------------------------------ lifecycle
@@ -88,6 +91,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
         self._spawn(self._directory_loop())
         if self.scrub_bps > 0:
             self._spawn(self._scrub_loop())
+        if self.earn:
+            self._spawn(self._earn_loop())
 
     async def on_stop(self) -> None:
         await self.shard_peers.close()
@@ -318,5 +323,6 @@ class ShardCell(Locator, Replicator, DataChannelDoor):
             "directory": len(self.live()),
             "streams": {sid: dict(st, active=now - st.get("last_ms", 0) < 2000) for sid, st in self.serving.items()},
             "gate_waiting": len(self.gate.queue),
+            "earn": {"on": self.earn, "claimant": self.key.public_key_hex, "last_claimed": self._last_claimed()},
         }
         return doc

@@ -31,6 +31,16 @@ class ShardClient(CellClient):
         """Broadcast an owner-signed tombstone (`borgusb.shard.model.make_tomb`)."""
         return _doc(await self.call("shard.delete", {"tomb": tomb}))
 
+    async def audit(self, claimant: str, shards: list[tuple[str, int]]) -> dict[str, Any]:
+        """Have the shard cell on this address check that `claimant` holds these (sha256, size)
+        shards and is placed to (``{"ok": True}``, else `PeerRejected` ``not_member`` /
+        ``not_placed`` / ``not_held``): a reserve holder's check of a hold claim."""
+        return _doc(await self.call("shard.audit", {"claimant": claimant, "shards": [list(s) for s in shards]}))
+
+    async def earn(self, start: int | None = None) -> dict[str, Any]:
+        """Have the shard cell claim its hold reward for the period starting at `start` (default: the last)."""
+        return _doc(await self.call("shard.earn", {} if start is None else {"start": start}))
+
     async def put_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Place an owner-signed manifest on its R holders."""
         return _doc(await self.call("shard.manifest", {"m": manifest}))

@@ -29,6 +29,11 @@ class ShardSettings(Settings):
         size=True,
         env="BORGUSB_SCRUB_BPS",
     )
+    earn: bool = setting(
+        True,
+        "claim the hold reward from the reserve after each hour, for the shards held through it",
+        env="BORGUSB_SHARD_EARN",
+    )
     data_root: str = setting(
         "", "where a cell without --data makes its directory (default /dev/shm)", env="BORGUSB_DATA_ROOT"
     )

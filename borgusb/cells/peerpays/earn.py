@@ -1,0 +1,80 @@
+"""peerPaysCell's check of a ``hold`` reward claim, before the core's `verify_work` is asked.
+
+The core's ``verify_work(tx)`` is synchronous; checking a hold claim takes the network (fetch
+sampled shards from the claimant). So a reserve holder checks the claim's work record first, here,
+and the core then only looks the claim up in `HoldChecks.approves` (a bounded table of refs this
+holder verified, with the claimant and amount they were verified for).
+
+The check (docs/ledger.md, "The hold reward"): the record's own rules (`ledger.work.check_work`:
+fields, grid, bounds, the hold rule's amount), that the claim pays exactly that record
+(`check_claim`: ref, claimant, amount, period ended and not too old), one approved record per
+(claimant, period) on this holder, then possession: this node's own shard cell is asked
+(``shard.audit``) to confirm the claimant is a shard node of its view, among each sampled shard's
+placement winners, and serves the sampled shards' bytes (SHA-256 and size checked). Any failure
+refuses the claim with its reason word, counted as ``pay_work_refused:<reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, OrderedDict
+from typing import Any
+
+from ...ledger.tx import Tx
+from ...ledger.work import BadWork, check_claim, check_work, sample
+from ...net.peer import PeerClient, PeerError, PeerRejected
+from ..kit import RequestError
+from ..shard.client import ShardClient
+
+MAX_VERIFIED = 1024  # refs remembered as verified (a claim is offered and accepted within seconds)
+MAX_CLAIMED = 8192  # (claimant, period) pairs remembered: at most one approved record each
+AUDIT_TIMEOUT_S = 30.0  # the local shard cell fetches up to SAMPLE shards of up to 4 MiB from the claimant
+REFUSAL_STATUS = 403
+
+
+class HoldChecks:
+    """What one reserve holder has verified of hold claims; its `check` does the verifying."""
+
+    def __init__(self, peers: PeerClient, ip: str, verifier: str, counters: Counter[str]) -> None:
+        self.peers, self.ip, self.verifier, self.counters = peers, ip, verifier, counters
+        self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
+        self.claimed: OrderedDict[tuple[str, int], str] = OrderedDict()  # (claimant, period start) -> ref
+        self._busy = asyncio.Semaphore(2)  # audits at once: each may pull 12 MiB
+
+    def approves(self, tx: Tx) -> bool:
+        """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""
+        return self.verified.get(tx.ref) == (tx.to, tx.amount)
+
+    def _refuse(self, reason: str, detail: str) -> RequestError:
+        self.counters[f"pay_work_refused:{reason}"] += 1
+        return RequestError(reason, detail, REFUSAL_STATUS)
+
+    async def check(self, tx: Tx, work: Any, now_ms: int) -> None:
+        """Verify the hold record `work` that the reward `tx` claims, or raise the refusal."""
+        if tx.ref in self.verified:
+            return  # verified already (a resend, or this holder offered it to itself first)
+        try:
+            rec = check_work(work)
+            check_claim(rec, tx, now_ms)
+        except BadWork as exc:
+            raise self._refuse(exc.reason, exc.detail) from None
+        earlier = self.claimed.get((rec.claimant, rec.start))
+        if earlier is not None and earlier != rec.ref:
+            raise self._refuse("already_claimed", f"this holder approved {earlier[:16]} for that period already")
+        picked = sample(rec, tx.id, self.verifier)
+        async with self._busy:
+            try:
+                await asyncio.wait_for(ShardClient(self.peers, self.ip).audit(rec.claimant, picked), AUDIT_TIMEOUT_S)
+            except PeerRejected as exc:
+                raise self._refuse(exc.reason, f"the audit of the claimant's shards: {exc}") from None
+            except (TimeoutError, PeerError) as exc:
+                self.counters["pay_work_audit_unavailable"] += 1
+                raise RequestError(
+                    "audit_unavailable", f"this node's shard cell could not audit: {exc or 'timeout'}", 503
+                ) from None
+        self.counters["pay_work_verified"] += 1
+        self.verified[tx.ref] = (tx.to, tx.amount)
+        self.claimed[(rec.claimant, rec.start)] = rec.ref
+        for table, cap in ((self.verified, MAX_VERIFIED), (self.claimed, MAX_CLAIMED)):
+            while len(table) > cap:
+                table.popitem(last=False)

@@ -1,0 +1,201 @@
+"""The shard cell's side of the ``hold`` reward (docs/ledger.md, "The hold reward").
+
+* **Claimant.** After each period of the grid (`ledger.work.HOLD_PERIOD_MS`, whole hours of
+  network time) ends, the cell claims the reward for the shards it held throughout that period
+  (each shard's file is older than the period's start), at most `work.MAX_SHARDS` of them: it
+  signs a ``reward`` with its node key on the reserve's chain and hands it, with its work record,
+  to the peerPaysCell on its own address (``pay.send``). The claim waits a random part of
+  `CLAIM_SPREAD_MS` after the period ends, so the network's claims do not all race for the same
+  seq of the reserve's chain; one that lost its seq (``conflicting_spend``, ``bad_prev``) or found
+  no quorum is tried again later. A period is claimed once: the last period claimed is kept in
+  ``earned.json`` in the cell's directory, and ``already_paid`` counts as claimed.
+  ``shard.earn`` claims one period on request (what the background loop does; a test or an
+  operator may ask it sooner).
+* **Auditor.** ``shard.audit``, asked by the peerPaysCell on the same address while it checks a
+  claim: the claimant must be a shard node of this node's view, among each sampled shard's
+  placement winners (`PLACEMENT_SLACK` ranks beyond R, for repairs), and must serve each sampled
+  shard's bytes (SHA-256 and size checked). Refusals: ``not_member``, ``not_placed``, ``not_held``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from ... import envelope
+from ...dstream import post_frame
+from ...ledger import RESERVE, sign_reward
+from ...ledger.work import HOLD_PERIOD_MS, MAX_CLAIM_AGE_MS, MAX_SHARDS, SAMPLE, BadWork, make_hold, period_start
+from ...net.peer import PeerError, PeerRejected
+from ...shard import model, placement
+from ...shard.store import Corrupt
+from ..kit import RequestError, receptor
+from ..peerpays.client import PayClient
+from .base import ShardBase
+
+log = logging.getLogger("borgusb.shard.earn")
+
+PLACEMENT_SLACK = 2  # a holder may rank this far beyond R: repair moved the shard to the next ticket
+FETCH_TIMEOUT_S = 10.0
+CLAIM_SPREAD_MS = 30 * 60_000  # claims spread over the first half hour after a period ends
+RETRY_MS = (20_000, 120_000)  # a claim that lost its seq or found no quorum waits this long (random)
+RETRY_REASONS = frozenset({"conflicting_spend", "bad_prev", "gap", "no_quorum", "view_mismatch", "stale"})
+EARNED_FILE = "earned.json"
+
+
+class HoldEarner(ShardBase):
+    """The hold reward: the claim loop and the audit a reserve holder asks of its shard cell."""
+
+    earn: bool
+    _audits: asyncio.Semaphore
+
+    # ------------------------------------------------------------ auditor
+
+    @receptor("shard.audit")
+    async def _r_audit(self, env: envelope.Envelope) -> Any:
+        if env.sender.ip != self.ip:  # a reserve holder asks the shard cell of its own machine
+            raise self._reject("not_local", "only a cell on this node's address may ask for an audit", 403)
+        p = env.payload if isinstance(env.payload, dict) else {}
+        claimant, shards = p.get("claimant"), p.get("shards")
+        if not isinstance(claimant, str) or not isinstance(shards, list) or not 1 <= len(shards) <= SAMPLE:
+            raise RequestError("malformed", f'{{"claimant": key, "shards": [[sha256, size], ...]}} (1..{SAMPLE})')
+        pairs: list[tuple[str, int]] = []
+        for s in shards:
+            if not (isinstance(s, list) and len(s) == 2 and model.is_hash(s[0]) and isinstance(s[1], int)):
+                raise RequestError("malformed", "a shard is [sha256, size]")
+            pairs.append((s[0], s[1]))
+        live = self.live()
+        holder = live.get(claimant)
+        if holder is None:
+            raise self._reject("not_member", "the claimant is not a shard node of this node's view", 403)
+        for h, _ in pairs:
+            if claimant not in placement.choose(h, live, self.default_r + PLACEMENT_SLACK):
+                raise self._reject("not_placed", f"the claimant is not among the winners of {h[:16]}", 403)
+        async with self._audits:
+            for h, n in pairs:
+                why = await self._fetch_check(holder.ip, holder.port, claimant, h, n)
+                if why:
+                    raise self._reject("not_held", f"shard {h[:16]}: {why}", 403)
+        self.counters["shard_audits_passed"] += 1
+        return {"ok": True, "checked": len(pairs)}
+
+    async def _fetch_check(self, ip: str, port: int, claimant: str, h: str, n: int) -> str:
+        """Why the claimant did not prove it holds shard h of n bytes ("" when it did)."""
+        if claimant == self.me_holder.pubkey:
+            got = await asyncio.to_thread(self._own_copy, h)
+            return "" if got is not None and len(got) == n and model.sha256_hex(got) == h else "not in this store"
+        try:
+            _, data = await asyncio.wait_for(
+                post_frame(self.shard_peers, ip, port, "shard.get", {"h": h, "sid": "audit"}, expect_pubkey=claimant),
+                FETCH_TIMEOUT_S,
+            )
+        except PeerRejected as exc:
+            return f"refused: {exc.reason}"
+        except (PeerError, TimeoutError) as exc:
+            return f"did not serve it: {exc or 'timeout'}"
+        if len(data) != n or model.sha256_hex(data) != h:
+            return "served other bytes"
+        return ""
+
+    def _own_copy(self, h: str) -> bytes | None:
+        try:
+            got = self.store.get(h)
+        except (Corrupt, OSError):  # a corrupt copy is dropped by the store: not held
+            return None
+        return got[1] if got else None
+
+    # ------------------------------------------------------------ claimant
+
+    @property
+    def _earned_path(self) -> Path:
+        assert self.data_dir is not None
+        return Path(self.data_dir) / EARNED_FILE
+
+    def _last_claimed(self) -> int:
+        try:
+            last = json.loads(self._earned_path.read_text()).get("last")
+        except (OSError, ValueError, AttributeError):
+            return -1
+        return last if isinstance(last, int) and not isinstance(last, bool) else -1
+
+    def _mark_claimed(self, start: int) -> None:
+        tmp = self._earned_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"last": max(start, self._last_claimed())}))
+        os.replace(tmp, self._earned_path)
+
+    def held_through(self, start: int) -> dict[str, int]:
+        """The shards (sha256 -> size) whose copy here is older than `start` (network ms), at most
+        `MAX_SHARDS` of them (the largest first)."""
+        found: list[tuple[int, str]] = []
+        for h, entry in list(self.store.records.items()):
+            try:
+                since_ms = os.stat(self.store.root / "shards" / h[:2] / h).st_mtime_ns // 1_000_000
+            except OSError:
+                continue
+            if since_ms <= start:
+                found.append((entry["rec"]["n"], h))
+        found.sort(reverse=True)
+        return {h: n for n, h in found[:MAX_SHARDS]}
+
+    async def claim_hold(self, start: int) -> dict[str, Any]:
+        """Claim the hold reward of the period starting at `start`: ``{"claimed": bool, "why", ...}``."""
+        if start <= self._last_claimed():
+            return {"claimed": False, "why": "claimed_before", "start": start}
+        try:
+            rec = make_hold(self.key.public_key_hex, start, self.held_through(start))
+        except BadWork as exc:
+            return {"claimed": False, "why": "nothing_owed", "detail": exc.detail, "start": start}
+        pay = PayClient(self.peers, self.ip)
+        try:
+            head = await pay.balance(RESERVE)
+            seq, prev = head.get("seq"), head.get("head")
+            if not isinstance(seq, int) or not isinstance(prev, str):
+                return {"claimed": False, "why": "no_reserve_head", "start": start}
+            tx = sign_reward(self.key, seq=seq + 1, prev=prev, amount=rec.amount, ref=rec.ref, ts=self.clock.now_ms())
+            reply = await pay.submit(tx, work=rec.to_dict())
+        except PeerRejected as exc:
+            self.counters[f"shard_earn_refused:{exc.reason}"] += 1
+            if exc.reason == "already_paid":
+                self._mark_claimed(start)
+            return {"claimed": False, "why": exc.reason, "detail": exc.detail, "start": start, "ref": rec.ref}
+        except PeerError as exc:
+            self.counters["shard_earn_unreachable"] += 1
+            return {"claimed": False, "why": "unreachable", "detail": str(exc), "start": start}
+        self._mark_claimed(start)
+        self.counters["shard_earned"] += 1
+        self.counters["shard_earned_units"] += rec.amount
+        return {"claimed": True, "start": start, "ref": rec.ref, "amount": rec.amount, "id": reply.get("id")}
+
+    @receptor("shard.earn")
+    async def _r_earn(self, env: envelope.Envelope) -> Any:
+        """Claim one finished period now (``{"start": ms}``, default the last one): the loop's step."""
+        now = self.clock.now_ms()
+        p = env.payload if isinstance(env.payload, dict) else {}
+        start = p.get("start", period_start(now) - HOLD_PERIOD_MS)
+        if not isinstance(start, int) or isinstance(start, bool) or start % HOLD_PERIOD_MS:
+            raise RequestError("malformed", f"start is a multiple of {HOLD_PERIOD_MS} ms")
+        if not now - MAX_CLAIM_AGE_MS <= start + HOLD_PERIOD_MS <= now:
+            raise RequestError("not_claimable", "the period has not ended, or ended too long ago to be paid")
+        return await self.claim_hold(start)
+
+    async def _earn_loop(self) -> None:
+        """Claim each finished period once, at a random moment of the spread after it ends."""
+        rng = random.SystemRandom()
+        wait_ms = rng.randrange(CLAIM_SPREAD_MS)
+        while True:
+            await asyncio.sleep(wait_ms / 1000)
+            now = self.clock.now_ms()
+            start = period_start(now) - HOLD_PERIOD_MS
+            wait_ms = period_start(now) + HOLD_PERIOD_MS + rng.randrange(CLAIM_SPREAD_MS) - now
+            try:
+                got = await self.claim_hold(start)
+            except Exception:  # the loop must outlive one bad claim; the reason is logged
+                log.exception("hold claim of %d", start)
+                got = {"why": "no_quorum"}
+            if got.get("why") in RETRY_REASONS:
+                wait_ms = rng.randrange(*RETRY_MS)
