@@ -77,8 +77,11 @@ class RootPointer:
             "ts": self.ts,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.body(), sig=self.sig)
+
     def encode(self) -> bytes:
-        return canonical.encode_unchecked(dict(self.body(), sig=self.sig))
+        return canonical.encode_unchecked(self.to_dict())
 
     def beats(self, other: RootPointer | None) -> bool:
         """Whether every holder keeps this one rather than `other` (same owner)."""

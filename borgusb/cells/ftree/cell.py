@@ -1,0 +1,197 @@
+"""ftreeFileMgrCell: the holder of root pointers, and the door through which a client finds one.
+
+* ``ft.root.store`` (a holder): keep a pointer if this cell is among the owner's R holders in its
+  view of the tree (`files.root.holders`) and `RootStore` takes it; refusals carry the core's
+  reason word (``malformed``, ``bad_signature``, ``stale``, ``rate_limited``, ``full``) or
+  ``not_placed``, and are counted.
+* ``ft.root.put`` (any cell): deliver a pointer to the owner's holders; the reply says how many
+  kept it and, when one keeps a newer pointer, which (the client then merges).
+* ``ft.root.held`` / ``ft.root.get``: one holder's pointer / the newest among the holders.
+
+Nothing here can open a person's data: pointers name ciphertext, and a pointer counts only
+under its owner's signature, so a cell that lies can hide a pointer but not forge one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ... import envelope
+from ...dna import CellDNA
+from ...files.errors import FilesError
+from ...files.root import RootPointer, RootStore, check_root, holders
+from ...ledger.accounts import is_account
+from ...net.peer import PeerError
+from ..kit import Cell, RequestError, receptor
+from .client import FtreeClient
+from .settings import FtreeSettings
+
+log = logging.getLogger(__name__)
+
+VIEW_EVERY_S = 2.0
+_STATUS = {"stale": 409, "rate_limited": 429, "full": 507, "not_placed": 421}
+
+
+class FtreeCell(Cell):
+    settings: FtreeSettings
+
+    def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
+        settings = kw.get("settings")
+        if not isinstance(settings, FtreeSettings):
+            settings = kw["settings"] = FtreeSettings.from_sources()
+        # with a key made for this process only, nobody can sign as it again: its pointers go with it
+        self._temp_dir = kw.get("data_dir") is None and kw.get("key") is None
+        if kw.get("data_dir") is None:
+            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+            os.makedirs(root, exist_ok=True)
+            if self._temp_dir:
+                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
+            else:
+                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
+        super().__init__(dna, ip, **kw)
+        assert self.data_dir is not None
+        self.roots_dir = Path(self.data_dir) / "roots"
+        self.roots_dir.mkdir(parents=True, exist_ok=True)
+        self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}
+        self.roots = RootStore(settings.max_owners, settings.burst, settings.refill_ms)
+        for path in sorted(self.roots_dir.glob("*.root"))[: settings.max_owners]:
+            try:
+                self.roots.offer(0, path.read_bytes())
+            except (OSError, FilesError) as exc:
+                self.counters["ft_root_unreadable"] += 1
+                log.warning("ftreeFileMgrCell: %s not loaded: %s", path.name, exc)
+
+    async def on_start(self) -> None:
+        self._spawn(self._view_loop())
+
+    async def on_stop(self) -> None:
+        if self._temp_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ the member view
+
+    async def _view_loop(self) -> None:
+        while True:
+            await self.refresh_view()
+            await asyncio.sleep(VIEW_EVERY_S)
+
+    async def refresh_view(self) -> None:
+        """The tree root's member table (`tree.members`): who the holders are chosen among."""
+        try:
+            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
+        except (RequestError, PeerError, TimeoutError):
+            self.counters["ft_view_unreadable"] += 1
+            return
+        found = doc.get("members") if isinstance(doc, dict) else None
+        members = {
+            m["pubkey"]: m["ip"]
+            for m in (found if isinstance(found, list) else [])
+            if isinstance(m, dict) and is_account(m.get("pubkey")) and isinstance(m.get("ip"), str)
+        }
+        if members:
+            self.members = members
+
+    def _holders(self, owner: str) -> list[str]:
+        return holders(owner, self.members, self.settings.r)
+
+    # ------------------------------------------------------------ receptors
+
+    def _pointer(self, payload: Any) -> RootPointer:
+        doc = payload.get("pointer") if isinstance(payload, dict) else None
+        try:
+            return check_root(doc)
+        except FilesError as exc:
+            self.counters[f"ft_refused_{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc)) from None
+
+    def _keep(self, ptr: RootPointer) -> RootPointer:
+        if self.key.public_key_hex not in self._holders(ptr.owner):
+            self.counters["ft_refused_not_placed"] += 1
+            raise RequestError("not_placed", "this cell does not hold that owner's pointer", 421)
+        try:
+            kept = self.roots.offer(int(self.clock.now_ms()), ptr.encode())
+        except FilesError as exc:
+            self.counters[f"ft_refused_{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc), _STATUS.get(exc.reason, 400)) from None
+        path = self.roots_dir / f"{hashlib.sha256(kept.owner.encode()).hexdigest()[:32]}.root"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(kept.encode())
+        os.replace(tmp, path)
+        return kept
+
+    @receptor("ft.root.store")
+    async def _r_store(self, env: envelope.Envelope) -> Any:
+        return {"pointer": self._keep(self._pointer(env.payload)).to_dict()}
+
+    @receptor("ft.root.held")
+    async def _r_held(self, env: envelope.Envelope) -> Any:
+        owner = env.payload.get("owner") if isinstance(env.payload, dict) else None
+        if not is_account(owner):
+            raise RequestError("malformed", "owner is a public key")
+        ptr = self.roots.get(owner)
+        return {"pointer": ptr.to_dict() if ptr else None}
+
+    async def _ask(self, holder: str, store: RootPointer | None, owner: str) -> RootPointer | None:
+        """One holder's pointer after offering it `store` (None: only ask)."""
+        if holder == self.key.public_key_hex:
+            return self._keep(store) if store is not None else self.roots.get(owner)
+        client = FtreeClient(self.peers, self.members[holder], pubkey=holder)
+        call = client.store_root(store) if store is not None else client.held_root(owner)
+        return await asyncio.wait_for(call, self.settings.ask_timeout_ms / 1000)
+
+    async def _gather(self, chosen: list[str], store: RootPointer | None, owner: str) -> list[Any]:
+        return list(await asyncio.gather(*(self._ask(h, store, owner) for h in chosen), return_exceptions=True))
+
+    @staticmethod
+    def _best(answers: list[Any], owner: str) -> RootPointer | None:
+        best: RootPointer | None = None
+        for a in answers:
+            if isinstance(a, RootPointer) and a.owner == owner and a.beats(best):
+                best = a
+        return best
+
+    @receptor("ft.root.put")
+    async def _r_put(self, env: envelope.Envelope) -> Any:
+        ptr = self._pointer(env.payload)
+        chosen = self._holders(ptr.owner)
+        answers = await self._gather(chosen, ptr, ptr.owner)
+        refused = Counter(getattr(a, "reason", type(a).__name__) for a in answers if not isinstance(a, RootPointer))
+        kept = sum(1 for a in answers if isinstance(a, RootPointer) and a.id == ptr.id)
+        newest = self._best(answers, ptr.owner)
+        if refused["stale"]:  # a holder keeps a newer one: tell the client which, so it can merge
+            newest = self._best(await self._gather(chosen, None, ptr.owner), ptr.owner)
+        self.counters["ft_root_puts"] += 1
+        return {
+            "holders": len(chosen),
+            "kept": kept,
+            "refused": dict(refused),
+            "newest": newest.to_dict() if newest is not None and newest.id != ptr.id else None,
+        }
+
+    @receptor("ft.root.get")
+    async def _r_get(self, env: envelope.Envelope) -> Any:
+        owner = env.payload.get("owner") if isinstance(env.payload, dict) else None
+        if not is_account(owner):
+            raise RequestError("malformed", "owner is a public key")
+        answers = await self._gather(self._holders(owner), None, owner)
+        answered = sum(1 for a in answers if not isinstance(a, BaseException))
+        best = self._best(answers, owner)
+        return {"pointer": best.to_dict() if best else None, "answered": answered}
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        doc["files"] = {
+            "members": len(self.members),
+            "r": self.settings.r,
+            "roots": len(self.roots),
+            "refused": dict(self.roots.refused),
+        }
+        return doc
