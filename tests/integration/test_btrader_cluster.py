@@ -1,6 +1,6 @@
 """btraderOrganCell on real processes: every replica computes the same fills, also one that joined
-after the orders were broadcast (it catches up by anti-entropy sync), and forged, stale and bad
-orders are refused with their reasons.
+after the orders were broadcast and one frozen (SIGSTOP) until the tree dropped it (both catch up by
+anti-entropy sync), and forged, stale and bad orders are refused with their reasons.
 
 Run under the cluster lock: ``flock /tmp/borgusb-cluster.lock .venv/bin/python -m pytest ...``.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,21 @@ async def test_replicas_agree_and_a_late_replica_catches_up(make_cluster, monkey
     assert late_doc["counters"].get("bt_synced", 0) >= 3  # the three events it missed, fetched by sync
     swaps = await call(late, lambda c: c.swaps(CAROL.public_key_hex))
     assert [s["role"] for s in swaps["swaps"]] == ["seller"]
+
+    # a member frozen (SIGSTOP) until the tree has dropped it misses the orders broadcast meanwhile;
+    # thawed, it rejoins and catches up by sync
+    frozen = next(n for n in cluster.nodes if n.ip == b)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while b in [m["ip"] for m in (await call(a, lambda c: c.members()))["members"]]:
+            assert time.monotonic() < deadline, "the tree kept the frozen member"
+            await asyncio.sleep(0.3)
+        await call(a, lambda c: c.place(order(CAROL, "sell", 2, 280_000_000)))
+        await call(late, lambda c: c.place(order(ALICE, "buy", 3, 290_000_000)))
+        await converged([a, late], 5)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    await converged([a, b, late], 5, timeout_s=90)
+    thawed = next(d for d in await cluster.status() if d["ip"] == b)
+    assert thawed["counters"].get("bt_synced", 0) >= 2  # the two orders it missed, fetched by sync
