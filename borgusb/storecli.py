@@ -277,7 +277,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
     p.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
     p.add_argument(
-        "--window", type=int, help="requests in flight (put: default 16; get: default 8 per holder, at most 32)"
+        "--window", type=int, help="requests in flight (put: default 16; get: default 16 per holder, at most 32)"
     )
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
     p.add_argument("--json", action="store_true")

@@ -89,7 +89,7 @@ class Receiver:
         path: Path,
         *,
         window: int | None = None,
-        per_holder: int = 8,
+        per_holder: int = 16,
         late_ms: int = 250,
         progress: Callable[[int, int], None] | None = None,
         stop_after: int | None = None,

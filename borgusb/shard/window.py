@@ -3,8 +3,10 @@
 `Window` decides which shard to ask which holder for next, so that every holder
 works at once on different shards and each holder's pipe stays full: at most
 `per_holder` requests on one holder (its own bounded window), at most `window` in
-all, each new request to the least loaded holder that has the shard. Shards
-complete out of order; `done` is what is on disk.
+all, each new request to the least loaded holder that has the shard. Near the end
+a holder takes no more than its fair share of what is left (so the last shards do
+not queue up behind one holder while the others stand idle). Shards complete out
+of order; `done` is what is on disk.
 
 * A holder that refuses a shard (not held, its copy dropped as corrupt) is not
   asked for that shard again (`bad`).
@@ -43,7 +45,7 @@ class Window:
         *,
         done: Iterable[int] = (),
         window: int | None = None,
-        per_holder: int = 8,
+        per_holder: int = 16,
         late_ms: int = 250,
     ) -> None:
         self.holders = [list(h) for h in holders]  # per shard index: holder ids, in preference order
@@ -79,8 +81,15 @@ class Window:
         tried = self.tried.get(i, set())
         return [h for h in self.holders[i] if h not in self.dead and h not in self.avoided and h not in tried]
 
-    def _free(self, i: int, exclude: Iterable[str] = ()) -> list[str]:
-        return [h for h in self._candidates(i) if self.load.get(h, 0) < self.per_holder and h not in exclude]
+    def _free(self, i: int, cap: int, exclude: Iterable[str] = ()) -> list[str]:
+        return [h for h in self._candidates(i) if self.load.get(h, 0) < cap and h not in exclude]
+
+    def _share(self) -> int:
+        """Requests one holder may have for fresh shards: its window, or near the end its fair
+        share of the shards not done yet."""
+        live = {h for hs in self.holders for h in hs} - self.dead - self.avoided
+        left = self.total - len(self.done)
+        return max(1, min(self.per_holder, -(-left // max(1, len(live)))))
 
     def stuck(self) -> list[int]:
         """Shards no holder is left to ask for (and none in flight)."""
@@ -95,11 +104,12 @@ class Window:
         """Requests to issue now: (shard index, holder)."""
         out: list[tuple[int, str]] = []
         skipped: list[int] = []  # stuck, or every holder of it busy: keep its place
+        share = self._share()
         while self._todo and self.requests < self.window and len(skipped) <= self.window * 4:
             i = self._todo.popleft()
             if i in self.done or i in self.inflight:
                 continue
-            cands = self._free(i)
+            cands = self._free(i, share)
             if not cands:
                 skipped.append(i)
                 continue
@@ -114,7 +124,7 @@ class Window:
                 break
             if i in self.done or len(asked) >= MAX_ASKED or min(asked.values()) > late:
                 continue
-            cands = self._free(i, exclude=asked)
+            cands = self._free(i, self.per_holder, exclude=asked)
             if cands:
                 holder = min(cands, key=lambda h: self.load.get(h, 0))
                 self._issue(i, holder, now_ms)

@@ -73,6 +73,17 @@ def test_every_holder_gets_its_own_full_window_of_different_shards() -> None:
     assert big.window == MAX_WINDOW and len(big.next()) == MAX_WINDOW  # bounded in all
 
 
+def test_no_holder_takes_more_than_its_fair_share_of_what_is_left() -> None:
+    """The last shards must not queue up behind one holder while the others stand idle."""
+    win = Window([["a", "b", "c"]] * 29, per_holder=16)
+    first = win.next()
+    assert sorted(sum(1 for _, h in first if h == x) for x in "abc") == [9, 10, 10]
+    for i, h in first:
+        if h == "a":
+            win.ok(i, h)
+    assert win.next() == []  # nothing fresh is left to give a
+
+
 def test_a_holder_that_serves_bad_bytes_is_avoided_for_the_rest_of_the_read() -> None:
     win = Window([["a", "b"]] * 10, per_holder=2)
     rounds: list[list[tuple[int, str]]] = []
