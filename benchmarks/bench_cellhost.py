@@ -21,6 +21,7 @@ Goal (issue 14): private memory per added cell < 8 MiB.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -192,7 +193,7 @@ def why(cells: list[str], ip: str, data: Path) -> tuple[dict[str, tuple[float, f
     """Fork every cell of a node from this (loaded) process, let them talk for SETTLE_S, then split
     each cell's exclusive pages: per cell (MiB own pages, MiB of them holding this process's objects,
     MiB by object type shared among a page's objects), and the MiB of pages that hold objects here."""
-    from borgusb.cellhost.host import run_cell
+    from borgusb.cellhost.host import PR_SET_PDEATHSIG, run_cell
 
     pids: dict[str, int] = {}
     try:
@@ -200,6 +201,7 @@ def why(cells: list[str], ip: str, data: Path) -> tuple[dict[str, tuple[float, f
             (data / name).mkdir(parents=True)
             pid = os.fork()
             if pid == 0:
+                ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # never outlive the bench
                 quiet = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(quiet, 1)
                 os.dup2(quiet, 2)
