@@ -108,9 +108,9 @@ def test_every_network_command_says_no_node_with_exit_3(tmp_path: Path) -> None:
 
 def test_cluster_refuses_an_unavailable_cell_at_once(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = borgusb("cluster", "up", "--cell", "mailTreeCell", "--nodes", "2", tmp_path=tmp_path)
+    proc = borgusb("cluster", "up", "--cell", "peerMemoryCell", "--nodes", "2", tmp_path=tmp_path)
     assert proc.returncode == 2 and time.monotonic() - started < 20  # not a 30 s wait for a tree
-    assert "the mailTreeCell cell is not available in this version yet" in proc.stderr
+    assert "the peerMemoryCell cell is not available in this version yet" in proc.stderr
     assert all(name in proc.stderr for name in implemented())  # what is available instead
     assert not (tmp_path / "clusters").exists()  # nothing was started or written
     unknown = borgusb("cluster", "up", "--cell", "frobCell", "--nodes", "2", tmp_path=tmp_path)

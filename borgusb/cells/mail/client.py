@@ -1,0 +1,36 @@
+"""MailClient: what the CLI, the conduit and other mail cells call on a mailTreeCell.
+
+`post` and `ask` go to the person's local cell, which fans out to the recipient's holders;
+`deposit` and `inbox` are holder requests (pass ``pubkey=`` the holder's node key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kit import CellClient
+
+
+def _doc(reply: Any) -> dict[str, Any]:
+    return reply if isinstance(reply, dict) else {}
+
+
+class MailClient(CellClient):
+    cell = "mailTreeCell"
+
+    async def post(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Leave a sender-signed message with its recipient's holders: ``{"id", "stored", "holders", "refused"}``."""
+        return _doc(await self.call("mail.send", {"m": message}))
+
+    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A recipient-signed request to every holder of their inbox: ``{"replies": [...], "holders", "refused"}``
+        (each reply is one holder's listing; `borgusb.mail.inbox.merge` checks and unions them)."""
+        return _doc(await self.call("mail.ask", {"q": request}))
+
+    async def deposit(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One holder: keep the message (``{"status": "stored" | "duplicate"}``)."""
+        return _doc(await self.call("mail.deposit", {"m": message}))
+
+    async def inbox(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One holder: carry out the request and answer its listing of the inbox."""
+        return _doc(await self.call("mail.inbox", {"q": request}))

@@ -1,0 +1,218 @@
+"""`borgusb mail send|ls|read|rm`: encrypted mail between identity keys (mailTreeCell).
+
+    borgusb mail send --to PUBKEY --subject S (--body TEXT | --body-file F) [--reply-to ID]
+    borgusb mail ls [--json]          your inbox, oldest first: id, time, sender, subject, flags
+    borgusb mail read ID [--json]     open one message (an id or its first digits) and mark it read
+    borgusb mail rm ID [ID ...]       delete messages from your inbox on every holder
+
+Your wallet signs and opens: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file`` for
+scripts). The subject and body are sealed to the recipient's key here, before anything leaves
+this machine; cells see ciphertext only, and only your key opens your mail (docs/mail.md).
+The command talks to the mailTreeCell named by ``--node IP`` (default $BORGUSB_NODE, else a local
+cluster's, else this machine's own), which reaches the recipient's inbox holders.
+
+Flags in ``ls``: ``*`` unread, ``new`` a sender you have never read mail from, ``!`` does not open
+(tampered, or not sealed to you). Exit codes as every command's (`clitools.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import dna
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
+from .clitools import run as run_command
+from .clock import SystemClock
+from .envelope import Verifier
+from .keys import SigningKey
+from .net.peer import PeerClient, PeerRejected
+
+DNA = dna.get("mailTreeCell")
+
+EXPLAIN = {
+    "rate_limited": "the recipient's holders take no more mail from you right now; try again in a minute",
+    "inbox_full": "the recipient's inbox is full",
+    "too_large": "the message is too large (send files as attachments)",
+    "stale": "signed too long ago, or this computer's clock is behind the network's",
+    "future_dated": "this computer's clock is ahead of the network's",
+    "no_holder": "no holder of that inbox answered",
+    "not_holder": "the mail nodes are changing; try again",
+    "deleted": "the recipient already deleted this message",
+}
+
+
+def refusal(exc: PeerRejected) -> CLIError:
+    what = EXPLAIN.get(exc.reason, exc.reason)
+    return CLIError(f"{what} ({exc.reason}){': ' + exc.detail if exc.detail else ''}")
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts / 1000))
+
+
+async def inbox(client: Any, key: SigningKey, now_ms: int) -> list[dict[str, Any]]:
+    """The merged inbox, each entry opened with `key` (the subject and body, or why not)."""
+    from .mail.errors import MailError
+    from .mail.inbox import merge
+    from .mail.message import open_message
+    from .mail.request import sign_request
+
+    reply = await client.ask(sign_request(key, "list", [], now_ms))
+    replies = reply.get("replies") if isinstance(reply.get("replies"), list) else []
+    entries, dropped = merge(key.public_key_hex, replies)
+    if dropped:
+        print(f"borgusb mail: {dropped} item(s) from the holders did not verify and were dropped", file=sys.stderr)
+    out = []
+    for e in entries:
+        doc: dict[str, Any] = {
+            "id": e.msg.id,
+            "from": e.msg.sender,
+            "ts": e.msg.ts,
+            "re": e.msg.re,
+            "read": e.read,
+            "new_sender": e.new_sender,
+        }
+        try:
+            c = open_message(key, e.msg)
+            doc.update(subject=c.subject, body=c.body, attachments=list(c.attachments))
+        except MailError as exc:
+            doc.update(error=exc.reason)
+        out.append(doc)
+    return out
+
+
+def _pick(entries: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    p = prefix.strip().lower()
+    found = [e for e in entries if e["id"].startswith(p)] if len(p) >= 4 else []
+    if len(found) != 1:
+        raise CLIError(
+            f"{'no' if not found else 'more than one'} message in your inbox with id {prefix!r}"
+            + (" (give at least 4 digits)" if len(p) < 4 else ""),
+            EXIT_USAGE,
+        )
+    return found[0]
+
+
+def _line(e: dict[str, Any]) -> str:
+    flags = ("*" if not e["read"] else " ") + (" new" if e["new_sender"] else "    ") + (" !" if "error" in e else "  ")
+    subject = f"(does not open: {e['error']})" if "error" in e else e["subject"]
+    re_ = f" [re {e['re'][:8]}]" if e["re"] else ""
+    return f"{e['id'][:12]} {flags} {_when(e['ts'])}  from {e['from'][:16]}…  {subject}{re_}"
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .cells.mail.client import MailClient
+    from .mail.errors import MailError
+    from .mail.message import Content, compose
+    from .mail.request import sign_request
+    from .storecli import load_key
+
+    key = load_key(args)
+    clock = SystemClock()
+    async with PeerClient(key, clock, Verifier(clock), timeout_s=args.timeout) as peers:
+        client = MailClient(peers, args.node, port=args.port or DNA.recp_port)
+        try:
+            if args.cmd == "send":
+                body = Path(args.body_file).read_text(encoding="utf-8") if args.body_file else args.body
+                to = args.to.strip().lower()
+                re_id = ""
+                if args.reply_to:
+                    re_id = _pick(await inbox(client, key, clock.now_ms()), args.reply_to)["id"]
+                try:
+                    msg = compose(key, to, Content(args.subject, body or ""), clock.now_ms(), re_id)
+                except MailError as exc:
+                    raise CLIError(f"{exc} ({exc.reason})", EXIT_USAGE) from None
+                done = await client.post(msg.to_dict())
+                text = f"sent {msg.id}: kept by {done['stored']} of {done['holders']} holders of {to[:16]}…'s inbox"
+                print(json.dumps(done) if args.json else text)
+                return EXIT_OK
+            entries = await inbox(client, key, clock.now_ms())
+            if args.cmd == "ls":
+                if args.json:
+                    print(json.dumps([{k: v for k, v in e.items() if k != "body"} for e in entries]))
+                else:
+                    print("\n".join(_line(e) for e in entries) if entries else "no mail")
+                return EXIT_OK
+            if args.cmd == "read":
+                e = _pick(entries, args.id)
+                if "error" in e:
+                    raise CLIError(
+                        f"message {e['id'][:12]} does not open ({e['error']}): tampered, or not sealed to you"
+                    )
+                if not e["read"]:
+                    await client.ask(sign_request(key, "read", [e["id"]], clock.now_ms()))
+                if args.json:
+                    print(json.dumps(e))
+                    return EXIT_OK
+                who = "  (a sender you have never read mail from)" if e["new_sender"] else ""
+                print(f"id:      {e['id']}\nfrom:    {e['from']}{who}\ndate:    {_when(e['ts'])}")
+                if e["re"]:
+                    print(f"re:      {e['re']}")
+                print(f"subject: {e['subject']}\n\n{e['body']}")
+                return EXIT_OK
+            # rm
+            ids = [_pick(entries, i)["id"] for i in args.ids]
+            await client.ask(sign_request(key, "rm", ids, clock.now_ms()))
+            print(json.dumps({"deleted": ids}) if args.json else f"deleted {len(ids)} message(s)")
+            return EXIT_OK
+        except PeerRejected as exc:
+            raise refusal(exc) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="borgusb mail", description="encrypted mail between identity keys: send, ls, read, rm", epilog=EXIT_CODES
+    )
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    send = sub.add_parser("send", help="seal a message to a key and leave it with that key's inbox holders")
+    send.add_argument("--to", required=True, metavar="PUBKEY", help="the recipient's public key (66 hex digits)")
+    send.add_argument("--subject", required=True, help="the subject (sealed too)")
+    what = send.add_mutually_exclusive_group(required=True)
+    what.add_argument("--body", help="the message text")
+    what.add_argument("--body-file", help="the message text from FILE (UTF-8)")
+    send.add_argument("--reply-to", metavar="ID", help="the message in your inbox this replies to (threads)")
+    ls = sub.add_parser("ls", help="your inbox")
+    read = sub.add_parser("read", help="open one message and mark it read")
+    read.add_argument("id", help="the message's id, or its first digits (4 at least)")
+    rm = sub.add_parser("rm", help="delete messages from your inbox")
+    rm.add_argument("ids", nargs="+", metavar="ID", help="message ids, or their first digits")
+    for q in (send, ls, read, rm):
+        q.add_argument(
+            "--node",
+            metavar="IP",
+            default=os.environ.get("BORGUSB_NODE") or None,
+            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
+        )
+        q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
+        q.add_argument("--keystore", help="your wallet keystore (signs and opens your mail)")
+        q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
+        q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
+        q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        if args.keystore:
+            existing_keystore(args.keystore)
+        elif not args.key_file:
+            raise CLIError("mail is signed and opened by your wallet: give --keystore PATH (or --key-file)", EXIT_USAGE)
+        if args.node is None:
+            args.node = find_node(DNA.name, args.port or DNA.recp_port)
+        return asyncio.run(_run(args))
+
+    return run_command(f"borgusb mail {args.cmd}", DNA.name, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
