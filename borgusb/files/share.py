@@ -1,5 +1,6 @@
-"""A read-only share of one file: a record signed by the owner carrying the file's key wrapped to
-the recipient. (A folder is shared through its ``readers`` instead, see `keyring.readers_for`.)
+"""A read-only share: a record signed by the owner naming one file, with the file's key wrapped to
+the recipient, or one folder version, whose key reaches the recipient through the folder's
+``readers`` (`keyring.readers_for`; each later version keeps them until the share is revoked).
 
 Wire form, canonical JSON::
 
@@ -58,7 +59,7 @@ class Share:
 
     def file_entry(self, me: SigningKey) -> Entry:
         """The shared entry with its key, opened by the recipient's key (`Tampered` for any other)."""
-        if not self.wrapped:
+        if not self.wrapped:  # public, or a folder (opened through its readers)
             return self.entry
         return replace(self.entry, key=unwrap(me, self.wrapped, "file", self.entry.obj).hex())
 
@@ -73,8 +74,8 @@ def check_share(doc: Any) -> Share:
     if not is_account(doc["owner"]) or not is_account(doc["to"]):
         raise Malformed("owner and to are public keys")
     entry = Entry.from_dict(doc["entry"])
-    if entry.kind != "file" or entry.key:
-        raise Malformed("a share names one file, without its key in the clear")
+    if entry.kind == "gone" or entry.key or (entry.kind == "folder" and doc["wrapped"] != ""):
+        raise Malformed("a share names a file or a folder, without a key in the clear (a folder's is in its readers)")
     ts, wrapped, sig = doc["ts"], doc["wrapped"], doc["sig"]
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_SAFE_INT:
         raise Malformed("ts is a non-negative integer")
@@ -102,8 +103,9 @@ def parse_share(data: bytes) -> Share:
 
 
 def make_share(key: SigningKey, to: str, name: str, entry: Entry, ts: int) -> Share:
-    """`key`'s file `entry` (with its key) shared read-only with `to`."""
-    wrapped = wrap(to, bytes.fromhex(entry.key), "file", entry.obj) if entry.private else ""
+    """`key`'s `entry` (with its key) shared read-only with `to`; a folder must already list `to`
+    among its readers."""
+    wrapped = wrap(to, bytes.fromhex(entry.key), "file", entry.obj) if entry.private and entry.kind == "file" else ""
     body = {
         "v": VERSION,
         "owner": key.public_key_hex,

@@ -1,0 +1,158 @@
+"""`borgusb files` against real processes (shardTreeCell and ftreeFileMgrCell on three addresses):
+a folder tree put, renamed, moved and restored; no plaintext of a private file on any node's disk;
+a share read by its recipient only; a second machine with only the key; two machines at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from borgusb.keys import SigningKey
+
+pytestmark = pytest.mark.slow
+N = 3
+MARKER = b"MARKER-plaintext-that-must-never-reach-a-node-7f3a"
+
+
+def cli(*args: str, key: Path, node: str, machine: str = "laptop") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"}
+    cmd = [sys.executable, "-m", "borgusb.cli", "files", *args, "--key-file", str(key), "--node", node]
+    cmd += ["--machine", machine, "--r", "2", "-q"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, (proc.args, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def names(key: Path, node: str, path: str = "/") -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads(ok(cli("ls", path, "--json", key=key, node=node)))}
+
+
+async def start(make_cluster, monkeypatch, tmp_path: Path) -> list[str]:
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "data"))
+    shard, ftree = make_cluster("shardTreeCell"), make_cluster("ftreeFileMgrCell")
+    shard.up(N)
+    ftree.up(N)  # the same addresses: each runs on its own ports
+    await shard.wait_one_tree(timeout_s=60, expect=N)
+    await ftree.wait_one_tree(timeout_s=60, expect=N)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        s, f = await shard.status(), await ftree.status()
+        if all(d.get("shard", {}).get("directory") == N for d in s) and all(
+            d.get("files", {}).get("members") == N for d in f
+        ):
+            return [n.ip for n in shard.nodes]
+        await asyncio.sleep(0.3)
+    raise TimeoutError("the clusters did not settle")
+
+
+def key_file(path: Path) -> tuple[Path, str]:
+    k = SigningKey.generate()
+    path.write_text(bytes(k.secret_bytes()).hex() + "\n")
+    return path, k.public_key_hex
+
+
+async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> None:
+    ips = await start(make_cluster, monkeypatch, tmp_path)
+    a, _ = key_file(tmp_path / "a.key")
+    b, b_pub = key_file(tmp_path / "b.key")
+    c, _ = key_file(tmp_path / "c.key")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(MARKER + os.urandom(200_000) + MARKER)
+
+    # a folder tree put
+    ok(cli("mkdir", "/docs", key=a, node=ips[0]))
+    ok(cli("put", str(secret), "/docs", key=a, node=ips[0]))
+    assert names(a, ips[1])["docs"]["kind"] == "folder"
+    row = names(a, ips[1], "/docs")["secret.txt"]
+    assert row["private"] and row["size"] == secret.stat().st_size
+    out = tmp_path / "out.txt"
+    ok(cli("get", "/docs/secret.txt", "-o", str(out), key=a, node=ips[2]))
+    assert out.read_bytes() == secret.read_bytes()
+
+    # the holders' disks hold no plaintext of it (nor its name, which is inside the encrypted folder)
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert MARKER not in data and b"secret.txt" not in data, path
+
+    # renamed, moved into another folder, then a version of /docs restored
+    ok(cli("mv", "/docs/secret.txt", "/docs/renamed.txt", key=a, node=ips[0]))
+    ok(cli("mkdir", "/archive", key=a, node=ips[0]))
+    ok(cli("mv", "/docs/renamed.txt", "/archive/kept.txt", key=a, node=ips[1]))
+    assert names(a, ips[0], "/docs") == {} and set(names(a, ips[0], "/archive")) == {"kept.txt"}
+    versions = json.loads(ok(cli("versions", "/docs", "--json", key=a, node=ips[0])))
+    assert [v["version"] for v in versions] == [4, 3, 2, 1] and [v["entries"] for v in versions] == [0, 1, 1, 0]
+    ok(cli("restore", "/docs", "--version", versions[2]["obj"], key=a, node=ips[0]))  # the one with secret.txt
+    assert set(names(a, ips[2], "/docs")) == {"secret.txt"}
+    ok(cli("get", "/docs/secret.txt", "-o", str(out), key=a, node=ips[1]))
+    assert out.read_bytes() == secret.read_bytes()
+
+    # shared read-only with B; C, not shared with, cannot read it even with B's share record
+    share = tmp_path / "share.json"
+    ok(cli("share", "/archive/kept.txt", "--to", b_pub, "-o", str(share), key=a, node=ips[0]))
+    got_b = tmp_path / "b.txt"
+    ok(cli("get", "--share", str(share), "-o", str(got_b), key=b, node=ips[1]))
+    assert got_b.read_bytes() == secret.read_bytes()
+    refused = cli("get", "--share", str(share), "-o", str(tmp_path / "c.txt"), key=c, node=ips[1])
+    assert refused.returncode != 0 and not (tmp_path / "c.txt").exists()
+    assert cli("ls", "/", key=c, node=ips[0]).stdout.strip() == ""  # C's own tree is empty: nothing of A's
+    # a folder shared with B, listed and read through the share
+    folder_share = tmp_path / "folder-share.json"
+    ok(cli("share", "/archive", "--to", b_pub, "-o", str(folder_share), key=a, node=ips[0]))
+    listed = json.loads(ok(cli("ls", "--share", str(folder_share), "--json", key=b, node=ips[2])))
+    assert [r["name"] for r in listed] == ["kept.txt"]
+    ok(cli("get", "kept.txt", "--share", str(folder_share), "-o", str(got_b), key=b, node=ips[2]))
+    assert got_b.read_bytes() == secret.read_bytes()
+
+    # a second machine with only the key: lists and reads everything
+    assert set(names(a, ips[2])) == {"docs", "archive"}
+    ok(cli("get", "/archive/kept.txt", "-o", str(out), key=a, node=ips[2], machine="desktop"))
+    assert out.read_bytes() == secret.read_bytes()
+
+    # two machines of the same person change the same folder at once: both changes stay
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_bytes(b"from the laptop")
+    two.write_bytes(b"from the desktop")
+    env = {k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "borgusb.cli",
+                "files",
+                "put",
+                str(f),
+                "/docs",
+                "--key-file",
+                str(a),
+                "--node",
+                ip,
+                "--machine",
+                m,
+                "--r",
+                "2",
+                "-q",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f, ip, m in ((one, ips[0], "laptop"), (two, ips[1], "desktop"))
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    assert set(names(a, ips[2], "/docs")) == {"secret.txt", "one.txt", "two.txt"}
+    assert set(names(a, ips[2], "/archive")) == {"kept.txt"}
