@@ -9,7 +9,8 @@ one thing a test cannot wait for), and then:
   amount for exactly the bytes it held, and the reserve is down by as much (supply conserved);
 * the same period claimed again (its local record of claims removed) is ``already_paid``;
 * a node whose copies rotted (same size, other bytes) lists them, and the reserve's holders,
-  fetching a sample, refuse the claim as ``not_held``; nothing moves.
+  fetching a sample, refuse the claim as ``not_held``; nothing moves;
+* two nodes claiming at once are both paid (the loser of the reserve's seq claims again).
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-6).
 """
@@ -121,7 +122,22 @@ async def test_hold_reward_paid_once_for_held_shards_refused_for_rotten(
         assert (await PayClient(p, ips[3]).balance(rotten["shard"]["earn"]["claimant"]))["balance"] == 0
         reserve = await PayClient(p, ips[4]).balance(RESERVE)
         assert (reserve["balance"], reserve["seq"]) == (SUPPLY - owed, 1)  # one payout, supply conserved
+
+        # two claims at once race for the reserve's next seq: the sequencer offers them one at a time,
+        # so the loser is refused by every holder (no split vote) and is paid when it claims again
+        two = by_bytes[2:4]
+        first = await asyncio.gather(*(ShardClient(p, d["ip"]).earn(start) for d in two))
+        for d, got in zip(two, first, strict=True):
+            if not got["claimed"]:
+                assert got["why"] in ("conflicting_spend", "bad_prev"), got
+                assert (await ShardClient(p, d["ip"]).earn(start))["claimed"] is True
+        paid = [hold_amount(d["shard"]["store"]["used_bytes"]) for d in two]
+        for d, units in zip(two, paid, strict=True):
+            assert (await PayClient(p, ips[0]).balance(d["shard"]["earn"]["claimant"]))["balance"] == units
+        reserve = await PayClient(p, ips[1]).balance(RESERVE)
+        assert (reserve["balance"], reserve["seq"]) == (SUPPLY - owed - sum(paid), 3)
     pay_docs = await pays.status()
     refused = sum(d["counters"].get("pay_work_refused:not_held", 0) for d in pay_docs)
     verified = sum(d["counters"].get("pay_work_verified", 0) for d in pay_docs)
-    assert refused >= 3 and verified >= 4, (refused, verified)
+    forwarded = sum(d["counters"].get("pay_reward_forwarded", 0) for d in pay_docs)
+    assert refused >= 3 and verified >= 4 and forwarded >= 3, (refused, verified, forwarded)

@@ -12,12 +12,20 @@ fields, grid, bounds, the hold rule's amount), that the claim pays exactly that 
 (``shard.audit``) to confirm the claimant is a shard node of its view, among each sampled shard's
 placement winners, and serves the sampled shards' bytes (SHA-256 and size checked). Any failure
 refuses the claim with its reason word, counted as ``pay_work_refused:<reason>``.
+
+**One reward offer at a time.** Every reward takes the reserve's next seq, and two claims offered
+at once could split the reserve holders' votes so that neither reaches a quorum, which would leave
+that seq of the reserve unconfirmable for good. So a cell forwards each reward claim to the
+reserve's first holder in key order (the sequencer), which offers them one at a time
+(`one_reward`): a second claim at a seq already taken is refused by every holder
+(``conflicting_spend``) instead of splitting them. The claimant reads the head again and retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from ...ledger.tx import Tx
@@ -40,6 +48,20 @@ class HoldChecks:
         self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
         self.claimed: OrderedDict[tuple[str, int], str] = OrderedDict()  # (claimant, period start) -> ref
         self._busy = asyncio.Semaphore(2)  # audits at once: each may pull 12 MiB
+        self.one_reward = asyncio.Lock()  # the sequencer offers one reward at a time
+
+    async def forward(self, call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """The sequencer's answer to a forwarded reward claim, its refusal passed on as the same word."""
+        self.counters["pay_reward_forwarded"] += 1
+        try:
+            return await asyncio.wait_for(call, 4 * AUDIT_TIMEOUT_S)
+        except PeerRejected as exc:
+            raise RequestError(exc.reason, exc.detail, exc.status) from None
+        except (TimeoutError, PeerError) as exc:
+            self.counters["pay_reward_sequencer_unreachable"] += 1
+            raise RequestError(
+                "sequencer_unreachable", f"the reserve's first holder: {exc or 'timeout'}", 503
+            ) from None
 
     def approves(self, tx: Tx) -> bool:
         """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""

@@ -7,8 +7,10 @@
   to the peerPaysCell on its own address (``pay.send``). The claim waits a random part of
   `CLAIM_SPREAD_MS` after the period ends, so the network's claims do not all race for the same
   seq of the reserve's chain; one that lost its seq (``conflicting_spend``, ``bad_prev``) or found
-  no quorum is tried again later. A period is claimed once: the last period claimed is kept in
-  ``earned.json`` in the cell's directory, and ``already_paid`` counts as claimed.
+  no quorum is tried again later: a claim that no quorum answered, as the very same bytes while it is
+  fresh (a new claim at that seq could split the votes the first one got). A period is claimed
+  once: the last period claimed is kept in ``earned.json`` in the cell's directory, and
+  ``already_paid`` counts as claimed.
   ``shard.earn`` claims one period on request (what the background loop does; a test or an
   operator may ask it sooner).
 * **Auditor.** ``shard.audit``, asked by the peerPaysCell on the same address while it checks a
@@ -29,7 +31,7 @@ from typing import Any
 
 from ... import envelope
 from ...dstream import post_frame
-from ...ledger import RESERVE, sign_reward
+from ...ledger import RESERVE, Tx, sign_reward
 from ...ledger.work import HOLD_PERIOD_MS, MAX_CLAIM_AGE_MS, MAX_SHARDS, SAMPLE, BadWork, make_hold, period_start
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model, placement
@@ -44,7 +46,10 @@ PLACEMENT_SLACK = 2  # a holder may rank this far beyond R: repair moved the sha
 FETCH_TIMEOUT_S = 10.0
 CLAIM_SPREAD_MS = 30 * 60_000  # claims spread over the first half hour after a period ends
 RETRY_MS = (20_000, 120_000)  # a claim that lost its seq or found no quorum waits this long (random)
-RETRY_REASONS = frozenset({"conflicting_spend", "bad_prev", "gap", "no_quorum", "view_mismatch", "stale"})
+RETRY_REASONS = frozenset(
+    {"conflicting_spend", "bad_prev", "gap", "no_quorum", "view_mismatch", "stale", "sequencer_unreachable"}
+)
+RESEND_MS = 8 * 60_000  # a claim no quorum answered is sent again as the same bytes while this young
 EARNED_FILE = "earned.json"
 
 
@@ -53,6 +58,7 @@ class HoldEarner(ShardBase):
 
     earn: bool
     _audits: asyncio.Semaphore
+    _unanswered: dict[int, Tx]  # period start -> the claim no quorum answered (sent again while fresh)
 
     # ------------------------------------------------------------ auditor
 
@@ -151,17 +157,22 @@ class HoldEarner(ShardBase):
         except BadWork as exc:
             return {"claimed": False, "why": "nothing_owed", "detail": exc.detail, "start": start}
         pay = PayClient(self.peers, self.ip)
+        tx = self._unanswered.pop(start, None)
         try:
-            head = await pay.balance(RESERVE)
-            seq, prev = head.get("seq"), head.get("head")
-            if not isinstance(seq, int) or not isinstance(prev, str):
-                return {"claimed": False, "why": "no_reserve_head", "start": start}
-            tx = sign_reward(self.key, seq=seq + 1, prev=prev, amount=rec.amount, ref=rec.ref, ts=self.clock.now_ms())
+            if tx is None or tx.ref != rec.ref or self.clock.now_ms() - tx.ts > RESEND_MS:
+                head = await pay.balance(RESERVE)
+                seq, prev = head.get("seq"), head.get("head")
+                if not isinstance(seq, int) or not isinstance(prev, str):
+                    return {"claimed": False, "why": "no_reserve_head", "start": start}
+                now = self.clock.now_ms()
+                tx = sign_reward(self.key, seq=seq + 1, prev=prev, amount=rec.amount, ref=rec.ref, ts=now)
             reply = await pay.submit(tx, work=rec.to_dict())
         except PeerRejected as exc:
             self.counters[f"shard_earn_refused:{exc.reason}"] += 1
             if exc.reason == "already_paid":
                 self._mark_claimed(start)
+            elif exc.reason in ("no_quorum", "sequencer_unreachable") and tx is not None:
+                self._unanswered = {start: tx}
             return {"claimed": False, "why": exc.reason, "detail": exc.detail, "start": start, "ref": rec.ref}
         except PeerError as exc:
             self.counters["shard_earn_unreachable"] += 1
