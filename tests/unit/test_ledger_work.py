@@ -1,14 +1,16 @@
 """The hold reward's work record: a pinned vector, the rule's arithmetic, the period grid, the bounds,
-a claim checked against its record, the verifiers' sample."""
+a claim checked against its record, the verifiers' sample, the shard cell's claim schedule."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from typing import Any
 
 import pytest
 
+from borgusb.cells.shard.earn import CLAIM_SPREAD_MS, RETRY_MS, next_wait_ms
 from borgusb.ledger import ZERO_HASH, sign_reward, sign_transfer
 from borgusb.ledger.rules import HOUR_MS, MIB, amount, mib_hours
 from borgusb.ledger.sim import fixed_key
@@ -159,3 +161,14 @@ def test_sample_is_fixed_per_claim_and_verifier() -> None:
     draws = {tuple(sample(rec, "c" * 64, f"v{i}")) for i in range(5)}
     assert len(draws) > 1  # different reserve holders ask for different shards
     assert sorted(sample(record(), "c" * 64, "v1")) == sorted(record().shards)  # fewer than 3: all of them
+
+
+def test_the_claim_loop_waits_for_the_next_period_or_retries_soon() -> None:
+    rng = random.Random(7)
+    now = START + 1_234_567
+    for _ in range(50):
+        wait = next_wait_ms(now, None, rng)  # paid: the next claim falls in the spread after this period
+        assert START + HOLD_PERIOD_MS <= now + wait < START + HOLD_PERIOD_MS + CLAIM_SPREAD_MS
+        assert next_wait_ms(now, "claimed_before", rng) > 0
+        assert RETRY_MS[0] <= next_wait_ms(now, "conflicting_spend", rng) < RETRY_MS[1]
+        assert RETRY_MS[0] <= next_wait_ms(now, "no_quorum", rng) < RETRY_MS[1]

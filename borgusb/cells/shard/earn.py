@@ -200,13 +200,19 @@ class HoldEarner(ShardBase):
         wait_ms = rng.randrange(CLAIM_SPREAD_MS)
         while True:
             await asyncio.sleep(wait_ms / 1000)
-            now = self.clock.now_ms()
-            start = period_start(now) - HOLD_PERIOD_MS
-            wait_ms = period_start(now) + HOLD_PERIOD_MS + rng.randrange(CLAIM_SPREAD_MS) - now
+            start = period_start(self.clock.now_ms()) - HOLD_PERIOD_MS
             try:
                 got = await self.claim_hold(start)
             except Exception:  # the loop must outlive one bad claim; the reason is logged
                 log.exception("hold claim of %d", start)
                 got = {"why": "no_quorum"}
-            if got.get("why") in RETRY_REASONS:
-                wait_ms = rng.randrange(*RETRY_MS)
+            wait_ms = next_wait_ms(self.clock.now_ms(), got.get("why"), rng)
+
+
+def next_wait_ms(now_ms: int, why: Any, rng: random.Random) -> int:
+    """How long the claim loop sleeps after a claim that ended with `why` (None: paid): a lost seq
+    or no quorum is tried again soon; otherwise the next claim is at a random moment of the
+    spread after the current period ends."""
+    if why in RETRY_REASONS:
+        return rng.randrange(*RETRY_MS)
+    return period_start(now_ms) + HOLD_PERIOD_MS + rng.randrange(CLAIM_SPREAD_MS) - now_ms
