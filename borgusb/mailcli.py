@@ -1,15 +1,18 @@
 """`borgusb mail send|ls|read|rm`: encrypted mail between identity keys (mailTreeCell).
 
-    borgusb mail send --to PUBKEY --subject S (--body TEXT | --body-file F) [--reply-to ID]
+    borgusb mail send --to PUBKEY --subject S (--body TEXT | --body-file F) [--reply-to ID] [--attach FILE ...]
     borgusb mail ls [--json]          your inbox, oldest first: id, time, sender, subject, flags
-    borgusb mail read ID [--json]     open one message (an id or its first digits) and mark it read
+    borgusb mail read ID [--save DIR] open one message (an id or its first digits), mark it read,
+                                      and with --save fetch and open its attachments into DIR
     borgusb mail rm ID [ID ...]       delete messages from your inbox on every holder
 
 Your wallet signs and opens: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file`` for
 scripts). The subject and body are sealed to the recipient's key here, before anything leaves
 this machine; cells see ciphertext only, and only your key opens your mail (docs/mail.md).
 The command talks to the mailTreeCell named by ``--node IP`` (default $BORGUSB_NODE, else a local
-cluster's, else this machine's own), which reaches the recipient's inbox holders.
+cluster's, else this machine's own), which reaches the recipient's inbox holders. Attachments
+are sealed the same way and stored as shards through the shardTreeCell at ``--shard-node``
+(default: the same node).
 
 Flags in ``ls``: ``*`` unread, ``new`` a sender you have never read mail from, ``!`` does not open
 (tampered, or not sealed to you). Exit codes as every command's (`clitools.EXIT_CODES`).
@@ -22,6 +25,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +104,49 @@ def _pick(entries: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
     return found[0]
 
 
+async def put_attachments(
+    peers: PeerClient, ip: str, key: SigningKey, to: str, ts: int, re_id: str, files: list[str]
+) -> list[str]:
+    """Seal each file to `to` for this message and store it as shards: the object ids."""
+    from .dstream import put_file
+    from .mail.attach import seal_attachment
+
+    oids = []
+    for name in files:
+        box = seal_attachment(bytes.fromhex(to), key.public_key_hex, ts, re_id, name, Path(name).read_bytes())
+        with tempfile.TemporaryDirectory(prefix="borgusb-mail-") as tmp:
+            path = Path(tmp) / "sealed"
+            path.write_bytes(box)
+            oids.append((await put_file(peers, ip, dna.get("shardTreeCell").recp_port, path, key))["id"])
+    return oids
+
+
+async def save_attachments(peers: PeerClient, ip: str, key: SigningKey, e: dict[str, Any], into: Path) -> list[Path]:
+    """Fetch, check and open each attachment of an opened message into the directory `into`."""
+    from .dstream import Receiver, parse_locate
+    from .mail.attach import open_attachment
+
+    into.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for oid in e["attachments"]:
+        reply = await peers.post(
+            ip, dna.get("shardTreeCell").recp_port, "/recp", "shard.locate", {"id": oid}, signed_reply=True
+        )
+        m, holders = parse_locate(reply, oid)
+        part = into / f".{oid}.part"
+        try:
+            await Receiver(peers, m, holders, part).run()
+            name, data = open_attachment(key, e["from"], e["ts"], e["re"], part.read_bytes())
+        finally:
+            part.unlink(missing_ok=True)
+        path, n = into / name, 1
+        while path.exists():
+            path, n = into / f"{n}-{name}", n + 1
+        path.write_bytes(data)
+        saved.append(path)
+    return saved
+
+
 def _line(e: dict[str, Any]) -> str:
     flags = ("*" if not e["read"] else " ") + (" new" if e["new_sender"] else "    ") + (" !" if "error" in e else "  ")
     subject = f"(does not open: {e['error']})" if "error" in e else e["subject"]
@@ -109,8 +156,9 @@ def _line(e: dict[str, Any]) -> str:
 
 async def _run(args: argparse.Namespace) -> int:
     from .cells.mail.client import MailClient
-    from .mail.errors import MailError
-    from .mail.message import Content, compose
+    from .ledger.accounts import is_account
+    from .mail.errors import MailError, Malformed
+    from .mail.message import MAX_ATTACHMENTS, Content, compose
     from .mail.request import sign_request
     from .storecli import load_key
 
@@ -126,7 +174,13 @@ async def _run(args: argparse.Namespace) -> int:
                 if args.reply_to:
                     re_id = _pick(await inbox(client, key, clock.now_ms()), args.reply_to)["id"]
                 try:
-                    msg = compose(key, to, Content(args.subject, body or ""), clock.now_ms(), re_id)
+                    if not is_account(to):
+                        raise Malformed("the recipient is a public key of 66 hex digits")
+                    if len(args.attach) > MAX_ATTACHMENTS:
+                        raise Malformed(f"at most {MAX_ATTACHMENTS} attachments per message")
+                    ts = clock.now_ms()
+                    oids = await put_attachments(peers, args.shard_node or args.node, key, to, ts, re_id, args.attach)
+                    msg = compose(key, to, Content(args.subject, body or "", tuple(oids)), ts, re_id)
                 except MailError as exc:
                     raise CLIError(f"{exc} ({exc.reason})", EXIT_USAGE) from None
                 done = await client.post(msg.to_dict())
@@ -149,6 +203,9 @@ async def _run(args: argparse.Namespace) -> int:
                 if not e["read"]:
                     await client.ask(sign_request(key, "read", [e["id"]], clock.now_ms()))
                 if args.json:
+                    if args.save:
+                        saved = await save_attachments(peers, args.shard_node or args.node, key, e, Path(args.save))
+                        e = dict(e, saved=[str(p) for p in saved])
                     print(json.dumps(e))
                     return EXIT_OK
                 who = "  (a sender you have never read mail from)" if e["new_sender"] else ""
@@ -156,6 +213,13 @@ async def _run(args: argparse.Namespace) -> int:
                 if e["re"]:
                     print(f"re:      {e['re']}")
                 print(f"subject: {e['subject']}\n\n{e['body']}")
+                if e["attachments"]:
+                    print(
+                        f"\n{len(e['attachments'])} attachment(s)" + ("" if args.save else ": --save DIR fetches them")
+                    )
+                if args.save:
+                    for path in await save_attachments(peers, args.shard_node or args.node, key, e, Path(args.save)):
+                        print(f"saved {path}")
                 return EXIT_OK
             # rm
             ids = [_pick(entries, i)["id"] for i in args.ids]
@@ -178,9 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--body", help="the message text")
     what.add_argument("--body-file", help="the message text from FILE (UTF-8)")
     send.add_argument("--reply-to", metavar="ID", help="the message in your inbox this replies to (threads)")
+    send.add_argument(
+        "--attach", action="append", default=[], metavar="FILE", help="a file to seal and send along (repeatable)"
+    )
     ls = sub.add_parser("ls", help="your inbox")
     read = sub.add_parser("read", help="open one message and mark it read")
     read.add_argument("id", help="the message's id, or its first digits (4 at least)")
+    read.add_argument("--save", metavar="DIR", help="fetch and open the message's attachments into DIR")
     rm = sub.add_parser("rm", help="delete messages from your inbox")
     rm.add_argument("ids", nargs="+", metavar="ID", help="message ids, or their first digits")
     for q in (send, ls, read, rm):
@@ -191,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
         )
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
+        q.add_argument("--shard-node", metavar="IP", help="the shardTreeCell for attachments (default: --node)")
         q.add_argument("--keystore", help="your wallet keystore (signs and opens your mail)")
         q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
         q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")

@@ -28,6 +28,7 @@ from borgusb.keys import SigningKey
 from borgusb.mail import errors
 from borgusb.mail.message import DOMAIN, Content, check_message, compose, open_message, seal_context
 from borgusb.mail.request import sign_request
+from borgusb.mailcli import save_attachments
 from borgusb.net.peer import PeerClient, PeerRejected
 from borgusb.seal import SealError, unseal
 
@@ -185,3 +186,53 @@ async def test_mail_between_keys_on_real_cells(make_cluster, monkeypatch, tmp_pa
     # the holders' disks hold ciphertext only
     for path in (tmp_path / "data").rglob("*.json"):
         assert MARKER.encode() not in path.read_bytes(), path
+
+
+async def test_attachments_travel_sealed_through_shards(make_cluster, monkeypatch, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    mail, _ = await start(make_cluster, monkeypatch, data)
+    shards = make_cluster("shardTreeCell")
+    shards.up(3)
+    await shards.wait_one_tree(timeout_s=60, expect=3)
+    deadline = time.monotonic() + 30
+    while not all(d.get("shard", {}).get("directory") == 3 for d in await shards.status()):
+        assert time.monotonic() < deadline, "the shard directories did not fill"
+        await asyncio.sleep(0.3)
+    a, b, c = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    akey, bkey = keyfile(tmp_path, "a", a), keyfile(tmp_path, "b", b)
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "report.bin"
+    src.write_bytes(os.urandom(300_000) + MARKER.encode() + os.urandom(1000))
+    node, shard_node = mail.nodes[0].ip, shards.nodes[1].ip
+    sent = cli(
+        "send",
+        "--to",
+        b.public_key_hex,
+        "--subject",
+        "the report",
+        "--body",
+        "attached",
+        "--attach",
+        str(src),
+        "--shard-node",
+        shard_node,
+        "--json",
+        key=akey,
+        node=node,
+    )
+    assert sent.returncode == 0, sent.stderr
+    mid = json.loads(sent.stdout)["id"]
+    got = tmp_path / "got"
+    read = cli("read", mid[:8], "--save", str(got), "--shard-node", shard_node, "--json", key=bkey, node=node)
+    assert read.returncode == 0, read.stderr
+    doc = json.loads(read.stdout)
+    assert len(doc["attachments"]) == 1 and doc["saved"] == [str(got / "report.bin")]
+    assert (got / "report.bin").read_bytes() == src.read_bytes()
+    # C fetches the same shards through the real reader (every check passes: they are the sender's
+    # object) and cannot open them with C's key
+    async with peers(c) as p:
+        with pytest.raises(errors.Undecryptable):
+            await save_attachments(p, shard_node, c, doc, tmp_path / "got-by-c")
+    assert not list((tmp_path / "got-by-c").iterdir())
+    clear = [p for p in tmp_path.rglob("*") if p.is_file() and "src" not in p.parts and "got" not in p.parts]
+    assert clear and not [p for p in clear if MARKER.encode() in p.read_bytes()]

@@ -1,0 +1,61 @@
+"""Mail's attachments (sealed, bound to their message, safe names) and a holder's inbox files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from borgusb.cells.mail.store import InboxStore
+from borgusb.keys import SigningKey
+from borgusb.mail import errors
+from borgusb.mail.attach import open_attachment, safe_name, seal_attachment
+from borgusb.mail.inbox import Limits
+from borgusb.mail.message import Content, compose
+
+T = 1_764_000_000_000
+A, B, C = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+
+def test_attachment_opens_for_its_recipient_and_message_only() -> None:
+    box = seal_attachment(B.public_key, A.public_key_hex, T, "", "../../etc/passwd", b"data")
+    assert b"passwd" not in box and b"data" not in box
+    assert open_attachment(B, A.public_key_hex, T, "", box) == ("passwd", b"data")
+    for key, sender, ts in ((C, A.public_key_hex, T), (B, C.public_key_hex, T), (B, A.public_key_hex, T + 1)):
+        with pytest.raises(errors.Undecryptable):
+            open_attachment(key, sender, ts, "", box)
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("a/b/c.txt", "c.txt"),
+        ("..\\x.doc", "x.doc"),
+        (".hidden", "hidden"),
+        ("", "attachment"),
+        ("\x00\n", "attachment"),
+    ],
+)
+def test_safe_names(name: str, safe: str) -> None:
+    assert safe_name(name) == safe
+
+
+def test_inbox_files_survive_a_restart_and_a_damaged_one_is_set_aside(tmp_path: Path) -> None:
+    store = InboxStore(tmp_path, Limits(), max_inboxes=2)
+    inbox = store.get_or_make(B.public_key_hex)
+    assert inbox is not None
+    m = compose(A, B.public_key_hex, Content("s", "b"), T)
+    inbox.deposit(T, m)
+    store.save(inbox)
+    assert store.get_or_make(C.public_key_hex) is not None
+    assert store.get_or_make(A.public_key_hex) is None  # bounded: two inboxes at most
+    (tmp_path / f"{C.public_key_hex}.json").write_text("{not json")
+    again = InboxStore(tmp_path, Limits(), max_inboxes=2)
+    kept = again.get(B.public_key_hex)
+    assert kept is not None and list(kept.messages) == [m.id]
+    assert again.get(C.public_key_hex) is None and (tmp_path / f"{C.public_key_hex}.bad").exists()
+    doc = json.loads((tmp_path / f"{B.public_key_hex}.json").read_text())
+    doc["messages"][0]["ts"] += 1  # an edited file does not verify: set aside, not trusted
+    (tmp_path / f"{B.public_key_hex}.json").write_text(json.dumps(doc))
+    assert InboxStore(tmp_path, Limits(), max_inboxes=2).get(B.public_key_hex) is None
