@@ -63,9 +63,7 @@ def _when(ts: int) -> str:
 
 async def inbox(client: Any, key: SigningKey, now_ms: int) -> list[dict[str, Any]]:
     """The merged inbox, each entry opened with `key` (the subject and body, or why not)."""
-    from .mail.errors import MailError
-    from .mail.inbox import merge
-    from .mail.message import open_message
+    from .mail.inbox import merge, opened
     from .mail.request import sign_request
 
     reply = await client.ask(sign_request(key, "list", [], now_ms))
@@ -73,23 +71,7 @@ async def inbox(client: Any, key: SigningKey, now_ms: int) -> list[dict[str, Any
     entries, dropped = merge(key.public_key_hex, replies)
     if dropped:
         print(f"borgusb mail: {dropped} item(s) from the holders did not verify and were dropped", file=sys.stderr)
-    out = []
-    for e in entries:
-        doc: dict[str, Any] = {
-            "id": e.msg.id,
-            "from": e.msg.sender,
-            "ts": e.msg.ts,
-            "re": e.msg.re,
-            "read": e.read,
-            "new_sender": e.new_sender,
-        }
-        try:
-            c = open_message(key, e.msg)
-            doc.update(subject=c.subject, body=c.body, attachments=list(c.attachments))
-        except MailError as exc:
-            doc.update(error=exc.reason)
-        out.append(doc)
-    return out
+    return opened(key, entries)
 
 
 def _pick(entries: list[dict[str, Any]], prefix: str) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..keys import SigningKey
 from .errors import Deleted, FutureDated, InboxFull, MailError, NotForYou, RateLimited, Stale
-from .message import Message, check_message
+from .message import Message, check_message, open_message
 from .request import Request
 
 
@@ -156,3 +157,24 @@ def merge(who: str, listings: Iterable[Any]) -> tuple[list[Entry], int]:
         if m.id not in deleted
     ]
     return entries, dropped
+
+
+def opened(key: SigningKey, entries: list[Entry]) -> list[dict[str, Any]]:
+    """The merged inbox as the recipient's side shows it: each entry opened with `key`, or why not."""
+    out = []
+    for e in entries:
+        doc: dict[str, Any] = {
+            "id": e.msg.id,
+            "from": e.msg.sender,
+            "ts": e.msg.ts,
+            "re": e.msg.re,
+            "read": e.read,
+            "new_sender": e.new_sender,
+        }
+        try:
+            c = open_message(key, e.msg)
+            doc.update(subject=c.subject, body=c.body, attachments=list(c.attachments))
+        except MailError as exc:
+            doc.update(error=exc.reason)
+        out.append(doc)
+    return out

@@ -9,4 +9,5 @@ SPEC = CellSpec(
     runtime="borgusb.cells.mail.cell:MailCell",
     settings="borgusb.cells.mail.settings:MailSettings",
     client="borgusb.cells.mail.client:MailClient",
+    web="borgusb.cells.mail.web:setup",
 )
