@@ -36,6 +36,8 @@ from ..shard.client import ShardClient
 
 MAX_VERIFIED = 1024  # refs remembered as verified (a claim is offered and accepted within seconds)
 MAX_CLAIMED = 8192  # (claimant, period) pairs remembered: at most one approved record each
+MAX_REFUSED = 1024  # records whose audit failed, refused again without a new audit for a while
+REFUSED_FOR_MS = 10 * 60_000
 AUDIT_TIMEOUT_S = 30.0  # the local shard cell fetches up to SAMPLE shards of up to 4 MiB from the claimant
 REFUSAL_STATUS = 403
 
@@ -47,6 +49,7 @@ class HoldChecks:
         self.peers, self.ip, self.verifier, self.counters = peers, ip, verifier, counters
         self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
         self.claimed: OrderedDict[tuple[str, int], str] = OrderedDict()  # (claimant, period start) -> ref
+        self.refused: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # ref -> (reason, detail, until)
         self._busy = asyncio.Semaphore(2)  # audits at once: each may pull 12 MiB
         self.one_reward = asyncio.Lock()  # the sequencer offers one reward at a time
 
@@ -80,6 +83,9 @@ class HoldChecks:
             check_claim(rec, tx, now_ms)
         except BadWork as exc:
             raise self._refuse(exc.reason, exc.detail) from None
+        failed = self.refused.get(rec.ref)
+        if failed is not None and now_ms < failed[2]:  # the same record again: no second audit for a while
+            raise self._refuse(failed[0], failed[1])
         earlier = self.claimed.get((rec.claimant, rec.start))
         if earlier is not None and earlier != rec.ref:
             raise self._refuse("already_claimed", f"this holder approved {earlier[:16]} for that period already")
@@ -88,7 +94,11 @@ class HoldChecks:
             try:
                 await asyncio.wait_for(ShardClient(self.peers, self.ip).audit(rec.claimant, picked), AUDIT_TIMEOUT_S)
             except PeerRejected as exc:
-                raise self._refuse(exc.reason, f"the audit of the claimant's shards: {exc}") from None
+                detail = f"the audit of the claimant's shards: {exc.detail or exc.reason}"
+                self.refused[rec.ref] = (exc.reason, detail, now_ms + REFUSED_FOR_MS)
+                while len(self.refused) > MAX_REFUSED:
+                    self.refused.popitem(last=False)
+                raise self._refuse(exc.reason, detail) from None
             except (TimeoutError, PeerError) as exc:
                 self.counters["pay_work_audit_unavailable"] += 1
                 raise RequestError(

@@ -83,6 +83,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
         self._repair_sem = asyncio.Semaphore(4)
         self._audits = asyncio.Semaphore(2)  # hold audits at once: each pulls up to 3 shards
         self._unanswered = {}
+        self._claiming = asyncio.Lock()
         self.earn = settings.earn
         self._init_locator()
 

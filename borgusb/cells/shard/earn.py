@@ -58,6 +58,7 @@ class HoldEarner(ShardBase):
 
     earn: bool
     _audits: asyncio.Semaphore
+    _claiming: asyncio.Lock
     _unanswered: dict[int, Tx]  # period start -> the claim no quorum answered (sent again while fresh)
 
     # ------------------------------------------------------------ auditor
@@ -149,7 +150,12 @@ class HoldEarner(ShardBase):
         return {h: n for n, h in found[:MAX_SHARDS]}
 
     async def claim_hold(self, start: int) -> dict[str, Any]:
-        """Claim the hold reward of the period starting at `start`: ``{"claimed": bool, "why", ...}``."""
+        """Claim the hold reward of the period starting at `start`: ``{"claimed": bool, "why", ...}``
+        (one claim at a time: the loop and ``shard.earn`` never race each other)."""
+        async with self._claiming:
+            return await self._claim_hold(start)
+
+    async def _claim_hold(self, start: int) -> dict[str, Any]:
         if start <= self._last_claimed():
             return {"claimed": False, "why": "claimed_before", "start": start}
         try:
