@@ -8,9 +8,10 @@ Wire form, canonical JSON (`borgusb.canonical`), at most `MAX_MANIFEST_BYTES`::
      "entries": {}, "sealed": "<hex>", "readers": {"02…": "<hex>"}, "sig": "3044…"}
 
 * ``folder``: the folder's own id, fixed when it is made and kept by every version of it.
-* ``version`` counts from 1; ``parents`` are the ids of the version(s) it was made from: none for
-  the first, one for an edit or a restore, two for a merge of concurrent versions (`merge`). Any
-  earlier version can be read again, so history is the chain of parents.
+* ``version`` counts from 1; ``parents`` name the version(s) it was made from by their shard
+  object ids (where their manifests are stored): none for the first, one for an edit or a
+  restore, two for a merge of concurrent versions (`merge`). Any earlier version can be read
+  again, so history is the chain of parents.
 * A public folder's ``entries`` are in the clear and ``sealed`` is empty. A private folder's
   ``entries`` are empty and ``sealed`` is their canonical JSON under AES-256-GCM with the version's
   own fresh key (never reused, so the nonce is zero) and the version's header as associated data;
@@ -19,7 +20,9 @@ Wire form, canonical JSON (`borgusb.canonical`), at most `MAX_MANIFEST_BYTES`::
 * ``sig``: DER ECDSA by ``owner`` over the canonical JSON of every other member plus
   ``"d": "borgusb.files.folder"`` (the domain, as `borgusb.ledger.tx` does it).
 
-**The id** is the SHA-256 of those signed bytes: it names the version as a shard object.
+**The id** is the SHA-256 of those signed bytes: what the owner signed, fixed before signing. A
+version is stored as a shard object (`files.remote`), and entries, parents and root pointers name
+it by that object's id; ``id`` orders concurrent versions in a merge.
 """
 
 from __future__ import annotations
@@ -125,9 +128,9 @@ def _check_fields(doc: Any) -> None:
     _int(doc, "ts", 0)
     parents = doc["parents"]
     if not isinstance(parents, list) or len(parents) > 2 or len(set(parents)) != len(parents):
-        raise Malformed("parents are at most two distinct version ids")
+        raise Malformed("parents are at most two distinct object ids")
     if any(not isinstance(p, str) or not _HEX64.fullmatch(p) for p in parents):
-        raise Malformed("a parent is a version id (SHA-256 in lowercase hex)")
+        raise Malformed("a parent is an object id (SHA-256 in lowercase hex)")
     if (version == 1) != (not parents):
         raise Malformed("version 1 has no parents, and only version 1")
     machine = doc["machine"]

@@ -1,7 +1,7 @@
 """Edits of one folder's entries, as pure functions from entries to new entries.
 
 Each returns a new mapping and leaves its input alone; the caller signs the result as the next
-version (`next_version`). A removal leaves a tombstone so that a merge with a concurrent version
+version (`manifest.make_folder`). A removal leaves a tombstone so that a merge with a concurrent version
 does not bring the name back; a move between folders is a removal from one and a put into the
 other, two new versions.
 """
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from .entry import Entry, check_name, tombstone
 from .errors import Exists, NotFound
-from .manifest import Folder
 
 Entries = Mapping[str, Entry]
 
@@ -66,13 +65,3 @@ def restore(current: Entries, old: Entries, now_ms: int) -> dict[str, Entry]:
         if e.live and name not in old:
             result[name] = tombstone(now_ms)
     return result
-
-
-def next_version(parent: Folder | None, other: Folder | None = None) -> tuple[int, tuple[str, ...]]:
-    """(version, parents) of the version made from `parent` (None: a new folder), or of the merge
-    of two concurrent versions `parent` and `other`."""
-    if parent is None:
-        return 1, ()
-    if other is None:
-        return parent.version + 1, (parent.id,)
-    return max(parent.version, other.version) + 1, (parent.id, other.id)

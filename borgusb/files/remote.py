@@ -12,7 +12,9 @@ from, and the merge is published instead: no change is lost.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from .errors import FilesError, Malformed, NotFound
 from .keyring import folder_key, readers_for
 from .manifest import MAX_MANIFEST_BYTES, Folder, make_folder, open_entries, parse_folder
 from .merge import Side, merge
-from .root import RootPointer, make_root
+from .root import RootPointer, check_root, make_root
 
 SHARD_PORT = dna_get("shardTreeCell").recp_port
 MAX_RETRIES = 8
@@ -226,14 +228,12 @@ class FileTree:
             reply = await self.ftree.publish_root(
                 make_root(self.key, seq=seq, folder=new_root.folder.folder, root=new_root.oid, ts=self.now())
             )
-            newest = reply.get("newest")
-            if newest is None and reply.get("kept", 0) > 0:
+            if reply.get("kept", 0) >= reply.get("quorum", 1):
                 return new_root
-            if newest is None:
-                raise Conflict(f"no holder kept the new root pointer: {reply.get('refused')}")
-            from .root import check_root
-
-            ptr = check_root(newest)
+            if reply.get("newest") is None:
+                raise Conflict(f"too few holders kept the new root pointer: {reply.get('refused')}")
+            ptr = check_root(reply["newest"])
+            await asyncio.sleep(random.random() * 0.2)  # two machines retrying in step would tie again
             theirs = await self.open_level(ptr.root)
             new_root = await self.merge_levels(root if root.oid else None, new_root, theirs)
             root = theirs

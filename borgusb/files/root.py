@@ -2,16 +2,18 @@
 
 Wire form, canonical JSON, at most `MAX_ROOT_BYTES`::
 
-    {"v": 1, "owner": "02…", "seq": 7, "folder": "<root folder id>", "root": "<its version id>",
+    {"v": 1, "owner": "02…", "seq": 7, "folder": "<root folder id>", "root": "<its version's object id>",
      "ts": 1764000000000, "sig": "3044…"}
 
 signed by ``owner`` over every other member plus ``"d": "borgusb.files.root"``. The pointer is kept
 by the R ftreeFileMgrCells that the placement lottery picks for the owner's key (`holders`), so
 any node that knows the members finds it with nothing but the key. A holder keeps one pointer per
-owner: a higher ``seq`` replaces a lower one; at an equal ``seq`` (two machines of the person
-wrote at once) the higher id wins everywhere, and the machine whose pointer lost reads the
-winner back and merges (`merge`) into the next ``seq``. Only the owner's signature counts; what
-a pointer claims about anything else means nothing.
+owner, and only a higher ``seq`` replaces it: a second pointer at the same ``seq`` (two machines
+of the person wrote at once) is refused as ``stale``, never swapped in silently. A write counts
+when a majority of the holders kept it (`quorum`), so of two writes at one ``seq`` at most one
+counts; the other machine reads the pointer that did and merges (`merge`) into the next ``seq``.
+Readers take the highest ``seq``, at an equal one the pointer most holders keep (`newest`). Only
+the owner's signature counts; what a pointer claims about anything else means nothing.
 
 `RootStore` is a holder's state without I/O: bounded in owners, each owner rate-limited, every
 refusal counted by its reason word.
@@ -83,10 +85,6 @@ class RootPointer:
     def encode(self) -> bytes:
         return canonical.encode_unchecked(self.to_dict())
 
-    def beats(self, other: RootPointer | None) -> bool:
-        """Whether every holder keeps this one rather than `other` (same owner)."""
-        return other is None or (self.seq, self.id) > (other.seq, other.id)
-
 
 def _signing_bytes(body: dict[str, Any]) -> bytes:
     return canonical.encode_unchecked(dict({k: v for k, v in body.items() if k != "sig"}, d=DOMAIN))
@@ -129,6 +127,19 @@ def make_root(key: SigningKey, *, seq: int, folder: str, root: str, ts: int) -> 
     return check_root(dict(body, sig=key.sign(_signing_bytes(body)).hex()))
 
 
+def quorum(holder_count: int) -> int:
+    """How many holders must keep a pointer for its write to count: a majority."""
+    return holder_count // 2 + 1
+
+
+def newest(answers: Iterable[RootPointer]) -> RootPointer | None:
+    """Among the holders' pointers: the highest seq; at an equal seq the one most holders keep,
+    then the higher id (so every reader picks the same)."""
+    pointers = list(answers)
+    count = Counter(p.id for p in pointers)
+    return max(pointers, key=lambda p: (p.seq, count[p.id], p.id), default=None)
+
+
 def holders(owner: str, members: Iterable[str], r: int = DEFAULT_R) -> list[str]:
     """The r cells that keep `owner`'s root pointer among `members`, best first."""
     return placement.choose(LOTTERY_PREFIX + owner, members, r)
@@ -161,12 +172,14 @@ class RootStore:
         self._budget[owner] = (tokens - 1, at)
 
     def offer(self, now_ms: int, data: bytes) -> RootPointer:
-        """Keep `data` if it is a valid pointer newer than the one kept; the pointer now kept, or a
-        `FilesError` (counted). A signature is checked before any state for its owner is made."""
+        """Keep `data` if it is a valid pointer of a higher seq than the one kept; the pointer now kept,
+        or a `FilesError` (counted). A signature is checked before any state for its owner is made."""
         try:
             ptr = parse_root(data)
             kept = self._roots.get(ptr.owner)
-            if kept is not None and not ptr.beats(kept):
+            if kept is not None and kept.id == ptr.id:
+                return kept  # the same write again (a retry): kept, nothing spent
+            if kept is not None and ptr.seq <= kept.seq:
                 raise Stale(f"this holder keeps seq {kept.seq}")
             if kept is None and len(self._roots) >= self.max_owners:
                 raise Full(f"this holder keeps {self.max_owners} owners' pointers")

@@ -14,16 +14,30 @@ from pathlib import Path
 
 import pytest
 
+from borgusb.clock import SystemClock
+from borgusb.envelope import Verifier
+from borgusb.files import ops
+from borgusb.files.entry import Entry
+from borgusb.files.remote import FileTree
+from borgusb.identity import Wallet
 from borgusb.keys import SigningKey
+from borgusb.keystore import KdfParams, save_wallet
+from borgusb.net.peer import PeerClient
 
 pytestmark = pytest.mark.slow
 N = 3
+PASSPHRASE = "correct horse battery"
 MARKER = b"MARKER-plaintext-that-must-never-reach-a-node-7f3a"
 
 
 def cli(*args: str, key: Path, node: str, machine: str = "laptop") -> subprocess.CompletedProcess[str]:
+    """`borgusb files ARGS` signed with a key file, or with a keystore (KEY.keystore: the wallet)."""
     env = {k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"}
-    cmd = [sys.executable, "-m", "borgusb.cli", "files", *args, "--key-file", str(key), "--node", node]
+    if key.suffix == ".keystore":
+        who = ["--keystore", str(key), "--passphrase-file", str(key.with_suffix(".pass"))]
+    else:
+        who = ["--key-file", str(key)]
+    cmd = [sys.executable, "-m", "borgusb.cli", "files", *args, *who, "--node", node]
     cmd += ["--machine", machine, "--r", "2", "-q"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
 
@@ -63,7 +77,12 @@ def key_file(path: Path) -> tuple[Path, str]:
 
 async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> None:
     ips = await start(make_cluster, monkeypatch, tmp_path)
-    a, _ = key_file(tmp_path / "a.key")
+    wallet = Wallet.create()  # A's identity: the first machine signs with it as a key file, the second
+    keystore = tmp_path / "a.keystore"  # has nothing but the wallet's keystore
+    save_wallet(keystore, wallet, PASSPHRASE, KdfParams(iterations=1, lanes=1, memory_kib=1024))
+    keystore.with_suffix(".pass").write_text(PASSPHRASE + "\n")
+    a = tmp_path / "a.key"
+    a.write_text(bytes(wallet.key.secret_bytes()).hex() + "\n")
     b, b_pub = key_file(tmp_path / "b.key")
     c, _ = key_file(tmp_path / "c.key")
     secret = tmp_path / "secret.txt"
@@ -114,9 +133,11 @@ async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> No
     ok(cli("get", "kept.txt", "--share", str(folder_share), "-o", str(got_b), key=b, node=ips[2]))
     assert got_b.read_bytes() == secret.read_bytes()
 
-    # a second machine with only the key: lists and reads everything
-    assert set(names(a, ips[2])) == {"docs", "archive"}
-    ok(cli("get", "/archive/kept.txt", "-o", str(out), key=a, node=ips[2], machine="desktop"))
+    # a second machine with only the keystore: lists and reads everything
+    assert set(names(keystore, ips[2])) == {"docs", "archive"}
+    assert set(names(keystore, ips[2], "/docs")) == {"secret.txt"}
+    out.unlink()
+    ok(cli("get", "/archive/kept.txt", "-o", str(out), key=keystore, node=ips[2], machine="desktop"))
     assert out.read_bytes() == secret.read_bytes()
 
     # two machines of the same person change the same folder at once: both changes stay
@@ -156,3 +177,24 @@ async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> No
         assert p.returncode == 0, err
     assert set(names(a, ips[2], "/docs")) == {"secret.txt", "one.txt", "two.txt"}
     assert set(names(a, ips[2], "/archive")) == {"kept.txt"}
+
+    # the same in one process, both changes made from the same root for certain: the merge path
+    clock = SystemClock()
+    trees = []
+    for ip, machine in ((ips[0], "tablet"), (ips[2], "phone")):
+        peers = PeerClient(wallet.key, clock, Verifier(clock), timeout_s=30)
+        trees.append(FileTree(peers, ip, wallet.key, machine=machine, r=2))
+    try:
+        entry = [Entry("file", f"{i:064x}", 1, "text/plain", clock.now_ms(), "") for i in (1, 2)]
+        await asyncio.gather(
+            trees[0].change(["docs"], lambda e: ops.put(e, "tablet.txt", entry[0])),
+            trees[1].change(["docs"], lambda e: ops.put(e, "phone.txt", entry[1])),
+        )
+        _, root = await trees[0].head()
+        docs = (await trees[0].walk(root, ["docs"]))[-1]
+        assert {"tablet.txt", "phone.txt", "one.txt", "two.txt", "secret.txt"} <= set(ops.live(docs.entries))
+        assert len(root.folder.parents) == 2 and len(docs.folder.parents) == 2  # a merge of both
+    finally:
+        for t in trees:
+            t.close()
+            await t.peers.close()

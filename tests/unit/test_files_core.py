@@ -249,12 +249,6 @@ def test_restore_tombstones_what_the_old_version_lacked() -> None:
     assert ops.restore(current, old, 99) == {"a": file_entry(1), "b": tombstone(99)}
 
 
-def test_next_version() -> None:
-    _, f = private_folder({})
-    assert ops.next_version(None) == (1, ())
-    assert ops.next_version(f) == (2, (f.id,))  # type: ignore[arg-type,attr-defined]
-
-
 # -- shares --------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from borgusb import canonical
 from borgusb.files.errors import BadSignature, Malformed, TooLarge
-from borgusb.files.root import Full, RateLimited, RootStore, Stale, holders, make_root, parse_root
+from borgusb.files.root import Full, RateLimited, RootStore, Stale, holders, make_root, newest, parse_root, quorum
 from borgusb.keys import SigningKey
 
 OWNER = SigningKey(hashlib.sha256(b"root owner").digest())
@@ -32,7 +32,7 @@ def test_roundtrip_and_forgery() -> None:
         parse_root(b" " * 2000)
 
 
-def test_higher_seq_wins_and_ties_break_the_same_everywhere() -> None:
+def test_higher_seq_wins_and_a_second_write_at_one_seq_is_refused() -> None:
     store = RootStore()
     p1 = make_root(OWNER, seq=1, folder=F, root=R1, ts=5)
     p2 = make_root(OWNER, seq=2, folder=F, root=R2, ts=6)
@@ -40,17 +40,17 @@ def test_higher_seq_wins_and_ties_break_the_same_everywhere() -> None:
     with pytest.raises(Stale):
         store.offer(1, p1.encode())
     assert store.get(OWNER.public_key_hex) == p2
+    assert store.offer(2, p2.encode()) == p2  # the same write again: kept, not refused
     a = make_root(OWNER, seq=3, folder=F, root=R1, ts=7)
     b = make_root(OWNER, seq=3, folder=F, root=R2, ts=7)
-    s1, s2 = RootStore(), RootStore()
-    for s, order in ((s1, (a, b)), (s2, (b, a))):
-        for p in order:
-            try:
-                s.offer(0, p.encode())
-            except Stale:
-                pass
-    assert s1.get(OWNER.public_key_hex) == s2.get(OWNER.public_key_hex) == max(a, b, key=lambda p: p.id)
-    assert store.refused["stale"] == 1
+    store.offer(3, a.encode())
+    with pytest.raises(Stale):  # a second write at the same seq never replaces the first silently
+        store.offer(4, b.encode())
+    assert store.get(OWNER.public_key_hex) == a
+    assert store.refused["stale"] == 2
+    # readers: the highest seq; at an equal seq the pointer most holders keep, the id last
+    assert newest([a, b, b]) == b and newest([a, a, b]) == a and newest([a, p2, b]) == max(a, b, key=lambda p: p.id)
+    assert newest([]) is None and quorum(3) == 2 and quorum(2) == 2 and quorum(5) == 3
 
 
 def test_bounds_rate_limit_and_counts() -> None:

@@ -5,7 +5,8 @@
   reason word (``malformed``, ``bad_signature``, ``stale``, ``rate_limited``, ``full``) or
   ``not_placed``, and are counted.
 * ``ft.root.put`` (any cell): deliver a pointer to the owner's holders; the reply says how many
-  kept it and, when one keeps a newer pointer, which (the client then merges).
+  kept it against the quorum (a majority) and, when too few did, the pointer the holders keep
+  instead (the client then merges).
 * ``ft.root.held`` / ``ft.root.get``: one holder's pointer / the newest among the holders.
 
 Nothing here can open a person's data: pointers name ciphertext, and a pointer counts only
@@ -27,7 +28,7 @@ from typing import Any
 from ... import envelope
 from ...dna import CellDNA
 from ...files.errors import FilesError
-from ...files.root import RootPointer, RootStore, check_root, holders
+from ...files.root import RootPointer, RootStore, check_root, holders, newest, quorum
 from ...ledger.accounts import is_account
 from ...net.peer import PeerError
 from ..kit import Cell, RequestError, receptor
@@ -150,14 +151,6 @@ class FtreeCell(Cell):
     async def _gather(self, chosen: list[str], store: RootPointer | None, owner: str) -> list[Any]:
         return list(await asyncio.gather(*(self._ask(h, store, owner) for h in chosen), return_exceptions=True))
 
-    @staticmethod
-    def _best(answers: list[Any], owner: str) -> RootPointer | None:
-        best: RootPointer | None = None
-        for a in answers:
-            if isinstance(a, RootPointer) and a.owner == owner and a.beats(best):
-                best = a
-        return best
-
     @receptor("ft.root.put")
     async def _r_put(self, env: envelope.Envelope) -> Any:
         ptr = self._pointer(env.payload)
@@ -165,15 +158,17 @@ class FtreeCell(Cell):
         answers = await self._gather(chosen, ptr, ptr.owner)
         refused = Counter(getattr(a, "reason", type(a).__name__) for a in answers if not isinstance(a, RootPointer))
         kept = sum(1 for a in answers if isinstance(a, RootPointer) and a.id == ptr.id)
-        newest = self._best(answers, ptr.owner)
-        if refused["stale"]:  # a holder keeps a newer one: tell the client which, so it can merge
-            newest = self._best(await self._gather(chosen, None, ptr.owner), ptr.owner)
+        best: RootPointer | None = None
+        if kept < quorum(len(chosen)):  # another write got there first: tell the client which, to merge
+            held = [a for a in await self._gather(chosen, None, ptr.owner) if isinstance(a, RootPointer)]
+            best = newest(a for a in held if a.owner == ptr.owner and a.id != ptr.id)
         self.counters["ft_root_puts"] += 1
         return {
             "holders": len(chosen),
+            "quorum": quorum(len(chosen)),
             "kept": kept,
             "refused": dict(refused),
-            "newest": newest.to_dict() if newest is not None and newest.id != ptr.id else None,
+            "newest": best.to_dict() if best is not None else None,
         }
 
     @receptor("ft.root.get")
@@ -183,7 +178,7 @@ class FtreeCell(Cell):
             raise RequestError("malformed", "owner is a public key")
         answers = await self._gather(self._holders(owner), None, owner)
         answered = sum(1 for a in answers if not isinstance(a, BaseException))
-        best = self._best(answers, owner)
+        best = newest(a for a in answers if isinstance(a, RootPointer) and a.owner == owner)
         return {"pointer": best.to_dict() if best else None, "answered": answered}
 
     def status(self) -> dict[str, Any]:
