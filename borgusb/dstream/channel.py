@@ -68,6 +68,7 @@ class ChannelConn(asyncio.BufferedProtocol):
         self.got = 0  # bytes in views[at]
         self.bypass = False  # the body is read straight into views, past the parser
         self.on_head: HeadCallback | None = None
+        self.on_view: Callable[[int], None] | None = None
         self.status = 0
         self.fut: asyncio.Future[None] | None = None
         self.reusable = True
@@ -171,14 +172,20 @@ class ChannelConn(asyncio.BufferedProtocol):
             data = data[take:]
             self.got += take
             while self.at < len(self.views) and self.got >= len(self.views[self.at]):
-                self.at, self.got = self.at + 1, 0
+                self._landed()
 
     def _advance(self) -> None:
         assert self.views is not None
         while self.at < len(self.views) and self.got >= len(self.views[self.at]):
-            self.at, self.got = self.at + 1, 0
+            self._landed()
         if self.at >= len(self.views):
             self._done()
+
+    def _landed(self) -> None:
+        """views[at] is full: say so (its bytes can be checked while the next ones arrive)."""
+        if self.on_view is not None:
+            self.on_view(self.at)
+        self.at, self.got = self.at + 1, 0
 
     def _cut(self) -> BadReply:
         self.reusable = False
@@ -205,14 +212,21 @@ class ChannelConn(asyncio.BufferedProtocol):
             self.transport.abort()
 
     # ---------------------------------------------------------------- requests
-    async def get(self, target: str, headers: list[tuple[bytes, bytes]], on_head: HeadCallback) -> int:
-        """Send one GET; returns the reply's status once its whole body is in its buffers."""
+    async def get(
+        self,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        on_head: HeadCallback,
+        on_view: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send one GET; returns the reply's status once its whole body is in its buffers;
+        ``on_view(k)`` as each buffer on_head gave is filled."""
         if self.fut is not None or self.transport is None:
             raise BadReply("closed", "the connection is busy or closed")
         self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_MAX + HEAD_READ)
         request = self.parser.send(h11.Request(method="GET", target=target, headers=headers))
         self.parser.send(h11.EndOfMessage())
-        self.on_head, self.status, self.fed = on_head, 0, 0
+        self.on_head, self.on_view, self.status, self.fed = on_head, on_view, 0, 0
         self.fut = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         try:
@@ -222,7 +236,7 @@ class ChannelConn(asyncio.BufferedProtocol):
             self._fail(ConnectionError("request abandoned"))
             raise
         finally:
-            self.on_head = None
+            self.on_head = self.on_view = None
         return self.status
 
     def close(self) -> None:
@@ -264,9 +278,15 @@ class DataChannel:
         self.open.discard(conn)
 
     async def get(
-        self, peers: PeerClient, holder: Holder, payload: dict[str, Any], dests: list[Callable[[int], memoryview]]
+        self,
+        peers: PeerClient,
+        holder: Holder,
+        payload: dict[str, Any],
+        dests: list[Callable[[int], memoryview]],
+        landed: Callable[[int], None] | None = None,
     ) -> list[memoryview | int]:
-        """Fetch the shards payload["hs"]; dests[j](size) gives the buffer for the j-th. Returns
+        """Fetch the shards payload["hs"]; dests[j](size) gives the buffer for the j-th, and
+        ``landed(j)`` says it is full (before the rest of the reply is in). Returns
         per shard its bytes (a view of that buffer) or the holder's refusal status. Raises
         PeerUnreachable (no connection, cut, timed out, a reply breaking the channel's rules)
         or PeerRejected (refused, a reply that does not answer the request)."""
@@ -277,6 +297,7 @@ class DataChannel:
         headers = [(b"Host", f"{holder.ip}:{self.port}".encode()), (ENVELOPE_HEADER.encode(), wire)]
         out: list[memoryview | int] = []
         error: list[bytearray] = []
+        order: list[int] = []  # which shard each buffer of the body is for
 
         def on_head(status: int, head: dict[str, str], length: int) -> list[memoryview]:
             if status >= 400:
@@ -309,14 +330,20 @@ class DataChannel:
                 else:
                     view = dests[j](n)  # raises ValueError if n is not the shard's size
                     out.append(view)
-                    views.append(view)
+                    if len(view):
+                        views.append(view)
+                        order.append(j)
             return views
+
+        def on_view(k: int) -> None:
+            if landed is not None and order:  # an error reply's body is no shard
+                landed(order[k])
 
         conn: ChannelConn | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 conn = await self._conn(holder.ip)
-                status = await conn.get(f"/shard/{','.join(hs)}", headers, on_head)
+                status = await conn.get(f"/shard/{','.join(hs)}", headers, on_head, on_view)
         except BadReply as exc:
             if conn is not None:
                 self._drop(conn)

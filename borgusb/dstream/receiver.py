@@ -7,7 +7,8 @@ checks it against the object id (the id is the SHA-256 of the manifest's shard l
 different shards (`shard.window.Window`: a bounded window per holder, a slow holder's
 shards asked again of the others, a holder that serves bad bytes avoided), and checks each
 shard's SHA-256 against the manifest before writing it at its offset (hashing and
-``pwrite`` in worker threads, so two cores work). Every byte is hashed exactly once: once
+``pwrite`` in worker threads as soon as the shard's bytes are in, while the rest of its
+reply still arrives, so two cores work). Every byte is hashed exactly once: once
 every shard is checked the file is the object, and it is renamed into place.
 
 Each refusal is counted by reason in ``stats["refused"]``: ``bad_bytes`` (not the shard's
@@ -35,7 +36,7 @@ from typing import Any
 from .. import dna
 from ..net.peer import PeerClient, PeerRejected, PeerUnreachable
 from ..shard import model
-from ..shard.window import Window
+from ..shard.window import MAX_WINDOW, Window
 from .buffers import BUFFERS
 from .channel import MAX_BATCH, DataChannel
 from .frames import Holder, StreamError, post_frame
@@ -95,7 +96,7 @@ class Receiver:
         stop_after: int | None = None,
         throttle_ms: int = 0,
         tls: bool = False,
-        batch: int = 4,
+        batch: int = 8,
         data_port: int = SHARD_DATA_PORT,
     ) -> None:
         self.peers = peers
@@ -189,6 +190,19 @@ class Receiver:
         job.add_done_callback(self._jobs.discard)
         return await asyncio.shield(job)
 
+    def _submit(self, fd: int, i: int, buf: bytearray) -> asyncio.Future[bool]:
+        """Shard i's bytes (in buf) checked and written in a worker thread, tracked so the file
+        is not closed under it."""
+        view = memoryview(buf)[: self.bounds[i][1]]
+        job = asyncio.get_running_loop().run_in_executor(None, self._check_and_write, fd, i, view, buf)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        return job
+
+    @staticmethod
+    async def _verdict(check: asyncio.Future[bool]) -> str:
+        return "ok" if await asyncio.shield(check) else "bad_bytes"
+
     async def _fetch(self, fd: int, batch: list[int], holder: Holder, win: Window) -> list[tuple[int, Holder, str]]:
         """Fetch shards `batch` (all from `holder`): one request on the data channel, or one
         TLS frame per shard; each shard's outcome is "ok" or the refusal's reason."""
@@ -215,6 +229,7 @@ class Receiver:
         else:
             assert self._plain is not None
             taken: dict[int, bytearray] = {}
+            checks: dict[int, asyncio.Future[bool]] = {}  # shards whose bytes are in, being checked
 
             def dest(i: int) -> Callable[[int], memoryview]:
                 def view(n: int) -> memoryview:
@@ -225,18 +240,24 @@ class Receiver:
 
                 return view
 
+            def landed(j: int) -> None:  # checked and written while the rest of the reply arrives
+                checks[batch[j]] = self._submit(fd, batch[j], taken.pop(batch[j]))
+
             try:
-                out = await self._plain.get(self.peers, holder, dict(base, hs=hs), [dest(i) for i in batch])
+                out = await self._plain.get(self.peers, holder, dict(base, hs=hs), [dest(i) for i in batch], landed)
             except (PeerUnreachable, PeerRejected) as exc:
                 for buf in taken.values():
                     BUFFERS.give(buf)
                 outcome = "unreachable" if isinstance(exc, PeerUnreachable) else _rejected(exc)
-                return [(i, holder, outcome) for i in batch]
+                for i in batch:  # shards that landed before the failure stand on their own
+                    results.append((i, holder, await self._verdict(checks[i]) if i in checks else outcome))
+                return results
             for i, o in zip(batch, out):
                 if isinstance(o, int):
                     results.append((i, holder, REFUSAL.get(o, "refused")))  # not held there, or its copy was corrupt
                 else:
-                    got.append((i, o, taken[i]))
+                    check = checks.get(i) or self._submit(fd, i, taken.pop(i))
+                    results.append((i, holder, await self._verdict(check)))
         if got:
             for (i, _, _), ok in zip(got, await self._checked_write(fd, got)):
                 results.append((i, holder, "ok" if ok else "bad_bytes"))
@@ -262,7 +283,9 @@ class Receiver:
         win = Window(
             [[h.pubkey for h in hs] for hs in self.holders],
             done=done,
-            window=self.window_size,
+            window=self.window_size
+            if self.stop_after is None
+            else min(self.window_size or MAX_WINDOW, self.stop_after),
             per_holder=self.per_holder,
             late_ms=self.late_ms,
         )
@@ -285,8 +308,9 @@ class Receiver:
                     raise self._prealloc_error
                 if self.stop_after is not None and self.stats["fetched"] >= self.stop_after:
                     raise StreamError(f"stopped after {self.stats['fetched']} shards (--stop-after)")
-                for batch, pk in self._batches(win.next(_now_ms())):
-                    tasks.add(asyncio.ensure_future(self._fetch(fd, batch, by_id[pk], win)))
+                if self.stop_after is None or self.stats["fetched"] + win.requests < self.stop_after:
+                    for batch, pk in self._batches(win.next(_now_ms())):
+                        tasks.add(asyncio.ensure_future(self._fetch(fd, batch, by_id[pk], win)))
                 if not tasks:
                     stuck = win.stuck()
                     raise StreamError(

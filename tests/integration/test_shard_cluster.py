@@ -307,7 +307,8 @@ async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_
     out = tmp_path / "got"
     # 1) the receiver stops midway (as if the connection dropped)
     first = cli("get", oid, "-o", str(out), "--node", ips[1], "--stop-after", "8", "-q")
-    assert first.returncode == 3 and Path(str(out) + ".part").exists(), first.stderr
+    assert first.returncode != 0 and "stopped after" in first.stderr, first.stderr
+    assert Path(str(out) + ".part").exists()
     # 2) the receiver is killed midway (SIGKILL), with a holder killed as well
     proc = subprocess.Popen(
         [
