@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def peers(key: SigningKey | None = None) -> PeerClient:
 async def start(make_cluster, monkeypatch, data: Path):
     monkeypatch.setenv("BORGUSB_DATA_ROOT", str(data))
     monkeypatch.setenv("BORGUSB_MAIL_R", str(R))
+    monkeypatch.setenv("BORGUSB_MAIL_RATE", "2")  # messages per minute from one sender to one inbox
     cluster = make_cluster("mailTreeCell")
     cluster.up(N)
     await cluster.wait_one_tree(timeout_s=60, expect=N)
@@ -156,6 +158,23 @@ async def test_mail_between_keys_on_real_cells(make_cluster, monkeypatch, tmp_pa
     assert [e["id"] for e in ls].count(mid) == 1
     lifted = next(e for e in ls if e["from"] == c.public_key_hex)
     assert lifted["error"] == "undecryptable" and lifted["new_sender"]
+
+    # floods: a sender's third message in a minute, and an oversized one, refused and counted
+    await post(entry, compose(a, b.public_key_hex, Content("2nd", "ok"), CLOCK.now_ms()).to_dict())
+    with pytest.raises(PeerRejected) as err:
+        await post(entry, compose(a, b.public_key_hex, Content("3rd", "too many"), CLOCK.now_ms()).to_dict())
+    assert err.value.reason == "rate_limited"
+    huge = dict(fresh, sealed="00" * 60_000)
+    with pytest.raises(PeerRejected) as err:
+        await post(entry, huge)
+    assert err.value.reason == "too_large"
+    too_long = cli("send", "--to", b.public_key_hex, "--subject", "s", "--body", "x" * 60_000, key=akey, node=entry)
+    assert too_long.returncode == 2 and "too_large" in too_long.stderr
+    counted: Counter[str] = Counter()
+    for d in await cluster.status():
+        counted.update({k: v for k, v in d["counters"].items() if k.startswith("mail_refused:")})
+    assert counted["mail_refused:rate_limited"] >= R - 1 and counted["mail_refused:too_large"] >= 1
+    assert counted["mail_refused:bad_signature"] >= 2
 
     # B replies, threaded; A sees the reply with its thread
     rep = cli(
