@@ -42,6 +42,7 @@ from .channel import MAX_BATCH, DataChannel
 from .frames import Holder, StreamError, post_frame
 
 SHARD_DATA_PORT = dna.get("shardTreeCell").mon_port  # where holders serve shard bytes (their shard cell's monPort)
+WINDOW_BYTES = 32 << 20  # shard buffers in flight at most (the window shrinks for larger shards)
 AVOID = frozenset(("bad_bytes", "bad_reply"))  # outcomes after which a holder is asked for nothing more
 REFUSAL = {404: "not_held", 410: "corrupt_dropped"}
 
@@ -283,9 +284,11 @@ class Receiver:
         win = Window(
             [[h.pubkey for h in hs] for hs in self.holders],
             done=done,
-            window=self.window_size
-            if self.stop_after is None
-            else min(self.window_size or MAX_WINDOW, self.stop_after),
+            window=min(
+                self.window_size or MAX_WINDOW,
+                max(1, WINDOW_BYTES // self.m["ss"]),
+                self.stop_after or MAX_WINDOW,
+            ),
             per_holder=self.per_holder,
             late_ms=self.late_ms,
         )
