@@ -44,6 +44,7 @@ from borgusb.shard import model
 
 from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .doge_shapes import DOGE_RECEPTORS
+from .mail_shapes import MAIL_RECEPTORS
 from .peerpays_shapes import PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
@@ -311,6 +312,7 @@ RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
 RECEPTORS.update(PAY_RECEPTORS)
 RECEPTORS.update(BT_RECEPTORS)
 RECEPTORS.update(DOGE_RECEPTORS)
+RECEPTORS.update(MAIL_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
 
 

@@ -75,7 +75,7 @@ class MailCell(Cell):
         self.r = settings.r
         self.timeout_s = settings.timeout_ms / 1000
         limits = Limits(max_messages=settings.max_messages, rate_count=settings.rate_count)
-        self.store = InboxStore(Path(self.data_dir) / "mail", limits, settings.max_inboxes)
+        self.mailboxes = InboxStore(Path(self.data_dir) / "mail", limits, settings.max_inboxes)
         self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}
 
     async def on_start(self) -> None:
@@ -197,7 +197,7 @@ class MailCell(Cell):
 
     async def _deposit_local(self, msg: Message) -> dict[str, Any]:
         await self._must_hold(msg.recipient)
-        inbox = self.store.get_or_make(msg.recipient)
+        inbox = self.mailboxes.get_or_make(msg.recipient)
         if inbox is None:
             self.counters["mail_refused:holder_full"] += 1
             raise RequestError("holder_full", "this holder keeps as many inboxes as it can", 507)
@@ -206,7 +206,7 @@ class MailCell(Cell):
         except MailError as exc:
             raise self._refuse(exc) from None
         if status == "stored":
-            self.store.save(inbox)
+            self.mailboxes.save(inbox)
         self.counters[f"mail_deposit:{status}"] += 1
         return {"id": msg.id, "status": status}
 
@@ -216,7 +216,7 @@ class MailCell(Cell):
 
     async def _inbox_local(self, req: Request) -> dict[str, Any]:
         await self._must_hold(req.who)
-        inbox = self.store.get(req.who) if req.op == "list" else self.store.get_or_make(req.who)
+        inbox = self.mailboxes.get(req.who) if req.op == "list" else self.mailboxes.get_or_make(req.who)
         if inbox is None:
             return {"holder": self.key.public_key_hex, "messages": [], "read": [], "deleted": [], "known": []}
         if req.op != "list":
@@ -224,7 +224,7 @@ class MailCell(Cell):
                 inbox.apply(self.clock.now_ms(), req)
             except MailError as exc:
                 raise self._refuse(exc) from None
-            self.store.save(inbox)
+            self.mailboxes.save(inbox)
         self.counters[f"mail_inbox:{req.op}"] += 1
         return {"holder": self.key.public_key_hex, **inbox.listing()}
 
@@ -240,7 +240,7 @@ class MailCell(Cell):
             "view": self.view,
             "members": len(self.members),
             "r": self.r,
-            "inboxes": len(self.store.inboxes),
-            "messages": sum(len(i.messages) for i in self.store.inboxes.values()),
+            "inboxes": len(self.mailboxes.inboxes),
+            "messages": sum(len(i.messages) for i in self.mailboxes.inboxes.values()),
         }
         return doc
