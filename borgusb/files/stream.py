@@ -11,6 +11,8 @@ carries a 16-byte tag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -40,6 +42,24 @@ def encrypted_size(plain_size: int) -> int:
     return plain_size + chunks * TAG
 
 
+def _chunks(buf: bytearray, data: bytes, size: int, op: Callable[[bytes | memoryview], bytes]) -> bytes:
+    """Every whole chunk of `buf` + `data` but the last whole one (it may be the final chunk) through
+    `op`; the rest stays in `buf` (at most `size` bytes). Chunks are cut from `data` in place."""
+    view, pos, out = memoryview(data), 0, []
+    if buf:
+        pos = min(size - len(buf), len(view))
+        buf += view[:pos]
+        if len(buf) < size or pos == len(view):
+            return b""
+        out.append(op(bytes(buf)))
+        buf.clear()
+    while len(view) - pos > size:
+        out.append(op(view[pos : pos + size]))
+        pos += size
+    buf += view[pos:]
+    return b"".join(out)
+
+
 def _aead(key: bytes) -> AESGCM:
     if len(key) != KEY_BYTES:
         raise Malformed("a file key is 32 bytes")
@@ -58,15 +78,11 @@ class Encryptor:
     def update(self, data: bytes) -> bytes:
         if self._done:
             raise RuntimeError("this encryptor is finished")
-        self._buf += data
-        out: list[bytes] = []
-        start = 0
-        while len(self._buf) - start > CHUNK:  # strictly: the last chunk may be a full one
-            out.append(self._aead.encrypt(_nonce(self._index, False), bytes(self._buf[start : start + CHUNK]), AAD))
-            self._index += 1
-            start += CHUNK
-        del self._buf[:start]
-        return b"".join(out)
+        return _chunks(self._buf, data, CHUNK, self._seal)
+
+    def _seal(self, chunk: bytes | memoryview) -> bytes:
+        self._index += 1
+        return self._aead.encrypt(_nonce(self._index - 1, False), chunk, AAD)
 
     def finalize(self) -> bytes:
         if self._done:
@@ -89,7 +105,7 @@ class Decryptor:
         self._index = 0
         self._done = False
 
-    def _open(self, chunk: bytes, final: bool) -> bytes:
+    def _open(self, chunk: bytes | memoryview, final: bool) -> bytes:
         try:
             return self._aead.decrypt(_nonce(self._index, final), chunk, AAD)
         except InvalidTag:
@@ -98,16 +114,12 @@ class Decryptor:
     def update(self, data: bytes) -> bytes:
         if self._done:
             raise RuntimeError("this decryptor is finished")
-        self._buf += data
-        out: list[bytes] = []
-        start = 0
-        size = CHUNK + TAG
-        while len(self._buf) - start > size:
-            out.append(self._open(bytes(self._buf[start : start + size]), False))
-            self._index += 1
-            start += size
-        del self._buf[:start]
-        return b"".join(out)
+        return _chunks(self._buf, data, CHUNK + TAG, self._open_next)
+
+    def _open_next(self, chunk: bytes | memoryview) -> bytes:
+        plain = self._open(chunk, False)
+        self._index += 1
+        return plain
 
     def finalize(self) -> bytes:
         if self._done:
