@@ -1,6 +1,6 @@
 """`borgusb put/get/stat/rm`: objects in the shardTreeCell network.
 
-    borgusb put FILE [--r 3]                 prints the object id (its SHA-256)
+    borgusb put FILE [--r 3]                 prints the object id (the SHA-256 of its shard list)
     borgusb get ID -o FILE                   DStream from the holders; resumes FILE.part
     borgusb stat ID [--json]                 size, shards, holders, copies (a health check)
     borgusb rm ID                            the owner's signed delete
@@ -260,7 +260,7 @@ def build_parser(cmd: str) -> argparse.ArgumentParser:
             help=f"bytes per shard (default {SHARD_SIZE}, {size_text(SHARD_SIZE)})",
         )
     else:
-        p.add_argument("id", help="the object id (SHA-256)")
+        p.add_argument("id", help="the object id (the SHA-256 of its shard list, as put printed it)")
     if cmd == "get":
         p.add_argument("-o", "--output", required=True, help="file to write (FILE.part while in progress)")
         p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: simulate an interruption
