@@ -65,7 +65,9 @@ class HoldEarner(ShardBase):
 
     @receptor("shard.audit")
     async def _r_audit(self, env: envelope.Envelope) -> Any:
-        if env.sender.ip != self.ip:  # a reserve holder asks the shard cell of its own machine
+        # a reserve holder asks the shard cell of its own machine; the address is the sender's own
+        # (signed) word, so this keeps out other nodes' cells, and `_audits` bounds what gets through
+        if env.sender.ip != self.ip:
             raise self._reject("not_local", "only a cell on this node's address may ask for an audit", 403)
         p = env.payload if isinstance(env.payload, dict) else {}
         claimant, shards = p.get("claimant"), p.get("shards")
