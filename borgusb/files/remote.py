@@ -149,14 +149,13 @@ class FileTree:
         *,
         public: bool,
         parents: tuple[str, ...],
-        folder_id: str | None = None,
         version: int | None = None,
         readers: set[str] | None = None,
     ) -> Level:
         """A new folder version (fresh key when private), stored; readers carried over from `base`."""
         if readers is None:
             readers = set(base.folder.readers) - {self.owner} if base is not None else set()
-        fid = folder_id or (base.folder.folder if base is not None else os.urandom(32).hex())
+        fid = base.folder.folder if base is not None else os.urandom(32).hex()
         key = None if public else stream.new_key()
         folder = make_folder(
             self.key,
@@ -233,6 +232,8 @@ class FileTree:
             if reply.get("newest") is None:
                 raise Conflict(f"too few holders kept the new root pointer: {reply.get('refused')}")
             ptr = check_root(reply["newest"])
+            if ptr.owner != self.owner:
+                raise Malformed("a cell answered with another owner's root pointer")
             await asyncio.sleep(random.random() * 0.2)  # two machines retrying in step would tie again
             theirs = await self.open_level(ptr.root)
             new_root = await self.merge_levels(root if root.oid else None, new_root, theirs)
@@ -256,12 +257,16 @@ class FileTree:
                 sub_base, await self.open_level(o.obj, _key(o)), await self.open_level(t.obj, _key(t))
             )
             entries[name] = self.folder_entry(merged)
+        b_readers, o_readers, t_readers = (set(lv.folder.readers) if lv else set() for lv in (base, ours, theirs))
+        added = (o_readers - b_readers) | (t_readers - b_readers)  # a share on either side holds,
+        removed = (b_readers - o_readers) | (b_readers - t_readers)  # and so does a revoke
         return await self.write_level(
             ours,
             entries,
             public=ours.folder.public,
             parents=(ours.oid, theirs.oid),
             version=max(ours.folder.version, theirs.folder.version) + 1,
+            readers=((b_readers | added) - removed) - {self.owner},
         )
 
 
@@ -269,6 +274,8 @@ def _key(e: Entry) -> bytes | None:
     return bytes.fromhex(e.key) if e.key else None
 
 
+# what `head` stands on before a person's first change: no object (oid ""), no entries; `_rewrite`
+# then makes the first root version, a private one with a new folder id
 _EMPTY_ROOT = Folder("", "", 0, (), 0, "", False, {}, "", {}, "", "")
 
 

@@ -194,6 +194,16 @@ async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> No
         docs = (await trees[0].walk(root, ["docs"]))[-1]
         assert {"tablet.txt", "phone.txt", "one.txt", "two.txt", "secret.txt"} <= set(ops.live(docs.entries))
         assert len(root.folder.parents) == 2 and len(docs.folder.parents) == 2  # a merge of both
+        # a share made on one machine while the other edits: the merge keeps both
+        readers = set(docs.folder.readers) - {wallet.key.public_key_hex}
+        later = Entry("file", f"{3:064x}", 1, "text/plain", clock.now_ms(), "")
+        await asyncio.gather(
+            trees[0].change(["docs"], dict, readers | {b_pub}),
+            trees[1].change(["docs"], lambda e: ops.put(e, "later.txt", later)),
+        )
+        _, root = await trees[1].head()
+        docs = (await trees[1].walk(root, ["docs"]))[-1]
+        assert "later.txt" in docs.entries and b_pub in docs.folder.readers
     finally:
         for t in trees:
             t.close()
