@@ -71,12 +71,17 @@ def encrypt_file(key: bytes, src: Path, dst: Path) -> int:
 
 
 def decrypt_file(key: bytes, src: Path, dst: Path) -> None:
-    """`src` decrypted to `dst` (via `dst`.part, renamed only once every chunk checked)."""
+    """`src` decrypted to `dst` (via `dst`.part, renamed only once every chunk checked; removed
+    when one fails, so no prefix of a file that did not check is left behind)."""
     dec, part = stream.Decryptor(key), dst.with_name(dst.name + ".part")
-    with open(src, "rb") as f, open(part, "wb") as out:
-        while block := f.read(READ_BLOCK):
-            out.write(dec.update(block))
-        out.write(dec.finalize())
+    try:
+        with open(src, "rb") as f, open(part, "wb") as out:
+            while block := f.read(READ_BLOCK):
+                out.write(dec.update(block))
+            out.write(dec.finalize())
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     os.replace(part, dst)
 
 

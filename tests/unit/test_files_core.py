@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
 from borgusb import canonical
-from borgusb.files import ops, stream
+from borgusb.files import ops, remote, stream
 from borgusb.files.entry import Entry, check_name, tombstone
 from borgusb.files.errors import (
     BadName,
@@ -77,6 +78,22 @@ def test_stream_refuses_truncation_reorder_change_and_other_key() -> None:
             stream.decrypt(key, bad)
     with pytest.raises(Tampered):
         stream.decrypt(stream.new_key(), ct)
+
+
+def test_file_streaming_leaves_nothing_of_a_file_that_fails(tmp_path: Path) -> None:
+    key, src = stream.new_key(), tmp_path / "src"
+    src.write_bytes(os.urandom(3 * remote.READ_BLOCK + 5))
+    cipher, out = tmp_path / "cipher", tmp_path / "out"
+    assert remote.encrypt_file(key, src, cipher) == src.stat().st_size
+    assert cipher.stat().st_size == stream.encrypted_size(src.stat().st_size)
+    remote.decrypt_file(key, cipher, out)
+    assert out.read_bytes() == src.read_bytes() and not (tmp_path / "out.part").exists()
+    data = bytearray(cipher.read_bytes())
+    data[-1] ^= 1  # the last chunk's tag: every chunk before it opens, and is written, first
+    cipher.write_bytes(bytes(data))
+    with pytest.raises(Tampered):
+        remote.decrypt_file(key, cipher, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.part").exists()
 
 
 # -- names and entries ---------------------------------------------------------------------------
