@@ -155,9 +155,9 @@ def object_id(size: int, ss: int, shards: list[str]) -> str:
     """An object's id: the SHA-256 of the canonical ``{"d": "borgusb.object", "v": 2, "size",
     "ss", "shards": [[hash, bytes], ...]}``. Shard sizes follow from size and ss, but are
     committed to anyway, so the id alone says how every byte is laid out."""
+    if len(shards) != -(-size // ss):  # before any list is built from size: it may be hostile
+        raise BadRecord("malformed", f"{size} bytes in shards of {ss} need {-(-size // ss)} shards, not {len(shards)}")
     sizes = [n for _, n in shard_bounds(size, ss)]
-    if len(sizes) != len(shards):
-        raise BadRecord("malformed", f"{size} bytes in shards of {ss} need {len(sizes)} shards, not {len(shards)}")
     body = {
         "d": "borgusb.object",
         "v": MANIFEST_VERSION,
