@@ -10,7 +10,6 @@ addresses 127.0.0.170 onwards); the fixture stops the cluster even when the test
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import queue
@@ -30,6 +29,7 @@ import pytest
 from borgusb.cells import implemented
 from borgusb.cluster import ALL, Cluster
 from borgusb.conduit.web import SECRET_HEADER
+from borgusb.shard import model
 
 pytestmark = pytest.mark.slow
 NAME = "newcomer"
@@ -167,7 +167,7 @@ def test_a_local_network_that_behaves_like_the_real_one(person: Person, tmp_path
     put = person("put", str(src), *key, "-q")
     assert put.returncode == 0, person.transcript[-1]
     oid = put.stdout.strip()
-    assert oid == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert oid == model.object_id(300_000, model.SHARD_SIZE, [model.sha256_hex(src.read_bytes())])  # one shard
     stat = person("stat", oid)
     assert stat.returncode == 0 and "min 3 of R=3" in stat.stdout, person.transcript[-1]
     assert all(f"127.0.0.{BASE + i}" in stat.stdout for i in range(NODES))
