@@ -59,3 +59,24 @@ def test_inbox_files_survive_a_restart_and_a_damaged_one_is_set_aside(tmp_path: 
     doc["messages"][0]["ts"] += 1  # an edited file does not verify: set aside, not trusted
     (tmp_path / f"{B.public_key_hex}.json").write_text(json.dumps(doc))
     assert InboxStore(tmp_path, Limits(), max_inboxes=2).get(B.public_key_hex) is None
+
+
+async def test_where_a_cell_keeps_its_inboxes(tmp_path: Path) -> None:
+    """With the machine's key and no --data: kept under data_root across restarts; with a key made
+    for the process: a temporary directory, gone at a clean stop; with --data: there."""
+    from borgusb.cells import spec
+    from borgusb.cells.mail.cell import MailCell
+    from borgusb.cells.mail.settings import MailSettings
+
+    row = spec("mailTreeCell").dna_row()
+    settings = MailSettings.from_sources({}, {"BORGUSB_DATA_ROOT": str(tmp_path / "root")})
+    kept = MailCell(row, "127.0.0.1", key=SigningKey.generate(), settings=settings)
+    assert kept.data_dir == tmp_path / "root" / "borgusb-mailTreeCell"
+    temp = MailCell(row, "127.0.0.1", settings=settings)
+    assert temp.data_dir is not None and temp.data_dir.parent == tmp_path / "root" and temp.data_dir.exists()
+    given = MailCell(row, "127.0.0.1", settings=settings, data_dir=tmp_path / "given")
+    assert (tmp_path / "given" / "mail").is_dir()
+    for cell in (kept, temp, given):
+        await cell.on_stop()
+        await cell.peers.close()
+    assert not temp.data_dir.exists() and kept.mailboxes.root.is_dir() and given.mailboxes.root.is_dir()

@@ -63,13 +63,17 @@ class MailCell(Cell):
         settings = kw.get("settings")
         if not isinstance(settings, MailSettings):
             settings = kw["settings"] = MailSettings.from_sources()
-        # With the machine's node key the inboxes are kept across restarts; with a key made for this
-        # process only (a test cluster), a temporary directory that goes at a clean stop.
-        self._temp_dir = kw.get("data_dir") is None
-        if self._temp_dir:
+        # Without --data: with the machine's node key the inboxes are kept across restarts (under
+        # data_root); with a key made for this process only (a test cluster), in a temporary
+        # directory that goes at a clean stop, since no one can sign as that key again.
+        self._temp_dir = kw.get("data_dir") is None and kw.get("key") is None
+        if kw.get("data_dir") is None:
             root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
             os.makedirs(root, exist_ok=True)
-            kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
+            if self._temp_dir:
+                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
+            else:
+                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
         super().__init__(dna, ip, **kw)
         assert self.data_dir is not None
         self.r = settings.r
