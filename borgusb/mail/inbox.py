@@ -23,6 +23,7 @@ from .request import Request
 @dataclass(frozen=True)
 class Limits:
     max_messages: int = 1000  # per recipient
+    max_bytes: int = 8 * 1024 * 1024  # of sealed messages, per recipient
     rate_count: int = 20  # messages from one sender to one recipient ...
     rate_window_ms: int = 60_000  # ... per window
     max_age_ms: int = 10 * 60_000  # a message is deposited within this of its signing
@@ -61,9 +62,15 @@ class Inbox:
             raise RateLimited(f"{lim.rate_count} messages from this sender in {lim.rate_window_ms} ms already")
         if len(self.messages) >= lim.max_messages:
             raise InboxFull(f"this inbox holds {lim.max_messages} messages")
+        if self.size() + len(msg.sealed) // 2 > lim.max_bytes:
+            raise InboxFull(f"this inbox holds {lim.max_bytes} bytes of messages")
         self.recent[msg.sender] = [*times, now_ms]
         self.messages[msg.id] = msg
         return "stored"
+
+    def size(self) -> int:
+        """Bytes of sealed messages held."""
+        return sum(len(m.sealed) for m in self.messages.values()) // 2
 
     def apply(self, now_ms: int, req: Request) -> None:
         """A checked request of the recipient: mark read or delete (listing changes nothing)."""

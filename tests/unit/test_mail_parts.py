@@ -80,3 +80,18 @@ async def test_where_a_cell_keeps_its_inboxes(tmp_path: Path) -> None:
         await cell.on_stop()
         await cell.peers.close()
     assert not temp.data_dir.exists() and kept.mailboxes.root.is_dir() and given.mailboxes.root.is_dir()
+
+
+def test_only_recent_inboxes_stay_in_memory_and_bytes_are_bounded(tmp_path: Path) -> None:
+    store = InboxStore(tmp_path, Limits(max_bytes=2000), max_inboxes=10, cached=2)
+    keys = [SigningKey.generate() for _ in range(3)]
+    for k in keys:
+        inbox = store.get_or_make(k.public_key_hex)
+        assert inbox is not None
+        inbox.deposit(T, compose(A, k.public_key_hex, Content("s", "b"), T))
+        store.save(inbox)
+    assert list(store.inboxes) == [k.public_key_hex for k in keys[1:]] and len(store.keys) == 3
+    first = store.get(keys[0].public_key_hex)  # read back from its file
+    assert first is not None and len(first.messages) == 1 and len(store.inboxes) == 2
+    with pytest.raises(errors.InboxFull):
+        first.deposit(T, compose(C, keys[0].public_key_hex, Content("s", "x" * 2000), T))

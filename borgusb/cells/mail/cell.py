@@ -244,7 +244,7 @@ class MailCell(Cell):
             "view": self.view,
             "members": len(self.members),
             "r": self.r,
-            "inboxes": len(self.mailboxes.inboxes),
-            "messages": sum(len(i.messages) for i in self.mailboxes.inboxes.values()),
+            "inboxes": len(self.mailboxes.keys),
+            "cached": len(self.mailboxes.inboxes),
         }
         return doc
