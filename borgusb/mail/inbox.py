@@ -44,8 +44,11 @@ class Inbox:
         self.known: set[str] = set()
         self.recent: dict[str, list[int]] = {}  # sender -> deposit times within the rate window
 
-    def deposit(self, now_ms: int, msg: Message) -> str:
-        """``"stored"`` or ``"duplicate"``; else a `MailError` with the refusal's reason."""
+    def deposit(self, now_ms: int, msg: Message, handoff: bool = False) -> str:
+        """``"stored"`` or ``"duplicate"``; else a `MailError` with the refusal's reason.
+
+        A hand-off (a copy another holder of this inbox kept, passed on after the holder set
+        changed) may be old and skips the freshness and rate checks; tombstones and bounds hold."""
         lim = self.limits
         if msg.recipient != self.who:
             raise NotForYou("this inbox is another key's")
@@ -53,12 +56,12 @@ class Inbox:
             return "duplicate"
         if msg.id in self.deleted:
             raise Deleted("the recipient deleted this message")
-        if now_ms - msg.ts > lim.max_age_ms:
+        if not handoff and now_ms - msg.ts > lim.max_age_ms:
             raise Stale(f"signed {now_ms - msg.ts} ms ago (at most {lim.max_age_ms})")
-        if msg.ts - now_ms > lim.max_future_ms:
+        if not handoff and msg.ts - now_ms > lim.max_future_ms:
             raise FutureDated(f"dated {msg.ts - now_ms} ms ahead (at most {lim.max_future_ms})")
         times = [t for t in self.recent.get(msg.sender, []) if now_ms - t < lim.rate_window_ms]
-        if len(times) >= lim.rate_count:
+        if not handoff and len(times) >= lim.rate_count:
             raise RateLimited(f"{lim.rate_count} messages from this sender in {lim.rate_window_ms} ms already")
         if len(self.messages) >= lim.max_messages:
             raise InboxFull(f"this inbox holds {lim.max_messages} messages")
@@ -119,6 +122,30 @@ class Inbox:
         inbox.deleted = {str(i): int(t) for i, t in dict(doc.get("deleted", {})).items()}
         inbox.known = {str(k) for k in doc.get("known", [])}
         return inbox
+
+
+def handoffs(who: str, listings: Iterable[Any], limit: int = 64) -> list[tuple[str, dict[str, Any]]]:
+    """(holder, message) for each message one holder answered and another lacks, that no holder deleted:
+    what an entry cell passes on so a holder new to the set (a membership change) catches up."""
+    have: dict[str, set[str]] = {}
+    docs: dict[str, dict[str, Any]] = {}
+    deleted: set[str] = set()
+    for doc in listings:
+        if not isinstance(doc, dict) or not isinstance(doc.get("holder"), str):
+            continue
+        ids = have.setdefault(doc["holder"], set())
+        for m in doc["messages"] if isinstance(doc.get("messages"), list) else []:
+            try:
+                msg = check_message(m)
+            except MailError:
+                continue
+            if msg.recipient == who:
+                ids.add(msg.id)
+                docs[msg.id] = msg.to_dict()
+        if isinstance(doc.get("deleted"), list):
+            deleted.update(i for i in doc["deleted"] if isinstance(i, str))
+    out = [(h, docs[i]) for h, ids in sorted(have.items()) for i in sorted(docs.keys() - ids - deleted)]
+    return out[:limit]
 
 
 @dataclass(frozen=True, slots=True)

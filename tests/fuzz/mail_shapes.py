@@ -41,7 +41,9 @@ def changed(draw: st.DrawFn, docs: list[dict[str, Any]]) -> Any:
 
 MAIL_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "mail.send": shaped_dict({"m": (st.sampled_from(MESSAGES), changed(MESSAGES))}),
-    "mail.deposit": shaped_dict({"m": (st.sampled_from(MESSAGES), changed(MESSAGES))}),
+    "mail.deposit": shaped_dict(
+        {"m": (st.sampled_from(MESSAGES), changed(MESSAGES)), "handoff": (st.booleans(), JSON_SMALL)}
+    ),
     "mail.ask": shaped_dict({"q": (st.sampled_from(REQUESTS), changed(REQUESTS))}),
     "mail.inbox": shaped_dict({"q": (st.sampled_from(REQUESTS), changed(REQUESTS))}),
 }

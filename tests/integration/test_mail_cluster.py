@@ -141,6 +141,19 @@ async def test_mail_between_keys_on_real_cells(make_cluster, monkeypatch, tmp_pa
     ls = cli("ls", key=bkey, node=entry)
     assert ls.returncode == 0, ls.stderr
     assert mid[:12] in ls.stdout and f"hi {MARKER}" in ls.stdout and " new" in ls.stdout and "*" in ls.stdout
+    # that read handed the message off to the holder new to B's set, which never got it from A
+    live = {k: ip for k, ip in members.items() if ip != victim.ip}
+    [newcomer] = set(holders_of(b.public_key_hex, live, R)) - set(holders)
+    deadline = time.monotonic() + 30
+    while True:
+        async with peers() as p:
+            got = await MailClient(p, live[newcomer], pubkey=newcomer).inbox(
+                sign_request(b, "list", [], CLOCK.now_ms())
+            )
+        if mid in {check_message(m).id for m in got["messages"]}:
+            break
+        assert time.monotonic() < deadline, "the new holder did not get the message handed off"
+        await asyncio.sleep(0.3)
     read = cli("read", mid[:8], key=bkey, node=entry)
     assert read.returncode == 0, read.stderr
     assert f"body {MARKER}" in read.stdout and a.public_key_hex in read.stdout and "never read mail" in read.stdout

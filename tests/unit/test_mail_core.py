@@ -9,7 +9,7 @@ import pytest
 from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail import errors
-from borgusb.mail.inbox import Inbox, Limits, merge
+from borgusb.mail.inbox import Inbox, Limits, handoffs, merge
 from borgusb.mail.message import DOMAIN, Content, check_message, compose, open_message, parse_message
 from borgusb.mail.request import check_request, sign_request
 
@@ -145,3 +145,26 @@ def test_merge_unions_dedups_and_drops_lies() -> None:
     assert dropped == 3
     assert entries[0].read and not entries[0].new_sender
     assert not entries[1].read and entries[1].new_sender
+
+
+def test_handoff_catches_a_new_holder_up_but_not_past_a_delete() -> None:
+    m1, m2, m3 = msg(subject="1"), msg(subject="2"), msg(subject="3")
+    old1 = {"holder": "h1", "messages": [m1.to_dict(), m2.to_dict(), m3.to_dict()], "deleted": []}
+    old2 = {"holder": "h2", "messages": [m1.to_dict(), m2.to_dict()], "deleted": [m3.id]}
+    new = {"holder": "h3", "messages": [], "deleted": []}
+    lying = {"holder": "h4", "messages": [dict(m1.to_dict(), ts=T + 5), msg(to=C).to_dict()]}
+    got = handoffs(B.public_key_hex, [old1, old2, new, lying])
+    assert sorted((h, d["sealed"]) for h, d in got) == sorted(
+        (h, m.sealed) for h in ("h3", "h4") for m in (m1, m2)
+    )  # m3 was deleted on h2: nobody gets it back; the lying holder's items are not passed on
+    assert len(handoffs(B.public_key_hex, [old1, new], limit=1)) == 1
+    # a hand-off may be old and over the rate, but a tombstone still refuses it
+    inbox = Inbox(B.public_key_hex, Limits(rate_count=1))
+    later = T + 60 * 60_000
+    assert inbox.deposit(later, m1, handoff=True) == "stored"
+    assert inbox.deposit(later, m2, handoff=True) == "stored"
+    with pytest.raises(errors.Stale):
+        inbox.deposit(later, m3)
+    inbox.apply(later, check_request(sign_request(B, "rm", [m3.id], later), later))
+    with pytest.raises(errors.Deleted):
+        inbox.deposit(later, m3, handoff=True)

@@ -32,7 +32,7 @@ from ... import envelope
 from ...dna import CellDNA
 from ...ledger.accounts import is_account
 from ...mail.errors import MailError
-from ...mail.inbox import Limits
+from ...mail.inbox import Limits, handoffs
 from ...mail.message import Message, check_message
 from ...mail.request import Request, check_request
 from ...net.peer import PeerError, PeerRejected
@@ -195,18 +195,34 @@ class MailCell(Cell):
             reason = refused.most_common(1)[0][0] if refused else "no_holder"
             self.counters[f"mail_refused:{reason}"] += 1
             raise RequestError(reason, f"no holder answered ({dict(refused)})", _STATUS.get(reason, 503))
+        if req.op == "list":
+            self._spawn(self._hand_off(req.who, replies))
         return {"replies": replies, "holders": len(replies) + sum(refused.values()), "refused": dict(refused)}
+
+    async def _hand_off(self, who: str, replies: list[dict[str, Any]]) -> None:
+        """Pass each message one holder has and another lacks on to the one that lacks it (after
+        a membership change a new holder starts empty), a bounded number per read."""
+        for holder, doc in handoffs(who, replies):
+            try:
+                if holder == self.key.public_key_hex:
+                    await self._deposit_local(check_message(doc), handoff=True)
+                elif holder in self.members:
+                    client = MailClient(self.peers, self.members[holder], pubkey=holder)
+                    await asyncio.wait_for(client.deposit(doc, handoff=True), self.timeout_s)
+                self.counters["mail_handoff"] += 1
+            except (RequestError, PeerError, TimeoutError, MailError):
+                self.counters["mail_handoff_failed"] += 1
 
     # ------------------------------------------------------------ holder receptors
 
-    async def _deposit_local(self, msg: Message) -> dict[str, Any]:
+    async def _deposit_local(self, msg: Message, handoff: bool = False) -> dict[str, Any]:
         await self._must_hold(msg.recipient)
         inbox = self.mailboxes.get_or_make(msg.recipient)
         if inbox is None:
             self.counters["mail_refused:holder_full"] += 1
             raise RequestError("holder_full", "this holder keeps as many inboxes as it can", 507)
         try:
-            status = inbox.deposit(self.clock.now_ms(), msg)
+            status = inbox.deposit(self.clock.now_ms(), msg, handoff)
         except MailError as exc:
             raise self._refuse(exc) from None
         if status == "stored":
@@ -216,7 +232,12 @@ class MailCell(Cell):
 
     @receptor("mail.deposit")
     async def _r_deposit(self, env: envelope.Envelope) -> Any:
-        return await self._deposit_local(self._message(env.payload))
+        msg = self._message(env.payload)
+        handoff = env.payload.get("handoff") is True
+        if handoff and env.signer not in self.members:  # else anyone could pass old mail off as a hand-off
+            self.counters["mail_refused:not_member"] += 1
+            raise RequestError("not_member", "only a member of the mail tree hands messages off", 403)
+        return await self._deposit_local(msg, handoff)
 
     async def _inbox_local(self, req: Request) -> dict[str, Any]:
         await self._must_hold(req.who)

@@ -27,9 +27,10 @@ class MailClient(CellClient):
         (each reply is one holder's listing; `borgusb.mail.inbox.merge` checks and unions them)."""
         return _doc(await self.call("mail.ask", {"q": request}))
 
-    async def deposit(self, message: dict[str, Any]) -> dict[str, Any]:
-        """One holder: keep the message (``{"status": "stored" | "duplicate"}``)."""
-        return _doc(await self.call("mail.deposit", {"m": message}))
+    async def deposit(self, message: dict[str, Any], *, handoff: bool = False) -> dict[str, Any]:
+        """One holder: keep the message (``{"status": "stored" | "duplicate"}``); ``handoff``: a copy
+        another holder kept (only a member of the mail tree may pass one on)."""
+        return _doc(await self.call("mail.deposit", {"m": message, "handoff": handoff}))
 
     async def inbox(self, request: dict[str, Any]) -> dict[str, Any]:
         """One holder: carry out the request and answer its listing of the inbox."""
