@@ -1,0 +1,35 @@
+"""Payloads shaped like the ftreeFileMgrCell's root-pointer requests and the shard cell's hold-reward
+requests (``shard.audit``, ``shard.earn``), for tests/fuzz/test_receptor_fuzz.py's RECEPTORS.
+
+Pointers signed now by the fuzz keys, and the same documents with one member changed after signing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from borgusb.clock import SystemClock
+from borgusb.files.root import make_root
+
+from .mail_shapes import changed
+from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict
+
+OWNER, STRANGER = fixed_key("owner"), fixed_key("stranger")
+NOW = SystemClock().now_ms()
+POINTERS = [
+    make_root(k, seq=seq, folder="ab" * 32, root="cd" * 32, ts=NOW).to_dict()
+    for k in (OWNER, STRANGER)
+    for seq in (1, 2)
+]
+OWNERS = st.sampled_from([OWNER.public_key_hex, STRANGER.public_key_hex])
+SHARD = st.lists(st.one_of(hex_texts, safe_ints, JSON_SMALL), min_size=2, max_size=2)
+
+FTREE_EARN_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
+    "ft.root.store": shaped_dict({"pointer": (st.sampled_from(POINTERS), changed(POINTERS))}),
+    "ft.root.put": shaped_dict({"pointer": (st.sampled_from(POINTERS), changed(POINTERS))}),
+    "ft.root.held": shaped_dict({"owner": (OWNERS, hex_texts)}),
+    "ft.root.get": shaped_dict({"owner": (OWNERS, hex_texts)}),
+    "shard.audit": shaped_dict({"claimant": (OWNERS, hex_texts), "shards": (st.lists(SHARD, max_size=4), JSON_SMALL)}),
+    "shard.earn": shaped_dict({"start": (safe_ints, st.just(NOW - NOW % 3_600_000 - 3_600_000))}),
+}
