@@ -114,7 +114,7 @@ async def test_files_routes_against_a_shard_cluster(make_cluster, tmp_path: Path
 
         for _ in range(20):
             listing = (await (await client.post("/api/files/list", headers=headers)).json())["files"]
-            if listing and listing[0]["copies"] == 3:
+            if listing and listing[0]["manifests"] == 3:  # the manifest on every node
                 break
             await asyncio.sleep(0.2)
         assert [(f["id"], f["name"], f["size"]) for f in listing] == [(up["id"], "notes.bin", len(data))]

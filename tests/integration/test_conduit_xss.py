@@ -171,4 +171,4 @@ def test_file_list_fields_and_errors_from_the_network_are_shown_as_text(hostile_
 
     answers.update(list=json.dumps({"error": HOSTILE}), status=502)  # a node's refusal, passed on
     page.goto(url + "/files")
-    assert_literal(page, "#files tbody")
+    assert_literal(page, "#files-note")  # "Not refreshed." with the refusal, the list kept below
