@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import lru_cache
+from typing import Any, TypeGuard
 
 from coincurve import PrivateKey, PublicKey
 
@@ -110,6 +112,20 @@ class SigningKey:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.public_key)
+
+
+_PUBKEY_HEX = re.compile(r"0[23][0-9a-f]{64}")
+
+
+def is_public_key_hex(value: Any) -> TypeGuard[str]:
+    """True for a compressed public key in lowercase hex that is a point on the curve (an account, a node)."""
+    if not isinstance(value, str) or _PUBKEY_HEX.fullmatch(value) is None:
+        return False
+    try:
+        parse_public_key(value)
+    except InvalidKey:
+        return False
+    return True
 
 
 @lru_cache(maxsize=65536)

@@ -19,15 +19,12 @@ certificate.py, docs/ledger.md).
 from __future__ import annotations
 
 import hashlib
-import re
-from typing import Any, TypeGuard
 
 from coincurve import PublicKey
 
-from ..keys import InvalidKey, doge_address, parse_public_key
+from ..keys import doge_address, is_public_key_hex
 from .units import SUPPLY
 
-_ACCOUNT = re.compile(r"0[23][0-9a-f]{64}")
 RESERVE_LABEL = b"borgusb.ledger.reserve:"
 
 
@@ -44,15 +41,8 @@ def _nums_point(label: bytes) -> str:
 RESERVE: str = _nums_point(RESERVE_LABEL)
 
 
-def is_account(value: Any) -> TypeGuard[str]:
-    """True for a compressed public key in lowercase hex that is a point on the curve."""
-    if not isinstance(value, str) or _ACCOUNT.fullmatch(value) is None:
-        return False
-    try:
-        parse_public_key(value)
-    except InvalidKey:
-        return False
-    return True
+# an account is an identity key: compressed, lowercase hex, on the curve
+is_account = is_public_key_hex
 
 
 def genesis_balance(account: str) -> int:

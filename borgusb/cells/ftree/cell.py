@@ -30,7 +30,6 @@ from ...dna import CellDNA
 from ...files.errors import FilesError
 from ...files.root import RootPointer, RootStore, check_root, holders, newest, quorum
 from ...ledger.accounts import is_account
-from ...net.peer import PeerError
 from ..kit import Cell, RequestError, receptor
 from .client import FtreeClient
 from .settings import FtreeSettings
@@ -86,17 +85,7 @@ class FtreeCell(Cell):
 
     async def refresh_view(self) -> None:
         """The tree root's member table (`tree.members`): who the holders are chosen among."""
-        try:
-            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
-        except (RequestError, PeerError, TimeoutError):
-            self.counters["ft_view_unreadable"] += 1
-            return
-        found = doc.get("members") if isinstance(doc, dict) else None
-        members = {
-            m["pubkey"]: m["ip"]
-            for m in (found if isinstance(found, list) else [])
-            if isinstance(m, dict) and is_account(m.get("pubkey")) and isinstance(m.get("ip"), str)
-        }
+        members = await self.read_members()
         if members:
             self.members = members
 

@@ -37,7 +37,7 @@ from ... import envelope
 from ...clock import Clock, SystemClock
 from ...dna import CellDNA
 from ...dstream.frames import FRAME_PATH, MAX_FRAME, unframe
-from ...keys import SigningKey
+from ...keys import SigningKey, is_public_key_hex
 from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, PeerError, Pin
 from ...net.tls import TLSIdentity, bound_read_buffers, make_tls_identity
@@ -355,6 +355,24 @@ class Cell(NetDoor, TreeDriver):
             )
         except PeerError as exc:
             raise RequestError("root_unreachable", f"the root of this tree did not answer: {exc}", 503) from None
+
+    async def read_members(self) -> dict[str, str] | None:
+        """This tree's member table, node key -> address, as the root answers `tree.members`; None
+        (counted) when it cannot be read. The view every cell that picks holders by the placement
+        lottery chooses among (the ledger, mail, the file manager)."""
+        try:
+            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
+        except (RequestError, PeerError, TimeoutError):
+            doc = None
+        found = doc.get("members") if isinstance(doc, dict) else None
+        if not isinstance(found, list):
+            self.counters["members_unreadable"] += 1
+            return None
+        return {
+            m["pubkey"]: m["ip"]
+            for m in found
+            if isinstance(m, dict) and is_public_key_hex(m.get("pubkey")) and isinstance(m.get("ip"), str)
+        }
 
     def _members_reply(self, table: dict[int, Member]) -> dict[str, Any]:
         return {

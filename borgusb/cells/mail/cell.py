@@ -30,7 +30,6 @@ from typing import Any
 
 from ... import envelope
 from ...dna import CellDNA
-from ...ledger.accounts import is_account
 from ...mail.errors import MailError
 from ...mail.inbox import Limits, handoffs
 from ...mail.message import Message, check_message
@@ -98,22 +97,10 @@ class MailCell(Cell):
 
     async def refresh_view(self) -> bool:
         """Read the tree root's member table; True when it could be read."""
-        try:
-            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
-        except (RequestError, PeerError, TimeoutError):
-            self.counters["mail_view_unreadable"] += 1
-            return False
-        found = doc.get("members") if isinstance(doc, dict) else None
-        if not isinstance(found, list):
-            return False
-        members = {
-            m["pubkey"]: m["ip"]
-            for m in found
-            if isinstance(m, dict) and is_account(m.get("pubkey")) and isinstance(m.get("ip"), str)
-        }
+        members = await self.read_members()
         if members:
             self.members = members
-        return True
+        return members is not None
 
     def holders(self, who: str) -> list[str]:
         return holders_of(who, self.members, self.r)

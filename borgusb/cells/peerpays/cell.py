@@ -162,22 +162,10 @@ class PeerPaysCell(HtlcReceptors):
 
     async def refresh_view(self) -> bool:
         """Read the tree root's member table (`tree.members`); True when the view could be read."""
-        try:
-            doc = await asyncio.wait_for(self._r_members(None), 2.0)  # type: ignore[arg-type]
-        except (RequestError, PeerError, TimeoutError):
-            self.counters["pay_view_unreadable"] += 1
-            return False
-        found = doc.get("members") if isinstance(doc, dict) else None
-        if not isinstance(found, list):
-            self.counters["pay_view_unreadable"] += 1
-            return False
-        members: dict[str, str] = {}
-        for m in found:
-            if isinstance(m, dict) and is_account(m.get("pubkey")) and isinstance(m.get("ip"), str):
-                members[m["pubkey"]] = m["ip"]
+        members = await self.read_members()
         if members:
             self.set_view(members)
-        return True
+        return members is not None
 
     def set_view(self, members: dict[str, str]) -> None:
         """Use this member table from now on (the holder sets follow it)."""
