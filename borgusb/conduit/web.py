@@ -16,6 +16,8 @@ network is a POST under ``/api/`` that the page script makes.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from .network import Network
+from ..net.peer import PeerRejected
+from .network import Network, NoEndpoint
 from .state import ConduitState
 
 STATE = web.AppKey("state", ConduitState)
@@ -54,12 +57,73 @@ CSP = (
 )
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class PageError(Exception):
     """A problem to show to the person on the page they came from."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Refusal(Exception):
+    """What a page's API call refuses before the network is asked; `reason` is the word the page shows."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def refused(reason: str, detail: str, status: int, explain: Mapping[str, str] | None = None) -> web.Response:
+    """A refusal as the page scripts read it: ``{"error", "reason", "detail"}``. With `explain` (reason ->
+    a sentence for people) the error leads with that sentence; without it, with the detail."""
+    if explain is None:
+        message = f"{detail} ({reason})"
+    else:
+        message = f"{explain.get(reason, 'The network refused.')} ({reason}){': ' + detail if detail else ''}"
+    return web.json_response({"error": message, "reason": reason, "detail": detail}, status=status)
+
+
+def guarded(
+    handler: Handler,
+    explain: Mapping[str, str] | None = None,
+    errors: tuple[type[Exception], ...] = (),
+    peer_silent: str = "",
+) -> Handler:
+    """An API handler whose refusals become `refused` JSON, whoever raised them: a `Refusal` or one of
+    `errors` (each with a ``reason``) as 400, a node's refusal as 409 (503 when it was the node's fault,
+    `peer_silent` standing in for a refusal without words), no reachable node as 503."""
+
+    caught: tuple[type[Exception], ...] = (Refusal, *errors)
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except caught as exc:
+            return refused(getattr(exc, "reason", "refused"), str(exc), 400, explain)
+        except PeerRejected as exc:
+            return refused(exc.reason, exc.detail or peer_silent, 503 if exc.status >= 500 else 409, explain)
+        except NoEndpoint as exc:
+            return refused("no_node", str(exc), 503, explain)
+
+    return run
+
+
+async def json_fields(request: web.Request, limit: int, max_text: int | None = None) -> dict[str, str]:
+    """The small JSON object a page's script sends: at most `limit` bytes read, string members only
+    (each cut at `max_text` characters when given); else `Refusal` ``too_large`` or ``malformed``."""
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise Refusal("too_large", "the request is too large")
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        raise Refusal("malformed", "the request is not JSON") from None
+    if not isinstance(doc, dict):
+        raise Refusal("malformed", "the request is not an object")
+    return {k: v[:max_text] for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def add_page(app: web.Application, path: str, label: str, key: str, templates: Path | None = None) -> None:

@@ -26,13 +26,23 @@ from typing import Any
 import segno
 from aiohttp import web
 
-from ...conduit.network import Network, NoEndpoint
-from ...conduit.web import NETWORK, add_page, add_script, render, require_unlocked
+from ...conduit.network import Network
+from ...conduit.web import (
+    NETWORK,
+    Handler,
+    Refusal,
+    add_page,
+    add_script,
+    guarded,
+    json_fields,
+    render,
+    require_unlocked,
+)
 from ...exchange.order import sign_cancel, sign_order
 from ...keys import SigningKey
 from ...ledger import address, format_shells, is_account, parse_shells
 from ...ledger.errors import LedgerError
-from ...net.peer import PeerError, PeerRejected
+from ...net.peer import PeerError
 from .client import BtraderClient
 from .runner import SwapRunner
 from .settle import MIN_SWAP_KOINU
@@ -45,12 +55,6 @@ MAX_REVIEWS = 8
 MAX_BODY = 4096
 TIMEOUT_S = 20.0
 SETTLE_ASK = 3  # replicas asked for a fill's terms before a swap starts on them
-
-
-class Refusal(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,44 +78,15 @@ REVIEWS = web.AppKey("exchange_reviews", OrderedDict[str, Review])
 SWAPS = web.AppKey("exchange_swaps", SwapRunner)
 
 
-def _refused(reason: str, message: str, status: int) -> web.Response:
-    return web.json_response({"error": f"{message} ({reason})", "reason": reason}, status=status)
-
-
-def _guarded(handler: Any) -> Any:
-    """Refusals as ``{"error", "reason"}`` JSON, whoever raised them."""
-
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except Refusal as exc:
-            return _refused(exc.reason, str(exc), 400)
-        except LedgerError as exc:
-            return _refused(exc.reason, str(exc), 400)
-        except PeerRejected as exc:
-            return _refused(exc.reason, exc.detail or "the exchange refused", 503 if exc.status >= 500 else 409)
-        except NoEndpoint as exc:
-            return _refused("no_node", str(exc), 503)
-
-    return run
+def _guarded(handler: Handler) -> Handler:
+    """Refusals as ``{"error", "reason", "detail"}`` JSON, whoever raised them."""
+    return guarded(handler, errors=(LedgerError,), peer_silent="the exchange refused")
 
 
 def _parts(request: web.Request) -> tuple[SigningKey, Network]:
     state = require_unlocked(request)
     assert state.wallet is not None
     return state.wallet.key, request.app[NETWORK]
-
-
-async def _fields(request: web.Request) -> dict[str, str]:
-    raw = await request.content.read(MAX_BODY + 1)
-    try:
-        doc = json.loads(raw or b"{}") if len(raw) <= MAX_BODY else None
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
-        raise Refusal("malformed", "the request is not a small JSON object")
-    return {k: v[:200] for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 async def _use(network: Network, key: SigningKey, call: Any) -> tuple[dict[str, Any], str]:
@@ -180,7 +155,7 @@ async def api_fills(request: web.Request) -> web.Response:
 
 async def api_review(request: web.Request) -> web.Response:
     _parts(request)
-    form = await _fields(request)
+    form = await json_fields(request, MAX_BODY, max_text=200)
     side = form.get("side", "")
     if side not in ("buy", "sell"):
         raise Refusal("malformed", "choose buy or sell")
@@ -195,7 +170,7 @@ async def api_review(request: web.Request) -> web.Response:
 
 async def api_place(request: web.Request) -> web.Response:
     key, network = _parts(request)
-    form = await _fields(request)
+    form = await json_fields(request, MAX_BODY, max_text=200)
     review = request.app[REVIEWS].pop(form.get("token", ""), None)
     if review is None or time.monotonic() - review.made > REVIEW_TTL_S:
         raise Refusal("expired", "that confirmation is no longer open; review the order again")
@@ -215,7 +190,7 @@ async def api_place(request: web.Request) -> web.Response:
 
 async def api_cancel(request: web.Request) -> web.Response:
     key, network = _parts(request)
-    oid = (await _fields(request)).get("id", "")
+    oid = (await json_fields(request, MAX_BODY, max_text=200)).get("id", "")
     if len(oid) != 64 or set(oid) - set("0123456789abcdef"):
         raise Refusal("malformed", "that is not an order id")
     cancel = sign_cancel(key, order=oid, ts=network.clock.now_ms(), nonce=os.urandom(16))
@@ -257,7 +232,7 @@ async def _agreed_fill(key: SigningKey, network: Network, fid: str) -> dict[str,
 async def api_settle(request: web.Request) -> web.Response:
     """Start the person's side of one of their final fills (the page confirmed it first)."""
     key, network = _parts(request)
-    fid = (await _fields(request)).get("fill", "")
+    fid = (await json_fields(request, MAX_BODY, max_text=200)).get("fill", "")
     fill = await _agreed_fill(key, network, fid)
     if fill is None:
         raise Refusal("unknown_fill", "no two exchange nodes agree that this is one of your fills")

@@ -8,20 +8,26 @@ mail core's reason word. Attachments are listed; sending and saving them is the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ...conduit.network import NoEndpoint
-from ...conduit.web import NETWORK, add_page, add_script, render, require_unlocked
+from ...conduit.web import (
+    NETWORK,
+    Handler,
+    add_page,
+    add_script,
+    guarded,
+    json_fields,
+    render,
+    require_unlocked,
+)
 from ...keys import SigningKey
 from ...mail.errors import MailError
 from ...mail.inbox import merge, opened
 from ...mail.message import Content, compose
 from ...mail.request import sign_request
-from ...net.peer import PeerRejected
 from .client import MailClient
 
 CELL = "mailTreeCell"
@@ -40,43 +46,8 @@ EXPLAIN = {
 }
 
 
-class Refusal(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-def _refused(reason: str, detail: str, status: int) -> web.Response:
-    message = f"{EXPLAIN.get(reason, 'The network refused.')} ({reason}){': ' + detail if detail else ''}"
-    return web.json_response({"error": message, "reason": reason, "detail": detail}, status=status)
-
-
-def _guarded(handler: Any) -> Any:
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except (Refusal, MailError) as exc:
-            return _refused(exc.reason, str(exc), 400)
-        except PeerRejected as exc:
-            return _refused(exc.reason, exc.detail, 503 if exc.status >= 500 else 409)
-        except NoEndpoint as exc:
-            return _refused("no_node", str(exc), 503)
-
-    return run
-
-
-async def _fields(request: web.Request) -> dict[str, str]:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise Refusal("too_large", "the request is too large")
-    try:
-        doc = json.loads(raw or b"{}")
-    except ValueError:
-        raise Refusal("malformed", "the request is not JSON") from None
-    if not isinstance(doc, dict):
-        raise Refusal("malformed", "the request is not an object")
-    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
+def _guarded(handler: Handler) -> Handler:
+    return guarded(handler, EXPLAIN, (MailError,))
 
 
 async def _call(request: web.Request, call: Any) -> tuple[SigningKey, Any, str]:
@@ -104,7 +75,7 @@ async def api_inbox(request: web.Request) -> web.Response:
 
 
 async def _ids_op(request: web.Request, op: str) -> web.Response:
-    mid = (await _fields(request)).get("id", "")
+    mid = (await json_fields(request, MAX_BODY)).get("id", "")
     await _call(request, lambda c, k, now: c.ask(sign_request(k, op, [mid], now)))
     return web.json_response({"id": mid, "done": op})
 
@@ -118,7 +89,7 @@ async def api_rm(request: web.Request) -> web.Response:
 
 
 async def api_send(request: web.Request) -> web.Response:
-    form = await _fields(request)
+    form = await json_fields(request, MAX_BODY)
     to, re_id = form.get("to", "").strip().lower(), form.get("re", "")
     content = Content(form.get("subject", ""), form.get("body", ""))
 

@@ -12,15 +12,24 @@ as ``{"error", "reason"}``: the reason word is the ledger's (or
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ...conduit.network import Network, NoEndpoint
-from ...conduit.web import NETWORK, add_page, add_script, render, require_unlocked
+from ...conduit.network import Network
+from ...conduit.web import (
+    NETWORK,
+    Handler,
+    add_page,
+    add_script,
+    guarded,
+    json_fields,
+    refused,
+    render,
+    require_unlocked,
+)
 from ...keys import SigningKey
 from ...ledger import address, format_shells, is_account, sign_transfer
 from ...ledger.errors import LedgerError
@@ -53,30 +62,10 @@ EXPLAIN = {
 }
 
 
-def _refused(reason: str, detail: str, status: int) -> web.Response:
-    explain = EXPLAIN.get(reason, "The network refused.")
-    message = f"{explain} ({reason}){': ' + detail if detail else ''}"
-    return web.json_response({"error": message, "reason": reason, "detail": detail}, status=status)
-
-
 def _parts(request: web.Request) -> tuple[SigningKey, Network, WalletBook]:
     state = require_unlocked(request)
     assert state.wallet is not None
     return state.wallet.key, request.app[NETWORK], request.app[BOOK]
-
-
-async def _fields(request: web.Request) -> dict[str, str]:
-    """The JSON object a review or confirmation sends: bounded, string fields only."""
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise WalletRefusal("malformed", "the request is too large")
-    try:
-        doc = json.loads(raw or b"{}")
-    except ValueError:
-        raise WalletRefusal("malformed", "the request is not JSON") from None
-    if not isinstance(doc, dict):
-        raise WalletRefusal("malformed", "the request is not an object")
-    return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 async def _use(network: Network, key: SigningKey, timeout_s: float, call: Any) -> tuple[Any, str]:
@@ -84,21 +73,9 @@ async def _use(network: Network, key: SigningKey, timeout_s: float, call: Any) -
     return served.result, served.endpoint
 
 
-def _guarded(handler: Any) -> Any:
-    """Refusals as ``{"error", "reason"}`` JSON, whoever raised them."""
-
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except WalletRefusal as exc:
-            return _refused(exc.reason, str(exc), 400)
-        except PeerRejected as exc:
-            return _refused(exc.reason, exc.detail, 503 if exc.status >= 500 else 409)
-        except NoEndpoint as exc:
-            return _refused("no_node", str(exc), 503)
-
-    return run
+def _guarded(handler: Handler) -> Handler:
+    """Refusals as ``{"error", "reason", "detail"}`` JSON, whoever raised them, led by what they mean."""
+    return guarded(handler, EXPLAIN, (WalletRefusal,))
 
 
 async def page(request: web.Request) -> web.Response:
@@ -112,7 +89,7 @@ async def api_balance(request: web.Request) -> web.Response:
     doc, ip = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.balance(key.public_key_hex))
     bal = doc.get("balance")
     if isinstance(bal, bool) or not isinstance(bal, int) or doc.get("account") != key.public_key_hex:
-        return _refused("bad_reply", f"{ip} answered no balance", 502)
+        return refused("bad_reply", f"{ip} answered no balance", 502, EXPLAIN)
     holders = doc.get("holders")
     return web.json_response(
         {
@@ -166,14 +143,14 @@ async def api_history(request: web.Request) -> web.Response:
 
 async def api_review(request: web.Request) -> web.Response:
     key, _, book = _parts(request)
-    form = await _fields(request)
+    form = await json_fields(request, MAX_BODY)
     review = book.review(key.public_key_hex, form.get("to", ""), form.get("amount", ""), time.monotonic())
     return web.json_response(review.to_dict())
 
 
 async def api_send(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
-    form = await _fields(request)
+    form = await json_fields(request, MAX_BODY)
     review = book.confirm(key.public_key_hex, form.get("token", ""), time.monotonic())
     payer = key.public_key_hex
     resent = await _resend_pending(network, key, book)
