@@ -10,6 +10,7 @@ standard library at the top; the network and cluster modules load when a node is
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -45,6 +46,23 @@ def port_number(low: int = 1) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_wallet_options(parser: argparse.ArgumentParser, cell: str, keystore_help: str, timeout_help: str) -> None:
+    """The options every command that talks to a cell for the person's wallet takes: the node (default
+    $BORGUSB_NODE, else found), the wallet (keystore, its passphrase file, or a plain key file), the
+    timeout and machine-readable output."""
+    parser.add_argument(
+        "--node",
+        metavar="IP",
+        default=os.environ.get("BORGUSB_NODE") or None,
+        help=f"the {cell} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
+    )
+    parser.add_argument("--keystore", help=keystore_help)
+    parser.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
+    parser.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
+    parser.add_argument("--timeout", type=float, default=30.0, help=timeout_help)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def existing_keystore(path: str | Path) -> Path:

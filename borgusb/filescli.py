@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_options, existing_keystore, find_node
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -305,14 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--revoke", metavar="KEY", help="leave KEY out of the folder's next versions")
     subs["share"].add_argument("-o", "--output", metavar="FILE", help="write the share record here")
     for sp in subs.values():
-        sp.add_argument("--node", metavar="IP", default=os.environ.get("BORGUSB_NODE") or None)
-        sp.add_argument("--keystore", help="the person's wallet keystore")
-        sp.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
-        sp.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
+        add_wallet_options(sp, DNA.name, "the person's wallet keystore", "per-request timeout in seconds")
         sp.add_argument("--machine", default=socket.gethostname()[:64], help="this machine's name in versions")
         sp.add_argument("--r", type=int, default=int(os.environ.get("BORGUSB_SHARD_R", 3)), help="copies")
-        sp.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
-        sp.add_argument("--json", action="store_true")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -31,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
+from .clitools import (
+    EXIT_CODES,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    add_wallet_options,
+    existing_keystore,
+    find_node,
+    port_number,
+)
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -234,19 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("rm", help="delete messages from your inbox")
     rm.add_argument("ids", nargs="+", metavar="ID", help="message ids, or their first digits")
     for q in (send, ls, read, rm):
-        q.add_argument(
-            "--node",
-            metavar="IP",
-            default=os.environ.get("BORGUSB_NODE") or None,
-            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
+        add_wallet_options(
+            q, DNA.name, "your wallet keystore (signs and opens your mail)", "seconds to wait for the node"
         )
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
         q.add_argument("--shard-node", metavar="IP", help="the shardTreeCell for attachments (default: --node)")
-        q.add_argument("--keystore", help="your wallet keystore (signs and opens your mail)")
-        q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
-        q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
-        q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
-        q.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 

@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from . import dna, paylocks
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
+from .clitools import (
+    EXIT_CODES,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    add_wallet_options,
+    existing_keystore,
+    find_node,
+    port_number,
+)
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -225,18 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
     hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
     for q in (bal, send, hist, *paylocks.add_parsers(sub)):
-        q.add_argument(
-            "--node",
-            metavar="IP",
-            default=os.environ.get("BORGUSB_NODE") or None,
-            help=f"the {DNA.name} to talk to (default $BORGUSB_NODE, else a local cluster's, else this machine's)",
-        )
+        add_wallet_options(q, DNA.name, "your wallet keystore (signs the transaction)", "seconds to wait for the node")
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
-        q.add_argument("--keystore", help="your wallet keystore (signs the transaction)")
-        q.add_argument("--passphrase-file", help="keystore passphrase from the first line of FILE")
-        q.add_argument("--key-file", help="a plain key file (created if missing); for scripts")
-        q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the node")
-        q.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
