@@ -72,7 +72,7 @@ class Net:
         self.down: dict[str, set[str]] = {}
         view = {c.key.public_key_hex: c.ip for c in cells}
         for c in cells:
-            c.set_view(view)
+            c.use_members(view)
 
             async def ask(holder: str, type: str, payload: dict[str, Any], me: PeerPaysCell = c) -> dict[str, Any]:
                 if holder in self.down.get(type, set()) | self.down.get("*", set()):

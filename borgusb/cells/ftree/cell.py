@@ -19,10 +19,7 @@ import asyncio
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from ... import envelope
@@ -30,7 +27,8 @@ from ...dna import CellDNA
 from ...files.errors import FilesError
 from ...files.root import RootPointer, RootStore, check_root, holders, newest, quorum
 from ...ledger.accounts import is_account
-from ..kit import Cell, RequestError, receptor
+from ..kit import RequestError, receptor
+from ..kit.holdercell import HolderCell
 from .client import FtreeClient
 from .settings import FtreeSettings
 
@@ -40,27 +38,17 @@ VIEW_EVERY_S = 2.0
 _STATUS = {"stale": 409, "rate_limited": 429, "full": 507, "not_placed": 421}
 
 
-class FtreeCell(Cell):
+class FtreeCell(HolderCell):
+    view_every_s = VIEW_EVERY_S
     settings: FtreeSettings
 
     def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
         settings = kw.get("settings")
         if not isinstance(settings, FtreeSettings):
             settings = kw["settings"] = FtreeSettings.from_sources()
-        # with a key made for this process only, nobody can sign as it again: its pointers go with it
-        self._temp_dir = kw.get("data_dir") is None and kw.get("key") is None
-        if kw.get("data_dir") is None:
-            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
-            os.makedirs(root, exist_ok=True)
-            if self._temp_dir:
-                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
-            else:
-                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
-        super().__init__(dna, ip, **kw)
-        assert self.data_dir is not None
-        self.roots_dir = Path(self.data_dir) / "roots"
+        super().__init__(dna, ip, data_root=settings.data_root, **kw)
+        self.roots_dir = self.records_dir / "roots"
         self.roots_dir.mkdir(parents=True, exist_ok=True)
-        self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}
         self.roots = RootStore(settings.max_owners, settings.burst, settings.refill_ms)
         for path in sorted(self.roots_dir.glob("*.root"))[: settings.max_owners]:
             try:
@@ -68,26 +56,6 @@ class FtreeCell(Cell):
             except (OSError, FilesError) as exc:
                 self.counters["ft_root_unreadable"] += 1
                 log.warning("ftreeFileMgrCell: %s not loaded: %s", path.name, exc)
-
-    async def on_start(self) -> None:
-        self._spawn(self._view_loop())
-
-    async def on_stop(self) -> None:
-        if self._temp_dir and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    # ------------------------------------------------------------ the member view
-
-    async def _view_loop(self) -> None:
-        while True:
-            await self.refresh_view()
-            await asyncio.sleep(VIEW_EVERY_S)
-
-    async def refresh_view(self) -> None:
-        """The tree root's member table (`tree.members`): who the holders are chosen among."""
-        members = await self.read_members()
-        if members:
-            self.members = members
 
     def _holders(self, owner: str) -> list[str]:
         return holders(owner, self.members, self.settings.r)

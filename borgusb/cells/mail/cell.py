@@ -21,11 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from ... import envelope
@@ -36,7 +32,8 @@ from ...mail.message import Message, check_message
 from ...mail.request import Request, check_request
 from ...net.peer import PeerError, PeerRejected
 from ...shard import placement
-from ..kit import Cell, RequestError, receptor
+from ..kit import RequestError, receptor
+from ..kit.holdercell import HolderCell
 from .client import MailClient
 from .settings import MailSettings
 from .store import InboxStore
@@ -44,7 +41,6 @@ from .store import InboxStore
 log = logging.getLogger("borgusb.mail")
 
 LOTTERY_PREFIX = "borgusb.mail:"
-VIEW_EVERY_S = 1.0
 _STATUS = {"not_holder": 409, "inbox_full": 507, "no_holder": 503, "rate_limited": 429, "too_large": 413}
 
 
@@ -53,7 +49,7 @@ def holders_of(who: str, members: dict[str, str], r: int) -> list[str]:
     return placement.choose(LOTTERY_PREFIX + who, members, r)
 
 
-class MailCell(Cell):
+class MailCell(HolderCell):
     """A Cell that holds inboxes and forwards a person's mail to the right holders."""
 
     settings: MailSettings
@@ -62,45 +58,11 @@ class MailCell(Cell):
         settings = kw.get("settings")
         if not isinstance(settings, MailSettings):
             settings = kw["settings"] = MailSettings.from_sources()
-        # Without --data: with the machine's node key the inboxes are kept across restarts (under
-        # data_root); with a key made for this process only (a test cluster), in a temporary
-        # directory that goes at a clean stop, since no one can sign as that key again.
-        self._temp_dir = kw.get("data_dir") is None and kw.get("key") is None
-        if kw.get("data_dir") is None:
-            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
-            os.makedirs(root, exist_ok=True)
-            if self._temp_dir:
-                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
-            else:
-                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
-        super().__init__(dna, ip, **kw)
-        assert self.data_dir is not None
+        super().__init__(dna, ip, data_root=settings.data_root, **kw)
         self.r = settings.r
         self.timeout_s = settings.timeout_ms / 1000
         limits = Limits(max_messages=settings.max_messages, rate_count=settings.rate_count)
-        self.mailboxes = InboxStore(Path(self.data_dir) / "mail", limits, settings.max_inboxes)
-        self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}
-
-    async def on_start(self) -> None:
-        self._spawn(self._view_loop())
-
-    async def on_stop(self) -> None:
-        if self._temp_dir and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    # ------------------------------------------------------------ the member view
-
-    async def _view_loop(self) -> None:
-        while True:
-            await self.refresh_view()
-            await asyncio.sleep(VIEW_EVERY_S)
-
-    async def refresh_view(self) -> bool:
-        """Read the tree root's member table; True when it could be read."""
-        members = await self.read_members()
-        if members:
-            self.members = members
-        return members is not None
+        self.mailboxes = InboxStore(self.records_dir / "mail", limits, settings.max_inboxes)
 
     def holders(self, who: str) -> list[str]:
         return holders_of(who, self.members, self.r)

@@ -32,9 +32,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,7 +68,6 @@ from .statuses import refusal
 
 log = logging.getLogger("borgusb.peerpays")
 
-VIEW_EVERY_S = 1.0
 HISTORY_LIMIT = 50
 MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
 
@@ -91,22 +87,9 @@ class PeerPaysCell(HtlcReceptors):
         if not isinstance(settings, PeerPaysSettings):
             settings = kw["settings"] = PeerPaysSettings.from_sources()
         quorum_size(settings.r, settings.faulty)  # r too small for faulty: refused before any port is bound
-        # The holder's database is named by its node key (ledger-<key>.sqlite): votes are one key's.
-        # With the machine's node key it is kept across restarts (a holder that forgot its votes could
-        # vote twice); with a key made for this process only, nobody can sign as that key again, so
-        # its votes go with it at a clean stop. Without --data: a directory under data_root.
-        self._ephemeral_key = kw.get("key") is None
-        self._temp_dir = kw.get("data_dir") is None and self._ephemeral_key
-        if kw.get("data_dir") is None:
-            root = settings.data_root or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
-            os.makedirs(root, exist_ok=True)
-            if self._temp_dir:
-                kw["data_dir"] = Path(tempfile.mkdtemp(prefix=f"borgusb-{dna.name}-{ip}-", dir=root))
-            else:
-                kw["data_dir"] = Path(root) / f"borgusb-{dna.name}"
-        super().__init__(dna, ip, **kw)
-        assert self.data_dir is not None
-        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        # The holder's database is named by its node key (ledger-<key>.sqlite): votes are one key's
+        # (where it lives, and why a process-only key's votes go at a clean stop: `HolderCell`).
+        super().__init__(dna, ip, data_root=settings.data_root, **kw)
         self.r, self.faulty = settings.r, settings.faulty
         self.offer_timeout_s = settings.offer_timeout_ms / 1000
         self.test_only_work_ref = settings.test_only_work_ref.strip().lower()
@@ -114,9 +97,8 @@ class PeerPaysCell(HtlcReceptors):
             len(self.test_only_work_ref) != 64 or set(self.test_only_work_ref) - set("0123456789abcdef")
         ):
             raise ValueError("peerPaysCell --test-only-work-ref must be a SHA-256 in hex")
-        self.members: dict[str, str] = {self.key.public_key_hex: self.me.ip}  # pubkey -> ip, the root's table
         self.view = view_digest(self.members)
-        self.db_path = Path(self.data_dir) / f"ledger-{self.key.public_key_hex}.sqlite"
+        self.db_path = self.records_dir / f"ledger-{self.key.public_key_hex}.sqlite"
         self.holds = HoldChecks(self.peers, ip, self.key.public_key_hex, self.counters)
         self.ledger = DurableHolder(
             self.db_path,
@@ -131,13 +113,12 @@ class PeerPaysCell(HtlcReceptors):
     async def on_start(self) -> None:
         if self.test_only_work_ref:
             log.warning("peerPaysCell: TEST ONLY work check on: rewards for %s are paid", self.test_only_work_ref)
-        self._spawn(self._view_loop())
+        await super().on_start()
 
     async def on_stop(self) -> None:
         self.ledger.close()
-        if self._temp_dir and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        elif self._ephemeral_key:
+        await super().on_stop()  # a temporary records directory goes with its database
+        if self.ephemeral_key:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
 
@@ -155,19 +136,7 @@ class PeerPaysCell(HtlcReceptors):
 
     # ------------------------------------------------------------ the member view
 
-    async def _view_loop(self) -> None:
-        while True:
-            await self.refresh_view()
-            await asyncio.sleep(VIEW_EVERY_S)
-
-    async def refresh_view(self) -> bool:
-        """Read the tree root's member table (`tree.members`); True when the view could be read."""
-        members = await self.read_members()
-        if members:
-            self.set_view(members)
-        return members is not None
-
-    def set_view(self, members: dict[str, str]) -> None:
+    def use_members(self, members: dict[str, str]) -> None:
         """Use this member table from now on (the holder sets follow it)."""
         if set(members) != set(self.members):
             self.ledger.holder.sets = HolderSets(members, self.r, self.faulty)

@@ -39,13 +39,14 @@ from ...ledger.htlc import (
 )
 from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx, check_tx
-from ..kit import Cell, RequestError, receptor
+from ..kit import RequestError, receptor
+from ..kit.holdercell import HolderCell
 from .statuses import refusal
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class HtlcReceptors(Cell):
+class HtlcReceptors(HolderCell):
     """The lock-resolution receptors; `PeerPaysCell` derives from this class and supplies the holder,
     the member view and the requests to other holders (declared here for the type checker only)."""
 
