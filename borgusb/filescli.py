@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import mimetypes
 import os
-import shutil
 import socket
 import sys
 import time
@@ -35,13 +33,11 @@ from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_opti
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
-from .files import ops, stream
-from .files.entry import Entry, check_name
-from .files.errors import FilesError
-from .files.remote import FileTree, Level, as_dict, decrypt_file, encrypt_file, split
-from .files.share import Share, make_share, parse_share
-from .keys import SigningKey
-from .ledger.accounts import is_account
+from .files import actions
+from .files.errors import BadName, FilesError, Malformed, NotFound
+from .files.remote import FileTree, as_dict
+from .files.share import Share, parse_share
+from .keys import SigningKey, is_public_key_hex
 from .net.peer import PeerClient
 from .storecli import _progress, load_key, size_text
 
@@ -49,15 +45,8 @@ DNA = dna.get("ftreeFileMgrCell")
 SUBCOMMANDS = ("ls", "put", "get", "mkdir", "mv", "rm", "versions", "restore", "share")
 
 
-def _parent(path: str) -> tuple[list[str], str]:
-    names = split(path)
-    if not names:
-        raise CLIError("name a file or folder below the root, e.g. /docs/notes.txt", EXIT_USAGE)
-    try:
-        check_name(names[-1])
-    except FilesError as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from None
-    return names[:-1], names[-1]
+def _usage(exc: FilesError) -> CLIError:
+    return CLIError(str(exc), EXIT_USAGE)
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -71,47 +60,23 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
         print(f"{size:>10}  {when}  {'private' if r['private'] else 'public ':7}  {name}")
 
 
-async def _entry(tree: FileTree, path: str) -> tuple[list[str], str, Entry]:
-    parent, leaf = _parent(path)
-    _, root = await tree.head()
-    chain = await tree.walk(root, parent)
-    return parent, leaf, ops.get(chain[-1].entries, leaf)
-
-
-async def _shared(tree: FileTree, args: argparse.Namespace) -> tuple[Share, Level | None]:
+def _share_record(args: argparse.Namespace) -> Share:
     try:
-        share = parse_share(Path(args.share).read_bytes().strip())
+        return parse_share(Path(args.share).read_bytes().strip())
     except OSError as exc:
         raise CLIError(f"{args.share}: {exc.strerror}", EXIT_USAGE) from None
-    if share.to != tree.owner:
-        raise CLIError(f"this share is for {share.to[:16]}..., not for this key", EXIT_USAGE)
-    if share.entry.kind != "folder":
-        return share, None
-    return share, await tree.open_level(share.entry.obj, owner=share.owner)
-
-
-async def _download(tree: FileTree, entry: Entry, out: Path, quiet: bool) -> None:
-    if entry.kind != "file":
-        raise CLIError("that is a folder: get takes a file", EXIT_USAGE)
-    cipher = tree.tmp / "get.bin"
-    update, close = _progress("get", not quiet)
-    try:
-        await tree.get_path(entry.obj, cipher, update)
-    finally:
-        close()
-    if entry.private:
-        await asyncio.to_thread(decrypt_file, bytes.fromhex(entry.key), cipher, out)
-    else:
-        shutil.move(cipher, out)
 
 
 async def c_ls(tree: FileTree, args: argparse.Namespace) -> int:
     if args.share:
-        share, level = await _shared(tree, args)
+        share = _share_record(args)
+        try:
+            level = await actions.shared(tree, share)
+        except actions.NotForYou as exc:
+            raise _usage(exc) from None
         entries = level.entries if level is not None else {share.name: share.entry}
     else:
-        _, root = await tree.head()
-        entries = (await tree.walk(root, split(args.path)))[-1].entries
+        entries = (await actions.folder(tree, args.path)).entries
     _print_rows(as_dict(entries), args.json)
     return EXIT_OK
 
@@ -120,32 +85,16 @@ async def c_put(tree: FileTree, args: argparse.Namespace) -> int:
     local = Path(args.local)
     if not local.is_file():
         raise CLIError(f"{local}: no such file", EXIT_USAGE)
-    dest = args.path or "/" + local.name
-    _, root = await tree.head()
-    try:  # an existing folder: the file goes into it under its own name
-        await tree.walk(root, split(dest))
-        dest = dest.rstrip("/") + "/" + local.name
-    except FilesError:
-        pass
-    parent, leaf = _parent(dest)
-    key = None if args.public else stream.new_key()
-    upload = local
-    if key is not None:
-        upload = tree.tmp / "put.bin"
-        await asyncio.to_thread(encrypt_file, key, local, upload)
+    try:
+        actions.parent_of(args.path or "/" + local.name)
+    except FilesError as exc:
+        raise _usage(exc) from None
     update, close = _progress("put", not args.quiet)
     try:
-        oid = await tree.put_path(upload, update)
+        path, oid = await actions.put(tree, local, args.path or "", public=args.public, progress=update)
     finally:
         close()
-    kind = mimetypes.guess_type(local.name)[0] or "application/octet-stream"
-    entry = Entry("file", oid, local.stat().st_size, kind[:100], tree.now(), key.hex() if key else "")
-    await tree.change(parent, lambda e: ops.put(e, leaf, entry))
-    print(
-        json.dumps({"path": "/" + "/".join([*parent, leaf]), "obj": oid})
-        if args.json
-        else f"/{'/'.join([*parent, leaf])}"
-    )
+    print(json.dumps({"path": path, "obj": oid}) if args.json else path)
     return EXIT_OK
 
 
@@ -154,68 +103,61 @@ async def c_get(tree: FileTree, args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CLIError(f"{out} is a directory: name the file to write", EXIT_USAGE)
     if args.share:
-        share, level = await _shared(tree, args)
-        if level is None:
-            entry = share.file_entry(tree.key)
-        else:
-            names = split(args.path or "")
-            if not names:
-                raise CLIError("name the file inside the shared folder", EXIT_USAGE)
-            chain = await tree.walk(level, names[:-1])
-            entry = ops.get(chain[-1].entries, names[-1])
+        try:
+            entry = await actions.shared_entry(tree, _share_record(args), args.path or "")
+        except (actions.NotForYou, NotFound) as exc:
+            raise _usage(exc) from None
     else:
         if not args.path:
             raise CLIError("name the file to get", EXIT_USAGE)
-        _, _, entry = await _entry(tree, args.path)
-    await _download(tree, entry, out, args.quiet)
+        try:
+            actions.parent_of(args.path)
+        except FilesError as exc:
+            raise _usage(exc) from None
+        entry = await actions.entry_at(tree, args.path)
+    if entry.kind != "file":
+        raise CLIError("that is a folder: get takes a file", EXIT_USAGE)
+    update, close = _progress("get", not args.quiet)
+    try:
+        await actions.get(tree, entry, out, update)
+    finally:
+        close()
     if not args.quiet:
         print(f"{out}: {entry.size} bytes{', decrypted here' if entry.private else ''}", file=sys.stderr)
     return EXIT_OK
 
 
+def _paths(*paths: str) -> None:
+    try:
+        for path in paths:
+            actions.parent_of(path)
+    except FilesError as exc:
+        raise _usage(exc) from None
+
+
 async def c_mkdir(tree: FileTree, args: argparse.Namespace) -> int:
-    parent, leaf = _parent(args.path)
-    level = await tree.write_level(None, {}, public=args.public, parents=())
-    await tree.change(parent, lambda e: ops.put(e, leaf, tree.folder_entry(level), replace=False))
+    _paths(args.path)
+    await actions.mkdir(tree, args.path, public=args.public)
     return EXIT_OK
 
 
 async def c_mv(tree: FileTree, args: argparse.Namespace) -> int:
-    (src, name), (dst, new) = _parent(args.src), _parent(args.dst)
-    if src == dst:
-        await tree.change(src, lambda e: ops.rename(e, name, new, tree.now()))
-        return EXIT_OK
-    if dst[: len(src) + 1] == [*src, name]:
-        raise CLIError("a folder cannot move into itself", EXIT_USAGE)
-    _, _, entry = await _entry(tree, args.src)
-    await tree.change(dst, lambda e: ops.put(e, new, entry, replace=False))  # the copy first: nothing lost
-    await tree.change(src, lambda e: ops.remove(e, name, tree.now()))
+    _paths(args.src, args.dst)
+    try:
+        await actions.move(tree, args.src, args.dst)
+    except BadName as exc:
+        raise _usage(exc) from None
     return EXIT_OK
 
 
 async def c_rm(tree: FileTree, args: argparse.Namespace) -> int:
-    parent, leaf = _parent(args.path)
-    await tree.change(parent, lambda e: ops.remove(e, leaf, tree.now()))
+    _paths(args.path)
+    await actions.remove(tree, args.path)
     return EXIT_OK
 
 
 async def c_versions(tree: FileTree, args: argparse.Namespace) -> int:
-    _, root = await tree.head()
-    level: Level | None = (await tree.walk(root, split(args.path)))[-1]
-    rows: list[dict[str, Any]] = []
-    while level is not None and level.oid and len(rows) < args.limit:
-        f = level.folder
-        rows.append(
-            {
-                "version": f.version,
-                "obj": level.oid,
-                "ts": f.ts,
-                "machine": f.machine,
-                "entries": len(ops.live(level.entries)),
-                "parents": list(f.parents),
-            }
-        )
-        level = await tree.open_level(f.parents[0]) if f.parents else None
+    rows = await actions.versions(tree, args.path, args.limit)
     if args.json:
         print(json.dumps(rows))
     for r in [] if args.json else rows:
@@ -225,36 +167,27 @@ async def c_versions(tree: FileTree, args: argparse.Namespace) -> int:
 
 
 async def c_restore(tree: FileTree, args: argparse.Namespace) -> int:
-    names = split(args.path)
-    _, root = await tree.head()
-    current = (await tree.walk(root, names))[-1]
-    old = await tree.open_level(args.version)
-    if current.oid and old.folder.folder != current.folder.folder:
-        raise CLIError("that version is of another folder (see borgusb files versions PATH)", EXIT_USAGE)
-    await tree.change(names, lambda e: ops.restore(e, old.entries, tree.now()))
+    try:
+        await actions.restore(tree, args.path, args.version)
+    except Malformed as exc:
+        if "another folder" in str(exc):
+            raise CLIError(f"{exc} (see borgusb files versions PATH)", EXIT_USAGE) from None
+        raise
     return EXIT_OK
 
 
 async def c_share(tree: FileTree, args: argparse.Namespace) -> int:
     who = args.to or args.revoke
-    if not is_account(who):
+    if not is_public_key_hex(who):
         raise CLIError("--to/--revoke take a public key (66 hex digits)", EXIT_USAGE)
-    names = split(args.path)
-    _, root = await tree.head()
-    target = (await tree.walk(root, names[:-1]))[-1].entries.get(names[-1]) if names else None
-    if target is not None and target.kind == "file":
-        if args.revoke:
-            raise CLIError("a file share covers the version shared: put a new version to leave it behind", EXIT_USAGE)
-        share = make_share(tree.key, who, names[-1], target, tree.now())
-    else:
-        chain = await tree.walk(root, names)
-        readers = set(chain[-1].folder.readers) - {tree.owner} if chain[-1].oid else set()
-        readers = readers - {who} if args.revoke else readers | {who}
-        new_root = await tree.change(names, dict, readers)
-        folder = (await tree.walk(new_root, names))[-1]
-        if args.revoke:
-            return EXIT_OK
-        share = make_share(tree.key, who, names[-1] if names else "/", tree.folder_entry(folder), tree.now())
+    try:
+        share = await actions.share(tree, args.path, who, revoke=bool(args.revoke))
+    except Malformed as exc:
+        if "file share" in str(exc):
+            raise _usage(exc) from None
+        raise
+    if share is None:
+        return EXIT_OK
     data = share.encode().decode()
     if args.output:
         Path(args.output).write_text(data + "\n")

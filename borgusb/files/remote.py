@@ -1,7 +1,7 @@
 """The file manager's client: the core's decisions carried out over the network, where the wallet
-is unlocked (the CLI; the conduit later). Cells see only what this module sends them: ciphertext
-of private files and folders (stored as shard objects, `dstream`), and signed root pointers
-(`cells.ftree`).
+is unlocked (the CLI, the conduit's Files page: `actions` is what they do with it). Cells see only
+what this module sends them: ciphertext of private files and folders (stored as shard objects,
+`dstream`), and signed root pointers (`cells.ftree`).
 
 A change is made from the current root: the folders on the path are read, the edited folder and
 each folder above it get a new version, and a root pointer one higher is published. When the
@@ -88,11 +88,14 @@ def decrypt_file(key: bytes, src: Path, dst: Path) -> None:
 class FileTree:
     """A person's tree, through the node at `node` (its shardTreeCell and ftreeFileMgrCell)."""
 
-    def __init__(self, peers: PeerClient, node: str, key: SigningKey, *, machine: str, r: int = 3) -> None:
+    def __init__(
+        self, peers: PeerClient, node: str, key: SigningKey, *, machine: str, r: int = 3, tmp: Path | None = None
+    ) -> None:
         self.peers, self.node, self.key, self.machine, self.r = peers, node, key, machine, r
         self.owner = key.public_key_hex
         self.ftree = FtreeClient(peers, node)
-        self.tmp = Path(tempfile.mkdtemp(prefix="borgusb-files-"))
+        # where transfers pass through (the conduit gives a RAM directory); removed by `close`
+        self.tmp = Path(tempfile.mkdtemp(prefix="borgusb-files-", dir=tmp))
 
     def close(self) -> None:
         for p in self.tmp.iterdir():

@@ -3,7 +3,7 @@
 Against a conduit process connected to a small real cluster, opened the way a
 person opens it, with the link it printed (``http://127.0.0.1:PORT/#k=…``):
 create a wallet, confirm words, see the tree drawing with the right node
-count, files, lock and unlock. The secret leaves the address bar at once and
+count, stored objects (the Storage page), lock and unlock. The secret leaves the address bar at once and
 goes with every request as a header, never in a served page; a tab opened
 without the link gets nothing. Screenshots of the main pages go to
 docs/screenshots/ (the README shows them).
@@ -103,10 +103,10 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         page.wait_for_function("document.querySelectorAll('#cells tbody tr').length > 0")
         page.screenshot(path=str(SHOTS / "home.png"), full_page=True)
 
-        # files: upload with a progress bar, list, download and compare bytes, delete
+        # storage (plain objects): upload with a progress bar, list, download and compare bytes, delete
         payload = os.urandom(2_500_000)
         (tmp_path / "holiday.bin").write_bytes(payload)
-        page.click("text=Files")
+        page.click("nav >> text=Storage")
         page.wait_for_selector("#upload-form")
         page.set_input_files("#file-input", str(tmp_path / "holiday.bin"))
         page.click("#upload")
@@ -114,7 +114,7 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         assert page.get_attribute("#upload-progress", "value") == "100"
         row = page.locator("#files tbody tr", has_text="holiday.bin")
         row.wait_for(timeout=20_000)
-        page.screenshot(path=str(SHOTS / "files.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "storage.png"), full_page=True)
         with page.expect_download(timeout=60_000) as download:
             row.locator(".download").click()
         assert Path(download.value.path()).read_bytes() == payload

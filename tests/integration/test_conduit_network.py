@@ -94,46 +94,46 @@ async def test_files_routes_against_a_shard_cluster(make_cluster, tmp_path: Path
     app = create_app(state, seeds=[shards.nodes[0].ip], port=port)
     async with TestClient(TestServer(app, port=port)) as client:
         headers = {SECRET_HEADER: state.secret}
-        assert (await client.get("/files", headers=headers)).url.path == "/welcome"  # no wallet: no files
+        assert (await client.get("/storage", headers=headers)).url.path == "/welcome"  # no wallet: no storage
         words = " ".join(["abandon"] * 23 + ["art"])
         await client.post(
             "/restore",
             data={"words": words, "passphrase": "long enough", "passphrase2": "long enough"},
             headers=headers,
         )
-        assert (await client.get("/files", headers=headers)).status == 200
+        assert (await client.get("/storage", headers=headers)).status == 200
 
         data = os.urandom(1_500_000)
         form = FormData()
         form.add_field("file", data, filename="notes.bin")
-        assert (await client.post("/api/files", data=form)).status == 401  # not the person's browser tab
+        assert (await client.post("/api/storage", data=form)).status == 401  # not the person's browser tab
         form = FormData()
         form.add_field("file", data, filename="notes.bin")
-        up = await (await client.post("/api/files", data=form, headers=headers)).json()
+        up = await (await client.post("/api/storage", data=form, headers=headers)).json()
         assert up["name"] == "notes.bin" and up["copies"] == 3 and up["served_by"] == shards.nodes[0].ip
 
         for _ in range(20):
-            listing = (await (await client.post("/api/files/list", headers=headers)).json())["files"]
+            listing = (await (await client.post("/api/storage/list", headers=headers)).json())["files"]
             if listing and listing[0]["manifests"] == 3:  # the manifest on every node
                 break
             await asyncio.sleep(0.2)
         assert [(f["id"], f["name"], f["size"]) for f in listing] == [(up["id"], "notes.bin", len(data))]
 
-        stat = await (await client.post(f"/api/files/{up['id']}/stat", headers=headers)).json()
+        stat = await (await client.post(f"/api/storage/{up['id']}/stat", headers=headers)).json()
         assert stat["copies_min"] == 3 and len(stat["holders"]) == 3
 
-        assert (await client.post(f"/api/files/{up['id']}/download")).status == 401
-        resp = await client.post(f"/api/files/{up['id']}/download", headers=headers)
+        assert (await client.post(f"/api/storage/{up['id']}/download")).status == 401
+        resp = await client.post(f"/api/storage/{up['id']}/download", headers=headers)
         assert resp.status == 200 and await resp.read() == data
         assert 'filename="notes.bin"' in resp.headers["Content-Disposition"]
 
-        resp = await client.post("/api/files/not-an-id/download", headers=headers)
+        resp = await client.post("/api/storage/not-an-id/download", headers=headers)
         assert resp.status == 400 and "Traceback" not in await resp.text()
 
-        deleted = await (await client.post(f"/api/files/{up['id']}/delete", headers=headers)).json()
+        deleted = await (await client.post(f"/api/storage/{up['id']}/delete", headers=headers)).json()
         assert deleted["deleted"] == up["id"]
         for _ in range(20):
-            if not (await (await client.post("/api/files/list", headers=headers)).json())["files"]:
+            if not (await (await client.post("/api/storage/list", headers=headers)).json())["files"]:
                 break
             await asyncio.sleep(0.2)
-        assert (await (await client.post("/api/files/list", headers=headers)).json())["files"] == []
+        assert (await (await client.post("/api/storage/list", headers=headers)).json())["files"] == []

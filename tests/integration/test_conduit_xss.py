@@ -158,17 +158,17 @@ def test_file_list_fields_and_errors_from_the_network_are_shown_as_text(hostile_
     def download_api(route) -> None:  # a node's refusal of the download, passed on
         route.fulfill(status=502, content_type="application/json", body=json.dumps({"error": HOSTILE}))
 
-    page.route("**/api/files/list", files_api)
-    page.route("**/api/files/*/download", download_api)
+    page.route("**/api/storage/list", files_api)
+    page.route("**/api/storage/*/download", download_api)
     page.goto(link)
-    page.goto(url + "/files")
+    page.goto(url + "/storage")
     page.wait_for_selector("#files tbody tr td")
     assert_literal(page, "#files tbody")
     with page.expect_request("**/download") as asked:
         page.locator("#files tbody button.download").click()
-    assert asked.value.url.startswith(url + "/api/files/%3Cimg%20src%3Dx")  # the id in the path, escaped
+    assert asked.value.url.startswith(url + "/api/storage/%3Cimg%20src%3Dx")  # the id in the path, escaped
     assert_literal(page, "#file-detail")
 
     answers.update(list=json.dumps({"error": HOSTILE}), status=502)  # a node's refusal, passed on
-    page.goto(url + "/files")
+    page.goto(url + "/storage")
     assert_literal(page, "#files-note")  # "Not refreshed." with the refusal, the list kept below

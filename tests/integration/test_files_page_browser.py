@@ -1,4 +1,4 @@
-"""The Files page in Chromium against five real shard nodes (issue 22, "Files page").
+"""The Storage page (the shard cell's) in Chromium against five real shard nodes (issue 22, "Files page").
 
 Copies and holders said consistently (copies per shard out of R; holders the
 nodes keeping at least one shard, each shard's listed), Upload and Delete
@@ -84,7 +84,7 @@ def test_files_page_copies_holders_busy_buttons_and_no_network(make_cluster, mon
             page.fill("#passphrase", PASSPHRASE)
             page.click("#unlock")
             page.wait_for_selector("#address")
-            page.click("nav >> text=Files")
+            page.click("nav >> text=Storage")
             page.wait_for_selector("#upload-form")
             expect(page.locator("#files-note")).to_contain_text("Refreshed", timeout=20_000)
 
@@ -96,7 +96,7 @@ def test_files_page_copies_holders_busy_buttons_and_no_network(make_cluster, mon
             expect(page.locator("#upload-status")).to_have_text(
                 re.compile(r"Stored holiday\.bin: each shard in 3 of 3 copies"), timeout=60_000
             )
-            assert posts.count("/api/files") == 1 and page.is_enabled("#upload")
+            assert posts.count("/api/storage") == 1 and page.is_enabled("#upload")
             page.set_input_files("#file-input", str(tmp_path / "notes.txt"))
             page.click("#upload")
             expect(page.locator("#upload-status")).to_contain_text("Stored notes.txt", timeout=60_000)
@@ -158,7 +158,7 @@ def test_files_page_copies_holders_busy_buttons_and_no_network(make_cluster, mon
             # leaving the page and coming back: the conduit's last list, still marked
             page.click("nav >> text=Home")
             page.wait_for_selector("#address")
-            page.click("nav >> text=Files")
+            page.click("nav >> text=Storage")
             expect(page.locator("#files-note")).to_contain_text("The list below is from", timeout=60_000)
             assert page.locator("#files tbody tr", has_text="holiday.bin").count() == 1
         finally:

@@ -195,7 +195,7 @@ async def test_api_needs_the_secret_and_reports_errors_as_json(conduit) -> None:
     resp = await conduit.post("/api/tree", headers=auth(conduit))  # no node reachable
     body = await resp.json()
     assert resp.status == 200 and body["members"] == [] and body["error"]
-    resp = await conduit.post("/api/files/list", headers=auth(conduit))  # locked: an error, not a redirect
+    resp = await conduit.post("/api/storage/list", headers=auth(conduit))  # locked: an error, not a redirect
     assert resp.status == 403 and "locked" in (await resp.json())["error"]
 
 
@@ -290,7 +290,7 @@ async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None
     route = next(
         r
         for r in app.router.routes()
-        if r.resource is not None and r.resource.canonical == "/api/files/{id}/download" and r.method == "POST"
+        if r.resource is not None and r.resource.canonical == "/api/storage/{id}/download" and r.method == "POST"
     )
     module = sys.modules[route.handler.__module__]
     oid = "ab" * 32
@@ -310,7 +310,7 @@ async def test_download_is_an_unsniffed_attachment(conduit, monkeypatch) -> None
     monkeypatch.setattr(module, "parse_locate", lambda result, oid: ({}, []))
     monkeypatch.setattr(module, "Receiver", FakeReceiver)
     conduit.state.file_names[oid] = 'page".html'
-    resp = await conduit.post(f"/api/files/{oid}/download", headers=auth(conduit))
+    resp = await conduit.post(f"/api/storage/{oid}/download", headers=auth(conduit))
     assert resp.status == 200 and await resp.read() == evil
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Content-Type"] == "application/octet-stream"
@@ -401,14 +401,14 @@ async def test_a_cross_site_download_makes_no_network_request_and_serves_nothing
     for method, path in (
         ("GET", f"/files/{OID}/download"),
         ("HEAD", f"/files/{OID}/download"),
-        ("GET", f"/api/files/{OID}/download"),
-        ("POST", f"/api/files/{OID}/download"),
-        ("POST", "/api/files/list"),
-        ("POST", f"/api/files/{OID}/delete"),
+        ("GET", f"/api/storage/{OID}/download"),
+        ("POST", f"/api/storage/{OID}/download"),
+        ("POST", "/api/storage/list"),
+        ("POST", f"/api/storage/{OID}/delete"),
     ):
         resp = await _as_a_local_process(conduit, path, method, headers=cross_site)
         answers.append((method, path, resp.status, await resp.read(), resp.headers))
-    resp = await conduit.post("/api/files/list", headers={**cross_site, "Origin": "https://attacker.example"})
+    resp = await conduit.post("/api/storage/list", headers={**cross_site, "Origin": "https://attacker.example"})
     assert network_calls == [] and conduit.state.unlocked
     assert resp.status == 403
     for method, path, status, body, headers in answers:

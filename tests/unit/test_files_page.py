@@ -1,4 +1,4 @@
-"""The Files page's routes with no shard node: the list refused with its next step, never an empty list.
+"""The Storage page's routes with no shard node: the list refused with its next step, never an empty list.
 
 The page against real shard nodes in Chromium is tests/integration/test_files_page_browser.py.
 """
@@ -43,12 +43,12 @@ async def conduit(tmp_path: Path):
 
 
 async def test_no_shard_node_keeps_the_page_honest(conduit) -> None:
-    html = await (await conduit.get("/files", headers=conduit.auth)).text()
-    assert 'data-script="/static/cells/files.js"' in html and 'id="files-refresh"' in html
-    js = await conduit.get("/static/cells/files.js")
+    html = await (await conduit.get("/storage", headers=conduit.auth)).text()
+    assert 'data-script="/static/cells/storage.js"' in html and 'id="files-refresh"' in html
+    js = await conduit.get("/static/cells/storage.js")
     assert js.status == 200 and "Not refreshed" in await js.text()
 
-    resp = await conduit.post("/api/files/list", headers=conduit.auth)
+    resp = await conduit.post("/api/storage/list", headers=conduit.auth)
     doc = await resp.json()
     assert resp.status == 503 and doc["reason"] == "no_node" and doc["files"] == []
     assert "not refreshed" in doc["error"] and "borgusb cluster up" in doc["error"]

@@ -1,4 +1,7 @@
-"""The Files page of the conduit: the person's objects in the shard network (the shard cell's page hook).
+"""The Storage page of the conduit: the person's objects in the shard network (the shard cell's page hook).
+
+These are the plain shard objects signed by the person's key (what `borgusb put` stores); the
+person's named, encrypted folders are the Files page (`cells.ftree.web`), built on the same objects.
 
 Uploads and downloads pass through a RAM directory (/dev/shm), never the
 host's disk: the browser streams to the conduit, the conduit to DStream.
@@ -8,9 +11,9 @@ names the person gave are kept by the conduit for the session (manifests
 carry no names, so nothing about them leaks to holders).
 
 Everything that reaches the network (list, stat, upload, download, delete) is
-a POST under ``/api/files`` made by the page script with the conduit's
+a POST under ``/api/storage`` made by the page script with the conduit's
 secret; a download arrives in the page as a blob that the script saves. The
-page itself (GET ``/files``) sends nothing.
+page itself (GET ``/storage``) sends nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from .client import ShardClient
 CELL = "shardTreeCell"
 RAM_DIRS = ("/dev/shm", "/run")
 # the last list the network gave, per key: shown (marked "not refreshed") while no shard node answers
-LAST_LIST = web.AppKey("files_last_list", dict[str, dict[str, Any]])
+LAST_LIST = web.AppKey("storage_last_list", dict[str, dict[str, Any]])
 NO_NODE = (
     "No shard storage node answered, so this list was not refreshed. Next: start one "
     "('borgusb cluster up' on this machine, or boot a stick) or give the conduit a node with --node IP, "
@@ -63,7 +66,7 @@ def _names(request: web.Request) -> dict[str, str]:
 
 async def page(request: web.Request) -> web.Response:
     _app_parts(request)
-    return render(request, "files.html")
+    return render(request, "storage.html")
 
 
 def _not_refreshed(request: web.Request, key: SigningKey) -> web.Response:
@@ -195,12 +198,12 @@ async def api_delete(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """The page hook: the conduit calls this once (SPEC.web)."""
-    add_page(app, "/files", "Files", "files", Path(__file__).parent / "templates")
-    add_script(app, "files.js", Path(__file__).parent / "static" / "files.js")
+    add_page(app, "/storage", "Storage", "storage", Path(__file__).parent / "templates")
+    add_script(app, "storage.js", Path(__file__).parent / "static" / "storage.js")
     app[LAST_LIST] = {}
-    app.router.add_get("/files", page)
-    app.router.add_post("/api/files", api_upload)
-    app.router.add_post("/api/files/list", api_list)
-    app.router.add_post("/api/files/{id}/stat", api_stat)
-    app.router.add_post("/api/files/{id}/download", download)
-    app.router.add_post("/api/files/{id}/delete", api_delete)
+    app.router.add_get("/storage", page)
+    app.router.add_post("/api/storage", api_upload)
+    app.router.add_post("/api/storage/list", api_list)
+    app.router.add_post("/api/storage/{id}/stat", api_stat)
+    app.router.add_post("/api/storage/{id}/download", download)
+    app.router.add_post("/api/storage/{id}/delete", api_delete)

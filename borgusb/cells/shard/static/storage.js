@@ -1,4 +1,4 @@
-// The Files page (shardTreeCell): upload, list, copies and holders, download, delete.
+// The Storage page (shardTreeCell): upload, list, copies and holders, download, delete.
 // Loaded once by conduit.js (the page's data-script). Everything from the network reaches the page as
 // text (Borg.h and textContent, never innerHTML). While a transfer or a delete runs its button is
 // disabled; when no shard node answers, the list stays, marked "not refreshed", with the next step.
@@ -13,7 +13,7 @@
   async function download(path, name) {
     detail(`Fetching ${name} from the network…`);
     try {
-      const r = await request(`/api/files/${path}/download`, { method: "POST" });
+      const r = await request(`/api/storage/${path}/download`, { method: "POST" });
       if (!r.ok) {
         const body = await r.json().catch(() => ({}));
         throw new Error(body.error || r.statusText);
@@ -60,7 +60,7 @@
     again.disabled = true;
     let doc, stale = null;
     try {
-      doc = await api("/api/files/list");
+      doc = await api("/api/storage/list");
     } catch (e) {
       stale = e;
       doc = e.body && Array.isArray(e.body.files) ? e.body : { files: [] };
@@ -98,7 +98,7 @@
         h("td", {}, get, " ", remove));
       tr.dataset.id = id;
       const ask = async () => {
-        const s = await api(`/api/files/${path}/stat`);
+        const s = await api(`/api/storage/${path}/stat`);
         showStat(tr, s);
         return s;
       };
@@ -116,7 +116,7 @@
         if (!confirm(`Delete ${f.name || id}? Only your key can do this, and it cannot be undone.`)) { remove.disabled = false; return; }
         detail(`Deleting ${name}…`);
         try {
-          await api(`/api/files/${path}/delete`);
+          await api(`/api/storage/${path}/delete`);
           tr.remove();
           detail(`Deleted ${name}.`);
         } catch (err) { detail(err.message); remove.disabled = false; }
@@ -130,7 +130,7 @@
     const input = document.getElementById("file-input"), bar = document.getElementById("upload-progress");
     const status = document.getElementById("upload-status"), button = document.getElementById("upload");
     if (!input.files.length || button.disabled) return;
-    const xhr = openXhr("POST", "/api/files");
+    const xhr = openXhr("POST", "/api/storage");
     if (!xhr) return;
     const form = new FormData();
     form.append("file", input.files[0]);
