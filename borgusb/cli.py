@@ -384,6 +384,7 @@ COMMANDS: dict[str, Command] = {
     "sim": Command("borgusb.tree.sim:main", "simulate a PeerTree of up to a million nodes in memory"),
     "conduit": Command("borgusb.conduit.__main__:main", "BorgHUIConduit, the browser interface, on localhost"),
     "hosted": Command("borgusb.hosted.__main__:main", "hosted mode: use the stick plugged into this PC, on localhost"),
+    "flash": Command("borgusb.flash.cli:main", "write the image onto a USB stick or SD card, safely; read it back"),
 }
 
 

@@ -7,10 +7,12 @@ filesystem label are ``BORGUSB`` (``LABEL``), holding:
 
       {"format": "borgusb-stick", "version": 1, "join": ["HOST[:PORT]", ...],
        "network": {"address": "10.0.0.5/24", "gateway": "10.0.0.1"},
-       "always_on": false, "selftest": ["conduit", "timeline"]}
+       "always_on": false, "selftest": ["conduit", "timeline"],
+       "wifi": {"ssid": "home", "psk": "a passphrase"}}
 
   ``format`` and ``version`` are required; the others may be left out
-  (``network`` absent: DHCP on every wired interface). Hosted mode leaves a
+  (``network`` absent: DHCP on every wired interface; ``wifi``: the Wi-Fi
+  network a Raspberry Pi joins, with DHCP, since a Zero 2 W has no Ethernet). Hosted mode leaves a
   partition labelled BORGUSB alone unless its marker parses;
 * ``keystore.json`` (``KEYSTORE``): the encrypted wallet (borgusb.keystore);
 * ``always-on`` (``ALWAYS_ON_FILE``): if present, pulling the stick does not
@@ -53,8 +55,9 @@ MAX_JOIN = 64  # contacts in "join"
 MAX_CONTACT = 255  # characters of one contact (a host name is at most 253, then ":PORT")
 # what "selftest" may ask the booted image for (borgusb.image.ready)
 SELFTESTS = ("conduit", "timeline", "cli", "cells")
-FIELDS = ("format", "version", "join", "network", "always_on", "selftest")
+FIELDS = ("format", "version", "join", "network", "always_on", "selftest", "wifi")
 NETWORK_FIELDS = ("address", "gateway")
+WIFI_FIELDS = ("ssid", "psk")
 
 
 class MarkerError(ValueError):
@@ -108,6 +111,28 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Wifi:
+    """A WPA2 network: the SSID (1 to 32 bytes of UTF-8) and its passphrase (8 to 63 printable ASCII
+    characters, as WPA defines it) or the raw key (64 hexadecimal digits)."""
+
+    ssid: str
+    psk: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ssid, str) or not 1 <= len(self.ssid.encode("utf-8", "surrogatepass")) <= 32:
+            raise _fail(f"has a wifi.ssid that is not 1 to 32 bytes of text ({_show(self.ssid)})")
+        psk = self.psk
+        raw = isinstance(psk, str) and len(psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in psk)
+        if not raw and not (
+            isinstance(psk, str) and 8 <= len(psk) <= 63 and all(" " <= c <= "~" for c in psk)
+        ):
+            raise _fail(
+                "has a wifi.psk that is not a WPA passphrase (8 to 63 printable ASCII characters) "
+                "nor a key of 64 hexadecimal digits"
+            )
+
+
+@dataclass(frozen=True)
 class Marker:
     """The settings a stick carries. Built by :meth:`parse` or by a writer; both check every field."""
 
@@ -117,6 +142,7 @@ class Marker:
     network: Network | None = None  # None: DHCP
     always_on: bool = False  # pulling the stick does not power the node off
     selftest: tuple[str, ...] = ()  # checks the booted image runs once the node is up (SELFTESTS)
+    wifi: Wifi | None = None  # the Wi-Fi network to join (the Pi image)
 
     def __post_init__(self) -> None:
         _check_format(self.format)
@@ -127,6 +153,8 @@ class Marker:
         if type(self.always_on) is not bool:
             raise _fail(f'has an "always_on" that is not true or false ({_show(self.always_on)})')
         object.__setattr__(self, "selftest", _selftests(self.selftest))
+        if self.wifi is not None and not isinstance(self.wifi, Wifi):
+            raise _fail(f'has a "wifi" that is not an object with "ssid" and "psk" ({_show(self.wifi)})')
 
     # ------------------------------------------------------------ read
 
@@ -169,6 +197,8 @@ class Marker:
             if not isinstance(fields["selftest"], list):
                 raise _fail(f'has a "selftest" that is not a list ({_show(fields["selftest"])})')
             fields["selftest"] = tuple(fields["selftest"])
+        if fields.get("wifi") is not None:
+            fields["wifi"] = _wifi(fields["wifi"])
         return cls(**fields)
 
     # ------------------------------------------------------------ write
@@ -183,6 +213,8 @@ class Marker:
         doc["always_on"] = self.always_on
         if self.selftest:
             doc["selftest"] = list(self.selftest)
+        if self.wifi is not None:
+            doc["wifi"] = {"ssid": self.wifi.ssid, "psk": self.wifi.psk}
         return (json.dumps(doc, indent=2) + "\n").encode()
 
 
@@ -223,6 +255,17 @@ def _network(value: Any) -> Network:
     if "address" not in value:
         raise _fail('has a "network" without an "address" (leave "network" out for DHCP)')
     return Network(value["address"], value.get("gateway"))
+
+
+def _wifi(value: Any) -> Wifi:
+    if not isinstance(value, dict):
+        raise _fail(f'has a "wifi" that is not an object with "ssid" and "psk" ({_show(value)})')
+    unknown = [k for k in value if k not in WIFI_FIELDS]
+    if unknown:
+        raise _fail(f"has an unknown field wifi.{_show(unknown[0])} (known: {', '.join(WIFI_FIELDS)})")
+    if "ssid" not in value or "psk" not in value:
+        raise _fail('has a "wifi" without its "ssid" and "psk"')
+    return Wifi(value["ssid"], value["psk"])
 
 
 def _contacts(value: Any) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from borgusb.stick import FORMAT, MAX_JOIN, MAX_MARKER, Marker, MarkerError, Network
+from borgusb.stick import FORMAT, MAX_JOIN, MAX_MARKER, Marker, MarkerError, Network, Wifi
 
 
 def doc(**fields: object) -> bytes:
@@ -69,7 +69,7 @@ def test_parse_fills_defaults_and_accepts_a_bom() -> None:
         (b'{"format": "borgusb-stick", "version": 1, "version": 1}', "has the field 'version' twice"),
         (
             doc(alway_on=True),
-            "has an unknown field 'alway_on' (known: format, version, join, network, always_on, selftest)",
+            "has an unknown field 'alway_on' (known: format, version, join, network, always_on, selftest, wifi)",
         ),
         (doc(join="10.0.0.2"), """has a "join" that is not a list of "HOST[:PORT]" contacts ('10.0.0.2')"""),
         (doc(join=[13355]), 'has join[0] that is not a "HOST[:PORT]" string (13355)'),
@@ -134,3 +134,24 @@ def test_the_writer_checks_as_the_parser_does() -> None:
         Marker(network={"address": "10.0.0.5/24"})  # type: ignore[arg-type]
     with pytest.raises(MarkerError, match="unknown selftest"):
         Marker(selftest=("reboot",))
+
+
+def test_wifi_round_trip_and_refusals() -> None:
+    m = Marker(always_on=True, wifi=Wifi("café net", "correct horse"))
+    assert Marker.parse(m.to_bytes()) == m
+    assert json.loads(m.to_bytes())["wifi"] == {"ssid": "café net", "psk": "correct horse"}
+    assert Marker.parse(doc(wifi={"ssid": "x", "psk": "ab" * 32})).wifi == Wifi("x", "ab" * 32)  # a raw key
+    for bad, says in (
+        ({"ssid": "", "psk": "12345678"}, "wifi.ssid"),
+        ({"ssid": "x" * 33, "psk": "12345678"}, "wifi.ssid"),
+        ({"ssid": "x", "psk": "short"}, "wifi.psk"),
+        ({"ssid": "x", "psk": "tab\tinside"}, "wifi.psk"),
+        ({"ssid": "x", "psk": "z" * 64}, "wifi.psk"),
+        ({"ssid": "x"}, "without"),
+        ({"ssid": "x", "psk": "12345678", "country": "DE"}, "wifi.'country'"),
+        ("home", '"wifi"'),
+    ):
+        with pytest.raises(MarkerError) as err:
+            Marker.parse(doc(wifi=bad))
+        assert says in str(err.value)
+        assert "12345678" not in str(err.value) and "short" not in str(err.value)  # the passphrase is never shown
