@@ -123,9 +123,7 @@ class Wifi:
             raise _fail(f"has a wifi.ssid that is not 1 to 32 bytes of text ({_show(self.ssid)})")
         psk = self.psk
         raw = isinstance(psk, str) and len(psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in psk)
-        if not raw and not (
-            isinstance(psk, str) and 8 <= len(psk) <= 63 and all(" " <= c <= "~" for c in psk)
-        ):
+        if not raw and not (isinstance(psk, str) and 8 <= len(psk) <= 63 and all(" " <= c <= "~" for c in psk)):
             raise _fail(
                 "has a wifi.psk that is not a WPA passphrase (8 to 63 printable ASCII characters) "
                 "nor a key of 64 hexadecimal digits"
