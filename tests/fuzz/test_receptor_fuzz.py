@@ -46,6 +46,7 @@ from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .doge_shapes import DOGE_RECEPTORS
 from .ftree_earn_shapes import FTREE_EARN_RECEPTORS
 from .mail_shapes import MAIL_RECEPTORS
+from .memory_shapes import MEMORY_RECEPTORS
 from .peerpays_shapes import PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
@@ -312,6 +313,7 @@ RECEPTORS.update(PAY_RECEPTORS)
 RECEPTORS.update(BT_RECEPTORS)
 RECEPTORS.update(DOGE_RECEPTORS)
 RECEPTORS.update(MAIL_RECEPTORS)
+RECEPTORS.update(MEMORY_RECEPTORS)
 RECEPTORS.update(FTREE_EARN_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
 

@@ -64,7 +64,7 @@ class MemoryCell(HolderCell):
         super().__init__(dna, ip, data_root=settings.data_root, **kw)
         self.r = settings.r
         self.timeout_s = settings.timeout_ms / 1000
-        self.store = MemoryStore(
+        self.memories = MemoryStore(
             self.records_dir / "memories.log", Limits(max_records=settings.max_records), self.counters
         )
         rate = settings.put_rate / 60
@@ -101,7 +101,7 @@ class MemoryCell(HolderCell):
 
     def _ids(self, payload: Any) -> list[str]:
         ids = payload.get("ids") if isinstance(payload, dict) else None
-        if not isinstance(ids, list) or not 0 < len(ids) <= self.store.holding.limits.max_ids:
+        if not isinstance(ids, list) or not 0 < len(ids) <= self.memories.holding.limits.max_ids:
             raise self._refuse(Malformed("ids are 1 to 64 memory ids"))
         if not all(isinstance(i, str) and len(i) == 64 for i in ids):
             raise self._refuse(Malformed("an id is a SHA-256 in lowercase hex"))
@@ -217,11 +217,11 @@ class MemoryCell(HolderCell):
     async def _keep_local(self, m: Memory) -> dict[str, Any]:
         await self._must_hold(m.id)
         try:
-            status = self.store.holding.keep(m)
+            status = self.memories.holding.keep(m)
         except MemoryRefused as exc:
             raise self._refuse(exc) from None
         if status == "stored":
-            self.store.add(m)
+            self.memories.add(m)
         self.counters[f"memory_keep:{status}"] += 1
         return {"id": m.id, "status": status}
 
@@ -232,13 +232,13 @@ class MemoryCell(HolderCell):
     async def _drop_local(self, t: Tombstone) -> dict[str, Any]:
         await self._must_hold(t.id)
         try:
-            status = self.store.holding.drop(t)
+            status = self.memories.holding.drop(t)
         except MemoryRefused as exc:
             raise self._refuse(exc) from None
         if status == "removed":
-            self.store.rewrite()
+            self.memories.rewrite()
         else:
-            self.store.note(t)
+            self.memories.note(t)
         self.counters[f"memory_drop:{status}"] += 1
         return {"id": t.id, "status": status}
 
@@ -248,14 +248,14 @@ class MemoryCell(HolderCell):
 
     async def _find_local(self, q: Query) -> dict[str, Any]:
         self.counters["memory_find"] += 1
-        return self.store.holding.find(q, self.clock.now_ms())
+        return self.memories.holding.find(q, self.clock.now_ms())
 
     @receptor("memory.find")
     async def _r_find(self, env: envelope.Envelope) -> Any:
         return await self._find_local(self._query(env.payload))
 
     async def _fetch_local(self, ids: list[str]) -> dict[str, Any]:
-        return {"records": self.store.holding.get(ids)}
+        return {"records": self.memories.holding.get(ids)}
 
     @receptor("memory.fetch")
     async def _r_fetch(self, env: envelope.Envelope) -> Any:
@@ -265,7 +265,7 @@ class MemoryCell(HolderCell):
 
     def status(self) -> dict[str, Any]:
         doc = super().status()
-        holding = self.store.holding
+        holding = self.memories.holding
         doc["memory"] = {
             "view": self.view,
             "members": len(self.members),
