@@ -1,0 +1,199 @@
+"""What an agent may do: one JSON object per step, checked against a schema before anything runs.
+
+The model writes text; this module is the only way from that text to an `Action`. Each action is
+a msgspec Struct tagged by its ``"action"`` field, with bounds on every string, list and number,
+so a decoded action is already a well-formed request: the executor never sees a malformed one.
+The same types give the JSON schema handed to the model (``response_format``), so the grammar
+that constrains the model and the check that follows it cannot drift apart. A step may allow only
+some actions (`schema_for`): the session's agenda narrows the model's choice, never the check.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+
+MAX_ACTION_BYTES = 8 * 1024
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=600)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+MemoryId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+SPECIALTIES = ("networking", "storage", "economics", "monitoring", "security", "mail", "files", "time")
+Specialty = Literal["networking", "storage", "economics", "monitoring", "security", "mail", "files", "time"]
+
+
+class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="action"):
+    pass
+
+
+class MessageAgent(_Action, tag="message_agent", frozen=True):
+    """Send a signed message to another agent, by its name."""
+
+    to: Short
+    text: Text
+
+
+class ReplyPerson(_Action, tag="reply_person", frozen=True):
+    """Answer the person who asked (shown in the conduit's chat, with the agent's name)."""
+
+    text: Text
+
+
+class PutMemory(_Action, tag="put_memory", frozen=True):
+    """Keep a finding on the network as a signed memory."""
+
+    text: Text
+    kind: Annotated[str, msgspec.Meta(pattern="^[a-z_]{1,24}$")] = "finding"
+    public: bool = True
+
+
+class SearchMemories(_Action, tag="search_memories", frozen=True):
+    """Ask every memory cell a natural-language question."""
+
+    query: Short
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+
+
+class GetMemories(_Action, tag="get_memories", frozen=True):
+    """Fetch memories by id."""
+
+    ids: Annotated[list[MemoryId], msgspec.Meta(min_length=1, max_length=10)]
+
+
+class RankItem(_Action, tag="rank_item", frozen=True):
+    """Give an item of the working memory a new rank (1 = drop first, 1000 = keep longest)."""
+
+    item: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    rank: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class PruneItems(_Action, tag="prune_items", frozen=True):
+    """Drop every working-memory item ranked below a bound."""
+
+    below: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class ReadSource(_Action, tag="read_source", frozen=True):
+    """Read lines of one of BorgUSB's own modules (``module`` as in ``borgusb.ledger.tx``)."""
+
+    module: Annotated[str, msgspec.Meta(pattern="^borgusb([.][a-z_][a-z0-9_]*){0,5}$")]
+    start: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    count: Annotated[int, msgspec.Meta(ge=1, le=80)] = 40
+
+
+class ChooseSpecialty(_Action, tag="choose_specialty", frozen=True):
+    """Take a specialty: the chat sends questions of that kind to this agent first."""
+
+    specialty: Specialty
+
+
+class ProposePrompt(_Action, tag="propose_prompt", frozen=True):
+    """Write a new version of this agent's own prompt (signed; the previous one can be restored)."""
+
+    text: Annotated[str, msgspec.Meta(min_length=20, max_length=4000)]
+
+
+class EndSession(_Action, tag="end_session", frozen=True):
+    """Stop thinking for now, with a one-line summary of the session."""
+
+    summary: Short
+
+
+ACTIONS: dict[str, type[_Action]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        MessageAgent,
+        ReplyPerson,
+        PutMemory,
+        SearchMemories,
+        GetMemories,
+        RankItem,
+        PruneItems,
+        ReadSource,
+        ChooseSpecialty,
+        ProposePrompt,
+        EndSession,
+    )
+}
+Action = Union[  # noqa: UP007 (a runtime union of Structs is what msgspec decodes)
+    MessageAgent,
+    ReplyPerson,
+    PutMemory,
+    SearchMemories,
+    GetMemories,
+    RankItem,
+    PruneItems,
+    ReadSource,
+    ChooseSpecialty,
+    ProposePrompt,
+    EndSession,
+]
+
+
+class ActionError(ValueError):
+    """The model's output is not an allowed action; ``reason`` is one word, the text says why."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+def _union(allowed: tuple[str, ...]) -> Any:
+    unknown = set(allowed) - set(ACTIONS)
+    if not allowed or unknown:
+        raise ValueError(f"unknown actions: {sorted(unknown) or 'none allowed'}")
+    types = tuple(ACTIONS[name] for name in allowed)
+    return types[0] if len(types) == 1 else Union[types]  # noqa: UP007
+
+
+def _loosen(node: Any) -> Any:
+    """The schema without string length bounds: a grammar unrolls ``maxLength: 600`` into 600 nested
+    rules (llama.cpp refuses it); the model's token budget bounds length, and `parse_action` checks it."""
+    if isinstance(node, dict):
+        return {k: _loosen(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
+    if isinstance(node, list):
+        return [_loosen(v) for v in node]
+    return node
+
+
+def schema_for(allowed: tuple[str, ...] = tuple(ACTIONS), agents: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema of the allowed actions, for the model's ``response_format`` (the full bounds
+    are checked by `parse_action` on what comes back). With `agents`, a message may only be
+    addressed to one of those names: the model cannot invent a recipient."""
+    schema: dict[str, Any] = _loosen(msgspec.json.schema(_union(allowed)))
+    if agents:
+        for definition in schema.get("$defs", {}).values():
+            if definition.get("title") == "MessageAgent":
+                definition["properties"]["to"] = {"enum": sorted(agents)}
+    return schema
+
+
+def parse_action(raw: str | bytes, allowed: tuple[str, ...] = tuple(ACTIONS)) -> _Action:
+    """The model's text as an allowed action, or `ActionError` (``too_large``, ``not_json``,
+    ``not_allowed``, ``invalid``); nothing that fails here ever runs."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_ACTION_BYTES:
+        raise ActionError("too_large", f"an action is at most {MAX_ACTION_BYTES} bytes")
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ActionError("not_json", f"not one JSON object: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ActionError("not_json", "an action is one JSON object")
+    name = doc.get("action")
+    if name not in allowed:
+        raise ActionError("not_allowed", f"action {name!r} is not one of {', '.join(allowed)}")
+    try:
+        return msgspec.convert(doc, ACTIONS[name], strict=True)
+    except msgspec.ValidationError as exc:
+        raise ActionError("invalid", f"{name}: {exc}") from None
+
+
+def describe(allowed: tuple[str, ...] = tuple(ACTIONS)) -> str:
+    """One line per allowed action for the prompt: its name, fields and purpose."""
+    lines = []
+    for name in allowed:
+        cls = ACTIONS[name]
+        fields = ", ".join(f for f in cls.__struct_fields__)
+        lines.append(f'- {{"action": "{name}", {fields}}}: {(cls.__doc__ or "").strip()}')
+    return "\n".join(lines)

