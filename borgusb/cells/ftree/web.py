@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import tempfile
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -271,7 +272,8 @@ async def _receive(request: web.Request, workdir: Path) -> tuple[Path, str]:
     part = await reader.next()
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise Refusal("malformed", "choose a file to upload")
-    name = check_name(os.path.basename(part.filename or "")[:200] or "file")
+    # a browser may send a name in another Unicode form (macOS: NFD); names are NFC (`check_name`)
+    name = check_name(unicodedata.normalize("NFC", os.path.basename(part.filename or "")[:120]) or "file")
     local, size = workdir / "upload", 0
     with open(local, "wb") as out:
         while chunk := await part.read_chunk(1 << 20):
