@@ -378,6 +378,7 @@ COMMANDS: dict[str, Command] = {
     "files": Command("borgusb.filescli:main", "your folders, private by default: ls, put, get, mv, versions, share"),
     "pay": Command("borgusb.paycli:main", "Borg Shells: balance, send, history (the peerPaysCell ledger)"),
     "mail": Command("borgusb.mailcli:main", "encrypted mail between identity keys: send, ls, read, rm"),
+    "memory": Command("borgusb.memorycli:main", "memories signed by your key, searched in natural language"),
     "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
     "cellhost": Command("borgusb.cellhost.__main__:main", "load the cells' code once and fork every cell from it"),
     "cluster": Command("borgusb.clustercli:main", "a local cluster of real node processes on 127.0.0.2, .3, ..."),

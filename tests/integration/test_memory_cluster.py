@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -58,6 +61,16 @@ async def start(make_cluster, monkeypatch, data: Path):
             return cluster
         await asyncio.sleep(0.3)
     raise TimeoutError("the member views did not settle")
+
+
+def cli(*args: str, key: Path, node: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "borgusb.cli", "memory", *args, "--key-file", str(key), "--node", node],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"},
+    )
 
 
 async def recall_at_5(p: PeerClient, ip: str, mode: str) -> float:
@@ -166,6 +179,25 @@ async def test_memory_search_on_real_cells(make_cluster, monkeypatch, tmp_path: 
         with pytest.raises(PeerRejected) as err:
             await client.put(notes[0])
         assert err.value.reason == "deleted"
+
+    # the CLI: a private put and the owner's search through another node, then its removal
+    akey = tmp_path / "a.key"
+    akey.write_text(bytes(a.secret_bytes()).hex() + "\n")
+    put = cli(
+        "put", f"Parked the bike behind the library, rack 3 ({MARKER})", "--private", "--json", key=akey, node=ips[1]
+    )
+    assert put.returncode == 0, put.stderr
+    pid = json.loads(put.stdout)["id"]
+    found = cli("search", "where did I leave my bicycle?", "--mine", "--json", key=akey, node=ips[2])
+    assert found.returncode == 0, found.stderr
+    rows = json.loads(found.stdout)
+    assert rows[0]["id"] == pid and "rack 3" in rows[0]["text"]
+    public = cli("search", "bicycle rack library", "--owner", a.public_key_hex, key=akey, node=ips[3])
+    assert "nothing found" in public.stdout, public.stderr  # a private memory is in no public search
+    gone = cli("rm", pid, key=akey, node=ips[0])
+    assert gone.returncode == 0 and f"from {R} holder(s)" in gone.stdout, gone.stderr
+    again = cli("search", "where did I leave my bicycle?", "--mine", "--json", key=akey, node=ips[2])
+    assert pid not in again.stdout
 
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
