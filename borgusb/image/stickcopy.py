@@ -175,6 +175,11 @@ def _read_stick(wait: float) -> int:
     if ALWAYS_ON.exists():
         say("always-on node: removing the stick will not power the machine off")
     write_network(marker.network)
+    if marker.wifi is not None:
+        from .wifi import write_wifi
+
+        write_wifi(marker.wifi)
+        say(f"Wi-Fi: joining {marker.wifi.ssid!r} (borgusb-wifi@.service)")
     write_node_env(marker)
     identity["device"] = str(device) if device else None
     done = uptime()
