@@ -137,7 +137,7 @@ class Index:
         mode: Mode = "hybrid",
         accept: Callable[[str], bool] | None = None,
     ) -> list[Scored]:
-        """The best `limit` accepted memories for `text`, best first, each at least `min_score`."""
+        """The best `limit` accepted memories for `text`, best first, each at least `min_score` and above 0."""
         if not self._items or limit <= 0:
             return []
         self.build()
@@ -160,7 +160,7 @@ class Index:
         found: list[Scored] = []
         for row in np.argsort(-total, kind="stable"):
             score = int(round(float(total[row]) * SCALE))
-            if score < min_score or len(found) >= limit:
+            if score <= 0 or score < min_score or len(found) >= limit:  # 0: nothing in common
                 break
             mid = self._ids[row]
             if accept is None or accept(mid):
