@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from .actions import schema_for
 from .session import Thought
 
 PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -69,7 +70,10 @@ class LocalModel:
         self.loads += 1
         return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
 
-    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
+    async def think(
+        self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int
+    ) -> Thought:
+        schema = schema_for(allowed, agents)
         async with self._lock:
             start = time.monotonic()
             if self._llm is None:
@@ -103,7 +107,10 @@ class OpenAIModel:
         self.name = f"{model} at {url}"
         self.loaded = True
 
-    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
+    async def think(
+        self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int
+    ) -> Thought:
+        schema = schema_for(allowed, agents)
         body = {
             "model": self.model,
             "messages": messages,

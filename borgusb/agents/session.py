@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..keys import SigningKey
-from .actions import ACTIONS, ActionError, EndSession, ReplyPerson, describe, parse_action, schema_for
+from .actions import ACTIONS, ActionError, EndSession, ReplyPerson, describe, parse_action
 from .prompts import PromptHistory
 from .workingmemory import WorkingMemory
 
@@ -44,7 +44,12 @@ class Thought:
 
 
 class Brain(Protocol):
-    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought: ...
+    """The model: one action as JSON under the schema of the allowed actions (`actions.schema_for`),
+    a message addressed only to one of `agents`."""
+
+    async def think(
+        self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int
+    ) -> Thought: ...
 
 
 class Refused(Exception):
@@ -161,7 +166,7 @@ async def run_session(
             session.ended = "agenda"
             return session
         now_allowed = agenda[step_n] if agenda is not None else allowed
-        schema = schema_for(now_allowed, tuple(n for n in colony if n != agent.name))
+        others = tuple(n for n in colony if n != agent.name)
         action = None
         for _attempt in range(retries + 1):
             if calls >= budget:
@@ -169,7 +174,7 @@ async def run_session(
                 return session
             calls += 1
             start = time.monotonic()
-            thought = await brain.think(messages_for(agent, task, now_allowed, last), schema, max_tokens)
+            thought = await brain.think(messages_for(agent, task, now_allowed, last), now_allowed, others, max_tokens)
             try:
                 action = parse_action(thought.text, now_allowed)
             except ActionError as exc:

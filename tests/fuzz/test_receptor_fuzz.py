@@ -42,6 +42,7 @@ from borgusb.dstream.frames import frame, unframe
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 
+from .agent_shapes import AGENT_BROADCASTS, AGENT_RECEPTORS
 from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .doge_shapes import DOGE_RECEPTORS
 from .ftree_earn_shapes import FTREE_EARN_RECEPTORS
@@ -315,7 +316,9 @@ RECEPTORS.update(DOGE_RECEPTORS)
 RECEPTORS.update(MAIL_RECEPTORS)
 RECEPTORS.update(MEMORY_RECEPTORS)
 RECEPTORS.update(FTREE_EARN_RECEPTORS)
+RECEPTORS.update(AGENT_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
+BROADCASTS.update(AGENT_BROADCASTS)
 
 
 @st.composite

@@ -228,10 +228,12 @@ class ScriptedBrain:
 
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
-        self.schemas: list[dict[str, Any]] = []
+        self.allowed: list[tuple[str, ...]] = []
 
-    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
-        self.schemas.append(schema)
+    async def think(
+        self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int
+    ) -> Thought:
+        self.allowed.append(allowed)
         return Thought(self.script.pop(0), 10, 1)
 
 
@@ -289,4 +291,4 @@ def test_the_budget_ends_a_session_that_only_babbles_and_the_agenda_narrows_each
     brain = ScriptedBrain(['{"action": "end_session", "summary": "x"}', '{"action": "search_memories", "query": "q"}'])
     session = asyncio.run(run_session(new_agent(), brain, ok, "t", agenda=[("search_memories",)], retries=1))
     assert [s.outcome for s in session.steps] == ["invalid", "done"] and session.ended == "agenda"
-    assert set(brain.schemas[0]) == {"$ref", "$defs"} and set(brain.schemas[0]["$defs"]) == {"SearchMemories"}
+    assert brain.allowed == [("search_memories",), ("search_memories",)]

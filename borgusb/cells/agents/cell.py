@@ -132,7 +132,9 @@ class AgentCell(Cell):
 
     def _register(self, owner: str, name: str, prompt: str) -> Agent:
         key = derive_agent_key(self.key, owner, name)
-        agent = Agent(name, key, owner, PromptHistory(key, prompt or BASE_PROMPT, self.clock.now_ms()))
+        agent = Agent(
+            name, key, owner, PromptHistory(key, prompt if prompt.strip() else BASE_PROMPT, self.clock.now_ms())
+        )
         self.agents[name] = agent
         return agent
 
@@ -170,7 +172,10 @@ class AgentCell(Cell):
             raise self._refuse("full", f"this cell hosts at most {self.settings.max_agents} agents", 507)
         if sum(a.owner == env.signer for a in self.agents.values()) >= self.settings.per_owner:
             raise self._refuse("quota", f"one person registers at most {self.settings.per_owner} agents here", 429)
-        agent = self._register(env.signer, name, prompt)
+        try:
+            agent = self._register(env.signer, name, prompt)
+        except PromptError as exc:
+            raise self._refuse("bad_prompt", str(exc)) from None
         self.broadcast("agenthello", {"names": [name]})
         return self._describe(agent)
 
@@ -222,7 +227,9 @@ class AgentCell(Cell):
         if agenda is not None and (
             not isinstance(agenda, list)
             or not 1 <= len(agenda) <= 16
-            or not all(isinstance(s, list) and s and all(a in ACTIONS for a in s) for s in agenda)
+            or not all(
+                isinstance(s, list) and s and all(isinstance(a, str) and a in ACTIONS for a in s) for s in agenda
+            )
         ):
             raise self._refuse("malformed", "agenda is 1 to 16 lists of action names")
         steps = [tuple(s) for s in agenda] if agenda else None

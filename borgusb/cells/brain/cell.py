@@ -4,7 +4,9 @@ Thinking is the most expensive thing a node does, so the brain is not a public s
 machine's node key it answers only requests signed by that key (the node's own agent cell); a
 process that made up its own key (a test cluster on loopback) answers any signer, rate-limited per
 key by the guard like every cell. One question is thought about at a time, at most `max_waiting`
-wait, the rest are refused as ``busy``; every request is bounded (messages, schema, tokens).
+wait, the rest are refused as ``busy``; every request is bounded (messages, names, tokens). The
+schema is built here from action names (`actions.schema_for`), never taken from the request: a
+grammar is code for the model's sampler (a malformed one crashed llama.cpp in our trials).
 The local model loads on the first question and is unloaded after `idle_s` of silence.
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
-from ... import canonical, envelope
+from ... import envelope
+from ...agents.actions import ACTIONS
 from ...agents.models import LocalModel, ModelError, OpenAIModel
 from ...dna import CellDNA
 from ..kit import Cell, RequestError, receptor
@@ -25,7 +29,8 @@ log = logging.getLogger("borgusb.brain")
 
 MAX_MESSAGES = 12
 MAX_PROMPT_BYTES = 24 * 1024
-MAX_SCHEMA_BYTES = 32 * 1024
+MAX_AGENTS = 256
+AGENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_TOKENS = 512
 
 
@@ -61,9 +66,14 @@ class BrainCell(Cell):
         self.counters[f"brain_refused:{reason}"] += 1
         return RequestError(reason, text, status)
 
-    def _request(self, env: envelope.Envelope) -> tuple[list[dict[str, str]], dict[str, Any], int]:
+    def _request(self, env: envelope.Envelope) -> tuple[list[dict[str, str]], tuple[str, ...], tuple[str, ...], int]:
         p = env.payload if isinstance(env.payload, dict) else {}
-        messages, schema, max_tokens = p.get("messages"), p.get("schema"), p.get("max_tokens")
+        messages, allowed, agents, max_tokens = (
+            p.get("messages"),
+            p.get("allowed"),
+            p.get("agents"),
+            p.get("max_tokens"),
+        )
         if (
             not isinstance(messages, list)
             or not 1 <= len(messages) <= MAX_MESSAGES
@@ -78,26 +88,34 @@ class BrainCell(Cell):
             raise self._refuse("malformed", f"messages are 1 to {MAX_MESSAGES} {{role, content}} objects")
         if sum(len(m["content"].encode()) for m in messages) > MAX_PROMPT_BYTES:
             raise self._refuse("too_large", f"a prompt is at most {MAX_PROMPT_BYTES} bytes", 413)
-        if not isinstance(schema, dict) or len(canonical.encode_unchecked(schema)) > MAX_SCHEMA_BYTES:
-            raise self._refuse("malformed", f"schema is a JSON schema of at most {MAX_SCHEMA_BYTES} bytes")
+        if (
+            not isinstance(allowed, list)
+            or not allowed
+            or not all(isinstance(a, str) and a in ACTIONS for a in allowed)
+        ):
+            raise self._refuse("malformed", f"allowed names actions: {', '.join(ACTIONS)}")
+        if (
+            not isinstance(agents, list)
+            or len(agents) > MAX_AGENTS
+            or not all(isinstance(n, str) and AGENT_NAME.fullmatch(n) for n in agents)
+        ):
+            raise self._refuse("malformed", f"agents are at most {MAX_AGENTS} agent names")
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
             raise self._refuse("malformed", f"max_tokens is 1 to {MAX_TOKENS}")
-        return messages, schema, max_tokens
+        return messages, tuple(dict.fromkeys(allowed)), tuple(sorted(set(agents))), max_tokens
 
     @receptor("brain.think")
     async def _r_think(self, env: envelope.Envelope) -> Any:
         if self.machine_key and env.signer != self.key.public_key_hex:
             raise self._refuse("not_this_node", "this brain thinks only for its own node's agents", 403)
-        messages, schema, max_tokens = self._request(env)
+        messages, allowed, agents, max_tokens = self._request(env)
         if self.waiting > self.settings.max_waiting:
             raise self._refuse("busy", "the brain is thinking; ask again shortly", 503)
         self.waiting += 1
         try:
-            thought = await self.model.think(messages, schema, max_tokens)
+            thought = await self.model.think(messages, allowed, agents, max_tokens)
         except ModelError as exc:
             raise self._refuse("no_model", str(exc), 503) from None
-        except ValueError as exc:  # llama.cpp refuses a schema its grammar cannot express
-            raise self._refuse("bad_schema", f"the model cannot follow this schema: {exc}") from None
         finally:
             self.waiting -= 1
         self.counters["brain_thoughts"] += 1

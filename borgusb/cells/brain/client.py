@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...agents.session import Thought
 from ..kit import CellClient
 
@@ -11,9 +9,13 @@ from ..kit import CellClient
 class BrainClient(CellClient):
     cell = "borgAgentBrain"
 
-    async def think(self, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> Thought:
-        """One model call: the text (JSON under the schema, unchecked: the caller parses it) and its cost."""
-        reply = await self.call("brain.think", {"messages": messages, "schema": schema, "max_tokens": max_tokens})
+    async def think(
+        self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int
+    ) -> Thought:
+        """One model call: the text (JSON under the allowed actions' schema, unchecked: the caller
+        parses it) and its cost."""
+        payload = {"messages": messages, "allowed": list(allowed), "agents": list(agents), "max_tokens": max_tokens}
+        reply = await self.call("brain.think", payload)
         doc = reply if isinstance(reply, dict) else {}
         text, tokens, ms = doc.get("text"), doc.get("tokens"), doc.get("ms")
         return Thought(
