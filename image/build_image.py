@@ -716,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     if info["uki_bytes"]:
         note(f"UKI:      {uki}  ({info['uki_bytes'] / 1e6:.1f} MB, the whole OS)")
     note(f"duration: {duration:.0f} s")
-    note(f"write it: dd if={IMAGE} of=/dev/sdX bs=4M conv=fsync status=progress")
+    note("write it: sudo .venv/bin/borgusb flash   (lists the USB sticks; docs/flash.md)")
     return 0
 
 
@@ -802,7 +802,7 @@ def main_pi(args: argparse.Namespace) -> int:
     )
     note(f"boards:   {', '.join(b for b, d in PI_BOARDS.items() if d in layout['dtbs'])}")
     note(f"duration: {duration:.0f} s")
-    note(f"write it: dd if={PI_IMAGE} of=/dev/mmcblkX bs=4M conv=fsync status=progress")
+    note("write it: sudo .venv/bin/borgusb flash --pi   (lists the SD cards, asks for Wi-Fi; docs/flash.md)")
     return 0
 
 

@@ -7,6 +7,7 @@ mounts (/, /boot, /usr, the EFI partition, swap) down through device-mapper and 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pyudev
 from .decide import Disk
 
 SYSTEM_MOUNTS = ("/", "/boot", "/boot/efi", "/efi", "/usr", "/var")
+BOOTED_STICK = Path("/run/borgusb/identity.json")  # a booted BorgUSB image: the stick it came from (stickcopy)
 LOOP_MAJOR = "7"
 
 
@@ -96,7 +98,18 @@ def mounts_by_disk() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
             mounted.setdefault(disk, []).append(point)
             if point in SYSTEM_MOUNTS or point == "swap":
                 system.setdefault(disk, []).append(point)
+    for disk in _booted_stick():
+        system.setdefault(disk, []).append("the stick this system booted from")
     return mounted, system
+
+
+def _booted_stick() -> set[str]:
+    """On a booted BorgUSB image the root is RAM, so no mount names the stick: the stick step recorded it."""
+    try:
+        device = json.loads(BOOTED_STICK.read_text()).get("device")
+        return whole_disks(os.stat(device).st_rdev) if isinstance(device, str) else set()
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def disk_of(dev: Any, mounted: dict[str, list[str]], system: dict[str, list[str]]) -> Disk:

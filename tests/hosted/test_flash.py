@@ -85,10 +85,16 @@ def target(tmp_path: Path, loops):
     return loops(old)
 
 
-def candidates_on(dev: str) -> list:
-    """Hosted mode's view: the BORGUSB candidates udev shows on this loop device."""
-    subprocess.run(["udevadm", "settle", "--timeout=10"], capture_output=True)
-    return [d for d in udev.BlockEvents().present() if d.device_node.startswith(dev + "p")]
+def candidates_on(dev: str, *, until_found: bool = False, timeout: float = 30) -> list:
+    """Hosted mode's view: the BORGUSB candidates udev shows on this loop device (with until_found, polled
+    until there is one: udev probes a new partition's filesystem after the partition appears)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        subprocess.run(["udevadm", "settle", "--timeout=10"], capture_output=True)
+        found = [d for d in udev.BlockEvents().present() if d.device_node.startswith(dev + "p")]
+        if found or not until_found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def rescan(dev: str) -> None:
@@ -141,7 +147,7 @@ def test_write_read_back_and_hosted_mode_takes_it(udevd, image: Path, target, tm
         assert a.read(DATA_START * SECTOR) == b.read(DATA_START * SECTOR)
     assert image.read_bytes()[size - (1 << 20) :] == target.image.read_bytes()[size - (1 << 20) : size]
     rescan(target.dev)
-    found = candidates_on(target.dev)
+    found = candidates_on(target.dev, until_found=True)
     assert [d.device_node for d in found] == [target.dev + "p2"]
     work = tmp_path / "work"
     work.mkdir(mode=0o700)
@@ -151,7 +157,9 @@ def test_write_read_back_and_hosted_mode_takes_it(udevd, image: Path, target, tm
 
 
 def test_interrupted_write_is_not_a_stick(udevd, image: Path, target, tmp_path: Path) -> None:
-    assert check_stick(target.dev).ok and candidates_on(target.dev), "the old stick should be valid before"
+    assert check_stick(target.dev).ok and candidates_on(target.dev, until_found=True), (
+        "the old stick should be valid before"
+    )
     pause = tmp_path / "half"
     proc = start_flash(target.dev, "--allow-loop", "--yes", "--image", str(image), env={PAUSE: f"half:{pause}"})
     try:
