@@ -24,6 +24,9 @@ filesystem label are ``BORGUSB`` (``LABEL``), holding:
 
 The data partition is FAT (``FILESYSTEM``, as udev names it); hosted mode
 refuses a partition labelled BORGUSB that holds anything else before reading it.
+``borgusb flash`` (borgusb.flash) writes the partition table last, after the
+rest was read back: a write cut short leaves no table, hence no partition
+labelled BORGUSB for anyone to find (borgusb.flash.check tells it ``no_table``).
 
 Anyone can write a stick, so :meth:`Marker.parse` treats the marker as hostile:
 at most ``MAX_MARKER`` bytes, UTF-8 JSON without duplicate keys or NaN, every

@@ -9,6 +9,7 @@ parsers and never mounts the device.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from .image import data_partition, partitions, read_file
 @dataclass(frozen=True)
 class StickCheck:
     ok: bool
-    reason: str  # "ok", or one word: no_table, no_data_partition, no_marker, marker, keystore
+    reason: str  # "ok", or one word: unreadable, no_table, no_data_partition, no_marker, marker, keystore
     message: str
     marker: Marker | None = None
     has_keystore: bool = False
@@ -31,6 +32,10 @@ def check_stick(device: str) -> StickCheck:
     def bad(reason: str, why: str) -> StickCheck:
         return StickCheck(False, reason, f"{device} is not a valid BorgUSB stick: {why}")
 
+    try:
+        os.close(os.open(device, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        return StickCheck(False, "unreadable", f"cannot read {device} ({exc.strerror}); as root?")
     if not partitions(device):
         return bad("no_table", "it has no partition table (an unfinished or failed write leaves none)")
     part = data_partition(device)

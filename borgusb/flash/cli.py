@@ -236,16 +236,17 @@ def run(args: argparse.Namespace) -> int:
         print(result.message)
         return EXIT_OK if result.ok else EXIT_FAIL
     image = args.image or default_image(args.pi)
-    files = {} if args.list else stick_files(keystore_from(args.keystore), marker_from(args))
+    if args.list:
+        size = image.stat().st_size if image.is_file() else 0
+        print(f"Disks for {image} ({size_text(size) if size else 'not built yet: sizes not compared'}):")
+        show_list([judge(d, allow_loop=args.allow_loop, image_size=size) for d in list_disks()])
+        return EXIT_OK
+    files = stick_files(keystore_from(args.keystore), marker_from(args))
     try:
         source = open_image(image, files)
     except ImageError as exc:
         raise Stop(str(exc), EXIT_USAGE) from None
     try:
-        if args.list:
-            print(f"Disks for {image} ({size_text(source.size)}):")
-            show_list([judge(d, allow_loop=args.allow_loop, image_size=source.size) for d in list_disks()])
-            return EXIT_OK
         verdict = choose(args, source.size)
         confirm(verdict, args.yes)
         if source.added:

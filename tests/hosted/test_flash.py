@@ -28,8 +28,8 @@ from stick import DATA_START, SECTOR, get, make_stick
 
 from borgusb import keystore
 from borgusb.flash.check import check_stick
-from borgusb.flash.decide import size_text
-from borgusb.flash.disks import list_disks, mounts_by_disk
+from borgusb.flash.decide import judge, size_text
+from borgusb.flash.disks import find_disk, list_disks, mounts_by_disk
 from borgusb.hosted import udev
 from borgusb.hosted.stickread import open_stick, read_stick
 from borgusb.identity import Wallet
@@ -122,10 +122,13 @@ def test_list_refuses_loop_internal_and_system_disks(udevd, image: Path, target)
     parent = subprocess.run(["lsblk", "-ndo", "PKNAME", source], capture_output=True, text=True).stdout.strip()
     assert (parent or os.path.basename(source)) in system, (source, system)  # util-linux agrees on where / is
     assert {os.path.basename(d.node) for d in system_disks} == set(system)
-    # named on the command line: refused with every reason, nothing written
-    root = system_disks[0]
-    out = flash(root.node, "--allow-loop", "--yes", "--image", str(image))
-    assert out.returncode == 1 and "(internal)" in out.stderr and "(system)" in out.stderr, out.stderr
+    # the system's disk, found by its name as a DEVICE argument is: every reason against it (judged only:
+    # a test never points the writer at the machine's own disk)
+    root = find_disk(system_disks[0].node)
+    assert root is not None
+    verdict = judge(root, allow_loop=True, image_size=image.stat().st_size)
+    assert [r.reason for r in verdict.refusals][-1] == "system" and not verdict.ok
+    # a loop device named on the command line without --allow-loop: refused, nothing written
     out = flash(target.dev, "--yes", "--image", str(image))
     assert out.returncode == 1 and "(loop)" in out.stderr and "Nothing was written" in out.stderr
     assert check_stick(target.dev).marker == Marker(join=("old.example:1",))
