@@ -258,8 +258,13 @@ def run(args: argparse.Namespace) -> int:
     print(result.message)
     if not result.ok:
         return EXIT_FAIL
-    plug = "the card into the Pi and power it" if args.pi else "it into a PC and boot from it (or: sudo borgusb hosted)"
-    print(f"Done. Put {plug}; the page to open is printed on its screen.")
+    if args.pi:
+        print("Done. Put the card into the Pi and power it: it joins the network on its own (always-on).")
+    else:
+        print(
+            "Done. Plug it into a running Linux PC and run: sudo sh /media/$USER/BORGUSB/borgusb-hosted --open\n"
+            "      (or boot a PC from it: the node runs from RAM)."
+        )
     return EXIT_OK
 
 

@@ -121,7 +121,7 @@ def disk_of(dev: Any, mounted: dict[str, list[str]], system: dict[str, list[str]
     if mmc is not None and not model:
         model = _attr(mmc, "name")
     if loop:
-        vendor, model = "loop", _attr(dev, "loop/backing_file")
+        vendor, model = "", _attr(dev, "loop/backing_file")
     try:
         size = int(_attr(dev, "size") or 0) * 512
     except ValueError:

@@ -1,6 +1,6 @@
 """`borgusb flash` on loop devices standing in for sticks (root, udevd; the flasher runs as a process).
 
-The image is a 67 MiB stick made by tests/hosted/stick.make_stick, the same GPT layout (ESP + FAT data
+The image is a 58 MiB stick made by tests/hosted/stick.make_stick, the same GPT layout (ESP + FAT data
 partition labelled BORGUSB) as image/build_image.py's, small so that the whole tier stays fast. Each
 target is a larger file attached as a loop device, and what the flasher leaves on it is judged twice: by
 its own checker (`borgusb flash --check`) and by hosted mode's recognition (udev's BORGUSB candidates,
