@@ -33,7 +33,7 @@ from borgusb.flash.disks import find_disk, list_disks, mounts_by_disk
 from borgusb.hosted import udev
 from borgusb.hosted.stickread import open_stick, read_stick
 from borgusb.identity import Wallet
-from borgusb.stick import KEYSTORE, MARKER, Marker
+from borgusb.stick import KEYSTORE, MARKER, Marker, Wifi
 
 TARGET_BYTES = 80 << 20
 FAST = keystore.KdfParams(iterations=1, lanes=1, memory_kib=1024)
@@ -224,3 +224,35 @@ def test_mounted_disk_only_with_its_size_typed(udevd, image: Path, tmp_path: Pat
         assert check_stick(loop.dev).ok
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def pi_card(path: Path) -> Path:
+    """A small SD card image with the Pi's layout (image/build_image.py assemble_pi): MBR, a FAT boot
+    partition at 4 MiB and the FAT data partition labelled BORGUSB."""
+    boot, data = 8192, 8192 + 16 * 2048
+    with open(path, "wb") as fh:
+        fh.truncate((data + 48 * 2048) * SECTOR)
+    layout = f"label: dos\nunit: sectors\nstart={boot}, size={16 * 2048}, type=c, bootable\nstart={data}, type=c\n"
+    subprocess.run(["sfdisk", "--quiet", str(path)], input=layout, text=True, check=True, capture_output=True)
+    for start, sectors, label in ((boot, 16 * 2048, "BORGBOOT"), (data, 48 * 2048, "BORGUSB")):
+        subprocess.run(
+            ["mkfs.vfat", "-F", "32", "-s", "1", "-n", label, f"--offset={start}", str(path), str(sectors // 2)],
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
+def test_pi_card_gets_wifi_in_its_marker(udevd, target, tmp_path: Path) -> None:
+    card = pi_card(tmp_path / "pi.img")
+    psk = tmp_path / "psk"
+    psk.write_text("correct horse battery\n")
+    out = flash(target.dev, "--pi", "--image", str(card), "--wifi-ssid", "home net", "--yes")
+    assert out.returncode == 2 and "--wifi-psk-file" in out.stderr  # no terminal to ask the passphrase on
+    args = ["--pi", "--allow-loop", "--yes", "--image", str(card), "--wifi-ssid", "home net"]
+    out = flash(target.dev, *args, "--wifi-psk-file", str(psk), "--join", "203.0.113.9:9000")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = check_stick(target.dev)
+    assert result.ok and result.marker is not None
+    assert result.marker.wifi == Wifi("home net", "correct horse battery")
+    assert result.marker.always_on and result.marker.join == ("203.0.113.9:9000",)
