@@ -16,7 +16,7 @@ from .check import check_stick
 from .decide import Disk, Verdict, judge, size_confirmed, size_text
 from .disks import find_disk, list_disks
 from .image import ImageError, Source, default_image, open_image, stick_files
-from .writer import WriteError, write_image
+from .writer import DeviceBusy, WriteError, write_image
 
 EPILOG = """\
 Only disks udev calls USB, SD card or removable are listed; internal disks, the disk this system
@@ -218,6 +218,10 @@ def write(verdict: Verdict, source: Source) -> None:
         with tqdm(total=source.size, unit="B", unit_scale=True, desc="verify", file=sys.stderr) as vbar:
             try:
                 done = write_image(disk.node, disk.size, source, wbar.update, vbar.update)
+            except DeviceBusy as exc:
+                raise Stop(str(exc.strerror)) from None
+            except KeyboardInterrupt:
+                raise Stop(f"interrupted: {disk.node} is not a valid stick; write it again", 130) from None
             except OSError as exc:
                 raise Stop(
                     f"writing {disk.node} failed ({exc.strerror or exc}): it is not a valid stick; "

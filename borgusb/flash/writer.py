@@ -45,6 +45,10 @@ class WriteError(Exception):
     """The write did not produce a valid stick; the message says what happened and that it is not valid."""
 
 
+class DeviceBusy(OSError):
+    """The device could not be opened for writing: nothing was written."""
+
+
 @dataclass(frozen=True)
 class Written:
     body_sha256: str
@@ -137,7 +141,10 @@ def write_image(device: str, device_size: int, source: Source, progress: Progres
     """Write `source` onto `device` in the safe order; WriteError (device not a valid stick) on a mismatch."""
     steps = plan(source.size, device_size)
     t0 = time.monotonic()
-    fd = os.open(device, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)  # EBUSY while anything holds it (mounted)
+    try:
+        fd = os.open(device, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)  # EBUSY while anything holds it (mounted)
+    except OSError as exc:
+        raise DeviceBusy(exc.errno, f"cannot open {device} for writing ({exc.strerror}); nothing was written") from None
     try:
         _zero(fd, *steps.head)
         if steps.stale_tail is not None:
