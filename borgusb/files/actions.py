@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
 from . import ops, stream
 from .entry import Entry, check_name
 from .errors import BadName, FilesError, Malformed, NotFound
-from .remote import FileTree, Level, Progress, decrypt_file, encrypt_file, split
+from .remote import FileTree, Level, Progress, decrypt_in_place, encrypt_file, split
 from .share import Share, make_share
 
 
@@ -80,16 +80,17 @@ async def put(
 
 
 async def get(tree: FileTree, entry: Entry, out: Path, progress: Progress = None) -> None:
-    """The file `entry` names, written to `out` (decrypted here when private)."""
+    """The file `entry` names, written to `out` (decrypted here when private: the ciphertext lands
+    beside `out`, on the same file system, and is decrypted over itself into it)."""
     if entry.kind != "file":
         raise Malformed("that is a folder: get takes a file")
-    cipher = tree.tmp / f"get-{entry.obj[:16]}.bin"
+    if not entry.private:
+        await tree.get_path(entry.obj, out, progress)
+        return
+    cipher = out.with_name(f".{out.name[:100]}.{os.urandom(4).hex()}.sealed")
     try:
         await tree.get_path(entry.obj, cipher, progress)
-        if entry.private:
-            await asyncio.to_thread(decrypt_file, bytes.fromhex(entry.key), cipher, out)
-        else:
-            shutil.move(cipher, out)
+        await asyncio.to_thread(decrypt_in_place, bytes.fromhex(entry.key), cipher, out)
     finally:
         cipher.unlink(missing_ok=True)
 

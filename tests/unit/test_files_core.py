@@ -86,14 +86,41 @@ def test_file_streaming_leaves_nothing_of_a_file_that_fails(tmp_path: Path) -> N
     cipher, out = tmp_path / "cipher", tmp_path / "out"
     assert remote.encrypt_file(key, src, cipher) == src.stat().st_size
     assert cipher.stat().st_size == stream.encrypted_size(src.stat().st_size)
-    remote.decrypt_file(key, cipher, out)
-    assert out.read_bytes() == src.read_bytes() and not (tmp_path / "out.part").exists()
-    data = bytearray(cipher.read_bytes())
+    sealed = cipher.read_bytes()
+    remote.decrypt_in_place(key, cipher, out)  # decrypted over itself, then renamed
+    assert out.read_bytes() == src.read_bytes() and not cipher.exists()
+    data = bytearray(sealed)
     data[-1] ^= 1  # the last chunk's tag: every chunk before it opens, and is written, first
     cipher.write_bytes(bytes(data))
     with pytest.raises(Tampered):
-        remote.decrypt_file(key, cipher, tmp_path / "bad")
-    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.part").exists()
+        remote.decrypt_in_place(key, cipher, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not cipher.exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, stream.CHUNK - 1, stream.CHUNK, stream.CHUNK + 1, 9 * stream.CHUNK, 300_001])
+def test_in_place_decryption_is_the_streaming_one(tmp_path: Path, size: int) -> None:
+    """The same plaintext as `Decryptor` for every length around the chunk edges, and the same refusals:
+    cut at a chunk's edge or inside a tag, a chunk dropped, two swapped, another key."""
+    key, plain = stream.new_key(), os.urandom(size)
+    sealed = stream.encrypt(key, plain)
+    path, out = tmp_path / "c", tmp_path / "out"
+    path.write_bytes(sealed)
+    remote.decrypt_in_place(key, path, out)
+    assert out.read_bytes() == plain == stream.decrypt(key, sealed)
+    step = stream.CHUNK + stream.TAG
+    damaged = [sealed[:-1], sealed[: stream.TAG - 1], sealed[:step] if len(sealed) > step else b""]
+    if len(sealed) > 2 * step:
+        damaged += [sealed[step:], sealed[step : 2 * step] + sealed[:step] + sealed[2 * step :]]
+    for bad in damaged:
+        path.write_bytes(bad)
+        with pytest.raises(Tampered):
+            stream.decrypt(key, bad)
+        with pytest.raises(Tampered):
+            remote.decrypt_in_place(key, path, tmp_path / "bad")
+        assert not path.exists() and not (tmp_path / "bad").exists()
+    path.write_bytes(sealed)
+    with pytest.raises(Tampered):
+        remote.decrypt_in_place(stream.new_key(), path, tmp_path / "bad")
 
 
 # -- names and entries ---------------------------------------------------------------------------
