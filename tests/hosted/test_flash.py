@@ -256,3 +256,53 @@ def test_pi_card_gets_wifi_in_its_marker(udevd, target, tmp_path: Path) -> None:
     assert result.ok and result.marker is not None
     assert result.marker.wifi == Wifi("home net", "correct horse battery")
     assert result.marker.always_on and result.marker.join == ("203.0.113.9:9000",)
+
+
+def reap(pid: int, grace: float = 10.0) -> int:
+    """The child's wait status; killed if it has not ended within `grace` (a failed step never leaves it)."""
+    deadline = time.monotonic() + grace
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.05)
+
+
+def test_pi_asks_for_wifi_and_yes_on_the_terminal(udevd, target, tmp_path: Path) -> None:
+    """The questions as a person sees them: a pseudo-terminal is the flasher's controlling terminal."""
+    import pty
+
+    card = pi_card(tmp_path / "pi.img")
+    cmd = [sys.executable, "-c", "import sys; from borgusb.cli import main; sys.exit(main())"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        os.execv(sys.executable, [*cmd, "flash", "--pi", "--allow-loop", "--image", str(card), target.dev])
+    seen = b""
+    answers = [
+        (b"Wi-Fi network (SSID)", b"cafe\n"),
+        (b"Passphrase of 'cafe'", b"twelve chars\n"),
+        (b"yes to write", b"yes\n"),
+    ]
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal: it has ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if answers and answers[0][0] in seen:
+                os.write(fd, answers.pop(0)[1])
+    finally:
+        status = reap(pid)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0 and not answers, seen.decode(errors="replace")
+    assert b"twelve chars" not in seen  # the passphrase is not echoed
+    marker = check_stick(target.dev).marker
+    assert marker is not None and marker.wifi == Wifi("cafe", "twelve chars") and marker.always_on
