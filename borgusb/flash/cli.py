@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import keystore
 from ..clitools import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from ..stick import MAX_FILE, Marker, MarkerError, Network, Wifi
+from ..stick import MAX_FILE, MAX_MARKER, Marker, MarkerError, Network, Wifi
 from .check import check_stick
 from .decide import Disk, Verdict, judge, size_confirmed, size_text
 from .disks import find_disk, list_disks
@@ -96,8 +96,11 @@ def wifi_from(args: argparse.Namespace) -> Wifi | None:
         except OSError as exc:
             raise Stop(f"cannot read {args.wifi_psk_file}: {exc.strerror}", EXIT_USAGE) from None
         psk = text.splitlines()[0] if text else ""
-    if ssid is None and args.pi and not args.no_wifi and sys.stdin.isatty():
-        ssid = ask("Wi-Fi network (SSID) for the Pi; empty for none (Ethernet or USB network): ").strip() or None
+    if ssid is None and args.pi and not args.no_wifi:
+        if sys.stdin.isatty():
+            ssid = ask("Wi-Fi network (SSID) for the Pi; empty for none (Ethernet or USB network): ").strip() or None
+        else:
+            print("No terminal to ask for Wi-Fi on: the Pi will use Ethernet or a USB network", file=sys.stderr)
     if ssid is None:
         if psk is not None:
             raise Stop("--wifi-psk-file needs --wifi-ssid", EXIT_USAGE)
@@ -113,8 +116,11 @@ def marker_from(args: argparse.Namespace) -> bytes | None:
     """The marker to write: --marker as it is (checked), or one from the options, or None (the image's own)."""
     try:
         if args.marker is not None:
-            raw = args.marker.read_bytes()
-            Marker.parse(raw)
+            if args.join or args.address or args.gateway or args.always_on or args.wifi_ssid or args.wifi_psk_file:
+                raise Stop("--marker is the whole marker: give the other settings in it, not as options", EXIT_USAGE)
+            with open(args.marker, "rb") as fh:
+                raw = fh.read(MAX_MARKER + 1)
+            Marker.parse(raw)  # refuses more than MAX_MARKER bytes, says why
             return raw
         wifi = wifi_from(args)
         if not (args.join or args.address or args.always_on or wifi or args.pi):
