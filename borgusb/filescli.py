@@ -34,7 +34,7 @@ from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
 from .files import actions
-from .files.errors import BadName, FilesError, Malformed, NotFound
+from .files.errors import BadName, FilesError, Malformed
 from .files.remote import FileTree, as_dict
 from .files.share import Share, parse_share
 from .keys import SigningKey, is_public_key_hex
@@ -85,13 +85,11 @@ async def c_put(tree: FileTree, args: argparse.Namespace) -> int:
     local = Path(args.local)
     if not local.is_file():
         raise CLIError(f"{local}: no such file", EXIT_USAGE)
-    try:
-        actions.parent_of(args.path or "/" + local.name)
-    except FilesError as exc:
-        raise _usage(exc) from None
     update, close = _progress("put", not args.quiet)
     try:
         path, oid = await actions.put(tree, local, args.path or "", public=args.public, progress=update)
+    except BadName as exc:
+        raise _usage(exc) from None
     finally:
         close()
     print(json.dumps({"path": path, "obj": oid}) if args.json else path)
@@ -103,9 +101,12 @@ async def c_get(tree: FileTree, args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CLIError(f"{out} is a directory: name the file to write", EXIT_USAGE)
     if args.share:
+        share = _share_record(args)
+        if share.entry.kind == "folder" and not (args.path or "").strip("/"):
+            raise CLIError("name the file inside the shared folder", EXIT_USAGE)
         try:
-            entry = await actions.shared_entry(tree, _share_record(args), args.path or "")
-        except (actions.NotForYou, NotFound) as exc:
+            entry = await actions.shared_entry(tree, share, args.path or "")
+        except actions.NotForYou as exc:
             raise _usage(exc) from None
     else:
         if not args.path:

@@ -177,6 +177,9 @@ async def test_files_end_to_end(make_cluster, monkeypatch, tmp_path: Path) -> No
         assert p.returncode == 0, err
     assert set(names(a, ips[2], "/docs")) == {"secret.txt", "one.txt", "two.txt"}
     assert set(names(a, ips[2], "/archive")) == {"kept.txt"}
+    assert ok(cli("put", str(one), "/", key=a, node=ips[1])).strip() == "/one.txt"  # the root is a folder too
+    bad = cli("put", str(one), "/docs/a\\b", key=a, node=ips[1])
+    assert bad.returncode == 2 and "not a name" in bad.stderr  # a usage error, before anything is stored
 
     # the same in one process, both changes made from the same root for certain: the merge path
     clock = SystemClock()
