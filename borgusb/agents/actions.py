@@ -51,7 +51,7 @@ class SearchMemories(_Action, tag="search_memories", frozen=True):
     """Ask every memory cell a natural-language question."""
 
     query: Short
-    limit: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    limit: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10] = 5  # an enum: the grammar cannot bound an integer
 
 
 class GetMemories(_Action, tag="get_memories", frozen=True):
@@ -74,9 +74,9 @@ class PruneItems(_Action, tag="prune_items", frozen=True):
 
 
 class ReadSource(_Action, tag="read_source", frozen=True):
-    """Read lines of one of BorgUSB's own modules (``module`` as in ``borgusb.ledger.tx``)."""
+    """Read lines of BorgUSB's own code: a module (borgusb.ledger.tx), or "" for the next in dependency order."""
 
-    module: Annotated[str, msgspec.Meta(pattern="^borgusb([.][a-z_][a-z0-9_]*){0,5}$")]
+    module: Annotated[str, msgspec.Meta(pattern="^(borgusb([.][a-z_][a-z0-9_]*){0,5})?$")] = ""
     start: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
     count: Annotated[int, msgspec.Meta(ge=1, le=80)] = 40
 
@@ -147,8 +147,10 @@ def _union(allowed: tuple[str, ...]) -> Any:
 
 
 def _loosen(node: Any) -> Any:
-    """The schema without string length bounds: a grammar unrolls ``maxLength: 600`` into 600 nested
-    rules (llama.cpp refuses it); the model's token budget bounds length, and `parse_action` checks it."""
+    """The schema as the model's grammar: no string length bounds (a grammar unrolls ``maxLength:
+    600`` into 600 nested rules, which llama.cpp refuses, and even 150 made sampling 5-20 times
+    slower); the token budget and a repeat penalty bound the model, and `parse_action` still
+    checks the full bounds on what comes back."""
     if isinstance(node, dict):
         return {k: _loosen(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
     if isinstance(node, list):

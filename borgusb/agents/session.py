@@ -75,6 +75,7 @@ class Agent:
     notes: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_NOTES))
     inbox: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=32))
     claims: list[dict[str, Any]] = field(default_factory=list)
+    reading: str | None = None  # the module last read (the next read without a name follows it)
 
     @property
     def pubkey(self) -> str:
@@ -152,7 +153,7 @@ async def run_session(
     allowed: tuple[str, ...] = tuple(ACTIONS),
     budget: int = DEFAULT_BUDGET,
     retries: int = 2,
-    max_tokens: int = 160,
+    max_tokens: int = 120,
     colony: tuple[str, ...] = (),
 ) -> Session:
     """Think until the agent ends the session, the agenda is done or the budget is spent; `colony`

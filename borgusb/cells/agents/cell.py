@@ -23,6 +23,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -34,10 +35,11 @@ from ...agents.messages import AgentDocError, check_message, sign_claim
 from ...agents.monitor import Anomaly, Monitor, Reading, read_status
 from ...agents.prompts import PromptError, PromptHistory
 from ...agents.session import BASE_PROMPT, Agent, Refused, run_session
+from ...clock import Clock
 from ...dna import CellDNA
 from ...keys import SigningKey
 from ...memory.record import compose
-from ...net.peer import PeerError
+from ...net.peer import PeerClient, PeerError
 from ..brain.client import BrainClient
 from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
 from ..servicemgr.client import ServiceMgrClient
@@ -57,6 +59,7 @@ MONITOR_PROMPT = (
     "anomalies plainly: what happened, where, and what the person can do."
 )
 HELLO_EVERY_S = 10
+BRAIN_TIMEOUT_S = 120
 MAX_NAMES = 256
 MAX_COLONY = 1024
 CHAT_AGENDA = [("search_memories",), ("reply_person",)]
@@ -91,6 +94,10 @@ class AgentCell(Cell):
         if not isinstance(settings, AgentSettings):
             settings = kw["settings"] = AgentSettings.from_sources()
         super().__init__(dna, ip, **kw)
+        # thinking takes seconds, not the 3 s every other request gets: the brain has its own client
+        self.brain_peers = PeerClient(
+            self.key, self.clock, self.verifier, ip=ip, port=dna.net_port, bind=ip, timeout_s=BRAIN_TIMEOUT_S
+        )
         self.agents: dict[str, Agent] = {}
         self.busy: set[str] = set()
         self.hands = Hands(NetworkMemory(self.peers, ip), self._send_message, self.clock.now_ms)
@@ -98,11 +105,20 @@ class AgentCell(Cell):
         self.reports: deque[dict[str, Any]] = deque(maxlen=MAX_REPORTS)
         self.sessions: deque[dict[str, Any]] = deque(maxlen=20)
         self._rates: dict[str, deque[float]] = {}
+        self.monitor_rounds = 0
+        self.monitored: set[tuple[str, str]] = set()  # (cell, ip) that answered the last round
         self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
 
     @property
     def brain(self) -> BrainClient:
-        return BrainClient(self.peers, self.settings.brain or self.ip)
+        return BrainClient(self.brain_peers, self.settings.brain or self.ip)
+
+    def use_clock(self, clock: Clock, companion: Awaitable[Any] | None = None) -> None:
+        super().use_clock(clock, companion)
+        self.brain_peers.clock = clock
+
+    async def on_stop(self) -> None:
+        await self.brain_peers.close()
 
     async def on_start(self) -> None:
         if self.settings.monitor_every_s:
@@ -195,14 +211,14 @@ class AgentCell(Cell):
 
     @receptor("agent.list")
     async def _r_list(self, env: envelope.Envelope) -> Any:
-        return {"agents": [self._describe(a) for a in self.agents.values()]}
+        return {"agents": [self._describe(a) for a in self.agents.values()], "colony": sorted(self.colony)}
 
     async def run(self, agent: Agent, task: str, agenda: list[tuple[str, ...]] | None, budget: int) -> dict[str, Any]:
         if agent.name in self.busy:
             raise self._refuse("busy", f"{agent.name} is in a session", 409)
         self.busy.add(agent.name)
         try:
-            colony = tuple(sorted({*self.agents, *self.colony}))
+            colony = tuple(sorted({*self.agents, *self.colony} - {MONITOR}))
             session = await run_session(
                 agent, self.brain, self.hands, task, agenda=agenda, budget=budget, colony=colony
             )
@@ -357,6 +373,8 @@ class AgentCell(Cell):
         entries = await ServiceMgrClient(self.peers, self.ip).services()
         readings = await asyncio.gather(*(self._read(e) for e in entries[:256]))
         found = self.monitor.compare([r for r in readings if r.cell != "?"])
+        self.monitor_rounds += 1
+        self.monitored = {(r.cell, r.ip) for r in readings if r.answered}
         agent = self.agents.get(MONITOR)
         for anomaly in found:
             self.counters[f"monitor_anomaly:{anomaly.kind}"] += 1
@@ -376,5 +394,10 @@ class AgentCell(Cell):
 
     def status(self) -> dict[str, Any]:
         doc = super().status()
-        doc["agents"] = {"hosted": len(self.agents), "busy": sorted(self.busy), "reports": len(self.reports)}
+        doc["agents"] = {
+            "hosted": len(self.agents),
+            "busy": sorted(self.busy),
+            "reports": len(self.reports),
+            "monitor": {"rounds": self.monitor_rounds, "cells": sorted(f"{c}@{ip}" for c, ip in self.monitored)},
+        }
         return doc

@@ -18,9 +18,9 @@ class AgentClient(CellClient):
         """Register an agent owned by the caller's key: ``{"name", "pubkey", "owner"}``."""
         return _doc(await self.call("agent.create", {"name": name, "prompt": prompt}))
 
-    async def agents(self) -> list[dict[str, Any]]:
-        reply = _doc(await self.call("agent.list", {}))
-        return [a for a in reply.get("agents", []) if isinstance(a, dict)]
+    async def agents(self) -> dict[str, Any]:
+        """``{"agents": [...], "colony": [names other agent cells host]}``."""
+        return _doc(await self.call("agent.list", {}))
 
     async def session(self, name: str, task: str, agenda: list[list[str]] | None = None) -> dict[str, Any]:
         """Run one session of the caller's agent: its steps, replies and the memories it used."""

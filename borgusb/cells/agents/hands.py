@@ -87,9 +87,11 @@ class Hands:
         if isinstance(a, A.PruneItems):
             return f"dropped {agent.memory.prune(a.below)} items", []
         if isinstance(a, A.ReadSource):
-            text = source.read(a.module, a.start, a.count)
-            agent.memory.add(f"read {a.module} from line {a.start}", SOURCE_RANK)
-            return text, []
+            module = a.module or source.next_module(agent.reading)
+            text = source.read(module, a.start, a.count)
+            agent.reading = module
+            agent.memory.add(f"read {module} from line {a.start}", SOURCE_RANK)
+            return f"{module}:\n{text}", []
         if isinstance(a, A.ChooseSpecialty):
             agent.specialty = a.specialty
             return f"specialty is now {a.specialty}", []
