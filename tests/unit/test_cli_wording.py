@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from borgusb.cells import implemented
+from borgusb.dna import CELLS
 
 OBJECT_ID = "ab" * 32
 INTERNALS = re.compile(r"Traceback|Errno|\b[A-Z][A-Za-z]*(Error|Exception)\b")
@@ -107,10 +108,13 @@ def test_every_network_command_says_no_node_with_exit_3(tmp_path: Path) -> None:
 
 
 def test_cluster_refuses_an_unavailable_cell_at_once(tmp_path: Path) -> None:
+    missing = [name for name in CELLS if name not in implemented()]
+    if not missing:
+        pytest.skip("every cell type of the DNA table is implemented")
     started = time.monotonic()
-    proc = borgusb("cluster", "up", "--cell", "peerMemoryCell", "--nodes", "2", tmp_path=tmp_path)
+    proc = borgusb("cluster", "up", "--cell", missing[0], "--nodes", "2", tmp_path=tmp_path)
     assert proc.returncode == 2 and time.monotonic() - started < 20  # not a 30 s wait for a tree
-    assert "the peerMemoryCell cell is not available in this version yet" in proc.stderr
+    assert f"the {missing[0]} cell is not available in this version yet" in proc.stderr
     assert all(name in proc.stderr for name in implemented())  # what is available instead
     assert not (tmp_path / "clusters").exists()  # nothing was started or written
     unknown = borgusb("cluster", "up", "--cell", "frobCell", "--nodes", "2", tmp_path=tmp_path)
