@@ -5,7 +5,8 @@ a cell with more than 8 endpoints and must say "… (1 more)". Conduit A1 makes 
 into it (a progress bar per file, the button disabled meanwhile), deletes a file and restores the
 folder's earlier version, renames, and shares the folder read-only with B's key. Conduit A2, started
 with nothing but a copy of A's keystore, lists that folder and downloads the file byte for byte; B
-opens the share record and downloads it too; C, given the same record, cannot. With the ftree nodes
+opens the share record and downloads it too; C, given the same record, cannot. A file named with
+markup is listed as text. With the ftree nodes
 gone the listing stays, marked "not refreshed" with the next step, and a failed upload says why with
 no bar left. The page as A1 sees it is docs/screenshots/files.png.
 """
@@ -38,6 +39,7 @@ WORDS = {
 }
 PASSPHRASE = "correct horse battery"
 N, TREE_NODES = 3, 9
+HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">.txt'
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "files.png"
 
 
@@ -90,7 +92,8 @@ def test_files_page_folders_versions_share_and_a_second_conduit(make_cluster, mo
     b_key = Wallet.from_mnemonic(WORDS["b"]).key.public_key_hex
     payload = os.urandom(2_500_000)
     (tmp_path / "holiday.bin").write_bytes(payload)
-    (tmp_path / "notes.txt").write_text("<img src=x onerror=alert(1)> notes\n")
+    (tmp_path / "notes.txt").write_text("notes\n")
+    (tmp_path / HOSTILE).write_text("a name that is markup\n")
 
     with (
         conduit_process(a1, [ips[0]], tmp_path / "a1.log") as link_a1,
@@ -154,7 +157,6 @@ def test_files_page_folders_versions_share_and_a_second_conduit(make_cluster, mo
             upload(a, "holiday.bin")
             expect(row(a, "holiday.bin")).to_contain_text("private")
             upload(a, "notes.txt")
-            expect(row(a, "notes.txt").locator("td.name")).to_have_text("notes.txt")
 
             # a delete, then the version that had the file restored as the newest
             row(a, "notes.txt").locator(".delete").click()
@@ -208,13 +210,21 @@ def test_files_page_folders_versions_share_and_a_second_conduit(make_cluster, mo
             a.locator(f"#readers button[data-key='{b_key}']").click()
             expect(a.locator("#readers")).to_have_text("nobody", timeout=30_000)
 
+            # a name from the network is text on the page, never markup
+            a.click("#crumbs a[data-path='/']")
+            expect(a.locator("#crumbs")).to_have_text("Your files")
+            upload(a, HOSTILE)
+            expect(row(a, HOSTILE).locator("td.name")).to_have_text(HOSTILE)
+            assert a.evaluate("document.body.dataset.pwned") is None
+
             # the ftree nodes gone: the list stays, marked, with the next step; an upload fails and says so
             for node in ftree.nodes:
                 ftree.kill(node)
             a.click("#folder-refresh")
             expect(a.locator("#folder-note")).to_contain_text("Not refreshed", timeout=90_000)
             assert "borgusb cluster up" in a.inner_text("#folder-note")
-            assert a.get_attribute("#listing", "data-state") == "stale" and row(a, "holiday.bin").count() == 1
+            assert a.get_attribute("#listing", "data-state") == "stale"
+            assert row(a, HOSTILE).count() == 1 and row(a, "docs").count() == 1
             a.set_input_files("#put-input", str(tmp_path / "notes.txt"))
             a.click("#put-button")
             failed = a.locator("#transfers li[data-state='failed']")

@@ -80,3 +80,7 @@ async def test_oversized_requests_are_refused_unread(conduit) -> None:
     form.add_field("file", b"x", filename="..")
     resp = await conduit.post("/api/files/upload?path=/", headers=conduit.auth, data=form)
     assert resp.status == 400 and (await resp.json())["reason"] == "bad_name"
+    form = FormData()
+    form.add_field("file", b"x", filename="fine.txt")
+    resp = await conduit.post("/api/files/upload?path=/&name=a%2Fb", headers=conduit.auth, data=form)
+    assert resp.status == 400 and (await resp.json())["reason"] == "bad_name"  # the page's name is checked too

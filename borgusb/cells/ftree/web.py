@@ -272,8 +272,11 @@ async def _receive(request: web.Request, workdir: Path) -> tuple[Path, str]:
     part = await reader.next()
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise Refusal("malformed", "choose a file to upload")
-    # a browser may send a name in another Unicode form (macOS: NFD); names are NFC (`check_name`)
-    name = check_name(unicodedata.normalize("NFC", os.path.basename(part.filename or "")[:120]) or "file")
+    # the page names the file in the query, exactly: in the form a browser writes '"' as %22 (HTML's
+    # multipart rule), which cannot be told from a name holding "%22"; and a browser may send another
+    # Unicode form (macOS: NFD), while names are NFC (`check_name`)
+    given = request.query.get("name") or os.path.basename(part.filename or "") or "file"
+    name = check_name(unicodedata.normalize("NFC", given[:255]))
     local, size = workdir / "upload", 0
     with open(local, "wb") as out:
         while chunk := await part.read_chunk(1 << 20):
@@ -292,7 +295,7 @@ def _failure(exc: Exception) -> dict[str, str]:
 
 
 async def api_upload(request: web.Request) -> web.StreamResponse:
-    """A file into the folder ``?path=`` (private unless ``?public=1``). The answer is JSON lines:
+    """A file into the folder ``?path=`` as ``?name=`` (private unless ``?public=1``). The answer is JSON lines:
     ``{"done": n, "total": t}`` while the network stores it, then the result or ``{"error", "reason"}``."""
     path, public = _path(dict(request.query)), request.query.get("public") == "1"
     _owner(request)

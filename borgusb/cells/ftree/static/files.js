@@ -168,7 +168,8 @@
       const bar = h("progress", { max: "100", value: "0" }), status = h("span", { class: "muted" }, "Sending to the conduit…");
       const li = h("li", { class: "transfer", "data-name": file.name }, h("span", {}, `${file.name} `), bar, status);
       $("transfers").prepend(li);
-      const xhr = openXhr("POST", `/api/files/upload?path=${encodeURIComponent(folder)}&public=${isPublic ? "1" : "0"}`);
+      const query = new URLSearchParams({ path: folder, name: file.name, public: isPublic ? "1" : "0" });
+      const xhr = openXhr("POST", `/api/files/upload?${query}`);
       if (!xhr) { resolve(false); return; }
       const failed = (text, reason = "") => {
         bar.remove();
