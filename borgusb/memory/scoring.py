@@ -18,6 +18,7 @@ the cell host imports every cell's code before it forks, and these cost about 10
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -54,13 +55,22 @@ class Scored:
 @lru_cache(maxsize=1)
 def embedder() -> Any:
     """wordllama's model, loaded once per process from the wheel's own folder (never downloaded)."""
+    _one_thread()
     import wordllama
 
     return wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=DIM)
 
 
+def _one_thread() -> None:
+    """tokenizers without its thread pool: its threads spin while they wait for work, and with five
+    cells on two cores a search cost each cell 8-10 ms instead of 2 (bench_memory). Only takes
+    effect before tokenizers is first imported."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def embed(texts: list[str]) -> Any:
     """Unit-length embeddings, one row per text (float32)."""
+    _one_thread()
     import numpy as np
 
     if not texts:
@@ -144,7 +154,9 @@ class Index:
         import numpy as np
 
         n = len(self._ids)
-        cos = np.clip(self._emb @ embed([text])[0], 0.0, 1.0) if mode != "keyword" else np.zeros(n)
+        # einsum, not BLAS's matrix product: BLAS's worker threads spin while they wait, and five cells
+        # on two cores then spent 24 ms of CPU each per search instead of 2 (bench_memory)
+        cos = np.clip(np.einsum("ij,j->i", self._emb, embed([text])[0]), 0.0, 1.0) if mode != "keyword" else np.zeros(n)
         kw = np.zeros(n)
         if mode != "embedding" and self._bm25 is not None:
             query = [t for t in _tokenize([text])[0] if t in self._bm25.vocab_dict]
