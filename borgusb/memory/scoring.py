@@ -18,6 +18,7 @@ the cell host imports every cell's code before it forks, and these cost about 10
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,6 +51,13 @@ class Scored:
 
     def parts(self) -> dict[str, int]:
         return {"emb": self.embedding, "kw": self.keyword, "rec": self.recency}
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether this installation can search (the ``ai`` extra: wordllama and bm25s; the image leaves
+    it out for now). Looked up without importing them."""
+    return all(importlib.util.find_spec(name) is not None for name in ("wordllama", "bm25s", "numpy"))
 
 
 @lru_cache(maxsize=1)

@@ -232,3 +232,22 @@ def test_the_store_survives_a_restart_and_skips_damaged_lines(tmp_path: Path) ->
     assert counters["memory_store_bad_line"] == 2
     with pytest.raises(errors.Deleted):
         again.holding.keep(gone)
+
+
+async def test_a_cell_without_the_ai_extra_holds_but_refuses_to_search(tmp_path: Path, monkeypatch) -> None:
+    from borgusb import cells
+    from borgusb.cells.kit import RequestError
+    from borgusb.cells.memory.settings import MemorySettings
+
+    spec = cells.spec("peerMemoryCell")
+    cell = spec.runtime_class()(
+        spec.dna_row(), "127.0.0.1", key=A, settings=MemorySettings.from_sources({}, {}), data_dir=tmp_path
+    )
+    m = note()
+    assert (await cell._keep_local(m))["status"] == "stored"  # a lone cell holds every memory
+    monkeypatch.setattr(scoring, "available", lambda: False)
+    with pytest.raises(RequestError) as err:
+        await cell._find_local(make_query("key", NOW))
+    assert err.value.reason == "no_search" and cell.counters["memory_refused:no_search"] == 1
+    assert (await cell._fetch_local([m.id]))["records"] == [m.to_dict()]
+    assert cell.status()["memory"]["search"] is False

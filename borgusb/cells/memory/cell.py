@@ -13,7 +13,8 @@ The protocol is `borgusb.memory` (docs/memory.md); this cell carries it.
   (`borgusb.memory.holder.Holding`: bounds, tombstones, the index).
 
 The embedding model and BM25 are loaded by the first search that has texts to score, never by a
-put or at start (the image runs this cell idle in about the memory of any other cell).
+put or at start. An installation without the ``ai`` extra (the image, for now) holds memories and
+answers gets, and refuses ``memory.find`` with ``no_search``; an entry merges the cells that can.
 Every refusal is a `RequestError` whose reason is the core's word, counted as ``memory_refused:<reason>``.
 """
 
@@ -247,6 +248,9 @@ class MemoryCell(HolderCell):
         return await self._drop_local(self._tombstone(env.payload))
 
     async def _find_local(self, q: Query) -> dict[str, Any]:
+        if not scoring.available():  # a holder without the ai extra keeps memories but cannot score them
+            self.counters["memory_refused:no_search"] += 1
+            raise RequestError("no_search", "this node cannot search (install borgusb[ai])", 503)
         self.counters["memory_find"] += 1
         return self.memories.holding.find(q, self.clock.now_ms())
 
@@ -272,6 +276,7 @@ class MemoryCell(HolderCell):
             "r": self.r,
             "records": len(holding.records),
             "tombstones": len(holding.tombstones),
+            "search": scoring.available(),
             "model_loaded": scoring.embedder.cache_info().currsize > 0,
         }
         return doc
