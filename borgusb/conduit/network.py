@@ -60,7 +60,9 @@ class Network:
         self.cells: dict[str, CellEndpoints] = {name: CellEndpoints(name) for name in dna.CELLS}
         # read-only calls (status, members) are signed by a throwaway key: they need no identity
         self._anon = PeerClient(SigningKey.generate(), clock, self.verifier, timeout_s=timeout_s)
-        self._clients: dict[str, PeerClient] = {}
+        # one client per (key, reply wait): a request that may think for minutes (an agent's chat) gets
+        # a client of its own, so every other request still gives up on a silent node in `timeout_s`
+        self._clients: dict[tuple[str, float], PeerClient] = {}
         self._registry: list[dict[str, Any]] = []
         self._registry_at = -1e9
 
@@ -70,16 +72,17 @@ class Network:
             await client.close()
         self._clients.clear()
 
-    def client_for(self, key: SigningKey | None) -> PeerClient:
+    def client_for(self, key: SigningKey | None, reply_s: float | None = None) -> PeerClient:
+        """The client that signs with `key` (None: the throwaway key); with `reply_s`, one whose
+        requests wait that long for their reply instead of `timeout_s`."""
         if key is None:
             return self._anon
-        client = self._clients.get(key.public_key_hex)
+        slot = (key.public_key_hex, max(reply_s or 0.0, self.timeout_s))
+        client = self._clients.get(slot)
         if client is None or client.key is not key:  # a new unlock gives a new key object
             if client is not None:
                 asyncio.ensure_future(client.close())
-            client = self._clients[key.public_key_hex] = PeerClient(
-                key, self.clock, self.verifier, timeout_s=self.timeout_s
-            )
+            client = self._clients[slot] = PeerClient(key, self.clock, self.verifier, timeout_s=slot[1])
         return client
 
     @staticmethod
@@ -87,9 +90,8 @@ class Network:
         return dna_of(cell).recp_port
 
     async def forget_key(self, key: SigningKey) -> None:
-        client = self._clients.pop(key.public_key_hex, None)
-        if client is not None:
-            await client.close()
+        for slot in [s for s in self._clients if s[0] == key.public_key_hex]:
+            await self._clients.pop(slot).close()
 
     async def registry(self) -> list[dict[str, Any]]:
         """All live services from the serviceMgr registry (cached briefly; [] when none answers)."""
@@ -154,17 +156,21 @@ class Network:
         *,
         key: SigningKey | None = None,
         timeout_s: float | None = None,
+        reply_s: float | None = None,
     ) -> Served:
-        """``call(peers, ip)`` (a typed client's method) on the first endpoint that answers; fail over on silence."""
+        """``call(peers, ip)`` (a typed client's method) on the first endpoint that answers; fail over on silence.
+
+        `reply_s`: how long one reply may take (signed by `key`); the whole call then waits at least that."""
         entry = self.cells[cell]
         if not entry.endpoints or time.monotonic() - entry.refreshed > 30:
             await self.refresh(cell)
-        client = self.client_for(key)
+        client = self.client_for(key, reply_s)
+        timeout_s = max(timeout_s or self.timeout_s, reply_s or 0.0)
         tried: list[str] = []
         for ip in list(entry.endpoints):
             tried.append(ip)
             try:
-                result = await asyncio.wait_for(call(client, ip), timeout_s or self.timeout_s)
+                result = await asyncio.wait_for(call(client, ip), timeout_s)
             except (TimeoutError, PeerUnreachable):
                 # move the silent endpoint to the back and try the next one
                 entry.endpoints = [e for e in entry.endpoints if e != ip] + [ip]

@@ -9,4 +9,5 @@ SPEC = CellSpec(
     runtime="borgusb.cells.agents.cell:AgentCell",
     settings="borgusb.cells.agents.settings:AgentSettings",
     client="borgusb.cells.agents.client:AgentClient",
+    web="borgusb.cells.agents.web:setup",
 )
