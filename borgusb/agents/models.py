@@ -48,8 +48,17 @@ def local_inference_available() -> bool:
 class LocalModel:
     """llama-cpp-python in this process; one question at a time (it uses every core it is given)."""
 
-    def __init__(self, path: Path | None = None, *, n_ctx: int = 2048, threads: int = 2, idle_s: float = 120) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        threads: int = 2,
+        idle_s: float = 120,
+        temperature: float = 0.7,
+    ) -> None:
         self.path = path or packaged_model()
+        self.temperature = temperature
         self.n_ctx, self.threads, self.idle_s = n_ctx, threads, idle_s
         self.name = self.path.name if self.path else "none"
         self._llm: Any = None
@@ -84,7 +93,7 @@ class LocalModel:
                 messages=messages,
                 response_format={"type": "json_object", "schema": schema},
                 max_tokens=max_tokens,
-                temperature=0.7,
+                temperature=self.temperature,
                 repeat_penalty=REPEAT_PENALTY,
             )
             self._last_used = time.monotonic()

@@ -49,7 +49,8 @@ class BrainCell(Cell):
             self.model = OpenAIModel(settings.endpoint, settings.endpoint_model or "default", key)
         else:
             path = Path(settings.model_path) if settings.model_path else None
-            self.model = LocalModel(path, threads=settings.threads, idle_s=settings.idle_s)
+            temperature = settings.temperature_pct / 100
+            self.model = LocalModel(path, threads=settings.threads, idle_s=settings.idle_s, temperature=temperature)
         self.waiting = 0
         self.tokens = 0
 

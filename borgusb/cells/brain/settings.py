@@ -34,6 +34,13 @@ class BrainSettings(Settings):
         high=86_400,
         env="BORGUSB_BRAIN_IDLE_S",
     )
+    temperature_pct: int = setting(
+        70,
+        "sampling temperature in hundredths (0: always the likeliest token)",
+        low=0,
+        high=200,
+        env="BORGUSB_BRAIN_TEMPERATURE_PCT",
+    )
     max_waiting: int = setting(
         4, "questions that may wait while one is thought about", low=0, high=64, env="BORGUSB_BRAIN_MAX_WAITING"
     )
