@@ -96,6 +96,6 @@ def test_a_refusal_reason_is_a_short_word() -> None:
 def test_the_registry_lists_the_cell_packages_and_refuses_unknown_names() -> None:
     assert implemented()[:2] == ["peerTreeNet", "shardTreeCell"] and "serviceMgrCell" in implemented()
     with pytest.raises(ValueError, match="not available in this version yet"):
-        spec("peerMemoryCell")
+        spec("fStreamCell")
     with pytest.raises(ValueError, match="unknown cell type 'nosuchCell'"):
         spec("nosuchCell")
