@@ -135,7 +135,11 @@ class OpenAIModel:
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as http,
                 http.post(self.url, json=body, headers=headers) as resp,
             ):
-                raw = await resp.content.read(MAX_REPLY_BYTES + 1)
+                raw = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):  # read() stops at one chunk
+                    raw += chunk
+                    if len(raw) > MAX_REPLY_BYTES:
+                        break
                 if resp.status != 200:
                     raise ModelError(f"the model endpoint answered HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
