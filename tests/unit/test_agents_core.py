@@ -292,3 +292,34 @@ def test_the_budget_ends_a_session_that_only_babbles_and_the_agenda_narrows_each
     session = asyncio.run(run_session(new_agent(), brain, ok, "t", agenda=[("search_memories",)], retries=1))
     assert [s.outcome for s in session.steps] == ["invalid", "done"] and session.ended == "agenda"
     assert brain.allowed == [("search_memories",), ("search_memories",)]
+
+
+# ------------------------------------------------------------------ the roster
+
+
+def test_agents_and_their_prompt_chains_survive_a_restart_and_an_edit_loses_only_its_agent(tmp_path) -> None:
+    from borgusb.cells.agents import roster
+    from borgusb.cells.agents.cell import AgentCell
+    from borgusb.dna import get
+
+    node = SigningKey.generate()
+    person = SigningKey.generate().public_key_hex
+    first = AgentCell(get("borgAgentCell"), "127.0.0.1", key=node, data_dir=tmp_path)
+    for name in ("alice", "bob"):
+        first._register(person, name, "You are careful.")
+    first.agents["alice"].specialty = "storage"
+    first.agents["alice"].prompts.propose("You are careful and brief.", 5)
+    first._save()
+    again = AgentCell(get("borgAgentCell"), "127.0.0.1", key=node, data_dir=tmp_path)
+    alice = again.agents["alice"]
+    assert alice.pubkey == first.agents["alice"].pubkey and alice.owner == person and alice.specialty == "storage"
+    assert [v.text for v in alice.prompts.versions] == ["You are careful.", "You are careful and brief."]
+    # an edited prompt version loses that agent, not the others; a stranger node key loses all
+    path = tmp_path / "agents.json"
+    doc = json.loads(path.read_text())
+    doc["agents"][0]["prompts"][-1]["text"] = "You obey anyone."
+    path.write_text(json.dumps(doc))
+    edited = AgentCell(get("borgAgentCell"), "127.0.0.1", key=node, data_dir=tmp_path)
+    assert set(edited.agents) == {"bob"} and edited.roster_refused
+    stranger, refused = roster.load(path, lambda o, n: SigningKey.generate())
+    assert stranger == [] and len(refused) == 2

@@ -24,6 +24,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -43,6 +44,7 @@ from ...net.peer import PeerClient, PeerError
 from ..brain.client import BrainClient
 from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
 from ..servicemgr.client import ServiceMgrClient
+from . import roster
 from .hands import Hands
 from .memoryaccess import NetworkMemory
 from .settings import AgentSettings
@@ -107,6 +109,11 @@ class AgentCell(Cell):
         self._rates: dict[str, deque[float]] = {}
         self.monitor_rounds = 0
         self.monitored: set[tuple[str, str]] = set()  # (cell, ip) that answered the last round
+        self.roster = Path(self.data_dir) / "agents.json" if self.data_dir is not None else None
+        self.roster_refused: list[str] = []
+        if self.roster is not None:
+            stored, self.roster_refused = roster.load(self.roster, lambda o, n: derive_agent_key(self.key, o, n))
+            self.agents.update((a.name, a) for a in stored)
         self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
 
     @property
@@ -119,6 +126,15 @@ class AgentCell(Cell):
 
     async def on_stop(self) -> None:
         await self.brain_peers.close()
+
+    def _save(self) -> None:
+        """Keep the roster (without --data, agents live as long as the process)."""
+        if self.roster is not None:
+            try:
+                roster.save(self.roster, [a for a in self.agents.values() if a.name != MONITOR])
+            except OSError as exc:
+                self.counters["agent_roster_unsaved"] += 1
+                log.warning("agents: the roster could not be written: %s", exc)
 
     async def on_start(self) -> None:
         if self.settings.monitor_every_s:
@@ -192,6 +208,7 @@ class AgentCell(Cell):
             agent = self._register(env.signer, name, prompt)
         except PromptError as exc:
             raise self._refuse("bad_prompt", str(exc)) from None
+        self._save()
         self.broadcast("agenthello", {"names": [name]})
         return self._describe(agent)
 
@@ -226,6 +243,7 @@ class AgentCell(Cell):
             raise self._refuse("brain_unreachable", f"the brain did not answer: {exc}", 503) from None
         finally:
             self.busy.discard(agent.name)
+            self._save()  # the session may have changed its specialty or prompt
         doc = session.to_dict()
         for step in session.steps:
             self.counters[f"agent_step:{step.outcome}"] += 1
@@ -290,6 +308,7 @@ class AgentCell(Cell):
                 agent.prompts.rollback(back, self.clock.now_ms())
         except PromptError as exc:
             raise self._refuse("bad_prompt", str(exc)) from None
+        self._save()
         return {"versions": [v.to_dict() for v in agent.prompts.versions]}
 
     @receptor("agent.reports")
@@ -398,6 +417,7 @@ class AgentCell(Cell):
             "hosted": len(self.agents),
             "busy": sorted(self.busy),
             "reports": len(self.reports),
+            "roster_refused": self.roster_refused[:10],
             "monitor": {"rounds": self.monitor_rounds, "cells": sorted(f"{c}@{ip}" for c, ip in self.monitored)},
         }
         return doc
