@@ -53,3 +53,21 @@ class Deleted(MailError):
     """A replay of a message the recipient already deleted."""
 
     reason = "deleted"
+
+
+class BadAddress(MailError):
+    """Not a Dogecoin main-network P2PKH address (base58check, version 30: ``D…``)."""
+
+    reason = "bad_address"
+
+
+class WrongAddress(MailError):
+    """A directory entry whose address is not its key's own (another key claiming someone's address)."""
+
+    reason = "wrong_address"
+
+
+class Rollback(MailError):
+    """A directory entry older than the one held: a newer entry is never replaced by an older one."""
+
+    reason = "rollback"
