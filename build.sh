@@ -158,9 +158,10 @@ setup_browser_tests() {
 
 # What the clock tests and benchmark need: libfaketime, to run node processes
 # whose host clocks are seconds off (cronoTreeCell).
-# and the NAT test: network namespaces (iproute2) and a NAT router (nftables).
+# and the NAT test: network namespaces (iproute2) and a NAT router (nftables);
+# and fStream: ffprobe (key frames) and ffmpeg (the tests' clips).
 setup_test_tools() {
-    apt_install faketime iproute2 nftables
+    apt_install faketime iproute2 nftables ffmpeg
     setup_udev
 }
 

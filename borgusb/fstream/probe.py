@@ -1,0 +1,30 @@
+"""Run ffprobe (Debian's ffmpeg package) on a media file: its type and key frames (`keyframes`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .keyframes import DEFAULT_TYPE, content_type, key_times_ms
+
+TIMEOUT_S = 60
+MAX_REPORT = 16 * 1024 * 1024  # ~20 bytes a packet: hours of video
+
+
+def _ffprobe(*args: str) -> str:
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        raise FileNotFoundError("ffprobe is not installed (Debian's ffmpeg package)")
+    done = subprocess.run([exe, "-v", "error", *args], capture_output=True, timeout=TIMEOUT_S, check=False)
+    return done.stdout[:MAX_REPORT].decode("utf-8", "replace") if done.returncode == 0 else ""
+
+
+def probe(path: Path) -> tuple[str, list[int]]:
+    """(content type, key-frame times in ms) of a file; a file ffprobe cannot read is
+    application/octet-stream with no key frames."""
+    fmt = _ffprobe("-show_entries", "format=format_name", "-of", "csv=p=0", str(path)).strip()
+    if not fmt:
+        return DEFAULT_TYPE, []
+    packets = _ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", str(path))
+    return content_type(fmt, bool(packets.strip())), key_times_ms(packets)

@@ -1,0 +1,155 @@
+"""The stream map: what an owner signs so that any fStream endpoint can serve their media.
+
+Wire form, canonical JSON, at most `MAX_MAP_BYTES`, stored as an object of its own (its object id
+is the link a person shares)::
+
+    {"v": 1, "id": "<the media object's id>", "size": 1234567, "ss": 1048576,
+     "shards": [["<sha256>", 0], ["<sha256>", 1048576], ...],
+     "type": "video/webm", "keys": [0, 2000, 4000], "o": "02…owner", "t": 1764000000000,
+     "sig": "3044…"}
+
+* ``shards``: each shard's hash and byte offset; ``id`` must be their `shard.model.object_id`
+  (with ``size`` and ``ss``), so the map names exactly the bytes a reader checks shard by shard.
+* ``type``: one of `TYPES` (never text a browser would run); ``keys``: the key frames' times in
+  ms, ascending, read from the container's own index (`keyframes`); empty for non-media.
+* ``sig``: DER ECDSA by ``o`` over the canonical JSON of every other member plus
+  ``"d": "borgusb.fstream.map"`` (`borgusb.exchange.order.signing_bytes`), so a map cannot pass
+  for a manifest, an order or an envelope, and only its owner can change what it says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import canonical
+from ..exchange.order import signing_bytes
+from ..keys import SigningKey, verify_signature
+from ..shard import model
+
+VERSION = 1
+DOMAIN = "borgusb.fstream.map"
+FIELDS = frozenset(("v", "id", "size", "ss", "shards", "type", "keys", "o", "t", "sig"))
+MAX_KEYS = 20_000  # a key frame every 2 s for 11 hours
+MAX_MAP_BYTES = 2 * 1024 * 1024
+TYPES = frozenset(
+    ("video/webm", "video/mp4", "video/ogg", "audio/webm", "audio/ogg", "audio/mpeg", "application/octet-stream")
+)
+_PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
+_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
+
+
+class BadMap(ValueError):
+    """A stream map that is malformed or not its owner's; ``reason`` is one word."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMap:
+    """A checked map. Made only by `sign_map` and `check_map`."""
+
+    id: str
+    size: int
+    ss: int
+    shards: tuple[str, ...]
+    type: str
+    keys: tuple[int, ...]
+    owner: str
+    t: int
+
+    def bounds(self) -> list[tuple[int, int]]:
+        return model.shard_bounds(self.size, self.ss)
+
+    def key_before(self, ms: int) -> int:
+        """The last key frame at or before `ms` (where a seek to `ms` can start decoding)."""
+        best = 0
+        for k in self.keys:
+            if k > ms:
+                break
+            best = k
+        return best
+
+
+def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    v = doc.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise BadMap("malformed", f"{name} must be an integer in {lo}..{hi}")
+    return v
+
+
+def sign_map(key: SigningKey, manifest: dict[str, Any], content_type: str, keys: list[int], t: int) -> dict[str, Any]:
+    """The owner's map of a stored object (its manifest gives the shards)."""
+    ss = manifest["ss"]
+    doc: dict[str, Any] = {
+        "v": VERSION,
+        "id": manifest["id"],
+        "size": manifest["size"],
+        "ss": ss,
+        "shards": [[h, i * ss] for i, h in enumerate(manifest["shards"])],
+        "type": content_type,
+        "keys": sorted(keys),
+        "o": key.public_key_hex,
+        "t": t,
+    }
+    doc["sig"] = key.sign(signing_bytes(doc, DOMAIN)).hex()
+    check_map(doc)
+    return doc
+
+
+def check_map(doc: Any) -> StreamMap:
+    """A `StreamMap` from a decoded document, or `BadMap` (the signature is checked last)."""
+    if not isinstance(doc, dict) or doc.keys() != FIELDS:
+        raise BadMap("malformed", "a stream map has exactly " + ", ".join(sorted(FIELDS)))
+    if doc["v"] != VERSION or isinstance(doc["v"], bool):
+        raise BadMap("unknown_version", f"stream map version {str(doc['v'])[:20]!r}; this node reads {VERSION}")
+    if not model.is_hash(doc["id"]):
+        raise BadMap("malformed", "id must be a SHA-256 in lowercase hex")
+    size = _int(doc, "size", 0, 2**53)
+    ss = _int(doc, "ss", 1, model.MAX_SHARD)
+    t = _int(doc, "t", 0, 2**53)
+    shards = doc["shards"]
+    if not isinstance(shards, list) or len(shards) != -(-size // ss) or len(shards) > model.MAX_SHARDS:
+        raise BadMap("malformed", f"{size} bytes in shards of {ss} need {-(-size // ss)} shards")
+    for i, s in enumerate(shards):
+        if not (isinstance(s, list) and len(s) == 2 and model.is_hash(s[0]) and s[1] == i * ss):
+            raise BadMap("malformed", f"shard #{i} must be [sha256, {i * ss}]")
+    hashes = [s[0] for s in shards]
+    if model.object_id(size, ss, hashes) != doc["id"]:
+        raise BadMap("id_mismatch", "the id is not the SHA-256 of this shard list")
+    if doc["type"] not in TYPES:
+        raise BadMap("bad_type", f"the type must be one of {', '.join(sorted(TYPES))}")
+    keys = doc["keys"]
+    if (
+        not isinstance(keys, list)
+        or len(keys) > MAX_KEYS
+        or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 2**53 for k in keys)
+        or keys != sorted(keys)
+    ):
+        raise BadMap("malformed", f"keys must be at most {MAX_KEYS} ascending times in ms")
+    owner, sig = doc["o"], doc["sig"]
+    if not isinstance(owner, str) or not _PUBKEY.fullmatch(owner):
+        raise BadMap("malformed", "o must be a compressed public key")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        raise BadMap("malformed", "sig must be hex DER")
+    if not verify_signature(owner, bytes.fromhex(sig), signing_bytes(doc, DOMAIN)):
+        raise BadMap("bad_signature", "not signed by the owner it names")
+    return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], tuple(keys), owner, t)
+
+
+def encode_map(doc: dict[str, Any]) -> bytes:
+    return canonical.encode_unchecked(doc)
+
+
+def parse_map(data: bytes) -> StreamMap:
+    """A map from its stored bytes: bounded, canonical JSON, then `check_map`."""
+    if len(data) > MAX_MAP_BYTES:
+        raise BadMap("too_large", f"a stream map is at most {MAX_MAP_BYTES} bytes")
+    try:
+        doc = canonical.loads_canonical(data)
+    except canonical.CanonicalError as exc:
+        raise BadMap("malformed", f"not canonical JSON ({exc.__class__.__name__})") from None
+    return check_map(doc)

@@ -1,0 +1,145 @@
+"""fStream's core: range arithmetic (property-tested against a reference built from slices), the
+signed stream map, and the key-frame parser."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from borgusb.fstream import keyframes, ranges
+from borgusb.fstream.streammap import BadMap, check_map, encode_map, parse_map, sign_map
+from borgusb.keys import SigningKey
+from borgusb.shard import model
+
+SIZES = st.integers(min_value=0, max_value=10_000)
+
+
+def reference(header_first: int | None, header_last: int | None, size: int) -> tuple[int, int] | None:
+    """The bytes (first, last) a bytes=first-last / first- / -last range names, by slicing."""
+    data = list(range(size))
+    if header_first is None:
+        picked = data[-header_last:] if header_last else []
+    else:
+        picked = data[header_first : (header_last + 1 if header_last is not None else size)]
+    return (picked[0], picked[-1]) if picked else None
+
+
+@given(SIZES, st.one_of(st.none(), st.integers(0, 12_000)), st.one_of(st.none(), st.integers(0, 12_000)))
+def test_a_range_answers_what_slicing_gives(size: int, first: int | None, last: int | None) -> None:
+    if first is None and last is None:
+        return
+    header = f"bytes={'' if first is None else first}-{'' if last is None else last}"
+    got = ranges.answer(header, size)
+    if first is not None and last is not None and last < first:
+        assert got == ranges.Whole(size)  # invalid: ignored
+        return
+    want = reference(first, last, size)
+    if want is None:
+        assert got == ranges.Unsatisfiable(size)
+        assert got.content_range == f"bytes */{size}"
+    else:
+        assert isinstance(got, ranges.Part)
+        assert (got.first, got.last) == want
+        assert got.content_range == f"bytes {want[0]}-{want[1]}/{size}"
+
+
+@given(st.text(max_size=300), SIZES)
+def test_any_header_gets_an_answer_never_an_exception(header: str, size: int) -> None:
+    got = ranges.answer(header, size)
+    if isinstance(got, ranges.Part):
+        assert 0 <= got.first <= got.last < size
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=", "bytes=-", "bytes=a-b", "items=0-1", "bytes 0-1", "bytes=5-2", "bytes=0-1;x", "=0-1"]
+)
+def test_malformed_headers_are_ignored(header: str) -> None:
+    assert ranges.answer(header, 100) == ranges.Whole(100)
+
+
+def test_named_cases() -> None:
+    assert ranges.answer("bytes=0-0", 100) == ranges.Part(0, 0, 100)  # the first byte
+    assert ranges.answer("bytes=99-99", 100) == ranges.Part(99, 99, 100)  # the last byte
+    assert ranges.answer("bytes=-1", 100) == ranges.Part(99, 99, 100)
+    assert ranges.answer("bytes=-500", 100) == ranges.Part(0, 99, 100)  # a suffix longer than the object
+    assert ranges.answer("bytes=0-", 100) == ranges.Part(0, 99, 100)
+    assert ranges.answer("bytes=10-20, 30-40", 100) == ranges.Part(10, 20, 100)  # the first of several
+    assert ranges.answer("bytes=100-", 100) == ranges.Unsatisfiable(100)
+    assert ranges.answer("bytes=-0", 100) == ranges.Unsatisfiable(100)
+    assert ranges.answer("bytes=0-0", 0) == ranges.Unsatisfiable(0)
+    assert ranges.answer("bytes=0-" + "9" * 40, 100) == ranges.Whole(100)  # beyond 19 digits: ignored
+    assert ranges.answer(None, 7) == ranges.Whole(7)
+
+
+@given(st.data(), st.integers(1, 5000), st.integers(1, 700))
+def test_spans_cover_the_range_exactly_in_shard_order(data: st.DataObject, size: int, ss: int) -> None:
+    first = data.draw(st.integers(0, size - 1))
+    last = data.draw(st.integers(first, size - 1))
+    out = ranges.spans(first, last, size, ss)
+    rebuilt = [i * ss + off + k for i, off, n in out for k in range(n)]
+    assert rebuilt == list(range(first, last + 1))
+    assert all(0 <= off < ss and 0 < n <= ss - off for _, off, n in out)
+    assert [i for i, _, _ in out] == list(range(first // ss, last // ss + 1))
+
+
+def test_spans_refuse_a_range_outside_the_object() -> None:
+    for first, last in ((0, 100), (5, 4), (-1, 3)):
+        with pytest.raises(ValueError):
+            ranges.spans(first, last, 100, 10)
+
+
+def manifest_of(data: bytes, key: SigningKey, ss: int = 1000) -> dict:
+    hashes = [hashlib.sha256(c).hexdigest() for _, c in model.split(data, ss)]
+    return model.sign_manifest(key, len(data), ss, 3, hashes, 1)
+
+
+def test_the_map_round_trips_and_names_the_manifest_bytes() -> None:
+    key = SigningKey.generate()
+    m = manifest_of(bytes(range(256)) * 10, key)
+    doc = sign_map(key, m, "video/webm", [4000, 0, 2000], 5)
+    sm = parse_map(encode_map(doc))
+    assert (sm.id, sm.size, sm.ss, sm.type, sm.owner) == (m["id"], 2560, 1000, "video/webm", key.public_key_hex)
+    assert sm.shards == tuple(m["shards"]) and doc["shards"][2] == [m["shards"][2], 2000]
+    assert sm.keys == (0, 2000, 4000) and sm.key_before(3999) == 2000 and sm.key_before(10**9) == 4000
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.update(type="text/html"), "bad_type"),
+        (lambda d: d.update(keys=[5, 1]), "malformed"),
+        (lambda d: d["shards"][1].__setitem__(1, 7), "malformed"),
+        (lambda d: d["shards"][0].__setitem__(0, "0" * 64), "id_mismatch"),
+        (lambda d: d.update(size=d["size"] - 1), "id_mismatch"),
+        (lambda d: d.update(t=6), "bad_signature"),
+        (lambda d: d.update(v=2), "unknown_version"),
+        (lambda d: d.pop("keys"), "malformed"),
+    ],
+)
+def test_a_changed_or_malformed_map_is_refused_with_its_reason(change, reason: str) -> None:
+    key = SigningKey.generate()
+    doc = sign_map(key, manifest_of(b"x" * 2500, key), "video/webm", [0], 5)
+    change(doc)
+    with pytest.raises(BadMap) as exc:
+        check_map(doc)
+    assert exc.value.reason == reason
+
+
+def test_non_canonical_or_huge_map_bytes_are_refused() -> None:
+    key = SigningKey.generate()
+    doc = sign_map(key, manifest_of(b"y" * 10, key), "audio/ogg", [], 5)
+    with pytest.raises(BadMap, match="malformed"):
+        parse_map(encode_map(doc) + b" ")
+    with pytest.raises(BadMap, match="too_large"):
+        parse_map(b"[" * (3 * 1024 * 1024))
+
+
+def test_key_frames_and_type_from_ffprobe_text() -> None:
+    text = "0.007000,K_\n0.049000,__\n1.007000,K_\nN/A,K_\ngarbage\n2.5,K_D\n1.007,K_\n"
+    assert keyframes.key_times_ms(text) == [7, 1007, 2500]
+    assert keyframes.content_type('"matroska,webm"', True) == "video/webm"
+    assert keyframes.content_type("matroska,webm", False) == "audio/webm"
+    assert keyframes.content_type("avi", True) == "application/octet-stream"
