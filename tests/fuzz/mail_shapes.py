@@ -1,7 +1,8 @@
 """Payloads shaped like the mailTreeCell's real ones, for tests/fuzz/test_receptor_fuzz.py's RECEPTORS.
 
 Messages and inbox requests signed now (so they are fresh for the whole run) by the fuzz keys, to
-each other, threaded or not; and the same documents with one member changed after signing."""
+each other, threaded or not; directory entries (fresh, stale, another key claiming an address) and
+addresses; and the same documents with one member changed after signing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from borgusb.clock import SystemClock
+from borgusb.exchange.order import signing_bytes
+from borgusb.mail.directory import DOMAIN as DIR_DOMAIN
+from borgusb.mail.directory import sign_entry
 from borgusb.mail.message import Content, compose
 from borgusb.mail.request import sign_request
 
@@ -29,6 +33,16 @@ REQUESTS = [
     for op, ids in (("list", []), ("read", [FIRST.id]), ("rm", [FIRST.id]))
 ]
 
+_claim = dict(sign_entry(STRANGER, NOW, "owner").to_dict(), addr=OWNER.doge_address)  # a stranger claims it
+del _claim["sig"]
+ENTRIES = [
+    sign_entry(OWNER, NOW, "Owner").to_dict(),
+    sign_entry(STRANGER, NOW).to_dict(),
+    sign_entry(OWNER, NOW - 20 * 60_000, "old").to_dict(),  # stale
+    dict(_claim, sig=STRANGER.sign(signing_bytes(_claim, DIR_DOMAIN)).hex()),
+]
+ADDRESSES = [OWNER.doge_address, STRANGER.doge_address, "D" + "1" * 33, "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"]
+
 
 @st.composite
 def changed(draw: st.DrawFn, docs: list[dict[str, Any]]) -> Any:
@@ -46,4 +60,10 @@ MAIL_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "mail.ask": shaped_dict({"q": (st.sampled_from(REQUESTS), changed(REQUESTS))}),
     "mail.inbox": shaped_dict({"q": (st.sampled_from(REQUESTS), changed(REQUESTS))}),
+    "mail.publish": shaped_dict({"e": (st.sampled_from(ENTRIES), changed(ENTRIES))}),
+    "mail.dir_put": shaped_dict(
+        {"e": (st.sampled_from(ENTRIES), changed(ENTRIES)), "handoff": (st.booleans(), JSON_SMALL)}
+    ),
+    "mail.lookup": shaped_dict({"addr": (st.sampled_from(ADDRESSES), texts)}),
+    "mail.dir_get": shaped_dict({"addr": (st.sampled_from(ADDRESSES), texts)}),
 }

@@ -12,6 +12,10 @@ The protocol is `borgusb.mail` (docs/mail.md); this cell only carries it, and se
   recipient's side checks and merges: `borgusb.mail.inbox.merge`).
 * **Holder receptors**: ``mail.deposit`` and ``mail.inbox``, which apply `borgusb.mail.inbox.Inbox`'s
   rules (fresh, deduplicated, tombstones, per-sender rate, bounded size) and persist to disk.
+* **The directory** (`borgusb.mail.directory`): a person's signed entry binding their address to their
+  key, kept by the `r` lottery winners for ``"borgusb.mail.dir:" + address``. ``mail.publish`` and
+  ``mail.lookup`` (entry) fan out to ``mail.dir_put`` and ``mail.dir_get`` (holder); the reader checks
+  every answer and takes the newest, and after a lookup the newest is handed to holders that lack it.
 
 Every refusal is a `RequestError` whose reason is the mail core's word, counted as ``mail_refused:<reason>``.
 """
@@ -22,11 +26,13 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ... import envelope
 from ...dna import CellDNA
-from ...mail.errors import MailError
+from ...mail.directory import Entry, RateWindow, accept, behind, check_address, check_entry, newest
+from ...mail.errors import MailError, RateLimited
 from ...mail.inbox import Limits, handoffs
 from ...mail.message import Message, check_message
 from ...mail.request import Request, check_request
@@ -35,18 +41,33 @@ from ...shard import placement
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 from .client import MailClient
+from .dirstore import DirectoryStore
 from .settings import MailSettings
 from .store import InboxStore
 
 log = logging.getLogger("borgusb.mail")
 
 LOTTERY_PREFIX = "borgusb.mail:"
-_STATUS = {"not_holder": 409, "inbox_full": 507, "no_holder": 503, "rate_limited": 429, "too_large": 413}
+DIR_PREFIX = "borgusb.mail.dir:"
+_STATUS = {
+    "not_holder": 409,
+    "inbox_full": 507,
+    "holder_full": 507,
+    "no_holder": 503,
+    "rate_limited": 429,
+    "too_large": 413,
+    "rollback": 409,
+}
 
 
 def holders_of(who: str, members: dict[str, str], r: int) -> list[str]:
     """The r holders of `who`'s inbox among the members (node key -> ip), best first."""
     return placement.choose(LOTTERY_PREFIX + who, members, r)
+
+
+def dir_holders_of(addr: str, members: dict[str, str], r: int) -> list[str]:
+    """The r holders of an address's directory entry among the members, best first."""
+    return placement.choose(DIR_PREFIX + addr, members, r)
 
 
 class MailCell(HolderCell):
@@ -63,9 +84,15 @@ class MailCell(HolderCell):
         self.timeout_s = settings.timeout_ms / 1000
         limits = Limits(max_messages=settings.max_messages, rate_count=settings.rate_count)
         self.mailboxes = InboxStore(self.records_dir / "mail", limits, settings.max_inboxes)
+        self.directory = DirectoryStore(self.records_dir / "mail-directory", settings.max_entries)
+        self.publishes = RateWindow(settings.publish_rate, 60_000)  # per address, as a holder
+        self.lookups = RateWindow(settings.lookup_rate, 60_000)  # per asking key, as an entry cell
 
     def holders(self, who: str) -> list[str]:
         return holders_of(who, self.members, self.r)
+
+    def dir_holders(self, addr: str) -> list[str]:
+        return dir_holders_of(addr, self.members, self.r)
 
     @property
     def view(self) -> str:
@@ -89,15 +116,18 @@ class MailCell(HolderCell):
         except MailError as exc:
             raise self._refuse(exc) from None
 
-    async def _must_hold(self, who: str) -> None:
-        if self.key.public_key_hex not in self.holders(who):
+    async def _must_hold(self, who: str, pick: Callable[[str], list[str]] | None = None) -> None:
+        pick = pick or self.holders
+        if self.key.public_key_hex not in pick(who):
             await self.refresh_view()  # the asker may have read the root's table a moment sooner
-            if self.key.public_key_hex not in self.holders(who):
+            if self.key.public_key_hex not in pick(who):
                 self.counters["mail_refused:not_holder"] += 1
                 raise RequestError("not_holder", f"{self.key.public_key_hex[:16]} does not hold this inbox", 409)
 
-    async def _each_holder(self, who: str, local: Any, remote: Any) -> tuple[list[dict[str, Any]], Counter[str]]:
-        """Call every holder of `who` in parallel (this cell directly): replies, and refusals by reason."""
+    async def _each_holder(
+        self, holders: list[str], local: Any, remote: Any
+    ) -> tuple[list[dict[str, Any]], Counter[str]]:
+        """Call every one of `holders` in parallel (this cell directly): replies, and refusals by reason."""
 
         async def one(holder: str) -> dict[str, Any] | str:
             try:
@@ -115,9 +145,16 @@ class MailCell(HolderCell):
             except PeerError:
                 return "unreachable"
 
-        results = await asyncio.gather(*(one(h) for h in self.holders(who)))
+        results = await asyncio.gather(*(one(h) for h in holders))
         refused = Counter(r for r in results if isinstance(r, str))
         return [r for r in results if isinstance(r, dict)], refused
+
+    def _none_answered(self, replies: list[dict[str, Any]], refused: Counter[str]) -> None:
+        """Refuse with the holders' most common reason (or ``no_holder``) when none of them answered."""
+        if not replies:
+            reason = refused.most_common(1)[0][0] if refused else "no_holder"
+            self.counters[f"mail_refused:{reason}"] += 1
+            raise RequestError(reason, f"no holder took it ({dict(refused)})", _STATUS.get(reason, 503))
 
     # ------------------------------------------------------------ entry receptors
 
@@ -126,24 +163,20 @@ class MailCell(HolderCell):
         msg = self._message(env.payload)
         doc = msg.to_dict()
         replies, refused = await self._each_holder(
-            msg.recipient, lambda: self._deposit_local(msg), lambda c: c.deposit(doc)
+            self.holders(msg.recipient), lambda: self._deposit_local(msg), lambda c: c.deposit(doc)
         )
         holders = len(replies) + sum(refused.values())
-        if not replies:
-            reason = refused.most_common(1)[0][0] if refused else "no_holder"
-            self.counters[f"mail_refused:{reason}"] += 1
-            raise RequestError(reason, f"no holder kept the message ({dict(refused)})", _STATUS.get(reason, 503))
+        self._none_answered(replies, refused)
         self.counters["mail_sent"] += 1
         return {"id": msg.id, "stored": len(replies), "holders": holders, "refused": dict(refused)}
 
     @receptor("mail.ask")
     async def _r_ask(self, env: envelope.Envelope) -> Any:
         req = self._request(env.payload)
-        replies, refused = await self._each_holder(req.who, lambda: self._inbox_local(req), lambda c: c.inbox(req.doc))
-        if not replies:
-            reason = refused.most_common(1)[0][0] if refused else "no_holder"
-            self.counters[f"mail_refused:{reason}"] += 1
-            raise RequestError(reason, f"no holder answered ({dict(refused)})", _STATUS.get(reason, 503))
+        replies, refused = await self._each_holder(
+            self.holders(req.who), lambda: self._inbox_local(req), lambda c: c.inbox(req.doc)
+        )
+        self._none_answered(replies, refused)
         if req.op == "list":
             self._spawn(self._hand_off(req.who, replies))
         return {"replies": replies, "holders": len(replies) + sum(refused.values()), "refused": dict(refused)}
@@ -206,6 +239,105 @@ class MailCell(HolderCell):
     async def _r_inbox(self, env: envelope.Envelope) -> Any:
         return await self._inbox_local(self._request(env.payload))
 
+    # ------------------------------------------------------------ the directory
+
+    def _entry(self, payload: Any) -> Entry:
+        try:
+            return check_entry(payload.get("e") if isinstance(payload, dict) else None)
+        except MailError as exc:
+            raise self._refuse(exc) from None
+
+    def _address(self, payload: Any) -> str:
+        try:
+            return check_address(payload.get("addr") if isinstance(payload, dict) else None)
+        except MailError as exc:
+            raise self._refuse(exc) from None
+
+    @receptor("mail.publish")
+    async def _r_publish(self, env: envelope.Envelope) -> Any:
+        entry = self._entry(env.payload)
+        doc = entry.to_dict()
+        replies, refused = await self._each_holder(
+            self.dir_holders(entry.addr), lambda: self._dir_put_local(entry), lambda c: c.dir_put(doc)
+        )
+        self._none_answered(replies, refused)
+        self.counters["mail_published"] += 1
+        holders = len(replies) + sum(refused.values())
+        return {
+            "addr": entry.addr,
+            "id": entry.id,
+            "stored": len(replies),
+            "holders": holders,
+            "refused": dict(refused),
+        }
+
+    @receptor("mail.lookup")
+    async def _r_lookup(self, env: envelope.Envelope) -> Any:
+        addr = self._address(env.payload)
+        if not self.lookups.allow(env.signer, self.clock.now_ms()):
+            raise self._refuse(RateLimited("too many directory lookups from this key; slow down"))
+        replies, refused = await self._each_holder(
+            self.dir_holders(addr), lambda: self._dir_get_local(addr), lambda c: c.dir_get(addr)
+        )
+        self._none_answered(replies, refused)
+        best, _ = newest(addr, replies)
+        if best is not None:
+            self._spawn(self._hand_entry_off(best, behind(best, replies)))
+        return {
+            "addr": addr,
+            "replies": replies,
+            "holders": len(replies) + sum(refused.values()),
+            "refused": dict(refused),
+        }
+
+    async def _hand_entry_off(self, entry: Entry, holders: list[str]) -> None:
+        """Give the newest entry to the holders that answered without it (new to the set, or behind)."""
+        for holder in holders:
+            try:
+                if holder == self.key.public_key_hex:
+                    await self._dir_put_local(entry, handoff=True)
+                elif holder in self.members:
+                    client = MailClient(self.peers, self.members[holder], pubkey=holder)
+                    await asyncio.wait_for(client.dir_put(entry.to_dict(), handoff=True), self.timeout_s)
+                self.counters["mail_dir_handoff"] += 1
+            except (RequestError, PeerError, TimeoutError, MailError):
+                self.counters["mail_dir_handoff_failed"] += 1
+
+    async def _dir_put_local(self, entry: Entry, handoff: bool = False) -> dict[str, Any]:
+        await self._must_hold(entry.addr, self.dir_holders)
+        if not handoff and not self.publishes.allow(entry.addr, self.clock.now_ms()):
+            raise self._refuse(RateLimited("this address published too many entries this minute"))
+        if self.directory.full(entry.addr):
+            self.counters["mail_refused:holder_full"] += 1
+            raise RequestError("holder_full", "this holder keeps as many directory entries as it can", 507)
+        try:
+            status = accept(self.clock.now_ms(), self.directory.get(entry.addr), entry, handoff)
+        except MailError as exc:
+            raise self._refuse(exc) from None
+        if status == "stored":
+            self.directory.put(entry)
+        self.counters[f"mail_dir:{status}"] += 1
+        return {"addr": entry.addr, "id": entry.id, "status": status}
+
+    @receptor("mail.dir_put")
+    async def _r_dir_put(self, env: envelope.Envelope) -> Any:
+        entry = self._entry(env.payload)
+        handoff = env.payload.get("handoff") is True
+        if handoff and env.signer not in self.members:  # else anyone could pass an old entry off as a hand-off
+            self.counters["mail_refused:not_member"] += 1
+            raise RequestError("not_member", "only a member of the mail tree hands entries off", 403)
+        return await self._dir_put_local(entry, handoff)
+
+    async def _dir_get_local(self, addr: str) -> dict[str, Any]:
+        await self._must_hold(addr, self.dir_holders)
+        entry = self.directory.get(addr)
+        self.counters["mail_dir:get"] += 1
+        return {"holder": self.key.public_key_hex, "entry": entry.to_dict() if entry else None}
+
+    @receptor("mail.dir_get")
+    async def _r_dir_get(self, env: envelope.Envelope) -> Any:
+        return await self._dir_get_local(self._address(env.payload))
+
     # ------------------------------------------------------------ monitoring
 
     def status(self) -> dict[str, Any]:
@@ -216,5 +348,6 @@ class MailCell(HolderCell):
             "r": self.r,
             "inboxes": len(self.mailboxes.keys),
             "cached": len(self.mailboxes.inboxes),
+            "entries": len(self.directory.addresses),
         }
         return doc
