@@ -377,7 +377,7 @@ COMMANDS: dict[str, Command] = {
     "rm": Command("borgusb.storecli:rm", "delete an object you own (a signed tombstone)"),
     "files": Command("borgusb.filescli:main", "your folders, private by default: ls, put, get, mv, versions, share"),
     "pay": Command("borgusb.paycli:main", "Borg Shells: balance, send, history (the peerPaysCell ledger)"),
-    "mail": Command("borgusb.mailcli:main", "encrypted mail between identity keys: send, ls, read, rm"),
+    "mail": Command("borgusb.mailcli:main", "encrypted mail between identity keys: send, ls, read, rm, publish"),
     "memory": Command("borgusb.memorycli:main", "memories signed by your key, searched in natural language"),
     "cell": Command("borgusb.node:main", "run one cell as a process; list the cell DNA table"),
     "cellhost": Command("borgusb.cellhost.__main__:main", "load the cells' code once and fork every cell from it"),

@@ -1,10 +1,16 @@
-"""`borgusb mail send|ls|read|rm`: encrypted mail between identity keys (mailTreeCell).
+"""`borgusb mail send|ls|read|rm|publish`: encrypted mail between identity keys (mailTreeCell).
 
-    borgusb mail send --to PUBKEY --subject S (--body TEXT | --body-file F) [--reply-to ID] [--attach FILE ...]
+    borgusb mail send --to PUBKEY|ADDRESS --subject S (--body TEXT | --body-file F) [--reply-to ID] [--attach FILE ...]
     borgusb mail ls [--json]          your inbox, oldest first: id, time, sender, subject, flags
+                                      (publishes your directory entry first if the directory has none)
     borgusb mail read ID [--save DIR] open one message (an id or its first digits), mark it read,
                                       and with --save fetch and open its attachments into DIR
     borgusb mail rm ID [ID ...]       delete messages from your inbox on every holder
+    borgusb mail publish [--name N]   publish your directory entry: your address (D…) is your key,
+                                      with a display name if you give one (a label, not an identifier)
+
+``--to`` takes a public key, or a Dogecoin address resolved through the directory entry its owner
+signed (the command checks it and says which key it resolved to; docs/mail.md, "The directory").
 
 Your wallet signs and opens: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file`` for
 scripts). The subject and body are sealed to the recipient's key here, before anything leaves
@@ -44,7 +50,7 @@ from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
 from .keys import SigningKey
-from .net.peer import PeerClient, PeerRejected
+from .net.peer import PeerClient, PeerError, PeerRejected
 
 DNA = dna.get("mailTreeCell")
 
@@ -57,6 +63,8 @@ EXPLAIN = {
     "no_holder": "no holder of that inbox answered",
     "not_holder": "the mail nodes are changing; try again",
     "deleted": "the recipient already deleted this message",
+    "rollback": "the directory holds a newer entry for this address",
+    "bad_address": "that is not a Dogecoin address (D…)",
 }
 
 
@@ -80,6 +88,52 @@ async def inbox(client: Any, key: SigningKey, now_ms: int) -> list[dict[str, Any
     if dropped:
         print(f"borgusb mail: {dropped} item(s) from the holders did not verify and were dropped", file=sys.stderr)
     return opened(key, entries)
+
+
+async def resolve_to(client: Any, to: str) -> tuple[str, str]:
+    """(recipient key, what to tell the person) for a public key, or an address resolved through the directory."""
+    from .keys import fingerprint
+    from .ledger.accounts import is_account
+    from .mail.directory import check_address
+    from .mail.errors import MailError
+
+    if is_account(to.lower()):
+        return to.lower(), ""
+    try:
+        addr = check_address(to)
+    except MailError:
+        raise CLIError("--to is a public key (66 hex digits) or a Dogecoin address (D…)", EXIT_USAGE) from None
+    entry, dropped = await client.resolve(addr)
+    if dropped:
+        print(f"borgusb mail: {dropped} directory answer(s) did not verify and were dropped", file=sys.stderr)
+    if entry is None:
+        raise CLIError(f"no directory entry for {addr}: its owner publishes one with 'borgusb mail publish'")
+    name = f", who calls themselves {entry.name!r}" if entry.name else ""
+    said = f"{addr} is key {entry.key} (fingerprint {fingerprint(bytes.fromhex(entry.key))}{name})"
+    return entry.key, said
+
+
+async def publish(client: Any, key: SigningKey, now_ms: int, name: str = "") -> dict[str, Any]:
+    """Sign and publish `key`'s directory entry; the cell's reply."""
+    from .mail.directory import sign_entry
+
+    return await client.publish(sign_entry(key, now_ms, name).to_dict())
+
+
+async def publish_if_missing(client: Any, key: SigningKey, now_ms: int) -> None:
+    """A person's first ``ls`` makes them reachable by address: publish an entry (no name) when the
+    directory has none for their address. Best effort: the inbox is listed whatever happens here."""
+    try:
+        entry, _ = await client.resolve(key.doge_address)
+        if entry is None:
+            done = await publish(client, key, now_ms)
+            print(
+                f"borgusb mail: published your directory entry ({done.get('stored')} of {done.get('holders')} "
+                f"holders): mail to {key.doge_address} now reaches you",
+                file=sys.stderr,
+            )
+    except (PeerRejected, PeerError) as exc:
+        print(f"borgusb mail: your directory entry was not checked or published ({exc})", file=sys.stderr)
 
 
 def _pick(entries: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
@@ -146,7 +200,7 @@ def _line(e: dict[str, Any]) -> str:
 
 async def _run(args: argparse.Namespace) -> int:
     from .cells.mail.client import MailClient
-    from .ledger.accounts import is_account
+    from .mail.directory import check_name
     from .mail.errors import MailError, Malformed
     from .mail.message import MAX_ATTACHMENTS, Content, compose
     from .mail.request import sign_request
@@ -159,13 +213,13 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             if args.cmd == "send":
                 body = Path(args.body_file).read_text(encoding="utf-8") if args.body_file else args.body
-                to = args.to.strip().lower()
+                to, said = await resolve_to(client, args.to.strip())
+                if said:
+                    print(said, file=sys.stderr if args.json else sys.stdout)
                 re_id = ""
                 if args.reply_to:
                     re_id = _pick(await inbox(client, key, clock.now_ms()), args.reply_to)["id"]
                 try:
-                    if not is_account(to):
-                        raise Malformed("the recipient is a public key of 66 hex digits")
                     if len(args.attach) > MAX_ATTACHMENTS:
                         raise Malformed(f"at most {MAX_ATTACHMENTS} attachments per message")
                     ts = clock.now_ms()
@@ -177,6 +231,21 @@ async def _run(args: argparse.Namespace) -> int:
                 text = f"sent {msg.id}: kept by {done['stored']} of {done['holders']} holders of {to[:16]}…'s inbox"
                 print(json.dumps(done) if args.json else text)
                 return EXIT_OK
+            if args.cmd == "publish":
+                try:
+                    check_name(args.name)
+                except MailError as exc:
+                    raise CLIError(f"--name: {exc}", EXIT_USAGE) from None
+                done = await publish(client, key, clock.now_ms(), args.name)
+                text = (
+                    f"published {key.doge_address} -> {key.public_key_hex}"
+                    + (f" ({args.name})" if args.name else "")
+                    + f": kept by {done['stored']} of {done['holders']} holders"
+                )
+                print(json.dumps(done) if args.json else text)
+                return EXIT_OK
+            if args.cmd == "ls":
+                await publish_if_missing(client, key, clock.now_ms())
             entries = await inbox(client, key, clock.now_ms())
             if args.cmd == "ls":
                 if args.json:
@@ -222,11 +291,18 @@ async def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="borgusb mail", description="encrypted mail between identity keys: send, ls, read, rm", epilog=EXIT_CODES
+        prog="borgusb mail",
+        description="encrypted mail between identity keys: send, ls, read, rm, publish",
+        epilog=EXIT_CODES,
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     send = sub.add_parser("send", help="seal a message to a key and leave it with that key's inbox holders")
-    send.add_argument("--to", required=True, metavar="PUBKEY", help="the recipient's public key (66 hex digits)")
+    send.add_argument(
+        "--to",
+        required=True,
+        metavar="PUBKEY|ADDRESS",
+        help="the recipient's public key (66 hex digits), or their address (D…) resolved through the directory",
+    )
     send.add_argument("--subject", required=True, help="the subject (sealed too)")
     what = send.add_mutually_exclusive_group(required=True)
     what.add_argument("--body", help="the message text")
@@ -241,7 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--save", metavar="DIR", help="fetch and open the message's attachments into DIR")
     rm = sub.add_parser("rm", help="delete messages from your inbox")
     rm.add_argument("ids", nargs="+", metavar="ID", help="message ids, or their first digits")
-    for q in (send, ls, read, rm):
+    pub = sub.add_parser("publish", help="publish your directory entry: your address resolves to your key")
+    pub.add_argument(
+        "--name", default="", help="a display name shown beside your key (a label: lookups are by address)"
+    )
+    for q in (send, ls, read, rm, pub):
         add_wallet_options(
             q, DNA.name, "your wallet keystore (signs and opens your mail)", "seconds to wait for the node"
         )
