@@ -81,7 +81,8 @@ class Receiver:
     ``data_port`` (the holders' shard cell's monPort). ``per_holder``: requests in flight on
     one holder; ``window``: in all (default: per_holder for each holder, at most
     `shard.window.MAX_WINDOW`); ``late_ms``: the least time before a shard in flight is
-    asked of another holder too."""
+    asked of another holder too. ``on_shard(i)``: shard i is checked and in ``FILE.part`` (fStream
+    serves it from there at once); `prefer` moves the fetch to a later shard first."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Receiver:
         per_holder: int = 16,
         late_ms: int = 250,
         progress: Callable[[int, int], None] | None = None,
+        on_shard: Callable[[int], None] | None = None,
         stop_after: int | None = None,
         throttle_ms: int = 0,
         tls: bool = False,
@@ -114,6 +116,8 @@ class Receiver:
         self.per_holder = per_holder
         self.late_ms = late_ms
         self.progress = progress
+        self.on_shard = on_shard
+        self.win: Window | None = None
         self.stop_after = stop_after
         self.throttle_ms = throttle_ms
         self.sid = os.urandom(6).hex()
@@ -275,6 +279,11 @@ class Receiver:
             by_holder.setdefault(pk, []).append(i)
         return [(idx[k : k + size], pk) for pk, idx in by_holder.items() for k in range(0, len(idx), size)]
 
+    def prefer(self, first: int) -> None:
+        """Fetch shards from `first` on before the others (fStream: the play position moved)."""
+        if self.win is not None:
+            self.win.prefer(first)
+
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
         resumed = await asyncio.to_thread(self._resume)
@@ -292,6 +301,10 @@ class Receiver:
             per_holder=self.per_holder,
             late_ms=self.late_ms,
         )
+        self.win = win
+        if self.on_shard:
+            for i in sorted(done):
+                self.on_shard(i)
         total_bytes = self.m["size"]
         got = sum(self.bounds[i][1] for i in done)
         if self.progress:
@@ -330,6 +343,8 @@ class Receiver:
                             self.stats["bytes"] += self.bounds[i][1]
                             if self.progress:
                                 self.progress(got, total_bytes)
+                            if self.on_shard:
+                                self.on_shard(i)
                         win.ok(i, holder.pubkey, now)
                         continue
                     self.refused[outcome] += 1

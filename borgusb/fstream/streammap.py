@@ -81,15 +81,17 @@ def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
     return v
 
 
-def sign_map(key: SigningKey, manifest: dict[str, Any], content_type: str, keys: list[int], t: int) -> dict[str, Any]:
-    """The owner's map of a stored object (its manifest gives the shards)."""
-    ss = manifest["ss"]
+def sign_map(
+    key: SigningKey, size: int, ss: int, hashes: list[str], content_type: str, keys: list[int], t: int
+) -> dict[str, Any]:
+    """The owner's map of an object of `size` bytes in shards of `ss` with these hashes (its id is
+    computed here, never given)."""
     doc: dict[str, Any] = {
         "v": VERSION,
-        "id": manifest["id"],
-        "size": manifest["size"],
+        "id": model.object_id(size, ss, hashes),
+        "size": size,
         "ss": ss,
-        "shards": [[h, i * ss] for i, h in enumerate(manifest["shards"])],
+        "shards": [[h, i * ss] for i, h in enumerate(hashes)],
         "type": content_type,
         "keys": sorted(keys),
         "o": key.public_key_hex,

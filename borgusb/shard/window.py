@@ -91,6 +91,10 @@ class Window:
         left = self.total - len(self.done)
         return max(1, min(self.per_holder, -(-left // max(1, len(live)))))
 
+    def prefer(self, first: int) -> None:
+        """Ask for shards from `first` on before the ones before it (a media player seeked there)."""
+        self._todo = deque(sorted(self._todo, key=lambda i: (i < first, i)))
+
     def stuck(self) -> list[int]:
         """Shards no holder is left to ask for (and none in flight)."""
         return [i for i in self._todo if i not in self.done and i not in self.inflight and not self._candidates(i)]

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from borgusb import cells
 from borgusb.cells import implemented, spec
 from borgusb.cells.kit import Cell, RequestError, Settings, SettingsError, on_broadcast, receptor, setting
 from borgusb.cells.kit.handlers import collect
@@ -93,8 +94,10 @@ def test_a_refusal_reason_is_a_short_word() -> None:
         RequestError("The store is full!")
 
 
-def test_the_registry_lists_the_cell_packages_and_refuses_unknown_names() -> None:
-    assert implemented()[:2] == ["peerTreeNet", "shardTreeCell"] and "serviceMgrCell" in implemented()
+def test_the_registry_lists_the_cell_packages_and_refuses_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert implemented()[:3] == ["peerTreeNet", "shardTreeCell", "fStreamCell"] and "serviceMgrCell" in implemented()
+    every = cells.specs()  # every DNA row has a package now: take one away to see the wording
+    monkeypatch.setattr(cells, "specs", lambda: {k: v for k, v in every.items() if k != "fStreamCell"})
     with pytest.raises(ValueError, match="not available in this version yet"):
         spec("fStreamCell")
     with pytest.raises(ValueError, match="unknown cell type 'nosuchCell'"):

@@ -13,6 +13,7 @@ from borgusb.fstream import keyframes, ranges
 from borgusb.fstream.streammap import BadMap, check_map, encode_map, parse_map, sign_map
 from borgusb.keys import SigningKey
 from borgusb.shard import model
+from borgusb.shard.window import Window
 
 SIZES = st.integers(min_value=0, max_value=10_000)
 
@@ -91,15 +92,16 @@ def test_spans_refuse_a_range_outside_the_object() -> None:
             ranges.spans(first, last, 100, 10)
 
 
-def manifest_of(data: bytes, key: SigningKey, ss: int = 1000) -> dict:
+def map_of(data: bytes, key: SigningKey, content_type: str, keys: list[int], ss: int = 1000) -> tuple[dict, dict]:
+    """(the manifest, the map) of data."""
     hashes = [hashlib.sha256(c).hexdigest() for _, c in model.split(data, ss)]
-    return model.sign_manifest(key, len(data), ss, 3, hashes, 1)
+    m = model.sign_manifest(key, len(data), ss, 3, hashes, 1)
+    return m, sign_map(key, len(data), ss, hashes, content_type, keys, 5)
 
 
 def test_the_map_round_trips_and_names_the_manifest_bytes() -> None:
     key = SigningKey.generate()
-    m = manifest_of(bytes(range(256)) * 10, key)
-    doc = sign_map(key, m, "video/webm", [4000, 0, 2000], 5)
+    m, doc = map_of(bytes(range(256)) * 10, key, "video/webm", [4000, 0, 2000])
     sm = parse_map(encode_map(doc))
     assert (sm.id, sm.size, sm.ss, sm.type, sm.owner) == (m["id"], 2560, 1000, "video/webm", key.public_key_hex)
     assert sm.shards == tuple(m["shards"]) and doc["shards"][2] == [m["shards"][2], 2000]
@@ -121,7 +123,7 @@ def test_the_map_round_trips_and_names_the_manifest_bytes() -> None:
 )
 def test_a_changed_or_malformed_map_is_refused_with_its_reason(change, reason: str) -> None:
     key = SigningKey.generate()
-    doc = sign_map(key, manifest_of(b"x" * 2500, key), "video/webm", [0], 5)
+    _, doc = map_of(b"x" * 2500, key, "video/webm", [0])
     change(doc)
     with pytest.raises(BadMap) as exc:
         check_map(doc)
@@ -130,11 +132,17 @@ def test_a_changed_or_malformed_map_is_refused_with_its_reason(change, reason: s
 
 def test_non_canonical_or_huge_map_bytes_are_refused() -> None:
     key = SigningKey.generate()
-    doc = sign_map(key, manifest_of(b"y" * 10, key), "audio/ogg", [], 5)
+    _, doc = map_of(b"y" * 10, key, "audio/ogg", [])
     with pytest.raises(BadMap, match="malformed"):
         parse_map(encode_map(doc) + b" ")
     with pytest.raises(BadMap, match="too_large"):
         parse_map(b"[" * (3 * 1024 * 1024))
+
+
+def test_a_window_asked_to_prefer_a_later_shard_issues_it_first() -> None:
+    win = Window([["a", "b"]] * 10, window=3)
+    win.prefer(6)
+    assert [i for i, _ in win.next(0)] == [6, 7, 8]
 
 
 def test_key_frames_and_type_from_ffprobe_text() -> None:

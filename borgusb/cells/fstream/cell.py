@@ -1,0 +1,235 @@
+"""fStreamCell: serves objects by their stream map over plain HTTP with byte ranges, from shards.
+
+``GET /stream/<map id>`` on the monPort (plain HTTP, so a ``<video>`` element, the conduit or any
+player reads it): the map id is the object id of an owner-signed stream map
+(`borgusb.fstream.streammap`), which names the media object, its type and its key frames. The cell
+pulls the map, then the media's shards from every holder at once into its bounded cache
+(`cache.ShardCache`, DStream's `Receiver`: each shard checked against the owner-signed manifest
+before a byte of it is served), and answers ``Range`` (`borgusb.fstream.ranges`: 206 with
+``Content-Range``, 416, a malformed header ignored) as soon as the shards a range needs are in;
+a range that starts further on moves the pull there first.
+
+**Capacity**: at most `FStreamSettings.capacity` responses at once; past it a new client is
+redirected (307) to the least busy other fStream endpoint the service registry lists (each cell
+announces its clients), at most `MAX_HOPS` times, else refused as ``busy`` (503).
+
+The cell sees only what is stored: private media are ciphertext here, decrypted at the viewer's
+conduit. Refusals carry a reason word and are counted as ``fstream_refused:<reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ...dna import CellDNA
+from ...dstream import Holder, StreamError, parse_locate
+from ...fstream import ranges
+from ...fstream.streammap import MAX_MAP_BYTES, BadMap, StreamMap, parse_map
+from ...net.peer import PeerError
+from ...shard import model
+from ..kit import Cell, RequestError, route
+from ..kit.cell import refusal
+from ..servicemgr.client import ServiceMgrClient
+from ..shard.client import ShardClient
+from .cache import CacheError, Entry, ShardCache
+from .settings import FStreamSettings
+
+log = logging.getLogger("borgusb.fstream")
+
+MAX_HOPS = 3  # redirects one client follows before a full network says busy
+MAX_MAPS = 1024  # checked stream maps kept
+CHUNK = 256 * 1024  # bytes read from the cache and written to a client at a time
+REGISTRY_EVERY_S = 1.0  # how old the registry's listing of endpoints may be
+
+
+class FStreamCell(Cell):
+    settings: FStreamSettings
+
+    def __init__(self, dna: CellDNA, ip: str, **kw: Any) -> None:
+        settings = kw.get("settings")
+        if not isinstance(settings, FStreamSettings):
+            settings = kw["settings"] = FStreamSettings.from_sources()
+        if kw.get("data_dir") is None:
+            root = settings.data_root or tempfile.gettempdir()
+            kw["data_dir"] = Path(root) / f"borgusb-fstream-{ip}"
+        super().__init__(dna, ip, **kw)
+        assert self.data_dir is not None
+        self.cache = ShardCache(Path(self.data_dir) / "cache", settings.cache_bytes, self.peers, self._locate)
+        self.maps: OrderedDict[str, StreamMap] = OrderedDict()
+        self.clients = 0
+        self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
+
+    async def on_stop(self) -> None:
+        await self.cache.close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _refuse(self, reason: str, detail: str, status: int) -> web.Response:
+        self.counters[f"fstream_refused:{reason}"] += 1
+        return refusal(RequestError(reason, detail, status))
+
+    async def _locate(self, oid: str) -> tuple[dict[str, Any], list[list[Holder]]]:
+        """The object's manifest and holders, from the shard cell on this address."""
+        try:
+            reply = await ShardClient(self.peers, self.ip).locate(oid, repair=False)
+        except PeerError as exc:
+            raise StreamError(f"the shard cell did not answer ({exc.__class__.__name__})") from None
+        return parse_locate(reply, oid)
+
+    async def stream_map(self, mid: str) -> StreamMap:
+        """The checked stream map stored as object `mid` (CacheError: not_found, too_large, bad_map)."""
+        found = self.maps.get(mid)
+        if found is not None:
+            self.maps.move_to_end(mid)
+            return found
+        entry = await self.cache.open(mid, max_size=MAX_MAP_BYTES)
+        try:
+            for i in range(len(entry.receiver.bounds)):
+                await self.cache.wait(entry, i, self.settings.wait_ms / 1000)
+            data = await asyncio.to_thread(self.cache.read, entry, 0, entry.size)
+        finally:
+            self.cache.release(entry)
+        try:
+            smap = parse_map(data)
+        except BadMap as exc:
+            raise CacheError("bad_map", f"object {mid[:16]} is not a stream map ({exc.reason})", 422) from None
+        self.maps[mid] = smap
+        while len(self.maps) > MAX_MAPS:
+            self.maps.popitem(last=False)
+        return smap
+
+    # ------------------------------------------------------------ capacity and the registry
+
+    def announcement(self) -> dict[str, Any]:
+        doc = super().announcement()
+        doc["load"] = dict(doc["load"], clients=self.clients, capacity=self.settings.capacity)
+        return doc
+
+    async def _other_endpoints(self) -> list[dict[str, Any]]:
+        at, listed = self._endpoints
+        if time.monotonic() - at > REGISTRY_EVERY_S:
+            try:
+                listed = await asyncio.wait_for(ServiceMgrClient(self.peers, self.ip).services(self.dna.name), 2.0)
+            except (TimeoutError, PeerError):
+                self.counters["registry_unreachable"] += 1
+                listed = []
+            self._endpoints = (time.monotonic(), listed)
+        return [e for e in listed if e.get("node") != self.key.public_key_hex and _is_ip(e.get("ip"))]
+
+    async def least_busy(self) -> str | None:
+        """The address of the other fStream endpoint with the most room, if any has room."""
+
+        def room(e: dict[str, Any]) -> int:
+            load = e.get("load")
+            clients, capacity = (load.get("clients"), load.get("capacity")) if isinstance(load, dict) else (0, 0)
+            if not isinstance(clients, int) or not isinstance(capacity, int):
+                return 0
+            return capacity - clients
+
+        ranked = sorted(await self._other_endpoints(), key=room, reverse=True)
+        return str(ranked[0]["ip"]) if ranked and room(ranked[0]) > 0 else None
+
+    async def _redirect(self, mid: str, hop: int) -> web.Response:
+        target = await self.least_busy() if hop < MAX_HOPS else None
+        if target is None:
+            response = self._refuse("busy", "every fStream endpoint is at capacity; retry", 503)
+            response.headers["Retry-After"] = "1"
+            return response
+        self.counters["fstream_redirected"] += 1
+        host = f"[{target}]" if ":" in target else target
+        location = f"http://{host}:{self.dna.mon_port}/stream/{mid}?hop={hop + 1}"
+        return web.Response(status=307, headers={"Location": location, "Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------ the door
+
+    @route("mon", "GET", "/stream/{mid}")
+    async def _handle_stream(self, request: web.Request) -> web.StreamResponse:
+        mid = request.match_info["mid"]
+        if not model.is_hash(mid):
+            return self._refuse("bad_id", "a stream is named by its map's object id (64 hex)", 400)
+        hop_text = request.query.get("hop", "0")
+        hop = int(hop_text) if hop_text.isdigit() and len(hop_text) < 3 else MAX_HOPS
+        if self.clients >= self.settings.capacity:
+            return await self._redirect(mid, hop)
+        self.clients += 1
+        try:
+            return await self._answer(request, mid)
+        except CacheError as exc:
+            return self._refuse(exc.reason, str(exc), exc.status)
+        except TimeoutError:
+            return self._refuse("stalled", "the shards this range needs did not arrive in time", 504)
+        finally:
+            self.clients -= 1
+
+    async def _answer(self, request: web.Request, mid: str) -> web.StreamResponse:
+        smap = await self.stream_map(mid)
+        answer = ranges.answer(request.headers.get("Range"), smap.size)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Type": smap.type,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "public, max-age=31536000, immutable",  # a map id names its bytes forever
+            "ETag": f'"{mid}"',
+        }
+        if isinstance(answer, ranges.Unsatisfiable):
+            self.counters["fstream_refused:unsatisfiable"] += 1
+            return web.Response(status=416, headers=dict(headers, **{"Content-Range": answer.content_range}))
+        if smap.size == 0:
+            return web.Response(status=200, headers=headers)
+        first, last = (answer.first, answer.last) if isinstance(answer, ranges.Part) else (0, smap.size - 1)
+        spans = ranges.spans(first, last, smap.size, smap.ss)
+        entry = await self.cache.open(smap.id)
+        try:
+            if spans[0][0] not in entry.done:
+                entry.receiver.prefer(spans[0][0])
+            wait_s = self.settings.wait_ms / 1000
+            await self.cache.wait(entry, spans[0][0], wait_s)  # before the head: a failure can still be said
+            response = web.StreamResponse(status=206 if isinstance(answer, ranges.Part) else 200, headers=headers)
+            if isinstance(answer, ranges.Part):
+                response.headers["Content-Range"] = answer.content_range
+            response.content_length = last - first + 1
+            await response.prepare(request)
+            await self._send(response, entry, spans, wait_s)
+            return response
+        finally:
+            self.cache.release(entry)
+
+    async def _send(
+        self, response: web.StreamResponse, entry: Entry, spans: list[tuple[int, int, int]], wait_s: float
+    ) -> None:
+        for i, off, n in spans:
+            await self.cache.wait(entry, i, wait_s)
+            at = i * entry.ss + off
+            end = at + n
+            while at < end:
+                data = await asyncio.to_thread(self.cache.read, entry, at, min(CHUNK, end - at))
+                await response.write(data)
+                at += len(data)
+        await response.write_eof()
+
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        doc["fstream"] = {
+            "clients": self.clients,
+            "capacity": self.settings.capacity,
+            "maps": len(self.maps),
+            "cache": dict(self.cache.stats, objects=len(self.cache.entries), bytes=self.cache.used),
+        }
+        return doc
+
+
+def _is_ip(text: Any) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,32 @@
+"""The fStream cell's settings (``borgusb cell run fStreamCell --help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..kit import Settings, setting
+
+
+@dataclass(frozen=True)
+class FStreamSettings(Settings):
+    cell: ClassVar[str] = "fStreamCell"
+
+    capacity: int = setting(
+        60,
+        "clients served at once; past it new ones go to another endpoint",
+        low=1,
+        high=10_000,
+        env="BORGUSB_FSTREAM_CAPACITY",
+    )
+    cache_bytes: int = setting(
+        256 << 20, "bytes of fetched objects kept (e.g. 512M)", low=1 << 20, size=True, env="BORGUSB_FSTREAM_CACHE"
+    )
+    wait_ms: int = setting(
+        20_000, "how long a client waits for a shard it needs", low=100, high=300_000, env="BORGUSB_FSTREAM_WAIT_MS"
+    )
+    data_root: str = setting(
+        "",
+        "where a cell without --data keeps its cache (default: the system's temporary directory)",
+        env="BORGUSB_DATA_ROOT",
+    )

@@ -1,0 +1,145 @@
+"""fStreamCell with real node processes (shard, serviceMgr and fStream cells on 127.0.0.x): byte
+ranges answered from shards, and a cell at capacity sending the next client to another endpoint.
+
+Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from borgusb import dna
+from borgusb.cells.fstream.publish import publish
+from borgusb.keys import SigningKey
+from borgusb.shard import model
+from tests.integration.test_shard_cluster import PORT, client, put_bytes, start
+
+pytestmark = pytest.mark.slow
+
+SS = model.SHARD_SIZE
+FS = dna.get("fStreamCell")
+
+
+def url(ip: str, mid: str) -> str:
+    return f"http://{ip}:{FS.mon_port}/stream/{mid}"
+
+
+async def network(make_cluster, monkeypatch, tmp_path: Path, capacity: int = 60):
+    """Three shard holders, a serviceMgr on each, and two fStream cells (127.0.0.2, 127.0.0.3)."""
+    monkeypatch.setenv("BORGUSB_FSTREAM_CAPACITY", str(capacity))
+    svc = make_cluster("serviceMgrCell")
+    svc.up(3)
+    shards = await start(make_cluster, monkeypatch, tmp_path, 3)
+    fstream = make_cluster("fStreamCell")
+    fstream.up(2)
+    await svc.wait_one_tree(timeout_s=60, expect=3)
+    await fstream.wait_one_tree(timeout_s=60, expect=2)
+    return shards, fstream
+
+
+async def published(ip: str, data: bytes, tmp_path: Path, name: str = "clip.bin") -> dict:
+    path = tmp_path / name
+    path.write_bytes(data)
+    key = SigningKey.generate()
+    async with client(key) as peers:
+        return await publish(peers, ip, PORT, path, key)
+
+
+async def get(session: aiohttp.ClientSession, u: str, rng: str | None = None) -> tuple[int, dict, bytes]:
+    headers = {"Range": rng} if rng is not None else {}
+    async with session.get(u, headers=headers, allow_redirects=False) as resp:
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+async def test_byte_ranges_from_shards(make_cluster, monkeypatch, tmp_path) -> None:
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path)
+    data = random.Random(18).randbytes(2 * SS + SS // 2)
+    size = len(data)
+    pub = await published(shards.nodes[0].ip, data, tmp_path)
+    assert pub["type"] == "application/octet-stream" and pub["size"] == size
+    u = url("127.0.0.3", pub["map"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        status, head, body = await get(session, u)
+        assert status == 200, body[:300]
+        assert (body == data, head["Accept-Ranges"]) == (True, "bytes")
+        assert head["Content-Type"] == "application/octet-stream" and head["X-Content-Type-Options"] == "nosniff"
+        cases = {
+            "bytes=0-0": (0, 0),  # the first byte
+            f"bytes={size - 1}-{size - 1}": (size - 1, size - 1),  # the last byte
+            "bytes=-100": (size - 100, size - 1),  # a suffix
+            f"bytes=-{size + 5}": (0, size - 1),  # a suffix longer than the object
+            f"bytes={SS - 10}-{SS + 9}": (SS - 10, SS + 9),  # across a shard boundary
+            f"bytes={SS - 1}-{2 * SS}": (SS - 1, 2 * SS),  # across two
+            f"bytes={2 * SS}-": (2 * SS, size - 1),  # open, from a shard's first byte
+            "bytes=5-9, 20-29": (5, 9),  # several: the first
+        }
+        for rng, (first, last) in cases.items():
+            status, head, body = await get(session, u, rng)
+            assert status == 206, rng
+            assert head["Content-Range"] == f"bytes {first}-{last}/{size}", rng
+            assert body == data[first : last + 1], rng
+        for rng in (f"bytes={size}-", "bytes=-0"):
+            status, head, _ = await get(session, u, rng)
+            assert (status, head["Content-Range"]) == (416, f"bytes */{size}"), rng
+        for rng in ("bytes=x-y", "bytes=9-3", "lines=0-1", "bytes=" + "7" * 300):  # ignored: the whole object
+            status, _, body = await get(session, u, rng)
+            assert (status, body == data) == (200, True), rng
+        status, _, body = await get(session, url("127.0.0.3", "nothex"))
+        assert status == 400 and b"bad_id" in body
+        status, _, body = await get(session, url("127.0.0.3", "ab" * 32))
+        assert status == 404 and b"not_found" in body
+        status, _, body = await get(session, url("127.0.0.3", pub["id"]))  # the media itself is no map
+        assert status == 413 and b"too_large" in body  # (and more than a map may be: not fetched)
+        junk = await put_bytes(shards.nodes[0].ip, b'{"not": "a map"}', SigningKey.generate(), tmp_path)
+        status, _, body = await get(session, url("127.0.0.3", junk["id"]))
+        assert status == 422 and b"bad_map" in body
+        async with session.get(f"http://127.0.0.3:{FS.mon_port}/status") as resp:
+            doc = await resp.json()
+        assert doc["fstream"]["cache"]["pulls"] == 3  # the map, the media, the junk (the missing id found nothing)
+        assert doc["counters"]["fstream_refused:unsatisfiable"] == 2
+
+
+async def wait_listed(ip: str, count: int, timeout_s: float = 20) -> None:
+    """Until the serviceMgr at ip lists `count` fStream cells with their load."""
+    from borgusb.cells.servicemgr.client import ServiceMgrClient
+
+    deadline = time.monotonic() + timeout_s
+    async with client(SigningKey.generate()) as peers:
+        while True:
+            found = await ServiceMgrClient(peers, ip).services("fStreamCell")
+            if sum(1 for e in found if "capacity" in e.get("load", {})) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the registry lists {found}")
+            await asyncio.sleep(0.3)
+
+
+async def test_a_cell_at_capacity_redirects_the_next_client(make_cluster, monkeypatch, tmp_path) -> None:
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path, capacity=2)
+    data = random.Random(7).randbytes(
+        16 * SS
+    )  # more than loopback's socket buffers: a reader that stops holds its slot
+    pub = await published(shards.nodes[1].ip, data, tmp_path)
+    await wait_listed("127.0.0.2", 2)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as s1, aiohttp.ClientSession(timeout=timeout) as s2:
+        held = [await s.get(url("127.0.0.2", pub["map"])) for s in (s1, s2)]  # heads read, bodies not
+        try:
+            assert [r.status for r in held] == [200, 200]
+            async with aiohttp.ClientSession(timeout=timeout) as s3:
+                status, head, _ = await get(s3, url("127.0.0.2", pub["map"]), "bytes=100-199")
+                assert status == 307 and head["Location"] == url("127.0.0.3", pub["map"]) + "?hop=1"
+                status, head, body = await get(s3, head["Location"], "bytes=100-199")
+                assert status == 206 and body == data[100:200]
+                async with s3.get(f"http://127.0.0.2:{FS.mon_port}/status") as resp:
+                    doc = await resp.json()
+                assert doc["fstream"]["clients"] == 2 and doc["counters"]["fstream_redirected"] == 1
+        finally:
+            for r in held:
+                r.close()
