@@ -18,19 +18,19 @@
   // Who is thinking, asked every 2 s while a think runs: "bob is thinking… 12 s".
   function watchThinking(box, fallback) {
     const started = Date.now();
-    let busy = [];
+    let busy = [], stopped = false;
     const tick = async (n) => {
       if (n % 2 === 0) {
         try { busy = (await post("/api/agents/list", {}, true)).agents.filter((a) => a.busy).map((a) => a.name); }
         catch { busy = []; }
       }
       const who = busy.length ? `${busy.join(", ")} ${busy.length > 1 ? "are" : "is"} thinking` : fallback;
-      if (box && box.isConnected) say(box, `${who}… ${Math.round((Date.now() - started) / 1000)} s`, "muted thinking");
+      if (!stopped && box && box.isConnected) say(box, `${who}… ${Math.round((Date.now() - started) / 1000)} s`, "muted thinking");
     };
     let n = 0;
     tick(n);
     const timer = setInterval(() => tick(++n), 1000);
-    return () => clearInterval(timer);
+    return () => { stopped = true; clearInterval(timer); }; // a tick still asking writes nothing after this
   }
 
   // ------------------------------------------------------------------ Chat
@@ -41,7 +41,7 @@
   function bubble(item) {
     if (item.kind === "you") return h("li", { class: "you" }, h("div", { class: "who" }, "you"), h("div", {}, item.text));
     if (item.kind === "notice") {
-      return h("li", { class: "notice", "data-kind": item.report }, `monitor: ${item.report} — ${item.text} `,
+      return h("li", { class: "notice", "data-kind": item.report }, `monitor: ${item.text} `,
         h("span", { class: "muted" }, when(item.ts)));
     }
     if (item.kind === "refused") return h("li", { class: "refused", "data-reason": item.reason || "" }, item.text);
