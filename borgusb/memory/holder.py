@@ -12,10 +12,34 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ..shard import placement
 from .errors import Deleted, HolderFull, Malformed
 from .query import Query, Result
 from .record import Memory, Tombstone
 from .scoring import Index
+
+LOTTERY_PREFIX = "borgusb.memory:"
+
+
+def holders_of(memory_id: str, members: dict[str, str] | list[str], r: int) -> list[str]:
+    """The r holders of a memory among the members (node keys), best first."""
+    return placement.choose(LOTTERY_PREFIX + memory_id, members, r)
+
+
+def handoffs(me: str, ids: list[str], old: list[str], new: list[str], r: int) -> list[tuple[str, str]]:
+    """After the member table changed from `old` to `new`: (memory id, holder) for each copy `me`
+    should pass on, so that every memory `me` holds is again on its r holders of `new`. Of a
+    memory's holders in `old` that are still members, only the best ranked passes it on (one copy
+    sent per new holder, not r); holders in `old` keep theirs."""
+    alive = set(new)
+    plan = []
+    for mid in ids:
+        before = holders_of(mid, old, r)
+        senders = [h for h in before if h in alive]
+        if senders and senders[0] != me:
+            continue
+        plan += [(mid, h) for h in holders_of(mid, new, r) if h != me and h not in before]
+    return plan
 
 
 @dataclass(frozen=True, slots=True)

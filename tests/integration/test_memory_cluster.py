@@ -6,7 +6,7 @@ with their answers are asked through one node: the hybrid search (embeddings + B
 finds the answer in the top 5 for most of them, printed beside the keyword-only score of the same
 run, and above it. A forged or tampered memory is refused; a private memory is found by its owner
 and unreadable by any other key (and never on a holder's disk in clear); a removal holds against
-a replayed put.
+a replayed put; after a holder is killed, the others bring every memory back to R copies.
 """
 
 from __future__ import annotations
@@ -198,6 +198,27 @@ async def test_memory_search_on_real_cells(make_cluster, monkeypatch, tmp_path: 
     assert gone.returncode == 0 and f"from {R} holder(s)" in gone.stdout, gone.stderr
     again = cli("search", "where did I leave my bicycle?", "--mine", "--json", key=akey, node=ips[2])
     assert pid not in again.stdout
+
+    # a holder dies: the live holders pass its memories on until every one has R copies again
+    async def copies() -> int:
+        return sum(d.get("memory", {}).get("records", 0) for d in await cluster.status())
+
+    kept = await copies()
+    assert kept == R * len(notes)  # 300 notes, less the removed one, plus the private memory
+    cluster.kill(cluster.nodes[3])
+    deadline = time.monotonic() + 60
+    while not all(d.get("memory", {}).get("members") == N - 1 for d in await cluster.status()):
+        assert time.monotonic() < deadline, "the member views did not drop the dead holder"
+        await asyncio.sleep(0.3)
+    while (now_held := await copies()) != kept:
+        assert time.monotonic() < deadline, f"{now_held} copies on the live cells, not {kept}"
+        await asyncio.sleep(0.3)
+    handed = sum(d["counters"].get("memory_handoff", 0) for d in await cluster.status())
+    assert handed >= kept - R * len(notes) + 1  # what the dead holder had, sent once each
+    async with peers() as p:
+        q = CORPUS["questions"][1]  # the answer of the first was removed above
+        found = await MemoryClient(p, ips[0]).search(make_query(q["q"], CLOCK.now_ms(), limit=5))
+        assert found.cells == N - 1 and notes[q["answer"]].id in {r.memory.id for r in found.results}
 
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():

@@ -251,3 +251,26 @@ async def test_a_cell_without_the_ai_extra_holds_but_refuses_to_search(tmp_path:
     assert err.value.reason == "no_search" and cell.counters["memory_refused:no_search"] == 1
     assert (await cell._fetch_local([m.id]))["records"] == [m.to_dict()]
     assert cell.status()["memory"]["search"] is False
+
+
+def test_after_a_member_change_one_live_holder_passes_each_copy_on_to_the_new_holders() -> None:
+    from borgusb.memory.holder import handoffs, holders_of
+
+    nodes = [SigningKey(bytes([i + 1]) * 32).public_key_hex for i in range(6)]
+    ids = [f"{i:064x}" for i in range(200)]
+    r = 3
+    victim = nodes[2]
+    after = [n for n in nodes if n != victim]
+    sent: dict[str, set[str]] = {}
+    for me in after:  # what every surviving cell holding a copy plans
+        mine = [i for i in ids if me in holders_of(i, nodes, r)]
+        for mid, to in handoffs(me, mine, nodes, after, r):
+            assert to != me and to not in holders_of(mid, nodes, r)
+            assert mid not in sent or to not in sent[mid], "a copy is sent once, not by every holder"
+            sent.setdefault(mid, set()).add(to)
+    for mid in ids:  # every memory is again on its r holders of the new table
+        had = {n for n in holders_of(mid, nodes, r) if n != victim}
+        assert had | sent.get(mid, set()) == set(holders_of(mid, after, r))
+    assert handoffs(nodes[0], ids, nodes, nodes, r) == []  # no change, nothing to send
+    # a lone cell (its first view) that kept memories on disk places them for the whole table
+    assert {to for _, to in handoffs(nodes[0], ids[:5], [nodes[0]], nodes, r)} <= set(nodes[1:])

@@ -5,6 +5,8 @@ The protocol is `borgusb.memory` (docs/memory.md); this cell carries it.
 * **Holders.** A memory is kept by the `r` winners of the placement lottery for
   ``"borgusb.memory:" + id`` among the members of this cell's tree (the root's member table, read
   every second by `HolderCell`), so memories spread evenly and every cell computes the same set.
+  When the table changes (a holder died, a cell joined), the best-ranked live holder of each memory
+  passes it on to the holders the new table adds (`borgusb.memory.holder.handoffs`).
 * **Entry receptors** (on any memory cell): ``memory.put`` (an owner-signed memory: checked, rate
   limited per owner and per signer, kept by every holder in parallel), ``memory.rm`` (the owner's
   tombstone to the holders), ``memory.search`` (the query to every member's ``memory.find`` at
@@ -31,11 +33,10 @@ from ... import envelope
 from ...dna import CellDNA
 from ...memory import scoring
 from ...memory.errors import Malformed, MemoryRefused, RateLimited
-from ...memory.holder import Limits
+from ...memory.holder import Limits, handoffs, holders_of
 from ...memory.query import Query, check_query, check_results, merge
 from ...memory.record import Memory, Tombstone, check_record, check_tombstone
 from ...net.peer import PeerError, PeerRejected
-from ...shard import placement
 from ..kit import RequestError, receptor
 from ..kit.guard import TokenBuckets
 from ..kit.holdercell import HolderCell
@@ -43,14 +44,9 @@ from .client import MemoryClient
 from .settings import MemorySettings
 from .store import MemoryStore
 
-LOTTERY_PREFIX = "borgusb.memory:"
 MAX_PRIVATE_REPLY = 2000
+HANDOFF_CONCURRENCY = 8
 _STATUS = {"not_holder": 409, "holder_full": 507, "no_holder": 503, "rate_limited": 429, "too_large": 413}
-
-
-def holders_of(memory_id: str, members: dict[str, str], r: int) -> list[str]:
-    """The r holders of a memory among the members (node key -> ip), best first."""
-    return placement.choose(LOTTERY_PREFIX + memory_id, members, r)
 
 
 class MemoryCell(HolderCell):
@@ -71,6 +67,8 @@ class MemoryCell(HolderCell):
         rate = settings.put_rate / 60
         self.owner_rate = TokenBuckets(rate, settings.put_rate, 10_000)
         self.signer_rate = TokenBuckets(rate, settings.put_rate, 10_000)
+        self._placed_for: list[str] = list(self.members)  # the member table the copies were last placed for
+        self._handing_off = False
 
     @property
     def view(self) -> str:
@@ -144,6 +142,40 @@ class MemoryCell(HolderCell):
         reason = refused.most_common(1)[0][0] if refused else "no_holder"
         self.counters[f"memory_refused:{reason}"] += 1
         return RequestError(reason, f"{what} ({dict(refused)})", _STATUS.get(reason, 503))
+
+    # ------------------------------------------------------------ copies after a member change
+
+    def use_members(self, members: dict[str, str]) -> None:
+        super().use_members(members)
+        if set(members) != set(self._placed_for) and not self._handing_off:
+            self._handing_off = True
+            self._spawn(self._hand_off())
+
+    async def _hand_off(self) -> None:
+        """Pass each memory this cell holds on to the holders the new member table adds (a killed
+        holder's copies come back to R), until the copies are placed for the table as it is now."""
+        try:
+            while set(self.members) != set(self._placed_for):
+                new = dict(self.members)
+                ids = list(self.memories.holding.records)
+                plan = handoffs(self.key.public_key_hex, ids, self._placed_for, list(new), self.r)
+                sem = asyncio.Semaphore(HANDOFF_CONCURRENCY)
+                await asyncio.gather(*(self._pass_on(sem, mid, holder, new) for mid, holder in plan))
+                self._placed_for = list(new)
+        finally:
+            self._handing_off = False
+
+    async def _pass_on(self, sem: asyncio.Semaphore, mid: str, holder: str, members: dict[str, str]) -> None:
+        m = self.memories.holding.records.get(mid)
+        if m is None or holder not in members:
+            return
+        async with sem:
+            try:
+                client = MemoryClient(self.peers, members[holder], pubkey=holder)
+                await asyncio.wait_for(client.keep(m.to_dict()), self.timeout_s)
+                self.counters["memory_handoff"] += 1
+            except (PeerError, TimeoutError):
+                self.counters["memory_handoff_failed"] += 1
 
     # ------------------------------------------------------------ entry receptors
 
