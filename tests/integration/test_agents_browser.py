@@ -6,9 +6,10 @@ them; a `borgusb conduit` process with its own wallet. On the Agents page the pe
 agent (theirs: registered by the wallet's key; the node's monitor agent is listed as someone
 else's), saves a new prompt version and restores the first (signed versions shown, the history
 only grows), and runs a short session whose steps are shown. On the Chat page a typed question
-shows who is thinking, then an answer from the agent, named with its key. A memory cell the test
-kills comes up as a monitor notice in the chat. Network text (a hostile prompt) stays text.
-The pages are docs/screenshots/agents.png and chat.png.
+shows who is thinking, then an answer from the agent, named with its key (asked before any agent
+existed, the page said to create one). A memory cell the test kills comes up as a monitor notice
+in the chat. Network text (a hostile prompt) stays text. The pages are docs/screenshots/agents.png
+and chat.png.
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ def test_agents_and_chat_pages(make_cluster: Any, monkeypatch: pytest.MonkeyPatc
             page.click("#unlock")
             page.wait_for_selector("#address")
 
+            # Chat before any agent but the node's monitor: refused, with what to do
+            page.click("nav >> text=Chat")
+            page.fill("#question", "Is anyone there?")
+            page.click("#ask-send")
+            refusal = page.locator("#conversation li.refused[data-reason=no_agent]")
+            expect(refusal).to_contain_text("create one on the Agents page", timeout=30_000)
+
             # Agents: the node's monitor is someone else's; alice, created here, is the person's
             page.click("nav >> text=Agents")
             monitor = page.locator("#agent-list tbody tr[data-name=monitor]")
@@ -165,6 +173,7 @@ def test_agents_and_chat_pages(make_cluster: Any, monkeypatch: pytest.MonkeyPatc
 
             # Chat: the question shows who is thinking, then the answer names its agent and key
             page.click("nav >> text=Chat")
+            expect(refusal).to_be_visible()  # the conversation is kept while the tab lives
             page.fill("#question", "What do the agents know about storage on this network?")
             page.click("#ask-send")
             expect(page.locator("#thinking")).to_contain_text("thinking")
@@ -174,7 +183,7 @@ def test_agents_and_chat_pages(make_cluster: Any, monkeypatch: pytest.MonkeyPatc
             assert answer.get_attribute("data-agent") == "alice"
             expect(answer.locator(".who")).to_contain_text(re.compile(r"alice · [0-9a-f]{12}…"))
             assert answer.locator(".answer").inner_text().strip()
-            expect(page.locator("#conversation li.refused")).to_have_count(0)
+            expect(page.locator("#conversation li.refused")).to_have_count(1)  # only the first question's
             expect(page.locator("#ask-send")).to_be_enabled()
             expect(page.locator("#thinking")).to_have_text("")  # no late "thinking" tick after the answer
 

@@ -30,6 +30,7 @@ from ...conduit.web import (
     render,
     require_unlocked,
 )
+from ...net.peer import PeerRejected
 from . import pageview
 from .client import AgentClient
 
@@ -37,13 +38,14 @@ CELL = "borgAgentCell"
 HERE = Path(__file__).parent
 MAX_BODY = 16 * 1024  # a question (500 characters), a task (1000) or a prompt (4000), as JSON
 TIMEOUT_S = 10.0
+MONITOR = "monitor"  # the node's System Monitor agent, which the cell never picks for a question
 THINK_S = 240.0  # a session of 8 model calls on a loaded 2-core node; the cell gives the brain 120 s a call
 
 EXPLAIN = {
     "rate_limited": "You asked too often: the agent cell takes at most 10 questions a minute; wait a minute.",
     "busy": "Every agent is thinking right now (or this one is in a session); ask again in a moment.",
     "brain_unreachable": "The agents' model (borgAgentBrain) did not answer; start one on the agent cell's node.",
-    "no_agent": "There is no such agent on this node; create one on the Agents page.",
+    "no_agent": "No agent of that name, or none that takes questions, is on this node: create one on the Agents page.",
     "not_owner": "Only the person who created this agent may do that.",
     "name_taken": "That name is another person's agent here; choose another.",
     "quota": "You have as many agents on this node as it allows one person.",
@@ -103,8 +105,20 @@ async def api_ask(request: web.Request) -> web.Response:
     question = (await json_fields(request, MAX_BODY)).get("question", "").strip()
     if not question:
         raise Refusal("malformed", "type a question")
-    _, reply, ip = await _call(request, lambda c: c.chat(question), think=True)
+    try:
+        _, reply, ip = await _call(request, lambda c: c.chat(question), think=True)
+    except PeerRejected as exc:
+        # the cell says "busy" when no agent is free, also when none but its monitor exists: say which
+        if exc.reason == "busy" and not await _chat_agents(request):
+            raise Refusal("no_agent", "no agent here takes questions yet") from None
+        raise
     return web.json_response({**pageview.answer(reply), "served_by": ip})
+
+
+async def _chat_agents(request: web.Request) -> list[str]:
+    """The names of the agents that may answer a question (all but the node's System Monitor)."""
+    _, reply, _ = await _call(request, lambda c: c.agents())
+    return [a["name"] for a in pageview.agents(reply, "")["agents"] if a["name"] != MONITOR]
 
 
 async def api_reports(request: web.Request) -> web.Response:
