@@ -92,6 +92,42 @@ def _tokenize(texts: list[str]) -> Any:
     return bm25s.tokenize(texts, stopwords="en", show_progress=False, return_ids=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An index build's input, copied from the index (`Index.snapshot`)."""
+
+    ids: list[str]
+    texts: list[str]
+    ts: list[int]
+    old_emb: Any  # the last build's embeddings; rows `kept_rows` are reused, in order
+    kept_rows: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    ids: list[str]
+    emb: Any
+    ts: Any
+    bm25: Any
+
+
+def compute(plan: Plan) -> Built:
+    """Embed the new texts and index every text for BM25; touches nothing but `plan` (a thread may run it)."""
+    import bm25s
+    import numpy as np
+
+    n_kept = len(plan.kept_rows)
+    parts = [plan.old_emb[plan.kept_rows]] if n_kept else []
+    parts.append(embed(plan.texts[n_kept:]))
+    emb = np.vstack(parts)
+    tokens = _tokenize(plan.texts)
+    bm25 = None
+    if plan.ids and any(tokens):
+        bm25 = bm25s.BM25()
+        bm25.index(tokens, show_progress=False)
+    return Built(plan.ids, emb, np.array(plan.ts, dtype=np.int64), bm25)
+
+
 class Index:
     """The texts one holder (or one owner's side, for private memories) searches, by memory id.
 
@@ -104,7 +140,6 @@ class Index:
         self._emb: Any = None
         self._ts: Any = None
         self._bm25: Any = None
-        self._vocab_empty = True
         self._dirty = False
 
     def __len__(self) -> int:
@@ -122,28 +157,33 @@ class Index:
         if self._items.pop(memory_id, None) is not None:
             self._dirty = True
 
-    def build(self) -> None:
-        """Bring the index up to date (embedding only the texts it has not embedded yet)."""
+    def snapshot(self) -> Plan | None:
+        """What a build needs, copied (None when the index is up to date): `compute` can then run in
+        another thread while puts and removals go on; they mark the index out of date again."""
         if not self._dirty:
-            return
-        import bm25s
-        import numpy as np
-
+            return None
         old = {mid: row for row, mid in enumerate(self._ids)}
         kept = [mid for mid in self._ids if mid in self._items]
         new = [mid for mid in self._items if mid not in old]
-        parts = [self._emb[[old[mid] for mid in kept]]] if kept else []
-        parts.append(embed([self._items[mid][0] for mid in new]))
-        self._ids = kept + new
-        self._emb = np.vstack(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
-        self._ts = np.array([self._items[mid][1] for mid in self._ids], dtype=np.int64)
-        tokens = _tokenize([self._items[mid][0] for mid in self._ids])
-        self._vocab_empty = not any(tokens)
-        self._bm25 = None
-        if self._ids and not self._vocab_empty:
-            self._bm25 = bm25s.BM25()
-            self._bm25.index(tokens, show_progress=False)
+        ids = kept + new
         self._dirty = False
+        return Plan(
+            ids=ids,
+            texts=[self._items[mid][0] for mid in ids],
+            ts=[self._items[mid][1] for mid in ids],
+            old_emb=self._emb,
+            kept_rows=[old[mid] for mid in kept],
+        )
+
+    def install(self, built: Built) -> None:
+        """A computed build, in place of the last (ids removed meanwhile are skipped by `search`)."""
+        self._ids, self._emb, self._ts, self._bm25 = built.ids, built.emb, built.ts, built.bm25
+
+    def build(self) -> None:
+        """Bring the index up to date here (embedding only the texts it has not embedded yet)."""
+        plan = self.snapshot()
+        if plan is not None:
+            self.install(compute(plan))
 
     def search(
         self,
@@ -183,7 +223,7 @@ class Index:
             if score <= 0 or score < min_score or len(found) >= limit:  # 0: nothing in common
                 break
             mid = self._ids[row]
-            if accept is None or accept(mid):
+            if mid in self._items and (accept is None or accept(mid)):
                 c, k, r = (int(round(float(x[row]) * SCALE)) for x in (cos, kw, rec))
                 found.append(Scored(mid, score, c, k, r))
         return found

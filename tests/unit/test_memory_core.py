@@ -274,3 +274,16 @@ def test_after_a_member_change_one_live_holder_passes_each_copy_on_to_the_new_ho
     assert handoffs(nodes[0], ids, nodes, nodes, r) == []  # no change, nothing to send
     # a lone cell (its first view) that kept memories on disk places them for the whole table
     assert {to for _, to in handoffs(nodes[0], ids[:5], [nodes[0]], nodes, r)} <= set(nodes[1:])
+
+
+def test_a_build_computed_elsewhere_while_memories_come_and_go() -> None:
+    index = scoring.Index()
+    index.add("a", "Left the extra house key under the blue flowerpot.", NOW)
+    index.add("b", "The boiler loses pressure in winter.", NOW)
+    plan = index.snapshot()
+    assert plan is not None and index.snapshot() is None  # taken: up to date until the next change
+    index.remove("a")  # while the plan is computed (a thread in the cell)
+    index.add("c", "Spare house key is with the neighbour.", NOW)
+    index.install(scoring.compute(plan))
+    found = {s.id for s in index.search("house key", NOW, limit=3)}
+    assert "a" not in found and "c" in found  # removed skipped; the search builds again for c

@@ -69,6 +69,7 @@ class MemoryCell(HolderCell):
         self.signer_rate = TokenBuckets(rate, settings.put_rate, 10_000)
         self._placed_for: list[str] = list(self.members)  # the member table the copies were last placed for
         self._handing_off = False
+        self._building = asyncio.Lock()
 
     @property
     def view(self) -> str:
@@ -284,6 +285,11 @@ class MemoryCell(HolderCell):
             self.counters["memory_refused:no_search"] += 1
             raise RequestError("no_search", "this node cannot search (install borgusb[ai])", 503)
         self.counters["memory_find"] += 1
+        index = self.memories.holding.index
+        async with self._building:  # embeddings and BM25 off the event loop (0.5 s for 6,000 at the first search)
+            plan = index.snapshot()
+            if plan is not None:
+                index.install(await asyncio.to_thread(scoring.compute, plan))
         return self.memories.holding.find(q, self.clock.now_ms())
 
     @receptor("memory.find")
