@@ -36,6 +36,8 @@
   // ------------------------------------------------------------------ Chat
   const conversation = []; // kept while this tab lives: back on the page, the conversation is still there
   const seenReports = new Set();
+  const MAX_SHOWN = 200; // questions, answers and notices kept in this tab (the oldest go first)
+  const keep = (item) => { conversation.push(item); conversation.splice(0, conversation.length - MAX_SHOWN); };
   let asking = false;
 
   function bubble(item) {
@@ -72,8 +74,9 @@
       for (const rep of r.reports) {
         const id = `${rep.ts}|${rep.kind}|${rep.text}`;
         if (seenReports.has(id)) continue;
+        if (seenReports.size >= 1000) seenReports.delete(seenReports.values().next().value); // the oldest
         seenReports.add(id);
-        conversation.push({ kind: "notice", report: rep.kind, text: rep.text, ts: rep.ts });
+        keep({ kind: "notice", report: rep.kind, text: rep.text, ts: rep.ts });
         added = true;
       }
       if (added) renderChat();
@@ -88,14 +91,14 @@
     asking = true;
     $("ask-send").disabled = true;
     $("question").value = "";
-    conversation.push({ kind: "you", text: question });
+    keep({ kind: "you", text: question });
     renderChat();
     const stop = watchThinking($("thinking"), "The agents are thinking");
     try {
       const a = await post("/api/chat/ask", { question });
-      conversation.push({ kind: "agent", answer: a });
+      keep({ kind: "agent", answer: a });
     } catch (e) {
-      conversation.push({ kind: "refused", text: e.message, reason: e.reason });
+      keep({ kind: "refused", text: e.message, reason: e.reason });
     } finally {
       stop();
       asking = false;
