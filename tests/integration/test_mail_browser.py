@@ -1,9 +1,10 @@
 """The Mail page in Chromium (issue 17): mail written in one conduit is read in another.
 
 Two `borgusb conduit` processes, each with its own wallet keystore, reach three real mail cells.
-A's page seals and sends; B's page lists it as unread from a new sender, opens it (as text), marks
-it read, replies in its thread; A's page shows the reply. The page as B sees it is
-docs/screenshots/mail.png.
+A's page writes to B's address (B's first listing published B's directory entry), is shown the key
+and fingerprint it resolves to before it seals and sends; B's page lists it as unread
+from a new sender, opens it (as text), marks it read, replies in its thread; A's page shows the
+reply. The page as B sees it is docs/screenshots/mail.png.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def test_mail_page_send_in_one_conduit_read_in_another(make_cluster, monkeypatch
     monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("BORGUSB_MAIL_R", str(N))
     cells = run_async(start(make_cluster))
-    b_key = Wallet.from_mnemonic(WORDS_B).key.public_key_hex
+    b_wallet = Wallet.from_mnemonic(WORDS_B)
+    b_key, b_addr = b_wallet.key.public_key_hex, b_wallet.key.doge_address
     hostile = '<img src=x onerror="document.body.dataset.pwned=1">'
     with (
         conduit_process(keystore(tmp_path, "a", WORDS_A), [cells.nodes[0].ip], tmp_path / "a.log") as link_a,
@@ -88,9 +90,12 @@ def test_mail_page_send_in_one_conduit_read_in_another(make_cluster, monkeypatch
             a, b = pages["a"], pages["b"]
             expect(b.locator("#inbox tbody")).to_contain_text("No mail.", timeout=20_000)
 
-            a.fill("#compose-to", b_key)
-            a.fill("#compose-subject", "Lunch on Friday?")
+            a.fill("#compose-to", b_addr)
+            a.fill("#compose-subject", "Lunch on Friday?")  # leaving the field resolves the address
             a.fill("#compose-body", f"Shall we meet at noon?\n{hostile}")
+            expect(a.locator("#compose-resolved")).to_contain_text(
+                f"{b_addr} is key {b_key}, fingerprint {b_wallet.key.fingerprint}", timeout=30_000
+            )
             a.click("#compose-send")
             expect(a.locator("#compose-status")).to_have_text(
                 re.compile(r"Sent .*kept by 3 of 3 holders"), timeout=30_000

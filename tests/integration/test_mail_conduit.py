@@ -19,6 +19,7 @@ from mnemonic import Mnemonic
 
 from borgusb.conduit import ConduitState, create_app
 from borgusb.conduit.web import SECRET_HEADER
+from borgusb.keys import SigningKey
 from borgusb.keystore import KdfParams
 
 pytestmark = pytest.mark.slow
@@ -65,6 +66,15 @@ async def test_mail_from_one_conduit_read_in_another(make_cluster, monkeypatch, 
         assert page.status == 200 and bkey in await page.text() and "/static/cells/mail.js" in await page.text()
         assert (await b.post("/api/mail/inbox")).status == 401  # not the person's tab
         assert (await (await b.post("/api/mail/inbox", headers=bh)).json())["messages"] == []
+
+        # that first listing published B's directory entry: A's page resolves B's address to B's key
+        baddr = bstate.wallet.key.doge_address
+        who = await (await a.post("/api/mail/resolve", json={"to": baddr}, headers=ah)).json()
+        assert (who["key"], who["address"], who["fingerprint"]) == (bkey, baddr, bstate.wallet.key.fingerprint)
+        none = await a.post("/api/mail/resolve", json={"to": SigningKey.generate().doge_address}, headers=ah)
+        assert none.status == 400 and (await none.json())["reason"] == "not_found"
+        junk = await a.post("/api/mail/resolve", json={"to": "D<b>junk"}, headers=ah)
+        assert junk.status == 400 and (await junk.json())["reason"] == "bad_address"
 
         sent = await a.post(
             "/api/mail/send", json={"to": bkey, "subject": f"s {MARKER}", "body": f"b {MARKER}"}, headers=ah

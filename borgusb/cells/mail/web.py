@@ -4,6 +4,11 @@ The conduit holds the unlocked wallet, so this is where mail is sealed and opene
 script (static/mail.js) POSTs under ``/api/mail/`` and gets opened messages back as JSON text;
 the cells it reaches see ciphertext only. A refusal is answered as ``{"error", "reason"}`` with the
 mail core's reason word. Attachments are listed; sending and saving them is the CLI's for now.
+
+Compose takes a public key or an address (``D…``): the page asks ``/api/mail/resolve`` first, which
+checks the directory's answers here (`MailClient.resolve`), and shows the key's fingerprint before
+anything is sent; the send itself names the key. The first inbox listing of a conduit run publishes
+the person's directory entry when the directory has none (as the CLI's first ``ls`` does).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ...conduit.network import NoEndpoint
 from ...conduit.web import (
     NETWORK,
     Handler,
+    Refusal,
     add_page,
     add_script,
     guarded,
@@ -23,17 +30,21 @@ from ...conduit.web import (
     render,
     require_unlocked,
 )
-from ...keys import SigningKey
+from ...keys import SigningKey, fingerprint
+from ...ledger.accounts import is_account
+from ...mail.directory import address_of, check_address, sign_entry
 from ...mail.errors import MailError
 from ...mail.inbox import merge, opened
 from ...mail.message import Content, compose
 from ...mail.request import sign_request
+from ...net.peer import PeerError
 from .client import MailClient
 
 CELL = "mailTreeCell"
 HERE = Path(__file__).parent
 MAX_BODY = 64 * 1024  # a composed message: subject and body are bounded by the core (48 KiB)
 TIMEOUT_S = 20.0
+PUBLISHED = web.AppKey("mail_published", set[str])  # keys whose directory entry this conduit run has seen
 
 EXPLAIN = {
     "rate_limited": "The recipient's holders take no more mail from you right now; try again in a minute.",
@@ -43,6 +54,8 @@ EXPLAIN = {
     "no_holder": "No holder of that inbox answered.",
     "not_holder": "The mail nodes are changing; try again.",
     "no_node": "No mailTreeCell node answers right now; start one (or check the conduit's --node).",
+    "bad_address": "That is neither a public key (66 hex digits) nor a Dogecoin address (D…).",
+    "not_found": "Nobody has published a directory entry for that address; ask them for their key.",
 }
 
 
@@ -71,7 +84,48 @@ async def api_inbox(request: web.Request) -> web.Response:
     key, reply, ip = await _call(request, lambda c, k, now: c.ask(sign_request(k, "list", [], now)))
     replies = reply.get("replies") if isinstance(reply.get("replies"), list) else []
     entries, dropped = merge(key.public_key_hex, replies)
+    if key.public_key_hex not in request.app[PUBLISHED]:
+        await _publish_if_missing(request)
     return web.json_response({"messages": opened(key, entries), "dropped": dropped, "served_by": ip})
+
+
+async def _publish_if_missing(request: web.Request) -> None:
+    """Make the person reachable by address: publish their entry (no name) when the directory has none.
+    Best effort, once per conduit run; a failure is tried again at the next listing."""
+
+    async def check(client: MailClient, key: SigningKey, now: int) -> None:
+        entry, _ = await client.resolve(address_of(key.public_key_hex))
+        if entry is None:
+            await client.publish(sign_entry(key, now).to_dict())
+        request.app[PUBLISHED].add(key.public_key_hex)
+
+    try:
+        await _call(request, check)
+    except (PeerError, MailError, Refusal, NoEndpoint):
+        pass
+
+
+async def api_resolve(request: web.Request) -> web.Response:
+    """Who a compose field names: ``{"key", "fingerprint", "address", "name"}`` (a key names itself)."""
+    to = (await json_fields(request, MAX_BODY, 200)).get("to", "").strip()
+    if is_account(to.lower()):
+        key = to.lower()
+        return web.json_response(
+            {"key": key, "fingerprint": fingerprint(bytes.fromhex(key)), "address": "", "name": ""}
+        )
+    addr = check_address(to)
+    _, (entry, dropped), _ = await _call(request, lambda c, k, now: c.resolve(addr))
+    if entry is None:
+        raise Refusal("not_found", f"no directory entry for {addr}")
+    return web.json_response(
+        {
+            "key": entry.key,
+            "fingerprint": fingerprint(bytes.fromhex(entry.key)),
+            "address": addr,
+            "name": entry.name,
+            "dropped": dropped,
+        }
+    )
 
 
 async def _ids_op(request: web.Request, op: str) -> web.Response:
@@ -111,3 +165,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/mail/read", _guarded(api_read))
     app.router.add_post("/api/mail/rm", _guarded(api_rm))
     app.router.add_post("/api/mail/send", _guarded(api_send))
+    app.router.add_post("/api/mail/resolve", _guarded(api_resolve))
+    app[PUBLISHED] = set()

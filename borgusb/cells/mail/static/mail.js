@@ -8,6 +8,23 @@
   const post = (path, doc) => api(path, { body: JSON.stringify(doc), headers: { "Content-Type": "application/json" } });
   const say = (box, text, cls = "muted", reason = "") => { box.textContent = text; box.className = cls; box.dataset.reason = reason; };
   let messages = [], open = null;
+  let resolved = null; // { to: what the field said, key, fingerprint, address, name } from /api/mail/resolve
+
+  // A key or an address (D…) in the To field: the key it names, shown with its fingerprint (as text)
+  // before anything is sent; an address is resolved through the directory by the conduit.
+  async function resolveTo() {
+    const to = $("compose-to").value.trim();
+    if (resolved && resolved.to === to) return resolved;
+    resolved = null;
+    $("compose-resolved").textContent = "";
+    if (!to) return null;
+    const r = await post("/api/mail/resolve", { to });
+    resolved = { to, ...r };
+    $("compose-resolved").textContent = r.address
+      ? `${r.address} is key ${r.key}, fingerprint ${r.fingerprint}` + (r.name ? ` (calls themselves "${r.name}")` : "")
+      : `Key fingerprint ${r.fingerprint}`;
+    return resolved;
+  }
 
   function show(m) {
     open = m;
@@ -45,12 +62,21 @@
   async function onSend(ev) {
     ev.preventDefault();
     $("compose-send").disabled = true;
-    say($("compose-status"), "Sealing and sending…");
     try {
-      const r = await post("/api/mail/send", { to: $("compose-to").value, subject: $("compose-subject").value, body: $("compose-body").value, re: $("compose-re").value });
+      const checked = resolved && resolved.to === $("compose-to").value.trim();
+      const who = await resolveTo();
+      if (!who) throw new Error("Give the recipient's key or address.");
+      if (who.address && !checked) {
+        say($("compose-status"), "Check the key above is the person you mean, then press Seal and send again.", "message", "check");
+        return;
+      }
+      say($("compose-status"), "Sealing and sending…");
+      const r = await post("/api/mail/send", { to: who.key, subject: $("compose-subject").value, body: $("compose-body").value, re: $("compose-re").value });
       $("compose").reset();
       $("compose-re").value = "";
       $("compose-thread").textContent = "";
+      $("compose-resolved").textContent = "";
+      resolved = null;
       say($("compose-status"), `Sent ${r.id.slice(0, 16)}…: kept by ${r.stored} of ${r.holders} holders of the recipient's inbox.`, "ok");
     } catch (e) { say($("compose-status"), e.message, "message", e.reason || ""); } finally { $("compose-send").disabled = false; }
   }
@@ -59,9 +85,11 @@
     if (!$("mail") || $("mail").dataset.started) return;
     $("mail").dataset.started = "1";
     $("compose").addEventListener("submit", onSend);
+    $("compose-to").addEventListener("change", () => resolveTo().catch((e) => say($("compose-resolved"), e.message, "message", e.reason || "")));
     $("reader-reply").addEventListener("click", () => {
       if (!open) return;
       $("compose-to").value = open.from;
+      resolveTo().catch(() => {});
       $("compose-subject").value = open.subject && !open.subject.startsWith("re: ") ? `re: ${open.subject}` : (open.subject || "");
       $("compose-re").value = open.id;
       $("compose-thread").textContent = `A reply to ${open.id.slice(0, 12)}…`;
