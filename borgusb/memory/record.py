@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .. import canonical, seal
+from .. import seal
 from ..canonical import MAX_SAFE_INT
 from ..exchange.order import signing_bytes
 from ..keys import SigningKey, is_public_key_hex, verify_signature
@@ -184,17 +184,6 @@ def check_record(doc: Any) -> Memory:
         sig=doc["sig"],
         id=hashlib.sha256(signed).hexdigest(),
     )
-
-
-def parse_record(data: bytes) -> Memory:
-    """A `Memory` from wire bytes: bounded, canonical, then `check_record`."""
-    if len(data) > MAX_RECORD_BYTES:
-        raise TooLarge(f"a memory is at most {MAX_RECORD_BYTES} bytes")
-    try:
-        doc = canonical.loads_canonical(data)
-    except canonical.CanonicalError as exc:
-        raise Malformed(str(exc)) from None
-    return check_record(doc)
 
 
 def open_text(key: SigningKey, memory: Memory) -> str:
