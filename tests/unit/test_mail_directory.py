@@ -7,6 +7,7 @@ and the reader's choice of the newest valid entry among lying holders' answers."
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from bitcoin.base58 import CBase58Data
@@ -23,6 +24,7 @@ from borgusb.mail.directory import (
     MAX_FUTURE_MS,
     MAX_NAME,
     P2PKH_MAIN,
+    VERSION,
     RateWindow,
     accept,
     address_of,
@@ -32,6 +34,7 @@ from borgusb.mail.directory import (
     newest,
     sign_entry,
 )
+from tests.conftest import load_vectors
 
 T = 1_764_000_000_000
 
@@ -244,3 +247,31 @@ def test_rate_window_is_bounded() -> None:
     for k in "bcde":
         w.allow(k, 5)
     assert len(w) == 3
+
+
+def test_vectors_valid_checked_independently() -> None:
+    from bip_utils import CoinsConf, P2PKHAddrEncoder
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    for case in load_vectors("mail/directory.json", version=VERSION)["cases"]:
+        doc = case["entry"]
+        assert check_entry(doc).to_dict() == doc, case["name"]
+        pub = bytes.fromhex(doc["key"])
+        net_ver = CoinsConf.DogecoinMainNet.ParamByKey("p2pkh_net_ver")
+        assert doc["addr"] == P2PKHAddrEncoder.EncodeKey(pub, net_ver=net_ver), case["name"]
+        body = {k: v for k, v in doc.items() if k != "sig"} | {"d": "borgusb.mail.directory"}
+        signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), pub)
+        try:
+            point.verify(bytes.fromhex(doc["sig"]), signed, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            pytest.fail(f"{case['name']}: the signature does not verify independently")
+
+
+def test_vectors_invalid_refused_for_their_reason() -> None:
+    for case in load_vectors("mail/directory_invalid.json", version=VERSION)["cases"]:
+        with pytest.raises(errors.MailError) as err:
+            check_entry(case["entry"])
+        assert err.value.reason == case["reason"], case["name"]
