@@ -10,7 +10,7 @@
                                       with a display name if you give one (a label, not an identifier)
 
 ``--to`` takes a public key, or a Dogecoin address resolved through the directory entry its owner
-signed (the command checks it and says which key it resolved to; docs/mail.md, "The directory").
+signed (the command checks it and says which key it resolved to; docs/mail.md, "The directory entry").
 
 Your wallet signs and opens: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file`` for
 scripts). The subject and body are sealed to the recipient's key here, before anything leaves
