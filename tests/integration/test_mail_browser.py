@@ -2,9 +2,9 @@
 
 Two `borgusb conduit` processes, each with its own wallet keystore, reach three real mail cells.
 A's page writes to B's address (B's first listing published B's directory entry), is shown the key
-and fingerprint it resolves to before it seals and sends; B's page lists it as unread
-from a new sender, opens it (as text), marks it read, replies in its thread; A's page shows the
-reply. The page as B sees it is docs/screenshots/mail.png.
+and fingerprint it resolves to (B's display name, markup, as text) before it seals and sends;
+B's page lists it as unread from a new sender, opens it (as text), marks it read, replies in its
+thread; A's page shows the reply. The page as B sees it is docs/screenshots/mail.png.
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from borgusb.cells.mail.client import MailClient
+from borgusb.clock import SystemClock
+from borgusb.envelope import Verifier
 from borgusb.identity import Wallet
+from borgusb.keys import SigningKey
 from borgusb.keystore import KdfParams, save_wallet
+from borgusb.mail.directory import sign_entry
+from borgusb.net.peer import PeerClient
 
 from .browser import ARGS, CHROMIUM
 from .conduit_proc import conduit_process
@@ -51,6 +57,13 @@ async def start(make_cluster):
             return cells
         await asyncio.sleep(0.3)
     raise TimeoutError("the member views did not settle")
+
+
+async def publish(ip: str, key: SigningKey, name: str) -> None:
+    clock = SystemClock()
+    async with PeerClient(key, clock, Verifier(clock), timeout_s=30) as peers:
+        done = await MailClient(peers, ip).publish(sign_entry(key, clock.now_ms(), name).to_dict())
+    assert done["stored"] == N, done
 
 
 def keystore(tmp_path: Path, name: str, words: str) -> Path:
@@ -89,13 +102,16 @@ def test_mail_page_send_in_one_conduit_read_in_another(make_cluster, monkeypatch
                 page.wait_for_selector("#compose")
             a, b = pages["a"], pages["b"]
             expect(b.locator("#inbox tbody")).to_contain_text("No mail.", timeout=20_000)
+            run_async(publish(cells.nodes[2].ip, b_wallet.key, hostile))  # a newer entry, a name with markup
 
             a.fill("#compose-to", b_addr)
             a.fill("#compose-subject", "Lunch on Friday?")  # leaving the field resolves the address
             a.fill("#compose-body", f"Shall we meet at noon?\n{hostile}")
             expect(a.locator("#compose-resolved")).to_contain_text(
-                f"{b_addr} is key {b_key}, fingerprint {b_wallet.key.fingerprint}", timeout=30_000
+                f'{b_addr} is key {b_key}, fingerprint {b_wallet.key.fingerprint} (calls themselves "{hostile}")',
+                timeout=30_000,
             )
+            assert a.evaluate("document.body.dataset.pwned") is None
             a.click("#compose-send")
             expect(a.locator("#compose-status")).to_have_text(
                 re.compile(r"Sent .*kept by 3 of 3 holders"), timeout=30_000
