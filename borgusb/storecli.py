@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TextIO
 
 from . import dna
+from .cells.shard.client import locate_through_heal
 from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CLIError, existing_keystore, find_node, port_number
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
 from .keys import SigningKey
-from .net.peer import PeerClient
+from .net.peer import PeerClient, PeerRejected
 from .shard.model import SHARD_SIZE
 
 DNA = dna.get("shardTreeCell")
@@ -185,7 +186,7 @@ async def _run(args: argparse.Namespace) -> int:
         if args.cmd == "get":
             from .dstream import Receiver, parse_locate
 
-            reply = await peers.post(args.node, port, "/recp", "shard.locate", {"id": args.id}, signed_reply=True)
+            reply = await locate_through_heal(peers, args.node, port, args.id, on_wait=_healing_notice(args))
             m, holders = parse_locate(reply, args.id)
             update, close = _progress("get", not args.quiet)
             try:
@@ -211,7 +212,9 @@ async def _run(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
         if args.cmd == "stat":
-            reply = await peers.post(args.node, port, "/recp", "shard.stat", {"id": args.id}, signed_reply=True)
+            reply = await locate_through_heal(
+                peers, args.node, port, args.id, what="shard.stat", on_wait=_healing_notice(args)
+            )
             if args.json:
                 print(json.dumps(reply))
             elif not reply.get("found"):
@@ -234,6 +237,18 @@ async def _run(args: argparse.Namespace) -> int:
             print(json.dumps(reply) if args.json else done)
             return EXIT_OK
     raise CLIError(f"unknown command {args.cmd}")
+
+
+def _healing_notice(args: argparse.Namespace) -> Callable[[PeerRejected], None]:
+    """Say once, on stderr, that the read waits for the network to heal (`locate_through_heal`)."""
+    said: list[bool] = []
+
+    def notice(exc: PeerRejected) -> None:
+        if not said and not args.quiet:
+            said.append(True)
+            print(f"borgusb: the network is healing; asking again ({exc.detail})", file=sys.stderr)
+
+    return notice
 
 
 def _whose(owner: str, key: SigningKey, args: argparse.Namespace) -> str:

@@ -35,7 +35,9 @@ class ShardBase(Cell):
     serving: OrderedDict[str, dict[str, Any]]
     repair_until: dict[str, int]
     _repair_sem: asyncio.Semaphore
-    directory: dict[str, tuple[Holder, int]]
+    directory: dict[str, tuple[Holder, int]]  # kept longer than DIRECTORY_TTL_MS: reach.py asks them
+    lost_ms: int  # when a shard node last proved unreachable (reach.py: the network may be healing)
+    repair_ms: int
     finds: dict[str, PendingFind]
 
     def _reject(self, reason: str, detail: str, status: int) -> RequestError:
@@ -91,6 +93,7 @@ class ShardBase(Cell):
     def _forget(self, pk: str) -> None:
         if pk != self.me_holder.pubkey:
             self.directory.pop(pk, None)
+            self.lost_ms = self.clock.now_ms()
 
     async def _refetch(self, h: str) -> None:
         """Fetch a good copy of a shard whose local copy was dropped as corrupt (repair.py)."""

@@ -22,8 +22,9 @@ Where a shard message is built, sent, verified and handled:
 * **Handled**: `ShardStore.put` writes atomically into the content-addressed
   directory.
 
-Reading is `locate.py` (find broadcast, holders answer) and `datachannel.py`
-(the bytes); keeping R copies is `repair.py`.
+Reading is `locate.py` (find broadcast, holders answer), `reach.py` (holders
+asked directly while the tree heals) and `datachannel.py` (the bytes); keeping
+R copies is `repair.py`, and `reach.py`'s background repair.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
         self._unanswered = {}
         self._claiming = asyncio.Lock()
         self.earn = settings.earn
+        self.lost_ms = -(1 << 62)
+        self.repair_ms = settings.repair_ms
         self._init_locator()
+        self._init_reacher()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -93,6 +97,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
         self._spawn(self._directory_loop())
         if self.scrub_bps > 0:
             self._spawn(self._scrub_loop())
+        if self.repair_ms > 0:
+            self._spawn(self._repair_loop())
         if self.earn:
             self._spawn(self._earn_loop())
 

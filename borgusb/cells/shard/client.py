@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
+from ...net.peer import PeerClient, PeerRejected
 from ..kit import CellClient
+
+HEAL_WAIT_S = 30.0  # how long a reader keeps asking while the network heals
 
 
 def _doc(reply: Any) -> dict[str, Any]:
@@ -44,3 +49,31 @@ class ShardClient(CellClient):
     async def put_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Place an owner-signed manifest on its R holders."""
         return _doc(await self.call("shard.manifest", {"m": manifest}))
+
+
+async def locate_through_heal(
+    peers: PeerClient,
+    ip: str,
+    port: int,
+    oid: str,
+    *,
+    what: str = "shard.locate",
+    wait_s: float = HEAL_WAIT_S,
+    on_wait: Callable[[PeerRejected], None] | None = None,
+) -> dict[str, Any]:
+    """``shard.locate`` (or ``shard.stat``) of oid at the node ip, asked again with backoff
+    (0.25 s doubling to 2 s) while it is refused as ``healing``, for up to wait_s; on_wait
+    hears each such refusal. Any other refusal, or ``healing`` past wait_s, is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    pause = 0.25
+    while True:
+        try:
+            return _doc(await peers.post(ip, port, "/recp", what, {"id": oid}, signed_reply=True))
+        except PeerRejected as exc:
+            if exc.reason != "healing" or loop.time() + pause > deadline:
+                raise
+            if on_wait is not None:
+                on_wait(exc)
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, 2.0)

@@ -3,7 +3,10 @@
 ``shard.locate`` broadcasts a find through the tree; holders answer
 ``shard.have`` (the manifest and the shard hashes they hold); the reply lists
 the holders of each shard and the confirmation count, and shards below R
-copies are re-replicated right away: every read is a health check.
+copies are re-replicated right away: every read is a health check. A find that
+cannot complete (the tree is healing) is completed by asking holders directly
+(reach.py), and one that finds nothing while the tree heals is refused as
+``healing``, never answered "not found".
 """
 
 from __future__ import annotations
@@ -11,24 +14,25 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter
 from typing import Any
 
 from ...dstream import Holder
 from ...net.peer import PeerError
 from ...shard import model
 from ...shard.store import StoreError
-from ..kit import on_broadcast
+from ..kit import RequestError, on_broadcast
 from ..kit.guard import TokenBuckets
 from ..servicemgr.client import ServiceMgrClient
-from .base import DIRECTORY_TTL_MS, PendingFind, ShardBase
+from .base import PendingFind
+from .reach import KNOWN_MAX, KNOWN_TTL_MS, Reacher
 
 ANNOUNCE_S = 1.0
 LOCATE_WAIT_S = 1.5
+REACH_AFTER_S = 0.4  # a find still short after this is completed by direct asks (reach.py)
 FIND_RATE = 20  # finds per second one node answers for one finder
 
 
-class Locator(ShardBase):
+class Locator(Reacher):
     """Mixin of `ShardCell`: who holds what."""
 
     def _init_locator(self) -> None:
@@ -43,9 +47,11 @@ class Locator(ShardBase):
             if not await self._directory_from_registry() and self.tree.status in ("online", "root"):
                 self.broadcast("hi", {"ip": self.me.ip, "port": self.dna.recp_port})
             now = self.clock.now_ms()
-            for pk, (_, seen) in list(self.directory.items()):
-                if now - seen > DIRECTORY_TTL_MS:
+            for pk, (_, seen) in list(self.directory.items()):  # live() takes the fresh ones
+                if now - seen > KNOWN_TTL_MS:
                     del self.directory[pk]
+            for pk, _ in sorted(self.directory.items(), key=lambda e: e[1][1])[: len(self.directory) - KNOWN_MAX]:
+                del self.directory[pk]
             await asyncio.sleep(ANNOUNCE_S)
 
     async def _directory_from_registry(self) -> bool:
@@ -134,21 +140,38 @@ class Locator(ShardBase):
         find.event.set()
 
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
+        """Who holds oid: the find's answers, completed by direct asks when the find falls short.
+
+        The direct asks start with the find while the tree heals, else once the find has had
+        `REACH_AFTER_S` (a find through a whole tree answers within milliseconds). Raises
+        ``healing`` (503) when nothing was found and the network may not have answered."""
         q = os.urandom(8).hex()
         find = self.finds[q] = PendingFind()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
+        start = loop.time()
+        deadline = start + wait_s
+        direct = self._spawn(self.reach(oid, find)) if self.unsettled() else None
         self.broadcast("find", {"q": q, "id": oid})  # holders answer at our address in their directory
         try:
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
+                if direct is None and loop.time() - start >= REACH_AFTER_S:
+                    direct = self._spawn(self.reach(oid, find))
+                if direct is not None and direct.done() and self._best_manifest(oid, find) is not None:
+                    break  # the direct asks are all in: no wait for a find that may not travel
                 try:
-                    await asyncio.wait_for(find.event.wait(), left)
+                    await asyncio.wait_for(find.event.wait(), min(left, 0.1))
                 except TimeoutError:
-                    break
+                    continue
                 find.event.clear()
         finally:
             del self.finds[q]
+        if direct is None and not self._complete(find):
+            direct = self._spawn(self.reach(oid, find))
+        unanswered = await direct if direct is not None else 0
         m = self._best_manifest(oid, find)
+        if m is None and (unanswered or self.unsettled()):
+            self.counters["shard_rejected:healing"] += 1
+            raise RequestError("healing", "the network is healing and not every holder answered: retry", 503)
         if m is None:
             return {
                 "id": oid,
@@ -161,6 +184,7 @@ class Locator(ShardBase):
                 "answered": len(find.replies),
             }
         holders = sorted({h for h, _, _ in find.replies.values()}, key=lambda h: h.ip)
+        self.remember(oid, holders)
         index = {h.pubkey: i for i, h in enumerate(holders)}
         holders_of: dict[str, list[Holder]] = {}
         for h, _, hashes in find.replies.values():
@@ -197,28 +221,3 @@ class Locator(ShardBase):
             for h in hashes:
                 counts[h] = counts.get(h, 0) + 1
         return all(counts.get(h, 0) >= r for h in m["shards"])
-
-    def _best_manifest(self, oid: str, find: PendingFind) -> dict[str, Any] | None:
-        """The owner's latest live manifest of oid. Holders keep the first owner's object and refuse
-        another key's (first owner wins), so when manifests of two keys come back (a put that landed
-        after a membership change) the owner is the key most holders answered for, then the earlier
-        one: never simply the latest signature, which any key can make."""
-        valid: list[dict[str, Any]] = []
-        for m in (m for _, m, _ in find.replies.values() if m is not None):
-            try:
-                model.check_manifest(m)
-            except model.BadRecord:
-                self.counters["shard_rejected:bad_manifest"] += 1
-                continue
-            if m["id"] != oid:
-                continue
-            if self.store.deleted(oid, m["o"], m["t"]):  # a holder that kept or got back a deleted object
-                self.counters["shard_rejected:tombstoned"] += 1
-                continue
-            valid.append(m)
-        if not valid:
-            return None
-        held = Counter(m["o"] for m in valid)
-        first = {o: min(m["t"] for m in valid if m["o"] == o) for o in held}
-        owner = min(held, key=lambda o: (-held[o], first[o], o))
-        return max((m for m in valid if m["o"] == owner), key=lambda m: m["t"])

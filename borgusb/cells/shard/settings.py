@@ -29,6 +29,12 @@ class ShardSettings(Settings):
         size=True,
         env="BORGUSB_SCRUB_BPS",
     )
+    repair_ms: int = setting(
+        30_000,
+        "milliseconds between background repair rounds, jittered by half (0: off; reads still repair)",
+        low=0,
+        env="BORGUSB_REPAIR_MS",
+    )
     earn: bool = setting(
         True,
         "claim the hold reward from the reserve after each hour, for the shards held through it",
