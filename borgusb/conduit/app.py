@@ -102,6 +102,8 @@ async def guard(
     if given is None and request.method in ("GET", "HEAD") and not request.path.startswith("/api/"):
         if request.path.startswith("/static/"):
             return await handler(request)  # the same files for everyone
+        if request.path.startswith("/media/"):
+            return await handler(request)  # a <video> cannot send the secret: its address is a capability
         return _shell(request)  # a navigation: the page script then fetches the page, with the secret
     if not state.is_secret(given):
         return _refused(request)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from borgusb.files import stream
+from borgusb.files.errors import Tampered
 from borgusb.fstream import keyframes, ranges
+from borgusb.fstream.sealed import RangeOpener
 from borgusb.fstream.streammap import BadMap, check_map, encode_map, parse_map, sign_map
 from borgusb.keys import SigningKey
 from borgusb.shard import model
@@ -151,3 +154,32 @@ def test_key_frames_and_type_from_ffprobe_text() -> None:
     assert keyframes.content_type('"matroska,webm"', True) == "video/webm"
     assert keyframes.content_type("matroska,webm", False) == "audio/webm"
     assert keyframes.content_type("avi", True) == "application/octet-stream"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), st.integers(1, 3 * stream.CHUNK + 100))
+def test_a_private_range_opens_from_its_chunks_alone(data: st.DataObject, size: int) -> None:
+    key = bytes(range(32))
+    plain = bytes(i % 251 for i in range(size))
+    cipher = stream.encrypt(key, plain)
+    first = data.draw(st.integers(0, size - 1))
+    last = data.draw(st.integers(first, size - 1))
+    opener = RangeOpener(key, len(cipher), first, last)
+    assert opener.plain_size == size
+    wanted = cipher[opener.cipher_first : opener.cipher_last + 1]
+    cut = data.draw(st.integers(0, len(wanted)))  # two pieces, as from two endpoints one after the other
+    got = opener.update(wanted[:cut]) + opener.update(wanted[cut:])
+    assert got == plain[first : last + 1] and opener.done and opener.fed == len(wanted)
+
+
+def test_a_private_range_refuses_changed_or_truncated_ciphertext() -> None:
+    key = bytes(32)
+    cipher = bytearray(stream.encrypt(key, b"z" * (2 * stream.CHUNK + 5)))
+    opener = RangeOpener(key, len(cipher), 0, 10)
+    cipher[3] ^= 1
+    with pytest.raises(Tampered):
+        opener.update(bytes(cipher[opener.cipher_first : opener.cipher_last + 1]))
+    short = stream.encrypt(key, b"z" * (2 * stream.CHUNK + 5))[:-1]  # the last chunk would open as not-last
+    tail = RangeOpener(key, len(short), 2 * stream.CHUNK, 2 * stream.CHUNK + 3)
+    with pytest.raises(Tampered):
+        tail.update(short[tail.cipher_first : tail.cipher_last + 1])

@@ -8,4 +8,5 @@ SPEC = CellSpec(
     dna="fStreamCell",
     runtime="borgusb.cells.fstream.cell:FStreamCell",
     settings="borgusb.cells.fstream.settings:FStreamSettings",
+    web="borgusb.cells.fstream.web:setup",
 )

@@ -138,7 +138,7 @@ class FStreamCell(Cell):
         ranked = sorted(await self._other_endpoints(), key=room, reverse=True)
         return str(ranked[0]["ip"]) if ranked and room(ranked[0]) > 0 else None
 
-    async def _redirect(self, mid: str, hop: int) -> web.Response:
+    async def _redirect(self, kind: str, oid: str, hop: int) -> web.Response:
         target = await self.least_busy() if hop < MAX_HOPS else None
         if target is None:
             response = self._refuse("busy", "every fStream endpoint is at capacity; retry", 503)
@@ -146,23 +146,35 @@ class FStreamCell(Cell):
             return response
         self.counters["fstream_redirected"] += 1
         host = f"[{target}]" if ":" in target else target
-        location = f"http://{host}:{self.dna.mon_port}/stream/{mid}?hop={hop + 1}"
+        location = f"http://{host}:{self.dna.mon_port}/{kind}/{oid}?hop={hop + 1}"
         return web.Response(status=307, headers={"Location": location, "Cache-Control": "no-store"})
 
     # ------------------------------------------------------------ the door
 
-    @route("mon", "GET", "/stream/{mid}")
+    @route("mon", "GET", "/stream/{oid}")
     async def _handle_stream(self, request: web.Request) -> web.StreamResponse:
-        mid = request.match_info["mid"]
-        if not model.is_hash(mid):
-            return self._refuse("bad_id", "a stream is named by its map's object id (64 hex)", 400)
+        """A published stream: the map's object id; its media, typed as the map says."""
+        return await self._door(request, "stream")
+
+    @route("mon", "GET", "/object/{oid}")
+    async def _handle_object(self, request: web.Request) -> web.StreamResponse:
+        """Any object's bytes by its id, untyped (the conduit types and, if private, decrypts them)."""
+        return await self._door(request, "object")
+
+    async def _door(self, request: web.Request, kind: str) -> web.StreamResponse:
+        oid = request.match_info["oid"]
+        if not model.is_hash(oid):
+            return self._refuse("bad_id", "name an object by its id (64 hex)", 400)
         hop_text = request.query.get("hop", "0")
         hop = int(hop_text) if hop_text.isdigit() and len(hop_text) < 3 else MAX_HOPS
         if self.clients >= self.settings.capacity:
-            return await self._redirect(mid, hop)
+            return await self._redirect(kind, oid, hop)
         self.clients += 1
         try:
-            return await self._answer(request, mid)
+            if kind == "stream":
+                smap = await self.stream_map(oid)
+                return await self._answer(request, smap.id, smap.type, oid)
+            return await self._answer(request, oid, "application/octet-stream", oid)
         except CacheError as exc:
             return self._refuse(exc.reason, str(exc), exc.status)
         except TimeoutError:
@@ -170,25 +182,26 @@ class FStreamCell(Cell):
         finally:
             self.clients -= 1
 
-    async def _answer(self, request: web.Request, mid: str) -> web.StreamResponse:
-        smap = await self.stream_map(mid)
-        answer = ranges.answer(request.headers.get("Range"), smap.size)
-        headers = {
-            "Accept-Ranges": "bytes",
-            "Content-Type": smap.type,
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "public, max-age=31536000, immutable",  # a map id names its bytes forever
-            "ETag": f'"{mid}"',
-        }
-        if isinstance(answer, ranges.Unsatisfiable):
-            self.counters["fstream_refused:unsatisfiable"] += 1
-            return web.Response(status=416, headers=dict(headers, **{"Content-Range": answer.content_range}))
-        if smap.size == 0:
-            return web.Response(status=200, headers=headers)
-        first, last = (answer.first, answer.last) if isinstance(answer, ranges.Part) else (0, smap.size - 1)
-        spans = ranges.spans(first, last, smap.size, smap.ss)
-        entry = await self.cache.open(smap.id)
+    async def _answer(self, request: web.Request, oid: str, content_type: str, etag: str) -> web.StreamResponse:
+        """Object `oid` (or the Range of it asked for) as it arrives in the cache."""
+        entry = await self.cache.open(oid)
         try:
+            size = entry.size
+            answer = ranges.answer(request.headers.get("Range"), size)
+            headers = {
+                "Accept-Ranges": "bytes",
+                "Content-Type": content_type,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "public, max-age=31536000, immutable",  # an id names its bytes forever
+                "ETag": f'"{etag}"',
+            }
+            if isinstance(answer, ranges.Unsatisfiable):
+                self.counters["fstream_refused:unsatisfiable"] += 1
+                return web.Response(status=416, headers=dict(headers, **{"Content-Range": answer.content_range}))
+            if size == 0:
+                return web.Response(status=200, headers=headers)
+            first, last = (answer.first, answer.last) if isinstance(answer, ranges.Part) else (0, size - 1)
+            spans = ranges.spans(first, last, size, entry.ss)
             if spans[0][0] not in entry.done:
                 entry.receiver.prefer(spans[0][0])
             wait_s = self.settings.wait_ms / 1000

@@ -1,0 +1,241 @@
+"""The Watch page of the conduit: a person's media files, played through fStream (the fStream cell's page hook).
+
+The page lists a folder's audio and video files (the file manager's, through the ftree cell, as the
+Files page reads them) and plays one in a ``<video>`` element. A media element cannot send the
+conduit's secret header, so ``POST /api/watch/open`` (with the secret) gives it an address that
+holds a capability instead: ``/media/<token>``, 256 random bits, for this file, this wallet key and
+`TOKEN_S` seconds, at most `MAX_TOKENS` kept; once the wallet is locked they are all dropped.
+
+``GET /media/<token>`` answers HTTP ranges (`borgusb.fstream.ranges`) from the object's bytes at an
+fStream endpoint (``/object/<id>`` on its monPort, which follows the cell's redirects when it is
+full). A private file's chunks are fetched as ciphertext and opened here (`fstream.sealed`): the
+fStream cell never sees plaintext or the key. When an endpoint fails mid-response the rest comes
+from the next one, from the byte where the first stopped, so the player never notices.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import secrets
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ...conduit.web import NETWORK, STATE, add_page, add_script, guarded, json_fields, render, require_unlocked
+from ...dna import get as dna_row
+from ...files import actions
+from ...files.entry import check_name
+from ...files.errors import FilesError
+from ...files.remote import FileTree, as_dict, split
+from ...files.stream import encrypted_size
+from ...fstream import ranges
+from ...fstream.sealed import RangeOpener
+
+HERE = Path(__file__).parent
+FTREE, FSTREAM = "ftreeFileMgrCell", "fStreamCell"
+MAX_BODY = 16 * 1024
+TOKEN_S = 6 * 3600  # how long a player's address works
+MAX_TOKENS = 64
+MACHINE = "conduit watch page"
+READ = 256 * 1024  # ciphertext read from an endpoint at a time
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=20)
+EXPLAIN = {
+    "not_media": "That file is not audio or video.",
+    "not_found": "There is no such file (any more).",
+    "bad_name": "That is not a name a file can have.",
+    "no_node": "No file manager node (ftreeFileMgrCell) answered right now.",
+}
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One opened media file: what its player's address may read."""
+
+    owner: str
+    obj: str
+    size: int  # the plaintext's bytes
+    key: bytes | None  # the file key of a private file
+    type: str
+    until: float
+
+
+TOKENS = web.AppKey("watch_tokens", OrderedDict[str, Watch])
+HTTP = web.AppKey("watch_http", list[aiohttp.ClientSession])
+COUNTERS = web.AppKey("watch_counters", Counter[str])
+
+
+def setup(app: web.Application) -> None:
+    add_page(app, "/watch", "Watch", "watch", HERE / "templates")
+    add_script(app, "watch.js", HERE / "static" / "watch.js")
+    app[TOKENS] = OrderedDict()
+    app[HTTP] = []
+    app[COUNTERS] = Counter()
+    app.router.add_get("/watch", page)
+    app.router.add_post("/api/watch/ls", guarded(api_ls, EXPLAIN, (FilesError,)))
+    app.router.add_post("/api/watch/open", guarded(api_open, EXPLAIN, (FilesError,)))
+    app.router.add_get("/media/{token}", media)
+    app.on_cleanup.append(_close)
+
+
+async def _close(app: web.Application) -> None:
+    for session in app[HTTP]:
+        await session.close()
+
+
+def _is_media(kind: str) -> bool:
+    return kind.startswith(("video/", "audio/"))
+
+
+async def page(request: web.Request) -> web.Response:
+    state = require_unlocked(request)
+    assert state.wallet is not None
+    return render(request, "watch.html", public=state.wallet.public)
+
+
+def _path(form: dict[str, str]) -> str:
+    names = split(form.get("path", ""))
+    for n in names:
+        check_name(n)
+    return "/" + "/".join(names)
+
+
+async def _on_tree(request: web.Request, op: Any) -> Any:
+    state = require_unlocked(request)
+    assert state.wallet is not None
+    key = state.wallet.key
+
+    async def run(peers: Any, ip: str) -> Any:
+        tree = FileTree(peers, ip, key, machine=MACHINE)  # reads only: nothing is signed as this machine
+        try:
+            return await op(tree)
+        finally:
+            tree.close()
+
+    return (await request.app[NETWORK].use(FTREE, run, key=key, timeout_s=60.0)).result
+
+
+async def api_ls(request: web.Request) -> web.Response:
+    """A folder's subfolders and media files."""
+    path = _path(await json_fields(request, MAX_BODY, 4096))
+    level = await _on_tree(request, lambda tree: actions.folder(tree, path))
+    rows = [r for r in as_dict(level.entries) if r["kind"] == "folder" or _is_media(r["type"])]
+    return web.json_response(
+        {"path": path, "entries": [{k: r[k] for k in ("name", "kind", "size", "type", "private")} for r in rows]}
+    )
+
+
+async def api_open(request: web.Request) -> web.Response:
+    """A player's address for the media file at `path`."""
+    path = _path(await json_fields(request, MAX_BODY, 4096))
+    entry = await _on_tree(request, lambda tree: actions.entry_at(tree, path))
+    kind = entry.type if _is_media(entry.type) else (mimetypes.guess_type(path)[0] or "")
+    if entry.kind != "file" or not _is_media(kind):
+        return web.json_response({"error": EXPLAIN["not_media"], "reason": "not_media"}, status=400)
+    state = require_unlocked(request)
+    assert state.wallet is not None
+    tokens = request.app[TOKENS]
+    token = secrets.token_urlsafe(32)
+    key = bytes.fromhex(entry.key) if entry.private else None
+    tokens[token] = Watch(
+        state.wallet.public.public_key_hex, entry.obj, entry.size, key, kind, time.monotonic() + TOKEN_S
+    )
+    while len(tokens) > MAX_TOKENS:
+        tokens.popitem(last=False)
+    return web.json_response({"src": f"/media/{token}", "type": kind, "name": split(path)[-1]})
+
+
+def _refuse(request: web.Request, reason: str, status: int) -> web.Response:
+    request.app[COUNTERS][f"refused:{reason}"] += 1
+    return web.json_response({"error": reason}, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def media(request: web.Request) -> web.StreamResponse:
+    """A player's range request (see the module's docstring)."""
+    state = request.app[STATE]
+    w = request.app[TOKENS].get(request.match_info["token"])
+    if w is None or time.monotonic() > w.until:
+        return _refuse(request, "unknown_token", 404)
+    if state.wallet is None or state.wallet.public.public_key_hex != w.owner:
+        request.app[TOKENS].clear()  # locked (or another wallet): no key may stay reachable
+        return _refuse(request, "locked", 403)
+    answer = ranges.answer(request.headers.get("Range"), w.size)
+    headers = {"Accept-Ranges": "bytes", "Content-Type": w.type, "X-Content-Type-Options": "nosniff"}
+    headers["Cache-Control"] = "no-store"
+    if isinstance(answer, ranges.Unsatisfiable):
+        return web.Response(status=416, headers=dict(headers, **{"Content-Range": answer.content_range}))
+    if w.size == 0:
+        return web.Response(status=200, headers=headers)
+    first, last = (answer.first, answer.last) if isinstance(answer, ranges.Part) else (0, w.size - 1)
+    opener = RangeOpener(w.key, encrypted_size(w.size), first, last) if w.key is not None else None
+    c_first, c_last = (opener.cipher_first, opener.cipher_last) if opener else (first, last)
+    response = web.StreamResponse(status=206 if isinstance(answer, ranges.Part) else 200, headers=headers)
+    if isinstance(answer, ranges.Part):
+        response.headers["Content-Range"] = answer.content_range
+    response.content_length = last - first + 1
+    fed = 0
+    for ip in await _endpoints(request):
+        try:
+            fed += await _relay(request, response, ip, w.obj, c_first + fed, c_last, opener)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            request.app[COUNTERS][f"endpoint_lost:{exc.__class__.__name__}"] += 1
+            continue
+        except FilesError as exc:  # the bytes do not open under the file's key
+            if not response.prepared:
+                return _refuse(request, exc.reason, 502)
+            raise ConnectionResetError(exc.reason) from None
+        if c_first + fed > c_last:
+            await response.write_eof()
+            return response
+    if not response.prepared:
+        return _refuse(request, "no_endpoint", 502)
+    raise ConnectionResetError("every fStream endpoint failed mid-response")  # the player asks again
+
+
+async def _endpoints(request: web.Request) -> list[str]:
+    network = request.app[NETWORK]
+    entry = network.cells[FSTREAM]
+    if not entry.endpoints:
+        await network.refresh(FSTREAM)
+    return list(entry.endpoints)
+
+
+async def _relay(
+    request: web.Request,
+    response: web.StreamResponse,
+    ip: str,
+    obj: str,
+    c_first: int,
+    c_last: int,
+    opener: RangeOpener | None,
+) -> int:
+    """Ciphertext bytes c_first..c_last of `obj` from the fStream cell at ip, opened (if private) into
+    the response; how many of them arrived (also when the endpoint failed after some)."""
+    sessions = request.app[HTTP]
+    if not sessions:
+        sessions.append(aiohttp.ClientSession(timeout=TIMEOUT))
+    url = f"http://{ip}:{dna_row(FSTREAM).mon_port}/object/{obj}"
+    got = 0
+    async with sessions[0].get(url, headers={"Range": f"bytes={c_first}-{c_last}"}) as upstream:
+        expect = f"bytes {c_first}-{c_last}/"
+        if upstream.status != 206 or not upstream.headers.get("Content-Range", "").startswith(expect):
+            raise ValueError(f"{ip} answered {upstream.status} {upstream.headers.get('Content-Range', '')[:60]}")
+        try:
+            async for piece in upstream.content.iter_chunked(READ):
+                piece = piece[: c_last - c_first + 1 - got]
+                plain = opener.update(piece) if opener is not None else piece
+                got += len(piece)
+                if not response.prepared:
+                    await response.prepare(request)
+                if plain:
+                    await response.write(plain)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if got:
+                request.app[COUNTERS][f"endpoint_lost:{exc.__class__.__name__}"] += 1
+                return got
+            raise
+    return got

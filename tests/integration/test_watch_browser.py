@@ -1,0 +1,156 @@
+"""The Watch page in Chromium against real cells (issue 18): a sharded private WebM clip, made here with
+Debian's ffmpeg, plays in a ``<video>`` through the conduit (ranges fetched as ciphertext from an fStream
+cell and decrypted in the conduit), seeks to the middle and keeps playing; the fStream endpoint that
+serves it is killed mid-playback and playback goes on from the other one. A file named with markup is
+listed as text.
+
+Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from borgusb import dna
+from borgusb.clock import SystemClock
+from borgusb.envelope import Verifier
+from borgusb.files import actions
+from borgusb.files.remote import FileTree
+from borgusb.identity import Wallet
+from borgusb.keystore import KdfParams, save_wallet
+from borgusb.net.peer import PeerClient
+
+from .browser import ARGS, CHROMIUM
+from .conduit_proc import conduit_process
+
+pytestmark = pytest.mark.slow
+
+WORDS = " ".join(["abandon"] * 23 + ["art"])
+PASSPHRASE = "correct horse battery"
+N = 3
+FS_MON = dna.get("fStreamCell").mon_port
+HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">.webm'
+
+
+def run_async(coro):
+    """Playwright's sync API owns this thread's event loop; run coroutines beside it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def make_clip(path: Path) -> None:
+    """80 s of VP8 at 320x240, 2 Mbit/s, a key frame every second: ~20 MB in 1 MiB shards, far more than
+    Chromium reads ahead of the play position (about 10 s of media), so a seek far ahead asks for new ranges."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=24,noise=alls=30:allf=t",
+         "-t", "80", "-c:v", "libvpx",
+         "-b:v", "2M", "-minrate", "2M", "-maxrate", "2M", "-g", "24", "-deadline", "realtime", "-cpu-used", "8",
+         "-an", "-y", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+
+
+async def start(make_cluster):
+    shard, ftree, fstream = make_cluster("shardTreeCell"), make_cluster("ftreeFileMgrCell"), make_cluster("fStreamCell")
+    shard.up(N)
+    ftree.up(N)
+    fstream.up(2)
+    for cluster, size in ((shard, N), (ftree, N), (fstream, 2)):
+        await cluster.wait_one_tree(timeout_s=90, expect=size)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        s, f = await shard.status(), await ftree.status()
+        if all(d.get("shard", {}).get("directory") == N for d in s) and all(
+            d.get("files", {}).get("members") == N for d in f
+        ):
+            return shard, fstream
+        await asyncio.sleep(0.3)
+    raise TimeoutError("the clusters did not settle")
+
+
+async def put_private(ip: str, local: Path, name: str) -> None:
+    key = Wallet.from_mnemonic(WORDS).key
+    clock = SystemClock()
+    async with PeerClient(key, clock, Verifier(clock), timeout_s=30) as peers:
+        tree = FileTree(peers, ip, key, machine="test", r=N)
+        try:
+            await actions.put(tree, local, "/", public=False, name=name)
+        finally:
+            tree.close()
+
+
+async def fstream_status(ip: str) -> dict:
+    async with aiohttp.ClientSession() as s, s.get(f"http://{ip}:{FS_MON}/status") as r:
+        return await r.json()
+
+
+def played_past(page, seconds: float, timeout_s: float = 60) -> None:
+    """Poll until the player's currentTime passes `seconds` (the page's CSP forbids wait_for_function's eval)."""
+    deadline = time.monotonic() + timeout_s
+    while page.evaluate("document.getElementById('watch-player').currentTime") <= seconds:
+        state = page.evaluate("document.getElementById('watch-state').textContent")
+        assert time.monotonic() < deadline, f"the player did not pass {seconds} s: {state}"
+        page.wait_for_timeout(100)
+
+
+def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None:
+        pytest.fail("chromium and ffmpeg are needed: ./build.sh setup installs them")
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("BORGUSB_SHARD_R", str(N))
+    monkeypatch.setenv("BORGUSB_FILES_R", str(N))
+    clip = tmp_path / "clip.webm"
+    make_clip(clip)  # (noise, so that it does not compress to a few frames' worth)
+    assert clip.stat().st_size > 16 << 20
+    shard, fstream = run_async(start(make_cluster))
+    run_async(put_private(shard.nodes[0].ip, clip, "clip.webm"))
+    run_async(put_private(shard.nodes[0].ip, clip, HOSTILE))
+    ks = tmp_path / "a" / "keystore.json"
+    ks.parent.mkdir()
+    save_wallet(ks, Wallet.from_mnemonic(WORDS), PASSPHRASE, KdfParams(iterations=1, lanes=1, memory_kib=1024))
+    with conduit_process(ks, [shard.nodes[1].ip], tmp_path / "a.log") as link, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(link)
+            page.fill("#passphrase", PASSPHRASE)
+            page.click("#unlock")
+            page.wait_for_selector("#address")
+            page.click("nav >> text=Watch")
+            expect(page.locator("#watch-list")).to_contain_text(HOSTILE, timeout=60_000)  # as text
+            assert page.evaluate("document.body.dataset.pwned") is None
+            page.evaluate("""() => {
+                const v = document.getElementById('watch-player');
+                window.errors = 0; v.addEventListener('error', () => { window.errors += 1; });
+            }""")
+            asked: list[str] = []
+            page.on("request", lambda r: asked.append(r.headers.get("range", "-")) if "/media/" in r.url else None)
+            page.click("button.media[data-path='/clip.webm']")
+            played_past(page, 1)
+            duration = page.evaluate("document.getElementById('watch-player').duration")
+            assert 79 < duration < 81
+            page.evaluate("document.getElementById('watch-player').currentTime = 40")  # the middle
+            played_past(page, 41)
+            served = [n for n in fstream.nodes if run_async(fstream_status(n.ip))["fstream"]["cache"]["pulls"]]
+            assert len(served) == 1
+            fstream.kill(served[0])  # mid-playback: the conduit goes on from the other endpoint
+            before = len(asked)
+            other = next(n for n in fstream.nodes if n is not served[0])
+            page.evaluate("document.getElementById('watch-player').currentTime = 72")  # not read ahead yet: a new range
+            played_past(page, 73.5)
+            assert page.evaluate("window.errors") == 0
+            assert page.evaluate("document.getElementById('watch-player').error") is None
+            assert len(asked) > before, asked  # the player asked for a range after the kill
+            assert run_async(fstream_status(other.ip))["fstream"]["cache"]["pulls"] >= 1
+        finally:
+            browser.close()
