@@ -106,6 +106,9 @@ async def test_reads_during_a_heal_get_the_bytes(make_cluster, monkeypatch, tmp_
             times.append(time.monotonic() - t0)
             assert out.read_bytes() == data
             await asyncio.sleep(0.2)  # pacing: about 50 reads, not hundreds, on a shared machine
+        # an id nobody stored: "not found" once the winners answer (asked again while "healing")
+        nobody = model.sha256_hex(os.urandom(8))
+        assert (await locate_through_heal(peers, readers[0], PORT, nobody, what="shard.stat"))["found"] is False
     print(
         f"{len(times)} reads in the {time.monotonic() - t_kill:.1f}s after killing the root and one more of 6: "
         f"first {times[0]:.2f}s, slowest {max(times):.2f}s, median {sorted(times)[len(times) // 2]:.2f}s; "

@@ -144,7 +144,8 @@ class Locator(Reacher):
 
         The direct asks start with the find while the tree heals, else once the find has had
         `REACH_AFTER_S` (a find through a whole tree answers within milliseconds). Raises
-        ``healing`` (503) when nothing was found and the network may not have answered."""
+        ``healing`` (503) when nothing was found and the tree is not settled or the object's
+        first lottery winners did not answer (reach.py)."""
         q = os.urandom(8).hex()
         find = self.finds[q] = PendingFind()
         loop = asyncio.get_running_loop()
@@ -167,9 +168,9 @@ class Locator(Reacher):
             del self.finds[q]
         if direct is None and not self._complete(find):
             direct = self._spawn(self.reach(oid, find))
-        unanswered = await direct if direct is not None else 0
+        winners_answered = await direct if direct is not None else True
         m = self._best_manifest(oid, find)
-        if m is None and (unanswered or self.unsettled()):
+        if m is None and not (winners_answered and self.tree.status in ("online", "root")):
             self.counters["shard_rejected:healing"] += 1
             raise RequestError("healing", "the network is healing and not every holder answered: retry", 503)
         if m is None:

@@ -11,9 +11,12 @@ signed reply, sent only to addresses this node learned itself, never to one a re
   object, then for each shard still without a holder: at most `ASK_MAX` nodes per locate,
   `ASKS_AT_ONCE` at a time, each given `ASK_WAIT_S`.
 
-A locate that finds nothing either way is refused as ``healing``, not answered "not found",
-when a node it asked did not answer, a node was lost in the last `HEAL_WINDOW_MS`, or its tree
-is not settled: the reader retries (`client.locate_through_heal`).
+A locate that finds nothing either way is answered "not found" only when its tree is settled
+and R of the object's R+1 first lottery winners among the nodes it knows answered (they are
+where its manifest lives, or is repaired to); else it is refused as ``healing`` and the reader
+retries (`client.locate_through_heal`). A node that announces itself and never answers (anyone
+may run one) makes no read of an existing object slower than one direct ask, and turns "not
+found" into ``healing`` only for ids where it holds two of those R+1 tickets.
 
 **Background repair.** Every `repair_ms` (jittered by ±50%), a node surveys up to
 `REPAIR_OBJECTS` of the objects whose manifests it holds (in turn, round after round): it asks
@@ -49,7 +52,8 @@ KNOWN_MAX = 1024  # shard nodes remembered at most
 ASK_MAX = 32  # nodes one locate or one survey asks directly
 ASKS_AT_ONCE = 8
 ASK_WAIT_S = 1.0
-HEAL_WINDOW_MS = 30_000  # after a lost node, a locate that finds nothing says "healing"
+HEAL_WINDOW_MS = 30_000  # after a lost node, a locate asks holders directly from the start
+CACHED_HOLDERS = 8  # holders remembered per object
 REPAIR_OBJECTS = 32  # objects surveyed per background round
 MAX_HASHES = 1 << 16  # shard hashes one answer may list
 ASK_RATE = 20  # direct asks per second one node answers for one asker
@@ -80,7 +84,7 @@ class Reacher(ShardBase):
     # ------------------------------------------------------------ asking
 
     def unsettled(self) -> bool:
-        """The tree is healing, as far as this node can tell."""
+        """The tree may be healing: this node lost a shard node lately, or is not placed in a tree."""
         recent = self.clock.now_ms() - self.lost_ms < HEAL_WINDOW_MS
         return recent or self.tree.status not in ("online", "root")
 
@@ -116,27 +120,29 @@ class Reacher(ShardBase):
             return None
         return h, m if isinstance(m, dict) and m.get("id") == oid else None, {x for x in hashes if model.is_hash(x)}
 
-    async def reach(self, oid: str, find: PendingFind, nodes: dict[str, Holder] | None = None) -> int:
-        """Ask holders of oid directly; answers join find.replies as a find's would. Returns how
-        many asked nodes did not answer. nodes: whom to ask (default: every node known)."""
+    async def reach(self, oid: str, find: PendingFind, nodes: dict[str, Holder] | None = None) -> bool:
+        """Ask holders of oid directly; answers join find.replies as a find's would. nodes: whom
+        to ask (default: every node known). Returns whether R of the R+1 first lottery winners
+        for oid among nodes answered (an object none of them holds most likely does not exist)."""
         nodes = self._known_nodes() if nodes is None else nodes
         asked: set[str] = set(find.replies)
-        failed = 0
+        answered: set[str] = set(find.replies)
 
         async def wave(order: list[Holder]) -> None:
-            nonlocal failed
             batch: list[Holder] = []
             for h in order:
                 if h.pubkey not in asked and len(asked) < ASK_MAX:
                     asked.add(h.pubkey)
                     batch.append(h)
             for got in await asyncio.gather(*(self._ask(h, oid) for h in batch)):
-                if got is None:
-                    failed += 1
-                elif got[1] is not None or got[2]:
-                    find.replies[got[0].pubkey] = got
+                if got is not None:
+                    answered.add(got[0].pubkey)
+                    if got[1] is not None or got[2]:
+                        find.replies[got[0].pubkey] = got
 
-        await wave([*self.holders_cache.get(oid, ()), *(nodes[pk] for pk in placement.rank(oid, nodes))])
+        ranked = [nodes[pk] for pk in placement.rank(oid, nodes)]
+        top = ranked[: self.default_r + 1]
+        await wave([*top, *self.holders_cache.get(oid, ()), *ranked])
         m = self._best_manifest(oid, find)
         if m is not None:
             held = {sh for _, _, hs in find.replies.values() for sh in hs}
@@ -144,7 +150,7 @@ class Reacher(ShardBase):
                 if len(asked) >= ASK_MAX:
                     break
                 await wave([nodes[pk] for pk in placement.rank(sh, nodes)[: m["r"] + 1]])
-        return failed
+        return sum(h.pubkey in answered for h in top) >= min(self.default_r, len(top))
 
     def _best_manifest(self, oid: str, find: PendingFind) -> dict[str, Any] | None:
         """The owner's latest live manifest of oid. Holders keep the first owner's object and refuse
@@ -173,7 +179,7 @@ class Reacher(ShardBase):
 
     def remember(self, oid: str, holders: list[Holder]) -> None:
         """Keep the holders a locate found, for the next read of oid while the tree heals."""
-        self.holders_cache[oid] = tuple(holders[:ASK_MAX])
+        self.holders_cache[oid] = tuple(holders[:CACHED_HOLDERS])
         self.holders_cache.move_to_end(oid)
         while len(self.holders_cache) > HOLDERS_CACHE:
             self.holders_cache.popitem(last=False)
