@@ -7,8 +7,14 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import random
+import shutil
+import socket
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -30,13 +36,16 @@ def url(ip: str, mid: str) -> str:
     return f"http://{ip}:{FS.mon_port}/stream/{mid}"
 
 
-async def network(make_cluster, monkeypatch, tmp_path: Path, capacity: int = 60):
-    """Three shard holders, a serviceMgr on each, and two fStream cells (127.0.0.2, 127.0.0.3)."""
+async def network(make_cluster, monkeypatch, tmp_path: Path, capacity: int = 60, second: int | None = None):
+    """Three shard holders, a serviceMgr on each, and two fStream cells (127.0.0.2, 127.0.0.3; the
+    second with capacity `second` when given)."""
     monkeypatch.setenv("BORGUSB_FSTREAM_CAPACITY", str(capacity))
     svc = make_cluster("serviceMgrCell")
     svc.up(3)
     shards = await start(make_cluster, monkeypatch, tmp_path, 3)
     fstream = make_cluster("fStreamCell")
+    if second is not None:
+        fstream.prefix["127.0.0.3"] = ["env", f"BORGUSB_FSTREAM_CAPACITY={second}"]
     fstream.up(2)
     await svc.wait_one_tree(timeout_s=60, expect=3)
     await fstream.wait_one_tree(timeout_s=60, expect=2)
@@ -143,3 +152,66 @@ async def test_a_cell_at_capacity_redirects_the_next_client(make_cluster, monkey
         finally:
             for r in held:
                 r.close()
+
+
+def run_async(coro):
+    """Playwright's sync API owns this thread's event loop; run coroutines beside it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def fs_status(ip: str) -> dict:
+    with urllib.request.urlopen(f"http://{ip}:{FS.mon_port}/status", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_a_public_link_plays_in_chromium_through_a_redirect(make_cluster, monkeypatch, tmp_path) -> None:
+    """Anyone with the link plays public media; the first endpoint, full, sends Chromium to the other."""
+    from .browser import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None:
+        pytest.fail("chromium and ffmpeg are needed: ./build.sh setup installs them")
+    from playwright.sync_api import sync_playwright
+
+    clip = tmp_path / "clip.webm"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=24,noise=alls=30:allf=t",
+         "-t", "12", "-c:v", "libvpx", "-b:v", "2M", "-g", "24", "-deadline", "realtime", "-cpu-used", "8",
+         "-an", "-y", str(clip)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    shards, _ = run_async(network(make_cluster, monkeypatch, tmp_path, capacity=1, second=20))
+    pub = run_async(published(shards.nodes[0].ip, clip.read_bytes(), tmp_path, "clip.webm"))
+    assert pub["type"] == "video/webm" and len(pub["keys"]) >= 11  # a key frame a second, from the WebM itself
+    big = run_async(published(shards.nodes[0].ip, random.Random(3).randbytes(16 * SS), tmp_path, "big.bin"))
+    run_async(wait_listed("127.0.0.2", 2))
+    hold = socket.create_connection(("127.0.0.2", FS.mon_port))  # a reader that stops: the one place taken
+    try:
+        hold.sendall(f"GET /stream/{big['map']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        deadline = time.monotonic() + 30
+        while fs_status("127.0.0.2")["fstream"]["clients"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_page()
+                seen: list[tuple[int, str]] = []
+                page.on("response", lambda r: seen.append((r.status, r.url.split("/")[2])))
+                # a page of a loopback origin (Chromium lets no about:blank page load from a local address)
+                page.goto(f"http://127.0.0.2:{FS.mon_port}/status")
+                page.set_content(f'<video id="v" muted src="{url("127.0.0.2", pub["map"])}"></video>')
+                page.evaluate("""() => { const v = document.getElementById('v'); window.errors = 0;
+                    v.addEventListener('error', () => { window.errors += 1; }); return v.play(); }""")
+                deadline = time.monotonic() + 60
+                while page.evaluate("document.getElementById('v').currentTime") <= 2:
+                    assert time.monotonic() < deadline, page.evaluate("document.getElementById('v').error?.message")
+                    page.wait_for_timeout(100)
+                assert page.evaluate("window.errors") == 0
+                assert (307, f"127.0.0.2:{FS.mon_port}") in seen and (206, f"127.0.0.3:{FS.mon_port}") in seen
+            finally:
+                browser.close()
+        assert fs_status("127.0.0.2")["counters"]["fstream_redirected"] >= 1
+        assert fs_status("127.0.0.3")["fstream"]["cache"]["pulls"] >= 2  # the map and the media, served there
+    finally:
+        hold.close()
