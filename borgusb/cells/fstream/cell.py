@@ -7,7 +7,8 @@ pulls the map, then the media's shards from every holder at once into its bounde
 (`cache.ShardCache`, DStream's `Receiver`: each shard checked against the owner-signed manifest
 before a byte of it is served), and answers ``Range`` (`borgusb.fstream.ranges`: 206 with
 ``Content-Range``, 416, a malformed header ignored) as soon as the shards a range needs are in;
-a range that starts further on moves the pull there first.
+a range that starts further on moves the pull there first. ``GET /object/<id>`` serves any
+object's bytes the same way, untyped (the conduit's Watch page reads private files' ciphertext so).
 
 **Capacity**: at most `FStreamSettings.capacity` responses at once; past it a new client is
 redirected (307) to the least busy other fStream endpoint the service registry lists (each cell
