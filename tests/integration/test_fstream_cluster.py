@@ -152,6 +152,16 @@ async def test_a_cell_at_capacity_redirects_the_next_client(make_cluster, monkey
         finally:
             for r in held:
                 r.close()
+    deadline = time.monotonic() + 30  # the two readers that stopped and left: their places free
+    while True:
+        doc = await asyncio.to_thread(fs_status, "127.0.0.2")
+        if doc["fstream"]["clients"] == 0:
+            break
+        assert time.monotonic() < deadline, (
+            doc["fstream"],
+            {k: v for k, v in doc["counters"].items() if "fstream" in k},
+        )
+        await asyncio.sleep(0.2)
 
 
 def run_async(coro):

@@ -220,14 +220,25 @@ class FStreamCell(Cell):
     async def _send(
         self, response: web.StreamResponse, entry: Entry, spans: list[tuple[int, int, int]], wait_s: float
     ) -> None:
-        for i, off, n in spans:
-            await self.cache.wait(entry, i, wait_s)
-            at = i * entry.ss + off
-            end = at + n
-            while at < end:
-                data = await asyncio.to_thread(self.cache.read, entry, at, min(CHUNK, end - at))
-                await response.write(data)
-                at += len(data)
+        """The spans' bytes as each shard is in. Once the head is sent a failure can only cut the
+        body short (the connection is closed: the player asks again, maybe elsewhere), counted."""
+        try:
+            for i, off, n in spans:
+                await self.cache.wait(entry, i, wait_s)
+                at = i * entry.ss + off
+                end = at + n
+                while at < end:
+                    data = await asyncio.to_thread(self.cache.read, entry, at, min(CHUNK, end - at))
+                    await response.write(data)
+                    at += len(data)
+        except ConnectionResetError:
+            self.counters["fstream_client_gone"] += 1
+            return
+        except (TimeoutError, CacheError) as exc:
+            reason = exc.reason if isinstance(exc, CacheError) else "stalled"
+            self.counters[f"fstream_cut:{reason}"] += 1
+            response.force_close()
+            return
         await response.write_eof()
 
     def status(self) -> dict[str, Any]:
