@@ -288,6 +288,7 @@ RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "shard.keep": shaped_dict({"m": MANIFEST}),
     "shard.locate": shaped_dict({"id": OBJECT_ID, "repair": REPAIR}),
     "shard.stat": shaped_dict({"id": OBJECT_ID, "repair": REPAIR}),
+    "shard.holds": shaped_dict({"id": OBJECT_ID}),
     "shard.owned": shaped_dict({"o": (PUBKEYS, texts)}),
     "shard.delete": shaped_dict({"tomb": TOMB}),
     "shard.have": shaped_dict(
