@@ -115,19 +115,6 @@ ACTIONS: dict[str, type[_Action]] = {
         EndSession,
     )
 }
-Action = Union[  # noqa: UP007 (a runtime union of Structs is what msgspec decodes)
-    MessageAgent,
-    ReplyPerson,
-    PutMemory,
-    SearchMemories,
-    GetMemories,
-    RankItem,
-    PruneItems,
-    ReadSource,
-    ChooseSpecialty,
-    ProposePrompt,
-    EndSession,
-]
 
 
 class ActionError(ValueError):

@@ -43,6 +43,7 @@ from ...memory.record import compose
 from ...net.peer import PeerClient, PeerError
 from ..brain.client import BrainClient
 from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
+from ..kit.guard import TokenBuckets
 from ..servicemgr.client import ServiceMgrClient
 from . import roster
 from .hands import Hands
@@ -56,6 +57,8 @@ MONITOR = "monitor"
 MAX_TASK = 1000
 MAX_REPORTS = 100
 MESSAGES_PER_MINUTE = 30
+CHATS_PER_MINUTE = 10
+MAX_RATE_KEYS = 4096
 MONITOR_PROMPT = (
     "You are the System Monitor of a BorgUSB node. You read every cell's status and report "
     "anomalies plainly: what happened, where, and what the person can do."
@@ -106,7 +109,8 @@ class AgentCell(Cell):
         self.monitor = Monitor()
         self.reports: deque[dict[str, Any]] = deque(maxlen=MAX_REPORTS)
         self.sessions: deque[dict[str, Any]] = deque(maxlen=20)
-        self._rates: dict[str, deque[float]] = {}
+        self.chat_rate = TokenBuckets(CHATS_PER_MINUTE / 60, CHATS_PER_MINUTE, MAX_RATE_KEYS)
+        self.message_rate = TokenBuckets(MESSAGES_PER_MINUTE / 60, MESSAGES_PER_MINUTE, MAX_RATE_KEYS)
         self.monitor_rounds = 0
         self.monitored: set[tuple[str, str]] = set()  # (cell, ip) that answered the last round
         self.roster = Path(self.data_dir) / "agents.json" if self.data_dir is not None else None
@@ -283,7 +287,7 @@ class AgentCell(Cell):
         question = self._text(p, "question", 500).strip()
         if not question:
             raise self._refuse("malformed", "ask a question")
-        if not self._admit(f"chat:{env.signer}", 10):
+        if not self.chat_rate.allow(env.signer, time.monotonic()):
             raise self._refuse("rate_limited", "at most 10 questions a minute", 429)
         agent = self._pick(question)
         task = (
@@ -318,16 +322,6 @@ class AgentCell(Cell):
 
     # ------------------------------------------------------------ messages between agents
 
-    def _admit(self, key: str, per_minute: int) -> bool:
-        now = time.monotonic()
-        if key not in self._rates and len(self._rates) >= 4096:
-            self._rates.pop(next(iter(self._rates)))
-        times = self._rates.setdefault(key, deque(maxlen=per_minute))
-        if len(times) == per_minute and now - times[0] < 60:
-            return False
-        times.append(now)
-        return True
-
     def _take(self, doc: Any) -> str:
         """A signed agent message for an agent of this cell: checked, rate-limited, delivered."""
         try:
@@ -338,7 +332,7 @@ class AgentCell(Cell):
         target = self.agents.get(m.to_name)
         if target is None:
             return "not here"
-        if not self._admit(f"msg:{m.sender}", MESSAGES_PER_MINUTE):
+        if not self.message_rate.allow(m.sender, time.monotonic()):
             self.counters["agent_message_refused:rate_limited"] += 1
             raise RequestError("rate_limited", "too many messages from that agent", 429)
         target.inbox.append({"from": m.sender, "from_name": m.from_name, "text": m.text, "ts": m.ts})
