@@ -65,6 +65,15 @@ def add_wallet_options(parser: argparse.ArgumentParser, cell: str, keystore_help
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def require_wallet(args: argparse.Namespace, why: str) -> None:
+    """A wallet command's key is given: an existing keystore (checked before any passphrase is
+    asked) or a key file; else a usage error that says `why` the wallet is needed."""
+    if args.keystore:
+        existing_keystore(args.keystore)
+    elif not args.key_file:
+        raise CLIError(f"{why}: give --keystore PATH (or --key-file)", EXIT_USAGE)
+
+
 def existing_keystore(path: str | Path) -> Path:
     """The keystore named, checked before any passphrase is asked: nobody types one for a missing file."""
     path = Path(path)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_options, existing_keystore, find_node
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_options, find_node, require_wallet
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -263,10 +263,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        if not (args.keystore or args.key_file):
-            raise CLIError("files are a person's: give --keystore (or --key-file)", EXIT_USAGE)
-        if args.keystore:
-            existing_keystore(args.keystore)
+        require_wallet(args, "files are a person's")
         if args.node is None:
             args.node = find_node(DNA.name, DNA.recp_port)
         return asyncio.run(_run(args))

@@ -42,9 +42,9 @@ from .clitools import (
     EXIT_USAGE,
     CLIError,
     add_wallet_options,
-    existing_keystore,
     find_node,
     port_number,
+    require_wallet,
 )
 from .clitools import run as run_command
 from .clock import SystemClock
@@ -334,10 +334,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        if args.keystore:
-            existing_keystore(args.keystore)
-        elif not args.key_file:
-            raise CLIError("mail is signed and opened by your wallet: give --keystore PATH (or --key-file)", EXIT_USAGE)
+        require_wallet(args, "mail is signed and opened by your wallet")
         if args.node is None:
             args.node = find_node(DNA.name, args.port or DNA.recp_port)
         return asyncio.run(_run(args))

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from . import dna
-from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_options, existing_keystore, find_node
+from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_options, find_node, require_wallet
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
@@ -147,10 +147,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        if args.keystore:
-            existing_keystore(args.keystore)
-        elif not args.key_file:
-            raise CLIError("memories are signed by your wallet: give --keystore PATH (or --key-file)", EXIT_USAGE)
+        require_wallet(args, "memories are signed by your wallet")
         if args.node is None:
             args.node = find_node(DNA.name, DNA.recp_port)
         return asyncio.run(_run(args))
