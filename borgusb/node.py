@@ -117,9 +117,11 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
 
 
 async def run_cell(args: argparse.Namespace) -> int:
+    from .aisite import use_ai_site
     from .cells import spec as cell_spec
 
     started = time.monotonic()
+    use_ai_site()  # the image's AI stack, for the cells whose unit names it (brain, memory)
     spec = cell_spec(args.name)
     cell = await start_cell(spec, args)
     loop = asyncio.get_running_loop()

@@ -57,7 +57,7 @@ MAX_MARKER = 64 << 10
 MAX_JOIN = 64  # contacts in "join"
 MAX_CONTACT = 255  # characters of one contact (a host name is at most 253, then ":PORT")
 # what "selftest" may ask the booted image for (borgusb.image.ready)
-SELFTESTS = ("conduit", "timeline", "cli", "cells")
+SELFTESTS = ("conduit", "timeline", "cli", "cells", "ai", "think")
 FIELDS = ("format", "version", "join", "network", "always_on", "selftest", "wifi")
 NETWORK_FIELDS = ("address", "gateway")
 WIFI_FIELDS = ("ssid", "psk")

@@ -14,7 +14,8 @@ Steps (each prints its progress and duration):
 4. the stick: a GPT disk image with an ESP (the UKI as EFI/BOOT/BOOTX64.EFI)
    and a FAT data partition
    labelled BORGUSB holding the marker file .borgusb (and room for the
-   keystore and the hosted-mode bundle).
+   keystore and the hosted-mode bundle), and ai.squashfs: the agents' model,
+   llama-cpp-python and the memory search (image/ai_stack.py; --no-ai: without).
 
 Prints the image path, its size, the UKI size and the build duration, and
 records them in ~/.cache/borgusb/image/build.json (read by the benchmark).
@@ -30,7 +31,8 @@ FAT boot partition of an MBR disk, next to the same BORGUSB data partition:
 ~/.cache/borgusb/image/borgusb-pi.img, recorded in build-pi.json.
 With --parts-only NAME (tests: --profile testhost --parts-only testhost) only
 steps 1-3 run, into ~/.cache/borgusb/image/NAME/out (no stick; NAME/build.json).
-Usage: image/build_image.py [--pi] [--profile NAME] [--parts-only NAME] [--relock] [--cold] [--worktree] [--data-mib N]
+Usage: image/build_image.py [--pi] [--profile NAME] [--parts-only NAME] [--relock] [--cold] [--worktree]
+                             [--data-mib N] [--no-ai]
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the stick's format and the hosted-mode bundle are BorgUSB's own code
 
 from borgusb.stick import ALWAYS_ON_FILE, KEYSTORE, LABEL, MARKER, Marker  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "image"))
+import ai_stack  # noqa: E402
+from ai_stack import FILE as AI_FILE  # noqa: E402
 
 CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
 WORK = CACHE / "image"
@@ -398,7 +404,10 @@ def partitions(image: Path) -> list[dict]:
     return json.loads(out)["partitiontable"]["partitions"]
 
 
-def assemble(data_mib: int) -> dict:
+def assemble(data_mib: int, ai: Path | None = None) -> dict:
+    """The stick; the data partition grows by the AI stack's size (`ai`, image/ai_stack.py) if given."""
+    if ai is not None:
+        data_mib += -(-ai.stat().st_size // 2**20) + 4  # whole MiB, and room for FAT's own tables
     step(f"The stick: GPT with an ESP holding the UKI and a {data_mib} MiB data partition labelled {LABEL}")
     uki = OUT / "borgusb.efi"
     if not uki.exists():
@@ -467,11 +476,15 @@ def assemble(data_mib: int) -> dict:
             f"{KEYSTORE:<14} your encrypted wallet (borgusb wallet new --keystore .../{KEYSTORE})\r\n"
             f"{MARKER:<14} marker and settings (JSON: join contacts, network, always_on)\r\n"
             f"{ALWAYS_ON_FILE:<14} if present, pulling the stick does not power the node off\r\n"
+            + (f"{AI_FILE:<14} the agents' model and the memory search (read-only, mounted at boot)\r\n" if ai else "")
         )
         for f in (efi, efi / "BOOT", efi / "BOOT" / "BOOTX64.EFI", marker, readme):
             os.utime(f, (epoch, epoch))
         mtools(tmp, start1, ["mcopy", "-s", "-m", str(efi), "::/"])
         mtools(tmp, start2, ["mcopy", "-m", str(marker), str(readme), "::/"])
+        if ai is not None:
+            os.utime(ai, (epoch, epoch))
+            mtools(tmp, start2, ["mcopy", "-m", str(ai), f"::/{AI_FILE}"])
         # Hosted mode from the stick itself (borgusb/hosted/bundle.py): the launcher, BorgUSB with every
         # dependency unpacked for the host's python3, and hosted/boot.py carrying the sha256 of each of those
         # files, recorded here: the host runs only a copy in RAM that matches them (bootstrap.py).
@@ -486,7 +499,26 @@ def assemble(data_mib: int) -> dict:
         recorded = len(manifest(bundle / "hosted"))
         note(f"hosted-mode bundle on the data partition: borgusb-hosted + hosted/{site.name} ({recorded} files hashed)")
     tmp.rename(IMAGE)
-    return {"esp_start": start1, "esp_sectors": esp_sectors, "data_start": start2, "data_sectors": data_sectors}
+    return {
+        "esp_start": start1,
+        "esp_sectors": esp_sectors,
+        "data_start": start2,
+        "data_sectors": data_sectors,
+        "ai_bytes": ai.stat().st_size if ai else 0,
+    }
+
+
+def build_ai() -> Path:
+    """The AI stack's squashfs for the data partition (image/ai_stack.py)."""
+    step("The AI stack (llama-cpp-python, SmolLM2-135M-Instruct, the memory search) as one squashfs for the stick")
+    (WORK / "ai").mkdir(parents=True, exist_ok=True)
+    try:
+        return ai_stack.build(WORK / "ai", CACHE / "wheels", LOCK, VENV_PY, source_date_epoch(), note)
+    except LookupError as exc:
+        die(f"{exc} (or build with --no-ai)")
+    except subprocess.CalledProcessError as exc:
+        die(f"{' '.join(map(str, exc.cmd[:4]))} ... failed with exit code {exc.returncode} (see above)")
+    raise AssertionError
 
 
 # ------------------------------------------------------------------ 4'. the Pi SD card
@@ -667,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worktree", action="store_true", help="ship BorgUSB from the working tree, not git HEAD")
     ap.add_argument("--data-mib", type=int, default=256, help="size of the BORGUSB data partition (MiB)")
     ap.add_argument(
+        "--no-ai", action="store_true", help="leave the AI stack (ai.squashfs: model, llama.cpp, search) off the stick"
+    )
+    ap.add_argument(
         "--extra-wheel",
         action="append",
         default=[],
@@ -696,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     stage_extra_wheels(args.extra_wheel)
     write_pkgmngr()
     run_mkosi(args.profile, args.cold)
-    layout = assemble(args.data_mib)
+    ai = None if args.no_ai else build_ai()
+    layout = assemble(args.data_mib, ai)
     uki = OUT / "borgusb.efi"
     duration = time.monotonic() - STARTED
     info = {
@@ -712,7 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     record_build(BUILD_INFO, info)
     step("The USB image is built")
-    note(f"image:    {IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {args.data_mib} MiB {LABEL} partition)")
+    note(
+        f"image:    {IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {layout['data_sectors'] // 2048} MiB "
+        f"{LABEL} partition, of which {info['ai_bytes'] / 2**20:.0f} MiB {AI_FILE})"
+    )
     if info["uki_bytes"]:
         note(f"UKI:      {uki}  ({info['uki_bytes'] / 1e6:.1f} MB, the whole OS)")
     note(f"duration: {duration:.0f} s")

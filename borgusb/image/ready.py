@@ -4,7 +4,8 @@ monitoring port, then print on every console
 * ``BORGUSB-READY cells=N/M t=S ip=... identity=... mem=...MiB node=... cellkeys=... conduit=...``;
 * ``BORGUSB-MEM`` and ``BORGUSB-HYGIENE`` (borgusb.image.memory);
 * what the stick's marker asks for in ``selftest``: ``BORGUSB-TIMELINE`` (when each unit on the way to the
-  cells started and became active) and ``BORGUSB-SELFTEST conduit`` (one request to the conduit).
+  cells started and became active), ``BORGUSB-SELFTEST conduit`` (one request to the conduit), and the AI
+  stack's checks ``ai`` and ``think`` (borgusb.image.aiprobe).
 
 The probe is counted in the RAM it reports: it asks over plain sockets (no urllib) and loads the marker's
 parser only after the reports.
@@ -156,6 +157,14 @@ def cmd_ready(timeout: float) -> int:
         say(cells_selftest(cells))
     if "cli" in selftests:
         say(cli_selftest(ip))
+    if "ai" in selftests or "think" in selftests:  # the stick's AI stack (borgusb.image.aiprobe)
+        from .aiprobe import ai_selftest, think_selftest
+
+        if "ai" in selftests:
+            say(ai_selftest(ip))
+        if "think" in selftests:
+            for line in think_selftest(ip, cells):
+                say(line)
     return 0 if not pending else 1
 
 

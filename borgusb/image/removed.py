@@ -12,7 +12,10 @@ from .runtime import ALWAYS_ON, ALWAYS_ON_CMDLINE, STICK, cmdline, say, wipe
 
 def cmd_removed() -> int:
     if ALWAYS_ON.exists() or ALWAYS_ON_CMDLINE in cmdline():
-        say("the stick was removed; always-on node: the cells keep running")
+        say("the stick was removed; always-on node: the cells keep running (without the stick's AI stack)")
+        from .aimount import release
+
+        release()
         return 0
     say("the stick was removed: stopping the cells, wiping keys from memory, powering off")
     subprocess.run(["systemctl", "stop", "--no-block", "borgusb-conduit.socket"], check=False)  # no restart

@@ -167,6 +167,9 @@ def _read_stick(wait: float) -> int:
             copied = []
         marker = read_marker()
         identity = check_keystore()
+        from .aimount import mount_ai  # before cell.args: the cells look for the AI stack when they start
+
+        say(mount_ai(device))
         if ALWAYS_ON_FILE in copied or marker.always_on:
             ALWAYS_ON.touch()
         (STICK / ALWAYS_ON_FILE).unlink(missing_ok=True)

@@ -53,10 +53,10 @@ class Scored:
         return {"emb": self.embedding, "kw": self.keyword, "rec": self.recency}
 
 
-@lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether this installation can search (the ``ai`` extra: wordllama and bm25s; the image leaves
-    it out for now). Looked up without importing them."""
+    """Whether this installation can search (the ``ai`` extra: wordllama and bm25s; on the image, from
+    the stick's AI stack, borgusb.aisite). Looked up without importing them, and not cached: the cell
+    host asks before the stick is mounted, and the cells it forks inherit what it knows."""
     return all(importlib.util.find_spec(name) is not None for name in ("wordllama", "bm25s", "numpy"))
 
 

@@ -98,9 +98,9 @@ def test_parse_fills_defaults_and_accepts_a_bom() -> None:
         (doc(selftest="conduit"), """has a "selftest" that is not a list ('conduit')"""),
         (
             doc(selftest=["conduit", "format-disk"]),
-            "asks for an unknown selftest 'format-disk' (known: conduit, timeline, cli, cells)",
+            "asks for an unknown selftest 'format-disk' (known: conduit, timeline, cli, cells, ai, think)",
         ),
-        (doc(selftest=[{}]), "asks for an unknown selftest {} (known: conduit, timeline, cli, cells)"),
+        (doc(selftest=[{}]), "asks for an unknown selftest {} (known: conduit, timeline, cli, cells, ai, think)"),
     ],
 )
 def test_bad_markers_are_refused_with_their_reason(data: bytes, message: str) -> None:

@@ -1,0 +1,137 @@
+"""The ready probe's AI checks, asked for by the stick's marker (``selftest``):
+
+* ``ai``: ``BORGUSB-SELFTEST ai mounted=yes think=ok ... search=ok ...``: the stick's AI stack is mounted,
+  the brain answers a short question with its model (not ``no_model``) and a memory put on the node's
+  memory cell is found by a search (which loads wordllama and bm25s from the stick);
+* ``think``: ``BORGUSB-THINK`` and ``BORGUSB-MEM-THINK``: RAM in use while one agent thinks (the brain's
+  model loaded and generating), the second figure of bench_image beside the idle one of BORGUSB-MEM.
+
+The questions are signed by a key made here: a brain without the machine's node key (the stick's
+cells make up their own) answers any signer. Run after the reports, so nothing here is in the idle figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .aimount import AI
+from .memory import mem_in_use_mib, memory_report, unit_pss_kib
+from .ready import http_get, mon_port
+
+BRAIN = "borgAgentBrain"
+THINK_TIMEOUT_S = 900.0  # TCG runs the model ~20x slower than the host
+QUESTION = [
+    {"role": "system", "content": "You are an agent of a BorgUSB node. Answer with one JSON action."},
+    {"role": "user", "content": "Tell the person, in two sentences, what a peer-to-peer node on a USB stick does."},
+]
+
+
+def mounted() -> bool:
+    try:
+        return any(line.split()[1:3] == [str(AI), "squashfs"] for line in Path("/proc/mounts").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def _peers(timeout_s: float) -> Any:
+    from ..clock import SystemClock
+    from ..envelope import Verifier
+    from ..keys import SigningKey
+    from ..net.peer import PeerClient
+
+    clock = SystemClock()
+    return PeerClient(SigningKey.generate(), clock, Verifier(clock), timeout_s=timeout_s), clock
+
+
+def _why(exc: Exception) -> str:
+    return " ".join(f"{type(exc).__name__}:{exc}".split())[:200]
+
+
+async def _think(ip: str, max_tokens: int) -> str:
+    from ..cells.brain.client import BrainClient
+
+    peers, _ = _peers(THINK_TIMEOUT_S)
+    started = time.monotonic()
+    try:
+        thought = await BrainClient(peers, ip).think(QUESTION, ("reply_person",), (), max_tokens)
+    except Exception as exc:  # the refusal's reason word (no_model, busy) or the transport's, told as is
+        return f"failed={_why(exc)}"
+    finally:
+        await peers.close()
+    return f"ok tokens={thought.tokens} ms={thought.ms} waited={time.monotonic() - started:.1f}s"
+
+
+async def _search(ip: str) -> str:
+    from ..cells.memory.client import MemoryClient
+    from ..keys import SigningKey
+    from ..memory.query import make_query
+    from ..memory.record import compose
+
+    peers, clock = _peers(THINK_TIMEOUT_S)
+    key = SigningKey.generate()
+    started = time.monotonic()
+    try:
+        memories = MemoryClient(peers, ip)
+        memory = compose(key, "The stick's AI stack is read from a squashfs only when it is used.", ts=clock.now_ms())
+        put = await memories.put(memory)
+        found = await memories.search(make_query("when is the model read from the USB stick", clock.now_ms()))
+    except Exception as exc:
+        return f"failed={_why(exc)}"
+    finally:
+        key.close()
+        await peers.close()
+    hit = any(r.memory.id == memory.id for r in found.results)
+    return (
+        f"{'ok' if hit else 'missed'} stored={put.get('stored')} results={len(found.results)}"
+        f" searched-in={time.monotonic() - started:.1f}s"
+    )
+
+
+def ai_selftest(ip: str) -> str:
+    """``BORGUSB-SELFTEST ai``: the mount, one short thought, one put and search."""
+    think = asyncio.run(_think(ip, 8))
+    search = asyncio.run(_search(ip))
+    return f"BORGUSB-SELFTEST ai mounted={'yes' if mounted() else 'no'} think={think} search={search}"
+
+
+def _brain_status(ip: str) -> dict[str, Any]:
+    port = mon_port(BRAIN)
+    try:
+        status, body = http_get(ip, port or 0, "/status")
+        doc = json.loads(body) if status == 200 else {}
+        return doc.get("brain", {}) if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+async def _measure_while_thinking(ip: str, cells: list[str], settle_s: float) -> tuple[str, str]:
+    started = time.monotonic()
+    task = asyncio.create_task(_think(ip, 128))
+    loaded_at = None
+    peak = now = brain = 0
+    report = ""
+    while not task.done() and time.monotonic() - started < THINK_TIMEOUT_S:
+        if loaded_at is None and _brain_status(ip).get("loaded"):
+            loaded_at = time.monotonic()
+        peak = max(peak, mem_in_use_mib())
+        if loaded_at is not None and not report and time.monotonic() - loaded_at >= settle_s:
+            report = memory_report(cells).replace("BORGUSB-MEM ", "BORGUSB-MEM-THINK ", 1)
+            now, brain = mem_in_use_mib(), unit_pss_kib(f"borgusb-cell@{BRAIN}.service") // 1024
+        await asyncio.sleep(0.5)
+    answer = await task if task.done() else "failed=timeout"
+    if not report:  # answered (or gave up) before the settle time: measured now, said so
+        report = memory_report(cells).replace("BORGUSB-MEM ", "BORGUSB-MEM-THINK ", 1) + " after-answer=yes"
+        now, brain = mem_in_use_mib(), unit_pss_kib(f"borgusb-cell@{BRAIN}.service") // 1024
+    loaded = f"{loaded_at - started:.1f}s" if loaded_at is not None else "never"
+    line = f"BORGUSB-THINK mem={now}MiB peak={peak}MiB brain={brain}MiB loaded-after={loaded} answer={answer}"
+    return line, report
+
+
+def think_selftest(ip: str, cells: list[str], settle_s: float = 5.0) -> tuple[str, str]:
+    """``BORGUSB-THINK`` (RAM in use and the brain's PSS `settle_s` after its model loaded, while it
+    generates; the peak while it thought; the answer) and ``BORGUSB-MEM-THINK`` (BORGUSB-MEM then)."""
+    return asyncio.run(_measure_while_thinking(ip, cells, settle_s))
