@@ -167,15 +167,14 @@ async def put_attachments(
 
 async def save_attachments(peers: PeerClient, ip: str, key: SigningKey, e: dict[str, Any], into: Path) -> list[Path]:
     """Fetch, check and open each attachment of an opened message into the directory `into`."""
+    from .cells.shard.client import READ_WAIT_S, locate_through_heal
     from .dstream import Receiver, parse_locate
     from .mail.attach import open_attachment
 
     into.mkdir(parents=True, exist_ok=True)
     saved = []
     for oid in e["attachments"]:
-        reply = await peers.post(
-            ip, dna.get("shardTreeCell").recp_port, "/recp", "shard.locate", {"id": oid}, signed_reply=True
-        )
+        reply = await locate_through_heal(peers, ip, dna.get("shardTreeCell").recp_port, oid, wait_s=READ_WAIT_S)
         m, holders = parse_locate(reply, oid)
         part = into / f".{oid}.part"
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cells.ftree.client import FtreeClient
+from ..cells.shard.client import READ_WAIT_S, locate_through_heal
 from ..dna import get as dna_get
 from ..keys import SigningKey
 from ..net.peer import PeerClient
@@ -135,7 +136,7 @@ class FileTree:
     async def get_path(self, oid: str, out: Path, progress: Progress = None) -> None:
         from ..dstream import Receiver, parse_locate
 
-        reply = await self.peers.post(self.node, SHARD_PORT, "/recp", "shard.locate", {"id": oid}, signed_reply=True)
+        reply = await locate_through_heal(self.peers, self.node, SHARD_PORT, oid, wait_s=READ_WAIT_S)
         m, holders = parse_locate(reply, oid)
         await Receiver(self.peers, m, holders, out, progress=progress).run()
 

@@ -35,12 +35,12 @@ from ...dna import CellDNA
 from ...dstream import Holder, StreamError, parse_locate
 from ...fstream import ranges
 from ...fstream.streammap import MAX_MAP_BYTES, BadMap, StreamMap, parse_map
-from ...net.peer import PeerError
+from ...net.peer import PeerError, PeerRejected
 from ...shard import model
 from ..kit import Cell, RequestError, route
 from ..kit.cell import refusal
 from ..servicemgr.client import ServiceMgrClient
-from ..shard.client import ShardClient
+from ..shard.client import READ_WAIT_S, ShardClient
 from .cache import CacheError, Entry, ShardCache
 from .settings import FStreamSettings
 
@@ -79,9 +79,14 @@ class FStreamCell(Cell):
         return refusal(RequestError(reason, detail, status))
 
     async def _locate(self, oid: str) -> tuple[dict[str, Any], list[list[Holder]]]:
-        """The object's manifest and holders, from the shard cell on this address."""
+        """The object's manifest and holders, from the shard cell on this address (asked again while
+        the network heals; past `READ_WAIT_S` refused as ``healing``, never as not found)."""
         try:
-            reply = await ShardClient(self.peers, self.ip).locate(oid, repair=False)
+            reply = await ShardClient(self.peers, self.ip).locate(oid, repair=False, heal_wait_s=READ_WAIT_S)
+        except PeerRejected as exc:
+            if exc.reason == "healing":
+                raise CacheError("healing", exc.detail, 503) from None
+            raise StreamError(f"the shard cell refused ({exc.reason})") from None
         except PeerError as exc:
             raise StreamError(f"the shard cell did not answer ({exc.__class__.__name__})") from None
         return parse_locate(reply, oid)

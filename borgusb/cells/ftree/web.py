@@ -72,6 +72,7 @@ EXPLAIN = {
     "malformed": "The request, or what the network answered, is not what it should be.",
     "too_large": "That is too large.",
     "no_node": "No file manager node (ftreeFileMgrCell) answered right now.",
+    "healing": "The network is healing (a storage node went missing): the file is not reachable yet; retry shortly.",
 }
 NEXT_STEP = (
     "Next: start a node ('borgusb cluster up' on this machine, or boot a stick) or give the conduit one with "
@@ -156,8 +157,8 @@ async def api_ls(request: web.Request) -> web.Response:
     try:
         doc = await _on_tree(request, ls)
     except (NoEndpoint, PeerError, StreamError) as exc:
-        if isinstance(exc, PeerRejected) and exc.status < 500:
-            raise
+        if isinstance(exc, PeerRejected) and (exc.status < 500 or exc.reason == "healing"):
+            raise  # a refusal in words (`guarded` shows it), not silence
         kept = request.app[LAST].get(_owner(request))
         last = kept.get(path) if kept is not None else None
         error = f"No node answered, so this list was not refreshed ({exc}). {NEXT_STEP}"
