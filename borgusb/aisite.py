@@ -9,13 +9,19 @@ itself when it starts. Appended, not prepended: a package the image also has com
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 import site
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 ENV = "BORGUSB_AI_SITE"
+# In the site directory: C++ runtime libraries the RAM root leaves out (image/ai_stack.py), loaded
+# globally before numpy or llama_cpp is imported, so that their extension modules' needs are met
+# (a process's library search path cannot change once it runs; a forked cell's is the host's).
+SYSLIBS_IN_SITE = "borgusb-syslibs"
 
 
 def use_ai_site(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -25,6 +31,8 @@ def use_ai_site(environ: Mapping[str, str] = os.environ) -> str | None:
     if not path or not os.path.isdir(path):
         return None
     if path not in sys.path:
+        for lib in sorted(Path(path, SYSLIBS_IN_SITE).glob("*.so*")):
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
         site.addsitedir(path)
         importlib.invalidate_caches()
     return path

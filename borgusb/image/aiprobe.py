@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,25 @@ async def _search(ip: str) -> str:
     )
 
 
+def journal_tail(cell: str, lines: int = 3) -> str:
+    """The last lines a cell logged (what a failed request left there), on one line."""
+    out = subprocess.run(
+        ["journalctl", "-u", f"borgusb-cell@{cell}.service", "-n", str(lines), "-o", "cat", "--no-pager"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return " | ".join(" ".join(line.split()) for line in out.splitlines() if line.strip())[-400:]
+
+
 def ai_selftest(ip: str) -> str:
     """``BORGUSB-SELFTEST ai``: the mount, one short thought, one put and search."""
     think = asyncio.run(_think(ip, 8))
+    if think.startswith("failed"):
+        think += f" log=[{journal_tail(BRAIN)}]"
     search = asyncio.run(_search(ip))
+    if search.startswith("failed"):
+        search += f" log=[{journal_tail('peerMemoryCell')}]"
     return f"BORGUSB-SELFTEST ai mounted={'yes' if mounted() else 'no'} think={think} search={search}"
 
 
