@@ -15,9 +15,13 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 MAX_ACTION_BYTES = 8 * 1024
+MAX_TOKENS = 512  # the most completion tokens a brain gives one action
+CHARS_PER_TOKEN = 3  # English runs about 4 characters a token in SmolLM2's vocabulary: a margin
+TAG_TOKENS, FIELD_TOKENS, UNCAPPED_CHARS, MIN_TOKENS = 12, 6, 32, 64
+GRAMMAR_MAX_CHARS = 600  # longer texts are bounded by the check and the token budget only
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=600)]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-MemoryId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+MemoryId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$", max_length=64)]
 SPECIALTIES = ("networking", "storage", "economics", "monitoring", "security", "mail", "files", "time")
 Specialty = Literal["networking", "storage", "economics", "monitoring", "security", "mail", "files", "time"]
 
@@ -134,12 +138,15 @@ def _union(allowed: tuple[str, ...]) -> Any:
 
 
 def _loosen(node: Any) -> Any:
-    """The schema as the model's grammar: no string length bounds (a grammar unrolls ``maxLength:
-    600`` into 600 nested rules, which llama.cpp refuses, and even 150 made sampling 5-20 times
-    slower); the token budget and a repeat penalty bound the model, and `parse_action` still
+    """The schema as the model's grammar: string lengths are kept up to `GRAMMAR_MAX_CHARS` (the
+    grammar then stops a text at its cap: SmolLM2 wrote 270-character summaries for a 200 cap, every
+    retry the same), dropped above (a grammar unrolls ``maxLength`` into that many nested rules:
+    llama-cpp-python 0.3.36 crashed on 4000). Measured with 0.3.36 on 2 cores: a 600 cap costs no
+    sampling speed (42.9 against 43.5 tokens/s for a 496-character text). `parse_action` still
     checks the full bounds on what comes back."""
     if isinstance(node, dict):
-        return {k: _loosen(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
+        drop = ("maxLength", "minLength") if node.get("maxLength", 0) > GRAMMAR_MAX_CHARS else ()
+        return {k: _loosen(v) for k, v in node.items() if k not in drop}
     if isinstance(node, list):
         return [_loosen(v) for v in node]
     return node
@@ -178,11 +185,44 @@ def parse_action(raw: str | bytes, allowed: tuple[str, ...] = tuple(ACTIONS)) ->
         raise ActionError("invalid", f"{name}: {exc}") from None
 
 
+def _chars(t: Any) -> int:
+    """The longest JSON text a value of this msgspec type can take (capped strings and lists count
+    their bounds; an uncapped pattern string counts `UNCAPPED_CHARS`)."""
+    if isinstance(t, msgspec.inspect.StrType):
+        return t.max_length if t.max_length is not None else UNCAPPED_CHARS
+    if isinstance(t, msgspec.inspect.ListType):
+        return (t.max_length or 1) * (_chars(t.item_type) + 4)
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return max(len(str(v)) + 2 for v in t.values)
+    return 8  # an integer or a boolean
+
+
+def token_budget(allowed: tuple[str, ...] = tuple(ACTIONS)) -> int:
+    """The completion tokens the longest allowed action needs when every text is at its cap (at
+    `CHARS_PER_TOKEN`, plus each field's name and punctuation), within the brain's limit: a budget
+    from the schema's own bounds, so no valid action is cut by it."""
+    need = 0
+    for name in allowed:
+        info = msgspec.inspect.type_info(ACTIONS[name])
+        assert isinstance(info, msgspec.inspect.StructType)
+        chars = sum(_chars(f.type) for f in info.fields)
+        need = max(need, TAG_TOKENS + FIELD_TOKENS * len(info.fields) + -(-chars // CHARS_PER_TOKEN))
+    return min(MAX_TOKENS, max(MIN_TOKENS, need))
+
+
 def describe(allowed: tuple[str, ...] = tuple(ACTIONS)) -> str:
-    """One line per allowed action for the prompt: its name, fields and purpose."""
+    """One line per allowed action for the prompt: its name, fields (with the length a text may
+    have: a small model writes past a cap it is not told) and purpose."""
     lines = []
     for name in allowed:
         cls = ACTIONS[name]
-        fields = ", ".join(f for f in cls.__struct_fields__)
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        fields = ", ".join(
+            f"{f.name} (at most {f.type.max_length} characters)"
+            if isinstance(f.type, msgspec.inspect.StrType) and f.type.max_length and f.type.pattern is None
+            else f.name
+            for f in info.fields
+        )
         lines.append(f'- {{"action": "{name}", {fields}}}: {(cls.__doc__ or "").strip()}')
     return "\n".join(lines)

@@ -97,8 +97,10 @@ class LocalModel:
                 repeat_penalty=REPEAT_PENALTY,
             )
             self._last_used = time.monotonic()
-            text = out["choices"][0]["message"]["content"] or ""
-            return Thought(text, int(out["usage"]["completion_tokens"]), int((self._last_used - start) * 1000))
+            choice = out["choices"][0]
+            text = choice["message"]["content"] or ""
+            ms = int((self._last_used - start) * 1000)
+            return Thought(text, int(out["usage"]["completion_tokens"]), ms, choice.get("finish_reason") == "length")
 
     def unload_if_idle(self) -> bool:
         """Drop the model after `idle_s` without a question (True if it was dropped)."""
@@ -149,12 +151,13 @@ class OpenAIModel:
         try:
             doc = json.loads(raw)
             text = doc["choices"][0]["message"]["content"]
+            cut = doc["choices"][0].get("finish_reason") == "length"
             tokens = int(doc.get("usage", {}).get("completion_tokens", 0))
         except (ValueError, KeyError, IndexError, TypeError):
             raise ModelError("the model endpoint's answer is not a chat completion") from None
         if not isinstance(text, str):
             raise ModelError("the model endpoint's answer has no text")
-        return Thought(text, tokens, int((time.monotonic() - start) * 1000))
+        return Thought(text, tokens, int((time.monotonic() - start) * 1000), cut)
 
     def unload_if_idle(self) -> bool:
         return False

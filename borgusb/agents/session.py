@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..keys import SigningKey
-from .actions import ACTIONS, ActionError, EndSession, ReplyPerson, describe, parse_action
+from .actions import ACTIONS, ActionError, EndSession, ReplyPerson, describe, parse_action, token_budget
 from .prompts import PromptHistory
 from .workingmemory import WorkingMemory
 
@@ -41,6 +41,7 @@ class Thought:
     text: str
     tokens: int
     ms: int
+    cut: bool = False  # the token budget ended the output (finish_reason "length")
 
 
 class Brain(Protocol):
@@ -131,7 +132,9 @@ def messages_for(agent: Agent, task: str, allowed: tuple[str, ...], last: str) -
     system = (
         f"{agent.prompts.current.text}\n\nYou are agent {agent.name}"
         f"{', specialty ' + agent.specialty if agent.specialty else ''}. "
-        "Answer with exactly one JSON object, one of these actions:\n" + describe(allowed)
+        "Answer with exactly one JSON object, one of these actions:\n"
+        + describe(allowed)
+        + "\nKeep every text short: one or two sentences."
     )
     inbox = "\n".join(f"from {m.get('from_name', '?')}: {m.get('text', '')}" for m in list(agent.inbox)[-3:])
     user = (
@@ -153,11 +156,13 @@ async def run_session(
     allowed: tuple[str, ...] = tuple(ACTIONS),
     budget: int = DEFAULT_BUDGET,
     retries: int = 2,
-    max_tokens: int = 120,
+    max_tokens: int | None = None,
     colony: tuple[str, ...] = (),
 ) -> Session:
     """Think until the agent ends the session, the agenda is done or the budget is spent; `colony`
-    names the agents a message may go to."""
+    names the agents a message may go to. Each call's token budget is `max_tokens`, or by default
+    sized from the allowed actions' own bounds (`actions.token_budget`); an output the budget cut
+    that does not parse is refused as ``cut`` and asked again."""
     session = Session(agent.name, task)
     last = ""
     calls = 0
@@ -175,15 +180,18 @@ async def run_session(
                 return session
             calls += 1
             start = time.monotonic()
-            thought = await brain.think(messages_for(agent, task, now_allowed, last), now_allowed, others, max_tokens)
+            tokens = max_tokens or token_budget(now_allowed)
+            thought = await brain.think(messages_for(agent, task, now_allowed, last), now_allowed, others, tokens)
             try:
                 action = parse_action(thought.text, now_allowed)
             except ActionError as exc:
+                why = ActionError("cut", f"cut by the token budget ({tokens} tokens); write shorter texts")
+                why = why if thought.cut else exc
                 ms = int((time.monotonic() - start) * 1000)
                 session.steps.append(
-                    Step(step_n + 1, thought.text, None, "invalid", exc.reason, str(exc), thought.tokens, ms)
+                    Step(step_n + 1, thought.text, None, "invalid", why.reason, str(why), thought.tokens, ms)
                 )
-                last = f"your output was refused ({exc.reason}): {exc}. Write one valid JSON action."
+                last = f"your output was refused ({why.reason}): {why}. Write one valid JSON action."
                 continue
             break
         step_n += 1

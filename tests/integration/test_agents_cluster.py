@@ -62,7 +62,8 @@ def check_steps(session: dict[str, Any]) -> None:
     for step in session["steps"]:
         assert step["outcome"] in ("done", "refused", "invalid"), step
         if step["outcome"] == "invalid":
-            assert step["action"] is None and step["reason"] in ("not_json", "invalid", "not_allowed", "too_large")
+            assert step["action"] is None
+            assert step["reason"] in ("not_json", "invalid", "not_allowed", "too_large", "cut")
         else:
             assert isinstance(step["action"], dict) and step["action"]["action"]
         if step["outcome"] == "refused":

@@ -74,13 +74,16 @@ def test_an_action_outside_the_steps_agenda_is_not_allowed() -> None:
     assert exc.value.reason == "not_allowed"
 
 
-def test_schema_narrows_recipients_and_drops_length_bounds_for_the_grammar() -> None:
+def test_schema_narrows_recipients_and_keeps_length_bounds_the_grammar_can_hold() -> None:
     schema = A.schema_for(("message_agent", "end_session"), ("bob", "carol"))
     defs = schema["$defs"]
     assert set(defs) == {"MessageAgent", "EndSession"}
     assert defs["MessageAgent"]["properties"]["to"] == {"enum": ["bob", "carol"]}
-    assert "maxLength" not in json.dumps(schema)  # a grammar unrolls it into hundreds of rules
-    assert "maxLength" in json.dumps(__import__("msgspec").json.schema(A.ReplyPerson))  # the check keeps it
+    assert defs["MessageAgent"]["properties"]["text"]["maxLength"] == 600  # the grammar stops a text at its cap
+    assert defs["EndSession"]["properties"]["summary"]["maxLength"] == 200
+    prompt = A.schema_for(("propose_prompt",))["$defs"]["ProposePrompt"]["properties"]["text"]
+    assert "maxLength" not in prompt  # 4000 nested rules: too many for llama.cpp
+    assert "maxLength" in json.dumps(__import__("msgspec").json.schema(A.ProposePrompt))  # the check keeps it
 
 
 # ------------------------------------------------------------------ working memory

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import envelope
-from ...agents.actions import ACTIONS
+from ...agents.actions import ACTIONS, MAX_TOKENS
 from ...agents.models import LocalModel, ModelError, OpenAIModel
 from ...dna import CellDNA
 from ..kit import Cell, RequestError, receptor
@@ -31,7 +31,6 @@ MAX_MESSAGES = 12
 MAX_PROMPT_BYTES = 24 * 1024
 MAX_AGENTS = 256
 AGENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-MAX_TOKENS = 512
 
 
 class BrainCell(Cell):
@@ -121,7 +120,13 @@ class BrainCell(Cell):
             self.waiting -= 1
         self.counters["brain_thoughts"] += 1
         self.tokens += thought.tokens
-        return {"text": thought.text, "tokens": thought.tokens, "ms": thought.ms, "model": self.model.name}
+        return {
+            "text": thought.text,
+            "tokens": thought.tokens,
+            "ms": thought.ms,
+            "cut": thought.cut,
+            "model": self.model.name,
+        }
 
     def status(self) -> dict[str, Any]:
         doc = super().status()

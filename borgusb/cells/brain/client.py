@@ -22,4 +22,5 @@ class BrainClient(CellClient):
             text if isinstance(text, str) else "",
             tokens if isinstance(tokens, int) else 0,
             ms if isinstance(ms, int) else 0,
+            doc.get("cut") is True,
         )
