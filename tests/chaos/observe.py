@@ -19,9 +19,9 @@ from borgusb.net.peer import PeerClient
 FALSE_DETECTION_COUNTERS = ("repairs", "takeovers")
 
 
-def client() -> PeerClient:
+def client(key: SigningKey | None = None) -> PeerClient:
     clock = SystemClock()
-    return PeerClient(SigningKey.generate(), clock, Verifier(clock), timeout_s=30)
+    return PeerClient(key or SigningKey.generate(), clock, Verifier(clock), timeout_s=30)
 
 
 def places(docs: list[dict[str, Any]]) -> dict[str, tuple[str | None, str | None, int | None]]:
@@ -34,16 +34,19 @@ def places(docs: list[dict[str, Any]]) -> dict[str, tuple[str | None, str | None
     return out
 
 
-def held_twice(docs: list[dict[str, Any]], groups: list[set[str]] | None = None) -> list[str]:
-    """Positions two nodes hold at once in one tree (same tree id and root), among nodes that can
-    reach each other (each group, when the net is split; a cut-off node cannot know yet)."""
-    found = []
-    for group in groups or [{d["ip"] for d in docs}]:
-        count = Counter(
-            (tree, root, pos) for ip, (tree, root, pos) in places(docs).items() if ip in group and pos is not None
-        )
-        found += [f"position {pos} of tree {tree} (root {root})" for (tree, root, pos), n in count.items() if n > 1]
-    return found
+def held_twice(docs: list[dict[str, Any]]) -> list[str]:
+    """Positions two nodes hold at once in one tree (same tree id and root). A node holds a
+    position when its parent lists it there (the root: when it is root); a node cut off from
+    its parent still names its old place, but the tree no longer gives it to it."""
+    views = {d["node"]: d["tree"] for d in docs if "error" not in d}
+    holders: Counter[tuple[str, str, int]] = Counter()
+    for node, t in views.items():
+        pos, parent = t.get("position"), views.get(t.get("parent") or "")
+        if pos == 1 and t.get("status") == "root":
+            holders[(t["tree_id"], node, 1)] += 1
+        elif pos and parent is not None and parent.get("children", {}).get(str(pos)) == node:
+            holders[(t["tree_id"], t.get("root"), pos)] += 1
+    return [f"position {pos} of tree {tree} (root {root})" for (tree, root, pos), n in holders.items() if n > 1]
 
 
 def counter_sum(docs: list[dict[str, Any]], names: tuple[str, ...]) -> int:

@@ -88,7 +88,7 @@ async def test_five_percent_loss_soak(chaos_net) -> None:
         )
         if c == BUDGETED:
             over += [f"{c}@{ip}: {r:.0f} B/s" for ip, r in rates.items() if r > budget_bytes_s(children[ip])]
-        sent_kinds = {}
+        sent_kinds: dict[str, int] = {}
         for d in end_docs[c]:
             for k, v in d["tree"]["counters"].items():
                 if k.startswith("sent."):
