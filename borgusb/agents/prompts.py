@@ -12,8 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, is_public_key_hex, verify_signature
+from ..signed import signing_bytes
 
 DOMAIN = "borgusb.agent.prompt"
 MAX_PROMPT_CHARS = 4000

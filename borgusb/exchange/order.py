@@ -36,6 +36,7 @@ from ..ledger.accounts import is_account
 from ..ledger.errors import BadSignature, FutureDated, Malformed, Stale
 from ..ledger.tx import load_bounded
 from ..ledger.units import UNITS_PER_SHELL, check_amount
+from ..signed import signing_bytes
 from .errors import BadExpiry, BadPrice, TooLarge, TooSmall
 
 VERSION = 1
@@ -58,13 +59,6 @@ _SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 def koinu_for(amount: int, price: int) -> int:
     """Koinu a fill of `amount` Shell units at `price` koinu per Shell moves (rounded down)."""
     return amount * price // UNITS_PER_SHELL
-
-
-def signing_bytes(body: dict[str, Any], domain: str) -> bytes:
-    """What a signature covers and an id hashes: the body without ``sig``, plus the domain."""
-    doc = {k: v for k, v in body.items() if k != "sig"}
-    doc["d"] = domain
-    return canonical.encode_unchecked(doc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ is the link a person shares)::
 * ``type``: one of `TYPES` (never text a browser would run); ``keys``: the key frames' times in
   ms, ascending, read from the container's own index (`keyframes`); empty for non-media.
 * ``sig``: DER ECDSA by ``o`` over the canonical JSON of every other member plus
-  ``"d": "borgusb.fstream.map"`` (`borgusb.exchange.order.signing_bytes`), so a map cannot pass
+  ``"d": "borgusb.fstream.map"`` (`borgusb.signed.signing_bytes`), so a map cannot pass
   for a manifest, an order or an envelope, and only its owner can change what it says.
 """
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import canonical
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, verify_signature
 from ..shard import model
+from ..signed import signing_bytes
 
 VERSION = 1
 DOMAIN = "borgusb.fstream.map"

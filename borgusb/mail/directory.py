@@ -10,7 +10,7 @@ Wire form, canonical JSON, at most `MAX_ENTRY_BYTES`::
     {"v": 1, "key": "02…", "addr": "D…", "name": "Alice" | "", "ts": 1764000000000, "sig": "3044…"}
 
 * ``sig``: DER ECDSA by ``key`` over every other member plus ``"d": "borgusb.mail.directory"``
-  (domain-separated as messages and requests are: `borgusb.exchange.order.signing_bytes`).
+  (domain-separated as messages and requests are: `borgusb.signed.signing_bytes`).
 * ``ts`` is the entry's version (network time in ms): a newer entry replaces an older one and an
   older one never replaces a newer (`Rollback`); two entries of one time are ordered by id (the
   SHA-256 of the signed bytes), so every reader picks the same one.
@@ -37,9 +37,9 @@ from bitcoin.base58 import Base58ChecksumError, CBase58Data, InvalidBase58Error
 from bitcoin.core import Hash160
 
 from ..canonical import MAX_SAFE_INT
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, verify_signature
 from ..ledger.accounts import is_account
+from ..signed import signing_bytes
 from .errors import (
     BadAddress,
     BadSignature,

@@ -13,7 +13,7 @@ Wire form, canonical JSON (`borgusb.canonical`), at most `MAX_MESSAGE_BYTES`::
   does not open, so nobody can re-sign someone else's words as their own.
 * ``sig``: DER ECDSA by ``from`` over the canonical JSON of every other member
   plus ``"d": "borgusb.mail.message"`` (domain-separated as the ledger's
-  transactions are: `borgusb.exchange.order.signing_bytes`).
+  transactions are: `borgusb.signed.signing_bytes`).
 * **The id** is the SHA-256 of those signed bytes: a replay has the same id.
 
 Cells check the signature and the bounds and see nothing else; `open_message`
@@ -29,11 +29,11 @@ from typing import Any
 
 from .. import canonical, seal
 from ..canonical import MAX_SAFE_INT
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, verify_signature
 from ..ledger.accounts import is_account
 from ..ledger.errors import LedgerError
 from ..ledger.tx import load_bounded
+from ..signed import signing_bytes
 from .errors import BadSignature, Malformed, NotForYou, TooLarge, Undecryptable
 
 VERSION = 1

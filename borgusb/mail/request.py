@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import MAX_SAFE_INT
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, verify_signature
 from ..ledger.accounts import is_account
+from ..signed import signing_bytes
 from .errors import BadSignature, FutureDated, Malformed, Stale
 
 VERSION = 1

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import MAX_SAFE_INT
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, is_public_key_hex, verify_signature
+from ..signed import signing_bytes
 from .errors import BadSignature, Malformed, MemoryRefused, Stale, TooLarge
 from .record import KIND, Memory, check_record, open_text
 from .scoring import MODES, SCALE, Index, Mode

@@ -26,8 +26,8 @@ from typing import Any
 
 from .. import seal
 from ..canonical import MAX_SAFE_INT
-from ..exchange.order import signing_bytes
 from ..keys import SigningKey, is_public_key_hex, verify_signature
+from ..signed import signing_bytes
 from .errors import BadSignature, Malformed, NotYours, TooLarge, Undecryptable
 
 VERSION = 1

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from borgusb.agents.actions import ACTIONS
 from borgusb.agents.messages import sign_message
 from borgusb.clock import SystemClock
+from borgusb.ledger.taskwork import sign_claim
 
 from .mail_shapes import changed
 from .strategies import JSON_SMALL, fixed_key, safe_ints, shaped_dict, texts
@@ -27,6 +28,11 @@ MESSAGES = [
     sign_message(SENDER, "carol", "bob", "x" * 1999, NOW),
     sign_message(SENDER, "carol", "alice", "old", NOW - 20 * 60_000),  # stale
 ]
+SUBJECT = "cell_gone|peerMemoryCell|" + fixed_key("victim").public_key_hex
+CLAIMS = [
+    sign_claim(SENDER, "anomaly_report", SUBJECT, "cell_gone: peerMemoryCell on 127.0.0.4", NOW),
+    sign_claim(SENDER, "anomaly_report", SUBJECT, "x" * 2000, NOW - 3_600_000),
+]
 CHAT = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Task: say hi"}]
 
 AGENT_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
@@ -39,6 +45,7 @@ AGENT_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "agent.prompt": shaped_dict({"name": NAMES, "propose": (texts, JSON_SMALL), "rollback": (safe_ints, JSON_SMALL)}),
     "agent.reports": shaped_dict({}),
     "agent.message": shaped_dict({"m": (st.sampled_from(MESSAGES), changed(MESSAGES))}),
+    "agent.confirm": shaped_dict({"claim": (st.sampled_from(CLAIMS), changed(CLAIMS))}),
     "brain.think": shaped_dict(
         {
             "messages": (st.just(CHAT), st.lists(JSON_SMALL, max_size=3)),

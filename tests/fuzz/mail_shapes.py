@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import strategies as st
 
 from borgusb.clock import SystemClock
-from borgusb.exchange.order import signing_bytes
 from borgusb.mail.directory import DOMAIN as DIR_DOMAIN
 from borgusb.mail.directory import sign_entry
 from borgusb.mail.message import Content, compose
 from borgusb.mail.request import sign_request
+from borgusb.signed import signing_bytes
 
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
 

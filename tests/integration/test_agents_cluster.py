@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from borgusb.agents.messages import check_claim, sign_message
+from borgusb.agents.messages import sign_message
 from borgusb.agents.prompts import check_version
 from borgusb.cells.agents.client import AgentClient
 from borgusb.cells.memory.client import MemoryClient
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
+from borgusb.ledger.taskwork import check_claim
 from borgusb.net.peer import PeerClient, PeerRejected
 
 pytestmark = pytest.mark.slow
@@ -193,7 +194,7 @@ def test_agents_think_remember_talk_and_watch(
             report = await poll("the monitor's report", lambda: _gone(one, "peerMemoryCell", "127.0.0.4"), 120)
             assert report.get("memory"), report  # kept as a memory signed by the monitor agent
             claims = (await one.reports())["claims"]
-            assert any("127.0.0.4" in check_claim(c)["evidence"] for c in claims)
+            assert any("127.0.0.4" in check_claim(c["claim"])["evidence"] for c in claims)
         finally:
             await pc.close()
             await stranger.close()

@@ -24,7 +24,6 @@ from borgusb.cells.mail.cell import holders_of
 from borgusb.cells.mail.client import MailClient
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
-from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail import errors
 from borgusb.mail.message import DOMAIN, Content, check_message, compose, open_message, seal_context
@@ -32,6 +31,7 @@ from borgusb.mail.request import sign_request
 from borgusb.mailcli import save_attachments
 from borgusb.net.peer import PeerClient, PeerRejected
 from borgusb.seal import SealError, unseal
+from borgusb.signed import signing_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -20,10 +20,10 @@ import pytest
 
 from borgusb.cells.mail.cell import dir_holders_of
 from borgusb.cells.mail.client import MailClient
-from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail.directory import DOMAIN, check_entry, sign_entry
 from borgusb.net.peer import PeerRejected
+from borgusb.signed import signing_bytes
 
 from .test_mail_cluster import CLOCK, R, cli, keyfile, peers, start
 

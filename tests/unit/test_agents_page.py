@@ -4,12 +4,12 @@ real model: tests/integration/test_agents_browser.py."""
 
 from __future__ import annotations
 
-from borgusb.agents.messages import sign_claim
 from borgusb.agents.prompts import PromptHistory, sign_version
 from borgusb.cells.agents import pageview
 from borgusb.clock import SystemClock
 from borgusb.conduit.network import Network
 from borgusb.keys import SigningKey
+from borgusb.ledger.taskwork import sign_claim
 
 AGENT, OTHER = SigningKey.generate(), SigningKey.generate()
 
@@ -42,12 +42,25 @@ def test_versions_a_cell_did_not_get_signed_by_the_agent_are_dropped() -> None:
     assert pageview.versions(AGENT.public_key_hex, "not a list") == ([], 0)
 
 
-def test_claims_only_those_the_agent_signed() -> None:
-    good = sign_claim(AGENT, "anomaly_report", "cell_gone: peerMemoryCell on 127.0.0.4", 5)
+def test_claims_only_those_the_agent_signed_with_what_was_paid() -> None:
+    subject = "cell_gone|peerMemoryCell|" + OTHER.public_key_hex
+    good = sign_claim(AGENT, "anomaly_report", subject, "cell_gone: peerMemoryCell on 127.0.0.4", 5)
     forged = dict(good, evidence="cell_gone: everything")
-    foreign = sign_claim(OTHER, "anomaly_report", "x", 5)
-    shown, dropped = pageview.claims(AGENT.public_key_hex, [good, forged, foreign, "junk"])
-    assert shown == [{"kind": "anomaly_report", "evidence": good["evidence"], "ts": 5}] and dropped == 3
+    foreign = sign_claim(OTHER, "anomaly_report", subject, "x", 5)
+    entries = [
+        {"claim": good, "state": "paid", "amount": 50_000_000, "witnesses": 1, "reason": ""},
+        {"claim": good, "state": "unconfirmed", "amount": 7, "witnesses": 0, "reason": "nobody saw it"},
+        {"claim": forged, "state": "paid", "amount": 10**12},
+        {"claim": foreign, "state": "paid", "amount": 1},
+        "junk",
+    ]
+    shown, dropped, earned = pageview.claims(AGENT.public_key_hex, entries)
+    assert dropped == 3 and earned == 50_000_000  # the forged claim's "payment" is not counted
+    assert [(c["state"], c["paid"], c["witnesses"]) for c in shown] == [
+        ("paid", "0.5", 1),
+        ("no other node's monitor confirmed it", "", 0),
+    ]
+    assert shown[1]["reason"] == "nobody saw it" and shown[0]["evidence"] == good["evidence"]
 
 
 def test_an_agent_listed_for_its_owner_and_for_others() -> None:

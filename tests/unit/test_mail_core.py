@@ -6,12 +6,12 @@ import hashlib
 
 import pytest
 
-from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail import errors
 from borgusb.mail.inbox import Inbox, Limits, handoffs, merge
 from borgusb.mail.message import DOMAIN, Content, check_message, compose, open_message, parse_message
 from borgusb.mail.request import check_request, sign_request
+from borgusb.signed import signing_bytes
 
 T = 1_764_000_000_000
 

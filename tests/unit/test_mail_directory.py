@@ -14,7 +14,6 @@ from bitcoin.base58 import CBase58Data
 from bitcoin.core import Hash160
 
 from borgusb import canonical
-from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail import errors
 from borgusb.mail.directory import (
@@ -34,6 +33,7 @@ from borgusb.mail.directory import (
     newest,
     sign_entry,
 )
+from borgusb.signed import signing_bytes
 from tests.conftest import load_vectors
 
 T = 1_764_000_000_000

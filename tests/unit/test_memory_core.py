@@ -90,8 +90,8 @@ def test_a_private_memory_opens_for_its_owner_only() -> None:
     # the sealed text lifted into b's own signed record does not open: it is bound to a's key and time
     lifted = compose(B, "x", ts=NOW, private=True)
     body = dict(lifted.to_dict(), sealed=m.sealed)
-    from borgusb.exchange.order import signing_bytes
     from borgusb.memory.record import DOMAIN
+    from borgusb.signed import signing_bytes
 
     body["sig"] = B.sign(signing_bytes(body, DOMAIN)).hex()
     with pytest.raises(errors.Undecryptable):

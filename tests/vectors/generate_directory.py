@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from borgusb.exchange.order import signing_bytes
 from borgusb.keys import SigningKey
 from borgusb.mail.directory import DOMAIN, VERSION, sign_entry
+from borgusb.signed import signing_bytes
 
 OUT = Path(__file__).parent / "mail"
 T = 1_764_000_000_000

@@ -13,7 +13,8 @@ their signed messages; its System Monitor agent watches every cell the registry 
   (``agent.message`` direct, or the ``agentmsg`` broadcast), rate-limited per sending key.
 * **The System Monitor** (``monitor_every_s``): reads each registered cell's signed ``cell.status``,
   compares rounds (`borgusb.agents.monitor`), and reports each anomaly to the chat's reports, as a
-  memory, and as a signed claim for useful work (paid once confirmed; see docs/agents.md).
+  memory, and as a signed claim for useful work, which other nodes' monitors confirm
+  (``agent.confirm``) and the reserve pays (`earnings`; docs/ledger.md, "The agent reward").
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ... import envelope
 from ...agents.actions import ACTIONS
-from ...agents.messages import AgentDocError, check_message, sign_claim
+from ...agents.messages import AgentDocError, check_message
 from ...agents.monitor import Anomaly, Monitor, Reading, read_status
 from ...agents.prompts import PromptError, PromptHistory
 from ...agents.session import BASE_PROMPT, Agent, Refused, run_session
 from ...clock import Clock
 from ...dna import CellDNA
 from ...keys import SigningKey
+from ...ledger.taskwork import SUBJECT, sign_claim
 from ...memory.record import compose
 from ...net.peer import PeerClient, PeerError
 from ..brain.client import BrainClient
@@ -46,6 +48,7 @@ from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
 from ..kit.guard import TokenBuckets
 from ..servicemgr.client import ServiceMgrClient
 from . import roster
+from .earnings import Earnings
 from .hands import Hands
 from .memoryaccess import NetworkMemory
 from .settings import AgentSettings
@@ -119,6 +122,16 @@ class AgentCell(Cell):
             stored, self.roster_refused = roster.load(self.roster, lambda o, n: derive_agent_key(self.key, o, n))
             self.agents.update((a.name, a) for a in stored)
         self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
+        self.earnings = Earnings(
+            self.key,
+            self.peers,
+            ip,
+            lambda: self.clock.now_ms(),
+            self.counters,
+            self.read_members,
+            lambda k: any(a.pubkey == k for a in self.agents.values()),
+            float(self.settings.monitor_every_s or 15),
+        )
 
     @property
     def brain(self) -> BrainClient:
@@ -226,7 +239,7 @@ class AgentCell(Cell):
             "versions": len(a.prompts.versions),
             "working_memory": a.memory.to_list(),
             "inbox": list(a.inbox),
-            "claims": a.claims[-20:],
+            "claims": self.earnings.of(a.pubkey)[-20:],
             "busy": a.name in self.busy,
         }
 
@@ -317,8 +330,14 @@ class AgentCell(Cell):
 
     @receptor("agent.reports")
     async def _r_reports(self, env: envelope.Envelope) -> Any:
-        claims = [c for a in self.agents.values() for c in a.claims[-20:]]
+        claims = list(self.earnings.entries.values())[-40:]
         return {"reports": list(self.reports), "claims": claims, "sessions": list(self.sessions)}
+
+    @receptor("agent.confirm")
+    async def _r_confirm(self, env: envelope.Envelope) -> Any:
+        """Another cell's monitor asks: did this node's monitor observe what its agent claims?"""
+        p = env.payload if isinstance(env.payload, dict) else {}
+        return {"confirm": self.earnings.witness(p.get("claim"), env.signer)}
 
     # ------------------------------------------------------------ messages between agents
 
@@ -394,10 +413,13 @@ class AgentCell(Cell):
             ts = self.clock.now_ms()
             report: dict[str, Any] = {"kind": anomaly.kind, "text": anomaly.text(), "ts": ts}
             self.reports.append(report)
+            subject = f"{anomaly.kind}|{anomaly.cell}|{anomaly.node}"
+            if SUBJECT.fullmatch(subject):  # a registry entry's names are network text: claim only sane ones
+                self.earnings.observe(subject, ts)
+                if agent is not None:
+                    entry = self.earnings.claim(sign_claim(agent.key, "anomaly_report", subject, anomaly.text(), ts))
+                    self._spawn(self.earnings.settle(agent.key, entry))
             if agent is not None:
-                claim = sign_claim(agent.key, "anomaly_report", anomaly.text(), ts)
-                agent.claims.append(claim)
-                del agent.claims[:-100]
                 try:
                     m = compose(agent.key, f"anomaly {anomaly.text()}", kind="anomaly", ts=ts)
                     report["memory"] = await self.hands.memory.put(m)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...agents.messages import AgentDocError, check_claim
 from ...agents.prompts import PromptError, check_version
+from ...ledger.taskwork import check_claim
+from ...ledger.units import format_shells
+from ...signed import SignedDocError
 
 MAX_AGENTS = 64
 MAX_ITEMS = 32  # working memory items, inbox messages, claims, steps, reports per list
@@ -47,18 +49,45 @@ def versions(agent_key: str, docs: Any) -> tuple[list[dict[str, Any]], int]:
     return shown, len(items) - len(shown)
 
 
-def claims(agent_key: str, docs: Any) -> tuple[list[dict[str, Any]], int]:
-    """(claims for useful work signed by the agent; dropped)."""
+CLAIM_STATES = {
+    "confirming": "waiting for another node's monitor to confirm",
+    "claiming": "confirmed; the reserve's holders are checking it",
+    "paid": "paid",
+    "paid_to_another": "confirmed, but another monitor's claim of it was paid first",
+    "unconfirmed": "no other node's monitor confirmed it",
+    "refused": "refused by the reserve's holders",
+    "unpaid": "not paid",
+    "skipped": "not claimed (too many claims in progress)",
+}
+
+
+def claims(agent_key: str, docs: Any) -> tuple[list[dict[str, Any]], int, int]:
+    """(claims for useful work signed by the agent, with their payment state; dropped; units earned)."""
     shown: list[dict[str, Any]] = []
     items = _list(docs)
-    for doc in items:
+    earned = 0
+    for entry in items:
         try:
-            c = check_claim(doc)
-        except AgentDocError:
+            c = check_claim(entry.get("claim") if isinstance(entry, dict) else None)
+        except SignedDocError:
             continue
-        if c["agent"] == agent_key:
-            shown.append({"kind": _text(c["kind"], 64), "evidence": _text(c["evidence"]), "ts": c["ts"]})
-    return shown, len(items) - len(shown)
+        if c["agent"] != agent_key:
+            continue
+        state = entry.get("state")
+        paid = _int(entry.get("amount")) if state == "paid" else 0
+        earned += paid
+        shown.append(
+            {
+                "kind": _text(c["kind"], 64),
+                "evidence": _text(c["evidence"]),
+                "ts": c["ts"],
+                "state": CLAIM_STATES.get(state, "unknown") if isinstance(state, str) else "unknown",
+                "reason": _text(entry.get("reason"), 200),
+                "witnesses": _int(entry.get("witnesses")),
+                "paid": format_shells(paid) if paid else "",
+            }
+        )
+    return shown, len(items) - len(shown), earned
 
 
 def agent(doc: Any, me: str) -> dict[str, Any] | None:
@@ -68,7 +97,7 @@ def agent(doc: Any, me: str) -> dict[str, Any] | None:
     key = doc["pubkey"]
     prompt = doc["prompt"] if isinstance(doc.get("prompt"), dict) else {}
     current, _ = versions(key, [prompt])
-    shown_claims, dropped = claims(key, doc.get("claims"))
+    shown_claims, dropped, earned = claims(key, doc.get("claims"))
     owner = _text(doc.get("owner"), 66)
     return {
         "name": _text(doc.get("name"), 32),
@@ -92,6 +121,7 @@ def agent(doc: Any, me: str) -> dict[str, Any] | None:
         ],
         "claims": shown_claims,
         "claims_dropped": dropped,
+        "earned": format_shells(earned),
     }
 
 

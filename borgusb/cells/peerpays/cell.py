@@ -54,6 +54,7 @@ from ...ledger.certificate import (
 from ...ledger.errors import REASONS, LedgerError
 from ...ledger.holder import Accepted, Confirmed, Credited
 from ...ledger.store import DurableHolder
+from ...ledger.taskwork import TASK_REASONS
 from ...ledger.tx import Tx, check_tx
 from ...ledger.units import UNITS_PER_SHELL
 from ...ledger.work import WORK_REASONS
@@ -65,6 +66,7 @@ from .htlc import HtlcReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
 from .statuses import STATUS as _STATUS
 from .statuses import refusal
+from .taskcheck import TaskChecks
 
 log = logging.getLogger("borgusb.peerpays")
 
@@ -100,6 +102,7 @@ class PeerPaysCell(HtlcReceptors):
         self.view = view_digest(self.members)
         self.db_path = self.records_dir / f"ledger-{self.key.public_key_hex}.sqlite"
         self.holds = HoldChecks(self.peers, ip, self.key.public_key_hex, self.counters)
+        self.tasks = TaskChecks(self.peers, ip, self.counters)
         self.ledger = DurableHolder(
             self.db_path,
             self.key,
@@ -125,14 +128,21 @@ class PeerPaysCell(HtlcReceptors):
     # ------------------------------------------------------------ the reserve's work check
 
     def _verify_work(self, tx: Tx) -> bool:
-        """Which reward claims this holder approves: a hold record it verified before offering the
-        claim to the core (`earn.HoldChecks`). The test-only setting also approves claims on one
-        fixed work record, bounded, paid once (the core's already_paid): a test cluster's way to
-        fund an account from the reserve."""
-        if self.holds.approves(tx):
+        """Which reward claims this holder approves: a hold record (`earn.HoldChecks`) or an
+        agent's task record (`taskcheck.TaskChecks`) it verified before offering the claim to the
+        core. The test-only setting also approves claims on one fixed work record, bounded, paid
+        once (the core's already_paid): a test cluster's way to fund an account from the reserve."""
+        if self.holds.approves(tx) or self.tasks.approves(tx):
             return True
         ref = self.test_only_work_ref
         return bool(ref) and tx.ref == ref and tx.amount <= TEST_ONLY_WORK_MAX_SHELLS * UNITS_PER_SHELL
+
+    async def check_work(self, tx: Tx, work: Any) -> None:
+        """Verify the work record a reward claims, by its rule: a shard hold or an agent's task."""
+        if isinstance(work, dict) and work.get("rule") == "agent":
+            await self.tasks.check(tx, work, self.clock.now_ms())
+        else:
+            await self.holds.check(tx, work, self.clock.now_ms())
 
     # ------------------------------------------------------------ the member view
 
@@ -220,7 +230,7 @@ class PeerPaysCell(HtlcReceptors):
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
         work = env.payload.get("work")
         if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
-            await self.holds.check(tx, work, self.clock.now_ms())  # a non-holder refuses below, unaudited
+            await self.check_work(tx, work)  # a non-holder refuses below, unaudited
         acc = self.accept_local(tx, view)
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
@@ -366,7 +376,7 @@ class PeerPaysCell(HtlcReceptors):
             if holder == self.key.public_key_hex:
                 try:
                     if work is not None and tx.kind == "reward":
-                        await self.holds.check(tx, work, self.clock.now_ms())
+                        await self.check_work(tx, work)
                     return self.accept_local(tx, self.view)
                 except RequestError as exc:
                     return exc.reason
@@ -456,7 +466,8 @@ class PeerPaysCell(HtlcReceptors):
         """The refusal of a send that no quorum accepted: the holders' own reason when they gave one."""
         refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
         accepted = len(answers) - len(refusals)
-        ledger = Counter(r for r in refusals.values() if r in REASONS or r in WORK_REASONS)  # not timeouts, views
+        known = (*REASONS, *WORK_REASONS, *TASK_REASONS)
+        ledger = Counter(r for r in refusals.values() if r in known)  # not timeouts, views
         reason, status = "no_quorum", 503
         if ledger:
             reason = ledger.most_common(1)[0][0]

@@ -154,7 +154,10 @@
     items($("inbox"), a.inbox.map((m) => h("li", {}, h("b", {}, m.from_name), " ",
       h("span", { class: "mono muted", title: m.from }, short(m.from)), ": ", m.text)), "No messages.");
     const dropped = a.claims_dropped ? [h("li", { class: "message" }, `${a.claims_dropped} claim(s) did not verify and are not shown`)] : [];
-    items($("claims"), [...a.claims.map((c) => h("li", {}, h("b", {}, c.kind), ` (${when(c.ts)}): `, c.evidence)), ...dropped],
+    $("earned").textContent = `Earned: ${a.earned} Shells`;
+    items($("claims"), [...a.claims.map((c) => h("li", {}, h("b", {}, c.kind), ` (${when(c.ts)}): `, c.evidence,
+      h("br"), h("span", { class: "muted" }, c.paid ? `paid ${c.paid} Shells` : c.state,
+        c.witnesses ? ` · confirmed by ${c.witnesses} node(s)` : "", c.reason && !c.paid ? ` · ${c.reason}` : ""))), ...dropped],
       "No claims yet.");
   }
 

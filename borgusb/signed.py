@@ -1,0 +1,62 @@
+"""Signed documents: a JSON object, a domain, and its author's signature over both.
+
+Every document a person, an agent or a node signs outside an envelope (orders, mail, directory
+entries, stream maps, memories, agent messages and claims, work records) is signed the same way:
+the canonical bytes of the body without ``sig`` plus ``"d": domain``. The domain keeps a signature
+made for one kind of document from passing as another; an id is the SHA-256 of the same bytes, so
+it names exactly what was signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from . import canonical
+from .keys import SigningKey, is_public_key_hex, verify_signature
+
+
+class SignedDocError(ValueError):
+    """A document that does not check out; ``reason`` is one word (``malformed``, ``bad_signature``)."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+def signing_bytes(body: Mapping[str, Any], domain: str) -> bytes:
+    """What a signature covers and an id hashes: the body without ``sig``, plus the domain."""
+    doc = {k: v for k, v in body.items() if k != "sig"}
+    doc["d"] = domain
+    return canonical.encode_unchecked(doc)
+
+
+def doc_id(doc: Mapping[str, Any], domain: str) -> str:
+    """The document's id: SHA-256 (hex) of its signing bytes."""
+    return hashlib.sha256(signing_bytes(doc, domain)).hexdigest()
+
+
+def sign_doc(key: SigningKey, body: Mapping[str, Any], domain: str) -> dict[str, Any]:
+    """`body` with ``sig``: `key`'s signature over its signing bytes."""
+    return {**body, "sig": key.sign(signing_bytes(body, domain)).hex()}
+
+
+def check_doc(doc: Any, fields: set[str], signer_field: str, domain: str) -> dict[str, Any]:
+    """`doc` if it has exactly `fields` and ``sig``, and ``doc[signer_field]`` signed it for `domain`."""
+    if not isinstance(doc, dict) or doc.keys() != fields | {"sig"}:
+        raise SignedDocError("malformed", f"the document has exactly {sorted(fields | {'sig'})}")
+    signer, sig = doc[signer_field], doc["sig"]
+    if not is_public_key_hex(signer) or not isinstance(sig, str) or len(sig) > 160:
+        raise SignedDocError("malformed", f"{signer_field} is a public key and sig is hex")
+    try:
+        raw = bytes.fromhex(sig)
+    except ValueError:
+        raise SignedDocError("malformed", "sig is hex") from None
+    try:
+        signed = signing_bytes(doc, domain)
+    except (ValueError, TypeError) as exc:  # a float or NaN the parser let through, say
+        raise SignedDocError("malformed", str(exc)) from None
+    if not verify_signature(signer, raw, signed):
+        raise SignedDocError("bad_signature", f"not signed by its {signer_field}")
+    return doc
