@@ -6,6 +6,7 @@
 #   ./build.sh pi ARGS    the Raspberry Pi SD card image (arm64, built here through qemu-user-static)
 #   ./build.sh test       install what is missing, then run the whole test suite
 #   ./build.sh bench      run every benchmark and print its figures
+#   ./build.sh chaos      the chaos suite in full (about 15 min), its table into docs/chaos.md
 #   ./build.sh setup      only install what is missing
 #
 # Idempotent: every step checks before it acts. Caches live outside the
@@ -223,6 +224,21 @@ cmd_test() {
     "$PY" -m pytest "$@"
 }
 
+# The chaos scenarios at full length (tests/chaos; ./build.sh test runs their short form):
+# 10-minute loss soak, 30 s partition, 2 minutes after a clock jump. Writes docs/chaos.md's table.
+cmd_chaos() {
+    setup
+    setup_test_tools
+    cd "$ROOT"
+    local figures
+    figures=$(mktemp)
+    step "Chaos suite, full form (about 15 minutes)"
+    BORGUSB_CHAOS=full BORGUSB_CHAOS_FIGURES="$figures" flock /tmp/borgusb-cluster.lock \
+        "$PY" -m pytest -s -q tests/chaos "$@" || { rm -f "$figures"; die "a chaos scenario failed (see above)"; }
+    "$PY" -m tests.chaos.report "$figures" docs/chaos.md
+    rm -f "$figures"
+}
+
 cmd_bench() {
     setup
     setup_agent_model
@@ -241,7 +257,7 @@ cmd_main() {
 }
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -250,6 +266,7 @@ case "${1:-}" in
     pi) shift; cmd_pi "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) cmd_bench ;;
+    chaos) shift; cmd_chaos "$@" ;;
     setup) setup && setup_agent_model ;;
     help | -h | --help) usage ;;
     *) usage; die "unknown command: $1" ;;
