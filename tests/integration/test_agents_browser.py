@@ -193,6 +193,16 @@ def test_agents_and_chat_pages(make_cluster: Any, monkeypatch: pytest.MonkeyPatc
             notice = page.locator("#conversation li.notice[data-kind=cell_gone]", has_text=VICTIM)
             expect(notice.first).to_contain_text("monitor: cell_gone", timeout=60_000)
             page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+            # the monitor's claim for that report, under its earnings: no other node's monitor is
+            # here to confirm it, so nothing is paid, and the page says why
+            page.click("nav >> text=Agents")
+            page.locator("#agent-list tbody tr[data-name=monitor] button.open").click()
+            expect(page.locator("#detail-name")).to_have_text("monitor · monitoring", timeout=30_000)
+            expect(page.locator("#earned")).to_have_text("Earned: 0 Shells")
+            claim = page.locator("#claims li", has_text=VICTIM).first
+            expect(claim).to_contain_text("anomaly_report", timeout=30_000)
+            expect(claim).to_contain_text(re.compile("waiting for another node's monitor|no other node's monitor"))
             assert page.evaluate("document.body.dataset.pwned") is None
         finally:
             browser.close()
