@@ -4,9 +4,11 @@
 Prints: image and UKI size, the uncompressed RAM root, build time warm
 (measured now) and cold (measured with --cold, which clears mkosi's caches;
 otherwise the latest recorded cold build), boot time from QEMU start to
-node-ready under TCG (and KVM where it works), RAM in use after boot, and in
-the same run the baseline: the same kernel and initrd booted with every BorgUSB
-service masked, to the serial login prompt.
+node-ready under TCG (and KVM where it works), RAM in use after boot (agents
+idle) and, in the same boot, with one agent thinking (the brain's model loaded
+from the stick's ai.squashfs and generating: the probe's ``think`` selftest),
+and in the same run the baseline: the same kernel and initrd booted with every
+BorgUSB service masked, to the serial login prompt.
 
 Goals: UKI < 120 MB, RAM in use after boot < 400 MB, node-ready within
 1.5 x the bare boot time. Needs root (mkosi, QEMU, a network namespace).
@@ -46,9 +48,10 @@ def uki_cmdline(uki: Path) -> str:
         return out.read_bytes().rstrip(b"\0").decode().strip()
 
 
-def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str]:
-    """Seconds from QEMU start to BORGUSB-READY, guest uptime then, RAM in use MiB, cells, and
-    the guest's BORGUSB-MEM (where the RAM goes) and BORGUSB-TIMELINE (where the time went)."""
+def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str, str, str]:
+    """Seconds from QEMU start to BORGUSB-READY, guest uptime then, RAM in use MiB, cells, the
+    guest's BORGUSB-MEM (where the RAM goes) and BORGUSB-TIMELINE (where the time went), then
+    BORGUSB-THINK and BORGUSB-MEM-THINK: the same with one agent thinking."""
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         stick = work / "stick.img"
@@ -62,7 +65,7 @@ def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str
                     "format": "borgusb-stick",
                     "version": 1,
                     "network": {"address": f"{ns.GUEST_IP}/24"},
-                    "selftest": ["timeline"],
+                    "selftest": ["timeline", "think"],
                 }
             ).encode(),
         )
@@ -72,7 +75,10 @@ def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str
             elapsed = machine.elapsed()
             mem = machine.wait_for(r"BORGUSB-MEM (.*)", 60)[1].strip()
             timeline = machine.wait_for(r"BORGUSB-TIMELINE (.*)", 60)[1].strip()
-            return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem, timeline
+            # said once the model is loaded and generating; its answer takes minutes more under TCG
+            think = machine.wait_for(r"BORGUSB-THINK (.*)", 900)[1].strip()
+            think_mem = machine.wait_for(r"BORGUSB-MEM-THINK (.*)", 60)[1].strip()
+            return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem, timeline, think, think_mem
         finally:
             machine.close()
             ns.close()
@@ -143,7 +149,10 @@ def main() -> int:
     ).stdout.strip()
 
     print("USB image (bookworm, UKI whose initrd is the whole OS)")
-    print(f"  image (ESP + BORGUSB data)   {info['image_bytes'] / 2**20:8.0f} MiB")
+    print(
+        f"  image (ESP + BORGUSB data)   {info['image_bytes'] / 2**20:8.0f} MiB   (data partition "
+        f"{info.get('data_sectors', 0) // 2048} MiB, of which ai.squashfs {info.get('ai_bytes', 0) / 2**20:.0f} MiB)"
+    )
     print(f"  UKI                          {info['uki_bytes'] / 1e6:8.1f} MB   goal < 120 MB")
     print(f"  RAM root, uncompressed       {int(raw) / 1e6:8.1f} MB")
     print(f"  build, warm                  {warm[-1]['duration_s'] if warm else float('nan'):8.1f} s")
@@ -154,7 +163,7 @@ def main() -> int:
 
     accels = ["tcg"] + (["kvm"] if V.detect_accel() == "kvm" else [])
     for accel in accels:
-        t_node, uptime, mem, cells, where, timeline = boot_node(image, accel)
+        t_node, uptime, mem, cells, where, timeline, think, think_where = boot_node(image, accel)
         t_direct = boot_node_direct(image, accel)
         t_bare = boot_bare(image, accel)
         print(f"boot under {accel.upper()} (2 vCPUs, 2 GiB)")
@@ -169,7 +178,14 @@ def main() -> int:
         mem_mb = mem * 2**20 / 1e6
         print(
             f"  RAM in use after boot        {mem:8d} MiB = {mem_mb:.0f} MB, goal < 400 MB: "
-            f"{'met' if mem_mb < 400 else 'NOT MET'}"
+            f"{'met' if mem_mb < 400 else 'NOT MET'}   (agents idle)"
+        )
+        said = dict(w.split("=", 1) for w in think.split() if "=" in w)
+        busy = int(said.get("mem", "0MiB").removesuffix("MiB"))
+        print(
+            f"  RAM in use, one agent thinking {busy:6d} MiB = {busy * 2**20 / 1e6:.0f} MB (+{busy - mem} MiB; peak "
+            f"{said.get('peak', '?')}, the brain cell {said.get('brain', '?')} PSS, model loaded after "
+            f"{said.get('loaded-after', '?')})"
         )
         fields = dict(w.split("=", 1) for w in where.split() if "=" in w)
         private = {
@@ -182,6 +198,7 @@ def main() -> int:
             print(f"    {name:<26} {mib:8.1f} MiB private, goal < 8 MiB: {'met' if mib < 8 else 'NOT MET'}")
         print(f"  cells' private memory, total {sum(private.values()):8.1f} MiB")
         print(f"    where: {where}")
+        print(f"    where, thinking: {think_where}")
     if "kvm" not in accels:
         print("  (KVM does not run guests on this machine: TCG only)")
     return 0

@@ -163,8 +163,7 @@ def cmd_ready(timeout: float) -> int:
         if "ai" in selftests:
             say(ai_selftest(ip))
         if "think" in selftests:
-            for line in think_selftest(ip, cells):
-                say(line)
+            think_selftest(ip, cells, say)
     return 0 if not pending else 1
 
 

@@ -3,6 +3,8 @@
 * it boots, every cell starts as its own service and answers (BORGUSB-READY);
 * a node on the host joins the guest node's tree across the VM boundary
   (tap in a network namespace);
+* the stick's AI stack is mounted: the brain's model and llama_cpp are there for
+  it, and a memory search runs with the libraries read from the stick;
 * pulling the stick powers the machine off; the host PC's internal disk and
   the stick's ESP and data partition are byte-for-byte unchanged;
 * a corrupted keystore gives a clear console message and the node still boots
@@ -61,7 +63,7 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
     host_node = None
     machine = None
     try:
-        marker = Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("conduit", "cells", "cli"))
+        marker = Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("conduit", "cells", "cli", "ai"))
         V.put_on_stick(stick, MARKER, marker.to_bytes())
         internal = tmp_path / "internal.img"
         V.make_internal_disk(internal)
@@ -99,6 +101,12 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         # the borgusb command works inside the image (which has no tqdm): a put and a get, with progress
         cli = machine.wait_for(r"BORGUSB-SELFTEST cli (.*)", 300)[1]
         assert "put=0 get=0 same=yes" in cli and "progress-lines=0" not in cli, cli
+        # The stick's AI stack (ai.squashfs) is mounted; the brain's unit names a GGUF model that is
+        # there and llama_cpp loads with its environment; a memory is found by a search, whose
+        # libraries and model come from the stick. RAM with one agent thinking: bench_image.
+        ai = machine.wait_for(r"BORGUSB-SELFTEST ai (.*)", 600)[1]
+        assert "mounted=yes model=ok llama=ok:" in ai and "search=ok stored=1 results=1" in ai, ai
+        assert "AI stack mounted from the stick" in machine.text()
 
         # A node on the host joins the guest's tree across the VM boundary.
         assert _cell_runtime_present(), "the node runtime (borgusb cell run) is missing: no two-node network"
