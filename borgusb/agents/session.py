@@ -75,7 +75,6 @@ class Agent:
     memory: WorkingMemory = field(default_factory=WorkingMemory)
     notes: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_NOTES))
     inbox: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=32))
-    claims: list[dict[str, Any]] = field(default_factory=list)
     reading: str | None = None  # the module last read (the next read without a name follows it)
 
     @property

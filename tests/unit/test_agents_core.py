@@ -14,7 +14,7 @@ import pytest
 
 from borgusb.agents import actions as A
 from borgusb.agents import source
-from borgusb.agents.messages import AgentDocError, check_claim, check_message, sign_claim, sign_message
+from borgusb.agents.messages import AgentDocError, check_message, sign_message
 from borgusb.agents.monitor import REFUSALS_JUMP, Monitor, read_status
 from borgusb.agents.prompts import PromptError, PromptHistory, check_version
 from borgusb.agents.session import Agent, Refused, Thought, run_session
@@ -186,10 +186,10 @@ def test_monitor_takes_only_well_formed_figures_from_hostile_status() -> None:
     assert not read_status("x", "1.2.3.4", "n", "not a dict").answered
 
 
-# ------------------------------------------------------------------ messages and claims
+# ------------------------------------------------------------------ messages
 
 
-def test_agent_messages_and_claims_prove_their_signer() -> None:
+def test_agent_messages_prove_their_signer() -> None:
     key = SigningKey.generate()
     doc = sign_message(key, "alice", "bob", "look at shard repair", 1_000_000)
     m = check_message(doc, 1_000_500)
@@ -206,10 +206,6 @@ def test_agent_messages_and_claims_prove_their_signer() -> None:
     with pytest.raises(AgentDocError) as exc:
         check_message(doc, 1_000_000 + 10 * 60_000)
     assert exc.value.reason == "stale"
-    claim = sign_claim(key, "anomaly_report", "cell_gone: shardTreeCell", 5)
-    assert check_claim(claim)["agent"] == key.public_key_hex
-    with pytest.raises(AgentDocError):
-        check_claim(dict(claim, kind="paid_twice"))
 
 
 def test_agent_keys_are_derived_per_owner_and_name_and_stable() -> None:
