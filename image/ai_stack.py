@@ -80,7 +80,8 @@ def build(
     staging = work / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     site = staging / SITE
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(site)]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts"]
+    pip += ["--target", str(site)]
     subprocess.run([*pip, "--constraint", str(lock), str(wheel), *pins[:-1]], check=True)
     subprocess.run([*pip, "--no-deps", pins[-1]], check=True)
     (site / SYSLIBS_IN_SITE).mkdir()
