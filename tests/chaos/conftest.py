@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,13 @@ def chaos_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
         net.build()
         return net
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # a SIGTERM (e.g. `timeout`) tears down as Ctrl-C does
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         yield make
     finally:
+        signal.signal(signal.SIGTERM, previous)
         left = [what for net in made for what in net.teardown()] + leaks()
     assert not left, f"the scenario leaked (now removed): {left}"
