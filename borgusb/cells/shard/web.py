@@ -33,7 +33,7 @@ from ...dstream import Receiver, StreamError, parse_locate, put_file
 from ...keys import SigningKey
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model
-from .client import ShardClient
+from .client import READ_WAIT_S, ShardClient
 
 CELL = "shardTreeCell"
 RAM_DIRS = ("/dev/shm", "/run")
@@ -106,7 +106,9 @@ async def api_list(request: web.Request) -> web.Response:
 async def api_stat(request: web.Request) -> web.Response:
     key, network = _app_parts(request)
     oid = request.match_info["id"]
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid), key=key, timeout_s=20)
+    served = await network.use(  # 20 s: room for a heal's 15 s of asking again
+        CELL, lambda peers, ip: ShardClient(peers, ip).stat(oid, heal_wait_s=READ_WAIT_S), key=key, timeout_s=20
+    )
     return web.json_response({**served.result, "served_by": served.endpoint})
 
 
@@ -155,7 +157,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     oid = request.match_info["id"]
     if not model.is_hash(oid):
         raise PageError("That is not an object id.")
-    served = await network.use(CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid), key=key, timeout_s=20)
+    served = await network.use(  # 20 s: room for a heal's 15 s of asking again
+        CELL, lambda peers, ip: ShardClient(peers, ip).locate(oid, heal_wait_s=READ_WAIT_S), key=key, timeout_s=20
+    )
     try:
         manifest, holders = parse_locate(served.result, oid)
     except StreamError as exc:
