@@ -192,9 +192,12 @@ class ChaosNet:
     def set_loss(self, percent: int) -> None:
         """Drop percent % of the packets each node sends to another node (0: none); each packet
         crosses one sender, so every link loses percent % each way."""
+        if not 0 <= percent <= 100:
+            raise ValueError("a share in percent")
+        share = f"numgen random mod 100 < {percent} " if percent < 100 else ""  # nft: 0-99 only
         body = (
             f"chain out {{ type filter hook output priority 0; policy accept; "
-            f'oifname != "lo" ip daddr != {OBSERVER} numgen random mod 100 < {percent} drop; }}'
+            f'oifname != "lo" ip daddr != {OBSERVER} {share}drop; }}'
         )
         for i in range(self.size):
             self._table(i, "chaosloss", body if percent else "")

@@ -65,7 +65,7 @@ async def test_five_percent_loss_soak(chaos_net) -> None:
             samples += 1
             twice += held_twice(docs)
             now = places(docs)
-            moved |= {(c, ip) for ip, place in start_places[c].items() if now.get(ip) != place}
+            moved |= {(c, ip) for ip, place in now.items() if start_places[c].get(ip) != place}  # those answering
         await asyncio.sleep(max(0.0, 2.0 - (took or 0)))  # pacing: one broadcast per ~2 s
     elapsed = time.monotonic() - t0
     net.set_loss(0)
