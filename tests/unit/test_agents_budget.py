@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from borgusb.agents.actions import MAX_TOKENS, describe, token_budget
 from borgusb.agents.prompts import PromptHistory
 from borgusb.agents.session import Agent, Thought, run_session
@@ -48,3 +50,15 @@ def test_a_cut_output_is_refused_as_cut_and_asked_again_with_the_same_budget() -
     assert [(s.outcome, s.reason) for s in session.steps] == [("invalid", "cut"), ("done", "")]
     assert brain.budgets == [token_budget(("reply_person",))] * 2
     assert "cut by the token budget" in brain.prompts[1] and session.replies == ["short"]
+
+
+def test_the_local_grammar_keeps_raw_control_characters_out_of_texts() -> None:
+    pytest.importorskip("llama_cpp")
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from borgusb.agents.actions import schema_for
+    from borgusb.agents.models import CHAR_RULE, JSON_CHAR_RULE, json_gbnf
+
+    gbnf = json_gbnf(schema_for())
+    assert JSON_CHAR_RULE in gbnf and CHAR_RULE not in gbnf  # a newline in a text must be written \n
+    LlamaGrammar.from_string(gbnf, verbose=False)  # llama.cpp parses it
