@@ -2,9 +2,10 @@
 buidl): a watched deposit seen and credited once, also across SIGKILL, restarts and a rescan; a P2PKH
 payment; an HTLC funded, claimed (the secret read back from the chain) and another refunded only after
 its locktime; rejections reported with the node's reason and not retried; transient failures retried;
-watching another key's address refused; a bridge without a node refusing everything with ``no_node``.
+watching another key's address refused; new watches limited per network address; a bridge without a
+node refusing everything with ``no_node``.
 
-Run under ``flock /tmp/borgusb-cluster.lock`` (the cell binds fixed ports on 127.0.0.141/142).
+Run under ``flock /tmp/borgusb-cluster.lock`` (the cell binds fixed ports on 127.0.0.141-143).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from tests.standins.dogecoind_standin import MATURITY, REWARD, DogecoindStandin
 
 pytestmark = pytest.mark.slow
 
-IP, IP_NO_NODE = "127.0.0.141", "127.0.0.142"
+IP, IP_NO_NODE, IP_LIMITED = "127.0.0.141", "127.0.0.142", "127.0.0.143"
+SYBIL_ADDRESS, OTHER_ADDRESS = "127.0.0.144", "127.0.0.145"  # where the watch requests come from
 MON = dna.get("dogeNodeCell").mon_port
 NET = "regtest"
 FEE = 1_000_000
@@ -293,3 +295,33 @@ async def test_bridge_without_a_node_starts_and_refuses_every_request(tmp_path: 
     finally:
         bridge.kill()
         await peers.close()
+
+
+async def test_new_watches_are_limited_per_network_address(standin: DogecoindStandin, tmp_path: Path) -> None:
+    """Keys are free: one network address gets at most ``new_watches_per_hour`` new watches (here 3),
+    whatever keys sign them; another address is not slowed, and watching again is not new."""
+    env = {"BORGUSB_DOGE_RPC_PASSWORD": standin.password, "BORGUSB_DOGE_NEW_WATCHES_PER_HOUR": "3"}
+    args = ["--rpc-url", standin.url, "--rpc-user", "borgusb", "--network", NET, "--poll-ms", "1000"]
+    bridge = Bridge(IP_LIMITED, tmp_path / "bridge", env, args)
+    bridge.start()
+    sybils = [SigningKey.generate() for _ in range(5)]
+    clients = [
+        PeerClient(k, CLOCK, Verifier(CLOCK), timeout_s=60, bind=src)
+        for k, src in zip(sybils, [SYBIL_ADDRESS] * 4 + [OTHER_ADDRESS], strict=True)
+    ]
+    try:
+        await bridge.status()
+        for peers, key in zip(clients[:3], sybils[:3], strict=True):
+            assert (await DogeNodeClient(peers, IP_LIMITED).watch(addr(key)))["new"] is True
+        with pytest.raises(PeerRejected) as err:
+            await DogeNodeClient(clients[3], IP_LIMITED).watch(addr(sybils[3]))
+        assert err.value.reason == "rate_limited" and err.value.status == 429
+        again = await DogeNodeClient(clients[0], IP_LIMITED).watch(addr(sybils[0]))
+        assert again["watching"] is True and again["new"] is False  # not a new address: not limited
+        assert (await DogeNodeClient(clients[4], IP_LIMITED).watch(addr(sybils[4])))["new"] is True
+        counters = (await bridge.status())["counters"]
+        assert counters["watch_refused:rate_limited"] == 1
+    finally:
+        bridge.kill()
+        for peers in clients:
+            await peers.close()

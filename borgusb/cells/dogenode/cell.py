@@ -3,7 +3,9 @@
 * **Watching**: ``doge.watch`` adds an address, only for its owner: the
   request's signer must be the key whose P2PKH address it is, or a key an
   HTLC's script names (with the script, for its P2SH address). Any other is
-  refused ``not_owner`` and counted.
+  refused ``not_owner`` and counted. Keys are free, so the table is also
+  guarded per network address: at most ``new_watches_per_hour`` new
+  addresses from one (``rate_limited``), 64 per key, ``max_watches`` in all.
 * **Scanning**: every ``poll_ms`` the cell reads each new block (getblockhash,
   getblock, getrawtransaction of each txid; the bytes are read here and must
   hash to their txid), records outputs to watched addresses and spends of
@@ -25,6 +27,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from ...doge.params import net
 from ...doge.rpc import DogeRpc, RpcError, RpcUnavailable
 from ...doge.scan import ScanError, read_tx, scan_tx
 from ..kit import Cell, RequestError, receptor
+from ..kit.guard import TokenBuckets, remote_address
 from .settings import DogeNodeSettings
 from .store import BridgeStore, Watch
 
@@ -46,6 +50,7 @@ log = logging.getLogger("borgusb.dogenode")
 NO_NODE = "no Dogecoin node configured"
 BLOCKS_PER_ROUND = 50  # blocks read before the cell credits and sleeps again
 MAX_WATCHES_PER_OWNER = 64
+MAX_RATE_ADDRESSES = 4096  # network addresses whose new watches are counted at once
 MAX_TX_HEX = 200_000  # dogecoind's standard transactions are at most 100 kB
 ALREADY_IN_CHAIN = -27  # RPC_VERIFY_ALREADY_IN_CHAIN
 TRANSIENT_CODES = {-28, -9, -10}  # warming up, not connected, in initial download
@@ -85,6 +90,8 @@ class DogeNodeCell(Cell):
         self.rpc: DogeRpc | None = None
         self.db: BridgeStore | None = None  # only with a node: a bridge without one keeps nothing
         self.watched: dict[bytes, str] = {}  # output script -> the watched address it pays
+        per_hour = settings.new_watches_per_hour
+        self.new_watches = TokenBuckets(per_hour / 3600, per_hour, MAX_RATE_ADDRESSES)  # per network address
         if settings.rpc_url:
             self.rpc = DogeRpc(settings.rpc_url, settings.rpc_user, settings.rpc_password)
             assert self.data_dir is not None
@@ -254,6 +261,13 @@ class DogeNodeCell(Cell):
                 raise RequestError("too_many_watches", "the bridge watches as many addresses as it may", 507)
             if self._db().count_watches(env.signer) >= MAX_WATCHES_PER_OWNER:
                 raise RequestError("too_many_watches", f"a key may watch {MAX_WATCHES_PER_OWNER} addresses", 429)
+            if not self.new_watches.allow(remote_address(), time.monotonic()):
+                self.counters["watch_refused:rate_limited"] += 1
+                raise RequestError(
+                    "rate_limited",
+                    f"at most {self.settings.new_watches_per_hour} new addresses an hour from one network address",
+                    429,
+                )
         new = self._db().add_watch(Watch(address, env.signer, script), self._now_ms())
         self.watched[spk] = address
         return {"address": address, "watching": True, "new": new}

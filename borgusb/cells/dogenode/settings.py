@@ -49,6 +49,13 @@ class DogeNodeSettings(Settings):
     max_watches: int = setting(
         10_000, "addresses watched at most", low=1, high=1_000_000, env="BORGUSB_DOGE_MAX_WATCHES"
     )
+    new_watches_per_hour: int = setting(
+        32,
+        "new addresses one network address may have watched per hour (free keys cannot fill the table)",
+        low=1,
+        high=100_000,
+        env="BORGUSB_DOGE_NEW_WATCHES_PER_HOUR",
+    )
     data_root: str = setting(
         "", "where a cell without --data keeps its store (default /dev/shm)", env="BORGUSB_DATA_ROOT"
     )

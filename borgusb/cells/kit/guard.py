@@ -31,12 +31,22 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .errors import RequestError
+
+_REMOTE: ContextVar[str] = ContextVar("borgusb_remote_address", default="?")
+
+
+def remote_address() -> str:
+    """The address the request being handled came from, as the socket saw it (not as any payload
+    says): for a handler that limits what one address may do (the guard set it for this request)."""
+    return _REMOTE.get()
+
 
 TRIM_AFTER_BYTES = 4 << 20  # body bytes read since the last trim before the heap is handed back
 TRIM_DELAY_S = 1.0
@@ -162,6 +172,7 @@ class Guard:
 
     async def _guard(self, request: web.Request, handler: Handler, max_body: int) -> web.StreamResponse:
         address = request.remote or "?"
+        _REMOTE.set(address)  # this request's task only: each request is handled in its own
         if not self.addresses.allow(address, time.monotonic()):
             return self.refuse(
                 RequestError("rate_limited", "too many requests from this address; slow down", 429), close=True
