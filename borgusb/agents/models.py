@@ -55,7 +55,8 @@ def json_gbnf(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     gbnf = json_schema_to_gbnf(json.dumps(schema))
-    if CHAR_RULE not in gbnf:
+    has_char = any(line.startswith("char ::=") for line in gbnf.splitlines())  # none without free text
+    if has_char and CHAR_RULE not in gbnf:
         raise ModelError("llama-cpp-python's grammar converter changed: check its string rule (CHAR_RULE)")
     return gbnf.replace(CHAR_RULE, JSON_CHAR_RULE)
 

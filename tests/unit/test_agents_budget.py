@@ -62,3 +62,4 @@ def test_the_local_grammar_keeps_raw_control_characters_out_of_texts() -> None:
     gbnf = json_gbnf(schema_for())
     assert JSON_CHAR_RULE in gbnf and CHAR_RULE not in gbnf  # a newline in a text must be written \n
     LlamaGrammar.from_string(gbnf, verbose=False)  # llama.cpp parses it
+    LlamaGrammar.from_string(json_gbnf(schema_for(("choose_specialty",))), verbose=False)  # no free text: no char rule
