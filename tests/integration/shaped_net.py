@@ -47,16 +47,21 @@ def _shape(dev: str, ns: str) -> None:
     sh("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", RATE, "burst", "64kb", "latency", "50ms", ns=ns)
 
 
-def set_loss(holders: int, percent: int) -> None:
-    """Drop `percent` % of packets at random in and out of every holder (0: no drops)."""
+def set_loss(holders: int, percent: int, *, spare_handshakes: bool = False) -> None:
+    """Drop `percent` % of packets at random in and out of every holder (0: no drops).
+
+    `spare_handshakes`: TCP SYNs pass. A lost SYN costs a connection a whole second (the initial
+    retransmission timeout), longer than a 40 MiB read on these links, so a test of *how* the reader
+    spreads its work across holders spares them; the benchmark drops them like any packet."""
+    spare = "tcp flags & syn == syn accept; " if spare_handshakes else ""
     for i in range(holders):
         ns = holder_ns(i)
         sh("nft", "delete", "table", "inet", "dsloss", ns=ns, check=False)
         if percent:
             rules = f"""
 table inet dsloss {{
-  chain in {{ type filter hook input priority 0; policy accept; numgen random mod 100 < {percent} drop; }}
-  chain out {{ type filter hook output priority 0; policy accept; numgen random mod 100 < {percent} drop; }}
+  chain in {{ type filter hook input priority 0; policy accept; {spare}numgen random mod 100 < {percent} drop; }}
+  chain out {{ type filter hook output priority 0; policy accept; {spare}numgen random mod 100 < {percent} drop; }}
 }}
 """
             sh("nft", "-f", "-", ns=ns, stdin=rules)
