@@ -25,7 +25,7 @@ from typing import Any
 
 from .aimount import AI
 from .memory import mem_in_use_mib, memory_report, unit_pss_kib
-from .ready import http_get, mon_port
+from .probehttp import http_get, mon_port
 
 BRAIN = "borgAgentBrain"
 THINK_TIMEOUT_S = 900.0  # TCG runs the model ~20x slower than the host
