@@ -33,7 +33,7 @@ from ..keys import SigningKey
 from ..signed import SignedDocError, check_doc, doc_id, sign_doc
 from .rules import HOUR_MS, amount
 from .tx import Tx
-from .work import BadWork
+from .work import BadWork, check_pays
 
 VERSION = 1
 DOMAIN = "borgusb.ledger.task"
@@ -176,12 +176,7 @@ def check_task(doc: Any) -> TaskRecord:
 
 def check_task_claim(rec: TaskRecord, tx: Tx, now_ms: int) -> None:
     """The reward `tx` is a claim on `rec`, fresh and not from the future (`BadWork` if not)."""
-    if tx.ref != rec.ref:
-        raise BadWork("work_ref_mismatch", f"the record's ref is {rec.ref[:16]}, the reward's {tx.ref[:16]}")
-    if tx.to != rec.agent:
-        raise BadWork("wrong_claimant", "an agent reward pays the claiming agent")
-    if tx.amount != rec.amount:
-        raise BadWork("wrong_amount", f"the record is worth {rec.amount} units, the reward asks {tx.amount}")
+    check_pays(tx, rec.ref, rec.agent, rec.amount)
     if rec.ts > now_ms + MAX_SKEW_MS or any(c["ts"] > now_ms + MAX_SKEW_MS for c in rec.doc["confirms"]):
         raise BadWork("future", "the claim or a confirmation is dated after this holder's time")
     if now_ms - rec.ts > MAX_CLAIM_AGE_MS:

@@ -181,14 +181,20 @@ def parse_work(data: bytes) -> HoldRecord:
     return rec
 
 
+def check_pays(tx: Tx, ref: str, claimant: str, owed: int) -> None:
+    """The reward `tx` pays exactly a work record: its ref, to its claimant, its amount (`BadWork` if not).
+    Every reward rule's check starts here (hold here, agent tasks in `taskwork`)."""
+    if tx.ref != ref:
+        raise BadWork("work_ref_mismatch", f"the record's ref is {ref[:16]}, the reward's {tx.ref[:16]}")
+    if tx.to != claimant:
+        raise BadWork("wrong_claimant", "a reward pays the record's claimant")
+    if tx.amount != owed:
+        raise BadWork("wrong_amount", f"the record is worth {owed} units, the reward asks {tx.amount}")
+
+
 def check_claim(rec: HoldRecord, tx: Tx, now_ms: int) -> None:
     """The reward `tx` is a claim on `rec`, for a period that ended and is still paid (`BadWork` if not)."""
-    if tx.ref != rec.ref:
-        raise BadWork("work_ref_mismatch", f"the record's hash is {rec.ref[:16]}, the claim's ref {tx.ref[:16]}")
-    if tx.to != rec.claimant:
-        raise BadWork("wrong_claimant", "a hold reward pays the record's claimant")
-    if tx.amount != rec.amount:
-        raise BadWork("wrong_amount", f"the record is worth {rec.amount} units, the claim asks {tx.amount}")
+    check_pays(tx, rec.ref, rec.claimant, rec.amount)
     if now_ms < rec.end:
         raise BadWork("not_ended", f"the period ends in {rec.end - now_ms} ms")
     if now_ms - rec.end > MAX_CLAIM_AGE_MS:

@@ -16,7 +16,6 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -30,22 +29,13 @@ from borgusb.ledger import RESERVE, SUPPLY, sign_reward
 from borgusb.ledger.rules import amount
 from borgusb.ledger.taskwork import make_task, sign_claim, sign_confirm, sign_host
 from borgusb.net.peer import PeerClient, PeerRejected
+from tests.integration.test_agents_cluster import poll
 
 pytestmark = pytest.mark.slow
 CLOCK = SystemClock()
 A1, A2, A3 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 OWED = amount("agent", 1)
 FINAL = ("paid", "paid_to_another", "unconfirmed", "refused", "unpaid", "skipped")
-
-
-async def poll(what: str, probe: Any, timeout_s: float = 120) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = await probe()
-        if got:
-            return got
-        await asyncio.sleep(0.5)
-    raise TimeoutError(what)
 
 
 async def start(make_cluster: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> dict[str, Any]:
