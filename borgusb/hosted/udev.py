@@ -66,6 +66,15 @@ class BlockEvents:
             if is_candidate(dev):
                 yield dev
 
+    def unprobed(self) -> list[str]:
+        """Sys paths of partitions udev's database has no filesystem for: a probe that udevd ran too
+        early (a re-attached disk) or lost; the rescan asks udevd to probe them again."""
+        return [
+            dev.sys_path
+            for dev in self.context.list_devices(subsystem="block", DEVTYPE="partition")
+            if "ID_FS_TYPE" not in dev.properties
+        ]
+
     def poll(self, timeout: float) -> Any | None:
         return self.monitor.poll(timeout=timeout)
 

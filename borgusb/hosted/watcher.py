@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,9 @@ from .stickwrite import WriteService
 from .users import Account
 
 RESCAN_S = 2.0  # how often the present sticks are listed, in case an insertion's event was lost
+REPROBE_S = 10.0  # how often udevd is asked again to probe a partition it has no filesystem for
+MAX_REPROBES = 64  # partitions asked at once
+REPROBE_TRIES = 3  # times one partition is asked (one without any filesystem is then left alone)
 
 __all__ = ["MemoryLog", "Options", "Session", "Watcher", "install_signal_handlers"]
 
@@ -77,6 +81,7 @@ class Watcher:
         self.log = log or MemoryLog()
         self.sessions: dict[str, Session] = {}
         self.rejected: dict[str, str] = {}  # device -> why (told once per insertion)
+        self.reprobed: dict[str, tuple[float, int]] = {}  # partition sys path -> (last asked, times asked)
         self.refused: collections.Counter[str] = collections.Counter()  # insertions refused, by reason
         self.node: list[Proc] = []
         self.node_account: Account | None = None
@@ -428,6 +433,14 @@ class Watcher:
         """Never depend on seeing every event (a netlink socket drops them when its buffer is full):
         begin a session for a stick present with none, and forget refusals of sticks no longer there."""
         assert self.events is not None
+        now = time.monotonic()
+        for sys_path in self.events.unprobed()[:MAX_REPROBES]:  # udevd's probe missed it: ask again, a few times
+            last, tries = self.reprobed.get(sys_path, (-REPROBE_S, 0))
+            if tries < REPROBE_TRIES and now - last >= REPROBE_S:  # a partition with no filesystem stays quiet
+                self.reprobed[sys_path] = (now, tries + 1)
+                subprocess.run(["udevadm", "trigger", "--action=change", sys_path], check=False, capture_output=True)
+        while len(self.reprobed) > 4 * MAX_REPROBES:
+            self.reprobed.pop(next(iter(self.reprobed)))
         present = {dev.device_node: dev for dev in self.events.present()}
         for device in [d for d in self.rejected if d not in present]:
             del self.rejected[device]
