@@ -376,6 +376,7 @@ COMMANDS: dict[str, Command] = {
     "stat": Command("borgusb.storecli:stat", "an object's size, owner, holders and copies (a health check)"),
     "rm": Command("borgusb.storecli:rm", "delete an object you own (a signed tombstone)"),
     "files": Command("borgusb.filescli:main", "your folders, private by default: ls, put, get, mv, versions, share"),
+    "publish": Command("borgusb.publishcli:main", "media anyone can watch by a link, or private in your files"),
     "pay": Command("borgusb.paycli:main", "Borg Shells: balance, send, history (the peerPaysCell ledger)"),
     "mail": Command("borgusb.mailcli:main", "encrypted mail between identity keys: send, ls, read, rm, publish"),
     "memory": Command("borgusb.memorycli:main", "memories signed by your key, searched in natural language"),

@@ -1,32 +1,62 @@
-"""Publishing a media file for fStream: its shards stored, then its owner-signed stream map stored
-as an object of its own, whose id is the link (``http://<fStream endpoint>:<monPort>/stream/<id>``)."""
+"""Publishing a media file for fStream.
+
+Public: its shards stored, then its owner-signed stream map stored as an object of its own, whose id
+is the link (``http://<fStream endpoint>:<monPort>/stream/<map id>``): anyone with it can watch.
+Private: the file goes into the owner's file tree encrypted (the file manager's AES-256-GCM chunks,
+`borgusb.files.actions.put`), where the owner's Watch page lists it and the file manager's share
+gives it to others; no map is published, since a map would tell the world the media's key frames.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ...dstream import hash_file, put_file
+from ...files import actions
+from ...files.remote import FileTree
 from ...fstream.probe import probe
 from ...fstream.streammap import encode_map, sign_map
 from ...keys import SigningKey
 from ...net.peer import PeerClient
 from ...shard import model
 
+Progress = Callable[[int, int], None] | None
+
 
 async def publish(
-    peers: PeerClient, ip: str, port: int, path: Path, key: SigningKey, *, r: int = model.DEFAULT_R
+    peers: PeerClient,
+    ip: str,
+    port: int,
+    path: Path,
+    key: SigningKey,
+    *,
+    r: int = model.DEFAULT_R,
+    private: bool = False,
+    folder: str = "/",
+    machine: str = "publish",
+    progress: Progress = None,
 ) -> dict[str, Any]:
-    """Store `path` and its stream map through the shard cell at ip:port: the map's id (``map``),
-    the media object's (``id``), its type and key frames."""
+    """Publish `path` through the node at ip (its shard cell at `port`; a private file through its file
+    manager, into `folder`). Public: the map's id (``map``), the media object's (``id``), its type, key
+    frames and size. Private: the same but ``path`` (where it is in the tree) instead of ``map``."""
     content_type, keys = await asyncio.to_thread(probe, path)
-    media = await put_file(peers, ip, port, path, key, r=r)
+    if private:
+        tree = FileTree(peers, ip, key, machine=machine, r=r)
+        try:
+            where, oid = await actions.put(tree, path, folder, public=False, progress=progress)
+        finally:
+            tree.close()
+        size = path.stat().st_size
+        return {"private": True, "path": where, "id": oid, "type": content_type, "keys": keys, "size": size}
+    media = await put_file(peers, ip, port, path, key, r=r, progress=progress)
     _, size, hashes = await asyncio.to_thread(hash_file, path, model.SHARD_SIZE)
     doc = sign_map(key, size, model.SHARD_SIZE, hashes, content_type, keys, peers.clock.now_ms())
     with tempfile.TemporaryDirectory(prefix="borgusb-map-") as tmp:
         map_path = Path(tmp) / "map.json"
         map_path.write_bytes(encode_map(doc))
         stored = await put_file(peers, ip, port, map_path, key, r=r)
-    return {"map": stored["id"], "id": media["id"], "type": content_type, "keys": keys, "size": size}
+    return {"private": False, "map": stored["id"], "id": media["id"], "type": content_type, "keys": keys, "size": size}
