@@ -37,7 +37,10 @@ Design (what we chose and why)
   reports slots that should exist (from the size it learned) but stay vacant;
   a parent drops children beyond the current size; a node whose parent stays
   silent for k+3 confirm periods (longer than any takeover plus repair)
-  rejoins from scratch.
+  rejoins from scratch.  A node whose own ticks stopped for longer than a
+  heartbeat (frozen, suspended) takes that pause off every peer's silence
+  before judging anyone, and heartbeats at once, so a replaced node learns it
+  from its parent's reject instead of reading its own pause as a failure.
 * **Alone / split / merge.**  A joiner tries up to ``max_join_attempts``
   candidates (known root, old parent, contacts); if none assigns it a slot it
   becomes root of a fresh tree (random id from the injected rng).  Roots probe
@@ -165,6 +168,7 @@ class TreeNode:
         "counters",
         "_acts",
         "_now",
+        "last_tick",
     )
 
     MAX_CONTACTS = 256
@@ -186,6 +190,7 @@ class TreeNode:
         self.next_probe = 0
         self._acts: list[Action] = []
         self._now = 0
+        self.last_tick: int | None = None
         self._clear_tree()
 
     # ------------------------------------------------------------------ public API
@@ -209,6 +214,9 @@ class TreeNode:
     def on_tick(self, now_ms: int) -> list[Action]:
         """Timer tick: heartbeats, failure detection, join batches, probes, retries."""
         self._begin(now_ms)
+        if self.last_tick is not None and now_ms - self.last_tick > self.cfg.heartbeat_ms:
+            self._discount_pause(now_ms - self.last_tick)
+        self.last_tick = now_ms
         st = self.status
         if st == "joining":
             if now_ms >= self.join_deadline:
@@ -748,6 +756,17 @@ class TreeNode:
             self._rejoin([m for m in (self.root, self.parent) if m is not None])
             return
         self._check_children()
+
+    def _discount_pause(self, gap: int) -> None:
+        """This node did not run for ``gap`` ms (stopped, suspended, starved of CPU): that silence
+        is its own, so it is taken off every peer's before anyone is judged. Without this, a
+        frozen root child resumed after its replacement read its parent as silent and took the
+        root's place with its stale replica. A heartbeat goes out at once: a parent that replaced
+        this node refuses it (``tree.reject``) and it resyncs through the root instead."""
+        self._count("paused")
+        self.last_seen = {key: min(self._now, seen + gap) for key, seen in self.last_seen.items()}
+        self.vacant_since = {q: min(self._now, since + gap) for q, since in self.vacant_since.items()}
+        self.next_hb = self._now
 
     def _check_children(self) -> None:
         """Confirm dead or missing children and report them to the root."""

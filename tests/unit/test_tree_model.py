@@ -103,6 +103,22 @@ def test_leaf_failure_moves_last_node() -> None:
     assert old[10].pos == 3 and old[1].counters.get("repairs") == 1
 
 
+def test_frozen_root_child_resumes_without_taking_over() -> None:
+    """A root child that stopped running (SIGSTOP) for longer than its takeover timeout is
+    replaced; resumed, it reads its pause as its own, not as the root's silence: the root
+    refuses its heartbeat and it rejoins at a fresh slot, with no takeover."""
+    bus = build(8)
+    frozen = by_pos(bus)[2]
+    last = by_pos(bus)[8]
+    bus.fail(frozen.me.node_id)  # stops processing, as a stopped process does
+    bus.run(12_000)  # > the confirm period and > its own takeover timeout (2 confirm periods)
+    assert last.pos == 2 and by_pos(bus)[1].counters.get("repairs") == 1
+    bus.alive[frozen.me.node_id] = frozen  # SIGCONT: the same state, ticking again
+    assert bus.run_until_consistent(30_000)
+    assert frozen.counters.get("paused") == 1 and frozen.pos == 8
+    assert sum(n.counters.get("takeovers", 0) for n in bus.alive.values()) == 0
+
+
 def test_slow_link_single_missed_heartbeat_causes_no_swap() -> None:
     bus = build(6)
     before = {p: n.me.node_id for p, n in by_pos(bus).items()}
