@@ -80,6 +80,9 @@ class Cluster:
     # optional per-IP command prefix that must exec the node (e.g. `env LD_PRELOAD=libfaketime ...`
     # for a skewed clock in tests); not saved in the state file
     prefix: dict[str, list[str]] = field(default_factory=dict)
+    # optional per-IP arguments appended to the node's command (e.g. `--key-file K --data D`:
+    # a node restarted with its identity and data, in tests); not saved either
+    args: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -150,7 +153,7 @@ class Cluster:
         ]
         for contact in join:
             cmd += ["--join", contact]
-        cmd = list(self.prefix.get(ip, ())) + cmd
+        cmd = list(self.prefix.get(ip, ())) + cmd + list(self.args.get(ip, ()))
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -29,11 +29,13 @@ import json
 import os
 import signal as sig
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from borgusb import dna
 from borgusb.cluster import Cluster, NodeProc
+from borgusb.keys import SigningKey
 
 PREFIX = "cx-"
 SWITCH = f"{PREFIX}sw"
@@ -138,8 +140,11 @@ class ChaosNet:
             sh("ip", "addr", "add", f"{node_ip(i)}/24", "dev", "eth0", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
 
-    def start(self, cells: list[str]) -> None:
-        """Run each cell type on every node; node 1 is every other node's join contact."""
+    def start(self, cells: list[str], keep_identity: bool = False) -> None:
+        """Run each cell type on every node; node 1 is every other node's join contact.
+
+        With keep_identity, each node has a node key file (shared by its cells, as on a machine)
+        and a data directory per cell, kept across `restart`."""
         for cell in cells:
             cluster = Cluster(
                 name=f"chaos-{cell}",
@@ -151,9 +156,32 @@ class ChaosNet:
             cluster.prefix = {
                 node_ip(i): ["ip", "netns", "exec", node_ns(i), *self.prefix.get(i, [])] for i in range(self.size)
             }
+            if keep_identity:
+                cluster.args = {ip: self._identity(i, cell) for i, ip in enumerate(self.ips)}
             self.clusters[cell] = cluster
             for i, ip in enumerate(self.ips):
                 cluster.spawn(ip, [] if i == 0 else [node_ip(0)])
+
+    def _identity(self, index: int, cell: str) -> list[str]:
+        node_dir = self.root_dir / "nodes" / node_ns(index)
+        (node_dir / cell).mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = node_dir / "node.key"
+        if not key.exists():
+            key.write_text(SigningKey.generate().secret_bytes().hex())
+            key.chmod(0o600)
+        return ["--key-file", str(key), "--data", str(node_dir / cell)]
+
+    def restart(self, index: int) -> None:
+        """SIGKILL a node's cells and start them again (same key and data with keep_identity),
+        joining through the first other node."""
+        self.signal(index, sig.SIGKILL)
+        for node in self.procs(index):
+            deadline = time.monotonic() + 10
+            while node.running() and time.monotonic() < deadline:  # its ports free again
+                time.sleep(0.02)
+        contact = node_ip(1 if index == 0 else 0)
+        for cluster in self.clusters.values():
+            cluster.spawn(node_ip(index), [contact])
 
     def procs(self, index: int) -> list[NodeProc]:
         return [n for c in self.clusters.values() for n in c.nodes if n.ip == node_ip(index)]
