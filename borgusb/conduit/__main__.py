@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-lock", type=float, default=10.0, metavar="MIN", help="lock after MIN idle minutes (default 10)"
     )
     p.add_argument("--open", action="store_true", help="open the link in the default browser")
+    p.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="PATH",
+        help="take the link's secret from this file (the desktop stick's kiosk reads the same one) "
+        "instead of a new random one",
+    )
+    p.add_argument(
+        "--booted-stick",
+        action="store_true",
+        help="running on a booted BorgUSB stick: pages say whether the wallet is saved on the stick, "
+        "and a button powers the machine off",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -65,8 +79,12 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         port = args.port
     args.keystore.parent.mkdir(parents=True, exist_ok=True)
-    state = ConduitState(args.keystore, idle_lock_s=args.idle_lock * 60)
-    app = create_app(state, seeds, port=port)
+    secret = read_secret(args.secret_file) if args.secret_file else None
+    if args.secret_file and secret is None:
+        print(f"borgusb: {args.secret_file} holds no usable secret (at least 32 URL-safe characters)", file=sys.stderr)
+        return 1
+    state = ConduitState(args.keystore, idle_lock_s=args.idle_lock * 60, secret=secret)
+    app = create_app(state, seeds, port=port, booted_stick=stick_status() if args.booted_stick else None)
     follow = None if args.node else asyncio.ensure_future(follow_local_nodes(app[NETWORK]))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -100,6 +118,21 @@ async def serve(args: argparse.Namespace) -> int:
         if opened is not None:
             opened.unlink(missing_ok=True)
     return 0
+
+
+def stick_status() -> Path:
+    from ..image.writeback import STATUS
+
+    return STATUS
+
+
+def read_secret(path: Path) -> str | None:
+    """A secret from a file: URL-safe characters only (it goes into a link's fragment), and long enough."""
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) >= 32 and re.fullmatch(r"[A-Za-z0-9_-]+", text) else None
 
 
 def local_seeds() -> list[str]:

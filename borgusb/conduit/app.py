@@ -38,11 +38,12 @@ from ..cells.spec import load
 from ..clock import Clock, SystemClock
 from ..identity import MnemonicError
 from ..net.peer import PeerRejected
-from . import onboarding
+from . import bootedstick, onboarding, stickstatus
 from .network import Network, NoEndpoint
 from .state import ConduitState
 from .web import (
     BACKGROUND_HEADER,
+    BOOTED_STICK,
     HOME_CELL,
     NAV,
     NETWORK,
@@ -231,11 +232,14 @@ async def api_cells(request: web.Request) -> web.Response:
 
 async def api_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    status = request.app[BOOTED_STICK]
+    stick = stickstatus.read(state.keystore_path, status) if status else None
     return web.json_response(
         {
             "unlocked": state.unlocked,
             "idle_lock_s": state.idle_lock_s,
             "identity": state.wallet.public.to_dict() if state.wallet else None,
+            "stick": {"state": stick.state, "words": stick.words} if stick else None,
         }
     )
 
@@ -267,12 +271,15 @@ def create_app(
     port: int = 8088,
     clock: Clock | None = None,
     home_cell: str = "peerTreeNet",
+    booted_stick: Path | None = None,
 ) -> web.Application:
+    """The conduit's app; `booted_stick` is the write-back's status file when it runs on a booted stick."""
     app = web.Application(middlewares=[guard], client_max_size=1 << 30)
     app[STATE] = state
     app[NETWORK] = Network(seeds, clock or SystemClock())
     app[PORT] = port
     app[HOME_CELL] = home_cell
+    app[BOOTED_STICK] = booted_stick
     app[SHELL] = (HERE / "static" / "shell.html").read_bytes()
     app[NAV] = [NavEntry("/home", "Home", "home")]
     app[TEMPLATE_DIRS] = [HERE / "templates"]
@@ -283,6 +290,8 @@ def create_app(
     app.router.add_post("/api/tree", api_tree)
     app.router.add_post("/api/cells", api_cells)
     app.router.add_get("/api/session", api_session)
+    if booted_stick:
+        bootedstick.add_routes(app)
     for spec in specs().values():  # each cell's pages, through the page hook (borgusb.conduit.web)
         if spec.web:
             load(spec.web)(app)

@@ -12,28 +12,14 @@ link (Jupyter does the same).
 
 from __future__ import annotations
 
-import html
 import os
 import tempfile
 import webbrowser
 from pathlib import Path
 
-FRAGMENT_KEY = "k"  # the page script reads the secret from #k=…
+from ..conduitlink import FRAGMENT_KEY, forwarding_page, link
 
-
-def link(port: int, secret: str) -> str:
-    """The address to open: the conduit on loopback, with its secret in the fragment."""
-    return f"http://127.0.0.1:{port}/#{FRAGMENT_KEY}={secret}"
-
-
-def forwarding_page(url: str) -> str:
-    """A page that sends the browser on to `url` at once (no script: a meta refresh, and a link)."""
-    quoted = html.escape(url, quote=True)
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="refresh" content="0;url={quoted}"><title>BorgUSB</title></head>\n'
-        f'<body><p><a href="{quoted}">Open your BorgUSB conduit</a></p></body></html>\n'
-    )
+__all__ = ["FRAGMENT_KEY", "forwarding_page", "link", "open_in_browser", "ram_directory"]
 
 
 def ram_directory() -> Path | None:

@@ -42,12 +42,18 @@ class ConduitState:
     can_replace_keystore = True  # restore may replace the keystore (after the person confirms it)
 
     def __init__(
-        self, keystore_path: Path, idle_lock_s: float = 600.0, kdf: keystore.KdfParams = keystore.DEFAULT_KDF
+        self,
+        keystore_path: Path,
+        idle_lock_s: float = 600.0,
+        kdf: keystore.KdfParams = keystore.DEFAULT_KDF,
+        secret: str | None = None,
     ) -> None:
         self.keystore_path = Path(keystore_path)
         self.idle_lock_s = idle_lock_s
         self.kdf = kdf
-        self.secret = secrets.token_urlsafe(32)  # per start, memory only: the launcher's link gives it to the browser
+        # per start, memory only: the launcher's link gives it to the browser (on the desktop stick the
+        # kiosk's link: both read it from a file in RAM made at boot, `secret`)
+        self.secret = secret or secrets.token_urlsafe(32)
         self.wallet: Wallet | None = None
         self.pending: PendingWallet | None = None
         self.last_activity = time.monotonic()

@@ -26,6 +26,7 @@ import jinja2
 from aiohttp import web
 
 from ..net.peer import PeerRejected
+from . import stickstatus
 from .network import Network, NoEndpoint
 from .state import ConduitState
 
@@ -34,6 +35,8 @@ NETWORK = web.AppKey("network", Network)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 PORT = web.AppKey("port", int)
 HOME_CELL = web.AppKey("home_cell", str)
+# on a booted stick (borgusb.conduit.bootedstick, the desktop image's kiosk): the write-back's status file
+BOOTED_STICK: web.AppKey[Path | None] = web.AppKey("booted_stick")
 
 SECRET_HEADER = "X-Borg-Conduit"  # every request of the page script carries the conduit's secret in it
 # set by the page script on its own timed refreshes: they are not the person's activity, so they never
@@ -166,6 +169,8 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     context.setdefault("nav", name.split(".")[0])
     context.setdefault("nav_entries", request.app[NAV])
     context.setdefault("identity", state.wallet.public if state.wallet else None)
+    stick_file = request.app.get(BOOTED_STICK)
+    context.setdefault("stick", stickstatus.read(state.keystore_path, stick_file) if stick_file else None)
     return web.Response(
         text=template.render(**context),
         content_type="text/html",

@@ -6,6 +6,11 @@
   ``BORGUSB-MEM``, ``BORGUSB-HYGIENE`` and what the marker's ``selftest`` asks for.
 * ``nodekey`` (borgusb-nodekey.service, Pi profile: ``borgusb.nodekey=card``; borgusb.image.nodekey): load
   the node key from the BORGUSB partition, or make it on first boot (encrypted, passphrase bound to the board).
+* ``writeback`` (borgusb-keystore-writeback.service, its .path unit sees the conduit save a wallet into RAM;
+  borgusb.image.writeback): write the keystore to the stick (read-write for that write only, atomic), read it back.
+* ``poweroff`` (borgusb-poweroff.service, the conduit's power-off button; borgusb.image.removed): as a pulled stick.
+* ``kiosk-page`` (borgusb-kiosk.service, desktop image; borgusb.image.kiosk): the kiosk's first page, which
+  forwards to the conduit's link with the secret both share.
 * ``removed`` (borgusb-stick-removed.service, started by a udev rule when the BORGUSB device goes away;
   borgusb.image.removed): unless always-on, kill the cells, wipe the copies of the keystore, power off at once.
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-STEPS = ("stick", "ready", "removed", "nodekey")
+STEPS = ("stick", "ready", "removed", "nodekey", "writeback", "poweroff", "kiosk-page")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         from .ready import cmd_ready
 
         return cmd_ready(float(os.environ.get("BORGUSB_READY_TIMEOUT", "600")))
+    if argv[0] == "writeback":
+        from .writeback import cmd_writeback
+
+        return cmd_writeback(wait)
+    if argv[0] == "kiosk-page":
+        from .kiosk import cmd_kiosk_page
+
+        return cmd_kiosk_page()
+    if argv[0] == "poweroff":
+        from .removed import cmd_poweroff
+
+        return cmd_poweroff()
     from .removed import cmd_removed
 
     return cmd_removed()

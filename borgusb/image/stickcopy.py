@@ -6,6 +6,7 @@ carry ``join`` contacts and a static ``network`` for the node; a bad one is told
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -105,6 +106,9 @@ def check_keystore() -> dict[str, Any]:
         return {"identity": None, "reason": str(exc)}
     public = doc.get("public", {})
     say(f"identity {public.get('doge_address', '?')} ({doc.get('kind')}) found on the stick, copied to RAM")
+    from .writeback import write_status
+
+    write_status("saved", hashlib.sha256(path.read_bytes()).hexdigest())  # the stick holds what RAM holds
     return {"identity": public.get("doge_address"), "kind": doc.get("kind"), "keystore": str(path)}
 
 

@@ -226,6 +226,18 @@ const Borg = (() => {
     loadScripts();
     starters.forEach((fn) => fn());
     if (document.getElementById("tree")) { refreshTree(); refreshCells(); every(refreshTree, 2000); every(refreshCells, 10000); }
+    if (document.getElementById("stick-saved")) every(refreshStick, 1500);
+  }
+
+  // On a booted stick: "saving" turns into "saved" (or why not) without a reload.
+  async function refreshStick() {
+    const line = document.getElementById("stick-saved");
+    if (!line || line.className === "stick-saved") return;
+    const r = await request("/api/session", { background: true }).catch(() => null);
+    const body = r && r.ok ? await r.json().catch(() => null) : null;
+    if (!body || !body.stick) return;
+    line.className = `stick-${body.stick.state}`;
+    line.textContent = body.stick.words;
   }
 
   // Links and forms of the conduit's pages go through `show`, so they carry the secret too.
