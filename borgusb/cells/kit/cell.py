@@ -42,6 +42,7 @@ from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, PeerError, Pin
 from ...net.tls import TLSIdentity, bound_read_buffers, make_tls_identity
 from ...tree.model import Member, TreeConfig, TreeNode
+from .doorsite import IDLE_S, ConnectionGate, GuardedSite
 from .errors import RequestError
 from .guard import Guard
 from .handlers import collect, receptor, route
@@ -128,6 +129,7 @@ class Cell(NetDoor, TreeDriver):
         self.contact_pins: dict[str, tuple[str, int, Pin]] = {}
         self.counters: Counter[str] = Counter()
         self.guard = Guard(self.counters)
+        self.conn_gate = ConnectionGate(self.counters)
         self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
         bound_read_buffers()  # before the first TLS connection (the clock's first sync)
@@ -207,10 +209,17 @@ class Cell(NetDoor, TreeDriver):
         return app
 
     async def _serve(self, port_name: str, port: int, ssl_context: Any, max_body: int) -> None:
-        # lingering_time=0: a body the guard refused is never read, not even to be thrown away
-        runner = web.AppRunner(self._app(port_name, max_body), access_log=None, handle_signals=False, lingering_time=0)
+        # lingering_time=0: a body the guard refused is never read, not even to be thrown away;
+        # keepalive_timeout: the deadline of a connection's first request head, and of an idle one
+        runner = web.AppRunner(
+            self._app(port_name, max_body),
+            access_log=None,
+            handle_signals=False,
+            lingering_time=0,
+            keepalive_timeout=IDLE_S,
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.ip, port, ssl_context=ssl_context, reuse_address=True)
+        site = GuardedSite(runner, self.ip, port, self.conn_gate, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
