@@ -8,6 +8,9 @@ static route (its own process, loopback). Printed, each beside the static figure
 * time to first byte: cold (the fStream cell has nothing cached: it locates the map and the
   media and pulls their first shards) and warm (median of 20);
 * seek latency: a 64 KiB range at a random offset, to its last byte (median of 30, warm);
+* seek by time, cold: on a second fStream cell that has nothing cached, ``/seek/<map>?t=`` (60 % of
+  the clip) gives the key frame's byte offset from the signed map, then 64 KiB from there, to the
+  last byte; static: the same 64 KiB range. Also printed: the shards the cell fetched first;
 * time to the first decoded frame: ``ffmpeg -i URL -frames:v 1`` (median of 5; includes
   ffmpeg's own start, the same for both);
 * concurrent 2 Mbit/s streams without a stall: N players each read the clip at 250 kB/s
@@ -43,6 +46,7 @@ from borgusb.cluster import Cluster  # noqa: E402
 from borgusb.envelope import Verifier  # noqa: E402
 from borgusb.keys import SigningKey  # noqa: E402
 from borgusb.net.peer import PeerClient  # noqa: E402
+from borgusb.shard.model import SHARD_SIZE  # noqa: E402
 
 SHARD_PORT = dna.get("shardTreeCell").recp_port
 FS_MON = dna.get("fStreamCell").mon_port
@@ -85,6 +89,32 @@ async def seek(session: aiohttp.ClientSession, url: str, size: int, rng: random.
     t0 = time.perf_counter()
     async with session.get(url, headers={"Range": f"bytes={at}-{at + 65535}"}) as resp:
         assert resp.status == 206 and len(await resp.read()) == 65536
+        return time.perf_counter() - t0
+
+
+async def seek_by_time(base: str, mid: str, t_ms: int) -> tuple[float, int, list[int]]:
+    """(seconds for /seek then 64 KiB from the key frame, its offset, the media's shards in the order
+    they landed) on a cold fStream cell at `base`."""
+    async with aiohttp.ClientSession() as session:
+        t0 = time.perf_counter()
+        async with session.get(f"{base}/seek/{mid}?t={t_ms}") as resp:
+            assert resp.status == 200, await resp.text()
+            offset = int((await resp.json())["offset"])
+        async with session.get(f"{base}/stream/{mid}", headers={"Range": f"bytes={offset}-{offset + 65535}"}) as resp:
+            assert resp.status == 206 and len(await resp.read()) == 65536
+        took = time.perf_counter() - t0
+        await asyncio.sleep(3)  # the rest of the object lands meanwhile
+        async with session.get(f"{base}/status") as resp:
+            recent = (await resp.json())["fstream"]["cache"]["recent"]
+    media = [oid for oid, _ in recent][-1]
+    return took, offset, [i for oid, i in recent if oid == media]
+
+
+async def static_range(url: str, offset: int) -> float:
+    async with aiohttp.ClientSession() as session:
+        t0 = time.perf_counter()
+        async with session.get(url, headers={"Range": f"bytes={offset}-{offset + 65535}"}) as resp:
+            assert resp.status == 206 and len(await resp.read()) == 65536
         return time.perf_counter() - t0
 
 
@@ -165,9 +195,9 @@ async def main() -> None:
         static = subprocess.Popen([sys.executable, "-c", STATIC_SERVER, str(clip.parent), str(port)])
         try:
             shards.up(3)
-            fstream.up(1)
+            fstream.up(2)  # the second only for the cold seek by time
             await shards.wait_one_tree(timeout_s=60, expect=3)
-            await fstream.wait_one_tree(timeout_s=60, expect=1)
+            await fstream.wait_one_tree(timeout_s=60, expect=2)
             deadline = time.monotonic() + 30
             while not all(s.get("shard", {}).get("directory") == 3 for s in await shards.status()):
                 assert time.monotonic() < deadline, "the shard directories did not fill"
@@ -178,6 +208,10 @@ async def main() -> None:
                 pub = await publish(peers, shards.nodes[0].ip, SHARD_PORT, clip, key)
             fs_url = f"http://{fstream.nodes[0].ip}:{FS_MON}/stream/{pub['map']}"
             st_url = f"http://127.0.0.1:{port}/clip.webm"
+            t_ms = args.clip_seconds * 600
+            cold_base = f"http://{fstream.nodes[1].ip}:{FS_MON}"
+            by_time, offset, landed = await seek_by_time(cold_base, pub["map"], t_ms)
+            by_time_static = await static_range(st_url, offset)
             fs = await measure(fs_url, size, args)
             st = await measure(st_url, size, args)
         finally:
@@ -196,6 +230,11 @@ async def main() -> None:
         a, b = float(fs[k]), float(st[k])  # type: ignore[arg-type]
         print(f"{label:34}{a * ms:10.1f}{b * ms:16.1f}{a / b:8.2f}")
     print(f"{'time to first byte, cold (ms)':34}{float(fs['cold']) * ms:10.1f}{float(st['cold']) * ms:16.1f}")  # type: ignore[arg-type]
+    print(
+        f"{'seek by time, cold (ms)':34}{by_time * ms:10.1f}{by_time_static * ms:16.1f}{by_time / by_time_static:8.2f}"
+    )
+    print(f"  (to {t_ms} ms: key frame at byte {offset}, shard {offset // SHARD_SIZE}; the cell's shards in the "
+          f"order they landed: {landed})")  # fmt: skip
     print(f"{'2 Mbit/s streams without a stall':34}{fs['streams']:>10}{st['streams']:>16}   (of {LEVELS})")
     print(f"stalls: fStream {[(k, v) for k, v in fs.items() if k.startswith('stalls')]}, "
           f"static {[(k, v) for k, v in st.items() if k.startswith('stalls')]}")  # fmt: skip

@@ -118,6 +118,7 @@ class Receiver:
         self.progress = progress
         self.on_shard = on_shard
         self.win: Window | None = None
+        self._first: int | None = None  # a prefer() that came before the window was made
         self.stop_after = stop_after
         self.throttle_ms = throttle_ms
         self.sid = os.urandom(6).hex()
@@ -283,6 +284,8 @@ class Receiver:
         """Fetch shards from `first` on before the others (fStream: the play position moved)."""
         if self.win is not None:
             self.win.prefer(first)
+        else:
+            self._first = first
 
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -302,6 +305,8 @@ class Receiver:
             late_ms=self.late_ms,
         )
         self.win = win
+        if self._first is not None:
+            win.prefer(self._first)
         if self.on_shard:
             for i in sorted(done):
                 self.on_shard(i)

@@ -1,8 +1,8 @@
 """Key frames and content type from ffprobe's report on a media file, without I/O (`probe` runs it).
 
-The times come from the container's own packets (WebM's blocks and cues, MP4's ``moov``) as
-ffprobe lists them with ``-show_entries packet=pts_time,flags``: a packet flagged ``K`` starts a
-key frame, where a player can begin decoding after a seek. The report is bounded and any line
+The times and byte offsets come from the container's own packets (WebM's blocks and cues, MP4's
+``moov``) as ffprobe lists them with ``-show_entries packet=pts_time,pos,flags``: a packet flagged
+``K`` starts a key frame, where a player can begin decoding after a seek. The report is bounded and any line
 that does not parse is skipped (the file is the owner's, but the parser never trusts it).
 """
 
@@ -27,17 +27,23 @@ def content_type(format_name: str, has_video: bool) -> str:
     return found
 
 
-def key_times_ms(packets_csv: str) -> list[int]:
-    """Key-frame times in ms, ascending and distinct, from ``pts_time,flags`` lines (at most MAX_KEYS)."""
-    keys: set[int] = set()
+def key_frames(packets_csv: str) -> list[tuple[int, int]]:
+    """Key frames as (time in ms, byte offset), ascending in both and distinct, from ffprobe's
+    ``pts_time,pos,flags`` lines (at most MAX_KEYS). A key frame whose offset is not past the one
+    before it (a file whose index disagrees with itself) is left out: a seek uses the one before."""
+    found: dict[int, int] = {}
     for line in packets_csv.splitlines():
-        pts, _, flags = line.strip().partition(",")
+        pts, pos, flags = (line.strip().split(",") + ["", ""])[:3]
         if not flags.startswith("K"):
             continue
         try:
-            seconds = float(pts)
+            seconds, offset = float(pts), int(pos)
         except ValueError:
             continue
-        if 0 <= seconds < 2**40:
-            keys.add(round(seconds * 1000))
-    return sorted(keys)[:MAX_KEYS]
+        if 0 <= seconds < 2**40 and 0 <= offset < 2**53:
+            found.setdefault(round(seconds * 1000), offset)
+    out: list[tuple[int, int]] = []
+    for ms, offset in sorted(found.items()):
+        if not out or offset > out[-1][1]:
+            out.append((ms, offset))
+    return out[:MAX_KEYS]

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .keyframes import DEFAULT_TYPE, content_type, key_times_ms
+from .keyframes import DEFAULT_TYPE, content_type, key_frames
 
 TIMEOUT_S = 60
 MAX_REPORT = 16 * 1024 * 1024  # ~20 bytes a packet: hours of video
@@ -20,11 +20,13 @@ def _ffprobe(*args: str) -> str:
     return done.stdout[:MAX_REPORT].decode("utf-8", "replace") if done.returncode == 0 else ""
 
 
-def probe(path: Path) -> tuple[str, list[int]]:
-    """(content type, key-frame times in ms) of a file; a file ffprobe cannot read is
+def probe(path: Path) -> tuple[str, list[tuple[int, int]]]:
+    """(content type, key frames as (time in ms, byte offset)) of a file; a file ffprobe cannot read is
     application/octet-stream with no key frames."""
     fmt = _ffprobe("-show_entries", "format=format_name", "-of", "csv=p=0", str(path)).strip()
     if not fmt:
         return DEFAULT_TYPE, []
-    packets = _ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", str(path))
-    return content_type(fmt, bool(packets.strip())), key_times_ms(packets)
+    packets = _ffprobe(
+        "-select_streams", "v:0", "-show_entries", "packet=pts_time,pos,flags", "-of", "csv=p=0", str(path)
+    )
+    return content_type(fmt, bool(packets.strip())), key_frames(packets)

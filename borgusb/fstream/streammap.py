@@ -3,15 +3,18 @@
 Wire form, canonical JSON, at most `MAX_MAP_BYTES`, stored as an object of its own (its object id
 is the link a person shares)::
 
-    {"v": 1, "id": "<the media object's id>", "size": 1234567, "ss": 1048576,
+    {"v": 2, "id": "<the media object's id>", "size": 1234567, "ss": 1048576,
      "shards": [["<sha256>", 0], ["<sha256>", 1048576], ...],
-     "type": "video/webm", "keys": [0, 2000, 4000], "o": "02…owner", "t": 1764000000000,
+     "type": "video/webm", "keys": [[0, 483], [2000, 502311]], "o": "02…owner", "t": 1764000000000,
      "sig": "3044…"}
 
 * ``shards``: each shard's hash and byte offset; ``id`` must be their `shard.model.object_id`
   (with ``size`` and ``ss``), so the map names exactly the bytes a reader checks shard by shard.
-* ``type``: one of `TYPES` (never text a browser would run); ``keys``: the key frames' times in
-  ms, ascending, read from the container's own index (`keyframes`); empty for non-media.
+* ``type``: one of `TYPES` (never text a browser would run); ``keys``: each key frame's time in
+  ms and the byte offset of its packet, both ascending, read from the container's own index
+  (`keyframes`); empty for non-media. A seek to a time starts at the offset of the key frame at or
+  before it (`StreamMap.seek`), so an endpoint fetches the shards from there first. Version 1 maps
+  (``keys`` times only, no offsets) are still read; they cannot be seeked by time.
 * ``sig``: DER ECDSA by ``o`` over the canonical JSON of every other member plus
   ``"d": "borgusb.fstream.map"`` (`borgusb.signed.signing_bytes`), so a map cannot pass
   for a manifest, an order or an envelope, and only its owner can change what it says.
@@ -19,6 +22,7 @@ is the link a person shares)::
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +32,8 @@ from ..keys import SigningKey, verify_signature
 from ..shard import model
 from ..signed import signing_bytes
 
-VERSION = 1
+VERSION = 2  # 2: each key frame with its byte offset (1: times only, still read)
+READS = (1, 2)
 DOMAIN = "borgusb.fstream.map"
 FIELDS = frozenset(("v", "id", "size", "ss", "shards", "type", "keys", "o", "t", "sig"))
 MAX_KEYS = 20_000  # a key frame every 2 s for 11 hours
@@ -60,6 +65,7 @@ class StreamMap:
     keys: tuple[int, ...]
     owner: str
     t: int
+    offsets: tuple[int, ...] = ()  # each key frame's byte offset (a version 1 map has none)
 
     def bounds(self) -> list[tuple[int, int]]:
         return model.shard_bounds(self.size, self.ss)
@@ -73,6 +79,14 @@ class StreamMap:
             best = k
         return best
 
+    def seek(self, ms: int) -> tuple[int, int] | None:
+        """(time, byte offset) of the key frame at or before `ms`; None without offsets (a version 1
+        map, or no key frames: a player seeks by its own index then)."""
+        if not self.offsets:
+            return None
+        at = bisect.bisect_right(self.keys, ms) - 1
+        return (self.keys[max(at, 0)], self.offsets[max(at, 0)])
+
 
 def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
     v = doc.get(name)
@@ -82,10 +96,10 @@ def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
 
 
 def sign_map(
-    key: SigningKey, size: int, ss: int, hashes: list[str], content_type: str, keys: list[int], t: int
+    key: SigningKey, size: int, ss: int, hashes: list[str], content_type: str, keys: list[tuple[int, int]], t: int
 ) -> dict[str, Any]:
     """The owner's map of an object of `size` bytes in shards of `ss` with these hashes (its id is
-    computed here, never given)."""
+    computed here, never given) and these key frames, (time in ms, byte offset)."""
     doc: dict[str, Any] = {
         "v": VERSION,
         "id": model.object_id(size, ss, hashes),
@@ -93,7 +107,7 @@ def sign_map(
         "ss": ss,
         "shards": [[h, i * ss] for i, h in enumerate(hashes)],
         "type": content_type,
-        "keys": sorted(keys),
+        "keys": [[ms, pos] for ms, pos in sorted(keys)],
         "o": key.public_key_hex,
         "t": t,
     }
@@ -106,8 +120,8 @@ def check_map(doc: Any) -> StreamMap:
     """A `StreamMap` from a decoded document, or `BadMap` (the signature is checked last)."""
     if not isinstance(doc, dict) or doc.keys() != FIELDS:
         raise BadMap("malformed", "a stream map has exactly " + ", ".join(sorted(FIELDS)))
-    if doc["v"] != VERSION or isinstance(doc["v"], bool):
-        raise BadMap("unknown_version", f"stream map version {str(doc['v'])[:20]!r}; this node reads {VERSION}")
+    if doc["v"] not in READS or isinstance(doc["v"], bool):
+        raise BadMap("unknown_version", f"stream map version {str(doc['v'])[:20]!r}; this node reads 1 and 2")
     if not model.is_hash(doc["id"]):
         raise BadMap("malformed", "id must be a SHA-256 in lowercase hex")
     size = _int(doc, "size", 0, 2**53)
@@ -124,14 +138,7 @@ def check_map(doc: Any) -> StreamMap:
         raise BadMap("id_mismatch", "the id is not the SHA-256 of this shard list")
     if doc["type"] not in TYPES:
         raise BadMap("bad_type", f"the type must be one of {', '.join(sorted(TYPES))}")
-    keys = doc["keys"]
-    if (
-        not isinstance(keys, list)
-        or len(keys) > MAX_KEYS
-        or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= 2**53 for k in keys)
-        or keys != sorted(keys)
-    ):
-        raise BadMap("malformed", f"keys must be at most {MAX_KEYS} ascending times in ms")
+    times, offsets = _keys(doc["keys"], doc["v"], size)
     owner, sig = doc["o"], doc["sig"]
     if not isinstance(owner, str) or not _PUBKEY.fullmatch(owner):
         raise BadMap("malformed", "o must be a compressed public key")
@@ -139,7 +146,28 @@ def check_map(doc: Any) -> StreamMap:
         raise BadMap("malformed", "sig must be hex DER")
     if not verify_signature(owner, bytes.fromhex(sig), signing_bytes(doc, DOMAIN)):
         raise BadMap("bad_signature", "not signed by the owner it names")
-    return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], tuple(keys), owner, t)
+    return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], times, owner, t, offsets)
+
+
+def _is_int(v: Any, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
+
+
+def _keys(keys: Any, version: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(times, byte offsets) of a map's key frames: version 2's [ms, offset] pairs, both ascending and
+    every offset inside the object; version 1's ascending times."""
+    if not isinstance(keys, list) or len(keys) > MAX_KEYS:
+        raise BadMap("malformed", f"keys must be a list of at most {MAX_KEYS}")
+    if version == 1:
+        if not all(_is_int(k, 2**53) for k in keys) or keys != sorted(keys):
+            raise BadMap("malformed", "a version 1 map's keys are ascending times in ms")
+        return tuple(keys), ()
+    if not all(isinstance(k, list) and len(k) == 2 and _is_int(k[0], 2**53) and _is_int(k[1], size - 1) for k in keys):
+        raise BadMap("malformed", "keys must be [ms, byte offset] pairs, each offset inside the object")
+    times, offsets = tuple(k[0] for k in keys), tuple(k[1] for k in keys)
+    if list(times) != sorted(times) or list(offsets) != sorted(offsets):
+        raise BadMap("malformed", "key frames must ascend in time and in offset")
+    return times, offsets
 
 
 def encode_map(doc: dict[str, Any]) -> bytes:

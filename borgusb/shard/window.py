@@ -64,6 +64,7 @@ class Window:
         self.hedged = 0
         self.service_ms: float | None = None  # moving average: asked -> checked, per shard
         self._todo: deque[int] = deque(i for i in range(len(self.holders)) if i not in self.done)
+        self._from: int | None = None  # prefer(): shards before it wait until those from it are done
 
     @property
     def total(self) -> int:
@@ -92,8 +93,16 @@ class Window:
         return max(1, min(self.per_holder, -(-left // max(1, len(live)))))
 
     def prefer(self, first: int) -> None:
-        """Ask for shards from `first` on before the ones before it (a media player seeked there)."""
+        """Ask for shards from `first` on, and for the ones before it only once those are all in (a
+        media player seeked there: what it plays next is fetched first, and nothing else meanwhile)."""
         self._todo = deque(sorted(self._todo, key=lambda i: (i < first, i)))
+        self._from = first if first > 0 else None
+
+    def _holding(self) -> int | None:
+        """The shard before which nothing is asked for yet (`prefer`), or None."""
+        if self._from is not None and all(j in self.done for j in range(self._from, self.total)):
+            self._from = None
+        return self._from
 
     def stuck(self) -> list[int]:
         """Shards no holder is left to ask for (and none in flight)."""
@@ -109,9 +118,13 @@ class Window:
         out: list[tuple[int, str]] = []
         skipped: list[int] = []  # stuck, or every holder of it busy: keep its place
         share = self._share()
+        hold = self._holding()
         while self._todo and self.requests < self.window and len(skipped) <= self.window * 4:
             i = self._todo.popleft()
             if i in self.done or i in self.inflight:
+                continue
+            if hold is not None and i < hold:
+                skipped.append(i)
                 continue
             cands = self._free(i, share)
             if not cands:

@@ -225,3 +225,55 @@ def test_a_public_link_plays_in_chromium_through_a_redirect(make_cluster, monkey
         assert fs_status("127.0.0.3")["fstream"]["cache"]["pulls"] >= 2  # the map and the media, served there
     finally:
         hold.close()
+
+
+def make_seek_clip(path: Path) -> None:
+    """24 s of VP8 at 4 Mbit/s, a key frame a second: ~11 MiB, 11 shards."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=24,noise=alls=30:allf=t",
+         "-t", "24", "-c:v", "libvpx", "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-g", "24",
+         "-deadline", "realtime", "-cpu-used", "8", "-an", "-y", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_a_seek_by_time_fetches_from_its_key_frame_first(make_cluster, monkeypatch, tmp_path) -> None:
+    """The map's key frames carry their byte offsets: /seek answers the offset of the key frame at or
+    before a time and the cell's pull starts at its shard (the cell's record of landed shards)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed: ./build.sh setup installs it")
+    clip = tmp_path / "seek.webm"
+    make_seek_clip(clip)
+    data = clip.read_bytes()
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path)
+    pub = await published(shards.nodes[0].ip, data, tmp_path, "seek.webm")
+    count = -(-len(data) // SS)
+    assert count >= 10 and pub["keys"][:3] == [0, 1000, 2000]
+    base = f"http://127.0.0.3:{FS.mon_port}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.get(f"{base}/seek/{pub['map']}?t=18500") as resp:  # the cell is cold
+            assert resp.status == 200, await resp.text()
+            seek = await resp.json()
+        assert seek["t"] == 18000 and seek["type"] == "video/webm" and seek["shard"] == seek["offset"] // SS
+        assert seek["shard"] >= count // 2  # far from the start: where the pull would reach last
+        # the offset is the key frame's own packet, as ffprobe reads it: a player decodes from there
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "18%+0.5",
+             "-show_entries", "packet=pts_time,pos,flags", "-of", "csv=p=0", str(clip)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert f"18.000000,{seek['offset']},K_" in probe.stdout
+        status, head, body = await get(session, url("127.0.0.3", pub["map"]), f"bytes={seek['offset']}-")
+        assert status == 206 and body == data[seek["offset"] :]
+        doc = await (await session.get(f"{base}/status")).json()
+        landed = [i for oid, i in doc["fstream"]["cache"]["recent"] if pub["id"].startswith(oid)]
+        assert sorted(landed) == list(range(count))
+        after = count - seek["shard"]  # the shards from the key frame's on came first, and only they
+        assert sorted(landed[:after]) == list(range(seek["shard"], count)), landed
+        assert doc["counters"]["fstream_seeks"] == 1
+        for query in ("t=-1", "t=x", "", "t=" + "9" * 20):
+            status, _, body = await get(session, f"{base}/seek/{pub['map']}?{query}")
+            assert status == 400 and b"bad_time" in body, query
+        plain = await published(shards.nodes[0].ip, b"not media" * 1000, tmp_path, "plain.bin")
+        status, _, body = await get(session, f"{base}/seek/{plain['map']}?t=0")
+        assert status == 422 and b"no_offsets" in body

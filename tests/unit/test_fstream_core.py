@@ -13,10 +13,11 @@ from borgusb.files import stream
 from borgusb.files.errors import Tampered
 from borgusb.fstream import keyframes, ranges
 from borgusb.fstream.sealed import RangeOpener
-from borgusb.fstream.streammap import BadMap, check_map, encode_map, parse_map, sign_map
+from borgusb.fstream.streammap import DOMAIN, BadMap, check_map, encode_map, parse_map, sign_map
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 from borgusb.shard.window import Window
+from borgusb.signed import signing_bytes
 
 SIZES = st.integers(min_value=0, max_value=10_000)
 
@@ -95,7 +96,9 @@ def test_spans_refuse_a_range_outside_the_object() -> None:
             ranges.spans(first, last, 100, 10)
 
 
-def map_of(data: bytes, key: SigningKey, content_type: str, keys: list[int], ss: int = 1000) -> tuple[dict, dict]:
+def map_of(
+    data: bytes, key: SigningKey, content_type: str, keys: list[tuple[int, int]], ss: int = 1000
+) -> tuple[dict, dict]:
     """(the manifest, the map) of data."""
     hashes = [hashlib.sha256(c).hexdigest() for _, c in model.split(data, ss)]
     m = model.sign_manifest(key, len(data), ss, 3, hashes, 1)
@@ -104,29 +107,44 @@ def map_of(data: bytes, key: SigningKey, content_type: str, keys: list[int], ss:
 
 def test_the_map_round_trips_and_names_the_manifest_bytes() -> None:
     key = SigningKey.generate()
-    m, doc = map_of(bytes(range(256)) * 10, key, "video/webm", [4000, 0, 2000])
+    m, doc = map_of(bytes(range(256)) * 10, key, "video/webm", [(4000, 2100), (0, 40), (2000, 1500)])
     sm = parse_map(encode_map(doc))
     assert (sm.id, sm.size, sm.ss, sm.type, sm.owner) == (m["id"], 2560, 1000, "video/webm", key.public_key_hex)
     assert sm.shards == tuple(m["shards"]) and doc["shards"][2] == [m["shards"][2], 2000]
     assert sm.keys == (0, 2000, 4000) and sm.key_before(3999) == 2000 and sm.key_before(10**9) == 4000
+    assert sm.offsets == (40, 1500, 2100) and doc["keys"][1] == [2000, 1500]
+    assert (sm.seek(3999), sm.seek(0), sm.seek(10**9)) == ((2000, 1500), (0, 40), (4000, 2100))
+
+
+def test_a_version_1_map_is_still_read_without_offsets() -> None:
+    key = SigningKey.generate()
+    _, doc = map_of(b"z" * 2500, key, "video/webm", [])
+    doc.update(v=1, keys=[0, 2000])
+    del doc["sig"]
+    doc["sig"] = key.sign(signing_bytes(doc, DOMAIN)).hex()
+    sm = check_map(doc)
+    assert (sm.keys, sm.offsets, sm.seek(2500), sm.key_before(2500)) == ((0, 2000), (), None, 2000)
 
 
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
         (lambda d: d.update(type="text/html"), "bad_type"),
-        (lambda d: d.update(keys=[5, 1]), "malformed"),
+        (lambda d: d.update(keys=[[5, 0], [1, 9]]), "malformed"),  # times descend
+        (lambda d: d.update(keys=[[1, 9], [5, 0]]), "malformed"),  # offsets descend
+        (lambda d: d.update(keys=[[1, 2500]]), "malformed"),  # an offset past the end
+        (lambda d: d.update(keys=[5]), "malformed"),  # a version 1 key in a version 2 map
         (lambda d: d["shards"][1].__setitem__(1, 7), "malformed"),
         (lambda d: d["shards"][0].__setitem__(0, "0" * 64), "id_mismatch"),
         (lambda d: d.update(size=d["size"] - 1), "id_mismatch"),
         (lambda d: d.update(t=6), "bad_signature"),
-        (lambda d: d.update(v=2), "unknown_version"),
+        (lambda d: d.update(v=3), "unknown_version"),
         (lambda d: d.pop("keys"), "malformed"),
     ],
 )
 def test_a_changed_or_malformed_map_is_refused_with_its_reason(change, reason: str) -> None:
     key = SigningKey.generate()
-    _, doc = map_of(b"x" * 2500, key, "video/webm", [0])
+    _, doc = map_of(b"x" * 2500, key, "video/webm", [(0, 0)])
     change(doc)
     with pytest.raises(BadMap) as exc:
         check_map(doc)
@@ -146,11 +164,17 @@ def test_a_window_asked_to_prefer_a_later_shard_issues_it_first() -> None:
     win = Window([["a", "b"]] * 10, window=3)
     win.prefer(6)
     assert [i for i, _ in win.next(0)] == [6, 7, 8]
+    for i in (6, 7, 8):
+        win.ok(i)
+    assert [i for i, _ in win.next(0)] == [9]  # nothing before the seek while a shard after it is missing
+    win.ok(9)
+    assert [i for i, _ in win.next(0)] == [0, 1, 2]
 
 
 def test_key_frames_and_type_from_ffprobe_text() -> None:
-    text = "0.007000,K_\n0.049000,__\n1.007000,K_\nN/A,K_\ngarbage\n2.5,K_D\n1.007,K_\n"
-    assert keyframes.key_times_ms(text) == [7, 1007, 2500]
+    text = "0.007000,40,K_\n0.049000,90,__\n1.007000,900,K_\nN/A,950,K_\ngarbage\n2.5,1800,K_D\n1.007,900,K_\n"
+    text += "3.0,N/A,K_\n3.5,1700,K_\n4.0,2000,K_\n"  # no offset; an offset behind the one before: left out
+    assert keyframes.key_frames(text) == [(7, 40), (1007, 900), (2500, 1800), (4000, 2000)]
     assert keyframes.content_type('"matroska,webm"', True) == "video/webm"
     assert keyframes.content_type("matroska,webm", False) == "audio/webm"
     assert keyframes.content_type("avi", True) == "application/octet-stream"

@@ -14,7 +14,7 @@ import asyncio
 import os
 import shutil
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from ...dstream import Holder, Receiver, StreamError
 from ...net.peer import PeerClient
 
 MAX_ENTRIES = 256
+RECENT = 64  # the last shards that landed, (object id's first 16 digits, index), on the status page
 Locate = Callable[[str], Awaitable[tuple[dict[str, Any], list[list[Holder]]]]]
 
 
@@ -70,6 +71,7 @@ class ShardCache:
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self._opening: dict[str, asyncio.Future[Entry]] = {}
         self.stats = {"pulls": 0, "hits": 0, "evicted": 0, "failed": 0}
+        self.recent: deque[tuple[str, int]] = deque(maxlen=RECENT)  # which shards a seek fetched first
 
     @property
     def used(self) -> int:
@@ -109,11 +111,15 @@ class ShardCache:
         self._make_room(size)
         path = self.dir / oid
         entry = Entry(oid, path, size, m["ss"], receiver=Receiver(self.peers, m, holders, path))
-        entry.receiver.on_shard = entry.landed
+        entry.receiver.on_shard = lambda i: self._landed(entry, i)
         self.entries[oid] = entry
         self.stats["pulls"] += 1
         entry.task = asyncio.ensure_future(self._pull(entry))
         return entry
+
+    def _landed(self, entry: Entry, i: int) -> None:
+        self.recent.append((entry.oid[:16], i))
+        entry.landed(i)
 
     async def _pull(self, entry: Entry) -> None:
         try:

@@ -10,6 +10,10 @@ before a byte of it is served), and answers ``Range`` (`borgusb.fstream.ranges`:
 a range that starts further on moves the pull there first. ``GET /object/<id>`` serves any
 object's bytes the same way, untyped (the conduit's Watch page reads private files' ciphertext so).
 
+**Seeking by time**: ``GET /seek/<map id>?t=<ms>`` answers the key frame at or before that time
+from the map (its time, byte offset and shard) and moves the media's pull to that shard at once,
+so the player's range request from there finds its first shards arriving or in.
+
 **Capacity**: at most `FStreamSettings.capacity` responses at once; past it a new client is
 redirected (307) to the least busy other fStream endpoint the service registry lists (each cell
 announces its clients), at most `MAX_HOPS` times, else refused as ``busy`` (503).
@@ -167,6 +171,33 @@ class FStreamCell(Cell):
         """Any object's bytes by its id, untyped (the conduit types and, if private, decrypts them)."""
         return await self._door(request, "object")
 
+    @route("mon", "GET", "/seek/{oid}")
+    async def _handle_seek(self, request: web.Request) -> web.Response:
+        """The byte offset to play a published stream from time ``t`` (ms), its shards pulled first."""
+        mid, t_text = request.match_info["oid"], request.query.get("t", "")
+        if not model.is_hash(mid):
+            return self._refuse("bad_id", "name a stream by its map's id (64 hex)", 400)
+        if not t_text.isdigit() or len(t_text) > 15:
+            return self._refuse("bad_time", "t is the time to play from, in ms (an integer)", 400)
+        try:
+            smap = await self.stream_map(mid)
+            found = smap.seek(int(t_text))
+            if found is None:
+                return self._refuse("no_offsets", "this map names no key frame offsets (not media, or version 1)", 422)
+            key_ms, offset = found
+            shard = offset // smap.ss
+            entry = await self.cache.open(smap.id)
+        except CacheError as exc:
+            return self._refuse(exc.reason, str(exc), exc.status)
+        try:
+            if shard not in entry.done:
+                entry.receiver.prefer(shard)
+        finally:
+            self.cache.release(entry)
+        self.counters["fstream_seeks"] += 1
+        body = {"t": key_ms, "offset": offset, "shard": shard, "size": smap.size, "type": smap.type}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
     async def _door(self, request: web.Request, kind: str) -> web.StreamResponse:
         oid = request.match_info["oid"]
         if not model.is_hash(oid):
@@ -252,7 +283,9 @@ class FStreamCell(Cell):
             "clients": self.clients,
             "capacity": self.settings.capacity,
             "maps": len(self.maps),
-            "cache": dict(self.cache.stats, objects=len(self.cache.entries), bytes=self.cache.used),
+            "cache": dict(
+                self.cache.stats, objects=len(self.cache.entries), bytes=self.cache.used, recent=list(self.cache.recent)
+            ),
         }
         return doc
 

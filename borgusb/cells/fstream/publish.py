@@ -43,7 +43,8 @@ async def publish(
     """Publish `path` through the node at ip (its shard cell at `port`; a private file through its file
     manager, into `folder`). Public: the map's id (``map``), the media object's (``id``), its type, key
     frames and size. Private: the same but ``path`` (where it is in the tree) instead of ``map``."""
-    content_type, keys = await asyncio.to_thread(probe, path)
+    content_type, frames = await asyncio.to_thread(probe, path)
+    keys = [ms for ms, _ in frames]  # the times (the map also has each one's byte offset)
     if private:
         tree = FileTree(peers, ip, key, machine=machine, r=r)
         try:
@@ -54,7 +55,7 @@ async def publish(
         return {"private": True, "path": where, "id": oid, "type": content_type, "keys": keys, "size": size}
     media = await put_file(peers, ip, port, path, key, r=r, progress=progress)
     _, size, hashes = await asyncio.to_thread(hash_file, path, model.SHARD_SIZE)
-    doc = sign_map(key, size, model.SHARD_SIZE, hashes, content_type, keys, peers.clock.now_ms())
+    doc = sign_map(key, size, model.SHARD_SIZE, hashes, content_type, frames, peers.clock.now_ms())
     with tempfile.TemporaryDirectory(prefix="borgusb-map-") as tmp:
         map_path = Path(tmp) / "map.json"
         map_path.write_bytes(encode_map(doc))
