@@ -15,7 +15,10 @@ Design (what we chose and why)
   ``tree.children`` for the whole block; the root's k children get one
   ``tree.replica`` delta per batch.  Cost per join: join (+1 forward when the
   contact is not the root) + assign + ~1/k children + k/batch replica:
-  O(1), independent of N, and the root does O(1) work per join.
+  O(1), independent of N, and the root does O(1) work per join.  New members
+  are admitted per address (``join_burst``, then one per ``join_every_ms``;
+  ``admission.py``): keys are free, addresses are not.  Others are counted
+  (``refused:join_rate``) and dropped; the joiner tries its next candidate.
 * **Repair = last node fills the hole.**  A parent confirms a child dead after
   ``confirm_misses`` consecutive missing heartbeats (one slow heartbeat does
   nothing), then sends ``tree.fail`` to the root.  The root moves node N into
@@ -86,6 +89,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import positions as P
+from .admission import JoinAdmission
 from .messages import (
     Action,
     Deliver,
@@ -119,6 +123,8 @@ class TreeConfig:
     max_join_attempts: int = 4
     probe_fanout: int = 2
     dedupe_capacity: int = 4096
+    join_burst: int = 16  # new members the root admits at once from one address (admission.py)
+    join_every_ms: int = 1000  # then one per this long from that address
 
     @property
     def confirm_ms(self) -> int:
@@ -169,6 +175,7 @@ class TreeNode:
         "_acts",
         "_now",
         "last_tick",
+        "admission",
     )
 
     MAX_CONTACTS = 256
@@ -191,6 +198,7 @@ class TreeNode:
         self._acts: list[Action] = []
         self._now = 0
         self.last_tick: int | None = None
+        self.admission = JoinAdmission(config.join_burst, config.join_every_ms)
         self._clear_tree()
 
     # ------------------------------------------------------------------ public API
@@ -410,9 +418,13 @@ class TreeNode:
         joiner = f_member(msg, "joiner")
         hops = f_int(msg, "hops", 0, 64)
         if self.status == "root":
-            if joiner.node_id not in self.queued and joiner.node_id != self.me.node_id:
-                self.queued.add(joiner.node_id)
-                self.queue.append(joiner)
+            if joiner.node_id in self.queued or joiner.node_id == self.me.node_id:
+                return
+            if joiner.node_id not in self.where and not self.admission.allow(joiner.ip, self._now):
+                self._count("refused:join_rate")  # a new member past its address's rate (a resync is free)
+                return
+            self.queued.add(joiner.node_id)
+            self.queue.append(joiner)
         elif self.status == "online" and self.root is not None and hops < 4 and self.root.node_id != sender.node_id:
             self._count("joins_forwarded")
             self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": hops + 1})
