@@ -15,7 +15,9 @@ Layout under the store's root (the cell's ``data_dir``)::
   so a shard counts only when both are there. A crash leaves at most a
   stray temp file, which the next start removes: never a partial shard.
 * **Quota**: a write that would pass `quota_bytes` is refused with
-  `StoreFull` before anything is written.
+  `StoreFull` before anything is written; a disk that fills before the
+  quota does refuses the write with `DiskFull` (reason ``disk_full``), the
+  partial temp file removed.
 * **Integrity on read**: a shard's SHA-256 (its name) is checked once, when it
   is written; its record then keeps the CRC-32 of those verified bytes, and
   every read (`get`, and `open_checked`, the data channel's zero-copy read of
@@ -50,6 +52,7 @@ Layout under the store's root (the cell's ``data_dir``)::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -75,6 +78,13 @@ class StoreError(Exception):
 
 class StoreFull(StoreError):
     reason = "quota"
+    status = 507
+
+
+class DiskFull(StoreError):
+    """The disk under the store ran out of space (or its quota) before the quota did."""
+
+    reason = "disk_full"
     status = 507
 
 
@@ -115,17 +125,21 @@ class ShardStore:
         return self.root / "shards" / h[:2] / h
 
     def _write_atomic(self, path: Path, data: bytes | memoryview) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write via tmp/ and rename; a full disk is a refusal (`DiskFull`, counted), not a crash."""
         tmp = self.root / "tmp" / f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 if self.durable:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.counters["refused:disk_full"] += 1
+                raise DiskFull("the disk under this node's shard store is full: nothing was written") from None
             raise
 
     def _load(self) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -13,7 +15,7 @@ import pytest
 
 from borgusb.keys import SigningKey
 from borgusb.shard import model
-from borgusb.shard.store import Corrupt, Refused, ShardStore, StoreFull
+from borgusb.shard.store import Corrupt, DiskFull, Refused, ShardStore, StoreFull
 
 OWNER = SigningKey.generate()
 OTHER = SigningKey.generate()
@@ -71,6 +73,44 @@ def test_quota_refuses_before_writing(tmp_path: Path) -> None:
     assert not store.has(rec["h"])
     assert not list((tmp_path / "tmp").iterdir())
     assert store.used_bytes == 6
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (root only: the chaos suite's storage scenario mounts one as a holder's store)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_full_disk_refuses_cleanly(small_disk: Path) -> None:
+    store = ShardStore(small_disk, quota_bytes=1 << 30)  # the quota allows it; the disk does not
+    small = shard(b"fits")
+    store.put(*small)
+    rec, data = shard(os.urandom(100_000))
+    with pytest.raises(DiskFull) as err:
+        store.put(rec, data)
+    assert err.value.reason == "disk_full" and err.value.status == 507
+    assert store.counters["refused:disk_full"] == 1
+    assert not store.has(rec["h"]) and store.used_bytes == 4
+    assert not list((small_disk / "tmp").iterdir())  # the partial write removed
+    assert not (small_disk / "shards" / rec["h"][:2] / rec["h"]).exists()
+    with pytest.raises(OSError), open(small_disk / "filler", "wb") as filler:  # someone else takes the rest
+        while True:
+            filler.write(b"x" * 4096)
+            filler.flush()
+    part = b"tiny"
+    oid = model.object_id(len(part), len(part), [model.sha256_hex(part)])
+    with pytest.raises(DiskFull):  # a manifest too (any write of the store)
+        store.put_manifest(model.sign_manifest(OWNER, len(part), len(part), 3, [model.sha256_hex(part)], 100))
+    assert oid not in store.manifests and store.counters["refused:disk_full"] == 2
+    assert ShardStore(small_disk).get(small[0]["h"]) == small  # what was stored before stays readable
 
 
 def test_crash_mid_write_leaves_no_partial_shard(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from .base import ShardBase
 log = logging.getLogger("borgusb.shard")
 
 REPAIR_HOLDOFF_MS = 5_000
+FINAL_REFUSALS = frozenset({"tombstoned", "quota", "disk_full"})  # this node's store refuses any source's copy
 
 
 class Replicator(ShardBase):
@@ -81,8 +82,9 @@ class Replicator(ShardBase):
     ) -> bool:
         """Pull shard h from one of sources (checked: owner record, SHA-256) and keep it.
 
-        A tombstone refusing the record is final (every source has the same owner's record):
-        `StoreError` is raised, so the asker can retry with the live manifest (`live`)."""
+        A refusal every source would get too is final and raised (`StoreError`): a tombstone (every
+        source has the same owner's record: the asker can retry with the live manifest, `live`),
+        or no room here (``quota``, ``disk_full``)."""
         if self.store.has(h):
             return True
         for src in sources:
@@ -101,7 +103,7 @@ class Replicator(ShardBase):
             except PeerUnreachable:
                 self._forget(src.pubkey)
             except (PeerRejected, model.BadRecord, StoreError, AttributeError) as exc:
-                if isinstance(exc, StoreError) and exc.reason == "tombstoned":
+                if isinstance(exc, StoreError) and exc.reason in FINAL_REFUSALS:
                     raise
                 self.counters["shard_fetch_failed"] += 1
                 log.info("fetch %s from %s: %s", h[:12], src.ip, exc)
@@ -132,8 +134,8 @@ class Replicator(ShardBase):
         sources = [hd for pk, hd in self.live().items() if pk != self.me_holder.pubkey]
         try:
             fetched = await self.fetch_into_store(h, objs[0] if objs else None, sources)
-        except StoreError:  # deleted meanwhile
-            self.counters["shard_rejected:tombstoned"] += 1
+        except StoreError as exc:  # deleted meanwhile, or no room here any more
+            self.counters[f"shard_rejected:{exc.reason}"] += 1
             return
         if fetched:
             for extra in objs[1:]:
