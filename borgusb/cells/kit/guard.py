@@ -12,7 +12,8 @@ been checked is bounded by where the request comes from:
 * **per key** (once the signature is checked): a token bucket of requests.
 
 Every refusal is a typed `RequestError` (``rate_limited``, ``busy``,
-``length_required``, ``body_timeout``) counted under ``refused:<reason>``.
+``length_required``, ``body_timeout``) counted under ``refused:<reason>``
+(``rate_limited:address`` and ``rate_limited:key`` tell the two buckets apart).
 After a burst of large bodies, once nothing is in flight, the freed heap is
 handed back to the system (glibc keeps it otherwise: the issue measured
 memory that stayed after the clients left).
@@ -156,6 +157,7 @@ class Guard:
         """After a signature check: raise `RequestError` ("rate_limited") past the key's rate."""
         if not self.keys.allow(signer, time.monotonic()):
             self.counters["refused:rate_limited"] += 1
+            self.counters["rate_limited:key"] += 1  # which bucket: the key's
             raise RequestError("rate_limited", "too many requests from this key; slow down", 429)
 
     def middleware(self, max_body: int, larger: dict[str, int] | None = None) -> Middleware:
@@ -174,6 +176,7 @@ class Guard:
         address = request.remote or "?"
         _REMOTE.set(address)  # this request's task only: each request is handled in its own
         if not self.addresses.allow(address, time.monotonic()):
+            self.counters["rate_limited:address"] += 1  # which bucket: the address's
             return self.refuse(
                 RequestError("rate_limited", "too many requests from this address; slow down", 429), close=True
             )
