@@ -277,3 +277,34 @@ async def test_a_seek_by_time_fetches_from_its_key_frame_first(make_cluster, mon
         plain = await published(shards.nodes[0].ip, b"not media" * 1000, tmp_path, "plain.bin")
         status, _, body = await get(session, f"{base}/seek/{plain['map']}?t=0")
         assert status == 422 and b"no_offsets" in body
+
+
+async def test_an_object_larger_than_the_cache_plays_through_a_window(make_cluster, monkeypatch, tmp_path) -> None:
+    """A cache of 4 shards serves an object of 20: ranges at the start, the middle and the end, the
+    whole object, and two readers at once far apart, every byte right; the cache never held more
+    than its bound (its peak on the status page) and evicted shards behind the readers."""
+    monkeypatch.setenv("BORGUSB_FSTREAM_CACHE", "4M")
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path)
+    data = random.Random(20).randbytes(20 * SS - 1000)
+    size = len(data)
+    pub = await published(shards.nodes[2].ip, data, tmp_path)
+    u = url("127.0.0.3", pub["map"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        for rng, (first, last) in {
+            "bytes=0-99": (0, 99),  # the start
+            f"bytes={10 * SS - 50}-{10 * SS + 49}": (10 * SS - 50, 10 * SS + 49),  # the middle, across a boundary
+            "bytes=-100": (size - 100, size - 1),  # the end
+            f"bytes={3 * SS}-{6 * SS + 9}": (3 * SS, 6 * SS + 9),  # back again, more than the cache holds
+        }.items():
+            status, head, body = await get(session, u, rng)
+            assert (status, head["Content-Range"]) == (206, f"bytes {first}-{last}/{size}"), rng
+            assert body == data[first : last + 1], rng
+        status, _, body = await get(session, u)  # the whole object, 5x the cache
+        assert status == 200 and body == data
+        both = await asyncio.gather(get(session, u, "bytes=0-"), get(session, u, f"bytes={12 * SS + 7}-"))
+        assert [b == data[at:] for (_, _, b), at in zip(both, (0, 12 * SS + 7))] == [True, True]
+        async with session.get(f"http://127.0.0.3:{FS.mon_port}/status") as resp:
+            cache = (await resp.json())["fstream"]["cache"]
+    assert cache["windowed"] == 1 and cache["failed"] == 0, cache
+    assert 0 < cache["peak"] <= 4 << 20 and cache["bytes"] <= 4 << 20, cache
+    assert cache["shards_evicted"] >= 20, cache  # the whole read alone passed 20 shards through 4 places

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import tempfile
 import time
@@ -45,7 +46,7 @@ from ..kit import Cell, RequestError, route
 from ..kit.cell import refusal
 from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
-from .cache import CacheError, Entry, ShardCache
+from .cache import Cached, CacheError, ShardCache
 from .settings import FStreamSettings
 
 log = logging.getLogger("borgusb.fstream")
@@ -71,6 +72,7 @@ class FStreamCell(Cell):
         self.cache = ShardCache(Path(self.data_dir) / "cache", settings.cache_bytes, self.peers, self._locate)
         self.maps: OrderedDict[str, StreamMap] = OrderedDict()
         self.clients = 0
+        self._readers = itertools.count(1)  # a windowed object's readers, by number
         self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
     async def on_stop(self) -> None:
@@ -103,9 +105,12 @@ class FStreamCell(Cell):
             return found
         entry = await self.cache.open(mid, max_size=MAX_MAP_BYTES)
         try:
-            for i in range(len(entry.receiver.bounds)):
+            parts = []
+            for i in range(entry.count):  # shard by shard: a small cache keeps a map as shards
                 await self.cache.wait(entry, i, self.settings.wait_ms / 1000)
-            data = await asyncio.to_thread(self.cache.read, entry, 0, entry.size)
+                at = i * entry.ss
+                parts.append(await asyncio.to_thread(self.cache.read, entry, at, min(entry.ss, entry.size - at)))
+            data = b"".join(parts)
         finally:
             self.cache.release(entry)
         try:
@@ -190,8 +195,7 @@ class FStreamCell(Cell):
         except CacheError as exc:
             return self._refuse(exc.reason, str(exc), exc.status)
         try:
-            if shard not in entry.done:
-                entry.receiver.prefer(shard)
+            self.cache.prefer(entry, shard)
         finally:
             self.cache.release(entry)
         self.counters["fstream_seeks"] += 1
@@ -222,6 +226,7 @@ class FStreamCell(Cell):
     async def _answer(self, request: web.Request, oid: str, content_type: str, etag: str) -> web.StreamResponse:
         """Object `oid` (or the Range of it asked for) as it arrives in the cache."""
         entry = await self.cache.open(oid)
+        reader = next(self._readers)
         try:
             size = entry.size
             answer = ranges.answer(request.headers.get("Range"), size)
@@ -239,28 +244,27 @@ class FStreamCell(Cell):
                 return web.Response(status=200, headers=headers)
             first, last = (answer.first, answer.last) if isinstance(answer, ranges.Part) else (0, size - 1)
             spans = ranges.spans(first, last, size, entry.ss)
-            if spans[0][0] not in entry.done:
-                entry.receiver.prefer(spans[0][0])
+            self.cache.prefer(entry, spans[0][0])
             wait_s = self.settings.wait_ms / 1000
-            await self.cache.wait(entry, spans[0][0], wait_s)  # before the head: a failure can still be said
+            await self.cache.wait(entry, spans[0][0], wait_s, reader)  # before the head: a failure can still be said
             response = web.StreamResponse(status=206 if isinstance(answer, ranges.Part) else 200, headers=headers)
             if isinstance(answer, ranges.Part):
                 response.headers["Content-Range"] = answer.content_range
             response.content_length = last - first + 1
             await response.prepare(request)
-            await self._send(response, entry, spans, wait_s)
+            await self._send(response, entry, spans, wait_s, reader)
             return response
         finally:
-            self.cache.release(entry)
+            self.cache.release(entry, reader)
 
     async def _send(
-        self, response: web.StreamResponse, entry: Entry, spans: list[tuple[int, int, int]], wait_s: float
+        self, response: web.StreamResponse, entry: Cached, spans: list[tuple[int, int, int]], wait_s: float, reader: int
     ) -> None:
         """The spans' bytes as each shard is in. Once the head is sent a failure can only cut the
         body short (the connection is closed: the player asks again, maybe elsewhere), counted."""
         try:
             for i, off, n in spans:
-                await self.cache.wait(entry, i, wait_s)
+                await self.cache.wait(entry, i, wait_s, reader)
                 at = i * entry.ss + off
                 end = at + n
                 while at < end:
