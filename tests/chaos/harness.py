@@ -183,6 +183,13 @@ class ChaosNet:
         for cluster in self.clusters.values():
             cluster.spawn(node_ip(index), [contact])
 
+    def observer_address(self, n: int) -> str:
+        """A further address of the observer's side (10.98.0.100+n, n >= 1), for a process that must
+        come from an address of its own (a hostile peer); it goes with the link at teardown."""
+        ip = f"{NET}.{100 + n}"
+        sh("ip", "addr", "add", f"{ip}/24", "dev", OBS_LINK)
+        return ip
+
     def procs(self, index: int) -> list[NodeProc]:
         return [n for c in self.clusters.values() for n in c.nodes if n.ip == node_ip(index)]
 
