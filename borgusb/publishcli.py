@@ -5,10 +5,12 @@
                                                 into your file tree, encrypted: your Watch page
                                                 plays it; `borgusb files share` gives it to others
 
-A public file's shards are stored, then its stream map (type and key-frame times, read by ffprobe,
-signed by your key); the link is ``http://<node>:<fStream monPort>/stream/<map id>``, playable by
-any browser's ``<video>`` (byte ranges). ``--json`` prints the ids, the link, the type and the key
-frames. The wallet signs (``--keystore``/``--key-file``); ``--node`` as for ``borgusb put``.
+A public file's shards are stored, then its stream map (type and key frames, read by ffprobe,
+signed by your key) and a listing signed by your key, which every fStream cell keeps so that it
+shows among the public media on Watch pages (``--unlisted``: by link only). The link is
+``http://<node>:<fStream monPort>/stream/<map id>``, playable by any browser's ``<video>`` (byte
+ranges). ``--json`` prints the ids, the link, the type and the key frames. The wallet signs
+(``--keystore``/``--key-file``); ``--node`` as for ``borgusb put``.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ def _say(out: dict[str, Any], node: str) -> str:
             f"{out['path']}: {out['size']} bytes, {out['type']}{seconds}, encrypted in your file tree.\n"
             "Watch it on your conduit's Watch page; give it to someone with 'borgusb files share'."
         )
+    listed = "listed on Watch pages" if out.get("listed") else f"not listed ({out.get('not_listed', 'unlisted')})"
     return (
-        f"{watch_link(node, out['map'])}\n({out['size']} bytes, {out['type']}{seconds}; anyone with the link can watch)"
+        f"{watch_link(node, out['map'])}\n({out['size']} bytes, {out['type']}{seconds}; anyone with the link can "
+        f"watch; {listed})"
     )
 
 
@@ -71,6 +75,7 @@ async def _run(args: argparse.Namespace) -> int:
                 folder=args.folder,
                 machine=args.machine,
                 progress=update,
+                listed=not args.unlisted,
             )
         finally:
             close()
@@ -94,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="the audio or video file (WebM, MP4, Ogg, MP3; ffprobe reads its key frames)")
     p.add_argument("--private", action="store_true", help="encrypted into your file tree instead of a public link")
+    p.add_argument("--unlisted", action="store_true", help="public by link only: not listed on others' Watch pages")
     p.add_argument("--folder", default="/", help="with --private: the folder of your tree it goes into (default /)")
     add_wallet_options(p, "node (its shard cell and file manager)", "your wallet keystore (signs what you publish)",
                        "per-request timeout in seconds")  # fmt: skip

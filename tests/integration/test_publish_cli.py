@@ -7,22 +7,27 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from borgusb import dna
 from borgusb.files import actions
 from borgusb.files.remote import FileTree
+from borgusb.fstream.listing import check_listing
 from borgusb.keys import SigningKey
 
 from .test_shard_cluster import cli, client
 from .test_watch_browser import N, start
 
 pytestmark = pytest.mark.slow
+FS_MON = dna.get("fStreamCell").mon_port
 
 
 def make_clip(path: Path) -> None:
@@ -59,6 +64,17 @@ async def test_publish_public_link_and_private_file(make_cluster, monkeypatch, t
             assert await resp.read() == clip.read_bytes()
         async with s.get(out["watch"], headers={"Range": "bytes=100-199"}) as resp:
             assert resp.status == 206 and await resp.read() == clip.read_bytes()[100:200]
+        assert out["listed"] is True  # its signed listing, spread over the tree to the other fStream cell
+        deadline = time.monotonic() + 30
+        while True:
+            async with s.get(f"http://{shard.nodes[1].ip}:{FS_MON}/catalog") as resp:
+                docs = (await resp.json())["listings"]
+            if any(d["map"] == out["map"] for d in docs):
+                break
+            assert time.monotonic() < deadline, docs
+            await asyncio.sleep(0.3)
+        listing = check_listing(next(d for d in docs if d["map"] == out["map"]))
+        assert (listing.name, listing.id, listing.size) == ("clip.webm", out["id"], out["size"])
 
     text = cli("publish", str(clip), "--node", node, "--key-file", str(key_file))  # the person's form
     assert text.returncode == 0, text.stderr

@@ -2,7 +2,8 @@
 Debian's ffmpeg, plays in a ``<video>`` through the conduit (ranges fetched as ciphertext from an fStream
 cell and decrypted in the conduit), seeks to the middle and keeps playing; the fStream endpoint that
 serves it is killed mid-playback and playback goes on from the other one. A file named with markup is
-listed as text.
+listed as text. Another person's public media (published with a markup name: listed as text) and a
+private file they shared with this key (a pasted share record) are listed and play too.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
 """
@@ -20,11 +21,13 @@ import aiohttp
 import pytest
 
 from borgusb import dna
+from borgusb.cells.fstream.publish import publish
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.files import actions
 from borgusb.files.remote import FileTree
 from borgusb.identity import Wallet
+from borgusb.keys import SigningKey
 from borgusb.keystore import KdfParams, save_wallet
 from borgusb.net.peer import PeerClient
 
@@ -38,6 +41,7 @@ PASSPHRASE = "correct horse battery"
 N = 3
 FS_MON = dna.get("fStreamCell").mon_port
 HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">.webm'
+PUBLIC = '<svg onload="document.body.dataset.pwned=2">public.webm'
 
 
 def run_async(coro):
@@ -87,6 +91,33 @@ async def put_private(ip: str, local: Path, name: str) -> None:
             tree.close()
 
 
+def make_small_clip(path: Path) -> None:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=12", "-t", "8",
+         "-c:v", "libvpx", "-b:v", "300k", "-g", "12", "-deadline", "realtime", "-cpu-used", "8",
+         "-an", "-y", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+
+
+async def from_someone_else(ip: str, public: Path, private: Path, to: str) -> str:
+    """Another person publishes `public` (listed) and shares the private file `private` with `to`:
+    the share record, as text."""
+    key = SigningKey.generate()
+    clock = SystemClock()
+    async with PeerClient(key, clock, Verifier(clock), timeout_s=30) as peers:
+        out = await publish(peers, ip, dna.get("shardTreeCell").recp_port, public, key, r=N)
+        assert out["listed"], out
+        tree = FileTree(peers, ip, key, machine="test", r=N)
+        try:
+            await actions.put(tree, private, "/", public=False, name="theirs.webm")
+            share = await actions.share(tree, "/theirs.webm", to)
+        finally:
+            tree.close()
+    assert share is not None
+    return share.encode().decode()
+
+
 async def fstream_status(ip: str) -> dict:
     async with aiohttp.ClientSession() as s, s.get(f"http://{ip}:{FS_MON}/status") as r:
         return await r.json()
@@ -115,6 +146,10 @@ def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, 
     shard, fstream = run_async(start(make_cluster))
     run_async(put_private(shard.nodes[0].ip, clip, "clip.webm"))
     run_async(put_private(shard.nodes[0].ip, clip, HOSTILE))
+    small = tmp_path / PUBLIC
+    make_small_clip(small)
+    me = Wallet.from_mnemonic(WORDS).public.public_key_hex
+    share = run_async(from_someone_else(shard.nodes[0].ip, small, small, me))
     ks = tmp_path / "a" / "keystore.json"
     ks.parent.mkdir()
     save_wallet(ks, Wallet.from_mnemonic(WORDS), PASSPHRASE, KdfParams(iterations=1, lanes=1, memory_kib=1024))
@@ -135,13 +170,16 @@ def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, 
             }""")
             asked: list[str] = []
             page.on("request", lambda r: asked.append(r.headers.get("range", "-")) if "/media/" in r.url else None)
+            pulls = {n.ip: run_async(fstream_status(n.ip))["fstream"]["cache"]["pulls"] for n in fstream.nodes}
             page.click("button.media[data-path='/clip.webm']")
             played_past(page, 1)
             duration = page.evaluate("document.getElementById('watch-player').duration")
             assert 79 < duration < 81
             page.evaluate("document.getElementById('watch-player').currentTime = 40")  # the middle
             played_past(page, 41)
-            served = [n for n in fstream.nodes if run_async(fstream_status(n.ip))["fstream"]["cache"]["pulls"]]
+            served = [
+                n for n in fstream.nodes if run_async(fstream_status(n.ip))["fstream"]["cache"]["pulls"] > pulls[n.ip]
+            ]
             assert len(served) == 1
             fstream.kill(served[0])  # mid-playback: the conduit goes on from the other endpoint
             before = len(asked)
@@ -152,5 +190,18 @@ def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, 
             assert page.evaluate("document.getElementById('watch-player').error") is None
             assert len(asked) > before, asked  # the player asked for a range after the kill
             assert run_async(fstream_status(other.ip))["fstream"]["cache"]["pulls"] >= 1
+
+            page.click("#watch-public-refresh")  # another person's public media, listed as text
+            expect(page.locator("#watch-public")).to_contain_text(PUBLIC, timeout=30_000)
+            page.click("#watch-public button.public")
+            expect(page.locator("#watch-title")).to_have_text(PUBLIC)
+            played_past(page, 1)
+            page.fill("#watch-share", share)  # a private file someone shared with this key
+            page.click("#watch-share-open")
+            expect(page.locator("#watch-shared")).to_contain_text("theirs.webm", timeout=30_000)
+            page.click("#watch-shared button.shared")
+            expect(page.locator("#watch-title")).to_have_text("theirs.webm")
+            played_past(page, 1)
+            assert page.evaluate("window.errors") == 0 and page.evaluate("document.body.dataset.pwned") is None
         finally:
             browser.close()

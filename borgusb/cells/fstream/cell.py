@@ -14,6 +14,11 @@ object's bytes the same way, untyped (the conduit's Watch page reads private fil
 from the map (its time, byte offset and shard) and moves the media's pull to that shard at once,
 so the player's range request from there finds its first shards arriving or in.
 
+**Public listings** (`borgusb.fstream.listing`): ``fstream.list`` takes an owner-signed listing of
+one of the signer's published maps (checked: the map is theirs), keeps it in a bounded catalog and
+spreads it over the tree to every fStream cell (``fslisting``, each checks the signature again);
+``GET /catalog`` on the monPort gives the newest, which the Watch page checks once more.
+
 **Capacity**: at most `FStreamSettings.capacity` responses at once; past it a new client is
 redirected (307) to the least busy other fStream endpoint the service registry lists (each cell
 announces its clients), at most `MAX_HOPS` times, else refused as ``busy`` (503).
@@ -36,13 +41,15 @@ from typing import Any
 
 from aiohttp import web
 
+from ... import envelope
 from ...dna import CellDNA
 from ...dstream import Holder, StreamError, parse_locate
 from ...fstream import ranges
+from ...fstream.listing import BadListing, Catalog, Listing, check_listing
 from ...fstream.streammap import MAX_MAP_BYTES, BadMap, StreamMap, parse_map
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model
-from ..kit import Cell, RequestError, route
+from ..kit import Cell, RequestError, on_broadcast, receptor, route
 from ..kit.cell import refusal
 from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
@@ -73,6 +80,7 @@ class FStreamCell(Cell):
         self.maps: OrderedDict[str, StreamMap] = OrderedDict()
         self.clients = 0
         self._readers = itertools.count(1)  # a windowed object's readers, by number
+        self.catalog = Catalog()
         self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
     async def on_stop(self) -> None:
@@ -121,6 +129,51 @@ class FStreamCell(Cell):
         while len(self.maps) > MAX_MAPS:
             self.maps.popitem(last=False)
         return smap
+
+    # ------------------------------------------------------------ public listings
+
+    def _listing(self, doc: Any) -> Listing:
+        try:
+            return check_listing(doc)
+        except BadListing as exc:
+            self.counters[f"fstream_refused:{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc)) from None
+
+    @receptor("fstream.list")
+    async def _r_list(self, env: envelope.Envelope) -> Any:
+        """An owner lists one of their published maps (see the module's docstring)."""
+        p = env.payload if isinstance(env.payload, dict) else {}
+        listing = self._listing(p.get("listing"))
+        if listing.owner != env.signer:
+            self.counters["fstream_refused:not_owner"] += 1
+            raise RequestError("not_owner", "a listing is sent by its owner", 403)
+        try:
+            smap = await self.stream_map(listing.map)
+        except CacheError as exc:
+            self.counters[f"fstream_refused:{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc), exc.status) from None
+        if (smap.owner, smap.id, smap.type, smap.size) != (listing.owner, listing.id, listing.type, listing.size):
+            self.counters["fstream_refused:map_mismatch"] += 1
+            raise RequestError("map_mismatch", "the map is another owner's, or names other media", 422)
+        if self.catalog.add(listing):
+            self.counters["fstream_listed"] += 1
+            self.broadcast("fslisting", {"listing": listing.doc})
+        return {"map": listing.map, "listed": len(self.catalog)}
+
+    @on_broadcast("fslisting")
+    def _b_listing(self, origin: str, data: dict[str, Any]) -> None:
+        try:
+            listing = check_listing(data.get("listing"))
+        except BadListing as exc:
+            self.counters[f"fstream_refused:{exc.reason}"] += 1
+            return
+        if self.catalog.add(listing):
+            self.counters["fstream_listed"] += 1
+
+    @route("mon", "GET", "/catalog")
+    async def _handle_catalog(self, request: web.Request) -> web.Response:
+        """The newest public listings (each signed by its owner: check them)."""
+        return web.json_response({"listings": self.catalog.newest(100)}, headers={"Cache-Control": "no-store"})
 
     # ------------------------------------------------------------ capacity and the registry
 

@@ -15,16 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...dna import get as dna_row
 from ...dstream import hash_file, put_file
 from ...files import actions
 from ...files.remote import FileTree
+from ...fstream.listing import sign_listing
 from ...fstream.probe import probe
 from ...fstream.streammap import encode_map, sign_map
 from ...keys import SigningKey
-from ...net.peer import PeerClient
+from ...net.peer import PeerClient, PeerError, PeerRejected
 from ...shard import model
 
 Progress = Callable[[int, int], None] | None
+FSTREAM = dna_row("fStreamCell")
 
 
 async def publish(
@@ -39,10 +42,13 @@ async def publish(
     folder: str = "/",
     machine: str = "publish",
     progress: Progress = None,
+    listed: bool = True,
 ) -> dict[str, Any]:
     """Publish `path` through the node at ip (its shard cell at `port`; a private file through its file
     manager, into `folder`). Public: the map's id (``map``), the media object's (``id``), its type, key
-    frames and size. Private: the same but ``path`` (where it is in the tree) instead of ``map``."""
+    frames and size; `listed`: its owner-signed listing handed to the fStream cell at ip, which spreads it
+    to every fStream cell (the Watch pages' public media). Private: the same but ``path`` (where it
+    is in the tree) instead of ``map``, and never listed."""
     content_type, frames = await asyncio.to_thread(probe, path)
     keys = [ms for ms, _ in frames]  # the times (the map also has each one's byte offset)
     if private:
@@ -60,4 +66,15 @@ async def publish(
         map_path = Path(tmp) / "map.json"
         map_path.write_bytes(encode_map(doc))
         stored = await put_file(peers, ip, port, map_path, key, r=r)
-    return {"private": False, "map": stored["id"], "id": media["id"], "type": content_type, "keys": keys, "size": size}
+    out = {"private": False, "map": stored["id"], "id": media["id"], "type": content_type, "keys": keys, "size": size}
+    if listed:
+        doc = sign_listing(key, out["map"], out["id"], path.name, content_type, size, peers.clock.now_ms())
+        try:
+            reply = await peers.post(
+                ip, FSTREAM.recp_port, "/recp", "fstream.list", {"listing": doc}, signed_reply=True
+            )
+            out["listed"] = isinstance(reply, dict) and reply.get("map") == out["map"]
+        except PeerError as exc:  # published all the same: the link works, it is only not listed
+            out["listed"] = False
+            out["not_listed"] = exc.reason if isinstance(exc, PeerRejected) else exc.__class__.__name__
+    return out

@@ -1,7 +1,10 @@
 """The Watch page of the conduit: a person's media files, played through fStream (the fStream cell's page hook).
 
 The page lists a folder's audio and video files (the file manager's, through the ftree cell, as the
-Files page reads them) and plays one in a ``<video>`` element. A media element cannot send the
+Files page reads them), others' public media (the owner-signed listings the fStream cells keep,
+`borgusb.fstream.listing`, each signature checked here), and what someone shared with this key (a
+pasted share record of the file manager: a file, or a folder's media), and plays one in a
+``<video>`` element. A media element cannot send the
 conduit's secret header, so ``POST /api/watch/open`` (with the secret) gives it an address that
 holds a capability instead: ``/media/<token>``, 256 random bits, for this file, this wallet key and
 `TOKEN_S` seconds, at most `MAX_TOKENS` kept; once the wallet is locked they are all dropped.
@@ -15,6 +18,7 @@ from the next one, from the byte where the first stopped, so the player never no
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import secrets
 import time
@@ -32,13 +36,18 @@ from ...files import actions
 from ...files.entry import check_name
 from ...files.errors import FilesError
 from ...files.remote import FileTree, as_dict, split
+from ...files.share import parse_share
 from ...files.stream import encrypted_size
 from ...fstream import ranges
+from ...fstream.listing import BadListing, Listing, check_listing
 from ...fstream.sealed import RangeOpener
 
 HERE = Path(__file__).parent
 FTREE, FSTREAM = "ftreeFileMgrCell", "fStreamCell"
 MAX_BODY = 16 * 1024
+MAX_CATALOG = 256 * 1024  # bytes of one endpoint's /catalog read (100 listings of ~600 bytes)
+CATALOG_ENDPOINTS = 3  # fStream endpoints asked for listings (each keeps them all; several: one may lag)
+MAX_LISTED = 512  # checked listings kept to open by their map id
 TOKEN_S = 6 * 3600  # how long a player's address works
 MAX_TOKENS = 64
 MACHINE = "conduit watch page"
@@ -49,6 +58,8 @@ EXPLAIN = {
     "not_found": "There is no such file (any more).",
     "bad_name": "That is not a name a file can have.",
     "no_node": "No file manager node (ftreeFileMgrCell) answered right now.",
+    "not_listed": "That media is not among the public listings any more; list them again.",
+    "not_for_you": "This share record was made for another key.",
 }
 
 
@@ -67,6 +78,7 @@ class Watch:
 TOKENS = web.AppKey("watch_tokens", OrderedDict[str, Watch])
 HTTP = web.AppKey("watch_http", list[aiohttp.ClientSession])
 COUNTERS = web.AppKey("watch_counters", Counter[str])
+LISTED = web.AppKey("watch_listed", OrderedDict[str, Listing])
 
 
 def setup(app: web.Application) -> None:
@@ -75,9 +87,12 @@ def setup(app: web.Application) -> None:
     app[TOKENS] = OrderedDict()
     app[HTTP] = []
     app[COUNTERS] = Counter()
+    app[LISTED] = OrderedDict()
     app.router.add_get("/watch", page)
     app.router.add_post("/api/watch/ls", guarded(api_ls, EXPLAIN, (FilesError,)))
     app.router.add_post("/api/watch/open", guarded(api_open, EXPLAIN, (FilesError,)))
+    app.router.add_post("/api/watch/public", guarded(api_public, EXPLAIN, (FilesError,)))
+    app.router.add_post("/api/watch/shared", guarded(api_shared, EXPLAIN, (FilesError,)))
     app.router.add_get("/media/{token}", media)
     app.on_cleanup.append(_close)
 
@@ -129,24 +144,97 @@ async def api_ls(request: web.Request) -> web.Response:
     )
 
 
+async def api_public(request: web.Request) -> web.Response:
+    """The newest public listings of the fStream endpoints, each checked against its owner's
+    signature here (an endpoint's word counts for nothing); one that does not check is counted."""
+    require_unlocked(request)
+    found: dict[str, Listing] = {}
+    for ip in (await _endpoints(request))[:CATALOG_ENDPOINTS]:
+        try:
+            docs = await _catalog(request, ip)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            request.app[COUNTERS][f"catalog_failed:{exc.__class__.__name__}"] += 1
+            continue
+        for doc in docs:
+            try:
+                listing = check_listing(doc)
+            except BadListing as exc:
+                request.app[COUNTERS][f"listing_refused:{exc.reason}"] += 1
+                continue
+            if listing.map not in found or found[listing.map].t < listing.t:
+                found[listing.map] = listing
+    listed = request.app[LISTED]
+    rows = sorted(found.values(), key=lambda x: -x.t)[:100]
+    for x in rows:
+        listed.pop(x.map, None)
+        listed[x.map] = x
+    while len(listed) > MAX_LISTED:
+        listed.popitem(last=False)
+    keys = ("map", "name", "type", "size", "owner", "t")
+    return web.json_response({"listings": [{k: getattr(x, k) for k in keys} for x in rows]})
+
+
+async def _catalog(request: web.Request, ip: str) -> list[Any]:
+    url = f"http://{ip}:{dna_row(FSTREAM).mon_port}/catalog"
+    async with _session(request).get(url) as resp:
+        if resp.status != 200:
+            raise ValueError(f"{ip} answered {resp.status}")
+        body = await resp.content.read(MAX_CATALOG + 1)
+    doc = json.loads(body) if len(body) <= MAX_CATALOG else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("listings"), list):
+        raise ValueError(f"{ip} sent no catalog")
+    return list(doc["listings"])[:100]
+
+
+async def api_shared(request: web.Request) -> web.Response:
+    """What a pasted share record gives this key: the file, or the media of the folder it names."""
+    form = await json_fields(request, MAX_BODY, 8192)
+    share = parse_share(form.get("share", "").strip().encode())
+    level = await _on_tree(request, lambda tree: actions.shared(tree, share))
+    entries = {share.name: share.entry} if level is None else level.entries
+    rows = [r for r in as_dict(entries) if r["kind"] == "file" and _is_media(r["type"])]
+    return web.json_response(
+        {
+            "owner": share.owner,
+            "folder": level is not None,
+            "entries": [{k: r[k] for k in ("name", "size", "type", "private")} for r in rows],
+        }
+    )
+
+
 async def api_open(request: web.Request) -> web.Response:
-    """A player's address for the media file at `path`."""
-    path = _path(await json_fields(request, MAX_BODY, 4096))
-    entry = await _on_tree(request, lambda tree: actions.entry_at(tree, path))
+    """A player's address for a media file: `path` in the person's tree, `map` of a public listing, or
+    `path` inside what the pasted `share` record names."""
+    form = await json_fields(request, MAX_BODY, 8192)
+    if form.get("map"):
+        listing = request.app[LISTED].get(form["map"])
+        if listing is None:
+            return web.json_response({"error": EXPLAIN["not_listed"], "reason": "not_listed"}, status=404)
+        return _opened(request, listing.id, listing.size, None, listing.type, listing.name)
+    if form.get("share"):
+        share = parse_share(form["share"].strip().encode())
+        inside = form.get("path", "")
+        entry = await _on_tree(request, lambda tree: actions.shared_entry(tree, share, inside))
+        path = "/" + "/".join([share.name, *split(inside)])
+    else:
+        path = _path(form)
+        entry = await _on_tree(request, lambda tree: actions.entry_at(tree, path))
     kind = entry.type if _is_media(entry.type) else (mimetypes.guess_type(path)[0] or "")
     if entry.kind != "file" or not _is_media(kind):
         return web.json_response({"error": EXPLAIN["not_media"], "reason": "not_media"}, status=400)
+    key = bytes.fromhex(entry.key) if entry.private else None
+    return _opened(request, entry.obj, entry.size, key, kind, split(path)[-1])
+
+
+def _opened(request: web.Request, obj: str, size: int, key: bytes | None, kind: str, name: str) -> web.Response:
     state = require_unlocked(request)
     assert state.wallet is not None
     tokens = request.app[TOKENS]
     token = secrets.token_urlsafe(32)
-    key = bytes.fromhex(entry.key) if entry.private else None
-    tokens[token] = Watch(
-        state.wallet.public.public_key_hex, entry.obj, entry.size, key, kind, time.monotonic() + TOKEN_S
-    )
+    tokens[token] = Watch(state.wallet.public.public_key_hex, obj, size, key, kind, time.monotonic() + TOKEN_S)
     while len(tokens) > MAX_TOKENS:
         tokens.popitem(last=False)
-    return web.json_response({"src": f"/media/{token}", "type": kind, "name": split(path)[-1]})
+    return web.json_response({"src": f"/media/{token}", "type": kind, "name": name})
 
 
 def _refuse(request: web.Request, reason: str, status: int) -> web.Response:
@@ -196,6 +284,13 @@ async def media(request: web.Request) -> web.StreamResponse:
     raise ConnectionResetError("every fStream endpoint failed mid-response")  # the player asks again
 
 
+def _session(request: web.Request) -> aiohttp.ClientSession:
+    sessions = request.app[HTTP]
+    if not sessions:
+        sessions.append(aiohttp.ClientSession(timeout=TIMEOUT))
+    return sessions[0]
+
+
 async def _endpoints(request: web.Request) -> list[str]:
     network = request.app[NETWORK]
     entry = network.cells[FSTREAM]
@@ -215,12 +310,9 @@ async def _relay(
 ) -> int:
     """Ciphertext bytes c_first..c_last of `obj` from the fStream cell at ip, opened (if private) into
     the response; how many of them arrived (also when the endpoint failed after some)."""
-    sessions = request.app[HTTP]
-    if not sessions:
-        sessions.append(aiohttp.ClientSession(timeout=TIMEOUT))
     url = f"http://{ip}:{dna_row(FSTREAM).mon_port}/object/{obj}"
     got = 0
-    async with sessions[0].get(url, headers={"Range": f"bytes={c_first}-{c_last}"}) as upstream:
+    async with _session(request).get(url, headers={"Range": f"bytes={c_first}-{c_last}"}) as upstream:
         expect = f"bytes {c_first}-{c_last}/"
         if upstream.status != 206 or not upstream.headers.get("Content-Range", "").startswith(expect):
             raise ValueError(f"{ip} answered {upstream.status} {upstream.headers.get('Content-Range', '')[:60]}")
