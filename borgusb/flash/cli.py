@@ -28,6 +28,7 @@ short leaves a device that nothing takes for a stick (check one with --check DEV
 Examples:
   sudo borgusb flash                                  pick the stick from a list
   sudo borgusb flash /dev/sdb --keystore ks.json --join 203.0.113.5:9000
+  sudo borgusb flash --desktop                        the desktop stick: the conduit on the PC's own screen
   sudo borgusb flash --pi /dev/mmcblk0                the Pi image; asks for the Wi-Fi network
   sudo borgusb flash --check /dev/sdb                 is it a complete BorgUSB stick?
 Exit codes: 0 written and checked; 1 refused or failed (the reason is printed); 2 usage."""
@@ -52,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "device", nargs="?", metavar="DEVICE", help="the whole disk, e.g. /dev/sdb (default: pick from a list)"
     )
-    p.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (./build.sh pi) instead")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (./build.sh pi) instead")
+    kind.add_argument(
+        "--desktop",
+        action="store_true",
+        help="the desktop stick (./build.sh image --profile desktop): the conduit on the booted PC's own screen",
+    )
     p.add_argument(
         "--image", type=Path, metavar="FILE", help="the image file (default: what ./build.sh or ./build.sh pi built)"
     )
@@ -245,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         result = check_stick(args.check)
         print(result.message)
         return EXIT_OK if result.ok else EXIT_FAIL
-    image = args.image or default_image(args.pi)
+    image = args.image or default_image(args.pi, args.desktop)
     if args.list:
         size = image.stat().st_size if image.is_file() else 0
         print(f"Disks for {image} ({size_text(size) if size else 'not built yet: sizes not compared'}):")

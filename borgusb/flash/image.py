@@ -26,13 +26,14 @@ SECTOR = 512
 CHUNK = 1 << 20
 USB_IMAGE = "borgusb-usb.img"  # image/build_image.py's outputs, in ~/.cache/borgusb/image
 PI_IMAGE = "borgusb-pi.img"
+DESKTOP_IMAGE = "borgusb-desktop.img"  # ./build.sh image --profile desktop
 
 
 class ImageError(Exception):
     """The image (or a device read as one) cannot be used; the message says why."""
 
 
-def default_image(pi: bool) -> Path:
+def default_image(pi: bool, desktop: bool = False) -> Path:
     """Where ./build.sh (or ./build.sh pi) leaves the image, for the user who runs the flasher (sudo: the
     invoking user's cache)."""
     if os.environ.get("BORGUSB_CACHE"):
@@ -44,7 +45,7 @@ def default_image(pi: bool) -> Path:
         cache = home / ".cache" / "borgusb"
         if not (cache / "image").is_dir() and Path("/root/.cache/borgusb/image").is_dir():
             cache = Path("/root/.cache/borgusb")  # ./build.sh runs the build as root
-    return cache / "image" / (PI_IMAGE if pi else USB_IMAGE)
+    return cache / "image" / (PI_IMAGE if pi else DESKTOP_IMAGE if desktop else USB_IMAGE)
 
 
 def _tool(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:

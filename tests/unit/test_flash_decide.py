@@ -69,3 +69,15 @@ def test_plan_writes_the_head_last_and_clears_a_stale_backup_table() -> None:
     assert plan(64 << 20, (64 << 20) + 512).stale_tail == (64 << 20, (64 << 20) + 512)
     with pytest.raises(ValueError):
         plan(2, 1)
+
+
+def test_the_default_image_is_the_one_build_sh_made_for_each_kind(monkeypatch, tmp_path) -> None:
+    from borgusb.flash.cli import build_parser
+    from borgusb.flash.image import default_image
+
+    monkeypatch.setenv("BORGUSB_CACHE", str(tmp_path))
+    assert default_image(False) == tmp_path / "image" / "borgusb-usb.img"
+    assert default_image(True) == tmp_path / "image" / "borgusb-pi.img"
+    assert default_image(False, desktop=True) == tmp_path / "image" / "borgusb-desktop.img"
+    with pytest.raises(SystemExit):  # one kind of stick at a time
+        build_parser().parse_args(["--pi", "--desktop"])
