@@ -17,8 +17,10 @@ Design (what we chose and why)
   contact is not the root) + assign + ~1/k children + k/batch replica:
   O(1), independent of N, and the root does O(1) work per join.  New members
   are admitted per address (``join_burst``, then one per ``join_every_ms``;
-  ``admission.py``): keys are free, addresses are not.  Others are counted
-  (``refused:join_rate``) and dropped; the joiner tries its next candidate.
+  ``admission.py``), at most ``members_per_address`` at once (a member that
+  only re-sends its join keeps its place without a heartbeat): keys are free,
+  addresses are not.  Others are counted (``refused:join_rate``,
+  ``refused:join_cap``) and dropped; the joiner tries its next candidate.
 * **Repair = last node fills the hole.**  A parent confirms a child dead after
   ``confirm_misses`` consecutive missing heartbeats (one slow heartbeat does
   nothing), then sends ``tree.fail`` to the root.  The root moves node N into
@@ -125,6 +127,7 @@ class TreeConfig:
     dedupe_capacity: int = 4096
     join_burst: int = 16  # new members the root admits at once from one address (admission.py)
     join_every_ms: int = 1000  # then one per this long from that address
+    members_per_address: int = 64  # members at one address at once (a member's own join keeps it placed)
 
     @property
     def confirm_ms(self) -> int:
@@ -420,9 +423,13 @@ class TreeNode:
         if self.status == "root":
             if joiner.node_id in self.queued or joiner.node_id == self.me.node_id:
                 return
-            if joiner.node_id not in self.where and not self.admission.allow(joiner.ip, self._now):
-                self._count("refused:join_rate")  # a new member past its address's rate (a resync is free)
-                return
+            if joiner.node_id not in self.where:  # a new member (a resync is free)
+                if not self.admission.allow(joiner.ip, self._now):
+                    self._count("refused:join_rate")
+                    return
+                if self._members_at(joiner.ip) >= self.cfg.members_per_address:
+                    self._count("refused:join_cap")
+                    return
             self.queued.add(joiner.node_id)
             self.queue.append(joiner)
         elif self.status == "online" and self.root is not None and hops < 4 and self.root.node_id != sender.node_id:
@@ -430,6 +437,11 @@ class TreeNode:
             self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": hops + 1})
         else:
             self._count("joins_dropped")
+
+    def _members_at(self, ip: str) -> int:
+        """Members of the table (and queued) at one address: O(n), paid only by admitted joins."""
+        placed = sum(m.ip == ip for m in (self.table or {}).values())
+        return placed + sum(m.ip == ip and m.node_id not in self.where for m in self.queue)
 
     def _on_assign(self, sender: Member, msg: dict[str, Any]) -> None:
         tid = f_str(msg, "tree")

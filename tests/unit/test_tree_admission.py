@@ -52,3 +52,17 @@ def test_a_root_admits_a_storm_from_one_address_at_its_rate_and_counts_the_rest(
     joins(root, 3_500, storm[:5])  # members already placed ask again (a resync): not refused
     assert sorted(assigned(root.on_tick(3_500 + cfg.join_batch_ms))) == sorted(m.node_id for m in storm[:5])
     assert root.counters["refused:join_rate"] == 495 + 497 and root.size == 19
+
+
+def test_an_address_holds_at_most_its_share_of_the_tree() -> None:
+    cfg = TreeConfig(k=4, join_burst=100, join_every_ms=1, members_per_address=6)
+    root = TreeNode(Member("root", "10.0.0.1", 1), cfg, random.Random(0))
+    root.start(0, [])
+    storm = [Member(f"sybil{i:04d}", "10.6.6.6", 2) for i in range(20)]
+    joins(root, 0, storm)
+    assert len(assigned(root.on_tick(cfg.join_batch_ms))) == 6
+    assert root.counters["refused:join_cap"] == 14
+    joins(root, 1_000, storm[:6])  # those placed keep their places (resync)
+    assert len(assigned(root.on_tick(1_000 + cfg.join_batch_ms))) == 6 and root.size == 7
+    joins(root, 2_000, [Member("honest", "10.0.1.1", 2)])  # another address is unaffected
+    assert assigned(root.on_tick(2_000 + cfg.join_batch_ms)) == ["honest"]
