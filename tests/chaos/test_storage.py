@@ -91,7 +91,8 @@ async def test_corrupt_shards_and_a_full_disk(chaos_net, full_disk, monkeypatch,
     key, rng = SigningKey.generate(), random.Random()
     stored: dict[str, bytes] = {}
     for _ in range(count):
-        data = os.urandom(rng.randrange(1_200_000, 3_000_000))  # 2-3 shards each
+        # 2-3 shards each, none small enough for the full disk's 64 KiB
+        data = os.urandom(rng.randrange(1, 3) * model.SHARD_SIZE + rng.randrange(100_000, model.SHARD_SIZE))
         stored[(await objects.put(net.ips[0], data, key, tmp_path, R))["id"]] = data
     took, counts = await objects.wait_copies(net.ips, list(stored), R, timeout_s=WAIT_S)
     assert took is not None, f"copies not at {R} after the puts: {counts}"
