@@ -80,8 +80,13 @@ class Registry(Protocol):
 
 def release_startup_memory() -> None:
     """Hand the heap that imports and start-up left free back to the system: a full
-    collection, then glibc's malloc_trim. Elsewhere than glibc this does nothing."""
+    collection, then glibc's malloc_trim. Elsewhere than glibc this does nothing.
+
+    What start-up left alive (modules, classes, tables: ~50,000 objects) is then frozen out of
+    the collector's sight: a full collection scanned them all again, 5-13 ms during which the
+    cell answered nobody (the flood scenario's honest p99 showed it)."""
     gc.collect()
+    gc.freeze()
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (AttributeError, OSError):
