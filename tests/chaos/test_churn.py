@@ -51,6 +51,25 @@ async def delivered_to(net: ChaosNet, cell: str, bid: str, ips: set[str]) -> set
     return seen & ips
 
 
+SENDER_COUNTERS = ("unreachable", "send_queue_dropped")
+
+
+async def why_missed(net: ChaosNet, cell: str, missed: set[str]) -> str:
+    """Where a broadcast stopped: each missing node's place and its tree's view of it, and the
+    root's sender trouble (unreachable peers, dropped queue entries, refusals by peers)."""
+    docs = [d for d in await net.clusters[cell].status(timeout_s=5) if "error" not in d]
+    root = next((d for d in docs if d["tree"].get("status") == "root"), None)
+    parts = []
+    for d in docs:
+        if d["ip"] in missed:
+            t = d["tree"]
+            parts.append(f"{d['ip']} {t.get('status')} pos {t.get('position')} of {t.get('size')}")
+    if root is not None:
+        trouble = {k: v for k, v in root["counters"].items() if k in SENDER_COUNTERS or k.startswith("refused_by")}
+        parts.append(f"root {root['ip']} children {len(root['tree']['children'])} {trouble}")
+    return "; ".join(parts)
+
+
 async def roots(net: ChaosNet) -> set[str]:
     return {d["ip"] for c in net.clusters.values() for d in await c.status(timeout_s=5) if d.get("status") == "root"}
 
@@ -83,7 +102,8 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
     t0 = time.monotonic()
     for n in range(rounds):
         t_round = time.monotonic()
-        victim = rng.choice([i for i, ip in enumerate(net.ips) if ip not in await roots(net)])
+        now_roots = await roots(net)
+        victim = rng.choice([i for i, ip in enumerate(net.ips) if ip not in now_roots])
         net.restart(victim)
         down: set[str] = {net.ips[victim]}
         up = [ip for ip in net.ips if ip not in down]
@@ -99,7 +119,8 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
             got = await delivered_to(net, cell, bid, want)
             expected += len(want)
             reached += len(got)
-            misses += [f"{cell} #{sent} at {ip}" for ip in sorted(want - got)]
+            if want - got and len(misses) < 10:
+                misses.append(f"{cell} #{sent} round {n + 1}: {await why_missed(net, cell, want - got)}")
             if down and await all_placed(net):
                 back = time.monotonic() - t_round
                 down = set()
@@ -128,6 +149,7 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
             "copies_back_at_R_after_s": copies_s,
             "objects_stored": len(stored),
             "objects_readable": readable,
+            "misses": misses,
         },
     )
     assert ratio >= MIN_DELIVERY, f"{expected - reached} deliveries missed: {misses[:10]}"
