@@ -160,9 +160,10 @@ setup_browser_tests() {
 # What the clock tests and benchmark need: libfaketime, to run node processes
 # whose host clocks are seconds off (cronoTreeCell).
 # and the NAT test: network namespaces (iproute2) and a NAT router (nftables);
-# and fStream: ffprobe (key frames) and ffmpeg (the tests' clips).
+# and fStream: ffprobe (key frames) and ffmpeg (the tests' clips);
+# and the desktop stick's QEMU test: tesseract reads the kiosk's screen from QMP screendumps.
 setup_test_tools() {
-    apt_install faketime iproute2 nftables ffmpeg
+    apt_install faketime iproute2 nftables ffmpeg tesseract-ocr tesseract-ocr-eng
     setup_udev
 }
 

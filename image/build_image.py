@@ -29,9 +29,13 @@ in pi/out/, and step 4 lays mkosi's split kernel and initrd, the Pi firmware
 and the boards' device trees, config.txt and cmdline.txt (image/pi/) into the
 FAT boot partition of an MBR disk, next to the same BORGUSB data partition:
 ~/.cache/borgusb/image/borgusb-pi.img, recorded in build-pi.json.
+With --desktop (./build.sh image --profile desktop) the stick carries the
+profile image/profiles/desktop.conf as well (a kiosk browser draws the conduit
+on the booted machine's screen): mkosi output in desktop/out/ with its own image
+cache, ~/.cache/borgusb/image/borgusb-desktop.img, recorded in build-desktop.json.
 With --parts-only NAME (tests: --profile testhost --parts-only testhost) only
 steps 1-3 run, into ~/.cache/borgusb/image/NAME/out (no stick; NAME/build.json).
-Usage: image/build_image.py [--pi] [--profile NAME] [--parts-only NAME] [--relock] [--cold] [--worktree]
+Usage: image/build_image.py [--pi | --desktop] [--profile NAME] [--parts-only NAME] [--relock] [--cold] [--worktree]
                              [--data-mib N] [--no-ai]
 """
 
@@ -76,6 +80,11 @@ PI_ASSETS = ROOT / "image" / "pi"
 PI_BOOT_LABEL = "BORGBOOT"
 PI_BOOT_VOLUME_ID = "B0560E52"
 PI_DISK_ID = "0xb0560a64"
+# The desktop stick (--desktop: profile desktop, the conduit on the machine's own screen): its
+# own mkosi output, image cache (its package set differs) and record, so both sticks stay built.
+DESKTOP_OUT = WORK / "desktop" / "out"
+DESKTOP_IMAGE = WORK / "borgusb-desktop.img"
+DESKTOP_BUILD_INFO = WORK / "build-desktop.json"
 # pip's platform tags for the Pi's wheels (Debian bookworm arm64: glibc 2.36).
 AARCH64_PLATFORMS = (
     "manylinux2014_aarch64",
@@ -350,14 +359,15 @@ def run_mkosi(
     OUT: Path = OUT,
     wheels: Path = WHEELS,  # noqa: N803
     pkgmngr: Path = PKGMNGR,
+    cache: Path = WORK / "mkosi-cache",
 ) -> None:
     step("mkosi: the OS as the initrd of a unified kernel image" + (" (cold: caches cleared)" if cold else ""))
-    for d in ("mkosi-cache", "packages", "workspace"):
-        (WORK / d).mkdir(parents=True, exist_ok=True)
+    for d in (cache, WORK / "packages", WORK / "workspace"):
+        d.mkdir(parents=True, exist_ok=True)
     if cold:
-        for d in ("mkosi-cache", "packages"):
-            shutil.rmtree(WORK / d)
-            (WORK / d).mkdir()
+        for d in (cache, WORK / "packages"):
+            shutil.rmtree(d)
+            d.mkdir()
     OUT.mkdir(parents=True, exist_ok=True)
     cmd = [
         "mkosi",
@@ -366,7 +376,7 @@ def run_mkosi(
         "--output-dir",
         str(OUT),
         "--cache-dir",
-        str(WORK / "mkosi-cache"),
+        str(cache),
         "--package-cache-dir",
         str(WORK / "packages"),
         "--workspace-dir",
@@ -404,12 +414,12 @@ def partitions(image: Path) -> list[dict]:
     return json.loads(out)["partitiontable"]["partitions"]
 
 
-def assemble(data_mib: int, ai: Path | None = None) -> dict:
+def assemble(data_mib: int, ai: Path | None = None, out: Path = OUT, image: Path = IMAGE) -> dict:
     """The stick; the data partition grows by the AI stack's size (`ai`, image/ai_stack.py) if given."""
     if ai is not None:
         data_mib += -(-ai.stat().st_size // 2**20) + 4  # whole MiB, and room for FAT's own tables
     step(f"The stick: GPT with an ESP holding the UKI and a {data_mib} MiB data partition labelled {LABEL}")
-    uki = OUT / "borgusb.efi"
+    uki = out / "borgusb.efi"
     if not uki.exists():
         die(f"mkosi did not produce {uki}")
     esp_mib = uki.stat().st_size // 2**20 + 16  # the UKI plus slack, whole MiB
@@ -418,7 +428,7 @@ def assemble(data_mib: int, ai: Path | None = None) -> dict:
     start2 = start1 + esp_sectors
     data_sectors = data_mib * 2048
     total = (start2 + data_sectors + 2048) * SECTOR
-    tmp = IMAGE.with_suffix(".tmp")
+    tmp = image.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     with open(tmp, "wb") as fh:
         fh.truncate(total)
@@ -498,7 +508,7 @@ def assemble(data_mib: int, ai: Path | None = None) -> dict:
         mtools(tmp, start2, ["mcopy", "-s", "-m", str(bundle / "borgusb-hosted"), str(bundle / "hosted"), "::/"])
         recorded = len(manifest(bundle / "hosted"))
         note(f"hosted-mode bundle on the data partition: borgusb-hosted + hosted/{site.name} ({recorded} files hashed)")
-    tmp.rename(IMAGE)
+    tmp.rename(image)
     return {
         "esp_start": start1,
         "esp_sectors": esp_sectors,
@@ -710,6 +720,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also install this wheel (a cell type shipped outside BorgUSB; its dependencies must "
         "be among the image's); repeatable",
     )
+    ap.add_argument(
+        "--desktop",
+        action="store_true",
+        help="the desktop stick: the conduit full screen on the booted machine's display (profile desktop)",
+    )
     ap.add_argument("--pi", action="store_true", help="the Raspberry Pi SD card image (arm64; profiles pi, alwayson)")
     ap.add_argument(
         "--parts-only",
@@ -727,17 +742,21 @@ def main(argv: list[str] | None = None) -> int:
         return main_pi(args)
     if args.parts_only:
         return main_parts(args)
+    out, image, build_info, cache = OUT, IMAGE, BUILD_INFO, WORK / "mkosi-cache"
+    if args.desktop or "desktop" in args.profile:
+        args.profile = ["desktop", *[p for p in args.profile if p != "desktop"]]
+        out, image, build_info, cache = DESKTOP_OUT, DESKTOP_IMAGE, DESKTOP_BUILD_INFO, WORK / "desktop" / "mkosi-cache"
     build_wheels(args.worktree)
     stage_extra_wheels(args.extra_wheel)
     write_pkgmngr()
-    run_mkosi(args.profile, args.cold)
+    run_mkosi(args.profile, args.cold, out, cache=cache)
     ai = None if args.no_ai else build_ai()
-    layout = assemble(args.data_mib, ai)
-    uki = OUT / "borgusb.efi"
+    layout = assemble(args.data_mib, ai, out, image)
+    uki = out / "borgusb.efi"
     duration = time.monotonic() - STARTED
     info = {
-        "image": str(IMAGE),
-        "image_bytes": IMAGE.stat().st_size,
+        "image": str(image),
+        "image_bytes": image.stat().st_size,
         "uki": str(uki),
         "uki_bytes": uki.stat().st_size if uki.exists() else None,
         "duration_s": round(duration, 1),
@@ -746,10 +765,10 @@ def main(argv: list[str] | None = None) -> int:
         "finished": int(time.time()),
         **layout,
     }
-    record_build(BUILD_INFO, info)
-    step("The USB image is built")
+    record_build(build_info, info)
+    step("The USB image is built" + (" (desktop)" if out == DESKTOP_OUT else ""))
     note(
-        f"image:    {IMAGE}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {layout['data_sectors'] // 2048} MiB "
+        f"image:    {image}  ({info['image_bytes'] / 2**20:.0f} MiB: ESP + {layout['data_sectors'] // 2048} MiB "
         f"{LABEL} partition, of which {info['ai_bytes'] / 2**20:.0f} MiB {AI_FILE})"
     )
     if info["uki_bytes"]:
