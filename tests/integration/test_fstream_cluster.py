@@ -308,3 +308,30 @@ async def test_an_object_larger_than_the_cache_plays_through_a_window(make_clust
     assert cache["windowed"] == 1 and cache["failed"] == 0, cache
     assert 0 < cache["peak"] <= 4 << 20 and cache["bytes"] <= 4 << 20, cache
     assert cache["shards_evicted"] >= 20, cache  # the whole read alone passed 20 shards through 4 places
+
+
+async def test_a_cell_that_misses_a_shard_asks_the_other_caches_first(make_cluster, monkeypatch, tmp_path) -> None:
+    """The tree as CDN: the shards one fStream cell holds are served to another that misses them
+    (checked against the manifest there), before the holders are asked; both count it."""
+    monkeypatch.setenv("BORGUSB_FSTREAM_CACHE", "4M")
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path)
+    data = random.Random(21).randbytes(12 * SS)
+    pub = await published(shards.nodes[0].ip, data, tmp_path)
+    await wait_listed("127.0.0.2", 2)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        status, _, body = await get(session, url("127.0.0.3", pub["map"]), f"bytes={5 * SS}-{5 * SS + 99}")
+        assert status == 206 and body == data[5 * SS : 5 * SS + 100]
+        deadline = time.monotonic() + 30  # its read-ahead: shards 5 to 8 in its cache
+        while not {5, 6, 7, 8} <= {
+            i for o, i in fs_status("127.0.0.3")["fstream"]["cache"]["recent"] if o == pub["id"][:16]
+        }:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        status, _, body = await get(session, url("127.0.0.2", pub["map"]), f"bytes={5 * SS}-{8 * SS + 99}")
+        assert status == 206 and body == data[5 * SS : 8 * SS + 100]
+    asker, server = (
+        {k: v for k, v in fs_status(ip)["counters"].items() if "fstream" in k or "registry" in k}
+        for ip in ("127.0.0.2", "127.0.0.3")
+    )
+    assert asker.get("fstream_cdn_hit", 0) >= 4 and server.get("fstream_cdn_served", 0) >= 4, (asker, server)
+    assert asker.get("fstream_cdn_bad", 0) == 0

@@ -34,6 +34,7 @@ RECENT = 64  # the last shards that landed, (object id's first 16 digits, index)
 WHOLE = 4  # objects of at most limit / WHOLE bytes are pulled whole
 FAR = float(2**62)  # making room for a new object evicts only what lies farther: what no reader is before
 Locate = Callable[[str], Awaitable[tuple[dict[str, Any], list[list[Holder]]]]]
+FromPeers = Callable[[str, int, int, str], Awaitable[bytes | None]]  # (id, shard, length, sha256) -> bytes
 
 
 class CacheError(Exception):
@@ -87,6 +88,7 @@ class ShardCache:
         self._opening: dict[str, asyncio.Future[Cached]] = {}
         self.stats = {"pulls": 0, "hits": 0, "evicted": 0, "failed": 0, "windowed": 0, "shards_evicted": 0, "peak": 0}
         self.recent: deque[tuple[str, int]] = deque(maxlen=RECENT)  # which shards a seek fetched first
+        self.from_peers: FromPeers | None = None  # other fStream cells' caches, asked before the holders
 
     @property
     def used(self) -> int:
@@ -198,9 +200,17 @@ class ShardCache:
         self._peak()
 
     async def _fetch(self, w: Windowed, i: int) -> None:
+        """Shard i: from another fStream cell's cache if one has it (checked there, `cdn`), else from
+        the holders."""
         m, holders = w.piece(i)
         try:
-            await Receiver(self.peers, m, holders, w.path(i)).run()
+            got = None
+            if self.from_peers is not None:
+                got = await self.from_peers(w.oid, i, w.length(i), w.manifest["shards"][i])
+            if got is not None:
+                await asyncio.to_thread(_write, w.path(i), got)
+            else:
+                await Receiver(self.peers, m, holders, w.path(i)).run()
         except (StreamError, OSError) as exc:
             w.fetching.pop(i, None)
             self._failed(w, exc)
@@ -321,6 +331,12 @@ class ShardCache:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _write(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    os.replace(part, path)
 
 
 def _unlink(entry: Entry) -> None:

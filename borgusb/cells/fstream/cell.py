@@ -54,6 +54,7 @@ from ..kit.cell import refusal
 from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
 from .cache import Cached, CacheError, ShardCache
+from .cdn import PeerCaches
 from .settings import FStreamSettings
 
 log = logging.getLogger("borgusb.fstream")
@@ -62,6 +63,7 @@ MAX_HOPS = 3  # redirects one client follows before a full network says busy
 MAX_MAPS = 1024  # checked stream maps kept
 CHUNK = 256 * 1024  # bytes read from the cache and written to a client at a time
 REGISTRY_EVERY_S = 1.0  # how old the registry's listing of endpoints may be
+CDN_AT_ONCE = 8  # shards served to other fStream cells at once (`cdn`)
 
 
 class FStreamCell(Cell):
@@ -81,10 +83,14 @@ class FStreamCell(Cell):
         self.clients = 0
         self._readers = itertools.count(1)  # a windowed object's readers, by number
         self.catalog = Catalog()
+        self.cdn = PeerCaches(self._cdn_endpoints, self.dna.mon_port, self.counters)
+        self.cache.from_peers = self.cdn.fetch
+        self._cdn_gate = asyncio.Semaphore(CDN_AT_ONCE)
         self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
     async def on_stop(self) -> None:
         await self.cache.close()
+        await self.cdn.close()
 
     # ------------------------------------------------------------ helpers
 
@@ -195,16 +201,32 @@ class FStreamCell(Cell):
 
     async def least_busy(self) -> str | None:
         """The address of the other fStream endpoint with the most room, if any has room."""
+        ranked = sorted(await self._other_endpoints(), key=_room, reverse=True)
+        return str(ranked[0]["ip"]) if ranked and _room(ranked[0]) > 0 else None
 
-        def room(e: dict[str, Any]) -> int:
-            load = e.get("load")
-            clients, capacity = (load.get("clients"), load.get("capacity")) if isinstance(load, dict) else (0, 0)
-            if not isinstance(clients, int) or not isinstance(capacity, int):
-                return 0
-            return capacity - clients
+    async def _cdn_endpoints(self) -> list[str]:
+        """The other fStream endpoints, least busy first (whose caches a missed shard is asked of)."""
+        return [str(e["ip"]) for e in sorted(await self._other_endpoints(), key=_room, reverse=True)]
 
-        ranked = sorted(await self._other_endpoints(), key=room, reverse=True)
-        return str(ranked[0]["ip"]) if ranked and room(ranked[0]) > 0 else None
+    @route("mon", "GET", "/cached/{oid}/{i}")
+    async def _handle_cached(self, request: web.Request) -> web.Response:
+        """Shard i of an object if this cache holds it, for another fStream cell (`cdn`); never pulled."""
+        oid, i_text = request.match_info["oid"], request.match_info["i"]
+        if not model.is_hash(oid) or not i_text.isdigit() or len(i_text) > 9:
+            return self._refuse("bad_id", "an object id (64 hex) and a shard number", 400)
+        entry, i = self.cache.entries.get(oid), int(i_text)
+        if entry is None or i not in entry.done or self._cdn_gate.locked():
+            self.counters["fstream_cdn_absent"] += 1
+            return web.json_response({"error": "not_cached"}, status=404)
+        at = i * entry.ss
+        async with self._cdn_gate:
+            try:
+                data = await asyncio.to_thread(self.cache.read, entry, at, min(entry.ss, entry.size - at))
+            except CacheError:  # evicted meanwhile
+                self.counters["fstream_cdn_absent"] += 1
+                return web.json_response({"error": "not_cached"}, status=404)
+        self.counters["fstream_cdn_served"] += 1
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _redirect(self, kind: str, oid: str, hop: int) -> web.Response:
         target = await self.least_busy() if hop < MAX_HOPS else None
@@ -345,6 +367,15 @@ class FStreamCell(Cell):
             ),
         }
         return doc
+
+
+def _room(e: dict[str, Any]) -> int:
+    """Clients an endpoint the registry lists can still take (0 when its load is not said)."""
+    load = e.get("load")
+    clients, capacity = (load.get("clients"), load.get("capacity")) if isinstance(load, dict) else (0, 0)
+    if not isinstance(clients, int) or not isinstance(capacity, int):
+        return 0
+    return capacity - clients
 
 
 def _is_ip(text: Any) -> bool:
