@@ -5,7 +5,7 @@
 
 ``flood`` attacks one peerTreeNet node's doors for S seconds, in three phases. First (a
 fifth of S) fresh valid requests from one key, `WORKERS` * 2 senders (past the key's rate).
-Then (to 0.55 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections,
+Then (to 0.45 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections,
 reconnecting after `RETRY_S` when the node closes one): random bytes; envelopes with a bad
 signature; one valid envelope sent again and again (replays); bodies larger than the door
 takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key. Last, slowloris:
@@ -153,7 +153,7 @@ class Flood:
             tasks = [asyncio.create_task(self.sender(session, "signed", one_key)) for _ in range(2 * WORKERS)]
             await asyncio.wait(tasks)
             kinds = ("garbage", "forged", "replay", "nested", "oversized", "signed")
-            every_kind = t0 + 0.55 * self.seconds
+            every_kind = t0 + 0.45 * self.seconds
             tasks = [asyncio.create_task(self.sender(session, k, every_kind)) for k in kinds for _ in range(WORKERS)]
             await asyncio.wait(tasks)
             self.refresh()
