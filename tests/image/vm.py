@@ -255,6 +255,7 @@ class VM:
             # kiosk's compositor (wlroots) needs a display driver that imports buffers (PRIME), as a PC's GPU
             # drivers do and bochs-drm does not
             cmd += ["-device", "virtio-vga,xres=1280,yres=800"]
+            # added after the machine's PS/2 devices, so QMP's input events go to them
             cmd += ["-device", "usb-kbd,bus=xhci.0", "-device", "usb-tablet,bus=xhci.0"]
             # the guest's memory as the host sees it (guest_memory), while the screen is in use
             cmd += ["-device", "virtio-balloon-pci,id=balloon0"]
@@ -318,7 +319,15 @@ class VM:
     def qmp(self, command: str, **arguments) -> dict:
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
-            s.connect(str(self.qmp_path))
+            deadline = time.monotonic() + 30  # QEMU makes its QMP socket a moment after it starts
+            while True:
+                try:
+                    s.connect(str(self.qmp_path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                    time.sleep(0.2)
             f = s.makefile("rw")
             json.loads(f.readline())  # greeting
             f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
@@ -337,11 +346,13 @@ class VM:
     def guest_memory(self, timeout: float = 60) -> dict[str, int]:
         """The guest's own memory figures (virtio-balloon statistics; a VM with display=True), in bytes."""
         self.qmp("qom-set", path="/machine/peripheral/balloon0", property="guest-stats-polling-interval", value=1)
+        asked = time.time()
         deadline = time.monotonic() + timeout
         while True:
             reply = self.qmp("qom-get", path="/machine/peripheral/balloon0", property="guest-stats")
             stats = reply.get("return", {}).get("stats", {})
-            if stats.get("stat-total-memory", -1) > 0 and stats.get("stat-available-memory", -1) > 0:
+            fresh = reply.get("return", {}).get("last-update", 0) >= asked  # not the figures sent at boot
+            if fresh and stats.get("stat-total-memory", -1) > 0 and stats.get("stat-available-memory", -1) > 0:
                 return {k.removeprefix("stat-"): int(v) for k, v in stats.items() if v >= 0}
             if time.monotonic() > deadline:
                 raise AssertionError(f"the guest reported no memory statistics within {timeout:.0f}s: {reply}")
