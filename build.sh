@@ -6,7 +6,7 @@
 #   ./build.sh pi ARGS    the Raspberry Pi SD card image (arm64, built here through qemu-user-static)
 #   ./build.sh test       install what is missing, then run the whole test suite
 #   ./build.sh bench      run every benchmark and print its figures
-#   ./build.sh chaos      the chaos suite in full (about 15 min), its table into docs/chaos.md
+#   ./build.sh chaos      the chaos suite in full (about 35 min), its table into docs/chaos.md
 #   ./build.sh setup      only install what is missing
 #
 # Idempotent: every step checks before it acts. Caches live outside the
@@ -226,14 +226,15 @@ cmd_test() {
 }
 
 # The chaos scenarios at full length (tests/chaos; ./build.sh test runs their short form):
-# 10-minute loss soak, 30 s partition, 2 minutes after a clock jump. Writes docs/chaos.md's table.
+# 10-minute loss soak, 30 s partition, 2 minutes after a clock jump, a node frozen three times, 10 rounds
+# of churn, corrupt shards and a full disk, 2-minute floods, a 1,000-identity join storm. Writes docs/chaos.md's table.
 cmd_chaos() {
     setup
     setup_test_tools
     cd "$ROOT"
     local figures
     figures=$(mktemp)
-    step "Chaos suite, full form (about 15 minutes)"
+    step "Chaos suite, full form (about 35 minutes)"
     BORGUSB_CHAOS=full BORGUSB_CHAOS_FIGURES="$figures" flock /tmp/borgusb-cluster.lock \
         "$PY" -m pytest -s -q tests/chaos "$@" || { rm -f "$figures"; die "a chaos scenario failed (see above)"; }
     "$PY" -m tests.chaos.report "$figures" docs/chaos.md
