@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import dna
+
+# at import, not in run_cell: a cell forked from the cell host runs as another user, who may not read the
+# code's directory, so everything it runs is loaded before the fork (standard library only, small)
+from .aisite import use_ai_site
 from .net.activation import notify
 
 if TYPE_CHECKING:
@@ -117,7 +121,6 @@ async def start_cell(spec: CellSpec, args: argparse.Namespace) -> Cell:
 
 
 async def run_cell(args: argparse.Namespace) -> int:
-    from .aisite import use_ai_site
     from .cells import spec as cell_spec
 
     started = time.monotonic()

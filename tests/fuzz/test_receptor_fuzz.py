@@ -45,6 +45,7 @@ from borgusb.shard import model
 from .agent_shapes import AGENT_BROADCASTS, AGENT_RECEPTORS
 from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .doge_shapes import DOGE_RECEPTORS
+from .fstream_shapes import FSTREAM_BROADCASTS, FSTREAM_RECEPTORS
 from .ftree_earn_shapes import FTREE_EARN_RECEPTORS
 from .mail_shapes import MAIL_RECEPTORS
 from .memory_shapes import MEMORY_RECEPTORS
@@ -318,8 +319,10 @@ RECEPTORS.update(MAIL_RECEPTORS)
 RECEPTORS.update(MEMORY_RECEPTORS)
 RECEPTORS.update(FTREE_EARN_RECEPTORS)
 RECEPTORS.update(AGENT_RECEPTORS)
+RECEPTORS.update(FSTREAM_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
 BROADCASTS.update(AGENT_BROADCASTS)
+BROADCASTS.update(FSTREAM_BROADCASTS)
 
 
 @st.composite

@@ -1,0 +1,25 @@
+"""Payloads shaped like fStreamCell's real ones, for tests/fuzz/test_receptor_fuzz.py's RECEPTORS and
+BROADCASTS: public listings signed by the fuzz keys (fstream.list, the fslisting broadcast), and the same
+listings with one member changed after signing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from borgusb.clock import SystemClock
+from borgusb.fstream.listing import sign_listing
+
+from .mail_shapes import changed
+from .strategies import fixed_key, shaped_dict
+
+NOW = SystemClock().now_ms()
+LISTINGS = [
+    sign_listing(fixed_key("owner"), "a" * 64, "b" * 64, "holiday.webm", "video/webm", 1_234_567, NOW),
+    sign_listing(fixed_key("stranger"), "c" * 64, "d" * 64, "<b>talk</b>.mp4", "video/mp4", 42, NOW),
+]
+LISTING = (st.sampled_from(LISTINGS), changed(LISTINGS))
+
+FSTREAM_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {"fstream.list": shaped_dict({"listing": LISTING})}
+FSTREAM_BROADCASTS: dict[str, st.SearchStrategy[Any]] = {"fslisting": shaped_dict({"listing": LISTING})}
