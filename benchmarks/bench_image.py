@@ -25,12 +25,15 @@ guest's own figures through virtio-balloon statistics; goal < 1 GiB, so that a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "image"))
@@ -58,26 +61,35 @@ def unpacked(initrd: Path) -> int:
     return int(out.stdout.strip())
 
 
-def boot_desktop(image: Path, accel: str) -> tuple[float, dict[str, int]]:
-    """Seconds from QEMU start to the welcome page read on the screen, and the guest's memory then."""
+@contextlib.contextmanager
+def booted(image: Path, accel: str, selftest: tuple[str, ...] | None = (), **vm: Any) -> Iterator[V.VM]:
+    """A VM booting a private copy of `image` on a network namespace; unless `selftest` is None, the stick's
+    marker gives the guest that namespace's address and asks for those selftests. Everything is stopped
+    and removed after, also on failure."""
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         stick = work / "stick.img"
         subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
-        ns = V.NetNS(f"borgusb-b{os.getpid()}")  # on a network, as the headless stick it is compared with
-        V.put_on_stick(
-            stick,
-            ".borgusb",
-            json.dumps({"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode(),
-        )
-        machine = V.VM(stick, work, netns=ns, accel=accel, display=True, cpu=V.DESKTOP_CPU)
+        ns = V.NetNS(f"borgusb-b{os.getpid()}")
+        if selftest is not None:
+            marker = {"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}
+            V.put_on_stick(
+                stick, ".borgusb", json.dumps({**marker, **({"selftest": list(selftest)} if selftest else {})}).encode()
+            )
+        machine = V.VM(stick, work, netns=ns, accel=accel, **vm)
         try:
-            S.wait_for_text(machine, work, WELCOME, 900, "welcome")
-            drawn = machine.elapsed()
-            return drawn, machine.guest_memory()
+            yield machine
         finally:
             machine.close()
             ns.close()
+
+
+def boot_desktop(image: Path, accel: str) -> tuple[float, dict[str, int]]:
+    """Seconds from QEMU start to the welcome page read on the screen, and the guest's memory then (on a
+    network, as the headless stick it is compared with)."""
+    with booted(image, accel, display=True, cpu=V.DESKTOP_CPU) as machine:
+        S.wait_for_text(machine, machine.workdir, WELCOME, 900, "welcome")
+        return machine.elapsed(), machine.guest_memory()
 
 
 def uki_cmdline(uki: Path) -> str:
@@ -91,101 +103,41 @@ def boot_node(image: Path, accel: str) -> tuple[float, float, int, str, str, str
     """Seconds from QEMU start to BORGUSB-READY, guest uptime then, RAM in use MiB, cells, the
     guest's BORGUSB-MEM (where the RAM goes) and BORGUSB-TIMELINE (where the time went), then
     BORGUSB-THINK and BORGUSB-MEM-THINK: the same with one agent thinking."""
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        stick = work / "stick.img"
-        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
-        ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        V.put_on_stick(
-            stick,
-            ".borgusb",
-            json.dumps(
-                {
-                    "format": "borgusb-stick",
-                    "version": 1,
-                    "network": {"address": f"{ns.GUEST_IP}/24"},
-                    "selftest": ["timeline", "think"],
-                }
-            ).encode(),
-        )
-        machine = V.VM(stick, work, netns=ns, accel=accel)
-        try:
-            m = machine.wait_for(READY, 600)
-            elapsed = machine.elapsed()
-            mem = machine.wait_for(r"BORGUSB-MEM (.*)", 60)[1].strip()
-            timeline = machine.wait_for(r"BORGUSB-TIMELINE (.*)", 60)[1].strip()
-            # said once the model is loaded and generating; its answer takes minutes more under TCG
-            think = machine.wait_for(r"BORGUSB-THINK (.*)", 900)[1].strip()
-            think_mem = machine.wait_for(r"BORGUSB-MEM-THINK (.*)", 60)[1].strip()
-            return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem, timeline, think, think_mem
-        finally:
-            machine.close()
-            ns.close()
+    with booted(image, accel, ("timeline", "think")) as machine:
+        m = machine.wait_for(READY, 600)
+        elapsed = machine.elapsed()
+        mem = machine.wait_for(r"BORGUSB-MEM (.*)", 60)[1].strip()
+        timeline = machine.wait_for(r"BORGUSB-TIMELINE (.*)", 60)[1].strip()
+        # said once the model is loaded and generating; its answer takes minutes more under TCG
+        think = machine.wait_for(r"BORGUSB-THINK (.*)", 900)[1].strip()
+        think_mem = machine.wait_for(r"BORGUSB-MEM-THINK (.*)", 60)[1].strip()
+        return elapsed, float(m[3]), int(m[4]), f"{m[1]}/{m[2]}", mem, timeline, think, think_mem
 
 
 def boot_ready(image: Path, accel: str) -> float:
     """Seconds from QEMU start to BORGUSB-READY for the headless stick, no selftest asked."""
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        stick = work / "stick.img"
-        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
-        ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        V.put_on_stick(
-            stick,
-            ".borgusb",
-            json.dumps({"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode(),
-        )
-        machine = V.VM(stick, work, netns=ns, accel=accel)
-        try:
-            machine.wait_for(READY, 600)
-            return machine.elapsed()
-        finally:
-            machine.close()
-            ns.close()
+    with booted(image, accel) as machine:
+        machine.wait_for(READY, 600)
+        return machine.elapsed()
 
 
 def boot_bare(image: Path, accel: str) -> float:
     """The same kernel and initrd (direct kernel boot), BorgUSB masked: seconds to the serial login prompt."""
     append = uki_cmdline(OUT / "borgusb.efi")
     append += " systemd.mask=borgusb-cells.target systemd.mask=borgusb-stick.service systemd.mask=borgusb-ready.service"
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        stick = work / "stick.img"
-        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
-        ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        machine = V.VM(
-            stick, work, netns=ns, accel=accel, kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
-        )
-        try:
-            machine.wait_for(r"borgusb login:", 600)
-            return machine.elapsed()
-        finally:
-            machine.close()
-            ns.close()
+    kernel = (OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
+    with booted(image, accel, None, kernel=kernel) as machine:
+        machine.wait_for(r"borgusb login:", 600)
+        return machine.elapsed()
 
 
 def boot_node_direct(image: Path, accel: str) -> float:
     """Node-ready with the same direct kernel boot as the baseline (same firmware path)."""
     append = uki_cmdline(OUT / "borgusb.efi")
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        stick = work / "stick.img"
-        subprocess.run(["cp", "--sparse=always", str(image), str(stick)], check=True)
-        ns = V.NetNS(f"borgusb-b{os.getpid()}")
-        V.put_on_stick(
-            stick,
-            ".borgusb",
-            json.dumps({"format": "borgusb-stick", "version": 1, "network": {"address": f"{ns.GUEST_IP}/24"}}).encode(),
-        )
-        machine = V.VM(
-            stick, work, netns=ns, accel=accel, kernel=(OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
-        )
-        try:
-            machine.wait_for(READY, 600)
-            return machine.elapsed()
-        finally:
-            machine.close()
-            ns.close()
+    kernel = (OUT / "borgusb.vmlinuz", OUT / "borgusb.initrd", append)
+    with booted(image, accel, kernel=kernel) as machine:
+        machine.wait_for(READY, 600)
+        return machine.elapsed()
 
 
 def main() -> int:

@@ -25,10 +25,6 @@ class QMP(Protocol):
 @dataclass(frozen=True)
 class Word:
     text: str
-    left: int
-    top: int
-    width: int
-    height: int
     line: tuple[int, int, int]  # (block, paragraph, line): words of one line of text
 
 
@@ -50,16 +46,7 @@ def read_words(png: Path) -> list[Word]:
     for row in csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE):
         text = (row.get("text") or "").strip()
         if row.get("level") == "5" and text:
-            words.append(
-                Word(
-                    text,
-                    int(row["left"]),
-                    int(row["top"]),
-                    int(row["width"]),
-                    int(row["height"]),
-                    (int(row["block_num"]), int(row["par_num"]), int(row["line_num"])),
-                )
-            )
+            words.append(Word(text, (int(row["block_num"]), int(row["par_num"]), int(row["line_num"]))))
     return words
 
 

@@ -232,7 +232,7 @@ const Borg = (() => {
   // On a booted stick: "saving" turns into "saved" (or why not) without a reload.
   async function refreshStick() {
     const line = document.getElementById("stick-saved");
-    if (!line || line.className === "stick-saved") return;
+    if (!line || !/^stick-(saving|unknown)$/.test(line.className)) return;  // only a write under way changes
     const r = await request("/api/session", { background: true }).catch(() => null);
     const body = r && r.ok ? await r.json().catch(() => null) : null;
     if (!body || !body.stick) return;
