@@ -1,13 +1,27 @@
-"""New members admitted per address: what a root lets one address add to its tree.
+"""New members admitted per address: what one address may add to a tree.
 
 Keys are free, so one machine can ask to join as a thousand members; each one the root
-places takes a position, a parent's attention and, when it never answers, a repair. The
-root therefore admits new members (not members it already places: a resync is free) at
-most `burst` at once and then one per `every_ms` from each address, the address the
-joiner gives, where the tree will reach it. A joiner that gives an address not its own is
-placed where it cannot answer and is repaired away like any dead member. Pure: time is
-passed in, in ms; at most `max_addresses` addresses are kept (least recently used dropped,
-which only ever errs toward admitting).
+places takes a position, a parent's attention and, when it never answers, a repair. So
+every node that takes a join straight from its joiner (hops 0: the root, or a member that
+passes it on to the root) admits at most `burst` at once and then one per `every_ms` from
+each address, the address the join came from (the socket's: `TreeNode.on_message`'s
+source), not the one the joiner claims: claiming a thousand addresses buys no more than
+one. Such a join must be signed by the key it asks to place, and a member passes on no
+other, so one key cannot ask for made-up members. A join a member forwarded (hops 1,
+taken only from a member the root places) is admitted there by the address the joiner
+claims: the root cannot see its source, and the member spent that source's admission.
+
+Resyncs: the root lets a member it places ask again freely. A member passing a join on
+cannot tell, so it charges a resync like a new member. That starves no one: a placed
+member asks the root itself (after a reject, or first when it rejoins) and reaches a
+member only when the root does not answer; it then spends only its own address's admissions, which a
+flood must come from that address to exhaust, and a refused joiner tries its next
+candidate. What stays: many nodes behind one NAT share one address (a burst, then one a
+second); a node relayed by a gateway sees joins through the relay from the gateway's
+address; and a placed member can still forward joins for made-up keys, which pay only per
+claimed address and the root's `members_per_address` cap. Pure: time is passed in, in ms;
+at most `max_addresses` addresses are kept (least recently used dropped, which only ever
+errs toward admitting).
 """
 
 from __future__ import annotations

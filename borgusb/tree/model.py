@@ -17,9 +17,11 @@ Design (what we chose and why)
   contact is not the root) + assign + ~1/k children + k/batch replica:
   O(1), independent of N, and the root does O(1) work per join.  New members
   are admitted per address (``join_burst``, then one per ``join_every_ms``;
-  ``admission.py``), at most ``members_per_address`` at once (a member that
-  only re-sends its join keeps its place without a heartbeat): keys are free,
-  addresses are not.  Others are counted (``refused:join_rate``,
+  ``admission.py``): the address a join came from, at the root or the member
+  that forwards it, which takes only a join signed by its joiner; at most
+  ``members_per_address`` at once (a member that only re-sends its join keeps
+  its place without a heartbeat): keys are free, addresses are not.  Others
+  are counted (``refused:join_rate``, ``refused:join_forged``,
   ``refused:join_cap``) and dropped; the joiner tries its next candidate.
 * **Repair = last node fills the hole.**  A parent confirms a child dead after
   ``confirm_misses`` consecutive missing heartbeats (one slow heartbeat does
@@ -62,7 +64,7 @@ Design (what we chose and why)
 Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
 ``ver`` orders the root's table versions, epoch in the high 32 bits):
 
-    tree.join      {joiner, hops}                        -> contact/root
+    tree.join      {joiner, hops}                        joiner -> contact/root (hops 0), member -> root (1)
     tree.assign    {tree, k, pos, size, ver, root, parent, children:[[pos,m]]}
     tree.children  {tree, size, ver, root, set:[[pos, m|null]]}   root -> parent
     tree.parent    {tree, pos, parent, size, ver, root}   root -> child
@@ -179,6 +181,7 @@ class TreeNode:
         "_now",
         "last_tick",
         "admission",
+        "_source",
     )
 
     MAX_CONTACTS = 256
@@ -202,6 +205,7 @@ class TreeNode:
         self._now = 0
         self.last_tick: int | None = None
         self.admission = JoinAdmission(config.join_burst, config.join_every_ms)
+        self._source: str | None = None  # where the message being handled came from (on_message)
         self._clear_tree()
 
     # ------------------------------------------------------------------ public API
@@ -216,10 +220,13 @@ class TreeNode:
             self._found_tree()
         return self._end()
 
-    def on_message(self, now_ms: int, sender: Member, msg: dict[str, Any]) -> list[Action]:
-        """A message from an (authenticated) ``sender``; malformed input is counted, never raised."""
+    def on_message(self, now_ms: int, sender: Member, msg: dict[str, Any], source: str | None = None) -> list[Action]:
+        """A message from an (authenticated) ``sender``; malformed input is counted, never raised.
+
+        ``source`` is the address the transport saw it come from (``sender``'s address is only
+        what it claims); None where there is none to see (tests without sockets)."""
         self._begin(now_ms)
-        self._dispatch(sender, msg)
+        self._dispatch(sender, msg, source)
         return self._end()
 
     def on_tick(self, now_ms: int) -> list[Action]:
@@ -348,7 +355,8 @@ class TreeNode:
         self.need_sync = False
         self.sync_until = 0
 
-    def _dispatch(self, sender: Member, msg: Any) -> None:
+    def _dispatch(self, sender: Member, msg: Any, source: str | None = None) -> None:
+        self._source = source
         if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
             self._count("rejected_malformed")
             return
@@ -423,20 +431,40 @@ class TreeNode:
         if self.status == "root":
             if joiner.node_id in self.queued or joiner.node_id == self.me.node_id:
                 return
-            if joiner.node_id not in self.where:  # a new member (a resync is free)
-                if not self.admission.allow(joiner.ip, self._now):
-                    self._count("refused:join_rate")
-                    return
-                if self._members_at(joiner.ip) >= self.cfg.members_per_address:
-                    self._count("refused:join_cap")
-                    return
+            new = joiner.node_id not in self.where  # a resync is free
+            if hops > 0 and sender.node_id in self.where and sender.node_id != joiner.node_id:
+                admitted = not new or self._admit(joiner.ip)  # the member that forwarded it charged its source
+            else:  # sent straight by its sender (anyone but a placed member counts as that)
+                admitted = self._from_joiner(sender, joiner) and (not new or self._admit(self._source or joiner.ip))
+            if not admitted:
+                return
+            if new and self._members_at(joiner.ip) >= self.cfg.members_per_address:
+                self._count("refused:join_cap")
+                return
             self.queued.add(joiner.node_id)
             self.queue.append(joiner)
-        elif self.status == "online" and self.root is not None and hops < 4 and self.root.node_id != sender.node_id:
-            self._count("joins_forwarded")
-            self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": hops + 1})
+        elif self.status == "online" and self.root is not None and hops == 0 and self.root.node_id != sender.node_id:
+            # only a joiner's own join is passed on: a forwarded one reaching a member (its sender's
+            # root is stale) is dropped, or any key could forward joins for made-up members
+            if self._from_joiner(sender, joiner) and self._admit(self._source or joiner.ip):
+                self._count("joins_forwarded")
+                self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": 1})
         else:
             self._count("joins_dropped")
+
+    def _from_joiner(self, sender: Member, joiner: Member) -> bool:
+        """A join sent straight to us must be signed by the key it asks to place."""
+        if joiner.node_id == sender.node_id:
+            return True
+        self._count("refused:join_forged")
+        return False
+
+    def _admit(self, address: str) -> bool:
+        """Spend one of ``address``'s admissions (``admission.py``), counted when none is left."""
+        if self.admission.allow(address, self._now):
+            return True
+        self._count("refused:join_rate")
+        return False
 
     def _members_at(self, ip: str) -> int:
         """Members of the table (and queued) at one address: O(n), paid only by admitted joins."""

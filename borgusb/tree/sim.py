@@ -121,7 +121,8 @@ class Bus:
                 if s is not None and dst in self.nodes:
                     self.apply(src, s.on_unreachable(now, self.nodes[dst].me))
                 continue
-            self.apply(dst, node.on_message(now, self.nodes[src].me, msg))
+            me = self.nodes[src].me
+            self.apply(dst, node.on_message(now, me, msg, me.ip))  # no NAT here: it comes from where it says
 
     def tick(self, dt: int = 250, only: Iterable[TreeNode] | None = None) -> None:
         """Advance the clock by ``dt`` ms, tick nodes (all alive ones by default), drain."""

@@ -277,7 +277,8 @@ class Cell(NetDoor, TreeDriver):
             return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
         sender = Member(env.signer, env.sender.ip, env.sender.port)
         self.counters[f"recv:{env.type}"] += 1
-        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg))
+        # the socket's address, not the signed but self-claimed one: a join is admitted by where it came from
+        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg, source=request.remote))
         return web.json_response({"ok": True})
 
     @route("recp", "POST", "/recp")
