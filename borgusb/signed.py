@@ -5,16 +5,23 @@ entries, stream maps, memories, agent messages and claims, work records) is sign
 the canonical bytes of the body without ``sig`` plus ``"d": domain``. The domain keeps a signature
 made for one kind of document from passing as another; an id is the SHA-256 of the same bytes, so
 it names exactly what was signed.
+
+`check_doc` checks a whole document. A module with its own field rules and error classes (mail,
+files, ledger, exchange, memory, stream maps) checks its fields itself and shares the parts:
+`is_sig_hex` for the ``sig`` field, `signing_bytes` and `signed_by` for the signature.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import canonical
 from .keys import SigningKey, is_public_key_hex, verify_signature
+
+_SIG_HEX = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 class SignedDocError(ValueError):
@@ -23,6 +30,21 @@ class SignedDocError(ValueError):
     def __init__(self, reason: str, text: str) -> None:
         super().__init__(text)
         self.reason = reason
+
+
+def is_sig_hex(value: Any) -> TypeGuard[str]:
+    """A DER ECDSA signature (8 to 73 bytes) in lowercase hex: the one spelling a signed document's
+    ``sig`` has, so a stored document's bytes cannot be varied by spelling its signature otherwise."""
+    return isinstance(value, str) and _SIG_HEX.fullmatch(value) is not None
+
+
+def signed_by(signer: Any, sig: Any, message: bytes) -> bool:
+    """Whether `sig` (hex) is `signer`'s signature of `message`; False for a signer or a sig that
+    does not parse, so a caller that checked neither still only refuses."""
+    try:
+        return verify_signature(signer, bytes.fromhex(sig), message)
+    except (ValueError, TypeError):
+        return False
 
 
 def signing_bytes(body: Mapping[str, Any], domain: str) -> bytes:

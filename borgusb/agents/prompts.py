@@ -12,8 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..keys import SigningKey, is_public_key_hex, verify_signature
-from ..signed import signing_bytes
+from ..keys import SigningKey, is_public_key_hex
+from ..signed import signed_by, signing_bytes
 
 DOMAIN = "borgusb.agent.prompt"
 MAX_PROMPT_CHARS = 4000
@@ -64,11 +64,7 @@ def check_version(doc: Any) -> PromptVersion:
         raise PromptError(str(exc)) from None
     if not is_public_key_hex(v.agent) or not isinstance(v.n, int) or v.n < 1 or not isinstance(v.text, str):
         raise PromptError("malformed prompt version")
-    try:
-        sig = bytes.fromhex(v.sig) if isinstance(v.sig, str) else b""
-    except ValueError:
-        sig = b""
-    if not sig or not verify_signature(v.agent, sig, signing_bytes(v.body(), DOMAIN)):
+    if not signed_by(v.agent, v.sig, signing_bytes(v.body(), DOMAIN)):
         raise PromptError("the prompt version is not signed by its agent")
     return v
 

@@ -31,12 +31,12 @@ from typing import Any
 
 from .. import canonical
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
 from ..ledger.errors import BadSignature, FutureDated, Malformed, Stale
 from ..ledger.tx import load_bounded
 from ..ledger.units import UNITS_PER_SHELL, check_amount
-from ..signed import signing_bytes
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import BadExpiry, BadPrice, TooLarge, TooSmall
 
 VERSION = 1
@@ -53,7 +53,6 @@ CANCEL_FIELDS = frozenset(("v", "owner", "order", "ts", "nonce", "sig"))
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 def koinu_for(amount: int, price: int) -> int:
@@ -133,14 +132,14 @@ def _common(doc: Any, fields: frozenset[str], what: str) -> dict[str, Any]:
         raise Malformed("owner is a compressed secp256k1 public key in lowercase hex")
     if not isinstance(doc["nonce"], str) or not _HEX32.fullmatch(doc["nonce"]):
         raise Malformed("nonce is 16 bytes in lowercase hex")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
     _ts(doc, "ts")
     return doc
 
 
 def _verified(owner: str, sig: str, signed: bytes, what: str) -> str:
-    if not verify_signature(owner, bytes.fromhex(sig), signed):
+    if not signed_by(owner, sig, signed):
         raise BadSignature(f"the {what} is not signed by its owner")
     return hashlib.sha256(signed).hexdigest()
 

@@ -38,8 +38,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import canonical
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
+from ..signed import is_sig_hex, signed_by
+from ..signed import signing_bytes as doc_signing_bytes
 from .entry import Entry, entries_from_doc, entries_to_doc
 from .errors import BadSignature, Malformed, NotFound, Tampered, TooLarge
 
@@ -55,7 +57,6 @@ _FIELDS = frozenset(
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 _ZERO_NONCE = bytes(12)
 
 
@@ -96,9 +97,8 @@ class Folder:
 
 
 def signing_bytes(body: Mapping[str, Any]) -> bytes:
-    doc = {k: v for k, v in body.items() if k != "sig"}
-    doc["d"] = DOMAIN
-    return canonical.encode_unchecked(doc)
+    """What the owner signs and the folder's id hashes (`borgusb.signed.signing_bytes`)."""
+    return doc_signing_bytes(body, DOMAIN)
 
 
 def _aad(body: Mapping[str, Any]) -> bytes:
@@ -138,7 +138,7 @@ def _check_fields(doc: Any) -> None:
         raise Malformed(f"machine is printable text of at most {MAX_MACHINE} characters")
     if not isinstance(doc["public"], bool):
         raise Malformed("public is true or false")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
     readers, sealed = doc["readers"], doc["sealed"]
     if not isinstance(readers, dict) or len(readers) > MAX_READERS:
@@ -177,7 +177,7 @@ def check_folder(doc: Any, *, verify: bool = True) -> Folder:
         sig=doc["sig"],
         id=hashlib.sha256(signed).hexdigest(),
     )
-    if verify and not verify_signature(folder.owner, bytes.fromhex(folder.sig), signed):
+    if verify and not signed_by(folder.owner, folder.sig, signed):
         raise BadSignature("the folder is not signed by its owner")
     return folder
 

@@ -30,9 +30,10 @@ from typing import Any
 
 from .. import canonical
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
 from ..shard import placement
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import BadSignature, FilesError, Malformed, TooLarge
 
 VERSION = 1
@@ -42,7 +43,6 @@ DEFAULT_R = 5
 MAX_ROOT_BYTES = 1024
 _FIELDS = frozenset(("v", "owner", "seq", "folder", "root", "ts", "sig"))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 class Stale(FilesError):
@@ -86,10 +86,6 @@ class RootPointer:
         return canonical.encode_unchecked(self.to_dict())
 
 
-def _signing_bytes(body: dict[str, Any]) -> bytes:
-    return canonical.encode_unchecked(dict({k: v for k, v in body.items() if k != "sig"}, d=DOMAIN))
-
-
 def check_root(doc: Any) -> RootPointer:
     if not isinstance(doc, dict) or doc.keys() != _FIELDS:
         raise Malformed(f"a root pointer has exactly {', '.join(sorted(_FIELDS))}")
@@ -103,10 +99,10 @@ def check_root(doc: Any) -> RootPointer:
         raise Malformed("owner is a public key")
     if any(not isinstance(doc[k], str) or not _HEX64.fullmatch(doc[k]) for k in ("folder", "root")):
         raise Malformed("folder and root are SHA-256 ids in lowercase hex")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
-    signed = _signing_bytes(doc)
-    if not verify_signature(doc["owner"], bytes.fromhex(doc["sig"]), signed):
+    signed = signing_bytes(doc, DOMAIN)
+    if not signed_by(doc["owner"], doc["sig"], signed):
         raise BadSignature("the root pointer is not signed by its owner")
     return RootPointer(
         doc["owner"], doc["seq"], doc["folder"], doc["root"], doc["ts"], doc["sig"], hashlib.sha256(signed).hexdigest()
@@ -124,7 +120,7 @@ def parse_root(data: bytes) -> RootPointer:
 
 def make_root(key: SigningKey, *, seq: int, folder: str, root: str, ts: int) -> RootPointer:
     body = {"v": VERSION, "owner": key.public_key_hex, "seq": seq, "folder": folder, "root": root, "ts": ts}
-    return check_root(dict(body, sig=key.sign(_signing_bytes(body)).hex()))
+    return check_root(dict(body, sig=key.sign(signing_bytes(body, DOMAIN)).hex()))
 
 
 def quorum(holder_count: int) -> int:

@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import canonical
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
+from ..signed import signed_by, signing_bytes
 from .entry import Entry, check_name
 from .errors import BadSignature, Malformed, TooLarge
 from .keyring import unwrap, wrap
@@ -64,10 +65,6 @@ class Share:
         return replace(self.entry, key=unwrap(me, self.wrapped, "file", self.entry.obj).hex())
 
 
-def _signing_bytes(body: dict[str, Any]) -> bytes:
-    return canonical.encode_unchecked(dict({k: v for k, v in body.items() if k != "sig"}, d=DOMAIN))
-
-
 def check_share(doc: Any) -> Share:
     if not isinstance(doc, dict) or doc.keys() != _FIELDS or doc["v"] != VERSION:
         raise Malformed(f"a share has exactly {', '.join(sorted(_FIELDS))} (version {VERSION})")
@@ -82,13 +79,13 @@ def check_share(doc: Any) -> Share:
     if not isinstance(wrapped, str) or len(wrapped) > 512 or not isinstance(sig, str) or len(sig) > 146:
         raise Malformed("wrapped and sig are short hex")
     try:
-        sig_bytes = bytes.fromhex(sig)
+        bytes.fromhex(sig)
         bytes.fromhex(wrapped)
     except ValueError:
         raise Malformed("wrapped and sig are hex") from None
-    signed = _signing_bytes(doc)
+    signed = signing_bytes(doc, DOMAIN)
     share = Share(doc["owner"], doc["to"], check_name(doc["name"]), entry, wrapped, ts, sig, "")
-    if not verify_signature(share.owner, sig_bytes, signed):
+    if not signed_by(share.owner, sig, signed):
         raise BadSignature("the share is not signed by its owner")
     return replace(share, id=hashlib.sha256(signed).hexdigest())
 
@@ -115,4 +112,4 @@ def make_share(key: SigningKey, to: str, name: str, entry: Entry, ts: int) -> Sh
         "wrapped": wrapped,
         "ts": ts,
     }
-    return check_share(dict(body, sig=key.sign(_signing_bytes(body)).hex()))
+    return check_share(dict(body, sig=key.sign(signing_bytes(body, DOMAIN)).hex()))

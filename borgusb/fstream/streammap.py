@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import canonical
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..shard import model
-from ..signed import signing_bytes
+from ..signed import is_sig_hex, signed_by, signing_bytes
 
 VERSION = 2  # 2: each key frame with its byte offset (1: times only, still read)
 READS = (1, 2)
@@ -42,7 +42,6 @@ TYPES = frozenset(
     ("video/webm", "video/mp4", "video/ogg", "audio/webm", "audio/ogg", "audio/mpeg", "application/octet-stream")
 )
 _PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 class BadMap(ValueError):
@@ -142,9 +141,9 @@ def check_map(doc: Any) -> StreamMap:
     owner, sig = doc["o"], doc["sig"]
     if not isinstance(owner, str) or not _PUBKEY.fullmatch(owner):
         raise BadMap("malformed", "o must be a compressed public key")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise BadMap("malformed", "sig must be hex DER")
-    if not verify_signature(owner, bytes.fromhex(sig), signing_bytes(doc, DOMAIN)):
+    if not signed_by(owner, sig, signing_bytes(doc, DOMAIN)):
         raise BadMap("bad_signature", "not signed by the owner it names")
     return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], times, owner, t, offsets)
 

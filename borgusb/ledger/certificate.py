@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import canonical
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..shard import placement
+from ..signed import is_sig_hex, signed_by
 from .accounts import RESERVE, is_account
 from .errors import (
     BadHolderSignature,
@@ -44,8 +45,6 @@ LOTTERY_PREFIX = "borgusb.ledger:"
 DEFAULT_R = 5
 MAX_SIGS = 16  # placement.MAX_R's bound: no holder set is larger
 MAX_CERT_BYTES = 8192
-
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 def quorum_size(r: int, faulty: int = 0) -> int:
@@ -117,7 +116,7 @@ class Acceptance:
 
     def verify(self) -> bool:
         msg = acceptance_bytes(self.id, self.account, self.seq, self.holder)
-        return verify_signature(self.holder, bytes.fromhex(self.sig), msg)
+        return signed_by(self.holder, self.sig, msg)
 
 
 def sign_acceptance(key: SigningKey, tx: Tx) -> Acceptance:
@@ -138,7 +137,7 @@ def check_acceptance(doc: Any) -> Acceptance:
         raise Malformed("id is a SHA-256 and account a public key, in lowercase hex")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or not is_account(holder):
         raise Malformed("seq is a positive integer and holder a public key")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
     acc = Acceptance(tx_id, account, seq, holder, sig)
     if not acc.verify():
@@ -242,7 +241,7 @@ def check_signers(
     if len(seen) < need:
         raise NoQuorum(f"{len(seen)} of {len(members)} holders signed, {need} needed")
     for holder, sig in sigs:
-        if not verify_signature(holder, bytes.fromhex(sig), signed(holder)):
+        if not signed_by(holder, sig, signed(holder)):
             raise BadHolderSignature(f"{holder[:16]}'s signature is not over this document")
 
 
@@ -254,7 +253,7 @@ def sigs_from_list(sigs: Any) -> tuple[tuple[str, str], ...]:
     for s in sigs:
         if not isinstance(s, dict) or s.keys() != {"holder", "sig"}:
             raise Malformed("each signature has exactly holder, sig")
-        if not is_account(s["holder"]) or not isinstance(s["sig"], str) or not _SIG.fullmatch(s["sig"]):
+        if not is_account(s["holder"]) or not is_sig_hex(s["sig"]):
             raise Malformed("holder is a public key and sig DER, in lowercase hex")
         pairs.append((s["holder"], s["sig"]))
     return tuple(pairs)

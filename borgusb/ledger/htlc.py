@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import canonical
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
+from ..signed import is_sig_hex, signed_by
 from .accounts import is_account
 from .certificate import check_signers, sigs_from_list
 from .errors import (
@@ -79,7 +80,6 @@ FIELDS = frozenset(("v", "kind", "lock", "by", "preimage", "sig"))
 
 Kind = Literal["htlc-claim", "htlc-refund"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 def hash_lock(secret: bytes) -> str:
@@ -140,7 +140,7 @@ def check_resolution(doc: Any, *, verify: bool = True) -> Resolution:
         raise Malformed("kind is htlc-claim or htlc-refund, by a public key in lowercase hex")
     if not isinstance(preimage, str) or not (_PREIMAGE.fullmatch(preimage) if kind == "htlc-claim" else preimage == ""):
         raise Malformed(f"a claim's preimage is 1 to {MAX_PREIMAGE_BYTES} bytes in lowercase hex; a refund's is empty")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
     if not isinstance(doc["lock"], dict) or doc["lock"].get("kind") != "htlc-lock":
         raise Malformed("lock is an htlc-lock transaction")
@@ -152,7 +152,7 @@ def check_resolution(doc: Any, *, verify: bool = True) -> Resolution:
     if kind == "htlc-claim" and hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != lock.ref:
         raise WrongPreimage("sha256(preimage) is not the lock's hash lock")
     signed = signing_bytes(kind, lock.id, by, preimage)
-    if verify and not verify_signature(by, bytes.fromhex(sig), signed):
+    if verify and not signed_by(by, sig, signed):
         raise BadSignature(f"the resolution is not signed by its {'claimant' if kind == 'htlc-claim' else 'payer'}")
     return Resolution(kind, lock, by, preimage, sig, hashlib.sha256(signed).hexdigest())
 
@@ -224,7 +224,7 @@ class Vote:
         return {"v": VERSION, "lock": self.lock, "id": self.id, "holder": self.holder, "sig": self.sig}
 
     def verify(self) -> bool:
-        return verify_signature(self.holder, bytes.fromhex(self.sig), vote_bytes(self.lock, self.id, self.holder))
+        return signed_by(self.holder, self.sig, vote_bytes(self.lock, self.id, self.holder))
 
 
 def sign_vote(key: SigningKey, res: Resolution) -> Vote:
@@ -240,7 +240,7 @@ def check_vote(doc: Any, *, verify: bool = True) -> Vote:
     lock, res_id, holder, sig = doc["lock"], doc["id"], doc["holder"], doc["sig"]
     if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in (lock, res_id)) or not is_account(holder):
         raise Malformed("lock and id are SHA-256s, holder a public key, in lowercase hex")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
     vote = Vote(lock, res_id, holder, sig)
     if verify and not vote.verify():

@@ -42,7 +42,9 @@ from typing import Any
 
 from .. import canonical
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
+from ..signed import is_sig_hex, signed_by
+from ..signed import signing_bytes as doc_signing_bytes
 from .accounts import RESERVE, is_account
 from .errors import BadExpiry, BadPrev, BadSignature, FutureDated, Malformed, ReserveRule, Stale, UnsupportedKind
 from .units import check_amount
@@ -61,7 +63,6 @@ LOCK_FIELDS = FIELDS | {"expiry"}  # only an htlc-lock has an expiry: every othe
 MAX_LOCK_MS = 7 * 24 * 3_600_000  # a lock holds its units at most a week after it is signed
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +110,8 @@ class Tx:
 
 
 def signing_bytes(body: dict[str, Any]) -> bytes:
-    """What the signature covers and the id hashes: the body plus the domain."""
-    doc = {k: v for k, v in body.items() if k != "sig"}
-    doc["d"] = DOMAIN
-    return canonical.encode_unchecked(doc)
+    """What the signature covers and the id hashes: the body plus the domain (`borgusb.signed`)."""
+    return doc_signing_bytes(body, DOMAIN)
 
 
 def tx_id(body: dict[str, Any]) -> str:
@@ -144,7 +143,7 @@ def _check_fields(doc: Any) -> None:
         raise Malformed("prev is a SHA-256 in lowercase hex")
     if not isinstance(ref, str) or not (ref == "" or _HEX64.fullmatch(ref)):
         raise Malformed("ref is empty or a SHA-256 in lowercase hex")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
     if not isinstance(kind, str) or len(kind) > 16:
         raise Malformed("kind is a short string")
@@ -189,7 +188,7 @@ def check_tx(doc: Any, *, verify: bool = True) -> Tx:
         id=hashlib.sha256(signed).hexdigest(),
         expiry=doc.get("expiry", 0),
     )
-    if verify and not verify_signature(tx.signer, bytes.fromhex(tx.sig), signed):
+    if verify and not signed_by(tx.signer, tx.sig, signed):
         raise BadSignature(
             "the transaction is not signed by " + ("its claimant" if tx.kind == "reward" else "its payer")
         )

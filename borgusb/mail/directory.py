@@ -37,9 +37,9 @@ from bitcoin.base58 import Base58ChecksumError, CBase58Data, InvalidBase58Error
 from bitcoin.core import Hash160
 
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
-from ..signed import signing_bytes
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import (
     BadAddress,
     BadSignature,
@@ -60,7 +60,6 @@ MAX_AGE_MS = 10 * 60_000  # a published entry is signed within this (a hand-off 
 MAX_FUTURE_MS = 30_000
 FIELDS = frozenset(("v", "key", "addr", "name", "ts", "sig"))
 _ADDRESS = re.compile(r"D[1-9A-HJ-NP-Za-km-z]{25,34}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 def address_of(key_hex: str) -> str:
@@ -131,14 +130,14 @@ def check_entry(doc: Any) -> Entry:
         raise Malformed("ts is network time in ms")
     if not is_account(doc["key"]):
         raise Malformed("key is a compressed public key in lowercase hex")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
     check_name(doc["name"])
     check_address(doc["addr"])
     if doc["addr"] != address_of(doc["key"]):
         raise WrongAddress("the address is not this key's own")
     signed = signing_bytes(doc, DOMAIN)
-    if not verify_signature(doc["key"], bytes.fromhex(doc["sig"]), signed):
+    if not signed_by(doc["key"], doc["sig"], signed):
         raise BadSignature("the entry is not signed by its key")
     return Entry(doc["key"], doc["addr"], doc["name"], ts, doc["sig"], hashlib.sha256(signed).hexdigest())
 

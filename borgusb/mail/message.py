@@ -29,11 +29,11 @@ from typing import Any
 
 from .. import canonical, seal
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
 from ..ledger.errors import LedgerError
 from ..ledger.tx import load_bounded
-from ..signed import signing_bytes
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import BadSignature, Malformed, NotForYou, TooLarge, Undecryptable
 
 VERSION = 1
@@ -46,7 +46,6 @@ MAX_ATTACHMENTS = 16
 FIELDS = frozenset(("v", "from", "to", "ts", "re", "sealed", "sig"))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +143,7 @@ def _check_fields(doc: Any) -> None:
         raise Malformed("sealed is a box in lowercase hex")
     if len(sealed) > 2 * (MAX_CONTENT_BYTES + seal.OVERHEAD):
         raise TooLarge(f"a message's sealed part is at most {MAX_CONTENT_BYTES + seal.OVERHEAD} bytes")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
 
 
@@ -152,7 +151,7 @@ def check_message(doc: Any) -> Message:
     """A `Message` from a decoded document: `Malformed`, `TooLarge`, then (the costly one) `BadSignature`."""
     _check_fields(doc)
     signed = signing_bytes(doc, DOMAIN)
-    if not verify_signature(doc["from"], bytes.fromhex(doc["sig"]), signed):
+    if not signed_by(doc["from"], doc["sig"], signed):
         raise BadSignature("the message is not signed by its sender")
     return Message(
         sender=doc["from"],

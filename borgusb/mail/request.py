@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
 from ..ledger.accounts import is_account
-from ..signed import signing_bytes
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import BadSignature, FutureDated, Malformed, Stale
 
 VERSION = 1
@@ -33,7 +33,6 @@ MAX_FUTURE_MS = 30_000
 FIELDS = frozenset(("v", "op", "who", "ids", "ts", "n", "sig"))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NONCE = re.compile(r"[0-9a-f]{16}")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,7 @@ def _check_fields(doc: Any) -> None:
         raise Malformed("ts is network time in ms")
     if not isinstance(doc["n"], str) or not _NONCE.fullmatch(doc["n"]):
         raise Malformed("n is 8 bytes in lowercase hex")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
 
 
@@ -84,6 +83,6 @@ def check_request(doc: Any, now_ms: int) -> Request:
         raise Stale(f"signed {now_ms - doc['ts']} ms ago (at most {MAX_AGE_MS})")
     if doc["ts"] - now_ms > MAX_FUTURE_MS:
         raise FutureDated(f"dated {doc['ts'] - now_ms} ms ahead (at most {MAX_FUTURE_MS})")
-    if not verify_signature(doc["who"], bytes.fromhex(doc["sig"]), signing_bytes(doc, DOMAIN)):
+    if not signed_by(doc["who"], doc["sig"], signing_bytes(doc, DOMAIN)):
         raise BadSignature("the request is not signed by the inbox's owner")
     return Request(doc["op"], doc["who"], tuple(doc["ids"]), doc["ts"], dict(doc))

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, is_public_key_hex, verify_signature
-from ..signed import signing_bytes
+from ..keys import SigningKey, is_public_key_hex
+from ..signed import signed_by, signing_bytes
 from .errors import BadSignature, Malformed, MemoryRefused, Stale, TooLarge
 from .record import KIND, Memory, check_record, open_text
 from .scoring import MODES, SCALE, Index, Mode
@@ -120,11 +120,7 @@ def check_query(doc: Any, now_ms: int) -> Query:
         sig=sig,
     )
     if scope == "mine":
-        try:
-            ok = verify_signature(owner, bytes.fromhex(sig), signing_bytes(doc, DOMAIN))
-        except ValueError:
-            ok = False
-        if not ok:
+        if not signed_by(owner, sig, signing_bytes(doc, DOMAIN)):
             raise BadSignature("a private search is signed by its owner")
         if abs(now_ms - q.ts) > FRESH_MS:
             raise Stale(f"a private search is answered within {FRESH_MS // 1000} s of its time")

@@ -26,8 +26,8 @@ from typing import Any
 
 from .. import seal
 from ..canonical import MAX_SAFE_INT
-from ..keys import SigningKey, is_public_key_hex, verify_signature
-from ..signed import signing_bytes
+from ..keys import SigningKey, is_public_key_hex
+from ..signed import is_sig_hex, signed_by, signing_bytes
 from .errors import BadSignature, Malformed, NotYours, TooLarge, Undecryptable
 
 VERSION = 1
@@ -45,7 +45,6 @@ KIND = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _WEIGHT_NAME = re.compile(r"[a-z][a-z0-9_]{0,23}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
-_SIG = re.compile(r"(?:[0-9a-f]{2}){8,73}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +161,7 @@ def _check_fields(doc: Any) -> None:
         raise Malformed("a public memory has a text and nothing sealed")
     if len(text.encode()) > MAX_TEXT_BYTES or len(sealed) > 2 * (MAX_TEXT_BYTES + seal.OVERHEAD):
         raise TooLarge(f"a memory's text is at most {MAX_TEXT_BYTES} bytes")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
 
 
@@ -170,7 +169,7 @@ def check_record(doc: Any) -> Memory:
     """A `Memory` from a decoded document: `Malformed`, `TooLarge`, then (the costly one) `BadSignature`."""
     _check_fields(doc)
     signed = signing_bytes(doc, DOMAIN)
-    if not verify_signature(doc["owner"], bytes.fromhex(doc["sig"]), signed):
+    if not signed_by(doc["owner"], doc["sig"], signed):
         raise BadSignature("the memory is not signed by its owner")
     return Memory(
         owner=doc["owner"],
@@ -213,8 +212,8 @@ def check_tombstone(doc: Any) -> Tombstone:
         raise Malformed("a tombstone has v 1 and ts in ms")
     if not is_public_key_hex(doc["owner"]) or not isinstance(doc["id"], str) or not HEX64.fullmatch(doc["id"]):
         raise Malformed("owner is a public key and id a memory id (SHA-256 in lowercase hex)")
-    if not isinstance(doc["sig"], str) or not _SIG.fullmatch(doc["sig"]):
+    if not is_sig_hex(doc["sig"]):
         raise Malformed("sig is a DER signature in lowercase hex")
-    if not verify_signature(doc["owner"], bytes.fromhex(doc["sig"]), signing_bytes(doc, RM_DOMAIN)):
+    if not signed_by(doc["owner"], doc["sig"], signing_bytes(doc, RM_DOMAIN)):
         raise BadSignature("the tombstone is not signed by its owner")
     return Tombstone(owner=doc["owner"], id=doc["id"], ts=doc["ts"], sig=doc["sig"])

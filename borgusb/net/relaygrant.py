@@ -20,12 +20,12 @@ from functools import lru_cache
 from typing import Any
 
 from .. import canonical
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
+from ..signed import is_sig_hex, signed_by
 
 DOMAIN = b"borgusb relay grant v1\n"  # a grant's signature can never be taken for any other signed thing
 TTL_MS = 60_000
 _PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
-_SIG = re.compile(r"[0-9a-f]{16,146}")
 _FIELDS = frozenset(("node", "gateway", "until", "sig"))
 
 
@@ -45,7 +45,7 @@ def granted_node(doc: Any, gateway: str, now_ms: int) -> str | None:
         return None
     if not isinstance(until, int) or isinstance(until, bool) or not now_ms <= until <= now_ms + 2 * TTL_MS:
         return None  # expired, or dated so far ahead that it would outlive a detach
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         return None
     return node if _signed(node, named, until, sig) else None
 
@@ -55,7 +55,7 @@ def _signed(node: str, gateway: str, until: int, sig: str) -> bool:
     """Whether `node` signed this grant. Cached: a gateway's hello shows the same grants to every
     post relayed through it until they are renewed, and the expiry is checked outside the cache."""
     body = {"node": node, "gateway": gateway, "until": until}
-    return verify_signature(node, bytes.fromhex(sig), DOMAIN + canonical.dumps(body))
+    return signed_by(node, sig, DOMAIN + canonical.dumps(body))
 
 
 def relays_for(grants: Any, gateway: str, node: str, now_ms: int) -> bool:

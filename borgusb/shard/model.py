@@ -37,7 +37,8 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO, TypeGuard
 
 from .. import canonical
-from ..keys import SigningKey, verify_signature
+from ..keys import SigningKey
+from ..signed import is_sig_hex, signed_by
 
 # 1 MiB, from measurement (bench_dstream --sweep, README "Shard size"): each shard
 # costs a fixed ~0.8 ms of CPU on loopback (two signatures, two verifications,
@@ -52,7 +53,6 @@ MAX_R = 16
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
-_SIG = re.compile(r"[0-9a-f]{16,146}")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -88,9 +88,9 @@ def _check_sig(domain: str, doc: dict[str, Any]) -> None:
     owner, sig = doc.get("o"), doc.get("s")
     if not isinstance(owner, str) or not _PUBKEY.fullmatch(owner):
         raise BadRecord("malformed", "owner must be a compressed public key")
-    if not isinstance(sig, str) or not _SIG.fullmatch(sig):
+    if not is_sig_hex(sig):
         raise BadRecord("malformed", "signature must be hex DER")
-    if not verify_signature(owner, bytes.fromhex(sig), _signed(domain, doc)):
+    if not signed_by(owner, sig, _signed(domain, doc)):
         raise BadRecord("bad_owner_signature", "not signed by the owner it names")
 
 

@@ -25,6 +25,7 @@ def test_a_grant_names_its_node_and_its_gateway() -> None:
     assert relaygrant.granted_node(relaygrant.grant(NODE, G, NOW + 10 * relaygrant.TTL_MS), G, NOW) is None
     forged = relaygrant.grant(LIAR, G, NOW) | {"node": NODE.public_key_hex}  # the liar's signature, the victim's name
     assert relaygrant.granted_node(forged, G, NOW) is None
+    assert relaygrant.granted_node({**g, "sig": g["sig"] + "0"}, G, NOW) is None  # odd hex: once a ValueError
     for junk in (None, [], "x", {**g, "extra": 1}, {k: v for k, v in g.items() if k != "sig"}, {**g, "until": True}):
         assert relaygrant.granted_node(junk, G, NOW) is None
 

@@ -36,6 +36,10 @@ def test_record_signed_by_owner_and_tamper_evident() -> None:
         assert err.value.reason == "bad_owner_signature"
     with pytest.raises(model.BadRecord):
         model.check_record(dict(rec, extra=1))
+    for sig in (rec["s"] + "0", rec["s"].upper()):  # odd-length hex once escaped as a bare ValueError
+        with pytest.raises(model.BadRecord) as err:
+            model.check_record(dict(rec, s=sig))
+        assert err.value.reason == "malformed"
 
 
 def test_manifest_round_trip_and_checks() -> None:
