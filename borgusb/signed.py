@@ -69,16 +69,12 @@ def check_doc(doc: Any, fields: set[str], signer_field: str, domain: str) -> dic
     if not isinstance(doc, dict) or doc.keys() != fields | {"sig"}:
         raise SignedDocError("malformed", f"the document has exactly {sorted(fields | {'sig'})}")
     signer, sig = doc[signer_field], doc["sig"]
-    if not is_public_key_hex(signer) or not isinstance(sig, str) or len(sig) > 160:
-        raise SignedDocError("malformed", f"{signer_field} is a public key and sig is hex")
-    try:
-        raw = bytes.fromhex(sig)
-    except ValueError:
-        raise SignedDocError("malformed", "sig is hex") from None
+    if not is_public_key_hex(signer) or not is_sig_hex(sig):
+        raise SignedDocError("malformed", f"{signer_field} is a public key and sig is a DER signature in lowercase hex")
     try:
         signed = signing_bytes(doc, domain)
     except (ValueError, TypeError) as exc:  # a float or NaN the parser let through, say
         raise SignedDocError("malformed", str(exc)) from None
-    if not verify_signature(signer, raw, signed):
+    if not verify_signature(signer, bytes.fromhex(sig), signed):
         raise SignedDocError("bad_signature", f"not signed by its {signer_field}")
     return doc
