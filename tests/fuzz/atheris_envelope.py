@@ -1,9 +1,10 @@
 """Coverage-guided fuzzing of the one door with atheris (libFuzzer): run by test_envelope_fuzz.py.
 
-    python tests/fuzz/atheris_envelope.py CORPUS_DIR -runs=40000 -seed=15
+    python -m tests.fuzz.atheris_envelope CORPUS_DIR -runs=N -seed=S   (from the checkout's root)
 
-The corpus holds valid envelopes signed for the verifier below (the test writes them); libFuzzer
-mutates them, guided by the coverage of `borgusb.canonical` and `borgusb.envelope`. Each input
+The kept corpus (tests/fuzz/corpus/envelope/) grew from valid envelopes signed for the verifier
+below (test_envelope_fuzz.py's `valid_doc`, at its T0); libFuzzer mutates them, guided by the
+coverage of `borgusb.canonical` and `borgusb.envelope`. Each input
 must be a value `loads_canonical` gives back byte for byte, or `CanonicalError`; and for
 `Verifier.verify`, an envelope and one "accepted", or an `EnvelopeError` with a known reason,
 counted exactly once. Anything else is a crash, which libFuzzer reports with the input.
@@ -12,7 +13,6 @@ counted exactly once. Anything else is a crash, which libFuzzer reports with the
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections import Counter
 
 import atheris
@@ -21,6 +21,8 @@ with atheris.instrument_imports(include=["borgusb"]):
     from borgusb import canonical, envelope
     from borgusb.clock import ManualClock
     from borgusb.keys import SigningKey
+
+from .libfuzzer import fuzzer_argv
 
 # the same derivation as tests/fuzz/strategies.fixed_key("verifier") and the test's T0 and ports
 ME = SigningKey(hashlib.sha256(b"borgusb fuzz key verifier").digest()).public_key_hex
@@ -48,7 +50,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(fuzzer_argv(__spec__.name), test_one_input)
     atheris.Fuzz()
 
 

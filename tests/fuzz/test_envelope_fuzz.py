@@ -12,8 +12,9 @@
 * Memory: 12,000 hostile inputs (floods from 400 keys, replays, future-dated, stale, forged,
   misaddressed, junk) keep the replay cache within its documented bounds, and tracemalloc sees no
   growth past a small bound once the cache is full.
-* Coverage-guided: atheris (libFuzzer) drives the same verifier from a seed corpus of valid
-  envelopes, in a subprocess with a fixed seed and run count. atheris ships wheels for x86_64 only
+* Coverage-guided: atheris (libFuzzer) drives the same verifier from a copy of the kept corpus
+  (tests/fuzz/corpus/envelope/, grown from valid envelopes by `./build.sh fuzz`), in a subprocess
+  with a fixed seed and run count. atheris ships wheels for x86_64 only
   (it installs on a fresh Debian 12 amd64; elsewhere it would need clang and libFuzzer to build),
   so that one test is skipped where it is not installed; everything else is hypothesis.
 """
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -38,6 +37,7 @@ from borgusb.clock import ManualClock
 from borgusb.envelope import Envelope, EnvelopeError, Verifier
 from borgusb.keys import verify_signature
 
+from .libfuzzer import short_run
 from .strategies import (
     HEX,
     HOSTILE,
@@ -433,29 +433,7 @@ def test_memory_stays_bounded_under_a_long_hostile_stream() -> None:
 
 # ------------------------------------------------------------------ coverage-guided (atheris)
 
-ATHERIS_TARGET = Path(__file__).with_name("atheris_envelope.py")
-
 
 def test_coverage_guided_fuzzing_of_the_verifier(tmp_path: Path) -> None:
     pytest.importorskip("atheris", reason="atheris ships wheels for x86_64 only (see the module docstring)")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i, payload in enumerate([{}, {"n": 1}, {"t": "tree.hb", "pos": 2}, nested(10), ["é", None, True]]):
-        doc = valid_doc(payload, RECIPIENTS[i % 2], f"{i:032x}", T0)
-        (corpus / f"seed{i}").write_bytes(envelope.encode(doc))
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ATHERIS_TARGET),
-            str(corpus),
-            "-runs=150000",
-            "-seed=15",
-            "-max_len=2048",
-            f"-artifact_prefix={tmp_path}/",  # a crashing input is written there, not into the checkout
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    assert "Done 150000 runs" in run.stderr, run.stderr[-2000:]
+    short_run("atheris_envelope", tmp_path, runs=60_000)

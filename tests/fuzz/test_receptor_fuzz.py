@@ -14,17 +14,14 @@ which means a handler crashed) and that refusal counted (``receptor_refused:<rea
 broadcast handler never raises (``broadcast_handler_errors`` stays 0), and no background task a
 message started ends in an exception. Handlers that reach the network only reach closed ports on
 loopback (127.0.0.93) and are bounded by `DEADLINE_S`; a peer failure is a refusal like any other.
-A shard locate waits `LOCATE_WAIT_S` instead of 1.5 s (the lone node answers itself at once).
+A shard locate waits `LOCATE_WAIT_S` instead of 1.5 s (the lone node answers itself at once). The
+cell, its doors and these checks are `incell.Fuzzed`, which atheris_receptors.py drives too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +30,9 @@ import pytest
 from hypothesis import example, given, reject
 from hypothesis import strategies as st
 
-from borgusb import canonical, cells, envelope
-from borgusb.cells.kit.cell import BROADCAST_REQUESTS
+from borgusb import cells, envelope
 from borgusb.cells.kit.handlers import collect
-from borgusb.cells.kit.treedriver import BROADCAST_ORIGINS
 from borgusb.clock import ManualClock, SystemClock
-from borgusb.dstream.frames import frame, unframe
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 
@@ -47,6 +41,25 @@ from .btrader_shapes import BT_BROADCASTS, BT_RECEPTORS
 from .doge_shapes import DOGE_RECEPTORS
 from .fstream_shapes import FSTREAM_BROADCASTS, FSTREAM_RECEPTORS
 from .ftree_earn_shapes import FTREE_EARN_RECEPTORS
+from .incell import (
+    CELL_KEY,
+    IP,
+    OBJ,
+    OWNER,
+    REQUESTERS,
+    SENDER_IP,
+    SHARD,
+    SHARD_H,
+    STORED_M,
+    STORED_REC,
+    STRANGER,
+    T_SIGNED,
+    Fuzzed,
+    Unsignable,
+    doors,
+    request_source,
+    send,
+)
 from .mail_shapes import MAIL_RECEPTORS
 from .memory_shapes import MEMORY_RECEPTORS
 from .peerpays_shapes import PAY_RECEPTORS
@@ -54,7 +67,6 @@ from .strategies import (
     HOSTILE,
     HOSTILE_SMALL,
     JSON_SMALL,
-    fixed_key,
     fuzz_settings,
     hashes,
     hex_texts,
@@ -65,28 +77,10 @@ from .strategies import (
     weighted,
 )
 
-IP = "127.0.0.92"  # the cells' own address (nothing is bound; their outgoing connections leave from it)
-SENDER_IP = "127.0.0.93"  # where requesters and every network address in a payload point: closed ports
-DEADLINE_S = 30.0
-LOCATE_WAIT_S = 0.05
-_REASON = re.compile(r"^[a-z][a-z0-9_.]{0,47}$")
-
-CELL_KEY = fixed_key("cell")  # every fuzzed cell's node key (so a payload can name it)
-OWNER = fixed_key("owner")
-STRANGER = fixed_key("stranger")
-REQUESTERS = (STRANGER, OWNER, CELL_KEY)
 BY_NAME = {"stranger": STRANGER, "owner": OWNER, "cell": CELL_KEY}
 KEY_NAMES = st.sampled_from(sorted(BY_NAME))  # a test draws the name, so a failing example shows it
 KEYS = KEY_NAMES.map(BY_NAME.__getitem__)
 PUBKEYS = st.sampled_from([k.public_key_hex for k in REQUESTERS])
-
-# one object of one shard, owned by OWNER, held by every fuzzed shard cell before the message
-T_SIGNED = SystemClock().now_ms() - 60_000
-SHARD = b"a shard the fuzzed cell holds " * 8
-SHARD_H = model.sha256_hex(SHARD)
-OBJ = model.object_id(len(SHARD), model.SHARD_SIZE, [SHARD_H])
-STORED_REC = model.sign_record(OWNER, SHARD_H, len(SHARD), T_SIGNED)
-STORED_M = model.sign_manifest(OWNER, len(SHARD), model.SHARD_SIZE, 1, [SHARD_H], T_SIGNED)
 
 IMPLEMENTED = cells.implemented()
 
@@ -360,167 +354,47 @@ def receptor_payloads(cell_name: str, mtype: str) -> st.SearchStrategy[Any]:
     return weighted((3, RECEPTORS[mtype]), (1, HOSTILE)) if mtype in RECEPTORS else HOSTILE
 
 
-# ------------------------------------------------------------------ the cell and its doors
-
-
-class Fuzzed:
-    """One fresh cell, in-process, and its doors with the checks every message must pass."""
-
-    def __init__(self, name: str, data_dir: Path) -> None:
-        spec = cells.spec(name)
-        self.cell = spec.runtime_class()(
-            spec.dna_row(),
-            IP,
-            key=CELL_KEY,
-            settings=spec.settings_class().from_sources({}, {}),
-            data_dir=data_dir,
-        )
-        cell = self.cell
-        cell._execute(cell.tree.start(cell.clock.now_ms(), []))  # the lone root: broadcasts come back to it
-        locate = getattr(cell, "locate", None)
-        if locate is not None:
-
-            async def quick_locate(oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> Any:
-                return await locate(oid, repair=repair, wait_s=min(wait_s, LOCATE_WAIT_S))
-
-            cell.locate = quick_locate
-        store = getattr(cell, "store", None)
-        if store is not None:
-            store.put(STORED_REC, SHARD, OBJ)
-            store.put_manifest(STORED_M)
-        self.failed_tasks: list[BaseException] = []
-
-    def sign(self, key: SigningKey, mtype: str, payload: Any, to: str, port: int | None = None) -> bytes:
-        """The requester's envelope; a payload too deep to sign is no message (the parser tests cover it)."""
-        port = self.cell.dna.recp_port if port is None else port
-        try:
-            return envelope.encode(envelope.sign(key, mtype, payload, self.cell.clock, ip=SENDER_IP, port=port, to=to))
-        except canonical.CanonicalError:
-            reject()
-
-    def verified(self, wire: bytes, **kw: Any) -> envelope.Envelope | None:
-        """The cell's own verification; a refusal must be typed and counted once."""
-        before = self.cell.verifier.counters.copy()
-        try:
-            return self.cell.verifier.verify(wire, **kw)
-        except envelope.EnvelopeError as exc:
-            assert exc.reason in envelope.REASONS
-            assert self.cell.verifier.counters[exc.reason] == before[exc.reason] + 1
-            return None
-
-    async def request(self, door: str, key: SigningKey, mtype: str, payload: Any, data: bytes, to: str) -> None:
-        cell = self.cell
-        wire = self.sign(key, mtype, payload, to)
-        if door == "frame":  # as `Cell._handle_frame` and `_handle_receptor` do
-            wire, view = unframe(frame(wire, data))
-            env = self.verified(wire)
-            name, extra, ctype = cell.handlers.frames.get(mtype), (view,), "application/octet-stream"
-        else:
-            env = self.verified(wire, broadcast_types=BROADCAST_REQUESTS)
-            name, extra, ctype = cell.handlers.receptors.get(mtype), (), "application/json"
-        if env is None:
-            return
-        before = Counter(cell.counters)
-        resp = await asyncio.wait_for(cell._dispatch(env, name, (env, *extra), ctype), DEADLINE_S)
-        await self.drain()
-        body = resp.body
-        assert isinstance(body, bytes)
-        if 200 <= resp.status < 300:
-            self.check_reply(key, body.split(b"\n", 1)[0] if door == "frame" else body)
-            assert cell.counters[f"receptor:{mtype}"] == before[f"receptor:{mtype}"] + 1
-        else:
-            doc = json.loads(body)
-            assert set(doc) == {"error", "detail"} and isinstance(doc["detail"], str), doc
-            assert doc["error"] != "internal", f"{mtype} crashed on this input (500 internal); see the log"
-            assert _REASON.match(doc["error"]) and 400 <= resp.status < 600, (resp.status, doc)
-            counted = f"receptor_refused:{doc['error']}"
-            assert cell.counters[counted] == before[counted] + 1, (counted, doc)
-        assert cell.counters["receptor_errors"] == 0
-        self.check_broadcasts_survived()
-
-    def check_reply(self, key: SigningKey, body: bytes) -> None:
-        """A reply is the cell's signed envelope addressed to the requester."""
-        client = envelope.Verifier(self.cell.clock)
-        client.answer_to(key.public_key_hex, (self.cell.dna.recp_port,))
-        client.verify(body, expected_signer=self.cell.key.public_key_hex)
-
-    async def broadcast(self, key: SigningKey, data: Any, mtype: str = "bcast") -> None:
-        """A broadcast's origin envelope reaching this member (`TreeDriver._deliver` checks it so)."""
-        port = self.cell.dna.net_port if mtype == "bcast" else self.cell.dna.recp_port
-        wire = self.sign(key, mtype, data, envelope.everyone(port), port)
-        origin = self.verified(wire, broadcast_types=BROADCAST_ORIGINS)
-        if origin is None:
-            return
-        self.cell._dispatch_broadcast(origin)
-        await self.drain()
-        self.check_broadcasts_survived()
-
-    def check_broadcasts_survived(self) -> None:
-        assert self.cell.counters["broadcast_handler_errors"] == 0, "a broadcast handler raised; see the log"
-        assert not self.failed_tasks, f"a background task failed: {self.failed_tasks[0]!r}"
-
-    async def drain(self) -> None:
-        """Wait for what the message started (broadcast handlers, repairs); keep what failed."""
-        deadline = time.monotonic() + DEADLINE_S
-        while self.cell._tasks:
-            left = deadline - time.monotonic()
-            assert left > 0, "background work started by a message did not finish in time"
-            done, _ = await asyncio.wait(list(self.cell._tasks), timeout=left)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    self.failed_tasks.append(task.exception())  # type: ignore[arg-type]
-
-    async def close(self) -> None:
-        for task in list(self.cell._tasks):
-            task.cancel()
-        await asyncio.gather(*self.cell._tasks, return_exceptions=True)
-        await self.cell.peers.close()
-        await self.cell.on_stop()
-
-
-def run_on_fresh_cell(cell_name: str, body: Callable[[Fuzzed], Any], source: str | None = None) -> None:
-    """body(fuzzed) on a fresh cell, in a fresh event loop, the cell closed afterwards."""
-
-    async def main() -> None:
-        with tempfile.TemporaryDirectory(prefix="borgusb-fuzz-") as tmp:
-            fuzzed = Fuzzed(cell_name, Path(tmp))
-            token = _set_source(source)
-            try:
-                await body(fuzzed)
-            finally:
-                _reset_source(token)
-                await fuzzed.close()
-
-    asyncio.run(main())
-
-
-def _set_source(source: str | None) -> Any:
-    """A serviceMgr decides "local" by the request's TCP peer, which its door keeps in a context variable."""
-    from borgusb.cells.servicemgr import cell as svc
-
-    return svc._REQUEST_SOURCE.set(source)
-
-
-def _reset_source(token: Any) -> None:
-    from borgusb.cells.servicemgr import cell as svc
-
-    svc._REQUEST_SOURCE.reset(token)
+def payloads(cell_name: str, door: str, mtype: str) -> st.SearchStrategy[tuple[Any, bytes]]:
+    """A message's payload and its frame bytes (none but for a frame): shaped for its type, or hostile."""
+    if door == "frame":
+        return FRAMES.get(mtype, st.tuples(HOSTILE, FRAME_BYTES))
+    if door == "broadcast":
+        return st.tuples(BROADCASTS.get(mtype, HOSTILE), st.just(b""))
+    return st.tuples(receptor_payloads(cell_name, mtype), st.just(b""))
 
 
 # ------------------------------------------------------------------ one message per example
 
 
+def run_on_fresh_cell(cell_name: str, body: Callable[[Fuzzed], Any], source: str | None = None) -> None:
+    """body(fuzzed) on a fresh cell, in a fresh event loop, the cell closed afterwards; an
+    unsignable payload is no example."""
+
+    async def main() -> None:
+        with tempfile.TemporaryDirectory(prefix="borgusb-fuzz-") as tmp:
+            fuzzed = Fuzzed(cell_name, Path(tmp))
+            try:
+                with request_source(source):
+                    await body(fuzzed)
+            finally:
+                await fuzzed.close()
+
+    try:
+        asyncio.run(main())
+    except Unsignable:
+        reject()
+
+
 def _cases() -> list[Any]:
-    out = []
-    for name in IMPLEMENTED:
-        table = collect(cells.spec(name).runtime_class())
-        for door, types in (("receptor", table.receptors), ("frame", table.frames), ("broadcast", table.broadcasts)):
-            for mtype in sorted(types):
-                out.append(pytest.param(name, door, mtype, id=f"{name}-{door}-{mtype}"))
-    return out
+    return [
+        pytest.param(name, door, mtype, id=f"{name}-{door}-{mtype}")
+        for name in IMPLEMENTED
+        for door, mtype in doors(name)
+    ]
 
 
 TO_SELF = st.sampled_from(["self", "self", "self", "everyone"])
+ORIGIN_TYPES = st.sampled_from(["bcast", "bcast", "tree.broadcast"])
 
 # inputs that crashed a handler before its fix, replayed first by the test of their message type:
 # (cell, door, type) -> [(requester, payload, frame bytes)]
@@ -547,28 +421,10 @@ def test_one_hostile_message(cell_name: str, door: str, mtype: str, data: st.Dat
         return
     key = BY_NAME[data.draw(KEY_NAMES, label="requester")]
     source = data.draw(SOURCES, label="tcp peer")
-    if door == "broadcast":
-        origin_type = data.draw(st.sampled_from(["bcast", "bcast", "tree.broadcast"]), label="origin type")
-        payload, raw = data.draw(BROADCASTS.get(mtype, HOSTILE), label="data"), b""
-        to = origin_type
-    elif door == "frame":
-        payload, raw = data.draw(FRAMES.get(mtype, st.tuples(HOSTILE, FRAME_BYTES)), label="frame")
-        to = data.draw(TO_SELF, label="to")
-    else:
-        payload, raw = data.draw(receptor_payloads(cell_name, mtype), label="payload"), b""
-        to = data.draw(TO_SELF, label="to")
+    to = data.draw(ORIGIN_TYPES, label="origin type") if door == "broadcast" else None
+    payload, raw = data.draw(payloads(cell_name, door, mtype), label="payload")
+    to = to or data.draw(TO_SELF, label="to")
     run_on_fresh_cell(cell_name, lambda f: send(f, door, key, mtype, payload, raw, to), source)
-
-
-async def send(fuzzed: Fuzzed, door: str, key: SigningKey, mtype: str, payload: Any, raw: bytes, to: str) -> None:
-    """One message through the cell's door; `to` is "self" or "everyone" (for a broadcast: its origin's type)."""
-    cell = fuzzed.cell
-    if door == "broadcast":
-        await fuzzed.broadcast(key, payload, "bcast" if to == "self" else to)
-        return
-    port = cell.dna.recp_port
-    address = envelope.everyone(port) if to == "everyone" else envelope.address(cell.key.public_key_hex, port)
-    await fuzzed.request(door, key, mtype, payload, raw, address)
 
 
 def test_every_handler_is_fuzzed_with_shaped_payloads() -> None:
@@ -589,16 +445,8 @@ def test_every_handler_is_fuzzed_with_shaped_payloads() -> None:
 
 @st.composite
 def messages(draw: st.DrawFn, cell_name: str) -> tuple[str, str, Any, bytes]:
-    table = collect(cells.spec(cell_name).runtime_class())
-    choices = [("receptor", t) for t in table.receptors] + [("frame", t) for t in table.frames]
-    choices += [("broadcast", k) for k in table.broadcasts]
-    door, mtype = draw(st.sampled_from(sorted(choices)))
-    if door == "frame":
-        payload, raw = draw(FRAMES.get(mtype, st.tuples(HOSTILE, FRAME_BYTES)))
-    elif door == "broadcast":
-        payload, raw = draw(BROADCASTS.get(mtype, HOSTILE)), b""
-    else:
-        payload, raw = draw(receptor_payloads(cell_name, mtype)), b""
+    door, mtype = draw(st.sampled_from(doors(cell_name)))
+    payload, raw = draw(payloads(cell_name, door, mtype))
     return door, mtype, payload, raw
 
 
