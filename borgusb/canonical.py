@@ -79,7 +79,10 @@ def check(value: JSONValue, depth: int = 0) -> None:
     """Raise CanonicalError unless value holds only canonical JSON types."""
     if depth > MAX_DEPTH:
         raise CanonicalError("nesting too deep")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _check_text(value)
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
@@ -95,9 +98,20 @@ def check(value: JSONValue, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError("object keys must be strings")
+            _check_text(key)
             check(item, depth + 1)
         return
     raise CanonicalError(f"{type(value).__name__} is not a JSON type")
+
+
+def _check_text(text: str) -> None:
+    """A lone surrogate (from a \\ud800 escape, or a file name read with surrogateescape) has no
+    UTF-8 form: refused here, not as a UnicodeEncodeError out of the encoder."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CanonicalError("a lone surrogate is not text") from None
 
 
 def dumps(value: JSONValue) -> bytes:

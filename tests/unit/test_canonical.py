@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,6 +43,18 @@ def test_ambiguous_input_refused(text: str) -> None:
 def test_unencodable_values_refused(value) -> None:
     with pytest.raises(CanonicalError):
         canonical.dumps(value)
+
+
+@pytest.mark.parametrize("value", ["\ud800", ["a\udcffb"], {"\ud87f": 1}, {"a": {"b\udc80": None}}])
+def test_a_lone_surrogate_is_refused_as_not_canonical(value) -> None:
+    """It has no UTF-8 form; check, dumps and loads refuse it as CanonicalError (a UnicodeEncodeError
+    out of dumps escaped callers that catch CanonicalError: found by tests/fuzz/atheris_receptors.py)."""
+    with pytest.raises(CanonicalError):
+        canonical.check(value)
+    with pytest.raises(CanonicalError):
+        canonical.dumps(value)
+    with pytest.raises(CanonicalError):
+        canonical.loads(json.dumps(value))  # spelled as \\ud800 escapes
 
 
 @given(json_values)
