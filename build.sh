@@ -7,6 +7,7 @@
 #   ./build.sh test       install what is missing, then run the whole test suite
 #   ./build.sh bench      run every benchmark and print its figures
 #   ./build.sh chaos      the chaos suite in full (about 35 min), its table into docs/chaos.md
+#   ./build.sh fuzz       coverage-guided fuzzing at length (1,000,000 runs a target), corpus kept
 #   ./build.sh setup      only install what is missing
 #
 # Idempotent: every step checks before it acts. Caches live outside the
@@ -241,6 +242,36 @@ cmd_chaos() {
     rm -f "$figures"
 }
 
+# Coverage-guided fuzzing at length (atheris, x86_64; ./build.sh test runs a short run of each): the
+# envelope parser and every receptor, BORGUSB_FUZZ_RUNS (1,000,000) executions each from the kept corpus,
+# which is then minimized again with what they found (-merge=1 into tests/fuzz/corpus/). docs/fuzzing.md.
+cmd_fuzz() {
+    setup_python
+    cd "$ROOT"
+    "$PY" -c "import atheris" 2>/dev/null || die "atheris is not installed (its wheels are for x86_64 only)"
+    local runs="${BORGUSB_FUZZ_RUNS:-1000000}" work name kept start took
+    work=$(mktemp -d)
+    for name in envelope receptors; do
+        kept="tests/fuzz/corpus/$name"
+        mkdir -p "$work/$name/new" "$work/$name/min" "$work/$name/tmp"
+        step "Fuzzing tests/fuzz/atheris_$name.py: $runs executions from $kept"
+        start=$(date +%s)
+        TMPDIR="$work/$name/tmp" "$PY" -m "tests.fuzz.atheris_$name" "$work/$name/new" "$kept" -runs="$runs" \
+            -max_len=8192 -timeout=60 -print_final_stats=1 -artifact_prefix="$work/" 2>"$work/$name.log" \
+            || { grep -v '^INFO: Instrumenting' "$work/$name.log" | tail -60; die "the $name target crashed: its input is in $work"; }
+        took=$(($(date +%s) - start))
+        grep -E '^INFO: Seed:|^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
+            "$work/$name.log" | sed 's/^/    /'
+        note "wall time: ${took} s"
+        step "Minimizing $kept with what the run found (-merge=1)"
+        TMPDIR="$work/$name/tmp" "$PY" -m "tests.fuzz.atheris_$name" -merge=1 "$work/$name/min" "$kept" "$work/$name/new" \
+            2>"$work/$name.merge.log" || { tail -20 "$work/$name.merge.log"; die "merging the $name corpus failed"; }
+        rm -rf "$kept" && mv "$work/$name/min" "$kept"
+        note "$kept: $(find "$kept" -type f | wc -l) inputs, $(du -sh "$kept" | cut -f1)"
+    done
+    rm -rf "$work"
+}
+
 cmd_bench() {
     setup
     setup_agent_model
@@ -259,7 +290,7 @@ cmd_main() {
 }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -269,6 +300,7 @@ case "${1:-}" in
     test) shift; cmd_test "$@" ;;
     bench) cmd_bench ;;
     chaos) shift; cmd_chaos "$@" ;;
+    fuzz) cmd_fuzz ;;
     setup) setup && setup_agent_model ;;
     help | -h | --help) usage ;;
     *) usage; die "unknown command: $1" ;;
