@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in STEPS:
         print(f"usage: python3 -m borgusb.image.boot {'|'.join(STEPS)}", file=sys.stderr)
         return 2
-    wait = float(os.environ.get("BORGUSB_STICK_WAIT", "20"))
+    # how long the stick's partition may take to appear: the machine booted from it, so it is there, but a
+    # slow stick, a busy USB bus or a loaded machine (a 2-core host running TCG guests) can take tens of seconds
+    wait = float(os.environ.get("BORGUSB_STICK_WAIT", "60"))
     if argv[0] == "stick":
         from .stickcopy import cmd_stick
 
