@@ -67,6 +67,7 @@ async def test_the_pages_say_whether_this_wallet_is_saved_on_the_stick(stick_con
     record(stick_conduit, "saved", data)
     home = await page(stick_conduit, "/home")
     assert "Your wallet is saved on this stick." in home and 'id="power-off"' in home
+    assert 'accesskey="p"' in home  # reached from the keyboard at the kiosk (Alt+P), on every page
     record(stick_conduit, "failed", data, "the stick holds the keystore it held before")
     assert (await session_stick(stick_conduit))["words"].endswith("the stick holds the keystore it held before")
     record(stick_conduit, "saved", b"an earlier wallet's keystore")  # says nothing of this wallet
