@@ -90,6 +90,7 @@ const Borg = (() => {
     } else if (how === "push") {
       history.pushState(null, "", here);
     }
+    if (how !== "stay") window.scrollTo(0, 0);  // a new page opens at its top, as a browser's own navigation does
     document.querySelector("#app [autofocus]")?.focus();
     start();
   }
