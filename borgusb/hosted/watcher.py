@@ -438,7 +438,10 @@ class Watcher:
             last, tries = self.reprobed.get(sys_path, (-REPROBE_S, 0))
             if tries < REPROBE_TRIES and now - last >= REPROBE_S:  # a partition with no filesystem stays quiet
                 self.reprobed[sys_path] = (now, tries + 1)
-                subprocess.run(["udevadm", "trigger", "--action=change", sys_path], check=False, capture_output=True)
+                try:  # bounded: the loop must stay free to notice a removal or a stop
+                    subprocess.run(["udevadm", "trigger", "--action=change", sys_path], capture_output=True, timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.log(f"rescan: udevadm trigger of {sys_path} did not return in 5 s")
         while len(self.reprobed) > 4 * MAX_REPROBES:
             self.reprobed.pop(next(iter(self.reprobed)))
         present = {dev.device_node: dev for dev in self.events.present()}
