@@ -32,7 +32,6 @@ import aiohttp
 
 from . import dna
 from .cells import dna_of, implemented
-from .tree.model import CONFIRM_MISSES, HEARTBEAT_MS
 
 DEFAULT_DIR = Path(os.environ.get("BORGUSB_CLUSTER_DIR", Path.home() / ".cache" / "borgusb" / "cluster"))
 ALL = "all"  # a cluster's `cell` when each address runs every implemented cell type
@@ -75,8 +74,8 @@ class Cluster:
     name: str = "default"
     cell: str = "peerTreeNet"
     root_dir: Path = DEFAULT_DIR
-    heartbeat_ms: int = HEARTBEAT_MS
-    confirm_misses: int = CONFIRM_MISSES
+    heartbeat_ms: int = 1000
+    confirm_misses: int = 3
     nodes: list[NodeProc] = field(default_factory=list)
     # optional per-IP command prefix that must exec the node (e.g. `env LD_PRELOAD=libfaketime ...`
     # for a skewed clock in tests); not saved in the state file
@@ -123,8 +122,8 @@ class Cluster:
         if cluster.state_file.exists():
             doc = json.loads(cluster.state_file.read_text())
             cluster.cell = doc["cell"]
-            cluster.heartbeat_ms = doc.get("heartbeat_ms", HEARTBEAT_MS)
-            cluster.confirm_misses = doc.get("confirm_misses", CONFIRM_MISSES)
+            cluster.heartbeat_ms = doc.get("heartbeat_ms", 1000)
+            cluster.confirm_misses = doc.get("confirm_misses", 3)
             cluster.nodes = [NodeProc(**n) for n in doc["nodes"]]
         return cluster
 

@@ -18,7 +18,6 @@ from typing import Any
 from .cells import spec
 from .clitools import EXIT_CODES, EXIT_FAIL, EXIT_OK, START_ONE
 from .cluster import ALL, DEFAULT_DIR, Cluster, NodeProc, summarize
-from .tree.model import HEARTBEAT_MS
 
 MAX_NODES = 250  # 127.0.0.2 onwards; more would spill past 127.0.0.255 into 127.0.1.x
 DATA_NOTE = "the cells' data (stored files, payments) is deleted when the cluster stops ('borgusb cluster down')"
@@ -77,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only this cell type on each node (tests of one type; see 'borgusb cell list')",
     )
-    up.add_argument("--heartbeat-ms", type=int, default=HEARTBEAT_MS)
+    up.add_argument("--heartbeat-ms", type=int, default=1000)
     up.add_argument("--base", type=int, default=2, help="first address is 127.0.0.BASE (default 2)")
     up.add_argument("--join", action="append", default=None, metavar="HOST", help="contacts for the new nodes")
     up.add_argument("--no-wait", action="store_true", help="return without waiting for one tree")

@@ -24,7 +24,6 @@ from . import dna
 # code's directory, so everything it runs is loaded before the fork (standard library only, small)
 from .aisite import use_ai_site
 from .net.activation import notify
-from .tree.model import CONFIRM_MISSES, HEARTBEAT_MS
 
 if TYPE_CHECKING:
     from .cells.kit import Cell
@@ -188,15 +187,9 @@ def build_parser(cell: str | None = None) -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="a contact to join through (repeatable); none: become root and keep looking",
     )
+    run.add_argument("--heartbeat-ms", type=int, default=1000, help="heartbeat period (default 1000)")
     run.add_argument(
-        "--heartbeat-ms", type=int, default=HEARTBEAT_MS, help=f"heartbeat period (default {HEARTBEAT_MS})"
-    )
-    run.add_argument(
-        "--confirm-misses",
-        type=int,
-        default=CONFIRM_MISSES,
-        help="missed heartbeats before a peer is suspected; it is declared failed only if it then answers "
-        f"no direct or relayed probe either (default {CONFIRM_MISSES})",
+        "--confirm-misses", type=int, default=3, help="missed heartbeats before a peer is declared failed (default 3)"
     )
     run.add_argument("--data", metavar="DIR", help="directory for the cell's data (RAM on the stick)")
     run.add_argument(

@@ -41,7 +41,7 @@ from ...keys import SigningKey, is_public_key_hex
 from ...net.nat import Placement, Relays
 from ...net.peer import PeerClient, PeerError, Pin
 from ...net.tls import TLSIdentity, bound_read_buffers, make_tls_identity
-from ...tree.model import CONFIRM_MISSES, HEARTBEAT_MS, Member, TreeConfig, TreeNode
+from ...tree.model import Member, TreeConfig, TreeNode
 from .doorsite import IDLE_S, ConnectionGate, GuardedSite
 from .errors import RequestError
 from .guard import Guard
@@ -110,8 +110,8 @@ class Cell(NetDoor, TreeDriver):
         clock: Clock | None = None,
         registry: Registry | None = None,
         settings: Settings | None = None,
-        heartbeat_ms: int = HEARTBEAT_MS,
-        confirm_misses: int = CONFIRM_MISSES,
+        heartbeat_ms: int = 1000,
+        confirm_misses: int = 3,
         tick_ms: int = 100,
         data_dir: Path | None = None,
     ) -> None:
