@@ -23,36 +23,19 @@ Design (what we chose and why)
   its place without a heartbeat): keys are free, addresses are not.  Others
   are counted (``refused:join_rate``, ``refused:join_forged``,
   ``refused:join_cap``) and dropped; the joiner tries its next candidate.
-* **Failure detection = suspicion, then probes (SWIM).**  Heartbeats go every
-  ``heartbeat_ms`` (500) from child to parent, acked.  A peer silent for
-  ``suspect_ms`` (``confirm_misses`` = 1 missed beat: 1 s), or one the transport
-  could not reach, is only *suspected*: for ``probe_rounds`` (2) rounds of
-  ``probe_ms`` (250) the watcher pings it and asks ``probe_relays`` (3) other
-  members to ping it for it (``tree.probe``, SWIM's ping-req).  Any answer
-  clears it; only a suspect that answers nobody is confirmed dead, about 1.0-1.5 s
-  after it stopped (``suspicion.py``).  At 5 % independent loss per message a
-  live child is confirmed dead ~7e-6 times per link-hour, a live root by its
-  child ~3e-5 (``false_confirms_per_hour``; TCP turns loss into delay, so fewer);
-  two beats a second stay within the loss scenario's 4 KiB/s heartbeat budget per
-  link (``tests/chaos/test_loss.py``).  A child's word on its own parent carries no
-  relays and only makes the root check the parent for itself.
-* **Repair = last node fills the hole.**  The parent reports a confirmed child
-  with ``tree.fail`` naming it; the root removes that node wherever it is now (a
-  dead node already moved into another hole goes too) and moves node N into the
-  hole: ``tree.assign`` to the mover, ``tree.children`` to the hole's parent and
-  to N's old parent, ``tree.parent`` to the hole's children, which beat to their
-  new parent at once.  Failures rarely come alone, so the root then suspects the
-  mover and the hole's children itself (their parent may have died with them and
-  nobody else watches them); a live one answers the first ping.
+* **Repair = last node fills the hole.**  A parent confirms a child dead after
+  ``confirm_misses`` consecutive missing heartbeats (one slow heartbeat does
+  nothing), then sends ``tree.fail`` to the root.  The root moves node N into
+  the hole: ``tree.assign`` to the mover, ``tree.children`` to the hole's
+  parent and to N's old parent, ``tree.parent`` to the hole's children.
 * **Root death, no election.**  The root's children hold a replica of the
-  table.  A root child at position c that confirms the root dead (its siblings
-  as relays) takes over ``c - 2`` probe rounds later, so the lowest *surviving*
-  child acts first (two acting at once compute the same moves from the same
-  replica); it runs the same move procedure for hole 1 and hands the table to
-  node N with ``tree.promote``; N becomes root and suspects its children at once.
-  The coordinator also tells the other root children (``tree.parent``), which
-  drops their now stale replicas (the new root sends full ones).  It suspects N
-  at once: if N is dead too it repeats with the next last node a probe later.
+  table.  A root child at position c takes over after the root has been silent
+  for ``c`` confirm periods (always longer than the root's own child timeout),
+  so the lowest *surviving* child acts first; it
+  runs the same move procedure for hole 1 and hands the table to node N with
+  ``tree.promote``; N becomes root.  The coordinator also tells the other root
+  children (``tree.parent``), which resets their timers.  If N is dead too the
+  coordinator simply repeats with the next last node.
 * **Self-stabilisation instead of perfect messaging.**  Lost or stale control
   messages are healed locally: a parent answers a heartbeat from anyone who is
   not its child at that slot with ``tree.reject``; a rejected node asks the
@@ -61,12 +44,10 @@ Design (what we chose and why)
   reports slots that should exist (from the size it learned) but stay vacant;
   a parent drops children beyond the current size; a node whose parent stays
   silent for k+3 confirm periods (longer than any takeover plus repair)
-  rejoins from scratch.  A suspect that answers from another slot or tree is
-  alive but misplaced: the watcher asks the root to re-send the truth instead.
-  A node whose own ticks stopped for longer than a heartbeat (frozen,
-  suspended) takes that pause off every peer's silence before judging anyone
-  (and drops its suspicions), and heartbeats at once, so a replaced node learns
-  it from its parent's reject instead of reading its own pause as a failure.
+  rejoins from scratch.  A node whose own ticks stopped for longer than a
+  heartbeat (frozen, suspended) takes that pause off every peer's silence
+  before judging anyone, and heartbeats at once, so a replaced node learns it
+  from its parent's reject instead of reading its own pause as a failure.
 * **Alone / split / merge.**  A joiner tries up to ``max_join_attempts``
   candidates (known root, old parent, contacts); if none assigns it a slot it
   becomes root of a fresh tree (random id from the injected rng).  Roots probe
@@ -101,10 +82,6 @@ Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
     tree.merge     {tree, size, root}                     bigger root -> smaller
     tree.contact   {tree, contact}                        member -> its root: "another tree is there"
     tree.resign    {tree, to}                             flooded down a resigning tree
-    tree.ping      {tree}                                 watcher or relay -> suspect
-    tree.pong      {tree|null, pos|null}                  suspect -> pinger: where it stands
-    tree.probe     {tree, target}                         watcher -> relay: ping target for me
-    tree.probe_ok  {tree, target: pubkey, at, pos}        relay -> watcher: it answered
 """
 
 from __future__ import annotations
@@ -131,13 +108,10 @@ from .messages import (
     f_str,
     slots,
 )
-from .suspicion import Suspect
 
 __all__ = ["TreeConfig", "TreeNode", "Member", "Send", "Deliver", "StatusChanged", "Action"]
 
 _EPOCH = 1 << 32
-HEARTBEAT_MS = 500  # the product's heartbeat period (node and cluster defaults)
-CONFIRM_MISSES = 1  # the product's missed beats before a silent peer is suspected
 MEMBER_PROBE_FACTOR = 4  # members probe a contact 4x less often than the root
 
 
@@ -146,10 +120,8 @@ class TreeConfig:
     """Tunables of one cell's tree; ``k`` is the fan-out (maxChildren)."""
 
     k: int
-    heartbeat_ms: int = HEARTBEAT_MS
-    confirm_misses: int = CONFIRM_MISSES  # missed beats before a silent peer is suspected (then probed)
-    probe_rounds: int = 2  # probe rounds a suspect must stay silent through to be confirmed
-    probe_relays: int = 3  # members asked per round to ping a suspect for us (SWIM's ping-req)
+    heartbeat_ms: int = 1000
+    confirm_misses: int = 3
     join_batch_ms: int = 250
     probe_contacts_ms: int = 3500
     max_join_attempts: int = 4
@@ -160,19 +132,9 @@ class TreeConfig:
     members_per_address: int = 64  # members at one address at once (a member's own join keeps it placed)
 
     @property
-    def suspect_ms(self) -> int:
-        """Silence after which a peer is suspected (confirm_misses missed beats)."""
-        return (self.confirm_misses + 1) * self.heartbeat_ms
-
-    @property
-    def probe_ms(self) -> int:
-        """One probe round: a direct ping and relayed ones have this long to be answered."""
-        return max(1, self.heartbeat_ms // 2)
-
-    @property
     def confirm_ms(self) -> int:
-        """Silence after which a peer that stays silent is confirmed failed: suspicion, then probe rounds."""
-        return self.suspect_ms + self.probe_rounds * self.probe_ms
+        """Silence after which a peer counts as failed (confirm_misses missed beats)."""
+        return (self.confirm_misses + 1) * self.heartbeat_ms
 
 
 class TreeNode:
@@ -220,9 +182,6 @@ class TreeNode:
         "last_tick",
         "admission",
         "_source",
-        "suspects",
-        "relaying",
-        "confirmed_at",
     )
 
     MAX_CONTACTS = 256
@@ -247,8 +206,6 @@ class TreeNode:
         self.last_tick: int | None = None
         self.admission = JoinAdmission(config.join_burst, config.join_every_ms)
         self._source: str | None = None  # where the message being handled came from (on_message)
-        self.relaying: OrderedDict[str, dict[str, Member]] = OrderedDict()  # probe target -> who asked
-        self.confirmed_at: int | None = None  # when we last confirmed a failure (monitoring: time to detect)
         self._clear_tree()
 
     # ------------------------------------------------------------------ public API
@@ -275,10 +232,7 @@ class TreeNode:
     def on_tick(self, now_ms: int) -> list[Action]:
         """Timer tick: heartbeats, failure detection, join batches, probes, retries."""
         self._begin(now_ms)
-        if self.last_tick is None:  # silence is judged from our first tick (the simulator builds without ticks)
-            for key in self.last_seen:
-                self.last_seen[key] = now_ms
-        elif now_ms - self.last_tick > self.cfg.heartbeat_ms:
+        if self.last_tick is not None and now_ms - self.last_tick > self.cfg.heartbeat_ms:
             self._discount_pause(now_ms - self.last_tick)
         self.last_tick = now_ms
         st = self.status
@@ -289,7 +243,6 @@ class TreeNode:
             if self.queue and now_ms - self.last_batch >= self.cfg.join_batch_ms:
                 self._assign_batch()
             self._check_children()
-            self._watch()
             if now_ms >= self.next_probe:
                 self._probe()
             self._flush_replica()
@@ -300,14 +253,11 @@ class TreeNode:
         return self._end()
 
     def on_unreachable(self, now_ms: int, peer: Member) -> list[Action]:
-        """The transport could not reach ``peer``: a joiner tries its next candidate; a peer we
-        watch becomes a suspect at once (a refused connection is no proof: it is probed first)."""
+        """The transport could not reach ``peer``; only speeds up join retries (failures need confirming)."""
         self._begin(now_ms)
         self._count("unreachable")
         if self.status == "joining" and self.attempts and self.candidates[self.attempts - 1].node_id == peer.node_id:
             self._try_next_candidate()
-        elif self.status in ("online", "root"):
-            self._suspect_peer(peer)
         return self._end()
 
     def broadcast(self, now_ms: int, payload: dict[str, Any]) -> list[Action]:
@@ -349,7 +299,6 @@ class TreeNode:
             "parent": self.parent.node_id if self.parent else None,
             "children": {str(q): m.node_id for q, m in sorted(self.children.items())},
             "root": self.root.node_id if self.root else None,
-            "confirmed_at_ms": self.confirmed_at,
             "counters": dict(self.counters),
         }
 
@@ -405,7 +354,6 @@ class TreeNode:
         self.sub_ver = 0  # the highest version our subtree's heartbeats reported
         self.need_sync = False
         self.sync_until = 0
-        self.suspects: dict[str, Suspect] = {}
 
     def _dispatch(self, sender: Member, msg: Any, source: str | None = None) -> None:
         self._source = source
@@ -673,38 +621,24 @@ class TreeNode:
             )
         for q, d in touched.items():
             self._send(t[q], self._children_msg(d))
-        if p > 1:  # a failure rarely comes alone: check the mover and the hole's children now
-            for q in (p, *P.children(p, k, n)):
-                self._suspect(t[q], q)
         return mover
 
     def _root_handle_fail(self, q: int, node_id: str | None, reporter: Member) -> None:
-        """``reporter`` confirmed ``node_id`` dead (None: slot ``q`` stays vacant or holds another).
-
-        A failure is about a node, wherever it is now (a dead node moved into a hole before its
-        own parent's report arrived goes at once). Its parent's word (or ours) is taken; anyone
-        else's (a child that lost its parent, a parent the node has left) makes the root check
-        for itself: it suspects the node and confirms it only if its own probes go unanswered."""
         t = self.table
         assert t is not None
         n = len(t)
-        at = self.where.get(node_id) if node_id is not None else None
-        if at is not None and at > 1:
-            m = t[at]
-            if reporter.node_id not in (self.me.node_id, t[(at - 2) // self.k + 1].node_id):
-                self._suspect(m, at)
-                return
-            self._count("repairs")
-            self._plan_remove(at)
-            # If it is merely cut off one way, this tells it to resync instead of lingering.
-            self._send(m, {"t": "tree.reject", "tree": self.tree_id, "pos": at})
-            return
         if q < 2:
             return
         if q > n:
             self._send(reporter, self._children_msg({q: None}))
             return
         m = t[q]
+        if node_id is not None and m.node_id == node_id:
+            self._count("repairs")
+            self._plan_remove(q)
+            # If it is merely cut off one way, this tells it to resync instead of lingering.
+            self._send(m, {"t": "tree.reject", "tree": self.tree_id, "pos": q})
+            return
         # The reporter's picture of slot q is stale: re-send the truth to both ends.
         self._count("resyncs")
         holder = t[(q - 2) // self.k + 1]
@@ -837,8 +771,6 @@ class TreeNode:
         self.size, self.ver = len(table), ver
         self.children = {c: table[c] for c in P.children(1, k, len(table))}
         self.last_seen = {q: self._now for q in self.children}
-        for q, m in self.children.items():  # the old root's children may have died with it
-            self._suspect(m, q)
         self.next_probe = contacts_probe
         self._count("became_root")
         self._set_status("root")
@@ -863,11 +795,11 @@ class TreeNode:
                 hb["need_replica"] = True
             self._send(self.parent, hb)
         silence = now - self.last_seen.get(self.parent.node_id, now)
-        if silence >= cfg.suspect_ms:
-            self._suspect_peer(self.parent)
-        if silence >= (self.k + 3) * cfg.confirm_ms and not (
-            P.is_root_child(self.pos, self.k) and self.replica_log is not None
-        ):  # longer than any takeover + repair
+        if P.is_root_child(self.pos, self.k) and self.replica_log is not None:
+            if silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
+                self._takeover()
+                return
+        elif silence >= (self.k + 3) * cfg.confirm_ms:  # longer than any takeover + repair
             self._count("orphaned")
             self._rejoin([m for m in (self.root, self.parent) if m is not None])
             return
@@ -876,7 +808,6 @@ class TreeNode:
             self._rejoin([m for m in (self.root, self.parent) if m is not None])
             return
         self._check_children()
-        self._watch()
 
     def _discount_pause(self, gap: int) -> None:
         """This node did not run for ``gap`` ms (stopped, suspended, starved of CPU): that silence
@@ -887,174 +818,31 @@ class TreeNode:
         self._count("paused")
         self.last_seen = {key: min(self._now, seen + gap) for key, seen in self.last_seen.items()}
         self.vacant_since = {q: min(self._now, since + gap) for q, since in self.vacant_since.items()}
-        self.suspects.clear()  # their probes' answers may have come while we did not run
         self.next_hb = self._now
 
     def _check_children(self) -> None:
-        """Suspect silent children (``_watch`` probes and confirms them); report slots left vacant."""
-        now, wait = self._now, self.cfg.suspect_ms
+        """Confirm dead or missing children and report them to the root."""
+        now, confirm = self._now, self.cfg.confirm_ms
         assert self.pos is not None
         for q in P.children(self.pos, self.k, self.size):
             m = self.children.get(q)
-            if m is not None:
+            if m is None:
+                since = self.vacant_since.setdefault(q, now)
+                if now - since < confirm:
+                    continue
+            else:
                 self.vacant_since.pop(q, None)
-                if now - self.last_seen.get(q, now) >= wait:
-                    self._suspect(m, q)
-                continue
-            since = self.vacant_since.setdefault(q, now)
-            if now - since < wait or now - self.reported.get(q, -(1 << 62)) < wait:
+                if now - self.last_seen.get(q, now) < confirm:
+                    continue
+            if now - self.reported.get(q, -(1 << 62)) < confirm:
                 continue
             self.reported[q] = now
-            self._report(q, None)
-
-    def _report(self, q: int, node: str | None) -> None:
-        """Tell the root that ``node`` at slot ``q`` is dead (None: the slot stays vacant)."""
-        self._count("failures_reported")
-        if self.status == "root":
-            self._root_handle_fail(q, node, self.me)
-        elif self.root is not None:
-            self._send(self.root, {"t": "tree.fail", "tree": self.tree_id, "pos": q, "node": node})
-
-    # ------------------------------------------------------------------ suspicion (suspicion.py)
-
-    def _suspect_peer(self, peer: Member) -> None:
-        """Suspect ``peer`` if we watch it: our parent, a child, or (at the root) any member."""
-        nid = peer.node_id
-        if self.parent is not None and self.parent.node_id == nid and self.pos is not None:
-            pp = (self.pos - 2) // self.k + 1
-            # no election: the lowest live root child acts first, each later one a probe round later
-            self._suspect(self.parent, pp, (self.pos - 2) * self.cfg.probe_ms if pp == 1 else 0)
-            return
-        for q, m in self.children.items():
-            if m.node_id == nid:
-                self._suspect(m, q)
-                return
-        if self.status == "root" and self.table is not None and self.where.get(nid, 1) > 1:
-            self._suspect(self.table[self.where[nid]], self.where[nid])
-
-    def _suspect(self, m: Member, pos: int, grace: int = 0) -> None:
-        if m.node_id in self.suspects or m.node_id == self.me.node_id:
-            return
-        self._count("suspected")
-        s = self.suspects[m.node_id] = Suspect(m, pos, self._now, grace)
-        self._probe_round(s)
-
-    def _probe_round(self, s: Suspect) -> None:
-        """Ping the suspect and ask ``probe_relays`` other members to ping it for us."""
-        s.rounds += 1
-        self._send(s.member, {"t": "tree.ping", "tree": self.tree_id})
-        if s.pos != 1 and self.parent is not None and self.parent.node_id == s.member.node_id:
-            return  # a member's word on its parent only makes the root check for itself: no relays
-        pool = [m for m in self._relay_pool() if m.node_id != s.member.node_id]
-        for r in self.rng.sample(pool, min(self.cfg.probe_relays, len(pool))):
-            s.asked.add(r.node_id)
-            self._send(r, {"t": "tree.probe", "tree": self.tree_id, "target": s.member.to_dict()})
-
-    def _relay_pool(self) -> list[Member]:
-        """Members we know: parent, root, children, and a root child's siblings (from its replica)."""
-        pool = {m.node_id: m for m in (self.parent, self.root, *self.children.values()) if m is not None}
-        if self.status == "online" and self.pos is not None and P.is_root_child(self.pos, self.k):
-            t = self._materialize_replica()
-            if t is not None:
-                pool.update({t[c].node_id: t[c] for c in P.children(1, self.k, len(t)) if c in t})
-        pool.pop(self.me.node_id, None)
-        return list(pool.values())
-
-    def _watch(self) -> None:
-        """Run the suspects' probe rounds; act on those that stayed silent through all of them."""
-        now, cfg = self._now, self.cfg
-        for nid, s in list(self.suspects.items()):
-            if self.suspects.get(nid) is not s:  # an action below already settled it
-                continue
-            if s.rounds < cfg.probe_rounds:
-                if now >= s.since + s.rounds * cfg.probe_ms:
-                    self._probe_round(s)
-                continue
-            if now >= s.since + cfg.probe_rounds * cfg.probe_ms:
-                self._confirmed(s)
-
-    def _confirmed(self, s: Suspect) -> None:
-        """``s`` answered nothing, directly or through anyone: its parent (we) or the root acts."""
-        nid, now = s.member.node_id, self._now
-        if self.status == "root" and self.where.get(nid, 1) > 1:
-            del self.suspects[nid]
-            self._mark_confirmed()
-            self._root_handle_fail(self.where[nid], nid, self.me)
-            return
-        child = self.children.get(s.pos)
-        is_parent = self.parent is not None and self.parent.node_id == nid
-        if self.status != "online" or not (is_parent or (child is not None and child.node_id == nid)):
-            del self.suspects[nid]  # no longer ours to judge
-            return
-        if now - s.acted < self.cfg.heartbeat_ms:
-            return
-        assert self.pos is not None
-        if is_parent and P.is_root_child(self.pos, self.k) and self.replica_log is not None:
-            if now >= s.since + self.cfg.probe_rounds * self.cfg.probe_ms + s.grace:
-                del self.suspects[nid]
-                self._mark_confirmed()
-                self._takeover()
-            return
-        if s.acted < 0:
-            self._mark_confirmed()
-        s.acted = now
-        self._report(s.pos, nid)
-
-    def _mark_confirmed(self) -> None:
-        self._count("confirmed")
-        self.confirmed_at = self._now
-
-    def _on_ping(self, sender: Member, msg: dict[str, Any]) -> None:
-        self._send(sender, {"t": "tree.pong", "tree": self.tree_id, "pos": self.pos})
-
-    def _on_probe(self, sender: Member, msg: dict[str, Any]) -> None:
-        """A member asks us to ping ``target`` for it (its own pings may be lost on its link)."""
-        if not self._same_tree(msg):
-            return
-        target = f_member(msg, "target")
-        if target.node_id in (self.me.node_id, sender.node_id):
-            return
-        self.relaying.setdefault(target.node_id, {})[sender.node_id] = sender
-        self.relaying.move_to_end(target.node_id)
-        while len(self.relaying) > self.MAX_CONTACTS:  # bounded: forget the oldest
-            self.relaying.popitem(last=False)
-        self._send(target, {"t": "tree.ping", "tree": self.tree_id})
-
-    def _on_pong(self, sender: Member, msg: dict[str, Any]) -> None:
-        tid, pos = _tree_pos(msg)
-        for asker in self.relaying.pop(sender.node_id, {}).values():
-            self._send(
-                asker,
-                {"t": "tree.probe_ok", "tree": self.tree_id, "target": sender.node_id, "at": tid, "pos": pos},
-            )
-        self._alive(sender.node_id, tid, pos)
-
-    def _on_probe_ok(self, sender: Member, msg: dict[str, Any]) -> None:
-        target = f_str(msg, "target")
-        tid, pos = _tree_pos(msg, "at")
-        s = self.suspects.get(target)
-        if s is not None and sender.node_id in s.asked:
-            self._alive(target, tid, pos)
-
-    def _alive(self, nid: str, tid: str | None, pos: int | None) -> None:
-        """A suspect answered (``tid``/``pos``: where it says it is): it is alive, here or elsewhere."""
-        s = self.suspects.pop(nid, None)
-        if s is None:
-            return
-        self._count("refuted")
-        is_parent = self.parent is not None and self.parent.node_id == nid
-        child = self.children.get(s.pos)
-        if tid == self.tree_id and pos == s.pos:
-            if is_parent:
-                self.last_seen[nid] = self._now
-            elif child is not None and child.node_id == nid:
-                self.last_seen[s.pos] = self._now
-        elif is_parent:
-            self._ask_resync()  # our parent moved on without us hearing of it
-        elif child is not None and child.node_id == nid:
-            self._report(s.pos, None)  # the root re-sends both ends the truth about the slot
-        elif self.status == "root" and self.where.get(nid) == s.pos:
-            self._send(s.member, self._assign_msg(s.pos))
+            self._count("failures_reported")
+            node = m.node_id if m is not None else None
+            if self.status == "root":
+                self._root_handle_fail(q, node, self.me)
+            elif self.root is not None:
+                self._send(self.root, {"t": "tree.fail", "tree": self.tree_id, "pos": q, "node": node})
 
     def _takeover(self) -> None:
         """Root silent and we are the lowest live root child: hand hole 1 to the last node."""
@@ -1068,12 +856,10 @@ class TreeNode:
         self.where = {m.node_id: q for q, m in t.items()}
         self.ver = ((self.ver >> 32) + 1) << 32
         self.repl_ops = {}
-        self.suspects.clear()
         mover = self._plan_remove(1)
         if self.status == "online":  # we did not promote ourselves
             self.parent = self.root = mover
             self.last_seen[mover.node_id] = self._now
-            self._suspect(mover, 1)  # if it died too, the next last node follows within a probe
 
     def _on_hb(self, sender: Member, msg: dict[str, Any]) -> None:
         tid = f_str(msg, "tree")
@@ -1084,7 +870,6 @@ class TreeNode:
             self._send(sender, {"t": "tree.reject", "tree": tid, "pos": q})
             return
         self.last_seen[q] = self._now
-        self.suspects.pop(sender.node_id, None)
         reported = msg.get("ver")
         if isinstance(reported, int) and not isinstance(reported, bool) and 0 <= reported < 1 << 62:
             self.sub_ver = max(self.sub_ver, reported)
@@ -1114,7 +899,6 @@ class TreeNode:
             self._count("rejected_position")
             return
         self.last_seen[sender.node_id] = self._now
-        self.suspects.pop(sender.node_id, None)
         self.need_sync = False
         self._learn(size, ver, root)
 
@@ -1124,10 +908,6 @@ class TreeNode:
             self._count("ignored_reject")
             return
         self._count("rejected_by_parent")
-        self._ask_resync()
-
-    def _ask_resync(self) -> None:
-        """Ask the root to re-send our assignment (a join of a placed member is a resync)."""
         if not self.need_sync and self.root is not None:
             self.need_sync = True
             self.sync_until = self._now + self.cfg.probe_contacts_ms
@@ -1164,10 +944,6 @@ class TreeNode:
             return
         self.parent = par
         self.last_seen[par.node_id] = self._now
-        self.next_hb = self._now  # beat at once: the new parent expects us within one beat
-        if P.is_root_child(q, self.k) and sender.node_id != self.me.node_id:
-            # another root child took over: our replica predates it; the new root sends a full one
-            self.table, self.replica_log = None, None
         self._learn(size, ver, root)
         self.root = root if ver >= self.ver else self.root
 
@@ -1335,18 +1111,4 @@ _HANDLERS: dict[str, _Handler] = {
     "tree.merge": TreeNode._on_merge,
     "tree.contact": TreeNode._on_contact,
     "tree.resign": TreeNode._on_resign,
-    "tree.ping": TreeNode._on_ping,
-    "tree.pong": TreeNode._on_pong,
-    "tree.probe": TreeNode._on_probe,
-    "tree.probe_ok": TreeNode._on_probe_ok,
 }
-
-
-def _tree_pos(msg: dict[str, Any], tree_key: str = "tree") -> tuple[str | None, int | None]:
-    """The (tree, position) a pong reports; either may be None (a node outside any tree)."""
-    tid, pos = msg.get(tree_key), msg.get("pos")
-    if tid is not None and not isinstance(tid, str):
-        raise Malformed("pong.tree")
-    if pos is not None and (type(pos) is not int or pos < 1):
-        raise Malformed("pong.pos")
-    return tid, pos

@@ -39,12 +39,10 @@ from . import positions as P
 from .messages import Action, Deliver, Member, Send
 from .model import TreeConfig, TreeNode
 
-__all__ = ["Bus", "run_sim", "heal_split", "main", "MAINTENANCE", "DETECTION"]
+__all__ = ["Bus", "run_sim", "main", "MAINTENANCE"]
 
 #: Periodic traffic that exists whether or not anyone joins or fails.
 MAINTENANCE = frozenset({"tree.hb", "tree.hb_ack", "tree.whoroot", "tree.whoroot_reply"})
-#: Probing of suspects (direct and relayed pings): failure detection, counted apart from repair.
-DETECTION = frozenset({"tree.ping", "tree.pong", "tree.probe", "tree.probe_ok"})
 
 
 class Bus:
@@ -58,7 +56,6 @@ class Bus:
         self.nodes: dict[str, TreeNode] = {}
         self.alive: dict[str, TreeNode] = {}
         self.group: dict[str, int] = {}
-        self.silent: set[str] = set()  # failed nodes whose messages vanish unanswered (no refusal)
         self.queue: deque[tuple[str, str, dict[str, Any]]] = deque()
         self.sent: Counter[str] = Counter()
         self.delivered: Counter[str] = Counter()  # node_id -> Deliver count
@@ -86,12 +83,9 @@ class Bus:
             self.apply(m.node_id, node.start(self.now, list(contacts)))
         return node
 
-    def fail(self, node_id: str, silent: bool = False) -> None:
-        """Crash a node: it stops processing; messages to it bounce (a refused connection), or
-        with ``silent`` vanish unanswered (a host gone, a stopped process: only silence tells)."""
+    def fail(self, node_id: str) -> None:
+        """Crash a node: it stops processing; messages to it bounce."""
         self.alive.pop(node_id, None)
-        if silent:
-            self.silent.add(node_id)
 
     def partition(self, groups: dict[str, int]) -> None:
         """Only nodes with equal group numbers can talk."""
@@ -124,7 +118,7 @@ class Bus:
             node = alive.get(dst)
             if node is None or group.get(dst) != group.get(src):
                 s = alive.get(src)
-                if s is not None and dst in self.nodes and dst not in self.silent:
+                if s is not None and dst in self.nodes:
                     self.apply(src, s.on_unreachable(now, self.nodes[dst].me))
                 continue
             me = self.nodes[src].me
@@ -214,12 +208,8 @@ class Bus:
         return ok, hops
 
     def protocol_msgs(self) -> int:
-        """Messages sent so far excluding periodic maintenance traffic and probes."""
-        return sum(v for t, v in self.sent.items() if t not in MAINTENANCE and t not in DETECTION)
-
-    def detection_msgs(self) -> int:
-        """Probe messages sent so far (``DETECTION``)."""
-        return sum(self.sent[t] for t in DETECTION)
+        """Messages sent so far excluding periodic maintenance traffic."""
+        return sum(v for t, v in self.sent.items() if t not in MAINTENANCE)
 
 
 # -- the scripted experiment --------------------------------------------------------
@@ -287,12 +277,11 @@ def _run_sim(nodes: int, children: int, fail_rate: float, storm: int, seed: int)
     }
     if fail_rate > 0:
         victims = rng.sample(sorted(bus.alive), min(size - 1, max(1, round(fail_rate * size))))
-        before, probes = bus.protocol_msgs(), bus.detection_msgs()
+        before = bus.protocol_msgs()
         for v in victims:
             bus.fail(v)
         ok_rep = bus.run_until_consistent(max_ms=600_000, settle_ms=5_000)
         repair = bus.protocol_msgs() - before
-        probes = bus.detection_msgs() - probes
         bus.track_deliveries = True
         ok_b, hops_b = bus.broadcast_check(bus.roots()[0]) if ok_rep else (False, -1)
         out.update(
@@ -300,7 +289,6 @@ def _run_sim(nodes: int, children: int, fail_rate: float, storm: int, seed: int)
                 "failed": len(victims),
                 "repair_sim_ms": bus.now,
                 "msgs_per_repair": round(repair / len(victims), 3),
-                "probe_msgs_per_failure": round(probes / len(victims), 3),
                 "consistent_after_repair": ok_rep,
                 "size_after_repair": len(bus.alive),
                 "broadcast_ok_after_repair": ok_b,
@@ -308,41 +296,6 @@ def _run_sim(nodes: int, children: int, fail_rate: float, storm: int, seed: int)
         )
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
-
-
-def heal_split(
-    nodes: int = 100, children: int = 10, kill: float = 0.2, seed: int = 0, silent: bool = False
-) -> dict[str, int]:
-    """Kill ``kill`` of a settled tree's members, the root among them, and time the heal at 100 ms
-    ticks: ``detect_ms`` until a member first confirms a failure, ``heal_ms`` until the survivors
-    form one consistent tree (``repair_ms`` the rest). The figures ``bench_peertree.py`` measures
-    on real processes, here without their CPU and network delays."""
-    cfg = TreeConfig(k=children)
-    bus = Bus(cfg, seed)
-    root = bus.add_node([])
-    for _ in range(nodes - 1):
-        bus.add_node([root.me])
-    bus.drain()
-    while root.queue:
-        bus.tick(cfg.join_batch_ms, only=[root])
-    bus.run(3 * cfg.heartbeat_ms, 100)
-    rng = random.Random(seed)
-    victims = [root.me.node_id, *rng.sample(sorted(set(bus.alive) - {root.me.node_id}), round(kill * nodes) - 1)]
-
-    def confirmed() -> int:
-        return sum(n.counters.get("confirmed", 0) for n in bus.alive.values())
-
-    for v in victims:
-        bus.fail(v, silent)
-    before, t0, detect = confirmed(), bus.now, -1
-    while bus.now - t0 < 600_000:
-        bus.tick(100)
-        if detect < 0 and confirmed() > before:
-            detect = bus.now - t0
-        if bus.consistent() is None:
-            heal = bus.now - t0
-            return {"detect_ms": detect, "repair_ms": heal - detect, "heal_ms": heal}
-    raise RuntimeError(f"no single tree after 600 s: {bus.consistent()}")
 
 
 def main(argv: list[str] | None = None) -> int:

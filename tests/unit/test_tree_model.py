@@ -138,81 +138,12 @@ def test_slow_link_single_missed_heartbeat_causes_no_swap() -> None:
     assert sum(n.counters.get("failures_reported", 0) for n in bus.alive.values()) == 0
 
 
-def _silent(bus: Bus, node: TreeNode) -> None:
-    """``node`` stops (SIGSTOP, or its host vanished): it does not tick, and what is sent to it
-    is lost without a refusal, so only silence gives it away."""
-    bus.fail(node.me.node_id)
-    bus.drop = lambda src, dst, msg: node.me.node_id in (src, dst)
-
-
-def test_lost_heartbeats_alone_are_refuted_by_probes() -> None:
-    """A child whose heartbeats never arrive but which answers pings is suspected, never swapped."""
+def test_three_missed_heartbeats_do_swap() -> None:
     bus = build(6)
-    before = {p: n.me.node_id for p, n in by_pos(bus).items()}
-    victim, root = by_pos(bus)[2], by_pos(bus)[1]
+    victim = by_pos(bus)[2]
     bus.drop = lambda src, dst, msg: src == victim.me.node_id and msg["t"] == "tree.hb"
-    bus.run(10_000)
-    assert root.counters.get("suspected", 0) >= 2 and root.counters.get("refuted", 0) >= 2
-    assert "repairs" not in root.counters and "confirmed" not in root.counters
-    assert {p: n.me.node_id for p, n in by_pos(bus).items()} == before
-
-
-def test_suspect_refuted_by_an_indirect_ack() -> None:
-    """The link between parent and child loses everything; a relay reaches the child for the parent."""
-    bus = build(6)
-    before = {p: n.me.node_id for p, n in by_pos(bus).items()}
-    root, victim = by_pos(bus)[1], by_pos(bus)[3]
-    pair = {root.me.node_id, victim.me.node_id}
-    bus.drop = lambda src, dst, msg: {src, dst} == pair
-    bus.run(4_000)
-    assert root.counters.get("recv.tree.probe_ok", 0) >= 1 and root.counters.get("refuted", 0) >= 1
-    assert "repairs" not in root.counters
-    assert {p: n.me.node_id for p, n in by_pos(bus).items()} == before
-
-
-def test_suspect_confirmed_when_nobody_reaches_it() -> None:
-    """Silent to its parent and to every relay: confirmed once its probe rounds pass, then replaced."""
-    bus = build(10)
-    cfg, root, victim, last = bus.cfg, by_pos(bus)[1], by_pos(bus)[3], by_pos(bus)[10]
-    _silent(bus, victim)
-    t0 = bus.now
-    while "repairs" not in root.counters:
-        bus.tick(100)
-    # a beat due, then suspect_ms of silence (one tick late at most), then the probe rounds
-    assert bus.now - t0 <= cfg.heartbeat_ms + cfg.confirm_ms + 200
-    assert root.counters["confirmed"] == 1
-    assert bus.run_until_consistent(10_000) and last.pos == 3
-
-
-def test_silently_frozen_root_child_is_confirmed_and_rejoins_without_takeover() -> None:
-    """A stopped root child answers nothing, directly or through relays: confirmed, replaced; resumed,
-    it learns its replacement from its parent and rejoins at a fresh slot, and nobody takes over."""
-    bus = build(8)
-    frozen, last = by_pos(bus)[2], by_pos(bus)[8]
-    _silent(bus, frozen)
-    bus.run(8_000)
-    assert last.pos == 2 and by_pos(bus)[1].counters.get("confirmed") == 1
-    bus.drop = None
-    bus.alive[frozen.me.node_id] = frozen  # SIGCONT: the same state, ticking again
-    assert bus.run_until_consistent(30_000)
-    assert frozen.counters.get("paused") == 1 and frozen.pos == 8
-    assert sum(n.counters.get("takeovers", 0) for n in bus.alive.values()) == 0
-
-
-def test_a_dead_mover_goes_wherever_it_was_moved() -> None:
-    """The last node died with the node it is moved in for: its own parent's report names the node,
-    so the root removes it from the hole it now holds, in the same detection period."""
-    bus = build(13)
-    cfg, root, hole, last = bus.cfg, by_pos(bus)[1], by_pos(bus)[2], by_pos(bus)[13]
-    _silent(bus, hole)
-    bus.fail(last.me.node_id)
-    gone = {hole.me.node_id, last.me.node_id}
-    bus.drop = lambda src, dst, msg: src in gone or dst in gone
-    t0 = bus.now
-    while bus.consistent() is not None:
-        bus.tick(100)
-        assert bus.now - t0 <= cfg.heartbeat_ms + cfg.confirm_ms + 300
-    assert root.counters["repairs"] == 2 and len(bus.alive) == 11
+    bus.run(6_000)
+    assert by_pos(bus)[1].counters.get("repairs") == 1
 
 
 def test_broadcast_exactly_once_from_any_node() -> None:
@@ -277,10 +208,6 @@ TYPES = [
     "tree.whoroot_reply",
     "tree.merge",
     "tree.resign",
-    "tree.ping",
-    "tree.pong",
-    "tree.probe",
-    "tree.probe_ok",
     "tree.nope",
 ]
 json_leaf = st.one_of(
@@ -311,8 +238,6 @@ fields = [
     "node",
     "full",
     "to",
-    "target",
-    "at",
 ]
 messages = st.fixed_dictionaries({"t": st.sampled_from(TYPES)}, optional={f: json_val for f in fields})
 
@@ -428,12 +353,8 @@ def test_members_newer_than_their_root_are_brought_into_its_epoch() -> None:
     for n in bus.alive.values():
         n.add_contacts([m.me for m in bus.alive.values()])
     assert bus.run_until_consistent(900_000, settle_ms=10_000), bus.consistent()
+    assert sum(n.counters.get("ver_raised", 0) for n in bus.alive.values()) >= 1
     assert len({n.ver for n in bus.alive.values()}) == 1
-    # the mechanism itself (the replay above no longer takes this path at today's timings)
-    root, child = by_pos(bus)[1], by_pos(bus)[2]
-    ver = ((root.ver >> 32) + 3) << 32
-    root.on_message(bus.now, child.me, {"t": "tree.hb", "tree": root.tree_id, "pos": 2, "ver": ver})
-    assert root.counters["ver_raised"] >= 1 and root.ver > ver
 
 
 # -- stateful property test -------------------------------------------------------------
