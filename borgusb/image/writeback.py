@@ -49,12 +49,37 @@ def _umount() -> bool:
     return subprocess.run(["umount", str(RW_MOUNT)], check=False, capture_output=True).returncode == 0
 
 
+def _mounted_at(device: Path) -> Path | None:
+    """Where `device` is mounted already: the AI stack keeps the partition mounted read-only (aimount.py)."""
+    found = subprocess.run(["findmnt", "-n", "-o", "TARGET", "--source", str(device)], capture_output=True, text=True)
+    targets = found.stdout.split()
+    return Path(targets[0]) if found.returncode == 0 and targets else None
+
+
+def _remount(target: Path, mode: str) -> bool:
+    return (
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(target)], check=False, capture_output=True).returncode
+        == 0
+    )
+
+
+def _read_uncached(path: Path) -> bytes | None:
+    """The file as the stick holds it: its cached pages dropped first, so the bytes come from the device."""
+    if not path.is_file() or path.stat().st_size > MAX_FILE:
+        return None
+    with open(path, "rb") as fh:
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        return fh.read()
+
+
 def _read_back(device: Path) -> bytes | None:
-    """The keystore the stick holds, read through a fresh read-only mount (not the page cache of the write)."""
+    """The keystore the stick holds, read from the device (a fresh read-only mount, or the AI stack's)."""
+    shared = _mounted_at(device)
+    if shared is not None:
+        return _read_uncached(shared / KEYSTORE)
     _mount(device, "ro,nodev,nosuid,noexec")
     try:
-        path = RW_MOUNT / KEYSTORE
-        return path.read_bytes() if path.is_file() and path.stat().st_size <= MAX_FILE else None
+        return _read_uncached(RW_MOUNT / KEYSTORE)
     finally:
         _umount()
 
@@ -63,15 +88,21 @@ def save_to_stick(data: bytes, device: Path) -> str:
     """Write `data` as the stick's keystore; returns what the stick holds afterwards ('saved' or 'unchanged')."""
     from ..keystore import atomic_write
 
-    _mount(device, RW_OPTIONS)
+    # A partition mounted already (the AI stack's read-only mount) has one superblock for every mount of it: a
+    # second mount would be read-only too, so that one is remounted read-write for the write instead.
+    shared = _mounted_at(device)
+    if shared is not None and not _remount(shared, "rw"):
+        raise OSError("the stick's partition could not be made writable")
+    if shared is None:
+        _mount(device, RW_OPTIONS)
     try:
-        current = RW_MOUNT / KEYSTORE
+        current = (shared or RW_MOUNT) / KEYSTORE
         if current.is_file() and current.read_bytes() == data:
             return "unchanged"
         atomic_write(current, data)
     finally:
-        if not _umount():
-            raise OSError("the stick could not be unmounted after the write")
+        if not (_remount(shared, "ro") if shared is not None else _umount()):
+            raise OSError("the stick could not be made read-only again after the write")
     if _read_back(device) != data:
         raise OSError("the keystore read back from the stick differs from the one written")
     return "saved"
