@@ -39,8 +39,14 @@ def screendump(vm: QMP, path: Path) -> Path:
     return path
 
 
-def read_words(png: Path) -> list[Word]:
-    """Every word tesseract reads on the screen, with its box."""
+def read_words(png: Path, scale: int = 1) -> list[Word]:
+    """Every word tesseract reads on the screen, with its line; `scale` enlarges the screen first, for
+    small or light text (the words page's grid reads reliably only at twice its size)."""
+    if scale != 1:
+        big = png.with_name(f"{png.stem}-x{scale}.png")
+        filt = f"scale=iw*{scale}:ih*{scale}:flags=lanczos"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(png), "-vf", filt, str(big)], check=True)
+        png = big
     out = subprocess.run(["tesseract", str(png), "-", "tsv"], capture_output=True, text=True, check=True).stdout
     words = []
     for row in csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -66,6 +72,51 @@ def find_phrase(words: list[Word], phrase: str) -> Word | None:
     return None
 
 
+def words_after(words: list[Word], landmark: str) -> list[str]:
+    """The words read after the first `landmark` (compared as `find_phrase` does), in reading order."""
+    norms = [_norm(w.text) for w in words]
+    return [w.text for w in words[norms.index(_norm(landmark)) + 1 :]]
+
+
+def numbers_after(words: list[Word], label: str) -> list[int]:
+    """The numbers that follow `label` on their line (``Word 3``), in reading order: the check page."""
+    return [
+        int(b.text)
+        for a, b in itertools.pairwise(words)
+        if a.line == b.line and _norm(a.text) == _norm(label) and re.fullmatch(r"\d{1,2}", b.text)
+    ]
+
+
+# QMP qcodes of the characters the tests type (a US keyboard: the kiosk's keymap)
+_QCODES = {" ": "spc", "-": "minus", ".": "dot", ",": "comma", "/": "slash", "\n": "ret", "\t": "tab"}
+
+
+def press(vm: QMP, *qcodes: str) -> None:
+    """One key press, with `qcodes` held together (``press(vm, "shift", "tab")``), as a USB keyboard sends it."""
+    reply = vm.qmp("send-key", keys=[{"type": "qcode", "data": q} for q in qcodes], **{"hold-time": 60})
+    if "error" in reply:
+        raise AssertionError(f"send-key {qcodes} failed: {reply['error']}")
+    time.sleep(0.15)  # pacing, not waiting for a condition: keys sent faster than a USB poll merge or drop
+
+
+def wake_seat(vm: QMP) -> None:
+    """A person's first keys at the kiosk: cage offers the page a keyboard only once input has arrived, so the
+    first presses (right Shift, harmless anywhere) may be lost; a few of them over a couple of seconds."""
+    for _ in range(12):
+        press(vm, "shift_r")
+
+
+def type_text(vm: QMP, text: str) -> None:
+    """Type `text` (lower and upper case letters, digits, space and a little punctuation) key by key."""
+    for ch in text:
+        if ch.isupper():
+            press(vm, "shift", ch.lower())
+        elif ch.isalnum() and ch.isascii():
+            press(vm, ch)
+        else:
+            press(vm, _QCODES[ch])
+
+
 _SHOT = itertools.count(1)  # screenshots numbered in the order they were taken
 
 
@@ -83,3 +134,16 @@ def wait_for_text(vm: QMP, workdir: Path, phrase: str, timeout: float, name: str
         if time.monotonic() > deadline:
             raise AssertionError(f"the screen never showed {phrase!r} within {timeout:.0f}s; it read: {seen!r}")
         time.sleep(2)
+
+
+def keys_until(vm: QMP, workdir: Path, keys: list[str], phrase: str, name: str, tries: int = 3) -> Path:
+    """Press `keys` until the screen shows `phrase` (a page's answer): a key lost on its way is sent again,
+    but only after a minute without the page changing, so a slow page is never pressed twice."""
+    for _ in range(tries - 1):
+        press(vm, *keys)
+        try:
+            return wait_for_text(vm, workdir, phrase, 60, name)[0]
+        except AssertionError:
+            pass  # the page never changed: the key was lost
+    press(vm, *keys)
+    return wait_for_text(vm, workdir, phrase, 60, name)[0]

@@ -135,6 +135,17 @@ def put_on_stick(image: Path, name: str, data: bytes) -> None:
         )
 
 
+def read_from_stick(image: Path, name: str) -> bytes:
+    """A file on the stick's data partition (mtools, no mount)."""
+    offset, _ = data_partition(image)
+    return subprocess.run(
+        ["mcopy", "-n", "-i", f"{image}@@{offset}", f"::/{name}", "-"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    ).stdout
+
+
 def make_internal_disk(path: Path, size_mib: int = 64) -> None:
     """A host PC's internal disk: GPT with an ext4 partition holding a file, and a swap partition."""
     with open(path, "wb") as fh:
