@@ -122,28 +122,28 @@ def esp_partition(image: Path) -> tuple[int, int]:
     raise AssertionError(f"{image} has no ESP")
 
 
-def put_on_stick(image: Path, name: str, data: bytes) -> None:
-    """Write a file onto the stick's data partition (mtools, no mount)."""
-    offset, _ = data_partition(image)
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / name
-        src.write_bytes(data)
-        subprocess.run(
-            ["mcopy", "-o", "-i", f"{image}@@{offset}", str(src), f"::/{name}"],
-            check=True,
-            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-        )
-
-
-def read_from_stick(image: Path, name: str) -> bytes:
-    """A file on the stick's data partition (mtools, no mount)."""
+def _mtools(image: Path, *args: str) -> bytes:
+    """An mtools command on the stick's data partition (``::`` is the partition; no mount)."""
     offset, _ = data_partition(image)
     return subprocess.run(
-        ["mcopy", "-n", "-i", f"{image}@@{offset}", f"::/{name}", "-"],
+        [args[0], "-i", f"{image}@@{offset}", *args[1:]],
         check=True,
         capture_output=True,
         env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
     ).stdout
+
+
+def put_on_stick(image: Path, name: str, data: bytes) -> None:
+    """Write a file onto the stick's data partition (mtools, no mount)."""
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / name
+        src.write_bytes(data)
+        _mtools(image, "mcopy", "-o", str(src), f"::/{name}")
+
+
+def read_from_stick(image: Path, name: str) -> bytes:
+    """A file on the stick's data partition (mtools, no mount)."""
+    return _mtools(image, "mcopy", "-n", f"::/{name}", "-")
 
 
 def make_internal_disk(path: Path, size_mib: int = 64) -> None:
