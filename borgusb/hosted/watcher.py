@@ -438,6 +438,7 @@ class Watcher:
             last, tries = self.reprobed.get(sys_path, (-REPROBE_S, 0))
             if tries < REPROBE_TRIES and now - last >= REPROBE_S:  # a partition with no filesystem stays quiet
                 self.reprobed[sys_path] = (now, tries + 1)
+                self.log(f"rescan: udevd has no filesystem for {sys_path}; asking it to probe again ({tries + 1})")
                 try:  # bounded: the loop must stay free to notice a removal or a stop
                     subprocess.run(["udevadm", "trigger", "--action=change", sys_path], capture_output=True, timeout=5)
                 except subprocess.TimeoutExpired:

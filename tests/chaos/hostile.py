@@ -8,7 +8,9 @@ fifth of S) fresh valid requests from one key, `WORKERS` * 2 senders (past the k
 Then (to 0.45 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections,
 reconnecting after `RETRY_S` when the node closes one): random bytes; envelopes with a bad
 signature; one valid envelope sent again and again (replays); bodies larger than the door
-takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key. Last, slowloris:
+takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key; it begins with
+`CONN_BURST` bare TCP connections opened as fast as they open (past the node's burst of new
+connections per address, whatever this machine's speed). Last, slowloris:
 `SLOW_TLS` connections, `SLOW_OPEN_PER_S` a second (within the node's rate of new connections,
 beyond its cap of open ones), that finish the TLS handshake and trickle a request head one
 header a second, and `SLOW_RAW` that never send a ClientHello; each reopened when the node
@@ -42,6 +44,8 @@ WORKERS = 2  # concurrent senders of each kind
 SLOW_TLS = 150  # beyond the node's 128 connections per address, with the senders
 SLOW_RAW = 20
 SLOW_OPEN_PER_S = 25
+CONN_BURST = 600  # three times the node's burst of new connections per address (ConnLimits.burst)
+CONN_BATCH = 50  # opened at once (within the listening socket's backlog)
 NESTED_DEPTH = 200_000
 OVERSIZED = 2 << 20
 RETRY_S = 0.01  # a sender's pause after the node closed its connection (this machine hosts both sides)
@@ -124,6 +128,23 @@ class Flood:
             finally:
                 writer.close()
 
+    async def conn_burst(self) -> None:
+        """New connections, each closed as soon as it opens, `CONN_BATCH` at a time."""
+
+        async def touch() -> None:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.target, DNA.recp_port, local_addr=(self.bind, 0)), 10
+                )
+            except (OSError, TimeoutError):
+                self.outcomes["burst:refused"] += 1
+                return
+            self.outcomes["burst:opened"] += 1
+            writer.close()
+
+        for _ in range(CONN_BURST // CONN_BATCH):
+            await asyncio.gather(*(touch() for _ in range(CONN_BATCH)))
+
     async def slow_raw(self) -> None:
         """A TCP connection that never starts TLS; again when cut."""
         while time.monotonic() < self.end:
@@ -154,6 +175,7 @@ class Flood:
             await asyncio.wait(tasks)
             kinds = ("garbage", "forged", "replay", "nested", "oversized", "signed")
             every_kind = t0 + 0.45 * self.seconds
+            await self.conn_burst()
             tasks = [asyncio.create_task(self.sender(session, k, every_kind)) for k in kinds for _ in range(WORKERS)]
             await asyncio.wait(tasks)
             self.refresh()

@@ -106,8 +106,16 @@ class Loop:
             ["losetup", "-f", "--show", "-P", str(image)], capture_output=True, text=True, check=True
         ).stdout.strip()
         self.attached_at = time.monotonic()
-        subprocess.run(["partx", "-a", self.dev], capture_output=True)  # "already exists" is fine
         self.data = f"{self.dev}p2"
+        deadline = time.monotonic() + 30
+        while True:  # partx can lose a race with udevd's open of the new loop device (EBUSY): ask again
+            added = subprocess.run(["partx", "-a", self.dev], capture_output=True, text=True)  # "exists" is fine
+            if os.path.exists(self.data):
+                break
+            if time.monotonic() > deadline:
+                self.detach()
+                raise RuntimeError(f"partx -a {image.name}: no {self.data} after 30 s: {added.stderr.strip()}")
+            time.sleep(0.5)
 
     def detach(self) -> float:
         """Pull the stick: the kernel removes the partitions. Returns the monotonic time of the event."""

@@ -55,6 +55,7 @@ RETRY_REASONS = frozenset(
         "sequencer_unreachable",
         "members_unavailable",
         "audit_unavailable",
+        "disagreement",  # the holders' reads differ while another payment is in flight: read again
     }
 )
 
