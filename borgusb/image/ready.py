@@ -22,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..clitools import EXIT_UNREACHABLE
 from .memory import hygiene_report, mem_in_use_mib, memory_report
 from .probehttp import http_get, mon_port
 from .runtime import CELL_ARGS, IDENTITY, RUN, STICK, say, uptime
@@ -247,8 +248,8 @@ def cli_selftest(ip: str) -> str:
     put_cmd = ["borgusb", "put", str(src), "--r", "1", *common]
     put = subprocess.run(put_cmd, capture_output=True, text=True, timeout=300, check=False)
     tries = 1
-    if put.returncode and "no answer in time" in put.stderr:  # a second try after a first that found the shard
-        # cell too busy to answer (a guest just booted, its cells loading the AI stack under TCG); the line says so
+    if put.returncode == EXIT_UNREACHABLE:  # a second try after a first that found the shard cell too busy
+        # to answer (a guest just booted, its cells loading the AI stack under TCG); the line says so
         put, tries = subprocess.run(put_cmd, capture_output=True, text=True, timeout=300, check=False), 2
     oid = put.stdout.strip().split()[-1] if put.returncode == 0 and put.stdout.strip() else ""
     get = (

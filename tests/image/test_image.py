@@ -8,7 +8,8 @@
 * pulling the stick powers the machine off; the host PC's internal disk and
   the stick's ESP and data partition are byte-for-byte unchanged;
 * a corrupted keystore gives a clear console message and the node still boots
-  without an identity; with the always-on flag, pulling the stick keeps it up.
+  without an identity; with the always-on flag, pulling the stick keeps it up
+  (in the same boot as a new cell type's image: each TCG boot costs minutes).
 """
 
 from __future__ import annotations
@@ -185,29 +186,12 @@ def _corrupt_keystore(tmp_path: Path) -> bytes:
     return bytes(data)
 
 
-def test_corrupt_keystore_boots_without_identity_and_always_on_survives_pull(stick_copy: Path, tmp_path: Path) -> None:
-    stick = stick_copy
-    V.put_on_stick(stick, "keystore.json", _corrupt_keystore(tmp_path))
-    V.put_on_stick(stick, "always-on", b"")
-    machine = V.VM(stick, tmp_path)
-    try:
-        m = machine.wait_for(READY, BOOT_TIMEOUT)
-        text = machine.text()
-        assert "BorgUSB: the keystore on the stick cannot be used:" in text, text[-3000:]
-        assert "the node starts without an identity" in text
-        assert m[5] == "none" and int(m[1]) == int(m[2]) >= 1
-        assert "always-on node: removing the stick will not power the machine off" in text
-
-        assert "return" in machine.pull_stick()
-        machine.wait_for(r"the stick was removed; always-on node: the cells keep running", 120)
-        assert machine.wait_exit(10) is None, "the always-on node powered off when the stick was pulled"
-    finally:
-        machine.close()
-
-
-def test_a_new_cell_type_runs_on_the_image(stick_copy: Path, tmp_path: Path) -> None:
-    """The example cell of tests/cellkit, a distribution of its own, built into a test image with
-    `build_image.py --extra-wheel` and nothing else: the booted node runs it as one more cell unit."""
+def test_a_new_cell_type_runs_and_a_damaged_always_on_stick_boots(stick_copy: Path, tmp_path: Path) -> None:
+    """Two checks share this boot (a TCG boot costs minutes of the suite). The example cell of
+    tests/cellkit, a distribution of its own, built into a test image with `build_image.py
+    --extra-wheel` and nothing else: the booted node runs it as one more cell unit. And the stick's
+    keystore is damaged and the stick marked always-on: a clear console message, the node boots
+    without an identity, and pulling the stick keeps the machine up."""
     python = ROOT / ".venv" / "bin" / "python"
     wheels, source = tmp_path / "wheels", tmp_path / "example-src"  # built from a copy: the checkout stays clean
     shutil.copytree(ROOT / "tests" / "cellkit", source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -243,11 +227,18 @@ def test_a_new_cell_type_runs_on_the_image(stick_copy: Path, tmp_path: Path) -> 
     try:
         marker = Marker(network=Network(f"{ns.GUEST_IP}/24"), selftest=("cells",))
         V.put_on_stick(stick_copy, MARKER, marker.to_bytes())
+        V.put_on_stick(stick_copy, "keystore.json", _corrupt_keystore(tmp_path))
+        V.put_on_stick(stick_copy, "always-on", b"")
         machine = V.VM(
             stick_copy, tmp_path, netns=ns, kernel=(Path(info["vmlinuz"]), Path(info["initrd"]), info["cmdline"])
         )
         m = machine.wait_for(READY, BOOT_TIMEOUT)
         assert int(m[1]) == int(m[2]) and int(m[2]) >= 5, machine.text()[-3000:]
+        text = machine.text()
+        assert "BorgUSB: the keystore on the stick cannot be used:" in text, text[-3000:]
+        assert "the node starts without an identity" in text
+        assert m[5] == "none"
+        assert "always-on node: removing the stick will not power the machine off" in text
         cells = machine.wait_for(r"BORGUSB-SELFTEST cells (.*)", 120)[1].split()
         assert any(c.startswith("exampleEchoCell=ok:active:") for c in cells), cells
         # it answers on its own monitoring port (its DNA row came with its SPEC), from the host
@@ -256,6 +247,10 @@ def test_a_new_cell_type_runs_on_the_image(stick_copy: Path, tmp_path: Path) -> 
             time.sleep(1)
         assert status is not None, machine.text()[-3000:]
         assert status["cell"]["name"] == "exampleEchoCell" and status["settings"]["greeting"] == "hello"
+
+        assert "return" in machine.pull_stick()
+        machine.wait_for(r"the stick was removed; always-on node: the cells keep running", 120)
+        assert machine.wait_exit(10) is None, "the always-on node powered off when the stick was pulled"
     finally:
         if machine is not None:
             machine.close()
