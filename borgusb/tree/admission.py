@@ -8,8 +8,9 @@ each address, the address the join came from (the socket's: `TreeNode.on_message
 source), not the one the joiner claims: claiming a thousand addresses buys no more than
 one. Such a join must be signed by the key it asks to place, and a member passes on no
 other, so one key cannot ask for made-up members. A join a member forwarded (hops 1,
-taken only from a member the root places) is admitted there by the address the joiner
-claims: the root cannot see its source, and the member spent that source's admission.
+taken only from a member the root places, with the joiner's own signed join inside:
+cells/kit/joins.py) is admitted there by the address the joiner claims: the root cannot
+see its source, and the member spent that source's admission.
 
 Resyncs: the root lets a member it places ask again freely. A member passing a join on
 cannot tell, so it charges a resync like a new member. That starves no one: a placed
@@ -18,8 +19,7 @@ member only when the root does not answer; it then spends only its own address's
 flood must come from that address to exhaust, and a refused joiner tries its next
 candidate. What stays: many nodes behind one NAT share one address (a burst, then one a
 second); a node relayed by a gateway sees joins through the relay from the gateway's
-address; and a placed member can still forward joins for made-up keys, which pay only per
-claimed address and the root's `members_per_address` cap. Pure: time is passed in, in ms;
+address. Pure: time is passed in, in ms;
 at most `max_addresses` addresses are kept (least recently used dropped, which only ever
 errs toward admitting).
 """

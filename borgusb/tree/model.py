@@ -182,6 +182,7 @@ class TreeNode:
         "last_tick",
         "admission",
         "_source",
+        "_proof",
     )
 
     MAX_CONTACTS = 256
@@ -206,6 +207,7 @@ class TreeNode:
         self.last_tick: int | None = None
         self.admission = JoinAdmission(config.join_burst, config.join_every_ms)
         self._source: str | None = None  # where the message being handled came from (on_message)
+        self._proof: dict[str, Any] | None = None  # its signed envelope, passed on with a forwarded join
         self._clear_tree()
 
     # ------------------------------------------------------------------ public API
@@ -220,13 +222,22 @@ class TreeNode:
             self._found_tree()
         return self._end()
 
-    def on_message(self, now_ms: int, sender: Member, msg: dict[str, Any], source: str | None = None) -> list[Action]:
+    def on_message(
+        self,
+        now_ms: int,
+        sender: Member,
+        msg: dict[str, Any],
+        source: str | None = None,
+        proof: dict[str, Any] | None = None,
+    ) -> list[Action]:
         """A message from an (authenticated) ``sender``; malformed input is counted, never raised.
 
         ``source`` is the address the transport saw it come from (``sender``'s address is only
-        what it claims); None where there is none to see (tests without sockets)."""
+        what it claims); None where there is none to see (tests without sockets). ``proof`` is
+        the verified envelope the message came in: a member passing a join on to the root sends
+        the joiner's own signed join with it, which the root's transport checks (the cell kit)."""
         self._begin(now_ms)
-        self._dispatch(sender, msg, source)
+        self._dispatch(sender, msg, source, proof)
         return self._end()
 
     def on_tick(self, now_ms: int) -> list[Action]:
@@ -355,8 +366,10 @@ class TreeNode:
         self.need_sync = False
         self.sync_until = 0
 
-    def _dispatch(self, sender: Member, msg: Any, source: str | None = None) -> None:
-        self._source = source
+    def _dispatch(
+        self, sender: Member, msg: Any, source: str | None = None, proof: dict[str, Any] | None = None
+    ) -> None:
+        self._source, self._proof = source, proof
         if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
             self._count("rejected_malformed")
             return
@@ -448,7 +461,10 @@ class TreeNode:
             # root is stale) is dropped, or any key could forward joins for made-up members
             if self._from_joiner(sender, joiner) and self._admit(self._source or joiner.ip):
                 self._count("joins_forwarded")
-                self._send(self.root, {"t": "tree.join", "joiner": joiner.to_dict(), "hops": 1})
+                forward: dict[str, Any] = {"t": "tree.join", "joiner": joiner.to_dict(), "hops": 1}
+                if self._proof is not None:  # the joiner's own signed join: no key is placed that did not ask
+                    forward["signed"] = self._proof
+                self._send(self.root, forward)
         else:
             self._count("joins_dropped")
 

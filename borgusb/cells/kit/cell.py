@@ -46,6 +46,7 @@ from .doorsite import IDLE_S, ConnectionGate, GuardedSite
 from .errors import RequestError
 from .guard import Guard
 from .handlers import collect, receptor, route
+from .joins import ForwardedJoins
 from .netdoor import NetDoor
 from .settings import Settings
 from .treedriver import TreeDriver
@@ -121,6 +122,7 @@ class Cell(NetDoor, TreeDriver):
         self.clock: Clock = clock or SystemClock()
         self.verifier = envelope.Verifier(self.clock)
         self.verifier.answer_to(self.key.public_key_hex, dna.ports())
+        self.forwarded_joins = ForwardedJoins(self.clock)
         self.registry = registry
         self.settings = settings if settings is not None else Settings()
         self.contacts = [c for c in (contacts or []) if c]
@@ -277,8 +279,15 @@ class Cell(NetDoor, TreeDriver):
             return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
         sender = Member(env.signer, env.sender.ip, env.sender.port)
         self.counters[f"recv:{env.type}"] += 1
+        proof = None
+        if env.type == "tree.join":
+            if msg.get("hops", 0) != 0 and not self.forwarded_joins.proven(env, msg):
+                self.counters["refused:join_forged"] += 1
+                detail = "a forwarded join must carry its joiner's own signed join, addressed to the forwarder"
+                return web.json_response({"error": "join_forged", "detail": detail}, status=403)
+            proof = env.to_dict()  # passed on with the join, if this member forwards it to the root
         # the socket's address, not the signed but self-claimed one: a join is admitted by where it came from
-        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg, source=request.remote))
+        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg, source=request.remote, proof=proof))
         return web.json_response({"ok": True})
 
     @route("recp", "POST", "/recp")

@@ -1,0 +1,82 @@
+"""A forwarded join is placed only with its joiner's own signed join (cells/kit/joins.py): a placed
+member cannot ask the root to place keys that never asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from borgusb import envelope
+from borgusb.cells.kit.joins import ForwardedJoins
+from borgusb.clock import ManualClock
+from borgusb.keys import SigningKey
+from borgusb.tree.messages import Member
+
+PORT = 13362
+CLOCK = ManualClock(1_800_000_000_000)
+MEMBER, ROOT = SigningKey.generate(), SigningKey.generate()
+
+
+def join_of(joiner: SigningKey, to: SigningKey, *, signer: SigningKey | None = None, hops: int = 0) -> dict[str, Any]:
+    """A joiner's own join (hops 0) as it reached the member ``to``; ``signer`` forges it."""
+    record = Member(joiner.public_key_hex, "10.0.0.7", PORT).to_dict()
+    payload = {"t": "tree.join", "joiner": record, "hops": hops}
+    return envelope.sign(
+        signer or joiner,
+        "tree.join",
+        payload,
+        CLOCK,
+        ip="10.0.0.7",
+        port=PORT,
+        to=envelope.address(to.public_key_hex, PORT),
+    )
+
+
+def forward(inner: dict[str, Any] | None, joiner: dict[str, Any]) -> tuple[envelope.Envelope, dict[str, Any]]:
+    """The member's forward to the root, as the root's door has verified it."""
+    msg: dict[str, Any] = {"t": "tree.join", "joiner": joiner, "hops": 1}
+    if inner is not None:
+        msg["signed"] = inner
+    root_verifier = envelope.Verifier(CLOCK)
+    root_verifier.answer_to(ROOT.public_key_hex, [PORT])
+    outer = envelope.sign(
+        MEMBER, "tree.join", msg, CLOCK, ip="10.0.0.2", port=PORT, to=envelope.address(ROOT.public_key_hex, PORT)
+    )
+    return root_verifier.verify(envelope.encode(outer)), msg
+
+
+def test_a_joiners_own_join_forwarded_once_is_proven() -> None:
+    joins = ForwardedJoins(CLOCK)
+    joiner = SigningKey.generate()
+    inner = join_of(joiner, MEMBER)
+    assert joins.proven(*forward(inner, inner["payload"]["joiner"]))
+    # the same join forwarded again (by this member or any other) is a replay
+    assert not joins.proven(*forward(inner, inner["payload"]["joiner"]))
+    assert joins.verifier.counters["replay"] == 1
+
+
+def test_made_up_joiners_are_refused() -> None:
+    joins = ForwardedJoins(CLOCK)
+    joiner, other_member = SigningKey.generate(), SigningKey.generate()
+    record = Member(joiner.public_key_hex, "10.0.0.7", PORT).to_dict()
+    assert not joins.proven(*forward(None, record)), "no proof at all"
+    forged = join_of(joiner, MEMBER, signer=MEMBER)  # the member signs a join naming another key
+    assert not joins.proven(*forward(forged, forged["payload"]["joiner"]))
+    elsewhere = join_of(joiner, other_member)  # a real join, but sent to another member
+    assert not joins.proven(*forward(elsewhere, elsewhere["payload"]["joiner"]))
+    own = join_of(joiner, MEMBER)
+    moved = {**own["payload"]["joiner"], "ip": "10.9.9.9"}  # the joiner's record changed on the way
+    assert not joins.proven(*forward(own, moved))
+    hop1 = join_of(joiner, MEMBER, hops=1)  # a forward of a forward
+    assert not joins.proven(*forward(hop1, hop1["payload"]["joiner"]))
+    tampered = join_of(SigningKey.generate(), MEMBER)
+    tampered["payload"] = {**tampered["payload"], "hops": 0, "joiner": record}  # its signature no longer holds
+    assert not joins.proven(*forward(tampered, record))
+    assert joins.verifier.counters["bad_signature"] == 1
+
+
+def test_a_stale_join_is_refused() -> None:
+    joins = ForwardedJoins(CLOCK)
+    inner = join_of(SigningKey.generate(), MEMBER)
+    CLOCK.advance(envelope.DEFAULT_WINDOW_MS + 1_000)
+    assert not joins.proven(*forward(inner, inner["payload"]["joiner"]))
+    assert joins.verifier.counters["stale"] == 1
