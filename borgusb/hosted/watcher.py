@@ -434,15 +434,18 @@ class Watcher:
         begin a session for a stick present with none, and forget refusals of sticks no longer there."""
         assert self.events is not None
         now = time.monotonic()
+        ask = []
         for sys_path in self.events.unprobed()[:MAX_REPROBES]:  # udevd's probe missed it: ask again, a few times
             last, tries = self.reprobed.get(sys_path, (-REPROBE_S, 0))
             if tries < REPROBE_TRIES and now - last >= REPROBE_S:  # a partition with no filesystem stays quiet
                 self.reprobed[sys_path] = (now, tries + 1)
-                self.log(f"rescan: udevd has no filesystem for {sys_path}; asking it to probe again ({tries + 1})")
-                try:  # bounded: the loop must stay free to notice a removal or a stop
-                    subprocess.run(["udevadm", "trigger", "--action=change", sys_path], capture_output=True, timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.log(f"rescan: udevadm trigger of {sys_path} did not return in 5 s")
+                ask.append(sys_path)
+        if ask:
+            self.log(f"rescan: udevd has no filesystem for {', '.join(ask)}; asking it to probe again")
+            try:  # one call, bounded: the loop must stay free to notice a removal or a stop
+                subprocess.run(["udevadm", "trigger", "--action=change", *ask], capture_output=True, timeout=5)
+            except subprocess.TimeoutExpired:
+                self.log("rescan: udevadm trigger did not return in 5 s")
         while len(self.reprobed) > 4 * MAX_REPROBES:
             self.reprobed.pop(next(iter(self.reprobed)))
         present = {dev.device_node: dev for dev in self.events.present()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -97,6 +98,12 @@ def listing(path: Path) -> list[str]:
     return sorted(line.strip().removeprefix("::/") for line in out.stdout.splitlines() if line.strip())
 
 
+def _partitions(image: Path) -> int:
+    """How many partitions the image's table lists (sfdisk reads the file; 0 without a table)."""
+    out = subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True)
+    return len(json.loads(out.stdout)["partitiontable"]["partitions"]) if out.returncode == 0 else 0
+
+
 class Loop:
     """The image as a loop device with its partitions (the host kernel has no partition parsers: partx)."""
 
@@ -108,7 +115,7 @@ class Loop:
         self.attached_at = time.monotonic()
         self.data = f"{self.dev}p2"
         deadline = time.monotonic() + 30
-        while True:  # partx can lose a race with udevd's open of the new loop device (EBUSY): ask again
+        while _partitions(image) >= 2:  # partx can lose a race with udevd's open of the loop device: ask again
             added = subprocess.run(["partx", "-a", self.dev], capture_output=True, text=True)  # "exists" is fine
             if os.path.exists(self.data):
                 break

@@ -232,7 +232,7 @@ def test_no_trace_on_the_host(tmp_path_factory, runtime, watcher_factory, loops)
     t_event = loop.detach()
     assert wait_gone(port, t_event) < 2.0
     w.wait_for(r"node stopped", 30, after=t_event)
-    assert w.stop() == 0
+    assert w.stop() == 0, "the watcher did not stop within 30 s of SIGTERM:\n" + w.text()[-4000:]
     s2 = snapshot(ignore)
     changes = {p: c for p, c in diff(s1, s2).items() if p not in ambient}
     print(f"\nsnapshot: {len(s2)} paths; ambient changes ignored: {sorted(ambient)[:20]}")
