@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from borgusb import envelope
-from borgusb.cells.kit.joins import ForwardedJoins
+from borgusb.cells.kit.joins import ForwardedJoins, JoinForged
 from borgusb.clock import ManualClock
 from borgusb.keys import SigningKey
 from borgusb.tree.messages import Member
@@ -80,3 +82,24 @@ def test_a_stale_join_is_refused() -> None:
     CLOCK.advance(envelope.DEFAULT_WINDOW_MS + 1_000)
     assert not joins.proven(*forward(inner, inner["payload"]["joiner"]))
     assert joins.verifier.counters["stale"] == 1
+
+
+def test_what_the_tree_gets_with_each_message() -> None:
+    """The door's one call (`Cell._handle_net`): a joiner's own join goes on with its envelope, a
+    forwarded one only with its proof, any other message with nothing."""
+    joins = ForwardedJoins(CLOCK)
+    inner = join_of(SigningKey.generate(), MEMBER)
+    member_verifier = envelope.Verifier(CLOCK)
+    member_verifier.answer_to(MEMBER.public_key_hex, [PORT])
+    own = member_verifier.verify(envelope.encode(inner))
+    assert joins.proof_of(own, own.payload) == inner  # the member keeps it, to pass on
+    outer, msg = forward(inner, inner["payload"]["joiner"])
+    assert joins.proof_of(outer, msg) == outer.to_dict()
+    bare, bare_msg = forward(None, inner["payload"]["joiner"])
+    with pytest.raises(JoinForged):
+        joins.proof_of(bare, bare_msg)
+    to_root = envelope.address(ROOT.public_key_hex, PORT)
+    hb = envelope.sign(MEMBER, "tree.hb", {"t": "tree.hb"}, CLOCK, port=PORT, to=to_root)
+    root_verifier = envelope.Verifier(CLOCK)
+    root_verifier.answer_to(ROOT.public_key_hex, [PORT])
+    assert joins.proof_of(root_verifier.verify(envelope.encode(hb)), {"t": "tree.hb"}) is None

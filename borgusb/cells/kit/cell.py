@@ -46,7 +46,7 @@ from .doorsite import IDLE_S, ConnectionGate, GuardedSite
 from .errors import RequestError
 from .guard import Guard
 from .handlers import collect, receptor, route
-from .joins import ForwardedJoins
+from .joins import ForwardedJoins, JoinForged
 from .netdoor import NetDoor
 from .settings import Settings
 from .treedriver import TreeDriver
@@ -279,13 +279,11 @@ class Cell(NetDoor, TreeDriver):
             return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
         sender = Member(env.signer, env.sender.ip, env.sender.port)
         self.counters[f"recv:{env.type}"] += 1
-        proof = None
-        if env.type == "tree.join":
-            if msg.get("hops", 0) != 0 and not self.forwarded_joins.proven(env, msg):
-                self.counters["refused:join_forged"] += 1
-                detail = "a forwarded join must carry its joiner's own signed join, addressed to the forwarder"
-                return web.json_response({"error": "join_forged", "detail": detail}, status=403)
-            proof = env.to_dict()  # passed on with the join, if this member forwards it to the root
+        try:
+            proof = self.forwarded_joins.proof_of(env, msg)
+        except JoinForged as exc:
+            self.counters[f"refused:{exc.reason}"] += 1
+            return web.json_response({"error": exc.reason, "detail": str(exc)}, status=403)
         # the socket's address, not the signed but self-claimed one: a join is admitted by where it came from
         self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg, source=request.remote, proof=proof))
         return web.json_response({"ok": True})

@@ -17,12 +17,28 @@ from ... import envelope
 from ...clock import Clock
 
 
+class JoinForged(Exception):
+    """A forwarded join without its joiner's own signed join (refused, counted ``refused:join_forged``)."""
+
+    reason = "join_forged"
+
+
 class ForwardedJoins:
     """Checks the joiner's envelope inside forwarded joins (a verifier of its own: the inner
     envelope is addressed to the forwarding member, not to us, so its recipient is checked here)."""
 
     def __init__(self, clock: Clock) -> None:
         self.verifier = envelope.Verifier(clock)
+
+    def proof_of(self, env: envelope.Envelope, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """What the tree gets with a verified net message ``env`` (payload ``msg``): for a join, its
+        own envelope (passed on if this node forwards the join to the root); raises JoinForged for a
+        forwarded join that does not carry its joiner's proof; None for any other message."""
+        if env.type != "tree.join":
+            return None
+        if msg.get("hops", 0) != 0 and not self.proven(env, msg):
+            raise JoinForged("a forwarded join must carry its joiner's own signed join, addressed to the forwarder")
+        return env.to_dict()
 
     def proven(self, outer: envelope.Envelope, msg: dict[str, Any]) -> bool:
         """Whether ``msg`` (a forwarded ``tree.join`` that came in ``outer``) carries its joiner's proof."""
