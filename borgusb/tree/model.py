@@ -59,7 +59,11 @@ Design (what we chose and why)
   so no position is ever held twice.
 * **Broadcast** goes to the root in one message (``tree.bcast`` with
   ``up: true``), the root floods down; every node forwards to its children.
-  Receivers dedupe by id in a bounded LRU and count duplicates.
+  Receivers dedupe by id in a bounded LRU and count duplicates.  The sender is
+  a member too, so the flood brings its own broadcast back to it; until then
+  the broadcast waits in its outbox (outbox.py) and is sent up again under the
+  same id every ``bcast_retry_ms``: one sent to a root that had just died, or
+  held while the sender had no root, goes out once the tree has healed.
 
 Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
 ``ver`` orders the root's table versions, epoch in the high 32 bits):
@@ -108,6 +112,7 @@ from .messages import (
     f_str,
     slots,
 )
+from .outbox import BroadcastOutbox
 
 __all__ = ["TreeConfig", "TreeNode", "Member", "Send", "Deliver", "StatusChanged", "Action"]
 
@@ -130,6 +135,8 @@ class TreeConfig:
     join_burst: int = 16  # new members the root admits at once from one address (admission.py)
     join_every_ms: int = 1000  # then one per this long from that address
     members_per_address: int = 64  # members at one address at once (a member's own join keeps it placed)
+    bcast_retry_ms: int = 2000  # an own broadcast not back from the root's flood by then is sent up again
+    bcast_give_up_ms: int = 20_000  # ... until then (inside the 30 s freshness of the kit's signed origin)
 
     @property
     def confirm_ms(self) -> int:
@@ -176,6 +183,7 @@ class TreeNode:
         "sub_ver",
         "seen",
         "bcast_seq",
+        "outbox",
         "counters",
         "_acts",
         "_now",
@@ -198,6 +206,7 @@ class TreeNode:
         self.counters: dict[str, int] = {}
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.bcast_seq = 0
+        self.outbox = BroadcastOutbox(config.bcast_retry_ms, config.bcast_give_up_ms)
         self.candidates: list[Member] = []
         self.attempts = 0
         self.join_deadline = 0
@@ -250,7 +259,9 @@ class TreeNode:
         if st == "joining":
             if now_ms >= self.join_deadline:
                 self._try_next_candidate()
-        elif st == "root":
+        if st in ("root", "online"):
+            self._retry_broadcasts()
+        if st == "root":
             if self.queue and now_ms - self.last_batch >= self.cfg.join_batch_ms:
                 self._assign_batch()
             self._check_children()
@@ -276,15 +287,8 @@ class TreeNode:
         self._begin(now_ms)
         self.bcast_seq += 1
         bid = f"{self.me.node_id[:16]}-{self.bcast_seq}-{self.rng.getrandbits(32):08x}"
-        if self.status == "root":
-            self._flood(bid, payload)
-        elif self.status == "online" and self.root is not None:
-            self._send(
-                self.root,
-                {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload, "hops": 0, "up": True},
-            )
-        else:
-            self._count("bcast_dropped")
+        self._count("bcast_dropped", self.outbox.add(bid, payload, now_ms))
+        self._send_up(bid, payload)
         return self._end()
 
     def add_contacts(self, contacts: list[Member]) -> None:
@@ -324,7 +328,8 @@ class TreeNode:
         return acts
 
     def _count(self, key: str, n: int = 1) -> None:
-        self.counters[key] = self.counters.get(key, 0) + n
+        if n:
+            self.counters[key] = self.counters.get(key, 0) + n
 
     def _send(self, to: Member, msg: dict[str, Any]) -> None:
         if to.node_id == self.me.node_id:
@@ -965,6 +970,25 @@ class TreeNode:
 
     # ------------------------------------------------------------------ broadcast
 
+    def _send_up(self, bid: str, payload: dict[str, Any]) -> None:
+        """Our own broadcast to the root (or flooded, when we are it); held while we have none."""
+        if self.status == "root":
+            self._flood(bid, payload)
+        elif self.status == "online" and self.root is not None:
+            self._send(
+                self.root,
+                {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload, "hops": 0, "up": True},
+            )
+        else:
+            self._count("bcast_held")
+
+    def _retry_broadcasts(self) -> None:
+        due = self.outbox.due(self._now)
+        self._count("bcast_dropped", due.given_up)
+        for bid, payload in due.resend:
+            self._count("bcast_retried")
+            self._send_up(bid, payload)
+
     def _mark_seen(self, bid: str) -> bool:
         """Record ``bid``; False (and a duplicate count) if already seen."""
         if bid in self.seen:
@@ -976,6 +1000,7 @@ class TreeNode:
         return True
 
     def _flood(self, bid: str, payload: dict[str, Any], hops: int = 0) -> None:
+        self.outbox.done(bid)
         if not self._mark_seen(bid):
             return
         self._count("delivered")

@@ -81,8 +81,19 @@ async def why_missed(net: ChaosNet, cell: str, missed: set[str]) -> str:
     return "; ".join(parts)
 
 
-async def roots(net: ChaosNet) -> set[str]:
-    return {d["ip"] for c in net.clusters.values() for d in await c.status(timeout_s=5) if d.get("status") == "root"}
+async def roots(net: ChaosNet, cells: list[str] = CELLS) -> set[str]:
+    return {d["ip"] for c in cells for d in await net.clusters[c].status(timeout_s=5) if d.get("status") == "root"}
+
+
+async def pick_victim(net: ChaosNet, n: int, rng: random.Random) -> tuple[int, bool]:
+    """Round n's node to restart, and whether it is a root: in odd rounds the root of
+    CELLS[n // 2 % 2], else any node that is root of neither tree."""
+    if n % 2 == 1:
+        root = await roots(net, [CELLS[n // 2 % len(CELLS)]])
+        if root:
+            return net.ips.index(min(root)), True
+    now_roots = await roots(net)
+    return rng.choice([i for i, ip in enumerate(net.ips) if ip not in now_roots]), False
 
 
 async def all_placed(net: ChaosNet) -> bool:
@@ -111,11 +122,12 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
     unanswered = 0  # misses that are a node's monitoring port not answering for ANSWER_WAIT_S
     rejoin_s: list[float | None] = []
     copies_s: list[float | None] = []
+    roots_restarted = 0
     t0 = time.monotonic()
     for n in range(rounds):
         t_round = time.monotonic()
-        now_roots = await roots(net)
-        victim = rng.choice([i for i, ip in enumerate(net.ips) if ip not in now_roots])
+        victim, was_root = await pick_victim(net, n, rng)
+        roots_restarted += was_root
         net.restart(victim)
         down: set[str] = {net.ips[victim]}
         up = [ip for ip in net.ips if ip not in down]
@@ -156,6 +168,7 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
             "period_s": period_s,
             "churn_s": round(churn_s),
             "restarts": rounds,
+            "roots_restarted": roots_restarted,
             "rejoin_s": rejoin_s,
             "broadcasts_sent": sent,
             "deliveries": f"{reached}/{expected}",
@@ -167,5 +180,6 @@ async def test_ten_percent_restarted_every_period(chaos_net, monkeypatch, tmp_pa
             "unanswered": unanswered,
         },
     )
+    assert roots_restarted == rounds // 2, "a root was not found to restart"
     assert ratio >= MIN_DELIVERY, f"{expected - reached} deliveries missed: {misses[:10]}"
     assert readable == len(stored)

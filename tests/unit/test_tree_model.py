@@ -164,6 +164,44 @@ def test_duplicate_broadcast_is_counted_not_delivered() -> None:
     assert child.counters["duplicates"] == 1
 
 
+def test_broadcast_sent_to_a_dead_root_reaches_everyone_once_after_the_takeover() -> None:
+    bus = build(10)
+    old = by_pos(bus)
+    origin = old[6]
+    bus.fail(old[1].me.node_id)  # dies before the broadcast arrives: the first sending is lost
+    bus.delivered.clear()
+    bus.apply(origin.me.node_id, origin.broadcast(bus.now, {"hello": 1}))
+    bus.drain()
+    assert not bus.delivered and len(origin.outbox) == 1
+    assert bus.run_until_consistent(60_000)
+    bus.run(2 * CFG.bcast_retry_ms)
+    assert set(bus.delivered) == set(bus.alive) and set(bus.delivered.values()) == {1}
+    assert origin.counters["bcast_retried"] >= 1 and len(origin.outbox) == 0
+    assert "bcast_dropped" not in origin.counters
+
+
+def test_broadcast_held_while_joining_goes_out_once_placed() -> None:
+    bus = build(4)
+    joiner = bus.add_node([by_pos(bus)[1].me])
+    assert joiner.status == "joining"
+    bus.delivered.clear()
+    bus.apply(joiner.me.node_id, joiner.broadcast(bus.now, {"early": 1}))
+    assert joiner.counters["bcast_held"] == 1
+    bus.run(2 * CFG.bcast_retry_ms)
+    assert set(bus.delivered) == set(bus.alive) and set(bus.delivered.values()) == {1}
+
+
+def test_a_broadcast_that_never_comes_back_is_given_up() -> None:
+    bus = build(3)
+    origin = by_pos(bus)[3]
+    bus.drop = lambda src, dst, msg: msg["t"] == "tree.bcast"  # every broadcast lost on the way
+    bus.apply(origin.me.node_id, origin.broadcast(bus.now, {"lost": 1}))
+    bus.run(CFG.bcast_give_up_ms + CFG.bcast_retry_ms)
+    retries = origin.counters["bcast_retried"]
+    assert retries == CFG.bcast_give_up_ms // CFG.bcast_retry_ms - 1
+    assert origin.counters["bcast_dropped"] == 1 and len(origin.outbox) == 0
+
+
 def test_split_and_merge() -> None:
     bus = build(12)
     side = {nid: (1 if n.pos and n.pos in (3, 8, 9, 10) else 0) for nid, n in bus.alive.items()}
