@@ -11,9 +11,11 @@ process there (`borgusb.cluster.Cluster` with an ``ip netns exec`` prefix), so t
 node share its address and its fate. Faults are what a real network does to a node:
 `ChaosNet.cut` drops everything between two groups (nftables in each node's namespace),
 `ChaosNet.set_loss` drops a share of every packet a node sends to another node (``numgen
-random``, this kernel has no netem: ../shared/notes/machine-facts.md), `ChaosNet.signal`
-kills or freezes a node's processes. The observer's own traffic (monitoring, requests) is
-never cut or dropped: the scenarios judge the nodes, not their view of them.
+random``, this kernel has no netem: ../shared/notes/machine-facts.md), `ChaosNet.set_delay`
+holds a node's outgoing TCP traffic for a random time (a relay in its namespace, jitter.py: the
+stand-in for netem's delay), `ChaosNet.signal` kills or freezes a node's processes. The
+observer's own traffic (monitoring, requests) is never cut, dropped or delayed: the scenarios
+judge the nodes, not their view of them.
 
 `ChaosNet.teardown` kills every process and deletes every namespace, also after a failure
 (the pytest fixture) or an interrupt (atexit); `leaks` names what is still there, and the
@@ -29,6 +31,7 @@ import json
 import os
 import signal as sig
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ NET = "10.98.0"
 OBSERVER = f"{NET}.100"
 OBS_LINK = f"{PREFIX}obs"
 MAX_NODES = 40  # 10.98.0.2 .. .41, below the observer
+RELAY_PORT = 9797  # the jitter relay's port in each node's namespace (no cell listens there)
 
 
 def sh(*args: str, ns: str | None = None, check: bool = True, stdin: str | None = None) -> str:
@@ -76,7 +80,8 @@ def our_processes() -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
         except OSError:
             continue
-        if state != "Z" and f"\0{NET}.".encode() in cmd and b"borgusb" in cmd:
+        ours = f"\0{NET}.".encode() in cmd and b"borgusb" in cmd or b"\0tests.chaos.jitter\0" in cmd
+        if state != "Z" and ours:
             found.append(int(entry.name))
     return found
 
@@ -112,6 +117,7 @@ class ChaosNet:
     confirm_misses: int = 3
     clusters: dict[str, Cluster] = field(default_factory=dict)
     prefix: dict[int, list[str]] = field(default_factory=dict)  # per node index: e.g. libfaketime's env
+    relays: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_NODES:
@@ -237,6 +243,46 @@ class ChaosNet:
         for i in range(self.size):
             self._table(i, "chaosloss", body if percent else "")
 
+    def set_delay(self, min_ms: float, max_ms: float) -> None:
+        """Hold every TCP stream a node opens to another node for min_ms..max_ms each way, per chunk
+        and in order (jitter.py's relay, one per namespace; the observer's connections pass as they
+        are). Set once per net; teardown stops the relays."""
+        from tests.chaos import jitter
+
+        if self.relays:
+            raise RuntimeError("the delay is already set")
+        for i in range(self.size):
+            self.relays.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", node_ns(i), sys.executable, "-m", "tests.chaos.jitter"]
+                    + ["--port", str(RELAY_PORT), "--min-ms", str(min_ms), "--max-ms", str(max_ms)],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+        for i, relay in enumerate(self.relays):
+            deadline = time.monotonic() + 30
+            while not sh("ss", "-Hltn", f"sport = :{RELAY_PORT}", ns=node_ns(i)).strip():
+                if relay.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the jitter relay of {node_ns(i)} did not start ({relay.returncode})")
+                time.sleep(0.1)
+            self._table(
+                i,
+                "chaosdelay",
+                f"chain out {{ type nat hook output priority -100; policy accept; meta mark != {jitter.MARK:#x} "
+                f'oifname != "lo" ip daddr != {OBSERVER} meta l4proto tcp counter redirect to :{RELAY_PORT}; }}',
+            )
+
+    def delayed_connections(self, index: int) -> int:
+        """Connections the node opened to other nodes through its jitter relay since `set_delay`."""
+        doc = json.loads(sh("nft", "-j", "list", "table", "inet", "chaosdelay", ns=node_ns(index)))
+        return sum(
+            int(e["counter"]["packets"])
+            for o in doc["nftables"]
+            if "rule" in o
+            for e in o["rule"]["expr"]
+            if "counter" in e
+        )
+
     def meter(self) -> None:
         """Count the bytes each node sends to other nodes on each cell's netPort (its tree traffic)."""
         rules = []
@@ -267,6 +313,9 @@ class ChaosNet:
                 if node.running():
                     os.kill(node.pid, sig.SIGKILL)  # also a frozen one
             cluster.down()
+        for relay in self.relays:
+            relay.kill()
+            relay.wait(timeout=10)
         for ns in [SWITCH, *(node_ns(i) for i in range(self.size))]:
             sh("ip", "netns", "delete", ns, check=False)
         sh("ip", "link", "delete", OBS_LINK, check=False)  # gone with its peer in cx-sw, normally
