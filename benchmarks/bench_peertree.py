@@ -3,8 +3,12 @@
 Real part: N node processes on loopback (default 100), heartbeat 1 s. Broadcast
 latency is from the moment a client sends a broadcast to a node's receptor to
 the moment each node delivers it (one host, one clock), median and p99 over
-all nodes and 20 broadcasts. Healing time: kill 20% at random including the
-root, time until one consistent tree of the survivors forms again.
+all nodes and 20 broadcasts. Healing: SIGKILL 20% at random including the
+root, time until one consistent tree of the survivors forms again, split into
+time to detect (the kill until the first survivor confirms a failure: its
+monitoring ``confirmed_at_ms``) and time to repair (from there to one tree).
+Issue 20 aims at healing in under 3 s; beside it, the least time the failure
+detector's settings allow for a detection and for a root's takeover.
 
 Simulator part: messages per join during a 10,000-node join storm against the
 messages of a single join into the same tree (the baseline).
@@ -25,10 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from borgusb import dna  # noqa: E402
 from borgusb.clock import SystemClock  # noqa: E402
-from borgusb.cluster import Cluster  # noqa: E402
+from borgusb.cluster import Cluster, summarize  # noqa: E402
 from borgusb.envelope import Verifier  # noqa: E402
 from borgusb.keys import SigningKey  # noqa: E402
 from borgusb.net.peer import PeerClient  # noqa: E402
+from borgusb.tree.model import TreeConfig  # noqa: E402
+
+HEARTBEAT_MS = 1000
+AIM_S = 3.0  # issue 20
 
 
 def pct(values: list[float], q: float) -> float:
@@ -36,9 +44,31 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+async def heal(cluster: Cluster, nodes: int) -> dict[str, float]:
+    """SIGKILL a fifth of the nodes, the root among them; the heal, split into detect and repair."""
+    docs = await cluster.status()
+    root = next(d["ip"] for d in docs if d.get("status") == "root")
+    victims = [n for n in cluster.live() if n.ip == root]
+    victims += random.sample([n for n in cluster.live() if n.ip != root], nodes // 5 - 1)
+    kill_ms = SystemClock().now_ms()
+    t1 = time.monotonic()
+    for v in victims:
+        cluster.kill(v)
+    expect = nodes - len(victims)
+    while time.monotonic() - t1 < 120:
+        docs = await cluster.status(timeout_s=5)
+        healed_s = time.monotonic() - t1  # the sweep's end: late by up to one sweep, never early
+        if (summary := summarize(docs))["consistent"] and summary["size"] == expect:
+            confirmed = [at for d in docs if "tree" in d and (at := d["tree"].get("confirmed_at_ms") or 0) >= kill_ms]
+            detect_s = (min(confirmed) - kill_ms) / 1000 if confirmed else float("nan")
+            return {"heal_s": healed_s, "detect_s": detect_s, "repair_s": healed_s - detect_s}
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no single tree of {expect} within 120 s")
+
+
 async def real_part(nodes: int, broadcasts: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(name="bench", root_dir=Path(tmp), heartbeat_ms=1000)
+        cluster = Cluster(name="bench", root_dir=Path(tmp), heartbeat_ms=HEARTBEAT_MS)
         try:
             t0 = time.monotonic()
             cluster.up(nodes)
@@ -62,22 +92,14 @@ async def real_part(nodes: int, broadcasts: int) -> dict[str, float]:
                             latencies += [a - sent_ms for a in ats]
                             break
                         await asyncio.sleep(0.1)
-            docs = await cluster.status()
-            root = next(d["ip"] for d in docs if d.get("status") == "root")
-            victims = [n for n in cluster.live() if n.ip == root]
-            victims += random.sample([n for n in cluster.live() if n.ip != root], nodes // 5 - 1)
-            t1 = time.monotonic()
-            for v in victims:
-                cluster.kill(v)
-            await cluster.wait_one_tree(timeout_s=120, expect=nodes - len(victims))
-            heal_s = time.monotonic() - t1
+            healed = await heal(cluster, nodes)
         finally:
             cluster.down()
     return {
         "formed_s": formed_s,
         "bcast_median_ms": statistics.median(latencies),
         "bcast_p99_ms": pct(latencies, 0.99),
-        "heal_s": heal_s,
+        **healed,
     }
 
 
@@ -99,7 +121,17 @@ def main() -> None:
     print(f"  tree formed from cold start : {real['formed_s']:.1f} s")
     print(f"  broadcast latency median    : {real['bcast_median_ms']:.0f} ms   goal < 250 ms")
     print(f"  broadcast latency p99       : {real['bcast_p99_ms']:.0f} ms   goal < 1000 ms")
-    print(f"  healing after killing 20%   : {real['heal_s']:.1f} s   goal < 30 s (incl. root)")
+    print(f"  healing after killing 20%   : {real['heal_s']:.1f} s   goal < 30 s (incl. root)", end="")
+    print(f"; aim < {AIM_S:g} s (issue 20) {'OK' if real['heal_s'] < AIM_S else 'not reached'}")
+    print(f"    time to detect            : {real['detect_s']:.1f} s   (the kill to the first confirmed failure)")
+    print(f"    time to repair            : {real['repair_s']:.1f} s   (from there to one tree of the survivors)")
+    cfg = TreeConfig(k=dna.get("peerTreeNet").max_children, heartbeat_ms=HEARTBEAT_MS)
+    print(
+        f"    the detector's least times: a silent peer confirmed after {cfg.confirm_ms / 1000:g} s"
+        f" ({cfg.confirm_misses} missed beats of {HEARTBEAT_MS / 1000:g} s, then one more), a root taken over by"
+        f" its child at position 2 after {2 * cfg.confirm_ms / 1000:g} s (longer than the root's own wait for a"
+        f" child): {AIM_S:g} s needs a faster failure detector, not a faster repair"
+    )
     sim = sim_part(args.storm)
     per_join = sim.get("msgs_per_join_in_storm")
     single = sim.get("msgs_per_single_join")

@@ -184,6 +184,7 @@ class TreeNode:
         "seen",
         "bcast_seq",
         "outbox",
+        "confirmed_at_ms",
         "counters",
         "_acts",
         "_now",
@@ -207,6 +208,7 @@ class TreeNode:
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.bcast_seq = 0
         self.outbox = BroadcastOutbox(config.bcast_retry_ms, config.bcast_give_up_ms)
+        self.confirmed_at_ms: int | None = None  # when this node last confirmed a failure (monitoring)
         self.candidates: list[Member] = []
         self.attempts = 0
         self.join_deadline = 0
@@ -314,6 +316,7 @@ class TreeNode:
             "parent": self.parent.node_id if self.parent else None,
             "children": {str(q): m.node_id for q, m in sorted(self.children.items())},
             "root": self.root.node_id if self.root else None,
+            "confirmed_at_ms": self.confirmed_at_ms,
             "counters": dict(self.counters),
         }
 
@@ -858,6 +861,7 @@ class TreeNode:
             if now - self.reported.get(q, -(1 << 62)) < confirm:
                 continue
             self.reported[q] = now
+            self.confirmed_at_ms = now
             self._count("failures_reported")
             node = m.node_id if m is not None else None
             if self.status == "root":
@@ -874,6 +878,7 @@ class TreeNode:
             self._rejoin([m for m in (self.root,) if m is not None])
             return
         self._count("takeovers")
+        self.confirmed_at_ms = self._now
         self.where = {m.node_id: q for q, m in t.items()}
         self.ver = ((self.ver >> 32) + 1) << 32
         self.repl_ops = {}

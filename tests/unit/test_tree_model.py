@@ -86,6 +86,17 @@ def test_root_failure_last_node_becomes_root() -> None:
     assert len(bus.alive) == 7 and bus.broadcast_check(old[5])[0]
 
 
+def test_confirmed_failures_are_timed_for_monitoring() -> None:
+    bus = build(8)
+    old = by_pos(bus)
+    assert all(n.view()["confirmed_at_ms"] is None for n in bus.alive.values())
+    killed_at = bus.now
+    bus.fail(old[1].me.node_id)
+    assert bus.run_until_consistent(60_000)
+    at = old[2].view()["confirmed_at_ms"]  # the takeover: two confirm periods of silence at position 2
+    assert at is not None and 2 * CFG.confirm_ms - CFG.heartbeat_ms <= at - killed_at <= 2 * CFG.confirm_ms + 1000
+
+
 def test_root_and_first_child_failure() -> None:
     bus = build(10)
     old = by_pos(bus)
