@@ -3,8 +3,8 @@
 Ten nodes run peerTreeNet and shardTreeCell in their own namespaces at the product's heartbeat
 settings (1 s, a failure confirmed after 3 missed beats). Every TCP stream a node opens to
 another node goes through a relay in its namespace that holds each chunk for 20-250 ms, in
-order (jitter.py, the stand-in for netem's delay this kernel lacks): a request and its answer
-cross two relays, so a round trip takes 40-500 ms plus the work. For the soak (short form 45 s,
+order, each way (jitter.py, the stand-in for netem's delay this kernel lacks): a request and
+its answer are each held, so a round trip takes 40-500 ms plus the work. For the soak (short form 30 s,
 full 600 s) a broadcast goes out every ~2 s through a random node, on each tree in turn, and
 an object is stored and read back through the delayed links. Claims: no live node is swapped
 out (false failure detections: 0), every broadcast reaches every node, no position is held
@@ -34,7 +34,7 @@ R = 3
 
 
 async def test_jittery_links_soak(chaos_net, tmp_path) -> None:
-    soak_s = form(45, 600)
+    soak_s = form(30, 600)
     net = chaos_net(NODES, heartbeat_ms=1000, confirm_misses=3)
     net.set_delay(MIN_MS, MAX_MS)  # before the cells start: kept-alive connections are delayed too
     net.start(CELLS)
