@@ -207,7 +207,7 @@ class TreeNode:
         self.counters: dict[str, int] = {}
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.bcast_seq = 0
-        self.outbox = BroadcastOutbox(config.bcast_retry_ms, config.bcast_give_up_ms)
+        self.outbox: BroadcastOutbox | None = None  # made at the first broadcast: a simulated million stay small
         self.confirmed_at_ms: int | None = None  # when this node last confirmed a failure (monitoring)
         self.candidates: list[Member] = []
         self.attempts = 0
@@ -261,7 +261,7 @@ class TreeNode:
         if st == "joining":
             if now_ms >= self.join_deadline:
                 self._try_next_candidate()
-        if st in ("root", "online"):
+        if st in ("root", "online") and self.outbox:
             self._retry_broadcasts()
         if st == "root":
             if self.queue and now_ms - self.last_batch >= self.cfg.join_batch_ms:
@@ -289,6 +289,8 @@ class TreeNode:
         self._begin(now_ms)
         self.bcast_seq += 1
         bid = f"{self.me.node_id[:16]}-{self.bcast_seq}-{self.rng.getrandbits(32):08x}"
+        if self.outbox is None:
+            self.outbox = BroadcastOutbox(self.cfg.bcast_retry_ms, self.cfg.bcast_give_up_ms)
         self._count("bcast_dropped", self.outbox.add(bid, payload, now_ms))
         self._send_up(bid, payload)
         return self._end()
@@ -988,6 +990,7 @@ class TreeNode:
             self._count("bcast_held")
 
     def _retry_broadcasts(self) -> None:
+        assert self.outbox is not None
         due = self.outbox.due(self._now)
         self._count("bcast_dropped", due.given_up)
         for bid, payload in due.resend:
@@ -1005,7 +1008,8 @@ class TreeNode:
         return True
 
     def _flood(self, bid: str, payload: dict[str, Any], hops: int = 0) -> None:
-        self.outbox.done(bid)
+        if self.outbox is not None:
+            self.outbox.done(bid)
         if not self._mark_seen(bid):
             return
         self._count("delivered")
