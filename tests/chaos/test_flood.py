@@ -82,15 +82,37 @@ def p99(samples: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-async def honest(peers: PeerClient, ip: str, seconds: float) -> tuple[list[float], int]:
-    """Latencies (s) of the honest status requests for seconds, and how many failed."""
+# the hostile's phases (hostile.py's Flood.run), as shares of the flood: each phase's honest p99 is
+# printed, so a figure above the claim names what caused it
+PHASES = (("one_key", 0.2), ("every_kind", 0.45), ("slowloris", 1.0))
+
+
+def by_phase(latencies: list[float], starts: list[float], t0: float, seconds: float) -> dict[str, float]:
+    """The p99 (ms) of the honest requests that began in each phase of the flood."""
+    out, begin = {}, 0.0
+    for name, end in PHASES:
+        inside = [lat for lat, at in zip(latencies, starts, strict=True) if begin <= (at - t0) / seconds < end]
+        if inside:
+            out[name] = round(p99(inside) * 1000, 1)
+        begin = end
+    return out
+
+
+async def honest(
+    peers: PeerClient, ip: str, seconds: float, starts: list[float] | None = None
+) -> tuple[list[float], int]:
+    """Latencies (s) of the honest status requests for seconds, and how many failed; each
+    request's start (monotonic) goes into starts when given."""
     latencies, failed = [], 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t0 = time.perf_counter()
+        began = time.monotonic()
         try:
             await peers.post(ip, DNA.recp_port, "/recp", "cell.status", {}, signed_reply=True)
             latencies.append(time.perf_counter() - t0)
+            if starts is not None:
+                starts.append(began)
         except PeerError:
             failed += 1
         await asyncio.sleep(HONEST_EVERY_S)
@@ -134,10 +156,11 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
         cpu0 = cpu_s(pid)
         with open(tmp_path / "hostile.log", "wb") as log:  # asyncio's complaints about the resets it gets
             hostile = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stderr=log, start_new_session=True)
+        flood_t0, starts = time.monotonic(), []
         peak, stop = [rss0, pss0], asyncio.Event()
         sampler = asyncio.create_task(sample_memory(pid, peak, stop))
         try:
-            loaded, loaded_failed = await honest(peers, target, flood_s)
+            loaded, loaded_failed = await honest(peers, target, flood_s, starts)
             deadline = time.monotonic() + 60
             while hostile.poll() is None:
                 assert time.monotonic() < deadline, "the hostile peer did not end"
@@ -145,6 +168,7 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
         finally:
             stop.set()
             await sampler
+            hostile_cpu = cpu_s(hostile.pid)  # ended and not yet reaped, or killed next: its stat is there
             if hostile.poll() is None:
                 os.killpg(hostile.pid, signal.SIGKILL)
             hostile.wait()
@@ -166,7 +190,9 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
                 "flood": round(sorted(loaded)[len(loaded) // 2] * 1000, 1),
             },
             "p99_ratio": round(ratio, 2),
+            "honest_p99_ms_by_phase": by_phase(loaded, starts, flood_t0, flood_s),
             "attacked_cell_cpu_percent": round(100 * cpu / flood_s),
+            "hostile_cpu_percent": round(100 * hostile_cpu / flood_s),
             "honest_requests": {"unloaded": len(calm), "flood": len(loaded), "failed": calm_failed + loaded_failed},
             "rss_mib": {"before": round(rss0, 1), "max": round(peak[0], 1), "after": round(rss1, 1)},
             "pss_mib": {"before": round(pss0, 1), "max": round(peak[1], 1), "after": round(pss1, 1)},

@@ -131,3 +131,23 @@ async def test_a_tls_handshake_that_never_ends_is_cut_off_and_tls_still_serves()
         assert time.monotonic() - t0 < 8
         writer.close()
         assert await get(port, tls=True) == "hi"
+
+
+async def test_a_burst_past_the_rate_is_closed_at_accept_and_the_door_still_serves() -> None:
+    """100 connections at once (within the listener's backlog of 128) from one address past its
+    rate: each is closed as it is accepted, before a transport is made (none reaches the
+    per-address table), and another address is served."""
+    async with door(ConnLimits(rate=0.01, burst=1), head_deadline_s=1.0) as (port, gate):
+
+        async def touch() -> None:
+            try:
+                reader, writer = await asyncio.open_connection(HOST, port, local_addr=("127.0.0.2", 0))
+            except OSError:
+                return
+            await closed_within(reader, 10)
+            writer.close()
+
+        await asyncio.gather(*(touch() for _ in range(100)))
+        assert await poll(lambda: gate.counters["refused:conn_rate"] >= 99)
+        assert gate.open_from("127.0.0.2") <= 1
+        assert await get(port) == "hi"  # 127.0.0.1 has its own rate
