@@ -168,7 +168,6 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
         finally:
             stop.set()
             await sampler
-            hostile_cpu = cpu_s(hostile.pid)  # ended and not yet reaped, or killed next: its stat is there
             if hostile.poll() is None:
                 os.killpg(hostile.pid, signal.SIGKILL)
             hostile.wait()
@@ -192,7 +191,7 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
             "p99_ratio": round(ratio, 2),
             "honest_p99_ms_by_phase": by_phase(loaded, starts, flood_t0, flood_s),
             "attacked_cell_cpu_percent": round(100 * cpu / flood_s),
-            "hostile_cpu_percent": round(100 * hostile_cpu / flood_s),
+            "hostile_cpu_percent": round(100 * attack["cpu_s"] / flood_s),
             "honest_requests": {"unloaded": len(calm), "flood": len(loaded), "failed": calm_failed + loaded_failed},
             "rss_mib": {"before": round(rss0, 1), "max": round(peak[0], 1), "after": round(rss1, 1)},
             "pss_mib": {"before": round(pss0, 1), "max": round(peak[1], 1), "after": round(pss1, 1)},
