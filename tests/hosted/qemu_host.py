@@ -157,10 +157,13 @@ class HostPC:
             return ""
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match in the console's complete lines: a line still arriving is not read
+        (a `.*` pattern once matched half a line and the test asserted on the missing half)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = rx.search(self.text())
+            text = self.text()
+            m = rx.search(text, 0, text.rfind("\n") + 1)
             if m:
                 return m
             if self.proc.poll() is not None:
