@@ -299,6 +299,7 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
                 "size": t.get("size"),
                 "depth": t.get("depth"),
                 "parent": t.get("parent"),
+                "root": t.get("root"),
                 "children": len(t.get("children") or {}),
             }
         )
@@ -320,6 +321,8 @@ def summarize(docs: list[dict[str, Any]]) -> dict[str, Any]:
             want = by_pos.get(parent_of(n["position"], k))
             if want is None or n["parent"] != want["node"]:
                 problems.append(f"{n['ip']} has the wrong parent")
+        if len(roots) == 1 and n["status"] == "online" and n["root"] != roots[0]["node"]:
+            problems.append(f"{n['ip']} follows another root")
     ip_of = {n["node"]: n["ip"] for n in nodes}
     for n in nodes:
         n["parent"] = ip_of.get(n["parent"], n["parent"] and n["parent"][:12])

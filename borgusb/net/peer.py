@@ -36,7 +36,19 @@ class PeerError(Exception):
 
 
 class PeerUnreachable(PeerError):
-    """Connection refused, timed out, or TLS pin mismatch that a new hello did not fix."""
+    """Connection refused, timed out, or TLS pin mismatch that a new hello did not fix.
+
+    ``refused``: the address actively refused the connection (nothing listens there), the one
+    failure that proves something about the peer rather than the path to it."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def _unreachable(ip: str, port: int, exc: BaseException) -> PeerUnreachable:
+    refused = isinstance(getattr(exc, "os_error", exc), ConnectionRefusedError)
+    return PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}", refused=refused)
 
 
 class PeerRejected(PeerError):
@@ -164,7 +176,7 @@ class PeerClient:
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, OverflowError) as exc:
             # OverflowError: a port outside 0..65535, which a hostile payload may name
-            raise PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}") from None
+            raise _unreachable(ip, port, exc) from None
         if resp.status != 200:
             raise PeerUnreachable(f"{ip}:{port} gave no hello (HTTP {resp.status})")
         try:
@@ -263,7 +275,7 @@ class PeerClient:
                     raise PeerUnreachable(f"{ip}:{port} TLS certificate changed and no longer matches") from None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.pins.pop((ip, port), None)
-                raise PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}") from None
+                raise _unreachable(ip, port, exc) from None
         raise PeerUnreachable(f"{ip}:{port} unreachable")  # pragma: no cover - loop always returns or raises
 
     async def post(

@@ -25,17 +25,22 @@ Design (what we chose and why)
   ``refused:join_cap``) and dropped; the joiner tries its next candidate.
 * **Repair = last node fills the hole.**  A parent confirms a child dead after
   ``confirm_misses`` consecutive missing heartbeats (one slow heartbeat does
-  nothing), then sends ``tree.fail`` to the root.  The root moves node N into
+  nothing), then sends ``tree.fail`` to the root.  Sooner when there is proof:
+  a child a beat and a half late gets one unasked ``tree.hb_ack`` (a nudge),
+  and a connection its address refuses (nothing listens there: the process is
+  gone) confirms it at once; a timeout proves nothing and waits out the
+  silence, so loss, a partition or a frozen node are judged as before.  The root moves node N into
   the hole: ``tree.assign`` to the mover, ``tree.children`` to the hole's
   parent and to N's old parent, ``tree.parent`` to the hole's children.
 * **Root death, no election.**  The root's children hold a replica of the
   table.  A root child at position c takes over after the root has been silent
   for ``c`` confirm periods (always longer than the root's own child timeout),
+  or, once the root's address refused its heartbeat, after ``2 (c - 2)`` beats,
   so the lowest *surviving* child acts first; it
   runs the same move procedure for hole 1 and hands the table to node N with
   ``tree.promote``; N becomes root.  The coordinator also tells the other root
   children (``tree.parent``), which resets their timers.  If N is dead too the
-  coordinator simply repeats with the next last node.
+  coordinator simply repeats with the next last node (at once when N refuses).
 * **Self-stabilisation instead of perfect messaging.**  Lost or stale control
   messages are healed locally: a parent answers a heartbeat from anyone who is
   not its child at that slot with ``tree.reject``; a rejected node asks the
@@ -164,6 +169,9 @@ class TreeNode:
         "last_seen",
         "vacant_since",
         "reported",
+        "nudged",
+        "parent_refused_at",
+        "promoted",
         "next_hb",
         "table",
         "where",
@@ -208,7 +216,7 @@ class TreeNode:
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.bcast_seq = 0
         self.outbox: BroadcastOutbox | None = None  # made at the first broadcast: a simulated million stay small
-        self.confirmed_at_ms: int | None = None  # when this node last confirmed a failure (monitoring)
+        self.confirmed_at_ms: int | None = None  # when this node last confirmed a new failure (monitoring)
         self.candidates: list[Member] = []
         self.attempts = 0
         self.join_deadline = 0
@@ -276,12 +284,16 @@ class TreeNode:
                 self._member_probe()
         return self._end()
 
-    def on_unreachable(self, now_ms: int, peer: Member) -> list[Action]:
-        """The transport could not reach ``peer``; only speeds up join retries (failures need confirming)."""
+    def on_unreachable(self, now_ms: int, peer: Member, refused: bool = False) -> list[Action]:
+        """The transport could not reach ``peer``. A timeout proves nothing (a lossy link, a busy or
+        frozen peer): failures stay confirmed by silence. A refused connection does: nothing listens
+        at the address the member gave, so it cannot hold its place there (`_on_refused`)."""
         self._begin(now_ms)
         self._count("unreachable")
         if self.status == "joining" and self.attempts and self.candidates[self.attempts - 1].node_id == peer.node_id:
             self._try_next_candidate()
+        elif refused:
+            self._on_refused(peer)
         return self._end()
 
     def broadcast(self, now_ms: int, payload: dict[str, Any]) -> list[Action]:
@@ -362,6 +374,9 @@ class TreeNode:
         self.last_seen: dict[str | int, int] = {}
         self.vacant_since: dict[int, int] = {}
         self.reported: dict[int, int] = {}
+        self.nudged: dict[int, int] = {}  # slot -> when a late child was last sent an unasked ack
+        self.parent_refused_at: int | None = None  # when the parent's address last refused us
+        self.promoted: str | None = None  # the node our last takeover handed the root to
         self.next_hb = 0
         self.table: dict[int, Member] | None = None
         self.replica_log: list[Any] | None = None
@@ -406,6 +421,9 @@ class TreeNode:
             return
         self.ver, self.size = ver, size
         if root is not None:
+            if self.root is not None and root.node_id != self.root.node_id:
+                # reports sent to the old root (perhaps dead) are due again, to this one
+                self.reported = dict.fromkeys(self.reported, -(1 << 62))
             self.root = root
         for q in [q for q in self.children if q > size]:
             del self.children[q]
@@ -822,7 +840,14 @@ class TreeNode:
             self._send(self.parent, hb)
         silence = now - self.last_seen.get(self.parent.node_id, now)
         if P.is_root_child(self.pos, self.k) and self.replica_log is not None:
-            if silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
+            # refused since last heard from: position 2 acts now, position c two beats later for
+            # each lower rank (its own refused heartbeat and takeover reach c well within that; two
+            # coordinators would run the same plan from the same replica); else the root's silence
+            refused = self.parent_refused_at
+            heard = self.last_seen.get(self.parent.node_id, -(1 << 62))
+            rank_wait = (self.pos - 2) * 2 * cfg.heartbeat_ms
+            proven = refused is not None and refused >= heard and now - refused >= rank_wait
+            if proven or silence >= cfg.confirm_ms * self.pos:  # > the root's own child timeout
                 self._takeover()
                 return
         elif silence >= (self.k + 3) * cfg.confirm_ms:  # longer than any takeover + repair
@@ -834,6 +859,26 @@ class TreeNode:
             self._rejoin([m for m in (self.root, self.parent) if m is not None])
             return
         self._check_children()
+
+    def _on_refused(self, peer: Member) -> None:
+        """``peer``'s address refused a connection: a child is confirmed failed now (not after
+        ``confirm_misses`` beats), a member the root was moving is replaced by the next last node,
+        and a root child's takeover need not wait out the root's silence."""
+        now, nid = self._now, peer.node_id
+        if self.status not in ("root", "online"):
+            return
+        self._count("refused_peers")
+        slot = next((q for q, m in self.children.items() if m.node_id == nid), None)
+        if slot is not None:
+            self.last_seen[slot] = min(self.last_seen.get(slot, now), now - self.cfg.confirm_ms)
+            self._check_children()
+        elif self.status == "root" and (q := self.where.get(nid)) is not None and q >= 2:
+            self._root_handle_fail(q, nid, self.me)
+        elif self.parent is not None and nid == self.parent.node_id:
+            if nid == self.promoted and P.is_root_child(self.pos or 0, self.k):
+                self._takeover()  # the node we handed the root to is dead too: hand it to the next last
+            elif self.parent_refused_at is None or self.parent_refused_at < self.last_seen.get(nid, now):
+                self.parent_refused_at = now  # the first refusal since last heard: _online_tick's takeover
 
     def _discount_pause(self, gap: int) -> None:
         """This node did not run for ``gap`` ms (stopped, suspended, starved of CPU): that silence
@@ -858,12 +903,20 @@ class TreeNode:
                     continue
             else:
                 self.vacant_since.pop(q, None)
-                if now - self.last_seen.get(q, now) < confirm:
+                heard = self.last_seen.get(q, now)
+                if now - heard < confirm:
+                    if 2 * (now - heard) >= 3 * self.cfg.heartbeat_ms and self.nudged.get(q, heard - 1) < heard:
+                        # a beat and a half late: one unasked ack, so a dead child's refused
+                        # connection confirms it at once (`_on_refused`); a live one just reads it
+                        self.nudged[q] = now
+                        self._count("nudges")
+                        self._send(m, self._hb_ack_msg())
                     continue
             if now - self.reported.get(q, -(1 << 62)) < confirm:
                 continue
+            if q not in self.reported:  # a new failure, not a repeated report of one still unrepaired
+                self.confirmed_at_ms = now
             self.reported[q] = now
-            self.confirmed_at_ms = now
             self._count("failures_reported")
             node = m.node_id if m is not None else None
             if self.status == "root":
@@ -885,6 +938,7 @@ class TreeNode:
         self.ver = ((self.ver >> 32) + 1) << 32
         self.repl_ops = {}
         mover = self._plan_remove(1)
+        self.promoted = mover.node_id
         if self.status == "online":  # we did not promote ourselves
             self.parent = self.root = mover
             self.last_seen[mover.node_id] = self._now
@@ -906,18 +960,18 @@ class TreeNode:
                 self._count("ver_raised")
         if msg.get("need_replica") is True and self.status == "root":
             self.repl_holders.discard(sender.node_id)
+        self._send(sender, self._hb_ack_msg())
+
+    def _hb_ack_msg(self) -> dict[str, Any]:
         assert self.root is not None
-        self._send(
-            sender,
-            {
-                "t": "tree.hb_ack",
-                "tree": self.tree_id,
-                "pos": self.pos,
-                "size": self.size,
-                "ver": self.ver,
-                "root": self.root.to_dict(),
-            },
-        )
+        return {
+            "t": "tree.hb_ack",
+            "tree": self.tree_id,
+            "pos": self.pos,
+            "size": self.size,
+            "ver": self.ver,
+            "root": self.root.to_dict(),
+        }
 
     def _on_hb_ack(self, sender: Member, msg: dict[str, Any]) -> None:
         if not self._same_tree(msg):
@@ -973,7 +1027,6 @@ class TreeNode:
         self.parent = par
         self.last_seen[par.node_id] = self._now
         self._learn(size, ver, root)
-        self.root = root if ver >= self.ver else self.root
 
     # ------------------------------------------------------------------ broadcast
 

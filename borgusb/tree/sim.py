@@ -3,7 +3,8 @@
 ``Bus`` is a FIFO message bus with a simulated clock: the same state machine
 the asyncio runtime drives, with injectable node failure and network
 partitions.  Messages to a dead or partitioned node are dropped and the sender
-gets ``on_unreachable`` (what a failed TCP connect looks like).
+gets ``on_unreachable`` (what a failed TCP connect looks like: refused by a dead node's port,
+unanswered across a partition).
 
 ``run_sim`` builds a tree of ``nodes`` members, then measures broadcast hops,
 messages per join (single join vs. a storm of ``storm`` joiners) and messages
@@ -118,8 +119,8 @@ class Bus:
             node = alive.get(dst)
             if node is None or group.get(dst) != group.get(src):
                 s = alive.get(src)
-                if s is not None and dst in self.nodes:
-                    self.apply(src, s.on_unreachable(now, self.nodes[dst].me))
+                if s is not None and dst in self.nodes:  # a dead node's port refuses; a partition is silent
+                    self.apply(src, s.on_unreachable(now, self.nodes[dst].me, refused=node is None))
                 continue
             me = self.nodes[src].me
             self.apply(dst, node.on_message(now, me, msg, me.ip))  # no NAT here: it comes from where it says
@@ -174,6 +175,8 @@ class Bus:
                 return f"{n.me.node_id[:8]} is {n.status}"
             if n.tree_id != root.tree_id:
                 return "several tree ids"
+            if n.root is None or n.root.node_id != root.me.node_id:
+                return f"{n.me.node_id[:8]} follows another root"
             if n.pos is None or n.pos in by_pos:
                 return f"position {n.pos} held twice"
             by_pos[n.pos] = n

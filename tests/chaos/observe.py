@@ -82,3 +82,63 @@ async def wait_delivered(cluster: Cluster, bid: str, ips: list[str], timeout_s: 
         if waited >= timeout_s and not (silent_only and waited < ANSWER_WAIT_S):
             return None
         await asyncio.sleep(0.2)
+
+
+class Soak:
+    """A soak's watch over its trees: the places at the start, then in every sample the live
+    nodes that moved and the positions held twice; at the end, the false failure detections
+    (the roots' repair and takeover counters since the start) and the failures reported."""
+
+    def __init__(self, clusters: dict[str, Cluster]) -> None:
+        self.clusters = clusters
+        self.start_docs: dict[str, list[dict[str, Any]]] = {}
+        self.start_places: dict[str, dict[str, tuple[str | None, str | None, int | None]]] = {}
+        self.moved: set[tuple[str, str]] = set()
+        self.twice: list[str] = []
+        self.samples = 0
+        self.broadcasts: list[float | None] = []  # each broadcast's time to reach every node (None: missed)
+
+    async def begin(self) -> None:
+        self.start_docs = {c: await cl.status(timeout_s=5) for c, cl in self.clusters.items()}
+        self.start_places = {c: places(docs) for c, docs in self.start_docs.items()}
+
+    async def sample(self) -> None:
+        """One look at every tree: who moved since the start (of those answering), who is held twice."""
+        for c, cl in self.clusters.items():
+            docs = await cl.status(timeout_s=5)
+            self.samples += 1
+            self.twice += held_twice(docs)
+            now = places(docs)
+            self.moved |= {(c, ip) for ip, place in now.items() if self.start_places[c].get(ip) != place}
+
+    async def broadcast_round(self, cell: str, via: str, ips: list[str], seq: int) -> float | None:
+        """A broadcast on cell's tree through via, waited for at every node, then a sample and
+        the pacing to one round per ~2 s; its time to reach every node (None: missed)."""
+        cluster = self.clusters[cell]
+        took = await wait_delivered(cluster, await broadcast(cluster, via, {"i": seq}), ips, timeout_s=30)
+        self.broadcasts.append(took)
+        await self.sample()
+        await asyncio.sleep(max(0.0, 2.0 - (took or 0)))
+        return took
+
+    async def end(self) -> dict[str, list[dict[str, Any]]]:
+        """The trees' views now; read false_detections and suspicions from them."""
+        return {c: await cl.status(timeout_s=5) for c, cl in self.clusters.items()}
+
+    def since_start(self, end_docs: dict[str, list[dict[str, Any]]], names: tuple[str, ...]) -> int:
+        return sum(counter_sum(end_docs[c], names) - counter_sum(self.start_docs[c], names) for c in self.clusters)
+
+    def figures(self, end_docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """The figures every soak prints: detections, moves, broadcasts, double-held positions."""
+        took = sorted(t for t in self.broadcasts if t is not None)
+        return {
+            "false_detections": self.since_start(end_docs, FALSE_DETECTION_COUNTERS),
+            "nodes_moved": len(self.moved),
+            "suspicions_reported": self.since_start(end_docs, ("failures_reported",)),
+            "broadcasts_sent": len(self.broadcasts),
+            "broadcasts_everywhere": len(took),
+            "broadcast_median_s": round(took[len(took) // 2], 2) if took else None,
+            "broadcast_max_s": round(took[-1], 2) if took else None,
+            "positions_held_twice": len(self.twice),
+            "samples": self.samples,
+        }

@@ -14,7 +14,6 @@ yet claimed: the first run saw one of two miss a node for 30 s (docs/chaos.md, "
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -24,7 +23,7 @@ import pytest
 from borgusb.keys import SigningKey
 from tests.chaos import objects
 from tests.chaos.conftest import figures, form
-from tests.chaos.observe import FALSE_DETECTION_COUNTERS, broadcast, counter_sum, held_twice, places, wait_delivered
+from tests.chaos.observe import Soak
 
 pytestmark = pytest.mark.slow
 
@@ -41,59 +40,34 @@ async def test_jittery_links_soak(chaos_net, tmp_path) -> None:
     net.start(CELLS)
     for cell in CELLS:
         await net.clusters[cell].wait_one_tree(timeout_s=180, expect=NODES)
-    start_docs = {cell: await net.clusters[cell].status(timeout_s=5) for cell in CELLS}
-    start_places = {cell: places(docs) for cell, docs in start_docs.items()}
+    soak = Soak({c: net.clusters[c] for c in CELLS})
+    await soak.begin()
     rng = random.Random()
     key = SigningKey.generate()
     stored: dict[str, bytes] = {}
     put_s: list[float] = []
     t0 = time.monotonic()
-    sent, delivered, latencies, moved, twice, samples = 0, 0, [], set(), [], 0
     while time.monotonic() - t0 < soak_s:
+        sent = len(soak.broadcasts)
         if sent % 10 == 0:  # an object now and then, stored through a random node's delayed links
             data = os.urandom(rng.randrange(100_000, 1_000_000))
             t_put = time.monotonic()
             stored[(await objects.put(rng.choice(net.ips), data, key, tmp_path, R, timeout_s=120))["id"]] = data
             put_s.append(round(time.monotonic() - t_put, 2))
-        cell = CELLS[sent % len(CELLS)]
-        bid = await broadcast(net.clusters[cell], rng.choice(net.ips), {"i": sent})
-        sent += 1
-        took = await wait_delivered(net.clusters[cell], bid, net.ips, timeout_s=30)
-        if took is not None:
-            delivered += 1
-            latencies.append(took)
-        for c in CELLS:
-            docs = await net.clusters[c].status(timeout_s=5)
-            samples += 1
-            twice += held_twice(docs)
-            now = places(docs)
-            moved |= {(c, ip) for ip, place in now.items() if start_places[c].get(ip) != place}
-        await asyncio.sleep(max(0.0, 2.0 - (took or 0)))  # pacing: one broadcast per ~2 s
+        await soak.broadcast_round(CELLS[sent % len(CELLS)], rng.choice(net.ips), net.ips, sent)
     elapsed = time.monotonic() - t0
     readable = 0
     for oid, data in stored.items():
         readable += await objects.read(rng.choice(net.ips), oid, tmp_path) == data
     relayed = [net.delayed_connections(i) for i in range(NODES)]
-    end_docs = {cell: await net.clusters[cell].status(timeout_s=5) for cell in CELLS}
-    false_detections = sum(
-        counter_sum(end_docs[c], FALSE_DETECTION_COUNTERS) - counter_sum(start_docs[c], FALSE_DETECTION_COUNTERS)
-        for c in CELLS
-    )
-    latencies.sort()
+    seen = soak.figures(await soak.end())
     figures(
         "delay",
         {
             "nodes": NODES,
             "delay_ms_each_way": f"{MIN_MS}-{MAX_MS}",
             "soak_s": round(elapsed),
-            "false_detections": false_detections,
-            "nodes_moved": len(moved),
-            "broadcasts_sent": sent,
-            "broadcasts_everywhere": delivered,
-            "broadcast_median_s": round(latencies[len(latencies) // 2], 2) if latencies else None,
-            "broadcast_max_s": round(latencies[-1], 2) if latencies else None,
-            "positions_held_twice": len(twice),
-            "samples": samples,
+            **seen,
             "objects_stored": len(stored),
             "objects_readable": readable,
             "put_s": put_s,
@@ -101,7 +75,7 @@ async def test_jittery_links_soak(chaos_net, tmp_path) -> None:
         },
     )
     assert all(relayed), f"a node's connections did not go through its relay: {relayed}"
-    assert false_detections == 0 and not moved, f"live nodes swapped out: {sorted(moved)}"
+    assert seen["false_detections"] == 0 and not soak.moved, f"live nodes swapped out: {sorted(soak.moved)}"
     # not asserted yet: a broadcast can miss nodes here (docs/chaos.md, "What is left"); printed above
-    assert not twice, twice
+    assert not soak.twice, soak.twice
     assert readable == len(stored) > 0

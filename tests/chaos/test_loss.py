@@ -11,14 +11,13 @@ heartbeat budget (`HB_EXCHANGE_BYTES` per heartbeat exchange, below).
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 
 import pytest
 
 from tests.chaos.conftest import figures, form
-from tests.chaos.observe import FALSE_DETECTION_COUNTERS, broadcast, counter_sum, held_twice, places, wait_delivered
+from tests.chaos.observe import Soak
 
 pytestmark = pytest.mark.slow
 
@@ -44,40 +43,19 @@ async def test_five_percent_loss_soak(chaos_net) -> None:
     net.start(CELLS)
     for cell in CELLS:
         await net.clusters[cell].wait_one_tree(timeout_s=180, expect=NODES)
-    start_docs = {cell: await net.clusters[cell].status(timeout_s=5) for cell in CELLS}
-    start_places = {cell: places(docs) for cell, docs in start_docs.items()}
+    soak = Soak({c: net.clusters[c] for c in CELLS})
+    await soak.begin()
     net.meter()
     net.set_loss(LOSS)
     t0 = time.monotonic()
-    sent, delivered, latencies, moved, twice, samples = 0, 0, [], set(), [], 0
     rng = random.Random()
     while time.monotonic() - t0 < soak_s:
-        cell = CELLS[sent % len(CELLS)]
-        cluster = net.clusters[cell]
-        bid = await broadcast(cluster, rng.choice(net.ips), {"i": sent})
-        sent += 1
-        took = await wait_delivered(cluster, bid, net.ips, timeout_s=30)
-        if took is not None:
-            delivered += 1
-            latencies.append(took)
-        for c in CELLS:
-            docs = await net.clusters[c].status(timeout_s=5)
-            samples += 1
-            twice += held_twice(docs)
-            now = places(docs)
-            moved |= {(c, ip) for ip, place in now.items() if start_places[c].get(ip) != place}  # those answering
-        await asyncio.sleep(max(0.0, 2.0 - (took or 0)))  # pacing: one broadcast per ~2 s
+        sent = len(soak.broadcasts)
+        await soak.broadcast_round(CELLS[sent % len(CELLS)], rng.choice(net.ips), net.ips, sent)
     elapsed = time.monotonic() - t0
     net.set_loss(0)
-    end_docs = {cell: await net.clusters[cell].status(timeout_s=5) for cell in CELLS}
-    false_detections = sum(
-        counter_sum(end_docs[c], FALSE_DETECTION_COUNTERS) - counter_sum(start_docs[c], FALSE_DETECTION_COUNTERS)
-        for c in CELLS
-    )
-    suspicions = sum(
-        counter_sum(end_docs[c], ("failures_reported",)) - counter_sum(start_docs[c], ("failures_reported",))
-        for c in CELLS
-    )
+    end_docs = await soak.end()
+    seen = soak.figures(end_docs)
     traffic, over = {}, []
     for c in CELLS:
         children = {d["ip"]: len(d["tree"]["children"]) for d in end_docs[c]}
@@ -94,28 +72,20 @@ async def test_five_percent_loss_soak(chaos_net) -> None:
                 if k.startswith("sent."):
                     sent_kinds[k[5:]] = sent_kinds.get(k[5:], 0) + v
         traffic[c]["messages_per_s"] = {k: round(v / elapsed, 1) for k, v in sorted(sent_kinds.items())}
-    latencies.sort()
     figures(
         "loss",
         {
             "nodes": NODES,
             "loss_percent": LOSS,
             "soak_s": round(elapsed),
-            "false_detections": false_detections,
-            "nodes_moved": len(moved),
-            "suspicions_reported": suspicions,
-            "broadcasts_sent": sent,
-            "broadcasts_everywhere": delivered,
-            "broadcast_median_s": round(latencies[len(latencies) // 2], 2) if latencies else None,
-            "broadcast_max_s": round(latencies[-1], 2) if latencies else None,
-            "positions_held_twice": len(twice),
-            "samples": samples,
+            **seen,
             "tree_traffic": traffic,
             "budget_B_per_exchange": HB_EXCHANGE_BYTES,
             "over_budget": over,
         },
     )
-    assert false_detections == 0 and not moved, f"live nodes swapped out: {sorted(moved)}"
-    assert delivered == sent, f"{sent - delivered} of {sent} broadcasts missed a live node"
-    assert not twice, twice
+    assert seen["false_detections"] == 0 and not soak.moved, f"live nodes swapped out: {sorted(soak.moved)}"
+    missed = seen["broadcasts_sent"] - seen["broadcasts_everywhere"]
+    assert missed == 0, f"{missed} of {seen['broadcasts_sent']} broadcasts missed a live node"
+    assert not soak.twice, soak.twice
     assert not over, f"over the heartbeat budget: {over}"

@@ -87,14 +87,67 @@ def test_root_failure_last_node_becomes_root() -> None:
 
 
 def test_confirmed_failures_are_timed_for_monitoring() -> None:
+    """A root cut off (silent, nothing refused): position 2 takes over after two confirm periods."""
     bus = build(8)
     old = by_pos(bus)
     assert all(n.view()["confirmed_at_ms"] is None for n in bus.alive.values())
     killed_at = bus.now
-    bus.fail(old[1].me.node_id)
-    assert bus.run_until_consistent(60_000)
+    bus.partition({old[1].me.node_id: 1})
+    bus.run(3 * CFG.confirm_ms)
     at = old[2].view()["confirmed_at_ms"]  # the takeover: two confirm periods of silence at position 2
     assert at is not None and 2 * CFG.confirm_ms - CFG.heartbeat_ms <= at - killed_at <= 2 * CFG.confirm_ms + 1000
+
+
+def test_a_failure_is_timed_when_first_confirmed_not_when_reported_again() -> None:
+    """Position 3 confirms its silent child 8 after one confirm period; with the root gone silent
+    too, nobody repairs it until the takeover, so it reports 8 again: the time stays the first."""
+    bus = build(10)
+    old = by_pos(bus)
+    killed_at = bus.now
+    bus.partition({old[1].me.node_id: 1, old[8].me.node_id: 2})
+    bus.run(3 * CFG.confirm_ms)
+    assert old[3].counters.get("failures_reported", 0) >= 2  # reported again while the root was gone
+    at = old[3].view()["confirmed_at_ms"]
+    assert at is not None and CFG.confirm_ms - CFG.heartbeat_ms <= at - killed_at <= CFG.confirm_ms + 1000
+
+
+def test_a_dead_root_refuses_and_is_taken_over_at_once() -> None:
+    """A dead root's port refuses the next heartbeat: position 2 takes over without waiting out
+    its silence, and every member follows the new root within a few beats."""
+    bus = build(8)
+    old = by_pos(bus)
+    killed_at = bus.now
+    bus.fail(old[1].me.node_id)
+    assert bus.run_until_consistent(60_000)
+    assert old[2].counters.get("takeovers") == 1 and old[2].counters.get("refused_peers", 0) >= 1
+    at = old[2].view()["confirmed_at_ms"]
+    assert at is not None and at - killed_at <= CFG.heartbeat_ms + 250  # its next heartbeat, not 8 s
+    assert bus.now - killed_at <= CFG.confirm_ms  # one tree again, every member following its root
+
+
+def test_a_late_child_is_nudged_and_confirmed_when_its_port_refuses() -> None:
+    bus = build(10)
+    old = by_pos(bus)
+    killed_at = bus.now
+    bus.fail(old[8].me.node_id)  # a child of position 3
+    bus.run(CFG.confirm_ms)
+    assert old[3].counters.get("nudges", 0) == 1 and old[3].counters.get("refused_peers") == 1
+    at = old[3].view()["confirmed_at_ms"]
+    assert at is not None and at - killed_at <= 3 * CFG.heartbeat_ms // 2 + 1000  # a beat and a half late
+    assert bus.run_until_consistent(30_000) and len(bus.alive) == 9
+
+
+def test_a_silent_child_is_nudged_but_confirmed_only_by_its_silence() -> None:
+    """A nudge that goes unanswered (a partition, a frozen node) proves nothing: the child is
+    confirmed after the full confirm period, as before."""
+    bus = build(10)
+    old = by_pos(bus)
+    killed_at = bus.now
+    bus.partition({old[8].me.node_id: 1})
+    bus.run(CFG.confirm_ms + 1000)
+    assert old[3].counters.get("nudges", 0) == 1 and not old[3].counters.get("refused_peers")
+    at = old[3].view()["confirmed_at_ms"]
+    assert at is not None and CFG.confirm_ms - CFG.heartbeat_ms <= at - killed_at <= CFG.confirm_ms + 1000
 
 
 def test_root_and_first_child_failure() -> None:

@@ -118,11 +118,11 @@ class TreeDriver(CellParts):
                 self.counters["sent"] += 1
                 try:
                     await self.peers.post(to.ip, to.port, "/net", msg["t"], msg, expect_pubkey=to.node_id)
-                except PeerUnreachable:
+                except PeerUnreachable as exc:
                     self.counters["unreachable"] += 1
                     while not queue.empty():
                         queue.get_nowait()
-                    self._execute(self.tree.on_unreachable(self.clock.now_ms(), to))
+                    self._execute(self.tree.on_unreachable(self.clock.now_ms(), to, refused=exc.refused))
                 except PeerRejected as exc:
                     self.counters[f"refused_by_peer:{exc.reason[:40]}"] += 1
         finally:
