@@ -40,7 +40,10 @@ async def read(ip: str, oid: str, tmp: Path) -> bytes:
         reply = await locate_through_heal(peers, ip, SHARD, oid)
         m, holders = parse_locate(reply, oid)
         out = tmp / f"out-{os.urandom(4).hex()}"
-        await Receiver(peers, m, holders, out).run()
+        try:
+            await Receiver(peers, m, holders, out).run()
+        except StreamError as exc:  # say where the reader looked
+            raise StreamError(f"{exc}; reading {oid[:16]} through {ip}, located holders: {holders!r}") from exc
     data = out.read_bytes()
     out.unlink()
     return data

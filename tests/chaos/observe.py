@@ -72,9 +72,11 @@ async def wait_delivered(cluster: Cluster, bid: str, ips: list[str], timeout_s: 
     node's miss) is asked again up to ANSWER_WAIT_S before the broadcast counts as missed; the time
     returned is still when the observer first saw it everywhere."""
     t0 = time.monotonic()
+    seen: set[str] = set()  # a delivery seen once happened: a node's recent list moves on
     while True:
         docs = {d["ip"]: d for d in await cluster.status(timeout_s=5) if "error" not in d}
-        missing = [ip for ip in ips if bid not in docs.get(ip, {}).get("broadcasts", {}).get("recent", {})]
+        seen |= {ip for ip, d in docs.items() if bid in d.get("broadcasts", {}).get("recent", {})}
+        missing = [ip for ip in ips if ip not in seen]
         if not missing:
             return time.monotonic() - t0
         waited = time.monotonic() - t0
@@ -82,6 +84,31 @@ async def wait_delivered(cluster: Cluster, bid: str, ips: list[str], timeout_s: 
         if waited >= timeout_s and not (silent_only and waited < ANSWER_WAIT_S):
             return None
         await asyncio.sleep(0.2)
+
+
+OUTBOX = ("bcast_retried", "bcast_held", "bcast_dropped")  # a member's own broadcasts sent again, held, given up
+FAILED_SENDS = ("unreachable", "send_queue_dropped", "refused_by_peer", "bcast_dropped", "bcast_held")
+
+
+async def missed(cluster: Cluster, bid: str, via: str) -> dict[str, Any]:
+    """A broadcast that did not reach every node: who has it, who not, their places, and every
+    node's counters of sends that failed (a miss should be explained, not only counted)."""
+    docs = [d for d in await cluster.status(timeout_s=5) if "error" not in d]
+    have = [d["ip"] for d in docs if bid in d.get("broadcasts", {}).get("recent", {})]
+    failed = {}
+    for d in docs:
+        counts = {**d.get("counters", {}), **d["tree"]["counters"]}
+        bad = {k: v for k, v in counts.items() if v and any(k.startswith(f) for f in FAILED_SENDS)}
+        if bad:
+            failed[d["ip"]] = bad
+    return {
+        "cell": cluster.cell,
+        "via": via,
+        "have": sorted(have),
+        "missing": sorted({d["ip"] for d in docs} - set(have)),
+        "places": {d["ip"]: d["tree"].get("position") for d in docs},
+        "failed_sends": failed,
+    }
 
 
 class Soak:
@@ -97,6 +124,7 @@ class Soak:
         self.twice: list[str] = []
         self.samples = 0
         self.broadcasts: list[float | None] = []  # each broadcast's time to reach every node (None: missed)
+        self.misses: list[dict[str, Any]] = []  # for each missed one, who missed it and what failed on the way
 
     async def begin(self) -> None:
         self.start_docs = {c: await cl.status(timeout_s=5) for c, cl in self.clusters.items()}
@@ -115,8 +143,11 @@ class Soak:
         """A broadcast on cell's tree through via, waited for at every node, then a sample and
         the pacing to one round per ~2 s; its time to reach every node (None: missed)."""
         cluster = self.clusters[cell]
-        took = await wait_delivered(cluster, await broadcast(cluster, via, {"i": seq}), ips, timeout_s=30)
+        bid = await broadcast(cluster, via, {"i": seq})
+        took = await wait_delivered(cluster, bid, ips, timeout_s=30)
         self.broadcasts.append(took)
+        if took is None:
+            self.misses.append(await missed(cluster, bid, via))
         await self.sample()
         await asyncio.sleep(max(0.0, 2.0 - (took or 0)))
         return took
@@ -141,4 +172,9 @@ class Soak:
             "broadcast_max_s": round(took[-1], 2) if took else None,
             "positions_held_twice": len(self.twice),
             "samples": self.samples,
+            "misses": self.misses,
+            "outbox": {
+                c: {n: counter_sum(end_docs[c], (n,)) - counter_sum(self.start_docs[c], (n,)) for n in OUTBOX}
+                for c in self.clusters
+            },
         }

@@ -46,14 +46,17 @@ async def test_jittery_links_soak(chaos_net, tmp_path) -> None:
     key = SigningKey.generate()
     stored: dict[str, bytes] = {}
     put_s: list[float] = []
+    put_copies: list[list[int]] = []  # each put's least shard copies and manifest copies at its reply
     t0 = time.monotonic()
     while time.monotonic() - t0 < soak_s:
         sent = len(soak.broadcasts)
         if sent % 10 == 0:  # an object now and then, stored through a random node's delayed links
             data = os.urandom(rng.randrange(100_000, 1_000_000))
             t_put = time.monotonic()
-            stored[(await objects.put(rng.choice(net.ips), data, key, tmp_path, R, timeout_s=120))["id"]] = data
+            reply = await objects.put(rng.choice(net.ips), data, key, tmp_path, R, timeout_s=120)
+            stored[reply["id"]] = data
             put_s.append(round(time.monotonic() - t_put, 2))
+            put_copies.append([reply["copies_min"], reply["manifest_copies"]])
         await soak.broadcast_round(CELLS[sent % len(CELLS)], rng.choice(net.ips), net.ips, sent)
     elapsed = time.monotonic() - t0
     readable = 0
@@ -71,6 +74,7 @@ async def test_jittery_links_soak(chaos_net, tmp_path) -> None:
             "objects_stored": len(stored),
             "objects_readable": readable,
             "put_s": put_s,
+            "put_copies": put_copies,
             "connections_relayed": sum(relayed),
         },
     )

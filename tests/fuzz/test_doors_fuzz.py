@@ -169,9 +169,13 @@ def bodies(draw: st.DrawFn, node: str) -> tuple[str, bytes]:
     how = draw(st.sampled_from(["raw", "signed", "signed", "damaged"]))
     if how == "raw":
         return door, draw(HOSTILE_BYTES)
-    payload = draw(st.one_of(HOSTILE, st.fixed_dictionaries({"t": TYPES, "h": st.text(max_size=70)})))
+    one = st.one_of(HOSTILE, st.fixed_dictionaries({"t": TYPES, "h": st.text(max_size=70)}))
+    if draw(st.integers(0, 5)) == 0:  # a batch of tree messages (treebatch.py), often broken
+        mtype, payload = "tree.batch", {"t": "tree.batch", "msgs": draw(st.lists(one, max_size=40))}
+    else:
+        mtype, payload = draw(TYPES), draw(one)
     damage = draw(st.integers(0, 10**6)) if how == "damaged" else None
-    wire = signed(node, door, draw(TYPES), payload, damage)
+    wire = signed(node, door, mtype, payload, damage)
     if door == FRAME_PATH and draw(st.booleans()):
         wire += b"\n" + draw(st.binary(max_size=1024))
     return door, wire
@@ -237,3 +241,21 @@ def test_raw_hostile_bodies_get_typed_counted_refusals_and_the_cell_lives_on(doo
     while (growth := door.rss() - rss_before) >= RSS_GROWTH_MAX and time.monotonic() < deadline:
         door.run(asyncio.sleep(0.2))
     assert growth < RSS_GROWTH_MAX, f"RSS grew by {growth / 2**20:.1f} MiB (from {rss_before / 2**20:.1f} MiB)"
+
+
+def test_a_batch_is_handled_message_by_message_and_a_bad_one_refused(door: Door) -> None:
+    """Three heartbeats in one tree.batch reach the tree as three (each counted); a batch holding a
+    join is refused whole as malformed, and counted."""
+    before = door.run(door.status())
+    msgs = [{"t": "tree.hb", "tree": "no-such-tree", "pos": p} for p in (2, 3, 4)]
+    status, body = door.run(
+        door.post("/net", signed(door.node, "/net", "tree.batch", {"t": "tree.batch", "msgs": msgs}, None))
+    )
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    join = {"t": "tree.join", "joiner": {"pubkey": REQUESTER.public_key_hex, "ip": "127.0.0.94", "port": 1}, "hops": 0}
+    bad = {"t": "tree.batch", "msgs": [msgs[0], join]}
+    status, body = door.run(door.post("/net", signed(door.node, "/net", "tree.batch", bad, None)))
+    assert status == 400 and json.loads(body)["error"] == "malformed"
+    after = door.run(door.status())
+    assert after["counters"].get("recv:tree.hb", 0) - before["counters"].get("recv:tree.hb", 0) == 3
+    assert counted(before, after, "malformed") == 1

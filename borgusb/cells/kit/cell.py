@@ -49,6 +49,7 @@ from .handlers import collect, receptor, route
 from .joins import ForwardedJoins, JoinForged
 from .netdoor import NetDoor
 from .settings import Settings
+from .treebatch import BATCH, BadBatch, batch_items
 from .treedriver import TreeDriver
 
 log = logging.getLogger("borgusb.cell")
@@ -269,23 +270,29 @@ class Cell(NetDoor, TreeDriver):
             env = await self._read_verified(request, expected_type=TREE_TYPES)
         except envelope.EnvelopeError as exc:
             return web.json_response({"error": exc.reason, "detail": str(exc)[:200]}, status=400)
-        try:
-            self.guard.admit_key(env.signer)
-        except RequestError as exc:
-            return refusal(exc)
         msg = env.payload
         if not isinstance(msg, dict) or msg.get("t") != env.type:
             self.verifier.counters[envelope.Malformed.reason] += 1
             return web.json_response({"error": "malformed", "detail": "payload t must equal type"}, status=400)
+        try:
+            msgs = batch_items(msg) if env.type == BATCH else [msg]
+        except BadBatch as exc:
+            self.verifier.counters[envelope.Malformed.reason] += 1
+            return web.json_response({"error": "malformed", "detail": str(exc)}, status=400)
+        try:
+            self.guard.admit_key(env.signer, cost=len(msgs))  # a batch costs what its messages would alone
+        except RequestError as exc:
+            return refusal(exc)
         sender = Member(env.signer, env.sender.ip, env.sender.port)
-        self.counters[f"recv:{env.type}"] += 1
         try:
             proof = self.forwarded_joins.proof_of(env, msg)
         except JoinForged as exc:
             self.counters[f"refused:{exc.reason}"] += 1
             return web.json_response({"error": exc.reason, "detail": str(exc)}, status=403)
-        # the socket's address, not the signed but self-claimed one: a join is admitted by where it came from
-        self._execute(self.tree.on_message(self.clock.now_ms(), sender, msg, source=request.remote, proof=proof))
+        for m in msgs:
+            self.counters[f"recv:{m['t']}"] += 1
+            # the socket's address, not the signed but self-claimed one: a join is admitted by where it came from
+            self._execute(self.tree.on_message(self.clock.now_ms(), sender, m, source=request.remote, proof=proof))
         return web.json_response({"ok": True})
 
     @route("recp", "POST", "/recp")

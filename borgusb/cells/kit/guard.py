@@ -85,11 +85,11 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def allow(self, key: str, now: float) -> bool:
+    def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
         tokens, at = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        allowed = tokens >= cost
+        self._buckets[key] = (tokens - cost if allowed else tokens, now)
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return allowed
@@ -155,9 +155,10 @@ class Guard:
             response.force_close()
         return response
 
-    def admit_key(self, signer: str) -> None:
-        """After a signature check: raise `RequestError` ("rate_limited") past the key's rate."""
-        if not self.keys.allow(signer, time.monotonic()):
+    def admit_key(self, signer: str, cost: int = 1) -> None:
+        """After a signature check: raise `RequestError` ("rate_limited") past the key's rate
+        (``cost``: the requests one envelope stands for, a batch of tree messages)."""
+        if not self.keys.allow(signer, time.monotonic(), cost):
             self.counters["refused:rate_limited"] += 1
             self.counters["rate_limited:key"] += 1  # which bucket: the key's
             raise RequestError("rate_limited", "too many requests from this key; slow down", 429)

@@ -21,6 +21,7 @@ from ...net.peer import PeerError, PeerRejected, PeerUnreachable
 from ...tree.model import Deliver, Member, Send, StatusChanged
 from .errors import RequestError
 from .parts import CellParts
+from .treebatch import BATCH, BATCH_BYTES, take_batch
 
 log = logging.getLogger("borgusb.cell")
 
@@ -109,17 +110,21 @@ class TreeDriver(CellParts):
         queue.put_nowait(msg)
 
     async def _sender(self, to: Member, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        carry: dict[str, Any] | None = None  # a join that ended the last batch: it goes next, alone
         try:
             while True:
+                if carry is None:
+                    try:
+                        carry = await asyncio.wait_for(queue.get(), timeout=30)
+                    except TimeoutError:
+                        return
+                batch, carry = take_batch(carry, queue)
+                self.counters["sent"] += len(batch)
                 try:
-                    msg = await asyncio.wait_for(queue.get(), timeout=30)
-                except TimeoutError:
-                    return
-                self.counters["sent"] += 1
-                try:
-                    await self.peers.post(to.ip, to.port, "/net", msg["t"], msg, expect_pubkey=to.node_id)
+                    await self._post(to, batch)
                 except PeerUnreachable as exc:
                     self.counters["unreachable"] += 1
+                    carry = None
                     while not queue.empty():
                         queue.get_nowait()
                     self._execute(self.tree.on_unreachable(self.clock.now_ms(), to, refused=exc.refused))
@@ -128,6 +133,24 @@ class TreeDriver(CellParts):
         finally:
             if self._queues.get(to) is queue:
                 del self._queues[to]
+
+    async def _post(self, to: Member, batch: list[dict[str, Any]]) -> None:
+        """One message as itself; several in one ``tree.batch`` envelope (treebatch.py), or one by
+        one if that envelope would be too large (broadcasts with big payloads)."""
+        if len(batch) > 1:
+            try:
+                addr = await self.peers.address(to.ip, to.port, to.node_id)
+                data = self.peers.sign(BATCH, {"t": BATCH, "msgs": batch}, addr)
+            except (envelope.EnvelopeError, ValueError):
+                data = b""  # too deep or too large for one envelope
+            if 0 < len(data) <= BATCH_BYTES:
+                self.counters["batches_sent"] += 1
+                status, body, _ = await self.peers.exchange(to.ip, to.port, "/net", data, to.node_id)
+                if status >= 400:
+                    raise PeerRejected.from_reply(status, body)
+                return
+        for msg in batch:
+            await self.peers.post(to.ip, to.port, "/net", msg["t"], msg, expect_pubkey=to.node_id)
 
     def _deliver(self, wire: dict[str, Any]) -> None:
         """A broadcast arrived: check its origin's signature, count it, hand it over once.
