@@ -101,10 +101,13 @@ class Healing(RootWork):
                 self.vacant_since.pop(q, None)
                 heard = self.last_seen.get(q, now)
                 if now - heard < confirm:
-                    if 2 * (now - heard) >= 3 * self.cfg.heartbeat_ms and self.nudged.get(q, heard - 1) < heard:
+                    nudged = self.nudged
+                    if 2 * (now - heard) >= 3 * self.cfg.heartbeat_ms and (nudged or {}).get(q, heard - 1) < heard:
                         # a beat and a half late: one unasked ack, so a dead child's refused
                         # connection confirms it at once (`_on_refused`); a live one just reads it
-                        self.nudged[q] = now
+                        if nudged is None:
+                            nudged = self.nudged = {}
+                        nudged[q] = now
                         self._count("nudges")
                         self._send(m, self._hb_ack_msg())
                     continue

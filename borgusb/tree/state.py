@@ -10,7 +10,7 @@ The protocol itself is described in `model.py`.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,8 @@ class TreeState:
         "where",
         "queue",
         "queued",
+        "addr_counts",
+        "addr_counts_ver",
         "last_batch",
         "repl_ops",
         "repl_holders",
@@ -165,7 +167,7 @@ class TreeState:
         self.last_seen: dict[str | int, int] = {}
         self.vacant_since: dict[int, int] = {}
         self.reported: dict[int, int] = {}
-        self.nudged: dict[int, int] = {}  # slot -> when a late child was last sent an unasked ack
+        self.nudged: dict[int, int] | None = None  # slot -> when a late child was sent an unasked ack (made at the first)
         self.parent_refused_at: int | None = None  # when the parent's address last refused us
         self.promoted: str | None = None  # the node our last takeover handed the root to
         self.next_hb = 0
@@ -174,6 +176,8 @@ class TreeState:
         self.where: dict[str, int] = {}
         self.queue: list[Member] = []
         self.queued: set[str] = set()
+        self.addr_counts: Counter[str] | None = None  # members per address at the root (joining._members_at)
+        self.addr_counts_ver = -1  # ... as of this table version
         self.last_batch = -(1 << 62)
         self.repl_ops: dict[int, Member | None] = {}
         self.repl_holders: set[str] = set()
