@@ -167,7 +167,7 @@ class TreeState:
         self.last_seen: dict[str | int, int] = {}
         self.vacant_since: dict[int, int] = {}
         self.reported: dict[int, int] = {}
-        self.nudged: dict[int, int] | None = None  # slot -> when a late child was sent an unasked ack (made at the first)
+        self.nudged: dict[int, int] | None = None  # slot -> when a late child was nudged (made at the first)
         self.parent_refused_at: int | None = None  # when the parent's address last refused us
         self.promoted: str | None = None  # the node our last takeover handed the root to
         self.next_hb = 0
