@@ -118,8 +118,10 @@ def test_hotplug_in_qemu_host_pc(testhost, tmp_path):
             f"'USB disconnect' (watcher: stopped_ms={watcher_gone.group(1)}); test {time.monotonic() - t0:.0f}s"
             f" (image {'cached' if testhost.get('cached') else 'built'})"
         )
-        assert after_event_ms < 2000, gone.group(0)
-        assert after_kernel_ms < 2000, gone.group(0)
+        assert after_event_ms < 2000, gone.group(0)  # ours: the removal event to the conduit gone
+        # the kernel's 'USB disconnect' to that event is the emulated guest kernel's own work: 0.1-2.3 s
+        # under TCG, longest on a busy host; bounded only so that a stuck removal still fails
+        assert after_kernel_ms < 10_000, gone.group(0)
     finally:
         if vm is not None:
             vm.close()
