@@ -184,9 +184,11 @@ class RootWork(Joining):
         for c in P.children(1, self.k, len(t)):
             m = t[c]
             holders.add(m.node_id)
-            if m.node_id not in self.repl_holders:
-                if full_ops is None:
-                    full_ops = slots(dict(t))
+            full = m.node_id not in self.repl_holders
+            if full and full_ops is None:
+                full_ops = slots(dict(t))
+            ops = full_ops if full else delta_ops
+            if ops is not None:
                 self._send(
                     m,
                     {
@@ -195,21 +197,8 @@ class RootWork(Joining):
                         "ver": self.ver,
                         "size": len(t),
                         "seq": self.repl_seq,
-                        "full": True,
-                        "ops": full_ops,
-                    },
-                )
-            elif delta_ops is not None:
-                self._send(
-                    m,
-                    {
-                        "t": "tree.replica",
-                        "tree": self.tree_id,
-                        "ver": self.ver,
-                        "size": len(t),
-                        "seq": self.repl_seq,
-                        "full": False,
-                        "ops": delta_ops,
+                        "full": full,
+                        "ops": ops,
                     },
                 )
         self.repl_holders = holders
