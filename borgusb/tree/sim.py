@@ -17,9 +17,9 @@ build and the broadcast only the root is ticked -- heartbeats are irrelevant
 there and ticking 10^6 nodes costs seconds per simulated tick.  The GC is
 paused during a run, all nodes share the bus's ``random.Random`` (one per node
 would cost 2.5 KB each) and root children keep replica deltas unparsed until
-needed.  Measured on the shared 2-core dev box: ``--nodes 1000000 --children
-10 --storm 10000`` takes ~37 s wall (build 30 s), 4.4 GB RSS, reports depth 6
-and 6 measured broadcast hops, exactly-once delivery; 100,000 nodes take 3 s.
+needed.  Measured on the shared 2-core dev box (2026-12-04): ``--nodes 1000000 --children
+10`` takes ~89 s wall (build 75 s), 4.9 GB RSS, reports depth 6 and 6 measured
+broadcast hops, exactly-once delivery; 30,000 nodes take 2 s.
 Failure repair ticks every node, so ``--fail`` is meant for trees up to ~10^5
 (10,000 nodes with 5% failed: ~5 s).
 """
