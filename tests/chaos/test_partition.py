@@ -23,7 +23,8 @@ from borgusb.cluster import summarize
 from borgusb.dstream import Receiver, StreamError, parse_locate, put_file
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient, PeerError
-from borgusb.tree.model import MEMBER_PROBE_FACTOR, TreeConfig
+from borgusb.tree.model import TreeConfig
+from borgusb.tree.state import MEMBER_PROBE_FACTOR
 from tests.chaos.conftest import figures, form
 from tests.chaos.harness import node_ip
 from tests.chaos.observe import client, held_twice
