@@ -47,8 +47,12 @@ class PeerUnreachable(PeerError):
 
 
 def _unreachable(ip: str, port: int, exc: BaseException) -> PeerUnreachable:
-    refused = isinstance(getattr(exc, "os_error", exc), ConnectionRefusedError)
-    return PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}", refused=refused)
+    return PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}", refused=_refused(exc))
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the address refused the connection (aiohttp's connector errors wrap the OSError)."""
+    return isinstance(getattr(exc, "os_error", exc), ConnectionRefusedError)
 
 
 class PeerRejected(PeerError):
@@ -76,8 +80,7 @@ class PeerRejected(PeerError):
 
 def _why(exc: BaseException) -> str:
     """A failed connection in words: the message reaches people, who cannot act on a class name."""
-    cause = getattr(exc, "os_error", exc)  # aiohttp's connector errors wrap the OSError
-    if isinstance(cause, ConnectionRefusedError):
+    if _refused(exc):
         return "connection refused (nothing listens there)"
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return "no answer in time"

@@ -70,8 +70,10 @@ class Healing(RootWork):
             self._check_children()
         elif self.status == "root" and (q := self.where.get(nid)) is not None and q >= 2:
             self._root_handle_fail(q, nid, self.me)
-        elif self.parent is not None and nid == self.parent.node_id:
-            if nid == self.promoted and P.is_root_child(self.pos or 0, self.k):
+        elif self.parent is not None and nid == self.parent.node_id and P.is_root_child(self.pos or 0, self.k):
+            # only a root child acts on its parent's refusal (a takeover); a deeper member's parent
+            # is replaced by the root, on its own parent's report
+            if nid == self.promoted:
                 self._takeover()  # the node we handed the root to is dead too: hand it to the next last
             elif self.parent_refused_at is None or self.parent_refused_at < self.last_seen.get(nid, now):
                 self.parent_refused_at = now  # the first refusal since last heard: _online_tick's takeover
