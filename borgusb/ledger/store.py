@@ -15,8 +15,9 @@ on restart would let the holder vote again, for a conflicting spend. So:
   database too: a second vote for a sequence number fails there even if the
   memory above were wrong.
 
-Schema version 2 (``meta.schema``; version 1, without the two htlc tables,
-is migrated on open), owned by one node key (``meta.holder``):
+Schema version 3 (``meta.schema``; version 1, without the two htlc tables,
+and version 2, without the evidence table, are migrated on open), owned by
+one node key (``meta.holder``):
 opening with another key is `WrongHolder` (those votes are another key's).
 On open, rows are re-read and cross-checked (ids re-hashed from the stored
 bodies, chains contiguous and linked); a damaged store is `StoreCorrupt`,
@@ -63,7 +64,7 @@ from .htlc import (
 )
 from .tx import ZERO_HASH, Tx, check_tx
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -102,8 +103,15 @@ CREATE TABLE htlc_settled (
     credited INTEGER NOT NULL CHECK (credited IN (0, 1))
 ) STRICT;
 CREATE INDEX htlc_settled_account ON htlc_settled (account, credited);
+CREATE TABLE evidence (
+    holder TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+) STRICT;
 """
-_V2 = _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :]  # what version 1 lacks
+_ADDED = {  # what each older version lacks, in the order they are added
+    "1": _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :],
+    "2": _SCHEMA[_SCHEMA.index("CREATE TABLE evidence") :],
+}
 
 
 def _dump(doc: Any) -> str:
@@ -146,19 +154,19 @@ class LedgerStore:
                 raise
             return
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("schema") == "1" and meta.get("holder") == self.holder:
-            self._migrate_v1()
+        if meta.get("schema") in _ADDED and meta.get("holder") == self.holder:
+            self._migrate(_ADDED[meta["schema"]])
             meta["schema"] = str(SCHEMA_VERSION)
         if meta.get("schema") != str(SCHEMA_VERSION):
             raise StoreVersion(f"{self.path} has schema {meta.get('schema')!r}; this node reads {SCHEMA_VERSION}")
         if meta.get("holder") != self.holder:
             raise WrongHolder(f"{self.path} holds the votes of {str(meta.get('holder'))[:16]}, not {self.holder[:16]}")
 
-    def _migrate_v1(self) -> None:
-        """Version 1 had no hash-time locks: add their two tables, in one transaction."""
+    def _migrate(self, added: str) -> None:
+        """Add the tables an older version lacks (1: hash-time locks, 2: evidence), in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in _V2.split(";"):
+            for stmt in added.split(";"):
                 if stmt.strip():
                     self.db.execute(stmt)
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
@@ -169,6 +177,16 @@ class LedgerStore:
 
     def close(self) -> None:
         self.db.close()
+
+    # -------------------------------------------------------------- evidence (`evidence.py`)
+
+    def keep_evidence(self, holder: str, doc: Any) -> None:
+        """Keep (durably) the first checked evidence against `holder`; later ones add nothing."""
+        self.db.execute("INSERT OR IGNORE INTO evidence (holder, doc) VALUES (?, ?)", (holder, _dump(doc)))
+
+    def evidence(self) -> list[Any]:
+        """The evidence kept, as stored (checked again by the reader: a store is not a signature)."""
+        return [json.loads(doc) for (doc,) in self.db.execute("SELECT doc FROM evidence ORDER BY rowid")]
 
     # -------------------------------------------------------------- writes
 

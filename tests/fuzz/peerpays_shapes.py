@@ -24,6 +24,7 @@ from borgusb.ledger import (
     sign_reward,
     sign_transfer,
 )
+from borgusb.ledger.evidence import evidence_of
 from borgusb.ledger.htlc import certify_resolution, sign_vote
 
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
@@ -117,6 +118,13 @@ RES_CERTS = st.one_of(
         }
     ),
 )
+OTHER = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=HOLDER.public_key_hex, amount=1, ts=NOW)
+EVIDENCE = evidence_of(sign_acceptance(HOLDER, TRANSFER), sign_acceptance(HOLDER, OTHER)).to_dict()
+ACCEPTANCES = st.one_of(
+    st.sampled_from([EVIDENCE["a"], EVIDENCE["b"]]),
+    shaped_dict({k: (st.just(v), JSON_SMALL) for k, v in EVIDENCE["a"].items()}),
+)
+EVIDENCES = st.one_of(st.just(EVIDENCE), shaped_dict({"v": (st.just(1), INTS), "a": ACCEPTANCES, "b": ACCEPTANCES}))
 LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
 
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
@@ -139,4 +147,6 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.claim": shaped_dict({"resolution": RESOLUTIONS}),
     "pay.refund": shaped_dict({"resolution": RESOLUTIONS}),
     "pay.lock_status": LOCK_QUERY,
+    "pay.evidence": shaped_dict({"have": (st.lists(ACCOUNTS, max_size=3), st.lists(ACCOUNT_LIKE, max_size=4))}),
 }
+PAY_BROADCASTS: dict[str, st.SearchStrategy[Any]] = {"payevidence": shaped_dict({"evidence": EVIDENCES})}

@@ -62,7 +62,7 @@ from .incell import (
 )
 from .mail_shapes import MAIL_RECEPTORS
 from .memory_shapes import MEMORY_RECEPTORS
-from .peerpays_shapes import PAY_RECEPTORS
+from .peerpays_shapes import PAY_BROADCASTS, PAY_RECEPTORS
 from .strategies import (
     HOSTILE,
     HOSTILE_SMALL,
@@ -317,6 +317,7 @@ RECEPTORS.update(FSTREAM_RECEPTORS)
 BROADCASTS.update(BT_BROADCASTS)
 BROADCASTS.update(AGENT_BROADCASTS)
 BROADCASTS.update(FSTREAM_BROADCASTS)
+BROADCASTS.update(PAY_BROADCASTS)
 
 
 @st.composite

@@ -489,15 +489,16 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     fund = sign_reward(PAYER, seq=1, prev=ZERO_HASH, amount=SHELL, ref="ef" * 32, ts=TS)
     acc = d.accept(fund, TS)
     d.close()
-    db = sqlite3.connect(path)  # what a version-1 holder left: no htlc tables
+    db = sqlite3.connect(path)  # what a version-1 holder left: no htlc tables (nor evidence, version 3's)
     db.executescript(
-        "DROP TABLE htlc_votes; DROP TABLE htlc_settled; UPDATE meta SET value = '1' WHERE key = 'schema';"
+        "DROP TABLE htlc_votes; DROP TABLE htlc_settled; DROP TABLE evidence;"
+        " UPDATE meta SET value = '1' WHERE key = 'schema';"
     )
     db.close()
     d = DurableHolder(path, NODES[0], sets, verify_work=lambda tx: True)
     try:
         assert d.accept(fund, TS) == acc
-        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     finally:
         d.close()
 

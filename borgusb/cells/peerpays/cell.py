@@ -51,7 +51,7 @@ from ...ledger.certificate import (
     check_certificate,
     quorum_size,
 )
-from ...ledger.errors import REASONS, LedgerError
+from ...ledger.errors import REASONS, ConflictingSpend, LedgerError
 from ...ledger.holder import Accepted, Confirmed, Credited
 from ...ledger.store import DurableHolder
 from ...ledger.taskwork import TASK_REASONS
@@ -62,6 +62,7 @@ from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor
 from .client import PayClient
 from .earn import HoldChecks
+from .equivocation import EquivocationReceptors
 from .htlc import HtlcReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
 from .statuses import STATUS as _STATUS
@@ -79,7 +80,7 @@ def view_digest(members: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(HtlcReceptors):
+class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings
@@ -110,6 +111,7 @@ class PeerPaysCell(HtlcReceptors):
             verify_work=self._verify_work,
             htlc_grace_ms=settings.htlc_grace_ms,
         )
+        self._load_evidence()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,12 +149,13 @@ class PeerPaysCell(HtlcReceptors):
     # ------------------------------------------------------------ the member view
 
     def use_members(self, members: dict[str, str]) -> None:
-        """Use this member table from now on (the holder sets follow it)."""
-        if set(members) != set(self.members):
-            self.ledger.holder.sets = HolderSets(members, self.r, self.faulty)
-            self.view = view_digest(members)
+        """Use the root's member table from now on, less the keys proven to lie (the holder sets follow it)."""
+        view = self.without_proven(members)
+        if set(view) != set(self.members):
+            self.ledger.holder.sets = HolderSets(view, self.r, self.faulty)
+            self.view = view_digest(view)
             self.counters["pay_view_changes"] += 1
-        self.members = dict(members)
+        self.members = view
 
     @property
     def sets(self) -> HolderSets:
@@ -191,7 +194,7 @@ class PeerPaysCell(HtlcReceptors):
     async def _ask(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One request to one holder of the view, its reply checked against the holder's key
         (`PeerRejected` with the holder's reason on a refusal). Tests replace this to route in-process."""
-        client = PayClient(self.peers, self.members[holder], pubkey=holder)
+        client = PayClient(self.peers, self.table[holder], pubkey=holder)
         reply = await client.call(type, payload)
         if not isinstance(reply, dict):
             raise PeerRejected(502, "bad_reply", "the reply is not an object")
@@ -228,6 +231,8 @@ class PeerPaysCell(HtlcReceptors):
             raise RequestError("malformed", "view is the digest of the member view")
         if view and view != self.view:
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
+        if view and view != self.view:  # or knows evidence against a holder that we lack
+            await self.reconcile_exclusions(env.payload.get("excluded"), env.signer)
         work = env.payload.get("work")
         if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
             await self.check_work(tx, work)  # a non-holder refuses below, unaudited
@@ -239,8 +244,12 @@ class PeerPaysCell(HtlcReceptors):
         self._holders(cert.tx.account)
         try:
             events = self.ledger.on_certificate(cert)
+        except ConflictingSpend as exc:  # raised only once `cert` was checked: a second certificate
+            self._second_certificate(cert)
+            raise self._refuse(exc) from None
         except LedgerError as exc:
             raise self._refuse(exc) from None
+        self._witness(cert)
         names = {Accepted: "accepted", Confirmed: "confirmed", Credited: "credited"}
         return [names[type(e)] + ("" if e.new else ":again") for e in events]
 
@@ -368,7 +377,7 @@ class PeerPaysCell(HtlcReceptors):
 
     async def _offer(self, tx: Tx, holders: Iterable[str], work: Any = None) -> dict[str, Acceptance | str]:
         """Offer `tx` to its holders; `work`, a reward's work record, travels with it."""
-        offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view}
+        offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
         if work is not None:
             offer["work"] = work
 
@@ -440,6 +449,7 @@ class PeerPaysCell(HtlcReceptors):
         holders, q = self._holders(tx.account)
         answers = await self._offer(tx, holders, work)
         if "view_mismatch" in answers.values() and sum(isinstance(a, Acceptance) for a in answers.values()) < q:
+            await self.ask_refusers(answers)  # evidence against a holder that they know and we do not
             await self.refresh_view()  # one more try on the root's latest table
             holders, q = self._holders(tx.account)
             answers = await self._offer(tx, holders, work)
@@ -448,6 +458,7 @@ class PeerPaysCell(HtlcReceptors):
             self.counters["pay_send_refused"] += 1
             raise self._no_quorum(tx, answers, q)
         cert = check_certificate(certify(tx, accs), holders, q)
+        self._witness(cert)
         delivery = await self._deliver_cert(cert)
         self.counters["pay_sent"] += 1
         return {
@@ -568,6 +579,7 @@ class PeerPaysCell(HtlcReceptors):
             "votes": len(st.votes),
             "credits": len(st.credits),
             "test_only_work": bool(self.test_only_work_ref),
+            "evidence": self.evidence_status(),
             "htlc": {
                 "votes": len(st.res_votes),
                 "resolved": len(st.resolved),
