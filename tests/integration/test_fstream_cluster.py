@@ -335,3 +335,28 @@ async def test_a_cell_that_misses_a_shard_asks_the_other_caches_first(make_clust
     )
     assert asker.get("fstream_cdn_hit", 0) >= 4 and server.get("fstream_cdn_served", 0) >= 4, (asker, server)
     assert asker.get("fstream_cdn_bad", 0) == 0
+
+
+async def test_an_object_pulled_whole_comes_from_another_cells_cache(make_cluster, monkeypatch, tmp_path) -> None:
+    """The tree as CDN for whole pulls: once one fStream cell holds an object whole, another cell that
+    is asked for it streams it from that cache (each shard checked against the manifest there) and
+    asks the holders for nothing."""
+    shards, _ = await network(make_cluster, monkeypatch, tmp_path)
+    data = random.Random(22).randbytes(3 * SS + 12_345)
+    pub = await published(shards.nodes[0].ip, data, tmp_path)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        status, _, body = await get(session, url("127.0.0.3", pub["map"]))
+        assert status == 200 and body == data
+        deadline = time.monotonic() + 30  # the pull renames its file once the last shard is in
+        while True:
+            async with session.get(f"http://127.0.0.3:{FS.mon_port}/cached/{pub['id']}") as resp:
+                if resp.status == 200 and await resp.read() == data:
+                    break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        status, _, body = await get(session, url("127.0.0.2", pub["map"]), f"bytes={SS - 10}-{3 * SS + 9}")
+        assert status == 206 and body == data[SS - 10 : 3 * SS + 10]
+    asker, server = (fs_status(ip)["counters"] for ip in ("127.0.0.2", "127.0.0.3"))
+    # the media's four shards (its stream map may have come the same way, or from the holders earlier)
+    assert asker.get("fstream_cdn_whole", 0) >= 1 and asker.get("fstream_cdn_hit", 0) >= 4, asker
+    assert asker.get("fstream_cdn_bad", 0) == 0 and server.get("fstream_cdn_served_whole", 0) >= 2, server

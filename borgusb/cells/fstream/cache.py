@@ -35,6 +35,8 @@ WHOLE = 4  # objects of at most limit / WHOLE bytes are pulled whole
 FAR = float(2**62)  # making room for a new object evicts only what lies farther: what no reader is before
 Locate = Callable[[str], Awaitable[tuple[dict[str, Any], list[list[Holder]]]]]
 FromPeers = Callable[[str, int, int, str], Awaitable[bytes | None]]  # (id, shard, length, sha256) -> bytes
+# (id, shard bounds, shard hashes, .part path, landed) -> how many shards a peer's cache gave
+WholeFromPeers = Callable[[str, list[tuple[int, int]], list[str], Path, Callable[[int], None]], Awaitable[int]]
 
 
 class CacheError(Exception):
@@ -89,6 +91,7 @@ class ShardCache:
         self.stats = {"pulls": 0, "hits": 0, "evicted": 0, "failed": 0, "windowed": 0, "shards_evicted": 0, "peak": 0}
         self.recent: deque[tuple[str, int]] = deque(maxlen=RECENT)  # which shards a seek fetched first
         self.from_peers: FromPeers | None = None  # other fStream cells' caches, asked before the holders
+        self.whole_from_peers: WholeFromPeers | None = None  # the same, for objects pulled whole
 
     @property
     def used(self) -> int:
@@ -165,8 +168,18 @@ class ShardCache:
         self.stats["peak"] = max(self.stats["peak"], self.used)
 
     async def _pull(self, entry: Entry) -> None:
+        """Another fStream cell's cache first (`cdn`), then the holders for whatever it did not give:
+        the `Receiver` resumes from the ``.part`` the peer's shards were written into."""
+        r = entry.receiver
         try:
-            await entry.receiver.run()
+            if self.whole_from_peers is not None:
+                got = await self.whole_from_peers(
+                    entry.oid, list(r.bounds), list(r.m["shards"]), r.part, lambda i: self._landed(entry, i)
+                )
+                if got == entry.count:
+                    os.replace(r.part, r.path)
+                    return
+            await r.run()
         except (StreamError, OSError) as exc:
             self._failed(entry, exc)
         finally:

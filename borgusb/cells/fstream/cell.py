@@ -53,7 +53,7 @@ from ..kit import Cell, RequestError, on_broadcast, receptor, route
 from ..kit.cell import refusal
 from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
-from .cache import Cached, CacheError, ShardCache
+from .cache import Cached, CacheError, Entry, ShardCache
 from .cdn import PeerCaches
 from .settings import FStreamSettings
 
@@ -85,6 +85,7 @@ class FStreamCell(Cell):
         self.catalog = Catalog()
         self.cdn = PeerCaches(self._cdn_endpoints, self.dna.mon_port, self.counters)
         self.cache.from_peers = self.cdn.fetch
+        self.cache.whole_from_peers = self.cdn.fetch_whole
         self._cdn_gate = asyncio.Semaphore(CDN_AT_ONCE)
         self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
@@ -227,6 +228,36 @@ class FStreamCell(Cell):
                 return web.json_response({"error": "not_cached"}, status=404)
         self.counters["fstream_cdn_served"] += 1
         return web.Response(body=data, content_type="application/octet-stream")
+
+    @route("mon", "GET", "/cached/{oid}")
+    async def _handle_cached_whole(self, request: web.Request) -> web.StreamResponse:
+        """A whole object if this cache holds all of it, for another fStream cell (`cdn`); never pulled."""
+        oid = request.match_info["oid"]
+        if not model.is_hash(oid):
+            return self._refuse("bad_id", "an object id (64 hex)", 400)
+        entry = self.cache.entries.get(oid)
+        if not isinstance(entry, Entry) or not entry.complete or self._cdn_gate.locked():
+            self.counters["fstream_cdn_absent"] += 1
+            return web.json_response({"error": "not_cached"}, status=404)
+        async with self._cdn_gate:
+            try:
+                f = await asyncio.to_thread(open, entry.path, "rb")  # kept open: an eviction cannot cut it
+            except FileNotFoundError:
+                self.counters["fstream_cdn_absent"] += 1
+                return web.json_response({"error": "not_cached"}, status=404)
+            try:
+                resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+                resp.content_length = entry.size
+                await resp.prepare(request)
+                transport = request.transport
+                if transport is None:
+                    raise ConnectionResetError("connection lost")
+                await asyncio.get_running_loop().sendfile(transport, f, 0, entry.size)
+                await resp.write_eof()
+            finally:
+                f.close()
+        self.counters["fstream_cdn_served_whole"] += 1
+        return resp
 
     async def _redirect(self, kind: str, oid: str, hop: int) -> web.Response:
         target = await self.least_busy() if hop < MAX_HOPS else None
