@@ -2,12 +2,14 @@
 (and ``lock|claim|refund|lock-status``, hash-time locks: `paylocks`).
 
     borgusb pay balance [ACCOUNT] [--json]        the quorum-agreed balance (default: your wallet's account)
-    borgusb pay send --to PUBKEY AMOUNT [--json]  pay AMOUNT Shells ("1.5", exact) from your wallet
+    borgusb pay send --to ACCOUNT AMOUNT [--json] pay AMOUNT Shells ("1.5", exact) from your wallet
     borgusb pay history [ACCOUNT] [--json]        recent payments in and out
 
-An account is an identity public key (66 hex digits); ``borgusb wallet show``
-prints yours. A Doge address names an account for people but cannot be
-turned back into its key, so ``--to`` takes the key.
+An account is an identity public key (66 hex digits) or its Doge address
+(D...); ``borgusb wallet show`` prints both. An address is a hash of the key,
+so the node looks up the key behind it among the keys the network has seen
+(`ledger.directory`: the answer is checked against the address here);
+an address no node has seen is ``unknown account``: ask the payee for their key.
 
 The wallet signs: ``--keystore PATH [--passphrase-file F]`` (or ``--key-file``
 for scripts). The command talks to the peerPaysCell named by ``--node IP``
@@ -76,9 +78,11 @@ EXPLAIN = {
 }
 
 
-def account_arg(text: str | None, key: SigningKey | None) -> str:
-    """The account a command is about: the one named, else the wallet's."""
+async def account_arg(text: str | None, key: SigningKey | None, pay: Any) -> str:
+    """The account a command is about: the one named (a key, or an address the network knows the key
+    behind: `PayClient.whois`), else the wallet's."""
     from .ledger import is_account
+    from .ledger.directory import address_hash
 
     if text is None:
         if key is None:
@@ -88,12 +92,23 @@ def account_arg(text: str | None, key: SigningKey | None) -> str:
     if is_account(t.lower()):
         return t.lower()
     if t[:1] in ("D", "A", "9") and len(t) in range(26, 36):
-        raise CLIError(
-            f"unknown account {t}: a Doge address cannot be turned back into its public key; "
-            "give the account's public key (66 hex digits, 'borgusb wallet show' prints it)",
-            EXIT_USAGE,
-        )
-    raise CLIError(f"unknown account {t[:70]!r}: an account is a public key of 66 hex digits", EXIT_USAGE)
+        try:
+            h160 = address_hash(t)
+        except ValueError as exc:
+            raise CLIError(f"unknown account {t}: {exc}", EXIT_USAGE) from None
+        try:
+            return str(await pay.whois(h160))
+        except PeerRejected as exc:
+            if exc.reason != "unknown_account":
+                raise
+            raise CLIError(
+                f"unknown account {t}: no node of this network has seen the key behind this address; "
+                "ask for the account's public key (66 hex digits, 'borgusb wallet show' prints it)",
+                EXIT_USAGE,
+            ) from None
+    raise CLIError(
+        f"unknown account {t[:70]!r}: an account is a public key (66 hex digits) or a Doge address", EXIT_USAGE
+    )
 
 
 def load_key(args: argparse.Namespace, required: bool) -> SigningKey | None:
@@ -132,13 +147,13 @@ async def _run(args: argparse.Namespace) -> int:
             if args.cmd in paylocks.COMMANDS:
                 return await paylocks.run(args, pay, key, clock.now_ms(), _submit_chain)
             if args.cmd == "balance":
-                account = account_arg(args.account, key)
+                account = await account_arg(args.account, key, pay)
                 doc = await pay.balance(account)
                 text = f"{format_shells(doc['balance'])} Shells (account {account[:16]}…, transaction {doc['seq']})"
                 _print(args, dict(doc, shells=format_shells(doc["balance"])), text)
                 return EXIT_OK
             if args.cmd == "history":
-                account = account_arg(args.account, key)
+                account = await account_arg(args.account, key, pay)
                 doc = await pay.history(account)
                 if args.json:
                     print(json.dumps(doc))
@@ -159,7 +174,7 @@ async def _run(args: argparse.Namespace) -> int:
                 amount = parse_shells(args.amount)
             except BadAmount as exc:
                 raise CLIError(f"bad amount ({exc.problem}): {exc.detail}", EXIT_USAGE) from None
-            to = account_arg(args.to, None)
+            to = await account_arg(args.to, None, pay)
             if to == key.public_key_hex:
                 raise CLIError("an account does not pay itself", EXIT_USAGE)
             try:
@@ -227,12 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     bal = sub.add_parser("balance", help="the quorum-agreed balance of an account (default: your wallet's)")
-    bal.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
+    bal.add_argument("account", nargs="?", help="the account's public key (66 hex digits) or Doge address")
     send = sub.add_parser("send", help="pay Shells from your wallet's account")
-    send.add_argument("--to", required=True, metavar="PUBKEY", help="the payee's account (public key)")
+    send.add_argument(
+        "--to", required=True, metavar="ACCOUNT", help="the payee's account: public key or Doge address (D...)"
+    )
     send.add_argument("amount", help='Shells, e.g. "1.5" (at most 8 decimal places)')
     hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
-    hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits)")
+    hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits) or Doge address")
     for q in (bal, send, hist, *paylocks.add_parsers(sub)):
         add_wallet_options(q, DNA.name, "your wallet keystore (signs the transaction)", "seconds to wait for the node")
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)

@@ -24,6 +24,7 @@ from borgusb.ledger import (
     sign_reward,
     sign_transfer,
 )
+from borgusb.ledger.directory import key_hash
 from borgusb.ledger.evidence import evidence_of
 from borgusb.ledger.htlc import certify_resolution, sign_vote
 
@@ -125,6 +126,7 @@ ACCEPTANCES = st.one_of(
     shaped_dict({k: (st.just(v), JSON_SMALL) for k, v in EVIDENCE["a"].items()}),
 )
 EVIDENCES = st.one_of(st.just(EVIDENCE), shaped_dict({"v": (st.just(1), INTS), "a": ACCEPTANCES, "b": ACCEPTANCES}))
+H160S = st.sampled_from([key_hash(k.public_key_hex) for k in (PAYER, PAYEE, HOLDER)] + ["00" * 20])
 LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
 
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
@@ -148,5 +150,7 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.refund": shaped_dict({"resolution": RESOLUTIONS}),
     "pay.lock_status": LOCK_QUERY,
     "pay.evidence": shaped_dict({"have": (st.lists(ACCOUNTS, max_size=3), st.lists(ACCOUNT_LIKE, max_size=4))}),
+    "pay.known": shaped_dict({"key": (ACCOUNTS, ACCOUNT_LIKE)}),
+    "pay.whois": shaped_dict({"h160": (H160S, hex_texts), "local": (st.booleans(), JSON_SMALL)}),
 }
 PAY_BROADCASTS: dict[str, st.SearchStrategy[Any]] = {"payevidence": shaped_dict({"evidence": EVIDENCES})}

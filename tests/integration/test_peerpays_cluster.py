@@ -23,7 +23,7 @@ from borgusb import dna
 from borgusb.cells.peerpays.client import PayClient
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
-from borgusb.keys import SigningKey
+from borgusb.keys import SigningKey, doge_address
 from borgusb.ledger import RESERVE, SUPPLY, UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer
 from borgusb.net.peer import PeerClient, PeerRejected
 
@@ -154,6 +154,15 @@ async def test_fund_transfer_double_spend_forgery_and_cli(make_cluster, monkeypa
     assert proc.returncode == 1 and "insufficient funds (insufficient_funds)" in proc.stderr, proc.stderr
     proc = cli("send", "--node", ips[1], "--key-file", str(keyfile), "--to", bob.public_key_hex, "1.123456789", env=env)
     assert proc.returncode == 2 and "bad amount (fractional)" in proc.stderr
+
+    # paying by Doge address: dave's key was seen (alice paid him through ips[4]), so any node finds it
+    dave_address = doge_address(bytes.fromhex(dave.public_key_hex))
+    proc = cli("send", "--node", ips[0], "--key-file", str(keyfile), "--to", dave_address, "1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["to"] == dave.public_key_hex
+    nobody = doge_address(bytes.fromhex(SigningKey.generate().public_key_hex))
+    proc = cli("balance", nobody, "--node", ips[1], env=env)
+    assert proc.returncode == 2 and "unknown account" in proc.stderr and "no node" in proc.stderr, proc.stderr
 
     docs = await cluster.status()
     assert sum(d["counters"].get("receptor_errors", 0) for d in docs) == 0

@@ -110,6 +110,9 @@ async def test_the_page_its_script_and_clear_refusals(conduit) -> None:
     status, doc = await api(conduit, "/api/wallet/review", {"to": PAYEE, "amount": "0.000000001"})
     assert status == 400 and doc["reason"] == "bad_amount" and "fractional" in doc["error"]
     status, doc = await api(conduit, "/api/wallet/review", {"to": address(PAYEE), "amount": "1"})
+    assert status == 503 and doc["reason"] == "no_node"  # an unseen address is asked of the network: none here
+    bad_checksum = address(PAYEE)[:-1] + ("2" if address(PAYEE)[-1] != "2" else "3")
+    status, doc = await api(conduit, "/api/wallet/review", {"to": bad_checksum, "amount": "1"})
     assert status == 400 and doc["reason"] == "unknown_account" and "public key" in doc["error"]
     status, doc = await api(conduit, "/api/wallet/review", ["not", "an", "object"])
     assert status == 400 and doc["reason"] == "malformed"

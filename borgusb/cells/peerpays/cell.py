@@ -61,6 +61,7 @@ from ...ledger.work import WORK_REASONS
 from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor
 from .client import PayClient
+from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
 from .htlc import HtlcReceptors
@@ -80,7 +81,7 @@ def view_digest(members: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
+class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings
@@ -112,6 +113,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
             htlc_grace_ms=settings.htlc_grace_ms,
         )
         self._load_evidence()
+        self._init_directory()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -435,6 +437,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
     @receptor("pay.send")
     async def _r_send(self, env: envelope.Envelope) -> Any:
         tx = self._tx(env.payload)
+        self.know(tx.account, tx.to)  # payers and payees can be found by address (`directory`)
         work = env.payload.get("work")
         if tx.kind != "reward" or work is None:  # the test-only funding path is not sequenced
             return await self._send(tx, work)
@@ -525,6 +528,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
     @receptor("pay.balance")
     async def _r_balance(self, env: envelope.Envelope) -> Any:
         account = self._account(env.payload)
+        self.know(account)
         res, docs, q = await self._read(account)
         if isinstance(res, Disagreement):
             self.counters["pay_disagreements"] += 1
@@ -546,6 +550,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
     async def _r_history(self, env: envelope.Envelope) -> Any:
         """The account's recent history, from a holder whose answer the quorum agrees with."""
         account = self._account(env.payload)
+        self.know(account)
         res, docs, q = await self._read(account)
         agreed = None if isinstance(res, Disagreement) else res
         candidates = [
@@ -580,6 +585,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors):
             "credits": len(st.credits),
             "test_only_work": bool(self.test_only_work_ref),
             "evidence": self.evidence_status(),
+            "directory": len(self.directory),
             "htlc": {
                 "votes": len(st.res_votes),
                 "resolved": len(st.resolved),

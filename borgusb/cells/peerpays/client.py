@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...ledger.directory import proves
 from ...ledger.htlc import Resolution
 from ...ledger.tx import Tx
+from ...net.peer import PeerRejected
 from ..kit import CellClient
 
 
@@ -41,6 +43,16 @@ class PayClient(CellClient):
     async def history(self, account: str) -> dict[str, Any]:
         """The account's recent history as its first holder that answers knows it."""
         return _doc(await self.call("pay.history", {"account": account}))
+
+    async def whois(self, h160: str) -> str:
+        """The account key behind a Doge address's HASH160 (`ledger.directory.address_hash`), checked
+        here against the hash (`PeerRejected` ``unknown_account`` when no node has seen one)."""
+        doc = _doc(await self.call("pay.whois", {"h160": h160}))
+        key = doc.get("key")
+        if not proves(key, h160):
+            raise PeerRejected(502, "bad_reply", "the node answered a key that is not behind that address")
+        assert isinstance(key, str)
+        return key
 
     async def lock(self, tx: Tx | dict[str, Any]) -> dict[str, Any]:
         """Have the cell confirm a payer-signed ``htlc-lock`` (`ledger.sign_lock`): its units leave the payer

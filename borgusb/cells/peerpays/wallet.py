@@ -5,9 +5,10 @@ a `Review` (the payee's key, the exact amount in units, parsed with
 `parse_shells`, never a float) and keeps it under a one-time token; the
 confirmation names only the token, so what is signed is exactly what the
 page showed. A Doge address is a hash of a key and cannot be turned back
-into it, so an address is accepted only when the book has seen its key
-(the wallet's history, keys typed earlier in this session); otherwise the
-refusal is ``unknown_account``. A signed transaction that gathered no quorum
+into it, so an address is accepted only when the book knows its key
+(the wallet's history, keys typed earlier in this session, or the network's
+directory, which the page asks first: ``pay.whois``); otherwise the refusal
+is ``unknown_account``. A signed transaction that gathered no quorum
 is kept (`pending`) and sent again, the same bytes, before a new one is
 signed for the same account: two transactions for one seq could split the
 holders' votes (docs/ledger.md, liveness). Everything kept is bounded.
@@ -80,6 +81,11 @@ class WalletBook:
         while len(self.known) > MAX_KNOWN:
             self.known.popitem(last=False)
 
+    def unknown_address(self, text: str) -> bool:
+        """True when `text` looks like an address whose key this book does not know (ask the network)."""
+        t = text.strip()[:MAX_TEXT]
+        return looks_like_address(t) and t not in self.known
+
     def payee(self, text: str) -> str:
         """The account key a payee's text names, or `WalletRefusal` (``unknown_account``)."""
         t = text.strip()[:MAX_TEXT]
@@ -90,8 +96,8 @@ class WalletBook:
             if key is None:
                 raise WalletRefusal(
                     "unknown_account",
-                    f"unknown account {t}: an address cannot be turned back into its key, and this wallet has "
-                    "not seen this one; paste the payee's public key (66 hex digits, on their Home page)",
+                    f"unknown account {t}: no node of this network has seen the key behind this address; "
+                    "paste the payee's public key (66 hex digits, on their Home page)",
                 )
             return key
         raise WalletRefusal(

@@ -32,6 +32,7 @@ from ...conduit.web import (
 )
 from ...keys import SigningKey
 from ...ledger import address, format_shells, is_account, sign_transfer
+from ...ledger.directory import address_hash
 from ...ledger.errors import LedgerError
 from ...net.peer import PeerRejected
 from .client import PayClient
@@ -142,9 +143,22 @@ async def api_history(request: web.Request) -> web.Response:
 
 
 async def api_review(request: web.Request) -> web.Response:
-    key, _, book = _parts(request)
+    key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY)
-    review = book.review(key.public_key_hex, form.get("to", ""), form.get("amount", ""), time.monotonic())
+    to = form.get("to", "")
+    if isinstance(to, str) and book.unknown_address(to):  # ask the network for the key behind it
+        try:
+            h160 = address_hash(to.strip())
+        except ValueError:
+            h160 = None  # not an address after all: the book says why
+        if h160 is not None:
+            try:
+                found, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.whois(h160))
+                book.learn(found)  # PayClient.whois checked it hashes to the address
+            except PeerRejected as exc:
+                if exc.reason != "unknown_account":
+                    raise
+    review = book.review(key.public_key_hex, to, form.get("amount", ""), time.monotonic())
     return web.json_response(review.to_dict())
 
 
