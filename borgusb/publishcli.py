@@ -7,7 +7,9 @@
 
 A public file's shards are stored, then its stream map (type and key frames, read by ffprobe,
 signed by your key) and a listing signed by your key, which every fStream cell keeps so that it
-shows among the public media on Watch pages (``--unlisted``: by link only). The link is
+shows among the public media on Watch pages (``--unlisted``: by link only). A public video is
+also encoded smaller (``--renditions``, 360p by default, with ffmpeg), so a Watch page on a slow
+link switches to it instead of stopping (adaptive bitrate). The link is
 ``http://<node>:<fStream monPort>/stream/<map id>``, playable by any browser's ``<video>`` (byte
 ranges). ``--json`` prints the ids, the link, the type and the key frames. The wallet signs
 (``--keystore``/``--key-file``); ``--node`` as for ``borgusb put``.
@@ -29,11 +31,28 @@ from .clitools import EXIT_CODES, EXIT_OK, EXIT_USAGE, CLIError, add_wallet_opti
 from .clitools import run as run_command
 from .clock import SystemClock
 from .envelope import Verifier
+from .fstream.renditions import DEFAULT_HEIGHTS, LADDER
 from .net.peer import PeerClient
 
 SHARD = dna.get("shardTreeCell")
 FTREE = dna.get("ftreeFileMgrCell")
 FSTREAM = dna.get("fStreamCell")
+
+
+def heights(text: str) -> tuple[int, ...]:
+    """``--renditions``: comma-separated ladder heights, or ``none``."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        found = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"heights are numbers, e.g. 360,240 (got {text[:40]!r})") from None
+    unknown = [h for h in found if h not in LADDER]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{unknown[0]} is not a height of the ladder ({', '.join(map(str, sorted(LADDER)))})"
+        )
+    return found
 
 
 def watch_link(node: str, map_id: str) -> str:
@@ -49,9 +68,11 @@ def _say(out: dict[str, Any], node: str) -> str:
             "Watch it on your conduit's Watch page; give it to someone with 'borgusb files share'."
         )
     listed = "listed on Watch pages" if out.get("listed") else f"not listed ({out.get('not_listed', 'unlisted')})"
+    alts = ", ".join(f"{a['h']}p" for a in out.get("alts", []))
+    also = f"; also at {alts} for slow links" if alts else ""
     return (
-        f"{watch_link(node, out['map'])}\n({out['size']} bytes, {out['type']}{seconds}; anyone with the link can "
-        f"watch; {listed})"
+        f"{watch_link(node, out['map'])}\n({out['size']} bytes, {out['type']}{seconds}{also}; anyone with the link "
+        f"can watch; {listed})"
     )
 
 
@@ -76,6 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
                 machine=args.machine,
                 progress=update,
                 listed=not args.unlisted,
+                renditions=args.renditions,
             )
         finally:
             close()
@@ -100,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the audio or video file (WebM, MP4, Ogg, MP3; ffprobe reads its key frames)")
     p.add_argument("--private", action="store_true", help="encrypted into your file tree instead of a public link")
     p.add_argument("--unlisted", action="store_true", help="public by link only: not listed on others' Watch pages")
+    p.add_argument(
+        "--renditions",
+        type=heights,
+        default=DEFAULT_HEIGHTS,
+        metavar="H,H",
+        help="a public video is also encoded at these heights below its own, for slow links "
+        f"(of {', '.join(map(str, sorted(LADDER)))}; default {','.join(map(str, DEFAULT_HEIGHTS))}; 'none': no others)",
+    )
     p.add_argument("--folder", default="/", help="with --private: the folder of your tree it goes into (default /)")
     add_wallet_options(p, "node (its shard cell and file manager)", "your wallet keystore (signs what you publish)",
                        "per-request timeout in seconds")  # fmt: skip

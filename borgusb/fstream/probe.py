@@ -1,4 +1,5 @@
-"""Run ffprobe (Debian's ffmpeg package) on a media file: its type and key frames (`keyframes`)."""
+"""Run ffprobe (Debian's ffmpeg package) on a media file: its type and key frames (`keyframes`), its
+bits per second and picture height (`media_info`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ def probe(path: Path) -> tuple[str, list[tuple[int, int]]]:
         "-select_streams", "v:0", "-show_entries", "packet=pts_time,pos,flags", "-of", "csv=p=0", str(path)
     )
     return content_type(fmt, bool(packets.strip())), key_frames(packets)
+
+
+def media_info(path: Path) -> tuple[int, int]:
+    """(average bits per second, height of the first video stream) of a file; 0 for what ffprobe cannot say."""
+    out = _ffprobe(
+        "-select_streams", "v:0", "-show_entries", "stream=height:format=bit_rate", "-of", "default=nw=1", str(path)
+    )
+    found = {}
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        if value.strip().isdigit() and len(value.strip()) <= 12:
+            found[name.strip()] = int(value)
+    return found.get("bit_rate", 0), found.get("height", 0)

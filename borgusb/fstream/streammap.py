@@ -3,10 +3,12 @@
 Wire form, canonical JSON, at most `MAX_MAP_BYTES`, stored as an object of its own (its object id
 is the link a person shares)::
 
-    {"v": 2, "id": "<the media object's id>", "size": 1234567, "ss": 1048576,
+    {"v": 3, "id": "<the media object's id>", "size": 1234567, "ss": 1048576,
      "shards": [["<sha256>", 0], ["<sha256>", 1048576], ...],
-     "type": "video/webm", "keys": [[0, 483], [2000, 502311]], "o": "02…owner", "t": 1764000000000,
-     "sig": "3044…"}
+     "type": "video/webm", "keys": [[0, 483], [2000, 502311]], "bps": 3100000, "h": 720,
+     "alts": [{"map": "<map id>", "id": "<media id>", "size": 809980, "type": "video/webm",
+               "bps": 324000, "h": 240}],
+     "o": "02…owner", "t": 1764000000000, "sig": "3044…"}
 
 * ``shards``: each shard's hash and byte offset; ``id`` must be their `shard.model.object_id`
   (with ``size`` and ``ss``), so the map names exactly the bytes a reader checks shard by shard.
@@ -15,6 +17,10 @@ is the link a person shares)::
   (`keyframes`); empty for non-media. A seek to a time starts at the offset of the key frame at or
   before it (`StreamMap.seek`), so an endpoint fetches the shards from there first. Version 1 maps
   (``keys`` times only, no offsets) are still read; they cannot be seeked by time.
+* ``bps``, ``h``: this rendition's average bits per second and picture height (0: not known, or
+  audio); ``alts``: the owner's other renditions of the same media (at most `MAX_ALTS`, each its own
+  map and object, usually smaller: `renditions`), which a player switches between as its link
+  allows (adaptive bitrate). Versions 1 and 2 have none of the three.
 * ``sig``: DER ECDSA by ``o`` over the canonical JSON of every other member plus
   ``"d": "borgusb.fstream.map"`` (`borgusb.signed.signing_bytes`), so a map cannot pass
   for a manifest, an order or an envelope, and only its owner can change what it says.
@@ -32,10 +38,15 @@ from ..keys import SigningKey
 from ..shard import model
 from ..signed import is_sig_hex, signed_by, signing_bytes
 
-VERSION = 2  # 2: each key frame with its byte offset (1: times only, still read)
-READS = (1, 2)
+VERSION = 3  # 3: renditions (bps, h, alts); 2: each key frame with its byte offset; 1: times only (all read)
+READS = (1, 2, 3)
 DOMAIN = "borgusb.fstream.map"
 FIELDS = frozenset(("v", "id", "size", "ss", "shards", "type", "keys", "o", "t", "sig"))
+FIELDS_3 = FIELDS | {"bps", "h", "alts"}
+ALT_FIELDS = frozenset(("map", "id", "size", "type", "bps", "h"))
+MAX_ALTS = 8
+MAX_BPS = 2**40
+MAX_HEIGHT = 100_000
 MAX_KEYS = 20_000  # a key frame every 2 s for 11 hours
 MAX_MAP_BYTES = 2 * 1024 * 1024
 TYPES = frozenset(
@@ -53,6 +64,21 @@ class BadMap(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Rendition:
+    """Another rendition of a map's media: its own map and object, its size, type, bits/s and height."""
+
+    map: str
+    id: str
+    size: int
+    type: str
+    bps: int
+    h: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"map": self.map, "id": self.id, "size": self.size, "type": self.type, "bps": self.bps, "h": self.h}
+
+
+@dataclass(frozen=True, slots=True)
 class StreamMap:
     """A checked map. Made only by `sign_map` and `check_map`."""
 
@@ -65,6 +91,9 @@ class StreamMap:
     owner: str
     t: int
     offsets: tuple[int, ...] = ()  # each key frame's byte offset (a version 1 map has none)
+    bps: int = 0  # this rendition's bits per second (0: not known; versions 1 and 2)
+    height: int = 0
+    alts: tuple[Rendition, ...] = ()
 
     def bounds(self) -> list[tuple[int, int]]:
         return model.shard_bounds(self.size, self.ss)
@@ -95,10 +124,21 @@ def _int(doc: dict[str, Any], name: str, lo: int, hi: int) -> int:
 
 
 def sign_map(
-    key: SigningKey, size: int, ss: int, hashes: list[str], content_type: str, keys: list[tuple[int, int]], t: int
+    key: SigningKey,
+    size: int,
+    ss: int,
+    hashes: list[str],
+    content_type: str,
+    keys: list[tuple[int, int]],
+    t: int,
+    *,
+    bps: int = 0,
+    height: int = 0,
+    alts: tuple[Rendition, ...] = (),
 ) -> dict[str, Any]:
     """The owner's map of an object of `size` bytes in shards of `ss` with these hashes (its id is
-    computed here, never given) and these key frames, (time in ms, byte offset)."""
+    computed here, never given), these key frames, (time in ms, byte offset), and the other
+    renditions of the same media (`alts`)."""
     doc: dict[str, Any] = {
         "v": VERSION,
         "id": model.object_id(size, ss, hashes),
@@ -107,6 +147,9 @@ def sign_map(
         "shards": [[h, i * ss] for i, h in enumerate(hashes)],
         "type": content_type,
         "keys": [[ms, pos] for ms, pos in sorted(keys)],
+        "bps": bps,
+        "h": height,
+        "alts": [a.to_dict() for a in sorted(alts, key=lambda a: -a.bps)],
         "o": key.public_key_hex,
         "t": t,
     }
@@ -117,10 +160,13 @@ def sign_map(
 
 def check_map(doc: Any) -> StreamMap:
     """A `StreamMap` from a decoded document, or `BadMap` (the signature is checked last)."""
-    if not isinstance(doc, dict) or doc.keys() != FIELDS:
-        raise BadMap("malformed", "a stream map has exactly " + ", ".join(sorted(FIELDS)))
+    if not isinstance(doc, dict) or "v" not in doc:
+        raise BadMap("malformed", "a stream map is an object with a version (v)")
     if doc["v"] not in READS or isinstance(doc["v"], bool):
-        raise BadMap("unknown_version", f"stream map version {str(doc['v'])[:20]!r}; this node reads 1 and 2")
+        raise BadMap("unknown_version", f"stream map version {str(doc['v'])[:20]!r}; this node reads 1 to 3")
+    fields = FIELDS_3 if doc["v"] == 3 else FIELDS
+    if doc.keys() != fields:
+        raise BadMap("malformed", "a stream map has exactly " + ", ".join(sorted(fields)))
     if not model.is_hash(doc["id"]):
         raise BadMap("malformed", "id must be a SHA-256 in lowercase hex")
     size = _int(doc, "size", 0, 2**53)
@@ -138,6 +184,11 @@ def check_map(doc: Any) -> StreamMap:
     if doc["type"] not in TYPES:
         raise BadMap("bad_type", f"the type must be one of {', '.join(sorted(TYPES))}")
     times, offsets = _keys(doc["keys"], doc["v"], size)
+    bps, height, alts = (
+        (_int(doc, "bps", 0, MAX_BPS), _int(doc, "h", 0, MAX_HEIGHT), _alts(doc["alts"]))
+        if doc["v"] == 3
+        else (0, 0, ())
+    )
     owner, sig = doc["o"], doc["sig"]
     if not isinstance(owner, str) or not _PUBKEY.fullmatch(owner):
         raise BadMap("malformed", "o must be a compressed public key")
@@ -145,7 +196,35 @@ def check_map(doc: Any) -> StreamMap:
         raise BadMap("malformed", "sig must be hex DER")
     if not signed_by(owner, sig, signing_bytes(doc, DOMAIN)):
         raise BadMap("bad_signature", "not signed by the owner it names")
-    return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], times, owner, t, offsets)
+    return StreamMap(doc["id"], size, ss, tuple(hashes), doc["type"], times, owner, t, offsets, bps, height, alts)
+
+
+def _alts(alts: Any) -> tuple[Rendition, ...]:
+    """A version 3 map's other renditions: each names its map and object, a size, a playable type."""
+    if not isinstance(alts, list) or len(alts) > MAX_ALTS:
+        raise BadMap("malformed", f"alts must be a list of at most {MAX_ALTS}")
+    out = []
+    for a in alts:
+        if (
+            not isinstance(a, dict)
+            or a.keys() != ALT_FIELDS
+            or not model.is_hash(a["map"])
+            or not model.is_hash(a["id"])
+        ):
+            raise BadMap("malformed", "each alt has exactly map, id (object ids), size, type, bps, h")
+        if a["type"] not in TYPES:
+            raise BadMap("bad_type", f"an alt's type must be one of {', '.join(sorted(TYPES))}")
+        out.append(
+            Rendition(
+                a["map"],
+                a["id"],
+                _int(a, "size", 0, 2**53),
+                a["type"],
+                _int(a, "bps", 0, MAX_BPS),
+                _int(a, "h", 0, MAX_HEIGHT),
+            )
+        )
+    return tuple(out)
 
 
 def _is_int(v: Any, hi: int) -> bool:

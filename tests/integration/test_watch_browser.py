@@ -3,7 +3,9 @@ Debian's ffmpeg, plays in a ``<video>`` through the conduit (ranges fetched as c
 cell and decrypted in the conduit), seeks to the middle and keeps playing; the fStream endpoint that
 serves it is killed mid-playback and playback goes on from the other one. A file named with markup is
 listed as text. Another person's public media (published with a markup name: listed as text) and a
-private file they shared with this key (a pasted share record) are listed and play too.
+private file they shared with this key (a pasted share record) are listed and play too. A 720p video
+published with a 240p rendition starts at 720p and, on a link throttled below its bitrate (Chromium's
+own network emulation), steps down to 240p at the same play position and keeps playing (adaptive bitrate).
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed 127.0.0.x ports).
 """
@@ -98,6 +100,28 @@ def make_small_clip(path: Path) -> None:
          "-an", "-y", str(path)],
         check=True, timeout=120,
     )  # fmt: skip
+
+
+def make_hd_clip(path: Path) -> None:
+    """30 s of VP8 at 1280x720, about 3 Mbit/s, with sound: more than the throttled link carries."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "30",
+         "-c:v", "libvpx", "-b:v", "3M", "-minrate", "3M", "-maxrate", "3M", "-g", "50",
+         "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-b:a", "64k", "-y", str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+
+
+async def publish_public(ip: str, path: Path, renditions: tuple[int, ...]) -> dict:
+    key = SigningKey.generate()
+    clock = SystemClock()
+    async with PeerClient(key, clock, Verifier(clock), timeout_s=60) as peers:
+        return await publish(peers, ip, dna.get("shardTreeCell").recp_port, path, key, r=N, renditions=renditions)
+
+
+def rendition(page) -> str | None:
+    return page.evaluate("document.getElementById('watch-player').dataset.rendition || null")
 
 
 async def from_someone_else(ip: str, public: Path, private: Path, to: str) -> str:
@@ -203,5 +227,30 @@ def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, 
             expect(page.locator("#watch-title")).to_have_text("theirs.webm")
             played_past(page, 1)
             assert page.evaluate("window.errors") == 0 and page.evaluate("document.body.dataset.pwned") is None
+
+            # adaptive bitrate: 720p with a 240p rendition, on a link of 100 kB/s (800 kbit/s)
+            hd = tmp_path / "hd.webm"
+            make_hd_clip(hd)
+            out = run_async(publish_public(shard.nodes[0].ip, hd, (240,)))
+            assert [a["h"] for a in out["alts"]] == [240] and out["alts"][0]["bps"] < 800_000  # fits the link
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send(
+                "Network.emulateNetworkConditions",
+                {"offline": False, "latency": 20, "downloadThroughput": 100_000, "uploadThroughput": 1_000_000},
+            )
+            page.click("#watch-public-refresh")
+            expect(page.locator("#watch-public")).to_contain_text("hd.webm", timeout=30_000)
+            page.click(f"#watch-public button.public[data-map='{out['map']}']")
+            expect(page.locator("#watch-title")).to_have_text("hd.webm")
+            assert rendition(page) == "720"  # the best first
+            deadline = time.monotonic() + 90
+            while rendition(page) != "240":  # stalls on the slow link: one step down
+                assert time.monotonic() < deadline, page.evaluate("document.getElementById('watch-state').textContent")
+                page.wait_for_timeout(200)
+            at = page.evaluate("document.getElementById('watch-player').currentTime")
+            played_past(page, at + 3)  # and it keeps playing, from where it was
+            assert rendition(page) == "240" and "240p" in page.inner_text("#watch-quality")
+            assert page.evaluate("window.errors") == 0
         finally:
             browser.close()

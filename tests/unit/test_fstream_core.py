@@ -13,7 +13,7 @@ from borgusb.files import stream
 from borgusb.files.errors import Tampered
 from borgusb.fstream import keyframes, ranges
 from borgusb.fstream.sealed import RangeOpener
-from borgusb.fstream.streammap import DOMAIN, BadMap, check_map, encode_map, parse_map, sign_map
+from borgusb.fstream.streammap import DOMAIN, BadMap, Rendition, check_map, encode_map, parse_map, sign_map
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 from borgusb.shard.window import Window
@@ -120,10 +120,24 @@ def test_a_version_1_map_is_still_read_without_offsets() -> None:
     key = SigningKey.generate()
     _, doc = map_of(b"z" * 2500, key, "video/webm", [])
     doc.update(v=1, keys=[0, 2000])
-    del doc["sig"]
+    for v3 in ("sig", "bps", "h", "alts"):
+        del doc[v3]
     doc["sig"] = key.sign(signing_bytes(doc, DOMAIN)).hex()
     sm = check_map(doc)
     assert (sm.keys, sm.offsets, sm.seek(2500), sm.key_before(2500)) == ((0, 2000), (), None, 2000)
+
+
+def test_a_map_names_the_owners_other_renditions_best_first() -> None:
+    key = SigningKey.generate()
+    low = Rendition("a" * 64, "b" * 64, 809_980, "video/webm", 324_000, 240)
+    mid = Rendition("c" * 64, "d" * 64, 1_500_000, "video/webm", 600_000, 360)
+    hashes = [hashlib.sha256(b"m" * 1000).hexdigest()] * 3
+    doc = sign_map(key, 3000, 1000, hashes, "video/webm", [], 5, bps=3_100_000, height=720, alts=(low, mid))
+    sm = parse_map(encode_map(doc))
+    assert (sm.bps, sm.height, sm.alts) == (3_100_000, 720, (mid, low))  # by bits per second, highest first
+    doc["alts"][0]["bps"] = 1  # the owner signed the ladder: a changed rung is not theirs
+    with pytest.raises(BadMap, match="bad_signature"):
+        check_map(doc)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +152,9 @@ def test_a_version_1_map_is_still_read_without_offsets() -> None:
         (lambda d: d["shards"][0].__setitem__(0, "0" * 64), "id_mismatch"),
         (lambda d: d.update(size=d["size"] - 1), "id_mismatch"),
         (lambda d: d.update(t=6), "bad_signature"),
-        (lambda d: d.update(v=3), "unknown_version"),
+        (lambda d: d.update(v=4), "unknown_version"),
+        (lambda d: d.update(alts=[{"map": "0" * 64}]), "malformed"),
+        (lambda d: d.update(h=-1), "malformed"),
         (lambda d: d.pop("keys"), "malformed"),
     ],
 )

@@ -41,6 +41,7 @@ from ...files.stream import encrypted_size
 from ...fstream import ranges
 from ...fstream.listing import BadListing, Listing, check_listing
 from ...fstream.sealed import RangeOpener
+from ...fstream.streammap import MAX_MAP_BYTES, BadMap, Rendition, StreamMap, parse_map
 
 HERE = Path(__file__).parent
 FTREE, FSTREAM = "ftreeFileMgrCell", "fStreamCell"
@@ -210,7 +211,15 @@ async def api_open(request: web.Request) -> web.Response:
         listing = request.app[LISTED].get(form["map"])
         if listing is None:
             return web.json_response({"error": EXPLAIN["not_listed"], "reason": "not_listed"}, status=404)
-        return _opened(request, listing.id, listing.size, None, listing.type, listing.name)
+        smap = await _stream_map(request, listing)
+        top = Rendition(listing.map, listing.id, listing.size, listing.type, smap.bps, smap.height) if smap else None
+        rungs = [
+            {"src": _token(request, r.id, r.size, None, r.type), "type": r.type, "bps": r.bps, "h": r.h}
+            for r in ([top, *smap.alts] if smap and top else [])
+        ]
+        if len(rungs) < 2:  # one rendition (or its map unreadable here): play the listed object
+            return _opened(request, listing.id, listing.size, None, listing.type, listing.name)
+        return web.json_response({**rungs[0], "name": listing.name, "renditions": rungs})
     if form.get("share"):
         share = parse_share(form["share"].strip().encode())
         inside = form.get("path", "")
@@ -227,6 +236,11 @@ async def api_open(request: web.Request) -> web.Response:
 
 
 def _opened(request: web.Request, obj: str, size: int, key: bytes | None, kind: str, name: str) -> web.Response:
+    return web.json_response({"src": _token(request, obj, size, key, kind), "type": kind, "name": name})
+
+
+def _token(request: web.Request, obj: str, size: int, key: bytes | None, kind: str) -> str:
+    """A player's address for one object (see the module's docstring)."""
     state = require_unlocked(request)
     assert state.wallet is not None
     tokens = request.app[TOKENS]
@@ -234,7 +248,26 @@ def _opened(request: web.Request, obj: str, size: int, key: bytes | None, kind: 
     tokens[token] = Watch(state.wallet.public.public_key_hex, obj, size, key, kind, time.monotonic() + TOKEN_S)
     while len(tokens) > MAX_TOKENS:
         tokens.popitem(last=False)
-    return web.json_response({"src": f"/media/{token}", "type": kind, "name": name})
+    return f"/media/{token}"
+
+
+async def _stream_map(request: web.Request, listing: Listing) -> StreamMap | None:
+    """The listed media's stream map, checked here (its owner's signature, the listed media), for the
+    renditions it names; None (counted) when no endpoint gives one that checks."""
+    url_path = f"/object/{listing.map}"
+    for ip in (await _endpoints(request))[:2]:
+        try:
+            async with _session(request).get(f"http://{ip}:{dna_row(FSTREAM).mon_port}{url_path}") as resp:
+                if resp.status != 200 or (resp.content_length or 0) > MAX_MAP_BYTES:
+                    continue
+                data = await resp.content.read(MAX_MAP_BYTES + 1)
+            smap = parse_map(data)
+        except (aiohttp.ClientError, TimeoutError, BadMap):
+            continue
+        if (smap.owner, smap.id) == (listing.owner, listing.id):
+            return smap
+    request.app[COUNTERS]["map_unread"] += 1
+    return None
 
 
 def _refuse(request: web.Request, reason: str, status: int) -> web.Response:

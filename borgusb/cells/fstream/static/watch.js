@@ -21,14 +21,80 @@
     $("watch-crumbs").replaceChildren(...links);
   }
 
+  // Adaptive bitrate. A public video may come in several renditions (its owner's stream map names
+  // them, best first). Play the best; after two stalls within 20 s, or one longer than 3 s, step
+  // down one rendition at the same play position; after a calm spell with plenty buffered, try one
+  // step up, and wait twice as long before the next try if that step had to be taken back.
+  // A start or a switch loads before it plays: its first GRACE_MS of waiting is not a stall.
+  const CALM_MS = 30000, STALL_MS = 3000, STALL_WINDOW_MS = 20000, AHEAD_S = 20, GRACE_MS = 4000;
+  let adaptive = null;
+
+  function bufferedAhead(video) {
+    const b = video.buffered, t = video.currentTime;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= t + 0.1 && t <= b.end(i)) return b.end(i) - t;
+    return 0;
+  }
+
+  function adapt(video, renditions) {
+    let at = 0, stalls = [], since = performance.now(), waitingAt = null, calm = CALM_MS, upAt = -1e9;
+    const show = () => {
+      const r = renditions[at];
+      video.dataset.rendition = String(r.h);
+      $("watch-quality").hidden = false;
+      $("watch-quality").textContent = `${r.h ? `${r.h}p` : "rendition"} (${(r.bps / 1e6).toFixed(2)} Mbit/s), ` +
+        `${renditions.length} renditions: the player changes as your link allows`;
+    };
+    const use = (i) => {
+      if (i === at || i < 0 || i >= renditions.length) return;
+      const now = performance.now();
+      if (i > at && now - upAt < 15000) calm *= 2;  // the last step up was too much for this link
+      if (i < at) upAt = now;
+      const t = video.currentTime, resume = !video.paused;
+      at = i; stalls = []; since = now; waitingAt = null;
+      video.dataset.switches = String(Number(video.dataset.switches || 0) + 1);
+      video.src = renditions[at].src;
+      video.addEventListener("loadedmetadata", () => {
+        video.currentTime = t;
+        if (resume) video.play().catch(() => {});
+      }, { once: true });
+      show();
+    };
+    const waiting = () => {
+      const now = waitingAt = performance.now();
+      if (now - since < GRACE_MS) return;
+      stalls = stalls.filter((x) => now - x < STALL_WINDOW_MS).concat(now);
+      if (stalls.length >= 2) use(at + 1);
+    };
+    const playing = () => { waitingAt = null; };
+    const timer = setInterval(() => {
+      const now = performance.now();
+      if (waitingAt !== null && now - Math.max(waitingAt, since + GRACE_MS) > STALL_MS) { use(at + 1); return; }
+      if (at > 0 && now - since > calm && !stalls.length && bufferedAhead(video) > AHEAD_S) use(at - 1);
+      if (stalls.length && now - stalls[stalls.length - 1] > STALL_WINDOW_MS) stalls = [];
+    }, 1000);
+    video.addEventListener("waiting", waiting);
+    video.addEventListener("playing", playing);
+    show();
+    return () => {
+      clearInterval(timer);
+      video.removeEventListener("waiting", waiting);
+      video.removeEventListener("playing", playing);
+    };
+  }
+
   async function play(body, name) {
     $("watch-state").textContent = `Opening ${name}…`;
     let doc;
     try { doc = await post("/api/watch/open", body); } catch (e) { $("watch-state").textContent = e.message; return; }
     const video = $("watch-player");
+    if (adaptive) { adaptive(); adaptive = null; }
+    $("watch-quality").hidden = true;
+    delete video.dataset.rendition;
+    video.dataset.switches = "0";
     $("watch-player-card").hidden = false;
     $("watch-title").textContent = doc.name;
     video.src = doc.src;
+    if (Array.isArray(doc.renditions) && doc.renditions.length > 1) adaptive = adapt(video, doc.renditions);
     video.play().catch(() => { $("watch-state").textContent = "Press play to start."; });
   }
 
