@@ -8,6 +8,7 @@ reply is the receiving cell's signed envelope. Nothing here opens a connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -92,15 +93,22 @@ class Net:
         return await post(fixed_key("wallet"), self.cells[entry], "pay.balance", {"account": account})  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    cells = [make_cell(i, tmp_path) for i in range(5)]
+@contextlib.asynccontextmanager
+async def cells_net(tmp_path: Path, n: int) -> AsyncIterator[Net]:
+    """`n` cells of one view, closed after (their databases and clients) however the test ends."""
+    cells = [make_cell(i, tmp_path) for i in range(n)]
     try:
         yield Net(cells)
     finally:
         for c in cells:
             await c.peers.close()
             c.ledger.close()
+
+
+@pytest.fixture
+async def net(tmp_path: Path) -> AsyncIterator[Net]:
+    async with cells_net(tmp_path, 5) as n:
+        yield n
 
 
 ALICE, BOB, CAROL = fixed_key("alice"), fixed_key("bob"), fixed_key("carol")

@@ -20,7 +20,7 @@ from borgusb.ledger.directory import KeyDirectory, address_hash, is_key_hash, ke
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
 
-from .test_peerpays_cell import ALICE, BOB, Net, make_cell, post
+from .test_peerpays_cell import ALICE, BOB, Net, cells_net, post
 
 KEYS = [fixed_key(f"directory {i}") for i in range(4)]
 
@@ -28,13 +28,8 @@ KEYS = [fixed_key(f"directory {i}") for i in range(4)]
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
     """Seven cells: a key's five directory holders are not all of them."""
-    cells = [make_cell(i, tmp_path) for i in range(7)]
-    try:
-        yield Net(cells)
-    finally:
-        for c in cells:
-            await c.peers.close()
-            c.ledger.close()
+    async with cells_net(tmp_path, 7) as cells:
+        yield cells
 
 
 def test_the_hash_is_the_one_inside_the_keys_doge_address() -> None:

@@ -22,20 +22,15 @@ from borgusb.ledger.evidence import check_evidence, evidence_of
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
 
-from .test_peerpays_cell import ALICE, BOB, CAROL, Net, fund, make_cell, post, transfer
+from .test_peerpays_cell import ALICE, BOB, CAROL, Net, cells_net, fund, make_cell, post, transfer
 
 N = 9  # four liars at most (when all five signed the first): five honest cells stay, R = 5
 
 
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    cells = [make_cell(i, tmp_path) for i in range(N)]
-    try:
-        yield Net(cells)
-    finally:
-        for c in cells:
-            await c.peers.close()
-            c.ledger.close()
+    async with cells_net(tmp_path, N) as cells:
+        yield cells
 
 
 async def double_confirmed(net: Net) -> tuple[PeerPaysCell, set[str], dict[str, Any]]:
