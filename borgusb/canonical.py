@@ -153,6 +153,13 @@ def loads_canonical(data: bytes) -> JSONValue:
     return value
 
 
+def loads_refusing(data: bytes) -> JSONValue:
+    """`loads_canonical` for bytes a fast path already turned down: straight to the reference
+    path, which words the refusal (or accepts what that fast path did not cover) without a
+    second fast pass over a body a hostile peer may have made large."""
+    return _loads_reference(data if type(data) is bytes else bytes(data))
+
+
 NOT_FAST: Any = object()  # the fast path's "ask the reference path", distinct from every JSON value
 # an integer token of 16+ digits (maybe beyond ±2**53) follows one of ":,[-" or starts the document; mapped
 # to ":" and "0", such a token is ":" + 16 "0" (strings may match too: they only take the reference path)

@@ -468,7 +468,7 @@ class Verifier:
         env = None if isinstance(data, dict) else _parse_fast(wire)
         if env is None:  # not a well-formed envelope in canonical form, or a dict: find out why, in order
             try:
-                doc = canonical.loads_canonical(wire) if not isinstance(data, dict) else data
+                doc = canonical.loads_refusing(wire) if not isinstance(data, dict) else data
             except canonical.CanonicalError as exc:
                 raise Malformed(str(exc)) from None
             env = _structure(doc)
@@ -560,6 +560,7 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _wire_decoder = msgspec.json.Decoder(_Wire, float_hook=canonical.reject_float)
+_FIRST = b'{"nonce":"'  # members sorted: nonce < payload < sender < sig < to < ts < type < v
 
 
 def _parse_fast(wire: bytes) -> Envelope | None:
@@ -567,7 +568,11 @@ def _parse_fast(wire: bytes) -> Envelope | None:
     `loads_canonical` and `_structure` find (and word) what is wrong.
 
     The same rules as those two, with the member types checked by msgspec's typed decode
-    instead of member by member (about 1 µs less a message)."""
+    instead of member by member (about 1 µs less a message). A canonical envelope begins with its
+    first member, ``nonce``: anything else (a hostile body nested 200,000 deep, say) is not looked
+    at twice."""
+    if not wire.startswith(_FIRST):
+        return None
     w = canonical.decode_fast(wire, _wire_decoder)
     if w is canonical.NOT_FAST:
         return None
