@@ -145,7 +145,9 @@ async def _run(args: argparse.Namespace) -> int:
         pay = PayClient(peers, args.node, port=args.port or DNA.recp_port)
         try:
             if args.cmd in paylocks.COMMANDS:
-                return await paylocks.run(args, pay, key, clock.now_ms(), _submit_chain)
+                return await paylocks.run(
+                    args, pay, key, clock.now_ms(), _submit_chain, lambda text: account_arg(text, None, pay)
+                )
             if args.cmd == "balance":
                 account = await account_arg(args.account, key, pay)
                 doc = await pay.balance(account)

@@ -31,12 +31,16 @@ _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 # the chain submit of `paycli`: (pay, key, sign(seq, prev) -> Tx) -> the pay.send reply
 Submit = Callable[[Any, SigningKey, Callable[[int, str], Any]], Awaitable[dict[str, Any]]]
+# paycli's account resolver: a key, or a Doge address whose key the network knows -> the key
+Resolve = Callable[[str], Awaitable[str]]
 
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     """The four commands' parsers (paycli adds the common options)."""
     lock = sub.add_parser("lock", help="lock Shells for a claimant under a hash, refundable after an expiry")
-    lock.add_argument("--to", required=True, metavar="PUBKEY", help="the claimant's account (public key)")
+    lock.add_argument(
+        "--to", required=True, metavar="ACCOUNT", help="the claimant's account: public key or Doge address (D...)"
+    )
     lock.add_argument("amount", help='Shells, e.g. "1.5"')
     lock.add_argument("--hash", metavar="HEX", help="the hash lock (SHA-256 of a secret someone else holds)")
     lock.add_argument("--secret-file", help="the secret's file: drawn and written if missing, else read")
@@ -88,9 +92,11 @@ async def _lock_tx(pay: Any, payer: str, lock_id: str) -> Any:
     return check_tx(doc["tx"])
 
 
-async def run(args: argparse.Namespace, pay: Any, key: SigningKey | None, now_ms: int, submit: Submit) -> int:
+async def run(
+    args: argparse.Namespace, pay: Any, key: SigningKey | None, now_ms: int, submit: Submit, resolve: Resolve
+) -> int:
     """One of `COMMANDS`; refusals propagate as `PeerRejected` (paycli words them)."""
-    from .ledger import format_shells, hash_lock, is_account, parse_shells, sign_claim, sign_lock, sign_refund
+    from .ledger import format_shells, hash_lock, parse_shells, sign_claim, sign_lock, sign_refund
     from .ledger.errors import BadAmount, LedgerError
 
     out: dict[str, Any]
@@ -108,17 +114,16 @@ async def run(args: argparse.Namespace, pay: Any, key: SigningKey | None, now_ms
             amount = parse_shells(args.amount)
             if not 0 < args.expires_in <= 168:
                 raise CLIError("--expires-in is more than 0 and at most 168 hours", EXIT_USAGE)
-            if not is_account(args.to):
-                raise CLIError("unknown account: --to takes the claimant's public key (66 hex digits)", EXIT_USAGE)
             if args.hash and not re.fullmatch(r"[0-9a-f]{64}", args.hash.lower()):
                 raise CLIError("the hash lock is a SHA-256 in hex (64 digits)", EXIT_USAGE)
+            to = await resolve(args.to)
             lock_hash = args.hash.lower() if args.hash else hash_lock(_secret(args, create=True))
             expiry = now_ms + int(args.expires_in * HOUR_MS)
             out = await submit(
                 pay,
                 key,
                 lambda seq, prev: sign_lock(
-                    key, seq=seq, prev=prev, to=args.to, amount=amount, hash_lock=lock_hash, expiry=expiry, ts=now_ms
+                    key, seq=seq, prev=prev, to=to, amount=amount, hash_lock=lock_hash, expiry=expiry, ts=now_ms
                 ),
             )
             out.pop("cert", None)

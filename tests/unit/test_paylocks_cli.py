@@ -13,7 +13,10 @@ def test_bad_lock_input_is_refused_before_the_network(tmp_path: Path) -> None:
         (("lock", "--to", PAYEE, "0.000000001", "--secret-file", str(secret)), "bad amount (fractional)"),
         (("lock", "--to", PAYEE, "1", "--secret-file", str(secret), "--expires-in", "200"), "at most 168 hours"),
         (("lock", "--to", PAYEE, "1", "--hash", "xyz"), "SHA-256 in hex"),
-        (("lock", "--to", "DHETwgcC7EbQaVsvZy5rhSwbqRNVkWE86P", "1", "--hash", "ab" * 32), "unknown account"),
+        (
+            ("lock", "--to", "DHETwgcC7EbQaVsvZy5rhSwbqRNVkWE86Q", "1", "--hash", "ab" * 32),
+            "unknown account",
+        ),  # checksum
         (("claim", "ab" * 32, "--from", PAYEE), "--secret HEX or --secret-file"),
         (("claim", "ab" * 32, "--from", PAYEE, "--secret", "not hex"), "1 to 520 bytes in hex"),
         (("claim", "not-an-id", "--from", PAYEE, "--secret", "ab"), "64 hex digits"),
