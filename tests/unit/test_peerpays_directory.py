@@ -85,9 +85,14 @@ async def test_a_key_asked_about_at_one_entry_is_found_by_its_address_at_another
         with pytest.raises(PeerRejected) as err:
             await post(ALICE, asker, "pay.whois", bad)
         assert err.value.reason == "malformed"
-    with pytest.raises(PeerRejected) as err:
-        await post(ALICE, asker, "pay.known", {"key": "02" + "zz" * 32})
+    with pytest.raises(PeerRejected) as err:  # a member telling a key that is not one
+        await post(net.cells[0].key, asker, "pay.known", {"key": "02" + "zz" * 32})
     assert err.value.reason == "malformed"
+    with pytest.raises(PeerRejected) as err:  # and anyone else telling at all: free keys cannot flush it
+        await post(ALICE, asker, "pay.known", {"key": fixed_key("junk").public_key_hex})
+    assert (
+        err.value.reason == "not_a_member" and asker.directory.get(key_hash(fixed_key("junk").public_key_hex)) is None
+    )
 
 
 async def test_an_answer_that_is_not_behind_the_address_is_never_taken(net: Net) -> None:

@@ -34,6 +34,7 @@ class DirectoryReceptors(HolderCell):
 
     if TYPE_CHECKING:
         r: int
+        table: dict[str, str]
 
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
 
@@ -69,7 +70,11 @@ class DirectoryReceptors(HolderCell):
 
     @receptor("pay.known")
     async def _r_known(self, env: Any) -> Any:
-        """A key someone has seen: kept here under its own hash (it proves itself; not told further)."""
+        """A key another member has seen: kept here under its own hash (it proves itself; not told
+        further). Only members tell: free keys cannot push the directory's bindings out."""
+        if env.signer not in self.table:
+            self.counters["pay_refused:not_a_member"] += 1
+            raise RequestError("not_a_member", "keys are told by the members of this cell's tree", 403)
         key = env.payload.get("key") if isinstance(env.payload, dict) else None
         if not is_public_key_hex(key):
             raise RequestError("malformed", "key is a compressed public key in lowercase hex")

@@ -12,7 +12,8 @@ evidence"); this mixin only carries it:
   before the holder is dropped, and is checked again when the cell starts.
 * **Spread**: a ``payevidence`` broadcast to every peerPaysCell, and on
   request (``pay.evidence``: the evidence against keys the asker does not
-  name). An offer names the keys its sender excludes (``excluded``); a holder
+  name). The cell that found a piece, or fetched it, broadcasts it; one that
+  heard it by the broadcast does not send it again. An offer names the keys its sender excludes (``excluded``); a holder
   whose view differs asks the offerer for what it lacks before it answers
   ``view_mismatch``, and an entry that hears ``view_mismatch`` asks those
   holders. Nothing is believed on anyone's word: each piece is two holder
@@ -83,8 +84,9 @@ class EquivocationReceptors(HolderCell):
 
     # ------------------------------------------------------------ keeping and acting
 
-    def _learn(self, ev: Evidence, *, found: bool = False) -> bool:
-        """Keep checked evidence and drop its holder from the view; True when it was news."""
+    def _learn(self, ev: Evidence, *, found: bool = False, spread: bool = True) -> bool:
+        """Keep checked evidence and drop its holder from the view; True when it was news. `spread`:
+        broadcast it (not when it came by the broadcast, which reaches every cell already)."""
         if ev.holder in self.excluded:
             return False
         if ev.holder not in self.table:
@@ -98,16 +100,17 @@ class EquivocationReceptors(HolderCell):
         self.counters["pay_evidence_found" if found else "pay_evidence_learned"] += 1
         log.warning("peerPaysCell: holder %s signed two transactions for one sequence number; dropped", ev.holder[:16])
         self.use_members(self.table)
-        self.broadcast("payevidence", {"evidence": ev.to_dict()})
+        if spread:
+            self.broadcast("payevidence", {"evidence": ev.to_dict()})
         return True
 
-    def _learn_doc(self, doc: Any) -> bool:
+    def _learn_doc(self, doc: Any, *, spread: bool = True) -> bool:
         try:
             ev = check_evidence(doc)
         except LedgerError as exc:
             self.counters[f"pay_evidence_refused:{exc.reason}"] += 1
             return False
-        return self._learn(ev)
+        return self._learn(ev, spread=spread)
 
     def without_proven(self, table: dict[str, str]) -> dict[str, str]:
         """The member view: the root's `table` less every key proven to have lied."""
@@ -121,7 +124,7 @@ class EquivocationReceptors(HolderCell):
 
     @on_broadcast("payevidence")
     def _b_evidence(self, origin: str, data: dict[str, Any]) -> None:
-        self._learn_doc(data.get("evidence"))
+        self._learn_doc(data.get("evidence"), spread=False)
 
     @receptor("pay.evidence")
     async def _r_evidence(self, env: Any) -> Any:
