@@ -1,13 +1,16 @@
 """Broadcasts: a member's own go up to the root (kept in its outbox until the flood brings
-them back), the root floods them down, every node delivers each id once.
+them back), the root floods them down, every node delivers each id once; a member placed
+under a new parent catches up on what that parent delivered lately (recent.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import positions as P
 from .healing import Healing
-from .messages import Deliver, Malformed, Member, f_dict, f_int, f_str
+from .messages import Deliver, Malformed, Member, f_dict, f_int, f_str, f_strs
+from .recent import RecentBroadcasts
 
 
 class Broadcasting(Healing):
@@ -54,6 +57,12 @@ class Broadcasting(Healing):
         if hops > self.counters.get("bcast_max_hops", 0):
             self.counters["bcast_max_hops"] = hops
         self._acts.append(Deliver(payload))
+        if self.children or (self.pos is not None and P.children(self.pos, self.k, self.size)):
+            # a parent keeps it for a child placed under it in the meantime (recent.py); leaves,
+            # most of a tree, keep nothing
+            if self.recent is None:
+                self.recent = RecentBroadcasts(self.cfg.catchup_capacity, self.cfg.catchup_window_ms)
+            self.recent.add(bid, payload, hops, self._now)
         for m in self.children.values():
             self._send(
                 m,
@@ -79,3 +88,31 @@ class Broadcasting(Healing):
             self._count("rejected_position")
             return
         self._flood(bid, payload, hops)
+
+    def _on_catchup(self, sender: Member, msg: dict[str, Any]) -> None:
+        """A child under us since lately asks for broadcasts it missed: sent down as the flood
+        would have, at most once a heartbeat per child slot (each id at most once per ask)."""
+        if not self._same_tree(msg):
+            return
+        q = f_int(msg, "pos", 2)
+        ids = f_strs(msg, "ids", self.cfg.catchup_capacity)
+        m = self.children.get(q)
+        if m is None or m.node_id != sender.node_id:
+            self._count("rejected_position")
+            return
+        served = self.catchup_served
+        if served is None:
+            served = self.catchup_served = {}
+        if self._now - served.get(q, -(1 << 62)) < self.cfg.heartbeat_ms:
+            self._count("refused:catchup_rate")
+            return
+        served[q] = self._now
+        for stale in [s for s in served if s not in self.children]:
+            del served[stale]
+        found = self.recent.get(list(dict.fromkeys(ids)), self._now) if self.recent is not None else []
+        self._count("catchup_sent", len(found))
+        for bid, payload, hops in found:
+            self._send(
+                m,
+                {"t": "tree.bcast", "tree": self.tree_id, "id": bid, "payload": payload, "hops": hops + 1, "up": False},
+            )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import positions as P
-from .messages import Member, f_int, f_member, f_slots, f_str
+from .messages import Member, f_int, f_member, f_slots, f_str, f_strs
 from .rootwork import RootWork
 
 
@@ -33,6 +33,8 @@ class Healing(RootWork):
             }
             if self.replica_log is None and P.is_root_child(self.pos, self.k):
                 hb["need_replica"] = True
+            if self.caught_from != self.parent.node_id:
+                hb["catchup"] = True  # a new parent: what did it deliver lately? (recent.py)
             self._send(self.parent, hb)
         silence = now - self.last_seen.get(self.parent.node_id, now)
         if P.is_root_child(self.pos, self.k) and self.replica_log is not None:
@@ -161,7 +163,10 @@ class Healing(RootWork):
                 self._count("ver_raised")
         if msg.get("need_replica") is True and self.status == "root":
             self.repl_holders.discard(sender.node_id)
-        self._send(sender, self._hb_ack_msg())
+        ack = self._hb_ack_msg()
+        if msg.get("catchup") is True:
+            ack["recent"] = self.recent.ids(self._now) if self.recent is not None else []
+        self._send(sender, ack)
 
     def _hb_ack_msg(self) -> dict[str, Any]:
         assert self.root is not None
@@ -184,6 +189,16 @@ class Healing(RootWork):
         self.last_seen[sender.node_id] = self._now
         self.need_sync = False
         self._learn(size, ver, root)
+        if "recent" in msg:
+            self._catch_up(sender, f_strs(msg, "recent", self.cfg.catchup_capacity))
+
+    def _catch_up(self, parent: Member, recent: list[str]) -> None:
+        """Our new parent named what it delivered lately: ask for the ones we have not seen."""
+        self.caught_from = parent.node_id
+        missing = [bid for bid in recent if bid not in self.seen]
+        if missing:
+            self._count("catchup_asked", len(missing))
+            self._send(parent, {"t": "tree.catchup", "tree": self.tree_id, "pos": self.pos, "ids": missing})
 
     def _on_reject(self, sender: Member, msg: dict[str, Any]) -> None:
         f_str(msg, "tree")

@@ -91,6 +91,16 @@ def f_str(msg: dict[str, Any], key: str, maxlen: int = 256) -> str:
     return v
 
 
+def f_strs(msg: dict[str, Any], key: str, max_items: int, maxlen: int = 256) -> list[str]:
+    """A list of at most ``max_items`` non-empty strings."""
+    v = msg.get(key)
+    if not isinstance(v, list) or len(v) > max_items:
+        raise Malformed(f"{key}: expected a list of at most {max_items} strings")
+    if not all(isinstance(x, str) and x and len(x) <= maxlen for x in v):
+        raise Malformed(f"{key}: expected non-empty strings")
+    return v
+
+
 def f_member(msg: dict[str, Any], key: str) -> Member:
     return Member.from_dict(msg.get(key))
 

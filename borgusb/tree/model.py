@@ -69,6 +69,11 @@ Design (what we chose and why)
   the broadcast waits in its outbox (outbox.py) and is sent up again under the
   same id every ``bcast_retry_ms``: one sent to a root that had just died, or
   held while the sender had no root, goes out once the tree has healed.
+  A member placed under a new parent (it moved, rejoined or took the root's
+  place) may have missed a flood that passed while it moved: its first
+  heartbeat there sets ``catchup``, the parent's ack names the broadcasts it
+  delivered in the last ``catchup_window_ms`` and the member asks for those it
+  has not seen (``tree.catchup``); the parent sends them down (recent.py).
 
 Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
 ``ver`` orders the root's table versions, epoch in the high 32 bits):
@@ -82,8 +87,9 @@ Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
                    (a root child that misses a seq drops its copy and sets
                    ``need_replica: true`` in its next tree.hb to get a full one)
     tree.fail      {tree, pos, node: pubkey|null}         parent -> root
-    tree.hb        {tree, pos, need_replica?}             child -> parent
-    tree.hb_ack    {tree, pos, size, ver, root}           parent -> child
+    tree.hb        {tree, pos, need_replica?, catchup?}   child -> parent
+    tree.hb_ack    {tree, pos, size, ver, root, recent?}  parent -> child (recent: ids, when asked)
+    tree.catchup   {tree, pos, ids}                       child -> new parent: send these down
     tree.reject    {tree, pos}                            parent -> impostor
     tree.bcast     {tree, id, payload, hops, up}
     tree.whoroot   {tree, size, root}                     root -> contact
@@ -239,6 +245,7 @@ _HANDLERS: dict[str, _Handler] = {
     "tree.fail": TreeNode._on_fail,
     "tree.hb": TreeNode._on_hb,
     "tree.hb_ack": TreeNode._on_hb_ack,
+    "tree.catchup": TreeNode._on_catchup,
     "tree.reject": TreeNode._on_reject,
     "tree.bcast": TreeNode._on_bcast,
     "tree.whoroot": TreeNode._on_whoroot,

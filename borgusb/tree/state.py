@@ -17,6 +17,7 @@ from typing import Any
 from .admission import JoinAdmission
 from .messages import Action, Member, Send, StatusChanged, f_str
 from .outbox import BroadcastOutbox
+from .recent import RecentBroadcasts
 
 MEMBER_PROBE_FACTOR = 4  # members probe a contact 4x less often than the root
 
@@ -38,6 +39,8 @@ class TreeConfig:
     members_per_address: int = 64  # members at one address at once (a member's own join keeps it placed)
     bcast_retry_ms: int = 2000  # an own broadcast not back from the root's flood by then is sent up again
     bcast_give_up_ms: int = 20_000  # ... until then (inside the 30 s freshness of the kit's signed origin)
+    catchup_capacity: int = 64  # broadcasts a parent keeps for a child placed under it since (recent.py)
+    catchup_window_ms: int = 15_000  # ... for this long (inside the same 30 s freshness)
 
     @property
     def confirm_ms(self) -> int:
@@ -90,6 +93,9 @@ class TreeState:
         "seen",
         "bcast_seq",
         "outbox",
+        "recent",
+        "caught_from",
+        "catchup_served",
         "confirmed_at_ms",
         "counters",
         "_acts",
@@ -114,6 +120,8 @@ class TreeState:
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.bcast_seq = 0
         self.outbox: BroadcastOutbox | None = None  # made at the first broadcast: a simulated million stay small
+        self.recent: RecentBroadcasts | None = None  # kept by parents only, made at the first (recent.py)
+        self.catchup_served: dict[int, int] | None = None  # child slot -> when its catch-up was last sent
         self.confirmed_at_ms: int | None = None  # when this node last confirmed a new failure (monitoring)
         self.candidates: list[Member] = []
         self.attempts = 0
@@ -170,6 +178,7 @@ class TreeState:
         self.nudged: dict[int, int] | None = None  # slot -> when a late child was nudged (made at the first)
         self.parent_refused_at: int | None = None  # when the parent's address last refused us
         self.promoted: str | None = None  # the node our last takeover handed the root to
+        self.caught_from: str | None = None  # the parent whose recent broadcasts we have asked for
         self.next_hb = 0
         self.table: dict[int, Member] | None = None
         self.replica_log: list[Any] | None = None

@@ -266,6 +266,52 @@ def test_a_broadcast_that_never_comes_back_is_given_up() -> None:
     assert origin.counters["bcast_dropped"] == 1 and len(origin.outbox) == 0
 
 
+def test_a_flood_missed_while_moving_is_caught_up_from_the_new_parent() -> None:
+    bus = build(10)
+    old = by_pos(bus)
+    mover, origin = old[10], old[6]
+    mid = mover.me.node_id
+    # the flood passes while the last node is between parents: its old parent's copy is lost
+    bus.drop = lambda src, dst, msg: msg["t"] == "tree.bcast" and dst == mid and not msg["up"]
+    bus.apply(origin.me.node_id, origin.broadcast(bus.now, {"while": "moving"}))
+    bus.drain()
+    assert mid not in bus.delivered and len(bus.delivered) == 9
+    bus.drop = None
+    bus.fail(old[4].me.node_id)  # the last node fills the hole, under the root
+    assert bus.run_until_consistent(60_000)
+    bus.run(2 * CFG.heartbeat_ms)
+    assert mover.pos == 4 and bus.delivered[mid] == 1 and set(bus.delivered.values()) == {1}
+    assert mover.counters["catchup_asked"] == 1 and old[1].counters["catchup_sent"] == 1
+    assert mover.caught_from == old[1].me.node_id
+
+
+def test_a_member_that_stays_put_asks_for_nothing() -> None:
+    bus = build(10)
+    for n in list(bus.alive.values()):
+        assert bus.broadcast_check(n)[0]
+    bus.run(3 * CFG.heartbeat_ms)
+    counters = [n.counters for n in bus.alive.values()]
+    assert not any("catchup_asked" in c or "catchup_sent" in c for c in counters)
+    leaves = [n for n in bus.alive.values() if not n.children]
+    assert leaves and all(n.recent is None for n in leaves)  # only parents keep broadcasts
+
+
+def test_catchup_only_for_a_child_and_once_a_beat() -> None:
+    bus = build(5)
+    root, child, other = by_pos(bus)[1], by_pos(bus)[2], by_pos(bus)[5]
+    assert bus.broadcast_check(root)[0]
+    bid = next(iter(root.seen))
+    ask = {"t": "tree.catchup", "tree": root.tree_id, "pos": 2, "ids": [bid, bid, "gone"]}
+    sent = [a for a in root.on_message(bus.now, child.me, ask) if isinstance(a, Send)]
+    assert [a.msg["id"] for a in sent] == [bid] and sent[0].msg["up"] is False
+    assert root.on_message(bus.now, child.me, ask) == [] and root.counters["refused:catchup_rate"] == 1
+    assert root.on_message(bus.now + CFG.heartbeat_ms, other.me, ask) == []  # not the child at 2
+    assert root.counters["rejected_position"] >= 1
+    many = {**ask, "ids": [f"b{i}" for i in range(CFG.catchup_capacity + 1)]}
+    root.on_message(bus.now + 2 * CFG.heartbeat_ms, child.me, many)
+    assert root.counters["rejected_malformed"] == 1
+
+
 def test_split_and_merge() -> None:
     bus = build(12)
     side = {nid: (1 if n.pos and n.pos in (3, 8, 9, 10) else 0) for nid, n in bus.alive.items()}
@@ -306,6 +352,7 @@ TYPES = [
     "tree.hb_ack",
     "tree.reject",
     "tree.bcast",
+    "tree.catchup",
     "tree.whoroot",
     "tree.whoroot_reply",
     "tree.merge",
@@ -340,6 +387,9 @@ fields = [
     "node",
     "full",
     "to",
+    "ids",
+    "recent",
+    "catchup",
 ]
 messages = st.fixed_dictionaries({"t": st.sampled_from(TYPES)}, optional={f: json_val for f in fields})
 
