@@ -91,7 +91,8 @@ class Broadcasting(Healing):
 
     def _on_catchup(self, sender: Member, msg: dict[str, Any]) -> None:
         """A child under us since lately asks for broadcasts it missed: sent down as the flood
-        would have, at most once a heartbeat per child slot (each id at most once per ask)."""
+        would have, once per member at a slot within the window (each id at most once per ask):
+        a child asking again and again cannot make us send what we keep over and over."""
         if not self._same_tree(msg):
             return
         q = f_int(msg, "pos", 2)
@@ -103,10 +104,11 @@ class Broadcasting(Healing):
         served = self.catchup_served
         if served is None:
             served = self.catchup_served = {}
-        if self._now - served.get(q, -(1 << 62)) < self.cfg.heartbeat_ms:
-            self._count("refused:catchup_rate")
+        who, when = served.get(q, ("", -(1 << 62)))
+        if who == sender.node_id and self._now - when < self.cfg.catchup_window_ms:
+            self._count("refused:catchup_again")
             return
-        served[q] = self._now
+        served[q] = (sender.node_id, self._now)
         for stale in [s for s in served if s not in self.children]:
             del served[stale]
         found = self.recent.get(list(dict.fromkeys(ids)), self._now) if self.recent is not None else []

@@ -121,7 +121,7 @@ class TreeState:
         self.bcast_seq = 0
         self.outbox: BroadcastOutbox | None = None  # made at the first broadcast: a simulated million stay small
         self.recent: RecentBroadcasts | None = None  # kept by parents only, made at the first (recent.py)
-        self.catchup_served: dict[int, int] | None = None  # child slot -> when its catch-up was last sent
+        self.catchup_served: dict[int, tuple[str, int]] | None = None  # child slot -> whom, when last caught up
         self.confirmed_at_ms: int | None = None  # when this node last confirmed a new failure (monitoring)
         self.candidates: list[Member] = []
         self.attempts = 0

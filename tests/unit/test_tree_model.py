@@ -296,7 +296,7 @@ def test_a_member_that_stays_put_asks_for_nothing() -> None:
     assert leaves and all(n.recent is None for n in leaves)  # only parents keep broadcasts
 
 
-def test_catchup_only_for_a_child_and_once_a_beat() -> None:
+def test_catchup_only_for_a_child_and_once_a_window() -> None:
     bus = build(5)
     root, child, other = by_pos(bus)[1], by_pos(bus)[2], by_pos(bus)[5]
     assert bus.broadcast_check(root)[0]
@@ -304,12 +304,16 @@ def test_catchup_only_for_a_child_and_once_a_beat() -> None:
     ask = {"t": "tree.catchup", "tree": root.tree_id, "pos": 2, "ids": [bid, bid, "gone"]}
     sent = [a for a in root.on_message(bus.now, child.me, ask) if isinstance(a, Send)]
     assert [a.msg["id"] for a in sent] == [bid] and sent[0].msg["up"] is False
-    assert root.on_message(bus.now, child.me, ask) == [] and root.counters["refused:catchup_rate"] == 1
-    assert root.on_message(bus.now + CFG.heartbeat_ms, other.me, ask) == []  # not the child at 2
+    later = bus.now + CFG.catchup_window_ms - 1
+    assert root.on_message(later, child.me, ask) == [] and root.counters["refused:catchup_again"] == 1
+    assert root.on_message(bus.now, other.me, ask) == []  # not the child at 2
     assert root.counters["rejected_position"] >= 1
     many = {**ask, "ids": [f"b{i}" for i in range(CFG.catchup_capacity + 1)]}
-    root.on_message(bus.now + 2 * CFG.heartbeat_ms, child.me, many)
+    root.on_message(bus.now, child.me, many)
     assert root.counters["rejected_malformed"] == 1
+    # after the window the member may ask again (a restart at the same slot), and finds nothing kept
+    assert root.on_message(bus.now + CFG.catchup_window_ms, child.me, ask) == []
+    assert root.counters["refused:catchup_again"] == 1 and root.counters["catchup_sent"] == 1
 
 
 def test_split_and_merge() -> None:
