@@ -163,6 +163,9 @@ async def _run(args: argparse.Namespace) -> int:
                 if doc.get("balance") is not None:
                     print(f"balance {format_shells(doc['balance'])} Shells")
                 for h in doc.get("history", []):
+                    if h.get("kind") == "skip":  # docs/ledger.md, "Skipping a split seq"
+                        print(f"seq {h['seq']}  skipped: its votes were split, nothing was paid  {h['id'][:16]}")
+                        continue
                     sign = "-" if h["dir"] == "out" else "+"
                     state = "" if h["confirmed"] else " (unconfirmed)"
                     peer = ("to " if h["dir"] == "out" else "from ") + h["peer"]

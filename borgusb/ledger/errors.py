@@ -202,6 +202,12 @@ class BadHolderSignature(CertificateError):
     reason = "bad_holder_signature"
 
 
+class NotSkippable(CertificateError):
+    """The acceptances shown do not prove that no transaction can reach a quorum at that seq."""
+
+    reason = "not_skippable"
+
+
 # ------------------------------------------------------------- the store
 
 
@@ -254,6 +260,7 @@ REASONS: tuple[str, ...] = tuple(
         DuplicateSigner,
         NotAHolderSigner,
         BadHolderSignature,
+        NotSkippable,
         StoreCorrupt,
         StoreVersion,
         WrongHolder,

@@ -26,6 +26,10 @@ checked against, so an accepted spend can never be overspent while its
 certificate is on its way) and ``balance`` (genesis + credits − entries up
 to the highest certified sequence number: what balance reads agree on).
 
+A **skip** (`skip.py`, `decide_skip`) settles a split (account, seq) that no transaction can
+ever be certified at, shown by the acceptances already signed there: an entry with no amount,
+so the chain goes on.
+
 Hash-time locks (`htlc`): a lock is a chain entry like any spend (its units
 leave the payer's balance with it). Its resolution is voted on by the
 payer's holders (`decide_resolve`: at most one resolution per lock id,
@@ -66,6 +70,7 @@ from .htlc import (
     sign_vote,
     yield_threshold,
 )
+from .skip import Skip, check_skip
 from .tx import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, ZERO_HASH, Tx, check_fresh
 
 WorkCheck = Callable[[Tx], bool]
@@ -78,10 +83,12 @@ def no_work_verified(tx: Tx) -> bool:
 
 @dataclass(slots=True)
 class Entry:
-    """A chain entry: the transaction this holder has at that seq, and its certificate once seen."""
+    """A chain entry: the transaction this holder has at that seq, and its certificate once seen;
+    or a skip (`skip.py`): its `Skip.entry` as `tx` (no amount), settled by the skip itself."""
 
     tx: Tx
     cert: Certificate | None = None
+    skip: Skip | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +149,16 @@ class Confirmed:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """`skip` settles its (account, seq) as an entry with no amount; `replaced` is this holder's own
+    uncertified entry there, if any (dropped with every entry after it, built on it)."""
+
+    skip: Skip
+    replaced: str | None
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Credited:
     """`cert` credits its payee (once per transaction id)."""
 
@@ -185,7 +202,7 @@ class LockAnswer:
         return (self.state, self.resolution.resolution.id if self.resolution else "")
 
 
-Event = Accepted | Confirmed | Credited | Voted | Settled
+Event = Accepted | Confirmed | Credited | Voted | Settled | Skipped
 
 
 class Holder:
@@ -312,6 +329,30 @@ class Holder:
             return Confirmed(cert, have.tx.id, new=True)
         return Confirmed(cert, None, new=True)
 
+    def decide_skip(self, skip: Skip) -> Skipped:
+        """Settle a split (account, seq) as skipped (`skip.py`): only after the entry before it is
+        settled here, and never over a certified transaction."""
+        account, seq = skip.account, skip.seq
+        if not self.holds(account):
+            raise NotHolder(f"{self.pubkey[:16]} does not hold {account[:16]}")
+        holders = self.sets.of(account)
+        check_skip(skip, holders, self.sets.quorum(account), self.sets.faulty)
+        chain = self.state.chains.get(account) or Chain()
+        if seq - 1 > chain.confirmed:
+            raise Gap(f"skip of seq {seq}, this holder has {chain.confirmed} settled: send the certificates first")
+        before = chain.entries[seq - 2].tx.id if seq > 1 else ZERO_HASH
+        if before != skip.prev:
+            raise BadPrev(f"the skip follows {skip.prev}, this holder's settled entry {seq - 1} is {before}")
+        if seq > len(chain.entries):
+            return Skipped(skip, None, new=True)
+        have = chain.entries[seq - 1]
+        if have.tx.id == skip.id:
+            return Skipped(skip, None, new=False)
+        if have.cert is not None or seq <= chain.confirmed:
+            # a certificate where the acceptances prove none can exist: more liars than the quorum tolerates
+            raise ConflictingSpend(have.tx.id, "a transaction is certified at that sequence number")
+        return Skipped(skip, have.tx.id, new=True)
+
     def decide_credit(self, cert: Certificate) -> Credited:
         """Credit the payee (this holder holds the payee): only ever from a checked certificate.
         A lock credits nobody: its units wait for a resolution (`decide_settle`)."""
@@ -415,6 +456,12 @@ class Holder:
             if tx.seq > chain.confirmed:  # the common case costs the entries newly settled, not the chain
                 chain.spent_confirmed += sum(e.tx.amount for e in chain.entries[chain.confirmed : tx.seq])
                 chain.confirmed = tx.seq
+        elif isinstance(event, Skipped):
+            chain = st.chain(event.skip.account)
+            del chain.entries[event.skip.seq - 1 :]
+            chain.entries.append(Entry(event.skip.entry(), None, event.skip))
+            chain.confirmed = event.skip.seq
+            chain.recount()
         elif isinstance(event, Credited):
             tx = event.cert.tx
             st.credits[tx.id] = (tx.to, tx.amount)
@@ -443,6 +490,11 @@ class Holder:
 
     def settle(self, cert: ResolutionCertificate) -> Settled:
         event = self.decide_settle(cert)
+        self.apply(event)
+        return event
+
+    def skip(self, skip: Skip) -> Skipped:
+        event = self.decide_skip(skip)
         self.apply(event)
         return event
 

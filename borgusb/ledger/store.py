@@ -15,10 +15,13 @@ on restart would let the holder vote again, for a conflicting spend. So:
   database too: a second vote for a sequence number fails there even if the
   memory above were wrong.
 
-Schema version 3 (``meta.schema``; version 1, without the two htlc tables,
-and version 2, without the evidence table, are migrated on open), owned by
-one node key (``meta.holder``):
-opening with another key is `WrongHolder` (those votes are another key's).
+Schema version 4 (``meta.schema``; version 1, without the two htlc tables,
+version 2, without the evidence table, and version 3, which kept no skips, are
+migrated on open), owned by one node key (``meta.holder``). A skip (`skip.py`)
+is kept like a transaction: its document in ``txs`` under the skip's id, and in
+``chain`` at its seq with the same document as its proof, where a
+transaction has its certificate. Opening with another key is
+`WrongHolder` (those votes are another key's).
 On open, rows are re-read and cross-checked (ids re-hashed from the stored
 bodies, chains contiguous and linked); a damaged store is `StoreCorrupt`,
 never repaired silently. Signatures are not re-verified on open: the rows
@@ -50,6 +53,7 @@ from .holder import (
     Holder,
     HolderState,
     Settled,
+    Skipped,
     Voted,
     WorkCheck,
     no_work_verified,
@@ -62,9 +66,10 @@ from .htlc import (
     check_resolution,
     resolution_certificate_from_dict,
 )
+from .skip import Skip, is_skip_doc, skip_from_dict
 from .tx import ZERO_HASH, Tx, check_tx
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -111,6 +116,7 @@ CREATE TABLE evidence (
 _ADDED = {  # what each older version lacks, in the order they are added
     "1": _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :],
     "2": _SCHEMA[_SCHEMA.index("CREATE TABLE evidence") :],
+    "3": "",  # skips use the tables already there; version 4 says they may hold one
 }
 
 
@@ -234,6 +240,14 @@ class LedgerStore:
                 "INSERT OR REPLACE INTO chain (account, seq, tx_id, cert) VALUES (?, ?, ?, ?)",
                 (tx.account, tx.seq, tx.id, _dump(ev.cert.to_dict())),
             )
+        elif isinstance(ev, Skipped):
+            skip, doc = ev.skip, _dump(ev.skip.to_dict())
+            self.db.execute("INSERT OR IGNORE INTO txs (tx_id, body) VALUES (?, ?)", (skip.id, doc))
+            self.db.execute("DELETE FROM chain WHERE account = ? AND seq >= ?", (skip.account, skip.seq))
+            self.db.execute(
+                "INSERT INTO chain (account, seq, tx_id, cert) VALUES (?, ?, ?, ?)",
+                (skip.account, skip.seq, skip.id, doc),
+            )
         elif isinstance(ev, Voted):
             res = ev.resolution
             if ev.replaces:  # a refund vote yields to a claim (Holder.decide_resolve): only that refund's row
@@ -283,8 +297,14 @@ class LedgerStore:
     def _load(self) -> HolderState:
         st = HolderState()
         txs: dict[str, Tx] = {}
+        skips: dict[str, Skip] = {}
         for tx_id, body in self.db.execute("SELECT tx_id, body FROM txs"):
-            stored = check_tx(json.loads(body), verify=False)
+            doc = json.loads(body)
+            if is_skip_doc(doc):
+                skips[tx_id] = skip_from_dict(doc, verify=False)
+                stored = skips[tx_id].entry()
+            else:
+                stored = check_tx(doc, verify=False)
             if stored.id != tx_id:
                 raise StoreCorrupt(f"transaction {tx_id} does not hash to its id")
             txs[tx_id] = stored
@@ -301,6 +321,12 @@ class LedgerStore:
             prev = chain.entries[-1].tx.id if chain.entries else ZERO_HASH
             if tx is None or seq != len(chain.entries) + 1 or (tx.account, tx.seq, tx.prev) != (account, seq, prev):
                 raise StoreCorrupt(f"the chain of {account[:16]} is broken at {seq}")
+            if tx_id in skips:
+                if cert_json is None or chain.confirmed != seq - 1:
+                    raise StoreCorrupt(f"the skip of {account[:16]}:{seq} does not follow a settled entry")
+                chain.entries.append(Entry(tx, None, skips[tx_id]))
+                chain.confirmed = seq
+                continue
             cert = self._cert(cert_json, tx_id) if cert_json is not None else None
             chain.entries.append(Entry(tx, cert))
             if cert is not None:
@@ -395,6 +421,12 @@ class DurableHolder:
     def settle(self, cert: ResolutionCertificate) -> Settled:
         """Record and/or credit a certified resolution, durable before it is applied."""
         event = self.holder.decide_settle(cert)
+        self._apply(event)
+        return event
+
+    def skip(self, skip: Skip) -> Skipped:
+        """Settle a split seq as skipped (`skip.py`), durable before it is applied."""
+        event = self.holder.decide_skip(skip)
         self._apply(event)
         return event
 

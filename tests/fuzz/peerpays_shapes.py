@@ -27,6 +27,7 @@ from borgusb.ledger import (
 from borgusb.ledger.directory import key_hash
 from borgusb.ledger.evidence import evidence_of
 from borgusb.ledger.htlc import certify_resolution, sign_vote
+from borgusb.ledger.skip import gather_skip
 
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
 
@@ -127,11 +128,23 @@ ACCEPTANCES = st.one_of(
 )
 EVIDENCES = st.one_of(st.just(EVIDENCE), shaped_dict({"v": (st.just(1), INTS), "a": ACCEPTANCES, "b": ACCEPTANCES}))
 H160S = st.sampled_from([key_hash(k.public_key_hex) for k in (PAYER, PAYEE, HOLDER)] + ["00" * 20])
+SKIP = gather_skip(PAYER.public_key_hex, 1, ZERO_HASH, [sign_acceptance(HOLDER, TRANSFER)]).to_dict()
+SKIPS = st.one_of(
+    st.just(SKIP),
+    shaped_dict(
+        {
+            "v": (st.just(1), INTS),
+            "skip": (st.just(SKIP["skip"]), JSON_SMALL),
+            "accs": (st.just(SKIP["accs"]), st.lists(ACCEPTANCES, max_size=3)),
+        }
+    ),
+)
 LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
 
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
-    "pay.confirm": shaped_dict({"cert": CERTS}),
+    "pay.confirm": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
+    "pay.vote": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "seq": INTS}),
     "pay.account": ACCOUNT,
     "pay.certs": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "from": INTS, "to": INTS}),
     "pay.send": shaped_dict({"tx": TXS}),

@@ -23,7 +23,7 @@ from borgusb.ledger.evidence import (
     evidence_of,
 )
 from borgusb.ledger.sim import fixed_key
-from borgusb.ledger.store import DurableHolder
+from borgusb.ledger.store import SCHEMA_VERSION, DurableHolder
 
 TS = 1_764_000_000_000
 PAYER, BOB, CAROL = fixed_key("ev payer"), fixed_key("ev bob"), fixed_key("ev carol")
@@ -126,6 +126,6 @@ def test_the_store_keeps_evidence_and_a_version_2_store_is_migrated(tmp_path: Pa
     d = DurableHolder(path, HOLDERS[0], sets)
     try:
         assert d.store.evidence() == []
-        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
     finally:
         d.close()

@@ -498,7 +498,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     d = DurableHolder(path, NODES[0], sets, verify_work=lambda tx: True)
     try:
         assert d.accept(fund, TS) == acc
-        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     finally:
         d.close()
 

@@ -165,7 +165,7 @@ def test_wrong_key_unknown_version_and_damage_are_refused(tmp_path: Path) -> Non
         return copy
 
     with pytest.raises(LedgerError) as err:
-        _open(tamper("UPDATE meta SET value = '4' WHERE key = 'schema'"))  # a newer version than this node reads
+        _open(tamper("UPDATE meta SET value = '5' WHERE key = 'schema'"))  # a newer version than this node reads
     assert err.value.reason == "store_version"
     body = json.loads(t1.encode())
     body["amount"] = 1

@@ -53,6 +53,7 @@ RETRY_REASONS = frozenset(
         "view_mismatch",
         "stale",
         "sequencer_unreachable",
+        "skipped",
         "members_unavailable",
         "audit_unavailable",
         "disagreement",  # the holders' reads differ while another payment is in flight: read again

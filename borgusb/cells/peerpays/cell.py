@@ -66,6 +66,7 @@ from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
 from .htlc import HtlcReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
+from .skipping import SPLIT_SIGNS, SkipReceptors
 from .statuses import STATUS as _STATUS
 from .statuses import refusal
 from .taskcheck import TaskChecks
@@ -81,7 +82,7 @@ def view_digest(members: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
+class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings
@@ -257,14 +258,11 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
 
     @receptor("pay.confirm")
     async def _r_confirm(self, env: envelope.Envelope) -> Any:
+        """A certificate, or a skip where a certificate would stand (`skipping.py`)."""
         doc = env.payload.get("cert") if isinstance(env.payload, dict) else None
-        try:
-            cert = certificate_from_dict(doc)
-        except LedgerError as exc:
-            raise self._refuse(exc) from None
-        events = self.confirm_local(cert)
+        settled, events = self.take_local(doc)
         self.counters["pay_certificates"] += 1
-        return {"id": cert.tx.id, "events": events}
+        return {"id": settled, "events": events}
 
     def account_local(self, account: str) -> dict[str, Any]:
         self._holders(account)
@@ -288,12 +286,17 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
         return self.account_local(self._account(env.payload))
 
     def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]:
-        """This holder's certificates of `account`'s transactions start..end-1 (those it has, in order)."""
+        """This holder's certificates (and skips) of `account`'s entries start..end-1 (those it has, in order)."""
         chain = self.ledger.holder.state.chains.get(account)
         if chain is None:
             return []
         entries = chain.entries[max(0, start - 1) : max(0, min(end - 1, start - 1 + MAX_CATCH_UP))]
-        return [e.cert.to_dict() for e in entries if e.cert is not None]
+        out: list[dict[str, Any]] = []
+        for e in entries:
+            proof = e.cert if e.cert is not None else e.skip
+            if proof is not None:
+                out.append(proof.to_dict())
+        return out
 
     @receptor("pay.certs")
     async def _r_certs(self, env: envelope.Envelope) -> Any:
@@ -328,8 +331,8 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
         for cert in certs:
             if holder == self.key.public_key_hex:
                 try:
-                    self.confirm_local(certificate_from_dict(cert))
-                except (LedgerError, RequestError):
+                    self.take_local(cert)
+                except RequestError:
                     return False
             elif isinstance(await self._bounded(holder, "pay.confirm", {"cert": cert}), str):
                 return False
@@ -445,7 +448,17 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
         if first != self.key.public_key_hex and env.payload.get("forwarded") is not True:
             return await self.holds.forward(self._ask(first, "pay.send", {**env.payload, "forwarded": True}))
         async with self.holds.one_reward:
-            return await self._send(tx, work)
+            try:
+                return await self._send(tx, work)
+            except RequestError as exc:  # a split seq? the votes there tell (skipping.py)
+                if exc.reason not in SPLIT_SIGNS or not await self.skip_split(tx.account, tx.seq):
+                    raise
+            raise RequestError(
+                "skipped",
+                f"the reserve's seq {tx.seq} had split votes that no claim could make a quorum of; "
+                f"it is skipped: claim again at {tx.seq + 1}",
+                409,
+            )
 
     async def _send(self, tx: Tx, work: Any) -> dict[str, Any]:
         """Offer, certify, deliver: what ``pay.send`` does."""
@@ -585,6 +598,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors):
             "credits": len(st.credits),
             "test_only_work": bool(self.test_only_work_ref),
             "evidence": self.evidence_status(),
+            "skips": sum(e.skip is not None for c in st.chains.values() for e in c.entries),
             "directory": len(self.directory),
             "htlc": {
                 "votes": len(st.res_votes),

@@ -25,6 +25,7 @@ STATUS = {
     "unknown_lock": 409,
     "gap": 409,
     "bad_prev": 409,
+    "not_skippable": 409,
     "no_quorum": 503,
     "store_corrupt": 500,
     "store_version": 500,

@@ -47,7 +47,7 @@ FETCH_TIMEOUT_S = 10.0
 CLAIM_SPREAD_MS = 30 * 60_000  # claims spread over the first half hour after a period ends
 RETRY_MS = (20_000, 120_000)  # a claim that lost its seq or found no quorum waits this long (random)
 RETRY_REASONS = frozenset(
-    {"conflicting_spend", "bad_prev", "gap", "no_quorum", "view_mismatch", "stale", "sequencer_unreachable"}
+    {"conflicting_spend", "bad_prev", "gap", "no_quorum", "view_mismatch", "stale", "sequencer_unreachable", "skipped"}
 )
 RESEND_MS = 8 * 60_000  # a claim no quorum answered is sent again as the same bytes while this young
 EARNED_FILE = "earned.json"

@@ -45,7 +45,8 @@
           h("td", { class: "amount" }, `${out ? "−" : "+"}${t.shells}`),
           h("td", { class: "mono" }, `${out ? "to" : "from"} ${t.peer_address || t.peer.slice(0, 16)}`),
           h("td", { class: "mono" }, `${String(t.id).slice(0, 16)}…`),
-          h("td", {}, t.confirmed ? (t.kind === "reward" ? "reward, confirmed" : "confirmed") : "unconfirmed"));
+          h("td", {}, t.kind === "skip" ? "skipped (split votes, nothing paid)"
+            : t.confirmed ? (t.kind === "reward" ? "reward, confirmed" : "confirmed") : "unconfirmed"));
         tr.title = t.peer;
         return tr;
       }));
