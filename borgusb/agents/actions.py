@@ -47,7 +47,7 @@ class PutMemory(_Action, tag="put_memory", frozen=True):
     """Keep a finding on the network as a signed memory."""
 
     text: Text
-    kind: Annotated[str, msgspec.Meta(pattern="^[a-z_]{1,24}$")] = "finding"
+    kind: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z_]{0,23}$")] = "finding"  # memory.record.KIND takes it
     public: bool = True
 
 

@@ -53,6 +53,8 @@ def test_every_action_parses(doc: dict[str, Any]) -> None:
         ("[1, 2]", "not_json"),
         ('{"action": "rm_rf", "path": "/"}', "not_allowed"),
         ('{"action": "put_memory"}', "invalid"),
+        # a kind the memory record refuses (it starts with a letter): the grammar must not allow it either
+        ('{"action": "put_memory", "text": "x", "kind": "_newmessagedata_"}', "invalid"),
         ('{"action": "rank_item", "item": 1, "rank": 5000}', "invalid"),
         ('{"action": "end_session", "summary": "x", "shell": "rm -rf /"}', "invalid"),
         ('{"action": "read_source", "module": "borgusb/../../etc/passwd"}', "invalid"),
