@@ -32,11 +32,10 @@ from .. import canonical
 from .accounts import is_account
 from .certificate import MAX_SIGS, VERSION, Acceptance, check_acceptance
 from .errors import DuplicateSigner, Malformed, NotAHolderSigner, NotSkippable
-from .tx import Tx, load_bounded
+from .tx import Tx
 
 SKIP_DOMAIN = "borgusb.ledger.skip"
 SKIP_KIND = "skip"  # the kind of a skip's chain entry (`Skip.entry`); never a signed transaction's
-MAX_SKIP_BYTES = 12 * 1024  # MAX_SIGS acceptances of ~330 bytes and the skipped slot
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SLOT_FIELDS = frozenset(("account", "seq", "prev"))
 
@@ -78,11 +77,9 @@ def is_skip_doc(doc: Any) -> bool:
 
 
 def skip_from_dict(doc: Any, *, verify: bool = True) -> Skip:
-    """A `Skip` from its wire form, bounded; each acceptance's signature verified unless `verify` is
-    False (a store's own rows, checked before they were written). Not yet checked against a holder
-    set: that is `check_skip`."""
-    if isinstance(doc, bytes):
-        doc = load_bounded(doc, MAX_SKIP_BYTES, "a skip")
+    """A `Skip` from its wire form (at most `MAX_SIGS` acceptances); each acceptance's signature
+    verified unless `verify` is False (a store's own rows, checked before they were written). Not
+    yet checked against a holder set: that is `check_skip`."""
     if not isinstance(doc, dict) or doc.keys() != {"v", "skip", "accs"} or doc["v"] != VERSION:
         raise Malformed("a skip has exactly v, skip and accs")
     slot, accs = doc["skip"], doc["accs"]

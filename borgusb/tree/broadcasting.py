@@ -57,7 +57,7 @@ class Broadcasting(Healing):
         if hops > self.counters.get("bcast_max_hops", 0):
             self.counters["bcast_max_hops"] = hops
         self._acts.append(Deliver(payload))
-        if self.children or (self.pos is not None and P.children(self.pos, self.k, self.size)):
+        if self.pos is not None and P.child_range(self.pos, self.k).start <= self.size:
             # a parent keeps it for a child placed under it in the meantime (recent.py); leaves,
             # most of a tree, keep nothing
             if self.recent is None:
