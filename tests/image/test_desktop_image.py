@@ -18,6 +18,7 @@ libinput's button debouncing keeps them from the page (docs/desktop.md); every p
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,12 +39,21 @@ PASSPHRASE = "kiosk typed 2026"
 BIP39 = Mnemonic("english")
 
 
-def bip39_word(read: str) -> str:
-    """A word as OCR read it, as the BIP39 word it is: the list's words differ in their first four letters."""
-    if read in BIP39.wordlist:
-        return read
-    same = [w for w in BIP39.wordlist if w[:4] == read[:4]]
-    return same[0] if len(same) == 1 else read
+def bip39_word(read: str) -> str | None:
+    """A token as OCR read it, as the BIP39 word it is, or None for a grid number or noise: the list's words
+    differ in their first four letters. A number OCR glued to its word (``11gym``, ``s``+``ordinary`` for 8)
+    is cut off: the word is the longest tail that is one."""
+    read = re.sub(r"^[^a-z]+", "", read.lower())
+    for start in range(min(3, len(read))):
+        tail = read[start:]
+        if not tail.isalpha():
+            continue
+        if tail in BIP39.wordlist:
+            return tail
+        same = [w for w in BIP39.wordlist if w[:4] == tail[:4]] if len(tail) >= 4 else []
+        if len(same) == 1:
+            return same[0]
+    return None
 
 
 def test_a_wallet_made_at_the_kiosk_is_saved_on_the_stick_and_power_off_turns_it_off(
@@ -74,7 +84,7 @@ def test_a_wallet_made_at_the_kiosk_is_saved_on_the_stick_and_power_off_turns_it
         # the grid after the page's text, row by row: the first 24 words of the BIP39 list read after it (the
         # small grey numbers are not needed, and OCR misreads them); checked as a phrase by its checksum
         read = S.words_after(S.read_words(shot, scale=2), "again.")
-        sheet = [w for w in (bip39_word(t.lower()) for t in read if t.isalpha()) if w in BIP39.wordlist][:24]
+        sheet = [w for w in map(bip39_word, read) if w is not None][:24]
         phrase = " ".join(sheet)
         assert len(sheet) == 24 and BIP39.check(phrase), f"the words read off the screen are not the phrase: {read}"
 
