@@ -4,6 +4,7 @@
     borgusb pay balance [ACCOUNT] [--json]        the quorum-agreed balance (default: your wallet's account)
     borgusb pay send --to ACCOUNT AMOUNT [--json] pay AMOUNT Shells ("1.5", exact) from your wallet
     borgusb pay history [ACCOUNT] [--json]        recent payments in and out
+    borgusb pay credit [AMOUNT] [--json]          pay the node ahead for its agents' thinking (`paycredit`)
 
 An account is an identity public key (66 hex digits) or its Doge address
 (D...); ``borgusb wallet show`` prints both. An address is a hash of the key,
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dna, paylocks
+from . import dna, paycredit, paylocks
 from .clitools import (
     EXIT_CODES,
     EXIT_OK,
@@ -139,7 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
     from .ledger import format_shells, parse_shells, sign_transfer
     from .ledger.errors import BadAmount, LedgerError
 
-    key = load_key(args, required=args.cmd in ("send", *paylocks.SIGNS))
+    key = load_key(args, required=args.cmd in ("send", paycredit.COMMAND, *paylocks.SIGNS))
     clock = SystemClock()
     async with PeerClient(key or SigningKey.generate(), clock, Verifier(clock), timeout_s=args.timeout) as peers:
         pay = PayClient(peers, args.node, port=args.port or DNA.recp_port)
@@ -148,6 +149,8 @@ async def _run(args: argparse.Namespace) -> int:
                 return await paylocks.run(
                     args, pay, key, clock.now_ms(), _submit_chain, lambda text: account_arg(text, None, pay)
                 )
+            if args.cmd == paycredit.COMMAND:
+                return await paycredit.run(args, peers, pay, key, clock.now_ms(), PENDING_DIR, _submit_chain)
             if args.cmd == "balance":
                 account = await account_arg(args.account, key, pay)
                 doc = await pay.balance(account)
@@ -242,7 +245,10 @@ async def _resend_pending(pay: Any, account: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="borgusb pay",
-        description="Borg Shells: balance, send, history; hash-time locks: lock, claim, refund, lock-status",
+        description=(
+            "Borg Shells: balance, send, history; credit for a node's thinking time; "
+            "hash-time locks: lock, claim, refund, lock-status"
+        ),
         epilog=EXIT_CODES,
     )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
@@ -255,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("amount", help='Shells, e.g. "1.5" (at most 8 decimal places)')
     hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
     hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits) or Doge address")
-    for q in (bal, send, hist, *paylocks.add_parsers(sub)):
+    for q in (bal, send, hist, paycredit.add_parser(sub), *paylocks.add_parsers(sub)):
         add_wallet_options(q, DNA.name, "your wallet keystore (signs the transaction)", "seconds to wait for the node")
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
     return p

@@ -17,6 +17,7 @@ from borgusb.clock import SystemClock
 from borgusb.ledger.taskwork import sign_claim
 
 from .mail_shapes import changed
+from .peerpays_shapes import CERTS
 from .strategies import JSON_SMALL, fixed_key, safe_ints, shaped_dict, texts
 
 SENDER = fixed_key("owner")
@@ -44,6 +45,8 @@ AGENT_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "agent.chat": shaped_dict({"question": (texts, JSON_SMALL)}),
     "agent.prompt": shaped_dict({"name": NAMES, "propose": (texts, JSON_SMALL), "rollback": (safe_ints, JSON_SMALL)}),
     "agent.reports": shaped_dict({}),
+    "agent.usage": shaped_dict({}),
+    "agent.credit": shaped_dict({"cert": CERTS}),
     "agent.message": shaped_dict({"m": (st.sampled_from(MESSAGES), changed(MESSAGES))}),
     "agent.confirm": shaped_dict({"claim": (st.sampled_from(CLAIMS), changed(CLAIMS))}),
     "brain.think": shaped_dict(

@@ -145,6 +145,7 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
     "pay.confirm": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
     "pay.vote": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "seq": INTS}),
+    "pay.verify": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
     "pay.account": ACCOUNT,
     "pay.certs": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "from": INTS, "to": INTS}),
     "pay.send": shaped_dict({"tx": TXS}),

@@ -46,8 +46,10 @@ from ...net.peer import PeerClient, PeerError
 from ..brain.client import BrainClient
 from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
 from ..kit.guard import TokenBuckets
+from ..peerpays.client import PayClient
 from ..servicemgr.client import ServiceMgrClient
 from . import roster
+from .compute import ComputeCredit
 from .earnings import Earnings
 from .hands import Hands
 from .memoryaccess import NetworkMemory
@@ -122,6 +124,13 @@ class AgentCell(Cell):
             stored, self.roster_refused = roster.load(self.roster, lambda o, n: derive_agent_key(self.key, o, n))
             self.agents.update((a.name, a) for a in stored)
         self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
+        self.compute = ComputeCredit(
+            Path(self.data_dir) / "credit.json" if self.data_dir is not None else None,
+            self.key.public_key_hex,
+            self.settings.free_compute_s * 1000,
+            lambda cert: PayClient(self.peers, self.ip).verify(cert),
+            self.counters,
+        )
         self.earnings = Earnings(
             self.key,
             self.peers,
@@ -247,9 +256,13 @@ class AgentCell(Cell):
     async def _r_list(self, env: envelope.Envelope) -> Any:
         return {"agents": [self._describe(a) for a in self.agents.values()], "colony": sorted(self.colony)}
 
-    async def run(self, agent: Agent, task: str, agenda: list[tuple[str, ...]] | None, budget: int) -> dict[str, Any]:
+    async def run(
+        self, agent: Agent, task: str, agenda: list[tuple[str, ...]] | None, budget: int, payer: str
+    ) -> dict[str, Any]:
+        """A session of `agent`; its thinking time is charged to `payer` (`compute`)."""
         if agent.name in self.busy:
             raise self._refuse("busy", f"{agent.name} is in a session", 409)
+        self.compute.may_start(payer, self.clock.now_ms())
         self.busy.add(agent.name)
         try:
             colony = tuple(sorted({*self.agents, *self.colony} - {MONITOR}))
@@ -262,6 +275,8 @@ class AgentCell(Cell):
             self.busy.discard(agent.name)
             self._save()  # the session may have changed its specialty or prompt
         doc = session.to_dict()
+        charged = self.compute.charge(payer, session.think_ms, self.clock.now_ms())
+        doc["compute"] = {"ms": session.think_ms, "charged": charged}
         for step in session.steps:
             self.counters[f"agent_step:{step.outcome}"] += 1
         self.sessions.append(
@@ -284,7 +299,7 @@ class AgentCell(Cell):
         ):
             raise self._refuse("malformed", "agenda is 1 to 16 lists of action names")
         steps = [tuple(s) for s in agenda] if agenda else None
-        return await self.run(agent, task or "Look after the network.", steps, self.settings.budget)
+        return await self.run(agent, task or "Look after the network.", steps, self.settings.budget, env.signer)
 
     def _pick(self, question: str) -> Agent:
         free = [a for a in self.agents.values() if a.name not in self.busy and a.name != MONITOR]
@@ -306,10 +321,21 @@ class AgentCell(Cell):
         task = (
             f"A person asks: {question}\nFirst search the memories, then reply to the person in one or two sentences."
         )
-        doc = await self.run(agent, task, list(CHAT_AGENDA), len(CHAT_AGENDA) * 3)
+        doc = await self.run(agent, task, list(CHAT_AGENDA), len(CHAT_AGENDA) * 3, env.signer)
         used = [{"id": i, "text": self.hands.seen.get(i, "")} for i in doc["memories_used"][:5]]
         answer = doc["replies"][-1] if doc["replies"] else ""
         return {"agent": agent.name, "pubkey": agent.pubkey, "answer": answer, "memories": used, "steps": doc["steps"]}
+
+    @receptor("agent.credit")
+    async def _r_credit(self, env: envelope.Envelope) -> Any:
+        """A payment for thinking time here (compute.py): its certificate, checked by this node's ledger."""
+        cert = env.payload.get("cert") if isinstance(env.payload, dict) else None
+        return await self.compute.pay_in(cert, self.clock.now_ms())
+
+    @receptor("agent.usage")
+    async def _r_usage(self, env: envelope.Envelope) -> Any:
+        """The signer's thinking time and credit here, and how to pay: ``payee`` and ``ref``."""
+        return self.compute.usage(env.signer, self.clock.now_ms())
 
     @receptor("agent.prompt")
     async def _r_prompt(self, env: envelope.Envelope) -> Any:

@@ -37,3 +37,12 @@ class AgentClient(CellClient):
     async def reports(self) -> dict[str, Any]:
         """The System Monitor's reports and the agents' claims for useful work."""
         return _doc(await self.call("agent.reports", {}))
+
+    async def usage(self) -> dict[str, Any]:
+        """The caller's thinking time and credit on this cell: ``{"free", "free_left", "paid", "charged",
+        "balance", "payee", "ref", "exempt"}`` (ms and units; pay ``payee`` with ``ref`` to add credit)."""
+        return _doc(await self.call("agent.usage", {}))
+
+    async def credit(self, cert: dict[str, Any]) -> dict[str, Any]:
+        """Hand the cell a payment's certificate: ``{"credited", "id", "usage"}``."""
+        return _doc(await self.call("agent.credit", {"cert": cert}))

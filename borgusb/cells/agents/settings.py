@@ -25,3 +25,10 @@ class AgentSettings(Settings):
         high=3600,
         env="BORGUSB_AGENT_MONITOR_S",
     )
+    free_compute_s: int = setting(
+        1800,
+        "seconds of the brain's thinking each person gets here free per day; beyond, paid ahead (0: all paid)",
+        low=0,
+        high=86_400,
+        env="BORGUSB_AGENT_FREE_COMPUTE_S",
+    )

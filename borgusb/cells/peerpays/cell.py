@@ -65,6 +65,7 @@ from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
 from .htlc import HtlcReceptors
+from .receipts import ReceiptReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
 from .skipping import SPLIT_SIGNS, SkipReceptors
 from .statuses import STATUS as _STATUS
@@ -82,7 +83,7 @@ def view_digest(members: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors):
+class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors, ReceiptReceptors):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings

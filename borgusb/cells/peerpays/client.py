@@ -54,6 +54,11 @@ class PayClient(CellClient):
         assert isinstance(key, str)
         return key
 
+    async def verify(self, cert: dict[str, Any]) -> dict[str, Any]:
+        """Whether a quorum of its payer's holders signed this certificate, checked by the cell in its view:
+        ``{"id", "tx", "signers", "quorum"}`` (else `PeerRejected` with the reason)."""
+        return _doc(await self.call("pay.verify", {"cert": cert}))
+
     async def lock(self, tx: Tx | dict[str, Any]) -> dict[str, Any]:
         """Have the cell confirm a payer-signed ``htlc-lock`` (`ledger.sign_lock`): its units leave the payer
         and wait for a claim or a refund. The reply is `submit`'s."""
