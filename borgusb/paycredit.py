@@ -19,10 +19,10 @@ from typing import Any
 
 from .clitools import EXIT_OK, EXIT_USAGE, CLIError
 from .keys import SigningKey
+from .ledger.credit import FINAL_REFUSALS
 from .net.peer import PeerError, PeerRejected
 
 COMMAND = "credit"
-FINAL = ("again", "stale", "wrong_payee", "wrong_ref")  # a kept certificate refused for good is dropped
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -101,7 +101,7 @@ async def _hand_over(agents: Any, path: Path) -> dict[str, Any]:
     try:
         done: dict[str, Any] = await agents.credit(cert)
     except PeerRejected as exc:
-        if exc.reason in FINAL:
+        if exc.reason in FINAL_REFUSALS:
             path.unlink(missing_ok=True)
             print(f"borgusb pay: a kept payment was not credited ({exc.reason}); dropped", file=sys.stderr)
             return {}

@@ -36,6 +36,8 @@ PRESENT_WINDOW_MS = 7 * DAY_MS  # a payment is handed to the node within a week 
 MAX_KEYS = 4096
 MAX_IDS = 8192
 REF_DOMAIN = "borgusb.ledger.credit"
+# a payment refused for one of these is never credited here: a wallet keeping its certificate drops it
+FINAL_REFUSALS = frozenset({"again", "stale", "wrong_payee", "wrong_ref"})
 
 
 def credit_ref(rule: str) -> str:

@@ -6,7 +6,9 @@ the payment, pays Alice back by her address (known from the history) through
 the review and confirmation steps, sees the refusals with their reason words
 (bad amount, unknown account, insufficient funds), a cancelled review that
 sends nothing, and, with two holders killed, a balance shown as unknown with its
-reason, never a number. The screenshot docs/screenshots/wallet.png is taken here.
+reason, never a number. On the Agents page, with an agent cell started, the wallet pays that node 2 Shells
+ahead for thinking time (review, pay, credited once the node's ledger checked it). The screenshots
+docs/screenshots/wallet*.png and agents-credit.png are taken here.
 """
 
 from __future__ import annotations
@@ -140,6 +142,32 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
                 "Insufficient funds", timeout=60_000
             )
             expect(page.locator("#balance")).to_have_text("37.5 Shells", timeout=30_000)
+
+            # thinking time paid ahead on the Agents page: the node named by its agent cell, reviewed, paid,
+            # checked by that node's ledger and credited (docs/ledger.md, "Paying for compute")
+            monkeypatch.setenv("BORGUSB_AGENT_MONITOR_S", "0")
+            agents = make_cluster("borgAgentCell")
+            agents.up(1)
+            page.click("nav >> text=Agents")
+            expect(page.locator("#usage.ok")).to_contain_text(
+                "30 min of 30 min free thinking left today", timeout=60_000
+            )
+            assert "credit 0 Shells" in page.inner_text("#usage")
+            page.fill("#credit-amount", "0")
+            page.click("#credit-review")
+            expect(page.locator("#credit-status[data-reason=bad_amount]")).to_be_visible()
+            page.fill("#credit-amount", "2")
+            page.click("#credit-review")
+            page.wait_for_selector("#credit-confirm:not([hidden])")
+            node = run_async(agents.status())[0]["node"]
+            assert "Pay 2 Shells to node " + node[:12] in page.inner_text("#credit-what")
+            page.click("#credit-yes")
+            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
+            expect(page.locator("#usage")).to_contain_text("credit 2 Shells (paid 2, used 0)", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "agents-credit.png"), full_page=True)
+            assert run_async(balance(ips[2], node))["balance"] == 2 * SHELL
+            page.click("nav >> text=Wallet")
+            expect(page.locator("#balance")).to_have_text("35.5 Shells", timeout=30_000)
 
             # two holders gone (4 of 5 must agree): the balance is unknown, with the reason, never the last number
             cluster.kill(cluster.nodes[3])

@@ -31,7 +31,7 @@ from ...conduit.web import (
     require_unlocked,
 )
 from ...net.peer import PeerRejected
-from . import pageview
+from . import creditweb, pageview
 from .client import AgentClient
 
 CELL = "borgAgentCell"
@@ -54,6 +54,11 @@ EXPLAIN = {
     "malformed": "The agent cell did not take that.",
     "too_large": "That is too long.",
     "too_slow": f"The agent did not finish within {THINK_S:.0f} s (the node is loaded); try again later.",
+    "payment_required": "Today's free thinking time on this node is used: pay ahead for more on the Agents page.",
+    "again": "That payment is already credited.",
+    "expired": "That confirmation is no longer open; review the payment again.",
+    "insufficient_funds": "Insufficient funds: your balance is lower than the amount.",
+    "bad_amount": "Bad amount.",
     "no_node": "No agent cell (borgAgentCell) answers right now: start one, or give the conduit its node with --node.",
 }
 
@@ -193,3 +198,4 @@ def setup(app: web.Application) -> None:
         ("rollback", api_rollback),
     ):
         app.router.add_post(f"/api/agents/{path}", _guarded(handler))
+    creditweb.setup(app, EXPLAIN)

@@ -16,6 +16,7 @@ holders' votes (docs/ledger.md, liveness). Everything kept is bounded.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ REVIEW_TTL_S = 300.0  # a confirmation older than this is refused (expired): rev
 MAX_REVIEWS = 8  # reviews waiting for a confirmation; the oldest is dropped beyond this
 MAX_KNOWN = 512  # addresses whose keys the book remembers
 MAX_TEXT = 200  # longest payee or amount text looked at
+MAX_RECEIPTS = 16  # certificates of paid-ahead uses not yet handed to their cell
+_REF = re.compile(r"(|[0-9a-f]{64})")
 
 
 class WalletRefusal(Exception):
@@ -47,6 +50,7 @@ class Review:
     to: str
     amount: int
     made: float
+    ref: str = ""  # what the payment is for, when a cell sells it (`ledger.credit.credit_ref`)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,7 @@ class Review:
             "to_address": address(self.to),
             "amount": self.amount,
             "shells": format_shells(self.amount),
+            "ref": self.ref,
         }
 
 
@@ -70,6 +75,14 @@ class WalletBook:
         self.known: OrderedDict[str, str] = OrderedDict()  # address -> account key
         self.reviews: OrderedDict[str, Review] = OrderedDict()
         self.pending: dict[str, dict[str, Any]] = {}  # payer -> its signed tx that gathered no quorum
+        # tx id -> (cell endpoint, payee, certificate): a payment for a cell's use, kept until that cell took it
+        self.receipts: OrderedDict[str, tuple[str, str, dict[str, Any]]] = OrderedDict()
+
+    def keep_receipt(self, tx_id: str, endpoint: str, payee: str, cert: dict[str, Any]) -> None:
+        """Keep a payment's certificate until the selling cell takes it (the oldest goes beyond the bound)."""
+        self.receipts[tx_id] = (endpoint, payee, cert)
+        while len(self.receipts) > MAX_RECEIPTS:
+            self.receipts.popitem(last=False)
 
     def learn(self, account: str) -> None:
         """Remember the key behind an address (a peer in the history, a key the person typed)."""
@@ -104,8 +117,11 @@ class WalletBook:
             "unknown_account", "the payee is a Doge-style address (D…) or an account's public key (66 hex digits)"
         )
 
-    def review(self, payer: str, to_text: str, amount_text: str, now: float) -> Review:
-        """Check what the person typed; the review to confirm (kept under its token)."""
+    def review(self, payer: str, to_text: str, amount_text: str, now: float, ref: str = "") -> Review:
+        """Check what the person typed; the review to confirm (kept under its token). `ref` is set by the
+        conduit for a payment a cell sells (never typed)."""
+        if not _REF.fullmatch(ref):
+            raise WalletRefusal("malformed", "a payment's ref is empty or a SHA-256 in hex")
         try:
             amount = parse_shells(amount_text[:MAX_TEXT])
         except BadAmount as exc:
@@ -115,7 +131,7 @@ class WalletBook:
             raise WalletRefusal("self_payment", "an account does not pay itself")
         self.learn(to)
         self._expire(now)
-        r = Review(secrets.token_urlsafe(16), payer, to, amount, now)
+        r = Review(secrets.token_urlsafe(16), payer, to, amount, now, ref)
         self.reviews[r.token] = r
         while len(self.reviews) > MAX_REVIEWS:
             self.reviews.popitem(last=False)

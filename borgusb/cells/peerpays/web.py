@@ -36,7 +36,7 @@ from ...ledger.directory import address_hash
 from ...ledger.errors import LedgerError
 from ...net.peer import PeerRejected
 from .client import PayClient
-from .wallet import WalletBook, WalletRefusal
+from .wallet import Review, WalletBook, WalletRefusal
 
 CELL = "peerPaysCell"
 HERE = Path(__file__).parent
@@ -166,12 +166,26 @@ async def api_send(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY)
     review = book.confirm(key.public_key_hex, form.get("token", ""), time.monotonic())
+    sent = await send_reviewed(network, key, book, review)
+    sent.pop("cert")
+    return web.json_response(sent)
+
+
+async def send_reviewed(network: Network, key: SigningKey, book: WalletBook, review: Review) -> dict[str, Any]:
+    """Sign and confirm what the person confirmed (an earlier unconfirmed payment first): what the page
+    shows, and the certificate (``cert``) for a payment a cell sells (the Agents page's credit)."""
     payer = key.public_key_hex
     resent = await _resend_pending(network, key, book)
     head, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.balance(payer))
     try:
         tx = sign_transfer(
-            key, seq=head["seq"] + 1, prev=head["head"], to=review.to, amount=review.amount, ts=network.clock.now_ms()
+            key,
+            seq=head["seq"] + 1,
+            prev=head["head"],
+            to=review.to,
+            amount=review.amount,
+            ts=network.clock.now_ms(),
+            ref=review.ref,
         )
     except (LedgerError, KeyError, TypeError) as exc:
         raise WalletRefusal(getattr(exc, "reason", "bad_reply"), str(exc)) from None
@@ -184,19 +198,18 @@ async def api_send(request: web.Request) -> web.Response:
         raise
     book.pending.pop(payer, None)
     cert = done.get("certificate") if isinstance(done.get("certificate"), dict) else {}
-    return web.json_response(
-        {
-            "id": tx.id,
-            "to": review.to,
-            "to_address": address(review.to),
-            "shells": format_shells(review.amount),
-            "seq": tx.seq,
-            "signers": len(cert.get("signers") or []),
-            "holders": cert.get("holders"),
-            "resent": resent,
-            "served_by": ip,
-        }
-    )
+    return {
+        "id": tx.id,
+        "to": review.to,
+        "to_address": address(review.to),
+        "shells": format_shells(review.amount),
+        "seq": tx.seq,
+        "signers": len(cert.get("signers") or []),
+        "holders": cert.get("holders"),
+        "resent": resent,
+        "served_by": ip,
+        "cert": done.get("cert") if isinstance(done.get("cert"), dict) else None,
+    }
 
 
 async def _resend_pending(network: Network, key: SigningKey, book: WalletBook) -> str:

@@ -1,0 +1,123 @@
+"""The Agents page's thinking time: what is left of it, and paying ahead for more (`compute.py`).
+
+``/api/agents/usage`` shows the wallet's free seconds left today and its credit on the first agent
+cell that answers (an earlier payment that cell did not take yet is handed over first).
+Paying ahead is the Wallet page's two steps (`WalletBook.review`, then `send_reviewed`) with the
+payee and ref the agent cell named: ``/api/agents/credit/review`` shows the amount and the node,
+``/api/agents/credit/confirm`` signs, has it confirmed, and hands the certificate to that node's
+agent cell, checked to be the paid key (`AgentClient(..., pubkey=payee)`). A certificate the cell
+did not take is kept (`WalletBook.receipts`) and handed over at the next look, so nothing paid is
+lost between the two steps; one the cell refuses for good (`FINAL_REFUSALS`) is dropped and said.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ...conduit.web import NETWORK, Refusal, guarded, json_fields, require_unlocked
+from ...keys import SigningKey
+from ...ledger import format_shells, is_account
+from ...ledger.credit import FINAL_REFUSALS
+from ...net.peer import PeerError, PeerRejected
+from ..peerpays.wallet import WalletBook, WalletRefusal
+from ..peerpays.web import BOOK, send_reviewed
+from .client import AgentClient
+
+CELL = "borgAgentCell"
+MAX_BODY = 4096
+TIMEOUT_S = 10.0
+
+
+def _parts(request: web.Request) -> tuple[SigningKey, Any, WalletBook]:
+    state = require_unlocked(request)
+    assert state.wallet is not None
+    if BOOK not in request.app:
+        raise Refusal("no_wallet", "this conduit has no Wallet page to pay with")
+    return state.wallet.key, request.app[NETWORK], request.app[BOOK]
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def shown(reply: Any, endpoint: str) -> dict[str, Any]:
+    """The cell's usage as the page shows it: seconds and Shells as text, checked fields only."""
+    doc = reply if isinstance(reply, dict) else {}
+    payee, ref = doc.get("payee"), doc.get("ref")
+    return {
+        "free_s": _int(doc.get("free")) // 1000,
+        "free_left_s": _int(doc.get("free_left")) // 1000,
+        "paid": format_shells(_int(doc.get("paid"))),
+        "charged": format_shells(_int(doc.get("charged"))),
+        "balance": format_shells(_int(doc.get("balance"))),
+        "payee": payee if is_account(payee) else "",
+        "ref": ref if isinstance(ref, str) and len(ref) == 64 else "",
+        "exempt": doc.get("exempt") is True,
+        "served_by": endpoint,
+    }
+
+
+async def hand_over(network: Any, key: SigningKey, book: WalletBook, tx_id: str) -> str:
+    """Give a kept certificate to the agent cell it was paid to: "" once taken, else what happened."""
+    endpoint, payee, cert = book.receipts[tx_id]
+    try:
+        await AgentClient(network.client_for(key), endpoint, pubkey=payee).credit(cert)
+    except PeerRejected as exc:
+        if exc.reason not in FINAL_REFUSALS:
+            return f"kept: the agent cell refused it for now ({exc.reason})"
+        book.receipts.pop(tx_id, None)
+        return "" if exc.reason == "again" else f"the agent cell refused it ({exc.reason}): {exc.detail}"
+    except PeerError as exc:
+        return f"kept: the agent cell on {endpoint} did not take it yet ({exc})"
+    book.receipts.pop(tx_id, None)
+    return ""
+
+
+async def _usage_at(network: Any, key: SigningKey, endpoint: str) -> dict[str, Any]:
+    return await AgentClient(network.client_for(key), endpoint).usage()
+
+
+async def api_usage(request: web.Request) -> web.Response:
+    key, network, book = _parts(request)
+    notes = [n for t in list(book.receipts) if (n := await hand_over(network, key, book, t))]
+    served = await network.use(CELL, lambda peers, ip: AgentClient(peers, ip).usage(), key=key, timeout_s=TIMEOUT_S)
+    return web.json_response({**shown(served.result, served.endpoint), "notes": notes})
+
+
+async def api_review(request: web.Request) -> web.Response:
+    key, network, book = _parts(request)
+    form = await json_fields(request, MAX_BODY, 200)
+    endpoint = form.get("node", "")
+    if endpoint not in network.cells[CELL].endpoints:  # the conduit talks to the nodes it found, no other
+        raise Refusal("no_node", "that node's agent cell is not one this conduit knows; reload the page")
+    usage = shown(await _usage_at(network, key, endpoint), endpoint)
+    if not usage["payee"] or not usage["ref"]:
+        raise Refusal("bad_reply", f"the agent cell on {endpoint} did not say which account to pay")
+    review = book.review(key.public_key_hex, usage["payee"], form.get("amount", ""), time.monotonic(), usage["ref"])
+    return web.json_response({**review.to_dict(), "node": endpoint})
+
+
+async def api_confirm(request: web.Request) -> web.Response:
+    key, network, book = _parts(request)
+    form = await json_fields(request, MAX_BODY, 200)
+    endpoint = form.get("node", "")
+    review = book.confirm(key.public_key_hex, form.get("token", ""), time.monotonic())
+    if not review.ref:
+        raise Refusal("malformed", "that confirmation is a Wallet payment, not thinking time")
+    sent = await send_reviewed(network, key, book, review)
+    if not isinstance(sent["cert"], dict):
+        raise Refusal("bad_reply", "the ledger confirmed the payment without its certificate")
+    book.keep_receipt(sent["id"], endpoint, review.to, sent.pop("cert"))
+    note = await hand_over(network, key, book, sent["id"])
+    usage = shown(await _usage_at(network, key, endpoint), endpoint) if not note else None
+    return web.json_response({**sent, "note": note, "usage": usage})
+
+
+def setup(app: web.Application, explain: Mapping[str, str]) -> None:
+    """The routes; their refusals (the wallet's too) as JSON led by what they mean (`explain`)."""
+    for path, handler in (("usage", api_usage), ("credit/review", api_review), ("credit/confirm", api_confirm)):
+        app.router.add_post(f"/api/agents/{path}", guarded(handler, explain, (WalletRefusal,)))
