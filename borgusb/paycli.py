@@ -233,6 +233,8 @@ async def _resend_pending(pay: Any, account: str) -> None:
     try:
         done = await pay.submit(tx)
         print(f"borgusb pay: an earlier transaction {done.get('id', '')[:16]} is now confirmed", file=sys.stderr)
+        if paycredit.keep(PENDING_DIR, done) is not None:
+            print("borgusb pay: it bought thinking time: `borgusb pay credit` hands it to its node", file=sys.stderr)
     except PeerRejected as exc:
         if exc.reason == "no_quorum":
             raise CLIError(

@@ -101,9 +101,9 @@ class LocalModel:
     ) -> Thought:
         schema = schema_for(allowed, agents)
         async with self._lock:
-            start = time.monotonic()
             if self._llm is None:
                 self._llm = await asyncio.to_thread(self._load)
+            start = time.monotonic()  # loading the model is the node's cost, not the question's
             out = await asyncio.to_thread(self._complete, messages, schema, max_tokens)
             self._last_used = time.monotonic()
             choice = out["choices"][0]

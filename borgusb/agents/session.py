@@ -114,7 +114,6 @@ class Session:
     ended: str = ""  # "end_session" | "budget" | "agenda"
     replies: list[str] = field(default_factory=list)
     memories_used: list[str] = field(default_factory=list)
-    think_ms: int = 0  # the brain's time on this session's questions, what `compute` charges
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +122,6 @@ class Session:
             "ended": self.ended,
             "replies": self.replies,
             "memories_used": self.memories_used,
-            "think_ms": self.think_ms,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -183,7 +181,6 @@ async def run_session(
             start = time.monotonic()
             tokens = max_tokens or token_budget(now_allowed)
             thought = await brain.think(messages_for(agent, task, now_allowed, last), now_allowed, others, tokens)
-            session.think_ms += max(0, thought.ms)
             try:
                 action = parse_action(thought.text, now_allowed)
             except ActionError as exc:

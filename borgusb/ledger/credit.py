@@ -7,17 +7,20 @@ of them signed it, so the units left the payer for good); this book then credits
 
 * **Each payment once.** A transfer is taken only within `PRESENT_WINDOW_MS` of its signing and its
   id is remembered that long (the book is saved), so presenting it again credits nothing
-  (``again``) and an older one is ``stale``: the window bounds the ids kept.
-* **Free first.** Each key uses `free` of the rule's quantity per UTC day for nothing; beyond it the
-  price is ``rules.amount(rule, billed)`` over the key's whole billed quantity, rounded up once
-  (rounding each small use up would overcharge).
-* **A use starts only when it is paid for**: while the key has free quantity left today or credit
-  left (paid minus charged above zero). A use is charged in full when it ends, so a balance ends
-  below zero by at most one use (a session is bounded by its model calls); the next waits for a
-  payment (``payment_required``).
+  (``again``) and an older one is ``stale``: the window bounds the ids kept. `precheck` runs these
+  cheap checks before the certificate's signatures are checked at all.
+* **Free first, within a pool.** Each key uses `free` of the rule's quantity per UTC day for nothing,
+  and all keys together at most `pool` a day (new keys cost nothing to make, so the node's free
+  time is bounded, not each key's). Beyond it the price is ``rules.amount(rule, billed)`` over the
+  key's whole billed quantity, rounded up once (rounding each small use up would overcharge).
+* **A use starts only when it is paid for**: with credit left (paid minus charged above zero), or
+  with free quantity left today and no debt. A use is charged in full when it ends, so a key's
+  balance ends below zero by at most the uses it had running when its free time or credit ran out
+  (each bounded: a session by its model calls); the next waits for a payment
+  (``payment_required``), also on the following days.
 * **Bounded.** At most `MAX_KEYS` keys: when full, the least recently seen key that paid nothing is
-  forgotten (with it at most one use's overrun); a key with a payment is never forgotten, a new key
-  is refused ``full`` instead. At most `MAX_IDS` payments in the window.
+  forgotten (with it at most its running uses' overrun); a key with a payment is never forgotten,
+  and a new key is refused ``full`` before its use starts. At most `MAX_IDS` payments in the window.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ PRESENT_WINDOW_MS = 7 * DAY_MS  # a payment is handed to the node within a week 
 MAX_KEYS = 4096
 MAX_IDS = 8192
 REF_DOMAIN = "borgusb.ledger.credit"
-# a payment refused for one of these is never credited here: a wallet keeping its certificate drops it
+# a payment refused for one of these is never credited by that node: a wallet keeping its certificate
+# for that node drops it
 FINAL_REFUSALS = frozenset({"again", "stale", "wrong_payee", "wrong_ref"})
 
 
@@ -67,17 +71,17 @@ class KeyCredit:
 class CreditBook:
     """What each key paid this node under one rule, and what its uses cost (see the module docstring)."""
 
-    def __init__(self, rule: str, payee: str, free: int, *, max_keys: int = MAX_KEYS) -> None:
-        self.rule, self.payee, self.free, self.max_keys = rule, payee, free, max_keys
+    def __init__(self, rule: str, payee: str, free: int, pool: int, *, max_keys: int = MAX_KEYS) -> None:
+        self.rule, self.payee, self.free, self.pool, self.max_keys = rule, payee, free, pool, max_keys
         self.ref = credit_ref(rule)
         self.keys: OrderedDict[str, KeyCredit] = OrderedDict()
         self.ids: dict[str, int] = {}  # payment id -> its ts, for PRESENT_WINDOW_MS
+        self.pool_day, self.pool_used = 0, 0
 
     # ------------------------------------------------------------ payments
 
-    def pay_in(self, tx: Tx, now_ms: int) -> int:
-        """Credit a certified transfer to this node (the caller checked the certificate); the units."""
-        self._prune(now_ms)
+    def precheck(self, tx: Tx, now_ms: int) -> None:
+        """Refuse, before any signature is checked, a payment this book would never credit."""
         if tx.kind != "transfer" or tx.to != self.payee:
             raise CreditRefused("wrong_payee", f"credit here is bought by a transfer to {self.payee[:16]}…")
         if tx.ref != self.ref:
@@ -86,6 +90,11 @@ class CreditBook:
             raise CreditRefused("stale", "a payment is taken within a week of its signing")
         if tx.id in self.ids:
             raise CreditRefused("again", "this payment is already credited")
+
+    def pay_in(self, tx: Tx, now_ms: int) -> int:
+        """Credit a certified transfer to this node (the caller checked the certificate); the units."""
+        self._prune(now_ms)
+        self.precheck(tx, now_ms)
         if len(self.ids) >= MAX_IDS:
             raise CreditRefused("full", "too many payments this week; try again later")
         acct = self._key(tx.account, now_ms)
@@ -101,14 +110,17 @@ class CreditBook:
     # ------------------------------------------------------------ uses
 
     def may_start(self, key: str, now_ms: int) -> None:
-        """Nothing if `key` may start a use now, else `CreditRefused` ``payment_required``."""
+        """Nothing if `key` may start a use now, else `CreditRefused` (``payment_required``, ``full``)."""
         acct = self.keys.get(key)
-        free_left = self.free if acct is None else self._free_left(acct, now_ms)
-        if free_left > 0 or self.balance(key) > 0:
+        if acct is None and len(self.keys) >= self.max_keys and all(a.paid for a in self.keys.values()):
+            raise CreditRefused("full", "this node keeps credit for as many people as it may")
+        balance = self.balance(key)
+        free_left = self._free_left(acct or KeyCredit(day=now_ms // DAY_MS), now_ms)
+        if balance > 0 or (balance == 0 and free_left > 0):
             return
         raise CreditRefused(
             "payment_required",
-            f"the free {self.rule} of today is used and the credit here is {self.balance(key)} units: "
+            f"no free {self.rule} left today here and the credit is {balance} units: "
             f"pay {self.payee[:16]}… ahead (borgusb pay credit)",
         )
 
@@ -119,6 +131,7 @@ class CreditBook:
         acct = self._key(key, now_ms)
         free = min(quantity, self._free_left(acct, now_ms))
         acct.free_used += free
+        self.pool_used += free
         before = amount(self.rule, acct.billed)
         acct.billed += quantity - free
         return amount(self.rule, acct.billed) - before
@@ -141,9 +154,12 @@ class CreditBook:
         }
 
     def _free_left(self, acct: KeyCredit, now_ms: int) -> int:
-        if acct.day != now_ms // DAY_MS:
-            acct.day, acct.free_used = now_ms // DAY_MS, 0
-        return max(0, self.free - acct.free_used)
+        day = now_ms // DAY_MS
+        if acct.day != day:
+            acct.day, acct.free_used = day, 0
+        if self.pool_day != day:
+            self.pool_day, self.pool_used = day, 0
+        return max(0, min(self.free - acct.free_used, self.pool - self.pool_used))
 
     def _key(self, key: str, now_ms: int) -> KeyCredit:
         acct = self.keys.get(key)
@@ -166,6 +182,7 @@ class CreditBook:
             "payee": self.payee,
             "keys": {k: [a.paid, a.billed, a.day, a.free_used, a.seen_ms] for k, a in self.keys.items()},
             "ids": self.ids,
+            "pool": [self.pool_day, self.pool_used],
         }
 
     def load(self, doc: Any) -> int:
@@ -173,7 +190,7 @@ class CreditBook:
         if not isinstance(doc, dict) or doc.get("rule") != self.rule or doc.get("payee") != self.payee:
             return 0
         dropped = 0
-        keys, ids = doc.get("keys"), doc.get("ids")
+        keys, ids, pool = doc.get("keys"), doc.get("ids"), doc.get("pool")
         for k, row in (keys if isinstance(keys, dict) else {}).items():
             if is_account(k) and isinstance(row, list) and len(row) == 5 and all(_nat(v) for v in row):
                 if len(self.keys) < self.max_keys:
@@ -185,6 +202,8 @@ class CreditBook:
                 self.ids[i] = ts
             else:
                 dropped += 1
+        if isinstance(pool, list) and len(pool) == 2 and all(_nat(v) for v in pool):
+            self.pool_day, self.pool_used = pool
         return dropped
 
 

@@ -5,8 +5,8 @@ Three addresses run a peerPaysCell (R = 3) and the first one a borgAgentCell too
 the reserve (the TEST-ONLY work setting), then ``borgusb pay credit`` shows her free time, pays the
 agent cell's node 2 Shells and hands over the certificate: the agent cell's own peerPaysCell checks
 it, the credit is there once, and the ledger moved exactly those units. A certificate a run kept
-(the agent cell did not take it then) is handed over by the next run; handed over again, it is
-refused ``again``. The charging itself (free time, then paid, sessions and chat) is
+(the agent cell did not take it then) is handed over by the next run, one kept for another node is
+left for that node; handed over again, it is refused ``again``. The charging itself (free time, then paid, sessions and chat) is
 tests/unit/test_agents_compute.py's.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
@@ -115,9 +115,13 @@ def test_pay_credit_pays_the_node_and_the_agent_cell_credits_it_once(
             cert = (await pay.submit(tx))["cert"]
             pending.mkdir(exist_ok=True)
             (pending / f"credit-{alice.public_key_hex}-{tx.id}.json").write_text(json.dumps(cert))
+            # one kept for another node stays for that node (this one would refuse it)
+            elsewhere = pending / f"credit-{alice.public_key_hex}-{'e' * 64}.json"
+            elsewhere.write_text(json.dumps({**cert, "tx": {**cert["tx"], "to": SigningKey.generate().public_key_hex}}))
             proc = cli("credit", "--node", A1, "--key-file", str(keyfile), "--json", env=env)
             assert proc.returncode == 0, proc.stderr
-            assert json.loads(proc.stdout)["balance"] == 3 * SHELL and not list(pending.glob("credit-*"))
+            assert json.loads(proc.stdout)["balance"] == 3 * SHELL
+            assert list(pending.glob("credit-*")) == [elsewhere]
             with pytest.raises(PeerRejected) as err:
                 await cell.credit(cert)
             assert err.value.reason == "again"

@@ -22,7 +22,7 @@ from borgusb.ledger import ZERO_HASH, sign_transfer
 from borgusb.ledger.credit import credit_ref
 from borgusb.ledger.rules import amount
 from borgusb.ledger.sim import fixed_key
-from borgusb.net.peer import PeerRejected
+from borgusb.net.peer import PeerRejected, PeerUnreachable
 
 from .test_peerpays_cell import CLOCK, SHELL, Net, cells_net, fund, post
 
@@ -61,9 +61,11 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
         yield n
 
 
-async def pay_node(net: Net, shells: int, seq: int, prev: str, ref: str = credit_ref("compute")) -> dict[str, Any]:
+async def pay_node(
+    net: Net, shells: int, seq: int, prev: str, ref: str = credit_ref("compute"), payer: Any = ALICE, to: Any = NODE
+) -> dict[str, Any]:
     tx = sign_transfer(
-        ALICE, seq=seq, prev=prev, to=NODE.public_key_hex, amount=shells * SHELL, ts=CLOCK.now_ms(), ref=ref
+        payer, seq=seq, prev=prev, to=to.public_key_hex, amount=shells * SHELL, ts=CLOCK.now_ms(), ref=ref
     )
     return await net.send(1, tx)  # type: ignore[no-any-return]
 
@@ -79,7 +81,7 @@ async def test_thinking_beyond_the_free_time_waits_for_a_payment_checked_by_the_
 
     # 60 s free: the first session (40 s) is free, the second starts with 20 s left and bills 20 s
     first = await post(ALICE, cell, "agent.session", {"name": "helper", "task": "tidy up"})
-    assert first["think_ms"] == THINK_MS and first["compute"] == {"ms": THINK_MS, "charged": 0}
+    assert first["compute"] == {"ms": THINK_MS, "charged": 0}
     second = await post(ALICE, cell, "agent.session", {"name": "helper", "task": "tidy up"})
     assert second["compute"]["charged"] == amount("compute", 20_000)
     with pytest.raises(PeerRejected) as err:
@@ -99,7 +101,8 @@ async def test_thinking_beyond_the_free_time_waits_for_a_payment_checked_by_the_
     forged = dict(paid["cert"], sigs=[{"holder": s["holder"], "sig": one} for s in paid["cert"]["sigs"]])
     with pytest.raises(PeerRejected) as err:
         await post(ALICE, cell, "agent.credit", {"cert": forged})
-    assert err.value.status == 402 and cell.counters["agent_credit_paid_in"] == 0
+    assert (err.value.status, err.value.reason) == (402, "bad_holder_signature")
+    assert cell.counters["agent_credit_paid_in"] == 0
 
     # the real certificate: credited once, and the session runs and is charged
     got = await post(fixed_key("anyone hands it over"), cell, "agent.credit", {"cert": paid["cert"]})
@@ -127,12 +130,64 @@ async def test_the_node_thinks_for_itself_free_and_chat_is_charged_to_the_asker(
     brain = ThinkingBrain()
     monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
     cell = agent_cell(tmp_path, net, free_s=0)
+    asker = fixed_key("asker")
     await post(ALICE, cell, "agent.create", {"name": "helper", "prompt": ""})
     with pytest.raises(PeerRejected) as err:  # no free time here: the asker pays ahead
-        await post(fixed_key("asker"), cell, "agent.chat", {"question": "how is the network?"})
+        await post(asker, cell, "agent.chat", {"question": "how is the network?"})
     assert err.value.reason == "payment_required" and brain.questions == 0
+    funded = await fund(net, asker, 5)
+    paid = await pay_node(net, 1, 1, "0" * 64, payer=asker)
+    assert funded["delivered"] == funded["of"]
+    await post(asker, cell, "agent.credit", {"cert": paid["cert"]})
+    await post(asker, cell, "agent.chat", {"question": "how is the network?"})
+    assert brain.questions >= 1  # every question, also those the chat's agenda refused, took THINK_MS
+    spent = amount("compute", THINK_MS * brain.questions)
+    assert (await post(asker, cell, "agent.usage", {}))["balance"] == SHELL - spent
+    assert (await post(ALICE, cell, "agent.usage", {}))["charged"] == 0  # the agent's owner paid nothing
     assert (await post(NODE, cell, "agent.usage", {}))["exempt"] is True
-    agent = cell.agents["helper"]
-    doc = await cell.run(agent, "look after the network", None, 2, NODE.public_key_hex)
-    assert doc["compute"] == {"ms": THINK_MS, "charged": 0} and cell.compute.book.keys == {}
+    doc = await cell.run(cell.agents["helper"], "look after the network", None, 2, NODE.public_key_hex)
+    assert doc["compute"] == {"ms": THINK_MS, "charged": 0} and NODE.public_key_hex not in cell.compute.book.keys
+    await cell.peers.close()
+
+
+class FailingBrain(ThinkingBrain):
+    """Thinks once (`THINK_MS`), then is gone, as a brain that stops answering mid-session."""
+
+    async def think(self, messages: Any, allowed: Any, agents: Any, max_tokens: int) -> Thought:
+        if self.questions:
+            raise PeerUnreachable("the brain went away")
+        self.questions += 1
+        return Thought('{"action": "search_memories", "query": "x"}', 8, THINK_MS)
+
+
+async def test_a_session_that_fails_partway_is_charged_what_was_thought_and_bad_payments_cost_no_check(
+    tmp_path: Path, net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    brain = FailingBrain()
+    monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
+    cell = agent_cell(tmp_path, net, free_s=0)
+    await fund(net, ALICE, 5)
+    paid = await pay_node(net, 1, 1, "0" * 64)
+    await post(ALICE, cell, "agent.credit", {"cert": paid["cert"]})
+    await post(ALICE, cell, "agent.create", {"name": "helper", "prompt": ""})
+    with pytest.raises(PeerRejected) as err:
+        await post(ALICE, cell, "agent.session", {"name": "helper", "task": "tidy up"})
+    assert err.value.reason == "brain_unreachable"
+    assert (await post(ALICE, cell, "agent.usage", {}))["charged"] == amount("compute", THINK_MS)
+
+    # a payment to another node is refused by the book before the ledger is asked anything
+    asked: list[Any] = []
+
+    async def counting(cert: dict[str, Any]) -> dict[str, Any]:
+        asked.append(cert)
+        return {}
+
+    cell.compute.verify = counting
+    other = await pay_node(net, 1, 2, paid["id"], to=fixed_key("another node"))
+    with pytest.raises(PeerRejected) as err:
+        await post(ALICE, cell, "agent.credit", {"cert": other["cert"]})
+    assert err.value.reason == "wrong_payee" and asked == []
+    with pytest.raises(PeerRejected) as err:  # a reply for another transaction is not this payment's
+        await post(ALICE, cell, "agent.credit", {"cert": (await pay_node(net, 1, 3, other["id"]))["cert"]})
+    assert err.value.reason == "bad_reply" and len(asked) == 1
     await cell.peers.close()

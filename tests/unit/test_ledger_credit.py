@@ -26,8 +26,8 @@ def pay(shells_units: int, *, to: str = NODE.public_key_hex, ref: str | None = N
     )
 
 
-def book() -> CreditBook:
-    return CreditBook("compute", NODE.public_key_hex, FREE_MS)
+def book(pool: int = 100 * FREE_MS) -> CreditBook:
+    return CreditBook("compute", NODE.public_key_hex, FREE_MS, pool)
 
 
 def refused(call, reason: str) -> None:
@@ -60,14 +60,21 @@ def test_free_time_first_then_a_payment_is_needed_and_charged_once_over_the_tota
     assert b.balance(a) == SHELL - 1_600_000
 
 
-def test_the_free_time_comes_back_the_next_day_and_a_zero_allowance_asks_first() -> None:
+def test_the_free_time_comes_back_the_next_day_but_not_over_a_debt_and_a_zero_allowance_asks_first() -> None:
     b, a = book(), ALICE.public_key_hex
-    b.charge(a, FREE_MS + 1, NOW)
+    b.charge(a, FREE_MS, NOW)  # exactly the free time: no debt
     refused(lambda: b.may_start(a, NOW), "payment_required")
     tomorrow = (NOW // DAY_MS + 1) * DAY_MS
     b.may_start(a, tomorrow)
     assert b.usage(a, tomorrow)["free_left"] == FREE_MS
-    strict = CreditBook("compute", NODE.public_key_hex, 0)
+    # a use that ran past the free time leaves a debt: no new day's free time starts a use over it
+    b.charge(a, FREE_MS + 5_000, tomorrow)
+    after = tomorrow + DAY_MS
+    assert b.usage(a, after)["free_left"] == FREE_MS and b.balance(a) < 0
+    refused(lambda: b.may_start(a, after), "payment_required")
+    b.pay_in(pay(SHELL, ts=after), after)
+    b.may_start(a, after)
+    strict = CreditBook("compute", NODE.public_key_hex, 0, 0)
     refused(lambda: strict.may_start(a, NOW), "payment_required")
 
 
@@ -87,8 +94,28 @@ def test_a_payment_is_credited_once_and_only_to_this_node_for_this_rule_within_t
     assert good.id not in b.ids
 
 
+def test_all_keys_together_get_at_most_the_pool_of_free_time_a_day() -> None:
+    b = book(pool=2 * FREE_MS)
+    keys = [fixed_key(f"fresh key {i}").public_key_hex for i in range(3)]
+    for k in keys[:2]:
+        b.may_start(k, NOW)
+        assert b.charge(k, FREE_MS, NOW) == 0
+    refused(lambda: b.may_start(keys[2], NOW), "payment_required")  # a new key, but the pool is spent
+    assert b.usage(keys[2], NOW)["free_left"] == 0
+    assert b.usage(keys[2], NOW + DAY_MS)["free_left"] == FREE_MS
+
+
+def test_the_cheap_checks_refuse_before_any_signature_is_checked() -> None:
+    b = book()
+    b.precheck(pay(SHELL), NOW)
+    refused(lambda: b.precheck(pay(SHELL, ref=""), NOW), "wrong_ref")
+    refused(lambda: b.precheck(pay(SHELL, to=fixed_key("other").public_key_hex), NOW), "wrong_payee")
+    b.pay_in(pay(SHELL), NOW)
+    refused(lambda: b.precheck(pay(SHELL), NOW), "again")
+
+
 def test_a_full_book_forgets_an_unpaid_key_first_and_never_a_paid_one() -> None:
-    b = CreditBook("compute", NODE.public_key_hex, FREE_MS, max_keys=2)
+    b = CreditBook("compute", NODE.public_key_hex, FREE_MS, 10 * FREE_MS, max_keys=2)
     payer, idle = ALICE.public_key_hex, fixed_key("idle").public_key_hex
     b.pay_in(pay(SHELL), NOW)
     b.charge(idle, 10, NOW)
@@ -98,6 +125,7 @@ def test_a_full_book_forgets_an_unpaid_key_first_and_never_a_paid_one() -> None:
         sign_transfer(fixed_key("new"), seq=1, prev=ZERO_HASH, to=NODE.public_key_hex, amount=1, ts=NOW, ref=b.ref), NOW
     )
     refused(lambda: b.charge(fixed_key("third").public_key_hex, 10, NOW), "full")
+    refused(lambda: b.may_start(fixed_key("third").public_key_hex, NOW), "full")  # refused before it runs
 
 
 def test_the_book_survives_a_restart_and_drops_what_is_malformed() -> None:
@@ -114,4 +142,4 @@ def test_the_book_survives_a_restart_and_drops_what_is_malformed() -> None:
     doc["ids"]["short"] = 5
     assert book().load(doc) == 3
     assert book().load({**doc, "payee": fixed_key("elsewhere").public_key_hex}) == 0  # another node's book: nothing
-    assert CreditBook("compute", fixed_key("elsewhere").public_key_hex, 0).load(doc) == 0
+    assert CreditBook("compute", fixed_key("elsewhere").public_key_hex, 0, 0).load(doc) == 0

@@ -49,7 +49,7 @@ from ..kit.guard import TokenBuckets
 from ..peerpays.client import PayClient
 from ..servicemgr.client import ServiceMgrClient
 from . import roster
-from .compute import ComputeCredit
+from .compute import ComputeCredit, MeteredBrain
 from .earnings import Earnings
 from .hands import Hands
 from .memoryaccess import NetworkMemory
@@ -128,6 +128,7 @@ class AgentCell(Cell):
             Path(self.data_dir) / "credit.json" if self.data_dir is not None else None,
             self.key.public_key_hex,
             self.settings.free_compute_s * 1000,
+            self.settings.free_pool_s * 1000,
             lambda cert: PayClient(self.peers, self.ip).verify(cert),
             self.counters,
         )
@@ -264,19 +265,18 @@ class AgentCell(Cell):
             raise self._refuse("busy", f"{agent.name} is in a session", 409)
         self.compute.may_start(payer, self.clock.now_ms())
         self.busy.add(agent.name)
+        brain = MeteredBrain(self.brain)
         try:
             colony = tuple(sorted({*self.agents, *self.colony} - {MONITOR}))
-            session = await run_session(
-                agent, self.brain, self.hands, task, agenda=agenda, budget=budget, colony=colony
-            )
+            session = await run_session(agent, brain, self.hands, task, agenda=agenda, budget=budget, colony=colony)
         except PeerError as exc:
             raise self._refuse("brain_unreachable", f"the brain did not answer: {exc}", 503) from None
         finally:
             self.busy.discard(agent.name)
             self._save()  # the session may have changed its specialty or prompt
+            charged = self.compute.charge(payer, brain.ms, self.clock.now_ms())
         doc = session.to_dict()
-        charged = self.compute.charge(payer, session.think_ms, self.clock.now_ms())
-        doc["compute"] = {"ms": session.think_ms, "charged": charged}
+        doc["compute"] = {"ms": brain.ms, "charged": charged}
         for step in session.steps:
             self.counters[f"agent_step:{step.outcome}"] += 1
         self.sessions.append(

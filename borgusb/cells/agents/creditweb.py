@@ -6,8 +6,9 @@ Paying ahead is the Wallet page's two steps (`WalletBook.review`, then `send_rev
 payee and ref the agent cell named: ``/api/agents/credit/review`` shows the amount and the node,
 ``/api/agents/credit/confirm`` signs, has it confirmed, and hands the certificate to that node's
 agent cell, checked to be the paid key (`AgentClient(..., pubkey=payee)`). A certificate the cell
-did not take is kept (`WalletBook.receipts`) and handed over at the next look, so nothing paid is
-lost between the two steps; one the cell refuses for good (`FINAL_REFUSALS`) is dropped and said.
+did not take is kept (`WalletBook.receipts`, in the conduit's memory, at most 16) and handed over
+at the next look; one the cell refuses for good (`FINAL_REFUSALS`) is dropped and said. The CLI
+keeps them on disk (`paycredit`); a conduit that stops first loses its kept ones.
 """
 
 from __future__ import annotations
@@ -62,23 +63,42 @@ def shown(reply: Any, endpoint: str) -> dict[str, Any]:
 
 
 async def hand_over(network: Any, key: SigningKey, book: WalletBook, tx_id: str) -> str:
-    """Give a kept certificate to the agent cell it was paid to: "" once taken, else what happened."""
-    endpoint, payee, cert = book.receipts[tx_id]
-    try:
-        await AgentClient(network.client_for(key), endpoint, pubkey=payee).credit(cert)
-    except PeerRejected as exc:
-        if exc.reason not in FINAL_REFUSALS:
-            return f"kept: the agent cell refused it for now ({exc.reason})"
+    """Give a kept certificate to the agent cell it was paid to: "" once taken, else what happened.
+    Only the paid key's answer counts; a receipt that names no endpoint (an earlier payment confirmed
+    when it was sent again) is offered to each agent cell this conduit knows, pinned so."""
+    entry = book.receipts.get(tx_id)
+    if entry is None:
+        return ""  # another request handed it over meanwhile
+    endpoint, payee, cert = entry
+    why = "no agent cell answers"
+    for ip in [endpoint] if endpoint else list(network.cells[CELL].endpoints):
+        try:
+            await AgentClient(network.client_for(key), ip, pubkey=payee).credit(cert)
+        except PeerRejected as exc:
+            if exc.reason not in FINAL_REFUSALS:
+                return f"Paid, not credited yet ({exc.reason}): kept, and handed over again at the next look."
+            book.receipts.pop(tx_id, None)
+            return "" if exc.reason == "again" else f"The agent cell refused the payment ({exc.reason}): {exc.detail}"
+        except PeerError as exc:
+            why = str(exc)
+            continue
         book.receipts.pop(tx_id, None)
-        return "" if exc.reason == "again" else f"the agent cell refused it ({exc.reason}): {exc.detail}"
-    except PeerError as exc:
-        return f"kept: the agent cell on {endpoint} did not take it yet ({exc})"
-    book.receipts.pop(tx_id, None)
-    return ""
+        return ""
+    return f"Paid, not credited yet (the node's agent cell did not take it: {why}); kept while this conduit runs."
 
 
 async def _usage_at(network: Any, key: SigningKey, endpoint: str) -> dict[str, Any]:
-    return await AgentClient(network.client_for(key), endpoint).usage()
+    try:
+        return await AgentClient(network.client_for(key), endpoint).usage()
+    except PeerError as exc:
+        raise Refusal("no_node", f"the agent cell on {endpoint} did not answer: {exc}") from None
+
+
+def _known(network: Any, endpoint: str) -> str:
+    """`endpoint` if it is an agent cell this conduit found (the page names it; no other host is asked)."""
+    if endpoint not in network.cells[CELL].endpoints:
+        raise Refusal("no_node", "that node's agent cell is not one this conduit knows; reload the page")
+    return endpoint
 
 
 async def api_usage(request: web.Request) -> web.Response:
@@ -91,9 +111,7 @@ async def api_usage(request: web.Request) -> web.Response:
 async def api_review(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY, 200)
-    endpoint = form.get("node", "")
-    if endpoint not in network.cells[CELL].endpoints:  # the conduit talks to the nodes it found, no other
-        raise Refusal("no_node", "that node's agent cell is not one this conduit knows; reload the page")
+    endpoint = _known(network, form.get("node", ""))
     usage = shown(await _usage_at(network, key, endpoint), endpoint)
     if not usage["payee"] or not usage["ref"]:
         raise Refusal("bad_reply", f"the agent cell on {endpoint} did not say which account to pay")
@@ -104,7 +122,7 @@ async def api_review(request: web.Request) -> web.Response:
 async def api_confirm(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY, 200)
-    endpoint = form.get("node", "")
+    endpoint = _known(network, form.get("node", ""))
     review = book.confirm(key.public_key_hex, form.get("token", ""), time.monotonic())
     if not review.ref:
         raise Refusal("malformed", "that confirmation is a Wallet payment, not thinking time")
@@ -113,7 +131,10 @@ async def api_confirm(request: web.Request) -> web.Response:
         raise Refusal("bad_reply", "the ledger confirmed the payment without its certificate")
     book.keep_receipt(sent["id"], endpoint, review.to, sent.pop("cert"))
     note = await hand_over(network, key, book, sent["id"])
-    usage = shown(await _usage_at(network, key, endpoint), endpoint) if not note else None
+    try:
+        usage = shown(await _usage_at(network, key, endpoint), endpoint)
+    except Refusal:
+        usage = None  # paid and handed over: the page asks again on its next look
     return web.json_response({**sent, "note": note, "usage": usage})
 
 

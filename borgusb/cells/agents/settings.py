@@ -32,3 +32,10 @@ class AgentSettings(Settings):
         high=86_400,
         env="BORGUSB_AGENT_FREE_COMPUTE_S",
     )
+    free_pool_s: int = setting(
+        4 * 3600,
+        "seconds of free thinking all people together get here per day (new keys cost nothing to make)",
+        low=0,
+        high=86_400,
+        env="BORGUSB_AGENT_FREE_POOL_S",
+    )

@@ -166,6 +166,8 @@ async def api_send(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY)
     review = book.confirm(key.public_key_hex, form.get("token", ""), time.monotonic())
+    if review.ref:  # its certificate must reach the cell that sells it: the Agents page confirms those
+        raise WalletRefusal("expired", "that review is the Agents page's; confirm it there")
     sent = await send_reviewed(network, key, book, review)
     sent.pop("cert")
     return web.json_response(sent)
@@ -227,6 +229,9 @@ async def _resend_pending(network: Network, key: SigningKey, book: WalletBook) -
         book.pending.pop(key.public_key_hex, None)
         return f"an earlier payment was refused ({exc.reason}) and dropped"
     book.pending.pop(key.public_key_hex, None)
+    cert = done.get("cert")
+    if tx.get("ref") and isinstance(cert, dict):  # it bought a cell's use: kept for that cell (its node's key)
+        book.keep_receipt(str(done.get("id", "")), "", str(tx.get("to", "")), cert)
     return f"an earlier payment {str(done.get('id', ''))[:16]} is now confirmed"
 
 
