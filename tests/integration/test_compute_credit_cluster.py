@@ -6,8 +6,8 @@ the reserve (the TEST-ONLY work setting), then ``borgusb pay credit`` shows her 
 agent cell's node 2 Shells and hands over the certificate: the agent cell's own peerPaysCell checks
 it, the credit is there once, and the ledger moved exactly those units. A certificate a run kept
 (the agent cell did not take it then) is handed over by the next run, one kept for another node is
-left for that node; handed over again, it is refused ``again``. The charging itself (free time, then paid, sessions and chat) is
-tests/unit/test_agents_compute.py's.
+left for that node; handed over again, it is refused ``again``. The charging itself (free time, then
+paid, sessions and chat) is tests/unit/test_agents_compute.py's.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
 """
@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +31,13 @@ from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfe
 from borgusb.ledger.credit import credit_ref
 from borgusb.net.peer import PeerClient, PeerError, PeerRejected
 from tests.integration.test_agents_cluster import poll
+from tests.integration.test_peerpays_cluster import cli
 
 pytestmark = pytest.mark.slow
 CLOCK = SystemClock()
 WORK = hashlib.sha256(b"compute credit cluster test work record").hexdigest()
 SHELL = UNITS_PER_SHELL
 A1 = "127.0.0.2"
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "borgusb.cli", "pay", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**{k: v for k, v in os.environ.items() if k != "BORGUSB_NODE"}, **env},
-    )
 
 
 def test_pay_credit_pays_the_node_and_the_agent_cell_credits_it_once(

@@ -55,6 +55,12 @@ def agent_cell(tmp_path: Path, net: Net, free_s: int) -> AgentCell:
     return cell
 
 
+def thinking_with(monkeypatch: pytest.MonkeyPatch, brain: ThinkingBrain) -> ThinkingBrain:
+    """Every agent cell of the test asks `brain` (the cell's own BrainClient would reach a brain cell)."""
+    monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
+    return brain
+
+
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
     async with cells_net(tmp_path, 5) as n:
@@ -73,8 +79,7 @@ async def pay_node(
 async def test_thinking_beyond_the_free_time_waits_for_a_payment_checked_by_the_ledger(
     tmp_path: Path, net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    brain = ThinkingBrain()
-    monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
+    brain = thinking_with(monkeypatch, ThinkingBrain())
     cell = agent_cell(tmp_path, net, free_s=60)
     funded = await fund(net, ALICE, 10)
     await post(ALICE, cell, "agent.create", {"name": "helper", "prompt": ""})
@@ -127,8 +132,7 @@ async def test_thinking_beyond_the_free_time_waits_for_a_payment_checked_by_the_
 async def test_the_node_thinks_for_itself_free_and_chat_is_charged_to_the_asker(
     tmp_path: Path, net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    brain = ThinkingBrain()
-    monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
+    brain = thinking_with(monkeypatch, ThinkingBrain())
     cell = agent_cell(tmp_path, net, free_s=0)
     asker = fixed_key("asker")
     await post(ALICE, cell, "agent.create", {"name": "helper", "prompt": ""})
@@ -163,8 +167,7 @@ class FailingBrain(ThinkingBrain):
 async def test_a_session_that_fails_partway_is_charged_what_was_thought_and_bad_payments_cost_no_check(
     tmp_path: Path, net: Net, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    brain = FailingBrain()
-    monkeypatch.setattr(AgentCell, "brain", property(lambda self: brain))
+    thinking_with(monkeypatch, FailingBrain())
     cell = agent_cell(tmp_path, net, free_s=0)
     await fund(net, ALICE, 5)
     paid = await pay_node(net, 1, 1, "0" * 64)
