@@ -92,16 +92,10 @@ def skip_from_dict(doc: Any, *, verify: bool = True) -> Skip:
         raise Malformed("prev is a SHA-256 in lowercase hex")
     if not isinstance(accs, list) or not 1 <= len(accs) <= MAX_SIGS:
         raise Malformed(f"a skip carries 1 to {MAX_SIGS} acceptances")
-    parsed = tuple(check_acceptance(a) if verify else _unverified(a) for a in accs)
+    parsed = tuple(check_acceptance(a, verify=verify) for a in accs)
     if any((a.account, a.seq) != (account, seq) for a in parsed):
         raise Malformed("every acceptance of a skip is for the slot it skips")
     return Skip(account, seq, prev, parsed)
-
-
-def _unverified(doc: Any) -> Acceptance:
-    if not isinstance(doc, dict):
-        raise Malformed("an acceptance is an object")
-    return Acceptance(doc["id"], doc["account"], doc["seq"], doc["holder"], doc["sig"])
 
 
 def check_skip(skip: Skip, holders: Sequence[str], quorum: int, faulty: int) -> None:

@@ -21,11 +21,11 @@ from aiohttp import web
 
 from ...conduit.web import NETWORK, Refusal, guarded, json_fields, require_unlocked
 from ...keys import SigningKey
-from ...ledger import format_shells, is_account
 from ...ledger.credit import FINAL_REFUSALS
 from ...net.peer import PeerError, PeerRejected
 from ..peerpays.wallet import WalletBook, WalletRefusal
 from ..peerpays.web import BOOK, send_reviewed
+from . import pageview
 from .client import AgentClient
 
 CELL = "borgAgentCell"
@@ -39,27 +39,6 @@ def _parts(request: web.Request) -> tuple[SigningKey, Any, WalletBook]:
     if BOOK not in request.app:
         raise Refusal("no_wallet", "this conduit has no Wallet page to pay with")
     return state.wallet.key, request.app[NETWORK], request.app[BOOK]
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def shown(reply: Any, endpoint: str) -> dict[str, Any]:
-    """The cell's usage as the page shows it: seconds and Shells as text, checked fields only."""
-    doc = reply if isinstance(reply, dict) else {}
-    payee, ref = doc.get("payee"), doc.get("ref")
-    return {
-        "free_s": _int(doc.get("free")) // 1000,
-        "free_left_s": _int(doc.get("free_left")) // 1000,
-        "paid": format_shells(_int(doc.get("paid"))),
-        "charged": format_shells(_int(doc.get("charged"))),
-        "balance": format_shells(_int(doc.get("balance"))),
-        "payee": payee if is_account(payee) else "",
-        "ref": ref if isinstance(ref, str) and len(ref) == 64 else "",
-        "exempt": doc.get("exempt") is True,
-        "served_by": endpoint,
-    }
 
 
 async def hand_over(network: Any, key: SigningKey, book: WalletBook, tx_id: str) -> str:
@@ -105,14 +84,14 @@ async def api_usage(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     notes = [n for t in list(book.receipts) if (n := await hand_over(network, key, book, t))]
     served = await network.use(CELL, lambda peers, ip: AgentClient(peers, ip).usage(), key=key, timeout_s=TIMEOUT_S)
-    return web.json_response({**shown(served.result, served.endpoint), "notes": notes})
+    return web.json_response({**pageview.usage(served.result, served.endpoint), "notes": notes})
 
 
 async def api_review(request: web.Request) -> web.Response:
     key, network, book = _parts(request)
     form = await json_fields(request, MAX_BODY, 200)
     endpoint = _known(network, form.get("node", ""))
-    usage = shown(await _usage_at(network, key, endpoint), endpoint)
+    usage = pageview.usage(await _usage_at(network, key, endpoint), endpoint)
     if not usage["payee"] or not usage["ref"]:
         raise Refusal("bad_reply", f"the agent cell on {endpoint} did not say which account to pay")
     review = book.review(key.public_key_hex, usage["payee"], form.get("amount", ""), time.monotonic(), usage["ref"])
@@ -132,7 +111,7 @@ async def api_confirm(request: web.Request) -> web.Response:
     book.keep_receipt(sent["id"], endpoint, review.to, sent.pop("cert"))
     note = await hand_over(network, key, book, sent["id"])
     try:
-        usage = shown(await _usage_at(network, key, endpoint), endpoint)
+        usage = pageview.usage(await _usage_at(network, key, endpoint), endpoint)
     except Refusal:
         usage = None  # paid and handed over: the page asks again on its next look
     return web.json_response({**sent, "note": note, "usage": usage})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...agents.prompts import PromptError, check_version
+from ...ledger.accounts import is_account
 from ...ledger.taskwork import check_claim
 from ...ledger.units import format_shells
 from ...signed import SignedDocError
@@ -186,3 +187,20 @@ def reports(reply: Any) -> dict[str, Any]:
         if isinstance(r, dict)
     ]
     return {"reports": shown, "claims": len(_list(doc.get("claims"), 10_000))}
+
+
+def usage(reply: Any, endpoint: str) -> dict[str, Any]:
+    """The cell's usage as the page shows it: seconds and Shells as text, checked fields only."""
+    doc = reply if isinstance(reply, dict) else {}
+    payee, ref = doc.get("payee"), doc.get("ref")
+    return {
+        "free_s": _int(doc.get("free")) // 1000,
+        "free_left_s": _int(doc.get("free_left")) // 1000,
+        "paid": format_shells(_int(doc.get("paid"))),
+        "charged": format_shells(_int(doc.get("charged"))),
+        "balance": format_shells(_int(doc.get("balance"))),
+        "payee": payee if is_account(payee) else "",
+        "ref": ref if isinstance(ref, str) and len(ref) == 64 else "",
+        "exempt": doc.get("exempt") is True,
+        "served_by": endpoint,
+    }

@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -415,24 +415,33 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
             answers.update(zip(again, await asyncio.gather(*(one(h) for h in again)), strict=True))
         return answers
 
-    async def _deliver_cert(self, cert: Certificate) -> dict[str, Any]:
-        """The certificate to every holder of the payer and of the payee (one request each)."""
-        payee = () if cert.tx.kind == "htlc-lock" else self.sets.of(cert.tx.to)  # a lock credits nobody
-        targets = list(dict.fromkeys([*self.sets.of(cert.tx.account), *payee]))
+    async def deliver(
+        self, doc: dict[str, Any], account: str, seq: int, targets: list[str], local: Callable[[], Any]
+    ) -> dict[str, str]:
+        """A certificate or a skip (`doc`, of account:seq) to each of `targets` in ``pay.confirm``, a
+        holder that lacks earlier entries caught up first; this holder takes it by `local()`.
+        Each target's "ok" or refusal reason."""
 
         async def one(holder: str) -> str:
             if holder == self.key.public_key_hex:
                 try:
-                    self.confirm_local(cert)
+                    local()
                     return "ok"
                 except RequestError as exc:
                     return exc.reason
-            got = await self._bounded(holder, "pay.confirm", {"cert": cert.to_dict()})
-            if got == "gap" and await self._catch_up(holder, cert.tx.account, cert.tx.seq):
-                got = await self._bounded(holder, "pay.confirm", {"cert": cert.to_dict()})
+            got = await self._bounded(holder, "pay.confirm", {"cert": doc})
+            if got == "gap" and await self._catch_up(holder, account, seq):
+                got = await self._bounded(holder, "pay.confirm", {"cert": doc})
             return got if isinstance(got, str) else "ok"
 
-        results = dict(zip(targets, await asyncio.gather(*(one(h) for h in targets)), strict=True))
+        return dict(zip(targets, await asyncio.gather(*(one(h) for h in targets)), strict=True))
+
+    async def _deliver_cert(self, cert: Certificate) -> dict[str, Any]:
+        """The certificate to every holder of the payer and of the payee (one request each)."""
+        payee = () if cert.tx.kind == "htlc-lock" else self.sets.of(cert.tx.to)  # a lock credits nobody
+        targets = list(dict.fromkeys([*self.sets.of(cert.tx.account), *payee]))
+        tx = cert.tx
+        results = await self.deliver(cert.to_dict(), tx.account, tx.seq, targets, lambda: self.confirm_local(cert))
         refused = {h[:16]: r for h, r in results.items() if r != "ok"}
         if refused:
             self.counters["pay_delivery_incomplete"] += 1

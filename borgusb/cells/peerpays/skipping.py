@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
@@ -50,7 +51,9 @@ class SkipReceptors(HolderCell):
         @staticmethod
         def _account(payload: Any) -> str: ...
         def confirm_local(self, cert: Certificate) -> list[str]: ...
-        async def _catch_up(self, holder: str, account: str, seq: int) -> bool: ...
+        async def deliver(
+            self, doc: dict[str, Any], account: str, seq: int, targets: list[str], local: Callable[[], Any]
+        ) -> dict[str, str]: ...
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
 
     # ------------------------------------------------------------ a holder's side
@@ -130,18 +133,6 @@ class SkipReceptors(HolderCell):
         return took >= q
 
     async def _deliver_skip(self, skip: Skip, holders: tuple[str, ...]) -> int:
-        doc = skip.to_dict()
-
-        async def one(holder: str) -> bool:
-            if holder == self.key.public_key_hex:
-                try:
-                    self.skip_local(skip)
-                    return True
-                except RequestError:
-                    return False
-            got = await self._bounded(holder, "pay.confirm", {"cert": doc})
-            if got == "gap" and await self._catch_up(holder, skip.account, skip.seq):
-                got = await self._bounded(holder, "pay.confirm", {"cert": doc})
-            return not isinstance(got, str)
-
-        return sum(await asyncio.gather(*(one(h) for h in holders)))
+        """The skip to every holder of the account (as a certificate goes): how many took it."""
+        got = await self.deliver(skip.to_dict(), skip.account, skip.seq, list(holders), lambda: self.skip_local(skip))
+        return sum(r == "ok" for r in got.values())
