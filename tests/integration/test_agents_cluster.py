@@ -219,7 +219,10 @@ async def _watching(client: AgentClient, cell: str) -> bool:
 
 
 async def _gone(client: AgentClient, cell: str, ip: str) -> dict[str, Any] | None:
+    """The monitor's report of that cell gone, once its memory is kept or failed: a report is listed
+    as soon as it is made, while its memory is still being put on the memory cells."""
     for r in (await client.reports())["reports"]:
-        if r["kind"] == "cell_gone" and cell in r["text"] and ip in r["text"]:
+        settled = "memory" in r or "memory_error" in r
+        if r["kind"] == "cell_gone" and cell in r["text"] and ip in r["text"] and settled:
             return r
     return None
