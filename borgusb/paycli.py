@@ -4,7 +4,7 @@
     borgusb pay balance [ACCOUNT] [--json]        the quorum-agreed balance (default: your wallet's account)
     borgusb pay send --to ACCOUNT AMOUNT [--json] pay AMOUNT Shells ("1.5", exact) from your wallet
     borgusb pay history [ACCOUNT] [--json]        recent payments in and out
-    borgusb pay credit [AMOUNT] [--json]          pay the node ahead for its agents' thinking (`paycredit`)
+    borgusb pay credit [AMOUNT] [--for stream]    pay the node ahead for its agents' thinking or its streams
 
 An account is an identity public key (66 hex digits) or its Doge address
 (D...); ``borgusb wallet show`` prints both. An address is a hash of the key,
@@ -234,7 +234,7 @@ async def _resend_pending(pay: Any, account: str) -> None:
         done = await pay.submit(tx)
         print(f"borgusb pay: an earlier transaction {done.get('id', '')[:16]} is now confirmed", file=sys.stderr)
         if paycredit.keep(PENDING_DIR, done) is not None:
-            print("borgusb pay: it bought thinking time: `borgusb pay credit` hands it to its node", file=sys.stderr)
+            print("borgusb pay: it bought credit at a node: `borgusb pay credit` hands it over", file=sys.stderr)
     except PeerRejected as exc:
         if exc.reason == "no_quorum":
             raise CLIError(
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="borgusb pay",
         description=(
-            "Borg Shells: balance, send, history; credit for a node's thinking time; "
+            "Borg Shells: balance, send, history; credit for a node's thinking time or streams; "
             "hash-time locks: lock, claim, refund, lock-status"
         ),
         epilog=EXIT_CODES,

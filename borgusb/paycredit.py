@@ -1,10 +1,11 @@
-"""`borgusb pay credit [AMOUNT]`: pay a node ahead for its agents' thinking time (the ``compute`` price).
+"""`borgusb pay credit [AMOUNT] [--for compute|stream]`: pay a node ahead for a priced use: its agents'
+thinking time (``compute``, the default) or the media it streams to you (``stream``).
 
-Without AMOUNT it prints what the node's agent cell says of your thinking time there: the free
-seconds left today and your credit. With AMOUNT it pays the node's account that many Shells (a
-transfer whose ref names compute credit, `ledger.credit.credit_ref`), then hands the agent cell the
-payment's certificate, which the node's ledger checks before crediting it once. A certificate the
-agent cell did not take (it did not answer; or the payment was confirmed only when an earlier
+Without AMOUNT it prints what the node's selling cell (the agent cell, or the fStream cell) says of
+your use there: the free share left today and your credit. With AMOUNT it pays the node's account
+that many Shells (a transfer whose ref names that price's credit, `ledger.credit.credit_ref`), then
+hands the cell the payment's certificate, which the node's ledger checks before crediting it once. A
+certificate the cell did not take (it did not answer; or the payment was confirmed only when an earlier
 command sent it again) is kept in ``~/.cache/borgusb/pay/`` and handed over the next time this
 command runs against that node (only to the key it paid), so a payment is never lost between the
 two steps; a week after its signing no node takes it any more, and it is dropped.
@@ -22,18 +23,48 @@ from typing import Any
 from .clitools import EXIT_OK, EXIT_USAGE, CLIError
 from .keys import SigningKey
 from .ledger.credit import FINAL_REFUSALS, PRESENT_WINDOW_MS, credit_ref
+from .ledger.rules import GIB
 from .net.peer import PeerError, PeerRejected
 
 COMMAND = "credit"
-REFS = frozenset({credit_ref("compute")})  # the payments a selling cell takes a certificate for
+SOLD = ("compute", "stream")  # the prices a cell sells on credit: the agent cell's, the fStream cell's
+REFS = frozenset(credit_ref(rule) for rule in SOLD)  # the payments a selling cell takes a certificate for
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     credit = sub.add_parser(
-        COMMAND, help="pay the node ahead for its agents' thinking time; without AMOUNT, show what is left"
+        COMMAND,
+        help="pay the node ahead for its agents' thinking time or its streams; without AMOUNT, show what is left",
     )
-    credit.add_argument("amount", nargs="?", help='Shells, e.g. "0.5" (at 0.001 Shell per second of thinking)')
+    credit.add_argument(
+        "amount", nargs="?", help='Shells, e.g. "0.5" (0.001 Shell a second of thinking; 0.01 Shell a GiB streamed)'
+    )
+    credit.add_argument(
+        "--for",
+        dest="rule",
+        choices=SOLD,
+        default="compute",
+        help="what it pays for: the agents' thinking (compute, the default) or streamed media (stream)",
+    )
     return credit
+
+
+def _seller(rule: str, peers: Any, ip: str, pubkey: str | None = None) -> Any:
+    """The typed client of the cell that sells `rule` at `ip` (answers checked to be `pubkey`'s)."""
+    if rule == "stream":
+        from .cells.fstream.client import FStreamClient
+
+        return FStreamClient(peers, ip, pubkey=pubkey)
+    from .cells.agents.client import AgentClient
+
+    return AgentClient(peers, ip, pubkey=pubkey)
+
+
+def _left(rule: str, usage: dict[str, Any]) -> str:
+    free = int(usage.get("free_left", 0))
+    if rule == "stream":
+        return f"streaming here: {free / GIB:.2f} GiB free left today"
+    return f"thinking time here: {free // 1000} s free left today"
 
 
 def keep(pending: Path, done: dict[str, Any]) -> Path | None:
@@ -48,20 +79,21 @@ def keep(pending: Path, done: dict[str, Any]) -> Path | None:
     return path
 
 
-def _kept(pending: Path, account: str, payee: str, now_ms: int) -> list[Path]:
-    """The kept certificates of `account` that pay `payee`; those no node takes any more are dropped."""
+def _kept(pending: Path, account: str, payee: str, ref: str, now_ms: int) -> list[Path]:
+    """The kept certificates of `account` that pay `payee` for credit `ref` (one node's agent and fStream
+    cells share its account: each takes only its own ref); those no node takes any more are dropped."""
     out = []
     for path in sorted(pending.glob(f"credit-{account}-*.json")):
         try:
             tx = json.loads(path.read_text())["tx"]
-            to, ts = tx["to"], int(tx["ts"])
+            to, ts, kept_ref = tx["to"], int(tx["ts"]), tx["ref"]
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
         if ts < now_ms - PRESENT_WINDOW_MS:
             print(f"borgusb pay: a kept payment to {to[:16]}… is over a week old; dropped", file=sys.stderr)
             path.unlink(missing_ok=True)
-        elif to == payee:
+        elif (to, kept_ref) == (payee, ref):
             out.append(path)
     return out
 
@@ -75,7 +107,6 @@ async def run(
     pending: Path,
     submit_chain: Callable[..., Awaitable[dict[str, Any]]],
 ) -> int:
-    from .cells.agents.client import AgentClient
     from .ledger import format_shells, parse_shells, sign_transfer
     from .ledger.errors import BadAmount
 
@@ -87,12 +118,13 @@ async def run(
             amount = parse_shells(args.amount)
         except BadAmount as exc:
             raise CLIError(f"bad amount ({exc.problem}): {exc.detail}", EXIT_USAGE) from None
-    usage = await _agent(AgentClient(peers, args.node).usage())
+    rule = getattr(args, "rule", "compute")
+    usage = await _ask(_seller(rule, peers, args.node).usage())
     to, ref = usage.get("payee"), usage.get("ref")
-    if not isinstance(to, str) or ref not in REFS:
-        raise CLIError("the agent cell did not say which account to pay")
-    cell = AgentClient(peers, args.node, pubkey=to)  # only the paid key's answer counts
-    for path in _kept(pending, key.public_key_hex, to, now_ms):
+    if not isinstance(to, str) or ref != credit_ref(rule):
+        raise CLIError(f"the node's {_CELL[rule]} did not say which account to pay")
+    cell = _seller(rule, peers, args.node, pubkey=to)  # only the paid key's answer counts
+    for path in _kept(pending, key.public_key_hex, to, ref, now_ms):
         usage = await _hand_over(cell, path) or usage
     if amount is not None:
 
@@ -106,26 +138,28 @@ async def run(
     def shells(field: str) -> str:
         return format_shells(int(usage.get(field, 0)))
 
-    left_s = int(usage.get("free_left", 0)) // 1000
     text = (
-        "this node thinks for this key free (its own key)"
+        "this node serves this key free (its own key)"
         if usage.get("exempt")
-        else f"thinking time here: {left_s} s free left today; credit {shells('balance')} Shells "
+        else f"{_left(rule, usage)}; credit {shells('balance')} Shells "
         f"(paid {shells('paid')}, charged {shells('charged')})"
     )
     print(json.dumps(usage) if args.json else text)
     return EXIT_OK
 
 
-async def _agent(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+_CELL = {"compute": "agent cell", "stream": "fStream cell"}
+
+
+async def _ask(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
     try:
         return await call
     except PeerRejected as exc:
-        raise CLIError(f"the agent cell refused: {exc.reason}{': ' + exc.detail if exc.detail else ''}") from None
+        raise CLIError(f"the cell refused: {exc.reason}{': ' + exc.detail if exc.detail else ''}") from None
 
 
 async def _hand_over(cell: Any, path: Path) -> dict[str, Any] | None:
-    """Give the agent cell a kept certificate: its usage once taken (the file goes), else None. A refusal
+    """Give the selling cell a kept certificate: its usage once taken (the file goes), else None. A refusal
     for good drops the file; any other (or silence) keeps it for the next run, said on stderr."""
     try:
         done: dict[str, Any] = await cell.credit(json.loads(path.read_text()))
@@ -138,7 +172,7 @@ async def _hand_over(cell: Any, path: Path) -> dict[str, Any] | None:
         print(f"borgusb pay: paid, not credited yet ({exc.reason}); kept, sent again next time", file=sys.stderr)
         return None
     except PeerError as exc:
-        print(f"borgusb pay: paid, the agent cell did not take it yet ({exc}); kept, run this again", file=sys.stderr)
+        print(f"borgusb pay: paid, the cell did not take it yet ({exc}); kept, run this again", file=sys.stderr)
         return None
     path.unlink(missing_ok=True)
     usage = done.get("usage")

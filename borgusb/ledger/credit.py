@@ -18,6 +18,9 @@ of them signed it, so the units left the payer for good); this book then credits
   balance ends below zero by at most the uses it had running when its free time or credit ran out
   (each bounded: a session by its model calls); the next waits for a payment
   (``payment_required``), also on the following days.
+* **Someone who names no key** (a browser on a public link) is charged to its address
+  (`address_key`): it gets one key's free share a day and can never pay, so beyond it such a viewer
+  must come with a key (its conduit signs for it).
 * **Bounded.** At most `MAX_KEYS` keys: when full, the least recently seen key that paid nothing is
   forgotten (with it at most its running uses' overrun); a key with a payment is never forgotten,
   and a new key is refused ``full`` before its use starts. At most `MAX_IDS` payments in the window.
@@ -39,9 +42,23 @@ PRESENT_WINDOW_MS = 7 * DAY_MS  # a payment is handed to the node within a week 
 MAX_KEYS = 4096
 MAX_IDS = 8192
 REF_DOMAIN = "borgusb.ledger.credit"
+ADDRESS_PREFIX = "addr:"
+MAX_IP = 64
 # a payment refused for one of these is never credited by that node: a wallet keeping its certificate
 # for that node drops it
 FINAL_REFUSALS = frozenset({"again", "stale", "wrong_payee", "wrong_ref"})
+
+
+def address_key(ip: str) -> str:
+    """The book's key for uses by someone who names no key, at address `ip` (see the module docstring)."""
+    return f"{ADDRESS_PREFIX}{ip[:MAX_IP]}"
+
+
+def is_key(text: Any) -> bool:
+    """A key this book keeps: an account, or an address that named none (`address_key`)."""
+    if not isinstance(text, str):
+        return False
+    return is_account(text) or (text.startswith(ADDRESS_PREFIX) and 0 < len(text) - len(ADDRESS_PREFIX) <= MAX_IP)
 
 
 def credit_ref(rule: str) -> str:
@@ -192,7 +209,7 @@ class CreditBook:
         dropped = 0
         keys, ids, pool = doc.get("keys"), doc.get("ids"), doc.get("pool")
         for k, row in (keys if isinstance(keys, dict) else {}).items():
-            if is_account(k) and isinstance(row, list) and len(row) == 5 and all(_nat(v) for v in row):
+            if is_key(k) and isinstance(row, list) and len(row) == 5 and all(_nat(v) for v in row):
                 if len(self.keys) < self.max_keys:
                     self.keys[k] = KeyCredit(*row)
                     continue

@@ -47,9 +47,10 @@ from ..brain.client import BrainClient
 from ..kit import Cell, CellClient, RequestError, on_broadcast, receptor
 from ..kit.guard import TokenBuckets
 from ..peerpays.client import PayClient
+from ..peerpays.prepaid import Prepaid
 from ..servicemgr.client import ServiceMgrClient
 from . import roster
-from .compute import ComputeCredit, MeteredBrain
+from .compute import RULE, MeteredBrain
 from .earnings import Earnings
 from .hands import Hands
 from .memoryaccess import NetworkMemory
@@ -124,7 +125,9 @@ class AgentCell(Cell):
             stored, self.roster_refused = roster.load(self.roster, lambda o, n: derive_agent_key(self.key, o, n))
             self.agents.update((a.name, a) for a in stored)
         self.colony: dict[str, str] = {}  # agent names other agent cells host -> their cell's node key
-        self.compute = ComputeCredit(
+        self.compute = Prepaid(
+            RULE,
+            "agent",
             Path(self.data_dir) / "credit.json" if self.data_dir is not None else None,
             self.key.public_key_hex,
             self.settings.free_compute_s * 1000,

@@ -19,6 +19,17 @@ one of the signer's published maps (checked: the map is theirs), keeps it in a b
 spreads it over the tree to every fStream cell (``fslisting``, each checks the signature again);
 ``GET /catalog`` on the monPort gives the newest, which the Watch page checks once more.
 
+**Paid streaming** (the ``stream`` price of `ledger.rules`, prepaid as `peerpays.prepaid.Prepaid`
+keeps it): each response's bytes are charged to its viewer, the key that signed the request's
+``X-Borg-Viewer`` header (`borgusb.fstream.viewer`; the conduit signs one per request), or, without
+that header, to the client's address (`ledger.credit.address_key`: one viewer's free share, never
+paid). Each viewer
+streams `FStreamSettings.free_bytes` a day here free (all of them at most ``free_pool_bytes``);
+beyond it a response starts only with credit left (402 ``payment_required``), and is charged the
+bytes it sent when it ends. ``fstream.credit`` takes a payment's certificate (checked by the node's
+own peerPaysCell), ``fstream.usage`` says what is left. A bad header is refused (401,
+``viewer_<reason>``), never taken as anonymous.
+
 **Capacity**: at most `FStreamSettings.capacity` responses at once; past it a new client is
 redirected (307) to the least busy other fStream endpoint the service registry lists (each cell
 announces its clients), at most `MAX_HOPS` times, else refused as ``busy`` (503).
@@ -44,13 +55,16 @@ from aiohttp import web
 from ... import envelope
 from ...dna import CellDNA
 from ...dstream import Holder, StreamError, parse_locate
-from ...fstream import ranges
+from ...fstream import ranges, viewer
 from ...fstream.listing import BadListing, Catalog, Listing, check_listing
 from ...fstream.streammap import MAX_MAP_BYTES, BadMap, StreamMap, parse_map
+from ...ledger.credit import address_key
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model
 from ..kit import Cell, RequestError, on_broadcast, receptor, route
 from ..kit.cell import refusal
+from ..peerpays.client import PayClient
+from ..peerpays.prepaid import Prepaid
 from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
 from .cache import Cached, CacheError, Entry, ShardCache
@@ -64,6 +78,8 @@ MAX_MAPS = 1024  # checked stream maps kept
 CHUNK = 256 * 1024  # bytes read from the cache and written to a client at a time
 REGISTRY_EVERY_S = 1.0  # how old the registry's listing of endpoints may be
 CDN_AT_ONCE = 8  # shards served to other fStream cells at once (`cdn`)
+RULE = "stream"
+SAVE_EVERY_S = 10.0  # charges written at most this often (a payment at once)
 
 
 class FStreamCell(Cell):
@@ -88,8 +104,20 @@ class FStreamCell(Cell):
         self.cache.whole_from_peers = self.cdn.fetch_whole
         self._cdn_gate = asyncio.Semaphore(CDN_AT_ONCE)
         self._endpoints: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self.credit = Prepaid(
+            RULE,
+            "fstream",
+            Path(self.data_dir) / "credit.json",
+            self.key.public_key_hex,
+            settings.free_bytes,
+            settings.free_pool_bytes,
+            lambda cert: PayClient(self.peers, self.ip).verify(cert),
+            self.counters,
+            save_every_s=SAVE_EVERY_S,
+        )
 
     async def on_stop(self) -> None:
+        self.credit.flush()
         await self.cache.close()
         await self.cdn.close()
 
@@ -181,6 +209,26 @@ class FStreamCell(Cell):
     async def _handle_catalog(self, request: web.Request) -> web.Response:
         """The newest public listings (each signed by its owner: check them)."""
         return web.json_response({"listings": self.catalog.newest(100)}, headers={"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------ paid streaming
+
+    @receptor("fstream.credit")
+    async def _r_credit(self, env: envelope.Envelope) -> Any:
+        """A payment for streaming here: its certificate, checked by this node's ledger."""
+        cert = env.payload.get("cert") if isinstance(env.payload, dict) else None
+        return await self.credit.pay_in(cert, self.clock.now_ms())
+
+    @receptor("fstream.usage")
+    async def _r_usage(self, env: envelope.Envelope) -> Any:
+        """The signer's free bytes left today and credit here, and how to pay: ``payee`` and ``ref``."""
+        return self.credit.usage(env.signer, self.clock.now_ms())
+
+    def _viewer(self, request: web.Request, oid: str) -> str:
+        """Who pays for this response (see the module's docstring); BadViewer for a bad header."""
+        value = request.headers.get(viewer.HEADER)
+        if value is None:
+            return address_key(request.remote or "")
+        return viewer.check_viewer(self.verifier, value, oid, request.headers.get("Range", ""))
 
     # ------------------------------------------------------------ capacity and the registry
 
@@ -314,14 +362,22 @@ class FStreamCell(Cell):
             return self._refuse("bad_id", "name an object by its id (64 hex)", 400)
         hop_text = request.query.get("hop", "0")
         hop = int(hop_text) if hop_text.isdigit() and len(hop_text) < 3 else MAX_HOPS
+        try:
+            payer = self._viewer(request, oid)
+        except viewer.BadViewer as exc:
+            return self._refuse(exc.reason, str(exc), 401)
         if self.clients >= self.settings.capacity:
             return await self._redirect(kind, oid, hop)
+        try:
+            self.credit.may_start(payer, self.clock.now_ms())  # counted by the book
+        except RequestError as exc:
+            return refusal(exc)
         self.clients += 1
         try:
             if kind == "stream":
                 smap = await self.stream_map(oid)
-                return await self._answer(request, smap.id, smap.type, oid)
-            return await self._answer(request, oid, "application/octet-stream", oid)
+                return await self._answer(request, smap.id, smap.type, oid, payer)
+            return await self._answer(request, oid, "application/octet-stream", oid, payer)
         except CacheError as exc:
             return self._refuse(exc.reason, str(exc), exc.status)
         except TimeoutError:
@@ -329,10 +385,13 @@ class FStreamCell(Cell):
         finally:
             self.clients -= 1
 
-    async def _answer(self, request: web.Request, oid: str, content_type: str, etag: str) -> web.StreamResponse:
-        """Object `oid` (or the Range of it asked for) as it arrives in the cache."""
+    async def _answer(
+        self, request: web.Request, oid: str, content_type: str, etag: str, payer: str
+    ) -> web.StreamResponse:
+        """Object `oid` (or the Range of it asked for) as it arrives in the cache; its bytes charged to `payer`."""
         entry = await self.cache.open(oid)
         reader = next(self._readers)
+        sent = 0
         try:
             size = entry.size
             answer = ranges.answer(request.headers.get("Range"), size)
@@ -358,16 +417,19 @@ class FStreamCell(Cell):
                 response.headers["Content-Range"] = answer.content_range
             response.content_length = last - first + 1
             await response.prepare(request)
-            await self._send(response, entry, spans, wait_s, reader)
+            sent = await self._send(response, entry, spans, wait_s, reader)
             return response
         finally:
             self.cache.release(entry, reader)
+            self.credit.charge(payer, sent, self.clock.now_ms())
 
     async def _send(
         self, response: web.StreamResponse, entry: Cached, spans: list[tuple[int, int, int]], wait_s: float, reader: int
-    ) -> None:
-        """The spans' bytes as each shard is in. Once the head is sent a failure can only cut the
-        body short (the connection is closed: the player asks again, maybe elsewhere), counted."""
+    ) -> int:
+        """The spans' bytes as each shard is in; how many were written. Once the head is sent a failure
+        can only cut the body short (the connection is closed: the player asks again, maybe
+        elsewhere), counted."""
+        sent = 0
         try:
             for i, off, n in spans:
                 await self.cache.wait(entry, i, wait_s, reader)
@@ -377,15 +439,17 @@ class FStreamCell(Cell):
                     data = await asyncio.to_thread(self.cache.read, entry, at, min(CHUNK, end - at))
                     await response.write(data)
                     at += len(data)
+                    sent += len(data)
         except ConnectionResetError:
             self.counters["fstream_client_gone"] += 1
-            return
+            return sent
         except (TimeoutError, CacheError) as exc:
             reason = exc.reason if isinstance(exc, CacheError) else "stalled"
             self.counters[f"fstream_cut:{reason}"] += 1
             response.force_close()
-            return
+            return sent
         await response.write_eof()
+        return sent
 
     def status(self) -> dict[str, Any]:
         doc = super().status()

@@ -25,6 +25,20 @@ class FStreamSettings(Settings):
     wait_ms: int = setting(
         20_000, "how long a client waits for a shard it needs", low=100, high=300_000, env="BORGUSB_FSTREAM_WAIT_MS"
     )
+    free_bytes: int = setting(
+        4 << 30,
+        "bytes each viewer (a key, or an address that names none) streams here free per day; beyond, paid ahead",
+        low=0,
+        size=True,
+        env="BORGUSB_FSTREAM_FREE_BYTES",
+    )
+    free_pool_bytes: int = setting(
+        64 << 30,
+        "bytes all viewers together stream here free per day (new keys cost nothing to make)",
+        low=0,
+        size=True,
+        env="BORGUSB_FSTREAM_FREE_POOL_BYTES",
+    )
     data_root: str = setting(
         "",
         "where a cell without --data keeps its cache (default: the system's temporary directory)",

@@ -14,6 +14,12 @@ fStream endpoint (``/object/<id>`` on its monPort, which follows the cell's redi
 full). A private file's chunks are fetched as ciphertext and opened here (`fstream.sealed`): the
 fStream cell never sees plaintext or the key. When an endpoint fails mid-response the rest comes
 from the next one, from the byte where the first stopped, so the player never notices.
+
+Each request to an endpoint carries the wallet's viewer header (`borgusb.fstream.viewer`): the
+endpoint charges the bytes to this wallet (the ``stream`` price, free up to a daily share). An
+endpoint that wants a payment first (402) is passed over for the next; when every one does, the
+player gets 402 ``payment_required`` and the page says how to pay ahead (``borgusb pay credit
+--for stream``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from ...files.errors import FilesError
 from ...files.remote import FileTree, as_dict, split
 from ...files.share import parse_share
 from ...files.stream import encrypted_size
-from ...fstream import ranges
+from ...fstream import ranges, viewer
 from ...fstream.listing import BadListing, Listing, check_listing
 from ...fstream.sealed import RangeOpener
 from ...fstream.streammap import MAX_MAP_BYTES, BadMap, Rendition, StreamMap, parse_map
@@ -298,10 +304,13 @@ async def media(request: web.Request) -> web.StreamResponse:
     if isinstance(answer, ranges.Part):
         response.headers["Content-Range"] = answer.content_range
     response.content_length = last - first + 1
-    fed = 0
+    fed, unpaid = 0, False
     for ip in await _endpoints(request):
         try:
             fed += await _relay(request, response, ip, w.obj, c_first + fed, c_last, opener)
+        except Unpaid:
+            unpaid = True  # this endpoint's free bytes are spent and nothing is paid there: ask the next
+            continue
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             request.app[COUNTERS][f"endpoint_lost:{exc.__class__.__name__}"] += 1
             continue
@@ -313,7 +322,7 @@ async def media(request: web.Request) -> web.StreamResponse:
             await response.write_eof()
             return response
     if not response.prepared:
-        return _refuse(request, "no_endpoint", 502)
+        return _refuse(request, "payment_required", 402) if unpaid else _refuse(request, "no_endpoint", 502)
     raise ConnectionResetError("every fStream endpoint failed mid-response")  # the player asks again
 
 
@@ -322,6 +331,18 @@ def _session(request: web.Request) -> aiohttp.ClientSession:
     if not sessions:
         sessions.append(aiohttp.ClientSession(timeout=TIMEOUT))
     return sessions[0]
+
+
+class Unpaid(Exception):
+    """An fStream endpoint wants a payment before it streams more to this wallet."""
+
+
+def _node_at(request: web.Request, ip: str) -> str | None:
+    """The node key of the fStream cell at `ip`, from its tree's member list (None if not listed)."""
+    for m in request.app[NETWORK].cells[FSTREAM].members:
+        if isinstance(m, dict) and m.get("ip") == ip and isinstance(m.get("pubkey"), str):
+            return str(m["pubkey"])
+    return None
 
 
 async def _endpoints(request: web.Request) -> list[str]:
@@ -343,10 +364,20 @@ async def _relay(
 ) -> int:
     """Ciphertext bytes c_first..c_last of `obj` from the fStream cell at ip, opened (if private) into
     the response; how many of them arrived (also when the endpoint failed after some)."""
-    url = f"http://{ip}:{dna_row(FSTREAM).mon_port}/object/{obj}"
+    port = dna_row(FSTREAM).mon_port
+    url = f"http://{ip}:{port}/object/{obj}"
+    headers = {"Range": f"bytes={c_first}-{c_last}"}
+    node = _node_at(request, ip)
+    state = request.app[STATE]
+    if node is not None and state.wallet is not None:  # the wallet pays for what it watches
+        clock = request.app[NETWORK].clock
+        headers[viewer.HEADER] = viewer.sign_viewer(state.wallet.key, clock, node, port, obj, headers["Range"])
     got = 0
-    async with _session(request).get(url, headers={"Range": f"bytes={c_first}-{c_last}"}) as upstream:
+    async with _session(request).get(url, headers=headers) as upstream:
         expect = f"bytes {c_first}-{c_last}/"
+        if upstream.status == 402:
+            request.app[COUNTERS]["endpoint_unpaid"] += 1
+            raise Unpaid(ip)
         if upstream.status != 206 or not upstream.headers.get("Content-Range", "").startswith(expect):
             raise ValueError(f"{ip} answered {upstream.status} {upstream.headers.get('Content-Range', '')[:60]}")
         try:
