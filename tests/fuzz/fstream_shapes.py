@@ -1,6 +1,7 @@
 """Payloads shaped like fStreamCell's real ones, for tests/fuzz/test_receptor_fuzz.py's RECEPTORS and
 BROADCASTS: public listings signed by the fuzz keys (fstream.list, the fslisting broadcast), and the same
-listings with one member changed after signing."""
+listings with one member changed after signing; payment certificates for fstream.credit (the ledger's
+shapes) and fstream.usage."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from borgusb.clock import SystemClock
 from borgusb.fstream.listing import sign_listing
 
 from .mail_shapes import changed
+from .peerpays_shapes import CERTS
 from .strategies import fixed_key, shaped_dict
 
 NOW = SystemClock().now_ms()
@@ -21,5 +23,9 @@ LISTINGS = [
 ]
 LISTING = (st.sampled_from(LISTINGS), changed(LISTINGS))
 
-FSTREAM_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {"fstream.list": shaped_dict({"listing": LISTING})}
+FSTREAM_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
+    "fstream.list": shaped_dict({"listing": LISTING}),
+    "fstream.credit": shaped_dict({"cert": CERTS}),
+    "fstream.usage": shaped_dict({}),
+}
 FSTREAM_BROADCASTS: dict[str, st.SearchStrategy[Any]] = {"fslisting": shaped_dict({"listing": LISTING})}

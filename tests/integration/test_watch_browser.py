@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from borgusb import dna
+from borgusb.cells.fstream.client import FStreamClient
 from borgusb.cells.fstream.publish import publish
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
@@ -147,6 +148,15 @@ async def fstream_status(ip: str) -> dict:
         return await r.json()
 
 
+async def streamed_by_wallet(ip: str) -> int:
+    """Bytes the fStream cell at `ip` charged to the wallet's key today (its free share used): the
+    conduit signed each range as the wallet (`fstream.viewer`), not left it to the address."""
+    clock = SystemClock()
+    async with PeerClient(Wallet.from_mnemonic(WORDS).key, clock, Verifier(clock)) as peers:
+        usage = await FStreamClient(peers, ip).usage()
+    return int(usage["free"] - usage["free_left"])
+
+
 def opened(ip: str) -> int:
     """Requests an fStream cell opened an object for: pulled, windowed or served from its cache."""
     cache = run_async(fstream_status(ip))["fstream"]["cache"]
@@ -221,6 +231,7 @@ def test_watch_plays_seeks_and_survives_its_endpoint(make_cluster, monkeypatch, 
             assert page.evaluate("document.getElementById('watch-player').error") is None
             assert len(asked) > before, asked  # the player asked for a range after the kill
             assert opened(other.ip) > at_kill  # and the other endpoint served it
+            assert run_async(streamed_by_wallet(other.ip)) > 0  # charged to the wallet's key
             assert run_async(fstream_status(other.ip))["fstream"]["cache"]["pulls"] >= 1
 
             page.click("#watch-public-refresh")  # another person's public media, listed as text

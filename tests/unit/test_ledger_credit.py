@@ -8,7 +8,15 @@ import json
 import pytest
 
 from borgusb.ledger import ZERO_HASH, sign_transfer
-from borgusb.ledger.credit import DAY_MS, PRESENT_WINDOW_MS, CreditBook, CreditRefused, credit_ref
+from borgusb.ledger.credit import (
+    DAY_MS,
+    PRESENT_WINDOW_MS,
+    CreditBook,
+    CreditRefused,
+    address_key,
+    credit_ref,
+    is_key,
+)
 from borgusb.ledger.rules import amount
 from borgusb.ledger.sim import fixed_key
 
@@ -143,3 +151,16 @@ def test_the_book_survives_a_restart_and_drops_what_is_malformed() -> None:
     assert book().load(doc) == 3
     assert book().load({**doc, "payee": fixed_key("elsewhere").public_key_hex}) == 0  # another node's book: nothing
     assert CreditBook("compute", fixed_key("elsewhere").public_key_hex, 0, 0).load(doc) == 0
+
+
+def test_someone_who_names_no_key_is_charged_to_its_address_and_kept_across_a_restart() -> None:
+    b, anon = book(), address_key("192.0.2.7")
+    assert is_key(anon) and is_key(ALICE.public_key_hex)
+    assert not any(is_key(k) for k in ("addr:", "addr:" + "1" * 65, "192.0.2.7", 7, None))
+    b.may_start(anon, NOW)
+    b.charge(anon, FREE_MS + 1, NOW)  # started within the free share: charged beyond it
+    refused(lambda: b.may_start(anon, NOW), "payment_required")  # an address can never pay
+    b.may_start(address_key("192.0.2.8"), NOW)  # another address has a share of its own
+    again = book()
+    assert again.load(json.loads(json.dumps(b.to_dict()))) == 0
+    assert again.balance(anon) == b.balance(anon) < 0

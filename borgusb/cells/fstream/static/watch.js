@@ -145,13 +145,27 @@
     $("watch-shared-note").textContent = rows.length ? "" : "No audio or video in what was shared.";
   }
 
+  // A <video> cannot see an HTTP status: ask the same address for one byte to tell a spent free share
+  // (402: every fStream node wants a payment first) from a file that could not be read.
+  async function whyStopped(video, state) {
+    state.textContent = "The player stopped: the file could not be read.";
+    if (!video.currentSrc) return;
+    try {
+      const resp = await fetch(video.currentSrc, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
+      if (resp.status === 402) {
+        state.textContent = "Today's free streaming at these nodes is used up. Pay a node ahead " +
+          "(0.01 Shell a GiB) with: borgusb pay credit 0.1 --for stream --node ADDRESS";
+      }
+    } catch (e) { /* the conduit itself is gone: the first words stand */ }
+  }
+
   onPage(() => {
     if (!$("watch") || $("watch").dataset.started) return;
     $("watch").dataset.started = "1";
     const video = $("watch-player"), state = $("watch-state");
     video.addEventListener("playing", () => { state.textContent = "Playing."; });
     video.addEventListener("waiting", () => { state.textContent = "Waiting for the network…"; });
-    video.addEventListener("error", () => { state.textContent = "The player stopped: the file could not be read."; });
+    video.addEventListener("error", () => whyStopped(video, state));
     $("watch-public-refresh").addEventListener("click", listPublic);
     $("watch-share-open").addEventListener("click", openShare);
     open("/");
