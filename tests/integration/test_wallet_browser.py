@@ -7,8 +7,9 @@ the review and confirmation steps, sees the refusals with their reason words
 (bad amount, unknown account, insufficient funds), a cancelled review that
 sends nothing, and, with two holders killed, a balance shown as unknown with its
 reason, never a number. On the Agents page, with an agent cell started, the wallet pays that node 2 Shells
-ahead for thinking time (review, pay, credited once the node's ledger checked it). The screenshots
-docs/screenshots/wallet*.png and agents-credit.png are taken here.
+ahead for thinking time (review, pay, credited once the node's ledger checked it), and on the Watch
+page, with an fStream cell started, 1 Shell ahead for streaming. The screenshots
+docs/screenshots/wallet*.png, agents-credit.png and watch-credit.png are taken here.
 """
 
 from __future__ import annotations
@@ -164,10 +165,32 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             page.click("#credit-yes")
             expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
             expect(page.locator("#usage")).to_contain_text("credit 2 Shells (paid 2, used 0)", timeout=30_000)
+            expect(page.locator("#agents-note")).to_contain_text("agent(s) on", timeout=30_000)  # the list, refreshed
             page.screenshot(path=str(SHOTS / "agents-credit.png"), full_page=True)
             assert run_async(balance(ips[2], node))["balance"] == 2 * SHELL
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("35.5 Shells", timeout=30_000)
+
+            # streaming paid ahead on the Watch page, the same card with the fStream cell's words and routes
+            # (docs/ledger.md, "Paying for streams")
+            fstream = make_cluster("fStreamCell")
+            fstream.up(1)
+            page.click("nav >> text=Watch")
+            expect(page.locator("#usage.ok")).to_contain_text(
+                "4.00 GiB of 4.00 GiB free streaming left today", timeout=60_000
+            )
+            page.fill("#credit-amount", "1")
+            page.click("#credit-review")
+            page.wait_for_selector("#credit-confirm:not([hidden])")
+            streamer = run_async(fstream.status())[0]["node"]
+            what = page.inner_text("#credit-what")
+            assert "Pay 1 Shells to node " + streamer[:12] in what and "fStream cell" in what and "streaming" in what
+            page.click("#credit-yes")
+            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
+            expect(page.locator("#usage")).to_contain_text("credit 1 Shells (paid 1, used 0)", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "watch-credit.png"), full_page=True)
+            page.click("nav >> text=Wallet")
+            expect(page.locator("#balance")).to_have_text("34.5 Shells", timeout=30_000)
 
             # two holders gone (4 of 5 must agree): the balance is unknown, with the reason, never the last number
             cluster.kill(cluster.nodes[3])

@@ -17,6 +17,11 @@ async def test_the_page_and_its_script(conduit) -> None:
     assert 'data-script="/static/cells/watch.js"' in html and 'id="watch-player"' in html
     js = await conduit.get("/static/cells/watch.js")
     assert js.status == 200 and ".innerHTML" not in await js.text()  # (named once, in a comment)
+    # the Streaming card (a price paid ahead, as the Agents page's Thinking time card)
+    assert 'id="credit-card" data-script="/static/cells/credit.js" data-api="/api/watch"' in html
+    assert 'data-cell="fStream cell" data-what="streaming"' in html and "0.01 Shell a GiB" in html
+    js = await conduit.get("/static/cells/credit.js")
+    assert js.status == 200 and ".innerHTML" not in await js.text()
 
 
 async def test_media_tokens_are_capabilities_of_an_unlocked_wallet(conduit) -> None:

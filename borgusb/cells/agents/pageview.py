@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from ...agents.prompts import PromptError, check_version
-from ...ledger.accounts import is_account
 from ...ledger.taskwork import check_claim
 from ...ledger.units import format_shells
 from ...signed import SignedDocError
@@ -189,18 +188,11 @@ def reports(reply: Any) -> dict[str, Any]:
     return {"reports": shown, "claims": len(_list(doc.get("claims"), 10_000))}
 
 
-def usage(reply: Any, endpoint: str) -> dict[str, Any]:
-    """The cell's usage as the page shows it: seconds and Shells as text, checked fields only."""
-    doc = reply if isinstance(reply, dict) else {}
-    payee, ref = doc.get("payee"), doc.get("ref")
-    return {
-        "free_s": _int(doc.get("free")) // 1000,
-        "free_left_s": _int(doc.get("free_left")) // 1000,
-        "paid": format_shells(_int(doc.get("paid"))),
-        "charged": format_shells(_int(doc.get("charged"))),
-        "balance": format_shells(_int(doc.get("balance"))),
-        "payee": payee if is_account(payee) else "",
-        "ref": ref if isinstance(ref, str) and len(ref) == 64 else "",
-        "exempt": doc.get("exempt") is True,
-        "served_by": endpoint,
-    }
+def thinking_left(left_ms: int, free_ms: int) -> str:
+    """The free thinking time left today, as the Thinking time card says it: "25 min 30 s of 30 min"."""
+
+    def mins(ms: int) -> str:
+        s = ms // 1000
+        return f"{s // 60} min{f' {s % 60} s' if s % 60 else ''}" if s >= 60 else f"{s} s"
+
+    return f"{mins(left_ms)} of {mins(free_ms)} free thinking left today"

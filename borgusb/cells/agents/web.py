@@ -31,7 +31,8 @@ from ...conduit.web import (
     require_unlocked,
 )
 from ...net.peer import PeerRejected
-from . import creditweb, pageview
+from ..peerpays import creditweb
+from . import pageview
 from .client import AgentClient
 
 CELL = "borgAgentCell"
@@ -41,6 +42,7 @@ TIMEOUT_S = 10.0
 MONITOR = "monitor"  # the node's System Monitor agent, which the cell never picks for a question
 THINK_S = 240.0  # a session of 8 model calls on a loaded 2-core node; the cell gives the brain 120 s a call
 
+SELLER = creditweb.Seller("compute", "borgAgentCell", AgentClient, "agent cell", pageview.thinking_left)
 EXPLAIN = {
     "rate_limited": "You asked too often: the agent cell takes at most 10 questions a minute; wait a minute.",
     "busy": "Every agent is thinking right now (or this one is in a session); ask again in a moment.",
@@ -198,4 +200,4 @@ def setup(app: web.Application) -> None:
         ("rollback", api_rollback),
     ):
         app.router.add_post(f"/api/agents/{path}", _guarded(handler))
-    creditweb.setup(app, EXPLAIN)
+    creditweb.setup(app, SELLER, "/api/agents", EXPLAIN)

@@ -240,53 +240,6 @@
     finally { if ($("session-run")) $("session-run").disabled = false; }
   }
 
-  // ------------------------------------------------------------------ Thinking time (compute.py)
-  let usageAt = "", creditToken = "", creditNode = "";
-  const mins = (s) => (s >= 60 ? `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}` : `${s} s`);
-
-  async function refreshUsage(background = false) {
-    if (!$("thinking")) return;
-    try {
-      const u = await post("/api/agents/usage", {}, background);
-      usageAt = u.served_by;
-      $("free-meter").max = Math.max(1, u.free_s);
-      $("free-meter").value = u.exempt ? Math.max(1, u.free_s) : u.free_left_s;
-      say($("usage"), u.exempt ? `${u.served_by} thinks for your key free (it is the node's own key).`
-        : `${mins(u.free_left_s)} of ${mins(u.free_s)} free thinking left today on ${u.served_by} · ` +
-          `credit ${u.balance} Shells (paid ${u.paid}, used ${u.charged})`, "ok");
-      if (u.notes.length) say($("credit-status"), u.notes.join(" "), "message");
-    } catch (e) { say($("usage"), e.message, "message", e.reason || ""); }
-  }
-
-  async function onCreditReview(ev) {
-    ev.preventDefault();
-    say($("credit-status"), "Checking…");
-    try {
-      const r = await post("/api/agents/credit/review", { amount: $("credit-amount").value, node: usageAt });
-      creditToken = r.token; creditNode = r.node;
-      $("credit-what").textContent = `Pay ${r.shells} Shells to node ${short(r.to)} (${r.to_address}, the agent ` +
-        `cell on ${r.node}) for thinking time?`;
-      $("credit-confirm").hidden = false;
-      say($("credit-status"), "");
-    } catch (e) { say($("credit-status"), e.message, "message", e.reason || ""); }
-  }
-
-  async function onCreditConfirm() {
-    $("credit-yes").disabled = true;
-    say($("credit-status"), "Paying: the ledger's holders confirm, then the agent cell checks it…");
-    try {
-      const r = await post("/api/agents/credit/confirm", { token: creditToken, node: creditNode });
-      $("credit-confirm").hidden = true;
-      $("credit").reset();
-      const done = `Paid ${r.shells} Shells (transaction ${r.id.slice(0, 12)}…, confirmed by ${r.signers} of ${r.holders} holders).`;
-      say($("credit-status"), r.note ? `${done} ${r.note}` : `${done} Credited.`, r.note ? "message" : "ok", r.note ? "kept" : "");
-      refreshUsage();
-    } catch (e) {
-      $("credit-confirm").hidden = true;
-      say($("credit-status"), e.message, "message", e.reason || "");
-    } finally { $("credit-yes").disabled = false; creditToken = ""; }
-  }
-
   onPage(() => {
     if ($("chat") && !$("chat").dataset.started) {
       $("chat").dataset.started = "1";
@@ -307,9 +260,6 @@
         changePrompt("/api/agents/propose", { name: openName, prompt: $("propose-text").value }, "Saved");
         $("propose-text").value = "";
       });
-      $("credit").addEventListener("submit", onCreditReview);
-      $("credit-yes").addEventListener("click", onCreditConfirm);
-      $("credit-no").addEventListener("click", () => { $("credit-confirm").hidden = true; creditToken = ""; say($("credit-status"), "Not paid."); });
       refreshAgents();
       refreshUsage();
       every(refreshAgents, 5000);
