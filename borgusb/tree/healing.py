@@ -161,7 +161,7 @@ class Healing(RootWork):
             if self.status == "root" and reported > self.ver:
                 self.ver = ((reported >> 32) + 1) << 32  # a new epoch above anything in the tree
                 self._count("ver_raised")
-        if msg.get("need_replica") is True and self.status == "root":
+        if msg.get("need_replica") is True and self.status == "root" and self.repl_holders is not None:
             self.repl_holders.discard(sender.node_id)
         ack = self._hb_ack_msg()
         if msg.get("catchup") is True:

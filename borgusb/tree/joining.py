@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from . import positions as P
+from .admission import JoinAdmission
 from .messages import Malformed, Member, f_int, f_member, f_slots, f_str
 from .state import TreeState
 
@@ -57,7 +58,7 @@ class Joining(TreeState):
         joiner = f_member(msg, "joiner")
         hops = f_int(msg, "hops", 0, 64)
         if self.status == "root":
-            if joiner.node_id in self.queued or joiner.node_id == self.me.node_id:
+            if (self.queued is not None and joiner.node_id in self.queued) or joiner.node_id == self.me.node_id:
                 return
             new = joiner.node_id not in self.where  # a resync is free
             if hops > 0 and sender.node_id in self.where and sender.node_id != joiner.node_id:
@@ -69,6 +70,8 @@ class Joining(TreeState):
             if new and self._members_at(joiner.ip) >= self.cfg.members_per_address:
                 self._count("refused:join_cap")
                 return
+            if self.queued is None:
+                self.queued = set()
             self.queued.add(joiner.node_id)
             self.queue.append(joiner)
             if self.addr_counts is not None and self.addr_counts_ver == self.ver:
@@ -94,6 +97,8 @@ class Joining(TreeState):
 
     def _admit(self, address: str) -> bool:
         """Spend one of ``address``'s admissions (``admission.py``), counted when none is left."""
+        if self.admission is None:
+            self.admission = JoinAdmission(self.cfg.join_burst, self.cfg.join_every_ms)
         if self.admission.allow(address, self._now):
             return True
         self._count("refused:join_rate")

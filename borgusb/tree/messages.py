@@ -46,7 +46,20 @@ class Member:
             raise Malformed("bad ip")
         if type(port) is not int or not 0 <= port <= 65535:
             raise Malformed("bad port")
-        return cls(nid, ip, port)
+        key = (nid, ip, port)
+        member = _MEMBERS.get(key)
+        if member is None:
+            member = cls(nid, ip, port)
+            if len(_MEMBERS) >= MAX_SHARED:  # a bound, not a policy: a flood of made-up records starts it over
+                _MEMBERS.clear()
+            _MEMBERS[key] = member
+        return member
+
+
+#: parsed records shared by value (a Member is immutable): the root and a parent are named in many
+#: messages, and a node keeps them; one object each instead of a copy per message and per holder
+_MEMBERS: dict[tuple[str, str, int], Member] = {}
+MAX_SHARED = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ from . import positions as P
 from .merging import Merging
 from .messages import Action, Deliver, Malformed, Member, Send, StatusChanged
 from .outbox import BroadcastOutbox
-from .state import TreeConfig
+from .state import TreeConfig, counter_key
 
 __all__ = ["TreeConfig", "TreeNode", "Member", "Send", "Deliver", "StatusChanged", "Action"]
 
@@ -227,7 +227,7 @@ class TreeNode(Merging):
         if handler is None:
             self._count("rejected_unknown_type")
             return
-        self._count("recv." + msg["t"])
+        self._count(counter_key("recv.", msg["t"]))
         try:
             handler(self, sender, msg)
         except Malformed:

@@ -49,7 +49,7 @@ class RootWork(Joining):
         t = self.table
         assert t is not None
         self.last_batch = self._now
-        queue, self.queue, self.queued = self.queue, [], set()
+        queue, self.queue, self.queued = self.queue, [], None
         self.ver += 1
         k = self.k
         touched: dict[int, dict[int, Member | None]] = {}
@@ -184,7 +184,7 @@ class RootWork(Joining):
         for c in P.children(1, self.k, len(t)):
             m = t[c]
             holders.add(m.node_id)
-            full = m.node_id not in self.repl_holders
+            full = self.repl_holders is None or m.node_id not in self.repl_holders
             if full and full_ops is None:
                 full_ops = slots(dict(t))
             ops = full_ops if full else delta_ops

@@ -16,10 +16,14 @@ send ``tree.join`` to the root, one root tick assigns them all), and during the
 build and the broadcast only the root is ticked -- heartbeats are irrelevant
 there and ticking 10^6 nodes costs seconds per simulated tick.  The GC is
 paused during a run, all nodes share the bus's ``random.Random`` (one per node
-would cost 2.5 KB each) and root children keep replica deltas unparsed until
-needed.  Measured on the shared 2-core dev box (2026-12-04): ``--nodes 1000000 --children
-10`` takes ~89 s wall (build 75 s), 4.9 GB RSS, reports depth 6 and 6 measured
-broadcast hops, exactly-once delivery; 30,000 nodes take 2 s.
+would cost 2.5 KB each), root children keep replica deltas unparsed until
+needed, a parsed member record is shared by value (`messages.Member.from_dict`),
+and what only a root or a member taking joins uses (its admission buckets, its
+queue's ids, its replica holders) is made at first use.  Measured on the shared
+2-core dev box (2026-12-04, one hour): ``--nodes 1000000 --children 10`` takes
+46 s (build 37 s), 3.7 GB RSS, against 55 s and 4.9 GB before those last three
+(on a slower day the same run took 89 s); depth 6, 6 measured broadcast hops,
+exactly-once delivery; 30,000 nodes take 1.5 s.
 Failure repair ticks every node, so ``--fail`` is meant for trees up to ~10^5
 (10,000 nodes with 5% failed: ~5 s).
 """

@@ -22,6 +22,21 @@ from .recent import RecentBroadcasts
 MEMBER_PROBE_FACTOR = 4  # members probe a contact 4x less often than the root
 
 
+_KEYS: dict[tuple[str, str], str] = {}
+MAX_KEYS = 256  # message types are few; a peer's made-up ones are counted without being kept here
+
+
+def counter_key(prefix: str, kind: str) -> str:
+    """``prefix + kind``, one shared string per pair: a million simulated nodes count the same few
+    message types, and each would otherwise keep its own copy of every key."""
+    key = _KEYS.get((prefix, kind))
+    if key is None:
+        key = prefix + kind
+        if len(_KEYS) < MAX_KEYS:
+            _KEYS[(prefix, kind)] = key
+    return key
+
+
 @dataclass(frozen=True)
 class TreeConfig:
     """Tunables of one cell's tree; ``k`` is the fan-out (maxChildren)."""
@@ -130,7 +145,7 @@ class TreeState:
         self._acts: list[Action] = []
         self._now = 0
         self.last_tick: int | None = None
-        self.admission = JoinAdmission(config.join_burst, config.join_every_ms)
+        self.admission: JoinAdmission | None = None  # made at the first join taken: most members never take one
         self._source: str | None = None  # where the message being handled came from (on_message)
         self._proof: dict[str, Any] | None = None  # its signed envelope, passed on with a forwarded join
         self._clear_tree()
@@ -153,7 +168,7 @@ class TreeState:
         if to.node_id == self.me.node_id:
             self._dispatch(self.me, msg)  # our own role (e.g. root is its own parent-of-record)
             return
-        self._count("sent." + msg["t"])
+        self._count(counter_key("sent.", msg["t"]))
         self._acts.append(Send(to, msg))
 
     def _set_status(self, st: str) -> None:
@@ -184,12 +199,12 @@ class TreeState:
         self.replica_log: list[Any] | None = None
         self.where: dict[str, int] = {}
         self.queue: list[Member] = []
-        self.queued: set[str] = set()
+        self.queued: set[str] | None = None  # the root's queue's ids (None: made at the first join queued)
         self.addr_counts: Counter[str] | None = None  # members per address at the root (joining._members_at)
         self.addr_counts_ver = -1  # ... as of this table version
         self.last_batch = -(1 << 62)
         self.repl_ops: dict[int, Member | None] = {}
-        self.repl_holders: set[str] = set()
+        self.repl_holders: set[str] | None = None  # root children sent the full table (root only)
         self.repl_seq = 0  # root: deltas shipped so far; root child: deltas applied
         self.sub_ver = 0  # the highest version our subtree's heartbeats reported
         self.need_sync = False
