@@ -59,7 +59,7 @@ class Member:
 #: parsed records shared by value (a Member is immutable): the root and a parent are named in many
 #: messages, and a node keeps them; one object each instead of a copy per message and per holder
 _MEMBERS: dict[tuple[str, str, int], Member] = {}
-MAX_SHARED = 1 << 16
+MAX_SHARED = 4096  # ~2 MiB at most: a flood of made-up records costs a cell little
 
 
 @dataclass(frozen=True, slots=True)

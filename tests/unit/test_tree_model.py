@@ -6,11 +6,12 @@ import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
-from borgusb.tree.messages import Member, Send, StatusChanged
+from borgusb.tree.messages import Malformed, Member, Send, StatusChanged
 from borgusb.tree.model import TreeConfig, TreeNode
 from borgusb.tree.sim import Bus
 
@@ -582,3 +583,17 @@ TestTreeMachine = TreeMachine.TestCase
 TestTreeMachine.settings = settings(
     max_examples=150, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+def test_member_records_are_shared_by_value_within_a_bound() -> None:
+    from borgusb.tree import messages
+
+    rec = {"pubkey": "ab" * 33, "ip": "10.0.0.1", "port": 7000}
+    first, again = Member.from_dict(dict(rec)), Member.from_dict(dict(rec))
+    assert first is again and first == Member("ab" * 33, "10.0.0.1", 7000)
+    assert Member.from_dict(dict(rec, port=7001)) is not first
+    with pytest.raises(Malformed):
+        Member.from_dict(dict(rec, port=True))  # equal to 1 as a key, still refused
+    for i in range(messages.MAX_SHARED + 10):  # a flood of made-up records: the cache stays bounded
+        Member.from_dict({"pubkey": f"{i:066x}", "ip": "10.0.0.2", "port": 1})
+    assert len(messages._MEMBERS) <= messages.MAX_SHARED
