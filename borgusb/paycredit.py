@@ -1,7 +1,8 @@
-"""`borgusb pay credit [AMOUNT] [--for compute|stream]`: pay a node ahead for a priced use: its agents'
-thinking time (``compute``, the default) or the media it streams to you (``stream``).
+"""`borgusb pay credit [AMOUNT] [--for compute|stream|storage]`: pay a node ahead for a priced use: its
+agents' thinking time (``compute``, the default), the media it streams to you (``stream``) or the
+copies of your files it holds (``storage``).
 
-Without AMOUNT it prints what the node's selling cell (the agent cell, or the fStream cell) says of
+Without AMOUNT it prints what the node's selling cell (agent, fStream or shard cell) says of
 your use there: the free share left today and your credit. With AMOUNT it pays the node's account
 that many Shells (a transfer whose ref names that price's credit, `ledger.credit.credit_ref`), then
 hands the cell the payment's certificate, which the node's ledger checks before crediting it once. A
@@ -23,11 +24,11 @@ from typing import Any
 from .clitools import EXIT_OK, EXIT_USAGE, CLIError
 from .keys import SigningKey
 from .ledger.credit import FINAL_REFUSALS, PRESENT_WINDOW_MS, credit_ref
-from .ledger.rules import GIB
+from .ledger.rules import GIB, MIB
 from .net.peer import PeerError, PeerRejected
 
 COMMAND = "credit"
-SOLD = ("compute", "stream")  # the prices a cell sells on credit: the agent cell's, the fStream cell's
+SOLD = ("compute", "stream", "storage")  # the prices cells sell on credit: the agent, fStream and shard cells
 REFS = frozenset(credit_ref(rule) for rule in SOLD)  # the payments a selling cell takes a certificate for
 
 
@@ -37,14 +38,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="pay the node ahead for its agents' thinking time or its streams; without AMOUNT, show what is left",
     )
     credit.add_argument(
-        "amount", nargs="?", help='Shells, e.g. "0.5" (0.001 Shell a second of thinking; 0.01 Shell a GiB streamed)'
+        "amount",
+        nargs="?",
+        help='Shells, e.g. "0.5" (a second of thinking 0.001 Shell; a GiB streamed 0.01; a GiB held a day 0.01)',
     )
     credit.add_argument(
         "--for",
         dest="rule",
         choices=SOLD,
         default="compute",
-        help="what it pays for: the agents' thinking (compute, the default) or streamed media (stream)",
+        help="what it pays for: the agents' thinking (compute, the default), streamed media (stream) "
+        "or the copies of your files this node holds (storage)",
     )
     return credit
 
@@ -55,6 +59,10 @@ def _seller(rule: str, peers: Any, ip: str, pubkey: str | None = None) -> Any:
         from .cells.fstream.client import FStreamClient
 
         return FStreamClient(peers, ip, pubkey=pubkey)
+    if rule == "storage":
+        from .cells.shard.client import ShardClient
+
+        return ShardClient(peers, ip, pubkey=pubkey)
     from .cells.agents.client import AgentClient
 
     return AgentClient(peers, ip, pubkey=pubkey)
@@ -64,6 +72,9 @@ def _left(rule: str, usage: dict[str, Any]) -> str:
     free = int(usage.get("free_left", 0))
     if rule == "stream":
         return f"streaming here: {free / GIB:.2f} GiB free left today"
+    if rule == "storage":
+        held, share = int(usage.get("held", 0)), int(usage.get("free_bytes", 0))
+        return f"stored here: {held / MIB:.1f} MiB of yours, {share / MIB:.1f} MiB kept free"
     return f"thinking time here: {free // 1000} s free left today"
 
 
@@ -148,7 +159,7 @@ async def run(
     return EXIT_OK
 
 
-_CELL = {"compute": "agent cell", "stream": "fStream cell"}
+_CELL = {"compute": "agent cell", "stream": "fStream cell", "storage": "shard cell"}
 
 
 async def _ask(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:

@@ -22,14 +22,16 @@ terabyte stays an exact integer (MiB-hours, bytes, milliseconds of CPU).
 | bridge  | reserve | bridge operations finished | 1 Shell per deposit or withdrawal      |
 | agent   | reserve | confirmed useful tasks     | 0.5 Shell per task                     |
 | content | reserve | reads of public content    | 0.001 Shell per read (reader/object/day)|
-| storage | user    | MiB-hours beyond the quota | 0.03 Shell per GiB-day (3 copies)      |
+| storage | user    | MiB-hours of a copy held   | 0.01 Shell per GiB-day per copy        |
 | stream  | user    | bytes streamed             | 0.01 Shell per GiB                     |
 | compute | user    | ms of agent CPU            | 0.001 Shell per CPU-second             |
 
-Free quota: 1 GiB stored per account costs nothing (`billable_mib_hours`).
+Free quota: 1 GiB stored per account costs nothing (`billable_mib_hours`); each holder keeps its
+part of it free (`shard.billing.free_share`) and charges its own copies beyond it, so three copies
+cost the owner 0.03 Shell per GiB-day, the hold reward of all three.
 Scale check: holding 1 PiB for a day costs the reserve 10,486 Shells, so the
 20,000,000-Shell genesis pays for ~5 years of a petabyte held with no price
-paid by anyone; storage beyond the quota pays its holders 3x the reward, so
+paid by anyone; storage beyond the quota pays each holder the reward again, so
 busy networks live off prices, not the reserve.
 """
 
@@ -113,10 +115,10 @@ _RULES = (
     Rule(
         "storage",
         "user",
-        "MiB-hours stored beyond the free quota",
-        3 * UNITS_PER_SHELL // 100,
+        "MiB-hours of one copy held beyond the free quota",
+        UNITS_PER_SHELL // 100,
         MIB_HOURS_PER_GIB_DAY,
-        "pays the hold reward of all three copies, to the holders",
+        "each holder is paid the hold reward of its copy (three copies: 0.03 Shell per GiB-day)",
     ),
     Rule("stream", "user", "bytes streamed", UNITS_PER_SHELL // 100, GIB, "paid to the nodes that serve the stream"),
     Rule(

@@ -492,6 +492,14 @@ class ShardStore:
         if hashes:
             self._cover(stem, hashes)  # even when none is new: a newer tombstone raises their t
 
+    def held_by_owner(self) -> dict[str, int]:
+        """Bytes of shards held here per owner (what the ``storage`` price meters)."""
+        held: dict[str, int] = {}
+        for entry in self.records.values():
+            rec = entry["rec"]
+            held[rec["o"]] = held.get(rec["o"], 0) + rec["n"]
+        return held
+
     def stats(self) -> dict[str, Any]:
         return {
             "root": str(self.root),

@@ -1,5 +1,6 @@
 """Payloads shaped like the ftreeFileMgrCell's root-pointer requests and the shard cell's hold-reward
-requests (``shard.audit``, ``shard.earn``), for tests/fuzz/test_receptor_fuzz.py's RECEPTORS.
+requests (``shard.audit``, ``shard.earn``) and storage credit (``shard.credit``, ``shard.usage``: the ledger's
+certificate shapes), for tests/fuzz/test_receptor_fuzz.py's RECEPTORS.
 
 Pointers signed now by the fuzz keys, and the same documents with one member changed after signing."""
 
@@ -13,6 +14,7 @@ from borgusb.clock import SystemClock
 from borgusb.files.root import make_root
 
 from .mail_shapes import changed
+from .peerpays_shapes import CERTS
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict
 
 OWNER, STRANGER = fixed_key("owner"), fixed_key("stranger")
@@ -32,4 +34,6 @@ FTREE_EARN_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "ft.root.get": shaped_dict({"owner": (OWNERS, hex_texts)}),
     "shard.audit": shaped_dict({"claimant": (OWNERS, hex_texts), "shards": (st.lists(SHARD, max_size=4), JSON_SMALL)}),
     "shard.earn": shaped_dict({"start": (safe_ints, st.just(NOW - NOW % 3_600_000 - 3_600_000))}),
+    "shard.credit": shaped_dict({"cert": CERTS}),
+    "shard.usage": shaped_dict({}),
 }

@@ -115,7 +115,7 @@ GIB_DAY = rules.MIB_HOURS_PER_GIB_DAY  # MiB-hours in one GiB kept one day
         ("bridge", 1, 100_000_000),  # 1 Shell per bridge operation
         ("agent", 1, 50_000_000),  # 0.5 Shell per confirmed task
         ("content", 1, 100_000),  # 0.001 Shell per read
-        ("storage", GIB_DAY, 3_000_000),  # 0.03 Shell per GiB-day beyond the quota
+        ("storage", GIB_DAY, 1_000_000),  # 0.01 Shell per GiB-day of a copy beyond the quota
         ("stream", rules.GIB, 1_000_000),  # 0.01 Shell per GiB streamed
         ("compute", 1000, 100_000),  # 0.001 Shell per CPU-second
     ],
@@ -131,7 +131,7 @@ def test_who_pays_and_rounding() -> None:
     assert all(rules.RULES[r].paid_by == "reserve" for r in rules.REWARDS)
     # one MiB-hour: the reserve rounds down, a price rounds up
     assert rules.amount("hold", 1) == 1_000_000 // GIB_DAY == 40
-    assert rules.amount("storage", 1) == -(-3_000_000 // GIB_DAY) == 123
+    assert rules.amount("storage", 1) == -(-1_000_000 // GIB_DAY) == 41
     assert rules.amount("serve", 1) == 0 and rules.amount("stream", 1) == 1
     assert rules.amount("bridge", 10**9) == units.SUPPLY  # never more than the supply
     for bad in (-1, True, 1.0):
@@ -146,7 +146,7 @@ def test_quota_and_byte_hours() -> None:
     assert rules.mib_hours(rules.GIB, day) == GIB_DAY
     assert rules.billable_mib_hours(rules.FREE_QUOTA_BYTES, day) == 0
     assert rules.billable_mib_hours(rules.FREE_QUOTA_BYTES + rules.GIB, day) == GIB_DAY
-    assert rules.amount("storage", rules.billable_mib_hours(3 * rules.GIB, day)) == 2 * 3_000_000
+    assert rules.amount("storage", rules.billable_mib_hours(3 * rules.GIB, day)) == 2 * 1_000_000
 
 
 @given(st.integers(0, units.SUPPLY), st.lists(st.text("abcdef", min_size=1, max_size=3), min_size=1, max_size=7))

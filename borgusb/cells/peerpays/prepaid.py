@@ -52,9 +52,11 @@ class Prepaid:
         counters: Counter[str],
         *,
         save_every_s: float = 0.0,
+        describe: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.rule, self.prefix, self.path, self.node = rule, prefix, path, node
         self.verify, self.counters, self.save_every_s = verify, counters, save_every_s
+        self.describe = describe  # what the cell adds to a key's usage (a holder: the bytes it holds)
         self.book = CreditBook(rule, node, free, pool)
         self._dirty, self._saved_at = False, time.monotonic()
         if path is not None and path.is_file():
@@ -123,11 +125,13 @@ class Prepaid:
         self.counters[f"{self.prefix}_credit_paid_in"] += 1
         self._dirty = True
         self.flush()
-        return {"credited": units, "id": tx.id, "usage": self.book.usage(tx.account, now_ms)}
+        return {"credited": units, "id": tx.id, "usage": self.usage(tx.account, now_ms)}
 
     def usage(self, key: str, now_ms: int) -> dict[str, Any]:
         doc = self.book.usage(key, now_ms)
         doc["exempt"] = key == self.node
+        if self.describe is not None:
+            doc.update(self.describe(key))
         return doc
 
     def flush(self) -> None:

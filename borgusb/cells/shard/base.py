@@ -44,6 +44,10 @@ class ShardBase(Cell):
         self.counters[f"shard_rejected:{reason}"] += 1
         return RequestError(reason, detail, status)
 
+    def _may_store(self, owner: str, n: int) -> None:
+        """Refuse (402) a new put's shard its owner's free share and credit here do not cover (selling.py)."""
+        raise NotImplementedError
+
     def _store_local(
         self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None, live: dict[str, Any] | None = None
     ) -> str:

@@ -49,12 +49,13 @@ from .datachannel import DataChannelDoor
 from .earn import HoldEarner
 from .locate import Locator
 from .repair import Replicator
+from .selling import StorageSeller
 from .settings import ShardSettings
 
 OWNED_ELSEWHERE = frozenset({"other_owner"})  # a put's placement stops at this refusal (repair.py `_place_on`)
 
 
-class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
+class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller):
     """A Cell that stores shards (settings: `ShardSettings`)."""
 
     settings: ShardSettings
@@ -90,6 +91,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
         self.repair_ms = settings.repair_ms
         self._init_locator()
         self._init_reacher()
+        self._init_seller(settings.bill_ms, settings.storage_free)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -101,8 +103,11 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
             self._spawn(self._repair_loop())
         if self.earn:
             self._spawn(self._earn_loop())
+        if self.bill_ms > 0:
+            self._spawn(self._bill_loop())
 
     async def on_stop(self) -> None:
+        self.storage.flush()
         await self.shard_peers.close()
         if self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -132,6 +137,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
     async def _f_hold(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
         rec, obj = self._check_shard(env, data, owner_signs=False)
         self._check_sender(env, rec["o"])
+        if env.payload.get("new") is True:  # a put's placement (a repair is never refused for a price)
+            self._may_store(rec["o"], rec["n"])
         return {"h": rec["h"], "result": self._store_local(rec, data, obj)}, b""
 
     @frame("shard.put")
@@ -140,7 +147,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
         r = env.payload.get("r", self.default_r)
         if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= model.MAX_R:
             raise self._reject("malformed", f"r must be 1..{model.MAX_R}", 400)
-        payload = {"rec": rec, "obj": obj}
+        payload = {"rec": rec, "obj": obj, "new": True}
         held, refused = await self._place_on(
             rec["h"], r, lambda h: self._hold_on(h, payload, rec, data, obj), final=OWNED_ELSEWHERE
         )
@@ -148,6 +155,13 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner):
             raise self._owned_elsewhere("a shard of this content", len(held))
         if not held:
             reasons = set(refused.values())
+            if reasons == {"payment_required"}:
+                raise RequestError(
+                    "payment_required",
+                    "every holder the lottery offered keeps your free share already: pay holders ahead "
+                    f"(borgusb pay credit 0.1 --for storage --node ADDRESS, e.g. {self.ip})",
+                    402,
+                )
             status = 409 if reasons == {"other_owner"} else 507 if reasons == {"quota"} else 503
             raise RequestError("no_holder", f"no holder took the shard: {sorted(reasons)}", status)
         return {"h": rec["h"], "copies": len(held), "holders": held, "refused": refused}, b""

@@ -45,6 +45,15 @@ class ShardClient(CellClient):
         ``not_placed`` / ``not_held``): a reserve holder's check of a hold claim."""
         return _doc(await self.call("shard.audit", {"claimant": claimant, "shards": [list(s) for s in shards]}))
 
+    async def usage(self) -> dict[str, Any]:
+        """The caller's storage here: ``{"held", "free_bytes", "free_left", "paid", "charged", "balance",
+        "payee", "ref", "exempt"}`` (bytes, MiB-hours and units; pay ``payee`` with ``ref`` to add credit)."""
+        return _doc(await self.call("shard.usage", {}))
+
+    async def credit(self, cert: dict[str, Any]) -> dict[str, Any]:
+        """Hand the holder a payment's certificate: ``{"credited", "id", "usage"}``."""
+        return _doc(await self.call("shard.credit", {"cert": cert}))
+
     async def earn(self, start: int | None = None) -> dict[str, Any]:
         """Have the shard cell claim its hold reward for the period starting at `start` (default: the last)."""
         return _doc(await self.call("shard.earn", {} if start is None else {"start": start}))

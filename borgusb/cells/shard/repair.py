@@ -37,6 +37,8 @@ class Replicator(ShardBase):
         self, h: Holder, payload: dict[str, Any], rec: dict[str, Any], data: memoryview, obj: str | None
     ) -> None:
         if h.pubkey == self.me_holder.pubkey:
+            if payload.get("new") is True:
+                self._may_store(rec["o"], rec["n"])
             self._store_local(rec, data, obj)
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)

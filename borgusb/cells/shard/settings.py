@@ -40,6 +40,19 @@ class ShardSettings(Settings):
         "claim the hold reward from the reserve after each hour, for the shards held through it",
         env="BORGUSB_SHARD_EARN",
     )
+    bill_ms: int = setting(
+        600_000,
+        "milliseconds between charges for the copies held (the storage price; 0: off)",
+        low=0,
+        env="BORGUSB_SHARD_BILL_MS",
+    )
+    storage_free: int = setting(
+        0,
+        "bytes of each owner this holder keeps free (0: its part of the 1 GiB free quota, from R and the nodes)",
+        low=0,
+        size=True,
+        env="BORGUSB_SHARD_FREE_BYTES",
+    )
     data_root: str = setting(
         "", "where a cell without --data makes its directory (default /dev/shm)", env="BORGUSB_DATA_ROOT"
     )

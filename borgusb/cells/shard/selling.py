@@ -1,0 +1,117 @@
+"""The shard cell's side of the ``storage`` price (docs/ledger.md, "Paying for storage").
+
+Each holder sells the keeping of its own copies: it meters the MiB-hours of each owner's shards it
+holds (`shard.billing.StorageMeter`, every `ShardSettings.bill_ms`) and charges them to that owner's
+prepaid book here (`peerpays.prepaid.Prepaid`, ``credit.json``), which takes the owner's free share
+first (`billing.free_share`: this holder's expected part of the owner's 1 GiB free quota, or the
+``storage_free`` setting). A new put's shard (``shard.hold`` with ``"new": true``, or this node's own
+placement of a ``shard.put``) is taken only while the owner's bytes here stay within the free share,
+or the owner has credit here; otherwise it is refused ``payment_required`` (402) and the placement
+moves on to the next ticket. A repair is never refused, and nothing held is dropped for a debt: the
+meter keeps charging it, so the next put waits for a payment. ``shard.credit`` takes a payment's
+certificate (checked by this node's peerPaysCell), ``shard.usage`` says what is held and left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ... import envelope
+from ...shard.billing import StorageMeter, free_per_day, free_share
+from ..kit import RequestError, receptor
+from ..peerpays.client import PayClient
+from ..peerpays.prepaid import Prepaid
+from .base import ShardBase
+
+log = logging.getLogger("borgusb.shard.selling")
+
+RULE = "storage"
+HELD_EVERY_S = 5.0  # how old the per-owner totals a new put is checked against may be
+SAVE_EVERY_S = 60.0  # charges written at most this often (a payment at once)
+
+
+class StorageSeller(ShardBase):
+    """The metered charge for held copies, the gate on new puts, and the receptors to pay ahead."""
+
+    storage: Prepaid
+    bill_ms: int
+    storage_free: int
+    default_r: int
+    _meter: StorageMeter
+    _held: tuple[float, dict[str, int]]
+
+    def _init_seller(self, bill_ms: int, storage_free: int) -> None:
+        self.bill_ms, self.storage_free = bill_ms, storage_free
+        self._meter, self._held = StorageMeter(), (-1e9, {})
+        free = self.free_bytes()
+        self.storage = Prepaid(
+            RULE,
+            "shard",
+            Path(self.data_dir) / "credit.json" if self.data_dir is not None else None,
+            self.key.public_key_hex,
+            free_per_day(free),
+            free_per_day(self.store.quota_bytes),  # the pool: all this node could hold, a day
+            lambda cert: PayClient(self.peers, self.ip).verify(cert),
+            self.counters,
+            save_every_s=SAVE_EVERY_S,
+            describe=lambda key: {"held": self._held_now().get(key, 0), "free_bytes": self.free_bytes()},
+        )
+
+    def free_bytes(self) -> int:
+        """One owner's free share at this holder (the setting, else from R and the shard nodes seen)."""
+        return self.storage_free or free_share(self.default_r, len(self.live()))
+
+    def _held_now(self) -> dict[str, int]:
+        at, held = self._held
+        if time.monotonic() - at > HELD_EVERY_S:
+            held = self.store.held_by_owner()
+            self._held = (time.monotonic(), held)
+        return held
+
+    def _may_store(self, owner: str, n: int) -> None:
+        """Refuse a new put's shard of `owner` (n bytes) that its free share and its credit here do not cover."""
+        if owner == self.key.public_key_hex:
+            return
+        held = self._held_now()
+        if held.get(owner, 0) + n <= self.free_bytes() or self.storage.book.balance(owner) > 0:
+            held[owner] = held.get(owner, 0) + n  # counted until the totals are read again
+            return
+        self.counters["shard_refused:payment_required"] += 1
+        raise RequestError(
+            "payment_required",
+            f"this holder keeps {self.free_bytes()} bytes of each owner free and holds {held.get(owner, 0)} of "
+            f"yours: pay it ahead (borgusb pay credit --for storage --node {self.ip})",
+            402,
+        )
+
+    def bill(self) -> dict[str, int]:
+        """Charge each owner the MiB-hours held since the last bill; the units charged per owner."""
+        now = self.clock.now_ms()
+        self.storage.book.free = free_per_day(self.free_bytes())
+        held = self.store.held_by_owner()
+        self._held = (time.monotonic(), held)
+        due = self._meter.tick(now, held)
+        return {owner: self.storage.charge(owner, mib_hours, now) for owner, mib_hours in due.items()}
+
+    async def _bill_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.bill_ms / 1000)
+            try:
+                self.bill()
+            except Exception:  # the loop must outlive one bad round; the reason is logged
+                log.exception("shard: billing round failed")
+
+    @receptor("shard.credit")
+    async def _r_credit(self, env: envelope.Envelope) -> Any:
+        """A payment for storage here: its certificate, checked by this node's ledger."""
+        cert = env.payload.get("cert") if isinstance(env.payload, dict) else None
+        return await self.storage.pay_in(cert, self.clock.now_ms())
+
+    @receptor("shard.usage")
+    async def _r_usage(self, env: envelope.Envelope) -> Any:
+        """The signer's bytes held here, free share, credit, and how to pay: ``payee`` and ``ref``."""
+        return self.storage.usage(env.signer, self.clock.now_ms())
