@@ -8,8 +8,9 @@ the review and confirmation steps, sees the refusals with their reason words
 sends nothing, and, with two holders killed, a balance shown as unknown with its
 reason, never a number. On the Agents page, with an agent cell started, the wallet pays that node 2 Shells
 ahead for thinking time (review, pay, credited once the node's ledger checked it), and on the Watch
-page, with an fStream cell started, 1 Shell ahead for streaming. The screenshots
-docs/screenshots/wallet*.png, agents-credit.png and watch-credit.png are taken here.
+page, with an fStream cell started, 1 Shell ahead for streaming, and on the Storage page, with a shard
+cell started, 0.5 Shell ahead to that holder. The screenshots docs/screenshots/wallet*.png,
+agents-credit.png, watch-credit.png and storage-credit.png are taken here.
 """
 
 from __future__ import annotations
@@ -191,6 +192,24 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             page.screenshot(path=str(SHOTS / "watch-credit.png"), full_page=True)
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("34.5 Shells", timeout=30_000)
+
+            # storage beyond the free share, paid ahead to the holder on the Storage page (the same card)
+            holders = make_cluster("shardTreeCell")
+            holders.up(1)
+            page.click("nav >> text=Storage")
+            expect(page.locator("#usage.ok")).to_contain_text(
+                "0.0 MiB of yours held here, 1024.0 MiB of it kept free", timeout=60_000
+            )
+            page.fill("#credit-amount", "0.5")
+            page.click("#credit-review")
+            page.wait_for_selector("#credit-confirm:not([hidden])")
+            assert "shard cell" in page.inner_text("#credit-what") and "for storage" in page.inner_text("#credit-what")
+            page.click("#credit-yes")
+            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
+            expect(page.locator("#usage")).to_contain_text("credit 0.5 Shells (paid 0.5, used 0)", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "storage-credit.png"), full_page=True)
+            page.click("nav >> text=Wallet")
+            expect(page.locator("#balance")).to_have_text("34 Shells", timeout=30_000)
 
             # two holders gone (4 of 5 must agree): the balance is unknown, with the reason, never the last number
             cluster.kill(cluster.nodes[3])

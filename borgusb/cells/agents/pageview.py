@@ -188,11 +188,11 @@ def reports(reply: Any) -> dict[str, Any]:
     return {"reports": shown, "claims": len(_list(doc.get("claims"), 10_000))}
 
 
-def thinking_left(left_ms: int, free_ms: int) -> str:
+def thinking_left(usage: dict[str, Any]) -> str:
     """The free thinking time left today, as the Thinking time card says it: "25 min 30 s of 30 min"."""
 
     def mins(ms: int) -> str:
         s = ms // 1000
         return f"{s // 60} min{f' {s % 60} s' if s % 60 else ''}" if s >= 60 else f"{s} s"
 
-    return f"{mins(left_ms)} of {mins(free_ms)} free thinking left today"
+    return f"{mins(_int(usage.get('free_left')))} of {mins(_int(usage.get('free')))} free thinking left today"

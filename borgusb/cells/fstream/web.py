@@ -71,17 +71,11 @@ EXPLAIN = {
     "not_listed": "That media is not among the public listings any more; list them again.",
     "not_for_you": "This share record was made for another key.",
 }
-CREDIT_EXPLAIN = {
-    "again": "That payment is already credited.",
-    "expired": "That confirmation is no longer open; review the payment again.",
-    "insufficient_funds": "Insufficient funds: your balance is lower than the amount.",
-    "bad_amount": "Bad amount.",
-    "no_node": "No fStream cell (fStreamCell) answers right now: start one, or give the conduit its node with --node.",
-}
 
 
-def streaming_left(left: int, free: int) -> str:
+def streaming_left(usage: dict[str, Any]) -> str:
     """The free streaming left today, as the Streaming card says it: "3.25 GiB of 4.00 GiB"."""
+    left, free = creditweb.free_today(usage)[::-1]
     return f"{left / GIB:.2f} GiB of {free / GIB:.2f} GiB free streaming left today"
 
 
@@ -119,7 +113,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/watch/public", guarded(api_public, EXPLAIN, (FilesError,)))
     app.router.add_post("/api/watch/shared", guarded(api_shared, EXPLAIN, (FilesError,)))
     app.router.add_get("/media/{token}", media)
-    creditweb.setup(app, SELLER, "/api/watch", CREDIT_EXPLAIN)
+    creditweb.setup(app, SELLER, "/api/watch")
     app.on_cleanup.append(_close)
 
 

@@ -33,10 +33,25 @@ from ...net.peer import PeerError, PeerRejected
 from .wallet import WalletBook, WalletRefusal
 from .web import BOOK, send_reviewed
 
+EXPLAIN = {
+    "again": "That payment is already credited.",
+    "expired": "That confirmation is no longer open; review the payment again.",
+    "insufficient_funds": "Insufficient funds: your balance is lower than the amount.",
+    "bad_amount": "Bad amount.",
+}
 MAX_BODY = 4096
 TIMEOUT_S = 10.0
 SCRIPT = "credit.js"
 HERE = Path(__file__).parent
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def free_today(doc: dict[str, Any]) -> tuple[int, int]:
+    """The card's meter for a daily free share: (free a day, free left today)."""
+    return _int(doc.get("free")), _int(doc.get("free_left"))
 
 
 @dataclass(frozen=True)
@@ -47,26 +62,23 @@ class Seller:
     cell: str  # its DNA name
     client: Callable[..., Any]  # its typed client: (peers, ip, pubkey=...) with usage() and credit(cert)
     label: str  # how the page names it: "agent cell"
-    left: Callable[[int, int], str]  # (free left, free a day) as the page says it
+    left: Callable[[dict[str, Any]], str]  # the cell's usage reply as the page says what is free
+    meter: Callable[[dict[str, Any]], tuple[int, int]] = free_today  # (full, left) of the card's meter
 
     @property
     def ref(self) -> str:
         return credit_ref(self.rule)
 
 
-def _int(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
-
-
 def usage_view(seller: Seller, reply: Any, endpoint: str) -> dict[str, Any]:
     """The cell's usage as the page shows it: the free share as text, Shells as text, checked fields only."""
     doc = reply if isinstance(reply, dict) else {}
     payee, ref = doc.get("payee"), doc.get("ref")
-    free, left = _int(doc.get("free")), _int(doc.get("free_left"))
+    free, left = seller.meter(doc)
     return {
         "free": free,
         "free_left": left,
-        "left": seller.left(left, free),
+        "left": seller.left(doc),
         "paid": format_shells(_int(doc.get("paid"))),
         "charged": format_shells(_int(doc.get("charged"))),
         "balance": format_shells(_int(doc.get("balance"))),
@@ -133,9 +145,12 @@ def _known(seller: Seller, network: Any, endpoint: str) -> str:
     return endpoint
 
 
-def setup(app: web.Application, seller: Seller, api: str, explain: Mapping[str, str]) -> None:
+def setup(app: web.Application, seller: Seller, api: str, explain: Mapping[str, str] | None = None) -> None:
     """``<api>/usage``, ``<api>/credit/review`` and ``<api>/credit/confirm`` for `seller`, and the card's
-    script (once); refusals (the wallet's too) as JSON led by what they mean (`explain`)."""
+    script (once); refusals (the wallet's too) as JSON led by what they mean (`explain`, else `EXPLAIN`)."""
+    if explain is None:
+        no_node = f"No {seller.label} ({seller.cell}) answers right now: start one, or give the conduit its node."
+        explain = {**EXPLAIN, "no_node": no_node}
 
     async def api_usage(request: web.Request) -> web.Response:
         key, network, book = _parts(request)

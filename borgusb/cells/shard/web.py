@@ -31,8 +31,10 @@ from ...conduit.network import Network
 from ...conduit.web import NETWORK, STATE, PageError, add_page, add_script, render, require_unlocked
 from ...dstream import Receiver, StreamError, parse_locate, put_file
 from ...keys import SigningKey
+from ...ledger.rules import MIB
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model
+from ..peerpays import creditweb
 from .client import READ_WAIT_S, ShardClient
 
 CELL = "shardTreeCell"
@@ -200,6 +202,25 @@ async def api_delete(request: web.Request) -> web.Response:
     return web.json_response({"deleted": oid, "served_by": served.endpoint})
 
 
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def storage_left(usage: dict[str, Any]) -> str:
+    """What the Storage card says a holder keeps of yours: "2.0 MiB of yours held here, 1.0 MiB free"."""
+    held, share = _int(usage.get("held")), _int(usage.get("free_bytes"))
+    return f"{held / MIB:.1f} MiB of yours held here, {share / MIB:.1f} MiB of it kept free"
+
+
+def storage_meter(usage: dict[str, Any]) -> tuple[int, int]:
+    """The card's meter: the free share, and what of it your copies here leave."""
+    share = _int(usage.get("free_bytes"))
+    return share, max(0, share - _int(usage.get("held")))
+
+
+SELLER = creditweb.Seller("storage", "shardTreeCell", ShardClient, "shard cell", storage_left, storage_meter)
+
+
 def setup(app: web.Application) -> None:
     """The page hook: the conduit calls this once (SPEC.web)."""
     add_page(app, "/storage", "Storage", "storage", Path(__file__).parent / "templates")
@@ -211,3 +232,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/storage/{id}/stat", api_stat)
     app.router.add_post("/api/storage/{id}/download", download)
     app.router.add_post("/api/storage/{id}/delete", api_delete)
+    creditweb.setup(app, SELLER, "/api/storage/pay")
