@@ -15,7 +15,6 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,16 @@ import pytest
 
 from borgusb.cells.agents.client import AgentClient
 from borgusb.cells.peerpays.client import PayClient
-from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
-from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer
+from borgusb.ledger import sign_transfer
 from borgusb.ledger.credit import credit_ref
 from borgusb.net.peer import PeerClient, PeerError, PeerRejected
+from tests.integration.credit_net import CLOCK, SHELL, fund, ledger_env, settled_ledger, wallet
 from tests.integration.test_agents_cluster import poll
 from tests.integration.test_peerpays_cluster import cli
 
 pytestmark = pytest.mark.slow
-CLOCK = SystemClock()
-WORK = hashlib.sha256(b"compute credit cluster test work record").hexdigest()
-SHELL = UNITS_PER_SHELL
 A1 = "127.0.0.2"
 
 
@@ -44,30 +40,19 @@ def test_pay_credit_pays_the_node_and_the_agent_cell_credits_it_once(
     make_cluster: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("BORGUSB_PAY_R", "3")
-    monkeypatch.setenv("BORGUSB_PAY_TEST_ONLY_WORK_REF", WORK)
+    ledger_env(monkeypatch)
     monkeypatch.setenv("BORGUSB_AGENT_MONITOR_S", "0")
     ledger, agents = make_cluster("peerPaysCell"), make_cluster("borgAgentCell")
     ledger.up(3)
     agents.up(1)
-    alice = SigningKey.generate()
-    keyfile = tmp_path / "alice.key"
-    keyfile.write_text(bytes(alice.secret_bytes()).hex() + "\n")
-    pending = tmp_path / "pending"
-    env = {"BORGUSB_PAY_DIR": str(pending)}
+    alice, keyfile, env = wallet(tmp_path)
+    pending = Path(env["BORGUSB_PAY_DIR"])
 
     async def main() -> None:
-        await ledger.wait_one_tree(timeout_s=90, expect=3)
-
-        async def settled() -> bool:
-            docs = await ledger.status()
-            return len(docs) == 3 and all(d.get("pay", {}).get("members") == 3 for d in docs)
-
-        await poll("the ledger's member views settle", settled, 60)
+        await settled_ledger(ledger)
         async with PeerClient(alice, CLOCK, Verifier(CLOCK), timeout_s=30) as pc:
             pay, cell = PayClient(pc, A1), AgentClient(pc, A1)
-            claim = sign_reward(alice, seq=1, prev=ZERO_HASH, amount=10 * SHELL, ref=WORK, ts=CLOCK.now_ms())
-            await pay.submit(claim)
+            await fund(pay, alice, 10)
 
             async def usage() -> dict[str, Any] | None:
                 try:

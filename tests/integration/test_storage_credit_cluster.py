@@ -15,7 +15,6 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,46 +23,31 @@ import pytest
 
 from borgusb.cells.peerpays.client import PayClient
 from borgusb.cells.shard.client import ShardClient
-from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
-from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward
 from borgusb.ledger.credit import credit_ref
 from borgusb.ledger.rules import MIB
 from borgusb.net.peer import PeerClient, PeerRejected
-from tests.integration.test_agents_cluster import poll
+from tests.integration.credit_net import CLOCK, SHELL, fund, ledger_env, settled_ledger, wallet
 from tests.integration.test_peerpays_cluster import cli
 from tests.integration.test_shard_cluster import put_bytes, start
 
 pytestmark = pytest.mark.slow
-CLOCK = SystemClock()
-WORK = hashlib.sha256(b"storage credit cluster test work record").hexdigest()
-SHELL = UNITS_PER_SHELL
 A1 = "127.0.0.2"
 
 
 def test_storage_beyond_the_free_share_is_paid_ahead_to_the_holder(
     make_cluster: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("BORGUSB_PAY_R", "3")
-    monkeypatch.setenv("BORGUSB_PAY_TEST_ONLY_WORK_REF", WORK)
+    ledger_env(monkeypatch)
     monkeypatch.setenv("BORGUSB_SHARD_FREE_BYTES", "1M")
-    alice = SigningKey.generate()
-    keyfile = tmp_path / "alice.key"
-    keyfile.write_text(bytes(alice.secret_bytes()).hex() + "\n")
-    env = {"BORGUSB_PAY_DIR": str(tmp_path / "pending")}
+    alice, keyfile, env = wallet(tmp_path)
 
     async def main() -> None:
         shards = await start(make_cluster, monkeypatch, tmp_path, 3)  # sets BORGUSB_DATA_ROOT for all that follow
         ledger = make_cluster("peerPaysCell")
         ledger.up(3)
-        await ledger.wait_one_tree(timeout_s=90, expect=3)
-
-        async def settled() -> bool:
-            docs = await ledger.status()
-            return len(docs) == 3 and all(d.get("pay", {}).get("members") == 3 for d in docs)
-
-        await poll("the ledger's member views settle", settled, 60)
+        await settled_ledger(ledger)
 
         # 1 MiB, three copies: Alice's free share is full at every holder
         first = await put_bytes(A1, os.urandom(MIB), alice, tmp_path, r=3)
@@ -80,8 +64,7 @@ def test_storage_beyond_the_free_share_is_paid_ahead_to_the_holder(
             assert (shown["held"], shown["free_bytes"], shown["balance"]) == (MIB, MIB, 0), shown
             assert shown["ref"] == credit_ref("storage")
             node = shown["payee"]
-            claim = sign_reward(alice, seq=1, prev=ZERO_HASH, amount=10 * SHELL, ref=WORK, ts=CLOCK.now_ms())
-            await PayClient(pc, A1).submit(claim)
+            await fund(PayClient(pc, A1), alice, 10)
 
             # paid ahead through the CLI: that holder takes Alice's next put, the other two still refuse it
             proc = cli("credit", "0.1", "--for", "storage", "--node", A1, "--key-file", str(keyfile), env=env)

@@ -16,7 +16,6 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -28,21 +27,17 @@ import pytest
 from borgusb import dna, envelope
 from borgusb.cells.fstream.client import FStreamClient
 from borgusb.cells.peerpays.client import PayClient
-from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.fstream.viewer import HEADER, sign_viewer
 from borgusb.keys import SigningKey
-from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward
 from borgusb.ledger.rules import MIB, amount
 from borgusb.net.peer import PeerClient, PeerError
+from tests.integration.credit_net import CLOCK, SHELL, fund, ledger_env, settled_ledger, wallet
 from tests.integration.test_agents_cluster import poll
 from tests.integration.test_peerpays_cluster import cli
 from tests.integration.test_shard_cluster import put_bytes, start
 
 pytestmark = pytest.mark.slow
-CLOCK = SystemClock()
-WORK = hashlib.sha256(b"stream credit cluster test work record").hexdigest()
-SHELL = UNITS_PER_SHELL
 A1 = "127.0.0.2"
 PORT = dna.get("fStreamCell").mon_port
 DATA = os.urandom(3 * MIB)
@@ -51,26 +46,16 @@ DATA = os.urandom(3 * MIB)
 def test_streaming_beyond_the_free_share_is_paid_ahead(
     make_cluster: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("BORGUSB_PAY_R", "3")
-    monkeypatch.setenv("BORGUSB_PAY_TEST_ONLY_WORK_REF", WORK)
+    ledger_env(monkeypatch)
     monkeypatch.setenv("BORGUSB_FSTREAM_FREE_BYTES", "2M")
-    alice = SigningKey.generate()
-    keyfile = tmp_path / "alice.key"
-    keyfile.write_text(bytes(alice.secret_bytes()).hex() + "\n")
-    env = {"BORGUSB_PAY_DIR": str(tmp_path / "pending")}
+    alice, keyfile, env = wallet(tmp_path)
 
     async def main() -> None:
         await start(make_cluster, monkeypatch, tmp_path, 3)  # sets BORGUSB_DATA_ROOT for all that follow
         ledger, fstream = make_cluster("peerPaysCell"), make_cluster("fStreamCell")
         ledger.up(3)
         fstream.up(1)
-        await ledger.wait_one_tree(timeout_s=90, expect=3)
-
-        async def settled() -> bool:
-            docs = await ledger.status()
-            return len(docs) == 3 and all(d.get("pay", {}).get("members") == 3 for d in docs)
-
-        await poll("the ledger's member views settle", settled, 60)
+        await settled_ledger(ledger)
         oid = (await put_bytes(A1, DATA, SigningKey.generate(), tmp_path))["id"]
         url = f"http://{A1}:{PORT}/object/{oid}"
         async with PeerClient(alice, CLOCK, Verifier(CLOCK), timeout_s=30) as pc, aiohttp.ClientSession() as http:
@@ -113,8 +98,7 @@ def test_streaming_beyond_the_free_share_is_paid_ahead(
             assert await get({"Range": "bytes=5-9"}) == (206, DATA[5:10])
 
             # paid ahead through the CLI: credited once, and Alice streams again
-            claim = sign_reward(alice, seq=1, prev=ZERO_HASH, amount=10 * SHELL, ref=WORK, ts=CLOCK.now_ms())
-            await PayClient(pc, A1).submit(claim)
+            await fund(PayClient(pc, A1), alice, 10)
             proc = cli("credit", "1", "--for", "stream", "--node", A1, "--key-file", str(keyfile), env=env)
             assert proc.returncode == 0, proc.stderr
             assert "streaming here: 0.00 GiB free left today" in proc.stdout, proc.stdout

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,20 @@ async def fund(ips: list[str], alice: SigningKey, wallet: str) -> None:
     """Alice gets 1000 Shells from the reserve (test-only work), then pays the wallet 50."""
     await send(ips[1], sign_reward(alice, seq=1, prev=ZERO_HASH, amount=1000 * SHELL, ref=WORK, ts=CLOCK.now_ms()))
     await send(ips[2], sign_transfer(alice, seq=1, prev=ZERO_HASH, to=wallet, amount=50 * SHELL, ts=CLOCK.now_ms()))
+
+
+def pay_ahead(page: Any, amount: str, words: list[str]) -> None:
+    """Pay `amount` Shells ahead on the page's paid-ahead card: reviewed (naming `words`), paid, credited."""
+    from playwright.sync_api import expect
+
+    page.fill("#credit-amount", amount)
+    page.click("#credit-review")
+    page.wait_for_selector("#credit-confirm:not([hidden])")
+    what = page.inner_text("#credit-what")
+    assert all(w in what for w in words), what
+    page.click("#credit-yes")
+    expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
+    expect(page.locator("#usage")).to_contain_text(f"credit {amount} Shells (paid {amount}, used 0)", timeout=30_000)
 
 
 def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monkeypatch, tmp_path: Path) -> None:
@@ -158,14 +173,8 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             page.fill("#credit-amount", "0")
             page.click("#credit-review")
             expect(page.locator("#credit-status[data-reason=bad_amount]")).to_be_visible()
-            page.fill("#credit-amount", "2")
-            page.click("#credit-review")
-            page.wait_for_selector("#credit-confirm:not([hidden])")
             node = run_async(agents.status())[0]["node"]
-            assert "Pay 2 Shells to node " + node[:12] in page.inner_text("#credit-what")
-            page.click("#credit-yes")
-            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
-            expect(page.locator("#usage")).to_contain_text("credit 2 Shells (paid 2, used 0)", timeout=30_000)
+            pay_ahead(page, "2", ["Pay 2 Shells to node " + node[:12], "agent cell", "thinking time"])
             expect(page.locator("#agents-note")).to_contain_text("agent(s) on", timeout=30_000)  # the list, refreshed
             page.screenshot(path=str(SHOTS / "agents-credit.png"), full_page=True)
             assert run_async(balance(ips[2], node))["balance"] == 2 * SHELL
@@ -180,15 +189,8 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             expect(page.locator("#usage.ok")).to_contain_text(
                 "4.00 GiB of 4.00 GiB free streaming left today", timeout=60_000
             )
-            page.fill("#credit-amount", "1")
-            page.click("#credit-review")
-            page.wait_for_selector("#credit-confirm:not([hidden])")
             streamer = run_async(fstream.status())[0]["node"]
-            what = page.inner_text("#credit-what")
-            assert "Pay 1 Shells to node " + streamer[:12] in what and "fStream cell" in what and "streaming" in what
-            page.click("#credit-yes")
-            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
-            expect(page.locator("#usage")).to_contain_text("credit 1 Shells (paid 1, used 0)", timeout=30_000)
+            pay_ahead(page, "1", ["Pay 1 Shells to node " + streamer[:12], "fStream cell", "streaming"])
             page.screenshot(path=str(SHOTS / "watch-credit.png"), full_page=True)
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("34.5 Shells", timeout=30_000)
@@ -200,13 +202,7 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             expect(page.locator("#usage.ok")).to_contain_text(
                 "0.0 MiB of yours held here, 1024.0 MiB of it kept free", timeout=60_000
             )
-            page.fill("#credit-amount", "0.5")
-            page.click("#credit-review")
-            page.wait_for_selector("#credit-confirm:not([hidden])")
-            assert "shard cell" in page.inner_text("#credit-what") and "for storage" in page.inner_text("#credit-what")
-            page.click("#credit-yes")
-            expect(page.locator("#credit-status.ok")).to_contain_text("Credited.", timeout=60_000)
-            expect(page.locator("#usage")).to_contain_text("credit 0.5 Shells (paid 0.5, used 0)", timeout=30_000)
+            pay_ahead(page, "0.5", ["Pay 0.5 Shells to node ", "shard cell", "for storage"])
             page.screenshot(path=str(SHOTS / "storage-credit.png"), full_page=True)
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("34 Shells", timeout=30_000)
