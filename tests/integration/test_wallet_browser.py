@@ -203,6 +203,8 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
                 "0.0 MiB of yours held here, 1024.0 MiB of it kept free", timeout=60_000
             )
             pay_ahead(page, "0.5", ["Pay 0.5 Shells to node ", "shard cell", "for storage"])
+            page.click("#files-refresh")  # the list, asked again now that a shard node runs
+            expect(page.locator("#files[data-state=fresh]")).to_have_count(1, timeout=30_000)
             page.screenshot(path=str(SHOTS / "storage-credit.png"), full_page=True)
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("34 Shells", timeout=30_000)

@@ -261,9 +261,7 @@
         $("propose-text").value = "";
       });
       refreshAgents();
-      refreshUsage();
       every(refreshAgents, 5000);
-      every(refreshUsage, 15000);
     }
   });
 })();
