@@ -68,12 +68,17 @@ def _seller(rule: str, peers: Any, ip: str, pubkey: str | None = None) -> Any:
     return AgentClient(peers, ip, pubkey=pubkey)
 
 
+def _int(v: Any) -> int:
+    """An integer field of a cell's reply (anything else, from a hostile or broken cell, is 0)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
 def _left(rule: str, usage: dict[str, Any]) -> str:
-    free = int(usage.get("free_left", 0))
+    free = _int(usage.get("free_left"))
     if rule == "stream":
         return f"streaming here: {free / GIB:.2f} GiB free left today"
     if rule == "storage":
-        held, share = int(usage.get("held", 0)), int(usage.get("free_bytes", 0))
+        held, share = _int(usage.get("held")), _int(usage.get("free_bytes"))
         return f"stored here: {held / MIB:.1f} MiB of yours, {share / MIB:.1f} MiB kept free"
     return f"thinking time here: {free // 1000} s free left today"
 
@@ -147,7 +152,7 @@ async def run(
             usage = await _hand_over(cell, fresh) or usage
 
     def shells(field: str) -> str:
-        return format_shells(int(usage.get(field, 0)))
+        return format_shells(_int(usage.get(field)))
 
     text = (
         "this node serves this key free (its own key)"

@@ -37,14 +37,16 @@ class StorageMeter:
         self.last_ms: int | None = None
         self.carry: dict[str, int] = {}  # owner -> byte-ms held and not yet charged (< one MiB-hour)
 
-    def tick(self, now_ms: int, held: Mapping[str, int]) -> dict[str, int]:
+    def tick(self, now_ms: int, held: Mapping[str, int], max_step_ms: int | None = None) -> dict[str, int]:
         """MiB-hours to charge each owner for the time since the last tick, `held` being the bytes
         of each owner held now (the first tick only starts the clock; a clock that went back
-        charges nothing)."""
+        charges nothing, one that jumped ahead at most `max_step_ms`)."""
         last, self.last_ms = self.last_ms, now_ms if self.last_ms is None else max(now_ms, self.last_ms)
         if last is None:
             return {}
         dt = max(0, now_ms - last)
+        if max_step_ms is not None:
+            dt = min(dt, max_step_ms)
         out: dict[str, int] = {}
         for owner, n in held.items():
             acc = self.carry.get(owner, 0) + n * dt

@@ -3,11 +3,11 @@ that serve"; docs/ledger.md, "Paying for streams").
 
 Three addresses run a shard cell and a peerPaysCell (R = 3), the first an fStreamCell too, whose free
 share is 2 MiB a viewer a day. Alice signs each range request (`borgusb.fstream.viewer`, as the
-conduit does): her first 2 MiB are free, a response that starts within them is served whole and
-charged beyond them, and the next one waits for a payment (402). A header replayed, forged or signed
-for another range is refused, never taken as anonymous; a client with no header is charged to its
-address. ``borgusb pay credit 1 --for stream`` pays the node and hands over the certificate, which
-the node's ledger checks; Alice streams again and the credit falls by what she streamed.
+conduit does): her first 2 MiB are free, a response is charged chunk by chunk as it is written and
+cut where the free share (and the credit) ends, and the next one waits for a payment (402). A header
+replayed, forged or signed for another range is refused, never taken as anonymous; a client with no
+header is charged to its address. ``borgusb pay credit 1 --for stream`` pays the node and hands over
+the certificate, which the node's ledger checks; Alice streams again and the credit falls by what she streamed.
 The book's rules themselves are tests/unit/test_ledger_credit.py's.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-4).
@@ -77,13 +77,15 @@ def test_streaming_beyond_the_free_share_is_paid_ahead(
                 async with http.get(url, headers=headers) as resp:
                     return resp.status, await resp.read()
 
-            # 1 MiB free, then the whole object (it starts within the free share): 2 MiB billed
+            # 1 MiB free, then the whole object: it starts within the free share and is cut where the share
+            # ends (each chunk is charged as it is written), so nothing is owed
             first = signed("bytes=0-1048575")
             assert await get(first) == (206, DATA[:MIB])
             assert (await cell.usage())["free_left"] == MIB
-            assert await get(signed()) == (200, DATA)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await get(signed())
             shown = await cell.usage()
-            assert (shown["free_left"], shown["balance"]) == (0, -amount("stream", 2 * MIB)), shown
+            assert (shown["free_left"], shown["balance"]) == (0, 0), shown
             status, body = await get(signed("bytes=0-99"))
             assert status == 402 and json.loads(body)["error"] == "payment_required"
 
@@ -104,7 +106,7 @@ def test_streaming_beyond_the_free_share_is_paid_ahead(
             assert "streaming here: 0.00 GiB free left today" in proc.stdout, proc.stdout
             assert await get(signed("bytes=0-1048575")) == (206, DATA[:MIB])
             paid = await cell.usage()
-            assert paid["paid"] == SHELL and paid["balance"] == SHELL - amount("stream", 3 * MIB), paid
+            assert paid["paid"] == SHELL and paid["balance"] == SHELL - amount("stream", MIB), paid
             assert (await PayClient(pc, A1).balance(node))["balance"] == SHELL
 
         doc = (await fstream.status())[0]
@@ -113,6 +115,7 @@ def test_streaming_beyond_the_free_share_is_paid_ahead(
         assert counters.get("fstream_refused:payment_required") == 1
         refused = {k: v for k, v in counters.items() if k.startswith("fstream_refused:viewer")}
         assert refused == {f"fstream_refused:viewer_{r}": 1 for r in ("replay", "bad_signature", "mismatch")}
-        assert counters.get("fstream_stream_used") == 5 * MIB + 5  # Alice's 1 + 3 + 1 MiB, the address's 5 bytes
+        assert counters.get("fstream_stream_used") == 3 * MIB + 5  # Alice's 1 + 1 + 1 MiB, the address's 5 bytes
+        assert counters.get("fstream_cut:payment_required") == 1
 
     asyncio.run(main())

@@ -16,8 +16,9 @@ from borgusb.cells.shard.cell import ShardCell
 from borgusb.cells.shard.settings import ShardSettings
 from borgusb.clock import ManualClock, SystemClock
 from borgusb.dna import get
-from borgusb.ledger.credit import credit_ref
-from borgusb.ledger.rules import FREE_QUOTA_BYTES, GIB, HOUR_MS, MIB, amount
+from borgusb.ledger import ZERO_HASH, sign_transfer
+from borgusb.ledger.credit import DAY_MS, credit_ref
+from borgusb.ledger.rules import FREE_QUOTA_BYTES, GIB, HOUR_MS, MIB, amount, mib_hours
 from borgusb.ledger.sim import fixed_key
 from borgusb.shard import model
 from borgusb.shard.billing import MIB_HOUR, StorageMeter, free_per_day, free_share
@@ -45,6 +46,7 @@ def test_the_meter_charges_whole_mib_hours_and_carries_the_rest() -> None:
     assert meter.tick(HOUR_MS // 2, {"a": 10 * MIB, "b": MIB}) == {"a": 3}  # 2.5 + 0.5 carried
     assert meter.tick(HOUR_MS // 4, {"a": 10 * MIB}) == {}  # a clock that went back charges nothing
     assert meter.tick(HOUR_MS, {"a": 10 * MIB}) == {"a": 5} and "b" not in meter.carry  # b holds nothing now
+    assert meter.tick(HOUR_MS + 30 * HOUR_MS, {"a": MIB}, max_step_ms=HOUR_MS) == {"a": 1}  # a jump: one step
 
 
 async def test_a_holder_charges_its_copies_beyond_the_free_share_and_gates_new_puts(tmp_path: Path) -> None:
@@ -69,14 +71,33 @@ async def test_a_holder_charges_its_copies_beyond_the_free_share_and_gates_new_p
     cell._may_store(BOB.public_key_hex, MIB)
     cell._may_store(NODE.public_key_hex, 10 * GIB)  # the node's own key is never charged
     assert cell.counters["shard_refused:payment_required"] == 1
+    # credit admits a shard only when it pays a day of all that lies beyond the free share
+    one_day = amount("storage", mib_hours(3 * MIB, DAY_MS))  # 2 MiB beyond + the new 1 MiB
+    tiny = sign_transfer(
+        ALICE,
+        seq=1,
+        prev=ZERO_HASH,
+        to=NODE.public_key_hex,
+        amount=one_day - 1,
+        ts=clock.now_ms(),
+        ref=credit_ref("storage"),
+    )
+    cell.storage.book.pay_in(tiny, clock.now_ms())
+    with pytest.raises(RequestError):
+        cell._may_store(ALICE.public_key_hex, MIB)
+    more = sign_transfer(
+        ALICE, seq=2, prev=tiny.id, to=NODE.public_key_hex, amount=1, ts=clock.now_ms(), ref=credit_ref("storage")
+    )
+    cell.storage.book.pay_in(more, clock.now_ms())
+    cell._may_store(ALICE.public_key_hex, MIB)
 
     # a day later: 72 MiB-hours held, 24 of them free, the rest charged once, priced once
     assert cell.bill() == {}  # the first round starts the meter
     clock.advance(24 * HOUR_MS)
     assert cell.bill() == {ALICE.public_key_hex: amount("storage", 48)}
-    assert cell.storage.book.balance(ALICE.public_key_hex) == -amount("storage", 48)
+    assert cell.storage.book.balance(ALICE.public_key_hex) == one_day - amount("storage", 48)
     cell.storage.flush()
     again = ShardCell(get("shardTreeCell"), "127.0.0.9", key=NODE, data_dir=tmp_path, settings=settings, clock=clock)
-    assert again.storage.book.balance(ALICE.public_key_hex) == -amount("storage", 48)  # kept across a restart
+    assert again.storage.book.balance(ALICE.public_key_hex) == one_day - amount("storage", 48)  # kept
     await cell.peers.close()
     await again.peers.close()

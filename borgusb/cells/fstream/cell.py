@@ -25,8 +25,9 @@ keeps it): each response's bytes are charged to its viewer, the key that signed 
 that header, to the client's address (`ledger.credit.address_key`: one viewer's free share, never
 paid). Each viewer
 streams `FStreamSettings.free_bytes` a day here free (all of them at most ``free_pool_bytes``);
-beyond it a response starts only with credit left (402 ``payment_required``), and is charged the
-bytes it sent when it ends. ``fstream.credit`` takes a payment's certificate (checked by the node's
+beyond it a response starts only with credit left (402 ``payment_required``); each chunk it writes is
+charged as it goes, and the body is cut when the free share and the credit run out (a viewer's
+debt is at most a chunk per response running). ``fstream.credit`` takes a payment's certificate (checked by the node's
 own peerPaysCell), ``fstream.usage`` says what is left. A bad header is refused (401,
 ``viewer_<reason>``), never taken as anonymous.
 
@@ -391,7 +392,6 @@ class FStreamCell(Cell):
         """Object `oid` (or the Range of it asked for) as it arrives in the cache; its bytes charged to `payer`."""
         entry = await self.cache.open(oid)
         reader = next(self._readers)
-        sent = 0
         try:
             size = entry.size
             answer = ranges.answer(request.headers.get("Range"), size)
@@ -417,39 +417,45 @@ class FStreamCell(Cell):
                 response.headers["Content-Range"] = answer.content_range
             response.content_length = last - first + 1
             await response.prepare(request)
-            sent = await self._send(response, entry, spans, wait_s, reader)
+            await self._send(response, entry, spans, wait_s, reader, payer)
             return response
         finally:
             self.cache.release(entry, reader)
-            self.credit.charge(payer, sent, self.clock.now_ms())
 
     async def _send(
-        self, response: web.StreamResponse, entry: Cached, spans: list[tuple[int, int, int]], wait_s: float, reader: int
-    ) -> int:
-        """The spans' bytes as each shard is in; how many were written. Once the head is sent a failure
-        can only cut the body short (the connection is closed: the player asks again, maybe
-        elsewhere), counted."""
-        sent = 0
+        self,
+        response: web.StreamResponse,
+        entry: Cached,
+        spans: list[tuple[int, int, int]],
+        wait_s: float,
+        reader: int,
+        payer: str,
+    ) -> None:
+        """The spans' bytes as each shard is in, each chunk charged to `payer` as it is written; the body
+        is cut when the payer's free share and credit run out (its next request is answered 402). Once
+        the head is sent a failure can only cut the body short (the connection is closed: the player
+        asks again, maybe elsewhere), counted."""
         try:
             for i, off, n in spans:
                 await self.cache.wait(entry, i, wait_s, reader)
                 at = i * entry.ss + off
                 end = at + n
                 while at < end:
+                    if not self.credit.allows(payer, self.clock.now_ms()):
+                        raise CacheError("payment_required", "the free share and the credit ran out", 402)
                     data = await asyncio.to_thread(self.cache.read, entry, at, min(CHUNK, end - at))
                     await response.write(data)
+                    self.credit.charge(payer, len(data), self.clock.now_ms())
                     at += len(data)
-                    sent += len(data)
         except ConnectionResetError:
             self.counters["fstream_client_gone"] += 1
-            return sent
+            return
         except (TimeoutError, CacheError) as exc:
             reason = exc.reason if isinstance(exc, CacheError) else "stalled"
             self.counters[f"fstream_cut:{reason}"] += 1
             response.force_close()
-            return sent
+            return
         await response.write_eof()
-        return sent
 
     def status(self) -> dict[str, Any]:
         doc = super().status()

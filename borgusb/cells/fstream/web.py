@@ -386,7 +386,8 @@ async def _relay(
         clock = request.app[NETWORK].clock
         headers[viewer.HEADER] = viewer.sign_viewer(state.wallet.key, clock, node, port, obj, headers["Range"])
     got = 0
-    async with _session(request).get(url, headers=headers) as upstream:
+    # not followed: a cell at capacity redirects, and the header is addressed to this cell only
+    async with _session(request).get(url, headers=headers, allow_redirects=False) as upstream:
         expect = f"bytes {c_first}-{c_last}/"
         if upstream.status == 402:
             request.app[COUNTERS]["endpoint_unpaid"] += 1

@@ -79,6 +79,16 @@ class Prepaid:
             except CreditRefused as exc:
                 raise self._refuse(exc) from None
 
+    def allows(self, key: str, now_ms: int) -> bool:
+        """Whether `key` may go on using now (`may_start`'s rule, not counted: the caller counts its cut)."""
+        if key == self.node:
+            return True
+        try:
+            self.book.may_start(key, now_ms)
+        except CreditRefused:
+            return False
+        return True
+
     def charge(self, key: str, quantity: int, now_ms: int) -> int:
         """Charge a finished use; the units it cost (0 for the node's own key)."""
         if key == self.node or quantity <= 0:

@@ -44,8 +44,20 @@ class ShardBase(Cell):
         self.counters[f"shard_rejected:{reason}"] += 1
         return RequestError(reason, detail, status)
 
-    def _may_store(self, owner: str, n: int) -> None:
-        """Refuse (402) a new put's shard its owner's free share and credit here do not cover (selling.py)."""
+    def _gate(self, env: envelope.Envelope, rec: dict[str, Any], obj: str | None, new: bool) -> None:
+        """Refuse (402) a hold its owner's free share and credit here do not cover (selling.py)."""
+        raise NotImplementedError
+
+    def _may_store(self, owner: str, n: int, h: str = "", obj: str | None = None) -> None:
+        """Refuse (402) a new shard its owner's free share and credit here do not cover (selling.py)."""
+        raise NotImplementedError
+
+    def _stored(self, owner: str, n: int) -> None:
+        """Count a shard just stored in the storage gate's totals (selling.py)."""
+        raise NotImplementedError
+
+    def placed_here(self, h: str) -> bool:
+        """Whether this node is a placement winner of shard h (selling.py)."""
         raise NotImplementedError
 
     def _store_local(

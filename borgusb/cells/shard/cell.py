@@ -137,9 +137,10 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
     async def _f_hold(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
         rec, obj = self._check_shard(env, data, owner_signs=False)
         self._check_sender(env, rec["o"])
-        if env.payload.get("new") is True:  # a put's placement (a repair is never refused for a price)
-            self._may_store(rec["o"], rec["n"])
-        return {"h": rec["h"], "result": self._store_local(rec, data, obj)}, b""
+        self._gate(env, rec, obj, env.payload.get("new") is True)  # a put's, or a repair off the lottery's picks
+        result = self._store_local(rec, data, obj)
+        self._stored(rec["o"], rec["n"])
+        return {"h": rec["h"], "result": result}, b""
 
     @frame("shard.put")
     async def _f_put(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
@@ -156,6 +157,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
         if not held:
             reasons = set(refused.values())
             if reasons == {"payment_required"}:
+                self.counters["shard_rejected:payment_required"] += 1
                 raise RequestError(
                     "payment_required",
                     "every holder the lottery offered keeps your free share already: pay holders ahead "
@@ -324,6 +326,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
             raise RequestError("malformed", "from must list [pubkey, ip, port]") from None
         if not model.is_hash(h) or (obj is not None and not model.is_hash(obj)):
             raise RequestError("malformed", "h and obj must be SHA-256 hashes")
+        if not self.store.has(h) and not self.placed_here(h):  # a copy here would be charged to its owner
+            raise self._reject("not_placed", "this node is not among the shard's placement winners", 403)
         sources = self._known(holders)
         if holders and not sources:
             raise self._reject("unknown_source", "this node fetches only from shard nodes it knows", 403)

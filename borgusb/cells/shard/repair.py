@@ -38,8 +38,9 @@ class Replicator(ShardBase):
     ) -> None:
         if h.pubkey == self.me_holder.pubkey:
             if payload.get("new") is True:
-                self._may_store(rec["o"], rec["n"])
+                self._may_store(rec["o"], rec["n"], rec["h"], obj)
             self._store_local(rec, data, obj)
+            self._stored(rec["o"], rec["n"])
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 

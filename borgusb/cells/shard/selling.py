@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ... import envelope
+from ...ledger.credit import DAY_MS
+from ...ledger.rules import amount, mib_hours
+from ...shard import model, placement
 from ...shard.billing import StorageMeter, free_per_day, free_share
 from ..kit import RequestError, receptor
 from ..peerpays.client import PayClient
@@ -30,6 +33,7 @@ from .base import ShardBase
 log = logging.getLogger("borgusb.shard.selling")
 
 RULE = "storage"
+SLACK = 2  # a repair's copy may rank this far beyond R (earn.py's PLACEMENT_SLACK): the next ticket
 HELD_EVERY_S = 5.0  # how old the per-owner totals a new put is checked against may be
 SAVE_EVERY_S = 60.0  # charges written at most this often (a payment at once)
 
@@ -65,6 +69,11 @@ class StorageSeller(ShardBase):
         """One owner's free share at this holder (the setting, else from R and the shard nodes seen)."""
         return self.storage_free or free_share(self.default_r, len(self.live()))
 
+    def _stored(self, owner: str, n: int) -> None:
+        """Count a shard just stored in the cached totals (until they are read again)."""
+        held = self._held_now()
+        held[owner] = held.get(owner, 0) + n
+
     def _held_now(self) -> dict[str, int]:
         at, held = self._held
         if time.monotonic() - at > HELD_EVERY_S:
@@ -72,19 +81,35 @@ class StorageSeller(ShardBase):
             self._held = (time.monotonic(), held)
         return held
 
-    def _may_store(self, owner: str, n: int) -> None:
-        """Refuse a new put's shard of `owner` (n bytes) that its free share and its credit here do not cover."""
-        if owner == self.key.public_key_hex:
+    def placed_here(self, h: str) -> bool:
+        """Whether this node is among the lottery's winners for shard h (any R, and the repair slack)."""
+        return self.key.public_key_hex in placement.rank(h, self.live())[: model.MAX_R + SLACK]
+
+    def _gate(self, env: envelope.Envelope, rec: dict[str, Any], obj: str | None, new: bool) -> None:
+        """The storage gate of one hold: a put's (`new`, or the owner's own) always, a repair's only when
+        this node is not a placement winner of the shard (no one may push an owner's copies, and their
+        charges, onto holders the lottery did not pick)."""
+        if new or env.signer == rec["o"] or not self.placed_here(rec["h"]):
+            self._may_store(rec["o"], rec["n"], rec["h"], obj)
+
+    def _may_store(self, owner: str, n: int, h: str = "", obj: str | None = None) -> None:
+        """Refuse a new put's shard of `owner` (n bytes) that its free share and its credit here do not
+        cover: the credit must pay a day of everything beyond the share. A shard held already, or one the
+        store will refuse as another owner's, is left to the store."""
+        if owner == self.key.public_key_hex or (h and self.store.has(h)):
             return
-        held = self._held_now()
-        if held.get(owner, 0) + n <= self.free_bytes() or self.storage.book.balance(owner) > 0:
-            held[owner] = held.get(owner, 0) + n  # counted until the totals are read again
+        if obj is not None and self.store.owner_of(obj) not in (None, owner):
+            return  # the store refuses it as other_owner, which stops a put's placement
+        held = self._held_now().get(owner, 0)
+        beyond = held + n - self.free_bytes()
+        if beyond <= 0 or self.storage.book.balance(owner) >= amount(RULE, mib_hours(beyond, DAY_MS)):
             return
         self.counters["shard_refused:payment_required"] += 1
         raise RequestError(
             "payment_required",
-            f"this holder keeps {self.free_bytes()} bytes of each owner free and holds {held.get(owner, 0)} of "
-            f"yours: pay it ahead (borgusb pay credit --for storage --node {self.ip})",
+            f"this holder keeps {self.free_bytes()} bytes of each owner free and holds {held} of yours; "
+            f"the credit must pay a day of what lies beyond: pay it ahead "
+            f"(borgusb pay credit --for storage --node {self.ip})",
             402,
         )
 
@@ -94,7 +119,8 @@ class StorageSeller(ShardBase):
         self.storage.book.free = free_per_day(self.free_bytes())
         held = self.store.held_by_owner()
         self._held = (time.monotonic(), held)
-        due = self._meter.tick(now, held)
+        # a clock that jumped ahead is charged at most two rounds (the loop off: as asked)
+        due = self._meter.tick(now, held, max_step_ms=2 * self.bill_ms if self.bill_ms else None)
         return {owner: self.storage.charge(owner, mib_hours, now) for owner, mib_hours in due.items()}
 
     async def _bill_loop(self) -> None:
