@@ -36,6 +36,7 @@ RULE = "storage"
 SLACK = 2  # a repair's copy may rank this far beyond R (earn.py's PLACEMENT_SLACK): the next ticket
 HELD_EVERY_S = 5.0  # how old the per-owner totals a new put is checked against may be
 SAVE_EVERY_S = 60.0  # charges written at most this often (a payment at once)
+FREE_POOL_PART = 2  # at most this part of the store is held free for all owners together (keys are free to make)
 
 
 class StorageSeller(ShardBase):
@@ -100,10 +101,22 @@ class StorageSeller(ShardBase):
             return
         if obj is not None and self.store.owner_of(obj) not in (None, owner):
             return  # the store refuses it as other_owner, which stops a put's placement
-        held = self._held_now().get(owner, 0)
-        beyond = held + n - self.free_bytes()
-        if beyond <= 0 or self.storage.book.balance(owner) >= amount(RULE, mib_hours(beyond, DAY_MS)):
+        totals, share = self._held_now(), self.free_bytes()
+        held = totals.get(owner, 0)
+        beyond = held + n - share
+        if beyond > 0 and self.storage.book.balance(owner) >= amount(RULE, mib_hours(beyond, DAY_MS)):
             return
+        if beyond <= 0:
+            free_held = sum(min(v, share) for k, v in totals.items() if k != self.key.public_key_hex)
+            if free_held + n <= self.store.quota_bytes // FREE_POOL_PART:
+                return
+            self.counters["shard_refused:payment_required"] += 1
+            raise RequestError(
+                "payment_required",
+                f"this holder keeps at most 1/{FREE_POOL_PART} of its store free for everyone together, and that "
+                f"is used: pay it ahead (borgusb pay credit --for storage --node {self.ip})",
+                402,
+            )
         self.counters["shard_refused:payment_required"] += 1
         raise RequestError(
             "payment_required",
