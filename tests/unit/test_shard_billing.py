@@ -52,7 +52,7 @@ def test_the_meter_charges_whole_mib_hours_and_carries_the_rest() -> None:
 async def test_a_holder_charges_its_copies_beyond_the_free_share_and_gates_new_puts(tmp_path: Path) -> None:
     clock = ManualClock(SystemClock().now_ms())
     settings = ShardSettings.from_sources(
-        {"storage_free": MIB, "bill_ms": 0, "earn": False, "scrub_bps": 0, "repair_ms": 0}, {}
+        {"storage_free": MIB, "quota": 4 * MIB, "bill_ms": 0, "earn": False, "scrub_bps": 0, "repair_ms": 0}, {}
     )
     cell = ShardCell(get("shardTreeCell"), "127.0.0.9", key=NODE, data_dir=tmp_path, settings=settings, clock=clock)
     data = os.urandom(3 * MIB)
@@ -71,6 +71,12 @@ async def test_a_holder_charges_its_copies_beyond_the_free_share_and_gates_new_p
     cell._may_store(BOB.public_key_hex, MIB)
     cell._may_store(NODE.public_key_hex, 10 * GIB)  # the node's own key is never charged
     assert cell.counters["shard_refused:payment_required"] == 1
+    # all owners together are kept free at most half the store (2 MiB here): Alice's 1 and Bob's 1
+    cell._stored(BOB.public_key_hex, MIB)
+    with pytest.raises(RequestError) as err:
+        cell._may_store(fixed_key("a third owner").public_key_hex, MIB)
+    assert err.value.reason == "payment_required" and "for everyone together" in str(err.value.detail)
+    assert cell.counters["shard_refused:payment_required"] == 2
     # credit admits a shard only when it pays a day of all that lies beyond the free share
     one_day = amount("storage", mib_hours(3 * MIB, DAY_MS))  # 2 MiB beyond + the new 1 MiB
     tiny = sign_transfer(
