@@ -52,13 +52,21 @@ def shard_files(net: ChaosNet, index: int) -> list[Path]:
 
 
 def bad_files(net: ChaosNet) -> list[str]:
-    """Shard files on any node's disk whose bytes no longer match their name (their SHA-256)."""
+    """Shard files on any node's disk whose bytes no longer match their name (their SHA-256). A file
+    that goes between the listing and the read was dropped by its node (a bad copy found): not bad."""
     return [
         f"node {i + 1}: {p.name[:12]}"
         for i in range(NODES)
         for p in shard_files(net, i)
-        if hashlib.sha256(p.read_bytes()).hexdigest() != p.name
+        if (digest := _sha256_if_there(p)) is not None and digest != p.name
     ]
+
+
+def _sha256_if_there(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def corrupt(path: Path, rng: random.Random) -> None:

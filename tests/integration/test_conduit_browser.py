@@ -50,6 +50,8 @@ def browser_page():
 
 
 def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, tmp_path: Path, monkeypatch) -> None:
+    from playwright.sync_api import expect
+
     monkeypatch.setenv("BORGUSB_DATA_ROOT", str(tmp_path / "shards"))
     cluster = make_cluster()
     cluster.up(5)
@@ -114,6 +116,8 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         assert page.get_attribute("#upload-progress", "value") == "100"
         row = page.locator("#files tbody tr", has_text="holiday.bin")
         row.wait_for(timeout=20_000)
+        # the paid-ahead card below counts the new copies this holder keeps of the wallet's (free here)
+        expect(page.locator("#usage.ok")).to_contain_text("2.4 MiB of yours held here", timeout=30_000)
         page.screenshot(path=str(SHOTS / "storage.png"), full_page=True)
         with page.expect_download(timeout=60_000) as download:
             row.locator(".download").click()

@@ -59,6 +59,9 @@
     } finally { $("credit-yes").disabled = false; creditToken = ""; }
   }
 
+  // a page whose own action changes what is held or used (the Storage page's upload) asks for a look
+  document.addEventListener("borg-credit-refresh", () => refreshUsage(true));
+
   onPage(() => {
     const card = $("credit-card");
     if (!card || card.dataset.started) return;

@@ -157,6 +157,7 @@
       status.textContent = `Stored ${body.name}: each shard in ${body.copies} of ${body.r} copies (through ${body.served_by}).`;
       document.getElementById("upload-form").reset();
       refreshFiles();
+      document.dispatchEvent(new Event("borg-credit-refresh"));  // the card below: what a holder keeps now
     };
     xhr.onerror = () => failed("The conduit did not answer.");
     xhr.send(form);
