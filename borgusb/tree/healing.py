@@ -5,11 +5,13 @@ children in step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from . import positions as P
 from .messages import Member, f_int, f_member, f_slots, f_str, f_strs
 from .rootwork import RootWork
+from .state import MAX_LOST_DOWN
 
 
 class Healing(RootWork):
@@ -146,6 +148,19 @@ class Healing(RootWork):
             self.parent = self.root = mover
             self.last_seen[mover.node_id] = self._now
 
+    def _keep_lost(self, peer: Member, lost: Sequence[dict[str, Any]]) -> None:
+        """Keep the flood's messages a failed send to child `peer` lost (at most `MAX_LOST_DOWN` each)."""
+        down = [m for m in lost if isinstance(m, dict) and m.get("t") == "tree.bcast" and m.get("up") is False]
+        q = next((q for q, m in self.children.items() if m.node_id == peer.node_id), None)
+        if not down or q is None:
+            return
+        if self.lost_down is None:
+            self.lost_down = {}
+        kept = self.lost_down.setdefault(q, [])
+        kept.extend(down)
+        self._count("bcast_down_kept", len(down))
+        del kept[:-MAX_LOST_DOWN]
+
     def _on_hb(self, sender: Member, msg: dict[str, Any]) -> None:
         tid = f_str(msg, "tree")
         q = f_int(msg, "pos", 2)
@@ -155,6 +170,10 @@ class Healing(RootWork):
             self._send(sender, {"t": "tree.reject", "tree": tid, "pos": q})
             return
         self.last_seen[q] = self._now
+        if self.lost_down is not None and q in self.lost_down:  # it answers again: what a failed send lost
+            for lost in self.lost_down.pop(q):
+                self._count("bcast_down_resent")
+                self._send(sender, lost)
         reported = msg.get("ver")
         if isinstance(reported, int) and not isinstance(reported, bool) and 0 <= reported < 1 << 62:
             self.sub_ver = max(self.sub_ver, reported)

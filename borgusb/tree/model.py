@@ -101,7 +101,7 @@ Messages (all JSON dicts; member records are ``{"pubkey", "ip", "port"}``;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import positions as P
@@ -173,12 +173,17 @@ class TreeNode(Merging):
                 self._member_probe()
         return self._end()
 
-    def on_unreachable(self, now_ms: int, peer: Member, refused: bool = False) -> list[Action]:
+    def on_unreachable(
+        self, now_ms: int, peer: Member, refused: bool = False, lost: Sequence[dict[str, Any]] = ()
+    ) -> list[Action]:
         """The transport could not reach ``peer``. A timeout proves nothing (a lossy link, a busy or
         frozen peer): failures stay confirmed by silence. A refused connection does: nothing listens
-        at the address the member gave, so it cannot hold its place there (`_on_refused`)."""
+        at the address the member gave, so it cannot hold its place there (`_on_refused`). `lost`:
+        the messages the failed send took with it; the flood's, to a child, go again at that child's
+        next heartbeat (`Healing._keep_lost`), so a lossy link does not cost a subtree a broadcast."""
         self._begin(now_ms)
         self._count("unreachable")
+        self._keep_lost(peer, lost)
         if self.status == "joining" and self.attempts and self.candidates[self.attempts - 1].node_id == peer.node_id:
             self._try_next_candidate()
         elif refused:

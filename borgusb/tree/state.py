@@ -20,6 +20,7 @@ from .outbox import BroadcastOutbox
 from .recent import RecentBroadcasts
 
 MEMBER_PROBE_FACTOR = 4  # members probe a contact 4x less often than the root
+MAX_LOST_DOWN = 64  # flood messages kept per child whose send failed (the oldest go first)
 
 
 _KEYS: dict[tuple[str, str], str] = {}
@@ -84,6 +85,7 @@ class TreeState:
         "vacant_since",
         "reported",
         "nudged",
+        "lost_down",
         "parent_refused_at",
         "promoted",
         "next_hb",
@@ -191,6 +193,8 @@ class TreeState:
         self.vacant_since: dict[int, int] = {}
         self.reported: dict[int, int] = {}
         self.nudged: dict[int, int] | None = None  # slot -> when a late child was nudged (made at the first)
+        # slot -> the flood's messages a failed send to that child lost, sent again at its next heartbeat
+        self.lost_down: dict[int, list[dict[str, Any]]] | None = None
         self.parent_refused_at: int | None = None  # when the parent's address last refused us
         self.promoted: str | None = None  # the node our last takeover handed the root to
         self.caught_from: str | None = None  # the parent whose recent broadcasts we have asked for

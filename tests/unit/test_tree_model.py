@@ -245,6 +245,24 @@ def test_broadcast_sent_to_a_dead_root_reaches_everyone_once_after_the_takeover(
     assert "bcast_dropped" not in origin.counters
 
 
+def test_a_flood_message_a_failed_send_lost_goes_to_the_child_at_its_next_heartbeat() -> None:
+    bus = build(10)
+    nodes = by_pos(bus)
+    root, child = nodes[1], nodes[2]  # position 2's parent is the root (k = 3)
+    bus.delivered.clear()
+    acts = root.broadcast(bus.now, {"hello": 1})
+    lost = [a for a in acts if isinstance(a, Send) and a.to.node_id == child.me.node_id]
+    assert len(lost) == 1 and lost[0].msg["t"] == "tree.bcast"
+    bus.apply(root.me.node_id, [a for a in acts if a not in lost])
+    bus.apply(root.me.node_id, root.on_unreachable(bus.now, child.me, lost=[lost[0].msg]))  # a lossy link's timeout
+    bus.drain()
+    assert child.me.node_id not in bus.delivered  # nor its subtree: the flood stopped at the failed send
+    bus.run(3 * CFG.heartbeat_ms)
+    assert set(bus.delivered) == set(bus.alive) and set(bus.delivered.values()) == {1}  # each once
+    assert root.counters["bcast_down_kept"] == 1 and root.counters["bcast_down_resent"] == 1
+    assert not root.lost_down  # sent again once, not kept
+
+
 def test_broadcast_held_while_joining_goes_out_once_placed() -> None:
     bus = build(4)
     joiner = bus.add_node([by_pos(bus)[1].me])

@@ -124,10 +124,11 @@ class TreeDriver(CellParts):
                     await self._post(to, batch)
                 except PeerUnreachable as exc:
                     self.counters["unreachable"] += 1
-                    carry = None
+                    lost, carry = list(batch), None
                     while not queue.empty():
-                        queue.get_nowait()
-                    self._execute(self.tree.on_unreachable(self.clock.now_ms(), to, refused=exc.refused))
+                        lost.append(queue.get_nowait())
+                    now = self.clock.now_ms()
+                    self._execute(self.tree.on_unreachable(now, to, refused=exc.refused, lost=lost))
                 except PeerRejected as exc:
                     self.counters[f"refused_by_peer:{exc.reason[:40]}"] += 1
         finally:
