@@ -139,7 +139,8 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
         self._check_sender(env, rec["o"])
         self._gate(env, rec, obj, env.payload.get("new") is True)  # a put's, or a repair off the lottery's picks
         result = self._store_local(rec, data, obj)
-        self._stored(rec["o"], rec["n"])
+        if result == "stored":  # a copy already held adds nothing to what its owner keeps here
+            self._stored(rec["o"], rec["n"])
         return {"h": rec["h"], "result": result}, b""
 
     @frame("shard.put")

@@ -39,8 +39,8 @@ class Replicator(ShardBase):
         if h.pubkey == self.me_holder.pubkey:
             if payload.get("new") is True:
                 self._may_store(rec["o"], rec["n"], rec["h"], obj)
-            self._store_local(rec, data, obj)
-            self._stored(rec["o"], rec["n"])
+            if self._store_local(rec, data, obj) == "stored":
+                self._stored(rec["o"], rec["n"])
         else:
             await post_frame(self.shard_peers, h.ip, h.port, "shard.hold", payload, data, expect_pubkey=h.pubkey)
 
