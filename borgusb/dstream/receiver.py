@@ -16,6 +16,12 @@ bytes: the holder is avoided), ``bad_reply`` (a reply that does not verify: avoi
 ``not_held``, ``corrupt_dropped`` (the holder found its copy corrupt), ``refused`` (any
 other refusal), ``unreachable`` (the holder is dropped).
 
+**Receipts**: when the object is whole, the receiver signs a receipt for each holder listing the
+shards that holder gave (`shard.receipt`; at most `MAX_RECEIPTS_PER_HOLDER` of them, the biggest
+shards first) and hands it in (``shard.receipt``), for at most `RECEIPT_WAIT_S` in all: the
+holder's evidence for the ``serve`` reward (docs/ledger.md). A holder that does not answer
+costs nothing more; a fetch that fails or is cancelled signs nothing.
+
 **Resuming**: a ``FILE.part`` of the right size is re-read shard by shard at the start;
 every shard whose bytes already match its hash is done. So a receiver killed at any moment
 resumes from what is on disk, with no journal to get out of step with the data.
@@ -36,6 +42,7 @@ from typing import Any
 from .. import dna
 from ..net.peer import PeerClient, PeerRejected, PeerUnreachable
 from ..shard import model
+from ..shard.receipt import MAX_RECEIPT_SHARDS, sign_receipt
 from ..shard.window import MAX_WINDOW, Window
 from .buffers import BUFFERS
 from .channel import MAX_BATCH, DataChannel
@@ -45,6 +52,8 @@ SHARD_DATA_PORT = dna.get("shardTreeCell").mon_port  # where holders serve shard
 WINDOW_BYTES = 32 << 20  # shard buffers in flight at most (the window shrinks for larger shards)
 AVOID = frozenset(("bad_bytes", "bad_reply"))  # outcomes after which a holder is asked for nothing more
 REFUSAL = {404: "not_held", 410: "corrupt_dropped"}
+MAX_RECEIPTS_PER_HOLDER = 4  # receipts one fetch hands one holder (64 shards; a serve record pays 1 GiB an hour)
+RECEIPT_WAIT_S = 3.0
 
 
 def parse_locate(reply: dict[str, Any], object_id: str) -> tuple[dict[str, Any], list[list[Holder]]]:
@@ -135,6 +144,8 @@ class Receiver:
         self.refused: Counter[str] = Counter()
         self._prealloc_error: StreamError | None = None
         self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread jobs the file must outlive
+        self.served: dict[str, dict[str, int]] = {}  # holder key -> {sha256: size} it gave, checked
+        self.receipts_refused: Counter[str] = Counter()
 
     def _resume(self) -> set[int] | None:
         """Shards whose bytes are already right in FILE.part; None if it was created (and sized)."""
@@ -342,6 +353,7 @@ class Receiver:
                 now = _now_ms()
                 for i, holder, outcome in (r for task in finished for r in task.result()):
                     if outcome == "ok":
+                        self.served.setdefault(holder.pubkey, {})[self.m["shards"][i]] = self.bounds[i][1]
                         if i not in win.done:
                             self.stats["fetched"] += 1
                             got += self.bounds[i][1]
@@ -370,12 +382,42 @@ class Receiver:
                 self._plain.close()
                 self._plain = None
         os.replace(self.part, self.path)
+        self.stats["receipts"] = await self._hand_in_receipts(by_id)
+        self.stats["receipts_refused"] = dict(self.receipts_refused)
         self.stats["retries"] = win.retries
         self.stats["hedged"] = win.hedged
         self.stats["avoided"] = len(win.avoided)
         self.stats["refused"] = dict(self.refused)
         self.stats["seconds"] = round(time.monotonic() - started, 4)
         return self.stats
+
+    async def _hand_in_receipts(self, by_id: dict[str, Holder]) -> int:
+        """Sign and hand each holder its receipts (see the module's docstring); how many it took."""
+        key, now = self.peers.key, self.peers.clock.now_ms()
+        most = MAX_RECEIPTS_PER_HOLDER * MAX_RECEIPT_SHARDS
+        posts = []
+        for pk, shards in self.served.items():
+            if pk == key.public_key_hex:
+                continue  # a node's own reads earn nothing
+            biggest = sorted(shards.items(), key=lambda s: (-s[1], s[0]))[:most]
+            for k in range(0, len(biggest), MAX_RECEIPT_SHARDS):
+                receipt = sign_receipt(key, pk, dict(biggest[k : k + MAX_RECEIPT_SHARDS]), now)
+                h = by_id[pk]
+                doc = {"receipt": receipt}
+                posts.append(
+                    self.peers.post(h.ip, h.port, "/recp", "shard.receipt", doc, expect_pubkey=pk, signed_reply=True)
+                )
+        if not posts:
+            return 0
+        try:
+            done = await asyncio.wait_for(asyncio.gather(*posts, return_exceptions=True), RECEIPT_WAIT_S)
+        except TimeoutError:
+            done = [TimeoutError()]
+        for d in done:  # what a holder said of a receipt it did not keep: in stats, for whoever asks why
+            if not (isinstance(d, dict) and d.get("kept")):
+                why = d.reason if isinstance(d, PeerRejected) else "again" if isinstance(d, dict) else type(d).__name__
+                self.receipts_refused[why] += 1
+        return sum(1 for d in done if isinstance(d, dict) and d.get("kept"))
 
 
 def _now_ms() -> int:

@@ -201,8 +201,9 @@ def check_claim(rec: HoldRecord, tx: Tx, now_ms: int) -> None:
         raise BadWork("too_old", f"the period ended {now_ms - rec.end} ms ago (paid up to {MAX_CLAIM_AGE_MS})")
 
 
-def sample(rec: HoldRecord, claim_id: str, verifier: str, k: int = SAMPLE) -> list[tuple[str, int]]:
-    """The shards `verifier` fetches for the claim `claim_id`: fixed per (claim, verifier), so anyone
+def sample(shards: tuple[tuple[str, int], ...], claim_id: str, verifier: str, k: int = SAMPLE) -> list[tuple[str, int]]:
+    """The shards `verifier` fetches of a claim's (a hold or a serve record's `shards`) for the
+    claim `claim_id`: fixed per (claim, verifier), so anyone
     can redo the draw, and each reserve holder asks different ones. A claimant missing a fraction f
     of its listed shards passes one holder's draw with probability about (1 - f)^k and needs a
     quorum of holders to pass (it can re-sign the claim to draw again: docs/ledger.md, limits)."""
@@ -210,4 +211,4 @@ def sample(rec: HoldRecord, claim_id: str, verifier: str, k: int = SAMPLE) -> li
     def draw(s: tuple[str, int]) -> bytes:
         return hashlib.sha256(f"{DOMAIN}.sample:{claim_id}:{verifier}:{s[0]}".encode()).digest()
 
-    return sorted(rec.shards, key=draw)[:k]
+    return sorted(shards, key=draw)[:k]

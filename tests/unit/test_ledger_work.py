@@ -155,12 +155,12 @@ def test_claim_matches_its_record_and_period() -> None:
 def test_sample_is_fixed_per_claim_and_verifier() -> None:
     many = {hashlib.sha256(str(i).encode()).hexdigest(): MIB for i in range(40)}
     rec = make_hold(WORKER.public_key_hex, START, many)
-    one = sample(rec, "c" * 64, "v1")
+    one = sample(rec.shards, "c" * 64, "v1")
     assert len(one) == 3 and set(one) <= set(rec.shards)
-    assert sample(rec, "c" * 64, "v1") == one
-    draws = {tuple(sample(rec, "c" * 64, f"v{i}")) for i in range(5)}
+    assert sample(rec.shards, "c" * 64, "v1") == one
+    draws = {tuple(sample(rec.shards, "c" * 64, f"v{i}")) for i in range(5)}
     assert len(draws) > 1  # different reserve holders ask for different shards
-    assert sorted(sample(record(), "c" * 64, "v1")) == sorted(record().shards)  # fewer than 3: all of them
+    assert sorted(sample(record().shards, "c" * 64, "v1")) == sorted(record().shards)  # fewer than 3: all of them
 
 
 def test_the_claim_loop_waits_for_the_next_period_or_retries_soon() -> None:

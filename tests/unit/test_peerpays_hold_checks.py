@@ -56,9 +56,9 @@ async def test_refusals_before_the_audit() -> None:
     assert not hc.approves(claim)  # nothing verified: the core's verify_work says no
 
     # this holder already approved another record of the same (claimant, hour)
-    hc.claimed[(WORKER.public_key_hex, START)] = other.ref
+    hc.claimed[("hold", WORKER.public_key_hex, START)] = other.ref
     assert await refused(hc, claim, rec.to_dict()) == "already_claimed"
-    del hc.claimed[(WORKER.public_key_hex, START)]
+    del hc.claimed[("hold", WORKER.public_key_hex, START)]
 
     # a record whose audit failed is refused from memory, without a second audit, until it expires
     hc.refused[rec.ref] = ("not_held", "shard ab: refused: corrupt", END + REFUSED_FOR_MS)

@@ -1,4 +1,4 @@
-"""peerPaysCell's check of a ``hold`` reward claim, before the core's `verify_work` is asked.
+"""peerPaysCell's check of a ``hold`` or ``serve`` reward claim, before the core's `verify_work` is asked.
 
 The core's ``verify_work(tx)`` is synchronous; checking a hold claim takes the network (fetch
 sampled shards from the claimant). So a reserve holder checks the claim's work record first, here,
@@ -12,6 +12,11 @@ fields, grid, bounds, the hold rule's amount), that the claim pays exactly that 
 (``shard.audit``) to confirm the claimant is a shard node of its view, among each sampled shard's
 placement winners, and serves the sampled shards' bytes (SHA-256 and size checked). Any failure
 refuses the claim with its reason word, counted as ``pay_work_refused:<reason>``.
+
+A ``serve`` claim (`ledger.servework`: receipts its readers signed) is checked the same way: its
+own rules (every receipt's signature, holder, period; the serve rule's amount), one approved record
+per (claimant, period), and possession of a sample of the shards the receipts name: a holder can
+only be paid for serving shards it holds and is placed to hold.
 
 **One reward offer at a time.** Every reward takes the reserve's next seq, and two claims offered
 at once could split the reserve holders' votes so that neither reaches a quorum, which would leave
@@ -28,8 +33,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable
 from typing import Any
 
+from ...ledger.servework import ServeRecord, check_serve, check_serve_claim
 from ...ledger.tx import Tx
-from ...ledger.work import BadWork, check_claim, check_work, sample
+from ...ledger.work import BadWork, HoldRecord, check_claim, check_work, sample
 from ...net.peer import PeerClient, PeerError, PeerRejected
 from ..kit import RequestError
 from ..shard.client import ShardClient
@@ -43,12 +49,12 @@ REFUSAL_STATUS = 403
 
 
 class HoldChecks:
-    """What one reserve holder has verified of hold claims; its `check` does the verifying."""
+    """What one reserve holder has verified of hold and serve claims; its `check` does the verifying."""
 
     def __init__(self, peers: PeerClient, ip: str, verifier: str, counters: Counter[str]) -> None:
         self.peers, self.ip, self.verifier, self.counters = peers, ip, verifier, counters
         self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
-        self.claimed: OrderedDict[tuple[str, int], str] = OrderedDict()  # (claimant, period start) -> ref
+        self.claimed: OrderedDict[tuple[str, str, int], str] = OrderedDict()  # (rule, claimant, start) -> ref
         self.refused: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # ref -> (reason, detail, until)
         self._busy = asyncio.Semaphore(2)  # audits at once: each may pull 12 MiB
         self.one_reward = asyncio.Lock()  # the sequencer offers one reward at a time
@@ -75,21 +81,27 @@ class HoldChecks:
         return RequestError(reason, detail, REFUSAL_STATUS)
 
     async def check(self, tx: Tx, work: Any, now_ms: int) -> None:
-        """Verify the hold record `work` that the reward `tx` claims, or raise the refusal."""
+        """Verify the hold or serve record `work` that the reward `tx` claims, or raise the refusal."""
         if tx.ref in self.verified:
             return  # verified already (a resend, or this holder offered it to itself first)
+        rec: HoldRecord | ServeRecord
         try:
-            rec = check_work(work)
-            check_claim(rec, tx, now_ms)
+            if isinstance(work, dict) and work.get("rule") == "serve":
+                rec = check_serve(work)
+                check_serve_claim(rec, tx, now_ms)
+            else:
+                rec = check_work(work)
+                check_claim(rec, tx, now_ms)
         except BadWork as exc:
             raise self._refuse(exc.reason, exc.detail) from None
+        key = ("serve" if isinstance(rec, ServeRecord) else "hold", rec.claimant, rec.start)
         failed = self.refused.get(rec.ref)
         if failed is not None and now_ms < failed[2]:  # the same record again: no second audit for a while
             raise self._refuse(failed[0], failed[1])
-        earlier = self.claimed.get((rec.claimant, rec.start))
+        earlier = self.claimed.get(key)
         if earlier is not None and earlier != rec.ref:
             raise self._refuse("already_claimed", f"this holder approved {earlier[:16]} for that period already")
-        picked = sample(rec, tx.id, self.verifier)
+        picked = sample(rec.shards, tx.id, self.verifier)
         async with self._busy:
             try:
                 await asyncio.wait_for(ShardClient(self.peers, self.ip).audit(rec.claimant, picked), AUDIT_TIMEOUT_S)
@@ -106,7 +118,7 @@ class HoldChecks:
                 ) from None
         self.counters["pay_work_verified"] += 1
         self.verified[tx.ref] = (tx.to, tx.amount)
-        self.claimed[(rec.claimant, rec.start)] = rec.ref
+        self.claimed[key] = rec.ref
         for table, cap in ((self.verified, MAX_VERIFIED), (self.claimed, MAX_CLAIMED)):
             while len(table) > cap:
                 table.popitem(last=False)

@@ -8,11 +8,13 @@ from typing import Any
 
 from ... import envelope
 from ...dstream import FairGate, Holder
+from ...ledger.servework import ServeRecord
 from ...net.peer import PeerClient
 from ...shard.store import ShardStore, StoreError
 from ..kit import Cell, RequestError
 
 DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement
+MAX_SERVED_LOG = 65_536  # (reader, shard) pairs remembered as served, for readers' receipts
 
 
 class PendingFind:
@@ -33,6 +35,7 @@ class ShardBase(Cell):
     shard_peers: PeerClient
     me_holder: Holder
     serving: OrderedDict[str, dict[str, Any]]
+    served_log: OrderedDict[tuple[str, str], tuple[int, int]]  # (reader, sha256) -> (size, ms): receipts' proof
     repair_until: dict[str, int]
     _repair_sem: asyncio.Semaphore
     directory: dict[str, tuple[Holder, int]]  # kept longer than DIRECTORY_TTL_MS: reach.py asks them
@@ -54,6 +57,10 @@ class ShardBase(Cell):
 
     def _stored(self, owner: str, n: int) -> None:
         """Count a shard just stored in the storage gate's totals (selling.py)."""
+        raise NotImplementedError
+
+    def serve_record(self, start: int) -> ServeRecord:
+        """The serve record of the period starting at `start` (serving.py); `BadWork` if none is owed."""
         raise NotImplementedError
 
     def placed_here(self, h: str) -> bool:
@@ -78,8 +85,13 @@ class ShardBase(Cell):
             return
         raise self._reject("not_shard_node", "only the owner or a shard node may ask this node to store this", 403)
 
-    def _count_served(self, env: envelope.Envelope, sid: str, n: int) -> None:
+    def _count_served(self, env: envelope.Envelope, sid: str, h: str, n: int) -> None:
+        """Count shard h (n bytes) as served on session sid, and log it for a receipt (serving.py)."""
         p = env.payload
+        self.served_log[(env.signer, h)] = (n, self.clock.now_ms())
+        self.served_log.move_to_end((env.signer, h))
+        while len(self.served_log) > MAX_SERVED_LOG:
+            self.served_log.popitem(last=False)
         st = self.serving.setdefault(sid, {"peer": env.sender.ip, "shards": 0, "bytes": 0})
         st["shards"] += 1
         st["bytes"] += n

@@ -50,12 +50,13 @@ from .earn import HoldEarner
 from .locate import Locator
 from .repair import Replicator
 from .selling import StorageSeller
+from .serving import ServeEarner
 from .settings import ShardSettings
 
 OWNED_ELSEWHERE = frozenset({"other_owner"})  # a put's placement stops at this refusal (repair.py `_place_on`)
 
 
-class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller):
+class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, ServeEarner, StorageSeller):
     """A Cell that stores shards (settings: `ShardSettings`)."""
 
     settings: ShardSettings
@@ -92,6 +93,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
         self._init_locator()
         self._init_reacher()
         self._init_seller(settings.bill_ms, settings.storage_free)
+        self._init_serving()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -108,6 +110,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
 
     async def on_stop(self) -> None:
         self.storage.flush()
+        self.receipts.flush(force=True)
         await self.shard_peers.close()
         if self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -196,7 +199,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
     async def _f_get(self, env: envelope.Envelope, data: memoryview) -> tuple[Any, bytes]:
         h, sid = self._get_args(env)
         rec, out = await self._read_checked(h, sid, self.store.get)
-        self._count_served(env, sid, len(out))
+        self._count_served(env, sid, h, len(out))
         return {"h": h, "rec": rec}, out
 
     # ------------------------------------------------------------ receptor (JSON)
@@ -350,6 +353,11 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, StorageSeller)
             "directory": len(self.live()),
             "streams": {sid: dict(st, active=now - st.get("last_ms", 0) < 2000) for sid, st in self.serving.items()},
             "gate_waiting": len(self.gate.queue),
-            "earn": {"on": self.earn, "claimant": self.key.public_key_hex, "last_claimed": self._last_claimed()},
+            "earn": {
+                "on": self.earn,
+                "claimant": self.key.public_key_hex,
+                "last_claimed": self._last_claimed(),
+                "last_served": self._last_claimed("serve"),
+            },
         }
         return doc

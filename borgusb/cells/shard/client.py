@@ -54,9 +54,10 @@ class ShardClient(CellClient):
         """Hand the holder a payment's certificate: ``{"credited", "id", "usage"}``."""
         return _doc(await self.call("shard.credit", {"cert": cert}))
 
-    async def earn(self, start: int | None = None) -> dict[str, Any]:
-        """Have the shard cell claim its hold reward for the period starting at `start` (default: the last)."""
-        return _doc(await self.call("shard.earn", {} if start is None else {"start": start}))
+    async def earn(self, start: int | None = None, rule: str = "hold") -> dict[str, Any]:
+        """Have the shard cell claim its `rule` reward (``hold`` or ``serve``) for the period starting
+        at `start` (default: the last)."""
+        return _doc(await self.call("shard.earn", {"rule": rule} if start is None else {"start": start, "rule": rule}))
 
     async def put_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Place an owner-signed manifest on its R holders."""

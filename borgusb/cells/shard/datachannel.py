@@ -69,7 +69,7 @@ class DataChannelDoor(ShardBase):
                     ns.append(-got)
                 else:
                     ns.append(got[2])
-                    self._count_served(env, sid, got[2])
+                    self._count_served(env, sid, h, got[2])
             self.counters["plain:shard.get"] += 1
             reply = envelope.sign(
                 self.key,

@@ -1,4 +1,5 @@
-"""The shard cell's side of the ``hold`` reward (docs/ledger.md, "The hold reward").
+"""The shard cell's side of the ``hold`` and ``serve`` rewards (docs/ledger.md, "The hold reward",
+"The serve reward").
 
 * **Claimant.** After each period of the grid (`ledger.work.HOLD_PERIOD_MS`, whole hours of
   network time) ends, the cell claims the reward for the shards it held throughout that period
@@ -12,7 +13,8 @@
   once: the last period claimed is kept in ``earned.json`` in the cell's directory, and
   ``already_paid`` counts as claimed.
   ``shard.earn`` claims one period on request (what the background loop does; a test or an
-  operator may ask it sooner).
+  operator may ask it sooner). The serve reward is claimed the same way, right after the hold
+  reward of the same period, from the readers' receipts the cell kept (`serving.ServeReceipts`).
 * **Auditor.** ``shard.audit``, asked by the peerPaysCell on the same address while it checks a
   claim: the claimant must be a shard node of this node's view, among each sampled shard's
   placement winners (`PLACEMENT_SLACK` ranks beyond R, for repairs), and must serve each sampled
@@ -31,8 +33,19 @@ from typing import Any
 
 from ... import envelope
 from ...dstream import post_frame
+from ...keystore import atomic_write
 from ...ledger import RESERVE, Tx, sign_reward
-from ...ledger.work import HOLD_PERIOD_MS, MAX_CLAIM_AGE_MS, MAX_SHARDS, SAMPLE, BadWork, make_hold, period_start
+from ...ledger.servework import ServeRecord
+from ...ledger.work import (
+    HOLD_PERIOD_MS,
+    MAX_CLAIM_AGE_MS,
+    MAX_SHARDS,
+    SAMPLE,
+    BadWork,
+    HoldRecord,
+    make_hold,
+    period_start,
+)
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model, placement
 from ...shard.store import Corrupt
@@ -54,12 +67,12 @@ EARNED_FILE = "earned.json"
 
 
 class HoldEarner(ShardBase):
-    """The hold reward: the claim loop and the audit a reserve holder asks of its shard cell."""
+    """The hold and serve rewards: the claim loop and the audit a reserve holder asks of its shard cell."""
 
     earn: bool
     _audits: asyncio.Semaphore
     _claiming: asyncio.Lock
-    _unanswered: dict[int, Tx]  # period start -> the claim no quorum answered (sent again while fresh)
+    _unanswered: dict[tuple[str, int], Tx]  # (rule, period start) -> the claim no quorum answered (resent)
 
     # ------------------------------------------------------------ auditor
 
@@ -125,17 +138,23 @@ class HoldEarner(ShardBase):
         assert self.data_dir is not None
         return Path(self.data_dir) / EARNED_FILE
 
-    def _last_claimed(self) -> int:
+    def _earned(self) -> dict[str, Any]:
         try:
-            last = json.loads(self._earned_path.read_text()).get("last")
-        except (OSError, ValueError, AttributeError):
-            return -1
+            doc = json.loads(self._earned_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def _last_claimed(self, rule: str = "hold") -> int:
+        """The last period whose `rule` reward was claimed (-1: none); earned.json keeps the hold's
+        as ``last`` (as it always did) and the serve's as ``serve``."""
+        last = self._earned().get("last" if rule == "hold" else rule)
         return last if isinstance(last, int) and not isinstance(last, bool) else -1
 
-    def _mark_claimed(self, start: int) -> None:
-        tmp = self._earned_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"last": max(start, self._last_claimed())}))
-        os.replace(tmp, self._earned_path)
+    def _mark_claimed(self, rule: str, start: int) -> None:
+        doc = self._earned()
+        doc["last" if rule == "hold" else rule] = max(start, self._last_claimed(rule))
+        atomic_write(self._earned_path, json.dumps(doc, sort_keys=True).encode())
 
     def held_through(self, start: int) -> dict[str, int]:
         """The shards (sha256 -> size) whose copy here is older than `start` (network ms), at most
@@ -151,21 +170,23 @@ class HoldEarner(ShardBase):
         found.sort(reverse=True)
         return {h: n for n, h in found[:MAX_SHARDS]}
 
-    async def claim_hold(self, start: int) -> dict[str, Any]:
-        """Claim the hold reward of the period starting at `start`: ``{"claimed": bool, "why", ...}``
-        (one claim at a time: the loop and ``shard.earn`` never race each other)."""
+    async def claim(self, start: int, rule: str = "hold") -> dict[str, Any]:
+        """Claim the `rule` reward (``hold`` or ``serve``) of the period starting at `start`:
+        ``{"claimed": bool, "why", ...}`` (one claim at a time: the loop and ``shard.earn`` never
+        race each other)."""
         async with self._claiming:
-            return await self._claim_hold(start)
+            if start <= self._last_claimed(rule):
+                return {"claimed": False, "why": "claimed_before", "start": start, "rule": rule}
+            me = self.key.public_key_hex
+            try:
+                rec = make_hold(me, start, self.held_through(start)) if rule == "hold" else self.serve_record(start)
+            except BadWork as exc:
+                return {"claimed": False, "why": "nothing_owed", "detail": exc.detail, "start": start, "rule": rule}
+            return {**await self._claim(rule, start, rec), "rule": rule}
 
-    async def _claim_hold(self, start: int) -> dict[str, Any]:
-        if start <= self._last_claimed():
-            return {"claimed": False, "why": "claimed_before", "start": start}
-        try:
-            rec = make_hold(self.key.public_key_hex, start, self.held_through(start))
-        except BadWork as exc:
-            return {"claimed": False, "why": "nothing_owed", "detail": exc.detail, "start": start}
+    async def _claim(self, rule: str, start: int, rec: HoldRecord | ServeRecord) -> dict[str, Any]:
         pay = PayClient(self.peers, self.ip)
-        tx = self._unanswered.pop(start, None)
+        tx = self._unanswered.pop((rule, start), None)
         try:
             if tx is None or tx.ref != rec.ref or self.clock.now_ms() - tx.ts > RESEND_MS:
                 head = await pay.balance(RESERVE)
@@ -178,42 +199,50 @@ class HoldEarner(ShardBase):
         except PeerRejected as exc:
             self.counters[f"shard_earn_refused:{exc.reason}"] += 1
             if exc.reason == "already_paid":
-                self._mark_claimed(start)
+                self._mark_claimed(rule, start)
             elif exc.reason in ("no_quorum", "sequencer_unreachable") and tx is not None:
-                self._unanswered = {start: tx}
+                self._unanswered = {(rule, start): tx}
             return {"claimed": False, "why": exc.reason, "detail": exc.detail, "start": start, "ref": rec.ref}
         except PeerError as exc:
             self.counters["shard_earn_unreachable"] += 1
             return {"claimed": False, "why": "unreachable", "detail": str(exc), "start": start}
-        self._mark_claimed(start)
-        self.counters["shard_earned"] += 1
-        self.counters["shard_earned_units"] += rec.amount
+        self._mark_claimed(rule, start)
+        self.counters[f"shard_earned:{rule}"] += 1
+        self.counters[f"shard_earned_units:{rule}"] += rec.amount
         return {"claimed": True, "start": start, "ref": rec.ref, "amount": rec.amount, "id": reply.get("id")}
 
     @receptor("shard.earn")
     async def _r_earn(self, env: envelope.Envelope) -> Any:
-        """Claim one finished period now (``{"start": ms}``, default the last one): the loop's step."""
+        """Claim one finished period now (``{"start": ms, "rule": "hold" | "serve"}``, default the
+        last period's hold): the loop's step."""
         now = self.clock.now_ms()
         p = env.payload if isinstance(env.payload, dict) else {}
-        start = p.get("start", period_start(now) - HOLD_PERIOD_MS)
+        start, rule = p.get("start", period_start(now) - HOLD_PERIOD_MS), p.get("rule", "hold")
         if not isinstance(start, int) or isinstance(start, bool) or start % HOLD_PERIOD_MS:
             raise RequestError("malformed", f"start is a multiple of {HOLD_PERIOD_MS} ms")
+        if rule not in ("hold", "serve"):
+            raise RequestError("malformed", 'rule is "hold" or "serve"')
         if not now - MAX_CLAIM_AGE_MS <= start + HOLD_PERIOD_MS <= now:
             raise RequestError("not_claimable", "the period has not ended, or ended too long ago to be paid")
-        return await self.claim_hold(start)
+        return await self.claim(start, rule)
 
     async def _earn_loop(self) -> None:
-        """Claim each finished period once, at a random moment of the spread after it ends."""
+        """Claim each finished period's hold, then its serve reward, once each, at a random moment
+        of the spread after it ends."""
         rng = random.SystemRandom()
         wait_ms = rng.randrange(CLAIM_SPREAD_MS)
         while True:
             await asyncio.sleep(wait_ms / 1000)
             start = period_start(self.clock.now_ms()) - HOLD_PERIOD_MS
-            try:
-                got = await self.claim_hold(start)
-            except Exception:  # the loop must outlive one bad claim; the reason is logged
-                log.exception("hold claim of %d", start)
-                got = {"why": "no_quorum"}
+            got: dict[str, Any] = {}
+            for rule in ("hold", "serve"):
+                try:
+                    got = await self.claim(start, rule)
+                except Exception:  # the loop must outlive one bad claim; the reason is logged
+                    log.exception("%s claim of %d", rule, start)
+                    got = {"why": "no_quorum"}
+                if got.get("why") in RETRY_REASONS:
+                    break  # the serve claim waits for the hold's retry (one reward offer at a time)
             wait_ms = next_wait_ms(self.clock.now_ms(), got.get("why"), rng)
 
 
