@@ -178,7 +178,9 @@ async def save_attachments(peers: PeerClient, ip: str, key: SigningKey, e: dict[
         m, holders = parse_locate(reply, oid)
         part = into / f".{oid}.part"
         try:
-            await Receiver(peers, m, holders, part).run()
+            receiver = Receiver(peers, m, holders, part)
+            await receiver.run()
+            await receiver.receipts_handed()  # before the CLI ends: the holders' serve reward
             name, data = open_attachment(key, e["from"], e["ts"], e["re"], part.read_bytes())
         finally:
             part.unlink(missing_ok=True)

@@ -189,19 +189,21 @@ async def _run(args: argparse.Namespace) -> int:
             reply = await locate_through_heal(peers, args.node, port, args.id, on_wait=_healing_notice(args))
             m, holders = parse_locate(reply, args.id)
             update, close = _progress("get", not args.quiet)
+            receiver = Receiver(
+                peers,
+                m,
+                holders,
+                Path(args.output),
+                window=args.window,
+                progress=update,
+                stop_after=args.stop_after,
+                throttle_ms=args.throttle_ms,
+            )
             try:
-                stats = await Receiver(
-                    peers,
-                    m,
-                    holders,
-                    Path(args.output),
-                    window=args.window,
-                    progress=update,
-                    stop_after=args.stop_after,
-                    throttle_ms=args.throttle_ms,
-                ).run()
+                stats = await receiver.run()
             finally:
                 close()
+            stats["receipts"] = await receiver.receipts_handed()  # the holders' evidence for the serve reward
             stats["copies_min"] = min(reply["copies"], default=m["r"])
             print(
                 json.dumps(stats)

@@ -18,9 +18,11 @@ other refusal), ``unreachable`` (the holder is dropped).
 
 **Receipts**: when the object is whole, the receiver signs a receipt for each holder listing the
 shards that holder gave (`shard.receipt`; at most `MAX_RECEIPTS_PER_HOLDER` of them, the biggest
-shards first) and hands it in (``shard.receipt``), for at most `RECEIPT_WAIT_S` in all: the
-holder's evidence for the ``serve`` reward (docs/ledger.md). A holder that does not answer
-costs nothing more; a fetch that fails or is cancelled signs nothing.
+shards first) and hands it in (``shard.receipt``) in the background, for at most
+`RECEIPT_WAIT_S` in all: the holder's evidence for the ``serve`` reward (docs/ledger.md). The
+read does not wait for them (a holder that stopped answering would hold it up); a process that
+ends right after a read awaits `Receiver.receipts_handed`. A fetch that fails or is cancelled
+signs nothing.
 
 **Resuming**: a ``FILE.part`` of the right size is re-read shard by shard at the start;
 every shard whose bytes already match its hash is done. So a receiver killed at any moment
@@ -54,6 +56,7 @@ AVOID = frozenset(("bad_bytes", "bad_reply"))  # outcomes after which a holder i
 REFUSAL = {404: "not_held", 410: "corrupt_dropped"}
 MAX_RECEIPTS_PER_HOLDER = 4  # receipts one fetch hands one holder (64 shards; a serve record pays 1 GiB an hour)
 RECEIPT_WAIT_S = 3.0
+_HANDING_IN: set[asyncio.Future[int]] = set()  # receipts on their way, at most RECEIPT_WAIT_S each
 
 
 def parse_locate(reply: dict[str, Any], object_id: str) -> tuple[dict[str, Any], list[list[Holder]]]:
@@ -146,6 +149,7 @@ class Receiver:
         self._jobs: set[asyncio.Future[Any]] = set()  # worker-thread jobs the file must outlive
         self.served: dict[str, dict[str, int]] = {}  # holder key -> {sha256: size} it gave, checked
         self.receipts_refused: Counter[str] = Counter()
+        self._receipts: asyncio.Future[int] | None = None
 
     def _resume(self) -> set[int] | None:
         """Shards whose bytes are already right in FILE.part; None if it was created (and sized)."""
@@ -382,14 +386,20 @@ class Receiver:
                 self._plain.close()
                 self._plain = None
         os.replace(self.part, self.path)
-        self.stats["receipts"] = await self._hand_in_receipts(by_id)
-        self.stats["receipts_refused"] = dict(self.receipts_refused)
+        self._receipts = asyncio.ensure_future(self._hand_in_receipts(by_id))
+        _HANDING_IN.add(self._receipts)  # the loop keeps tasks weakly: a dropped Receiver's would vanish
+        self._receipts.add_done_callback(_HANDING_IN.discard)
         self.stats["retries"] = win.retries
         self.stats["hedged"] = win.hedged
         self.stats["avoided"] = len(win.avoided)
         self.stats["refused"] = dict(self.refused)
         self.stats["seconds"] = round(time.monotonic() - started, 4)
         return self.stats
+
+    async def receipts_handed(self) -> int:
+        """How many receipts the holders kept (0 before `run` completed): a process that ends right
+        after a read waits for this, at most `RECEIPT_WAIT_S`, or its receipts go with it."""
+        return await self._receipts if self._receipts is not None else 0
 
     async def _hand_in_receipts(self, by_id: dict[str, Holder]) -> int:
         """Sign and hand each holder its receipts (see the module's docstring); how many it took."""

@@ -138,7 +138,9 @@ class FileTree:
 
         reply = await locate_through_heal(self.peers, self.node, SHARD_PORT, oid, wait_s=READ_WAIT_S)
         m, holders = parse_locate(reply, oid)
-        await Receiver(self.peers, m, holders, out, progress=progress).run()
+        receiver = Receiver(self.peers, m, holders, out, progress=progress)
+        await receiver.run()
+        await receiver.receipts_handed()  # a CLI ends right after: the holders' serve reward
 
     async def put_bytes(self, data: bytes) -> str:
         path = self.tmp / f"up-{os.urandom(8).hex()}"
