@@ -57,7 +57,7 @@ CONTENT_REASONS = (
     "not_ended",  # the day has not ended yet (network time)
     "too_old",  # the day ended more than MAX_CLAIM_AGE_MS ago
     "already_claimed",  # this holder already approved another record of (claimant, day)
-    "read_limit",  # the claimant's reads of that day reached MAX_READS on this holder
+    "claims_full",  # this holder paid as many creators that day as it remembers (503: wait)
     "map_unknown",  # a map the record names is not stored on the network
     "not_owner",  # a map the record names was stored by someone other than the claimant
 )
