@@ -13,7 +13,9 @@ yesterday; then:
 * a record with a receipt the creator signed of its own map is refused ``self_read``;
 * a record naming a map someone else stored is refused ``not_owner`` (the fStream cell refused the
   same receipt when it was handed in: the map's signed owner is another);
-* a record of today is refused ``not_ended``.
+* a record of today is refused ``not_ended``;
+* a person's conduit (in this process) plays two ranges of the creator's listed media on its Watch
+  page and hands the fStream cell one read receipt of it for today, which only the creator is given.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-6).
 """
@@ -21,17 +23,21 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-6).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from borgusb import dna
 from borgusb.cells.fstream.client import FStreamClient
 from borgusb.cells.fstream.publish import publish
+from borgusb.cells.fstream.web import COUNTERS as WATCH_COUNTERS
 from borgusb.cells.peerpays.claim import RewardRefused, claim_reward
 from borgusb.cells.peerpays.client import PayClient
 from borgusb.clock import SystemClock
+from borgusb.conduit import ConduitState, create_app
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.ledger import RESERVE, SUPPLY
@@ -41,6 +47,7 @@ from borgusb.net.peer import PeerClient, PeerError, PeerRejected
 from borgusb.payearn import claim_content
 from tests.integration.test_agents_cluster import poll
 from tests.integration.test_hold_reward_cluster import N, settle
+from tests.unit.test_conduit_routes import FAST, auth, free_port, restore
 
 pytestmark = pytest.mark.slow
 CLOCK = SystemClock()
@@ -51,13 +58,50 @@ def peers(key: SigningKey) -> PeerClient:
     return PeerClient(key, CLOCK, Verifier(CLOCK), timeout_s=60)
 
 
-async def published(ip: str, key: SigningKey, tmp_path: Path) -> str:
+async def published(ip: str, key: SigningKey, tmp_path: Path, listed: bool = False) -> str:
     """A small public media object of `key`'s: its stream map's id."""
     path = tmp_path / f"media-{os.urandom(4).hex()}.bin"
     path.write_bytes(os.urandom(300_000))
     async with peers(key) as p:
-        out = await publish(p, ip, SHARD_PORT, path, key, r=3, listed=False, renditions=())
+        out = await publish(p, ip, SHARD_PORT, path, key, r=3, listed=listed, renditions=())
+    assert out.get("listed", False) is listed, out
     return str(out["map"])
+
+
+async def watched_through_a_conduit(ip: str, mid: str, tmp_path: Path) -> tuple[str, Counter[str]]:
+    """A person's conduit (in this process, against the cluster) opens the public listing `mid` on its
+    Watch page and plays two ranges of it: its wallet's key, and the Watch page's counters."""
+    state = ConduitState(tmp_path / "stick" / "keystore.json", kdf=FAST)
+    state.keystore_path.parent.mkdir()
+    port = free_port()
+    app = create_app(state, seeds=[ip], port=port)
+    client = TestClient(TestServer(app, port=port))
+    await client.start_server()
+    try:
+        client.state = state  # type: ignore[attr-defined]
+        await restore(client)
+        assert state.wallet is not None
+
+        async def listed() -> bool:
+            resp = await client.post("/api/watch/public", json={}, headers=auth(client))
+            return resp.status == 200 and mid in [x["map"] for x in (await resp.json())["listings"]]
+
+        await poll("the listing reaches the conduit", listed, 60)
+        resp = await client.post("/api/watch/open", json={"map": mid}, headers=auth(client))
+        assert resp.status == 200, await resp.text()
+        src = (await resp.json())["src"]
+        for rng in ("bytes=0-99", "bytes=100-199"):  # one read receipt for both
+            resp = await client.get(src, headers={"Range": rng})
+            assert resp.status == 206 and len(await resp.read()) == 100
+        counters = app[WATCH_COUNTERS]
+
+        async def sent() -> bool:
+            return counters["read_sent"] == 1
+
+        await poll("the conduit hands in its read receipt", sent, 30)
+        return state.wallet.public.public_key_hex, counters
+    finally:
+        await client.close()
 
 
 def _unchecked(claimant: str, day: int, reads: list[dict[str, Any]]) -> ContentRecord:
@@ -143,8 +187,20 @@ async def test_content_reward_paid_once_for_others_reads(make_cluster: Any, monk
         reserve = await PayClient(p, pays.nodes[2].ip).balance(RESERVE)
         assert (reserve["balance"], reserve["seq"]) == (SUPPLY - owed, 1)  # nothing else paid
 
+    # a person watches the creator's listed media through their conduit: it hands in one receipt for today
+    listed_map = await published(a1, creator, tmp_path, listed=True)
+    viewer, watch_counters = await watched_through_a_conduit(a1, listed_map, tmp_path)
+    async with peers(creator) as p:
+        kept = await FStreamClient(p, a1).reads(yesterday + 1)
+    assert [(r["reader"], r["map"]) for r in kept] == [(viewer, listed_map)], kept
+    assert watch_counters["read_sent"] == 1 and not any(
+        k.startswith("read_") and k != "read_sent" for k in watch_counters
+    )
+    async with peers(other) as p:  # only the owner is given their receipts
+        assert await FStreamClient(p, a1).reads(yesterday + 1) == []
+
     counters = [d["counters"] for d in await pays.status()]
     for reason in ("self_read", "not_owner", "not_ended"):
         assert sum(c.get(f"pay_work_refused:{reason}", 0) for c in counters) >= 1, reason
     fs = (await fstream.status())[0]["counters"]
-    assert fs.get("fstream_read_kept") == 2 and fs.get("fstream_refused:not_owner") == 1, fs
+    assert fs.get("fstream_read_kept") == 3 and fs.get("fstream_refused:not_owner") == 1, fs
