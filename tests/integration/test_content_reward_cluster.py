@@ -9,7 +9,7 @@ yesterday; then:
 
 * the creator claims yesterday (`payearn.claim_content`, what ``borgusb pay earn content`` runs):
   paid exactly 2 reads (0.002 Shell), the reserve down by as much (supply conserved);
-* the same day claimed again is ``already_paid``;
+* the same day claimed again is ``already_paid``, also through ``borgusb pay earn content``;
 * a record with a receipt the creator signed of its own map is refused ``self_read``;
 * a record naming a map someone else stored is refused ``not_owner`` (the fStream cell refused the
   same receipt when it was handed in: the map's signed owner is another);
@@ -22,6 +22,8 @@ Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-6).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -47,6 +49,7 @@ from borgusb.net.peer import PeerClient, PeerError, PeerRejected
 from borgusb.payearn import claim_content
 from tests.integration.test_agents_cluster import poll
 from tests.integration.test_hold_reward_cluster import N, settle
+from tests.integration.test_peerpays_cluster import cli
 from tests.unit.test_conduit_routes import FAST, auth, free_port, restore
 
 pytestmark = pytest.mark.slow
@@ -169,6 +172,13 @@ async def test_content_reward_paid_once_for_others_reads(make_cluster: Any, monk
 
         again_claim = await claim_content(p, pay, creator, [a1], yesterday, CLOCK.now_ms)
         assert again_claim["claimed"] is False and again_claim["why"] == "already_paid", again_claim
+        keyfile = tmp_path / "creator.key"
+        keyfile.write_text(bytes(creator.secret_bytes()).hex() + "\n")
+        args = ("earn", "content", "--day", str(yesterday), "--node", a1, "--key-file", str(keyfile), "--json")
+        proc = await asyncio.to_thread(cli, *args, env={"BORGUSB_PAY_DIR": str(tmp_path / "pending")})
+        assert proc.returncode == 1, proc.stderr  # the command, too: found the 2 reads, already paid
+        shown = json.loads(proc.stdout)
+        assert (shown["why"], shown["reads"], shown["ref"]) == ("already_paid", 2, got["ref"]), shown
 
         r3 = SigningKey.generate()
         reads = [sign_read(r3, mine, creator.public_key_hex, at), sign_read(creator, mine, creator.public_key_hex, at)]
