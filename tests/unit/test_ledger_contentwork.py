@@ -1,15 +1,22 @@
 """The content reward's work record (`borgusb.ledger.contentwork`): a pinned vector, the read receipt,
-every refusal of a record and of a claim on it. Pure: no sockets."""
+every refusal of a record and of a claim on it; and a reserve holder's check of a claim
+(`cells.peerpays.contentcheck`) up to where it needs a shard cell (no node runs at its address)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from borgusb import canonical
+from borgusb.cells.kit import RequestError
+from borgusb.cells.peerpays.contentcheck import MAX_CLAIMANTS_PER_DAY, ContentChecks
+from borgusb.clock import SystemClock
+from borgusb.envelope import Verifier
+from borgusb.keys import SigningKey
 from borgusb.ledger import ZERO_HASH, sign_reward
 from borgusb.ledger.contentwork import (
     DAY_MS,
@@ -28,6 +35,7 @@ from borgusb.ledger.contentwork import (
 from borgusb.ledger.rules import amount
 from borgusb.ledger.sim import fixed_key
 from borgusb.ledger.work import BadWork
+from borgusb.net.peer import PeerClient
 from borgusb.signed import SignedDocError, sign_doc
 
 CREATOR = fixed_key("borgusb.ledger.vector.creator")
@@ -159,3 +167,59 @@ def test_claim_checks() -> None:
         with pytest.raises(BadWork) as err:
             check_content_claim(rec, tx, now)
         assert err.value.reason == reason
+
+
+async def test_holder_check_refusals_before_and_without_the_shard_cell() -> None:
+    """`ContentChecks` on a holder whose shard cell is not there (127.0.0.250 runs no node): the record's
+    refusals are counted; one record per (creator, day) is approved; a creator-day table that is full
+    makes a new creator wait; a shard cell that does not answer refuses nothing (503, not counted)."""
+    clock = SystemClock()
+    counters: Counter[str] = Counter()
+    async with PeerClient(SigningKey.generate(), clock, Verifier(clock), timeout_s=2) as peers:
+        checks = ContentChecks(peers, "127.0.0.250", counters)
+        rec = record()
+        now = rec.end + 1
+
+        def reward(r: ContentRecord, key: Any = CREATOR) -> Any:
+            return sign_reward(key, seq=1, prev=ZERO_HASH, amount=r.amount, ref=r.ref, ts=now)
+
+        for work, tx, reason in (
+            ({**rec.to_dict(), "amount": 1}, reward(rec), "wrong_amount"),
+            (rec.to_dict(), reward(rec, R1), "wrong_claimant"),
+        ):
+            with pytest.raises(RequestError) as err:
+                await checks.check(tx, work, now)
+            assert (err.value.reason, err.value.status) == (reason, 403)
+        with pytest.raises(RequestError) as err:
+            await checks.check(reward(rec), rec.to_dict(), rec.end - 1)
+        assert err.value.reason == "not_ended"
+
+        with pytest.raises(RequestError) as err:  # the maps' owners cannot be asked: the claim waits
+            await checks.check(reward(rec), rec.to_dict(), now)
+        assert (err.value.reason, err.value.status) == ("audit_unavailable", 503)
+        assert counters["pay_work_audit_unavailable"] == 1 and not checks.approves(reward(rec))
+
+        checks.owners[MAP_A] = OWNER  # as the shard cell said once
+        await checks.check(reward(rec), rec.to_dict(), now)
+        assert checks.approves(reward(rec)) and counters["pay_work_verified"] == 1
+        other = make_content(OWNER, DAY, [sign_read(R1, MAP_A, OWNER, TS)])
+        with pytest.raises(RequestError) as err:
+            await checks.check(reward(other), other.to_dict(), now)
+        assert err.value.reason == "already_claimed"
+
+        stranger = fixed_key("borgusb.ledger.vector.stranger")
+        theirs = make_content(stranger.public_key_hex, DAY, [sign_read(R1, MAP_A, stranger.public_key_hex, TS)])
+        with pytest.raises(RequestError) as err:  # MAP_A was stored by the creator
+            await checks.check(reward(theirs, stranger), theirs.to_dict(), now)
+        assert err.value.reason == "not_owner"
+
+        checks.claimed[DAY].update({f"filler{i}": "ab" * 32 for i in range(MAX_CLAIMANTS_PER_DAY)})
+        checks.owners[MAP_B] = stranger.public_key_hex
+        late = make_content(stranger.public_key_hex, DAY, [sign_read(R1, MAP_B, stranger.public_key_hex, TS)])
+        with pytest.raises(RequestError) as err:
+            await checks.check(reward(late, stranger), late.to_dict(), now)
+        assert (err.value.reason, err.value.status) == ("claims_full", 503)
+    assert {k: v for k, v in counters.items() if k.startswith("pay_work_refused:")} == {
+        f"pay_work_refused:{r}": 1
+        for r in ("wrong_amount", "wrong_claimant", "not_ended", "already_claimed", "not_owner", "claims_full")
+    }

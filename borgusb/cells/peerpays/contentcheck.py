@@ -6,9 +6,10 @@ and `check_content_claim` (the reward pays exactly that record, for a day that e
 paid). What needs the network or this holder's memory is here:
 
 * **The maps are the claimant's**: this node's own shard cell is asked (``shard.stat``) for each
-  distinct map the record names; the manifest's owner (the key that stored the map) must be the
-  claimant (``not_owner``; a map the network does not have: ``map_unknown``). A shard cell that does
-  not answer refuses nothing: the claim waits (503 ``audit_unavailable``, not counted as a refusal).
+  distinct map the record names (8 at a time, the answers remembered); the manifest's owner (the
+  key that stored the map) must be the claimant (``not_owner``; a map the network does not have:
+  ``map_unknown``). A shard cell that does not answer refuses nothing: the claim waits (503
+  ``audit_unavailable``, not counted as a refusal).
 * **One record per (claimant, day)** approved on this holder (``already_claimed``): a record lists
   at most `MAX_READS` receipts, so that is also the cap of reads paid per creator per day here. The
   table keeps the days still claimable (`MAX_CLAIM_AGE_MS`), at most `MAX_CLAIMANTS_PER_DAY`
@@ -35,7 +36,10 @@ from ..shard.client import ShardClient
 
 MAX_VERIFIED = 1024
 MAX_CLAIMANTS_PER_DAY = 16_384  # creators paid per day by this holder (each remembered ~3 days)
+MAX_OWNERS = 8192  # map -> the key that stored it, as the shard cell said (a stored object's owner never changes)
+STATS_AT_ONCE = 8  # shard.stat requests of one claim at a time
 STAT_TIMEOUT_S = 10.0
+CHECK_TIMEOUT_S = 60.0  # all of one claim's map lookups (up to 256 maps)
 REFUSAL_STATUS = 403
 
 
@@ -46,6 +50,8 @@ class ContentChecks:
         self.peers, self.ip, self.counters = peers, ip, counters
         self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
         self.claimed: dict[int, dict[str, str]] = {}  # day -> claimant -> the ref approved
+        self.owners: OrderedDict[str, str] = OrderedDict()  # map id -> its manifest's owner
+        self._stats = asyncio.Semaphore(STATS_AT_ONCE)
 
     def approves(self, tx: Tx) -> bool:
         """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""
@@ -73,8 +79,26 @@ class ContentChecks:
             raise self._refuse("already_claimed", f"this holder approved {earlier[:16]} for that day already")
         if earlier is None and len(day) >= MAX_CLAIMANTS_PER_DAY:
             raise self._refuse("claims_full", f"this holder paid {MAX_CLAIMANTS_PER_DAY} creators that day", 503)
-        for mid in rec.maps:
-            await self._owned(mid, rec.claimant)
+        lookups = asyncio.gather(*(self._owner(m) for m in rec.maps), return_exceptions=True)
+        try:
+            owners = await asyncio.wait_for(lookups, CHECK_TIMEOUT_S)
+        except TimeoutError:
+            owners = [TimeoutError()]
+        failed = [o for o in owners if isinstance(o, BaseException)]
+        for fault in failed:
+            if not isinstance(fault, (PeerError, TimeoutError)):
+                raise fault  # a fault here, not the shard cell's silence
+        if failed:
+            self.counters["pay_work_audit_unavailable"] += 1
+            raise RequestError(
+                "audit_unavailable", f"this node's shard cell did not say who owns the maps: {failed[0]}", 503
+            )
+        unknown = [m[:16] for m, o in zip(rec.maps, owners, strict=True) if o == ""]
+        if unknown:
+            raise self._refuse("map_unknown", f"not stored on this network: {', '.join(unknown)}")
+        strangers = [m[:16] for m, o in zip(rec.maps, owners, strict=True) if o != rec.claimant]
+        if strangers:
+            raise self._refuse("not_owner", f"stored by another key: {', '.join(strangers)}")
         if day.get(rec.claimant, rec.ref) != rec.ref:  # another record of the day was approved meanwhile
             raise self._refuse("already_claimed", "this holder approved another record for that day already")
         self.counters["pay_work_verified"] += 1
@@ -83,21 +107,23 @@ class ContentChecks:
         while len(self.verified) > MAX_VERIFIED:
             self.verified.popitem(last=False)
 
-    async def _owned(self, mid: str, claimant: str) -> None:
-        """The map `mid` is stored on the network with `claimant` as its manifest's owner, or the refusal."""
-        try:
-            found = await asyncio.wait_for(ShardClient(self.peers, self.ip).stat(mid), STAT_TIMEOUT_S)
-        except PeerRejected as exc:
-            if exc.reason != "healing" and exc.status < 500:
-                raise self._refuse("map_unknown", f"map {mid[:16]}: {exc.reason}") from None
-            self.counters["pay_work_audit_unavailable"] += 1
-            raise RequestError("audit_unavailable", f"this node's shard cell: {exc.reason}", 503) from None
-        except (TimeoutError, PeerError) as exc:
-            self.counters["pay_work_audit_unavailable"] += 1
-            raise RequestError(
-                "audit_unavailable", f"this node's shard cell did not say who owns the maps: {exc or 'timeout'}", 503
-            ) from None
-        if found.get("found") is not True:
-            raise self._refuse("map_unknown", f"map {mid[:16]} is not stored on this network")
-        if found.get("owner") != claimant:
-            raise self._refuse("not_owner", f"map {mid[:16]} was stored by another key")
+    async def _owner(self, mid: str) -> str:
+        """The key that stored the map `mid` (its manifest's owner) as this node's shard cell says; ""
+        when the network does not have it; PeerError or TimeoutError when the shard cell does not say."""
+        known = self.owners.get(mid)
+        if known is not None:
+            return known
+        async with self._stats:
+            try:
+                found = await asyncio.wait_for(ShardClient(self.peers, self.ip).stat(mid), STAT_TIMEOUT_S)
+            except PeerRejected as exc:
+                if exc.reason == "healing" or exc.status >= 500:
+                    raise
+                return ""
+        owner = found.get("owner")
+        if found.get("found") is not True or not isinstance(owner, str):
+            return ""
+        self.owners[mid] = owner
+        while len(self.owners) > MAX_OWNERS:
+            self.owners.popitem(last=False)
+        return owner
