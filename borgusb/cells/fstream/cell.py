@@ -136,9 +136,13 @@ class FStreamCell(Cell):
     async def _save_reads_loop(self) -> None:
         while True:
             await asyncio.sleep(READS_SAVE_EVERY_S)
+            reads = self.reads.changes()
+            if reads is None:
+                continue
             try:
-                await asyncio.to_thread(self.reads.flush)
+                await asyncio.to_thread(self.reads.write, reads)
             except OSError as exc:
+                self.reads.dirty = True  # tried again next time
                 self.counters["fstream_reads_unsaved"] += 1
                 log.warning("fStream read receipts not saved: %s", exc)
 

@@ -116,14 +116,25 @@ class ReadBook:
         self.count -= sum(len(v) for v in owners.values())
         self.dirty = True
 
-    def flush(self) -> None:
-        """Write the book if it changed (temp file and rename: the old or the new, never half)."""
+    def changes(self) -> list[dict[str, Any]] | None:
+        """Every receipt kept, if the book changed since the last call (None if not): what `write`
+        saves. Taken on the event loop; a receipt is never changed once kept, so `write` may run in a
+        thread while the book takes more."""
         if not self.dirty:
-            return
-        reads = [r for owners in self.days.values() for kept in owners.values() for r in kept.values()]
+            return None
+        self.dirty = False
+        return [r for owners in self.days.values() for kept in owners.values() for r in kept.values()]
+
+    def write(self, reads: list[dict[str, Any]]) -> None:
+        """Save `reads` (temp file and rename: the old book or the new, never half of one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps({"v": 1, "reads": reads}, sort_keys=True).encode())
-        self.dirty = False
+
+    def flush(self) -> None:
+        """Save the book now if it changed (a clean stop)."""
+        reads = self.changes()
+        if reads is not None:
+            self.write(reads)
 
     def _load(self) -> None:
         try:
