@@ -5,6 +5,7 @@
     borgusb pay send --to ACCOUNT AMOUNT [--json] pay AMOUNT Shells ("1.5", exact) from your wallet
     borgusb pay history [ACCOUNT] [--json]        recent payments in and out
     borgusb pay credit [AMOUNT] [--for stream]    pay the node ahead for its agents' thinking or its streams
+    borgusb pay earn content [--day D]            claim the reserve's reward for reads of your public media
 
 An account is an identity public key (66 hex digits) or its Doge address
 (D...); ``borgusb wallet show`` prints both. An address is a hash of the key,
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dna, paycredit, paylocks
+from . import dna, paycredit, payearn, paylocks
 from .clitools import (
     EXIT_CODES,
     EXIT_OK,
@@ -140,7 +141,7 @@ async def _run(args: argparse.Namespace) -> int:
     from .ledger import format_shells, parse_shells, sign_transfer
     from .ledger.errors import BadAmount, LedgerError
 
-    key = load_key(args, required=args.cmd in ("send", paycredit.COMMAND, *paylocks.SIGNS))
+    key = load_key(args, required=args.cmd in ("send", paycredit.COMMAND, payearn.COMMAND, *paylocks.SIGNS))
     clock = SystemClock()
     async with PeerClient(key or SigningKey.generate(), clock, Verifier(clock), timeout_s=args.timeout) as peers:
         pay = PayClient(peers, args.node, port=args.port or DNA.recp_port)
@@ -151,6 +152,8 @@ async def _run(args: argparse.Namespace) -> int:
                 )
             if args.cmd == paycredit.COMMAND:
                 return await paycredit.run(args, peers, pay, key, clock.now_ms(), PENDING_DIR, _submit_chain)
+            if args.cmd == payearn.COMMAND:
+                return await payearn.run(args, peers, pay, key, clock.now_ms())
             if args.cmd == "balance":
                 account = await account_arg(args.account, key, pay)
                 doc = await pay.balance(account)
@@ -249,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="borgusb pay",
         description=(
             "Borg Shells: balance, send, history; credit for a node's thinking time or streams; "
-            "hash-time locks: lock, claim, refund, lock-status"
+            "earn: claim a reward (content); hash-time locks: lock, claim, refund, lock-status"
         ),
         epilog=EXIT_CODES,
     )
@@ -263,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("amount", help='Shells, e.g. "1.5" (at most 8 decimal places)')
     hist = sub.add_parser("history", help="recent payments in and out of an account (default: your wallet's)")
     hist.add_argument("account", nargs="?", help="the account's public key (66 hex digits) or Doge address")
-    for q in (bal, send, hist, paycredit.add_parser(sub), *paylocks.add_parsers(sub)):
+    for q in (bal, send, hist, paycredit.add_parser(sub), payearn.add_parser(sub), *paylocks.add_parsers(sub)):
         add_wallet_options(q, DNA.name, "your wallet keystore (signs the transaction)", "seconds to wait for the node")
         q.add_argument("--port", type=port_number(), help=argparse.SUPPRESS)
     return p

@@ -23,13 +23,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...keys import SigningKey
-from ...ledger import RESERVE, Tx, sign_reward
 from ...ledger.taskwork import MIN_CONFIRMATIONS, check_claim, claim_id, make_task, sign_confirm, sign_host
 from ...ledger.work import BadWork
-from ...net.peer import PeerClient, PeerError, PeerRejected
+from ...net.peer import PeerClient, PeerError
 from ...signed import SignedDocError
 from ..kit import RequestError
 from ..kit.guard import TokenBuckets
+from ..peerpays.claim import RewardRefused, claim_reward
 from ..peerpays.client import PayClient
 from .client import AgentClient
 
@@ -43,22 +43,6 @@ MAX_WITNESSES_ASKED = 8
 CONFIRM_ROUNDS = 6
 CONFIRMS_PER_MINUTE = 60
 ASK_TIMEOUT_S = 5.0
-PAY_TRIES = 8
-RETRY_REASONS = frozenset(
-    {
-        "conflicting_spend",
-        "bad_prev",
-        "gap",
-        "no_quorum",
-        "view_mismatch",
-        "stale",
-        "sequencer_unreachable",
-        "skipped",
-        "members_unavailable",
-        "audit_unavailable",
-        "disagreement",  # the holders' reads differ while another payment is in flight: read again
-    }
-)
 
 
 class Earnings:
@@ -162,35 +146,25 @@ class Earnings:
         return [c for c in got if c is not None]
 
     async def _pay(self, agent: SigningKey, entry: dict[str, Any], work: dict[str, Any], ref: str, owed: int) -> None:
-        """Claim the reward. A claim is signed anew only once the reserve's head has passed its seq: sent
-        again, the same bytes keep the votes a first try got (a new claim at that seq could split them)."""
-        pay = PayClient(self.peers, self.ip)
-        tx: Tx | None = None
-        for _ in range(PAY_TRIES):
-            try:
-                head = await pay.balance(RESERVE)
-                seq, prev = head.get("seq"), head.get("head")
-                if not isinstance(seq, int) or not isinstance(prev, str):
-                    raise PeerRejected(503, "no_reserve_head", "the reserve's head was not read")
-                if tx is None or seq >= tx.seq:
-                    tx = sign_reward(agent, seq=seq + 1, prev=prev, amount=owed, ref=ref, ts=self.now_ms())
-                reply = await pay.submit(tx, work=work)
-            except PeerRejected as exc:
-                if exc.reason == "already_paid":
-                    self._end(entry, "paid_to_another", "another monitor's claim of this was paid first")
-                    return
-                if exc.reason not in RETRY_REASONS and exc.reason != "no_reserve_head":
-                    self._end(entry, "refused", exc.reason)
-                    return
-                entry["reason"] = exc.reason
-            except PeerError as exc:
-                entry["reason"] = f"ledger unreachable: {exc}"[:200]
+        """Claim the reward (`peerpays.claim.claim_reward`, which tries again while the ledger is busy)."""
+
+        def retrying(reason: str) -> None:
+            entry["reason"] = reason
+
+        try:
+            reply = await claim_reward(
+                PayClient(self.peers, self.ip), agent, work, ref, owed, self.now_ms, on_retry=retrying
+            )
+        except RewardRefused as exc:
+            if exc.reason == "already_paid":
+                self._end(entry, "paid_to_another", "another monitor's claim of this was paid first")
+            elif exc.final:
+                self._end(entry, "refused", exc.reason)
             else:
-                entry.update(tx=str(reply.get("id", "")), amount=owed)
-                self._end(entry, "paid", "")
-                return
-            await asyncio.sleep(random.uniform(1.0, 6.0))
-        self._end(entry, "unpaid", str(entry["reason"]) or "the ledger did not confirm it")
+                self._end(entry, "unpaid", str(entry["reason"]) or "the ledger did not confirm it")
+            return
+        entry.update(tx=str(reply.get("id", "")), amount=owed)
+        self._end(entry, "paid", "")
 
     def _end(self, entry: dict[str, Any], state: str, reason: str) -> None:
         entry.update(state=state, reason=reason)

@@ -36,7 +36,13 @@ redirected (307) to the least busy other fStream endpoint the service registry l
 announces its clients), at most `MAX_HOPS` times, else refused as ``busy`` (503).
 
 The cell sees only what is stored: private media are ciphertext here, decrypted at the viewer's
-conduit. Refusals carry a reason word and are counted as ``fstream_refused:<reason>``.
+conduit.
+
+**Read receipts** (the ``content`` reward, `reads`): ``fstream.read`` takes a viewer's signed receipt
+of a public map this cell can load, naming that map's owner; ``fstream.reads`` gives an owner their
+receipts of a day, to claim the reward with.
+
+Refusals carry a reason word and are counted as ``fstream_refused:<reason>``.
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ from ..servicemgr.client import ServiceMgrClient
 from ..shard.client import READ_WAIT_S, ShardClient
 from .cache import Cached, CacheError, Entry, ShardCache
 from .cdn import PeerCaches
+from .reads import FILE as READS_FILE
+from .reads import SAVE_EVERY_S as READS_SAVE_EVERY_S
+from .reads import ReadBook
 from .settings import FStreamSettings
 
 log = logging.getLogger("borgusb.fstream")
@@ -116,9 +125,30 @@ class FStreamCell(Cell):
             self.counters,
             save_every_s=SAVE_EVERY_S,
         )
+        self.reads = ReadBook(Path(self.data_dir) / READS_FILE, self.counters, settings.test_only_read_days_back)
+
+    async def on_start(self) -> None:
+        if self.settings.test_only_read_days_back:
+            log.warning("fStreamCell: TEST ONLY: read receipts of past days are taken")
+        self._spawn(self._save_reads_loop())
+        await super().on_start()
+
+    async def _save_reads_loop(self) -> None:
+        while True:
+            await asyncio.sleep(READS_SAVE_EVERY_S)
+            reads = self.reads.changes()
+            if reads is None:
+                continue
+            try:
+                await asyncio.to_thread(self.reads.write, reads)
+            except OSError as exc:
+                self.reads.dirty = True  # tried again next time
+                self.counters["fstream_reads_unsaved"] += 1
+                log.warning("fStream read receipts not saved: %s", exc)
 
     async def on_stop(self) -> None:
         self.credit.flush()
+        self.reads.flush()
         await self.cache.close()
         await self.cdn.close()
 
@@ -210,6 +240,35 @@ class FStreamCell(Cell):
     async def _handle_catalog(self, request: web.Request) -> web.Response:
         """The newest public listings (each signed by its owner: check them)."""
         return web.json_response({"listings": self.catalog.newest(100)}, headers={"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------ read receipts (the content reward)
+
+    @receptor("fstream.read")
+    async def _r_read(self, env: envelope.Envelope) -> Any:
+        """A viewer's receipt of a public map read today (see `reads`): kept for the map's owner."""
+        p = env.payload if isinstance(env.payload, dict) else {}
+        now = self.clock.now_ms()
+        read = self.reads.check(p.get("read"), env.signer, now, time.monotonic())
+        if self.reads.has(read):
+            return {"kept": False, "map": read["map"], "day": read["day"]}
+        try:
+            smap = await self.stream_map(read["map"])
+        except CacheError as exc:
+            self.counters[f"fstream_refused:{exc.reason}"] += 1
+            raise RequestError(exc.reason, str(exc), exc.status) from None
+        if smap.owner != read["owner"]:
+            self.counters["fstream_refused:not_owner"] += 1
+            raise RequestError("not_owner", "the map is signed by another owner than the receipt names", 422)
+        return {"kept": self.reads.add(read, now), "map": read["map"], "day": read["day"]}
+
+    @receptor("fstream.reads")
+    async def _r_reads(self, env: envelope.Envelope) -> Any:
+        """The signer's read receipts of a day (only their own: the owner signs the request)."""
+        day = env.payload.get("day") if isinstance(env.payload, dict) else None
+        if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day < 10**7:
+            self.counters["fstream_refused:bad_day"] += 1
+            raise RequestError("bad_day", 'name a day: {"day": UTC day number}')
+        return {"owner": env.signer, "day": day, "reads": self.reads.of(env.signer, day)}
 
     # ------------------------------------------------------------ paid streaming
 

@@ -22,3 +22,13 @@ class FStreamClient(CellClient):
     async def credit(self, cert: dict[str, Any]) -> dict[str, Any]:
         """Hand the cell a payment's certificate: ``{"credited", "id", "usage"}``."""
         return _doc(await self.call("fstream.credit", {"cert": cert}))
+
+    async def read(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """Hand in the caller's read receipt of a public map (`ledger.contentwork.sign_read`):
+        ``{"kept", "map", "day"}`` (``kept`` False: this cell had it already)."""
+        return _doc(await self.call("fstream.read", {"read": receipt}))
+
+    async def reads(self, day: int) -> list[dict[str, Any]]:
+        """The caller's read receipts of `day` (UTC day number) as a map owner, as this cell keeps them."""
+        found = _doc(await self.call("fstream.reads", {"day": day})).get("reads")
+        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []

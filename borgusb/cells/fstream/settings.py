@@ -44,3 +44,11 @@ class FStreamSettings(Settings):
         "where a cell without --data keeps its cache (default: the system's temporary directory)",
         env="BORGUSB_DATA_ROOT",
     )
+    test_only_read_days_back: int = setting(
+        0,
+        "TEST ONLY, never on a real network: read receipts of this many days before today are also "
+        "taken at any hour (a test cluster claims a day that ended without waiting for one)",
+        low=0,
+        high=2,
+        env="BORGUSB_FSTREAM_TEST_ONLY_READ_DAYS_BACK",
+    )

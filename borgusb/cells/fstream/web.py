@@ -20,11 +20,20 @@ endpoint charges the bytes to this wallet (the ``stream`` price, free up to a da
 endpoint that wants a payment first (402) is passed over for the next; when every one does, the
 player gets 402 ``payment_required`` and the page says how to pay ahead (``borgusb pay credit
 --for stream``).
+
+**Read receipts** (the ``content`` reward, docs/ledger.md): the first time in a (UTC) day the relay
+sends a public listing's bytes to this wallet, it signs a read receipt of that map for the map's
+owner (`ledger.contentwork.sign_read`) and hands it to the fStream cell that served them
+(``fstream.read``), in the background: once per (wallet, map, day) (`MAX_READS_SENT` remembered; a
+failure other than a refusal is tried again at the next range), a failure logged and counted, never
+in the way of the stream. Not for the wallet's own media.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import mimetypes
 import secrets
 import time
@@ -48,9 +57,13 @@ from ...fstream import ranges, viewer
 from ...fstream.listing import BadListing, Listing, check_listing
 from ...fstream.sealed import RangeOpener
 from ...fstream.streammap import MAX_MAP_BYTES, BadMap, Rendition, StreamMap, parse_map
+from ...ledger.contentwork import day_of, sign_read
 from ...ledger.rules import GIB
+from ...net.peer import PeerError, PeerRejected
 from ..peerpays import creditweb
 from .client import FStreamClient
+
+log = logging.getLogger("borgusb.fstream.web")
 
 HERE = Path(__file__).parent
 FTREE, FSTREAM = "ftreeFileMgrCell", "fStreamCell"
@@ -61,6 +74,8 @@ MAX_LISTED = 512  # checked listings kept to open by their map id
 TOKEN_S = 6 * 3600  # how long a player's address works
 MAX_TOKENS = 64
 MACHINE = "conduit watch page"
+MAX_READS_SENT = 4096  # (wallet, map, day) whose read receipt was handed in
+READ_TIMEOUT_S = 30.0
 READ = 256 * 1024  # ciphertext read from an endpoint at a time
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=20)
 EXPLAIN = {
@@ -92,12 +107,16 @@ class Watch:
     key: bytes | None  # the file key of a private file
     type: str
     until: float
+    map: str = ""  # a public listing's map (its reads earn its owner the content reward), else ""
+    map_owner: str = ""
 
 
 TOKENS = web.AppKey("watch_tokens", OrderedDict[str, Watch])
 HTTP = web.AppKey("watch_http", list[aiohttp.ClientSession])
 COUNTERS = web.AppKey("watch_counters", Counter[str])
 LISTED = web.AppKey("watch_listed", OrderedDict[str, Listing])
+READS_SENT = web.AppKey("watch_reads_sent", OrderedDict[tuple[str, str, int], None])
+READ_TASKS = web.AppKey("watch_read_tasks", set[asyncio.Task[None]])
 
 
 def setup(app: web.Application) -> None:
@@ -107,6 +126,8 @@ def setup(app: web.Application) -> None:
     app[HTTP] = []
     app[COUNTERS] = Counter()
     app[LISTED] = OrderedDict()
+    app[READS_SENT] = OrderedDict()
+    app[READ_TASKS] = set()
     app.router.add_get("/watch", page)
     app.router.add_post("/api/watch/ls", guarded(api_ls, EXPLAIN, (FilesError,)))
     app.router.add_post("/api/watch/open", guarded(api_open, EXPLAIN, (FilesError,)))
@@ -118,6 +139,9 @@ def setup(app: web.Application) -> None:
 
 
 async def _close(app: web.Application) -> None:
+    tasks: set[asyncio.Task[None]] = app[READ_TASKS]
+    for task in tasks:
+        task.cancel()
     for session in app[HTTP]:
         await session.close()
 
@@ -232,12 +256,13 @@ async def api_open(request: web.Request) -> web.Response:
             return web.json_response({"error": EXPLAIN["not_listed"], "reason": "not_listed"}, status=404)
         smap = await _stream_map(request, listing)
         top = Rendition(listing.map, listing.id, listing.size, listing.type, smap.bps, smap.height) if smap else None
+        read = (listing.map, listing.owner)  # every rendition is a read of the listed map
         rungs = [
-            {"src": _token(request, r.id, r.size, None, r.type), "type": r.type, "bps": r.bps, "h": r.h}
+            {"src": _token(request, r.id, r.size, None, r.type, read), "type": r.type, "bps": r.bps, "h": r.h}
             for r in ([top, *smap.alts] if smap and top else [])
         ]
         if len(rungs) < 2:  # one rendition (or its map unreadable here): play the listed object
-            return _opened(request, listing.id, listing.size, None, listing.type, listing.name)
+            return _opened(request, listing.id, listing.size, None, listing.type, listing.name, read)
         return web.json_response({**rungs[0], "name": listing.name, "renditions": rungs})
     if form.get("share"):
         share = parse_share(form["share"].strip().encode())
@@ -254,17 +279,23 @@ async def api_open(request: web.Request) -> web.Response:
     return _opened(request, entry.obj, entry.size, key, kind, split(path)[-1])
 
 
-def _opened(request: web.Request, obj: str, size: int, key: bytes | None, kind: str, name: str) -> web.Response:
-    return web.json_response({"src": _token(request, obj, size, key, kind), "type": kind, "name": name})
+def _opened(
+    request: web.Request, obj: str, size: int, key: bytes | None, kind: str, name: str, read: tuple[str, str] = ("", "")
+) -> web.Response:
+    return web.json_response({"src": _token(request, obj, size, key, kind, read), "type": kind, "name": name})
 
 
-def _token(request: web.Request, obj: str, size: int, key: bytes | None, kind: str) -> str:
-    """A player's address for one object (see the module's docstring)."""
+def _token(
+    request: web.Request, obj: str, size: int, key: bytes | None, kind: str, read: tuple[str, str] = ("", "")
+) -> str:
+    """A player's address for one object (see the module's docstring); `read`: the (map, owner) of a
+    public listing it plays, whose read receipt the relay hands in."""
     state = require_unlocked(request)
     assert state.wallet is not None
     tokens = request.app[TOKENS]
     token = secrets.token_urlsafe(32)
-    tokens[token] = Watch(state.wallet.public.public_key_hex, obj, size, key, kind, time.monotonic() + TOKEN_S)
+    until = time.monotonic() + TOKEN_S
+    tokens[token] = Watch(state.wallet.public.public_key_hex, obj, size, key, kind, until, read[0], read[1])
     while len(tokens) > MAX_TOKENS:
         tokens.popitem(last=False)
     return f"/media/{token}"
@@ -320,7 +351,10 @@ async def media(request: web.Request) -> web.StreamResponse:
     fed, unpaid = 0, False
     for ip in await _endpoints(request):
         try:
-            fed += await _relay(request, response, ip, w.obj, c_first + fed, c_last, opener)
+            got = await _relay(request, response, ip, w.obj, c_first + fed, c_last, opener)
+            fed += got
+            if got:
+                _read_once(request, w, ip)
         except Unpaid:
             unpaid = True  # this endpoint's free bytes are spent and nothing is paid there: ask the next
             continue
@@ -337,6 +371,42 @@ async def media(request: web.Request) -> web.StreamResponse:
     if not response.prepared:
         return _refuse(request, "payment_required", 402) if unpaid else _refuse(request, "no_endpoint", 502)
     raise ConnectionResetError("every fStream endpoint failed mid-response")  # the player asks again
+
+
+def _read_once(request: web.Request, w: Watch, ip: str) -> None:
+    """Hand the fStream cell at `ip` this wallet's read receipt of `w`'s public map, the first time
+    today (see the module's docstring); in the background."""
+    state = request.app[STATE]
+    if not w.map or state.wallet is None or w.map_owner == w.owner:
+        return
+    network = request.app[NETWORK]
+    now = network.clock.now_ms()
+    sent, slot = request.app[READS_SENT], (w.owner, w.map, day_of(now))
+    if slot in sent:
+        return
+    sent[slot] = None
+    while len(sent) > MAX_READS_SENT:
+        sent.popitem(last=False)
+    key, counters = state.wallet.key, request.app[COUNTERS]
+
+    async def hand_in() -> None:
+        try:
+            receipt = sign_read(key, w.map, w.map_owner, now)
+            await asyncio.wait_for(FStreamClient(network.client_for(key), ip).read(receipt), READ_TIMEOUT_S)
+        except PeerRejected as exc:  # refused: asking again would not help
+            counters[f"read_refused:{exc.reason}"] += 1
+            log.info("a read receipt of %s was refused at %s: %s", w.map[:16], ip, exc.reason)
+            return
+        except (PeerError, TimeoutError) as exc:
+            sent.pop(slot, None)  # tried again at the next range
+            counters["read_failed"] += 1
+            log.info("a read receipt of %s was not handed in at %s: %s", w.map[:16], ip, exc or "timeout")
+            return
+        counters["read_sent"] += 1
+
+    task = asyncio.ensure_future(hand_in())
+    request.app[READ_TASKS].add(task)
+    task.add_done_callback(request.app[READ_TASKS].discard)
 
 
 def _session(request: web.Request) -> aiohttp.ClientSession:

@@ -51,8 +51,10 @@ from ...ledger.certificate import (
     check_certificate,
     quorum_size,
 )
+from ...ledger.contentwork import CONTENT_REASONS
 from ...ledger.errors import REASONS, ConflictingSpend, LedgerError
 from ...ledger.holder import Accepted, Confirmed, Credited
+from ...ledger.servework import SERVE_REASONS
 from ...ledger.store import DurableHolder
 from ...ledger.taskwork import TASK_REASONS
 from ...ledger.tx import Tx, check_tx
@@ -61,6 +63,7 @@ from ...ledger.work import WORK_REASONS
 from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor
 from .client import PayClient
+from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
@@ -107,6 +110,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
         self.db_path = self.records_dir / f"ledger-{self.key.public_key_hex}.sqlite"
         self.holds = HoldChecks(self.peers, ip, self.key.public_key_hex, self.counters)
         self.tasks = TaskChecks(self.peers, ip, self.counters)
+        self.contents = ContentChecks(self.peers, ip, self.counters)
         self.ledger = DurableHolder(
             self.db_path,
             self.key,
@@ -134,19 +138,24 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
     # ------------------------------------------------------------ the reserve's work check
 
     def _verify_work(self, tx: Tx) -> bool:
-        """Which reward claims this holder approves: a hold record (`earn.HoldChecks`) or an
-        agent's task record (`taskcheck.TaskChecks`) it verified before offering the claim to the
-        core. The test-only setting also approves claims on one fixed work record, bounded, paid
+        """Which reward claims this holder approves: a hold record (`earn.HoldChecks`), an
+        agent's task record (`taskcheck.TaskChecks`) or a creator's content record
+        (`contentcheck.ContentChecks`) it verified before offering the claim to the core. The
+        test-only setting also approves claims on one fixed work record, bounded, paid
         once (the core's already_paid): a test cluster's way to fund an account from the reserve."""
-        if self.holds.approves(tx) or self.tasks.approves(tx):
+        if self.holds.approves(tx) or self.tasks.approves(tx) or self.contents.approves(tx):
             return True
         ref = self.test_only_work_ref
         return bool(ref) and tx.ref == ref and tx.amount <= TEST_ONLY_WORK_MAX_SHELLS * UNITS_PER_SHELL
 
     async def check_work(self, tx: Tx, work: Any) -> None:
-        """Verify the work record a reward claims, by its rule: a shard hold or an agent's task."""
-        if isinstance(work, dict) and work.get("rule") == "agent":
+        """Verify the work record a reward claims, by its rule: a shard hold or the bytes a holder
+        served (`earn.HoldChecks`), an agent's task, or reads of a creator's public media."""
+        rule = work.get("rule") if isinstance(work, dict) else None
+        if rule == "agent":
             await self.tasks.check(tx, work, self.clock.now_ms())
+        elif rule == "content":
+            await self.contents.check(tx, work, self.clock.now_ms())
         else:
             await self.holds.check(tx, work, self.clock.now_ms())
 
@@ -503,7 +512,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
         """The refusal of a send that no quorum accepted: the holders' own reason when they gave one."""
         refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
         accepted = len(answers) - len(refusals)
-        known = (*REASONS, *WORK_REASONS, *TASK_REASONS)
+        known = (*REASONS, *WORK_REASONS, *SERVE_REASONS, *TASK_REASONS, *CONTENT_REASONS)
         ledger = Counter(r for r in refusals.values() if r in known)  # not timeouts, views
         reason, status = "no_quorum", 503
         if ledger:
