@@ -108,6 +108,45 @@ async def watched_through_a_conduit(ip: str, mid: str, tmp_path: Path) -> tuple[
         await client.close()
 
 
+async def claimed_through_a_conduit(ip: str, tmp_path: Path, readers: list[SigningKey], at: int) -> dict[str, Any]:
+    """A creator's own conduit (in this process): its wallet publishes media, `readers` hand in receipts
+    of it dated `at` (yesterday), and the Watch page's Earnings card counts and claims them."""
+    state = ConduitState(tmp_path / "creator-stick" / "keystore.json", kdf=FAST)
+    state.keystore_path.parent.mkdir()
+    port = free_port()
+    client = TestClient(TestServer(create_app(state, seeds=[ip], port=port), port=port))
+    await client.start_server()
+    try:
+        client.state = state  # type: ignore[attr-defined]
+        await restore(client)
+        assert state.wallet is not None
+        me = state.wallet.key
+        mid = await published(ip, me, tmp_path)
+        for r in readers:
+            async with peers(r) as p:
+                assert (await FStreamClient(p, ip).read(sign_read(r, mid, me.public_key_hex, at)))["kept"] is True
+
+        async def earnings() -> dict[str, Any]:
+            resp = await client.post("/api/watch/earnings", json={}, headers=auth(client))
+            assert resp.status == 200, await resp.text()
+            return dict(await resp.json())
+
+        seen = await earnings()
+        assert (seen["reads"], seen["today"], seen["claimed"]) == (len(readers), 0, None), seen
+        assert seen["shells"] == "0.00" + str(len(readers)), seen
+        resp = await client.post("/api/watch/earn", json={}, headers=auth(client))
+        assert resp.status == 200, await resp.text()
+        got = dict(await resp.json())
+        assert got["claimed"] is True and got["reads"] == len(readers), got
+        after = await earnings()
+        assert after["claimed"] == {"id": got["id"], "shells": got["shells"], "reads": len(readers)}, after
+        again = await client.post("/api/watch/earn", json={}, headers=auth(client))
+        assert (await again.json())["why"] == "already_paid"
+        return {"key": me.public_key_hex, **got}
+    finally:
+        await client.close()
+
+
 def _unchecked(claimant: str, day: int, reads: list[dict[str, Any]]) -> ContentRecord:
     """A record as a claimant could send it, not checked here (the holders check it)."""
     return ContentRecord(claimant, day, tuple(sorted(reads, key=read_id)), amount("content", len(reads)))
@@ -228,3 +267,8 @@ async def test_content_reward_paid_once_for_others_reads(make_cluster: Any, monk
         assert sum(c.get(f"pay_work_refused:{reason}", 0) for c in counters) >= 1, reason
     fs = (await fstream.status())[0]["counters"]
     assert fs.get("fstream_read_kept") == 1, fs  # the conduit's, since the restart
+
+    # the creator's own conduit: its Watch page counts yesterday's reads of its media and claims them
+    paid = await claimed_through_a_conduit(a1, tmp_path, [r1, r2, r3], at)
+    async with peers(r1) as p:
+        assert (await PayClient(p, pays.nodes[1].ip).balance(paid["key"]))["balance"] == 3 * amount("content", 1)

@@ -61,6 +61,7 @@ from ...ledger.contentwork import day_of, sign_read
 from ...ledger.rules import GIB
 from ...net.peer import PeerError, PeerRejected
 from ..peerpays import creditweb
+from . import earnweb
 from .client import FStreamClient
 
 log = logging.getLogger("borgusb.fstream.web")
@@ -135,6 +136,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/watch/shared", guarded(api_shared, EXPLAIN, (FilesError,)))
     app.router.add_get("/media/{token}", media)
     creditweb.setup(app, SELLER, "/api/watch")
+    earnweb.setup(app)
     app.on_cleanup.append(_close)
 
 
