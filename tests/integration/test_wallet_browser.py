@@ -191,6 +191,9 @@ def test_wallet_balance_history_send_and_refusals_in_chromium(make_cluster, monk
             )
             streamer = run_async(fstream.status())[0]["node"]
             pay_ahead(page, "1", ["Pay 1 Shells to node " + streamer[:12], "fStream cell", "streaming"])
+            # the Earnings card found the fStream cell (looked again while it knew none): nothing to claim
+            expect(page.locator("#earn-state")).to_contain_text("Nobody else played your public media", timeout=30_000)
+            expect(page.locator("#earn-claim")).to_be_disabled()
             page.screenshot(path=str(SHOTS / "watch-credit.png"), full_page=True)
             page.click("nav >> text=Wallet")
             expect(page.locator("#balance")).to_have_text("34.5 Shells", timeout=30_000)

@@ -10,10 +10,14 @@
     box.textContent = text; box.className = cls; box.dataset.reason = reason;
   };
 
+  let soon = null;  // a look again in a few seconds while no fStream cell is known yet
+
   async function refresh(background = false) {
     if (!$("earn-card")) return;
+    clearTimeout(soon);
     try {
       const e = await post("/api/watch/earnings", background);
+      if (!e.endpoints) soon = setTimeout(() => refresh(true), 5000);
       $("earn-yesterday").textContent = String(e.reads);
       $("earn-today").textContent = String(e.today);
       const claim = $("earn-claim");
