@@ -111,6 +111,13 @@ class ConflictingSpend(LedgerError):
         self.accepted = accepted
 
 
+class HandoverPending(LedgerError):
+    """Too few holders of the account's previous holder set answered (sealed) for this holder to vote
+    yet (`ledger.handover`): try again in a moment."""
+
+    reason = "handover_pending"
+
+
 class InsufficientFunds(LedgerError):
     """The amount exceeds the account's available balance as this holder knows it."""
 
@@ -247,6 +254,7 @@ REASONS: tuple[str, ...] = tuple(
         Gap,
         BadPrev,
         ConflictingSpend,
+        HandoverPending,
         InsufficientFunds,
         BadExpiry,
         UnknownLock,

@@ -60,13 +60,14 @@ from ...ledger.taskwork import TASK_REASONS
 from ...ledger.tx import Tx, check_tx
 from ...ledger.units import UNITS_PER_SHELL
 from ...ledger.work import WORK_REASONS
-from ...net.peer import PeerError, PeerRejected
+from ...net.peer import PeerError, PeerRejected, PeerUnreachable
 from ..kit import RequestError, receptor
 from .client import PayClient
 from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
+from .handover import HandoverReceptors
 from .htlc import HtlcReceptors
 from .receipts import ReceiptReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
@@ -86,7 +87,9 @@ def view_digest(members: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
-class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors, ReceiptReceptors):
+class PeerPaysCell(
+    HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors, ReceiptReceptors, HandoverReceptors
+):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
     settings: PeerPaysSettings
@@ -118,6 +121,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
             verify_work=self._verify_work,
             htlc_grace_ms=settings.htlc_grace_ms,
         )
+        self._init_handover()
         self._load_evidence()
         self._init_directory()
 
@@ -165,6 +169,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
         """Use the root's member table from now on, less the keys proven to lie (the holder sets follow it)."""
         view = self.without_proven(members)
         if set(view) != set(self.members):
+            self.view_ended(self.members, self.view)
             self.ledger.holder.sets = HolderSets(view, self.r, self.faulty)
             self.view = view_digest(view)
             self.counters["pay_view_changes"] += 1
@@ -205,9 +210,14 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
         return account
 
     async def _ask(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One request to one holder of the view, its reply checked against the holder's key
-        (`PeerRejected` with the holder's reason on a refusal). Tests replace this to route in-process."""
-        client = PayClient(self.peers, self.table[holder], pubkey=holder)
+        """One request to one holder of the view (or of a past view: `address_of`), its reply checked
+        against the holder's key (`PeerRejected` with the holder's reason on a refusal). Tests replace
+        this to route in-process."""
+        try:
+            ip = self.address_of(holder)
+        except KeyError:
+            raise PeerUnreachable(f"no address known for {holder[:16]}") from None
+        client = PayClient(self.peers, ip, pubkey=holder)
         reply = await client.call(type, payload)
         if not isinstance(reply, dict):
             raise PeerRejected(502, "bad_reply", "the reply is not an object")
@@ -231,6 +241,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
         self._holders(tx.account)
+        self.check_sealed(tx.account, tx.seq)
         try:
             return self.ledger.accept(tx, self.clock.now_ms())
         except LedgerError as exc:
@@ -246,12 +257,19 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
         if view and view != self.view:  # or knows evidence against a holder that we lack
             await self.reconcile_exclusions(env.payload.get("excluded"), env.signer)
-        work = env.payload.get("work")
-        if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
-            await self.check_work(tx, work)  # a non-holder refuses below, unaudited
-        acc = self.accept_local(tx, view)
+        acc = await self.vote(tx, view, env.payload.get("work"))
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
+
+    async def vote(self, tx: Tx, view: str, work: Any) -> Acceptance:
+        """This holder's vote on `tx`, offered under `view`: a reward's work checked first (a non-holder
+        refuses unaudited), the account handed over from its previous holder sets (`handover.py`), then
+        the core's rules."""
+        if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
+            await self.check_work(tx, work)
+        if not view or view == self.view:
+            await self.hand_over(tx)
+        return self.accept_local(tx, view)
 
     def confirm_local(self, cert: Certificate) -> list[str]:
         self._holders(cert.tx.account)
@@ -399,9 +417,7 @@ class PeerPaysCell(HtlcReceptors, EquivocationReceptors, DirectoryReceptors, Ski
         async def one(holder: str) -> Acceptance | str:
             if holder == self.key.public_key_hex:
                 try:
-                    if work is not None and tx.kind == "reward":
-                        await self.check_work(tx, work)
-                    return self.accept_local(tx, self.view)
+                    return await self.vote(tx, self.view, work)
                 except RequestError as exc:
                     return exc.reason
             got = await self._bounded(holder, "pay.accept", {**offer, "view": self.view})

@@ -27,6 +27,7 @@ STATUS = {
     "bad_prev": 409,
     "not_skippable": 409,
     "no_quorum": 503,
+    "handover_pending": 503,
     "store_corrupt": 500,
     "store_version": 500,
     "wrong_holder": 500,

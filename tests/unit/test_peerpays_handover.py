@@ -1,0 +1,147 @@
+"""The membership handover: three of an account's five holders replaced at once cannot certify a
+second spend while the first one's votes are in flight (the rule: `borgusb.ledger.handover`; the
+cells: in-process, as tests/unit/test_peerpays_cell.py runs them).
+
+Eight cells. Alice's holder set is the lottery's top five of the member view, so a view without the
+three keys that rank first for her (V1) gives her the set of ranks 4 to 8, and the view of all eight
+(V2) the set of ranks 1 to 5: three holders replaced, two kept. Her first spend is voted by the three
+V1 holders that V2 drops (3 votes: not certified, q = 4), then the view changes. Without a handover
+the five V2 holders, none of which saw those votes, would certify a second spend at the same seq,
+while the first could still be certified under V1: two confirmed spends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from borgusb.cells.kit import RequestError
+from borgusb.ledger import ZERO_HASH
+from borgusb.ledger.certificate import holder_set, sign_acceptance
+from borgusb.ledger.errors import ConflictingSpend, HandoverPending
+from borgusb.ledger.handover import WINDOW_MS, Answer, PastView, judge, old_sets, wanted
+from borgusb.ledger.sim import fixed_key
+from borgusb.net.peer import PeerRejected
+from tests.unit.test_peerpays_cell import SHELL, Net, cells_net, fund, post, transfer
+
+ALICE, BOB, CAROL = (fixed_key(n) for n in ("alice", "bob", "carol"))
+A = ALICE.public_key_hex
+
+
+def use(net: Net, keys: list[str]) -> None:
+    view = {k: net.by_key[k].ip for k in keys}
+    for c in net.cells:
+        c.use_members(view)
+
+
+# ------------------------------------------------------------------ the rule, pure
+
+
+def test_wanted_answers_tolerate_the_liars_allowed_and_not_more_than_are_left() -> None:
+    old = tuple(f"h{i}" for i in range(5))
+    assert wanted(old, 4, 1) == 3 and wanted(old, 3, 0) == 3 and wanted(old, 4, 0) == 2
+    assert wanted(old, 4, 1, frozenset({"h0"})) == 2  # the one liar allowed is known: r - q + 1 of the rest
+    assert wanted(old, 4, 1, frozenset({"h0", "h1", "h2"})) == 2  # all the honest ones left
+
+
+def test_judge_refuses_another_vote_and_too_few_answers() -> None:
+    keys = [fixed_key(f"old {i}") for i in range(5)]
+    old = tuple(k.public_key_hex for k in keys)
+    one, other = transfer(ALICE, BOB, 1, 1, ZERO_HASH), transfer(ALICE, CAROL, 1, 1, ZERO_HASH)
+    silent = [Answer(h, ()) for h in old[:3]]
+    judge(other.id, 1, old, silent, 4, 1)  # three sealed answers, no vote: it may vote
+    voted = [Answer(old[0], (sign_acceptance(keys[0], one),)), *silent[1:]]
+    with pytest.raises(ConflictingSpend) as err:
+        judge(other.id, 1, old, voted, 4, 1)
+    assert err.value.accepted == one.id
+    judge(one.id, 1, old, voted, 4, 1)  # the same transaction: it may
+    with pytest.raises(HandoverPending):
+        judge(other.id, 1, old, silent[:2], 4, 1)
+    judge(other.id, 1, old, silent, 4, 1, frozenset({old[0]}))  # the liar allowed is known: two others do
+    with pytest.raises(HandoverPending):  # a proven liar's answer does not count
+        judge(other.id, 1, old, silent[:2], 4, 1, frozenset({old[0]}))
+
+
+def test_old_sets_are_the_recent_views_whose_set_differs() -> None:
+    keys = [fixed_key(f"member {i}").public_key_hex for i in range(8)]
+    ranked = holder_set(A, keys, 8)
+    now = 10**12
+    v1 = PastView("v1", {k: "ip" for k in ranked[3:]}, now - 1000)
+    same = PastView("same", {k: "ip" for k in ranked[:5]}, now - 1000)
+    small = PastView("small", {k: "ip" for k in ranked[:4]}, now - 1000)  # fewer than r: no sets
+    stale = PastView("old", {k: "ip" for k in ranked[3:]}, now - WINDOW_MS - 1)
+    assert old_sets(A, ranked[:5], [v1, same, small, stale, v1], 5, now) == [ranked[3:]]
+
+
+# ------------------------------------------------------------------ on cells
+
+
+async def test_three_holders_replaced_cannot_certify_a_second_spend(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 8) as net:
+        keys = list(net.by_key)
+        ranked = list(holder_set(A, keys, 8))
+        v1 = [k for k in keys if k not in ranked[:3]]
+        dropped = ranked[5:]  # Alice's V1 holders that V2 replaces
+        # Alice is paid under both views, so every holder of either set knows her funds: by Dave, whose
+        # holders are the same five under both
+        dave = next(
+            k
+            for i in range(5000)
+            if not set(holder_set((k := fixed_key(f"dave {i}")).public_key_hex, keys, 5)) & set(ranked[:3])
+        )
+        use(net, keys)
+        await fund(net, dave, 30)
+        paid = await net.send(1, transfer(dave, ALICE, 10, 1, ZERO_HASH))
+        use(net, v1)
+        await net.send(2, transfer(dave, ALICE, 10, 2, paid["id"]))
+        view1 = net.cells[0].view
+
+        # her first spend: voted by the three V1 holders that V2 drops, not certified (q = 4)
+        to_bob = transfer(ALICE, BOB, 10, 1, ZERO_HASH)
+        for h in dropped:
+            got = await post(ALICE, net.by_key[h], "pay.accept", {"tx": to_bob.to_dict(), "view": view1})
+            assert got["acceptance"]["id"] == to_bob.id
+
+        use(net, keys)  # three of her five holders replaced at once
+        assert set(net.cells[0].sets.of(A)) == set(ranked[:5])
+        to_carol = transfer(ALICE, CAROL, 10, 1, ZERO_HASH)
+        with pytest.raises(PeerRejected) as err:
+            await net.send(0, to_carol)
+        assert err.value.reason == "conflicting_spend", err.value  # the new holders learned the old votes
+        assert not any((A, 1) in net.by_key[h].ledger.holder.state.votes for h in ranked[:3])
+
+        # an old holder sealed the account: were its view to go back to V1, it would not vote there
+        old = net.by_key[dropped[0]]
+        assert old.sealed[A][0] == frozenset(ranked[:5])
+        old.use_members({k: net.by_key[k].ip for k in v1})
+        with pytest.raises(RequestError) as sealed:
+            old.check_sealed(A, 1)
+        assert sealed.value.reason == "handover_pending"
+        old.use_members({k: net.by_key[k].ip for k in keys})
+
+        # the first spend, sent again under V2, is certified: the new holders take the old votes' side
+        sent = await net.send(3, to_bob)
+        assert set(sent["certificate"]["signers"]) <= set(ranked[:5])
+        assert (await net.balance(BOB.public_key_hex))["balance"] == 10 * SHELL
+        assert (await net.balance(CAROL.public_key_hex))["balance"] == 0
+        assert sum(c.counters["pay_handover:conflicting_spend"] for c in net.cells) >= 3
+
+
+async def test_too_few_old_holders_answering_is_pending_then_goes_through(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 8) as net:
+        keys = list(net.by_key)
+        ranked = list(holder_set(A, keys, 8))
+        use(net, keys)
+        await fund(net, ALICE, 10, seq=1)
+        use(net, [k for k in keys if k not in ranked[:3]])
+        use(net, keys)
+        net.down["pay.handover"] = set(ranked[3:])  # three of the five old holders do not answer
+        to_bob = transfer(ALICE, BOB, 5, 1, ZERO_HASH)
+        with pytest.raises(PeerRejected) as err:
+            await net.send(0, to_bob)
+        assert err.value.reason == "handover_pending", err.value
+        net.down.clear()
+        sent = await net.send(0, to_bob)  # the same bytes, once they answer
+        assert sent["id"] == to_bob.id
+        assert (await net.balance(BOB.public_key_hex))["balance"] == 5 * SHELL
