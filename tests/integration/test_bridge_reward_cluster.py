@@ -13,8 +13,9 @@ party hands it a voucher. Then:
   the reserve down by as much;
 * claiming again: nothing left to claim there, and a claim of the same transaction is
   ``already_paid``;
-* a party's voucher for a transaction that is not the swap's HTLC is refused ``not_htlc_tx``, and a
-  voucher signed by a stranger key (handed in by that key) ``not_party``.
+* a party's voucher for a transaction that is not the swap's HTLC is refused ``not_htlc_tx``, one
+  whose script has another hash than the lock's ``hash_mismatch``, and a voucher signed by a
+  stranger key (handed in by that key) ``not_party``; the holders count each refusal.
 
 Run under ``flock /tmp/borgusb-cluster.lock`` (fixed addresses 127.0.0.2-6).
 """
@@ -36,6 +37,7 @@ from borgusb.cells.dogenode.client import DogeNodeClient
 from borgusb.cells.peerpays.claim import RewardRefused, claim_reward
 from borgusb.cells.peerpays.client import PayClient
 from borgusb.doge.address import p2pkh_address
+from borgusb.doge.htlc import htlc_script
 from borgusb.envelope import Verifier
 from borgusb.exchange.order import sign_order
 from borgusb.exchange.swap import SwapTimes
@@ -102,9 +104,14 @@ async def test_a_bridge_is_paid_once_for_each_swap_leg_it_served(make_cluster, m
             clients[who] = (PayClient(p, ips[0]), DogeNodeClient(p, ips[0]), BtraderClient(p, bt_ip))
         assert await clients["bob"][1].node_key() == me
         await clients["bob"][1].watch(addr(bob))
-        chain.generate(1, addr(bob))
+        chain.generate(2, addr(bob))
         chain.generate(MATURITY, addr(miner))
-        coinbase = (await until(lambda: clients["bob"][1].deposits(addr(bob)), "bob's coinbase seen"))[0]["txid"]
+
+        async def two_coinbases() -> list[str]:
+            found = await clients["bob"][1].deposits(addr(bob))
+            return [d["txid"] for d in found] if len(found) == 2 else []
+
+        coinbase, coinbase2 = await until(two_coinbases, "bob's coinbases seen")
 
         # the swap: Alice sells 5 Shells at 2.5 DOGE to Bob, both through the bridge
         now = CLOCK.now_ms()
@@ -175,16 +182,20 @@ async def test_a_bridge_is_paid_once_for_each_swap_leg_it_served(make_cluster, m
         opened.append(p)
         strangers = sign_voucher(stranger, me, lock.account, lock.id, "deposit", coinbase, CLOCK.now_ms())
         assert (await DogeNodeClient(p, ips[0]).voucher(strangers, seller.script))["kept"]
+        other_hash = htlc_script(b"\1" * 32, alice.public_key, bob.public_key, 500)  # not the lock's hash
+        mismatched = sign_voucher(bob, me, lock.account, lock.id, "deposit", coinbase2, CLOCK.now_ms())
+        assert (await clients["bob"][1].voucher(mismatched, other_hash))["kept"]
         got = await clients["alice"][1].earn()
-        outcome = {r["party"]: (r["state"], r["reason"]) for r in got["results"]}
+        outcome = {(r["party"], r["txid"]): (r["state"], r["reason"]) for r in got["results"]}
         assert outcome == {
-            bob.public_key_hex: ("refused", "not_htlc_tx"),
-            stranger.public_key_hex: ("refused", "not_party"),
+            (bob.public_key_hex, coinbase): ("refused", "not_htlc_tx"),
+            (stranger.public_key_hex, coinbase): ("refused", "not_party"),
+            (bob.public_key_hex, coinbase2): ("refused", "hash_mismatch"),
         }, got
         assert (await balance(ips[0], me))["balance"] == 2 * SHELL
         counted: dict[str, int] = {}
         for doc in await pay_cluster.status():  # the holders counted their refusals by reason
-            for word in ("not_htlc_tx", "not_party"):
+            for word in ("not_htlc_tx", "not_party", "hash_mismatch"):
                 counted[word] = counted.get(word, 0) + doc["counters"].get(f"pay_work_refused:{word}", 0)
         assert min(counted.values()) >= 4, counted
     finally:

@@ -285,6 +285,10 @@ async def test_voucher_book_refusals_bounds_and_reopen(tmp_path: Path) -> None:
         # nothing is claimed before its transaction has its confirmations
         got = await book.earn()
         assert {(r["state"], r["reason"]) for r in got["results"]} == {("waiting", "unconfirmed")}
+        async with book._claiming:  # a round under way: another request is refused, not queued
+            with pytest.raises(RequestError) as err:
+                await book.earn()
+            assert (err.value.reason, err.value.status) == ("busy", 429)
     db.close()
     again = BridgeStore(tmp_path / "bridge.sqlite")
     kept = again.waiting(500)

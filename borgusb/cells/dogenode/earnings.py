@@ -10,7 +10,8 @@
   `MAX_WAITING_PER_PARTY` unclaimed per key and `MAX_WAITING` in all; kept in the bridge's SQLite
   store, one per (transaction, party), so a restart keeps them. Refusals are counted as
   ``voucher_refused:<word>``.
-* **Claiming** (the loop every `EARN_EVERY_S` when ``earn`` is on, and ``doge.earn`` now): for each
+* **Claiming** (the loop every `EARN_EVERY_S` when ``earn`` is on, and ``doge.earn`` now, refused
+  ``busy`` while a round is under way): for each
   waiting voucher, oldest first, whose transaction has the cell's ``min_confirmations``, the record
   (`make_bridge`) is claimed with `claim_reward` through the peerPaysCell on this cell's address, one
   at a time. Paid, or ``already_paid``, marks every voucher of that transaction paid; a refusal that
@@ -108,7 +109,13 @@ class BridgeEarnings:
         return {"txid": v["txid"], "op": v["op"], "kept": True, "new": new}
 
     async def earn(self) -> dict[str, Any]:
-        """``doge.earn`` and the loop's round: claim every waiting voucher that can be; what became of each."""
+        """``doge.earn``: a round now, unless one is under way (``busy``: requests cannot pile up)."""
+        if self._claiming.locked():
+            raise RequestError("busy", "a round of claims is under way", 429)
+        return await self._round()
+
+    async def _round(self) -> dict[str, Any]:
+        """Claim every waiting voucher that can be (at most `EARN_BATCH`); what became of each."""
         async with self._claiming:
             now = self.now_ms()
             self.db.expire_vouchers(now - MAX_CLAIM_AGE_MS, now - KEEP_MS)
@@ -150,7 +157,7 @@ class BridgeEarnings:
         while True:
             await asyncio.sleep(EARN_EVERY_S)
             try:
-                await self.earn()
+                await self._round()
             except Exception:  # the loop must outlive one bad round; the reason is logged
                 self.counters["bridge_earn_errors"] += 1
                 log.exception("bridge claims")
