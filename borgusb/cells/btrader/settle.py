@@ -158,8 +158,8 @@ class Settlement:
             )  # fmt: skip
             txid = await self.doge.broadcast(raw)
             self.log.append(f"claimed the Doge: {txid}")
-            await self._vouch("withdrawal", txid)
             self.queue += self.machine.on_event(now, Resolved("claim"))
+            await self._vouch("withdrawal", txid)
         elif isinstance(a, RefundDoge):
             txid, vout = self.outpoint
             raw = build_htlc_refund(
@@ -167,8 +167,8 @@ class Settlement:
             )
             txid = await self.doge.broadcast(raw)
             self.log.append(f"refunded the Doge: {txid}")
-            await self._vouch("withdrawal", txid)
             self.queue += self.machine.on_event(now, Resolved("refund"))
+            await self._vouch("withdrawal", txid)
         elif isinstance(a, ClaimShells):
             assert self.lock_tx is not None
             await self.pay.claim(sign_claim(self.key, self.lock_tx, a.secret))
@@ -189,7 +189,7 @@ class Settlement:
             voucher = sign_voucher(self.key, bridge, self.lock_tx.account, self.lock_tx.id, op, txid, self.now())
             await self.doge.voucher(voucher, self.script)
             self.log.append(f"vouched for bridge {bridge[:16]}: {op} {txid}")
-        except PeerError as exc:
+        except (PeerError, ValueError) as exc:  # a bridge that does not answer, or a key that is none
             self.errors.append(f"the bridge did not take the voucher for {txid}: {exc}")
 
     def machine_secret(self) -> bytes:
@@ -223,12 +223,12 @@ class Settlement:
         txid = await self.doge.broadcast(raw)
         self.outpoint = (txid, 0)
         await self.doge.watch(where, self.script)
-        await self._vouch("deposit", txid)
         await self._note(doge={"txid": txid, "vout": 0, "locktime": locktime})
         self.log.append(f"locked {a.koinu} koinu in {where}: {txid}")
         self.queue += self.machine.on_event(
             self.now(), self._doge_locked(a.hash, a.claimant, a.koinu, locktime, height, 0)
         )
+        await self._vouch("deposit", txid)
 
     def _doge_locked(
         self, hash_hex: str, claimant: str, koinu: int, locktime: int, height: int, conf: int
