@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from borgusb.doge.address import p2pkh_address
 from borgusb.doge.htlc import htlc_address, htlc_script
 from borgusb.doge.tx import Utxo, build_payment
+from borgusb.ledger.bridgework import sign_voucher
 
 from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict, texts
 
@@ -21,6 +22,13 @@ ADDRESSES = [p2pkh_address(k.public_key, n) for k in (OWNER, OTHER) for n in ("m
 SCRIPT = htlc_script(b"\1" * 32, OWNER.public_key, OTHER.public_key, 500)
 ADDRESSES.append(htlc_address(SCRIPT, "main"))
 PAYMENT = build_payment([Utxo("ab" * 32, 0, 10**9)], [(ADDRESSES[2], 10**8)], OWNER, "main", 10**6)
+
+VOUCHER = sign_voucher(OWNER, OTHER.public_key_hex, OTHER.public_key_hex, "cd" * 32, "deposit", "ab" * 32, 10**12)
+VOUCHERS = st.one_of(
+    st.just(VOUCHER),
+    st.builds(lambda k, v: {**VOUCHER, k: v}, st.sampled_from(sorted(VOUCHER)), JSON_SMALL | texts | safe_ints),
+    JSON_SMALL,
+)
 
 ADDRESS_LIKE = st.one_of(st.sampled_from(ADDRESSES), texts, hex_texts, JSON_SMALL)
 TXIDS = st.one_of(st.just("ab" * 32), hex_texts, texts, JSON_SMALL)
@@ -38,4 +46,8 @@ DOGE_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "doge.height": st.just({}) | JSON_SMALL,
     "doge.tip": st.just({}) | JSON_SMALL,
     "doge.status": st.just({}) | JSON_SMALL,
+    "doge.voucher": shaped_dict(
+        {"voucher": (st.just(VOUCHER), VOUCHERS), "script": (st.just(SCRIPT.hex()), hex_texts)}
+    ),
+    "doge.earn": st.just({}) | JSON_SMALL,
 }

@@ -13,6 +13,11 @@ notes (`BtraderClient.notes`) show, and carries out its actions:
 * ``ClaimDoge`` / ``RefundDoge``: `build_htlc_claim` / `build_htlc_refund`, broadcast (a refund
   the node refuses before the locktime is tried again on the next step).
 * ``ClaimShells`` / ``RefundShells``: `sign_claim` / `sign_refund`, ``pay.claim`` / ``pay.refund``.
+* **Vouchers**: once the bridge took this party's Dogecoin transaction (the funding, a deposit; the
+  claim or refund, a withdrawal), the party signs a voucher that the bridge (the dogeNodeCell's node
+  key, the signer of its replies) served its swap, and hands it to that bridge (``doge.voucher``): what
+  the bridge claims its reward with (docs/ledger.md, "The bridge reward"). A voucher the bridge does
+  not take is noted in `errors` and never holds the swap up.
 
 What the other party says is checked against the ledgers before it becomes an event: a note's
 lock id must be a certified lock of the seller to the buyer (``pay.lock_status`` returns the
@@ -52,6 +57,7 @@ from ...exchange.swap import (
 )
 from ...keys import SigningKey
 from ...ledger import Tx, check_tx, sign_claim, sign_lock, sign_refund
+from ...ledger.bridgework import sign_voucher
 from ...ledger.errors import LedgerError
 from ...net.peer import PeerError
 from ..dogenode.client import DogeNodeClient
@@ -150,15 +156,19 @@ class Settlement:
                 txid, vout, self.terms.koinu, self.script, self.machine_secret(), self.key,
                 self._addr(self.key.public_key_hex), FEE, self.net,
             )  # fmt: skip
-            self.log.append(f"claimed the Doge: {await self.doge.broadcast(raw)}")
+            txid = await self.doge.broadcast(raw)
+            self.log.append(f"claimed the Doge: {txid}")
             self.queue += self.machine.on_event(now, Resolved("claim"))
+            await self._vouch("withdrawal", txid)
         elif isinstance(a, RefundDoge):
             txid, vout = self.outpoint
             raw = build_htlc_refund(
                 txid, vout, self.terms.koinu, self.script, self.key, self._addr(self.key.public_key_hex), FEE, self.net
             )
-            self.log.append(f"refunded the Doge: {await self.doge.broadcast(raw)}")
+            txid = await self.doge.broadcast(raw)
+            self.log.append(f"refunded the Doge: {txid}")
             self.queue += self.machine.on_event(now, Resolved("refund"))
+            await self._vouch("withdrawal", txid)
         elif isinstance(a, ClaimShells):
             assert self.lock_tx is not None
             await self.pay.claim(sign_claim(self.key, self.lock_tx, a.secret))
@@ -169,6 +179,18 @@ class Settlement:
             await self.pay.refund(sign_refund(self.key, self.lock_tx))
             self.log.append("refunded the Shells")
             self.queue += self.machine.on_event(now, Resolved("refund"))
+
+    async def _vouch(self, op: str, txid: str) -> None:
+        """Hand the bridge that took `txid` this party's voucher for it (a failure is only noted)."""
+        if self.lock_tx is None:
+            return
+        try:
+            bridge = await self.doge.node_key()
+            voucher = sign_voucher(self.key, bridge, self.lock_tx.account, self.lock_tx.id, op, txid, self.now())
+            await self.doge.voucher(voucher, self.script)
+            self.log.append(f"vouched for bridge {bridge[:16]}: {op} {txid}")
+        except (PeerError, ValueError) as exc:  # a bridge that does not answer, or a key that is none
+            self.errors.append(f"the bridge did not take the voucher for {txid}: {exc}")
 
     def machine_secret(self) -> bytes:
         assert isinstance(self.machine, SellerSwap)
@@ -206,6 +228,7 @@ class Settlement:
         self.queue += self.machine.on_event(
             self.now(), self._doge_locked(a.hash, a.claimant, a.koinu, locktime, height, 0)
         )
+        await self._vouch("deposit", txid)
 
     def _doge_locked(
         self, hash_hex: str, claimant: str, koinu: int, locktime: int, height: int, conf: int

@@ -17,6 +17,9 @@
   A refusal is ``tx_rejected`` with the node's code and message and is not
   tried again; a node that does not answer is tried ``broadcast_attempts``
   times with doubling waits, then ``node_unavailable``.
+* **The bridge reward**: ``doge.voucher`` keeps a swap party's voucher that this bridge served its
+  funding, claim or refund; ``doge.earn`` (and a loop, setting ``earn``) claims the reward of each
+  once its transaction is confirmed (`earnings.BridgeEarnings`).
 * With no RPC URL every request is refused ``no_node`` ("no Dogecoin node
   configured"); the cell still starts.
 """
@@ -42,6 +45,7 @@ from ...doge.rpc import DogeRpc, RpcError, RpcUnavailable
 from ...doge.scan import ScanError, read_tx, scan_tx
 from ..kit import Cell, RequestError, receptor
 from ..kit.guard import TokenBuckets, remote_address
+from .earnings import BridgeEarnings
 from .settings import DogeNodeSettings
 from .store import BridgeStore, Watch
 
@@ -100,6 +104,12 @@ class DogeNodeCell(Cell):
             if settings.rescan_from >= 0:
                 self.db.start_at(settings.rescan_from - 1)
             self.watched = {script_pubkey(w.address, self.net): w.address for w in self.db.watches()}
+        self.earnings: BridgeEarnings | None = None
+        if self.db is not None:
+            self.earnings = BridgeEarnings(
+                self.db, self.key, self.peers, ip, self.counters, self._now_ms,
+                self._confirmations, settings.min_confirmations,
+            )  # fmt: skip
         self.tip: int | None = None
         self.node_state = "not configured" if self.rpc is None else "unknown"
         self.node_error = ""
@@ -107,6 +117,8 @@ class DogeNodeCell(Cell):
     async def on_start(self) -> None:
         if self.rpc is not None:
             self._spawn(self._scan_loop())
+        if self.earnings is not None and self.settings.earn:
+            self._spawn(self.earnings.loop())
 
     async def on_stop(self) -> None:
         if self.rpc is not None:
@@ -129,7 +141,7 @@ class DogeNodeCell(Cell):
             "min_confirmations": self.settings.min_confirmations,
         }
         if self.db is not None:
-            doc |= {"scanned": self.db.scanned(), **self.db.counts()}
+            doc |= {"scanned": self.db.scanned(), **self.db.counts(), **self.db.voucher_counts()}
         return doc
 
     # ------------------------------------------------------------ the node
@@ -228,7 +240,33 @@ class DogeNodeCell(Cell):
                 self.counters["credited"] += 1
                 log.info("credited deposit %s", outpoint)
 
+    def _earnings(self) -> BridgeEarnings:
+        if self.earnings is None:
+            raise RequestError("no_node", NO_NODE, 503)
+        return self.earnings
+
+    async def _confirmations(self, txid: str) -> int:
+        """The confirmations of a transaction as this cell's node says (0 when it knows none)."""
+        try:
+            info = await self._call("getrawtransaction", txid, 1)
+        except RpcError as exc:
+            if exc.code == NOT_FOUND:
+                return 0
+            raise RequestError("node_error", f"{exc.code}: {exc.message}", 502) from None
+        n = info.get("confirmations", 0) if isinstance(info, dict) else 0
+        return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
     # ------------------------------------------------------------ receptors
+
+    @receptor("doge.voucher")
+    async def _r_voucher(self, env: envelope.Envelope) -> Any:
+        """A swap party's voucher that this bridge served its transaction: ``{"voucher", "script"}``."""
+        return self._earnings().take(env.signer, env.payload)
+
+    @receptor("doge.earn")
+    async def _r_earn(self, env: envelope.Envelope) -> Any:
+        """Claim the bridge reward now for every voucher whose transaction is confirmed."""
+        return await self._earnings().earn()
 
     @receptor("doge.watch")
     async def _r_watch(self, env: envelope.Envelope) -> Any:

@@ -56,6 +56,19 @@ class DogeNodeClient(CellClient):
         time is final once ``mediantime`` has passed it (BIP-113), not the wall clock."""
         return _doc(await self.call("doge.tip", {}))
 
+    async def node_key(self) -> str:
+        """The node key of the bridge that answers at this address (the key its replies are signed with)."""
+        return (await self.peers.pin_for(self.ip, self.port, self.pubkey)).pubkey
+
+    async def voucher(self, voucher: dict[str, Any], script: bytes) -> dict[str, Any]:
+        """Hand the bridge a voucher signed by this caller's key (`ledger.bridgework.sign_voucher`) with the
+        HTLC's redeem script: ``{"txid", "op", "kept": True, "new"}``."""
+        return _doc(await self.call("doge.voucher", {"voucher": voucher, "script": script.hex()}))
+
+    async def earn(self) -> dict[str, Any]:
+        """Have the bridge claim its reward now: ``{"results": [{txid, party, op, state, reason}], "paid"}``."""
+        return _doc(await self.call("doge.earn", {}))
+
     async def status(self) -> dict[str, Any]:
         """The bridge's own status: network, node, tip, scan position, watches, deposits, credits."""
         return _doc(await self.call("doge.status", {}))

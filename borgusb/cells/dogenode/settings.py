@@ -56,6 +56,11 @@ class DogeNodeSettings(Settings):
         high=100_000,
         env="BORGUSB_DOGE_NEW_WATCHES_PER_HOUR",
     )
+    earn: bool = setting(
+        True,
+        "claim the bridge reward from the reserve for the swap legs the parties vouched this bridge served",
+        env="BORGUSB_DOGE_EARN",
+    )
     data_root: str = setting(
         "", "where a cell without --data keeps its store (default /dev/shm)", env="BORGUSB_DATA_ROOT"
     )

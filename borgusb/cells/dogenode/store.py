@@ -1,4 +1,6 @@
-"""The bridge's SQLite store: watched addresses, seen deposits (keyed by txid:vout) and the scan position.
+"""The bridge's SQLite store: watched addresses, seen deposits (keyed by txid:vout), the scan position,
+and the swap parties' vouchers for the bridge reward (one per transaction and party, with what became
+of its claim: ``waiting``, ``paid`` or ``refused``).
 
 WAL and ``synchronous=FULL``: a row is on disk before the bridge reports it.
 A deposit is one row whatever happens (``INSERT OR IGNORE`` on its outpoint),
@@ -28,6 +30,11 @@ CREATE TABLE IF NOT EXISTS deposits (
 );
 CREATE INDEX IF NOT EXISTS deposits_by_address ON deposits (address, height);
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vouchers (
+    txid TEXT NOT NULL, party TEXT NOT NULL, op TEXT NOT NULL, doc TEXT NOT NULL, script TEXT NOT NULL,
+    ts INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (txid, party)
+);
+CREATE INDEX IF NOT EXISTS vouchers_by_state ON vouchers (state, ts);
 """
 
 
@@ -40,6 +47,18 @@ class Watch:
     address: str
     owner: str
     script: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    """A swap party's voucher as kept: the signed document (canonical JSON) and the HTLC's script (hex)."""
+
+    txid: str
+    party: str
+    op: str
+    doc: str
+    script: str
+    ts: int
 
 
 class BridgeStore:
@@ -184,3 +203,63 @@ class BridgeStore:
     def counts(self) -> dict[str, int]:
         total, credited = self.db.execute("SELECT COUNT(*), COUNT(credited_ms) FROM deposits").fetchone()
         return {"deposits": int(total), "credited": int(credited), "watches": self.count_watches()}
+
+    # ------------------------------------------------------------ vouchers (the bridge reward)
+
+    def add_voucher(self, voucher: Voucher) -> bool:
+        """Keep a voucher (True if new): one per (transaction, party)."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO vouchers (txid, party, op, doc, script, ts, state, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'waiting', '')",
+            (voucher.txid, voucher.party, voucher.op, voucher.doc, voucher.script, voucher.ts),
+        )
+        return cur.rowcount == 1
+
+    def waiting(self, limit: int) -> list[Voucher]:
+        """Vouchers not claimed yet, oldest first, none of a transaction already paid."""
+        rows = self.db.execute(
+            "SELECT txid, party, op, doc, script, ts FROM vouchers v WHERE state = 'waiting' AND NOT EXISTS"
+            " (SELECT 1 FROM vouchers p WHERE p.txid = v.txid AND p.state = 'paid') ORDER BY ts LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [Voucher(*r) for r in rows]
+
+    def count_waiting(self, party: str | None = None) -> int:
+        if party is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM vouchers WHERE state = 'waiting'").fetchone()[0])
+        row = self.db.execute("SELECT COUNT(*) FROM vouchers WHERE state = 'waiting' AND party = ?", (party,))
+        return int(row.fetchone()[0])
+
+    def settle_voucher(self, txid: str, party: str, state: str, reason: str) -> None:
+        """What became of a voucher's claim: ``paid`` (every voucher of the transaction) or ``refused``."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            if state == "paid":
+                self.db.execute("UPDATE vouchers SET state = 'paid', reason = ? WHERE txid = ?", (reason, txid))
+            else:
+                self.db.execute(
+                    "UPDATE vouchers SET state = ?, reason = ? WHERE txid = ? AND party = ?",
+                    (state, reason, txid, party),
+                )
+
+    def expire_vouchers(self, before_ts: int, forget_ts: int) -> None:
+        """Vouchers too old to be paid are refused ``too_old``; settled ones older than `forget_ts` go."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "UPDATE vouchers SET state = 'refused', reason = 'too_old' WHERE state = 'waiting' AND ts < ?",
+                (before_ts,),
+            )
+            self.db.execute("DELETE FROM vouchers WHERE state != 'waiting' AND ts < ?", (forget_ts,))
+
+    def vouchers(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest vouchers and what became of them."""
+        rows = self.db.execute(
+            "SELECT txid, party, op, ts, state, reason FROM vouchers ORDER BY ts DESC, txid, party LIMIT ?", (limit,)
+        ).fetchall()
+        keys = ("txid", "party", "op", "ts", "state", "reason")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def voucher_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM vouchers GROUP BY state").fetchall()
+        return {f"vouchers_{state}": int(n) for state, n in rows}

@@ -41,6 +41,7 @@ from ... import envelope
 from ...dna import CellDNA
 from ...ledger.accounts import is_account
 from ...ledger.balance import BalanceAnswer, Disagreement, read_balance
+from ...ledger.bridgework import BRIDGE_REASONS
 from ...ledger.certificate import (
     Acceptance,
     Certificate,
@@ -62,6 +63,7 @@ from ...ledger.units import UNITS_PER_SHELL
 from ...ledger.work import WORK_REASONS
 from ...net.peer import PeerError, PeerRejected, PeerUnreachable
 from ..kit import RequestError, receptor
+from .bridgecheck import BridgeChecks
 from .client import PayClient
 from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
@@ -114,6 +116,7 @@ class PeerPaysCell(
         self.holds = HoldChecks(self.peers, ip, self.key.public_key_hex, self.counters)
         self.tasks = TaskChecks(self.peers, ip, self.counters)
         self.contents = ContentChecks(self.peers, ip, self.counters)
+        self.bridges = BridgeChecks(self.peers, ip, self.counters)
         self.ledger = DurableHolder(
             self.db_path,
             self.key,
@@ -143,23 +146,28 @@ class PeerPaysCell(
 
     def _verify_work(self, tx: Tx) -> bool:
         """Which reward claims this holder approves: a hold record (`earn.HoldChecks`), an
-        agent's task record (`taskcheck.TaskChecks`) or a creator's content record
-        (`contentcheck.ContentChecks`) it verified before offering the claim to the core. The
+        agent's task record (`taskcheck.TaskChecks`), a creator's content record
+        (`contentcheck.ContentChecks`) or a bridge's record of a swap leg (`bridgecheck.BridgeChecks`)
+        it verified before offering the claim to the core. The
         test-only setting also approves claims on one fixed work record, bounded, paid
         once (the core's already_paid): a test cluster's way to fund an account from the reserve."""
-        if self.holds.approves(tx) or self.tasks.approves(tx) or self.contents.approves(tx):
+        checks = (self.holds, self.tasks, self.contents, self.bridges)
+        if any(c.approves(tx) for c in checks):
             return True
         ref = self.test_only_work_ref
         return bool(ref) and tx.ref == ref and tx.amount <= TEST_ONLY_WORK_MAX_SHELLS * UNITS_PER_SHELL
 
     async def check_work(self, tx: Tx, work: Any) -> None:
         """Verify the work record a reward claims, by its rule: a shard hold or the bytes a holder
-        served (`earn.HoldChecks`), an agent's task, or reads of a creator's public media."""
+        served (`earn.HoldChecks`), an agent's task, reads of a creator's public media, or a Dogecoin
+        leg of a swap a bridge served."""
         rule = work.get("rule") if isinstance(work, dict) else None
         if rule == "agent":
             await self.tasks.check(tx, work, self.clock.now_ms())
         elif rule == "content":
             await self.contents.check(tx, work, self.clock.now_ms())
+        elif rule == "bridge":
+            await self.bridges.check(tx, work, self.clock.now_ms())
         else:
             await self.holds.check(tx, work, self.clock.now_ms())
 
@@ -528,7 +536,7 @@ class PeerPaysCell(
         """The refusal of a send that no quorum accepted: the holders' own reason when they gave one."""
         refusals = {h: a for h, a in answers.items() if isinstance(a, str)}
         accepted = len(answers) - len(refusals)
-        known = (*REASONS, *WORK_REASONS, *SERVE_REASONS, *TASK_REASONS, *CONTENT_REASONS)
+        known = (*REASONS, *WORK_REASONS, *SERVE_REASONS, *TASK_REASONS, *CONTENT_REASONS, *BRIDGE_REASONS)
         ledger = Counter(r for r in refusals.values() if r in known)  # not timeouts, views
         reason, status = "no_quorum", 503
         if ledger:

@@ -37,6 +37,7 @@ RETRY_REASONS = frozenset(
         "members_unavailable",
         "audit_unavailable",
         "claims_full",
+        "bridge_unverifiable",  # a reserve holder's Dogecoin node did not answer
         "no_reserve_head",
         "disagreement",  # the holders' reads differ while another payment is in flight: read again
     }

@@ -28,6 +28,8 @@ STATUS = {
     "not_skippable": 409,
     "no_quorum": 503,
     "handover_pending": 503,
+    "bridge_unverifiable": 503,
+    "claims_full": 503,
     "store_corrupt": 500,
     "store_version": 500,
     "wrong_holder": 500,
