@@ -145,6 +145,7 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
     "pay.confirm": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
     "pay.vote": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "seq": INTS}),
+    "pay.views": shaped_dict({}),
     "pay.handover": shaped_dict(
         {"account": (ACCOUNTS, ACCOUNT_LIKE), "from": INTS, "view": (st.just("0" * 32), st.text(max_size=40))}
     ),

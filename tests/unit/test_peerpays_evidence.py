@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from borgusb.cells.peerpays.cell import PeerPaysCell, view_digest
+from borgusb.cells.peerpays.cell import PeerPaysCell
+from borgusb.cells.peerpays.handover import view_digest
 from borgusb.ledger import ZERO_HASH, certify, sign_acceptance
 from borgusb.ledger.evidence import check_evidence, evidence_of
 from borgusb.ledger.sim import fixed_key

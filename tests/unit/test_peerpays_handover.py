@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from borgusb.cells.kit import RequestError
+from borgusb.cells.peerpays.handover import view_digest
 from borgusb.ledger import ZERO_HASH
 from borgusb.ledger.certificate import holder_set, sign_acceptance
 from borgusb.ledger.errors import ConflictingSpend, HandoverPending
@@ -145,3 +146,29 @@ async def test_too_few_old_holders_answering_is_pending_then_goes_through(tmp_pa
         sent = await net.send(0, to_bob)  # the same bytes, once they answer
         assert sent["id"] == to_bob.id
         assert (await net.balance(BOB.public_key_hex))["balance"] == 5 * SHELL
+
+
+async def test_a_starting_cell_learns_the_recent_views_before_it_votes(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 6) as net:
+        keys = list(net.by_key)
+        use(net, keys[:5])
+        use(net, keys)  # every cell has the five-member view among its past ones
+        late = net.cells[5]
+        late.past_views.clear()
+        late.history_learned = False  # as a cell that has just started
+        mine = late.key.public_key_hex
+        payer = next(k for i in range(500) if mine in late.sets.of((k := fixed_key(f"p{i}")).public_key_hex))
+        offer = {"tx": transfer(payer, BOB, 1, 1, ZERO_HASH).to_dict(), "view": late.view}
+        net.down["pay.views"] = set(keys[:5])  # nobody tells it the recent views yet
+        with pytest.raises(PeerRejected) as err:
+            await post(payer, late, "pay.accept", offer)
+        assert err.value.reason == "handover_pending"  # one of the payer's holders, it votes on nothing yet
+        net.down.clear()
+        liar = net.cells[0]
+        ghost = {fixed_key("ghost").public_key_hex: "127.0.0.99", **{k: "127.0.0.1" for k in keys[:4]}}
+        liar.past_views.append(PastView(view_digest(ghost), ghost, liar.clock.now_ms()))
+        assert await late.learn_history()
+        learned = {v.digest for v in late.past_views}
+        assert view_digest(keys[:5]) in learned  # reported by all five others
+        assert view_digest(ghost) not in learned  # reported by one: a liar cannot add a view
+        assert late.history_learned and late.counters["pay_history_learned"] == 1

@@ -29,7 +29,6 @@ Every refusal is a `RequestError` whose reason is the ledger's word
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -69,7 +68,7 @@ from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
-from .handover import HandoverReceptors
+from .handover import HandoverReceptors, view_digest
 from .htlc import HtlcReceptors
 from .receipts import ReceiptReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
@@ -82,11 +81,6 @@ log = logging.getLogger("borgusb.peerpays")
 
 HISTORY_LIMIT = 50
 MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
-
-
-def view_digest(members: Iterable[str]) -> str:
-    """The member view's name: what two nodes compare to know they compute the same holder sets."""
-    return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
 class PeerPaysCell(
@@ -134,6 +128,7 @@ class PeerPaysCell(
         if self.test_only_work_ref:
             log.warning("peerPaysCell: TEST ONLY work check on: rewards for %s are paid", self.test_only_work_ref)
         await super().on_start()
+        self._spawn(self._history_loop())
 
     async def on_stop(self) -> None:
         self.ledger.close()

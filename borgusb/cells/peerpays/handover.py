@@ -2,6 +2,11 @@
 
 * **Past views.** When the member view changes, the one that ended is kept (`PastView`: its members
   with their addresses, its digest, when it ended) for `handover.WINDOW_MS`, at most `MAX_VIEWS`.
+  A cell that starts (new, or restarted) has none, yet the accounts it will hold may have changed
+  hands just before: until it has **learned the recent views** from other members (``pay.views``:
+  each view that at least faulty + 1 of those asked report, its digest checked against its keys) it
+  votes on nothing (it tries at its first vote, and every second until then; ``handover_pending``
+  while too few answer).
 * **Asking.** Before this holder votes on a transaction at a seq where it has no vote yet, every
   holder set of the account under those past views that differs from today's is asked
   (``pay.handover``, in parallel) for its votes from that seq on, and to seal the account.
@@ -21,7 +26,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
@@ -37,6 +45,14 @@ from ..kit.holdercell import HolderCell
 MAX_VIEWS = 64
 MAX_SEALED = 65_536
 MAX_HANDED = 65_536
+HISTORY_ASK = 8  # members a starting cell asks for their recent views
+MAX_HISTORY_MEMBERS = 8192  # member entries one pay.views answer carries (the newest views first)
+HISTORY_EVERY_S = 1.0
+
+
+def view_digest(members: Iterable[str]) -> str:
+    """The member view's name: what two nodes compare to know they compute the same holder sets."""
+    return hashlib.sha256("\n".join(sorted(members)).encode()).hexdigest()[:32]
 
 
 class HandoverReceptors(HolderCell):
@@ -65,6 +81,7 @@ class HandoverReceptors(HolderCell):
         self.past_views: deque[PastView] = deque(maxlen=MAX_VIEWS)
         self.sealed: OrderedDict[str, tuple[frozenset[str], int, int]] = OrderedDict()  # -> (set, from seq, until)
         self.handed: OrderedDict[tuple[str, tuple[str, ...]], tuple[int, int, tuple[Answer, ...]]] = OrderedDict()
+        self.history_learned = False  # the recent views of other members are known (see the module docstring)
 
     def view_ended(self, members: dict[str, str], digest: str) -> None:
         """Keep the view that just ended (its sets may hold votes in flight for `WINDOW_MS`)."""
@@ -78,6 +95,50 @@ class HandoverReceptors(HolderCell):
             if holder in view.members:
                 return view.members[holder]
         raise KeyError(holder)
+
+    # ------------------------------------------------------------ the recent views, learned at start
+
+    @receptor("pay.views")
+    async def _r_views(self, env: envelope.Envelope) -> Any:
+        """The member views this cell used in the last `WINDOW_MS` (newest first, bounded)."""
+        now, out, carried = self.clock.now_ms(), [], 0
+        for view in reversed(self.past_views):
+            if now - view.until_ms > WINDOW_MS or carried + len(view.members) > MAX_HISTORY_MEMBERS:
+                break
+            out.append({"members": dict(view.members), "until": view.until_ms})
+            carried += len(view.members)
+        return {"views": out}
+
+    async def learn_history(self) -> bool:
+        """Ask up to `HISTORY_ASK` other members for their recent views and keep each that at least
+        faulty + 1 of them report (one liar cannot add a view, nor keep one out); True once learned."""
+        me = self.key.public_key_hex
+        others = [k for k in self.members if k != me]
+        others = random.sample(others, min(HISTORY_ASK, len(others)))
+        replies = await asyncio.gather(*(self._bounded(k, "pay.views", {}) for k in others))
+        answered = [r for r in replies if isinstance(r, dict) and isinstance(r.get("views"), list)]
+        enough = min(self.faulty + 1, len(others))
+        if len(answered) < enough or not others:
+            return False
+        seen: dict[str, tuple[dict[str, str], int, int]] = {}  # digest -> (members, latest end, reporters)
+        for reply in answered:
+            for digest, members, until in _views(reply["views"]):
+                had = seen.get(digest)
+                seen[digest] = (members, max(until, had[1] if had else 0), (had[2] if had else 0) + 1)
+        known = {v.digest for v in self.past_views} | {self.view}
+        for digest, (members, until, reporters) in sorted(seen.items(), key=lambda kv: kv[1][1]):
+            if reporters >= enough and digest not in known:
+                self.past_views.append(PastView(digest, members, until))
+        self.history_learned = True
+        self.counters["pay_history_learned"] += 1
+        return True
+
+    async def _history_loop(self) -> None:
+        """Learn the recent views once other members are known (asked again each second until then)."""
+        while not self.history_learned:
+            await asyncio.sleep(HISTORY_EVERY_S)
+            if len(self.members) > 1:
+                await self.learn_history()
 
     # ------------------------------------------------------------ answering (an old holder)
 
@@ -124,6 +185,9 @@ class HandoverReceptors(HolderCell):
         and none of them voted another transaction there (`handover.judge`), else the refusal."""
         if (tx.account, tx.seq) in self.ledger.holder.state.votes or not self.ledger.holder.holds(tx.account):
             return  # its own vote answers, or the core refuses it as not a holder
+        if not self.history_learned and not await self.learn_history():
+            self.counters["pay_refused:handover_pending"] += 1
+            raise RequestError("handover_pending", "this holder is still learning the recent member views", 503)
         current, q = self._holders(tx.account)
         olds = old_sets(tx.account, current, self.past_views, self.r, self.clock.now_ms())
         for old in olds:
@@ -179,3 +243,18 @@ class HandoverReceptors(HolderCell):
                 return None
             votes.append(v)
         return Answer(holder, tuple(votes))
+
+
+def _views(docs: list[Any]) -> list[tuple[str, dict[str, str], int]]:
+    """(digest, members, end) of each well-formed view in a ``pay.views`` answer (bounded)."""
+    out = []
+    for doc in docs[:MAX_VIEWS]:
+        members, until = (doc.get("members"), doc.get("until")) if isinstance(doc, dict) else (None, None)
+        if not isinstance(members, dict) or isinstance(until, bool) or not isinstance(until, int):
+            continue
+        if len(members) > MAX_HISTORY_MEMBERS or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in members.items()
+        ):
+            continue
+        out.append((view_digest(members), dict(members), until))
+    return out
