@@ -149,11 +149,11 @@ class HandoverReceptors(HolderCell):
         start, view = env.payload.get("from"), env.payload.get("view")
         if isinstance(start, bool) or not isinstance(start, int) or start < 1 or not isinstance(view, str):
             raise RequestError("malformed", '{"account", "from": seq, "view": the asker\'s view digest}')
+        if view != self.view:
+            await self.refresh_view()  # the asker may have read the root's table a moment sooner (it just joined)
         if env.signer not in self.members:
             self.counters["pay_handover_refused:not_member"] += 1
             raise RequestError("not_member", "a handover is asked by a member of this holder's view", 403)
-        if view != self.view:
-            await self.refresh_view()
         if view != self.view:
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
