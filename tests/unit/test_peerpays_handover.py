@@ -73,29 +73,38 @@ def test_old_sets_are_the_recent_views_whose_set_differs() -> None:
     small = PastView("small", {k: "ip" for k in ranked[:4]}, now - 1000)  # fewer than r: no sets
     stale = PastView("old", {k: "ip" for k in ranked[3:]}, now - WINDOW_MS - 1)
     assert old_sets(A, ranked[:5], [v1, same, small, stale, v1], 5, now) == [ranked[3:]]
+    one = PastView("one", {k: "ip" for k in (*ranked[:4], ranked[5])}, now - 1000)  # one holder replaced
+    assert old_sets(A, ranked[:5], [one], 5, now) == [holder_set(A, (*ranked[:4], ranked[5]), 5)]
+    assert old_sets(A, ranked[:5], [one, v1], 5, now, q=4, faulty=1) == [ranked[3:]]  # overlap covers one
 
 
 # ------------------------------------------------------------------ on cells
 
 
+async def alice_paid_under_both_views(net: Net) -> tuple[list[str], list[str], list[str]]:
+    """(the keys, ranked for Alice, V1's keys), the view left at V1. Alice is paid under V2 (all eight)
+    and under V1 (all but the three that rank first for her), so every holder of either of her sets
+    knows her funds: by Dave, whose holders are the same five under both."""
+    keys = list(net.by_key)
+    ranked = list(holder_set(A, keys, 8))
+    v1 = [k for k in keys if k not in ranked[:3]]
+    dave = next(
+        k
+        for i in range(5000)
+        if not set(holder_set((k := fixed_key(f"dave {i}")).public_key_hex, keys, 5)) & set(ranked[:3])
+    )
+    use(net, keys)
+    await fund(net, dave, 30)
+    paid = await net.send(1, transfer(dave, ALICE, 10, 1, ZERO_HASH))
+    use(net, v1)
+    await net.send(2, transfer(dave, ALICE, 10, 2, paid["id"]))
+    return keys, ranked, v1
+
+
 async def test_three_holders_replaced_cannot_certify_a_second_spend(tmp_path: Path) -> None:
     async with cells_net(tmp_path, 8) as net:
-        keys = list(net.by_key)
-        ranked = list(holder_set(A, keys, 8))
-        v1 = [k for k in keys if k not in ranked[:3]]
+        keys, ranked, v1 = await alice_paid_under_both_views(net)
         dropped = ranked[5:]  # Alice's V1 holders that V2 replaces
-        # Alice is paid under both views, so every holder of either set knows her funds: by Dave, whose
-        # holders are the same five under both
-        dave = next(
-            k
-            for i in range(5000)
-            if not set(holder_set((k := fixed_key(f"dave {i}")).public_key_hex, keys, 5)) & set(ranked[:3])
-        )
-        use(net, keys)
-        await fund(net, dave, 30)
-        paid = await net.send(1, transfer(dave, ALICE, 10, 1, ZERO_HASH))
-        use(net, v1)
-        await net.send(2, transfer(dave, ALICE, 10, 2, paid["id"]))
         view1 = net.cells[0].view
 
         # her first spend: voted by the three V1 holders that V2 drops, not certified (q = 4)
@@ -172,3 +181,34 @@ async def test_a_starting_cell_learns_the_recent_views_before_it_votes(tmp_path:
         assert view_digest(keys[:5]) in learned  # reported by all five others
         assert view_digest(ghost) not in learned  # reported by one: a liar cannot add a view
         assert late.history_learned and late.counters["pay_history_learned"] == 1
+        five = next(v for v in late.past_views if v.digest == view_digest(keys[:5]))
+        assert five.until_ms <= late.clock.now_ms()  # no reporter's end is past now, nor a liar's
+
+
+async def test_a_handover_done_under_a_view_is_not_reused_after_the_view_came_back(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 8) as net:
+        keys, ranked, v1 = await alice_paid_under_both_views(net)
+        use(net, keys)
+        too_much = transfer(ALICE, BOB, 100, 1, ZERO_HASH)
+        with pytest.raises(PeerRejected) as err:  # handed over (nobody voted yet), then refused by the core
+            await net.send(0, too_much)
+        assert err.value.reason == "insufficient_funds"
+        use(net, v1)  # the view goes back: Alice's first spend is certified by her V1 set
+        to_bob = transfer(ALICE, BOB, 10, 1, ZERO_HASH)
+        assert (await net.send(4, to_bob))["id"] == to_bob.id
+        use(net, keys)  # and forth: V2's holders must ask again, not reuse what they heard before
+        with pytest.raises(PeerRejected) as err:
+            await net.send(0, transfer(ALICE, CAROL, 10, 1, ZERO_HASH))
+        assert err.value.reason == "conflicting_spend", err.value
+
+
+async def test_one_holder_replaced_needs_no_handover_round(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 6) as net:
+        keys = list(net.by_key)
+        ranked = list(holder_set(A, keys, 6))
+        use(net, keys)
+        await fund(net, ALICE, 10)
+        use(net, [k for k in keys if k != ranked[0]])  # her first holder leaves: one of five replaced
+        asked = sum(c.counters["pay_handover_asked"] for c in net.cells)
+        assert (await net.send(1, transfer(ALICE, BOB, 1, 1, ZERO_HASH)))["id"]
+        assert sum(c.counters["pay_handover_asked"] for c in net.cells) == asked  # quorum overlap covers it

@@ -3,19 +3,21 @@
 * **Past views.** When the member view changes, the one that ended is kept (`PastView`: its members
   with their addresses, its digest, when it ended) for `handover.WINDOW_MS`, at most `MAX_VIEWS`.
   A cell that starts (new, or restarted) has none, yet the accounts it will hold may have changed
-  hands just before: until it has **learned the recent views** from other members (``pay.views``:
-  each view that at least faulty + 1 of those asked report, its digest checked against its keys) it
-  votes on nothing (it tries at its first vote, and every second until then; ``handover_pending``
+  hands just before: until it has **learned the recent views** from other members (``pay.views``,
+  answered by at least 2 faulty + 1 of those asked: each view that at least faulty + 1 of them
+  report, its digest checked against its keys, ending when the (faulty + 1)-th latest report says)
+  it votes on nothing (it tries at its first vote, and every second until then; ``handover_pending``
   while too few answer).
 * **Asking.** Before this holder votes on a transaction at a seq where it has no vote yet, every
   holder set of the account under those past views that differs from today's is asked
   (``pay.handover``, in parallel) for its votes from that seq on, and to seal the account.
   `handover.judge` decides: a vote of theirs for another transaction there refuses this one
   (``conflicting_spend``), too few sealed answers is ``handover_pending`` (503). A complete
-  handover is remembered per (account, old set) while the window lasts, so one round covers every
-  later seq of the account (the sealed holders vote at those seqs under no other set).
-* **Answering and sealing.** ``pay.handover`` is answered only to a member of this holder's view,
-  under the same view digest (read again once if it differs: ``view_mismatch`` otherwise). The
+  handover is remembered per (account, old set) until the view changes, so one round covers the
+  account's later seqs. The old sets are asked at once; a change quorum overlap covers needs none.
+* **Answering and sealing.** ``pay.handover`` is answered only to a holder of the account in this
+  holder's view, under the same view digest (read again once if it differs: ``view_mismatch``
+  otherwise); a later ask cannot narrow a seal's first seq. The
   holder records the seal: from that seq on, it votes on the account only while its holder set is
   the one it had when it sealed (`check_sealed`, ``handover_pending`` otherwise), until a later
   handover seals it again, or until it hands the account over itself from the sealed set (a holder
@@ -46,7 +48,7 @@ MAX_VIEWS = 64
 MAX_SEALED = 65_536
 MAX_HANDED = 65_536
 HISTORY_ASK = 8  # members a starting cell asks for their recent views
-MAX_HISTORY_MEMBERS = 8192  # member entries one pay.views answer carries (the newest views first)
+MAX_HISTORY_MEMBERS = 8192  # member entries one pay.views answer carries (newest views first), and one view
 HISTORY_EVERY_S = 1.0
 
 
@@ -84,8 +86,10 @@ class HandoverReceptors(HolderCell):
         self.history_learned = False  # the recent views of other members are known (see the module docstring)
 
     def view_ended(self, members: dict[str, str], digest: str) -> None:
-        """Keep the view that just ended (its sets may hold votes in flight for `WINDOW_MS`)."""
+        """Keep the view that just ended (its sets may hold votes in flight for `WINDOW_MS`); forget the
+        handovers done under it (the view may come back, with votes cast under it meanwhile)."""
         self.past_views.append(PastView(digest, dict(members), self.clock.now_ms()))
+        self.handed.clear()
 
     def address_of(self, holder: str) -> str:
         """A holder's address: the root's table, else the newest past view that lists it."""
@@ -117,18 +121,22 @@ class HandoverReceptors(HolderCell):
         others = random.sample(others, min(HISTORY_ASK, len(others)))
         replies = await asyncio.gather(*(self._bounded(k, "pay.views", {}) for k in others))
         answered = [r for r in replies if isinstance(r, dict) and isinstance(r.get("views"), list)]
-        enough = min(self.faulty + 1, len(others))
-        if len(answered) < enough or not others:
+        if not others or len(answered) < min(2 * self.faulty + 1, len(others)):
             return False
-        seen: dict[str, tuple[dict[str, str], int, int]] = {}  # digest -> (members, latest end, reporters)
+        enough = min(self.faulty + 1, len(answered))
+        now = self.clock.now_ms()
+        seen: dict[str, tuple[dict[str, str], list[int]]] = {}  # digest -> (members, each reporter's end)
         for reply in answered:
             for digest, members, until in _views(reply["views"]):
-                had = seen.get(digest)
-                seen[digest] = (members, max(until, had[1] if had else 0), (had[2] if had else 0) + 1)
+                seen.setdefault(digest, (members, []))[1].append(min(until, now))
         known = {v.digest for v in self.past_views} | {self.view}
-        for digest, (members, until, reporters) in sorted(seen.items(), key=lambda kv: kv[1][1]):
-            if reporters >= enough and digest not in known:
-                self.past_views.append(PastView(digest, members, until))
+        adopted = []
+        for digest, (members, ends) in seen.items():
+            if len(ends) >= enough and digest not in known:
+                # the end at least faulty + 1 reporters vouch for: a liar cannot stretch a view's life
+                adopted.append(PastView(digest, members, sorted(ends, reverse=True)[enough - 1]))
+        for view in sorted(adopted, key=lambda v: v.until_ms):
+            self.past_views.append(view)
         self.history_learned = True
         self.counters["pay_history_learned"] += 1
         return True
@@ -158,6 +166,12 @@ class HandoverReceptors(HolderCell):
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
         holders, _ = self._holders(account)
+        if env.signer not in holders:
+            self.counters["pay_handover_refused:not_holder"] += 1
+            raise RequestError("not_holder", "a handover is asked by a holder of the account in this view", 403)
+        had = self.sealed.get(account)
+        if had is not None and had[0] == frozenset(holders):
+            start = min(start, had[1])  # a later ask cannot narrow a seal
         self.sealed[account] = (frozenset(holders), start, self.clock.now_ms() + WINDOW_MS)
         self.sealed.move_to_end(account)
         while len(self.sealed) > MAX_SEALED:
@@ -189,9 +203,9 @@ class HandoverReceptors(HolderCell):
             self.counters["pay_refused:handover_pending"] += 1
             raise RequestError("handover_pending", "this holder is still learning the recent member views", 503)
         current, q = self._holders(tx.account)
-        olds = old_sets(tx.account, current, self.past_views, self.r, self.clock.now_ms())
-        for old in olds:
-            answers = await self._handover_answers(tx.account, tx.seq, old)
+        olds = old_sets(tx.account, current, self.past_views, self.r, self.clock.now_ms(), q, self.faulty)
+        rounds = await asyncio.gather(*(self._handover_answers(tx.account, tx.seq, old) for old in olds))
+        for old, answers in zip(olds, rounds, strict=True):
             try:
                 judge(tx.id, tx.seq, old, answers, q, self.faulty, frozenset(self.excluded))
             except LedgerError as exc:
