@@ -37,7 +37,7 @@ from ..signed import SignedDocError, check_doc, sign_doc
 from .accounts import is_account
 from .rules import HOUR_MS, amount
 from .tx import Tx
-from .work import BadWork, check_pays
+from .work import BadWork, CanonicalRecord, check_pays
 
 VERSION = 1
 DOMAIN = "borgusb.ledger.bridge"
@@ -130,7 +130,7 @@ def parse_script(script_hex: Any) -> Htlc:
 
 
 @dataclass(frozen=True, slots=True)
-class BridgeRecord:
+class BridgeRecord(CanonicalRecord):
     """A checked ``bridge`` record: `claimant` served `op` of a swap in the Dogecoin transaction `txid`."""
 
     claimant: str
@@ -156,11 +156,9 @@ class BridgeRecord:
             "amount": self.amount,
         }
 
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_dict())
-
     @property
     def ref(self) -> str:
+        """One payment per Dogecoin transaction, whoever claims it (`bridge_ref`)."""
         return bridge_ref(self.txid)
 
     @property

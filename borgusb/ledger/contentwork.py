@@ -22,7 +22,6 @@ per-creator daily cap across records are the cell's (`borgusb.cells.peerpays.con
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from ..signed import SignedDocError, check_doc, doc_id, sign_doc
 from .accounts import is_account
 from .rules import HOUR_MS, amount
 from .tx import Tx
-from .work import BadWork, check_pays
+from .work import BadWork, CanonicalRecord, check_pays
 
 VERSION = 1
 DOMAIN = "borgusb.ledger.content"
@@ -93,7 +92,7 @@ def read_id(doc: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ContentRecord:
+class ContentRecord(CanonicalRecord):
     """A checked ``content`` record: `claimant`'s public media read `len(reads)` times on `day`."""
 
     claimant: str
@@ -111,14 +110,6 @@ class ContentRecord:
             "reads": list(self.reads),
             "amount": self.amount,
         }
-
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_dict())
-
-    @property
-    def ref(self) -> str:
-        """The reward's ``ref``: SHA-256 of the canonical bytes."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     @property
     def maps(self) -> tuple[str, ...]:

@@ -21,7 +21,6 @@ Pure: no I/O, time passed in. That the claimant holds the shards it served and i
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from ..signed import SignedDocError
 from .accounts import is_account
 from .rules import GIB, amount
 from .tx import Tx
-from .work import HOLD_PERIOD_MS, MAX_CLAIM_AGE_MS, BadWork, check_pays
+from .work import HOLD_PERIOD_MS, MAX_CLAIM_AGE_MS, BadWork, CanonicalRecord, check_pays
 
 VERSION = 1
 DOMAIN = "borgusb.ledger.serve"
@@ -45,7 +44,7 @@ SERVE_REASONS = ("self_served",)  # a receipt its holder signed as the reader
 
 
 @dataclass(frozen=True, slots=True)
-class ServeRecord:
+class ServeRecord(CanonicalRecord):
     """A checked ``serve`` record: readers signed that `claimant` served them in [start, end)."""
 
     claimant: str
@@ -57,15 +56,8 @@ class ServeRecord:
     amount: int
     doc: dict[str, Any]
 
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.doc)
-
     def to_dict(self) -> dict[str, Any]:
         return self.doc
-
-    @property
-    def ref(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
 def _int(v: Any) -> bool:

@@ -68,8 +68,26 @@ class BadWork(ValueError):
         self.detail = detail
 
 
+class CanonicalRecord:
+    """A work record whose wire bytes are its canonical JSON and whose reward ``ref`` is their SHA-256
+    (hold, serve and content records; a record with another ref overrides `ref`)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps(self.to_dict())
+
+    @property
+    def ref(self) -> str:
+        """The reward's ``ref``: SHA-256 of the canonical bytes."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
-class HoldRecord:
+class HoldRecord(CanonicalRecord):
     """A checked ``hold`` record: `claimant` held `shards` ((sha256, size), sorted) in [start, end)."""
 
     claimant: str
@@ -89,14 +107,6 @@ class HoldRecord:
             "shards": [{"h": h, "n": n} for h, n in self.shards],
             "amount": self.amount,
         }
-
-    def to_bytes(self) -> bytes:
-        return canonical.dumps(self.to_dict())
-
-    @property
-    def ref(self) -> str:
-        """The reward's ``ref``: SHA-256 of the canonical bytes."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     @property
     def total_bytes(self) -> int:

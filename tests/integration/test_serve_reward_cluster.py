@@ -43,26 +43,16 @@ from borgusb.ledger.rules import amount
 from borgusb.ledger.work import HOLD_PERIOD_MS, period_start
 from borgusb.net.peer import PeerClient, PeerRejected
 from borgusb.shard.receipt import sign_receipt
+from tests.integration.test_hold_reward_cluster import N, settle
 
 pytestmark = pytest.mark.slow
 
-N = 5
 CLOCK = SystemClock()
 SHARD_PORT = dna.get("shardTreeCell").recp_port
 
 
 def client(key: SigningKey | None = None) -> PeerClient:
     return PeerClient(key or SigningKey.generate(), CLOCK, Verifier(CLOCK), timeout_s=60)
-
-
-async def settle(cluster, check, what: str, timeout_s: float = 90) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        docs = await cluster.status()
-        if len(docs) == N and all(check(d) for d in docs):
-            return docs
-        await asyncio.sleep(0.3)
-    raise TimeoutError(what)
 
 
 def kept(doc: dict[str, Any]) -> int:
