@@ -157,7 +157,7 @@ class Locator(Reacher):
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
                 if direct is None and loop.time() - start >= REACH_AFTER_S:
                     direct = self._spawn(self.reach(oid, find))
-                if direct is not None and direct.done() and self._best_manifest(oid, find) is not None:
+                if direct is not None and direct.done() and self._every_shard_held(oid, find):
                     break  # the direct asks are all in: no wait for a find that may not travel
                 try:
                     await asyncio.wait_for(find.event.wait(), min(left, 0.1))
@@ -169,6 +169,10 @@ class Locator(Reacher):
         if direct is None and not self._complete(find):
             direct = self._spawn(self.reach(oid, find))
         winners_answered = await direct if direct is not None else True
+        if self._best_manifest(oid, find) is not None and not self._every_shard_held(oid, find):
+            # a shard whose holders' answers were all too slow (a jittery link): ask again, once
+            self.counters["shard_locate_asked_again"] += 1
+            await self.reach(oid, find)
         m = self._best_manifest(oid, find)
         if m is None and not (winners_answered and self.tree.status in ("online", "root")):
             self.counters["shard_rejected:healing"] += 1
@@ -208,6 +212,14 @@ class Locator(Reacher):
             "repairing": short if repair else 0,
             "answered": len(find.replies),
         }
+
+    def _every_shard_held(self, oid: str, find: PendingFind) -> bool:
+        """Whether the find has oid's manifest and at least one holder of each of its shards."""
+        m = self._best_manifest(oid, find)
+        if m is None:
+            return False
+        held = {sh for _, _, hashes in find.replies.values() for sh in hashes}
+        return all(sh in held for sh in m["shards"])
 
     def _complete(self, find: PendingFind) -> bool:
         ms = [m for _, m, _ in find.replies.values() if m is not None]
