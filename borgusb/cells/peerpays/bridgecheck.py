@@ -24,7 +24,7 @@ Refusals are counted as ``pay_work_refused:<reason>``; `approves` is the core's 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Any
 
 from ...ledger.bridgework import MAX_CLAIM_AGE_MS, check_bridge, check_bridge_claim, check_bridge_tx
@@ -36,30 +36,22 @@ from ...net.peer import PeerClient, PeerError, PeerRejected
 from ..dogenode.client import DogeNodeClient
 from ..kit import RequestError
 from .client import PayClient
+from .workchecks import WorkChecks
 
-MAX_VERIFIED = 16_384  # transactions approved, remembered (one approved bridge per transaction)
 MAX_OPS_PER_DAY = 24  # operations of one bridge this holder approves in a UTC day
 MAX_BRIDGES_PER_DAY = 16_384
 DAY_MS = 24 * HOUR_MS
 ASK_TIMEOUT_S = 20.0
-REFUSAL_STATUS = 403
 
 
-class BridgeChecks:
+class BridgeChecks(WorkChecks):
     """What one reserve holder has verified of bridge claims; its `check` does the verifying."""
 
+    max_verified = 16_384  # transactions approved, remembered (one approved bridge per transaction)
+
     def __init__(self, peers: PeerClient, ip: str, counters: Counter[str]) -> None:
-        self.peers, self.ip, self.counters = peers, ip, counters
-        self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
+        super().__init__(peers, ip, counters)
         self.per_day: dict[int, Counter[str]] = {}  # UTC day -> bridge -> operations approved
-
-    def approves(self, tx: Tx) -> bool:
-        """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""
-        return self.verified.get(tx.ref) == (tx.to, tx.amount)
-
-    def _refuse(self, reason: str, detail: str, status: int = REFUSAL_STATUS) -> RequestError:
-        self.counters[f"pay_work_refused:{reason}"] += 1
-        return RequestError(reason, detail, status)
 
     def _unverifiable(self, detail: str) -> RequestError:
         self.counters["pay_work_bridge_unverifiable"] += 1
@@ -100,11 +92,8 @@ class BridgeChecks:
             raise self._refuse(exc.reason, exc.detail) from None
         if self.verified.get(tx.ref, (tx.to, tx.amount)) != (tx.to, tx.amount):  # approved meanwhile
             raise self._refuse("already_claimed", "this holder approved that transaction for another bridge")
-        self.counters["pay_work_verified"] += 1
         day[rec.claimant] += 1
-        self.verified[tx.ref] = (tx.to, tx.amount)
-        while len(self.verified) > MAX_VERIFIED:
-            self.verified.popitem(last=False)
+        self._approve(tx)
 
     def _day(self, now_ms: int) -> Counter[str]:
         today = now_ms // DAY_MS

@@ -33,33 +33,23 @@ from ...ledger.work import BadWork
 from ...net.peer import PeerClient, PeerError, PeerRejected
 from ..kit import RequestError
 from ..shard.client import ShardClient
+from .workchecks import WorkChecks
 
-MAX_VERIFIED = 1024
 MAX_CLAIMANTS_PER_DAY = 16_384  # creators paid per day by this holder (each remembered ~3 days)
 MAX_OWNERS = 8192  # map -> the key that stored it, as the shard cell said (a stored object's owner never changes)
 STATS_AT_ONCE = 8  # shard.stat requests of one claim at a time
 STAT_TIMEOUT_S = 10.0
 CHECK_TIMEOUT_S = 60.0  # all of one claim's map lookups (up to 256 maps)
-REFUSAL_STATUS = 403
 
 
-class ContentChecks:
+class ContentChecks(WorkChecks):
     """What one reserve holder has verified of content claims; its `check` does the verifying."""
 
     def __init__(self, peers: PeerClient, ip: str, counters: Counter[str]) -> None:
-        self.peers, self.ip, self.counters = peers, ip, counters
-        self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
+        super().__init__(peers, ip, counters)
         self.claimed: dict[int, dict[str, str]] = {}  # day -> claimant -> the ref approved
         self.owners: OrderedDict[str, str] = OrderedDict()  # map id -> its manifest's owner
         self._stats = asyncio.Semaphore(STATS_AT_ONCE)
-
-    def approves(self, tx: Tx) -> bool:
-        """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""
-        return self.verified.get(tx.ref) == (tx.to, tx.amount)
-
-    def _refuse(self, reason: str, detail: str, status: int = REFUSAL_STATUS) -> RequestError:
-        self.counters[f"pay_work_refused:{reason}"] += 1
-        return RequestError(reason, detail, status)
 
     async def check(self, tx: Tx, work: Any, now_ms: int) -> None:
         """Verify the content record `work` that the reward `tx` claims, or raise the refusal."""
@@ -101,11 +91,8 @@ class ContentChecks:
             raise self._refuse("not_owner", f"stored by another key: {', '.join(strangers)}")
         if day.get(rec.claimant, rec.ref) != rec.ref:  # another record of the day was approved meanwhile
             raise self._refuse("already_claimed", "this holder approved another record for that day already")
-        self.counters["pay_work_verified"] += 1
         day[rec.claimant] = rec.ref
-        self.verified[tx.ref] = (tx.to, tx.amount)
-        while len(self.verified) > MAX_VERIFIED:
-            self.verified.popitem(last=False)
+        self._approve(tx)
 
     async def _owner(self, mid: str) -> str:
         """The key that stored the map `mid` (its manifest's owner) as this node's shard cell says; ""

@@ -39,21 +39,20 @@ from ...ledger.work import BadWork, HoldRecord, check_claim, check_work, sample
 from ...net.peer import PeerClient, PeerError, PeerRejected
 from ..kit import RequestError
 from ..shard.client import ShardClient
+from .workchecks import WorkChecks
 
-MAX_VERIFIED = 1024  # refs remembered as verified (a claim is offered and accepted within seconds)
 MAX_CLAIMED = 8192  # (claimant, period) pairs remembered: at most one approved record each
 MAX_REFUSED = 1024  # records whose audit failed, refused again without a new audit for a while
 REFUSED_FOR_MS = 10 * 60_000
 AUDIT_TIMEOUT_S = 30.0  # the local shard cell fetches up to SAMPLE shards of up to 4 MiB from the claimant
-REFUSAL_STATUS = 403
 
 
-class HoldChecks:
+class HoldChecks(WorkChecks):
     """What one reserve holder has verified of hold and serve claims; its `check` does the verifying."""
 
     def __init__(self, peers: PeerClient, ip: str, verifier: str, counters: Counter[str]) -> None:
-        self.peers, self.ip, self.verifier, self.counters = peers, ip, verifier, counters
-        self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (claimant, amount)
+        super().__init__(peers, ip, counters)
+        self.verifier = verifier
         self.claimed: OrderedDict[tuple[str, str, int], str] = OrderedDict()  # (rule, claimant, start) -> ref
         self.refused: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # ref -> (reason, detail, until)
         self._busy = asyncio.Semaphore(2)  # audits at once: each may pull 12 MiB
@@ -71,14 +70,6 @@ class HoldChecks:
             raise RequestError(
                 "sequencer_unreachable", f"the reserve's first holder: {exc or 'timeout'}", 503
             ) from None
-
-    def approves(self, tx: Tx) -> bool:
-        """The core's question: did this holder verify the work `tx` claims, for this claimant and amount?"""
-        return self.verified.get(tx.ref) == (tx.to, tx.amount)
-
-    def _refuse(self, reason: str, detail: str) -> RequestError:
-        self.counters[f"pay_work_refused:{reason}"] += 1
-        return RequestError(reason, detail, REFUSAL_STATUS)
 
     async def check(self, tx: Tx, work: Any, now_ms: int) -> None:
         """Verify the hold or serve record `work` that the reward `tx` claims, or raise the refusal."""
@@ -116,9 +107,7 @@ class HoldChecks:
                 raise RequestError(
                     "audit_unavailable", f"this node's shard cell could not audit: {exc or 'timeout'}", 503
                 ) from None
-        self.counters["pay_work_verified"] += 1
-        self.verified[tx.ref] = (tx.to, tx.amount)
+        self._approve(tx)
         self.claimed[key] = rec.ref
-        for table, cap in ((self.verified, MAX_VERIFIED), (self.claimed, MAX_CLAIMED)):
-            while len(table) > cap:
-                table.popitem(last=False)
+        while len(self.claimed) > MAX_CLAIMED:
+            self.claimed.popitem(last=False)

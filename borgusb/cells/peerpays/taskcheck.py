@@ -23,30 +23,21 @@ from ...ledger.work import BadWork
 from ...net.peer import PeerClient, PeerError
 from ..agents.client import AgentClient
 from ..kit import RequestError
+from .workchecks import WorkChecks
 
 MAX_TASKS_PER_HOST_DAY = 24  # 12 Shells a day at the agent rule's 0.5 Shell per task
-MAX_VERIFIED = 1024
 MAX_MEMBERS = 4096  # rows of the agents' member table read
 MAX_HOST_DAYS = 8192
 MEMBERS_TIMEOUT_S = 5.0
 DAY_MS = 24 * HOUR_MS
-REFUSAL_STATUS = 403
 
 
-class TaskChecks:
+class TaskChecks(WorkChecks):
     """What one reserve holder has verified of agent claims; its `check` does the verifying."""
 
     def __init__(self, peers: PeerClient, ip: str, counters: Counter[str]) -> None:
-        self.peers, self.ip, self.counters = peers, ip, counters
-        self.verified: OrderedDict[str, tuple[str, int]] = OrderedDict()  # ref -> (agent, amount)
+        super().__init__(peers, ip, counters)
         self.per_host_day: OrderedDict[tuple[str, int], set[str]] = OrderedDict()  # -> refs approved
-
-    def approves(self, tx: Tx) -> bool:
-        return self.verified.get(tx.ref) == (tx.to, tx.amount)
-
-    def _refuse(self, reason: str, detail: str, status: int = REFUSAL_STATUS) -> RequestError:
-        self.counters[f"pay_work_refused:{reason}"] += 1
-        return RequestError(reason, detail, status)
 
     async def _members(self) -> set[str]:
         """Node keys of the agents' tree, as this node's borgAgentCell reads the root's table."""
@@ -75,10 +66,7 @@ class TaskChecks:
         if strangers:
             raise self._refuse("not_member", f"not members of the agents' tree: {', '.join(strangers)}")
         self._count(rec)
-        self.counters["pay_work_verified"] += 1
-        self.verified[tx.ref] = (tx.to, tx.amount)
-        while len(self.verified) > MAX_VERIFIED:
-            self.verified.popitem(last=False)
+        self._approve(tx)
 
     def _count(self, rec: TaskRecord) -> None:
         """One more task of the host's day, or `task_limit`."""
