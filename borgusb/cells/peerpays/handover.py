@@ -84,6 +84,7 @@ class HandoverReceptors(HolderCell):
         self.sealed: OrderedDict[str, tuple[frozenset[str], int, int]] = OrderedDict()  # -> (set, from seq, until)
         self.handed: OrderedDict[tuple[str, tuple[str, ...]], tuple[int, int, tuple[Answer, ...]]] = OrderedDict()
         self.history_learned = False  # the recent views of other members are known (see the module docstring)
+        self._learning = asyncio.Lock()  # offers arriving together learn the views once
 
     def view_ended(self, members: dict[str, str], digest: str) -> None:
         """Keep the view that just ended (its sets may hold votes in flight for `WINDOW_MS`); forget the
@@ -116,6 +117,10 @@ class HandoverReceptors(HolderCell):
     async def learn_history(self) -> bool:
         """Ask up to `HISTORY_ASK` other members for their recent views and keep each that at least
         faulty + 1 of them report (one liar cannot add a view, nor keep one out); True once learned."""
+        async with self._learning:
+            return self.history_learned or await self._learn_history()
+
+    async def _learn_history(self) -> bool:
         me = self.key.public_key_hex
         others = [k for k in self.members if k != me]
         others = random.sample(others, min(HISTORY_ASK, len(others)))
