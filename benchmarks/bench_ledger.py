@@ -41,7 +41,7 @@ from borgusb.cluster import Cluster  # noqa: E402
 from borgusb.envelope import Verifier  # noqa: E402
 from borgusb.keys import SigningKey  # noqa: E402
 from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer  # noqa: E402
-from borgusb.ledger.certificate import acceptance_bytes, sign_acceptance  # noqa: E402
+from borgusb.ledger.certificate import acceptance_bytes, set_digest, sign_acceptance  # noqa: E402
 from borgusb.ledger.tx import signing_bytes  # noqa: E402
 from borgusb.net.peer import PeerClient  # noqa: E402
 
@@ -61,13 +61,14 @@ def floor_rate(data_dir: Path, seconds: float = 2.0) -> dict[str, float]:
     """Transfers per second of the required work alone (one core, no network, no envelopes)."""
     payer, holders = SigningKey.generate(), [SigningKey.generate() for _ in range(QUORUM)]
     tx = sign_transfer(payer, seq=1, prev=ZERO_HASH, to=holders[0].public_key_hex, amount=SHELL, ts=CLOCK.now_ms())
-    acceptances = [sign_acceptance(h, tx) for h in holders]
+    set_id = set_digest(h.public_key_hex for h in holders)
+    acceptances = [sign_acceptance(h, tx, set_id) for h in holders]
     checks = [(coincurve.PublicKey(bytes.fromhex(tx.account)), bytes.fromhex(tx.sig), signing_bytes(tx.body()))]
     checks += [
         (
             coincurve.PublicKey(bytes.fromhex(a.holder)),
             bytes.fromhex(a.sig),
-            acceptance_bytes(a.id, a.account, a.seq, a.holder),
+            acceptance_bytes(a.id, a.account, a.seq, a.holder, a.set_id),
         )
         for a in acceptances
     ]
@@ -94,7 +95,7 @@ def floor_rate(data_dir: Path, seconds: float = 2.0) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     t0, signs = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds / 4:
-        sign_acceptance(holders[0], tx)
+        sign_acceptance(holders[0], tx, set_id)
         signs += 1
     verify_s = timings["verify"] / done / len(checks)
     sign_s = (time.perf_counter() - t0) / signs

@@ -32,6 +32,7 @@ from .certificate import (
     is_equivocation,
     parse_certificate,
     quorum_size,
+    set_digest,
     sign_acceptance,
 )
 from .errors import REASONS, LedgerError
@@ -93,6 +94,7 @@ __all__ = [
     "parse_tx",
     "quorum_size",
     "read_balance",
+    "set_digest",
     "sign_acceptance",
     "sign_claim",
     "sign_lock",

@@ -209,6 +209,13 @@ class BadHolderSignature(CertificateError):
     reason = "bad_holder_signature"
 
 
+class UnknownSet(CertificateError):
+    """Signed under a holder set that is not the account's set in this holder's view, nor in a view it
+    used in the last handover window: it cannot tell whether those signers ever held the account."""
+
+    reason = "unknown_set"
+
+
 class NotSkippable(CertificateError):
     """The acceptances shown do not prove that no transaction can reach a quorum at that seq."""
 
@@ -268,6 +275,7 @@ REASONS: tuple[str, ...] = tuple(
         DuplicateSigner,
         NotAHolderSigner,
         BadHolderSignature,
+        UnknownSet,
         NotSkippable,
         StoreCorrupt,
         StoreVersion,

@@ -84,7 +84,7 @@ def check_evidence(doc: Any) -> Evidence:
 def acceptances(cert: Certificate) -> list[Acceptance]:
     """The acceptances a certificate carries (as good as the certificate's check, which verified them)."""
     tx = cert.tx
-    return [Acceptance(tx.id, tx.account, tx.seq, holder, sig) for holder, sig in cert.sigs]
+    return [Acceptance(tx.id, tx.account, tx.seq, holder, cert.set_id, sig) for holder, sig in cert.sigs]
 
 
 def between_certificates(first: Certificate, second: Certificate) -> list[Evidence]:

@@ -19,9 +19,10 @@ for q = 4, f = 1), and never for a transaction other than one they voted for:
 * a transaction not yet certified can no longer gain the votes of the old holders that left the
   set and answered: they are sealed.
 
-Not covered yet (docs/ledger.md, "What it does not cover yet"): an acceptance does not sign the
-view, so a holder in both sets that answered "no vote" may still vote later, under the new view, for
-the old set's transaction, and that vote counts towards an old-set certificate as well.
+Votes are bound to their set: an acceptance signs the holder set it was cast in
+(`certificate.set_digest`) and a certificate counts only the acceptances of the set it names. So a
+holder in both sets that answered "no vote" and votes later, under the new view, for the old set's
+transaction adds nothing to an old-set certificate: once sealed, the old set can never complete it.
 
 Too few answers is ``handover_pending`` (503: try again; with r = 5 it takes three of the old five
 down at once). A change that quorum overlap already covers needs no round (`overlap_safe`).

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from ..keys import SigningKey
 from .accounts import genesis_balance
 from .balance import BalanceAnswer
-from .certificate import Acceptance, Certificate, HolderSets, check_certificate, sign_acceptance
+from .certificate import Acceptance, Certificate, HolderSets, check_known, sign_acceptance
 from .errors import (
     AlreadyPaid,
     AlreadyResolved,
@@ -64,7 +64,7 @@ from .htlc import (
     Resolution,
     ResolutionCertificate,
     Vote,
-    check_resolution_certificate,
+    check_known_resolution,
     check_time,
     refund_id,
     sign_vote,
@@ -264,9 +264,11 @@ class Holder:
         if not self.holds(tx.account):
             raise NotHolder(f"{self.pubkey[:16]} does not hold {tx.account[:16]}")
         vote = self.state.votes.get((tx.account, tx.seq))
+        digest = self.sets.digest(tx.account)
         if vote is not None:
-            if vote.id == tx.id:
-                return Accepted(tx, vote, new=False)  # replay: the same answer, whatever the time now
+            if vote.id == tx.id:  # replay: the same vote, whatever the time now, signed for today's set
+                same = vote if vote.set_id == digest else sign_acceptance(self.key, tx, digest)
+                return Accepted(tx, same, new=False)
             raise ConflictingSpend(vote.id)
         chain = self.state.chains.get(tx.account) or Chain()
         head = len(chain.entries)
@@ -276,7 +278,7 @@ class Holder:
             have = chain.entries[tx.seq - 1]
             if have.tx.id != tx.id:
                 raise ConflictingSpend(have.tx.id, f"this holder has {have.tx.id} at that sequence number")
-            return Accepted(tx, sign_acceptance(self.key, tx), new=True)  # certified already: a vote changes nothing
+            return Accepted(tx, sign_acceptance(self.key, tx, digest), new=True)  # settled here: a vote changes nothing
         before = chain.entries[tx.seq - 2].tx if tx.seq > 1 else None
         if before is not None and before.id != tx.prev:
             if tx.seq - 1 > chain.confirmed:  # this holder's vote there lost: it lacks the winner's certificate
@@ -296,11 +298,10 @@ class Holder:
         available = self.available(tx.account)
         if tx.amount > available:
             raise InsufficientFunds(available, tx.amount)
-        return Accepted(tx, sign_acceptance(self.key, tx), new=True)
+        return Accepted(tx, sign_acceptance(self.key, tx, digest), new=True)
 
     def _check(self, cert: Certificate) -> None:
-        account = cert.tx.account
-        check_certificate(cert, self.sets.of(account), self.sets.quorum(account))
+        check_known(cert, self.sets)
 
     def decide_confirm(self, cert: Certificate) -> Confirmed:
         """Settle the payer's entry at the certificate's seq (this holder holds the payer)."""
@@ -383,14 +384,15 @@ class Holder:
         if not self.holds(lock.account):
             raise NotHolder(f"{self.pubkey[:16]} does not hold {lock.account[:16]}")
         vote = self.state.res_votes.get(lock.id)
+        digest = self.sets.digest(lock.account)
         if vote is not None:
-            if vote.id == res.id:
-                return Voted(res, vote, new=False)  # replay: the same vote, whatever the time now
+            if vote.id == res.id:  # replay: the same vote, whatever the time now, signed for today's set
+                return Voted(res, vote if vote.set_id == digest else sign_vote(self.key, res, digest), new=False)
             if res.kind == "htlc-claim" and vote.id == refund_id(lock) and lock.id not in self.state.resolved:
                 holders = self.sets.of(lock.account)
                 need = yield_threshold(len(holders), self.sets.quorum(lock.account), self.sets.faulty)
                 if len(_claim_voters(res, proof, holders)) >= need:
-                    return Voted(res, sign_vote(self.key, res), new=True, replaces=vote.id)
+                    return Voted(res, sign_vote(self.key, res, digest), new=True, replaces=vote.id)
             raise AlreadyResolved(vote.id)
         done = self.state.resolved.get(lock.id)
         if done is None:
@@ -399,7 +401,7 @@ class Holder:
             check_time(res, now_ms, self.htlc_grace_ms)
         elif done.resolution.id != res.id:
             raise AlreadyResolved(done.resolution.id, "another resolution of this lock is certified")
-        return Voted(res, sign_vote(self.key, res), new=True)
+        return Voted(res, sign_vote(self.key, res, digest), new=True)
 
     def decide_settle(self, cert: ResolutionCertificate) -> Settled:
         """Record a certified resolution (as the lock's holder) and credit its beneficiary (as theirs)."""
@@ -408,7 +410,7 @@ class Holder:
         record, credit = self.holds(lock.account), self.holds(res.beneficiary)
         if not record and not credit:
             raise NotHolder(f"{self.pubkey[:16]} holds neither the lock's payer nor its beneficiary")
-        check_resolution_certificate(cert, self.sets.of(lock.account), self.sets.quorum(lock.account))
+        check_known_resolution(cert, self.sets)
         done = self.state.resolved.get(lock.id)
         if done is not None and done.resolution.id != res.id:
             # two certified resolutions of one lock: more holders lied than the quorum tolerates

@@ -35,9 +35,11 @@ Wire form of a resolution (canonical JSON, at most `MAX_RESOLUTION_BYTES`)::
 
 Signed bytes: the canonical JSON of ``{"d": "borgusb.ledger.htlc", "v",
 "kind", "lock": <lock id>, "by", "preimage"}``; the resolution's id is their
-SHA-256. A holder's vote signs ``{"d": "borgusb.ledger.htlc-vote", "v", "lock",
-"id", "holder"}``: another domain than a transaction's acceptance, so no vote
-can pass for the other.
+SHA-256. A holder's vote signs ``{"d": "borgusb.ledger.htlc-vote", "v": 2, "lock",
+"id", "holder", "set"}``: another domain than a transaction's acceptance, so no vote
+can pass for the other; like an acceptance it names the holder set it was cast in
+(`certificate.set_digest`), and a resolution certificate (``{"v": 2, "resolution",
+"set", "sigs"}``) counts only votes of the set it names.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .. import canonical
 from ..keys import SigningKey
 from ..signed import is_sig_hex, signed_by
 from .accounts import is_account
-from .certificate import check_signers, sigs_from_list
+from .certificate import HolderSets, check_signers, sigs_from_list
 from .errors import (
     BadHolderSignature,
     BadSignature,
@@ -66,6 +68,7 @@ from .errors import (
 from .tx import Tx, check_tx, load_bounded
 
 VERSION = 1
+VOTE_VERSION = 2  # votes and resolution certificates; 1 named no holder set
 DOMAIN = "borgusb.ledger.htlc"
 VOTE_DOMAIN = "borgusb.ledger.htlc-vote"
 # A refund waits this long past expiry: holders' network clocks agree within the envelope window (30 s),
@@ -206,8 +209,8 @@ def yield_threshold(r: int, quorum: int, faulty: int) -> int:
 # ------------------------------------------------------------------ holders' votes
 
 
-def vote_bytes(lock_id: str, res_id: str, holder: str) -> bytes:
-    doc = {"d": VOTE_DOMAIN, "v": VERSION, "lock": lock_id, "id": res_id, "holder": holder}
+def vote_bytes(lock_id: str, res_id: str, holder: str, set_id: str) -> bytes:
+    doc = {"d": VOTE_DOMAIN, "v": VOTE_VERSION, "lock": lock_id, "id": res_id, "holder": holder, "set": set_id}
     return canonical.encode_unchecked(doc)
 
 
@@ -218,31 +221,44 @@ class Vote:
     lock: str
     id: str
     holder: str
+    set_id: str
     sig: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": VERSION, "lock": self.lock, "id": self.id, "holder": self.holder, "sig": self.sig}
+        return {
+            "v": VOTE_VERSION,
+            "lock": self.lock,
+            "id": self.id,
+            "holder": self.holder,
+            "set": self.set_id,
+            "sig": self.sig,
+        }
 
     def verify(self) -> bool:
-        return signed_by(self.holder, self.sig, vote_bytes(self.lock, self.id, self.holder))
+        return signed_by(self.holder, self.sig, vote_bytes(self.lock, self.id, self.holder, self.set_id))
 
 
-def sign_vote(key: SigningKey, res: Resolution) -> Vote:
+def sign_vote(key: SigningKey, res: Resolution, set_id: str) -> Vote:
+    """This key's vote for `res` as a holder of the set named `set_id` (the lock payer's set in its view)."""
     holder = key.public_key_hex
-    return Vote(res.lock.id, res.id, holder, key.sign(vote_bytes(res.lock.id, res.id, holder)).hex())
+    sig = key.sign(vote_bytes(res.lock.id, res.id, holder, set_id)).hex()
+    return Vote(res.lock.id, res.id, holder, set_id, sig)
+
+
+_VOTE_FIELDS = frozenset(("v", "lock", "id", "holder", "set", "sig"))
 
 
 def check_vote(doc: Any, *, verify: bool = True) -> Vote:
     """A `Vote` from a holder's reply, its signature verified (`Malformed`, `BadHolderSignature`).
     ``verify=False``: the shape only, for proofs that `Holder.decide_resolve` verifies if it uses them."""
-    if not isinstance(doc, dict) or doc.keys() != {"v", "lock", "id", "holder", "sig"} or doc["v"] != VERSION:
-        raise Malformed("a vote has exactly v, lock, id, holder, sig")
-    lock, res_id, holder, sig = doc["lock"], doc["id"], doc["holder"], doc["sig"]
-    if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in (lock, res_id)) or not is_account(holder):
-        raise Malformed("lock and id are SHA-256s, holder a public key, in lowercase hex")
+    if not isinstance(doc, dict) or doc.keys() != _VOTE_FIELDS or doc["v"] != VOTE_VERSION:
+        raise Malformed("a vote has exactly v, lock, id, holder, set, sig")
+    lock, res_id, holder, set_id, sig = doc["lock"], doc["id"], doc["holder"], doc["set"], doc["sig"]
+    if not all(isinstance(h, str) and _HEX64.fullmatch(h) for h in (lock, res_id, set_id)) or not is_account(holder):
+        raise Malformed("lock, id and set are SHA-256s, holder a public key, in lowercase hex")
     if not is_sig_hex(sig):
         raise Malformed("sig is a DER signature in lowercase hex")
-    vote = Vote(lock, res_id, holder, sig)
+    vote = Vote(lock, res_id, holder, set_id, sig)
     if verify and not vote.verify():
         raise BadHolderSignature(f"not signed by holder {holder[:16]}")
     return vote
@@ -253,15 +269,18 @@ def check_vote(doc: Any, *, verify: bool = True) -> Vote:
 
 @dataclass(frozen=True, slots=True)
 class ResolutionCertificate:
-    """A resolution and lock holders' votes for it; proves nothing until `check_resolution_certificate`."""
+    """A resolution and the votes for it of the lock holders of the set named `set_id`; proves nothing
+    until `check_resolution_certificate`."""
 
     resolution: Resolution
+    set_id: str
     sigs: tuple[tuple[str, str], ...]  # (holder key, DER hex), sorted by holder
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "v": VERSION,
+            "v": VOTE_VERSION,
             "resolution": self.resolution.to_dict(),
+            "set": self.set_id,
             "sigs": [{"holder": h, "sig": s} for h, s in self.sigs],
         }
 
@@ -273,21 +292,24 @@ class ResolutionCertificate:
         return tuple(h for h, _ in self.sigs)
 
 
-def certify_resolution(res: Resolution, votes: Iterable[Vote]) -> ResolutionCertificate:
-    """Gather the votes for `res` (others are ignored; one per holder) into a certificate to check."""
+def certify_resolution(res: Resolution, votes: Iterable[Vote], set_id: str) -> ResolutionCertificate:
+    """Gather the votes for `res` under the set `set_id` (others are ignored; one per holder) into a
+    certificate to check."""
     sigs: dict[str, str] = {}
     for v in votes:
-        if (v.lock, v.id) == (res.lock.id, res.id):
+        if (v.lock, v.id, v.set_id) == (res.lock.id, res.id, set_id):
             sigs.setdefault(v.holder, v.sig)
-    return ResolutionCertificate(res, tuple(sorted(sigs.items())))
+    return ResolutionCertificate(res, set_id, tuple(sorted(sigs.items())))
 
 
 def resolution_certificate_from_dict(doc: Any, *, verify: bool = True) -> ResolutionCertificate:
     """A `ResolutionCertificate` from its wire form, the resolution fully checked (signatures included)."""
-    if not isinstance(doc, dict) or doc.keys() != {"v", "resolution", "sigs"} or doc["v"] != VERSION:
-        raise Malformed("a resolution certificate has exactly v, resolution, sigs")
+    if not isinstance(doc, dict) or doc.keys() != {"v", "resolution", "set", "sigs"} or doc["v"] != VOTE_VERSION:
+        raise Malformed("a resolution certificate has exactly v, resolution, set, sigs")
     pairs = sigs_from_list(doc["sigs"])
-    return ResolutionCertificate(check_resolution(doc["resolution"], verify=verify), pairs)
+    if not isinstance(doc["set"], str) or not _HEX64.fullmatch(doc["set"]):
+        raise Malformed("set is a SHA-256 in lowercase hex")
+    return ResolutionCertificate(check_resolution(doc["resolution"], verify=verify), doc["set"], pairs)
 
 
 def parse_resolution_certificate(data: bytes) -> ResolutionCertificate:
@@ -297,11 +319,19 @@ def parse_resolution_certificate(data: bytes) -> ResolutionCertificate:
 def check_resolution_certificate(
     cert: ResolutionCertificate, holders: Sequence[str], quorum: int | None = None
 ) -> ResolutionCertificate:
-    """`cert` if a quorum of `holders` (the lock's payer's holder set) voted for its resolution
-    (refusals as `certificate.check_certificate`'s)."""
-    res = cert.resolution
-    check_signers(cert.sigs, holders, quorum, res.lock.account, lambda h: vote_bytes(res.lock.id, res.id, h))
+    """`cert` if a quorum of `holders` (the lock's payer's holder set, the one the certificate names)
+    voted for its resolution (refusals as `certificate.check_certificate`'s)."""
+    res, set_id = cert.resolution, cert.set_id
+    check_signers(
+        cert.sigs, holders, quorum, res.lock.account, set_id, lambda h: vote_bytes(res.lock.id, res.id, h, set_id)
+    )
     return cert
+
+
+def check_known_resolution(cert: ResolutionCertificate, sets: HolderSets) -> ResolutionCertificate:
+    """`check_resolution_certificate` against the set the certificate names, if `sets` knows it."""
+    holders, quorum = sets.known(cert.resolution.lock.account, cert.set_id)
+    return check_resolution_certificate(cert, holders, quorum)
 
 
 __all__ = [
@@ -311,6 +341,7 @@ __all__ = [
     "Vote",
     "certify_resolution",
     "check_resolution",
+    "check_known_resolution",
     "check_resolution_certificate",
     "check_time",
     "check_vote",

@@ -75,7 +75,7 @@ class Network:
 
     def certify(self, tx: Tx, acceptances: Iterable[Acceptance]) -> Certificate | None:
         """The certificate of `tx` if these acceptances make a quorum (recorded in `certs`), else None."""
-        cert = certify(tx, acceptances)
+        cert = certify(tx, acceptances, self.sets.digest(tx.account))
         try:
             check_certificate(cert, self.sets.of(tx.account), self.sets.quorum(tx.account))
         except LedgerError:
@@ -120,8 +120,8 @@ class Network:
 
     def certify_resolution(self, res: Resolution, votes: Iterable[Vote]) -> ResolutionCertificate | None:
         """The certificate of `res` if these votes make a quorum (recorded in `resolutions`), else None."""
-        cert = certify_resolution(res, votes)
         account = res.lock.account
+        cert = certify_resolution(res, votes, self.sets.digest(account))
         try:
             check_resolution_certificate(cert, self.sets.of(account), self.sets.quorum(account))
         except LedgerError:

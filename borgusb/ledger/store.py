@@ -15,9 +15,11 @@ on restart would let the holder vote again, for a conflicting spend. So:
   database too: a second vote for a sequence number fails there even if the
   memory above were wrong.
 
-Schema version 4 (``meta.schema``; version 1, without the two htlc tables,
-version 2, without the evidence table, and version 3, which kept no skips, are
-migrated on open), owned by one node key (``meta.holder``). A skip (`skip.py`)
+Schema version 5 (``meta.schema``), owned by one node key (``meta.holder``).
+Versions 1 to 4 kept acceptances, votes and certificates of the signed format
+1, which named no holder set: no holder of today's network takes them, so such
+a database is **retired** on open (renamed ``<name>.schema<N>-retired``, kept
+for the record, never read again) and a new one is made. A skip (`skip.py`)
 is kept like a transaction: its document in ``txs`` under the skip's id, and in
 ``chain`` at its seq with the same document as its proof, where a
 transaction has its certificate. Opening with another key is
@@ -69,7 +71,8 @@ from .htlc import (
 from .skip import Skip, is_skip_doc, skip_from_dict
 from .tx import ZERO_HASH, Tx, check_tx
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+RETIRED = ("1", "2", "3", "4")  # signed format 1: acceptances and certificates named no holder set
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -113,11 +116,6 @@ CREATE TABLE evidence (
     doc TEXT NOT NULL
 ) STRICT;
 """
-_ADDED = {  # what each older version lacks, in the order they are added
-    "1": _SCHEMA[_SCHEMA.index("CREATE TABLE htlc_votes") :],
-    "2": _SCHEMA[_SCHEMA.index("CREATE TABLE evidence") :],
-    "3": "",  # skips use the tables already there; version 4 says they may hold one
-}
 
 
 def _dump(doc: Any) -> str:
@@ -130,20 +128,30 @@ class LedgerStore:
     def __init__(self, path: str | Path, holder: str) -> None:
         self.path = Path(path)
         self.holder = holder
-        self.db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        self.db = self._connect()
         try:
-            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreCorrupt(f"cannot use WAL mode on {self.path} (got {mode})")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
             self._open_or_create()
         except BaseException:
             self.db.close()
             raise
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreCorrupt(f"cannot use WAL mode on {self.path} (got {mode})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     def _open_or_create(self) -> None:
         has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if has_meta and self._retire_old():
+            has_meta = None
         if not has_meta:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -160,26 +168,23 @@ class LedgerStore:
                 raise
             return
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("schema") in _ADDED and meta.get("holder") == self.holder:
-            self._migrate(_ADDED[meta["schema"]])
-            meta["schema"] = str(SCHEMA_VERSION)
         if meta.get("schema") != str(SCHEMA_VERSION):
             raise StoreVersion(f"{self.path} has schema {meta.get('schema')!r}; this node reads {SCHEMA_VERSION}")
         if meta.get("holder") != self.holder:
             raise WrongHolder(f"{self.path} holds the votes of {str(meta.get('holder'))[:16]}, not {self.holder[:16]}")
 
-    def _migrate(self, added: str) -> None:
-        """Add the tables an older version lacks (1: hash-time locks, 2: evidence), in one transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in added.split(";"):
-                if stmt.strip():
-                    self.db.execute(stmt)
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+    def _retire_old(self) -> bool:
+        """Rename a database of signed format 1 (schema 1 to 4) aside and reopen empty; True if it did."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") not in RETIRED or meta.get("holder") != self.holder:
+            return False
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+        self.path.rename(self.path.with_name(f"{self.path.name}.schema{meta['schema']}-retired"))
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.db = self._connect()
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -310,7 +315,7 @@ class LedgerStore:
             txs[tx_id] = stored
         for account, seq, tx_id, acc_json in self.db.execute("SELECT account, seq, tx_id, acceptance FROM votes"):
             d = json.loads(acc_json)
-            acc = Acceptance(d["id"], d["account"], d["seq"], d["holder"], d["sig"])
+            acc = Acceptance(d["id"], d["account"], d["seq"], d["holder"], d["set"], d["sig"])
             if (acc.id, acc.account, acc.seq, acc.holder) != (tx_id, account, seq, self.holder) or tx_id not in txs:
                 raise StoreCorrupt(f"the vote for {account[:16]}:{seq} does not match its row")
             st.votes[(account, seq)] = acc
@@ -340,7 +345,7 @@ class LedgerStore:
         for lock_id, res_id, body, vote_json in self.db.execute("SELECT lock_id, res_id, body, vote FROM htlc_votes"):
             res = check_resolution(json.loads(body), verify=False)
             d = json.loads(vote_json)
-            vote = Vote(d["lock"], d["id"], d["holder"], d["sig"])
+            vote = Vote(d["lock"], d["id"], d["holder"], d["set"], d["sig"])
             if (res.lock.id, res.id) != (lock_id, res_id) or (vote.lock, vote.id, vote.holder) != (
                 lock_id,
                 res_id,

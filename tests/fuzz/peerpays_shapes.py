@@ -17,6 +17,7 @@ from borgusb.ledger import (
     ZERO_HASH,
     certify,
     hash_lock,
+    set_digest,
     sign_acceptance,
     sign_claim,
     sign_lock,
@@ -33,11 +34,12 @@ from .strategies import JSON_SMALL, fixed_key, hex_texts, safe_ints, shaped_dict
 
 PAYER, PAYEE, HOLDER = fixed_key("pay payer"), fixed_key("pay payee"), fixed_key("cell")
 NOW = SystemClock().now_ms()
+SET = set_digest([HOLDER.public_key_hex])  # the holder set the shapes' acceptances and votes name
 
 TRANSFER = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=PAYEE.public_key_hex, amount=150_000_000, ts=NOW)
 REWARD = sign_reward(PAYEE, seq=1, prev=ZERO_HASH, amount=10**8, ref="ab" * 32, ts=NOW)
 LATER = sign_transfer(PAYER, seq=2, prev=TRANSFER.id, to=PAYEE.public_key_hex, amount=1, ts=NOW)
-CERT = certify(TRANSFER, [sign_acceptance(HOLDER, TRANSFER)]).to_dict()
+CERT = certify(TRANSFER, [sign_acceptance(HOLDER, TRANSFER, SET)], SET).to_dict()
 SECRET = bytes(range(32))
 LOCK = sign_lock(
     PAYER,
@@ -51,8 +53,8 @@ LOCK = sign_lock(
 )
 CLAIM = sign_claim(PAYEE, LOCK, SECRET)
 REFUND = sign_refund(PAYER, LOCK)
-VOTE = sign_vote(HOLDER, CLAIM).to_dict()
-RES_CERT = certify_resolution(CLAIM, [sign_vote(HOLDER, CLAIM)]).to_dict()
+VOTE = sign_vote(HOLDER, CLAIM, SET).to_dict()
+RES_CERT = certify_resolution(CLAIM, [sign_vote(HOLDER, CLAIM, SET)], SET).to_dict()
 
 ACCOUNTS = st.sampled_from([PAYER.public_key_hex, PAYEE.public_key_hex, HOLDER.public_key_hex, RESERVE])
 ACCOUNT_LIKE = st.one_of(ACCOUNTS, hex_texts, texts, JSON_SMALL)
@@ -85,8 +87,9 @@ CERTS = st.one_of(
     st.just(CERT),
     shaped_dict(
         {
-            "v": (st.just(1), INTS),
+            "v": (st.just(2), INTS),
             "tx": (st.just(CERT["tx"]), TXS),
+            "set": (st.just(SET), hex_texts),
             "sigs": (st.just(CERT["sigs"]), st.lists(shaped_dict({"holder": ACCOUNT_LIKE, "sig": hex_texts}))),
         }
     ),
@@ -114,26 +117,27 @@ RES_CERTS = st.one_of(
     st.just(RES_CERT),
     shaped_dict(
         {
-            "v": (st.just(1), INTS),
+            "v": (st.just(2), INTS),
             "resolution": (st.just(RES_CERT["resolution"]), RESOLUTIONS),
+            "set": (st.just(SET), hex_texts),
             "sigs": (st.just(RES_CERT["sigs"]), st.lists(shaped_dict({"holder": ACCOUNT_LIKE, "sig": hex_texts}))),
         }
     ),
 )
 OTHER = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=HOLDER.public_key_hex, amount=1, ts=NOW)
-EVIDENCE = evidence_of(sign_acceptance(HOLDER, TRANSFER), sign_acceptance(HOLDER, OTHER)).to_dict()
+EVIDENCE = evidence_of(sign_acceptance(HOLDER, TRANSFER, SET), sign_acceptance(HOLDER, OTHER, SET)).to_dict()
 ACCEPTANCES = st.one_of(
     st.sampled_from([EVIDENCE["a"], EVIDENCE["b"]]),
     shaped_dict({k: (st.just(v), JSON_SMALL) for k, v in EVIDENCE["a"].items()}),
 )
 EVIDENCES = st.one_of(st.just(EVIDENCE), shaped_dict({"v": (st.just(1), INTS), "a": ACCEPTANCES, "b": ACCEPTANCES}))
 H160S = st.sampled_from([key_hash(k.public_key_hex) for k in (PAYER, PAYEE, HOLDER)] + ["00" * 20])
-SKIP = gather_skip(PAYER.public_key_hex, 1, ZERO_HASH, [sign_acceptance(HOLDER, TRANSFER)]).to_dict()
+SKIP = gather_skip(PAYER.public_key_hex, 1, ZERO_HASH, [sign_acceptance(HOLDER, TRANSFER, SET)]).to_dict()
 SKIPS = st.one_of(
     st.just(SKIP),
     shaped_dict(
         {
-            "v": (st.just(1), INTS),
+            "v": (st.just(2), INTS),
             "skip": (st.just(SKIP["skip"]), JSON_SMALL),
             "accs": (st.just(SKIP["accs"]), st.lists(ACCEPTANCES, max_size=3)),
         }

@@ -21,7 +21,15 @@ from borgusb.cells.peerpays.client import PayClient
 from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
-from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, certify, sign_acceptance, sign_reward, sign_transfer
+from borgusb.ledger import (
+    UNITS_PER_SHELL,
+    ZERO_HASH,
+    certify,
+    set_digest,
+    sign_acceptance,
+    sign_reward,
+    sign_transfer,
+)
 from borgusb.ledger.certificate import holder_set
 from borgusb.net.peer import PeerClient, PeerRejected
 
@@ -85,7 +93,8 @@ async def test_a_proven_liar_leaves_every_cells_view(make_cluster, monkeypatch, 
         assert set(first) <= set(alice_holders)
         to_carol = sign_transfer(alice, seq=1, prev=ZERO_HASH, to=carol.public_key_hex, amount=5, ts=CLOCK.now_ms())
         signers = [*first[:3], next(h for h in alice_holders if h not in first[:3])]
-        second = certify(to_carol, [sign_acceptance(keys[h], to_carol) for h in signers])
+        d = set_digest(alice_holders)
+        second = certify(to_carol, [sign_acceptance(keys[h], to_carol, d) for h in signers], d)
         liars = set(first) & set(signers)
         keeper = next(h for h in alice_holders if h not in signers)  # it has the first certificate
 

@@ -38,7 +38,9 @@ OUTSIDER = next(k for k in NODES if k.public_key_hex not in HOLDERS)
 
 
 def _cert(signers: list[str], tx=TX) -> Certificate:
-    return certify(tx, [sign_acceptance(BY_PUB[h], tx) for h in signers])
+    return certify(
+        tx, [sign_acceptance(BY_PUB[h], tx, SETS.digest(tx.account)) for h in signers], SETS.digest(tx.account)
+    )
 
 
 def _refusal(cert: Certificate, holders=HOLDERS, quorum: int | None = None) -> str:
@@ -95,7 +97,7 @@ def test_too_few_signatures() -> None:
 
 def test_duplicate_signer() -> None:
     good = _cert(list(HOLDERS[:2]))
-    dup = Certificate(TX, good.sigs + (good.sigs[0],))  # three signatures, two holders
+    dup = Certificate(TX, good.set_id, good.sigs + (good.sigs[0],))  # three signatures, two holders
     assert _refusal(dup) == "duplicate_signer"
     dup_wire = dict(good.to_dict())
     dup_wire["sigs"] = dup_wire["sigs"] + [dup_wire["sigs"][0]]
@@ -104,10 +106,20 @@ def test_duplicate_signer() -> None:
 
 def test_non_holder_signer() -> None:
     # a valid signature, but by a member the lottery did not choose for this account
-    cert = certify(TX, [sign_acceptance(BY_PUB[h], TX) for h in HOLDERS[:2]] + [sign_acceptance(OUTSIDER, TX)])
+    cert = certify(
+        TX,
+        [sign_acceptance(BY_PUB[h], TX, SETS.digest(TX.account)) for h in HOLDERS[:2]]
+        + [sign_acceptance(OUTSIDER, TX, SETS.digest(TX.account))],
+        SETS.digest(TX.account),
+    )
     assert _refusal(cert) == "not_holder_signer"
     stranger = fixed_key("not even a member")
-    cert = certify(TX, [sign_acceptance(BY_PUB[h], TX) for h in HOLDERS[:3]] + [sign_acceptance(stranger, TX)])
+    cert = certify(
+        TX,
+        [sign_acceptance(BY_PUB[h], TX, SETS.digest(TX.account)) for h in HOLDERS[:3]]
+        + [sign_acceptance(stranger, TX, SETS.digest(TX.account))],
+        SETS.digest(TX.account),
+    )
     assert _refusal(cert) == "not_holder_signer"  # extra signatures are not ignored: every one must be a holder's
 
 
@@ -120,15 +132,15 @@ def test_tampered_transaction() -> None:
     assert err.value.reason == "bad_signature"
     # another transaction the payer did sign (same seq), carrying the first one's acceptances
     other = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=PAYEE.public_key_hex, amount=5_000, ts=TS)
-    assert _refusal(Certificate(other, cert.sigs)) == "bad_holder_signature"
+    assert _refusal(Certificate(other, cert.set_id, cert.sigs)) == "bad_holder_signature"
 
 
 def test_every_holder_signature_is_verified() -> None:
     cert = _cert(list(HOLDERS))
     holder, sig = cert.sigs[-1]
     wrong_seq_tx = sign_transfer(PAYER, seq=2, prev=TX.id, to=PAYEE.public_key_hex, amount=1, ts=TS)
-    other_sig = sign_acceptance(BY_PUB[holder], wrong_seq_tx).sig
-    bad = Certificate(TX, cert.sigs[:-1] + ((holder, other_sig),))
+    other_sig = sign_acceptance(BY_PUB[holder], wrong_seq_tx, SETS.digest(wrong_seq_tx.account)).sig
+    bad = Certificate(TX, cert.set_id, cert.sigs[:-1] + ((holder, other_sig),))
     assert _refusal(bad) == "bad_holder_signature"  # four good ones are not enough to excuse one bad
 
 
@@ -141,7 +153,7 @@ def test_bounds_and_misuse() -> None:
     with pytest.raises(LedgerError):
         parse_certificate(cert.encode() + b" " * 9000)
     with pytest.raises(LedgerError):
-        certificate_from_dict(dict(wire, v=2))
+        certificate_from_dict(dict(wire, v=1))  # signed format 1 named no set
     with pytest.raises(ValueError):
         check_certificate(cert, HOLDERS, quorum=2)  # not a strict majority of five
     with pytest.raises(ValueError):
@@ -150,7 +162,7 @@ def test_bounds_and_misuse() -> None:
 
 def test_acceptance_wire_and_equivocation_proof() -> None:
     key = BY_PUB[HOLDERS[0]]
-    acc = sign_acceptance(key, TX)
+    acc = sign_acceptance(key, TX, SETS.digest(TX.account))
     assert check_acceptance(acc.to_dict()) == acc
     with pytest.raises(LedgerError) as err:
         check_acceptance(dict(acc.to_dict(), seq=2))
@@ -159,24 +171,37 @@ def test_acceptance_wire_and_equivocation_proof() -> None:
         check_acceptance(dict(acc.to_dict(), seq=True))
     assert err.value.reason == "malformed"
     other = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=PAYEE.public_key_hex, amount=7, ts=TS)
-    second = sign_acceptance(key, other)
+    second = sign_acceptance(key, other, SETS.digest(other.account))
     assert is_equivocation(acc, second)  # one holder, one (account, seq), two ids: evidence
     assert not is_equivocation(acc, acc)
-    assert not is_equivocation(acc, sign_acceptance(BY_PUB[HOLDERS[1]], other))
+    assert not is_equivocation(acc, sign_acceptance(BY_PUB[HOLDERS[1]], other, SETS.digest(other.account)))
 
 
 def test_reserve_payout_needs_a_quorum_of_the_reserves_holders() -> None:
     worker = fixed_key("cert worker")
     reward = sign_reward(worker, seq=1, prev=ZERO_HASH, amount=10**8, ref="cd" * 32, ts=TS)
     reserve_holders = SETS.of(RESERVE)
-    good = certify(reward, [sign_acceptance(BY_PUB[h], reward) for h in reserve_holders[:3]])
+    good = certify(
+        reward,
+        [sign_acceptance(BY_PUB[h], reward, SETS.digest(reward.account)) for h in reserve_holders[:3]],
+        SETS.digest(reward.account),
+    )
     assert check_reserve_payout(good, SETS) is good
-    few = certify(reward, [sign_acceptance(BY_PUB[h], reward) for h in reserve_holders[:2]])
+    few = certify(
+        reward,
+        [sign_acceptance(BY_PUB[h], reward, SETS.digest(reward.account)) for h in reserve_holders[:2]],
+        SETS.digest(reward.account),
+    )
     with pytest.raises(LedgerError) as err:
         check_reserve_payout(few, SETS)
     assert err.value.reason == "no_quorum"
     outsiders = [k for k in NODES if k.public_key_hex not in reserve_holders]
-    others = certify(reward, [sign_acceptance(k, reward) for k in outsiders] + [sign_acceptance(worker, reward)])
+    others = certify(
+        reward,
+        [sign_acceptance(k, reward, SETS.digest(reward.account)) for k in outsiders]
+        + [sign_acceptance(worker, reward, SETS.digest(reward.account))],
+        SETS.digest(reward.account),
+    )
     with pytest.raises(LedgerError) as err:
         check_reserve_payout(others, SETS)  # the claimant and non-holders cannot approve it
     assert err.value.reason == "not_holder_signer"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from borgusb.ledger import ZERO_HASH, certify, sign_acceptance, sign_transfer
-from borgusb.ledger.certificate import Acceptance, HolderSets
+from borgusb.ledger.certificate import Acceptance, HolderSets, set_digest
 from borgusb.ledger.errors import BadHolderSignature, Malformed
 from borgusb.ledger.evidence import (
     NotEvidence,
@@ -28,13 +28,14 @@ from borgusb.ledger.store import SCHEMA_VERSION, DurableHolder
 TS = 1_764_000_000_000
 PAYER, BOB, CAROL = fixed_key("ev payer"), fixed_key("ev bob"), fixed_key("ev carol")
 HOLDERS = [fixed_key(f"ev holder {i}") for i in range(5)]
+FIVE = set_digest(k.public_key_hex for k in HOLDERS)  # five members: every account's holder set
 TO_BOB = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=BOB.public_key_hex, amount=5, ts=TS)
 TO_CAROL = sign_transfer(PAYER, seq=1, prev=ZERO_HASH, to=CAROL.public_key_hex, amount=5, ts=TS)
 LATER = sign_transfer(PAYER, seq=2, prev=TO_BOB.id, to=CAROL.public_key_hex, amount=1, ts=TS)
 
 
 def test_two_votes_of_one_holder_for_one_seq_are_evidence_in_one_form() -> None:
-    x, y = sign_acceptance(HOLDERS[0], TO_BOB), sign_acceptance(HOLDERS[0], TO_CAROL)
+    x, y = sign_acceptance(HOLDERS[0], TO_BOB, FIVE), sign_acceptance(HOLDERS[0], TO_CAROL, FIVE)
     ev = evidence_of(x, y)
     assert ev == evidence_of(y, x) and ev.id == evidence_of(y, x).id  # the same pair, the same evidence
     assert ev.holder == HOLDERS[0].public_key_hex and ev.a.id < ev.b.id
@@ -46,14 +47,19 @@ def test_two_votes_of_one_holder_for_one_seq_are_evidence_in_one_form() -> None:
     ["two_holders", "two_seqs", "same_id", "forged_sig"],
 )
 def test_pairs_that_prove_nothing_are_refused(case: str) -> None:
-    x = sign_acceptance(HOLDERS[0], TO_BOB)
+    x = sign_acceptance(HOLDERS[0], TO_BOB, FIVE)
     y = {
-        "two_holders": sign_acceptance(HOLDERS[1], TO_CAROL),
-        "two_seqs": sign_acceptance(HOLDERS[0], LATER),
-        "same_id": sign_acceptance(HOLDERS[0], TO_BOB),
+        "two_holders": sign_acceptance(HOLDERS[1], TO_CAROL, FIVE),
+        "two_seqs": sign_acceptance(HOLDERS[0], LATER, FIVE),
+        "same_id": sign_acceptance(HOLDERS[0], TO_BOB, FIVE),
         # the holder's name on a vote it never signed: someone else's signature over the same bytes
         "forged_sig": Acceptance(
-            TO_CAROL.id, PAYER.public_key_hex, 1, HOLDERS[0].public_key_hex, sign_acceptance(HOLDERS[1], TO_CAROL).sig
+            TO_CAROL.id,
+            PAYER.public_key_hex,
+            1,
+            HOLDERS[0].public_key_hex,
+            FIVE,
+            sign_acceptance(HOLDERS[1], TO_CAROL, FIVE).sig,
         ),
     }[case]
     with pytest.raises(NotEvidence):
@@ -80,7 +86,7 @@ def test_malformed_evidence_is_refused(doc: object) -> None:
 
 
 def _cert(tx, signers):  # type: ignore[no-untyped-def]
-    return certify(tx, [sign_acceptance(HOLDERS[i], tx) for i in signers])
+    return certify(tx, [sign_acceptance(HOLDERS[i], tx, FIVE) for i in signers], FIVE)
 
 
 def test_two_certificates_convict_exactly_the_holders_that_signed_both() -> None:
@@ -110,7 +116,7 @@ def test_the_store_keeps_evidence_and_a_version_2_store_is_migrated(tmp_path: Pa
     sets = HolderSets([k.public_key_hex for k in HOLDERS], 5)
     path = tmp_path / "v2.sqlite"
     d = DurableHolder(path, HOLDERS[0], sets)
-    ev = evidence_of(sign_acceptance(HOLDERS[1], TO_BOB), sign_acceptance(HOLDERS[1], TO_CAROL))
+    ev = evidence_of(sign_acceptance(HOLDERS[1], TO_BOB, FIVE), sign_acceptance(HOLDERS[1], TO_CAROL, FIVE))
     d.store.keep_evidence(ev.holder, ev.to_dict())
     d.store.keep_evidence(ev.holder, {"v": 1, "another": "piece"})  # the first piece against a key is kept
     d.close()

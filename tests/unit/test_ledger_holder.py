@@ -19,6 +19,7 @@ from borgusb.ledger import (
     Tx,
     certify,
     read_balance,
+    set_digest,
     sign_acceptance,
     sign_reward,
     sign_transfer,
@@ -28,6 +29,7 @@ from borgusb.ledger.holder import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS
 from borgusb.ledger.sim import Network, fixed_key
 
 NODES = [fixed_key(f"holder node {i}") for i in range(5)]
+FIVE = set_digest(k.public_key_hex for k in NODES)  # five members: every account's holder set
 ALICE, BOB, CAROL = fixed_key("alice"), fixed_key("bob"), fixed_key("carol")
 NOW = 1_764_000_000_000
 SHELL = 10**8
@@ -165,14 +167,14 @@ def test_credit_only_with_a_valid_certificate() -> None:
     bob = BOB.public_key_hex
     h = net.holders[net.sets.of(bob)[0]]
     with pytest.raises(LedgerError) as err:
-        h.on_certificate(certify(t1, accs[:2]))
+        h.on_certificate(certify(t1, accs[:2], FIVE))
     assert err.value.reason == "no_quorum"
-    forged = certify(t1, accs[:2] + [sign_acceptance(fixed_key("not a holder"), t1)])
+    forged = certify(t1, accs[:2] + [sign_acceptance(fixed_key("not a holder"), t1, FIVE)], FIVE)
     with pytest.raises(LedgerError) as err:
         h.on_certificate(forged)
     assert err.value.reason == "not_holder_signer"
     assert h.balance(bob) == 0 and h.available(bob) == 0
-    cert = certify(t1, accs[:3])
+    cert = certify(t1, accs[:3], FIVE)
     events = h.on_certificate(cert)
     assert any(isinstance(e, Credited) and e.new for e in events)
     assert h.balance(bob) == 2 * SHELL
@@ -235,7 +237,7 @@ def test_certificates_arrive_in_order_or_are_refused_as_gaps() -> None:
     h_lagging = net.sets.of(ALICE.public_key_hex)[0]
     others = [h for h in net.sets.of(ALICE.public_key_hex) if h != h_lagging]
     # the lagging holder missed t1 entirely; the others go on to t2
-    c1 = certify(t1, accs1)
+    c1 = certify(t1, accs1, FIVE)
     net.deliver(c1, others)
     accs2, _ = net.submit(t2, NOW, others)
     c2 = net.certify(t2, accs2)
@@ -300,7 +302,7 @@ def test_lagging_credits_are_reported_not_guessed() -> None:
     net = _funded(10)
     t1 = _pay(amount=SHELL)
     accs, _ = net.submit(t1, NOW)
-    cert = certify(t1, accs)
+    cert = certify(t1, accs, FIVE)
     bob_holders = list(net.sets.of(BOB.public_key_hex))
     net.deliver(cert, bob_holders[:2])
     asked = bob_holders[:4]  # two have the credit, two have not

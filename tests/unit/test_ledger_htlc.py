@@ -29,7 +29,7 @@ from borgusb.ledger import (
     sign_reward,
     sign_transfer,
 )
-from borgusb.ledger.certificate import sign_acceptance
+from borgusb.ledger.certificate import set_digest, sign_acceptance
 from borgusb.ledger.errors import LedgerError
 from borgusb.ledger.htlc import (
     HTLC_GRACE_MS,
@@ -252,6 +252,7 @@ def test_claim_and_refund_windows() -> None:
 # ------------------------------------------------------------------ holders: one resolution per lock
 
 NODES = [fixed_key(f"htlc node {i}") for i in range(5)]
+FIVE = set_digest(k.public_key_hex for k in NODES)  # five members: every account's holder set
 GRACE = 1_000
 
 
@@ -351,7 +352,9 @@ def test_claim_racing_refund_at_expiry_at_most_one_is_certified() -> None:
 
 
 def _cert(res: Resolution, signers: list[Any]) -> ResolutionCertificate:
-    return ResolutionCertificate(res, tuple(sorted((k.public_key_hex, sign_vote(k, res).sig) for k in signers)))
+    return ResolutionCertificate(
+        res, FIVE, tuple(sorted((k.public_key_hex, sign_vote(k, res, FIVE).sig) for k in signers))
+    )
 
 
 def test_resolution_certificates_are_checked() -> None:
@@ -371,16 +374,16 @@ def test_resolution_certificates_are_checked() -> None:
     assert parse_resolution_certificate(good.encode()) == good
     assert reason(_cert(claim, [keys[h] for h in holders[: q - 1]])) == "no_quorum"
     assert reason(_cert(claim, [keys[h] for h in holders[: q - 1]] + [THIEF])) == "not_holder_signer"
-    forged = ResolutionCertificate(claim, good.sigs[:-1] + ((good.sigs[-1][0], THIEF.sign(b"x").hex()),))
+    forged = ResolutionCertificate(claim, FIVE, good.sigs[:-1] + ((good.sigs[-1][0], THIEF.sign(b"x").hex()),))
     assert reason(forged) == "bad_holder_signature"
     # a holder's acceptance of the lock transaction cannot pass for a vote on its resolution
-    lifted = tuple((h, sign_acceptance(keys[h], lock).sig) for h, _ in good.sigs)
-    assert reason(ResolutionCertificate(claim, lifted)) == "bad_holder_signature"
+    lifted = tuple((h, sign_acceptance(keys[h], lock, FIVE).sig) for h, _ in good.sigs)
+    assert reason(ResolutionCertificate(claim, FIVE, lifted)) == "bad_holder_signature"
     # a certificate of the refund does not vouch for the claim
     refund_votes = _cert(sign_refund(PAYER, lock), [keys[h] for h in holders])
-    assert reason(ResolutionCertificate(claim, refund_votes.sigs)) == "bad_holder_signature"
+    assert reason(ResolutionCertificate(claim, FIVE, refund_votes.sigs)) == "bad_holder_signature"
     with pytest.raises(LedgerError) as err:
-        check_vote(dict(sign_vote(keys[holders[0]], claim).to_dict(), id="00" * 32))
+        check_vote(dict(sign_vote(keys[holders[0]], claim, FIVE).to_dict(), id="00" * 32))
     assert err.value.reason == "bad_holder_signature"
 
 
@@ -393,7 +396,7 @@ def test_a_refund_vote_yields_to_a_claim_that_the_refund_can_no_longer_beat() ->
     claim_votes, _ = net.resolve(claim, EXPIRY - 1, h[:3])
     refund_votes, _ = net.resolve(refund, EXPIRY + GRACE, h[3:])
     assert net.certify_resolution(claim, claim_votes) is None and net.certify_resolution(refund, refund_votes) is None
-    thief_votes = [sign_vote(THIEF, claim), Vote(lock.id, claim.id, h[4], claim_votes[0].sig)]
+    thief_votes = [sign_vote(THIEF, claim, FIVE), Vote(lock.id, claim.id, h[4], FIVE, claim_votes[0].sig)]
     for proof in (claim_votes[:2], claim_votes[:2] + thief_votes, claim_votes[:1] * 3):  # not enough distinct, valid
         _, refused = net.resolve(claim, EXPIRY + GRACE, h[3:], proof)
         assert set(refused.values()) == {"already_resolved"}
@@ -417,7 +420,7 @@ def test_a_certified_refund_never_yields() -> None:
     assert cert is not None and net.settle(cert) == {}
     # even shown votes that would pass the threshold (forged by lying holders), a holder that saw the refund
     # certified keeps it
-    forged = claim_votes + [sign_vote(next(k for k in NODES if k.public_key_hex == x), claim) for x in h[1:3]]
+    forged = claim_votes + [sign_vote(next(k for k in NODES if k.public_key_hex == x), claim, FIVE) for x in h[1:3]]
     _, refused = net.resolve(claim, EXPIRY + GRACE, h[3:], forged)
     assert set(refused.values()) == {"already_resolved"}
 
@@ -482,23 +485,27 @@ def test_a_yielded_vote_is_kept_across_a_restart(tmp_path: Path) -> None:
         d.close()
 
 
-def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["1", "4"])
+def test_a_store_of_the_first_signed_format_is_retired(tmp_path: Path, version: str) -> None:
+    """Schemas 1 to 4 hold acceptances and certificates that named no holder set, which no holder
+    takes any more: the database is renamed aside (kept, never read) and a new one is made."""
     sets = HolderSets([k.public_key_hex for k in NODES], 5)
-    path = tmp_path / "v1.sqlite"
+    path = tmp_path / "ledger.sqlite"
     d = DurableHolder(path, NODES[0], sets, verify_work=lambda tx: True)
     fund = sign_reward(PAYER, seq=1, prev=ZERO_HASH, amount=SHELL, ref="ef" * 32, ts=TS)
-    acc = d.accept(fund, TS)
+    d.accept(fund, TS)
     d.close()
-    db = sqlite3.connect(path)  # what a version-1 holder left: no htlc tables (nor evidence, version 3's)
-    db.executescript(
-        "DROP TABLE htlc_votes; DROP TABLE htlc_settled; DROP TABLE evidence;"
-        " UPDATE meta SET value = '1' WHERE key = 'schema';"
-    )
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
+    db.commit()
     db.close()
     d = DurableHolder(path, NODES[0], sets, verify_work=lambda tx: True)
     try:
-        assert d.accept(fund, TS) == acc
-        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+        assert d.holder.state.votes == {} and d.holder.head(fund.account) == (0, ZERO_HASH)
+        assert d.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("5",)
+        retired = sqlite3.connect(tmp_path / f"ledger.sqlite.schema{version}-retired")
+        assert retired.execute("SELECT count(*) FROM votes").fetchone() == (1,)  # kept for the record
+        retired.close()
     finally:
         d.close()
 

@@ -27,6 +27,7 @@ from borgusb.ledger import (
     Tx,
     certify,
     hash_lock,
+    set_digest,
     sign_claim,
     sign_lock,
     sign_refund,
@@ -324,7 +325,7 @@ def test_certify_ignores_acceptances_of_other_transactions() -> None:
     a, b = SPENDS[0], SPENDS[1]
     votes = [net.offer(a, h, NOW) for h in holders[:2]] + [net.offer(b, h, NOW) for h in holders[2:]]
     assert net.certify(a, votes) is None  # b's three acceptances do not count for a
-    cert = certify(b, votes)
+    cert = certify(b, votes, set_digest(k.public_key_hex for k in NODES5))
     assert len(cert.sigs) == 3 and net.certify(b, votes) is not None
 
 

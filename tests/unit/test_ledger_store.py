@@ -39,7 +39,7 @@ SHELL = 10**8
 
 
 def _cert(tx: Tx, signers: list[Any] = NODES[:3]) -> Certificate:
-    return certify(tx, [sign_acceptance(k, tx) for k in signers])
+    return certify(tx, [sign_acceptance(k, tx, SETS.digest(tx.account)) for k in signers], SETS.digest(tx.account))
 
 
 def _open(path: Path) -> DurableHolder:
@@ -100,7 +100,7 @@ def test_one_vote_per_sequence_is_enforced_by_the_database(tmp_path: Path) -> No
     other = _pay(to=CAROL)
     # bypass the state machine: the store itself refuses a second vote and writes nothing of it
     with pytest.raises(LedgerError) as err:
-        h.store.commit([Accepted(other, sign_acceptance(ME, other), new=True)])
+        h.store.commit([Accepted(other, sign_acceptance(ME, other, SETS.digest(other.account)), new=True)])
     assert err.value.reason == "conflicting_spend"
     assert h.store.db.execute("SELECT count(*) FROM txs WHERE tx_id = ?", (other.id,)).fetchone()[0] == 0
     with pytest.raises(sqlite3.IntegrityError):
@@ -165,7 +165,7 @@ def test_wrong_key_unknown_version_and_damage_are_refused(tmp_path: Path) -> Non
         return copy
 
     with pytest.raises(LedgerError) as err:
-        _open(tamper("UPDATE meta SET value = '5' WHERE key = 'schema'"))  # a newer version than this node reads
+        _open(tamper("UPDATE meta SET value = '6' WHERE key = 'schema'"))  # a newer version than this node reads
     assert err.value.reason == "store_version"
     body = json.loads(t1.encode())
     body["amount"] = 1
@@ -192,7 +192,8 @@ from borgusb.ledger.store import DurableHolder
 
 nodes = [fixed_key(f"kill node {i}") for i in range(5)]
 worker = fixed_key("kill worker")
-h = DurableHolder(sys.argv[1], nodes[0], HolderSets([k.public_key_hex for k in nodes]), verify_work=lambda tx: True)
+SETS = HolderSets([k.public_key_hex for k in nodes])
+h = DurableHolder(sys.argv[1], nodes[0], SETS, verify_work=lambda tx: True)
 seq, prev = h.holder.head(RESERVE)
 out = sys.stdout
 out.write(json.dumps({"ready": seq}) + "\n")
@@ -204,7 +205,8 @@ while True:
     acc = h.accept(tx, 1764000000000)  # committed (fsync) before it returns
     out.write(json.dumps({"accepted": seq, "id": tx.id, "sig": acc.sig}) + "\n")
     out.flush()
-    h.on_certificate(certify(tx, [acc] + [sign_acceptance(k, tx) for k in nodes[1:3]]))  # credit + confirm
+    d = SETS.digest(tx.account)
+    h.on_certificate(certify(tx, [acc] + [sign_acceptance(k, tx, d) for k in nodes[1:3]], d))  # credit + confirm
     out.write(json.dumps({"confirmed": seq, "id": tx.id}) + "\n")
     out.flush()
     prev = tx.id

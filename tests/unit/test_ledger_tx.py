@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from borgusb.keys import doge_address
 from borgusb.ledger import RESERVE, SUPPLY, ZERO_HASH, address, check_tx, parse_tx, sign_reward, sign_transfer
-from borgusb.ledger.certificate import sign_acceptance
+from borgusb.ledger.certificate import set_digest, sign_acceptance
 from borgusb.ledger.errors import BadAmount, LedgerError
 from borgusb.ledger.sim import fixed_key
 from borgusb.ledger.tx import MAX_TX_BYTES, TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, Tx, check_fresh, signing_bytes
@@ -121,11 +121,14 @@ def test_reserve_is_a_nothing_up_my_sleeve_point() -> None:
 
 def test_acceptance_signature_is_pinned_and_domain_separated() -> None:
     t1 = _vector_txs()["transfer_first"]
-    acc = sign_acceptance(HOLDER, t1)
+    SET = set_digest([HOLDER.public_key_hex])
+    acc = sign_acceptance(HOLDER, t1, SET)
     assert acc.verify() and (acc.id, acc.account, acc.seq, acc.holder) == (t1.id, t1.account, 1, HOLDER.public_key_hex)
-    assert acc == sign_acceptance(HOLDER, t1)  # deterministic
+    assert acc == sign_acceptance(HOLDER, t1, SET)  # deterministic
     # the payer's signature over the tx is no acceptance, and an acceptance is no tx signature
-    assert not acc.__class__(t1.id, t1.account, 1, t1.account, t1.sig).verify()
+    assert not acc.__class__(t1.id, t1.account, 1, t1.account, SET, t1.sig).verify()
+    other_set = sign_acceptance(HOLDER, t1, set_digest([HOLDER.public_key_hex, t1.account]))
+    assert other_set.verify() and other_set.sig != acc.sig  # the set is signed: the vote names where it counts
 
 
 def test_account_is_named_by_its_doge_address_for_people() -> None:

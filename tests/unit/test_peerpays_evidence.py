@@ -18,7 +18,7 @@ import pytest
 
 from borgusb.cells.peerpays.cell import PeerPaysCell
 from borgusb.cells.peerpays.handover import view_digest
-from borgusb.ledger import ZERO_HASH, certify, sign_acceptance
+from borgusb.ledger import ZERO_HASH, certify, set_digest, sign_acceptance
 from borgusb.ledger.evidence import check_evidence, evidence_of
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
@@ -47,7 +47,8 @@ async def double_confirmed(net: Net) -> tuple[PeerPaysCell, set[str], dict[str, 
     liars = first[:3]
     rest = [h for h in holders if h not in first] or [h for h in holders if h not in liars][-1:]
     to_carol = transfer(ALICE, CAROL, 10, 1, ZERO_HASH)
-    second = certify(to_carol, [sign_acceptance(net.by_key[h].key, to_carol) for h in [*liars, rest[0]]])
+    d = set_digest(holders)
+    second = certify(to_carol, [sign_acceptance(net.by_key[h].key, to_carol, d) for h in [*liars, rest[0]]], d)
     keeper = next(net.by_key[h] for h in holders if h not in second.signers)
     return keeper, set(first) & set(second.signers), second.to_dict()  # 3, or 4 when all five signed Bob's
 
@@ -111,13 +112,14 @@ async def test_the_others_learn_it_from_an_offer_a_refusal_and_the_broadcast_che
     forged["b"] = {**forged["b"], "sig": forged["a"]["sig"]}
     third._b_evidence("someone", {"evidence": forged})
     stranger = fixed_key("not a member")
-    a = sign_acceptance(stranger, bob_tx)
+    d = set_digest([stranger.public_key_hex])
+    a = sign_acceptance(stranger, bob_tx, d)
     third._b_evidence("someone", {"evidence": {"v": 1, "a": a.to_dict(), "b": a.to_dict()}})
     assert not third.excluded
     assert third.counters["pay_evidence_refused:bad_holder_signature"] == 1
     assert third.counters["pay_evidence_refused:not_evidence"] == 1
-    x = sign_acceptance(stranger, bob_tx)
-    y = sign_acceptance(stranger, transfer(BOB, ALICE, 1, 1, ZERO_HASH))
+    x = sign_acceptance(stranger, bob_tx, d)
+    y = sign_acceptance(stranger, transfer(BOB, ALICE, 1, 1, ZERO_HASH), d)
     third._b_evidence("someone", {"evidence": evidence_of(x, y).to_dict()})
     assert not third.excluded and third.counters["pay_evidence_ignored:not_a_member"] == 1
     third._b_evidence("someone", {"evidence": ev.to_dict()})

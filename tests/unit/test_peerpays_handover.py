@@ -19,7 +19,7 @@ import pytest
 from borgusb.cells.kit import RequestError
 from borgusb.cells.peerpays.handover import view_digest
 from borgusb.ledger import ZERO_HASH
-from borgusb.ledger.certificate import holder_set, sign_acceptance
+from borgusb.ledger.certificate import holder_set, set_digest, sign_acceptance
 from borgusb.ledger.errors import ConflictingSpend, HandoverPending
 from borgusb.ledger.handover import WINDOW_MS, Answer, PastView, judge, old_sets, wanted
 from borgusb.ledger.sim import fixed_key
@@ -52,7 +52,7 @@ def test_judge_refuses_another_vote_and_too_few_answers() -> None:
     one, other = transfer(ALICE, BOB, 1, 1, ZERO_HASH), transfer(ALICE, CAROL, 1, 1, ZERO_HASH)
     silent = [Answer(h, ()) for h in old[:3]]
     judge(other.id, 1, old, silent, 4, 1)  # three sealed answers, no vote: it may vote
-    voted = [Answer(old[0], (sign_acceptance(keys[0], one),)), *silent[1:]]
+    voted = [Answer(old[0], (sign_acceptance(keys[0], one, set_digest(old)),)), *silent[1:]]
     with pytest.raises(ConflictingSpend) as err:
         judge(other.id, 1, old, voted, 4, 1)
     assert err.value.accepted == one.id

@@ -50,6 +50,7 @@ from ...ledger.certificate import (
     check_acceptance,
     check_certificate,
     quorum_size,
+    set_digest,
 )
 from ...ledger.contentwork import CONTENT_REASONS
 from ...ledger.errors import REASONS, ConflictingSpend, LedgerError
@@ -114,7 +115,7 @@ class PeerPaysCell(
         self.ledger = DurableHolder(
             self.db_path,
             self.key,
-            HolderSets(self.members, self.r, self.faulty),
+            HolderSets(self.members, self.r, self.faulty, now_ms=self.clock.now_ms),
             verify_work=self._verify_work,
             htlc_grace_ms=settings.htlc_grace_ms,
         )
@@ -173,7 +174,9 @@ class PeerPaysCell(
         view = self.without_proven(members)
         if set(view) != set(self.members):
             self.view_ended(self.members, self.view)
-            self.ledger.holder.sets = HolderSets(view, self.r, self.faulty)
+            self.ledger.holder.sets = HolderSets(
+                view, self.r, self.faulty, past=self.past_members(), now_ms=self.clock.now_ms
+            )
             self.view = view_digest(view)
             self.counters["pay_view_changes"] += 1
         self.members = view
@@ -418,6 +421,7 @@ class PeerPaysCell(
     async def _offer(self, tx: Tx, holders: Iterable[str], work: Any = None) -> dict[str, Acceptance | str]:
         """Offer `tx` to its holders; `work`, a reward's work record, travels with it."""
         offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
+        digest = self.sets.digest(tx.account)
         if work is not None:
             offer["work"] = work
 
@@ -434,7 +438,7 @@ class PeerPaysCell(
                 acc = check_acceptance(got.get("acceptance"))
             except LedgerError:
                 return "bad_reply"
-            if (acc.holder, acc.id, acc.account, acc.seq) != (holder, tx.id, tx.account, tx.seq):
+            if (acc.holder, acc.id, acc.account, acc.seq, acc.set_id) != (holder, tx.id, tx.account, tx.seq, digest):
                 return "bad_reply"
             return acc
 
@@ -515,7 +519,7 @@ class PeerPaysCell(
         if len(accs) < q:
             self.counters["pay_send_refused"] += 1
             raise self._no_quorum(tx, answers, q)
-        cert = check_certificate(certify(tx, accs), holders, q)
+        cert = check_certificate(certify(tx, accs, set_digest(holders)), holders, q)
         self._witness(cert)
         delivery = await self._deliver_cert(cert)
         self.counters["pay_sent"] += 1

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...clock import Clock
-from ...ledger.certificate import Acceptance, HolderSets, check_acceptance
+from ...ledger.certificate import Acceptance, HolderSets, PastMembers, check_acceptance
 from ...ledger.errors import LedgerError
 from ...ledger.handover import MAX_VOTES, WINDOW_MS, Answer, PastView, judge, old_sets, wanted
 from ...ledger.store import DurableHolder
@@ -92,6 +92,12 @@ class HandoverReceptors(HolderCell):
         self.past_views.append(PastView(digest, dict(members), self.clock.now_ms()))
         self.handed.clear()
 
+    def past_members(self) -> tuple[PastMembers, ...]:
+        """The past views' members, for `HolderSets.known`: certificates signed under an account's set in
+        one of them are taken for `WINDOW_MS` after it ended (a transaction certified just before a view
+        change is still confirmed and credited after it)."""
+        return tuple(PastMembers(frozenset(v.members), v.until_ms + WINDOW_MS) for v in self.past_views)
+
     def address_of(self, holder: str) -> str:
         """A holder's address: the root's table, else the newest past view that lists it."""
         if holder in self.table:
@@ -142,6 +148,7 @@ class HandoverReceptors(HolderCell):
                 adopted.append(PastView(digest, members, sorted(ends, reverse=True)[enough - 1]))
         for view in sorted(adopted, key=lambda v: v.until_ms):
             self.past_views.append(view)
+        self.sets.past = self.past_members()
         self.history_learned = True
         self.counters["pay_history_learned"] += 1
         return True

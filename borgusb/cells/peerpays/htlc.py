@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...ledger.accounts import is_account
-from ...ledger.certificate import MAX_SIGS, HolderSets
+from ...ledger.certificate import MAX_SIGS, HolderSets, set_digest
 from ...ledger.errors import REASONS, LedgerError
 from ...ledger.htlc import (
     Resolution,
     ResolutionCertificate,
     Vote,
     certify_resolution,
+    check_known_resolution,
     check_resolution,
     check_resolution_certificate,
     check_vote,
@@ -255,7 +256,7 @@ class HtlcReceptors(HolderCell):
             said = ", ".join(f"{h[:8]}: {r}" for h, r in sorted(refusals.items()))
             detail = f"{len(votes)} of {len(answers)} holders voted for {res.id[:16]}, {q} needed ({said})"
             raise refusal(reason, detail)
-        cert = check_resolution_certificate(certify_resolution(res, votes), holders, q)
+        cert = check_resolution_certificate(certify_resolution(res, votes, set_digest(holders)), holders, q)
         delivery = await self._deliver_resolution(cert)
         self.counters["pay_resolved"] += 1
         return {
@@ -345,7 +346,7 @@ class HtlcReceptors(HolderCell):
             return (state, ""), None
         try:
             cert = resolution_certificate_from_dict(doc.get("resolution"))
-            check_resolution_certificate(cert, self.sets.of(account), self.sets.quorum(account))
+            check_known_resolution(cert, self.sets)
         except LedgerError:
             return None
         res = cert.resolution

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
-from ...ledger.certificate import certificate_from_dict, check_certificate
+from ...ledger.certificate import HolderSets, certificate_from_dict, check_certificate
 from ...ledger.errors import LedgerError
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
@@ -22,14 +22,18 @@ class ReceiptReceptors(HolderCell):
 
     if TYPE_CHECKING:
 
+        @property
+        def sets(self) -> HolderSets: ...
         def _holders(self, account: str) -> tuple[tuple[str, ...], int]: ...
         def _refuse(self, exc: LedgerError) -> RequestError: ...
 
     def verify_local(self, doc: Any) -> dict[str, Any]:
-        """The transaction of a certificate a quorum of its payer's holders signed, in this view."""
+        """The transaction of a certificate a quorum of its payer's holders signed, in this view or one of the
+        last handover window (the certificate names its set)."""
         try:
             cert = certificate_from_dict(doc)
-            holders, quorum = self._holders(cert.tx.account)
+            self._holders(cert.tx.account)  # too few members: refused before any check
+            holders, quorum = self.sets.known(cert.tx.account, cert.set_id)
             check_certificate(cert, holders, quorum)
         except LedgerError as exc:
             raise self._refuse(exc) from None

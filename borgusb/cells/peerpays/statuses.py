@@ -26,6 +26,7 @@ STATUS = {
     "gap": 409,
     "bad_prev": 409,
     "not_skippable": 409,
+    "unknown_set": 409,
     "no_quorum": 503,
     "handover_pending": 503,
     "bridge_unverifiable": 503,
