@@ -18,10 +18,12 @@ from borgusb.ledger import (
     is_equivocation,
     parse_certificate,
     quorum_size,
+    set_digest,
     sign_acceptance,
     sign_reward,
     sign_transfer,
 )
+from borgusb.ledger.certificate import PastMembers
 from borgusb.ledger.errors import LedgerError
 from borgusb.ledger.sim import fixed_key
 from borgusb.shard import placement
@@ -208,3 +210,32 @@ def test_reserve_payout_needs_a_quorum_of_the_reserves_holders() -> None:
     with pytest.raises(LedgerError) as err:
         check_reserve_payout(_cert(list(HOLDERS[:3])), SETS)
     assert err.value.reason == "reserve_rule"
+
+
+def test_a_certificate_counts_only_the_acceptances_of_the_set_it_names() -> None:
+    """An acceptance signs the holder set it was cast in: the same holders' votes under another set
+    neither fill a certificate of this one nor pass for its signatures."""
+    s = SETS.digest(TX.account)
+    elsewhere = set_digest([*HOLDERS[:4], OUTSIDER.public_key_hex])  # the set under another view
+    votes = [sign_acceptance(BY_PUB[h], TX, elsewhere) for h in HOLDERS[:3]]
+    assert certify(TX, votes, s).sigs == ()
+    lifted = Certificate(TX, s, tuple(sorted((a.holder, a.sig) for a in votes)))
+    assert _refusal(lifted) == "bad_holder_signature"
+    assert _refusal(certify(TX, votes, elsewhere)) == "unknown_set"  # checked against another set
+
+
+def test_known_sets_are_todays_and_the_recent_views_until_their_window_ends() -> None:
+    now = [TS]
+    members = [k.public_key_hex for k in NODES]
+    before = [m for m in members if m != HOLDERS[0]]  # a view without one of the account's holders
+    sets = HolderSets(members, 5, 1, past=[PastMembers(frozenset(before), TS + 1000)], now_ms=lambda: now[0])
+    old = holder_set(TX.account, before, 5)
+    assert sets.known(TX.account, SETS.digest(TX.account)) == (HOLDERS, 4)
+    assert sets.known(TX.account, set_digest(old)) == (old, 4) and HOLDERS[0] not in old
+    now[0] = TS + 1001
+    with pytest.raises(LedgerError) as err:
+        sets.known(TX.account, set_digest(old))
+    assert err.value.reason == "unknown_set"
+    few = HolderSets(members, 5, past=[PastMembers(frozenset(members[:4]), TS + 10**6)], now_ms=lambda: TS)
+    with pytest.raises(LedgerError):  # a view of fewer than r members held nothing
+        few.known(TX.account, set_digest(members[:4]))

@@ -12,6 +12,8 @@ while the first could still be certified under V1: two confirmed spends.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,16 @@ import pytest
 from borgusb.cells.kit import RequestError
 from borgusb.cells.peerpays.handover import view_digest
 from borgusb.ledger import ZERO_HASH
-from borgusb.ledger.certificate import holder_set, set_digest, sign_acceptance
-from borgusb.ledger.errors import ConflictingSpend, HandoverPending
+from borgusb.ledger.certificate import (
+    Certificate,
+    certify,
+    check_acceptance,
+    check_certificate,
+    holder_set,
+    set_digest,
+    sign_acceptance,
+)
+from borgusb.ledger.errors import ConflictingSpend, HandoverPending, LedgerError
 from borgusb.ledger.handover import WINDOW_MS, Answer, PastView, judge, old_sets, wanted
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
@@ -212,3 +222,79 @@ async def test_one_holder_replaced_needs_no_handover_round(tmp_path: Path) -> No
         asked = sum(c.counters["pay_handover_asked"] for c in net.cells)
         assert (await net.send(1, transfer(ALICE, BOB, 1, 1, ZERO_HASH)))["id"]
         assert sum(c.counters["pay_handover_asked"] for c in net.cells) == asked  # quorum overlap covers it
+
+
+async def test_a_holder_in_both_sets_cannot_complete_the_old_sets_spend(tmp_path: Path) -> None:
+    """The hole the review found before votes named their set. Alice's first spend has the votes of the
+    three V1 holders that V2 drops; one of them lies ("no vote") and the two others are slow, so the
+    new holders hear "no vote" from three old holders (the liar and the two kept in both sets) and
+    vote a second spend. The two kept holders then vote at once, one for each spend: with a vote that
+    counted for any set, the second spend would be certified under V2 and the first under V1. A vote
+    names the set it was cast in, so the kept holder's vote for the first spend counts for V2 only."""
+    async with cells_net(tmp_path, 8) as net:
+        keys, ranked, v1 = await alice_paid_under_both_views(net)
+        dropped, kept, new = ranked[5:], ranked[3:5], ranked[:3]
+        view1, s1 = net.cells[0].view, set_digest(ranked[3:8])
+        to_bob = transfer(ALICE, BOB, 10, 1, ZERO_HASH)
+        first = [
+            await post(ALICE, net.by_key[h], "pay.accept", {"tx": to_bob.to_dict(), "view": view1}) for h in dropped
+        ]
+        assert {a["acceptance"]["set"] for a in first} == {s1}
+
+        use(net, keys)
+        view2, s2 = net.cells[0].view, set_digest(ranked[:5])
+        net.by_key[dropped[0]]._votes_from = lambda account, start: []  # type: ignore[method-assign]  # the liar
+        net.down["pay.handover"] = set(dropped[1:])  # the honest old holders answer too slowly
+        to_carol = transfer(ALICE, CAROL, 10, 1, ZERO_HASH)
+        second = [
+            await post(ALICE, net.by_key[h], "pay.accept", {"tx": to_carol.to_dict(), "view": view2}) for h in new
+        ]
+        later = await asyncio.gather(
+            post(ALICE, net.by_key[kept[0]], "pay.accept", {"tx": to_carol.to_dict(), "view": view2}),
+            post(ALICE, net.by_key[kept[1]], "pay.accept", {"tx": to_bob.to_dict(), "view": view2}),
+        )
+        second.append(later[0])
+        kept_for_bob = check_acceptance(later[1]["acceptance"])
+        assert kept_for_bob.id == to_bob.id and kept_for_bob.set_id == s2  # it did vote the first spend
+
+        carol_cert = certify(to_carol, [check_acceptance(a["acceptance"]) for a in second], s2)
+        check_certificate(carol_cert, ranked[:5], 4)  # the second spend is certified under V2
+        bob_votes = [check_acceptance(a["acceptance"]) for a in first] + [kept_for_bob]
+        with pytest.raises(LedgerError) as err:  # the first is not, under V1: three votes of its set
+            check_certificate(certify(to_bob, bob_votes, s1), ranked[3:8], 4)
+        assert err.value.reason == "no_quorum"
+        lifted = Certificate(to_bob, s1, tuple(sorted((a.holder, a.sig) for a in bob_votes)))
+        with pytest.raises(LedgerError) as err:  # nor with the kept holder's V2 signature passed off as V1's
+            check_certificate(lifted, ranked[3:8], 4)
+        assert err.value.reason == "bad_holder_signature"
+        with pytest.raises(LedgerError) as err:  # and under V2 it has one vote
+            check_certificate(certify(to_bob, bob_votes, s2), ranked[:5], 4)
+        assert err.value.reason == "no_quorum"
+
+
+async def test_a_certificate_made_just_before_a_view_change_is_still_confirmed_and_credited(tmp_path: Path) -> None:
+    """Alice's spend is certified under V1; the view changes before it is delivered. Each holder takes
+    a certificate of the set it names while that set is one of its recent views' (the handover window),
+    and refuses it as `unknown_set` once the window has passed."""
+    async with cells_net(tmp_path, 8) as net:
+        keys, ranked, v1 = await alice_paid_under_both_views(net)
+        to_bob = transfer(ALICE, BOB, 10, 1, ZERO_HASH)
+        view1, s1 = net.cells[0].view, set_digest(ranked[3:8])
+        votes = [
+            await post(ALICE, net.by_key[h], "pay.accept", {"tx": to_bob.to_dict(), "view": view1}) for h in ranked[3:8]
+        ]
+        cert = certify(to_bob, [check_acceptance(v["acceptance"]) for v in votes], s1)
+        use(net, keys)  # three of Alice's five holders replaced before the certificate went out
+        newcomer = net.by_key[ranked[0]]
+        assert not newcomer.ledger.holder.holds(A) or set_digest(newcomer.sets.of(A)) != s1
+        got = await post(ALICE, newcomer, "pay.verify", {"cert": cert.to_dict()})
+        assert got["id"] == to_bob.id and got["quorum"] == 4
+        bob_holder = net.by_key[newcomer.sets.of(BOB.public_key_hex)[0]]
+        events = await post(ALICE, bob_holder, "pay.confirm", {"cert": cert.to_dict()})
+        assert any(e.startswith("credited") for e in events["events"])
+
+        for c in net.cells:  # the window passes
+            c.sets.past = tuple(replace(p, until_ms=c.clock.now_ms() - 1) for p in c.sets.past)
+        with pytest.raises(PeerRejected) as err:
+            await post(ALICE, newcomer, "pay.verify", {"cert": cert.to_dict()})
+        assert err.value.reason == "unknown_set"
