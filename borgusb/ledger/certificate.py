@@ -124,19 +124,24 @@ class HolderSets:
     def digest(self, account: str) -> str:
         return set_digest(self.of(account))
 
-    def known(self, account: str, digest: str) -> tuple[tuple[str, ...], int]:
-        """(holders, quorum) of the account's set named `digest`: today's, or one under a past view
-        still in its window; `UnknownSet` otherwise."""
-        current = self.of(account)
-        if set_digest(current) == digest:
-            return current, self.quorum(account)
+    def known_sets(self, account: str) -> list[tuple[str, ...]]:
+        """The account's sets this holder knows: today's first, then those under past views still in
+        their window (views with fewer than r members held nothing), each once."""
+        found = [self.of(account)]
         now = self.now_ms() if self.now_ms is not None else None
         for view in reversed(self.past):
             if len(view.members) < self.r or (now is not None and now > view.until_ms):
                 continue
             old = holder_set(account, view.members, self.r)
-            if set_digest(old) == digest:
-                return old, quorum_size(len(old), self.faulty)
+            if old not in found:
+                found.append(old)
+        return found
+
+    def known(self, account: str, digest: str) -> tuple[tuple[str, ...], int]:
+        """(holders, quorum) of the account's known set named `digest` (`known_sets`); `UnknownSet` otherwise."""
+        for s in self.known_sets(account):
+            if set_digest(s) == digest:
+                return s, quorum_size(len(s), self.faulty)
         raise UnknownSet(f"{digest[:16]} is not a holder set of {account[:16]} in this holder's recent views")
 
 

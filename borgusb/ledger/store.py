@@ -413,9 +413,10 @@ class DurableHolder:
         self._apply(event)
         return event.acceptance
 
-    def on_certificate(self, cert: Certificate) -> list[Event]:
-        """Credit and/or confirm from a certificate, each event durable before the next is decided."""
-        return list(self.holder.certificate_events(cert, apply=self._apply))
+    def on_certificate(self, cert: Certificate, *, vouched: bool = False) -> list[Event]:
+        """Credit and/or confirm from a certificate, each event durable before the next is decided
+        (`vouched`: handed over by enough holders, `Holder.certificate_events`)."""
+        return list(self.holder.certificate_events(cert, apply=self._apply, vouched=vouched))
 
     def resolve(self, res: Resolution, now_ms: int, proof: Iterable[Vote] = ()) -> Vote:
         """This holder's vote for a lock's resolution, durable before it is returned (or the typed refusal)."""
@@ -423,15 +424,15 @@ class DurableHolder:
         self._apply(event)
         return event.vote
 
-    def settle(self, cert: ResolutionCertificate) -> Settled:
+    def settle(self, cert: ResolutionCertificate, *, vouched: bool = False) -> Settled:
         """Record and/or credit a certified resolution, durable before it is applied."""
-        event = self.holder.decide_settle(cert)
+        event = self.holder.decide_settle(cert, vouched=vouched)
         self._apply(event)
         return event
 
-    def skip(self, skip: Skip) -> Skipped:
+    def skip(self, skip: Skip, *, vouched: bool = False) -> Skipped:
         """Settle a split seq as skipped (`skip.py`), durable before it is applied."""
-        event = self.holder.decide_skip(skip)
+        event = self.holder.decide_skip(skip, vouched=vouched)
         self._apply(event)
         return event
 

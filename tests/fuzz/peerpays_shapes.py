@@ -167,6 +167,14 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
         }
     ),
     "pay.settle": shaped_dict({"cert": RES_CERTS}),
+    "pay.handoff": shaped_dict(
+        {
+            "account": (ACCOUNTS, ACCOUNT_LIKE),
+            "chain": st.lists(st.one_of(CERTS, SKIPS), max_size=3) | JSON_SMALL,
+            "credits": st.lists(CERTS, max_size=3) | JSON_SMALL,
+            "settled": st.lists(RES_CERTS, max_size=3) | JSON_SMALL,
+        }
+    ),
     "pay.lock": LOCK_QUERY,
     "pay.claim": shaped_dict({"resolution": RESOLUTIONS}),
     "pay.refund": shaped_dict({"resolution": RESOLUTIONS}),

@@ -101,7 +101,10 @@ async def cells_net(tmp_path: Path, n: int) -> AsyncIterator[Net]:
     try:
         yield Net(cells)
     finally:
-        for c in cells:
+        for c in cells:  # background work (hand-overs after a view change) ends with the test
+            for task in list(c._tasks):
+                task.cancel()
+            await asyncio.gather(*c._tasks, return_exceptions=True)
             await c.peers.close()
             c.ledger.close()
 

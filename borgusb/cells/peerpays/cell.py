@@ -69,6 +69,7 @@ from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
+from .handoff import HandoffReceptors
 from .handover import HandoverReceptors, view_digest
 from .htlc import HtlcReceptors
 from .receipts import ReceiptReceptors
@@ -85,7 +86,13 @@ MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
 
 
 class PeerPaysCell(
-    HtlcReceptors, EquivocationReceptors, DirectoryReceptors, SkipReceptors, ReceiptReceptors, HandoverReceptors
+    HtlcReceptors,
+    EquivocationReceptors,
+    DirectoryReceptors,
+    SkipReceptors,
+    ReceiptReceptors,
+    HandoverReceptors,
+    HandoffReceptors,
 ):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
@@ -120,6 +127,7 @@ class PeerPaysCell(
             htlc_grace_ms=settings.htlc_grace_ms,
         )
         self._init_handover()
+        self._init_handoff()
         self._load_evidence()
         self._init_directory()
 
@@ -174,9 +182,11 @@ class PeerPaysCell(
         view = self.without_proven(members)
         if set(view) != set(self.members):
             self.view_ended(self.members, self.view)
+            before = self.sets
             self.ledger.holder.sets = HolderSets(
                 view, self.r, self.faulty, past=self.past_members(), now_ms=self.clock.now_ms
             )
+            self.hand_off(before)
             self.view = view_digest(view)
             self.counters["pay_view_changes"] += 1
         self.members = view
