@@ -26,7 +26,7 @@ import pytest
 from borgusb import dna
 from borgusb.cells.peerpays.client import PayClient
 from borgusb.keys import SigningKey
-from borgusb.ledger import UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer
+from borgusb.ledger import RESERVE, UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer
 from borgusb.ledger.certificate import holder_set
 from borgusb.net.peer import PeerRejected
 
@@ -125,3 +125,21 @@ async def test_new_holders_learn_the_old_sets_votes_before_they_vote(make_cluste
         )
     for h in dropping:  # the old holders answered and sealed the account
         assert docs[h].get("pay_handover_sealed", 0) >= 1, docs[h]
+
+    # the join handed Alice's and the reserve's settled history to their new holders (pay.handoff): a
+    # balance read through a new node agrees, where before the new holders had nothing to answer with
+    async with peers() as p:
+        client = PayClient(p, where[late[0].public_key_hex])
+        for account, want in ((a, 10 * UNITS_PER_SHELL), (RESERVE, None)):
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    read = await client.balance(account)
+                    break
+                except PeerRejected as exc:
+                    assert exc.reason == "disagreement", exc
+                    assert time.monotonic() < deadline, f"the new holders never agreed on {account[:16]}: {exc}"
+                    await asyncio.sleep(0.5)
+            assert want is None or read["balance"] == want, read
+    docs = {d["node"]: d["counters"] for d in await cluster.status()}
+    assert sum(docs[k.public_key_hex].get("pay_handoff:taken", 0) for k in late) >= 1

@@ -69,7 +69,7 @@ from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
 from .earn import HoldChecks
 from .equivocation import EquivocationReceptors
-from .handoff import HandoffReceptors
+from .handoff import MAX_CATCH_UP, HandoffReceptors
 from .handover import HandoverReceptors, view_digest
 from .htlc import HtlcReceptors
 from .receipts import ReceiptReceptors
@@ -82,7 +82,6 @@ from .taskcheck import TaskChecks
 log = logging.getLogger("borgusb.peerpays")
 
 HISTORY_LIMIT = 50
-MAX_CATCH_UP = 64  # certificates sent to a lagging holder at once
 
 
 class PeerPaysCell(

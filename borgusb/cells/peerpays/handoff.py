@@ -5,7 +5,8 @@
   set the new view changes is handed over to each holder the new view adds: the chain's certificates
   and skips in order, the certificates that credited the account, and the certified resolutions of
   its locks and of locks it was paid by, `MAX_DOCS` of each kind per ``pay.handoff``, `CONCURRENCY`
-  at a time, in the background.
+  at a time, in the background. A newcomer that cannot take it yet (it has not read the new view,
+  or not learned the recent ones) is asked again every `RETRY_S` for `PATIENCE_S`.
 * **Taking.** ``pay.handoff`` is taken only from a holder of the account in a set this cell knows for
   it (today's, or one of the last window's), and only by a holder of the account today. Each record
   is taken as a delivery would be; one whose holder set this cell cannot check (``unknown_set``, or a
@@ -33,8 +34,12 @@ from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 
 MAX_DOCS = 32  # records of each kind in one pay.handoff
+MAX_CATCH_UP = 64  # certificates at once: a lagging holder's catch-up, one part of `certs_local`
 CONCURRENCY = 4  # hand-overs in flight at once
+RETRY_S = 2.0  # a newcomer that is not there yet (its view, the views it learns at start) is asked again
+PATIENCE_S = 120.0  # for this long: well inside the handover window, which its known sets need
 KINDS = ("chain", "credits", "settled")
+NOT_YET = frozenset(("not_holder", "not_a_holder", "too_few_members", "timeout", "unreachable", "rate_limited"))
 VOUCHABLE = frozenset(("unknown_set", "not_holder_signer", "not_skippable"))  # a set this holder cannot check
 
 
@@ -87,19 +92,28 @@ class HandoffReceptors(HolderCell):
         await asyncio.gather(*(one(h, a) for h, a in jobs))
 
     async def _push(self, holder: str, account: str, settled: list[dict[str, Any]]) -> None:
-        history = {
-            "chain": self.certs_local(account, 1, 1 << 62),
-            "credits": self._credits(account),
-            "settled": settled,
-        }
+        history = {"chain": self._chain(account), "credits": self._credits(account), "settled": settled}
         pages = max(1, *((len(docs) + MAX_DOCS - 1) // MAX_DOCS for docs in history.values()))
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + PATIENCE_S
         for page in range(pages):
             payload = {
                 "account": account,
                 **{k: v[page * MAX_DOCS : (page + 1) * MAX_DOCS] for k, v in history.items()},
             }
-            got = await self._bounded(holder, "pay.handoff", payload)
+            while True:
+                got = await self._bounded(holder, "pay.handoff", payload)
+                if isinstance(got, dict) or got not in NOT_YET or loop.time() > give_up:
+                    break
+                self.counters["pay_handoff_retried"] += 1
+                await asyncio.sleep(RETRY_S)
             self.counters["pay_handoff_sent" if isinstance(got, dict) else f"pay_handoff_failed:{got}"] += 1
+
+    def _chain(self, account: str) -> list[dict[str, Any]]:
+        """The proofs (certificates, skips) of the account's chain, in order (`certs_local` gives a part)."""
+        chain = self.ledger.holder.state.chains.get(account)
+        n = len(chain.entries) if chain else 0
+        return [doc for start in range(1, n + 1, MAX_CATCH_UP) for doc in self.certs_local(account, start, n + 1)]
 
     def _credits(self, account: str) -> list[dict[str, Any]]:
         rows = self.ledger.store.db.execute("SELECT cert FROM credits WHERE account = ? ORDER BY rowid", (account,))
