@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .certificate import Acceptance, holder_set
-from .errors import ConflictingSpend, HandoverPending
+from .errors import AlreadyResolved, ConflictingSpend, HandoverPending
 from .tx import TX_MAX_AGE_MS
 
 WINDOW_MS = TX_MAX_AGE_MS + 5 * 60_000  # a vote in flight under an old set can be certified this long
@@ -90,6 +90,27 @@ def old_sets(
         if changed and not (q and overlap_safe(changed, r, q, faulty)) and s not in found:
             found.append(s)
     return found
+
+
+def judge_lock(
+    res_id: str,
+    old: tuple[str, ...],
+    votes: Mapping[str, str | None],
+    q: int,
+    faulty: int,
+    proven: frozenset[str] = frozenset(),
+) -> None:
+    """`judge` for a lock's resolution: `votes` maps each old holder that answered sealed to the resolution
+    id it voted for the lock (None: no vote). `AlreadyResolved` if one voted another resolution (a claim
+    and a refund are never both certified: the old set's may have been), `HandoverPending` if fewer than
+    `wanted` answered; else this holder may vote `res_id`."""
+    heard = {h: v for h, v in votes.items() if h in old and h not in proven}
+    for h, v in heard.items():
+        if v is not None and v != res_id:
+            raise AlreadyResolved(v, f"holder {h[:16]} of the lock's previous holder set voted {v}")
+    need = wanted(old, q, faulty, proven)
+    if len(heard) < need:
+        raise HandoverPending(f"{len(heard)} of the lock's previous holder set answered, {need} needed: try again")
 
 
 def judge(

@@ -95,9 +95,10 @@ class Net:
 
 
 @contextlib.asynccontextmanager
-async def cells_net(tmp_path: Path, n: int) -> AsyncIterator[Net]:
-    """`n` cells of one view, closed after (their databases and clients) however the test ends."""
-    cells = [make_cell(i, tmp_path) for i in range(n)]
+async def cells_net(tmp_path: Path, n: int, **kw: Any) -> AsyncIterator[Net]:
+    """`n` cells of one view (`kw` for `make_cell`), closed after (their databases and clients) however
+    the test ends."""
+    cells = [make_cell(i, tmp_path, **kw) for i in range(n)]
     try:
         yield Net(cells)
     finally:

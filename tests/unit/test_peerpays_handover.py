@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from borgusb.cells.kit import RequestError
+from borgusb.cells.peerpays import handover as handover_cell
 from borgusb.cells.peerpays.handover import view_digest
-from borgusb.ledger import ZERO_HASH
+from borgusb.clock import OffsetClock
+from borgusb.ledger import ZERO_HASH, hash_lock, sign_claim, sign_lock, sign_refund
 from borgusb.ledger.certificate import (
     Certificate,
     certify,
@@ -32,12 +34,14 @@ from borgusb.ledger.certificate import (
 )
 from borgusb.ledger.errors import ConflictingSpend, HandoverPending, LedgerError
 from borgusb.ledger.handover import WINDOW_MS, Answer, PastView, judge, old_sets, wanted
+from borgusb.ledger.htlc import certify_resolution, check_resolution_certificate, check_vote
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
-from tests.unit.test_peerpays_cell import SHELL, Net, cells_net, fund, post, transfer
+from tests.unit.test_peerpays_cell import SHELL, Net, cells_net, fund, post, settings, transfer
 
 ALICE, BOB, CAROL = (fixed_key(n) for n in ("alice", "bob", "carol"))
 A = ALICE.public_key_hex
+SECRET = bytes(range(32))
 
 
 def use(net: Net, keys: list[str]) -> None:
@@ -298,3 +302,51 @@ async def test_a_certificate_made_just_before_a_view_change_is_still_confirmed_a
         with pytest.raises(PeerRejected) as err:
             await post(ALICE, newcomer, "pay.verify", {"cert": cert.to_dict()})
         assert err.value.reason == "unknown_set"
+
+
+async def test_a_lock_claimed_under_the_old_set_cannot_be_refunded_by_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock's resolution is handed over too. Alice's lock for Bob is claimed under V1 by the three
+    holders V2 drops and one it keeps (four votes: certified under V1), then the view changes before the
+    claim is delivered and the history's hand-over is lost. After the expiry and its grace the new set
+    (three newcomers and the other kept holder: four) would certify the refund; asked first, the old set
+    reports the claim's votes and the refund is refused. Switched off by hand, the refund goes through."""
+    clock = OffsetClock()
+    async with cells_net(tmp_path, 8, settings=settings(htlc_grace_ms="1000", faulty="1"), clock=clock) as net:
+        keys, ranked, v1 = await alice_paid_under_both_views(net)
+        dropped, kept = ranked[5:], ranked[3:5]
+        now = clock.now_ms()
+        lock = sign_lock(
+            ALICE,
+            seq=1,
+            prev=ZERO_HASH,
+            to=BOB.public_key_hex,
+            amount=4 * SHELL,
+            hash_lock=hash_lock(SECRET),
+            expiry=now + 5_000,
+            ts=now,
+        )
+        await net.send(3, lock)
+        claim = sign_claim(BOB, lock, SECRET)
+        view1 = net.cells[0].view
+        votes = [
+            check_vote(
+                (await post(BOB, net.by_key[h], "pay.resolve", {"resolution": claim.to_dict(), "view": view1}))["vote"]
+            )
+            for h in [*dropped, kept[0]]
+        ]
+        check_resolution_certificate(certify_resolution(claim, votes, set_digest(ranked[3:8])), ranked[3:8], 4)
+
+        net.down["pay.handoff"] = set(keys)
+        use(net, keys)
+        clock.set_offset(7_000)  # past the expiry and its grace
+        refund = {"resolution": sign_refund(ALICE, lock).to_dict()}
+        with pytest.raises(PeerRejected) as err:
+            await post(ALICE, net.by_key[ranked[0]], "pay.refund", refund)
+        assert err.value.reason == "already_resolved", err.value
+        assert sum(c.counters["pay_handover:already_resolved"] for c in net.cells) >= 1
+
+        monkeypatch.setattr(handover_cell, "judge_lock", lambda *args, **kw: None)  # the old votes unheard
+        got = await post(ALICE, net.by_key[ranked[0]], "pay.refund", refund)
+        assert set(got["certificate"]["signers"]) == {*ranked[:3], kept[1]}  # both resolutions certified

@@ -38,7 +38,8 @@ from ... import envelope
 from ...clock import Clock
 from ...ledger.certificate import Acceptance, HolderSets, PastMembers, check_acceptance
 from ...ledger.errors import LedgerError
-from ...ledger.handover import MAX_VOTES, WINDOW_MS, Answer, PastView, judge, old_sets, wanted
+from ...ledger.handover import MAX_VOTES, WINDOW_MS, Answer, PastView, judge, judge_lock, old_sets, wanted
+from ...ledger.htlc import Resolution, check_vote
 from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx
 from ..kit import RequestError, receptor
@@ -166,9 +167,11 @@ class HandoverReceptors(HolderCell):
     async def _r_handover(self, env: envelope.Envelope) -> Any:
         """This holder's votes on an account from a seq on, and its seal (see the module docstring)."""
         account = self._account(env.payload)
-        start, view = env.payload.get("from"), env.payload.get("view")
+        start, view, lock = env.payload.get("from"), env.payload.get("view"), env.payload.get("lock", "")
         if isinstance(start, bool) or not isinstance(start, int) or start < 1 or not isinstance(view, str):
             raise RequestError("malformed", '{"account", "from": seq, "view": the asker\'s view digest}')
+        if not isinstance(lock, str) or len(lock) > 64:
+            raise RequestError("malformed", "lock is the id of a lock of the account")
         if view != self.view:
             await self.refresh_view()  # the asker may have read the root's table a moment sooner (it just joined)
         if env.signer not in self.members:
@@ -189,16 +192,21 @@ class HandoverReceptors(HolderCell):
         while len(self.sealed) > MAX_SEALED:
             self.sealed.popitem(last=False)
         self.counters["pay_handover_sealed"] += 1
-        return {"votes": [v.to_dict() for v in self._votes_from(account, start)], "sealed": True}
+        answer: dict[str, Any] = {"votes": [v.to_dict() for v in self._votes_from(account, start)], "sealed": True}
+        if lock:
+            vote = self.ledger.holder.state.res_votes.get(lock)
+            answer["resolution"] = vote.to_dict() if vote is not None else None
+        return answer
 
     def _votes_from(self, account: str, start: int) -> list[Acceptance]:
         votes = self.ledger.holder.state.votes
         return [v for s in range(start, start + MAX_VOTES) if (v := votes.get((account, s))) is not None]
 
-    def check_sealed(self, account: str, seq: int) -> None:
-        """Refuse a vote at `seq` on a sealed account while this holder's set is not the sealed one."""
+    def check_sealed(self, account: str, seq: int | None) -> None:
+        """Refuse a vote at `seq` (None: on a resolution of the account's locks, at any seq) on a sealed
+        account while this holder's set is not the sealed one."""
         seal = self.sealed.get(account)
-        if seal is None or seq < seal[1] or self.clock.now_ms() > seal[2]:
+        if seal is None or (seq is not None and seq < seal[1]) or self.clock.now_ms() > seal[2]:
             return
         if frozenset(self.sets.of(account)) != seal[0]:
             self.counters["pay_refused:handover_pending"] += 1
@@ -211,9 +219,7 @@ class HandoverReceptors(HolderCell):
         and none of them voted another transaction there (`handover.judge`), else the refusal."""
         if (tx.account, tx.seq) in self.ledger.holder.state.votes or not self.ledger.holder.holds(tx.account):
             return  # its own vote answers, or the core refuses it as not a holder
-        if not self.history_learned and not await self.learn_history():
-            self.counters["pay_refused:handover_pending"] += 1
-            raise RequestError("handover_pending", "this holder is still learning the recent member views", 503)
+        await self._views_learned()
         current, q = self._holders(tx.account)
         olds = old_sets(tx.account, current, self.past_views, self.r, self.clock.now_ms(), q, self.faulty)
         rounds = await asyncio.gather(*(self._handover_answers(tx.account, tx.seq, old) for old in olds))
@@ -223,11 +229,62 @@ class HandoverReceptors(HolderCell):
             except LedgerError as exc:
                 self.counters[f"pay_handover:{exc.reason}"] += 1
                 raise self._refuse(exc) from None
-        seal = self.sealed.get(tx.account)
+        self._move_seal(tx.account, current, olds)
+
+    def _move_seal(self, account: str, current: tuple[str, ...], olds: list[tuple[str, ...]]) -> None:
+        """Sealed to a set this holder has just handed the account over from (its holders are sealed to
+        today's set now): today's set is the one it may vote under."""
+        seal = self.sealed.get(account)
         if seal is not None and seal[0] in {frozenset(o) for o in olds}:
-            # sealed to a set this holder has just handed the account over from (its holders are sealed to
-            # today's set now): today's set is the one it may vote under
-            self.sealed[tx.account] = (frozenset(current), seal[1], seal[2])
+            self.sealed[account] = (frozenset(current), seal[1], seal[2])
+
+    async def hand_over_lock(self, res: Resolution) -> None:
+        """`hand_over` for a first vote on a lock's resolution: every old holder set of the lock's payer
+        answered sealed with its vote on the lock, and none voted another resolution (`judge_lock`)."""
+        lock = res.lock
+        if lock.id in self.ledger.holder.state.res_votes or not self.ledger.holder.holds(lock.account):
+            return
+        await self._views_learned()
+        current, q = self._holders(lock.account)
+        olds = old_sets(lock.account, current, self.past_views, self.r, self.clock.now_ms(), q, self.faulty)
+        rounds = await asyncio.gather(*(self._lock_answers(lock, old) for old in olds))
+        for old, votes in zip(olds, rounds, strict=True):
+            try:
+                judge_lock(res.id, old, votes, q, self.faulty, frozenset(self.excluded))
+            except LedgerError as exc:
+                self.counters[f"pay_handover:{exc.reason}"] += 1
+                raise self._refuse(exc) from None
+        self._move_seal(lock.account, current, olds)
+
+    async def _lock_answers(self, lock: Tx, old: tuple[str, ...]) -> dict[str, str | None]:
+        """Each sealed old holder's resolution vote on `lock` (its id, or None)."""
+        me = self.key.public_key_hex
+        mine = self.ledger.holder.state.res_votes.get(lock.id)
+        votes: dict[str, str | None] = {me: mine.id if mine else None} if me in old else {}
+        others = [h for h in old if h != me]
+        payload = {"account": lock.account, "from": lock.seq, "view": self.view, "lock": lock.id}
+        replies = await asyncio.gather(*(self._bounded(h, "pay.handover", payload) for h in others))
+        for holder, reply in zip(others, replies, strict=True):
+            if not isinstance(reply, dict) or reply.get("sealed") is not True or "resolution" not in reply:
+                continue
+            doc = reply["resolution"]
+            try:
+                vote = check_vote(doc) if doc is not None else None
+            except LedgerError:
+                self.counters["pay_handover_bad_vote"] += 1
+                continue
+            if vote is not None and (vote.holder, vote.lock) != (holder, lock.id):
+                self.counters["pay_handover_bad_vote"] += 1
+                continue
+            votes[holder] = vote.id if vote else None
+        self.counters["pay_handover_asked"] += 1
+        return votes
+
+    async def _views_learned(self) -> None:
+        """Vote on nothing before the recent member views are learned (`handover_pending`)."""
+        if not self.history_learned and not await self.learn_history():
+            self.counters["pay_refused:handover_pending"] += 1
+            raise RequestError("handover_pending", "this holder is still learning the recent member views", 503)
 
     async def _handover_answers(self, account: str, seq: int, old: tuple[str, ...]) -> tuple[Answer, ...]:
         """The old set's sealed answers from `seq` on (a complete handover is remembered)."""

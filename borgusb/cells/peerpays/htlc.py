@@ -63,6 +63,8 @@ class HtlcReceptors(HolderCell):
         def _refuse(self, exc: LedgerError) -> RequestError: ...
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
         async def _catch_up(self, holder: str, account: str, seq: int) -> bool: ...
+        async def hand_over_lock(self, res: Resolution) -> None: ...
+        def check_sealed(self, account: str, seq: int | None) -> None: ...
 
     # ------------------------------------------------------------ parsing
 
@@ -92,6 +94,7 @@ class HtlcReceptors(HolderCell):
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
         self._holders(res.lock.account)
+        self.check_sealed(res.lock.account, None)
         try:
             return self.ledger.resolve(res, self.clock.now_ms(), proof or [])
         except LedgerError as exc:
@@ -112,9 +115,20 @@ class HtlcReceptors(HolderCell):
             raise self._refuse(exc) from None
         if view and view != self.view:
             await self.refresh_view()
-        vote = self.resolve_local(res, view, votes)
+        vote = await self.vote_resolution(res, view, votes)
         self.counters["pay_resolution_votes"] += 1
         return {"vote": vote.to_dict()}
+
+    async def vote_resolution(self, res: Resolution, view: str, proof: list[Vote] | None = None) -> Vote:
+        """This holder's vote on `res`, offered under `view`: the lock handed over from its payer's previous
+        holder sets first (`handover.py`), then the core's rules."""
+        seen = self.view
+        if not view or view == seen:
+            await self.hand_over_lock(res)
+        if self.view != seen:  # the view changed while the lock was handed over: not under this one
+            self.counters["pay_refused:view_mismatch"] += 1
+            raise RequestError("view_mismatch", "the member view changed during the handover; offer again", 409)
+        return self.resolve_local(res, view, proof)
 
     def settle_local(self, cert: ResolutionCertificate) -> list[str]:
         self._holders(cert.resolution.lock.account)
@@ -191,10 +205,12 @@ class HtlcReceptors(HolderCell):
         """Each holder's vote for `res` or the reason it gave none; `proof`: claim votes shown to holders
         that voted for the refund (`Holder.decide_resolve`)."""
 
+        digest = self.sets.digest(res.lock.account)
+
         async def one(holder: str) -> Vote | str:
             if holder == self.key.public_key_hex:
                 try:
-                    return self.resolve_local(res, self.view, proof)
+                    return await self.vote_resolution(res, self.view, proof)
                 except RequestError as exc:
                     return exc.reason
             payload = {"resolution": res.to_dict(), "view": self.view, "votes": [v.to_dict() for v in proof or []]}
@@ -205,7 +221,8 @@ class HtlcReceptors(HolderCell):
                 vote = check_vote(got.get("vote"))
             except LedgerError:
                 return "bad_reply"
-            return vote if (vote.holder, vote.lock, vote.id) == (holder, res.lock.id, res.id) else "bad_reply"
+            expect = (holder, res.lock.id, res.id, digest)
+            return vote if (vote.holder, vote.lock, vote.id, vote.set_id) == expect else "bad_reply"
 
         hs = list(holders)
         answers: dict[str, Vote | str] = dict(zip(hs, await asyncio.gather(*(one(h) for h in hs)), strict=True))
