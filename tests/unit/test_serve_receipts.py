@@ -41,8 +41,12 @@ def test_written_and_read_back_without_forgeries(tmp_path: Path) -> None:
     book = ServeReceipts(path)
     r = sign_receipt(fixed_key("reader"), HOLDER, {shard(1): MIB}, START + 10)
     book.add(r)
-    book.flush()  # the first write is at once; later ones wait FLUSH_S unless forced
+    first = book.due()  # the first write is at once; later ones wait FLUSH_S unless forced (a stop)
+    assert first is not None and book.due() is None
+    book.write(first)
     assert ServeReceipts(path).of(START) == [r]
+    book.add(sign_receipt(fixed_key("reader 2"), HOLDER, {shard(2): MIB}, START + 20))
+    assert book.due() is None and book.due(force=True) is not None
     doc = json.loads(path.read_text())
     doc[str(START)].append({**r, "ts": START + 11})  # the signature no longer covers it
     doc[str(START + HOLD_PERIOD_MS)] = [r]  # filed under another period

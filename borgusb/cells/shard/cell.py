@@ -110,7 +110,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, ServeEarner, S
 
     async def on_stop(self) -> None:
         self.storage.flush()
-        self.receipts.flush(force=True)
+        self.receipts.flush()
         await self.shard_peers.close()
         if self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ much of one period's receipts. The claim itself is `earn.HoldEarner.claim` with 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -96,17 +97,29 @@ class ServeReceipts:
     def of(self, start: int) -> list[dict[str, Any]]:
         return list(self.periods.get(start, {}).values())
 
-    def flush(self, *, force: bool = False) -> None:
-        """Write the receipts if they changed, at most every `FLUSH_S` seconds unless `force`."""
+    def due(self, *, force: bool = False) -> bytes | None:
+        """The receipts to write if they changed, at most every `FLUSH_S` seconds unless `force`
+        (taken as written: `write` marks them changed again if it fails)."""
         if self.path is None or not self._dirty or (not force and time.monotonic() - self._saved_at < FLUSH_S):
-            return
+            return None
         self._dirty, self._saved_at = False, time.monotonic()
         doc = {str(start): list(kept.values()) for start, kept in self.periods.items()}
+        return json.dumps(doc, sort_keys=True).encode()
+
+    def write(self, data: bytes) -> None:
+        """Write what `due` gave (an fsync: the cell runs it off its event loop)."""
+        assert self.path is not None
         try:
-            atomic_write(self.path, json.dumps(doc, sort_keys=True).encode())
+            atomic_write(self.path, data)
         except OSError as exc:
             self._dirty = True
             log.warning("serve receipts could not be written to %s: %s", self.path, exc)
+
+    def flush(self) -> None:
+        """Write the receipts now if they changed (at a stop)."""
+        data = self.due(force=True)
+        if data is not None:
+            self.write(data)
 
 
 class ServeEarner(ShardBase):
@@ -117,6 +130,7 @@ class ServeEarner(ShardBase):
     def _init_serving(self) -> None:
         self.receipts = ServeReceipts(Path(self.data_dir) / RECEIPTS_FILE if self.data_dir else None)
         self.served_log = OrderedDict()
+        self._receipts_writing = asyncio.Lock()  # one write at a time, in the order they were due
 
     @receptor("shard.receipt")
     async def _r_receipt(self, env: envelope.Envelope) -> Any:
@@ -140,9 +154,15 @@ class ServeEarner(ShardBase):
             if sent is None or sent[0] != n or now - sent[1] > SERVED_FOR_MS:
                 raise self._reject("not_served", f"shard {h[:16]} did not go out from here to this reader", 403)
         kept = self.receipts.add(r)
-        self.receipts.flush()
+        data = self.receipts.due()
+        if data is not None:
+            self._spawn(self._write_receipts(data))
         self.counters["shard_receipts_kept" if kept else "shard_receipts_again"] += 1
         return {"kept": kept}
+
+    async def _write_receipts(self, data: bytes) -> None:
+        async with self._receipts_writing:
+            await asyncio.to_thread(self.receipts.write, data)
 
     def serve_record(self, start: int) -> ServeRecord:
         return make_serve(self.key.public_key_hex, start, self.receipts.of(start))
