@@ -350,3 +350,11 @@ async def test_a_lock_claimed_under_the_old_set_cannot_be_refunded_by_the_new_on
         monkeypatch.setattr(handover_cell, "judge_lock", lambda *args, **kw: None)  # the old votes unheard
         got = await post(ALICE, net.by_key[ranked[0]], "pay.refund", refund)
         assert set(got["certificate"]["signers"]) == {*ranked[:3], kept[1]}  # both resolutions certified
+
+
+async def test_the_recent_views_are_given_to_members_only(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 5) as net:
+        with pytest.raises(PeerRejected) as err:
+            await post(fixed_key("not a member"), net.cells[0], "pay.views", {})
+        assert err.value.reason == "not_member" and net.cells[0].counters["pay_views_refused:not_member"] == 1
+        assert (await post(net.cells[1].key, net.cells[0], "pay.views", {}))["views"] == []

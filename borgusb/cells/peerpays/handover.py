@@ -112,7 +112,13 @@ class HandoverReceptors(HolderCell):
 
     @receptor("pay.views")
     async def _r_views(self, env: envelope.Envelope) -> Any:
-        """The member views this cell used in the last `WINDOW_MS` (newest first, bounded)."""
+        """The member views this cell used in the last `WINDOW_MS` (newest first, bounded), for a member
+        (one that joined a moment ago may be in the root's table before it is in ours: read once more)."""
+        if env.signer not in self.members:
+            await self.refresh_view()
+        if env.signer not in self.members:
+            self.counters["pay_views_refused:not_member"] += 1
+            raise RequestError("not_member", "the recent views are given to members of this holder's view", 403)
         now, out, carried = self.clock.now_ms(), [], 0
         for view in reversed(self.past_views):
             if now - view.until_ms > WINDOW_MS or carried + len(view.members) > MAX_HISTORY_MEMBERS:
