@@ -282,12 +282,7 @@ class PeerPaysCell(
         the core's rules."""
         if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
             await self.check_work(tx, work)
-        seen = self.view
-        if not view or view == seen:
-            await self.hand_over(tx)
-        if self.view != seen:  # the view changed while the account was handed over: not under this one
-            self.counters["pay_refused:view_mismatch"] += 1
-            raise RequestError("view_mismatch", "the member view changed during the handover; offer again", 409)
+        await self.handed_over(view, lambda: self.hand_over(tx))
         return self.accept_local(tx, view)
 
     def confirm_local(self, cert: Certificate) -> list[str]:

@@ -31,7 +31,7 @@ import asyncio
 import hashlib
 import random
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
@@ -219,6 +219,16 @@ class HandoverReceptors(HolderCell):
             raise RequestError("handover_pending", "this account was handed over to another holder set", 503)
 
     # ------------------------------------------------------------ asking (a holder about to vote)
+
+    async def handed_over(self, view: str, hand: Callable[[], Awaitable[None]]) -> None:
+        """Run `hand` (`hand_over` or `hand_over_lock`) before a vote offered under `view` (this cell's,
+        or "": its own); `view_mismatch` if the view changed meanwhile: the vote is not under that one."""
+        seen = self.view
+        if not view or view == seen:
+            await hand()
+        if self.view != seen:
+            self.counters["pay_refused:view_mismatch"] += 1
+            raise RequestError("view_mismatch", "the member view changed during the handover; offer again", 409)
 
     async def hand_over(self, tx: Tx) -> None:
         """Before a first vote at (account, seq): every old holder set of the last `WINDOW_MS` answered

@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
@@ -64,6 +64,7 @@ class HtlcReceptors(HolderCell):
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
         async def _catch_up(self, holder: str, account: str, seq: int) -> bool: ...
         async def hand_over_lock(self, res: Resolution) -> None: ...
+        async def handed_over(self, view: str, hand: Callable[[], Awaitable[None]]) -> None: ...
         def check_sealed(self, account: str, seq: int | None) -> None: ...
 
     # ------------------------------------------------------------ parsing
@@ -122,12 +123,7 @@ class HtlcReceptors(HolderCell):
     async def vote_resolution(self, res: Resolution, view: str, proof: list[Vote] | None = None) -> Vote:
         """This holder's vote on `res`, offered under `view`: the lock handed over from its payer's previous
         holder sets first (`handover.py`), then the core's rules."""
-        seen = self.view
-        if not view or view == seen:
-            await self.hand_over_lock(res)
-        if self.view != seen:  # the view changed while the lock was handed over: not under this one
-            self.counters["pay_refused:view_mismatch"] += 1
-            raise RequestError("view_mismatch", "the member view changed during the handover; offer again", 409)
+        await self.handed_over(view, lambda: self.hand_over_lock(res))
         return self.resolve_local(res, view, proof)
 
     def settle_local(self, cert: ResolutionCertificate) -> list[str]:
