@@ -36,6 +36,7 @@ from ..kit.holdercell import HolderCell
 MAX_DOCS = 32  # records of each kind in one pay.handoff
 MAX_CATCH_UP = 64  # certificates at once: a lagging holder's catch-up, one part of `certs_local`
 CONCURRENCY = 4  # hand-overs in flight at once
+YIELD_EVERY = 64  # accounts whose sets are computed between two turns of the event loop
 RETRY_S = 2.0  # a newcomer that is not there yet (its view, the views it learns at start) is asked again
 PATIENCE_S = 120.0  # for this long: well inside the handover window, which its known sets need
 KINDS = ("chain", "credits", "settled")
@@ -71,17 +72,18 @@ class HandoffReceptors(HolderCell):
     def hand_off(self, before: HolderSets) -> None:
         """After a view change from `before`: hand each account this cell held then to the holders
         the new view adds, in the background."""
+        if len(before.members) >= self.r and len(self.sets.members) >= self.r and self.ledger.holder.state.chains:
+            self._spawn(self._push_all(before, self.sets))
+
+    async def _push_all(self, before: HolderSets, after: HolderSets) -> None:
         me = self.key.public_key_hex
         jobs: list[tuple[str, str]] = []
-        if len(before.members) >= self.r and len(self.sets.members) >= self.r:
-            for account in list(self.ledger.holder.state.chains):
-                old = before.of(account)
-                if me in old:
-                    jobs += [(h, account) for h in self.sets.of(account) if h not in old]
-        if jobs:
-            self._spawn(self._push_all(jobs))
-
-    async def _push_all(self, jobs: list[tuple[str, str]]) -> None:
+        for i, account in enumerate(list(self.ledger.holder.state.chains)):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # two lotteries per account: the event loop keeps serving meanwhile
+            old = before.of(account)
+            if me in old:
+                jobs += [(h, account) for h in after.of(account) if h not in old]
         gate = asyncio.Semaphore(CONCURRENCY)
         settled = self._settled_by_account({account for _, account in jobs})
 
