@@ -221,9 +221,11 @@ async def dstream(
                 )
                 m, holders = parse_locate(reply, put["id"])
                 t1 = time.perf_counter()
-                await Receiver(peers, m, holders, out, per_holder=per_holder, tls=tls, data_port=DATA_PORT).run()
+                rx = Receiver(peers, m, holders, out, per_holder=per_holder, tls=tls, data_port=DATA_PORT)
+                await rx.run()
                 if time.perf_counter() - t0 < best:
                     best, LOCATE_S[tls] = time.perf_counter() - t0, t1 - t0
+                await rx.receipts_handed()  # after the read, as `borgusb get` does: not in the next run's time
             cpu1, ticks1 = os.times(), holder_ticks(cluster)
             CPU_MS[tls] = (
                 ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) * 1000 / repeat,
@@ -267,9 +269,11 @@ async def shaped(path: Path, tmp: Path, repeat: int, losses: tuple[int, ...]) ->
                         )
                         m, holders = parse_locate(reply, put["id"])
                         t1 = time.perf_counter()
-                        await Receiver(peers, m, holders, dest, data_port=DATA_PORT).run()
+                        rx = Receiver(peers, m, holders, dest, data_port=DATA_PORT)
+                        await rx.run()
                         if time.perf_counter() - t0 < best:
                             best, SHAPED_LOCATE_S[loss] = time.perf_counter() - t0, t1 - t0
+                        await rx.receipts_handed()
                         assert dest.read_bytes() == path.read_bytes()
                     out[loss] = (http_s, best)
         finally:
