@@ -14,8 +14,12 @@ Plain HTTP: the same file from an aiohttp static file server (its own
 process, no TLS) on loopback, downloaded with aiohttp and written to disk.
 
 Floor: the receiver's required work and nothing else (the bytes over loopback
-by sendfile, each shard's SHA-256 then its pwrite: one pass): how close any
-DStream could come on this machine.
+by sendfile, each shard's SHA-256 then its pwrite: one pass). Floor with the
+holders: the same with the shards dealt to two sending processes that check
+each shard's CRC-32 in place before sending it, as the store must (all on the
+same 2 cores as DStream's holders). With the run's locate, it is how close any
+DStream could come on this machine; the bound it prints (locate + required CPU
+/ 2 cores) says how much of the receiver-only floor is reachable at all.
 
 Prints the throughputs (best of --repeat), the ratio DStream / plain HTTP
 (goal ≥ 0.6), DStream's share of the floor (goal ≥ 0.9), and the figure
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,11 +65,11 @@ CPU_MS: dict[bool, tuple[float, float]] = {}  # CPU per run: this process (the r
 SEED_BYTES = 30 * 1024 * 1024  # "a 30 MB tar.gz", 111 shards
 
 
-def holder_ticks(cluster: Cluster) -> int:
-    """User + system clock ticks the cluster's node processes have used so far."""
+def proc_ticks(pids: Iterable[int]) -> int:
+    """User + system clock ticks these processes have used so far."""
     total = 0
-    for node in cluster.nodes:
-        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total
 
@@ -79,80 +84,109 @@ web.run_app(app, host=sys.argv[3], port=int(sys.argv[2]), print=None, access_log
 
 
 FLOOR_SERVER = """
-import os, socket, sys
-path, port = sys.argv[1], int(sys.argv[2])
+import mmap, os, socket, sys
+from isal.isal_zlib import crc32
+path, port, ss, check = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "check"
 size = os.path.getsize(path)
+mine = [(off, min(ss, size - off)) for off in (ss * int(i) for i in sys.argv[5].split(","))]
+with open(path, "rb") as f:
+    crcs = [crc32(os.pread(f.fileno(), n, off)) for off, n in mine]  # as the store keeps them
 ls = socket.create_server(("127.0.0.1", port))
 while True:
     conn, _ = ls.accept()
     with conn, open(path, "rb") as f:
         while conn.recv(1):
-            off = 0
-            while off < size:
-                off += os.sendfile(conn.fileno(), f.fileno(), off, size - off)
+            for (off, n), crc in zip(mine, crcs):
+                if check:
+                    flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
+                    with mmap.mmap(f.fileno(), n, flags=flags, prot=mmap.PROT_READ, offset=off) as mm:
+                        assert crc32(mm) == crc
+                sent = 0
+                while sent < n:
+                    sent += os.sendfile(conn.fileno(), f.fileno(), off + sent, n - sent)
 """
 
 
-def floor_pipeline(path: Path, out: Path, ss: int, repeat: int) -> float:
-    """The work the issue requires of a receiver and nothing else, as fast as this machine does
-    it: the bytes from another process over loopback (sendfile), each shard's SHA-256 then
-    its pwrite in a second thread. No envelopes, no locate, no holders' checks: the floor
-    under any DStream on these 2 cores."""
+def floor(path: Path, out: Path, ss: int, repeat: int, holders: int = 1) -> tuple[float, float, float]:
+    """The required work and nothing else, as fast as this machine does it: the bytes from
+    other processes over loopback (sendfile), each shard's SHA-256 then its pwrite in a second
+    thread per source. With one holder and no holder's check: the receiver's floor. With
+    `holders` > 1: the shards dealt out among that many processes that each check a shard's
+    CRC-32 in place before sending it (the store's read check: a corrupt copy is never served),
+    all on these 2 cores: the floor of a read from several holders. No envelopes, no locate.
+    Returns (best seconds, receiver CPU ms per run, holders' CPU ms per run)."""
     import queue
     import threading
 
     size = path.stat().st_size
     expected = [model.sha256_hex(chunk) for _, chunk in model.split(path.read_bytes(), ss)]
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(path), str(port)])
+    shares = [list(range(k, len(expected), holders)) for k in range(holders)]
+    procs, socks = [], []
     try:
-        for _ in range(100):
-            try:
-                sock = socket.create_connection(("127.0.0.1", port))
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("the floor's sendfile server did not start")
+        for share in shares:
+            port = free_port()
+            check = "check" if holders > 1 else "none"
+            args = [str(path), str(port), str(ss), check, ",".join(map(str, share))]
+            procs.append(subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, *args]))
+            for _ in range(100):
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", port)))
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise RuntimeError("the floor's sendfile server did not start")
         best = float("inf")
-        with sock:
-            for _ in range(repeat):
-                out.unlink(missing_ok=True)
-                t0 = time.perf_counter()
-                fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
-                os.ftruncate(fd, size)
-                checked: queue.Queue = queue.Queue()
-                ok: list[bool] = []
+        cpu0, ticks0 = time.process_time(), proc_ticks(p.pid for p in procs)
+        for _ in range(repeat):
+            out.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(fd, size)
+            ok: list[bool] = []
 
-                def check_and_write(fd: int = fd, checked: queue.Queue = checked, ok: list[bool] = ok) -> None:
-                    while (item := checked.get()) is not None:
-                        off, buf = item
-                        ok.append(hashlib.sha256(buf).hexdigest() == expected[off // ss])
-                        os.pwrite(fd, buf, off)
+            def check_and_write(checked: queue.Queue, fd: int = fd, ok: list[bool] = ok) -> None:
+                while (item := checked.get()) is not None:
+                    i, buf = item
+                    ok.append(hashlib.sha256(buf).hexdigest() == expected[i])
+                    os.pwrite(fd, buf, i * ss)
 
-                threads = [threading.Thread(target=check_and_write)]
-                for t in threads:
-                    t.start()
+            def receive(sock: socket.socket, share: list[int], checked: queue.Queue) -> None:
                 sock.sendall(b"x")
-                off = 0
-                while off < size:
-                    n = min(ss, size - off)
+                for i in share:
+                    n = min(ss, size - i * ss)
                     buf = bytearray(n)
                     view, got = memoryview(buf), 0
                     while got < n:
                         got += sock.recv_into(view[got:], n - got)
-                    checked.put((off, buf))
-                    off += n
+                    checked.put((i, buf))
                 checked.put(None)
-                for t in threads:
-                    t.join()
-                os.close(fd)
-                best = min(best, time.perf_counter() - t0)
-                assert all(ok) and len(ok) == len(expected)
-        return best
+
+            threads = []
+            for sock, share in zip(socks, shares):
+                checked: queue.Queue = queue.Queue()
+                threads += [
+                    threading.Thread(target=check_and_write, args=(checked,)),
+                    threading.Thread(target=receive, args=(sock, share, checked)),
+                ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            os.close(fd)
+            best = min(best, time.perf_counter() - t0)
+            assert all(ok) and len(ok) == len(expected)
+        return (
+            best,
+            (time.process_time() - cpu0) * 1000 / repeat,
+            (proc_ticks(p.pid for p in procs) - ticks0) * 1000 / os.sysconf("SC_CLK_TCK") / repeat,
+        )
     finally:
-        proc.terminate()
-        proc.wait()
+        for sock in socks:
+            sock.close()
+        for p in procs:
+            p.terminate()
+            p.wait()
 
 
 def mbps(size: int, seconds: float) -> float:
@@ -212,7 +246,7 @@ async def dstream(
         async with PeerClient(key, clock, Verifier(clock), timeout_s=60) as peers:
             put = await put_file(peers, ip, PORT, path, key, r=r, ss=ss)
             best = float("inf")
-            cpu0, ticks0 = os.times(), holder_ticks(cluster)
+            cpu0, ticks0 = os.times(), proc_ticks(n.pid for n in cluster.nodes)
             for _ in range(repeat):
                 out.unlink(missing_ok=True)
                 t0 = time.perf_counter()
@@ -221,10 +255,12 @@ async def dstream(
                 )
                 m, holders = parse_locate(reply, put["id"])
                 t1 = time.perf_counter()
-                await Receiver(peers, m, holders, out, per_holder=per_holder, tls=tls, data_port=DATA_PORT).run()
+                rx = Receiver(peers, m, holders, out, per_holder=per_holder, tls=tls, data_port=DATA_PORT)
+                await rx.run()
                 if time.perf_counter() - t0 < best:
                     best, LOCATE_S[tls] = time.perf_counter() - t0, t1 - t0
-            cpu1, ticks1 = os.times(), holder_ticks(cluster)
+                await rx.receipts_handed()  # after the read, as `borgusb get` does: not in the next run's time
+            cpu1, ticks1 = os.times(), proc_ticks(n.pid for n in cluster.nodes)
             CPU_MS[tls] = (
                 ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) * 1000 / repeat,
                 (ticks1 - ticks0) * 1000 / os.sysconf("SC_CLK_TCK") / repeat,
@@ -267,9 +303,11 @@ async def shaped(path: Path, tmp: Path, repeat: int, losses: tuple[int, ...]) ->
                         )
                         m, holders = parse_locate(reply, put["id"])
                         t1 = time.perf_counter()
-                        await Receiver(peers, m, holders, dest, data_port=DATA_PORT).run()
+                        rx = Receiver(peers, m, holders, dest, data_port=DATA_PORT)
+                        await rx.run()
                         if time.perf_counter() - t0 < best:
                             best, SHAPED_LOCATE_S[loss] = time.perf_counter() - t0, t1 - t0
+                        await rx.receipts_handed()
                         assert dest.read_bytes() == path.read_bytes()
                     out[loss] = (http_s, best)
         finally:
@@ -301,7 +339,10 @@ async def main() -> None:
 
 async def loopback(args: argparse.Namespace, src: Path, tmp: Path) -> None:
     http_s = await plain_http(src, tmp / "http.out", args.repeat)
-    floor_s = await asyncio.to_thread(floor_pipeline, src, tmp / "floor.out", args.shard_size, args.repeat)
+    floor_s, floor_rx, floor_tx = await asyncio.to_thread(floor, src, tmp / "floor.out", args.shard_size, args.repeat)
+    held_s, held_rx, held_tx = await asyncio.to_thread(
+        floor, src, tmp / "floor2.out", args.shard_size, args.repeat, holders=2
+    )
     sizes = [args.shard_size] + ([64 << 10, 128 << 10, 512 << 10, 1 << 20] if args.sweep else [])
     results = {}
     for ss in sizes:
@@ -339,7 +380,21 @@ async def loopback(args: argparse.Namespace, src: Path, tmp: Path) -> None:
     ratio, of_floor = http_s / ds_s, floor_s / ds_s
     print(
         f"floor (the receiver's required work alone: one SHA-256 pass, pwrite; no protocol): "
-        f"{floor_s:.3f} s  {mbps(args.size, floor_s):7.1f} MB/s  = ratio {http_s / floor_s:.2f} against plain HTTP"
+        f"{floor_s:.3f} s  {mbps(args.size, floor_s):7.1f} MB/s  = ratio {http_s / floor_s:.2f} against plain HTTP; "
+        f"CPU per run: receiver {floor_rx:.0f} ms, sender {floor_tx:.0f} ms"
+    )
+    locate_ms, need_ms = LOCATE_S[False] * 1000, held_rx + held_tx
+    bound_s = (locate_ms + need_ms / 2) / 1000
+    print(
+        f"floor with the holders (shards dealt to 2 processes that check each one's CRC-32 in place, then sendfile; "
+        f"the receiver as above; all on these 2 cores): {held_s:.3f} s; CPU per run: receiver {held_rx:.0f} ms, "
+        f"holders {held_tx:.0f} ms"
+    )
+    print(
+        f"  required: locate {locate_ms:.1f} ms (the holders found first) + {need_ms:.0f} ms of required CPU "
+        f"on 2 cores = at least {bound_s:.3f} s, so at best {floor_s / bound_s:.2f} of the floor; with the locate, "
+        f"the floor with the holders is {held_s + locate_ms / 1000:.3f} s: DStream reaches "
+        f"{(held_s + locate_ms / 1000) / ds_s:.2f} of it"
     )
     print(f"ratio DStream / plain HTTP: {ratio:.2f}  (goal >= 0.6): {'OK' if ratio >= 0.6 else 'BELOW GOAL'}")
     print(f"DStream / floor: {of_floor:.2f}  (goal >= 0.9): {'OK' if of_floor >= 0.9 else 'BELOW GOAL'}")
