@@ -151,3 +151,17 @@ async def test_a_burst_past_the_rate_is_closed_at_accept_and_the_door_still_serv
         assert await poll(lambda: gate.counters["refused:conn_rate"] >= 99)
         assert gate.open_from("127.0.0.2") <= 1
         assert await get(port) == "hi"  # 127.0.0.1 has its own rate
+
+
+async def test_a_tls_door_sends_no_session_tickets() -> None:
+    """No client resumes a session (each pins the certificate on a full handshake), so a handshake
+    costs no tickets; a TLS 1.3 server sends two by default."""
+    async with door(ConnLimits(), tls=True) as (port, _):
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).endswith(b"hi")  # the tickets, if any, came before the reply
+        session = writer.get_extra_info("ssl_object").session
+        writer.close()
+        assert session is not None and not session.has_ticket
