@@ -308,12 +308,8 @@ class ReplayCache:
         return len(self._floor_heap) - len(self._floors)
 
     def expire(self, older_than_ms: int) -> None:
-        """Forget what `Stale` now refuses anyway: least recently active buckets, floors.
-
-        Called for every message: it works only when the window has moved (once a millisecond)."""
-        if older_than_ms <= self._expired_before:
-            return
-        self._expired_before = older_than_ms
+        """Forget what `Stale` now refuses anyway: least recently active buckets, floors."""
+        self._expired_before = max(self._expired_before, older_than_ms)
         buckets = self._buckets
         while buckets:
             signer, bucket = next(iter(buckets.items()))
@@ -328,8 +324,11 @@ class ReplayCache:
                 del floors[signer]
 
     def admit(self, signer: str, nonce: str, ts: int, now_ms: int, window_ms: int = DEFAULT_WINDOW_MS) -> None:
-        """Remember (signer, nonce) or raise Replay / ReplayCacheFull."""
+        """Remember (signer, nonce) or raise Replay / ReplayCacheFull; first `expire` what the window
+        has left behind, when it has moved since (once a millisecond under load, not every message)."""
         live_from = now_ms - window_ms
+        if live_from > self._expired_before:
+            self.expire(live_from)
         bucket = self._buckets.get(signer)
         if bucket is not None:
             seen, heap = bucket.seen, bucket.heap
@@ -514,7 +513,6 @@ class Verifier:
                 raise BadSignature("the signature does not match the message")
             if self._addresses and env.to not in self._addresses:
                 self._check_recipient(env, unaddressed, broadcast_types)
-            self.replay.expire(latest - self.window_ms)
             self.replay.admit(signer, env.nonce, ts, latest, self.window_ms)
             self.latest_ms = latest
         except EnvelopeError as exc:
