@@ -152,7 +152,7 @@ class Sender(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 
 
 class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A verified message. Only `Verifier.verify` should construct one (the tree's own broadcasts too).
+    """A verified message: `Verifier.verify` makes one (and a tree driver, for its own broadcasts).
 
     The door decodes the wire straight into it: every member required, of its JSON type (no bool
     for an int), no other member, the bounds checked in C; the members are in canonical (sorted)
