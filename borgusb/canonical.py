@@ -163,34 +163,25 @@ def loads_refusing(data: bytes) -> JSONValue:
 NOT_FAST: Any = object()  # the fast path's "ask the reference path", distinct from every JSON value
 # an integer token of 16+ digits (maybe beyond ±2**53) follows one of ":,[-" or starts the document; mapped
 # to ":" and "0", such a token is ":" + 16 "0" (strings may match too: they only take the reference path)
-_NUMBER_MARKS = bytes(48 if 48 <= b <= 57 else 58 if b in b":,[-" else 32 for b in range(256))
+NUMBER_MARKS = bytes(48 if 48 <= b <= 57 else 58 if b in b":,[-" else 32 for b in range(256))
 _LONG_RUN = b"0" * 16
-_LONG_TOKEN = b":" + _LONG_RUN
+LONG_TOKEN = b":" + _LONG_RUN
 _strict_decoder = msgspec.json.Decoder(float_hook=reject_float)
-_sorted_encoder = msgspec.json.Encoder(order="sorted")
+sorted_encoder = msgspec.json.Encoder(order="sorted")  # encodes canonically what the decoders give
 
 
 def _loads_fast(data: bytes) -> JSONValue:
     """The value, or NOT_FAST for anything the reference path must judge (every refusal)."""
-    value = decode_fast(data, _strict_decoder)
-    if value is not NOT_FAST and data.count(b"[") + data.count(b"{") > MAX_DEPTH and too_deep(value):
-        return NOT_FAST
-    return value
-
-
-def decode_fast(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
-    """`decoder`'s value of canonical bytes, or NOT_FAST (the caller then takes the reference path).
-
-    `decoder` must refuse floats (``float_hook=reject_float``); the depth limit is the caller's.
-    A msgspec Struct decoder works as well as a plain one: Structs encode their fields sorted."""
-    marks = data.translate(_NUMBER_MARKS)
-    if _LONG_TOKEN in marks or marks.startswith(_LONG_RUN):  # before decoding: msgspec parses huge integers
+    marks = data.translate(NUMBER_MARKS)
+    if LONG_TOKEN in marks or marks.startswith(_LONG_RUN):  # before decoding: msgspec parses huge integers
         return NOT_FAST
     try:
-        value = decoder.decode(data)
+        value = _strict_decoder.decode(data)
     except (msgspec.MsgspecError, RecursionError):
         return NOT_FAST
-    if _sorted_encoder.encode(value) != data:
+    if sorted_encoder.encode(value) != data:
+        return NOT_FAST
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and too_deep(value):
         return NOT_FAST
     return value
 

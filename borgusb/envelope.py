@@ -36,18 +36,20 @@ import os
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Collection
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from coincurve import PublicKey
 
 from . import canonical
 from .clock import Clock
-from .keys import InvalidKey, SigningKey, parse_public_key
+from .keys import PUBKEY_HEX_LEN, InvalidKey, SigningKey, parse_public_key
 
-VERSION = 2  # 2: the signed ``to`` member (v1 had none and is refused as unsupported)
+VERSION: Final = 2  # 2: the signed ``to`` member (v1 had none and is refused as unsupported)
 DEFAULT_WINDOW_MS = 30_000
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_REPLAY_CAPACITY = 200_000
+KEY_CACHE = 1024  # parsed signer keys a verifier keeps
 _FIELDS = frozenset(("v", "type", "payload", "sender", "to", "ts", "nonce", "sig"))
 _SENDER_FIELDS = frozenset(("ip", "port", "pubkey"))
 _NONCE = re.compile(r"[0-9a-f]{32}")
@@ -141,22 +143,29 @@ def everyone(port: int) -> str:
     return f"*:{port}"
 
 
-class Sender(NamedTuple):
-    ip: str
-    port: int
-    pubkey: str
+class Sender(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Who sent a message: its address and its key. The bounds are checked in C as it is decoded."""
+
+    ip: Annotated[str, msgspec.Meta(max_length=64)]
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)]
+    pubkey: Annotated[str, msgspec.Meta(min_length=PUBKEY_HEX_LEN, max_length=PUBKEY_HEX_LEN)]
 
 
-class Envelope(NamedTuple):
-    """A verified message. Only `Verifier.verify` should construct one."""
+class Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A verified message: `Verifier.verify` makes one (and a tree driver, for its own broadcasts).
 
-    type: str
+    The door decodes the wire straight into it: every member required, of its JSON type (no bool
+    for an int), no other member, the bounds checked in C; the members are in canonical (sorted)
+    order, so msgspec re-encodes it canonically. The hex patterns are the door's to check."""
+
+    nonce: Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
     payload: Any
     sender: Sender
+    sig: Annotated[str, msgspec.Meta(min_length=16, max_length=146)]
     to: str
-    ts: int
-    nonce: str
-    sig: str
+    ts: Annotated[int, msgspec.Meta(ge=0, le=canonical.MAX_SAFE_INT)]
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    v: Literal[2]
 
     @property
     def signer(self) -> str:
@@ -315,15 +324,18 @@ class ReplayCache:
                 del floors[signer]
 
     def admit(self, signer: str, nonce: str, ts: int, now_ms: int, window_ms: int = DEFAULT_WINDOW_MS) -> None:
-        """Remember (signer, nonce) or raise Replay / ReplayCacheFull."""
+        """Remember (signer, nonce) or raise Replay / ReplayCacheFull; first `expire` what the window
+        has left behind, when it has moved since (once a millisecond under load, not every message)."""
         live_from = now_ms - window_ms
+        if live_from > self._expired_before:
+            self.expire(live_from)
         bucket = self._buckets.get(signer)
         if bucket is not None:
-            if ts <= bucket.floor or nonce in bucket.seen:
+            seen, heap = bucket.seen, bucket.heap
+            if ts <= bucket.floor or nonce in seen:
                 raise Replay("this message was already received")
-            while bucket.heap and bucket.heap[0][0] < live_from:
-                ts_old, old = heapq.heappop(bucket.heap)
-                bucket.seen.discard(old)
+            while heap and heap[0][0] < live_from:
+                seen.discard(heapq.heappop(heap)[1])
                 self._entries -= 1
             self._buckets.move_to_end(signer)
         else:
@@ -354,7 +366,8 @@ class ReplayCache:
                     raise Replay("not newer than this signer's oldest forgotten message")
         bucket.seen.add(nonce)
         heapq.heappush(bucket.heap, (ts, nonce))
-        bucket.max_ts = max(bucket.max_ts, ts)
+        if ts > bucket.max_ts:
+            bucket.max_ts = ts
         self._entries += 1
 
     def _evict_lru(self, keep: str, live_from: int) -> bool:
@@ -410,6 +423,9 @@ class Verifier:
         self.latest_ms = 0
         self._addresses: set[str] = set()  # the `to` values meant for us
         self._everyone: set[str] = set()  # the broadcast `to` values of our ports
+        # signers' keys, parsed (so each matched _PUBKEY): a hit is one dict lookup instead of the
+        # pattern and the parse; insertion order, the oldest dropped past KEY_CACHE
+        self._keys: dict[str, PublicKey] = {}
 
     def answer_to(self, pubkey: str, ports: Collection[int]) -> None:
         """Take messages addressed to `pubkey` at `ports` (a cell, or a client's replies).
@@ -433,11 +449,72 @@ class Verifier:
 
         The envelope must be addressed to this verifier's cell (`answer_to`);
         ``unaddressed`` also takes one that names no one (a hello), and a type in
-        ``broadcast_types`` may be addressed to every cell on one of our ports."""
+        ``broadcast_types`` may be addressed to every cell on one of our ports.
+        The checks run in the order that decides which refusal a message gets, the replay cache
+        last, so a refused message does not use up its nonce; one function, as on this path
+        every call costs."""
         try:
-            env = self._verify(data, expected_signer, expected_type)
-            self._check_recipient(env, unaddressed, broadcast_types)
-            self._admit(env)
+            if type(data) is bytes:
+                wire = data
+            elif isinstance(data, dict):
+                try:
+                    canonical.check(data)
+                    wire = canonical.encode_unchecked(data)
+                except (canonical.CanonicalError, TypeError, ValueError) as exc:
+                    raise Malformed(str(exc)) from None
+            elif isinstance(data, (bytes, bytearray, memoryview, str)):
+                wire = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+            else:
+                raise Malformed(f"cannot verify a {type(data).__name__}")
+            if len(wire) > self.max_bytes:
+                raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
+            env = None if isinstance(data, dict) else _parse_fast(wire, self._addresses, self._keys)
+            if env is None:  # not a well-formed envelope in canonical form, or a dict: find out why, in order
+                try:
+                    doc = canonical.loads_refusing(wire) if not isinstance(data, dict) else data
+                except canonical.CanonicalError as exc:
+                    raise Malformed(str(exc)) from None
+                env = _structure(doc)
+            if expected_type is not None:
+                allowed = (expected_type,) if isinstance(expected_type, str) else expected_type
+                if env.type not in allowed:
+                    raise WrongType(f"message type {env.type!r} is not accepted here")
+            signer = env.sender.pubkey
+            if expected_signer is not None:
+                allowed = (expected_signer,) if isinstance(expected_signer, str) else expected_signer
+                if signer not in allowed:
+                    raise WrongSigner("the message is not signed by the expected key")
+            now = self.clock.now_ms()
+            latest = now if now > self.latest_ms else self.latest_ms
+            ts = env.ts
+            if ts < latest - self.window_ms:
+                if ts >= now - self.window_ms:
+                    raise Stale("message is older than the window before a time already used (the clock stepped back)")
+                raise Stale(f"message is {now - ts} ms old (window ±{self.window_ms} ms)")
+            if ts > now + self.window_ms:
+                raise FutureDated(f"message is {ts - now} ms in the future")
+            sig = env.sig
+            pub = self._keys.get(signer)
+            try:
+                if pub is None:
+                    pub = self._parse_key(signer)
+                signature = bytes.fromhex(sig)
+            except (InvalidKey, ValueError):
+                raise BadSignature("the public key or signature cannot be parsed") from None
+            # the signed part is the wire form without its sig member: in canonical form the top-level
+            # members are sorted, so ``"sig":"`` is followed only by ``to`` (pattern-checked), ``ts``,
+            # ``type`` and ``v``, none of which can hold an unescaped quote: the last one is the member
+            at = wire.rfind(b'"sig":"')
+            try:
+                valid = pub.verify(signature, wire[:at] + wire[at + len(sig) + 9 :])  # 9: '"sig":"' and '",'
+            except (ValueError, TypeError):
+                valid = False
+            if not valid:
+                raise BadSignature("the signature does not match the message")
+            if self._addresses and env.to not in self._addresses:
+                self._check_recipient(env, unaddressed, broadcast_types)
+            self.replay.admit(signer, env.nonce, ts, latest, self.window_ms)
+            self.latest_ms = latest
         except EnvelopeError as exc:
             self.counters[exc.reason] += 1
             raise
@@ -447,63 +524,17 @@ class Verifier:
     def rejected(self) -> dict[str, int]:
         return {reason: self.counters[reason] for reason in REASONS}
 
-    def _verify(
-        self,
-        data: bytes | str | dict[str, Any],
-        expected_signer: str | Collection[str] | None,
-        expected_type: str | Collection[str] | None,
-    ) -> Envelope:
-        if isinstance(data, dict):
-            try:
-                canonical.check(data)
-                wire = canonical.encode_unchecked(data)
-            except (canonical.CanonicalError, TypeError, ValueError) as exc:
-                raise Malformed(str(exc)) from None
-        elif isinstance(data, (bytes, bytearray, memoryview, str)):
-            wire = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-        else:
-            raise Malformed(f"cannot verify a {type(data).__name__}")
-        if len(wire) > self.max_bytes:
-            raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
-        env = None if isinstance(data, dict) else _parse_fast(wire)
-        if env is None:  # not a well-formed envelope in canonical form, or a dict: find out why, in order
-            try:
-                doc = canonical.loads_refusing(wire) if not isinstance(data, dict) else data
-            except canonical.CanonicalError as exc:
-                raise Malformed(str(exc)) from None
-            env = _structure(doc)
-        if expected_type is not None:
-            allowed = (expected_type,) if isinstance(expected_type, str) else expected_type
-            if env.type not in allowed:
-                raise WrongType(f"message type {env.type!r} is not accepted here")
-        if expected_signer is not None:
-            allowed = (expected_signer,) if isinstance(expected_signer, str) else expected_signer
-            if env.signer not in allowed:
-                raise WrongSigner("the message is not signed by the expected key")
-        now = self.clock.now_ms()
-        since = max(now, self.latest_ms) - self.window_ms
-        if env.ts < since:
-            if env.ts >= now - self.window_ms:
-                raise Stale("message is older than the window before a time already used (the clock stepped back)")
-            raise Stale(f"message is {now - env.ts} ms old (window ±{self.window_ms} ms)")
-        if env.ts > now + self.window_ms:
-            raise FutureDated(f"message is {env.ts - now} ms in the future")
-        try:
-            pub = parse_public_key(env.signer)
-            signature = bytes.fromhex(env.sig)
-        except (InvalidKey, ValueError):
-            raise BadSignature("the public key or signature cannot be parsed") from None
-        try:
-            valid = pub.verify(signature, _signed_part(wire, env.sig))
-        except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise BadSignature("the signature does not match the message")
-        return env
+    def _parse_key(self, pubkey: str) -> PublicKey:
+        """A signer's key, parsed (or InvalidKey) and kept for its next message."""
+        pub = parse_public_key(pubkey)
+        keys = self._keys
+        if len(keys) >= KEY_CACHE:
+            del keys[next(iter(keys))]
+        keys[pubkey] = pub
+        return pub
 
     def _check_recipient(self, env: Envelope, unaddressed: bool, broadcast_types: Collection[str]) -> None:
-        if not self._addresses or env.to in self._addresses:
-            return
+        """For a `to` that is not one of our addresses (those pass without a call)."""
         if not env.to:
             if unaddressed:
                 return
@@ -514,85 +545,51 @@ class Verifier:
             raise WrongRecipient(f"a {env.type!r} message is not taken as a broadcast here")
         raise WrongRecipient("the message is addressed to another node or cell")
 
-    def _admit(self, env: Envelope) -> None:
-        """Last, after every other check: a refused message must not use up its nonce."""
-        now = max(self.clock.now_ms(), self.latest_ms)
-        self.replay.expire(now - self.window_ms)
-        self.replay.admit(env.signer, env.nonce, env.ts, now, self.window_ms)
-        self.latest_ms = now
 
-
-def _signed_part(wire: bytes, sig: str) -> bytes:
-    """The canonical bytes the signature covers: the wire form without its sig member.
-
-    In canonical form the top-level members are sorted, so ``"sig"`` is
-    followed by ``"to"``, ``"ts"``, ``"type"`` and ``"v"``, none of which can
-    contain an unescaped quote sequence (``to`` is checked against its pattern
-    first): the last occurrence is the top-level one.
-    Cutting it out equals re-encoding the envelope without ``sig``, minus a
-    second serialization on the hot path.
-    """
-    needle = b'"sig":"' + sig.encode("ascii") + b'",'
-    at = wire.rfind(needle)
-    if at < 0:
-        raise Malformed("signature member not found")
-    return wire[:at] + wire[at + len(needle) :]
-
-
-class _WireSender(msgspec.Struct, forbid_unknown_fields=True):
-    ip: str
-    port: int
-    pubkey: str
-
-
-class _Wire(msgspec.Struct, forbid_unknown_fields=True):
-    """An envelope as `_parse_fast` decodes it: every member required, of its JSON type (no bool
-    for an int), no other member; members in canonical order, so it re-encodes canonically."""
-
-    nonce: str
-    payload: Any
-    sender: _WireSender
-    sig: str
-    to: str
-    ts: int
-    type: str
-    v: int
-
-
-_wire_decoder = msgspec.json.Decoder(_Wire, float_hook=canonical.reject_float)
+_decoder = msgspec.json.Decoder(Envelope, float_hook=canonical.reject_float)
 _FIRST = b'{"nonce":"'  # members sorted: nonce < payload < sender < sig < to < ts < type < v
+_PAYLOAD = b'","payload":'  # after the 32 hex digits of a nonce, at 42; the payload from 53, its colon
+_SENDER = b',"sender":{"ip":"'
+_HEX = b"0123456789abcdef"
 
 
-def _parse_fast(wire: bytes) -> Envelope | None:
+def _parse_fast(wire: bytes, addresses: Collection[str], keys: Collection[str]) -> Envelope | None:
     """The envelope, if the wire is a well-formed one in canonical form; else None, and
     `loads_canonical` and `_structure` find (and word) what is wrong.
 
-    The same rules as those two, with the member types checked by msgspec's typed decode
-    instead of member by member (about 1 µs less a message). A canonical envelope begins with its
-    first member, ``nonce``: anything else (a hostile body nested 200,000 deep, say) is not looked
-    at twice."""
-    if not wire.startswith(_FIRST):
+    The same rules as those two: the member types and bounds checked by msgspec's typed decode, in
+    C, and canonical form by msgspec's sorted re-encode giving back the same bytes. A `to` among
+    `addresses` and a signer among `keys` (already parsed) passed their patterns before. A canonical
+    envelope begins with its first member, ``nonce``: anything else (a hostile body nested 200,000
+    deep, say) is not looked at twice. An integer beyond ±2**53 (which msgspec decodes) or nesting
+    past the depth limit can only be in the payload: the typed members are bounded. The payload
+    ends at the last ``,"sender":{"ip":"``: nothing after a canonical envelope's sender can hold
+    that unescaped quote sequence (in other bytes the span only grows, and they are refused)."""
+    if not wire.startswith(_FIRST) or not wire.startswith(_PAYLOAD, 42):
         return None
-    w = canonical.decode_fast(wire, _wire_decoder)
-    if w is canonical.NOT_FAST:
+    end = wire.rfind(_SENDER)
+    if canonical.LONG_TOKEN in wire[53:end].translate(canonical.NUMBER_MARKS):
         return None
-    if wire.count(b"[") + wire.count(b"{") > canonical.MAX_DEPTH and canonical.too_deep(w.payload, 1):
+    try:
+        env = _decoder.decode(wire)
+    except (msgspec.MsgspecError, RecursionError):
         return None
-    mtype, ts, nonce, sig, to, sender = w.type, w.ts, w.nonce, w.sig, w.to, w.sender
-    ip, port, pubkey = sender.ip, sender.port, sender.pubkey
+    if canonical.sorted_encoder.encode(env) != wire:
+        return None
+    pubkey = env.sender.pubkey
     if (
-        w.v != VERSION
-        or not 0 < len(mtype) <= 64
-        or ts < 0
-        or not _NONCE.fullmatch(nonce)
-        or not _SIG.fullmatch(sig)
-        or not _TO.fullmatch(to)
-        or len(ip) > 64
-        or not 0 <= port <= 65535
-        or not _PUBKEY.fullmatch(pubkey)
+        # nonce and sig, their lengths bounded by the decode, are lowercase hex if nothing else is left
+        (env.nonce + env.sig).encode("ascii", "replace").translate(None, _HEX)
+        or (env.to not in addresses and not _TO.fullmatch(env.to))
+        or (pubkey not in keys and not _PUBKEY.fullmatch(pubkey))
+        # k brackets nest at most k deep: most payloads skip the walk
+        or (
+            wire.count(b"[", 53, end) + wire.count(b"{", 53, end) >= canonical.MAX_DEPTH
+            and canonical.too_deep(env.payload, 1)
+        )
     ):
         return None
-    return Envelope(mtype, w.payload, Sender(ip, port, pubkey), to, ts, nonce, sig)
+    return env
 
 
 def _structure(doc: Any) -> Envelope:
@@ -626,4 +623,13 @@ def _structure(doc: Any) -> Envelope:
         raise Malformed("sender.port must be 0..65535")
     if not isinstance(pubkey, str) or not _PUBKEY.fullmatch(pubkey):
         raise Malformed("sender.pubkey must be a compressed public key in hex")
-    return Envelope(mtype, doc["payload"], Sender(ip, port, pubkey), to, ts, nonce, sig)
+    return Envelope(
+        nonce=nonce,
+        payload=doc["payload"],
+        sender=Sender(ip, port, pubkey),
+        sig=sig,
+        to=to,
+        ts=ts,
+        type=mtype,
+        v=VERSION,
+    )

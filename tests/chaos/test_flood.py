@@ -12,7 +12,7 @@ Claims (issue 20): the honest p99 under the flood is within 2x the unloaded p99 
 before (asserted in the full form, `./build.sh chaos`; printed in the short form, whose machine runs other
 tests at the same time), and no honest request fails; the attacked cell's memory (RSS and PSS, sampled every
 0.25 s) stays under `memory_bound_mib`; the hostile peer is refused per address
-(``rate_limited:address``, ``conn_rate``, ``conn_limit``) and per key (``rate_limited:key``),
+(``rate_limited:address``, ``conn_requests``, ``conn_rate``, ``conn_limit``) and per key (``rate_limited:key``),
 its bad envelopes counted by reason, and its slow connections cut.
 """
 
@@ -50,7 +50,7 @@ HONEST_EVERY_S = 0.05
 RATIO_MAX = 2.0
 IDLE_TLS_CONNECTION_KIB = 330  # README Security: what an idle TLS connection holds in a cell
 SLACK_MIB = 24  # the allocator's own slack and the refused requests' garbage between collections
-BY_ADDRESS = ("rate_limited:address", "refused:conn_rate", "refused:conn_limit")
+BY_ADDRESS = ("rate_limited:address", "refused:conn_requests", "refused:conn_rate", "refused:conn_limit")
 BY_KEY = ("rate_limited:key",)
 
 

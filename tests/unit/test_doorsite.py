@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from borgusb.cells.kit.doorsite import ConnectionGate, ConnLimits, GuardedSite
+from borgusb.cells.kit.guard import TokenBuckets
 from borgusb.net.tls import make_tls_identity
 
 HOST = "127.0.0.1"
@@ -25,14 +26,14 @@ async def hello(request: web.Request) -> web.Response:
 
 @asynccontextmanager
 async def door(
-    limits: ConnLimits, *, tls: bool = False, head_deadline_s: float = 10.0
+    limits: ConnLimits, *, tls: bool = False, head_deadline_s: float = 10.0, requests: TokenBuckets | None = None
 ) -> AsyncIterator[tuple[int, ConnectionGate]]:
     app = web.Application()
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=head_deadline_s)
     await runner.setup()
     context = make_tls_identity("doorsite-test").server_context if tls else None
-    gate = ConnectionGate(Counter(), limits)
+    gate = ConnectionGate(Counter(), limits, requests)
     site = GuardedSite(runner, HOST, 0, gate, ssl_context=context)
     await site.start()
     try:
@@ -98,6 +99,18 @@ async def test_new_connections_past_the_per_address_rate_are_refused() -> None:
         assert gate.counters["refused:conn_rate"] == 1
 
 
+async def test_an_address_over_its_request_rate_gets_no_new_connection() -> None:
+    """Its requests would be refused after the handshake: the connection is closed at accept instead."""
+    requests = TokenBuckets(rate=0.01, burst=1, max_keys=10)  # the guard's, per address
+    async with door(ConnLimits(), requests=requests) as (port, gate):
+        assert await get(port) == "hi"  # a full bucket: connected
+        assert requests.allow(HOST, time.monotonic())  # the guard lets one request through: now empty
+        reader, writer = await asyncio.open_connection(HOST, port)
+        assert await closed_within(reader, 10)
+        writer.close()
+        assert gate.counters["refused:conn_requests"] == 1 and gate.counters["refused:conn_rate"] == 0
+
+
 async def test_a_trickled_request_head_is_cut_off_at_its_deadline() -> None:
     async with door(ConnLimits(), head_deadline_s=1.0) as (port, _):
         reader, writer = await asyncio.open_connection(HOST, port)
@@ -151,3 +164,17 @@ async def test_a_burst_past_the_rate_is_closed_at_accept_and_the_door_still_serv
         assert await poll(lambda: gate.counters["refused:conn_rate"] >= 99)
         assert gate.open_from("127.0.0.2") <= 1
         assert await get(port) == "hi"  # 127.0.0.1 has its own rate
+
+
+async def test_a_tls_door_sends_no_session_tickets() -> None:
+    """No client resumes a session (each pins the certificate on a full handshake), so a handshake
+    costs no tickets; a TLS 1.3 server sends two by default."""
+    async with door(ConnLimits(), tls=True) as (port, _):
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).endswith(b"hi")  # the tickets, if any, came before the reply
+        session = writer.get_extra_info("ssl_object").session
+        writer.close()
+        assert session is not None and not session.has_ticket

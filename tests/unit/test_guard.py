@@ -23,6 +23,14 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     assert not b.allow("a", 0.05) and b.allow("a", 0.1)  # one token per 0.1 s
 
 
+def test_would_allow_says_what_allow_would_and_takes_nothing() -> None:
+    b = TokenBuckets(rate=10, burst=2, max_keys=100)
+    assert all(b.would_allow("a", 0.0) for _ in range(5))  # an unknown key: a full bucket, none taken
+    assert b.allow("a", 0.0) and b.would_allow("a", 0.0) and b.allow("a", 0.0)
+    assert not b.would_allow("a", 0.0) and not b.allow("a", 0.0)
+    assert not b.would_allow("a", 0.05) and b.would_allow("a", 0.1) and b.allow("a", 0.1)
+
+
 def test_buckets_are_bounded() -> None:
     b = TokenBuckets(rate=1, burst=1, max_keys=50)
     for i in range(1000):

@@ -137,7 +137,7 @@ class Cell(NetDoor, TreeDriver):
         self.contact_pins: dict[str, tuple[str, int, Pin]] = {}
         self.counters: Counter[str] = Counter()
         self.guard = Guard(self.counters)
-        self.conn_gate = ConnectionGate(self.counters)
+        self.conn_gate = ConnectionGate(self.counters, requests=self.guard.addresses)
         self.registry_ok: bool | None = None
         self.started_at = time.monotonic()
         bound_read_buffers()  # before the first TLS connection (the clock's first sync)

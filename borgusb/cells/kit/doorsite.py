@@ -6,6 +6,8 @@ each connection holding a socket, a 64 KiB TLS buffer and a parser; and every ne
 costs the cell a TLS handshake (an ECDHE and a signature), the dearest thing a stranger can
 make it do. So, at accept, before the handshake:
 
+* no new connection from an address already over its request rate (the guard's bucket for it is
+  empty: its requests would be refused after the handshake anyway) (``refused:conn_requests``);
 * a token bucket of new connections per remote address (``refused:conn_rate``);
 * at most `ConnLimits.per_address` connections open at once per address (``refused:conn_limit``);
 * the TLS handshake must end within `ConnLimits.handshake_s`, and the first request head
@@ -65,18 +67,26 @@ class ConnectionGate:
     dropped from its address's list when that address connects again, and addresses with
     none open are forgotten when the table outgrows `ConnLimits.max_addresses`."""
 
-    def __init__(self, counters: Counter[str], limits: ConnLimits | None = None) -> None:
+    def __init__(
+        self, counters: Counter[str], limits: ConnLimits | None = None, requests: TokenBuckets | None = None
+    ) -> None:
         self.limits = limits or ConnLimits()
         self.counters = counters
         self.rates = TokenBuckets(self.limits.rate, self.limits.burst, self.limits.max_addresses)
+        self.requests = requests  # the guard's request buckets per address, looked at, never drawn from
         self._open: dict[str, list[asyncio.BaseTransport]] = {}
 
     def open_from(self, address: str) -> int:
         return sum(not t.is_closing() for t in self._open.get(address, ()))
 
     def allow_new(self, address: str) -> bool:
-        """Whether address may open a new connection now (its rate), judged as it is accepted."""
-        if self.rates.allow(address, time.monotonic()):
+        """Whether address may open a new connection now (its requests' rate, then its connections'),
+        judged as it is accepted: a connection refused here costs no TLS handshake."""
+        now = time.monotonic()
+        if self.requests is not None and not self.requests.would_allow(address, now):
+            self.counters["refused:conn_requests"] += 1
+            return False
+        if self.rates.allow(address, now):
             return True
         self.counters["refused:conn_rate"] += 1
         return False

@@ -85,6 +85,14 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def would_allow(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Whether `allow` would let `cost` through now; takes nothing and keeps the order."""
+        entry = self._buckets.get(key)
+        if entry is None:
+            return True
+        tokens, at = entry
+        return min(float(self.burst), tokens + max(0.0, now - at) * self.rate) >= cost
+
     def allow(self, key: str, now: float, cost: float = 1.0) -> bool:
         tokens, at = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)

@@ -230,13 +230,14 @@ class TreeDriver(CellParts):
                 to=envelope.everyone(self.dna.net_port),
             )
             origin = envelope.Envelope(
-                "bcast",
-                payload,
-                envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
-                inner["to"],
-                inner["ts"],
-                inner["nonce"],
-                inner["sig"],
+                nonce=inner["nonce"],
+                payload=payload,
+                sender=envelope.Sender(self.me.ip, self.dna.net_port, self.me.node_id),
+                sig=inner["sig"],
+                to=inner["to"],
+                ts=inner["ts"],
+                type="bcast",
+                v=envelope.VERSION,
             )
         elif isinstance(origin.payload, dict) and _is_member_kind(self.MEMBER_KINDS, origin.payload.get("k")):
             raise RequestError("members_only", "this kind of broadcast comes from the tree's own nodes only", 403)
