@@ -117,3 +117,26 @@ async def test_history_of_an_unknown_set_needs_faulty_plus_one_vouchers_of_a_kno
             )
             assert got["outcome"] == {"waiting": 1}
         assert eve_holder.ledger.holder.balance(EVE.public_key_hex) == 0
+
+
+async def test_a_lagging_holder_catches_up_across_a_view_change_older_than_the_window(tmp_path: Path) -> None:
+    """One of Alice's five holders replaced; her first spend was certified under the old set, whose
+    window has passed, and the newcomer missed the hand-over. Her next spend finds it lagging (`gap`); the
+    old certificate is `unknown_set` to it, so the four holders that have the spend settled sign it again
+    for today's set, and the newcomer takes that."""
+    async with cells_net(tmp_path, 6) as net:
+        keys = list(net.by_key)
+        ranked = list(holder_set(A, keys, 6))
+        newcomer = net.by_key[ranked[0]]
+        use(net, [k for k in keys if k != ranked[0]])  # her set: ranks 2 to 6
+        await fund(net, ALICE, 10)
+        first = await net.send(1, transfer(ALICE, BOB, 3, 1, ZERO_HASH))
+        net.down["pay.handoff"] = set(keys)
+        use(net, keys)  # her set: ranks 1 to 5, one holder replaced (quorum overlap: no handover round)
+        for c in net.cells:
+            c.sets.past = ()  # the old view's window has passed everywhere
+        assert newcomer.ledger.holder.head(A) == (0, ZERO_HASH)
+        sent = await net.send(2, transfer(ALICE, BOB, 2, 2, first["id"]))
+        assert sent["id"] and net.cells[2].counters["pay_recertified"] >= 1
+        assert newcomer.ledger.holder.head(A)[0] >= 1  # caught up: the first spend settled there
+        assert newcomer.ledger.holder.state.chains[A].entries[0].tx.id == first["id"]

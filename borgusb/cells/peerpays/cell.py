@@ -371,14 +371,24 @@ class PeerPaysCell(
                 return False
         self.counters["pay_catch_ups"] += 1
         for cert in certs:
-            if holder == self.key.public_key_hex:
-                try:
-                    self.take_local(cert)
-                except RequestError:
-                    return False
-            elif isinstance(await self._bounded(holder, "pay.confirm", {"cert": cert}), str):
+            said = await self._hand_cert(holder, cert)
+            if said == "unknown_set":  # of a set the holder no longer knows: signed again for today's set
+                again = await self.recertified(cert)
+                said = await self._hand_cert(holder, again) if again is not None else said
+            if said != "ok":
                 return False
         return True
+
+    async def _hand_cert(self, holder: str, cert: dict[str, Any]) -> str:
+        """A certificate (or skip) to one holder (this one: taken locally): "ok" or its refusal reason."""
+        if holder == self.key.public_key_hex:
+            try:
+                self.take_local(cert)
+            except RequestError as exc:
+                return exc.reason
+            return "ok"
+        got = await self._bounded(holder, "pay.confirm", {"cert": cert})
+        return got if isinstance(got, str) else "ok"
 
     def _history(self, account: str) -> list[dict[str, Any]]:
         """The account's latest entries (sent) and credits (received), newest first."""

@@ -24,12 +24,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
-from ...ledger.certificate import Certificate, HolderSets, certificate_from_dict
+from ...ledger.certificate import (
+    Acceptance,
+    Certificate,
+    HolderSets,
+    certificate_from_dict,
+    certify,
+    check_acceptance,
+    check_certificate,
+    set_digest,
+)
 from ...ledger.errors import LedgerError, Malformed
 from ...ledger.handoff import Vouches
 from ...ledger.htlc import ResolutionCertificate, resolution_certificate_from_dict
 from ...ledger.skip import Skip, is_skip_doc, skip_from_dict
 from ...ledger.store import DurableHolder
+from ...ledger.tx import Tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 
@@ -51,6 +61,7 @@ class HandoffReceptors(HolderCell):
         ledger: DurableHolder
         r: int
         faulty: int
+        view: str
 
         @property
         def sets(self) -> HolderSets: ...
@@ -63,6 +74,8 @@ class HandoffReceptors(HolderCell):
         def settle_local(self, cert: ResolutionCertificate) -> list[str]: ...
         def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]: ...
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
+        async def vote(self, tx: Tx, view: str, work: Any) -> Acceptance: ...
+        def excluded_keys(self) -> list[str]: ...
 
     def _init_handoff(self) -> None:
         self.vouches = Vouches(self.faulty)
@@ -132,6 +145,42 @@ class HandoffReceptors(HolderCell):
                 if account in accounts:
                     out[account].append(cert)
         return out
+
+    async def recertified(self, doc: Any) -> dict[str, Any] | None:
+        """A certificate of a set no longer known (`unknown_set` at a lagging holder), signed again for
+        today's set by the holders that have its transaction settled (a holder signs a settled entry's id
+        again, never another: `Holder.decide_accept`), or None if fewer than a quorum of today's set do.
+        It lets a holder catch up across a view change older than the handover window."""
+        if is_skip_doc(doc):
+            return None
+        try:
+            tx = certificate_from_dict(doc).tx
+        except LedgerError:
+            return None
+        holders, q = self._holders(tx.account)
+        digest, me = set_digest(holders), self.key.public_key_hex
+        offer = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
+
+        async def one(holder: str) -> Acceptance | None:
+            if holder == me:
+                try:
+                    return await self.vote(tx, self.view, None)
+                except RequestError:
+                    return None
+            got = await self._bounded(holder, "pay.accept", offer)
+            try:
+                acc = check_acceptance(got.get("acceptance")) if isinstance(got, dict) else None
+            except LedgerError:
+                return None
+            return acc if acc and (acc.holder, acc.id, acc.seq, acc.set_id) == (holder, tx.id, tx.seq, digest) else None
+
+        accs = [a for a in await asyncio.gather(*(one(h) for h in holders)) if a is not None]
+        try:
+            cert = check_certificate(certify(tx, accs, digest), holders, q)
+        except LedgerError:
+            return None
+        self.counters["pay_recertified"] += 1
+        return cert.to_dict()
 
     # ------------------------------------------------------------ taking (a new holder)
 
