@@ -432,37 +432,40 @@ class PeerPaysCell(
 
     # ------------------------------------------------------------ entry receptors
 
-    async def _offer(self, tx: Tx, holders: Iterable[str], work: Any = None) -> dict[str, Acceptance | str]:
-        """Offer `tx` to its holders; `work`, a reward's work record, travels with it."""
+    async def ask_vote(self, holder: str, tx: Tx, work: Any = None) -> Acceptance | str:
+        """One holder's acceptance of `tx` for the account's set in this view (this holder: its own vote),
+        checked to be that holder's for that transaction and set, or the reason there is none; `work`, a
+        reward's work record, travels with the offer."""
+        if holder == self.key.public_key_hex:
+            try:
+                return await self.vote(tx, self.view, work)
+            except RequestError as exc:
+                return exc.reason
         offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
-        digest = self.sets.digest(tx.account)
         if work is not None:
             offer["work"] = work
+        digest = self.sets.digest(tx.account)
+        got = await self._bounded(holder, "pay.accept", offer)
+        if isinstance(got, str):
+            return got
+        try:
+            acc = check_acceptance(got.get("acceptance"))
+        except LedgerError:
+            return "bad_reply"
+        if (acc.holder, acc.id, acc.account, acc.seq, acc.set_id) != (holder, tx.id, tx.account, tx.seq, digest):
+            return "bad_reply"
+        return acc
 
-        async def one(holder: str) -> Acceptance | str:
-            if holder == self.key.public_key_hex:
-                try:
-                    return await self.vote(tx, self.view, work)
-                except RequestError as exc:
-                    return exc.reason
-            got = await self._bounded(holder, "pay.accept", {**offer, "view": self.view})
-            if isinstance(got, str):
-                return got
-            try:
-                acc = check_acceptance(got.get("acceptance"))
-            except LedgerError:
-                return "bad_reply"
-            if (acc.holder, acc.id, acc.account, acc.seq, acc.set_id) != (holder, tx.id, tx.account, tx.seq, digest):
-                return "bad_reply"
-            return acc
-
+    async def _offer(self, tx: Tx, holders: Iterable[str], work: Any = None) -> dict[str, Acceptance | str]:
+        """Offer `tx` to its holders; `work`, a reward's work record, travels with it."""
         hs = list(holders)
-        answers: dict[str, Acceptance | str] = dict(zip(hs, await asyncio.gather(*(one(h) for h in hs)), strict=True))
+        got = await asyncio.gather(*(self.ask_vote(h, tx, work) for h in hs))
+        answers: dict[str, Acceptance | str] = dict(zip(hs, got, strict=True))
         lagging = [h for h, a in answers.items() if a == "gap"]
         if lagging:  # a holder that missed earlier certificates: send them, then offer again
             caught = await asyncio.gather(*(self._catch_up(h, tx.account, tx.seq) for h in lagging))
             again = [h for h, ok in zip(lagging, caught, strict=True) if ok]
-            answers.update(zip(again, await asyncio.gather(*(one(h) for h in again)), strict=True))
+            answers.update(zip(again, await asyncio.gather(*(self.ask_vote(h, tx, work) for h in again)), strict=True))
         return answers
 
     async def deliver(

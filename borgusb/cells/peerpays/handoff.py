@@ -30,7 +30,6 @@ from ...ledger.certificate import (
     HolderSets,
     certificate_from_dict,
     certify,
-    check_acceptance,
     check_certificate,
     set_digest,
 )
@@ -74,8 +73,7 @@ class HandoffReceptors(HolderCell):
         def settle_local(self, cert: ResolutionCertificate) -> list[str]: ...
         def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]: ...
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
-        async def vote(self, tx: Tx, view: str, work: Any) -> Acceptance: ...
-        def excluded_keys(self) -> list[str]: ...
+        async def ask_vote(self, holder: str, tx: Tx, work: Any = None) -> Acceptance | str: ...
 
     def _init_handoff(self) -> None:
         self.vouches = Vouches(self.faulty)
@@ -158,23 +156,9 @@ class HandoffReceptors(HolderCell):
         except LedgerError:
             return None
         holders, q = self._holders(tx.account)
-        digest, me = set_digest(holders), self.key.public_key_hex
-        offer = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
-
-        async def one(holder: str) -> Acceptance | None:
-            if holder == me:
-                try:
-                    return await self.vote(tx, self.view, None)
-                except RequestError:
-                    return None
-            got = await self._bounded(holder, "pay.accept", offer)
-            try:
-                acc = check_acceptance(got.get("acceptance")) if isinstance(got, dict) else None
-            except LedgerError:
-                return None
-            return acc if acc and (acc.holder, acc.id, acc.seq, acc.set_id) == (holder, tx.id, tx.seq, digest) else None
-
-        accs = [a for a in await asyncio.gather(*(one(h) for h in holders)) if a is not None]
+        digest = set_digest(holders)
+        answers = await asyncio.gather(*(self.ask_vote(h, tx) for h in holders))
+        accs = [a for a in answers if isinstance(a, Acceptance)]
         try:
             cert = check_certificate(certify(tx, accs, digest), holders, q)
         except LedgerError:
