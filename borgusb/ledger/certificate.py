@@ -106,16 +106,29 @@ class HolderSets:
         self.members = frozenset(members)
         self.r = r
         self.faulty = faulty
-        self.past = tuple(past)
         self.now_ms = now_ms
         self._cache: dict[str, tuple[str, ...]] = {}
+        self.past = past
+
+    @property
+    def past(self) -> tuple[PastMembers, ...]:
+        return self._past
+
+    @past.setter
+    def past(self, views: Sequence[PastMembers]) -> None:
+        self._past = tuple(views)
+        # one cache per past view: certificates naming unknown sets cost each account's lotteries once
+        self._past_cache: list[dict[str, tuple[str, ...]]] = [{} for _ in self._past]
 
     def of(self, account: str) -> tuple[str, ...]:
-        found = self._cache.get(account)
+        return self._lottery(self._cache, account, self.members)
+
+    def _lottery(self, cache: dict[str, tuple[str, ...]], account: str, members: frozenset[str]) -> tuple[str, ...]:
+        found = cache.get(account)
         if found is None:
-            if len(self._cache) >= 65536:
-                self._cache.clear()
-            found = self._cache[account] = holder_set(account, self.members, self.r)
+            if len(cache) >= 65536:
+                cache.clear()
+            found = cache[account] = holder_set(account, members, self.r)
         return found
 
     def quorum(self, account: str) -> int:
@@ -129,10 +142,10 @@ class HolderSets:
         their window (views with fewer than r members held nothing), each once."""
         found = [self.of(account)]
         now = self.now_ms() if self.now_ms is not None else None
-        for view in reversed(self.past):
+        for view, cache in zip(reversed(self.past), reversed(self._past_cache), strict=True):
             if len(view.members) < self.r or (now is not None and now > view.until_ms):
                 continue
-            old = holder_set(account, view.members, self.r)
+            old = self._lottery(cache, account, view.members)
             if old not in found:
                 found.append(old)
         return found

@@ -239,3 +239,21 @@ def test_known_sets_are_todays_and_the_recent_views_until_their_window_ends() ->
     few = HolderSets(members, 5, past=[PastMembers(frozenset(members[:4]), TS + 10**6)], now_ms=lambda: TS)
     with pytest.raises(LedgerError):  # a view of fewer than r members held nothing
         few.known(TX.account, set_digest(members[:4]))
+
+
+def test_unknown_set_digests_cost_each_past_lottery_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of certificates naming sets nobody knows must not redo the past views' lotteries each time."""
+    members = [k.public_key_hex for k in NODES]
+    views = [PastMembers(frozenset(m for m in members if m != h), TS + 10**6) for h in HOLDERS[:2]]
+    sets = HolderSets(members, 5, past=views, now_ms=lambda: TS)
+    draws = []
+    real = placement.choose
+    monkeypatch.setattr(placement, "choose", lambda *a: draws.append(a[0]) or real(*a))
+    for forged in range(20):
+        with pytest.raises(LedgerError):
+            sets.known(TX.account, f"{forged:064x}")
+    assert len(draws) == 3  # today's set and one per past view
+    sets.past = views[:1]  # a new history: its lotteries are drawn afresh
+    with pytest.raises(LedgerError):
+        sets.known(TX.account, "f" * 64)
+    assert len(draws) == 4
