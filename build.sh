@@ -223,7 +223,28 @@ cmd_test() {
     "$VENV/bin/ruff" format --check . || die "code is not formatted (run: .venv/bin/ruff format .)"
     "$VENV/bin/mypy" || die "mypy found type errors"
     step "Running the test suite"
-    "$PY" -m pytest "$@"
+    local start busy rc=0
+    start=$(date +%s)
+    busy=$(cpu_busy)
+    "$PY" -m pytest "$@" || rc=$?
+    suite_cpu_report "$start" "$busy"
+    [ "$rc" = 0 ] || die "the test suite failed (pytest exit code $rc; see above)"
+}
+
+# The machine's busy CPU time so far, in seconds (/proc/stat: user, nice, system, irq, softirq, steal).
+cpu_busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%d", ($2+$3+$4+$7+$8+$9)/hz}' /proc/stat; }
+
+# How much of the cores the suite kept busy, and the least wall time that CPU work allows on them:
+# the floor under the 30-minute aim (QEMU boots under TCG and real node processes are CPU work).
+suite_cpu_report() {
+    local wall cpu cores
+    wall=$(( $(date +%s) - $1 ))
+    cpu=$(( $(cpu_busy) - $2 ))
+    cores=$(nproc)
+    step "Suite time"
+    note "$(awk -v w="$wall" -v c="$cpu" -v n="$cores" 'BEGIN {
+        printf "%.1f min wall on %d cores, %.1f CPU-min busy (%.0f %% of the cores);", w/60, n, c/60, w ? 100*c/(w*n) : 0
+        printf " floor with every core busy: %.1f min (aim 30 min)", c/(60*n) }')"
 }
 
 # The chaos scenarios at full length (tests/chaos; ./build.sh test runs their short form):
