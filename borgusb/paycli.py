@@ -22,7 +22,9 @@ once a quorum confirmed it.
 A transaction that did not gather a quorum (holders down) is kept in
 ``~/.cache/borgusb/pay/`` and sent again, the same bytes, before anything new:
 signing a second transaction for the same sequence number could split the
-holders' votes and lock the account (docs/ledger.md, liveness).
+holders' votes and lock the account (docs/ledger.md, liveness). With none kept
+there (another computer, a cleared cache), the one the account's holders voted
+for is fetched from them and sent again first.
 
 Exit codes (`clitools.EXIT_CODES`, the same for every command): 0 done; 1 refused
 by the network (the reason word is printed: ``insufficient_funds``,
@@ -210,6 +212,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _submit_chain(pay: Any, key: SigningKey, sign: Callable[[int, str], Any]) -> dict[str, Any]:
     """Sign the account's next transaction (``sign(seq, prev)``) and have it confirmed. One that gathers
     no quorum is kept, and sent again, the same bytes, before anything new is signed."""
+    await _holders_unsettled(pay, key.public_key_hex)
     await _resend_pending(pay, key.public_key_hex)
     head = await pay.balance(key.public_key_hex)
     tx = sign(head["seq"] + 1, head["head"])
@@ -224,6 +227,22 @@ async def _submit_chain(pay: Any, key: SigningKey, sign: Callable[[int, str], An
         raise
     path.unlink(missing_ok=True)
     return done
+
+
+async def _holders_unsettled(pay: Any, account: str) -> None:
+    """With no kept transaction here (another computer, a cleared cache), the one the account's holders
+    voted for and nobody confirmed yet becomes the kept one, sent again first (peerpays/unsettled.py)."""
+    path = _pending_path(account)
+    if path.exists():
+        return
+    try:
+        tx = await pay.unsettled_tx(account)
+    except PeerRejected:  # a disagreement or an older node: the balance read next says what is wrong
+        return
+    if tx is not None:
+        print(f"borgusb pay: your holders have an earlier transaction {tx.id[:16]} (seq {tx.seq})", file=sys.stderr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(tx.to_dict()))
 
 
 async def _resend_pending(pay: Any, account: str) -> None:

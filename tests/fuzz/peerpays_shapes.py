@@ -158,6 +158,7 @@ PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
     "pay.certs": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "from": INTS, "to": INTS}),
     "pay.send": shaped_dict({"tx": TXS}),
     "pay.balance": ACCOUNT,
+    "pay.unsettled": ACCOUNT,
     "pay.history": ACCOUNT,
     "pay.resolve": shaped_dict(
         {

@@ -78,6 +78,7 @@ from .skipping import SPLIT_SIGNS, SkipReceptors
 from .statuses import STATUS as _STATUS
 from .statuses import refusal
 from .taskcheck import TaskChecks
+from .unsettled import UnsettledReceptors
 
 log = logging.getLogger("borgusb.peerpays")
 
@@ -89,6 +90,7 @@ class PeerPaysCell(
     EquivocationReceptors,
     DirectoryReceptors,
     SkipReceptors,
+    UnsettledReceptors,
     ReceiptReceptors,
     HandoverReceptors,
     HandoffReceptors,

@@ -1,8 +1,8 @@
 """PayClient: what the CLI, the conduit and other cells call on a peerPaysCell.
 
-A client talks to its *local* cell with `submit` (``pay.send``), `balance` and `history`, and for
-hash-time locks `lock`, `claim`, `refund` and `lock_status`; the cell does the holder work (offer,
-certify, deliver, quorum reads). `accept`, `confirm`, `account`, `resolve`, `settle` and
+A client talks to its *local* cell with `submit` (``pay.send``), `balance`, `history` and
+`unsettled_tx`, and for hash-time locks `lock`, `claim`, `refund` and `lock_status`; the cell does
+the holder work (offer, certify, deliver, quorum reads). `accept`, `confirm`, `account`, `resolve`, `settle` and
 `lock_state` are the holder-to-holder requests, one holder at a time (pass ``pubkey=`` the
 holder's node key, so only that key's reply counts).
 """
@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ...ledger.directory import proves
+from ...ledger.errors import LedgerError
 from ...ledger.htlc import Resolution
-from ...ledger.tx import Tx
+from ...ledger.tx import Tx, check_tx
 from ...net.peer import PeerRejected
 from ..kit import CellClient
+
+MAX_UNSETTLED = 8  # transactions of one seq looked at: an account has at most R holders voting there
 
 
 def _doc(reply: Any) -> dict[str, Any]:
@@ -39,6 +42,22 @@ class PayClient(CellClient):
         """The quorum-agreed ``{"account", "balance", "seq", "head", "holders"}`` (else `PeerRejected`
         with reason ``disagreement``)."""
         return _doc(await self.call("pay.balance", {"account": account}))
+
+    async def unsettled_tx(self, account: str) -> Tx | None:
+        """The transaction of `account`'s that its holders voted for after its agreed head, the most voted
+        (unsettled.py): sent again before the wallet signs another for that seq. Checked here as the
+        wallet's own copy would be (payer-signed, the next seq, the head as prev); None when there is none
+        or the cell answered nothing a payer signed."""
+        doc = _doc(await self.call("pay.unsettled", {"account": account}))
+        txs, seq, head = doc.get("txs"), doc.get("seq"), doc.get("head")
+        for item in txs[:MAX_UNSETTLED] if isinstance(txs, list) else []:
+            try:
+                tx = check_tx(item.get("tx") if isinstance(item, dict) else None)
+            except LedgerError:
+                continue
+            if tx.account == account and tx.seq == seq and tx.prev == head:
+                return tx
+        return None
 
     async def history(self, account: str) -> dict[str, Any]:
         """The account's recent history as its first holder that answers knows it."""

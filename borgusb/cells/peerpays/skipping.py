@@ -4,7 +4,8 @@ The protocol is `borgusb.ledger.skip` (docs/ledger.md, "Skipping a split seq"); 
 carries it:
 
 * **Asked**: ``pay.vote {account, seq}`` answers this holder's signed acceptance at that slot
-  (``no_vote`` when it has none). A vote is no secret: certificates carry them anyway.
+  (``no_vote`` when it has none) and the transaction it voted for (``tx``, unsettled.py), when its
+  chain has it. A vote is no secret: certificates carry them anyway.
 * **Proven** by the reserve's sequencer, when a reward claim it offers is refused for a seq
   already taken (``conflicting_spend``) or gathers no quorum: it asks every holder of the
   account for its vote there and, if those votes leave every transaction short of the quorum
@@ -29,7 +30,7 @@ from ...ledger.certificate import Acceptance, Certificate, HolderSets, certifica
 from ...ledger.errors import LedgerError
 from ...ledger.skip import Skip, check_skip, gather_skip, is_skip_doc, skip_from_dict
 from ...ledger.store import DurableHolder
-from ...ledger.tx import ZERO_HASH
+from ...ledger.tx import ZERO_HASH, Tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 
@@ -51,6 +52,7 @@ class SkipReceptors(HolderCell):
         @staticmethod
         def _account(payload: Any) -> str: ...
         def confirm_local(self, cert: Certificate) -> list[str]: ...
+        def voted_tx_local(self, account: str, seq: int) -> Tx | None: ...
         async def deliver(
             self, doc: dict[str, Any], account: str, seq: int, targets: list[str], local: Callable[[], Any]
         ) -> dict[str, str]: ...
@@ -91,7 +93,11 @@ class SkipReceptors(HolderCell):
         vote = self.ledger.holder.state.votes.get((account, seq))
         if vote is None:
             raise RequestError("no_vote", f"this holder has no vote at {account[:16]}:{seq}", 404)
-        return {"acceptance": vote.to_dict()}
+        reply: dict[str, Any] = {"acceptance": vote.to_dict()}
+        tx = self.voted_tx_local(account, seq)
+        if tx is not None:  # for a wallet that lost its copy (unsettled.py)
+            reply["tx"] = tx.to_dict()
+        return reply
 
     # ------------------------------------------------------------ the sequencer's side
 

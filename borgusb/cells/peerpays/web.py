@@ -177,6 +177,8 @@ async def send_reviewed(network: Network, key: SigningKey, book: WalletBook, rev
     """Sign and confirm what the person confirmed (an earlier unconfirmed payment first): what the page
     shows, and the certificate (``cert``) for a payment a cell sells (the Agents page's credit)."""
     payer = key.public_key_hex
+    if payer not in book.pending:  # this conduit kept none: the holders may have one (a restart, another PC)
+        book.pending.update(await _holders_unsettled(network, key))
     resent = await _resend_pending(network, key, book)
     head, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.balance(payer))
     try:
@@ -212,6 +214,17 @@ async def send_reviewed(network: Network, key: SigningKey, book: WalletBook, rev
         "served_by": ip,
         "cert": done.get("cert") if isinstance(done.get("cert"), dict) else None,
     }
+
+
+async def _holders_unsettled(network: Network, key: SigningKey) -> dict[str, dict[str, Any]]:
+    """The payer's transaction its holders voted for and nobody confirmed yet, as `book.pending` keeps one
+    (unsettled.py); none when there is none or the cell refuses the question."""
+    payer = key.public_key_hex
+    try:
+        tx, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.unsettled_tx(payer))
+    except PeerRejected:
+        return {}
+    return {payer: tx.to_dict()} if tx is not None else {}
 
 
 async def _resend_pending(network: Network, key: SigningKey, book: WalletBook) -> str:
