@@ -140,3 +140,34 @@ async def test_a_lagging_holder_catches_up_across_a_view_change_older_than_the_w
         assert sent["id"] and net.cells[2].counters["pay_recertified"] >= 1
         assert newcomer.ledger.holder.head(A)[0] >= 1  # caught up: the first spend settled there
         assert newcomer.ledger.holder.state.chains[A].entries[0].tx.id == first["id"]
+
+
+async def test_an_entry_settled_by_a_later_certificate_gets_its_own_before_the_hand_over(tmp_path: Path) -> None:
+    """A kept holder missed the certificate of Alice's first spend and settled it by the second's (whose
+    chain names it): it had no certificate of its own to hand over, so its chain stopped before it. Before
+    the hand-over it assembles one from the votes her holders keep, and a newcomer takes its whole chain."""
+    async with cells_net(tmp_path, 8) as net:
+        keys = list(net.by_key)
+        ranked = list(holder_set(A, keys, 8))
+        use(net, [k for k in keys if k not in ranked[:3]])
+        await fund(net, ALICE, 10)
+        lagging, newcomer = net.by_key[ranked[3]], net.by_key[ranked[0]]
+        net.down["pay.confirm"] = {ranked[3]}
+        first = await net.send(1, transfer(ALICE, BOB, 3, 1, ZERO_HASH))
+        net.down = {}
+        await net.send(1, transfer(ALICE, BOB, 2, 2, first["id"]))
+        chain = lagging.ledger.holder.state.chains[A]
+        assert chain.confirmed == 2 and chain.entries[0].cert is None
+        assert len(lagging.certs_local(A, 1, 3)) == 1  # the second only: a newcomer would answer `gap`
+
+        net.down["pay.handoff"] = set(keys)  # the pushes are lost; the history is handed below, by one holder
+        use(net, keys)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(lagging.certs_local(A, 1, 3)) < 2:  # filled by the push's first step, in the background
+            assert asyncio.get_running_loop().time() < deadline, lagging.counters
+            await asyncio.sleep(0.01)
+        assert lagging.counters["pay_proofs_filled"] == 1 and lagging.counters["pay_recertified"] == 0
+        history = {"account": A, "chain": lagging.certs_local(A, 1, 99), "credits": lagging._credits(A)}
+        got = await post(lagging.key, newcomer, "pay.handoff", history)
+        assert got["outcome"] == {"taken": 3}
+        assert (newcomer.ledger.holder.balance(A), newcomer.ledger.holder.answer(A).seq) == (5 * SHELL, 2)

@@ -13,6 +13,9 @@
   skip of another set) is taken once ``faulty + 1`` holders of one known set handed it over
   (`Vouches`). The reply counts what was taken, what waits for more vouchers or earlier entries, and
   what was refused, by reason.
+* **Filling.** An entry settled here by a later certificate has no certificate of its own; before the
+  push, each one gets one (`fill_proofs`): assembled from the votes the account's holders keep, else
+  signed again for today's set. Without it the chain handed over would stop before that entry.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ...ledger.certificate import (
     certificate_from_dict,
     certify,
     check_certificate,
+    check_known,
     set_digest,
 )
 from ...ledger.errors import LedgerError, Malformed
@@ -44,6 +48,7 @@ from ..kit.holdercell import HolderCell
 
 MAX_DOCS = 32  # records of each kind in one pay.handoff
 MAX_CATCH_UP = 64  # certificates at once: a lagging holder's catch-up, one part of `certs_local`
+MAX_FILL = 64  # entries without their own certificate given one per account before a hand-over
 CONCURRENCY = 4  # hand-overs in flight at once
 YIELD_EVERY = 64  # accounts whose sets are computed between two turns of the event loop
 RETRY_S = 2.0  # a newcomer that is not there yet (its view, the views it learns at start) is asked again
@@ -74,6 +79,7 @@ class HandoffReceptors(HolderCell):
         def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]: ...
         async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
         async def ask_vote(self, holder: str, tx: Tx, work: Any = None) -> Acceptance | str: ...
+        async def _vote_of(self, holder: str, account: str, seq: int) -> Acceptance | None: ...
 
     def _init_handoff(self) -> None:
         self.vouches = Vouches(self.faulty)
@@ -96,6 +102,8 @@ class HandoffReceptors(HolderCell):
             if me in old:
                 jobs += [(h, account) for h in after.of(account) if h not in old]
         gate = asyncio.Semaphore(CONCURRENCY)
+        for account in dict.fromkeys(account for _, account in jobs):
+            await self.fill_proofs(account)  # an entry without its own certificate would stop the chain there
         settled = self._settled_by_account({account for _, account in jobs})
 
         async def one(holder: str, account: str) -> None:
@@ -146,15 +154,21 @@ class HandoffReceptors(HolderCell):
 
     async def recertified(self, doc: Any) -> dict[str, Any] | None:
         """A certificate of a set no longer known (`unknown_set` at a lagging holder), signed again for
-        today's set by the holders that have its transaction settled (a holder signs a settled entry's id
-        again, never another: `Holder.decide_accept`), or None if fewer than a quorum of today's set do.
-        It lets a holder catch up across a view change older than the handover window."""
+        today's set (`resigned`), or None. It lets a holder catch up across a view change older than the
+        handover window."""
         if is_skip_doc(doc):
             return None
         try:
             tx = certificate_from_dict(doc).tx
         except LedgerError:
             return None
+        cert = await self.resigned(tx)
+        return cert.to_dict() if cert is not None else None
+
+    async def resigned(self, tx: Tx) -> Certificate | None:
+        """`tx`'s certificate signed again for today's set by the holders that have it settled (a holder
+        signs a settled entry's id again, never another: `Holder.decide_accept`), or None if fewer than a
+        quorum of today's set do."""
         holders, q = self._holders(tx.account)
         digest = set_digest(holders)
         answers = await asyncio.gather(*(self.ask_vote(h, tx) for h in holders))
@@ -164,7 +178,43 @@ class HandoffReceptors(HolderCell):
         except LedgerError:
             return None
         self.counters["pay_recertified"] += 1
-        return cert.to_dict()
+        return cert
+
+    async def fill_proofs(self, account: str) -> int:
+        """A certificate for each of this holder's settled entries that has none of its own (settled by a
+        later certificate, whose chain names it): assembled from the votes the account's holders keep
+        (`assembled`), else signed again for today's set (`resigned`). Without it the chain's hand-over
+        and catch-up (`certs_local`) stop before that entry. Returns how many entries got one."""
+        chain = self.ledger.holder.state.chains.get(account)
+        if chain is None:
+            return 0
+        bare = [e.tx for e in chain.entries[: chain.confirmed] if e.cert is None and e.skip is None]
+        filled = 0
+        for tx in bare[:MAX_FILL]:
+            cert = await self.assembled(tx) or await self.resigned(tx)
+            if cert is None:
+                self.counters["pay_proof_missing"] += 1
+                break  # the entries after it cannot be handed over before it anyway
+            try:
+                self.confirm_local(cert)
+            except RequestError:
+                break
+            filled += 1
+            self.counters["pay_proofs_filled"] += 1
+        return filled
+
+    async def assembled(self, tx: Tx) -> Certificate | None:
+        """`tx`'s certificate from the votes its account's holders keep (``pay.vote``), of one set this
+        holder knows with a quorum of them, or None: nobody signs anything new."""
+        holders = dict.fromkeys(h for s in self.sets.known_sets(tx.account) for h in s)
+        votes = await asyncio.gather(*(self._vote_of(h, tx.account, tx.seq) for h in holders))
+        accs = [a for a in votes if a is not None and a.id == tx.id]
+        for set_id in dict.fromkeys(a.set_id for a in accs):
+            try:
+                return check_known(certify(tx, accs, set_id), self.sets)
+            except LedgerError:
+                continue
+        return None
 
     # ------------------------------------------------------------ taking (a new holder)
 
