@@ -31,6 +31,7 @@ from borgusb.memory.query import make_query
 from borgusb.memory.record import compose, make_tombstone, open_text
 from borgusb.net.peer import PeerClient, PeerRejected
 from borgusb.seal import SealError, unseal
+from tests.integration.diskscan import files_holding
 
 pytestmark = pytest.mark.slow
 
@@ -220,6 +221,5 @@ async def test_memory_search_on_real_cells(make_cluster, monkeypatch, tmp_path: 
         found = await MemoryClient(p, ips[0]).search(make_query(q["q"], CLOCK.now_ms(), limit=5))
         assert found.cells == N - 1 and notes[q["answer"]].id in {r.memory.id for r in found.results}
 
-    for path in (tmp_path / "data").rglob("*"):
-        if path.is_file():
-            assert MARKER.encode() not in path.read_bytes(), path
+    read, holding = files_holding(tmp_path / "data", [MARKER.encode()])
+    assert read and not holding, holding
