@@ -54,6 +54,7 @@ from .errors import (
     ConflictingSpend,
     Gap,
     InsufficientFunds,
+    LedgerError,
     NotHolder,
     Stale,
     UnknownLock,
@@ -259,8 +260,9 @@ class Holder:
 
     # -------------------------------------------------------------- decisions (pure)
 
-    def decide_accept(self, tx: Tx, now_ms: int) -> Accepted:
-        """Accept `tx` or raise the typed refusal; the state is not changed (see `apply`)."""
+    def decide_accept(self, tx: Tx, now_ms: int, taken: Iterable[Acceptance] = ()) -> Accepted:
+        """Accept `tx` or raise the typed refusal; the state is not changed (see `apply`). `taken`: other
+        holders' votes for it, which let a transaction past its age in (`taken_in_time`)."""
         if not self.holds(tx.account):
             raise NotHolder(f"{self.pubkey[:16]} does not hold {tx.account[:16]}")
         vote = self.state.votes.get((tx.account, tx.seq))
@@ -284,7 +286,8 @@ class Holder:
             if tx.seq - 1 > chain.confirmed:  # this holder's vote there lost: it lacks the winner's certificate
                 raise Gap(f"transaction {tx.seq - 1} here is {before.id}, not certified: send its certificate first")
             raise BadPrev(f"transaction {tx.seq - 1} is {before.id}, not {tx.prev}")
-        check_fresh(tx, now_ms, self.max_age_ms, self.max_future_ms)
+        if now_ms - tx.ts <= self.max_age_ms or not self.taken_in_time(tx, taken):
+            check_fresh(tx, now_ms, self.max_age_ms, self.max_future_ms)
         if before is not None and tx.ts < before.ts:
             raise Stale("dated before the payer's previous transaction")
         if tx.kind == "htlc-lock" and tx.expiry <= now_ms:
@@ -299,6 +302,26 @@ class Holder:
         if tx.amount > available:
             raise InsufficientFunds(available, tx.amount)
         return Accepted(tx, sign_acceptance(self.key, tx, digest), new=True)
+
+    def taken_in_time(self, tx: Tx, taken: Iterable[Acceptance]) -> bool:
+        """Whether faulty + 1 holders of one set this holder knows for the account voted for `tx`: one of
+        them is honest and took it while it was fresh, so it is no old transaction dug up (what the age
+        limit stops), but one sent again after a quorum was away longer than that limit. Without this, its
+        voters' slots stay taken and the other holders refuse it as stale: the seq could never settle."""
+        voters: dict[str, set[str]] = {}
+        for a in taken:
+            if (a.id, a.account, a.seq) != (tx.id, tx.account, tx.seq):
+                continue
+            try:
+                holders, _ = self.sets.known(tx.account, a.set_id)
+            except LedgerError:
+                continue
+            seen = voters.setdefault(a.set_id, set())
+            if a.holder in holders and a.holder != self.pubkey and a.holder not in seen and a.verify():
+                seen.add(a.holder)
+                if len(seen) > self.sets.faulty:
+                    return True
+        return False
 
     def _check(self, cert: Certificate) -> None:
         check_known(cert, self.sets)

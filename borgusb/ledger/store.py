@@ -407,9 +407,10 @@ class DurableHolder:
             htlc_grace_ms=htlc_grace_ms,
         )
 
-    def accept(self, tx: Tx, now_ms: int) -> Acceptance:
-        """The signed acceptance of `tx`, durable before it is returned (or the typed refusal)."""
-        event = self.holder.decide_accept(tx, now_ms)
+    def accept(self, tx: Tx, now_ms: int, taken: Iterable[Acceptance] = ()) -> Acceptance:
+        """The signed acceptance of `tx`, durable before it is returned (or the typed refusal); `taken`:
+        other holders' votes for it (`Holder.taken_in_time`)."""
+        event = self.holder.decide_accept(tx, now_ms, taken)
         self._apply(event)
         return event.acceptance
 

@@ -146,7 +146,9 @@ SKIPS = st.one_of(
 LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
 
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
-    "pay.accept": shaped_dict({"tx": TXS, "view": (st.just(""), texts)}),
+    "pay.accept": shaped_dict(
+        {"tx": TXS, "view": (st.just(""), texts), "taken": (st.lists(ACCEPTANCES, max_size=3), JSON_SMALL)}
+    ),
     "pay.confirm": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
     "pay.vote": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "seq": INTS}),
     "pay.views": shaped_dict({}),

@@ -115,3 +115,51 @@ async def test_the_wallet_page_sends_the_holders_copy_first(tmp_path: Path) -> N
         assert sent["seq"] == 2 and lost.id[:16] in sent["resent"] and "now confirmed" in sent["resent"]
         assert (await net.balance(ALICE.public_key_hex))["balance"] == 5 * SHELL
         assert book.pending == {}
+
+
+def age_out(net: Net) -> None:
+    """Every holder's age limit down to nothing: what a day away does to a transaction (10 minutes)."""
+    for c in net.cells:
+        c.ledger.holder.max_age_ms = 0
+
+
+async def test_a_payment_sent_again_after_its_age_settles_on_its_voters_word(tmp_path: Path) -> None:
+    """Sent again after the holders that missed it were away past its age (a stick back the next day):
+    the three that voted replay their votes, and with them the other two take it though it is old; one
+    voter alone (a liar can be one) is not enough, and votes that do not check count for nothing."""
+    async with cells_net(tmp_path, 5) as net:
+        lost = await half_sent(net)
+        voters = [c for c in net.cells if c.ledger.holder.state.votes.get((ALICE.public_key_hex, 1))]
+        others = [c for c in net.cells if c not in voters]
+        age_out(net)
+        with pytest.raises(PeerRejected) as err:  # to those two alone: old, and nobody vouches
+            await post(BOB, others[0], "pay.accept", {"tx": lost.to_dict()})
+        assert err.value.reason == "stale"
+        one = [(await post(BOB, voters[0], "pay.accept", {"tx": lost.to_dict()}))["acceptance"]]
+        with pytest.raises(PeerRejected) as err:  # one voter is not faulty + 1
+            await post(BOB, others[0], "pay.accept", {"tx": lost.to_dict(), "taken": one})
+        assert err.value.reason == "stale"
+        forged = [{**one[0], "holder": h} for h in (voters[1].key.public_key_hex, BOB.public_key_hex)]
+        with pytest.raises(PeerRejected) as err:  # another voter's name on it, a stranger's: nothing
+            await post(BOB, others[0], "pay.accept", {"tx": lost.to_dict(), "taken": one + forged})
+        assert err.value.reason == "stale"
+
+        sent = await net.send(0, lost)  # the entry: 3 replayed votes, then the 2 others shown them
+        assert sent["id"] == lost.id and len(sent["certificate"]["signers"]) == 5
+        assert (await net.balance(BOB.public_key_hex))["balance"] == 2 * SHELL
+
+
+async def test_one_voter_cannot_revive_an_old_transaction(tmp_path: Path) -> None:
+    async with cells_net(tmp_path, 5) as net:
+        await fund(net, ALICE, 10)
+        entry = net.cells[0].key.public_key_hex
+        others = [h for h in net.cells[0].sets.of(ALICE.public_key_hex) if h != entry]
+        old = transfer(ALICE, BOB, 2, 1, ZERO_HASH)
+        net.down["pay.accept"] = set(others)  # only the entry votes
+        with pytest.raises(PeerRejected):
+            await net.send(0, old)
+        net.down = {}
+        age_out(net)
+        with pytest.raises(PeerRejected) as err:
+            await net.send(0, old)
+        assert err.value.reason == "stale"

@@ -32,7 +32,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,18 @@ from .unsettled import UnsettledReceptors
 log = logging.getLogger("borgusb.peerpays")
 
 HISTORY_LIMIT = 50
+MAX_TAKEN = 16  # other holders' votes carried by one offer (an account has R holders)
+
+
+def _taken(doc: Any) -> list[Acceptance]:
+    """The well-formed votes among an offer's ``taken`` (at most `MAX_TAKEN`; each verified where used)."""
+    out = []
+    for item in doc[:MAX_TAKEN] if isinstance(doc, list) else []:
+        try:
+            out.append(check_acceptance(item, verify=False))
+        except LedgerError:
+            continue
+    return out
 
 
 class PeerPaysCell(
@@ -253,14 +265,14 @@ class PeerPaysCell(
 
     # ------------------------------------------------------------ holder receptors
 
-    def accept_local(self, tx: Tx, view: str) -> Acceptance:
+    def accept_local(self, tx: Tx, view: str, taken: Iterable[Acceptance] = ()) -> Acceptance:
         if view and view != self.view:
             self.counters["pay_refused:view_mismatch"] += 1
             raise RequestError("view_mismatch", f"this holder's member view is {self.view}, not {view}", 409)
         self._holders(tx.account)
         self.check_sealed(tx.account, tx.seq)
         try:
-            return self.ledger.accept(tx, self.clock.now_ms())
+            return self.ledger.accept(tx, self.clock.now_ms(), taken)
         except LedgerError as exc:
             raise self._refuse(exc) from None
 
@@ -274,18 +286,18 @@ class PeerPaysCell(
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
         if view and view != self.view:  # or knows evidence against a holder that we lack
             await self.reconcile_exclusions(env.payload.get("excluded"), env.signer)
-        acc = await self.vote(tx, view, env.payload.get("work"))
+        acc = await self.vote(tx, view, env.payload.get("work"), _taken(env.payload.get("taken")))
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
 
-    async def vote(self, tx: Tx, view: str, work: Any) -> Acceptance:
+    async def vote(self, tx: Tx, view: str, work: Any, taken: Iterable[Acceptance] = ()) -> Acceptance:
         """This holder's vote on `tx`, offered under `view`: a reward's work checked first (a non-holder
         refuses unaudited), the account handed over from its previous holder sets (`handover.py`), then
-        the core's rules."""
+        the core's rules (`taken`: other holders' votes for it, for one past its age)."""
         if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
             await self.check_work(tx, work)
         await self.handed_over(view, lambda: self.hand_over(tx))
-        return self.accept_local(tx, view)
+        return self.accept_local(tx, view, taken)
 
     def confirm_local(self, cert: Certificate) -> list[str]:
         self._holders(cert.tx.account)
@@ -434,18 +446,22 @@ class PeerPaysCell(
 
     # ------------------------------------------------------------ entry receptors
 
-    async def ask_vote(self, holder: str, tx: Tx, work: Any = None) -> Acceptance | str:
+    async def ask_vote(
+        self, holder: str, tx: Tx, work: Any = None, taken: Sequence[Acceptance] = ()
+    ) -> Acceptance | str:
         """One holder's acceptance of `tx` for the account's set in this view (this holder: its own vote),
         checked to be that holder's for that transaction and set, or the reason there is none; `work`, a
-        reward's work record, travels with the offer."""
+        reward's work record, and `taken`, other holders' votes for it, travel with the offer."""
         if holder == self.key.public_key_hex:
             try:
-                return await self.vote(tx, self.view, work)
+                return await self.vote(tx, self.view, work, taken)
             except RequestError as exc:
                 return exc.reason
         offer: dict[str, Any] = {"tx": tx.to_dict(), "view": self.view, "excluded": self.excluded_keys()}
         if work is not None:
             offer["work"] = work
+        if taken:
+            offer["taken"] = [a.to_dict() for a in taken[:MAX_TAKEN]]
         digest = self.sets.digest(tx.account)
         got = await self._bounded(holder, "pay.accept", offer)
         if isinstance(got, str):
@@ -468,6 +484,11 @@ class PeerPaysCell(
             caught = await asyncio.gather(*(self._catch_up(h, tx.account, tx.seq) for h in lagging))
             again = [h for h, ok in zip(lagging, caught, strict=True) if ok]
             answers.update(zip(again, await asyncio.gather(*(self.ask_vote(h, tx, work) for h in again)), strict=True))
+        stale = [h for h, a in answers.items() if a == "stale"]
+        taken = [a for a in answers.values() if isinstance(a, Acceptance)]
+        if stale and len(taken) > self.faulty:  # sent again after a long absence: its voters vouch for its age
+            votes = await asyncio.gather(*(self.ask_vote(h, tx, work, taken) for h in stale))
+            answers.update(zip(stale, votes, strict=True))
         return answers
 
     async def deliver(
