@@ -8,6 +8,8 @@
   stays the same and the test judges the ledger alone, not the tree's healing. With ``faulty = 0``
   (quorum 3 of 5) the majority confirms and the minority cannot; after the partition heals, the
   minority's transaction can never be confirmed, and the account goes on from the majority's.
+* **A lost copy**: a payment that reached three of five holders across the same partition, its wallet
+  gone; the next `pay send` from a computer that kept nothing sends it first (`pay.unsettled`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from borgusb.keys import SigningKey
 from borgusb.ledger import RESERVE, SUPPLY, UNITS_PER_SHELL, ZERO_HASH, sign_reward, sign_transfer
 from borgusb.net.peer import PeerRejected
 
-from .test_peerpays_cluster import CLOCK, WORK, N, balance, peers, send, start
+from .test_peerpays_cluster import CLOCK, WORK, N, balance, cli, peers, send, start
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +155,33 @@ async def test_a_partitioned_minority_cannot_confirm(make_cluster, monkeypatch, 
         async with peers() as p:
             seen = await PayClient(p, ip).balance(alice.public_key_hex)
         assert (seen["balance"], seen["seq"], seen["head"]) == (30 * SHELL, 2, nxt.id)
+
+
+async def test_a_wallet_that_lost_its_copy_sends_the_holders_one_first(make_cluster, monkeypatch, tmp_path) -> None:
+    """Alice's payment to Bob reaches only three of her five holders (quorum 4): no quorum, and the wallet
+    that sent it is gone (a conduit that restarted). Her next `pay send` is from a computer that kept
+    nothing, after the two came back: the CLI fetches what her holders voted for (`pay.unsettled`), sends
+    that first and then the new payment at the next seq, rather than a second transaction for seq 1
+    (3 votes against 2: a split that would stop her account for good)."""
+    monkeypatch.setenv("BORGUSB_PAY_TIMEOUT_MS", "1500")
+    cluster = await start(make_cluster, monkeypatch, tmp_path)
+    ips = [n.ip for n in cluster.nodes]
+    alice, bob, carol = (SigningKey.generate() for _ in range(3))
+    await fund(ips[0], alice, 100)
+    to_bob = sign_transfer(alice, seq=1, prev=ZERO_HASH, to=bob.public_key_hex, amount=10 * SHELL, ts=CLOCK.now_ms())
+    with partition(ips[:2], ips[2:]):
+        with pytest.raises(PeerRejected) as err:
+            await send(ips[2], to_bob)
+        assert err.value.reason == "no_quorum" and "3 of 5 holders accepted" in str(err.value), err.value
+
+    keyfile = tmp_path / "alice.key"
+    keyfile.write_text(bytes(alice.secret_bytes()).hex() + "\n")
+    common = ["--node", ips[3], "--key-file", str(keyfile), "--to", carol.public_key_hex, "5"]
+    sent = cli("send", *common, env={"BORGUSB_PAY_DIR": str(tmp_path / "another-pc")})
+    assert sent.returncode == 0, sent.stderr
+    assert f"your holders have an earlier transaction {to_bob.id[:16]}" in sent.stderr, sent.stderr
+    assert "is now confirmed" in sent.stderr, sent.stderr
+    for ip in ips:
+        assert (await balance(ip, alice.public_key_hex))["balance"] == 85 * SHELL
+        assert (await balance(ip, bob.public_key_hex))["balance"] == 10 * SHELL
+        assert (await balance(ip, carol.public_key_hex))["balance"] == 5 * SHELL
