@@ -36,6 +36,7 @@ from .cells import dna_of, implemented
 DEFAULT_DIR = Path(os.environ.get("BORGUSB_CLUSTER_DIR", Path.home() / ".cache" / "borgusb" / "cluster"))
 ALL = "all"  # a cluster's `cell` when each address runs every implemented cell type
 STOP_GRACE_S = 8.0  # how long a cell host has to stop its cells (it gives them 5 s) before SIGKILL
+FIRST_READY_S = 30.0  # how long `up` waits for the first node's cells to listen before it starts the rest anyway
 
 
 def loopback(index: int, base: int = 2) -> str:
@@ -171,11 +172,17 @@ class Cluster:
         join: list[str] | None = None,
         stagger_s: float = 0.0,
         avoid: set[str] | frozenset[str] = frozenset(),
+        first_ready: bool = True,
     ) -> list[NodeProc]:
         """Start count nodes; all but the first join through the first (or through join).
 
+        When the others join through a first node started here, they are started once its cells
+        listen (first_ready, up to FIRST_READY_S): a joiner whose only contact does not answer yet
+        founds a tree of its own, and lone trees only meet at their next contact probe (3.5 s)
+        and then merge. With first_ready=False every process starts at once.
         Addresses in avoid (another cluster's nodes) are skipped."""
         used = {n.ip for n in self.nodes} | set(avoid)
+        lead = first_ready and join is None and not self.nodes and count > 1  # the others join through it
         started: list[NodeProc] = []
         index = 0
         while len(started) < count:
@@ -188,10 +195,32 @@ class Cluster:
                 if join is not None
                 else ([] if not started and not self.nodes else [(self.nodes or started)[0].ip])
             )
+            log = self.dir / f"node-{ip}.log"
+            offset = log.stat().st_size if log.exists() else 0  # a node that ran here before wrote its lines
             started.append(self.spawn(ip, contacts))
+            if lead and len(started) == 1:
+                self.wait_listening(started[0], offset)
             if stagger_s:
                 time.sleep(stagger_s)
         return started
+
+    def wait_listening(self, node: NodeProc, offset: int = 0, timeout_s: float = FIRST_READY_S) -> bool:
+        """Wait until each of the node's cells has said it listens (its BORGUSB-READY line in the
+        node's log past offset); False if its process ended first or timeout_s passed."""
+        want = [f"BORGUSB-READY cell={name} " for name in self.cell_types]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with open(node.log, "rb") as f:
+                    f.seek(offset)
+                    text = f.read().decode(errors="replace")
+            except OSError:
+                text = ""
+            if all(w in text for w in want):
+                return True
+            if not node.running() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def kill(self, node: NodeProc, sig: int = signal.SIGKILL) -> None:
         if node.running():

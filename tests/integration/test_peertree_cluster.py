@@ -54,7 +54,7 @@ def assert_exactly_once(docs: list[dict], bid: str, expect: int) -> None:
 
 async def test_30_joins_at_once_one_through_a_member_one_tree_broadcast_reaches_all_once(make_cluster) -> None:
     cluster = make_cluster()
-    cluster.up(30)  # all 30 processes start at once
+    cluster.up(30, first_ready=False)  # all 30 processes start at once
     summary = await cluster.wait_one_tree(timeout_s=60, expect=30)
     assert summary["depth"] == 2  # 1 + 10 + 19 at k=10
     # one more, whose only contact is a member: that member passes its join on to the root with the
