@@ -50,11 +50,10 @@ async def test_tree_and_failover_when_the_serving_endpoint_is_killed(make_cluste
 
 
 async def test_endpoint_lists_come_from_the_service_registry(make_cluster, tmp_path: Path) -> None:
-    svc = make_cluster("serviceMgrCell")
+    svc, tree = make_cluster("serviceMgrCell"), make_cluster("peerTreeNet")
     svc.up(3)
+    tree.up(3)  # at once: its cells announce themselves again every second until their serviceMgr answers
     await svc.wait_one_tree(timeout_s=30, expect=3)
-    tree = make_cluster("peerTreeNet")
-    tree.up(3)
     await tree.wait_one_tree(timeout_s=30, expect=3)
     port = free_port()
     state = ConduitState(tmp_path / "k.json")

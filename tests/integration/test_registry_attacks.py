@@ -70,11 +70,10 @@ async def wait_until(what: str, condition: Callable[[], Any], timeout_s: float =
 @pytest.fixture
 async def machines(make_cluster):
     """Three machines, each running serviceMgrCell and peerTreeNet, all listed everywhere."""
-    svc = make_cluster("serviceMgrCell")
+    svc, tree = make_cluster("serviceMgrCell"), make_cluster("peerTreeNet")
     svc.up(3)
+    tree.up(3)  # at once: its cells announce themselves again every second until their serviceMgr answers
     await svc.wait_one_tree(timeout_s=30, expect=3)
-    tree = make_cluster("peerTreeNet")
-    tree.up(3)
     ips = [n.ip for n in svc.nodes]
     everything = {(c, ip) for ip in ips for c in ("serviceMgrCell", "peerTreeNet")}
     async with PeerClient(SigningKey.generate(), SystemClock(), Verifier(SystemClock())) as reader:
