@@ -147,7 +147,8 @@ class ChaosNet:
             sh("ip", "link", "set", "eth0", "up", ns=ns)
 
     def start(self, cells: list[str], keep_identity: bool = False) -> None:
-        """Run each cell type on every node; node 1 is every other node's join contact.
+        """Run each cell type on every node; node 1 is every other node's join contact (its cells
+        are started first, in the order of cells, each once the one before listens).
 
         With keep_identity, each node has a node key file (shared by its cells, as on a machine)
         and a data directory per cell, kept across `restart`."""
@@ -165,8 +166,12 @@ class ChaosNet:
             if keep_identity:
                 cluster.args = {ip: self._identity(i, cell) for i, ip in enumerate(self.ips)}
             self.clusters[cell] = cluster
-            for i, ip in enumerate(self.ips):
-                cluster.spawn(ip, [] if i == 0 else [node_ip(0)])
+            # node 1 first, listening before the others start: a joiner whose only contact does not
+            # answer yet founds a lone tree, met and merged only at a later contact probe
+            cluster.wait_listening(cluster.spawn(node_ip(0), []))
+        for cluster in self.clusters.values():
+            for ip in self.ips[1:]:
+                cluster.spawn(ip, [node_ip(0)])
 
     def _identity(self, index: int, cell: str) -> list[str]:
         node_dir = self.root_dir / "nodes" / node_ns(index)
