@@ -179,10 +179,11 @@ class Cluster:
         When the others join through a first node started here, they are started once its cells
         listen (first_ready, up to FIRST_READY_S): a joiner whose only contact does not answer yet
         founds a tree of its own, and lone trees only meet at their next contact probe (3.5 s)
-        and then merge. With first_ready=False every process starts at once.
+        and then merge. With first_ready=False, and for cell hosts (ALL), every process starts at once.
         Addresses in avoid (another cluster's nodes) are skipped."""
         used = {n.ip for n in self.nodes} | set(avoid)
-        lead = first_ready and join is None and not self.nodes and count > 1  # the others join through it
+        # the others join through the first; cell hosts (`borgusb cluster up`) still start at once
+        lead = first_ready and self.cell != ALL and join is None and not self.nodes and count > 1
         started: list[NodeProc] = []
         index = 0
         while len(started) < count:
