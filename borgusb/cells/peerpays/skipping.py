@@ -30,7 +30,7 @@ from ...ledger.certificate import Acceptance, Certificate, HolderSets, certifica
 from ...ledger.errors import LedgerError
 from ...ledger.skip import Skip, check_skip, gather_skip, is_skip_doc, skip_from_dict
 from ...ledger.store import DurableHolder
-from ...ledger.tx import ZERO_HASH, Tx
+from ...ledger.tx import ZERO_HASH, Tx, check_tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 
@@ -52,7 +52,6 @@ class SkipReceptors(HolderCell):
         @staticmethod
         def _account(payload: Any) -> str: ...
         def confirm_local(self, cert: Certificate) -> list[str]: ...
-        def voted_tx_local(self, account: str, seq: int) -> Tx | None: ...
         async def deliver(
             self, doc: dict[str, Any], account: str, seq: int, targets: list[str], local: Callable[[], Any]
         ) -> dict[str, str]: ...
@@ -101,9 +100,26 @@ class SkipReceptors(HolderCell):
 
     # ------------------------------------------------------------ the sequencer's side
 
+    def voted_tx_local(self, account: str, seq: int) -> Tx | None:
+        """The transaction this holder voted for at (account, seq), while its chain has it there."""
+        vote = self.ledger.holder.state.votes.get((account, seq))
+        chain = self.ledger.holder.state.chains.get(account)
+        if vote is None or chain is None or not 1 <= seq <= len(chain.entries):
+            return None
+        tx = chain.entries[seq - 1].tx
+        return tx if tx.id == vote.id else None
+
     async def _vote_of(self, holder: str, account: str, seq: int) -> Acceptance | None:
+        found = await self.vote_and_tx(holder, account, seq)
+        return found[0] if found is not None else None
+
+    async def vote_and_tx(self, holder: str, account: str, seq: int) -> tuple[Acceptance, Tx | None] | None:
+        """`holder`'s vote at (account, seq), its signature and slot checked, and the transaction it voted
+        for when the answer carries one that checks (payer-signed, the id the vote names; else None,
+        counted: unsettled.py relies on it)."""
         if holder == self.key.public_key_hex:
-            return self.ledger.holder.state.votes.get((account, seq))
+            vote = self.ledger.holder.state.votes.get((account, seq))
+            return (vote, self.voted_tx_local(account, seq)) if vote is not None else None
         got = await self._bounded(holder, "pay.vote", {"account": account, "seq": seq})
         if not isinstance(got, dict):
             return None
@@ -112,7 +128,18 @@ class SkipReceptors(HolderCell):
         except LedgerError:
             self.counters["pay_skip_bad_vote"] += 1
             return None
-        return acc if (acc.holder, acc.account, acc.seq) == (holder, account, seq) else None
+        if (acc.holder, acc.account, acc.seq) != (holder, account, seq):
+            return None
+        if "tx" not in got:
+            return acc, None
+        try:
+            tx: Tx | None = check_tx(got["tx"])
+        except LedgerError:
+            tx = None
+        if tx is None or tx.id != acc.id:
+            self.counters["pay_unsettled_bad_vote"] += 1
+            return acc, None
+        return acc, tx
 
     async def skip_split(self, account: str, seq: int) -> bool:
         """Prove from the holders' votes that no transaction can be certified at (account, seq) and

@@ -6,8 +6,8 @@ that no skip can prove (3 against 2 at R = 5, `skip.py`) stops the account for g
 it (the CLI in its pay directory, the conduit in memory), but a conduit restarts, a stick moves to
 another computer, a cache is cleared. Each holder that voted keeps it too, payer-signed, in its chain.
 
-* **Asked**: ``pay.vote {account, seq}`` (skipping.py) answers the holder's acceptance there and, when
-  the holder has it, the transaction voted for (``tx``).
+* **Asked**: ``pay.vote {account, seq}`` (skipping.py, `vote_and_tx`) answers the holder's acceptance
+  there and, when the holder has it, the transaction voted for (``tx``).
 * **Gathered**: ``pay.unsettled {account}`` reads the quorum-agreed head (``disagreement`` otherwise),
   asks every holder of the account for its vote at the next seq, and answers the distinct transactions
   found, most votes first (``{"account", "seq", "head", "txs": [{"tx", "votes"}]}``). A vote counts only
@@ -24,54 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...ledger.balance import Disagreement
-from ...ledger.certificate import check_acceptance
-from ...ledger.errors import LedgerError
-from ...ledger.tx import Tx, check_tx
+from ...ledger.certificate import Acceptance
+from ...ledger.tx import Tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
-
-if TYPE_CHECKING:
-    from ...ledger.store import DurableHolder
 
 
 class UnsettledReceptors(HolderCell):
     """The transactions an account's holders voted for after its head (see the module docstring)."""
 
     if TYPE_CHECKING:
-        ledger: DurableHolder
 
         def _holders(self, account: str) -> tuple[tuple[str, ...], int]: ...
         @staticmethod
         def _account(payload: Any) -> str: ...
         async def _read(self, account: str) -> tuple[Any, dict[str, dict[str, Any] | str], int]: ...
-        async def _bounded(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any] | str: ...
-
-    def voted_tx_local(self, account: str, seq: int) -> Tx | None:
-        """The transaction this holder voted for at (account, seq), while its chain has it there."""
-        vote = self.ledger.holder.state.votes.get((account, seq))
-        chain = self.ledger.holder.state.chains.get(account)
-        if vote is None or chain is None or not 1 <= seq <= len(chain.entries):
-            return None
-        tx = chain.entries[seq - 1].tx
-        return tx if tx.id == vote.id else None
-
-    async def _voted(self, holder: str, account: str, seq: int) -> Tx | None:
-        """`holder`'s vote at (account, seq) as the transaction it names, each signature checked."""
-        if holder == self.key.public_key_hex:
-            return self.voted_tx_local(account, seq)
-        got = await self._bounded(holder, "pay.vote", {"account": account, "seq": seq})
-        if not isinstance(got, dict) or "tx" not in got:
-            return None
-        try:
-            vote = check_acceptance(got.get("acceptance"))
-            tx = check_tx(got["tx"])
-        except LedgerError:
-            self.counters["pay_unsettled_bad_vote"] += 1
-            return None
-        if (vote.holder, vote.account, vote.seq, vote.id) != (holder, account, seq, tx.id):
-            self.counters["pay_unsettled_bad_vote"] += 1
-            return None
-        return tx
+        async def vote_and_tx(self, holder: str, account: str, seq: int) -> tuple[Acceptance, Tx | None] | None: ...
 
     @receptor("pay.unsettled")
     async def _r_unsettled(self, env: envelope.Envelope) -> Any:
@@ -82,9 +50,9 @@ class UnsettledReceptors(HolderCell):
             raise RequestError("disagreement", f"the holders agree on no head to look past ({res.why})", 503)
         seq = res.seq + 1
         holders, _ = self._holders(account)
-        voted = await asyncio.gather(*(self._voted(h, account, seq) for h in holders))
+        voted = await asyncio.gather(*(self.vote_and_tx(h, account, seq) for h in holders))
         found: dict[str, tuple[Tx, int]] = {}
-        for tx in voted:
+        for tx in (v[1] for v in voted if v is not None):
             if tx is not None and tx.prev == res.head:
                 found[tx.id] = (tx, found[tx.id][1] + 1 if tx.id in found else 1)
         ranked = sorted(found.values(), key=lambda pair: (-pair[1], pair[0].id))
