@@ -212,9 +212,10 @@ async def _run(args: argparse.Namespace) -> int:
 async def _submit_chain(pay: Any, key: SigningKey, sign: Callable[[int, str], Any]) -> dict[str, Any]:
     """Sign the account's next transaction (``sign(seq, prev)``) and have it confirmed. One that gathers
     no quorum is kept, and sent again, the same bytes, before anything new is signed."""
-    await _holders_unsettled(pay, key.public_key_hex)
+    head = await _holders_unsettled(pay, key.public_key_hex)
     await _resend_pending(pay, key.public_key_hex)
-    head = await pay.balance(key.public_key_hex)
+    if head is None:  # a transaction was kept or found (the head moves when it confirms), or none was asked
+        head = await pay.balance(key.public_key_hex)
     tx = sign(head["seq"] + 1, head["head"])
     path = _pending_path(key.public_key_hex)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,20 +230,23 @@ async def _submit_chain(pay: Any, key: SigningKey, sign: Callable[[int, str], An
     return done
 
 
-async def _holders_unsettled(pay: Any, account: str) -> None:
+async def _holders_unsettled(pay: Any, account: str) -> dict[str, Any] | None:
     """With no kept transaction here (another computer, a cleared cache), the one the account's holders
-    voted for and nobody confirmed yet becomes the kept one, sent again first (peerpays/unsettled.py)."""
+    voted for and nobody confirmed yet becomes the kept one, sent again first (peerpays/unsettled.py).
+    Returns the agreed head when there is none (what the next transaction follows), else None."""
     path = _pending_path(account)
     if path.exists():
-        return
+        return None
     try:
-        tx = await pay.unsettled_tx(account)
+        tx, head = await pay.unsettled_tx(account)
     except PeerRejected:  # a disagreement or an older node: the balance read next says what is wrong
-        return
-    if tx is not None:
-        print(f"borgusb pay: your holders have an earlier transaction {tx.id[:16]} (seq {tx.seq})", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(tx.to_dict()))
+        return None
+    if tx is None:
+        return head
+    print(f"borgusb pay: your holders have an earlier transaction {tx.id[:16]} (seq {tx.seq})", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tx.to_dict()))
+    return None
 
 
 async def _resend_pending(pay: Any, account: str) -> None:

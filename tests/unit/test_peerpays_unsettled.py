@@ -75,7 +75,7 @@ async def test_the_holders_answer_what_they_voted_for_after_the_head(tmp_path: P
         assert doc["seq"] == 1 and doc["head"] == ZERO_HASH
         assert [(t["tx"], t["votes"]) for t in doc["txs"]] == [(lost.to_dict(), 3)]
         pay = PayClient(InProcessPeers(net, BOB), net.cells[2].ip)  # type: ignore[arg-type]
-        assert (await pay.unsettled_tx(ALICE.public_key_hex)) == lost
+        assert (await pay.unsettled_tx(ALICE.public_key_hex))[0] == lost
 
         # a holder that answers another transaction than the one its vote names is not counted
         voters = [c for c in net.cells if c.ledger.holder.state.votes.get((ALICE.public_key_hex, 1))]

@@ -43,21 +43,23 @@ class PayClient(CellClient):
         with reason ``disagreement``)."""
         return _doc(await self.call("pay.balance", {"account": account}))
 
-    async def unsettled_tx(self, account: str) -> Tx | None:
+    async def unsettled_tx(self, account: str) -> tuple[Tx | None, dict[str, Any]]:
         """The transaction of `account`'s that its holders voted for after its agreed head, the most voted
-        (unsettled.py): sent again before the wallet signs another for that seq. Checked here as the
-        wallet's own copy would be (payer-signed, the next seq, the head as prev); None when there is none
-        or the cell answered nothing a payer signed."""
+        (unsettled.py), or None, and that head (``{"seq", "head"}``: what a new transaction follows when
+        there is none). The transaction is sent again before the wallet signs another for that seq; it is
+        checked here as the wallet's own copy would be (payer-signed, the next seq, the head as prev)."""
         doc = _doc(await self.call("pay.unsettled", {"account": account}))
         txs, seq, head = doc.get("txs"), doc.get("seq"), doc.get("head")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or not isinstance(head, str):
+            raise PeerRejected(502, "bad_reply", "the node answered no head for the account")
         for item in txs[:MAX_UNSETTLED] if isinstance(txs, list) else []:
             try:
                 tx = check_tx(item.get("tx") if isinstance(item, dict) else None)
             except LedgerError:
                 continue
             if tx.account == account and tx.seq == seq and tx.prev == head:
-                return tx
-        return None
+                return tx, {"seq": seq - 1, "head": head}
+        return None, {"seq": seq - 1, "head": head}
 
     async def history(self, account: str) -> dict[str, Any]:
         """The account's recent history as its first holder that answers knows it."""

@@ -177,10 +177,12 @@ async def send_reviewed(network: Network, key: SigningKey, book: WalletBook, rev
     """Sign and confirm what the person confirmed (an earlier unconfirmed payment first): what the page
     shows, and the certificate (``cert``) for a payment a cell sells (the Agents page's credit)."""
     payer = key.public_key_hex
+    head = None
     if payer not in book.pending:  # this conduit kept none: the holders may have one (a restart, another PC)
-        book.pending.update(await _holders_unsettled(network, key))
+        head = await _holders_unsettled(network, key, book)
     resent = await _resend_pending(network, key, book)
-    head, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.balance(payer))
+    if head is None:  # a transaction was kept or found (the head moves when it confirms), or none was asked
+        head, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.balance(payer))
     try:
         tx = sign_transfer(
             key,
@@ -216,15 +218,19 @@ async def send_reviewed(network: Network, key: SigningKey, book: WalletBook, rev
     }
 
 
-async def _holders_unsettled(network: Network, key: SigningKey) -> dict[str, dict[str, Any]]:
-    """The payer's transaction its holders voted for and nobody confirmed yet, as `book.pending` keeps one
-    (unsettled.py); none when there is none or the cell refuses the question."""
+async def _holders_unsettled(network: Network, key: SigningKey, book: WalletBook) -> dict[str, Any] | None:
+    """The payer's transaction its holders voted for and nobody confirmed yet, kept in `book.pending` to be
+    sent first (unsettled.py). Returns the agreed head when there is none (what the next transaction
+    follows), else None (also when the cell refuses the question: the balance read says why)."""
     payer = key.public_key_hex
     try:
-        tx, _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.unsettled_tx(payer))
+        (tx, head), _ = await _use(network, key, READ_TIMEOUT_S, lambda pay: pay.unsettled_tx(payer))
     except PeerRejected:
-        return {}
-    return {payer: tx.to_dict()} if tx is not None else {}
+        return None
+    if tx is None:
+        return head
+    book.pending[payer] = tx.to_dict()
+    return None
 
 
 async def _resend_pending(network: Network, key: SigningKey, book: WalletBook) -> str:
