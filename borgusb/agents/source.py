@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gc
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -31,10 +32,24 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def parse(source: bytes) -> ast.Module:
+    """`ast.parse` with the cyclic collector paused. On CPython 3.11 the parser's recursion count is
+    shared: a finalizer run mid-parse that parses too (a traceback logged by an unclosed aiohttp
+    session formats its carets with `ast.parse`) leaves it off, and the outer parse raises
+    SystemError "AST constructor recursion depth mismatch" (cpython gh-106905)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """The package's modules that `name` imports (absolute and relative imports)."""
     try:
-        tree = ast.parse(path.read_bytes())
+        tree = parse(path.read_bytes())
     except SyntaxError:
         return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]

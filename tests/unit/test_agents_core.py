@@ -6,8 +6,11 @@ the real model runs in tests/integration/test_agents_cluster.py)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import gc
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,6 +149,33 @@ def test_source_is_read_in_dependency_order_and_only_inside_the_package() -> Non
     with pytest.raises(source.SourceError):
         source.read("borgusb.canonical", 100_000)
     assert source.next_module(None) == order[0] and source.next_module(order[0]) == order[1]
+
+
+class _ParsesWhenCollected:
+    """Garbage whose finalizer parses, as a logged traceback does (its carets come from ast.parse)."""
+
+    def __del__(self) -> None:
+        ast.parse("a[b](c)")
+
+
+def test_source_parses_while_finalizers_that_parse_are_collected() -> None:
+    """CI failed once with "AST constructor recursion depth mismatch": the collector ran a leaked
+    session's finalizer in the middle of a parse. The collector is forced to run mid-parse here."""
+    data = (Path(source.__file__).parent.parent / "canonical.py").read_bytes()
+    threshold = gc.get_threshold()
+    gc.disable()
+    for _ in range(50):
+        litter = _ParsesWhenCollected()
+        litter.me = litter  # type: ignore[attr-defined]
+    del litter
+    gc.set_threshold(1)
+    gc.enable()
+    try:
+        tree = source.parse(data)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+    assert any(isinstance(node, ast.FunctionDef) for node in tree.body)
 
 
 # ------------------------------------------------------------------ the monitor
