@@ -222,13 +222,58 @@ cmd_test() {
     "$VENV/bin/ruff" check . || die "ruff found problems (run: .venv/bin/ruff check --fix .)"
     "$VENV/bin/ruff" format --check . || die "code is not formatted (run: .venv/bin/ruff format .)"
     "$VENV/bin/mypy" || die "mypy found type errors"
-    step "Running the test suite"
-    local start busy rc=0
+    local start busy
     start=$(date +%s)
     busy=$(cpu_busy)
-    "$PY" -m pytest "$@" || rc=$?
-    suite_cpu_report "$start" "$busy"
-    [ "$rc" = 0 ] || die "the test suite failed (pytest exit code $rc; see above)"
+    if [ "$#" -gt 0 ]; then
+        step "Running pytest $*"
+        local rc=0
+        "$PY" -m pytest "$@" || rc=$?
+        suite_cpu_report "$start" "$busy"
+        [ "$rc" = 0 ] || die "the tests failed (pytest exit code $rc; see above)"
+    else
+        run_suite_in_lanes
+        suite_cpu_report "$start" "$busy"
+        [ -z "$FAILED_LANES" ] || die "the test suite failed in: $FAILED_LANES (see above)"
+    fi
+}
+
+# The suite's tiers, in two lanes side by side, then the quiet tail. The guest lane (QEMU boots and
+# image builds: mostly one busy core under TCG) shares no address, device or namespace with the host
+# lane (node processes on 127.0.0.x, pages, unit tests: mostly waiting on timers), so each uses the
+# time the other leaves. Chaos (timed heals on shaped links) and hosted mode (its no-trace check
+# snapshots /tmp, /run and /dev/shm: another lane's files would be traces) run after, alone.
+GUEST_TIERS="tests/image tests/pi"
+QUIET_TIERS="tests/chaos tests/hosted"
+FAILED_LANES=""
+
+run_suite_in_lanes() {
+    local host_tiers="" dir log guest_pid guest_rc=0 host_rc=0 tail_rc=0
+    for dir in tests/*/; do
+        dir=${dir%/}
+        case " $GUEST_TIERS $QUIET_TIERS " in *" $dir "*) continue ;; esac
+        ls "$dir"/test_*.py >/dev/null 2>&1 && host_tiers="$host_tiers $dir"
+    done
+    log=$(mktemp /tmp/borgusb-guest-lane.XXXXXX)
+    step "Running the test suite: two lanes side by side, then the quiet tail"
+    note "guest lane: $GUEST_TIERS (its output follows the host lane's)"
+    note "host lane: ${host_tiers# }"
+    note "then, alone: $QUIET_TIERS"
+    "$PY" -m pytest $GUEST_TIERS >"$log" 2>&1 &
+    guest_pid=$!
+    # Stopped (Ctrl-C, a CI timeout): the guest lane stops too, tearing down its guests (tests/conftest.py).
+    trap 'kill -TERM "$guest_pid" 2>/dev/null; wait "$guest_pid"; exit 130' INT TERM
+    "$PY" -m pytest $host_tiers || host_rc=$?
+    wait "$guest_pid" || guest_rc=$?
+    trap - INT TERM
+    step "Guest lane ($GUEST_TIERS)"
+    cat "$log"
+    rm -f "$log"
+    step "Quiet tail ($QUIET_TIERS)"
+    "$PY" -m pytest $QUIET_TIERS || tail_rc=$?
+    [ "$host_rc" = 0 ] || FAILED_LANES="$FAILED_LANES host lane (pytest exit $host_rc);"
+    [ "$guest_rc" = 0 ] || FAILED_LANES="$FAILED_LANES guest lane (pytest exit $guest_rc);"
+    [ "$tail_rc" = 0 ] || FAILED_LANES="$FAILED_LANES quiet tail (pytest exit $tail_rc);"
 }
 
 # The machine's busy CPU time so far, in seconds (/proc/stat: user, nice, system, irq, softirq, steal).

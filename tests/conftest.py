@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ VECTORS = Path(__file__).parent / "vectors"
 
 settings.register_profile("default", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends the run like Ctrl-C: fixtures tear down (QEMU guests, namespaces, loop devices).
+    build.sh stops its background lane this way (a background job's SIGINT is ignored)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def load_vectors(name: str, version: int | None = None) -> dict:
