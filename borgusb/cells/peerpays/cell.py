@@ -14,11 +14,11 @@ The protocol is `borgusb.ledger` (docs/ledger.md); this cell only carries it.
 * **Holder receptors**: ``pay.accept`` (a payer-signed transaction: the core's
   `DurableHolder.accept`, durable in SQLite before the signed acceptance is
   answered), ``pay.confirm`` (a certificate: checked, persisted, credited and
-  or confirmed), ``pay.account`` (this holder's view of an account).
+  or confirmed), ``pay.account`` (this holder's view of an account: `reads.AccountReads`).
 * **Entry receptors** (what a wallet calls on its local cell): ``pay.send``
   (offer to the account's holders in parallel, certify once a quorum
   accepted, deliver to the payer's and payee's holders), ``pay.balance``
-  (a quorum-agreed balance or a ``disagreement``), ``pay.history``.
+  (a quorum-agreed balance or a ``disagreement``) and ``pay.history`` (`reads.AccountReads`).
 * **Hash-time locks**: a lock is sent with ``pay.send``; its claim or refund and the lock's state
   are the receptors of `htlc.HtlcReceptors`, which this class derives from.
 
@@ -29,7 +29,6 @@ Every refusal is a `RequestError` whose reason is the ledger's word
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -39,13 +38,11 @@ from typing import Any
 from ... import envelope
 from ...dna import CellDNA
 from ...ledger.accounts import is_account
-from ...ledger.balance import BalanceAnswer, Disagreement, read_balance
 from ...ledger.bridgework import BRIDGE_REASONS
 from ...ledger.certificate import (
     Acceptance,
     Certificate,
     HolderSets,
-    certificate_from_dict,
     certify,
     check_acceptance,
     check_certificate,
@@ -72,6 +69,7 @@ from .equivocation import EquivocationReceptors
 from .handoff import MAX_CATCH_UP, HandoffReceptors
 from .handover import HandoverReceptors, view_digest
 from .htlc import HtlcReceptors
+from .reads import AccountReads
 from .receipts import ReceiptReceptors
 from .settings import TEST_ONLY_WORK_MAX_SHELLS, PeerPaysSettings
 from .skipping import SPLIT_SIGNS, SkipReceptors
@@ -82,7 +80,6 @@ from .unsettled import UnsettledReceptors
 
 log = logging.getLogger("borgusb.peerpays")
 
-HISTORY_LIMIT = 50
 MAX_TAKEN = 16  # other holders' votes carried by one offer (an account has R holders)
 
 
@@ -106,6 +103,7 @@ class PeerPaysCell(
     ReceiptReceptors,
     HandoverReceptors,
     HandoffReceptors,
+    AccountReads,
 ):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
@@ -320,27 +318,6 @@ class PeerPaysCell(
         self.counters["pay_certificates"] += 1
         return {"id": settled, "events": events}
 
-    def account_local(self, account: str) -> dict[str, Any]:
-        self._holders(account)
-        h = self.ledger.holder
-        if not h.holds(account):
-            self.counters["pay_refused:not_holder"] += 1
-            raise RequestError("not_holder", f"{h.pubkey[:16]} does not hold {account[:16]}", 403)
-        a = h.answer(account)
-        return {
-            "holder": h.pubkey,
-            "account": account,
-            "balance": a.balance,
-            "seq": a.seq,
-            "head": a.head,
-            "available": h.available(account),
-            "history": self._history(account),
-        }
-
-    @receptor("pay.account")
-    async def _r_account(self, env: envelope.Envelope) -> Any:
-        return self.account_local(self._account(env.payload))
-
     def certs_local(self, account: str, start: int, end: int) -> list[dict[str, Any]]:
         """This holder's certificates (and skips) of `account`'s entries start..end-1 (those it has, in order)."""
         chain = self.ledger.holder.state.chains.get(account)
@@ -403,46 +380,6 @@ class PeerPaysCell(
             return "ok"
         got = await self._bounded(holder, "pay.confirm", {"cert": cert})
         return got if isinstance(got, str) else "ok"
-
-    def _history(self, account: str) -> list[dict[str, Any]]:
-        """The account's latest entries (sent) and credits (received), newest first."""
-        out: list[dict[str, Any]] = []
-        chain = self.ledger.holder.state.chains.get(account)
-        if chain is not None:
-            for e in chain.entries[-HISTORY_LIMIT:]:
-                t = e.tx
-                out.append(
-                    {
-                        "dir": "out",
-                        "id": t.id,
-                        "seq": t.seq,
-                        "peer": t.to,
-                        "amount": t.amount,
-                        "kind": t.kind,
-                        "ts": t.ts,
-                        "confirmed": e.cert is not None or t.seq <= chain.confirmed,
-                    }
-                )
-        rows = self.ledger.store.db.execute(
-            "SELECT cert FROM credits WHERE account = ? ORDER BY rowid DESC LIMIT ?", (account, HISTORY_LIMIT)
-        ).fetchall()
-        for (cert_json,) in rows:
-            t = certificate_from_dict(json.loads(cert_json), verify_tx=False).tx
-            out.append(
-                {
-                    "dir": "in",
-                    "id": t.id,
-                    "seq": t.seq,
-                    "peer": t.account,
-                    "amount": t.amount,
-                    "kind": t.kind,
-                    "ts": t.ts,
-                    "confirmed": True,
-                }
-            )
-        out += self.htlc_history(account, HISTORY_LIMIT)
-        out.sort(key=lambda x: (-x["ts"], x["id"]))
-        return out[:HISTORY_LIMIT]
 
     # ------------------------------------------------------------ entry receptors
 
@@ -594,78 +531,6 @@ class PeerPaysCell(
             if local is not None and local.id != tx.id:
                 detail = f"{tx.seq} was already spent by {local.id}; " + detail
         return RequestError(reason, detail, status)
-
-    async def _answers(self, account: str, holders: Iterable[str]) -> dict[str, dict[str, Any] | str]:
-        async def one(holder: str) -> dict[str, Any] | str:
-            if holder == self.key.public_key_hex:
-                try:
-                    return self.account_local(account)
-                except RequestError as exc:
-                    return exc.reason
-            return await self._bounded(holder, "pay.account", {"account": account})
-
-        hs = list(holders)
-        return dict(zip(hs, await asyncio.gather(*(one(h) for h in hs)), strict=True))
-
-    @staticmethod
-    def _answer(holder: str, account: str, doc: dict[str, Any] | str) -> BalanceAnswer | None:
-        if not isinstance(doc, dict):
-            return None
-        bal, seq, head = doc.get("balance"), doc.get("seq"), doc.get("head")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (bal, seq)) or not isinstance(head, str):
-            return None
-        if doc.get("account") != account:
-            return None
-        return BalanceAnswer(holder, account, bal, seq, head)  # type: ignore[arg-type]
-
-    async def _read(self, account: str) -> tuple[Any, dict[str, dict[str, Any] | str], int]:
-        holders, q = self._holders(account)
-        docs = await self._answers(account, holders)
-        answers = [a for h, d in docs.items() if (a := self._answer(h, account, d)) is not None]
-        return read_balance(account, answers, holders, q), docs, q
-
-    @receptor("pay.balance")
-    async def _r_balance(self, env: envelope.Envelope) -> Any:
-        account = self._account(env.payload)
-        self.know(account)
-        res, docs, q = await self._read(account)
-        if isinstance(res, Disagreement):
-            self.counters["pay_disagreements"] += 1
-            said = ", ".join(
-                f"{h[:8]}: {d['balance']}/{d['seq']}" if isinstance(d, dict) else f"{h[:8]}: {d}"
-                for h, d in sorted(docs.items())
-            )
-            raise RequestError("disagreement", f"{res.why}, {q} needed; {said}", 503)
-        return {
-            "account": account,
-            "balance": res.balance,
-            "seq": res.seq,
-            "head": res.head,
-            "holders": list(res.holders),
-            "quorum": q,
-        }
-
-    @receptor("pay.history")
-    async def _r_history(self, env: envelope.Envelope) -> Any:
-        """The account's recent history, from a holder whose answer the quorum agrees with."""
-        account = self._account(env.payload)
-        self.know(account)
-        res, docs, q = await self._read(account)
-        agreed = None if isinstance(res, Disagreement) else res
-        candidates = [
-            d for h, d in sorted(docs.items()) if isinstance(d, dict) and (agreed is None or h in agreed.holders)
-        ]
-        if not candidates:
-            raise RequestError("disagreement", "no holder of this account answered", 503)
-        best = max(candidates, key=lambda d: len(d.get("history") or []))
-        return {
-            "account": account,
-            "balance": agreed.balance if agreed else None,
-            "seq": agreed.seq if agreed else None,
-            "agreed": agreed is not None,
-            "from": best.get("holder"),
-            "history": best.get("history") if isinstance(best.get("history"), list) else [],
-        }
 
     # ------------------------------------------------------------ monitoring
 
