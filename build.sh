@@ -238,20 +238,20 @@ cmd_test() {
     fi
 }
 
-# The suite's tiers, in two lanes side by side, then the quiet tail. The guest lane (QEMU boots and
-# image builds: mostly one busy core under TCG) shares no address, device or namespace with the host
-# lane (node processes on 127.0.0.x, pages, unit tests: mostly waiting on timers), so each uses the
-# time the other leaves. Chaos (timed heals on shaped links) and hosted mode (its no-trace check
-# snapshots /tmp, /run and /dev/shm: another lane's files would be traces) run after, alone.
-GUEST_TIERS="tests/image tests/pi"
-QUIET_TIERS="tests/chaos tests/hosted"
+# The suite's tiers, in two lanes side by side, then the quiet tail. The guest lane (image builds and
+# QEMU guests under TCG) shares no address, device or namespace with the host lane (node processes on
+# 127.0.0.x, pages, unit tests), so each uses the CPU time the other leaves. Chaos (timed heals on
+# shaped links) and hosted mode on this machine (its no-trace check snapshots /tmp, /run and /dev/shm:
+# another lane's files would be traces) run after, alone. Measured: 29.2 min against 31.9 in a row.
+GUEST_TIERS="tests/image tests/pi tests/hosted/test_qemu_hotplug.py"
+QUIET_TIERS="tests/chaos tests/hosted --ignore=tests/hosted/test_qemu_hotplug.py"
 FAILED_LANES=""
 
 run_suite_in_lanes() {
     local host_tiers="" dir log guest_pid guest_rc=0 host_rc=0 tail_rc=0
     for dir in tests/*/; do
         dir=${dir%/}
-        case " $GUEST_TIERS $QUIET_TIERS " in *" $dir "*) continue ;; esac
+        case " $GUEST_TIERS $QUIET_TIERS " in *" $dir "* | *" $dir/"*) continue ;; esac
         ls "$dir"/test_*.py >/dev/null 2>&1 && host_tiers="$host_tiers $dir"
     done
     log=$(mktemp /tmp/borgusb-guest-lane.XXXXXX)
