@@ -5,6 +5,7 @@
 #   ./build.sh image ARGS the same, with image/build_image.py options (--profile alwayson, --cold)
 #   ./build.sh pi ARGS    the Raspberry Pi SD card image (arm64, built here through qemu-user-static)
 #   ./build.sh test       install what is missing, then run the whole test suite
+#   ./build.sh test ARGS  one pytest run with those arguments (a file, -k, -x ...) instead of the lanes
 #   ./build.sh bench      run every benchmark and print its figures
 #   ./build.sh chaos      the chaos suite in full (about 35 min), its table into docs/chaos.md
 #   ./build.sh fuzz       coverage-guided fuzzing at length (1,000,000 runs a target), corpus kept
