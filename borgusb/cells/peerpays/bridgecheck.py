@@ -124,7 +124,8 @@ class BridgeChecks(WorkChecks):
         """(raw hex, confirmations, the confirmations this node's dogeNodeCell requires)."""
         doge = DogeNodeClient(self.peers, self.ip)
         try:
-            info, status = await asyncio.wait_for(asyncio.gather(doge.tx(txid), doge.status()), ASK_TIMEOUT_S)
+            async with asyncio.timeout(ASK_TIMEOUT_S):  # not wait_for: cancelled, it leaves the gather unretrieved
+                info, status = await asyncio.gather(doge.tx(txid), doge.status())
         except PeerRejected as exc:
             if exc.reason == "not_found":
                 raise self._refuse("tx_unknown", f"this node's Dogecoin node has no transaction {txid[:16]}") from None

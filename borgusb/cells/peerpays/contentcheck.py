@@ -69,9 +69,11 @@ class ContentChecks(WorkChecks):
             raise self._refuse("already_claimed", f"this holder approved {earlier[:16]} for that day already")
         if earlier is None and len(day) >= MAX_CLAIMANTS_PER_DAY:
             raise self._refuse("claims_full", f"this holder paid {MAX_CLAIMANTS_PER_DAY} creators that day", 503)
-        lookups = asyncio.gather(*(self._owner(m) for m in rec.maps), return_exceptions=True)
         try:
-            owners = await asyncio.wait_for(lookups, CHECK_TIMEOUT_S)
+            # not wait_for: one cancelled from outside (a request cut short) leaves the gather's
+            # CancelledError unretrieved, logged when collected (Python 3.11)
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                owners = await asyncio.gather(*(self._owner(m) for m in rec.maps), return_exceptions=True)
         except TimeoutError:
             owners = [TimeoutError()]
         failed = [o for o in owners if isinstance(o, BaseException)]
