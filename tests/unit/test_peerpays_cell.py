@@ -102,13 +102,19 @@ async def cells_net(tmp_path: Path, n: int, **kw: Any) -> AsyncIterator[Net]:
     try:
         yield Net(cells)
     finally:
-        for c in cells:  # background work (hand-overs after a view change) ends with the test
-            while c._tasks:  # again: a cancel can land inside another cell's in-process dispatch, which answers it
-                for task in list(c._tasks):
-                    task.cancel()
-                await asyncio.wait(list(c._tasks), timeout=0.1)
-            await c.peers.close()
-            c.ledger.close()
+        for c in cells:
+            await close_cell(c)
+
+
+async def close_cell(c: PeerPaysCell) -> None:
+    """End a cell's background work (hand-overs after a view change), then close its client and database:
+    work left running would find the database closed, its error logged when the task is collected."""
+    while c._tasks:  # again: a cancel can land inside another cell's in-process dispatch, which answers it
+        for task in list(c._tasks):
+            task.cancel()
+        await asyncio.wait(list(c._tasks), timeout=0.1)
+    await c.peers.close()
+    c.ledger.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from borgusb.ledger.evidence import check_evidence, evidence_of
 from borgusb.ledger.sim import fixed_key
 from borgusb.net.peer import PeerRejected
 
-from .test_peerpays_cell import ALICE, BOB, CAROL, Net, cells_net, fund, make_cell, post, transfer
+from .test_peerpays_cell import ALICE, BOB, CAROL, Net, cells_net, close_cell, fund, make_cell, post, transfer
 
 N = 9  # four liars at most (when all five signed the first): five honest cells stay, R = 5
 
@@ -71,15 +71,14 @@ async def test_a_second_certificate_convicts_the_holders_that_signed_both_and_th
 
     # kept on disk: a restarted cell drops them from the first table it reads
     i = net.cells.index(keeper)
-    keeper.ledger.close()
+    await close_cell(keeper)
     again = make_cell(i, tmp_path)
     try:
         assert set(again.excluded) == liars
         again.use_members(keeper.table)
         assert again.view == keeper.view
     finally:
-        again.ledger.close()
-        await again.peers.close()
+        await close_cell(again)
 
 
 async def test_the_others_learn_it_from_an_offer_a_refusal_and_the_broadcast_checking_each_piece(net: Net) -> None:
