@@ -40,10 +40,12 @@ async def read(ip: str, oid: str, tmp: Path) -> bytes:
         reply = await locate_through_heal(peers, ip, SHARD, oid)
         m, holders = parse_locate(reply, oid)
         out = tmp / f"out-{os.urandom(4).hex()}"
+        fetch = Receiver(peers, m, holders, out)
         try:
-            await Receiver(peers, m, holders, out).run()
+            await fetch.run()
         except StreamError as exc:  # say where the reader looked
             raise StreamError(f"{exc}; reading {oid[:16]} through {ip}, located holders: {holders!r}") from exc
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     data = out.read_bytes()
     out.unlink()
     return data

@@ -82,7 +82,9 @@ async def read(ip: str, oid: str, tmp: Path) -> bytes:
         reply = await locate_through_heal(peers, ip, SHARD, oid)
         m, holders = parse_locate(reply, oid)
         out = tmp / f"out-{os.urandom(4).hex()}"
-        await Receiver(peers, m, holders, out).run()
+        fetch = Receiver(peers, m, holders, out)
+        await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     return out.read_bytes()
 
 

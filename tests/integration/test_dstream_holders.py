@@ -80,7 +80,9 @@ async def read(ip: str, oid: str, out: Path, first: Holder | None = None, **kw) 
     if first is not None:
         holders = [[first, *hs] for hs in holders]
     async with client(SigningKey.generate()) as peers:
-        stats = await Receiver(peers, m, holders, out, **kw).run()
+        fetch = Receiver(peers, m, holders, out, **kw)
+        stats = await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     return out.read_bytes(), stats, holders
 
 

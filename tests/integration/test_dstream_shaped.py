@@ -57,7 +57,9 @@ async def test_a_read_over_lossy_shaped_links_pulls_from_every_holder(make_clust
     async with client(SigningKey.generate()) as peers:
         reply = await peers.post(ips[1], PORT, "/recp", "shard.locate", {"id": put["id"]}, signed_reply=True)
         m, holders = parse_locate(reply, put["id"])
-        stats = await Receiver(peers, m, holders, tmp_path / "out").run()
+        fetch = Receiver(peers, m, holders, tmp_path / "out")
+        stats = await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     assert (tmp_path / "out").read_bytes() == data
     assert stats["fetched"] == 10 and stats["avoided"] == 0, stats
     after = {d["ip"]: d["counters"].get("plain:shard.get", 0) for d in await cluster.status()}

@@ -115,5 +115,7 @@ async def test_shard_cells_find_holders_through_the_registry(make_cluster, monke
         )
         m, holders = parse_locate(reply, put["id"])
         assert min(reply["copies"]) == 3  # three holders chosen from the registry's directory
-        await Receiver(peers, m, holders, tmp_path / "out.bin").run()
+        fetch = Receiver(peers, m, holders, tmp_path / "out.bin")
+        await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     assert (tmp_path / "out.bin").read_bytes() == data

@@ -73,7 +73,9 @@ async def get_bytes(ip: str, oid: str, out: Path, **kw) -> tuple[bytes, dict]:
     async with client(SigningKey.generate()) as peers:
         reply = await peers.post(ip, PORT, "/recp", "shard.locate", {"id": oid}, signed_reply=True)
         m, holders = parse_locate(reply, oid)
-        stats = await Receiver(peers, m, holders, out, **kw).run()
+        fetch = Receiver(peers, m, holders, out, **kw)
+        stats = await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     return out.read_bytes(), stats
 
 
@@ -243,7 +245,9 @@ async def test_corrupt_copy_is_never_served_and_is_replaced(make_cluster, monkey
     raw[1000] ^= 0xFF
     path.write_bytes(bytes(raw))
     async with client(SigningKey.generate()) as peers:
-        stats = await Receiver(peers, m, holders, tmp_path / "out", window=1).run()
+        fetch = Receiver(peers, m, holders, tmp_path / "out", window=1)
+        stats = await fetch.run()
+        await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     assert (tmp_path / "out").read_bytes() == data
     assert stats["bad"] == 1 and stats["retries"] == 1
     vdoc = await wait_refetched(cluster, victim.ip, path, 15)

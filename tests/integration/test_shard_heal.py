@@ -95,6 +95,7 @@ async def test_reads_during_a_heal_get_the_bytes(make_cluster, monkeypatch, tmp_
         healing_answers += 1
 
     t_kill = time.monotonic()
+    fetches: list[Receiver] = []
     async with client(SigningKey.generate()) as peers:
         while time.monotonic() - t_kill < 15 or len(times) < len(readers):
             ip = readers[len(times) % len(readers)]
@@ -102,13 +103,16 @@ async def test_reads_during_a_heal_get_the_bytes(make_cluster, monkeypatch, tmp_
             t0 = time.monotonic()
             reply = await locate_through_heal(peers, ip, PORT, put["id"], on_wait=healing)
             m, per_shard = parse_locate(reply, put["id"])  # "not found" would raise here
-            await Receiver(peers, m, per_shard, out).run()
+            fetches.append(Receiver(peers, m, per_shard, out))
+            await fetches[-1].run()
             times.append(time.monotonic() - t0)
             assert out.read_bytes() == data
             await asyncio.sleep(0.2)  # pacing: about 50 reads, not hundreds, on a shared machine
         # an id nobody stored: "not found" once the winners answer (asked again while "healing")
         nobody = model.sha256_hex(os.urandom(8))
         assert (await locate_through_heal(peers, readers[0], PORT, nobody, what="shard.stat"))["found"] is False
+        for fetch in fetches:
+            await fetch.receipts_handed()  # before the client closes: the hand-in would reopen its session
     print(
         f"{len(times)} reads in the {time.monotonic() - t_kill:.1f}s after killing the root and one more of 6: "
         f"first {times[0]:.2f}s, slowest {max(times):.2f}s, median {sorted(times)[len(times) // 2]:.2f}s; "
