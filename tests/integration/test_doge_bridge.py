@@ -184,8 +184,10 @@ async def test_bridge_against_the_standin(standin: DogecoindStandin, tmp_path: P
         script = htlc_script(hashlib.sha256(secret).digest(), BOB.public_key, ALICE.public_key, chain.tip + 50)
         where = htlc_address(script, NET)
         assert (await alice.watch(where, script))["new"] is True
-        with pytest.raises(PeerRejected) as err:  # a key the script does not name
-            await client(MINER)[1].watch(where, script)
+        miner_peers, miner = client(MINER)
+        async with miner_peers:  # closed here: its session would otherwise be left to the collector
+            with pytest.raises(PeerRejected) as err:  # a key the script does not name
+                await miner.watch(where, script)
         assert err.value.reason == "not_owner"
         amount = 100 * 10**8
         fund = build_payment([Utxo(txid, change["vout"], change["amount"])], [(where, amount)], ALICE, NET, FEE)
