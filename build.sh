@@ -272,9 +272,9 @@ run_suite_in_lanes() {
     rm -f "$log"
     step "Quiet tail ($QUIET_TIERS)"
     "$PY" -m pytest $QUIET_TIERS || tail_rc=$?
-    [ "$host_rc" = 0 ] || FAILED_LANES="$FAILED_LANES host lane (pytest exit $host_rc);"
-    [ "$guest_rc" = 0 ] || FAILED_LANES="$FAILED_LANES guest lane (pytest exit $guest_rc);"
-    [ "$tail_rc" = 0 ] || FAILED_LANES="$FAILED_LANES quiet tail (pytest exit $tail_rc);"
+    [ "$host_rc" = 0 ] || FAILED_LANES="${FAILED_LANES:+$FAILED_LANES, }the host lane (pytest exit $host_rc)"
+    [ "$guest_rc" = 0 ] || FAILED_LANES="${FAILED_LANES:+$FAILED_LANES, }the guest lane (pytest exit $guest_rc)"
+    [ "$tail_rc" = 0 ] || FAILED_LANES="${FAILED_LANES:+$FAILED_LANES, }the quiet tail (pytest exit $tail_rc)"
 }
 
 # The machine's busy CPU time so far, in seconds (/proc/stat: user, nice, system, irq, softirq, steal).

@@ -13,6 +13,7 @@ The System Monitor reports a memory holder the test kills, as a report, a memory
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
@@ -81,11 +82,15 @@ def public_put(session: dict[str, Any]) -> bool:
 
 
 async def until(what: str, make: Any, ok: Any, tries: int = 3) -> dict[str, Any]:
-    """Run a session again (the model samples) until it did what the test needs: at most `tries`."""
+    """Run a session again (the model samples) until it did what the test needs: at most `tries`.
+    `ok` may be a coroutine function (a check that reads the network)."""
     for _ in range(tries):
         session = await make()
         check_steps(session)
-        if ok(session):
+        found = ok(session)
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
             return session
     raise AssertionError(f"{what}: not done in {tries} sessions; last: {session}")
 
@@ -148,6 +153,15 @@ def test_agents_think_remember_talk_and_watch(
             assert alice["pubkey"] in {m.owner for m in records}  # bob was shown alice's signed memory
 
             # carol, on the other cell, finds both and writes to an agent of cell 1
+            async def owners_found(session: dict[str, Any]) -> set[str]:
+                return {m.owner for m in await MemoryClient(pc, A2).get(session["memories_used"])}
+
+            async def carol_found_both(session: dict[str, Any]) -> bool:
+                # the model words the query: a search that missed one of the two memories is sampled again
+                if not (session["memories_used"] and done(session, "message_agent")):
+                    return False
+                return {alice["pubkey"], bob["pubkey"]} <= await owners_found(session)
+
             s_carol = await until(
                 "carol searches and writes across cells",
                 lambda: two.session(
@@ -155,10 +169,9 @@ def test_agents_think_remember_talk_and_watch(
                     "Search the memories for findings about BorgUSB. Tell alice or bob what you found. Then end.",
                     [["search_memories"], ["message_agent"], ["end_session"]],
                 ),
-                lambda s: s["memories_used"] and done(s, "message_agent"),
+                carol_found_both,
             )
-            owners = {m.owner for m in await MemoryClient(pc, A2).get(s_carol["memories_used"])}
-            assert {alice["pubkey"], bob["pubkey"]} <= owners
+            assert {alice["pubkey"], bob["pubkey"]} <= await owners_found(s_carol)
             to = done(s_carol, "message_agent")[0]["action"]["to"]
             assert to in ("alice", "bob")
             inbox = await poll(f"{to}'s inbox (across cells)", lambda: _inbox(one, to))
