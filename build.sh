@@ -243,7 +243,7 @@ cmd_test() {
 # QEMU guests under TCG) shares no address, device or namespace with the host lane (node processes on
 # 127.0.0.x, pages, unit tests), so each uses the CPU time the other leaves. Chaos (timed heals on
 # shaped links) and hosted mode on this machine (its no-trace check snapshots /tmp, /run and /dev/shm:
-# another lane's files would be traces) run after, alone. Measured: 29.2 min against 31.9 in a row.
+# another lane's files would be traces) run after, alone. Measured: 25.1 and 29.2 min against 31.9 in a row.
 GUEST_TIERS="tests/image tests/pi tests/hosted/test_qemu_hotplug.py"
 QUIET_TIERS="tests/chaos tests/hosted --ignore=tests/hosted/test_qemu_hotplug.py"
 FAILED_LANES=""
