@@ -32,7 +32,9 @@ async def cut_short(out: Path, port: int, accepted: list[asyncio.StreamWriter]) 
         rx = Receiver(peers, m, [[holder]], out)
         rx.served[holder.pubkey] = {m["shards"][0]: len(DATA)}
         task = asyncio.ensure_future(rx._hand_in_receipts({holder.pubkey: holder}))
+        deadline = asyncio.get_running_loop().time() + 30
         while not accepted:  # the post is on its way
+            assert asyncio.get_running_loop().time() < deadline, "the hand-in never connected"
             await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.wait([task])
