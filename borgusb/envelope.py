@@ -34,8 +34,9 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Collection
+from heapq import heappush
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -349,14 +350,15 @@ class ReplayCache:
                         self._floors[signer] = known  # its heap item is still there
                     raise ReplayCacheFull("too many signers active in the window; retry (replay cache full)")
             bucket = self._buckets[signer] = _Bucket(floor)
-        while len(bucket.seen) >= self.per_signer:
+            seen = bucket.seen
+        while len(seen) >= self.per_signer:
             bucket.drop_oldest()
             self._entries -= 1
             if ts <= bucket.floor:
                 raise Replay("not newer than this signer's oldest forgotten message")
         while self._entries >= self.capacity:
             if not self._evict_lru(signer, live_from):
-                if not bucket.seen:
+                if not seen:
                     del self._buckets[signer]
                     self._floors_put(signer, bucket.floor, live_from)
                     raise ReplayCacheFull("the replay cache is full; retry")
@@ -364,8 +366,8 @@ class ReplayCache:
                 self._entries -= 1
                 if ts <= bucket.floor:
                     raise Replay("not newer than this signer's oldest forgotten message")
-        bucket.seen.add(nonce)
-        heapq.heappush(bucket.heap, (ts, nonce))
+        seen.add(nonce)
+        heappush(bucket.heap, (ts, nonce))
         if ts > bucket.max_ts:
             bucket.max_ts = ts
         self._entries += 1
@@ -416,7 +418,8 @@ class Verifier:
         self.window_ms = window_ms
         self.max_bytes = max_bytes
         self.replay = ReplayCache(replay_capacity)
-        self.counters: Counter[str] = Counter()
+        # every reason is there from the start: a plain dict's increment costs half a Counter's on this path
+        self.counters: dict[str, int] = dict.fromkeys(("accepted", *REASONS), 0)
         # the latest clock reading used to accept a message: freshness is judged from no earlier
         # time, so a clock stepped back (a first network-time sync) cannot make fresh again an
         # envelope the replay cache has forgotten as stale
@@ -453,28 +456,27 @@ class Verifier:
         The checks run in the order that decides which refusal a message gets, the replay cache
         last, so a refused message does not use up its nonce; one function, as on this path
         every call costs."""
+        if type(data) is not bytes and isinstance(data, (bytearray, memoryview, str)):
+            data = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
         try:
             if type(data) is bytes:
                 wire = data
+                if len(wire) > self.max_bytes:
+                    raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
+                env = _parse_fast(wire, self._addresses, self._keys)
+                if env is None:  # not a well-formed envelope in canonical form: find out why, in order
+                    env = _structure(_loads_refusing(wire))
             elif isinstance(data, dict):
                 try:
                     canonical.check(data)
                     wire = canonical.encode_unchecked(data)
                 except (canonical.CanonicalError, TypeError, ValueError) as exc:
                     raise Malformed(str(exc)) from None
-            elif isinstance(data, (bytes, bytearray, memoryview, str)):
-                wire = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+                if len(wire) > self.max_bytes:
+                    raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
+                env = _structure(data)
             else:
                 raise Malformed(f"cannot verify a {type(data).__name__}")
-            if len(wire) > self.max_bytes:
-                raise TooLarge(f"envelope of {len(wire)} bytes exceeds {self.max_bytes}")
-            env = None if isinstance(data, dict) else _parse_fast(wire, self._addresses, self._keys)
-            if env is None:  # not a well-formed envelope in canonical form, or a dict: find out why, in order
-                try:
-                    doc = canonical.loads_refusing(wire) if not isinstance(data, dict) else data
-                except canonical.CanonicalError as exc:
-                    raise Malformed(str(exc)) from None
-                env = _structure(doc)
             if expected_type is not None:
                 allowed = (expected_type,) if isinstance(expected_type, str) else expected_type
                 if env.type not in allowed:
@@ -547,6 +549,9 @@ class Verifier:
 
 
 _decoder = msgspec.json.Decoder(Envelope, float_hook=canonical.reject_float)
+# bound once: on this path each module attribute looked up is a step of every message
+_decode, _encode_sorted = _decoder.decode, canonical.sorted_encoder.encode
+_LONG_TOKEN, _NUMBER_MARKS, _MAX_DEPTH = canonical.LONG_TOKEN, canonical.NUMBER_MARKS, canonical.MAX_DEPTH
 _FIRST = b'{"nonce":"'  # members sorted: nonce < payload < sender < sig < to < ts < type < v
 _PAYLOAD = b'","payload":'  # after the 32 hex digits of a nonce, at 42; the payload from 53, its colon
 _SENDER = b',"sender":{"ip":"'
@@ -568,13 +573,13 @@ def _parse_fast(wire: bytes, addresses: Collection[str], keys: Collection[str]) 
     if not wire.startswith(_FIRST) or not wire.startswith(_PAYLOAD, 42):
         return None
     end = wire.rfind(_SENDER)
-    if canonical.LONG_TOKEN in wire[53:end].translate(canonical.NUMBER_MARKS):
+    if _LONG_TOKEN in wire[53:end].translate(_NUMBER_MARKS):
         return None
     try:
-        env = _decoder.decode(wire)
+        env = _decode(wire)
     except (msgspec.MsgspecError, RecursionError):
         return None
-    if canonical.sorted_encoder.encode(env) != wire:
+    if _encode_sorted(env) != wire:
         return None
     pubkey = env.sender.pubkey
     if (
@@ -583,13 +588,18 @@ def _parse_fast(wire: bytes, addresses: Collection[str], keys: Collection[str]) 
         or (env.to not in addresses and not _TO.fullmatch(env.to))
         or (pubkey not in keys and not _PUBKEY.fullmatch(pubkey))
         # k brackets nest at most k deep: most payloads skip the walk
-        or (
-            wire.count(b"[", 53, end) + wire.count(b"{", 53, end) >= canonical.MAX_DEPTH
-            and canonical.too_deep(env.payload, 1)
-        )
+        or (wire.count(b"[", 53, end) + wire.count(b"{", 53, end) >= _MAX_DEPTH and canonical.too_deep(env.payload, 1))
     ):
         return None
     return env
+
+
+def _loads_refusing(wire: bytes) -> Any:
+    """The wire's JSON value by the reference path, or Malformed saying what is wrong with it."""
+    try:
+        return canonical.loads_refusing(wire)
+    except canonical.CanonicalError as exc:
+        raise Malformed(str(exc)) from None
 
 
 def _structure(doc: Any) -> Envelope:

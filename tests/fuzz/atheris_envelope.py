@@ -13,7 +13,6 @@ counted exactly once. Anything else is a crash, which libFuzzer reports with the
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 
 import atheris
 
@@ -44,9 +43,14 @@ def test_one_input(data: bytes) -> None:
         verifier.verify(data, broadcast_types=("tree.broadcast",))
     except envelope.EnvelopeError as exc:
         assert exc.reason in envelope.REASONS, exc.reason
-        assert verifier.counters == Counter({exc.reason: 1}), verifier.counters
+        assert counted(verifier) == {exc.reason: 1}, verifier.counters
     else:
-        assert verifier.counters == Counter({"accepted": 1}), verifier.counters
+        assert counted(verifier) == {"accepted": 1}, verifier.counters
+
+
+def counted(verifier: envelope.Verifier) -> dict[str, int]:
+    """The verifier's counters that moved (every reason is there from the start, at 0)."""
+    return {reason: n for reason, n in verifier.counters.items() if n}
 
 
 def main() -> None:
