@@ -67,7 +67,11 @@ class Network:
         self._registry_at = -1e9
 
     async def close(self) -> None:
-        await self._anon.close()
+        """Close every client. An idle lock closes them and the conduit goes on serving, so the anonymous
+        client is replaced by a fresh one (same throwaway key): a closed PeerClient refuses all use."""
+        anon = self._anon
+        self._anon = PeerClient(anon.key, self.clock, self.verifier, timeout_s=self.timeout_s)
+        await anon.close()
         for client in self._clients.values():
             await client.close()
         self._clients.clear()

@@ -117,3 +117,15 @@ async def test_a_thinking_call_gets_a_client_of_its_own_and_the_others_stay_quic
     await network.forget_key(key)
     assert network.client_for(key) is not quick
     await network.close()
+
+
+async def test_the_network_serves_on_after_it_closed_its_clients() -> None:
+    """The idle lock closes the network's clients mid-run (conduit/app.py): the anonymous client, which
+    the pages go on using, must not be left closed (a closed PeerClient refuses)."""
+    network = Network([], SystemClock(), timeout_s=3.0)
+    before = network.client_for(None)
+    await network.close()
+    after = network.client_for(None)
+    assert after is not before and after.key is before.key
+    assert not after.session.closed  # usable: a fresh session
+    await network.close()
