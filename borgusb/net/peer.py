@@ -46,6 +46,13 @@ class PeerUnreachable(PeerError):
         self.refused = refused
 
 
+class ClientClosed(PeerUnreachable):
+    """This client was closed: it opens no new connections (a late task would leak its session)."""
+
+    def __init__(self) -> None:
+        super().__init__("this peer client is closed")
+
+
 def _unreachable(ip: str, port: int, exc: BaseException) -> PeerUnreachable:
     return PeerUnreachable(f"{ip}:{port} unreachable: {_why(exc)}", refused=_refused(exc))
 
@@ -130,6 +137,7 @@ class PeerClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(1.0, timeout_s))
         self.pins: dict[tuple[str, int], Pin] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._ssl = client_context()
         verifier.answer_to(key.public_key_hex, (port,))  # replies are addressed to us
 
@@ -141,6 +149,9 @@ class PeerClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use; `ClientClosed` once `close` began."""
+        if self._closed:
+            raise ClientClosed()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=256,
@@ -154,6 +165,8 @@ class PeerClient:
         return self._session
 
     async def close(self) -> None:
+        """Close the session for good (idempotent): set first, so nothing reopens it mid-close."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -171,11 +184,12 @@ class PeerClient:
 
     async def hello(self, ip: str, port: int, expect_pubkey: str | None = None) -> Pin:
         """Learn (and pin) the node key and TLS certificate of the node at ip:port."""
+        session = self.session  # a closed client refuses before it connects
         try:
             cert = await self._peer_certificate(ip, port)
             fingerprint = hashlib.sha256(cert).hexdigest()
             # the hello must come over a connection presenting that same certificate
-            async with self.session.get(f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)) as resp:
+            async with session.get(f"https://{ip}:{port}/hello", ssl=_fingerprint(fingerprint)) as resp:
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError, OverflowError) as exc:
             # OverflowError: a port outside 0..65535, which a hostile payload may name
