@@ -184,6 +184,8 @@ class Cell(NetDoor, TreeDriver):
         """Override: release what the cell holds once its loops are cancelled."""
 
     async def stop(self) -> None:
+        """Withdraw, cancel the loops, stop the doors (their requests in hand finish), then close the
+        client: a handler still running during the doors' cleanup may use it."""
         self._stopping.set()
         if self.tls is not None and self.registry is not None:
             try:
@@ -193,10 +195,10 @@ class Cell(NetDoor, TreeDriver):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.peers.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.peers.close()
         await self.on_stop()
 
     def request_stop(self) -> None:
