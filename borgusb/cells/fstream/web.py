@@ -77,6 +77,7 @@ MAX_TOKENS = 64
 MACHINE = "conduit watch page"
 MAX_READS_SENT = 4096  # (wallet, map, day) whose read receipt was handed in
 READ_TIMEOUT_S = 30.0
+CLOSE_WAIT_S = 2.0  # how long the page's cleanup waits for cancelled read receipt hand-ins to end
 READ = 256 * 1024  # ciphertext read from an endpoint at a time
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=20)
 EXPLAIN = {
@@ -141,9 +142,17 @@ def setup(app: web.Application) -> None:
 
 
 async def _close(app: web.Application) -> None:
+    """Cancel the read receipts still on their way and wait for them to end, so none is left pending.
+
+    `asyncio.wait`, not a gather under a timeout: a gather waits for a task that holds off its
+    cancellation even once the timeout cancels the gather, so only `wait` bounds the wait."""
     tasks: set[asyncio.Task[None]] = app[READ_TASKS]
     for task in tasks:
         task.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=CLOSE_WAIT_S)
+        if pending:
+            log.warning("%d read receipt hand-ins did not end in %.0f s of being cancelled", len(pending), CLOSE_WAIT_S)
     for session in app[HTTP]:
         await session.close()
 
