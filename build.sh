@@ -249,7 +249,7 @@ QUIET_TIERS="tests/chaos tests/hosted --ignore=tests/hosted/test_qemu_hotplug.py
 FAILED_LANES=""
 
 run_suite_in_lanes() {
-    local host_tiers="" dir log guest_pid guest_rc=0 host_rc=0 tail_rc=0
+    local host_tiers="" dir log guest_pid host_pid lanes guest_rc=0 host_rc=0 tail_rc=0
     for dir in tests/*/; do
         dir=${dir%/}
         case " $GUEST_TIERS $QUIET_TIERS " in *" $dir "* | *" $dir/"*) continue ;; esac
@@ -262,9 +262,15 @@ run_suite_in_lanes() {
     note "then, alone: $QUIET_TIERS"
     "$PY" -m pytest $GUEST_TIERS >"$log" 2>&1 &
     guest_pid=$!
-    # Stopped (Ctrl-C, a CI timeout): the guest lane stops too, tearing down its guests (tests/conftest.py).
-    trap 'kill -TERM "$guest_pid" 2>/dev/null; wait "$guest_pid"; exit 130' INT TERM
-    "$PY" -m pytest $host_tiers || host_rc=$?
+    "$PY" -m pytest $host_tiers &
+    host_pid=$!
+    lanes="$host_pid $guest_pid"
+    # Stopped (Ctrl-C, a CI timeout): both lanes stop, tearing down their guests (tests/conftest.py). Both
+    # run in the background because bash runs a trap only once its foreground command returns; a `wait`
+    # is cut short at once. `lanes`: only the lanes not yet waited for (a waited-for pid may be reused).
+    trap 'kill -TERM $lanes 2>/dev/null || true; wait $lanes || true; exit 130' INT TERM
+    wait "$host_pid" || host_rc=$?
+    lanes=$guest_pid
     wait "$guest_pid" || guest_rc=$?
     trap - INT TERM
     step "Guest lane ($GUEST_TIERS)"
