@@ -60,17 +60,17 @@ async def test_a_request_in_hand_at_stop_finishes_with_the_client_open() -> None
     try:
         async with aiohttp.ClientSession() as http:
             request = asyncio.ensure_future(http.get(f"http://{IP}:{DNA.mon_port}/busy"))
-            await asyncio.wait_for(cell.entered.wait(), 10)
+            await asyncio.wait_for(cell.entered.wait(), 30)
             stopping = asyncio.ensure_future(cell.stop())
             # the doors are being stopped once the net door refuses connections: only then is the handler let go
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while not await refuses(IP, DNA.net_port):
                 assert time.monotonic() < deadline, "the net door still takes connections"
                 await asyncio.sleep(0.02)
             cell.release.set()
-            resp = await asyncio.wait_for(request, 10)
+            resp = await asyncio.wait_for(request, 30)
             assert resp.status == 200 and await resp.text() == "used the client: 200"
-            await asyncio.wait_for(stopping, 10)
+            await asyncio.wait_for(stopping, 30)
         assert cell.peers._session is None  # closed after the handler used it; none reopened
     finally:
         cell.release.set()
