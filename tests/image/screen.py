@@ -40,30 +40,33 @@ def screendump(vm: QMP, path: Path) -> Path:
     return path
 
 
-_READ: dict[tuple[bytes, int], list[Word]] = {}  # (screen's SHA-256, scale) -> its words: a few screens back
+_READ: dict[tuple[bytes, int, int], list[Word]] = {}  # (screen's SHA-256, scale, psm) -> its words
 
 
-def read_words(png: Path, scale: int = 1) -> list[Word]:
+def read_words(png: Path, scale: int = 1, psm: int = 3) -> list[Word]:
     """Every word tesseract reads on the screen, with its line; `scale` enlarges the screen first, for
-    small or light text (the words page's grid reads reliably only at twice its size). A screen read
-    before (the same pixels: a boot's unchanged frames, a page waiting) is not read again: OCR takes the
-    host's cores from the guest, which TCG needs."""
-    seen = (hashlib.sha256(png.read_bytes()).digest(), scale)
+    small or light text (the words page's grid reads reliably only at twice its size); `psm` is
+    tesseract's page segmentation mode (3, its default: a page of columns and blocks; 6: one block of
+    text, which reads some short bold words the default misreads). A screen read before (the same
+    pixels: a boot's unchanged frames, a page waiting) is not read again: OCR takes the host's cores
+    from the guest, which TCG needs."""
+    seen = (hashlib.sha256(png.read_bytes()).digest(), scale, psm)
     if seen in _READ:
         return list(_READ[seen])
     if len(_READ) >= 16:
         del _READ[next(iter(_READ))]
-    words = _READ[seen] = _ocr(png, scale)
+    words = _READ[seen] = _ocr(png, scale, psm)
     return list(words)
 
 
-def _ocr(png: Path, scale: int) -> list[Word]:
+def _ocr(png: Path, scale: int, psm: int) -> list[Word]:
     if scale != 1:
         big = png.with_name(f"{png.stem}-x{scale}.png")
         filt = f"scale=iw*{scale}:ih*{scale}:flags=lanczos"
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(png), "-vf", filt, str(big)], check=True)
         png = big
-    out = subprocess.run(["tesseract", str(png), "-", "tsv"], capture_output=True, text=True, check=True).stdout
+    command = ["tesseract", str(png), "-", "--psm", str(psm), "tsv"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     words = []
     for row in csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE):
         text = (row.get("text") or "").strip()

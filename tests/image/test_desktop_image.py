@@ -57,12 +57,14 @@ def bip39_word(read: str) -> str | None:
 
 
 def read_sheet(shot: Path) -> tuple[list[str], list[list[str]]]:
-    """The 24 words on the words page, and what OCR read: at twice the screen's size, and if that read
-    is not a phrase (its checksum catches a misread word), at three times, where glyphs fall otherwise."""
+    """The 24 words on the words page, and what OCR read: at twice the screen's size, and while a read
+    is not a phrase (its checksum catches a misread word), at three times, where glyphs fall otherwise,
+    then as one block of text, then at four times (a bold "ill" read "Hl" at twice and "Il" at three
+    times the size in the default mode, "ill" in the other two)."""
     reads: list[list[str]] = []
     sheet: list[str] = []
-    for scale in (2, 3):
-        read = S.words_after(S.read_words(shot, scale=scale), "again.")
+    for scale, psm in ((2, 3), (3, 3), (2, 6), (4, 3)):
+        read = S.words_after(S.read_words(shot, scale=scale, psm=psm), "again.")
         reads.append(read)
         sheet = [w for w in map(bip39_word, read) if w is not None][:24]
         if len(sheet) == 24 and BIP39.check(" ".join(sheet)):
