@@ -1,10 +1,12 @@
 """`Cell.stop` stops its doors before it closes its PeerClient: a request in hand when stop() runs
-finishes with the client still open, and no client session is left behind."""
+finishes with the client still open, what it began in the background is cancelled, and no client
+session is left behind."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -24,11 +26,13 @@ class BusyCell(Cell):
     url = ""
     entered: asyncio.Event
     release: asyncio.Event
+    late: asyncio.Task[Any] | None = None
 
     @route("mon", "GET", "/busy")
     async def _busy(self, request: web.Request) -> web.Response:
         self.entered.set()
         await self.release.wait()
+        self.late = self._spawn(asyncio.Event().wait())  # a background task begun while the doors stop
         try:
             async with self.peers.session.get(self.url) as resp:
                 return web.Response(text=f"used the client: {resp.status}")
@@ -72,6 +76,7 @@ async def test_a_request_in_hand_at_stop_finishes_with_the_client_open() -> None
             assert resp.status == 200 and await resp.text() == "used the client: 200"
             await asyncio.wait_for(stopping, 30)
         assert cell.peers._session is None  # closed after the handler used it; none reopened
+        assert cell.late is not None and cell.late.cancelled()  # what the request began ended with the cell
     finally:
         cell.release.set()
         await (stopping if stopping is not None else cell.stop())

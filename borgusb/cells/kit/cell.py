@@ -184,22 +184,29 @@ class Cell(NetDoor, TreeDriver):
         """Override: release what the cell holds once its loops are cancelled."""
 
     async def stop(self) -> None:
-        """Withdraw, cancel the loops, stop the doors (their requests in hand finish), then close the
-        client: a handler still running during the doors' cleanup may use it."""
+        """Withdraw, cancel the loops, stop the doors (their requests in hand finish), cancel what those
+        requests spawned meanwhile, then close the client: a handler still running during the doors'
+        cleanup may use it."""
         self._stopping.set()
         if self.tls is not None and self.registry is not None:
             try:
                 await asyncio.wait_for(self.registry.withdraw(self.announcement()), 0.5)
             except (TimeoutError, PeerError):
                 pass
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self._cancel_tasks()
         await self.peers.close()
         await self.on_stop()
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel the cell's background tasks and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def request_stop(self) -> None:
         self._stopping.set()
