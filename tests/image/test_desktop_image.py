@@ -33,7 +33,9 @@ from borgusb.identity import derive_public
 
 pytestmark = pytest.mark.slow
 
-BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "420"))
+# a deadline for a hang, not a speed goal (bench_image has that): ready in 70-180 s here, and 420 s was
+# not enough on a day the same 2 cores ran 2.5x slower with the host lane beside the guest
+BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "900"))
 SHOTS = os.environ.get("BORGUSB_SCREENSHOTS")
 PASSPHRASE = "kiosk typed 2026"
 BIP39 = Mnemonic("english")

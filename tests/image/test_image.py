@@ -30,7 +30,9 @@ from borgusb.stick import MARKER, Marker, Network
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "420"))
+# a deadline for a hang, not a speed goal (bench_image has that): ready in 70-180 s here, and 420 s was
+# not enough on a day the same 2 cores ran 2.5x slower with the host lane beside the guest
+BOOT_TIMEOUT = float(os.environ.get("BORGUSB_BOOT_TIMEOUT", "900"))
 READY = r"BORGUSB-READY cells=(\d+)/(\d+) t=([\d.]+)s ip=(\S+) identity=(\S+) mem=(\d+)MiB"
 
 
