@@ -94,7 +94,16 @@ class LocalModel:
         except ImportError:
             raise ModelError("llama-cpp-python is not installed (./build.sh setup builds it)") from None
         self.loads += 1
-        return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
+        # n_threads_batch too (the prompt's evaluation): left unset it takes every core of the machine,
+        # whatever `threads` says, and its threads wait for each other at every step, a lost time slice
+        # each whenever another process holds a core (a brain fuzz run: 120 s beside two busy cores, 11 idle)
+        return Llama(
+            model_path=str(self.path),
+            n_ctx=self.n_ctx,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
 
     async def think(
         self, messages: list[dict[str, str]], allowed: tuple[str, ...], agents: tuple[str, ...], max_tokens: int

@@ -60,6 +60,13 @@ def doors(cell_name: str) -> list[tuple[str, str]]:
     return sorted(out + [("broadcast", k) for k in table.broadcasts])
 
 
+# One inference thread for the brain: with two, llama.cpp's threads wait for each other at every
+# step, and when the suite's other lane holds a core each wait is a lost time slice (this test's
+# hostile sequences: 11 s on an idle machine; beside two busy cores 98 s with two threads, 24 s with
+# one; the model and its answers the same).
+SETTINGS: dict[str, dict[str, Any]] = {"borgAgentBrain": {"threads": 1}}
+
+
 class Fuzzed:
     """One cell, in-process, and its doors with the checks every message must pass."""
 
@@ -69,7 +76,7 @@ class Fuzzed:
             spec.dna_row(),
             IP,
             key=CELL_KEY,
-            settings=spec.settings_class().from_sources({}, {}),
+            settings=spec.settings_class().from_sources(SETTINGS.get(name, {}), {}),
             data_dir=data_dir,
         )
         cell = self.cell
