@@ -235,6 +235,18 @@ def cells_selftest(cells: list[str]) -> str:
     return "BORGUSB-SELFTEST cells " + " ".join(out)
 
 
+CLI_TIMEOUT_S = 120  # per request: a guest under TCG emulation on a busy host answers in tens of seconds
+
+
+def _cli(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], int]:
+    """A `borgusb` command, tried again once when the first try found the shard cell too busy to
+    answer (a guest just booted, its cells loading the AI stack under TCG); and how many tries."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * CLI_TIMEOUT_S, check=False)
+    if done.returncode != EXIT_UNREACHABLE:
+        return done, 1
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=3 * CLI_TIMEOUT_S, check=False), 2
+
+
 def cli_selftest(ip: str) -> str:
     """``BORGUSB-SELFTEST cli``: the `borgusb` command inside the image (no tqdm here), a 3 MiB file put
     into the node's shard cell and read back with its progress lines."""
@@ -244,26 +256,15 @@ def cli_selftest(ip: str) -> str:
     work.mkdir(parents=True, exist_ok=True)
     src, back, key = work / "file", work / "back", work / "key"
     src.write_bytes(os.urandom(3 << 20))
-    common = ["--node", ip, "--key-file", str(key)]
-    put_cmd = ["borgusb", "put", str(src), "--r", "1", *common]
-    put = subprocess.run(put_cmd, capture_output=True, text=True, timeout=300, check=False)
-    tries = 1
-    if put.returncode == EXIT_UNREACHABLE:  # a second try after a first that found the shard cell too busy
-        # to answer (a guest just booted, its cells loading the AI stack under TCG); the line says so
-        put, tries = subprocess.run(put_cmd, capture_output=True, text=True, timeout=300, check=False), 2
+    common = ["--node", ip, "--key-file", str(key), "--timeout", str(CLI_TIMEOUT_S)]
+    put, put_tries = _cli(["borgusb", "put", str(src), "--r", "1", *common])
     oid = put.stdout.strip().split()[-1] if put.returncode == 0 and put.stdout.strip() else ""
-    get = (
-        subprocess.run(
-            ["borgusb", "get", oid, "-o", str(back), *common], capture_output=True, text=True, timeout=300, check=False
-        )
-        if oid
-        else None
-    )
+    get, get_tries = _cli(["borgusb", "get", oid, "-o", str(back), *common]) if oid else (None, 0)
     same = back.exists() and hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
     progress = sum(1 for line in put.stderr.splitlines() if "%" in line)
     result = (
         f"put={put.returncode} get={get.returncode if get else 'skipped'} same={'yes' if same else 'no'}"
-        f" progress-lines={progress} put-tries={tries}"
+        f" progress-lines={progress} put-tries={put_tries} get-tries={get_tries}"
     )
     if put.returncode or not same:
         result += " error=" + (put.stderr + (get.stderr if get else "")).strip().replace("\n", " | ")[-300:]

@@ -111,7 +111,8 @@ def test_boot_cells_join_pull_and_no_trace(stick_copy: Path, tmp_path: Path) -> 
         cells = machine.wait_for(r"BORGUSB-SELFTEST cells (.*)", 120)[1].split()
         assert len(cells) == wanted and all("=ok:active:" in c for c in cells), cells
         # the borgusb command works inside the image (which has no tqdm): a put and a get, with progress
-        cli = machine.wait_for(r"BORGUSB-SELFTEST cli (.*)", 300)[1]
+        # a deadline for a hang: each command may be tried twice, each request given 120 s under TCG
+        cli = machine.wait_for(r"BORGUSB-SELFTEST cli (.*)", BOOT_TIMEOUT)[1]
         assert "put=0 get=0 same=yes" in cli and "progress-lines=0" not in cli, cli
         # The stick's AI stack (ai.squashfs) is mounted; the brain's unit names a GGUF model that is
         # there and llama_cpp loads with its environment; a memory is found by a search, whose
