@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ from .session import Thought
 
 PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_REPLY_BYTES = 256 * 1024
+# One core left to the node's other cells: llama.cpp's threads wait for each other at every step, so
+# with every core theirs each busy moment of another cell stalls them all (2 cores, SmolLM2-135M:
+# idle, 26.7 tokens/s on two threads and 23.5 on one; with one core busy, 21.2 on two, 27.6 on one).
+DEFAULT_THREADS = max(1, (os.cpu_count() or 2) - 1)
 REPEAT_PENALTY = 1.3  # a 135M model loops on a phrase without it (measured: 7 of 8 actions cut off)
 # llama-cpp-python 0.3.36's JSON-schema grammar lets a string hold raw control characters; JSON does not
 CHAR_RULE = 'char ::= [^"\\\\] |'
@@ -69,7 +74,7 @@ class LocalModel:
         path: Path | None = None,
         *,
         n_ctx: int = 2048,
-        threads: int = 2,
+        threads: int = DEFAULT_THREADS,
         idle_s: float = 120,
         temperature: float = 0.7,
     ) -> None:

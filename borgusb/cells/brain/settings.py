@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ...agents.models import DEFAULT_THREADS
 from ..kit import Settings, setting
 
 
@@ -26,7 +27,13 @@ class BrainSettings(Settings):
     api_key_file: str = setting(
         "", "a file holding the endpoint's API key (never in the repository)", env="BORGUSB_BRAIN_KEY_FILE"
     )
-    threads: int = setting(2, "CPU threads for local inference", low=1, high=64, env="BORGUSB_BRAIN_THREADS")
+    threads: int = setting(
+        DEFAULT_THREADS,
+        "CPU threads for local inference (one fewer than this machine's cores leaves one to its other cells)",
+        low=1,
+        high=64,
+        env="BORGUSB_BRAIN_THREADS",
+    )
     idle_s: int = setting(
         120,
         "seconds without a question before the local model is unloaded",
