@@ -29,7 +29,7 @@ class BrainSettings(Settings):
     )
     threads: int = setting(
         DEFAULT_THREADS,
-        "CPU threads for local inference (one fewer than this machine's cores leaves one to its other cells)",
+        "CPU threads for local inference, the prompt's evaluation included (default: the machine's cores, at most 4)",
         low=1,
         high=64,
         env="BORGUSB_BRAIN_THREADS",
