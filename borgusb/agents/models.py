@@ -25,8 +25,8 @@ from .session import Thought
 PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_REPLY_BYTES = 256 * 1024
 # Every core, up to 4, for the prompt's evaluation and the answer alike: an agent's prompt is long
-# and its evaluation scales with threads (2 cores, bench_agents: 17.8 tokens/s on two threads, 6.4
-# on one); two threads lose to one only while another process holds a core (a short prompt's answer:
+# and its evaluation scales with threads (2 cores, bench_agents in one hour: 10.7 tokens/s on two
+# threads, 6.4 on one); two threads lose to one only while another process holds a core (a short prompt's answer:
 # 21.2 against 27.6 tokens/s then, 26.7 against 23.5 idle). At most 4: a big machine keeps the rest.
 DEFAULT_THREADS = min(4, os.cpu_count() or 2)
 REPEAT_PENALTY = 1.3  # a 135M model loops on a phrase without it (measured: 7 of 8 actions cut off)
