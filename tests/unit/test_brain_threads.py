@@ -3,7 +3,7 @@
 Left to llama-cpp-python, the prompt's evaluation (``n_threads_batch``) takes every core of the
 machine whatever ``threads`` says; its threads wait for each other at every step, so whenever
 another process holds a core each wait is a lost time slice (the brain's fuzz run took 120 s
-beside two busy cores against 11 s idle; 24 s with the bound)."""
+beside two busy cores against 11 s idle; 24 s with the bound on one thread)."""
 
 from __future__ import annotations
 
