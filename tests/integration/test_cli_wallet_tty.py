@@ -70,7 +70,19 @@ class Terminal:
         os.write(self.master, (line + "\n").encode())
 
     def wait(self) -> int:
-        return self.proc.wait(timeout=60)
+        """The command's exit status, once everything it wrote is in `seen`: its last lines may still be
+        in the pty when it has ended (a clean-clone run missed the address printed after "Wallet
+        written to")."""
+        code = self.proc.wait(timeout=60)
+        while select.select([self.master], [], [], 5.0)[0]:  # a bound, not a pause: EOF comes at once
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # every writer has closed the terminal: all of it has been read
+                break
+            if not data:
+                break
+            self.seen += data.decode(errors="replace")
+        return code
 
     def close(self) -> None:
         if self.proc.poll() is None:
