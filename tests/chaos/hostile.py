@@ -8,9 +8,13 @@ fifth of S) fresh valid requests from one key, `WORKERS` * 2 senders (past the k
 Then (to 0.45 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections,
 reconnecting after `RETRY_S` when the node closes one): random bytes; envelopes with a bad
 signature; one valid envelope sent again and again (replays); bodies larger than the door
-takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key; it begins with
-`CONN_BURST` bare TCP connections opened as fast as they open (past the node's burst of new
-connections per address, whatever this machine's speed). Last, slowloris:
+takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key; beside them
+`PIPELINES` connections each writing cheap requests (a GET the door answers 405) in batches
+without waiting for the answers, so that this address's requests come as fast as the node
+takes them (past its rate per address whatever this machine's speed: senders that wait for
+each answer reached it only on a quick one), until the node has cut one for the address's
+rate and refused a new one; it begins with `CONN_BURST` bare TCP connections opened as fast
+as they open (past the node's burst of new connections per address, whatever this machine's speed). Last, slowloris:
 `SLOW_TLS` connections, `SLOW_OPEN_PER_S` a second (within the node's rate of new connections,
 beyond its cap of open ones), that finish the TLS handshake and trickle a request head one
 header a second, and `SLOW_RAW` that never send a ClientHello; each reopened when the node
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -50,8 +55,46 @@ NESTED_DEPTH = 200_000
 OVERSIZED = 2 << 20
 RETRY_S = 0.01  # a sender's pause after the node closed its connection (this machine hosts both sides)
 REFRESH_S = 10.0  # envelopes are re-signed this often (the node's freshness window is 30 s)
+PIPELINES = 2  # while one is cut and reconnects, the other keeps the address's bucket empty
+PIPELINE_BATCH = 100  # requests written at once
+PIPELINED = b"GET /recp HTTP/1.1\r\nHost: x\r\n\r\n"
+STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 JOIN_ROUND_S = 2.0
 HOSTILE_JOIN_PORT = DNA.net_port  # the joiners claim this port at the hostile address (nothing listens)
+
+
+class Answers:
+    """The statuses of the answers on one pipelined connection, counted as they arrive."""
+
+    def __init__(self, reader: asyncio.StreamReader, outcomes: Counter[str]) -> None:
+        self.reader, self.outcomes = reader, outcomes
+        self.count = 0
+        self.arrived = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until more answers arrive (or the connection ends), at most timeout_s."""
+        self.arrived.clear()
+        try:
+            await asyncio.wait_for(self.arrived.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def read(self) -> None:
+        """Until the node closes the connection."""
+        tail = b""
+        try:
+            while chunk := await self.reader.read(1 << 16):
+                data, seen = tail + chunk, 0
+                for match in STATUS.finditer(data):
+                    self.outcomes[f"pipelined:{match[1].decode()}"] += 1
+                    self.count += 1
+                    seen = match.end()
+                tail = data[max(seen, len(data) - 16) :]  # a status line cut between two reads
+                self.arrived.set()
+        except (OSError, ConnectionError):
+            pass
+        self.outcomes["pipelined:cut"] += 1
+        self.arrived.set()
 
 
 class Flood:
@@ -100,6 +143,40 @@ class Flood:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.outcomes[f"{kind}:{type(exc).__name__}"] += 1
                 await asyncio.sleep(RETRY_S)  # the node closed it: back almost at once
+
+    async def pipeline(self, until: float) -> None:
+        """Cheap requests written in batches on one TLS connection, at most two batches ahead of
+        the answers; a new connection when the node cuts it, until it has cut one with a 429 and
+        refused a new one."""
+        while time.monotonic() < until and not (self.outcomes["pipelined:429"] and self.outcomes["pipelined:refused"]):
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.target, DNA.recp_port, ssl=client_context(), local_addr=(self.bind, 0)
+                    ),
+                    10,
+                )
+            except (OSError, TimeoutError):
+                self.outcomes["pipelined:refused"] += 1
+                continue  # at once: the other pipeline keeps the bucket empty meanwhile
+            answers = Answers(reader, self.outcomes)
+            reading = asyncio.create_task(answers.read())
+            written = 0
+            try:
+                while not reading.done() and time.monotonic() < until:
+                    if written - answers.count >= 2 * PIPELINE_BATCH:
+                        await answers.wait(5)
+                        continue
+                    writer.write(PIPELINED * PIPELINE_BATCH)
+                    written += PIPELINE_BATCH
+                    self.sent["pipelined"] += PIPELINE_BATCH
+                    await writer.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+                await asyncio.wait([reading], timeout=5)
+                reading.cancel()
 
     async def slow_tls(self) -> None:
         """A request head, one header a second, on a fresh TLS connection; again when cut."""
@@ -175,8 +252,9 @@ class Flood:
             await asyncio.wait(tasks)
             kinds = ("garbage", "forged", "replay", "nested", "oversized", "signed")
             every_kind = t0 + 0.45 * self.seconds
+            tasks = [asyncio.create_task(self.pipeline(every_kind)) for _ in range(PIPELINES)]
             await self.conn_burst()
-            tasks = [asyncio.create_task(self.sender(session, k, every_kind)) for k in kinds for _ in range(WORKERS)]
+            tasks += [asyncio.create_task(self.sender(session, k, every_kind)) for k in kinds for _ in range(WORKERS)]
             await asyncio.wait(tasks)
             self.refresh()
             tasks = [asyncio.create_task(self.slow_raw()) for _ in range(SLOW_RAW)]
