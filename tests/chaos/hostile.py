@@ -3,26 +3,27 @@
     python -m tests.chaos.hostile flood  --bind IP --target IP --seconds S --out FILE
     python -m tests.chaos.hostile joins  --bind IP --target IP --seconds S --out FILE [--keys N]
 
-``flood`` attacks one peerTreeNet node's doors for S seconds, in three phases. First (a
-fifth of S) fresh valid requests from one key, `WORKERS` * 2 senders (past the key's rate).
-Then (to 0.45 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections,
-reconnecting after `RETRY_S` when the node closes one): random bytes; envelopes with a bad
-signature; one valid envelope sent again and again (replays); bodies larger than the door
-takes (1 MiB); JSON nested 200,000 deep; fresh valid requests from that key; beside them
-`PIPELINES` connections each writing cheap requests (a GET the door answers 405) in batches
-without waiting for the answers, so that this address's requests come as fast as the node
-takes them (past its rate per address whatever this machine's speed: senders that wait for
-each answer reached it only on a quick one), until the node has cut one for the address's
-rate and refused a new one; it begins with `CONN_BURST` bare TCP connections opened as fast
-as they open (past the node's burst of new connections per address, whatever this machine's speed). Last, slowloris:
-`SLOW_TLS` connections, `SLOW_OPEN_PER_S` a second (within the node's rate of new connections,
-beyond its cap of open ones), that finish the TLS handshake and trickle a request head one
-header a second, and `SLOW_RAW` that never send a ClientHello; each reopened when the node
-cuts it. ``joins`` makes N fresh keys (1,000) and has each ask the node to place it in the
-tree (a ``tree.join`` signed by that key, the joiner at this address), every key again every
-`JOIN_ROUND_S` seconds until S seconds have passed; nothing answers at the joiners' address,
-as for keys made only to fill a tree. Each writes what it sent and what came back (by HTTP
-status or error) as JSON to FILE.
+``flood`` attacks one peerTreeNet node's doors for S seconds, in three phases. First (a fifth of S)
+fresh valid requests from one key: `WORKERS` * 2 senders, and one connection that pipelines them
+(written in batches without waiting for the answers, so that they come as fast as the node takes
+them, past the key's rate whatever this machine's speed) until the node answers one with a 429. Then
+(to 0.45 S) `WORKERS` senders of each kind on the receptor (kept-alive TLS connections, reconnecting
+after `RETRY_S` when the node closes one): random bytes; envelopes with a bad signature; one valid
+envelope sent again and again (replays); bodies larger than the door takes (1 MiB); JSON nested
+200,000 deep; fresh valid requests from that key; beside them `PIPELINES` connections each
+pipelining cheap requests (a GET the door answers 405), past the address's rate whatever this
+machine's speed (senders that wait for each answer reached it only on a quick one), until the node
+has cut one for the address's rate and refused a new one; it begins with `CONN_BURST` bare TCP
+connections opened as fast as they open (past the node's burst of new connections per address,
+whatever this machine's speed). Last (to S, and for at least `SLOWLORIS_MIN_S`, past the node's 10 s
+limits), slowloris: `SLOW_TLS` connections, `SLOW_OPEN_PER_S` a second (within the node's rate of
+new connections, beyond its cap of open ones), that finish the TLS handshake and trickle a request
+head one header a second, and `SLOW_RAW` that never send a ClientHello; each reopened when the node
+cuts it. ``joins`` makes N fresh keys (1,000) and has each ask the node to place it in the tree (a
+``tree.join`` signed by that key, the joiner at this address), every key again every `JOIN_ROUND_S`
+seconds until S seconds have passed; nothing answers at the joiners' address, as for keys made only
+to fill a tree. Each writes what it sent and what came back (by HTTP status or error) as JSON to
+FILE.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ WORKERS = 2  # concurrent senders of each kind
 SLOW_TLS = 150  # beyond the node's 128 connections per address, with the senders
 SLOW_RAW = 20
 SLOW_OPEN_PER_S = 25
+SLOWLORIS_MIN_S = 15.0  # the node cuts a slow connection after 10 s (IDLE_S, handshake_s)
 CONN_BURST = 600  # three times the node's burst of new connections per address (ConnLimits.burst)
 CONN_BATCH = 50  # opened at once (within the listening socket's backlog)
 NESTED_DEPTH = 200_000
@@ -57,7 +59,7 @@ RETRY_S = 0.01  # a sender's pause after the node closed its connection (this ma
 REFRESH_S = 10.0  # envelopes are re-signed this often (the node's freshness window is 30 s)
 PIPELINES = 2  # while one is cut and reconnects, the other keeps the address's bucket empty
 PIPELINE_BATCH = 100  # requests written at once
-PIPELINED = b"GET /recp HTTP/1.1\r\nHost: x\r\n\r\n"
+CHEAP = b"GET /recp HTTP/1.1\r\nHost: x\r\n\r\n"
 STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 JOIN_ROUND_S = 2.0
 HOSTILE_JOIN_PORT = DNA.net_port  # the joiners claim this port at the hostile address (nothing listens)
@@ -66,8 +68,8 @@ HOSTILE_JOIN_PORT = DNA.net_port  # the joiners claim this port at the hostile a
 class Answers:
     """The statuses of the answers on one pipelined connection, counted as they arrive."""
 
-    def __init__(self, reader: asyncio.StreamReader, outcomes: Counter[str]) -> None:
-        self.reader, self.outcomes = reader, outcomes
+    def __init__(self, reader: asyncio.StreamReader, outcomes: Counter[str], kind: str) -> None:
+        self.reader, self.outcomes, self.kind = reader, outcomes, kind
         self.count = 0
         self.arrived = asyncio.Event()
 
@@ -86,14 +88,14 @@ class Answers:
             while chunk := await self.reader.read(1 << 16):
                 data, seen = tail + chunk, 0
                 for match in STATUS.finditer(data):
-                    self.outcomes[f"pipelined:{match[1].decode()}"] += 1
+                    self.outcomes[f"pipelined_{self.kind}:{match[1].decode()}"] += 1
                     self.count += 1
                     seen = match.end()
                 tail = data[max(seen, len(data) - 16) :]  # a status line cut between two reads
                 self.arrived.set()
         except (OSError, ConnectionError):
             pass
-        self.outcomes["pipelined:cut"] += 1
+        self.outcomes[f"pipelined_{self.kind}:cut"] += 1
         self.arrived.set()
 
 
@@ -144,11 +146,26 @@ class Flood:
                 self.outcomes[f"{kind}:{type(exc).__name__}"] += 1
                 await asyncio.sleep(RETRY_S)  # the node closed it: back almost at once
 
-    async def pipeline(self, until: float) -> None:
-        """Cheap requests written in batches on one TLS connection, at most two batches ahead of
-        the answers; a new connection when the node cuts it, until it has cut one with a 429 and
-        refused a new one."""
-        while time.monotonic() < until and not (self.outcomes["pipelined:429"] and self.outcomes["pipelined:refused"]):
+    def pipelined(self, kind: str) -> bytes:
+        """One request for a pipeline: ``cheap`` (a GET) or ``signed`` (a fresh valid envelope)."""
+        if kind == "cheap":
+            return CHEAP
+        body = self.sign()
+        head = f"POST /recp HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        return head.encode() + body
+
+    def pipelined_enough(self, kind: str) -> bool:
+        """``cheap``: the node cut one for the address's rate and refused a new connection;
+        ``signed``: it refused one past the key's rate."""
+        seen = self.outcomes
+        if kind == "cheap":
+            return bool(seen["pipelined_cheap:429"] and seen["pipelined_cheap:refused"])
+        return bool(seen["pipelined_signed:429"])
+
+    async def pipeline(self, kind: str, until: float) -> None:
+        """Requests written in batches on one TLS connection, at most two batches ahead of the
+        answers; a new connection when the node cuts it, until `pipelined_enough`."""
+        while time.monotonic() < until and not self.pipelined_enough(kind):
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(
@@ -157,19 +174,19 @@ class Flood:
                     10,
                 )
             except (OSError, TimeoutError):
-                self.outcomes["pipelined:refused"] += 1
+                self.outcomes[f"pipelined_{kind}:refused"] += 1
                 continue  # at once: the other pipeline keeps the bucket empty meanwhile
-            answers = Answers(reader, self.outcomes)
+            answers = Answers(reader, self.outcomes, kind)
             reading = asyncio.create_task(answers.read())
             written = 0
             try:
-                while not reading.done() and time.monotonic() < until:
+                while not reading.done() and time.monotonic() < until and not self.pipelined_enough(kind):
                     if written - answers.count >= 2 * PIPELINE_BATCH:
                         await answers.wait(5)
                         continue
-                    writer.write(PIPELINED * PIPELINE_BATCH)
+                    writer.write(b"".join(self.pipelined(kind) for _ in range(PIPELINE_BATCH)))
                     written += PIPELINE_BATCH
-                    self.sent["pipelined"] += PIPELINE_BATCH
+                    self.sent[f"pipelined_{kind}"] += PIPELINE_BATCH
                     await writer.drain()
             except (OSError, ConnectionError):
                 pass
@@ -249,14 +266,16 @@ class Flood:
             t0 = time.monotonic()
             one_key = t0 + 0.2 * self.seconds
             tasks = [asyncio.create_task(self.sender(session, "signed", one_key)) for _ in range(2 * WORKERS)]
+            tasks.append(asyncio.create_task(self.pipeline("signed", one_key)))
             await asyncio.wait(tasks)
             kinds = ("garbage", "forged", "replay", "nested", "oversized", "signed")
             every_kind = t0 + 0.45 * self.seconds
-            tasks = [asyncio.create_task(self.pipeline(every_kind)) for _ in range(PIPELINES)]
+            tasks = [asyncio.create_task(self.pipeline("cheap", every_kind)) for _ in range(PIPELINES)]
             await self.conn_burst()
             tasks += [asyncio.create_task(self.sender(session, k, every_kind)) for k in kinds for _ in range(WORKERS)]
             await asyncio.wait(tasks)
             self.refresh()
+            self.end = max(self.end, time.monotonic() + SLOWLORIS_MIN_S)  # a late start still sees cuts
             tasks = [asyncio.create_task(self.slow_raw()) for _ in range(SLOW_RAW)]
             for _ in range(SLOW_TLS):
                 tasks.append(asyncio.create_task(self.slow_tls()))

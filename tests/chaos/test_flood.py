@@ -199,7 +199,7 @@ async def test_one_hostile_peer_floods_one_node(chaos_net, tmp_path) -> None:
             "hostile_sent": attack["sent"],
             "refused_by_reason": dict(sorted(refused.items())),
             "slow_connections": {k: v for k, v in attack["outcomes"].items() if k.startswith("slow_")},
-            "pipelined": {k: v for k, v in attack["outcomes"].items() if k.startswith("pipelined:")},
+            "pipelined": {k: v for k, v in attack["outcomes"].items() if k.startswith("pipelined_")},
         },
     )
     assert calm_failed == loaded_failed == 0, "honest requests failed"

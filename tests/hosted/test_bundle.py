@@ -160,7 +160,7 @@ def test_launcher_on_the_stick_runs_a_checked_ram_copy(tmp_path, python3, udevd)
         gone = time.monotonic() - t
         print(f"\nbundle: directory gone -> conduit stopped in {gone * 1000:.0f} ms")
         assert gone < 2.0, run.text()
-        assert run.proc.wait(timeout=10) == 0, run.text()
+        assert run.proc.wait(timeout=30) == 0, run.text()  # its cells stopped first
         assert not code.exists(), "the RAM copy was left behind"
         assert not list((tmp_path / "pulled").rglob("__pycache__")), "bytecode was written"
         assert (tmp_path / "pulled" / "keystore.json").read_bytes() == ks

@@ -28,8 +28,8 @@ def test_a_new_cell_type_runs_in_hosted_mode(tmp_path, runtime, watcher_factory,
     w = watcher_factory(free_port(), cells=None, env=runtime.env(write_site(site)))
     t_start = time.monotonic()
     loops(image)
-    w.wait_for(r"BORGUSB-HOSTED-READY", 60, after=t_start)
-    w.wait_for(r"BORGUSB-READY cell=exampleEchoCell ip=127\.66\.0\.1", 60, after=t_start)
+    w.wait_for(r"BORGUSB-HOSTED-READY", 180, after=t_start)  # every cell type (13) and the example start first
+    w.wait_for(r"BORGUSB-READY cell=exampleEchoCell ip=127\.66\.0\.1", 120, after=t_start)
     deadline = time.monotonic() + 30
     while True:  # its monitoring port, with the settings the kit filled in
         try:

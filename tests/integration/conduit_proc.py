@@ -28,7 +28,7 @@ def conduit_process(keystore: Path, seeds: list[str], log: Path) -> Iterator[str
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a process start on a loaded 2-core machine
         while not (ready := re.search(r"BorgHUIConduit is ready: open (\S+)", log.read_text())):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"conduit did not start: {log.read_text()[-2000:]}")

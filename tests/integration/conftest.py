@@ -16,6 +16,17 @@ CONFIRM_MISSES = 3
 _names = itertools.count()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _browser_expect_waits() -> None:
+    """Playwright's `expect` waits 5 s by default: a page waiting on a cell over the network (a mail
+    fetched from its holders, an order placed) can take longer beside the QEMU guests; 30 s."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:  # the browser tests say so themselves
+        return
+    expect.set_options(timeout=30_000)
+
+
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator:
     """Build clusters of real node processes; every one is torn down, pass or fail."""

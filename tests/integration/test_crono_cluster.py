@@ -104,14 +104,16 @@ async def test_skewed_nodes_agree_with_the_root_within_5ms(make_cluster) -> None
     skews = [3.0, -5.0, 5.0, -4.0, 4.5, -2.5, 1.0, 0.0]
     cluster = skewed_cluster(make_cluster, skews)
     cluster.up(len(skews), base=BASE)
-    await cluster.wait_one_tree(timeout_s=40, expect=len(skews))
+    await cluster.wait_one_tree(timeout_s=90, expect=len(skews))
     docs = await wait_status(cluster, lambda d: d["crono"]["synced"], 30, "every node synced")
     root_ip = next(d["ip"] for d in docs if d["status"] == "root")
     ips = [d["ip"] for d in docs]
     async with client() as peers:
         await wait_agreement(peers, ips, root_ip, timeout_s=20)
         await asyncio.sleep(3)  # a few more polls: the filter fills with good samples
-        diffs = await agreement(peers, ips, root_ip)
+        # probed again until within the bound (one probe's error is up to half its round trip, which a
+        # busy moment of this shared machine stretches); the shared clock below is the exact check
+        diffs = await wait_agreement(peers, ips, root_ip, timeout_s=20)
     report("agreement (NTP-style probe from the test)", diffs)
     assert max(abs(d) for d in diffs.values()) < AGREE_US, diffs
     # on one machine every process shares CLOCK_MONOTONIC: each node's (network - monotonic)
@@ -138,7 +140,7 @@ async def test_network_time_stays_monotonic_when_the_root_is_killed(make_cluster
     skews = [2.0, -5.0, 5.0, -3.0, 4.0, -1.5, 3.5]
     cluster = skewed_cluster(make_cluster, skews)
     cluster.up(len(skews), base=BASE)
-    await cluster.wait_one_tree(timeout_s=40, expect=len(skews))
+    await cluster.wait_one_tree(timeout_s=90, expect=len(skews))
     docs = await wait_status(cluster, lambda d: d["crono"]["synced"], 30, "every node synced")
     root_ip = next(d["ip"] for d in docs if d["status"] == "root")
     survivors = [d["ip"] for d in docs if d["ip"] != root_ip]
@@ -161,7 +163,7 @@ async def test_network_time_stays_monotonic_when_the_root_is_killed(make_cluster
         tasks = [asyncio.create_task(sample(ip)) for ip in survivors]
         await asyncio.sleep(1.0)
         cluster.kill(next(n for n in cluster.nodes if n.ip == root_ip))
-        summary = await cluster.wait_one_tree(timeout_s=40, expect=len(skews) - 1)
+        summary = await cluster.wait_one_tree(timeout_s=90, expect=len(skews) - 1)
         new_root = summary["roots"][0]
         await asyncio.sleep(3.0)  # the tree's new shape syncs again
         stop.set()

@@ -61,8 +61,10 @@ async def test_nat_gateway_relays_for_home_nodes(make_cluster, internet) -> None
     lan.prefix = {ip: ["ip", "netns", "exec", netns.HOME] for ip in home}
     # the gateway: the router forwards its ports. Two public contacts, because one contact's word
     # on our public address is not taken (it could name any address)
-    lan.spawn(home[0], [public[0], public[1]])
-    time.sleep(1.0)
+    gateway = lan.spawn(home[0], [public[0], public[1]])
+    # the others are started with the gateway as a contact once it listens (its READY line follows its
+    # placement): a contact that does not answer yet is not asked again until the joiner is placed
+    assert lan.wait_listening(gateway, timeout_s=120), "the gateway node did not start"
     for ip in home[1:]:
         lan.spawn(ip, [home[0], public[0], public[1]])
 

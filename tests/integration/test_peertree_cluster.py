@@ -96,10 +96,10 @@ async def test_two_clusters_meeting_through_one_contact_merge(make_cluster) -> N
     # B's first node knows one contact in A, which is not running yet: B forms alone.
     b.up(1, base=40, join=[a_root])
     b.up(5, base=41, join=[loopback(0, base=40)])
-    await b.wait_one_tree(timeout_s=30, expect=6)
+    await b.wait_one_tree(timeout_s=90, expect=6)
     a.up(8, base=2)  # A forms around 127.0.0.2; B's root finds it there and the smaller tree resigns
     merged = Cluster(name="view", root_dir=a.root_dir, nodes=a.nodes + b.nodes)
-    summary = await merged.wait_one_tree(timeout_s=40, expect=14)
+    summary = await merged.wait_one_tree(timeout_s=90, expect=14)
     assert summary["trees"] == 1 and len(summary["roots"]) == 1
     bid = await broadcast_from(loopback(3, base=40), {"merged": True})
     assert_exactly_once(await wait_delivered(merged, bid, 14), bid, 14)

@@ -43,7 +43,7 @@ async def start(make_cluster, monkeypatch, tmp_path: Path, n: int):
     cluster = make_cluster("shardTreeCell")
     cluster.up(n)
     await cluster.wait_one_tree(timeout_s=60, expect=n)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # every node has heard every other's announcement
         docs = await cluster.status()
         if all(d.get("shard", {}).get("directory") == n for d in docs):
@@ -164,11 +164,16 @@ async def test_cli_put_get_stat_rm(make_cluster, monkeypatch, tmp_path) -> None:
     assert other.returncode != 0 and "(not_owner)" in other.stderr
     rm = cli("rm", oid, "--node", ip, "--key-file", keyfile)
     assert rm.returncode == 0, rm.stderr
-    await asyncio.sleep(1.0)
-    gone = cli("stat", oid, "--node", cluster.nodes[1].ip)
-    assert gone.returncode == 1 and "not found" in gone.stdout
-    docs = await cluster.status()
-    assert sum(d["shard"]["store"]["shards"] for d in docs) == 0
+    # the owner's delete reaches every holder by broadcast: gone everywhere, waited for with a deadline
+    deadline = time.monotonic() + 60
+    while True:
+        gone = cli("stat", oid, "--node", cluster.nodes[1].ip)
+        held = sum(d["shard"]["store"]["shards"] for d in await cluster.status(timeout_s=30))
+        if (gone.returncode == 1 and "not found" in gone.stdout and held == 0) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert gone.returncode == 1 and "not found" in gone.stdout, gone.stdout
+    assert held == 0, f"{held} shards still held after the delete"
 
 
 async def test_a_get_that_cannot_fit_is_refused_before_fetching_and_leaves_nothing(
@@ -302,6 +307,12 @@ async def test_forged_mismatched_replayed_and_foreign_stores_are_rejected_and_co
         assert d["shard"]["store"]["shards"] == 1
 
 
+def shards_on_disk(part: Path, src: Path) -> int:
+    """How many whole shards of src a receiver's .part file holds in their places."""
+    with part.open("rb") as got, src.open("rb") as want:
+        return sum(got.read(SS) == chunk for chunk in iter(lambda: want.read(SS), b""))
+
+
 async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_path) -> None:
     cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
     ips = [n.ip for n in cluster.nodes]
@@ -334,8 +345,13 @@ async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_
         ],
         stderr=subprocess.PIPE,
     )
-    await asyncio.sleep(2.5)
-    assert proc.poll() is None, "the receiver finished before it could be killed"
+    # killed once it has written shards past the first run's 8 (read back from its .part file), however
+    # long its start takes on a loaded machine
+    deadline = time.monotonic() + 120
+    while shards_on_disk(Path(str(out) + ".part"), src) <= 8:
+        assert proc.poll() is None, "the receiver finished before it could be killed"
+        assert time.monotonic() < deadline, "the receiver wrote no shard past the first 8 in 120 s"
+        await asyncio.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     docs = await cluster.status()
