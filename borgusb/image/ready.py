@@ -157,6 +157,7 @@ def boot_timeline(cells: list[str]) -> str:
         "borgusb-stick.service",
         "systemd-networkd.service",
         "network-online.target",
+        "borgusb-cellhost.service",  # active once it has loaded every cell's code (its preload)
         *[f"borgusb-cell@{c}.service" for c in cells],
     ]
     out = []
