@@ -76,7 +76,7 @@ def booted(image: Path, accel: str, selftest: tuple[str, ...] | None = (), **vm:
             V.put_on_stick(
                 stick, ".borgusb", json.dumps({**marker, **({"selftest": list(selftest)} if selftest else {})}).encode()
             )
-        machine = V.VM(stick, work, netns=ns, accel=accel, avx=True, **vm)  # the agent's model needs AVX2
+        machine = V.VM(stick, work, netns=ns, accel=accel, **vm)
         try:
             yield machine
         finally:

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("BORGUSB_CACHE", Path.home() / ".cache" / "borgusb"))
@@ -91,17 +90,12 @@ def stick_image(log: Path) -> Path:
     return Path(json.loads(STICK_INFO.read_text())["image"])
 
 
-def _image_vm() -> Any:
-    """tests/image/vm.py, loaded from its path."""
+def detect_accel() -> str:
     spec = importlib.util.spec_from_file_location("_borgusb_image_vm", ROOT / "tests" / "image" / "vm.py")
     assert spec and spec.loader
     vm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(vm)
-    return vm
-
-
-def detect_accel() -> str:
-    return str(_image_vm().detect_accel())
+    return vm.detect_accel()
 
 
 def guest_cmdline(info: dict) -> str:
@@ -125,7 +119,7 @@ class HostPC:
             "-machine",
             "q35",
             "-cpu",
-            _image_vm().guest_cpu("max", self.accel),
+            "max",
             "-smp",
             str(cpus),
             "-m",

@@ -27,20 +27,7 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 # The desktop stick's VM CPU: `max` as an Intel part. With QEMU's own vendor string, LLVM (Mesa's
 # llvmpipe, which draws the kiosk where a VM has no GPU) takes TCG's `max` for a 32-bit CPU and aborts.
 DESKTOP_CPU = "max,vendor=GenuineIntel"
-# Under TCG every AVX instruction is emulated one by one: OpenSSL's SHA-256 and AES-GCM, zlib, glibc's
-# string functions and llvmpipe's JIT take their AVX2 forms when the CPU offers them, and those ran
-# 3-12x slower than their SSE forms (qemu-x86_64 -cpu max against max without the AVX family: SHA-256
-# of 20 MiB 3.5 s against 0.3-1.0 s, zlib 3.6 s against 0.8-1.5 s). The suite's guests run no model
-# (llama.cpp, built for AVX2, is only imported), so under TCG their CPU is `max` without the AVX family:
-# to the image, a PC from before 2011. bench_image's guests keep AVX (an agent thinks there).
-NO_AVX = "-avx,-avx2,-fma,-f16c,-vaes,-vpclmulqdq"
 SECTOR = 512
-
-
-def guest_cpu(model: str, accel: str, avx: bool = False) -> str:
-    """The -cpu value: `model`, without the AVX family under TCG unless `avx`."""
-    return model if accel != "tcg" or avx else f"{model},{NO_AVX}"
-
 
 _ACCEL: str | None = None
 
@@ -235,7 +222,6 @@ class VM:
         kernel: tuple[Path, Path, str] | None = None,
         display: bool = False,
         cpu: str = "max",
-        avx: bool = False,
     ) -> None:
         self.workdir = workdir
         self.console = workdir / "console.log"
@@ -250,7 +236,7 @@ class VM:
             "-machine",
             "q35",
             "-cpu",
-            guest_cpu(cpu, self.accel, avx),
+            cpu,
             "-smp",
             str(cpus),
             "-m",
