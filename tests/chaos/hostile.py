@@ -175,7 +175,8 @@ class Flood:
                 )
             except (OSError, TimeoutError):
                 self.outcomes[f"pipelined_{kind}:refused"] += 1
-                continue  # at once: the other pipeline keeps the bucket empty meanwhile
+                await asyncio.sleep(RETRY_S)
+                continue  # (a cut connection is reopened at once, while the other keeps the bucket empty)
             answers = Answers(reader, self.outcomes, kind)
             reading = asyncio.create_task(answers.read())
             written = 0
