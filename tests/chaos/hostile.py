@@ -146,6 +146,12 @@ class Flood:
                 self.outcomes[f"{kind}:{type(exc).__name__}"] += 1
                 await asyncio.sleep(RETRY_S)  # the node closed it: back almost at once
 
+    async def open_tls(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TLS connection to the receptor door from this address (10 s to open)."""
+        return await asyncio.wait_for(
+            asyncio.open_connection(self.target, DNA.recp_port, ssl=client_context(), local_addr=(self.bind, 0)), 10
+        )
+
     def pipelined(self, kind: str) -> bytes:
         """One request for a pipeline: ``cheap`` (a GET) or ``signed`` (a fresh valid envelope)."""
         if kind == "cheap":
@@ -167,12 +173,7 @@ class Flood:
         answers; a new connection when the node cuts it, until `pipelined_enough`."""
         while time.monotonic() < until and not self.pipelined_enough(kind):
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        self.target, DNA.recp_port, ssl=client_context(), local_addr=(self.bind, 0)
-                    ),
-                    10,
-                )
+                reader, writer = await self.open_tls()
             except (OSError, TimeoutError):
                 self.outcomes[f"pipelined_{kind}:refused"] += 1
                 await asyncio.sleep(RETRY_S)
@@ -200,12 +201,7 @@ class Flood:
         """A request head, one header a second, on a fresh TLS connection; again when cut."""
         while time.monotonic() < self.end:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        self.target, DNA.recp_port, ssl=client_context(), local_addr=(self.bind, 0)
-                    ),
-                    10,
-                )
+                reader, writer = await self.open_tls()
             except (OSError, TimeoutError):
                 self.outcomes["slow_tls:refused"] += 1
                 await asyncio.sleep(0.5)
