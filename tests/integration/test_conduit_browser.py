@@ -102,7 +102,9 @@ def test_wallet_tree_files_lock_unlock_in_chromium(make_cluster, browser_page, t
         assert page.locator("#tree circle.me").count() == 1
         address = page.inner_text("#address")
         assert address.startswith("D")
-        page.wait_for_function("document.querySelectorAll('#cells tbody tr').length > 0")
+        # a selector, not wait_for_function: the page's CSP forbids the eval its string form polls with
+        # (it passed only when the table was already filled at the first check)
+        page.wait_for_selector("#cells tbody tr", timeout=30_000)
         page.screenshot(path=str(SHOTS / "home.png"), full_page=True)
 
         # storage (plain objects): upload with a progress bar, list, download and compare bytes, delete

@@ -66,13 +66,15 @@ async def test_copies_come_back_without_a_reader(make_cluster, monkeypatch, tmp_
     while True:
         held = await holds(cluster, oid)
         got = copies(held, [shard])
-        if got == (3, [3]) or time.monotonic() > deadline:
+        if (got[0] >= 3 and min(got[1]) >= 3) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     docs = await cluster.status()
     driven = sum(d.get("counters", {}).get("repair_driven", 0) for d in docs)
     print(f"copies back to {got} {time.monotonic() - t0:.1f}s after killing {victims}; rounds that drove: {driven}")
-    assert got == (3, [3]), held
+    # at least R: a clean-clone run found all four live nodes holding it (a survivor keeps its copy when
+    # the joined nodes take its place in the placement; nothing trims a copy beyond R)
+    assert got[0] >= 3 and min(got[1]) >= 3, held
     assert driven >= 1
     assert not any(d.get("counters", {}).get("shard_rejected:healing") for d in docs)  # nobody read
 
