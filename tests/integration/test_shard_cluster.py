@@ -348,10 +348,12 @@ async def test_interrupted_30mb_transfer_resumes(make_cluster, monkeypatch, tmp_
     # killed once it has written shards past the first run's 8 (read back from its .part file), however
     # long its start takes on a loaded machine
     deadline = time.monotonic() + 120
-    while shards_on_disk(Path(str(out) + ".part"), src) <= 8:
+    while True:
         assert proc.poll() is None, "the receiver finished before it could be killed"
+        if shards_on_disk(Path(str(out) + ".part"), src) > 8:
+            break
         assert time.monotonic() < deadline, "the receiver wrote no shard past the first 8 in 120 s"
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # each look reads both 30 MB files; a shard takes 400 ms (--throttle-ms)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     docs = await cluster.status()

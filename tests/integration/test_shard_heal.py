@@ -46,6 +46,11 @@ def copies(held: dict[str, tuple[bool, set[str]]], m_shards: list[str]) -> tuple
     return sum(m for m, _ in held.values()), [sum(sh in hs for _, hs in held.values()) for sh in m_shards]
 
 
+def at_least_r(got: tuple[int, list[int]], r: int = 3) -> bool:
+    """The manifest and every shard held by at least r live nodes."""
+    return got[0] >= r and min(got[1]) >= r
+
+
 async def test_copies_come_back_without_a_reader(make_cluster, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("BORGUSB_REPAIR_MS", "1000")
     cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
@@ -66,7 +71,7 @@ async def test_copies_come_back_without_a_reader(make_cluster, monkeypatch, tmp_
     while True:
         held = await holds(cluster, oid)
         got = copies(held, [shard])
-        if (got[0] >= 3 and min(got[1]) >= 3) or time.monotonic() > deadline:
+        if at_least_r(got) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     docs = await cluster.status()
@@ -74,7 +79,7 @@ async def test_copies_come_back_without_a_reader(make_cluster, monkeypatch, tmp_
     print(f"copies back to {got} {time.monotonic() - t0:.1f}s after killing {victims}; rounds that drove: {driven}")
     # at least R: a clean-clone run found all four live nodes holding it (a survivor keeps its copy when
     # the joined nodes take its place in the placement; nothing trims a copy beyond R)
-    assert got[0] >= 3 and min(got[1]) >= 3, held
+    assert at_least_r(got), held
     assert driven >= 1
     assert not any(d.get("counters", {}).get("shard_rejected:healing") for d in docs)  # nobody read
 
