@@ -142,6 +142,10 @@ async def test_round_trips_of_every_size_and_fair_concurrent_streams(make_cluste
     docs = await cluster.status()
     streams = [s for d in docs for s in d["shard"]["streams"].values() if s.get("progress")]
     assert streams and max(s["progress"] for s in streams) == 100.0  # progress on the monitoring port
+    # 4 known nodes: every locate (9 above: 6 gets, a stat, 2 gets) asked them directly, and no find went out
+    counters = [d["counters"] for d in docs]
+    assert sum(c.get("shard_locate_direct", 0) for c in counters) >= 9, counters
+    assert not any(c.get("shard_locate_direct_short") or c.get("shard_have_sent") for c in counters), counters
 
 
 async def test_cli_put_get_stat_rm(make_cluster, monkeypatch, tmp_path) -> None:

@@ -1,11 +1,12 @@
-"""Finding shards: the directory of shard nodes, and ``locate`` (a find broadcast, holders answer).
+"""Finding shards: the directory of shard nodes, and ``locate`` (who holds an object).
 
-``shard.locate`` broadcasts a find through the tree; holders answer
-``shard.have`` (the manifest and the shard hashes they hold); the reply lists
-the holders of each shard and the confirmation count, and shards below R
-copies are re-replicated right away: every read is a health check. A find that
-cannot complete (the tree is healing) is completed by asking holders directly
-(reach.py), and one that finds nothing while the tree heals is refused as
+``shard.locate`` asks every known shard node directly in a small settled network
+(``shard.holds``, reach.py), else broadcasts a find through the tree and holders
+answer ``shard.have``; both answers carry the manifest and the shard hashes a
+holder keeps. The reply lists the holders of each shard and the confirmation
+count, and shards below R copies are re-replicated right away: every read is a
+health check. A find that cannot complete (the tree is healing) is completed by
+direct asks, and one that finds nothing while the tree heals is refused as
 ``healing``, never answered "not found".
 """
 
@@ -29,6 +30,7 @@ from .reach import KNOWN_MAX, KNOWN_TTL_MS, Reacher
 ANNOUNCE_S = 1.0
 LOCATE_WAIT_S = 1.5
 REACH_AFTER_S = 0.4  # a find still short after this is completed by direct asks (reach.py)
+DIRECT_MAX = 16  # known shard nodes at most for a locate to ask each directly instead of a find
 FIND_RATE = 20  # finds per second one node answers for one finder
 
 
@@ -99,15 +101,10 @@ class Locator(Reacher):
         wherever its sender likes. A finder the directory does not know, or one past its rate of
         finds, gets no answer (counted)."""
         q, oid = data.get("q"), data.get("id")
-        if not (isinstance(q, str) and len(q) <= 64 and model.is_hash(oid)):
-            return
-        m = self.store.manifests.get(oid)
-        hashes = self.store.hashes_of(oid)
-        if m is None and not hashes:
-            return
-        answer = {"q": q, "id": oid, "m": m, "h": hashes}
-        if origin == self.me_holder.pubkey:
-            self._on_have(self.me_holder, answer)
+        if origin == self.me_holder.pubkey or not (isinstance(q, str) and len(q) <= 64 and model.is_hash(oid)):
+            return  # this node's own find: answered when it began (`locate`)
+        answer = self._have(q, oid)
+        if answer is None:
             return
         finder = self.live().get(origin)
         if finder is None:
@@ -121,6 +118,12 @@ class Locator(Reacher):
             self.counters["shard_have_sent"] += 1
         except PeerError:
             self.counters["shard_have_failed"] += 1
+
+    def _have(self, q: str, oid: str) -> dict[str, Any] | None:
+        """This node's answer to find q: oid's manifest and the shards of it held here (None: nothing)."""
+        m = self.store.manifests.get(oid)
+        hashes = self.store.hashes_of(oid)
+        return None if m is None and not hashes else {"q": q, "id": oid, "m": m, "h": hashes}
 
     def _on_have(self, holder: Holder, answer: dict[str, Any]) -> None:
         q = answer.get("q")
@@ -140,35 +143,52 @@ class Locator(Reacher):
         find.event.set()
 
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
-        """Who holds oid: the find's answers, completed by direct asks when the find falls short.
+        """Who holds oid: the answers of holders asked directly, or of a find through the tree.
 
-        The direct asks start with the find while the tree heals, else once the find has had
-        `REACH_AFTER_S` (a find through a whole tree answers within milliseconds). Raises
-        ``healing`` (503) when nothing was found and the tree is not settled or the object's
-        first lottery winners did not answer (reach.py)."""
+        A settled network of at most `DIRECT_MAX` known shard nodes is asked directly, every
+        node at once (reach.py): one request and its reply per node, where a find costs a tree
+        message to each node, an answer back from each holder, and the find's trip up to the
+        root and down. The find goes out too only when those answers leave a shard unheld (a
+        holder the directory does not list yet). A larger network gets the find; its direct
+        asks start with it while the tree heals, else once it has had `REACH_AFTER_S` (a find
+        through a whole tree answers within milliseconds). Raises ``healing`` (503) when nothing
+        was found and the tree is not settled or the object's first lottery winners did not
+        answer (reach.py)."""
         q = os.urandom(8).hex()
         find = self.finds[q] = PendingFind()
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_s
-        direct = self._spawn(self.reach(oid, find)) if self.unsettled() else None
-        self.broadcast("find", {"q": q, "id": oid})  # holders answer at our address in their directory
+        known, unsettled = self._known_nodes(), self.unsettled()
+        small = len(known) <= DIRECT_MAX and not unsettled
+        direct = self._reach_all(oid, find, known) if small or unsettled else None
+        if small:
+            self.counters["shard_locate_direct"] += 1
+        else:
+            self._find(q, oid)
+        find_sent = not small
         try:
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
                 if direct is None and loop.time() - start >= REACH_AFTER_S:
-                    direct = self._spawn(self.reach(oid, find))
-                if direct is not None and direct.done() and self._every_shard_held(oid, find):
-                    break  # the direct asks are all in: no wait for a find that may not travel
+                    direct = self._reach_all(oid, find, known)
+                if direct is not None and direct.done():
+                    if self._every_shard_held(oid, find):
+                        break  # the direct asks are all in: no wait for a find that may not travel
+                    if not find_sent:  # a holder this node's directory does not list: the tree reaches it
+                        self.counters["shard_locate_direct_short"] += 1
+                        self._find(q, oid)
+                        find_sent = True
                 try:
-                    await asyncio.wait_for(find.event.wait(), min(left, 0.1))
+                    async with asyncio.timeout(min(left, 0.1)):  # no extra task (wait_for's) between answer and reply
+                        await find.event.wait()
                 except TimeoutError:
                     continue
                 find.event.clear()
         finally:
             del self.finds[q]
-        if direct is None and not self._complete(find):
-            direct = self._spawn(self.reach(oid, find))
-        winners_answered = await direct if direct is not None else True
+        winners_answered = True  # only "not found" needs them, and then the direct asks are awaited
+        if not self._complete(find):
+            winners_answered = await (direct or self._reach_all(oid, find, known))
         if self._best_manifest(oid, find) is not None and not self._every_shard_held(oid, find):
             # a shard whose holders' answers were all too slow (a jittery link): ask again, once
             self.counters["shard_locate_asked_again"] += 1
@@ -212,6 +232,19 @@ class Locator(Reacher):
             "repairing": short if repair else 0,
             "answered": len(find.replies),
         }
+
+    def _find(self, q: str, oid: str) -> None:
+        """Broadcast find q for oid (holders answer at this node's address in their directory),
+        and answer it here at once, not after its trip through the root and back."""
+        self.broadcast("find", {"q": q, "id": oid})
+        if (own := self._have(q, oid)) is not None:
+            self._on_have(self.me_holder, own)
+
+    def _reach_all(self, oid: str, find: PendingFind, known: dict[str, Holder]) -> asyncio.Task[bool]:
+        """`reach` every known node, in the background; the locate waiting on the find wakes when it ends."""
+        task = self._spawn(self.reach(oid, find, known))
+        task.add_done_callback(lambda _: find.event.set())
+        return task
 
     def _every_shard_held(self, oid: str, find: PendingFind) -> bool:
         """Whether the find has oid's manifest and at least one holder of each of its shards."""

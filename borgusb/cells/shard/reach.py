@@ -1,9 +1,11 @@
 """Reaching holders without the tree: direct asks, holders already known, the background repair.
 
-A find (locate.py) travels through the tree's broadcast; while the tree heals (its root died,
-members are being replaced) it reaches few nodes or none. So a node also asks holders
-directly, ``shard.holds`` (what do you hold of this object?), a signed request answered with a
-signed reply, sent only to addresses this node learned itself, never to one a request names:
+A node asks holders directly, ``shard.holds`` (what do you hold of this object?), a signed
+request answered with a signed reply: in a small settled network every locate does (locate.py:
+cheaper and quicker than a find through the tree), and in a larger one a find travels through
+the tree's broadcast, which while the tree heals (its root died, members are being replaced)
+reaches few nodes or none, so the asks complete it. They go only to addresses this node
+learned itself, never to one a request names:
 
 * the holders it found for the object before (`holders_cache`, the last `HOLDERS_CACHE` objects);
 * the shard nodes it knows (the directory, from the registry's signed service statements or
@@ -50,13 +52,13 @@ HOLDERS_CACHE = 4096  # objects whose holders a node remembers
 KNOWN_TTL_MS = 300_000  # a shard node not heard of for this long is no longer asked directly
 KNOWN_MAX = 1024  # shard nodes remembered at most
 ASK_MAX = 32  # nodes one locate or one survey asks directly
-ASKS_AT_ONCE = 8
+ASKS_AT_ONCE = 32  # a small network locates by direct asks (locate.py): a frozen node holds one for ASK_WAIT_S
 ASK_WAIT_S = 1.0
 HEAL_WINDOW_MS = 30_000  # after a lost node, a locate asks holders directly from the start
 CACHED_HOLDERS = 8  # holders remembered per object
 REPAIR_OBJECTS = 32  # objects surveyed per background round
 MAX_HASHES = 1 << 16  # shard hashes one answer may list
-ASK_RATE = 20  # direct asks per second one node answers for one asker
+ASK_RATE = 100  # direct asks per second one node answers for one asker (a small network locates by them)
 
 
 class Reacher(ShardBase):
@@ -128,17 +130,21 @@ class Reacher(ShardBase):
         asked: set[str] = set(find.replies)
         answered: set[str] = set(find.replies)
 
+        async def one(h: Holder) -> None:  # each answer joins the find as it comes: a slow node holds up no other
+            got = await self._ask(h, oid)
+            if got is not None:
+                answered.add(got[0].pubkey)
+                if got[1] is not None or got[2]:
+                    find.replies[got[0].pubkey] = got
+                    find.event.set()
+
         async def wave(order: list[Holder]) -> None:
             batch: list[Holder] = []
             for h in order:
                 if h.pubkey not in asked and len(asked) < ASK_MAX:
                     asked.add(h.pubkey)
                     batch.append(h)
-            for got in await asyncio.gather(*(self._ask(h, oid) for h in batch)):
-                if got is not None:
-                    answered.add(got[0].pubkey)
-                    if got[1] is not None or got[2]:
-                        find.replies[got[0].pubkey] = got
+            await asyncio.gather(*(one(h) for h in batch))
 
         ranked = [nodes[pk] for pk in placement.rank(oid, nodes)]
         top = ranked[: self.default_r + 1]

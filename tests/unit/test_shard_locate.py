@@ -1,0 +1,84 @@
+"""``locate`` in a small network: every known shard node asked directly, the find only as a fallback.
+
+The cell is built in-process, never started, with an empty directory (it knows only itself)
+and its tree taken as settled; its broadcasts are recorded instead of sent, so nothing here
+opens a connection. The cluster tests (test_shard_cluster.py) check the same on real nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from borgusb.cells import spec
+from borgusb.cells.shard.cell import ShardCell
+from borgusb.clock import SystemClock
+from borgusb.dstream import Holder
+from borgusb.keys import SigningKey
+from borgusb.shard import model
+
+SPEC = spec("shardTreeCell")
+OWNER, PEER = SigningKey.generate(), SigningKey.generate()
+SS = 64
+
+
+@pytest.fixture
+async def cell(tmp_path: Path) -> AsyncIterator[ShardCell]:
+    c = SPEC.runtime_class()(
+        SPEC.dna_row(), "127.0.0.1", settings=SPEC.settings_class().from_sources({}, {}), data_dir=tmp_path
+    )
+    assert isinstance(c, ShardCell)
+    c.unsettled = lambda: False  # type: ignore[method-assign]  # a settled tree, as a started cell's
+    c.sent = []  # type: ignore[attr-defined]
+    c.broadcast = lambda kind, data=None, origin=None: c.sent.append((kind, data)) or "b"  # type: ignore[method-assign,attr-defined,func-returns-value]
+    try:
+        yield c
+    finally:
+        await c.peers.close()
+        await c.shard_peers.close()
+        c.key.close()
+
+
+def store_object(cell: ShardCell, parts: int, held: int) -> tuple[dict[str, Any], list[str]]:
+    """An object of `parts` shards (R = 1) whose manifest and first `held` shards this node keeps."""
+    datas = [os.urandom(SS) for _ in range(parts)]
+    hashes = [model.sha256_hex(d) for d in datas]
+    oid = model.object_id(SS * parts, SS, hashes)
+    t = SystemClock().now_ms()
+    for d, h in list(zip(datas, hashes))[:held]:
+        cell.store.put(model.sign_record(OWNER, h, SS, t), d, obj=oid)
+    m = model.sign_manifest(OWNER, SS * parts, SS, 1, hashes, t)
+    cell.store.put_manifest(m)
+    return m, hashes
+
+
+async def test_a_network_it_knows_whole_is_asked_directly_and_no_find_goes_out(cell: ShardCell) -> None:
+    m, _ = store_object(cell, parts=3, held=3)
+    loc = await cell.locate(m["id"])
+    assert loc["found"] and loc["copies"] == [1, 1, 1]
+    assert cell.sent == []  # type: ignore[attr-defined]
+    assert cell.counters["shard_locate_direct"] == 1 and cell.counters["shard_locate_direct_short"] == 0
+
+
+async def test_a_shard_no_known_node_holds_sends_the_find_and_takes_its_answer(cell: ShardCell) -> None:
+    m, hashes = store_object(cell, parts=3, held=2)
+    locating = asyncio.ensure_future(cell.locate(m["id"], wait_s=30))
+    for _ in range(500):  # the direct asks (only this node) end short; then the find goes out
+        if cell.sent:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    [(kind, data)] = cell.sent  # type: ignore[attr-defined]
+    assert kind == "find" and data["id"] == m["id"]
+    assert cell.counters["shard_locate_direct_short"] == 1
+    assert not locating.done()  # waiting for the holder the directory does not list
+    peer = Holder(PEER.public_key_hex, "127.0.0.9", SPEC.dna_row().recp_port)
+    cell._on_have(peer, {"q": data["q"], "id": m["id"], "m": None, "h": [hashes[2]]})
+    loc = await asyncio.wait_for(locating, 10)
+    assert loc["found"] and loc["copies"] == [1, 1, 1]
+    holders = [Holder.from_json(h) for h in loc["holders"]]
+    assert [holders[i].pubkey for i in loc["shards"][2]] == [PEER.public_key_hex]
