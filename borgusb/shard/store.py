@@ -346,6 +346,15 @@ class ShardStore:
         self.lost[h] = entry
         self.counters["corrupt_dropped"] += 1
 
+    def release(self, h: str) -> bool:
+        """Drop a good copy this node no longer needs (others hold the shard): not a loss, so
+        nothing refetches it. False if it was not held."""
+        if h not in self.records:
+            return False
+        self._drop(h)
+        self.counters["released"] += 1
+        return True
+
     def _drop(self, h: str) -> None:
         entry = self.records.pop(h, None)
         if entry is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from borgusb.cells.shard.client import locate_through_heal
 from borgusb.dstream import Receiver, parse_locate
 from borgusb.keys import SigningKey
-from borgusb.shard import model
+from borgusb.shard import model, placement
 from tests.integration.test_shard_cluster import PORT, client, put_bytes, start
 
 pytestmark = pytest.mark.slow
@@ -77,11 +78,59 @@ async def test_copies_come_back_without_a_reader(make_cluster, monkeypatch, tmp_
     docs = await cluster.status()
     driven = sum(d.get("counters", {}).get("repair_driven", 0) for d in docs)
     print(f"copies back to {got} {time.monotonic() - t0:.1f}s after killing {victims}; rounds that drove: {driven}")
-    # at least R: a clean-clone run found all four live nodes holding it (a survivor keeps its copy when
-    # the joined nodes take its place in the placement; nothing trims a copy beyond R)
+    # at least R: a survivor the joined nodes push out of the placement keeps its copy until the
+    # winners prove theirs, after the 30 s a node stays unsettled once it lost a peer (trim.py)
     assert at_least_r(got), held
     assert driven >= 1
     assert not any(d.get("counters", {}).get("shard_rejected:healing") for d in docs)  # nobody read
+
+
+async def test_a_node_back_from_a_freeze_leaves_r_copies_on_the_lottery_winners(
+    make_cluster, monkeypatch, tmp_path
+) -> None:
+    """Four nodes, R = 3: every shard is on its lottery's first three. One holder is frozen
+    (SIGSTOP) until repair has copied its shards to the fourth node, then resumed with its old
+    copies: those shards have four. The fourth-ranked holder of each drops its copy once the
+    three winners served the bytes (trim.py), and every shard is back on exactly its winners.
+    Six shards: that the frozen node held none of them has a chance of 1 in 4**6."""
+    monkeypatch.setenv("BORGUSB_REPAIR_MS", "1000")
+    cluster = await start(make_cluster, monkeypatch, tmp_path, 4)
+    data = os.urandom(6 * SS)
+    put = await put_bytes(cluster.nodes[0].ip, data, SigningKey.generate(), tmp_path)
+    oid, shards = put["id"], [model.sha256_hex(c) for _, c in model.split(data)]
+    key_of = {d["ip"]: d["shard"]["earn"]["claimant"] for d in await cluster.status()}
+    frozen = cluster.nodes[3]
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # every shard back at R on the three others
+            held = await holds(cluster, oid)
+            got = copies({ip: v for ip, v in held.items() if ip != frozen.ip}, shards)
+            if min(got[1]) >= 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert min(got[1]) >= 3, f"no repair while a holder was frozen: {got}"
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    want = {sh: set(placement.rank(sh, key_of.values())[:3]) for sh in shards}
+    deadline = time.monotonic() + 180
+    while True:
+        held = await holds(cluster, oid)
+        on = {sh: {key_of[ip] for ip, (_, hs) in held.items() if sh in hs} for sh in shards}
+        if on == want or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    docs = await cluster.status(timeout_s=10)
+    trimmed = sum(d.get("counters", {}).get("shard_trimmed", 0) for d in docs)
+    kept = {k: v for d in docs for k, v in d.get("counters", {}).items() if k.startswith("trim_kept")}
+    print(f"copies per shard after the freeze {[len(v) for v in on.values()]}; trimmed {trimmed}; kept {kept}")
+    assert on == want, f"the copies are not each shard's 3 lottery winners: {on} != {want}"
+    assert trimmed >= 1
+    async with client(SigningKey.generate()) as peers:
+        reply = await peers.post(cluster.nodes[0].ip, PORT, "/recp", "shard.locate", {"id": oid}, signed_reply=True)
+        m, by_shard = parse_locate(reply, oid)
+        await Receiver(peers, m, by_shard, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == data
 
 
 async def test_reads_during_a_heal_get_the_bytes(make_cluster, monkeypatch, tmp_path) -> None:

@@ -7,13 +7,15 @@ from collections import OrderedDict
 from typing import Any
 
 from ... import envelope
-from ...dstream import FairGate, Holder
+from ...dstream import FairGate, Holder, post_frame
 from ...ledger.servework import ServeRecord
-from ...net.peer import PeerClient
-from ...shard.store import ShardStore, StoreError
+from ...net.peer import PeerClient, PeerError, PeerRejected
+from ...shard import model
+from ...shard.store import Corrupt, ShardStore, StoreError
 from ..kit import Cell, RequestError
 
 DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement
+FETCH_TIMEOUT_S = 10.0  # a holder proving it holds a shard serves it within this
 MAX_SERVED_LOG = 65_536  # (reader, shard) pairs remembered as served, for readers' receipts
 
 
@@ -42,6 +44,32 @@ class ShardBase(Cell):
     lost_ms: int  # when a shard node last proved unreachable (reach.py: the network may be healing)
     repair_ms: int
     finds: dict[str, PendingFind]
+
+    async def _fetch_check(self, ip: str, port: int, claimant: str, h: str, n: int, sid: str = "audit") -> str:
+        """Why the claimant did not prove it holds shard h of n bytes by serving them ("" when it
+        did): the hold reward's audit (earn.py) and a trim's proof (trim.py) ask the same."""
+        if claimant == self.me_holder.pubkey:
+            got = await asyncio.to_thread(self._own_copy, h)
+            return "" if got is not None and len(got) == n and model.sha256_hex(got) == h else "not in this store"
+        try:
+            _, data = await asyncio.wait_for(
+                post_frame(self.shard_peers, ip, port, "shard.get", {"h": h, "sid": sid}, expect_pubkey=claimant),
+                FETCH_TIMEOUT_S,
+            )
+        except PeerRejected as exc:
+            return f"refused: {exc.reason}"
+        except (PeerError, TimeoutError) as exc:
+            return f"did not serve it: {exc or 'timeout'}"
+        if len(data) != n or model.sha256_hex(data) != h:
+            return "served other bytes"
+        return ""
+
+    def _own_copy(self, h: str) -> bytes | None:
+        try:
+            got = self.store.get(h)
+        except (Corrupt, OSError):  # a corrupt copy is dropped by the store: not held
+            return None
+        return got[1] if got else None
 
     def _reject(self, reason: str, detail: str, status: int) -> RequestError:
         self.counters[f"shard_rejected:{reason}"] += 1

@@ -22,9 +22,11 @@ Where a shard message is built, sent, verified and handled:
 * **Handled**: `ShardStore.put` writes atomically into the content-addressed
   directory.
 
-Reading is `locate.py` (find broadcast, holders answer), `reach.py` (holders
-asked directly while the tree heals) and `datachannel.py` (the bytes); keeping
-R copies is `repair.py`, and `reach.py`'s background repair.
+Reading is `locate.py` (every node asked directly in a small network, else a
+find broadcast), `reach.py` (the direct asks, and holders asked while the tree
+heals) and `datachannel.py` (the bytes); keeping R copies is `repair.py`,
+`reach.py`'s background repair, and `trim.py` (copies beyond the placement
+dropped once the winners prove theirs).
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ from .repair import Replicator
 from .selling import StorageSeller
 from .serving import ServeEarner
 from .settings import ShardSettings
+from .trim import Trimmer
 
 OWNED_ELSEWHERE = frozenset({"other_owner"})  # a put's placement stops at this refusal (repair.py `_place_on`)
 
 
-class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, ServeEarner, StorageSeller):
+class ShardCell(Locator, Trimmer, Replicator, DataChannelDoor, HoldEarner, ServeEarner, StorageSeller):
     """A Cell that stores shards (settings: `ShardSettings`)."""
 
     settings: ShardSettings
@@ -103,6 +106,7 @@ class ShardCell(Locator, Replicator, DataChannelDoor, HoldEarner, ServeEarner, S
             self._spawn(self._scrub_loop())
         if self.repair_ms > 0:
             self._spawn(self._repair_loop())
+            self._spawn(self._trim_loop())
         if self.earn:
             self._spawn(self._earn_loop())
         if self.bill_ms > 0:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from ... import envelope
-from ...dstream import post_frame
 from ...keystore import atomic_write
 from ...ledger import RESERVE, Tx, sign_reward
 from ...ledger.servework import ServeRecord
@@ -48,7 +47,6 @@ from ...ledger.work import (
 )
 from ...net.peer import PeerError, PeerRejected
 from ...shard import model, placement
-from ...shard.store import Corrupt
 from ..kit import RequestError, receptor
 from ..peerpays.client import PayClient
 from .base import ShardBase
@@ -56,7 +54,6 @@ from .base import ShardBase
 log = logging.getLogger("borgusb.shard.earn")
 
 PLACEMENT_SLACK = 2  # a holder may rank this far beyond R: repair moved the shard to the next ticket
-FETCH_TIMEOUT_S = 10.0
 CLAIM_SPREAD_MS = 30 * 60_000  # claims spread over the first half hour after a period ends
 RETRY_MS = (20_000, 120_000)  # a claim that lost its seq or found no quorum waits this long (random)
 RETRY_REASONS = frozenset(
@@ -105,31 +102,6 @@ class HoldEarner(ShardBase):
                     raise self._reject("not_held", f"shard {h[:16]}: {why}", 403)
         self.counters["shard_audits_passed"] += 1
         return {"ok": True, "checked": len(pairs)}
-
-    async def _fetch_check(self, ip: str, port: int, claimant: str, h: str, n: int) -> str:
-        """Why the claimant did not prove it holds shard h of n bytes ("" when it did)."""
-        if claimant == self.me_holder.pubkey:
-            got = await asyncio.to_thread(self._own_copy, h)
-            return "" if got is not None and len(got) == n and model.sha256_hex(got) == h else "not in this store"
-        try:
-            _, data = await asyncio.wait_for(
-                post_frame(self.shard_peers, ip, port, "shard.get", {"h": h, "sid": "audit"}, expect_pubkey=claimant),
-                FETCH_TIMEOUT_S,
-            )
-        except PeerRejected as exc:
-            return f"refused: {exc.reason}"
-        except (PeerError, TimeoutError) as exc:
-            return f"did not serve it: {exc or 'timeout'}"
-        if len(data) != n or model.sha256_hex(data) != h:
-            return "served other bytes"
-        return ""
-
-    def _own_copy(self, h: str) -> bytes | None:
-        try:
-            got = self.store.get(h)
-        except (Corrupt, OSError):  # a corrupt copy is dropped by the store: not held
-            return None
-        return got[1] if got else None
 
     # ------------------------------------------------------------ claimant
 
