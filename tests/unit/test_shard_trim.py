@@ -14,6 +14,7 @@ import pytest
 
 from borgusb.cells import spec
 from borgusb.cells.shard.cell import ShardCell
+from borgusb.cells.shard.trim import TRIM_ASKS
 from borgusb.clock import SystemClock
 from borgusb.dstream import Holder
 from borgusb.keys import SigningKey
@@ -82,3 +83,19 @@ async def test_nothing_is_trimmed_while_the_tree_heals(cell: ShardCell) -> None:
     cell.unsettled = lambda: True  # type: ignore[method-assign]
     assert await cell.trim_round() == 0 and cell.store.has(h)
     assert cell.counters["trim_kept:unsettled"] == 1
+
+
+async def test_a_round_asks_for_at_most_its_budget_of_manifests(cell: ShardCell) -> None:
+    asked: list[str] = []
+
+    async def no_answer(h: Holder, oid: str) -> None:
+        asked.append(oid)
+
+    cell._ask = no_answer  # type: ignore[assignment,method-assign]  # every asked node has nothing
+    for _ in range(TRIM_ASKS + 8):  # each shard its own object, whose manifest is nowhere
+        store(cell, second_place_shard(cell))
+    assert await cell.trim_round() == 0
+    assert len(asked) == TRIM_ASKS == len(set(asked))
+    assert cell.counters["trim_kept:no_manifest"] == TRIM_ASKS - 1  # the last one's check was cut short
+    await cell.trim_round()  # the next round starts with the shard whose check was cut short
+    assert asked[TRIM_ASKS] == asked[TRIM_ASKS - 1]

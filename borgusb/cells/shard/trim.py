@@ -9,8 +9,8 @@ holds:
 
 * its tree is settled (`unsettled` is false: no shard node lost lately, and placed in a tree);
 * every object the shard belongs to (its record's, and the manifests held here that list it) has
-  its owner-signed manifest, checked, here or from the object's first lottery winners, none of
-  them deleted; the shard's R is the largest of theirs (a shard shared by two objects keeps the
+  its owner-signed manifest, checked, here or from the object's first lottery winners (at most
+  `TRIM_ASKS` asks a round), none of them deleted; the shard's R is the largest of theirs (a shard shared by two objects keeps the
   larger R);
 * this node is not among the first R of the shard's lottery over the live shard nodes it knows,
   and at least R others are;
@@ -38,6 +38,7 @@ log = logging.getLogger("borgusb.shard")
 
 TRIM_LOOK = 64  # shards looked at per round (a lottery each: ~16 hashes per live node)
 TRIM_PROOFS = 4  # shards whose winners are asked to prove their copies, per round
+TRIM_ASKS = 32  # manifests asked of other nodes, per round (each object's at most once)
 
 
 class Trimmer(Reacher):
@@ -70,15 +71,19 @@ class Trimmer(Reacher):
                 if sh in listed:
                     listed[sh].add(oid)
         proofs, dropped = 0, 0
+        known = _Manifests(TRIM_ASKS)
         for h in batch:
-            if proofs >= TRIM_PROOFS:
+            if proofs >= TRIM_PROOFS or known.asks_left <= 0:
                 break
-            self._trim_cursor = h
+            before, self._trim_cursor = self._trim_cursor, h
             entry = self.store.records.get(h)
             ranked = placement.rank(h, live)
             if entry is None or ranked[:1] == [self.me_holder.pubkey]:
                 continue  # gone meanwhile, or first in its lottery: a winner for any R
-            why, r = await self._trim_check(entry, listed[h], ranked, live)
+            why, r = await self._trim_check(entry, listed[h], ranked, live, known)
+            if why == "no_manifest" and known.asks_left <= 0:
+                self._trim_cursor = before  # the asks ran out on this one: the next round takes it again
+                break
             if not why:
                 proofs += 1
                 why = await self._prove(h, entry["rec"]["n"], ranked[:r], live)
@@ -91,7 +96,7 @@ class Trimmer(Reacher):
         return dropped
 
     async def _trim_check(
-        self, entry: dict[str, Any], listed: set[str], ranked: list[str], live: dict[str, Holder]
+        self, entry: dict[str, Any], listed: set[str], ranked: list[str], live: dict[str, Holder], known: _Manifests
     ) -> tuple[str, int]:
         """(why the shard stays here without asking for proof, or "" to ask its winners; its R)."""
         objs = set(entry["objs"]) | listed
@@ -99,20 +104,25 @@ class Trimmer(Reacher):
             return "no_object", 0
         r = 0
         for oid in sorted(objs):
-            m = await self._manifest_of(oid, live)
+            if oid not in known.got:
+                known.got[oid] = await self._manifest_of(oid, live, known)
+            m = known.got[oid]
             if m is None:
                 return "no_manifest", 0
             r = max(r, m["r"])
         return ("placed" if self.me_holder.pubkey in ranked[:r] else ""), r
 
-    async def _manifest_of(self, oid: str, live: dict[str, Holder]) -> dict[str, Any] | None:
+    async def _manifest_of(self, oid: str, live: dict[str, Holder], known: _Manifests) -> dict[str, Any] | None:
         """oid's live manifest: held here, else from the first of its lottery winners that has it
-        (checked: owner-signed, this id, not deleted here)."""
+        (checked: owner-signed, this id, not deleted here), within the round's asks."""
         m = self.store.manifests.get(oid)
         if m is None:
             for pk in placement.rank(oid, live)[: model.MAX_R]:
                 if pk == self.me_holder.pubkey:
                     continue
+                if known.asks_left <= 0:
+                    break
+                known.asks_left -= 1
                 got = await self._ask(live[pk], oid)
                 if got is not None and got[1] is not None:
                     try:
@@ -131,3 +141,11 @@ class Trimmer(Reacher):
             *(self._fetch_check(live[pk].ip, live[pk].port, pk, h, n, sid="trim") for pk in winners)
         )
         return "unproved" if any(results) else ""
+
+
+class _Manifests:
+    """One round's manifests by object id (None: none found) and the asks it has left."""
+
+    def __init__(self, asks: int) -> None:
+        self.got: dict[str, dict[str, Any] | None] = {}
+        self.asks_left = asks
