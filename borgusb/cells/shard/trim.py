@@ -1,19 +1,19 @@
 """Trimming: a copy the lottery no longer places here is dropped once R winners prove they hold it.
 
-Churn leaves copies beyond R. When nodes join, a shard's lottery may rank some of them above a
-holder; repair fetches copies to them (reach.py, repair.py), and the old holder kept its own:
-storage kept for nothing (a clean-clone run found all four live nodes of a cluster holding a
-shard of R = 3). Each background round, a node looks at up to `TRIM_LOOK` of its shards, in
-turn, and drops a copy (`ShardStore.release`, counted ``shard_trimmed``) only when all of this
-holds:
+Churn leaves copies beyond R: a node back from an absence (a pulled stick, a frozen machine)
+finds its shards copied elsewhere meanwhile by repair (reach.py, repair.py) and still holds its
+own; two repairs of one shard at once do the same (a clean-clone run found all four live nodes
+of a cluster holding a shard of R = 3). Storage kept for nothing. Each background round, a node
+looks at up to `TRIM_LOOK` of its shards, in turn, and drops a copy (`ShardStore.release`,
+counted ``shard_trimmed``) only when all of this holds:
 
 * its tree is settled (`unsettled` is false: no shard node lost lately, and placed in a tree);
-* every object the shard belongs to (its record's, and the manifests held here that list it) has
-  its owner-signed manifest, checked, here or from the object's first lottery winners (at most
-  `TRIM_ASKS` asks a round), none of them deleted; the shard's R is the largest of theirs (a shard shared by two objects keeps the
-  larger R);
-* this node is not among the first R of the shard's lottery over the live shard nodes it knows,
-  and at least R others are;
+* every object the shard belongs to (its record's, and the manifests held here that list it)
+  has its owner-signed manifest, checked, here or from the object's first lottery winners (at
+  most `TRIM_ASKS` asks a round), none of them deleted; the shard's R is the largest of theirs
+  (a shard shared by two objects keeps the larger R);
+* this node is not among the first R of the shard's lottery over the live shard nodes it
+  knows;
 * each of those R winners served the shard's bytes, SHA-256 and size checked (the hold reward's
   audit, `ShardBase._fetch_check`): a claim alone never deletes a copy. At most `TRIM_PROOFS`
   shards are proved per round (R downloads each).
