@@ -50,6 +50,13 @@ class NodeProc:
     pid: int
     log: str
     alive: bool = True
+    started: int = 0  # the process's start time (clock ticks after boot): a pid used again has another
+
+    @classmethod
+    def spawned(cls, ip: str, pid: int, log: str) -> NodeProc:
+        """A node whose process was just started (its start time read now)."""
+        stat = _stat(pid)
+        return cls(ip=ip, pid=pid, log=log, started=int(stat[19]) if stat else 0)
 
     def cmdline_matches(self) -> bool:
         try:
@@ -59,13 +66,22 @@ class NodeProc:
         return (b"cell" in cmd or b"cellhost" in cmd) and self.ip.encode() in cmd
 
     def running(self) -> bool:
-        if not self.cmdline_matches():
+        """Whether the node's process lives: not a zombie, and the very process started (its start
+        time, which a process that got the pid later cannot have; a state file without one falls
+        back on the command line, which reads empty while the process is inside an exec, as
+        `ip netns exec` is right after the spawn)."""
+        stat = _stat(self.pid)
+        if stat is None or stat[0] == "Z":
             return False
-        try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
+        return int(stat[19]) == self.started if self.started else self.cmdline_matches()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command's name (state first), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 @dataclass
@@ -159,7 +175,7 @@ class Cluster:
             proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        node = NodeProc(ip=ip, pid=proc.pid, log=str(log))
+        node = NodeProc.spawned(ip, proc.pid, str(log))
         self.nodes.append(node)
         self.save()
         return node
