@@ -15,33 +15,23 @@ from typing import Any
 
 import pytest
 
-from borgusb.cells import spec
 from borgusb.cells.shard.cell import ShardCell
 from borgusb.clock import SystemClock
 from borgusb.dstream import Holder
 from borgusb.keys import SigningKey
 from borgusb.shard import model
+from tests.unit.shardcell import SPEC, shard_cell
 
-SPEC = spec("shardTreeCell")
 OWNER, PEER = SigningKey.generate(), SigningKey.generate()
 SS = 64
 
 
 @pytest.fixture
 async def cell(tmp_path: Path) -> AsyncIterator[ShardCell]:
-    c = SPEC.runtime_class()(
-        SPEC.dna_row(), "127.0.0.1", settings=SPEC.settings_class().from_sources({}, {}), data_dir=tmp_path
-    )
-    assert isinstance(c, ShardCell)
-    c.unsettled = lambda: False  # type: ignore[method-assign]  # a settled tree, as a started cell's
-    c.sent = []  # type: ignore[attr-defined]
-    c.broadcast = lambda kind, data=None, origin=None: c.sent.append((kind, data)) or "b"  # type: ignore[method-assign,attr-defined,func-returns-value]
-    try:
+    async with shard_cell(tmp_path, settled=True) as c:
+        c.sent = []  # type: ignore[attr-defined]  # its broadcasts, recorded instead of sent
+        c.broadcast = lambda kind, data=None, origin=None: c.sent.append((kind, data)) or "b"  # type: ignore[method-assign,attr-defined,func-returns-value]
         yield c
-    finally:
-        await c.peers.close()
-        await c.shard_peers.close()
-        c.key.close()
 
 
 def store_object(cell: ShardCell, parts: int, held: int) -> tuple[dict[str, Any], list[str]]:

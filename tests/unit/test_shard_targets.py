@@ -16,30 +16,21 @@ from pathlib import Path
 import pytest
 
 from borgusb import envelope
-from borgusb.cells import spec
 from borgusb.cells.shard.cell import ShardCell
 from borgusb.cells.shard.locate import FIND_RATE
 from borgusb.clock import SystemClock
 from borgusb.dstream import Holder
 from borgusb.keys import SigningKey
 from borgusb.shard import model
+from tests.unit.shardcell import shard_cell
 
-SPEC = spec("shardTreeCell")
 STRANGER, OWNER, PEER = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
 
 
 @pytest.fixture
 async def cell(tmp_path: Path) -> AsyncIterator[ShardCell]:
-    c = SPEC.runtime_class()(
-        SPEC.dna_row(), "127.0.0.1", settings=SPEC.settings_class().from_sources({}, {}), data_dir=tmp_path
-    )
-    assert isinstance(c, ShardCell)
-    try:
+    async with shard_cell(tmp_path) as c:
         yield c
-    finally:
-        await c.peers.close()
-        await c.shard_peers.close()
-        c.key.close()
 
 
 def stored_object(cell: ShardCell) -> str:

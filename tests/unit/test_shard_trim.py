@@ -12,33 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from borgusb.cells import spec
 from borgusb.cells.shard.cell import ShardCell
 from borgusb.cells.shard.trim import TRIM_ASKS
 from borgusb.clock import SystemClock
 from borgusb.dstream import Holder
 from borgusb.keys import SigningKey
 from borgusb.shard import model, placement
+from tests.unit.shardcell import shard_cell
 
-SPEC = spec("shardTreeCell")
 OWNER, PEER = SigningKey.generate(), SigningKey.generate()
 SS = 64
 
 
 @pytest.fixture
 async def cell(tmp_path: Path) -> AsyncIterator[ShardCell]:
-    c = SPEC.runtime_class()(
-        SPEC.dna_row(), "127.0.0.1", settings=SPEC.settings_class().from_sources({}, {}), data_dir=tmp_path
-    )
-    assert isinstance(c, ShardCell)
-    c.unsettled = lambda: False  # type: ignore[method-assign]  # a settled tree, as a started cell's
-    c.directory[PEER.public_key_hex] = (Holder(PEER.public_key_hex, "127.0.0.250", 1), c.clock.now_ms())
-    try:
+    async with shard_cell(tmp_path, settled=True) as c:
+        c.directory[PEER.public_key_hex] = (Holder(PEER.public_key_hex, "127.0.0.250", 1), c.clock.now_ms())
         yield c
-    finally:
-        await c.peers.close()
-        await c.shard_peers.close()
-        c.key.close()
 
 
 def second_place_shard(cell: ShardCell) -> bytes:
