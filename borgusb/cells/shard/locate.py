@@ -1,6 +1,6 @@
 """Finding shards: the directory of shard nodes, and ``locate`` (who holds an object).
 
-``shard.locate`` asks every known shard node directly in a small settled network
+``shard.locate`` asks every live shard node directly in a small settled network
 (``shard.holds``, reach.py), else broadcasts a find through the tree and holders
 answer ``shard.have``; both answers carry the manifest and the shard hashes a
 holder keeps. The reply lists the holders of each shard and the confirmation
@@ -30,7 +30,7 @@ from .reach import KNOWN_MAX, KNOWN_TTL_MS, Reacher
 ANNOUNCE_S = 1.0
 LOCATE_WAIT_S = 1.5
 REACH_AFTER_S = 0.4  # a find still short after this is completed by direct asks (reach.py)
-DIRECT_MAX = 16  # known shard nodes at most for a locate to ask each directly instead of a find
+DIRECT_MAX = 16  # live shard nodes at most for a locate to ask each directly instead of a find
 FIND_RATE = 20  # finds per second one node answers for one finder
 
 
@@ -145,11 +145,12 @@ class Locator(Reacher):
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
         """Who holds oid: the answers of holders asked directly, or of a find through the tree.
 
-        A settled network of at most `DIRECT_MAX` known shard nodes is asked directly, every
-        node at once (reach.py): one request and its reply per node, where a find costs a tree
-        message to each node, an answer back from each holder, and the find's trip up to the
-        root and down. The find goes out too only when those answers leave a shard unheld (a
-        holder the directory does not list yet). A larger network gets the find; its direct
+        A settled network of at most `DIRECT_MAX` live shard nodes (heard from within the
+        directory's `DIRECTORY_TTL_MS`) is asked directly, every node at once (reach.py): one
+        request and its reply per node, where a find costs a tree message to each node, an
+        answer back from each holder, and the find's trip up to the root and down. The find goes
+        out too only when those answers leave a shard unheld (a holder the directory does not
+        list, or one that went quiet). A larger network gets the find; its direct
         asks start with it while the tree heals, else once it has had `REACH_AFTER_S` (a find
         through a whole tree answers within milliseconds). Raises ``healing`` (503) when nothing
         was found and the tree is not settled or the object's first lottery winners did not
@@ -159,9 +160,11 @@ class Locator(Reacher):
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_s
-        known, unsettled = self._known_nodes(), self.unsettled()
-        small = len(known) <= DIRECT_MAX and not unsettled
-        direct = self._reach_all(oid, find, known) if small or unsettled else None
+        known, live, unsettled = self._known_nodes(), self.live(), self.unsettled()
+        small = len(live) <= DIRECT_MAX and not unsettled
+        # a small network's live nodes only: one that went quiet is not asked (a frozen one would hold
+        # an ask for its whole second); while the tree heals, every node known lately
+        direct = self._reach_all(oid, find, live if small else known) if small or unsettled else None
         if small:
             self.counters["shard_locate_direct"] += 1
         else:
