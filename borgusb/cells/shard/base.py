@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ... import envelope
@@ -15,6 +18,8 @@ from ...shard.store import Corrupt, ShardStore, StoreError
 from ..kit import Cell, RequestError
 
 DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement
+log = logging.getLogger("borgusb.shard")
+
 FETCH_TIMEOUT_S = 10.0  # a holder proving it holds a shard serves it within this
 MAX_SERVED_LOG = 65_536  # (reader, shard) pairs remembered as served, for readers' receipts
 
@@ -44,6 +49,17 @@ class ShardBase(Cell):
     lost_ms: int  # when a shard node last proved unreachable (reach.py: the network may be healing)
     repair_ms: int
     finds: dict[str, PendingFind]
+
+    async def _background_rounds(self, work: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run `work` every `repair_ms` (jittered by half) for good: the background repair and the
+        trim. A round's failure is counted (``<what>_round_failed``) and the next round tries again."""
+        while True:
+            await asyncio.sleep(self.repair_ms / 1000 * random.uniform(0.5, 1.5))
+            try:
+                await work()
+            except Exception:
+                self.counters[f"{what}_round_failed"] += 1
+                log.exception("background %s round", what)
 
     async def _fetch_check(self, ip: str, port: int, claimant: str, h: str, n: int, sid: str = "audit") -> str:
         """Why the claimant did not prove it holds shard h of n bytes by serving them ("" when it

@@ -105,8 +105,8 @@ class ShardCell(Locator, Trimmer, Replicator, DataChannelDoor, HoldEarner, Serve
         if self.scrub_bps > 0:
             self._spawn(self._scrub_loop())
         if self.repair_ms > 0:
-            self._spawn(self._repair_loop())
-            self._spawn(self._trim_loop())
+            self._spawn(self._background_rounds(self.survey_round, "repair"))
+            self._spawn(self._background_rounds(self.trim_round, "trim"))
         if self.earn:
             self._spawn(self._earn_loop())
         if self.bill_ms > 0:

@@ -160,11 +160,11 @@ class Locator(Reacher):
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait_s
-        known, live, unsettled = self._known_nodes(), self.live(), self.unsettled()
+        live, unsettled = self.live(), self.unsettled()
         small = len(live) <= DIRECT_MAX and not unsettled
         # a small network's live nodes only: one that went quiet is not asked (a frozen one would hold
         # an ask for its whole second); while the tree heals, every node known lately
-        direct = self._reach_all(oid, find, live if small else known) if small or unsettled else None
+        direct = self._reach_all(oid, find, live if small else self._known_nodes()) if small or unsettled else None
         if small:
             self.counters["shard_locate_direct"] += 1
         else:
@@ -173,7 +173,7 @@ class Locator(Reacher):
         try:
             while not self._complete(find) and (left := deadline - loop.time()) > 0:
                 if direct is None and loop.time() - start >= REACH_AFTER_S:
-                    direct = self._reach_all(oid, find, known)
+                    direct = self._reach_all(oid, find, self._known_nodes())
                 if direct is not None and direct.done():
                     if self._every_shard_held(oid, find):
                         break  # the direct asks are all in: no wait for a find that may not travel
@@ -191,7 +191,7 @@ class Locator(Reacher):
             del self.finds[q]
         winners_answered = True  # only "not found" needs them, and then the direct asks are awaited
         if not self._complete(find):
-            winners_answered = await (direct or self._reach_all(oid, find, known))
+            winners_answered = await (direct or self._reach_all(oid, find, self._known_nodes()))
         if self._best_manifest(oid, find) is not None and not self._every_shard_held(oid, find):
             # a shard whose holders' answers were all too slow (a jittery link): ask again, once
             self.counters["shard_locate_asked_again"] += 1

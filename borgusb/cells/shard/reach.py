@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter, OrderedDict
 from typing import Any
@@ -191,15 +190,6 @@ class Reacher(ShardBase):
             self.holders_cache.popitem(last=False)
 
     # ------------------------------------------------------------ background repair
-
-    async def _repair_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.repair_ms / 1000 * random.uniform(0.5, 1.5))
-            try:
-                await self.survey_round()
-            except Exception:  # a round's failure must not end the loop; the next round retries
-                self.counters["repair_round_failed"] += 1
-                log.exception("background repair round")
 
     async def survey_round(self) -> None:
         """Survey the next REPAIR_OBJECTS held manifests (after the cursor, wrapping around)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any
 
 from ...dstream import Holder
@@ -45,15 +44,6 @@ class Trimmer(Reacher):
     """Mixin of `ShardCell`: copies beyond the placement dropped once the winners hold theirs."""
 
     _trim_cursor: str = ""
-
-    async def _trim_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.repair_ms / 1000 * random.uniform(0.5, 1.5))
-            try:
-                await self.trim_round()
-            except Exception:  # a round's failure must not end the loop; the next round tries again
-                self.counters["trim_round_failed"] += 1
-                log.exception("trim round")
 
     async def trim_round(self) -> int:
         """Look at the next `TRIM_LOOK` held shards (after the cursor, wrapping around), at most
