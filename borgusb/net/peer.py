@@ -208,12 +208,17 @@ class PeerClient:
         return pin
 
     async def _peer_certificate(self, ip: str, port: int) -> bytes:
-        """The DER certificate the peer presents (read on a short TLS connection)."""
-        timeout = self.timeout.sock_connect or 1.0
+        """The DER certificate the peer presents (read on a short TLS connection). The connect is
+        bounded by ``sock_connect`` (an address where nothing answers is known at once), the TLS
+        handshake by the request's whole timeout: a busy node (a Pi, a guest under emulation
+        loading its cells) may take more than a second to answer its first handshake, and a
+        one-second bound on both had a guest's own `borgusb put` give up twice within 2 s of its
+        120 s timeout."""
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(ip, port, ssl=self._ssl, local_addr=self._local_addr), timeout
+            asyncio.open_connection(ip, port, local_addr=self._local_addr), self.timeout.sock_connect or 1.0
         )
         try:
+            await asyncio.wait_for(writer.start_tls(self._ssl, server_hostname=ip), self.timeout.total or 3.0)
             ssl_object = writer.get_extra_info("ssl_object")
             cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         finally:

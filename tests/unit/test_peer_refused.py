@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 
 import pytest
 
@@ -12,6 +14,7 @@ from borgusb.clock import SystemClock
 from borgusb.envelope import Verifier
 from borgusb.keys import SigningKey
 from borgusb.net.peer import PeerClient, PeerUnreachable
+from borgusb.net.tls import make_tls_identity
 
 
 def closed_port() -> int:
@@ -51,3 +54,35 @@ async def test_a_silent_listener_times_out_and_is_not_refused() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_slow_first_handshake_is_waited_for_within_the_request_timeout() -> None:
+    """A node too busy to answer its first TLS handshake within a second (a Pi, a guest under emulation)
+    is still reached when the caller's timeout allows it; the connect alone keeps its short bound."""
+    identity = make_tls_identity("slow node")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:  # in a thread: accept, stay silent 1.5 s, then answer the handshake
+        conn, _ = listener.accept()
+        time.sleep(1.5)
+        try:
+            with identity.server_context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)  # until the client closes
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        async with client(10.0) as peers:
+            assert await peers._peer_certificate("127.0.0.1", port) == identity.cert_der
+        await asyncio.to_thread(thread.join, 10)
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        async with client(0.5) as peers:  # a caller that allows less gives up at its own timeout
+            with pytest.raises(TimeoutError):
+                await peers._peer_certificate("127.0.0.1", port)
+    finally:
+        listener.close()
+        await asyncio.to_thread(thread.join, 10)
