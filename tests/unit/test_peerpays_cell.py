@@ -64,8 +64,13 @@ async def post(caller: SigningKey, to: PeerPaysCell, type: str, payload: Any) ->
     return body["payload"]
 
 
+BUNDLED = {"pay.accepts": "pay.accept", "pay.confirms": "pay.confirm"}
+
+
 class Net:
-    """Five cells of one view; `down` holds the holders that do not answer (per request type)."""
+    """Five cells of one view; `down` holds the holders that do not answer (per request type: a
+    bundle of offers or certificates, ``pay.accepts`` or ``pay.confirms``, as ``pay.accept`` or
+    ``pay.confirm`` alone)."""
 
     def __init__(self, cells: list[PeerPaysCell]) -> None:
         self.cells = cells
@@ -76,7 +81,8 @@ class Net:
             c.use_members(view)
 
             async def ask(holder: str, type: str, payload: dict[str, Any], me: PeerPaysCell = c) -> dict[str, Any]:
-                if holder in self.down.get(type, set()) | self.down.get("*", set()):
+                alone = BUNDLED.get(type, type)
+                if holder in self.down.get(alone, set()) | self.down.get("*", set()):
                     raise PeerUnreachable(f"{holder[:8]} is down for this test")
                 return await post(me.key, self.by_key[holder], type, payload)  # type: ignore[no-any-return]
 

@@ -14,7 +14,9 @@ The protocol is `borgusb.ledger` (docs/ledger.md); this cell only carries it.
 * **Holder receptors**: ``pay.accept`` (a payer-signed transaction: the core's
   `DurableHolder.accept`, durable in SQLite before the signed acceptance is
   answered), ``pay.confirm`` (a certificate: checked, persisted, credited and
-  or confirmed), ``pay.account`` (this holder's view of an account: `reads.AccountReads`).
+  or confirmed), ``pay.account`` (this holder's view of an account: `reads.AccountReads`);
+  ``pay.accepts`` and ``pay.confirms`` carry several offers or certificates to one holder at
+  once while another request to it is out (`bundles.BundleReceptors`).
 * **Entry receptors** (what a wallet calls on its local cell): ``pay.send``
   (offer to the account's holders in parallel, certify once a quorum
   accepted, deliver to the payer's and payee's holders), ``pay.balance``
@@ -61,6 +63,7 @@ from ...ledger.work import WORK_REASONS
 from ...net.peer import PeerError, PeerRejected, PeerUnreachable
 from ..kit import RequestError, receptor
 from .bridgecheck import BridgeChecks
+from .bundles import BundleReceptors
 from .client import PayClient
 from .contentcheck import ContentChecks
 from .directory import DirectoryReceptors
@@ -104,6 +107,7 @@ class PeerPaysCell(
     HandoverReceptors,
     HandoffReceptors,
     AccountReads,
+    BundleReceptors,
 ):
     """A Cell that holds account chains and confirms transfers (settings: `PeerPaysSettings`)."""
 
@@ -141,6 +145,7 @@ class PeerPaysCell(
         self._init_handoff()
         self._load_evidence()
         self._init_directory()
+        self._init_bundles()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -276,15 +281,19 @@ class PeerPaysCell(
 
     @receptor("pay.accept")
     async def _r_accept(self, env: envelope.Envelope) -> Any:
-        tx = self._tx(env.payload)
-        view = env.payload.get("view", "")
+        return await self.accept_offer(env.payload, env.signer)
+
+    async def accept_offer(self, payload: Any, signer: str) -> dict[str, Any]:
+        """An offer's vote (``pay.accept``, or one of ``pay.accepts``' offers): its signed acceptance."""
+        tx = self._tx(payload)
+        view = payload.get("view", "")
         if not isinstance(view, str):
             raise RequestError("malformed", "view is the digest of the member view")
         if view and view != self.view:
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
         if view and view != self.view:  # or knows evidence against a holder that we lack
-            await self.reconcile_exclusions(env.payload.get("excluded"), env.signer)
-        acc = await self.vote(tx, view, env.payload.get("work"), _taken(env.payload.get("taken")))
+            await self.reconcile_exclusions(payload.get("excluded"), signer)
+        acc = await self.vote(tx, view, payload.get("work"), _taken(payload.get("taken")))
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
 
@@ -400,7 +409,10 @@ class PeerPaysCell(
         if taken:
             offer["taken"] = [a.to_dict() for a in taken[:MAX_TAKEN]]
         digest = self.sets.digest(tx.account)
-        got = await self._bounded(holder, "pay.accept", offer)
+        if work is None:  # with others to this holder (bundles.py); a reward's, whose work is checked, alone
+            got = await self.bundled(self.offers, holder, offer)
+        else:
+            got = await self._bounded(holder, "pay.accept", offer)
         if isinstance(got, str):
             return got
         try:
@@ -442,9 +454,9 @@ class PeerPaysCell(
                     return "ok"
                 except RequestError as exc:
                     return exc.reason
-            got = await self._bounded(holder, "pay.confirm", {"cert": doc})
+            got = await self.bundled(self.certs, holder, doc)
             if got == "gap" and await self._catch_up(holder, account, seq):
-                got = await self._bounded(holder, "pay.confirm", {"cert": doc})
+                got = await self.bundled(self.certs, holder, doc)
             return got if isinstance(got, str) else "ok"
 
         return dict(zip(targets, await asyncio.gather(*(one(h) for h in targets)), strict=True))
