@@ -126,6 +126,85 @@ def test_a_failed_commit_changes_nothing_in_memory(tmp_path: Path, monkeypatch: 
     h.close()
 
 
+def _commits(h: DurableHolder) -> list[str]:
+    """The COMMIT statements the store's connection runs from now on."""
+    seen: list[str] = []
+    h.store.db.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return seen
+
+
+def test_decisions_in_one_commit_share_one_fsync_and_all_survive(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = _funded(path)
+    alone = _commits(h)
+    t0 = _pay(amount=SHELL)
+    h.accept(t0, NOW)
+    h.on_certificate(_cert(t0))  # its confirm and its credit: each alone, a commit each
+    assert len(alone) == 3
+    grouped = _commits(h)
+    t1 = _pay(seq=2, prev=t0.id, amount=2 * SHELL)
+    with h.one_commit():
+        acc1 = h.accept(t1, NOW)
+        h.on_certificate(_cert(t1))
+        t2 = _pay(seq=3, prev=t1.id, amount=SHELL)
+        acc2 = h.accept(t2, NOW)  # decided on t1's state, before anything is durable
+        assert grouped == []
+    assert len(grouped) == 1
+    h.close()
+    again = _open(path)
+    assert again.accept(t1, NOW) == acc1 and again.accept(t2, NOW) == acc2
+    assert again.holder.balance(BOB.public_key_hex) == 3 * SHELL
+    again.close()
+
+
+def test_a_refusal_inside_one_commit_keeps_the_decisions_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = _funded(path)
+    t1, other = _pay(to=BOB), _pay(to=CAROL)
+    with pytest.raises(LedgerError) as err, h.one_commit():
+        h.accept(t1, NOW)
+        # bypass the state machine: the store refuses the second vote and only its own writes go
+        h.store.commit([Accepted(other, sign_acceptance(ME, other, SETS.digest(other.account)), new=True)])
+    assert err.value.reason == "conflicting_spend"
+    h.close()
+    again = _open(path)
+    assert again.holder.state.votes[(t1.account, 1)].id == t1.id
+    assert again.store.db.execute("SELECT count(*) FROM txs WHERE tx_id = ?", (other.id,)).fetchone()[0] == 0
+    again.close()
+
+
+class _FullAtCommit:
+    """The store's connection, failing its next COMMIT as a full disk would."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.failed = db, False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_a_failed_group_commit_leaves_memory_as_the_disk_is(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = _funded(path)
+    real = h.store.db
+    h.store.db = _FullAtCommit(real)  # type: ignore[assignment]
+    t1 = _pay()
+    with pytest.raises(sqlite3.OperationalError), h.one_commit():
+        h.accept(t1, NOW)
+        assert (t1.account, 1) in h.holder.state.votes  # decided, applied, not yet durable
+    assert (t1.account, 1) not in h.holder.state.votes  # no acceptance was returned, none is remembered
+    assert not h.store.in_group and not real.in_transaction
+    h.store.db = real
+    assert h.accept(t1, NOW).id == t1.id
+    h.close()
+
+
 def test_adopting_the_certified_winner_is_persisted(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     h = _funded(path)

@@ -8,6 +8,8 @@ its certificates to one holder, now travel together while another such request t
 is in flight (`kit.coalesce`: an idle holder's request still goes at once, alone). A holder takes
 each item exactly as it takes ``pay.accept`` or ``pay.confirm`` alone and answers, in order, each
 item's result or its refusal's reason. The key's rate counts every item, as if it came alone.
+A bundle's decisions share one commit (`DurableHolder.one_commit`): one fsync where each alone
+paid its own, which under load was most of a holder's time.
 
 A reward's offer (its work record is checked, which may ask other cells) still travels alone in
 ``pay.accept``, and so do a catch-up's certificates (`_hand_cert`).
@@ -19,6 +21,9 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ... import envelope
+from ...ledger.certificate import Acceptance
+from ...ledger.store import DurableHolder
+from ...ledger.tx import Tx
 from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor
 from ..kit.coalesce import Busy, Coalescer, ShortReply
@@ -33,8 +38,10 @@ class BundleReceptors(HolderCell):
 
     if TYPE_CHECKING:
         offer_timeout_s: float
+        ledger: DurableHolder
 
-        async def accept_offer(self, payload: Any, signer: str) -> dict[str, Any]: ...
+        async def ready_offer(self, payload: Any, signer: str) -> tuple[Tx, str, list[Acceptance]]: ...
+        def vote_ready(self, tx: Tx, view: str, taken: list[Acceptance]) -> dict[str, Any]: ...
         def take_local(self, doc: Any) -> tuple[str, list[str]]: ...
         async def _ask(self, holder: str, type: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -64,28 +71,42 @@ class BundleReceptors(HolderCell):
 
     @receptor("pay.accepts")
     async def _r_accepts(self, env: envelope.Envelope) -> Any:
-        """Several offers (each as ``pay.accept`` takes it), voted on at once: each its acceptance or refusal."""
+        """Several offers, each as ``pay.accept`` takes it: made ready at once (what may wait on other
+        nodes), then voted on in order with one commit for all: each its acceptance or refusal."""
 
-        async def one(offer: Any) -> dict[str, Any]:
+        async def ready(offer: Any) -> tuple[Tx, str, list[Acceptance]] | RequestError:
             try:
-                return await self.accept_offer(offer, env.signer)
+                return await self.ready_offer(offer, env.signer)
             except RequestError as exc:
-                return exc.to_json()
+                return exc
 
-        return {"results": await asyncio.gather(*(one(o) for o in self._bundle(env, "offers")))}
+        results: list[dict[str, Any]] = []
+        offers = await asyncio.gather(*(ready(o) for o in self._bundle(env, "offers")))
+        with self.ledger.one_commit():  # no await inside: nothing answers before the commit
+            for offer in offers:
+                try:
+                    if isinstance(offer, RequestError):
+                        raise offer
+                    results.append(self.vote_ready(*offer))
+                except RequestError as exc:
+                    results.append(exc.to_json())
+        return {"results": results}
 
     @receptor("pay.confirms")
     async def _r_confirms(self, env: envelope.Envelope) -> Any:
-        """Several certificates (or skips), taken in order as ``pay.confirm`` takes each: its result or refusal."""
+        """Several certificates (or skips), taken in order as ``pay.confirm`` takes each, with one
+        commit for all: each its result or refusal."""
         results: list[dict[str, Any]] = []
-        for doc in self._bundle(env, "certs"):
-            try:
-                settled, events = self.take_local(doc)
-            except RequestError as exc:
-                results.append(exc.to_json())
-                continue
-            self.counters["pay_certificates"] += 1
-            results.append({"id": settled, "events": events})
+        docs = self._bundle(env, "certs")
+        with self.ledger.one_commit():  # no await inside: nothing answers before the commit
+            for doc in docs:
+                try:
+                    settled, events = self.take_local(doc)
+                except RequestError as exc:
+                    results.append(exc.to_json())
+                    continue
+                self.counters["pay_certificates"] += 1
+                results.append({"id": settled, "events": events})
         return {"results": results}
 
     # ------------------------------------------------------------ the sender's side

@@ -284,7 +284,13 @@ class PeerPaysCell(
         return await self.accept_offer(env.payload, env.signer)
 
     async def accept_offer(self, payload: Any, signer: str) -> dict[str, Any]:
-        """An offer's vote (``pay.accept``, or one of ``pay.accepts``' offers): its signed acceptance."""
+        """An offer's vote (``pay.accept``): its signed acceptance."""
+        offer = await self.ready_offer(payload, signer)
+        return self.vote_ready(*offer)
+
+    async def ready_offer(self, payload: Any, signer: str) -> tuple[Tx, str, list[Acceptance]]:
+        """What must happen before a vote on an offer, which may wait on other nodes: the view caught
+        up, the work of a reward checked, the account handed over (`ready_to_vote`). (tx, view, taken)."""
         tx = self._tx(payload)
         view = payload.get("view", "")
         if not isinstance(view, str):
@@ -293,23 +299,33 @@ class PeerPaysCell(
             await self.refresh_view()  # the offerer may have read the root's table a moment sooner
         if view and view != self.view:  # or knows evidence against a holder that we lack
             await self.reconcile_exclusions(payload.get("excluded"), signer)
-        acc = await self.vote(tx, view, payload.get("work"), _taken(payload.get("taken")))
+        await self.ready_to_vote(tx, view, payload.get("work"))
+        return tx, view, _taken(payload.get("taken"))
+
+    def vote_ready(self, tx: Tx, view: str, taken: list[Acceptance]) -> dict[str, Any]:
+        """The vote on an offer made ready (`ready_offer`), durable before it is returned."""
+        acc = self.accept_local(tx, view, taken)
         self.counters["pay_accepted"] += 1
         return {"acceptance": acc.to_dict()}
 
-    async def vote(self, tx: Tx, view: str, work: Any, taken: Iterable[Acceptance] = ()) -> Acceptance:
-        """This holder's vote on `tx`, offered under `view`: a reward's work checked first (a non-holder
-        refuses unaudited), the account handed over from its previous holder sets (`handover.py`), then
-        the core's rules (`taken`: other holders' votes for it, for one past its age)."""
+    async def ready_to_vote(self, tx: Tx, view: str, work: Any) -> None:
+        """A reward's work checked (a non-holder refuses unaudited), the account handed over from its
+        previous holder sets (`handover.py`)."""
         if work is not None and tx.kind == "reward" and self.ledger.holder.holds(tx.account):
             await self.check_work(tx, work)
         await self.handed_over(view, lambda: self.hand_over(tx))
+
+    async def vote(self, tx: Tx, view: str, work: Any, taken: Iterable[Acceptance] = ()) -> Acceptance:
+        """This holder's vote on `tx`, offered under `view`: `ready_to_vote`, then the core's rules
+        (`taken`: other holders' votes for it, for one past its age)."""
+        await self.ready_to_vote(tx, view, work)
         return self.accept_local(tx, view, taken)
 
     def confirm_local(self, cert: Certificate) -> list[str]:
         self._holders(cert.tx.account)
         try:
-            events = self.ledger.on_certificate(cert)
+            with self.ledger.one_commit():  # its confirm and its credit: one fsync
+                events = self.ledger.on_certificate(cert)
         except ConflictingSpend as exc:  # raised only once `cert` was checked: a second certificate
             self._second_certificate(cert)
             raise self._refuse(exc) from None
