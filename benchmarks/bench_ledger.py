@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -129,6 +130,12 @@ def cluster_cpu_s(cluster: Cluster) -> float:
     return total / tick
 
 
+def bundle_counts(docs: list[dict[str, Any]]) -> tuple[int, int]:
+    """Holder-to-holder offer and certificate requests the nodes sent so far, and the items they carried."""
+    kinds = [d.get("pay", {}).get("bundles", {}).get(k, {}) for d in docs for k in ("offers", "certs")]
+    return sum(b.get("requests", 0) for b in kinds), sum(b.get("items", 0) for b in kinds)
+
+
 def client(key: SigningKey) -> PeerClient:
     return PeerClient(key, CLOCK, Verifier(CLOCK), timeout_s=30)
 
@@ -190,11 +197,13 @@ async def run(accounts: int, per: int) -> dict[str, float]:
                     took.append(await w.pay(ips[(i + j) % NODES], payee, SHELL // 100))
                 return took
 
+            sent0 = bundle_counts(await cluster.status())
             cpu0, t0 = cluster_cpu_s(cluster), time.perf_counter()
             loaded = [t for ts in await asyncio.gather(*(spend(i, w) for i, w in enumerate(wallets))) for t in ts]
             elapsed, cpu = time.perf_counter() - t0, cluster_cpu_s(cluster) - cpu0
 
             docs = await cluster.status()
+            sent = [b - a for a, b in zip(sent0, bundle_counts(docs), strict=True)]
             refused = {
                 k: v
                 for d in docs
@@ -218,6 +227,8 @@ async def run(accounts: int, per: int) -> dict[str, float]:
         "floor_verify_us": floor["verify_us"],
         "floor_commit_us": floor["commit_us"],
         "replicated_rate": floor["replicated_rate"],
+        "requests": sent[0] / len(loaded),
+        "items": sent[1] / len(loaded),
         "refused": sum(refused.values()),
         "refused_detail": str(refused or "none"),
     }
@@ -240,7 +251,9 @@ def main() -> None:
     )
     print(
         f"the nodes' CPU per confirmed transfer: {r['cpu_ms']:.1f} ms (all five processes; "
-        f"{r['cpu_ms'] * r['rate'] / 1e3:.2f} cores busy)"
+        f"{r['cpu_ms'] * r['rate'] / 1e3:.2f} cores busy); offers and certificates to other holders "
+        f"{r['items']:.1f} per transfer, in {r['requests']:.1f} requests "
+        f"(bundles of {r['items'] / max(r['requests'], 1e-9):.1f} on average)"
     )
     print(
         f"floor (payer + {QUORUM} acceptance verifies {r['floor_verify_us']:.0f} us, one SQLite commit "

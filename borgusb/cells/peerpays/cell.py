@@ -579,6 +579,10 @@ class PeerPaysCell(
             "evidence": self.evidence_status(),
             "skips": sum(e.skip is not None for c in st.chains.values() for e in c.entries),
             "directory": len(self.directory),
+            "bundles": {  # requests sent and the offers or certificates they carried (bundles.py)
+                "offers": {"requests": self.offers.requests, "items": self.offers.calls},
+                "certs": {"requests": self.certs.requests, "items": self.certs.calls},
+            },
             "htlc": {
                 "votes": len(st.res_votes),
                 "resolved": len(st.resolved),
