@@ -145,11 +145,15 @@ SKIPS = st.one_of(
 )
 LOCK_QUERY = shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "lock": (st.just(LOCK.id), hex_texts)})
 
+OFFER = shaped_dict({"tx": TXS, "view": (st.just(""), texts), "taken": (st.lists(ACCEPTANCES, max_size=3), JSON_SMALL)})
+
 PAY_RECEPTORS: dict[str, st.SearchStrategy[Any]] = {
-    "pay.accept": shaped_dict(
-        {"tx": TXS, "view": (st.just(""), texts), "taken": (st.lists(ACCEPTANCES, max_size=3), JSON_SMALL)}
-    ),
+    "pay.accept": OFFER,
+    "pay.accepts": shaped_dict({"offers": (st.lists(OFFER, min_size=1, max_size=4), JSON_SMALL)}),
     "pay.confirm": shaped_dict({"cert": st.one_of(CERTS, SKIPS)}),
+    "pay.confirms": shaped_dict(
+        {"certs": (st.lists(st.one_of(CERTS, SKIPS, JSON_SMALL), min_size=1, max_size=4), JSON_SMALL)}
+    ),
     "pay.vote": shaped_dict({"account": (ACCOUNTS, ACCOUNT_LIKE), "seq": INTS}),
     "pay.views": shaped_dict({}),
     "pay.handover": shaped_dict(
