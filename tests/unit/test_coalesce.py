@@ -179,3 +179,18 @@ async def test_in_flight_two_sends_a_second_request_at_once() -> None:
     await p.release(0)
     await p.release(1)
     assert [await t for t in calls] == [10, 20]
+
+
+async def test_a_stopped_sender_fails_the_calls_still_waiting() -> None:
+    p = Peer()
+    c = coalescer(p)
+    first = asyncio.ensure_future(c.call("a", 1))
+    await until(lambda: p.requests)
+    waiting = asyncio.ensure_future(c.call("a", 2))
+    await asyncio.sleep(0)
+    for task in list(p.tasks):  # as a cell's stop cancels its background tasks
+        task.cancel()
+    for t in (first, waiting):
+        with pytest.raises(ConnectionAbortedError):
+            await t
+    assert c.queues == {}

@@ -78,8 +78,11 @@ class Coalescer(Generic[T, R]):
                 self.calls += len(batch)
                 try:
                     results = await self.send(peer, [item for item, _ in batch])
-                except asyncio.CancelledError:
-                    _fail(batch, ConnectionAbortedError("the sender stopped"))
+                except asyncio.CancelledError:  # the cell stops: no call waits for a request never sent
+                    stopped = ConnectionAbortedError("the sender stopped")
+                    _fail(batch, stopped)
+                    _fail(list(self.queues.get(peer, ())), stopped)
+                    self.queues.pop(peer, None)
                     raise
                 except Exception as exc:  # every call of the request learns why it failed
                     _fail(batch, exc)
