@@ -72,3 +72,30 @@ async def test_a_shard_no_known_node_holds_sends_the_find_and_takes_its_answer(c
     assert loc["found"] and loc["copies"] == [1, 1, 1]
     holders = [Holder.from_json(h) for h in loc["holders"]]
     assert [holders[i].pubkey for i in loc["shards"][2]] == [PEER.public_key_hex]
+
+
+async def test_a_locate_checks_each_manifest_once_and_refuses_a_forged_one(
+    cell: ShardCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m, hashes = store_object(cell, parts=3, held=2)
+    checks: list[str] = []
+    real = model.check_manifest
+
+    def counted(doc: Any) -> Any:
+        checks.append(doc["s"])
+        return real(doc)
+
+    monkeypatch.setattr(model, "check_manifest", counted)
+    forged = {**m, "t": m["t"] + 1}  # a later version, its signature copied: it must not win
+    locating = asyncio.ensure_future(cell.locate(m["id"], wait_s=30))
+    for _ in range(500):
+        if cell.sent:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.01)
+    [(_, data)] = cell.sent  # type: ignore[attr-defined]
+    peer = Holder(PEER.public_key_hex, "127.0.0.9", SPEC.dna_row().recp_port)
+    cell._on_have(peer, {"q": data["q"], "id": m["id"], "m": forged, "h": [hashes[2]]})
+    loc = await asyncio.wait_for(locating, 10)
+    assert loc["found"] and loc["manifest"]["t"] == m["t"]  # the owner's, not the forged one
+    assert len(checks) == 2  # the node's own manifest and the forged one, each once, however often weighed
+    assert cell.counters["shard_rejected:bad_manifest"] == 1

@@ -164,10 +164,16 @@ class Reacher(ShardBase):
         one: never simply the latest signature, which any key can make."""
         valid: list[dict[str, Any]] = []
         for m in (m for _, m, _ in find.replies.values() if m is not None):
-            try:
-                model.check_manifest(m)
-            except model.BadRecord:
-                self.counters["shard_rejected:bad_manifest"] += 1
+            ok = find.manifest_ok(m)
+            if ok is None:
+                try:
+                    model.check_manifest(m)
+                    ok = True
+                except model.BadRecord:
+                    self.counters["shard_rejected:bad_manifest"] += 1
+                    ok = False
+                find.checked[id(m)] = (m, ok)
+            if not ok:
                 continue
             if m["id"] != oid:
                 continue
