@@ -21,10 +21,11 @@ same 2 cores as DStream's holders). With the run's locate, it is how close any
 DStream could come on this machine; the bound it prints (locate + required CPU
 / 2 cores) says how much of the receiver-only floor is reachable at all.
 
-Least any read takes: the floor plus one signed round trip from the reader to a node (a
+The floor plus one signed round trip from the reader to a node (a
 signed ``shard.holds`` and its signed reply, measured in the same rounds): a reader learns
 the holders from the network before its first byte, and every message is a signed envelope.
-It bounds both ratios from above, whatever the protocol does after.
+It bounds both ratios from above, whatever the protocol does after (as far as each contender's
+best round, taken apart from the others', allows: a noisy round can put DStream's under it).
 
 Every contender is set up once and read in --repeat interleaved rounds (each round reads the
 object once with each, the order turning round by round), so a slow minute of this shared
@@ -495,8 +496,9 @@ def report_loopback(args: argparse.Namespace, rounds: Rounds, shards: int, sweep
     )
     least_s = floor_s + rtt_s  # no read starts before the reader learns a holder from the network
     print(
-        f"  least any read takes: the floor + one signed round trip (a signed request and its signed reply, reader to "
-        f"node: {rtt_s * 1000:.1f} ms, best of {len(rounds['rtt'])}) = {least_s:.3f} s: at best "
+        f"  the floor + one signed round trip (what a read must do at least: a signed request and its signed reply, "
+        f"reader to node: {rtt_s * 1000:.1f} ms, best of {len(rounds['rtt'])}; each its best round, so a noisy round "
+        f"can put DStream's best under it) = {least_s:.3f} s: at best "
         f"{http_s / least_s:.2f} of plain HTTP (goal 0.6: {'reachable' if http_s / least_s >= 0.6 else 'NOT reachable'}"
         f" in this run) and {floor_s / least_s:.2f} of the floor (goal 0.9)"
     )

@@ -210,26 +210,19 @@ class LedgerStore:
         """Write `events` in one SQLite transaction; returns only once it is durable. Inside a group
         (`begin_group`) they are written under a savepoint instead (all or none of them), durable
         when the group commits."""
-        if self.in_group:
-            self.db.execute("SAVEPOINT events")
-            try:
-                for ev in events:
-                    if ev.new:
-                        self._write(ev)
-            except BaseException:
-                self.db.execute("ROLLBACK TO events")
-                raise
-            finally:
-                self.db.execute("RELEASE events")
-            return
-        self.db.execute("BEGIN IMMEDIATE")
+        grouped = self.in_group
+        self.db.execute("SAVEPOINT events" if grouped else "BEGIN IMMEDIATE")
         try:
             for ev in events:
                 if ev.new:
                     self._write(ev)
-            self.db.execute("COMMIT")
+            self.db.execute("RELEASE events" if grouped else "COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if grouped:
+                self.db.execute("ROLLBACK TO events")
+                self.db.execute("RELEASE events")
+            elif self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
 
     def begin_group(self) -> None:

@@ -62,7 +62,7 @@ async def test_a_call_to_an_idle_peer_goes_at_once_alone() -> None:
     assert await call == 10
     assert (c.requests, c.calls) == (1, 1)
     await until(lambda: not p.tasks)
-    assert c.queues == {} and c.running == {}  # nothing kept for a peer with nothing waiting
+    assert c.queues == {} and c.draining == set()  # nothing kept for a peer with nothing waiting
 
 
 async def test_calls_made_while_a_request_is_out_go_together_next_in_order() -> None:
@@ -166,19 +166,6 @@ async def test_a_call_given_up_is_not_sent() -> None:
     await p.release(1)
     assert (await first, await kept) == (10, 30)
     assert p.requests[1] == ("a", [3])
-
-
-async def test_in_flight_two_sends_a_second_request_at_once() -> None:
-    p = Peer()
-    c = coalescer(p, in_flight=2)
-    calls = [asyncio.ensure_future(c.call("a", 1))]
-    await until(lambda: p.requests)
-    calls.append(asyncio.ensure_future(c.call("a", 2)))
-    await until(lambda: len(p.requests) == 2)
-    assert [items for _, items in p.requests] == [[1], [2]]
-    await p.release(0)
-    await p.release(1)
-    assert [await t for t in calls] == [10, 20]
 
 
 async def test_a_stopped_sender_fails_the_calls_still_waiting() -> None:

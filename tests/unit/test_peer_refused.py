@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 
 import pytest
 
@@ -63,26 +62,29 @@ async def test_a_slow_first_handshake_is_waited_for_within_the_request_timeout()
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
-    def serve() -> None:  # in a thread: accept, stay silent 1.5 s, then answer the handshake
+    released = threading.Event()
+
+    def serve(silent_s: float) -> None:  # in a thread: accept, stay silent (until released), then answer
         conn, _ = listener.accept()
-        time.sleep(1.5)
+        released.wait(silent_s)
         try:
             with identity.server_context.wrap_socket(conn, server_side=True) as tls:
                 tls.recv(1)  # until the client closes
         except OSError:
             pass
 
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=serve, args=(1.5,), daemon=True)  # past the 1 s connect bound
     thread.start()
     try:
         async with client(10.0) as peers:
             assert await peers._peer_certificate("127.0.0.1", port) == identity.cert_der
         await asyncio.to_thread(thread.join, 10)
-        thread = threading.Thread(target=serve, daemon=True)
+        thread = threading.Thread(target=serve, args=(60.0,), daemon=True)  # silent until the client gave up
         thread.start()
         async with client(0.5) as peers:  # a caller that allows less gives up at its own timeout
             with pytest.raises(TimeoutError):
                 await peers._peer_certificate("127.0.0.1", port)
     finally:
+        released.set()
         listener.close()
         await asyncio.to_thread(thread.join, 10)

@@ -2,8 +2,8 @@
 
 Why: between holders most of a request's CPU is its envelope, its TLS records and its HTTP
 exchange at both ends, not the work it carries (bench_ledger: a confirmed transfer is nine
-holder-to-holder requests). A call that finds `in_flight` requests to the same peer already
-out waits for one to come back and then goes with every call queued meanwhile, one request
+holder-to-holder requests). A call that finds a request to the same peer already
+out waits for it to come back and then goes with every call queued meanwhile, one request
 for all of them. A call to an idle peer goes at once: no timer and no added wait (Nagle's
 rule without the delayed acknowledgement), so a quiet network answers as quickly as before
 and a busy one sends fewer, larger requests.
@@ -45,13 +45,12 @@ class Coalescer(Generic[T, R]):
         *,
         max_items: int = 32,
         max_queued: int = 256,
-        in_flight: int = 1,
         max_peers: int = 1024,
     ) -> None:
         self.send, self.spawn = send, spawn
-        self.max_items, self.max_queued, self.in_flight, self.max_peers = max_items, max_queued, in_flight, max_peers
+        self.max_items, self.max_queued, self.max_peers = max_items, max_queued, max_peers
         self.queues: dict[str, deque[tuple[T, asyncio.Future[R]]]] = {}
-        self.running: dict[str, int] = {}
+        self.draining: set[str] = set()  # peers with a request out (their queue's one sender runs)
         self.requests = 0  # requests sent
         self.calls = 0  # calls they carried
 
@@ -65,8 +64,8 @@ class Coalescer(Generic[T, R]):
             raise Busy(f"{len(queue)} calls wait for this peer already")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         queue.append((item, fut))
-        if self.running.get(peer, 0) < self.in_flight:
-            self.running[peer] = self.running.get(peer, 0) + 1
+        if peer not in self.draining:
+            self.draining.add(peer)
             self.spawn(self._drain(peer))
         return await fut
 
@@ -94,13 +93,9 @@ class Coalescer(Generic[T, R]):
                     if not fut.done():
                         fut.set_result(result)
         finally:
-            left = self.running.get(peer, 1) - 1
-            if left:
-                self.running[peer] = left
-            else:
-                self.running.pop(peer, None)
-                if not self.queues.get(peer):  # a call queued as the last request ended starts its own drain
-                    self.queues.pop(peer, None)
+            self.draining.discard(peer)
+            if not self.queues.get(peer):
+                self.queues.pop(peer, None)
 
     def _take(self, peer: str) -> list[tuple[T, asyncio.Future[R]]]:
         queue = self.queues.get(peer)

@@ -84,9 +84,10 @@ class BundleReceptors(HolderCell):
         offers = await asyncio.gather(*(ready(o) for o in self._bundle(env, "offers")))
         with self.ledger.one_commit():  # no await inside: nothing answers before the commit
             for offer in offers:
+                if isinstance(offer, RequestError):
+                    results.append(offer.to_json())
+                    continue
                 try:
-                    if isinstance(offer, RequestError):
-                        raise offer
                     results.append(self.vote_ready(*offer))
                 except RequestError as exc:
                     results.append(exc.to_json())

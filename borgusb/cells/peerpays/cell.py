@@ -281,12 +281,7 @@ class PeerPaysCell(
 
     @receptor("pay.accept")
     async def _r_accept(self, env: envelope.Envelope) -> Any:
-        return await self.accept_offer(env.payload, env.signer)
-
-    async def accept_offer(self, payload: Any, signer: str) -> dict[str, Any]:
-        """An offer's vote (``pay.accept``): its signed acceptance."""
-        offer = await self.ready_offer(payload, signer)
-        return self.vote_ready(*offer)
+        return self.vote_ready(*await self.ready_offer(env.payload, env.signer))
 
     async def ready_offer(self, payload: Any, signer: str) -> tuple[Tx, str, list[Acceptance]]:
         """What must happen before a vote on an offer, which may wait on other nodes: the view caught

@@ -30,14 +30,6 @@ class PendingFind:
     def __init__(self) -> None:
         self.replies: dict[str, tuple[Holder, dict[str, Any] | None, set[str]]] = {}
         self.event = asyncio.Event()
-        # each answer's manifest checked once per locate (a locate weighs the answers several times, and
-        # a check is an ECDSA verify): by the object's identity, kept with it so an id is never reused
-        self.checked: dict[int, tuple[dict[str, Any], bool]] = {}
-
-    def manifest_ok(self, m: dict[str, Any]) -> bool | None:
-        """The check already made of this very manifest object in this locate (None: not yet)."""
-        seen = self.checked.get(id(m))
-        return seen[1] if seen is not None and seen[0] is m else None
 
 
 class ShardBase(Cell):

@@ -135,12 +135,7 @@ class Locator(Reacher):
         hashes = answer.get("h")
         if not isinstance(hashes, list):
             return
-        find.replies[holder.pubkey] = (
-            holder,
-            m if isinstance(m, dict) else None,
-            {h for h in hashes if isinstance(h, str)},
-        )
-        find.event.set()
+        self._join(find, holder, m if isinstance(m, dict) else None, {h for h in hashes if isinstance(h, str)})
 
     async def locate(self, oid: str, *, repair: bool = True, wait_s: float = LOCATE_WAIT_S) -> dict[str, Any]:
         """Who holds oid: the answers of holders asked directly, or of a find through the tree.

@@ -134,8 +134,7 @@ class Reacher(ShardBase):
             if got is not None:
                 answered.add(got[0].pubkey)
                 if got[1] is not None or got[2]:
-                    find.replies[got[0].pubkey] = got
-                    find.event.set()
+                    self._join(find, *got)
 
         async def wave(order: list[Holder]) -> None:
             batch: list[Holder] = []
@@ -157,24 +156,28 @@ class Reacher(ShardBase):
                 await wave([nodes[pk] for pk in placement.rank(sh, nodes)[: m["r"] + 1]])
         return sum(h.pubkey in answered for h in top) >= min(self.default_r, len(top))
 
+    def _join(self, find: PendingFind, holder: Holder, m: dict[str, Any] | None, hashes: set[str]) -> None:
+        """An answer joins the find, its manifest checked here, once (owner-signed; a bad one is
+        counted and dropped, the holder's shard hashes stay): a locate weighs its answers several
+        times, and a check is an ECDSA verify (a holder's answer that comes twice, by a direct ask
+        and by the find, with the very manifest it had: not again)."""
+        prev = find.replies.get(holder.pubkey)
+        if m is not None and (prev is None or prev[1] is not m):
+            try:
+                model.check_manifest(m)
+            except model.BadRecord:
+                self.counters["shard_rejected:bad_manifest"] += 1
+                m = None
+        find.replies[holder.pubkey] = (holder, m, hashes)
+        find.event.set()
+
     def _best_manifest(self, oid: str, find: PendingFind) -> dict[str, Any] | None:
         """The owner's latest live manifest of oid. Holders keep the first owner's object and refuse
         another key's (first owner wins), so when manifests of two keys come back (a put that landed
         after a membership change) the owner is the key most holders answered for, then the earlier
         one: never simply the latest signature, which any key can make."""
         valid: list[dict[str, Any]] = []
-        for m in (m for _, m, _ in find.replies.values() if m is not None):
-            ok = find.manifest_ok(m)
-            if ok is None:
-                try:
-                    model.check_manifest(m)
-                    ok = True
-                except model.BadRecord:
-                    self.counters["shard_rejected:bad_manifest"] += 1
-                    ok = False
-                find.checked[id(m)] = (m, ok)
-            if not ok:
-                continue
+        for m in (m for _, m, _ in find.replies.values() if m is not None):  # checked as they joined (`_join`)
             if m["id"] != oid:
                 continue
             if self.store.deleted(oid, m["o"], m["t"]):  # a holder that kept or got back a deleted object
