@@ -126,7 +126,8 @@ class Window:
             if hold is not None and i < hold:
                 skipped.append(i)
                 continue
-            cands = self._free(i, share)
+            cands = self._candidates(i)  # a shard only one holder can give waits for no share
+            cands = self._free(i, self.per_holder if len(cands) == 1 else share)
             if not cands:
                 skipped.append(i)
                 continue

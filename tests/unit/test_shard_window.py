@@ -84,6 +84,17 @@ def test_no_holder_takes_more_than_its_fair_share_of_what_is_left() -> None:
     assert win.next() == []  # nothing fresh is left to give a
 
 
+def test_a_shard_only_one_holder_has_is_asked_for_at_once() -> None:
+    """The fair share is for shards another holder could give: a holder's own shards (R = 1, or
+    the others dead) held back would leave its pipe empty until its first answers were checked."""
+    holders = [["a"]] * 17 + [["b"]] * 12
+    win = Window(holders, per_holder=16)
+    first = win.next()
+    assert {h: sum(1 for _, x in first if x == h) for h in "ab"} == {"a": 16, "b": 12}
+    shared = Window([["a", "b"]] * 29, per_holder=16).next()
+    assert sorted(sum(1 for _, h in shared if h == x) for x in "ab") == [14, 15]  # the share still holds
+
+
 def test_a_holder_that_serves_bad_bytes_is_avoided_for_the_rest_of_the_read() -> None:
     win = Window([["a", "b"]] * 10, per_holder=2)
     rounds: list[list[tuple[int, str]]] = []
