@@ -21,19 +21,19 @@ Layout under the store's root (the cell's ``data_dir``)::
 * **Integrity on read**: a shard's SHA-256 (its name) is checked once, when it
   is written; its record then keeps the CRC-32 of those verified bytes, and
   every read (`get`, and `open_checked`, the data channel's zero-copy read of
-  the mapped file) checks that CRC: the question on read is only "did the disk
-  change these bytes since they were verified", which CRC-32 answers (every
-  burst of up to 32 flipped bits is caught, anything else all but 1 in 2^32
-  times). The CRC is ISA-L's (`isal`: the
-  same CRC-32 as zlib's, by carry-less multiply, ~29 GB/s against zlib's
-  ~2.3 and SHA-256's ~1.6 on this machine's 1 MiB shards; zlib's was a third
-  of a holder's CPU in bench_dstream). A mismatch drops the copy (bytes
-  gone, record kept in `lost` so the cell can refetch it) and raises
-  `Corrupt`: a corrupt shard is never served. Deliberate tampering that keeps
-  the CRC is still caught twice: by every reader, which checks each shard's
-  SHA-256 against the owner-signed manifest before writing it, and by `scrub`,
-  which re-hashes stored shards with SHA-256 in the background. A record
-  written before CRCs were kept is checked by SHA-256 on every read.
+  the mapped file, unless that very file passed a moment ago: `freshchecks`)
+  checks that CRC: the question on read is only "did the disk change these
+  bytes since they were verified", which CRC-32 answers (every burst of up to
+  32 flipped bits is caught, anything else all but 1 in 2^32 times). The CRC
+  is ISA-L's (`isal`: the same CRC-32 as zlib's, by carry-less multiply, ~29
+  GB/s against zlib's ~2.3 and SHA-256's ~1.6 on this machine's 1 MiB shards;
+  zlib's was a third of a holder's CPU in bench_dstream). A mismatch drops the
+  copy (bytes gone, record kept in `lost` so the cell can refetch it) and
+  raises `Corrupt`: a corrupt shard is never served. Deliberate tampering that
+  keeps the CRC is still caught twice: by every reader, which checks each
+  shard's SHA-256 against the owner-signed manifest before writing it, and by
+  `scrub`, which re-hashes stored shards with SHA-256 in the background. A
+  record written before CRCs were kept is checked by SHA-256 on every read.
 * **Ownership**: the first owner of a hash owns it; the same owner may
   replace the record (newer ``t``); anyone else's record for that hash
   changes nothing (`Refused("other_owner")`).
@@ -68,6 +68,7 @@ from typing import Any, BinaryIO
 from isal.isal_zlib import crc32
 
 from . import model
+from .freshchecks import FreshChecks
 
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault-in, not one per page
 
@@ -117,6 +118,7 @@ class ShardStore:
         self._dead_lists: dict[str, set[str]] = {}  # tombstone stem -> the shards it covers
         self.lost: dict[str, dict[str, Any]] = {}  # dropped as corrupt, to refetch
         self.used_bytes = 0
+        self.fresh = FreshChecks()  # shards whose read check passed a moment ago (`open_checked`)
         for sub in ("shards", "manifests", "tombs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.root / "tmp", ignore_errors=True)
@@ -283,8 +285,9 @@ class ShardStore:
 
         The same check as `get` (a corrupt copy is dropped and `Corrupt` raised, so it is never
         served) without copying the bytes: the file is mapped and checked in place, then the
-        caller sends the very pages it just checked from the page cache and closes the file.
-        None if absent."""
+        caller sends the very pages it just checked from the page cache and closes the file. A
+        file that passed within the last seconds, unchanged since, is not checked again
+        (`freshchecks`). None if absent."""
         entry = self.records.get(h)
         if entry is None:
             return None
@@ -293,10 +296,16 @@ class ShardStore:
         ok = False
         try:
             f = open(self._shard_path(h), "rb")
-            if os.fstat(f.fileno()).st_size == n:
-                if n:
+            st = os.fstat(f.fileno())
+            if st.st_size == n:
+                if n and self.fresh.fresh(h, st):
+                    ok = True
+                    self.counters["served_fresh"] += 1
+                elif n:
                     with mmap.mmap(f.fileno(), n, flags=_MAP_FLAGS, prot=mmap.PROT_READ) as mm:
                         ok = self._intact(h, entry, mm)
+                    if ok:
+                        self.fresh.passed(h, st)
                 else:
                     ok = model.sha256_hex(b"") == h
         except (OSError, ValueError):
@@ -356,6 +365,7 @@ class ShardStore:
         return True
 
     def _drop(self, h: str) -> None:
+        self.fresh.forget(h)
         entry = self.records.pop(h, None)
         if entry is not None:
             self.used_bytes -= entry["rec"]["n"]

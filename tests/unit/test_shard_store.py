@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from borgusb.keys import SigningKey
 from borgusb.shard import model
+from borgusb.shard.freshchecks import FreshChecks
 from borgusb.shard.store import Corrupt, DiskFull, Refused, ShardStore, StoreFull
 
 OWNER = SigningKey.generate()
@@ -156,6 +158,51 @@ def test_read_check_is_the_crc_kept_since_the_sha256_was_verified(tmp_path: Path
     opened = store.open_checked(rec["h"])
     assert opened is not None and opened[2] == len(data)
     opened[1].close()
+
+
+def open_and_close(store: ShardStore, h: str) -> None:
+    opened = store.open_checked(h)
+    assert opened is not None
+    opened[1].close()
+
+
+def test_a_file_checked_a_moment_ago_is_not_checked_again_unless_it_changed(tmp_path: Path) -> None:
+    """A popular shard's read check is not repeated for the very file that just passed; another
+    file in its place (another inode, size, mtime or ctime) is checked again, and refused if corrupt."""
+    store = ShardStore(tmp_path)
+    rec, data = shard(b"popular bytes, read by every viewer")
+    store.put(rec, data)
+    path = tmp_path / "shards" / rec["h"][:2] / rec["h"]
+    with mock.patch("borgusb.shard.store.crc32", wraps=zlib.crc32) as crc:
+        open_and_close(store, rec["h"])
+        open_and_close(store, rec["h"])
+        assert crc.call_count == 1 and store.counters["served_fresh"] == 1
+        raw = bytearray(path.read_bytes())
+        raw[3] ^= 0x01
+        (tmp_path / "rotten").write_bytes(bytes(raw))
+        os.replace(tmp_path / "rotten", path)  # another file (inode) in its place
+        with pytest.raises(Corrupt):
+            store.open_checked(rec["h"])
+        assert crc.call_count == 2 and rec["h"] in store.lost
+
+
+def test_fresh_checks_expire_are_bounded_and_forgotten(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    st = os.stat(f)
+    checks = FreshChecks(fresh_s=30.0, max_entries=2)
+    checks.passed("a", st)
+    assert checks.fresh("a", st) and not checks.fresh("b", st)
+    with mock.patch("borgusb.shard.freshchecks.time.monotonic", return_value=time.monotonic() + 31):
+        assert not checks.fresh("a", st)  # too old a check stands for nothing
+    os.replace(tmp_path / "f", tmp_path / "g")
+    f.write_bytes(b"x")  # the same size and bytes, another inode
+    assert not checks.fresh("a", os.stat(f))
+    checks.passed("b", st)
+    checks.passed("c", st)
+    assert not checks.fresh("a", st) and checks.fresh("b", st)  # at most 2: the oldest went
+    checks.forget("b")
+    assert not checks.fresh("b", st)
 
 
 def test_record_without_crc_is_checked_by_sha256(tmp_path: Path) -> None:
