@@ -53,6 +53,7 @@ class ServeReceipts:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.periods: dict[int, dict[str, dict[str, Any]]] = {}
+        self._bytes: dict[str, int] = {}  # receipt id -> the bytes it lists (a full period drops its smallest)
         self._dirty, self._saved_at = False, float("-inf")  # the first receipt is written at once
         if path is not None:
             self._load(path)
@@ -84,13 +85,15 @@ class ServeReceipts:
         if rid in kept:
             return False
         kept[rid] = receipt
+        self._bytes[rid] = sum(n for _, n in receipt["shards"])
         if len(kept) > MAX_KEPT:
-            smallest = min(kept, key=lambda i: (sum(n for _, n in kept[i]["shards"]), i))
-            del kept[smallest]
+            smallest = min(kept, key=lambda i: (self._bytes[i], i))
+            del kept[smallest], self._bytes[smallest]
             if smallest == rid:
                 return False
         for old in sorted(self.periods)[:-KEPT_PERIODS]:
-            del self.periods[old]
+            for gone in self.periods.pop(old):
+                del self._bytes[gone]
         self._dirty = True
         return True
 
