@@ -17,7 +17,8 @@ import pytest
 from borgusb.keys import SigningKey
 from borgusb.shard import model
 from borgusb.shard.freshchecks import FreshChecks
-from borgusb.shard.store import Corrupt, DiskFull, Refused, ShardStore, StoreFull
+from borgusb.shard.store import ShardStore
+from borgusb.shard.storeerrors import Corrupt, DiskFull, Refused, StoreFull
 
 OWNER = SigningKey.generate()
 OTHER = SigningKey.generate()

@@ -14,7 +14,8 @@ from ...dstream import FairGate, Holder, post_frame
 from ...ledger.servework import ServeRecord
 from ...net.peer import PeerClient, PeerError, PeerRejected
 from ...shard import model
-from ...shard.store import Corrupt, ShardStore, StoreError
+from ...shard.store import ShardStore
+from ...shard.storeerrors import Corrupt, StoreError
 from ..kit import Cell, RequestError
 
 DIRECTORY_TTL_MS = 4_500  # a shard node not heard of for this long is left out of placement

@@ -45,7 +45,8 @@ from ...dna import CellDNA
 from ...dstream import FairGate, Holder
 from ...net.peer import PeerClient
 from ...shard import model
-from ...shard.store import Corrupt, ShardStore, StoreError
+from ...shard.store import ShardStore
+from ...shard.storeerrors import Corrupt, StoreError
 from ..kit import RequestError, frame, receptor
 from .datachannel import DataChannelDoor
 from .earn import HoldEarner

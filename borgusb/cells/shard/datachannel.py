@@ -16,7 +16,7 @@ from aiohttp import web
 from ... import envelope
 from ...dstream import ENVELOPE_HEADER, MAX_BATCH
 from ...shard import model
-from ...shard.store import Corrupt
+from ...shard.storeerrors import Corrupt
 from ..kit import RequestError, route
 from ..kit.cell import refusal
 from .base import ShardBase

@@ -20,7 +20,7 @@ from typing import Any
 from ...dstream import Holder
 from ...net.peer import PeerError
 from ...shard import model
-from ...shard.store import StoreError
+from ...shard.storeerrors import StoreError
 from ..kit import RequestError, on_broadcast
 from ..kit.guard import TokenBuckets
 from ..servicemgr.client import ServiceMgrClient

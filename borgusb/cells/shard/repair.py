@@ -20,7 +20,7 @@ from typing import Any
 from ...dstream import Holder, post_frame
 from ...net.peer import PeerRejected, PeerUnreachable
 from ...shard import model, placement
-from ...shard.store import StoreError
+from ...shard.storeerrors import StoreError
 from ..kit import RequestError
 from .base import ShardBase
 
