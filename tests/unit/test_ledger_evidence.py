@@ -13,6 +13,7 @@ import pytest
 
 from borgusb.ledger import ZERO_HASH, certify, sign_acceptance, sign_transfer
 from borgusb.ledger.certificate import Acceptance, HolderSets, set_digest
+from borgusb.ledger.durable import DurableHolder
 from borgusb.ledger.errors import BadHolderSignature, Malformed
 from borgusb.ledger.evidence import (
     NotEvidence,
@@ -23,7 +24,7 @@ from borgusb.ledger.evidence import (
     evidence_of,
 )
 from borgusb.ledger.sim import fixed_key
-from borgusb.ledger.store import SCHEMA_VERSION, DurableHolder
+from borgusb.ledger.store import SCHEMA_VERSION
 
 TS = 1_764_000_000_000
 PAYER, BOB, CAROL = fixed_key("ev payer"), fixed_key("ev bob"), fixed_key("ev carol")

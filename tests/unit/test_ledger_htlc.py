@@ -30,6 +30,7 @@ from borgusb.ledger import (
     sign_transfer,
 )
 from borgusb.ledger.certificate import set_digest, sign_acceptance
+from borgusb.ledger.durable import DurableHolder
 from borgusb.ledger.errors import LedgerError
 from borgusb.ledger.htlc import (
     HTLC_GRACE_MS,
@@ -46,7 +47,6 @@ from borgusb.ledger.htlc import (
     signing_bytes,
 )
 from borgusb.ledger.sim import Network, fixed_key
-from borgusb.ledger.store import DurableHolder
 from borgusb.ledger.tx import MAX_LOCK_MS
 
 PAYER = fixed_key("borgusb.ledger.vector.payer")

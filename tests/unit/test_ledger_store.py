@@ -26,9 +26,10 @@ from borgusb.ledger import (
     sign_reward,
     sign_transfer,
 )
+from borgusb.ledger.durable import DurableHolder
 from borgusb.ledger.errors import LedgerError
 from borgusb.ledger.sim import fixed_key
-from borgusb.ledger.store import SCHEMA_VERSION, DurableHolder, LedgerStore
+from borgusb.ledger.store import SCHEMA_VERSION, LedgerStore
 
 NODES = [fixed_key(f"store node {i}") for i in range(5)]
 ME = NODES[0]
@@ -267,7 +268,7 @@ CHILD = r"""
 import hashlib, json, sys
 from borgusb.ledger import RESERVE, HolderSets, certify, sign_acceptance, sign_reward
 from borgusb.ledger.sim import fixed_key
-from borgusb.ledger.store import DurableHolder
+from borgusb.ledger.durable import DurableHolder
 
 nodes = [fixed_key(f"kill node {i}") for i in range(5)]
 worker = fixed_key("kill worker")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...ledger.certificate import Acceptance
-from ...ledger.store import DurableHolder
+from ...ledger.durable import DurableHolder
 from ...ledger.tx import Tx
 from ...net.peer import PeerError, PeerRejected
 from ..kit import RequestError, receptor

@@ -52,10 +52,10 @@ from ...ledger.certificate import (
     set_digest,
 )
 from ...ledger.contentwork import CONTENT_REASONS
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import REASONS, ConflictingSpend, LedgerError
 from ...ledger.holder import Accepted, Confirmed, Credited
 from ...ledger.servework import SERVE_REASONS
-from ...ledger.store import DurableHolder
 from ...ledger.taskwork import TASK_REASONS
 from ...ledger.tx import Tx, check_tx
 from ...ledger.units import UNITS_PER_SHELL

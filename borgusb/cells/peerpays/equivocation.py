@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from ...ledger.accounts import is_account
 from ...ledger.certificate import Certificate
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import LedgerError
 from ...ledger.evidence import Evidence, VoteWitness, acceptances, between_certificates, check_evidence
-from ...ledger.store import DurableHolder
 from ..kit import RequestError, on_broadcast, receptor
 from ..kit.holdercell import HolderCell
 

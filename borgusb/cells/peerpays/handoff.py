@@ -37,11 +37,11 @@ from ...ledger.certificate import (
     check_known,
     set_digest,
 )
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import LedgerError, Malformed
 from ...ledger.handoff import Vouches
 from ...ledger.htlc import ResolutionCertificate, resolution_certificate_from_dict
 from ...ledger.skip import Skip, is_skip_doc, skip_from_dict
-from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 from ... import envelope
 from ...clock import Clock
 from ...ledger.certificate import Acceptance, HolderSets, PastMembers, check_acceptance
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import LedgerError
 from ...ledger.handover import MAX_VOTES, WINDOW_MS, Answer, PastView, judge, judge_lock, old_sets, wanted
 from ...ledger.htlc import Resolution, check_vote
-from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell

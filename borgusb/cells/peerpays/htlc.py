@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ... import envelope
 from ...ledger.accounts import is_account
 from ...ledger.certificate import MAX_SIGS, HolderSets, set_digest
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import REASONS, LedgerError
 from ...ledger.htlc import (
     Resolution,
@@ -38,7 +39,6 @@ from ...ledger.htlc import (
     resolution_certificate_from_dict,
     yield_threshold,
 )
-from ...ledger.store import DurableHolder
 from ...ledger.tx import Tx, check_tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell

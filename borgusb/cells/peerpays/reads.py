@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ... import envelope
 from ...ledger.balance import BalanceAnswer, Disagreement, read_balance
 from ...ledger.certificate import certificate_from_dict
-from ...ledger.store import DurableHolder
+from ...ledger.durable import DurableHolder
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from ... import envelope
 from ...ledger.certificate import Acceptance, Certificate, HolderSets, certificate_from_dict, check_acceptance
+from ...ledger.durable import DurableHolder
 from ...ledger.errors import LedgerError
 from ...ledger.skip import Skip, check_skip, gather_skip, is_skip_doc, skip_from_dict
-from ...ledger.store import DurableHolder
 from ...ledger.tx import ZERO_HASH, Tx, check_tx
 from ..kit import RequestError, receptor
 from ..kit.holdercell import HolderCell
