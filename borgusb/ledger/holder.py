@@ -17,7 +17,7 @@ takes two inputs, both already parsed (`tx.check_tx`, `certificate_from_dict`):
 
 Nothing here does I/O or reads a clock: time comes in as ``now_ms``, work
 verification as a callable. `decide_*` never change the state; `apply`
-does. Between them the caller makes the event durable (`store.DurableHolder`),
+does. Between them the caller makes the event durable (`durable.DurableHolder`),
 so an acceptance never leaves a holder before it is on disk.
 
 Balances, as this holder knows them: ``available`` (genesis + credits −

@@ -13,7 +13,7 @@ the ``expiry`` (network time, ms). Its units are then nobody's until one
 Who decides: the **lock's holders** (the payer's holder set, who certified
 the lock). Each votes for at most one resolution per lock id, as it votes
 for at most one transaction per (account, seq), and persists the vote before
-answering (`store.DurableHolder`). One exception, which only a claim can
+answering (`durable.DurableHolder`). One exception, which only a claim can
 use: a holder that voted for the refund votes for the claim when shown
 claim votes of `yield_threshold` holders, since the refund can then never
 be certified (so a claim that reached some holders only before the expiry

@@ -23,7 +23,7 @@
   (`check_tomb_manifest`), so that a node that never held the manifest still
   learns which shards the deletion covers. A tombstone only ever speaks for
   its own signer: another key's tombstone for the same id touches nothing of
-  the owner's (see `borgusb.shard.store`).
+  the owner's (see `borgusb.shard.tombstones`).
 
 The domain member keeps a signature for one kind from being replayed as
 another, and none of them can pass for an envelope (envelopes have no ``d``).

@@ -63,6 +63,10 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault-in,
 
 
 class ShardStore(Tombstones):
+    """One node's shards, manifests and tombstones (see the module's docstring). The checked reads
+    (`get`, `open_checked`, `scrub`) run in worker threads and drop a corrupt copy there: what
+    the event loop iterates it copies first, in one step under the GIL."""
+
     def __init__(self, root: Path, quota_bytes: int = 1 << 30, *, durable: bool = False) -> None:
         self.root = Path(root)
         self.quota_bytes = quota_bytes
@@ -147,7 +151,8 @@ class ShardStore(Tombstones):
     def hashes_of(self, object_id: str) -> list[str]:
         m = self.manifests.get(object_id)
         wanted = set(m["shards"]) if m else None
-        return [h for h, e in self.records.items() if object_id in e["objs"] or (wanted is not None and h in wanted)]
+        held = list(self.records.items())  # one step under the GIL: a worker thread may drop a corrupt copy
+        return [h for h, e in held if object_id in e["objs"] or (wanted is not None and h in wanted)]
 
     def put(self, rec: dict[str, Any], data: bytes | memoryview, obj: str | None = None, *, live: Any = None) -> str:
         """Store a shard; returns "stored", "replaced" or "exists". Raises StoreError.
@@ -240,7 +245,7 @@ class ShardStore(Tombstones):
                 elif n:
                     with mmap.mmap(f.fileno(), n, flags=_MAP_FLAGS, prot=mmap.PROT_READ) as mm:
                         ok = self._intact(h, entry, mm)
-                    if ok:
+                    if ok and self.records.get(h) is entry:  # not dropped meanwhile (its entry forgotten)
                         self.fresh.passed(h, st)
                 else:
                     ok = model.sha256_hex(b"") == h
@@ -335,7 +340,7 @@ class ShardStore(Tombstones):
     def held_by_owner(self) -> dict[str, int]:
         """Bytes of shards held here per owner (what the ``storage`` price meters)."""
         held: dict[str, int] = {}
-        for entry in self.records.values():
+        for entry in list(self.records.values()):  # a snapshot: a worker thread may drop a corrupt copy
             rec = entry["rec"]
             held[rec["o"]] = held.get(rec["o"], 0) + rec["n"]
         return held

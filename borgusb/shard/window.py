@@ -5,8 +5,9 @@ works at once on different shards and each holder's pipe stays full: at most
 `per_holder` requests on one holder (its own bounded window), at most `window` in
 all, each new request to the least loaded holder that has the shard. Near the end
 a holder takes no more than its fair share of what is left (so the last shards do
-not queue up behind one holder while the others stand idle). Shards complete out
-of order; `done` is what is on disk.
+not queue up behind one holder while the others stand idle), except shards no other
+holder can give: held back, they would only leave that holder's pipe empty. Shards
+complete out of order; `done` is what is on disk.
 
 * A holder that refuses a shard (not held, its copy dropped as corrupt) is not
   asked for that shard again (`bad`).
@@ -87,7 +88,7 @@ class Window:
 
     def _share(self) -> int:
         """Requests one holder may have for fresh shards: its window, or near the end its fair
-        share of the shards not done yet."""
+        share of the shards not done yet (`next` applies it only to shards another holder has)."""
         live = {h for hs in self.holders for h in hs} - self.dead - self.avoided
         left = self.total - len(self.done)
         return max(1, min(self.per_holder, -(-left // max(1, len(live)))))
@@ -126,8 +127,9 @@ class Window:
             if hold is not None and i < hold:
                 skipped.append(i)
                 continue
-            cands = self._candidates(i)  # a shard only one holder can give waits for no share
-            cands = self._free(i, self.per_holder if len(cands) == 1 else share)
+            able = self._candidates(i)
+            cap = self.per_holder if len(able) == 1 else share  # a shard only one holder can give waits for no share
+            cands = [h for h in able if self.load.get(h, 0) < cap]
             if not cands:
                 skipped.append(i)
                 continue

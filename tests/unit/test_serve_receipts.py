@@ -21,6 +21,11 @@ def shard(i: int) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()
 
 
+def in_step(book: ServeReceipts) -> bool:
+    """The byte counts kept beside the receipts are exactly those of the receipts kept."""
+    return set(book._bytes) == {rid for kept in book.periods.values() for rid in kept}
+
+
 def test_kept_once_biggest_when_full_and_only_recent_periods(tmp_path: Path) -> None:
     book = ServeReceipts(None)
     first = sign_receipt(fixed_key("r0"), HOLDER, {shard(0): MIB}, START + 5)
@@ -30,10 +35,12 @@ def test_kept_once_biggest_when_full_and_only_recent_periods(tmp_path: Path) -> 
     bigger = sign_receipt(fixed_key("big"), HOLDER, {shard(9999): 4 * MIB}, START + 6)
     assert book.add(bigger) is True  # the period is full: the smallest receipt (1 MiB) goes
     assert first not in book.of(START) and bigger in book.of(START) and len(book.of(START)) == MAX_KEPT
+    assert in_step(book)
     assert book.add(sign_receipt(fixed_key("tiny"), HOLDER, {shard(1): 1}, START + 7)) is False
+    assert in_step(book)  # the new receipt was itself the smallest: gone from both
     for k in range(1, KEPT_PERIODS + 1):
         book.add(sign_receipt(fixed_key("later"), HOLDER, {shard(0): MIB}, START + k * HOLD_PERIOD_MS))
-    assert book.of(START) == [] and len(book.periods) == KEPT_PERIODS
+    assert book.of(START) == [] and len(book.periods) == KEPT_PERIODS and in_step(book)
 
 
 def test_written_and_read_back_without_forgeries(tmp_path: Path) -> None:
@@ -52,6 +59,6 @@ def test_written_and_read_back_without_forgeries(tmp_path: Path) -> None:
     doc[str(START + HOLD_PERIOD_MS)] = [r]  # filed under another period
     path.write_text(json.dumps(doc))
     again = ServeReceipts(path)
-    assert again.of(START) == [r] and again.of(START + HOLD_PERIOD_MS) == []
+    assert again.of(START) == [r] and again.of(START + HOLD_PERIOD_MS) == [] and in_step(again)
     path.write_text("not json")
     assert ServeReceipts(path).periods == {}

@@ -185,6 +185,17 @@ def test_a_file_checked_a_moment_ago_is_not_checked_again_unless_it_changed(tmp_
         with pytest.raises(Corrupt):
             store.open_checked(rec["h"])
         assert crc.call_count == 2 and rec["h"] in store.lost
+        store.put(rec, data)  # refetched: the new copy is checked, then trusted again
+        open_and_close(store, rec["h"])
+        open_and_close(store, rec["h"])
+        assert crc.call_count == 4 and store.counters["served_fresh"] == 2  # the put's CRC, then one check
+        before = os.stat(path)
+        with open(path, "r+b") as f:  # rewritten in place: the same file, its times moved
+            f.write(b"P" if data[:1] != b"P" else b"Q")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        with pytest.raises(Corrupt):
+            store.open_checked(rec["h"])
+        assert crc.call_count == 5
 
 
 def test_fresh_checks_expire_are_bounded_and_forgotten(tmp_path: Path) -> None:

@@ -93,6 +93,9 @@ def test_a_shard_only_one_holder_has_is_asked_for_at_once() -> None:
     assert {h: sum(1 for _, x in first if x == h) for h in "ab"} == {"a": 16, "b": 12}
     shared = Window([["a", "b"]] * 29, per_holder=16).next()
     assert sorted(sum(1 for _, h in shared if h == x) for x in "ab") == [14, 15]  # the share still holds
+    orphaned = Window([["a", "b"]] * 29, per_holder=16)
+    orphaned.dead.add("b")  # the other holder gone: every shard is a's alone
+    assert len(orphaned.next()) == 16
 
 
 def test_a_holder_that_serves_bad_bytes_is_avoided_for_the_rest_of_the_read() -> None:

@@ -32,9 +32,9 @@ class DataChannelDoor(ShardBase):
         the reply's header is the holder's signed envelope with each shard's size (or refusal);
         the receiver checks the bytes' SHA-256 against the owner-signed manifest, so integrity
         does not depend on TLS. The holder checks each shard file in place (mapped, in a
-        worker thread; `ShardStore.open_checked`) before anything is sent, a corrupt copy is
-        dropped and never sent, and
-        the checked files go out with ``sendfile``: no copy of the bytes in Python."""
+        worker thread; `ShardStore.open_checked`; not again for the very file that passed a
+        moment ago: `shard.freshchecks`) before anything is sent, a corrupt copy is dropped and
+        never sent, and the checked files go out with ``sendfile``: no copy of the bytes in Python."""
         try:
             env = self.verifier.verify(request.headers.get(ENVELOPE_HEADER, "").encode(), expected_type="shard.get")
         except envelope.EnvelopeError as exc:
