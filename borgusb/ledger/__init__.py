@@ -36,7 +36,8 @@ from .certificate import (
     sign_acceptance,
 )
 from .errors import REASONS, LedgerError
-from .holder import Accepted, Confirmed, Credited, Holder, HolderState, LockAnswer, Settled, Voted
+from .holder import Holder
+from .holderstate import Accepted, Confirmed, Credited, HolderState, LockAnswer, Settled, Voted
 from .htlc import (
     Resolution,
     ResolutionCertificate,

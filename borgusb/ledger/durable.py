@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..keys import SigningKey
 from .certificate import Acceptance, Certificate, HolderSets
-from .holder import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, Event, Holder, Settled, Skipped, WorkCheck, no_work_verified
+from .holder import TX_MAX_AGE_MS, TX_MAX_FUTURE_MS, Holder, WorkCheck, no_work_verified
+from .holderstate import Event, Settled, Skipped
 from .htlc import HTLC_GRACE_MS, Resolution, ResolutionCertificate, Vote
 from .skip import Skip
 from .store import LedgerStore

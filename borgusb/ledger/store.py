@@ -47,7 +47,7 @@ from typing import Any
 from .. import canonical
 from .certificate import Acceptance, Certificate, certificate_from_dict
 from .errors import AlreadyResolved, ConflictingSpend, LedgerError, StoreCorrupt, StoreVersion, WrongHolder
-from .holder import (
+from .holderstate import (
     Accepted,
     Confirmed,
     Entry,

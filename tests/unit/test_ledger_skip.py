@@ -16,7 +16,8 @@ from borgusb.ledger import RESERVE, SUPPLY, ZERO_HASH, sign_reward
 from borgusb.ledger.certificate import Acceptance, HolderSets, set_digest, sign_acceptance
 from borgusb.ledger.durable import DurableHolder
 from borgusb.ledger.errors import LedgerError
-from borgusb.ledger.holder import Holder, Skipped
+from borgusb.ledger.holder import Holder
+from borgusb.ledger.holderstate import Skipped
 from borgusb.ledger.sim import Network, fixed_key
 from borgusb.ledger.skip import Skip, check_skip, gather_skip, skip_from_dict, skip_id
 from borgusb.ledger.tx import Tx

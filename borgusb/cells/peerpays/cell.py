@@ -54,7 +54,7 @@ from ...ledger.certificate import (
 from ...ledger.contentwork import CONTENT_REASONS
 from ...ledger.durable import DurableHolder
 from ...ledger.errors import REASONS, ConflictingSpend, LedgerError
-from ...ledger.holder import Accepted, Confirmed, Credited
+from ...ledger.holderstate import Accepted, Confirmed, Credited
 from ...ledger.servework import SERVE_REASONS
 from ...ledger.taskwork import TASK_REASONS
 from ...ledger.tx import Tx, check_tx
