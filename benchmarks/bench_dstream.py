@@ -280,6 +280,7 @@ class DStreamCluster:
         self.cluster = Cluster(
             name=f"bench-{ss}", cell="shardTreeCell", root_dir=tmp / f"cluster-{ss}", heartbeat_ms=500
         )
+        self.key = SigningKey.generate()  # the reader's, and the objects' owner
         self.peers: PeerClient | None = None
         self.put: dict[str, Any] = {}
         self.unread: list[str] = []  # objects of the same size not read yet (`put_unread`, `read_unread`)
@@ -290,7 +291,7 @@ class DStreamCluster:
             await self.cluster.wait_one_tree(timeout_s=60, expect=2)
             while not all(d.get("shard", {}).get("directory") == 2 for d in await self.cluster.status()):
                 await asyncio.sleep(0.2)
-            self.key, clock = SigningKey.generate(), SystemClock()
+            clock = SystemClock()
             self.peers = PeerClient(self.key, clock, Verifier(clock), timeout_s=60)
             self.put = await put_file(
                 self.peers, self.cluster.nodes[0].ip, PORT, self.path, self.key, r=self.r, ss=self.ss

@@ -83,8 +83,9 @@ class Window:
         tried = self.tried.get(i, set())
         return [h for h in self.holders[i] if h not in self.dead and h not in self.avoided and h not in tried]
 
-    def _free(self, i: int, cap: int, exclude: Iterable[str] = ()) -> list[str]:
-        return [h for h in self._candidates(i) if self.load.get(h, 0) < cap and h not in exclude]
+    def _free(self, cands: list[str], cap: int, exclude: Iterable[str] = ()) -> list[str]:
+        """Those of a shard's candidates with fewer than `cap` requests on them."""
+        return [h for h in cands if self.load.get(h, 0) < cap and h not in exclude]
 
     def _share(self) -> int:
         """Requests one holder may have for fresh shards: its window, or near the end its fair
@@ -127,9 +128,8 @@ class Window:
             if hold is not None and i < hold:
                 skipped.append(i)
                 continue
-            able = self._candidates(i)
-            cap = self.per_holder if len(able) == 1 else share  # a shard only one holder can give waits for no share
-            cands = [h for h in able if self.load.get(h, 0) < cap]
+            able = self._candidates(i)  # a shard only one holder can give waits for no share
+            cands = self._free(able, self.per_holder if len(able) == 1 else share)
             if not cands:
                 skipped.append(i)
                 continue
@@ -144,7 +144,7 @@ class Window:
                 break
             if i in self.done or len(asked) >= MAX_ASKED or min(asked.values()) > late:
                 continue
-            cands = self._free(i, self.per_holder, exclude=asked)
+            cands = self._free(self._candidates(i), self.per_holder, exclude=asked)
             if cands:
                 holder = min(cands, key=lambda h: self.load.get(h, 0))
                 self._issue(i, holder, now_ms)

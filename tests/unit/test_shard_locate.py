@@ -47,6 +47,14 @@ def store_object(cell: ShardCell, parts: int, held: int) -> tuple[dict[str, Any]
     return m, hashes
 
 
+async def find_sent(cell: ShardCell, timeout_s: float = 30.0) -> list[tuple[str, Any]]:
+    """What the cell broadcast, once it broadcast anything (within timeout_s)."""
+    async with asyncio.timeout(timeout_s):
+        while not cell.sent:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+    return cell.sent  # type: ignore[attr-defined]
+
+
 async def test_a_network_it_knows_whole_is_asked_directly_and_no_find_goes_out(cell: ShardCell) -> None:
     m, _ = store_object(cell, parts=3, held=3)
     loc = await cell.locate(m["id"])
@@ -58,11 +66,7 @@ async def test_a_network_it_knows_whole_is_asked_directly_and_no_find_goes_out(c
 async def test_a_shard_no_known_node_holds_sends_the_find_and_takes_its_answer(cell: ShardCell) -> None:
     m, hashes = store_object(cell, parts=3, held=2)
     locating = asyncio.ensure_future(cell.locate(m["id"], wait_s=30))
-    for _ in range(500):  # the direct asks (only this node) end short; then the find goes out
-        if cell.sent:  # type: ignore[attr-defined]
-            break
-        await asyncio.sleep(0.01)
-    [(kind, data)] = cell.sent  # type: ignore[attr-defined]
+    [(kind, data)] = await find_sent(cell)  # the direct asks (only this node) end short; then the find goes out
     assert kind == "find" and data["id"] == m["id"]
     assert cell.counters["shard_locate_direct_short"] == 1
     assert not locating.done()  # waiting for the holder the directory does not list
@@ -88,11 +92,7 @@ async def test_a_locate_checks_each_manifest_once_and_refuses_a_forged_one(
     monkeypatch.setattr(model, "check_manifest", counted)
     forged = {**m, "t": m["t"] + 1}  # a later version, its signature copied: it must not win
     locating = asyncio.ensure_future(cell.locate(m["id"], wait_s=30))
-    for _ in range(500):
-        if cell.sent:  # type: ignore[attr-defined]
-            break
-        await asyncio.sleep(0.01)
-    [(_, data)] = cell.sent  # type: ignore[attr-defined]
+    [(_, data)] = await find_sent(cell)
     peer = Holder(PEER.public_key_hex, "127.0.0.9", SPEC.dna_row().recp_port)
     cell._on_have(peer, {"q": data["q"], "id": m["id"], "m": forged, "h": [hashes[2]]})
     loc = await asyncio.wait_for(locating, 10)
